@@ -1,0 +1,2 @@
+/** @warren/cli is the `warren` command. */
+export {}

@@ -1,0 +1,5 @@
+/**
+ * @warren/node is the daemon that runs on every device: it joins the mesh, keeps a live
+ * network map, and turns it into WireGuard, addresses, routes, nftables and MagicDNS.
+ */
+export {}

@@ -1,0 +1,276 @@
+import { Type, type Static, type TSchema, type TObject, type TProperties } from '@sinclair/typebox'
+
+/**
+ * Wire types for every message between CLI, daemon and controller. Each is a JSON
+ * Schema (TypeBox) and a TypeScript type from the same source. Objects refuse unknown
+ * fields and every string and array has a size limit, so validation at a boundary
+ * (see validate.ts) is all the checking the receiver needs.
+ */
+
+/** Obj is a closed object: unknown fields are refused. */
+export function Obj<T extends TProperties> (props: T, opts: { description?: string } = {}): TObject<T> {
+  return Type.Object(props, { additionalProperties: false, ...opts })
+}
+
+const Str = (max: number, extra: Record<string, unknown> = {}) => Type.String({ maxLength: max, ...extra })
+export const Base64Key = Str(44, { minLength: 44, pattern: '^[A-Za-z0-9+/]{43}=$', description: 'a 32-byte key in base64' })
+export const Timestamp = Str(40, { description: 'ISO 8601 time' })
+export const NodeName = Str(63, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' })
+export const TagName = Str(67, { pattern: '^tag:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' })
+export const UserName = Str(64, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$' })
+export const Email = Str(254, { pattern: '^[^@\\s]+@[^@\\s]+$' })
+export const Id = Str(64, { minLength: 1, pattern: '^[A-Za-z0-9_-]+$' })
+export const IpAddr = Str(45)
+export const Endpoint = Str(64, { description: 'host:port or [v6]:port' })
+export const Duration = Str(16, { pattern: '^\\d+(s|m|h|d|w)?$' })
+
+// ---------- entities as the API shows them ----------
+
+export const User = Obj({
+  id: Id,
+  name: UserName,
+  email: Type.Optional(Email),
+  created: Timestamp
+})
+export type User = Static<typeof User>
+
+export const NodeStatus = Type.Union([Type.Literal('active'), Type.Literal('pending'), Type.Literal('expired')])
+export type NodeStatus = Static<typeof NodeStatus>
+
+export const Node = Obj({
+  id: Id,
+  name: NodeName,
+  fqdn: Str(260),
+  user: Type.Optional(UserName),
+  tags: Type.Array(TagName, { maxItems: 64 }),
+  machineKey: Base64Key,
+  wgKey: Base64Key,
+  ipv4: IpAddr,
+  ipv6: IpAddr,
+  status: NodeStatus,
+  ephemeral: Type.Boolean(),
+  online: Type.Boolean(),
+  created: Timestamp,
+  lastSeen: Type.Optional(Timestamp),
+  keyExpiry: Type.Optional(Timestamp),
+  endpoints: Type.Array(Endpoint, { maxItems: 32 })
+})
+export type Node = Static<typeof Node>
+
+export const AuthKeyInfo = Obj({
+  id: Id,
+  user: Type.Optional(UserName),
+  reusable: Type.Boolean(),
+  ephemeral: Type.Boolean(),
+  preapproved: Type.Boolean(),
+  tags: Type.Array(TagName, { maxItems: 64 }),
+  created: Timestamp,
+  expires: Timestamp,
+  used: Type.Boolean(),
+  revoked: Type.Boolean()
+})
+export type AuthKeyInfo = Static<typeof AuthKeyInfo>
+
+export const ApiKeyInfo = Obj({
+  id: Id,
+  description: Type.Optional(Str(200)),
+  created: Timestamp,
+  expires: Timestamp,
+  revoked: Type.Boolean(),
+  lastUsed: Type.Optional(Timestamp)
+})
+export type ApiKeyInfo = Static<typeof ApiKeyInfo>
+
+export const AuditEntry = Obj({
+  seq: Type.Integer(),
+  time: Timestamp,
+  actor: Str(200),
+  action: Str(100),
+  target: Str(300),
+  detail: Type.Optional(Type.Record(Type.String(), Type.Unknown()))
+})
+export type AuditEntry = Static<typeof AuditEntry>
+
+// ---------- admin API requests ----------
+
+export const CreateUserRequest = Obj({ name: UserName, email: Type.Optional(Email) })
+export type CreateUserRequest = Static<typeof CreateUserRequest>
+
+export const CreateAuthKeyRequest = Obj({
+  user: Type.Optional(UserName),
+  reusable: Type.Optional(Type.Boolean()),
+  ephemeral: Type.Optional(Type.Boolean()),
+  preapproved: Type.Optional(Type.Boolean()),
+  tags: Type.Optional(Type.Array(TagName, { maxItems: 64 })),
+  expiry: Type.Optional(Duration)
+})
+export type CreateAuthKeyRequest = Static<typeof CreateAuthKeyRequest>
+
+/** CreatedSecret answers a create call that makes a secret: `key` is shown once. */
+export const CreateAuthKeyResponse = Obj({ key: Str(200), authKey: AuthKeyInfo })
+export type CreateAuthKeyResponse = Static<typeof CreateAuthKeyResponse>
+
+export const CreateApiKeyRequest = Obj({ expiry: Type.Optional(Duration), description: Type.Optional(Str(200)) })
+export type CreateApiKeyRequest = Static<typeof CreateApiKeyRequest>
+export const CreateApiKeyResponse = Obj({ key: Str(200), apiKey: ApiKeyInfo })
+export type CreateApiKeyResponse = Static<typeof CreateApiKeyResponse>
+
+export const RenameNodeRequest = Obj({ name: NodeName })
+export const SetTagsRequest = Obj({ tags: Type.Array(TagName, { maxItems: 64 }) })
+
+export const ErrorBody = Obj({ error: Obj({ code: Str(64), message: Str(4000), field: Type.Optional(Str(200)) }) })
+export type ErrorBody = Static<typeof ErrorBody>
+
+// ---------- machine (node) API ----------
+
+/** ControllerInfo is served at GET /v1/machine/key: what a node needs before registering. */
+export const ControllerInfo = Obj({
+  version: Type.Integer(),
+  /** the controller's X25519 key, for proving possession of the node's WireGuard key */
+  controllerKey: Base64Key,
+  domain: Str(200)
+})
+export type ControllerInfo = Static<typeof ControllerInfo>
+
+export const RegisterRequest = Obj({
+  version: Type.Integer(),
+  /** absent when an already-registered node logs in again with its machine key */
+  authKey: Type.Optional(Str(200)),
+  machineKey: Base64Key,
+  wgKey: Base64Key,
+  hostname: Str(253, { minLength: 1 }),
+  requestTags: Type.Optional(Type.Array(TagName, { maxItems: 64 })),
+  /** milliseconds since the epoch; the controller refuses requests far from its clock */
+  timestamp: Type.Integer(),
+  /** Ed25519 signature over registerSigningPayload() with the machine key */
+  signature: Str(100),
+  /** wireGuardProof() of the same payload, against ControllerInfo.controllerKey */
+  wgProof: Str(100)
+})
+export type RegisterRequest = Static<typeof RegisterRequest>
+
+export const RegisterResponse = Obj({ node: Node })
+export type RegisterResponse = Static<typeof RegisterResponse>
+
+export const REGISTER_DOMAIN = 'warren-register-v1'
+export const MAP_DOMAIN = 'warren-map-v1'
+
+/** registerSigningPayload is the exact text that a registration signs. */
+export function registerSigningPayload (r: Omit<RegisterRequest, 'signature' | 'wgProof'>): string {
+  return JSON.stringify([r.version, r.authKey ?? '', r.machineKey, r.wgKey, r.hostname, r.requestTags ?? [], r.timestamp])
+}
+
+/** mapSigningPayload is the exact text that a map session hello signs. */
+export function mapSigningPayload (nonce: string, machineKey: string, version: number): string {
+  return JSON.stringify([nonce, machineKey, version])
+}
+
+// ---------- network map ----------
+
+export const PortRange = Obj({ first: Type.Integer({ minimum: 0, maximum: 65535 }), last: Type.Integer({ minimum: 0, maximum: 65535 }) })
+export type PortRange = Static<typeof PortRange>
+
+/**
+ * FilterRule allows inbound traffic to this node: from any of `srcs` (CIDRs), with one of
+ * `protos` (IANA numbers), to one of `ports` (ignored for protocols without ports).
+ */
+export const FilterRule = Obj({
+  srcs: Type.Array(Str(50), { maxItems: 1_000_000 }),
+  protos: Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { maxItems: 256 }),
+  ports: Type.Array(PortRange, { maxItems: 65536 })
+})
+export type FilterRule = Static<typeof FilterRule>
+
+export const Peer = Obj({
+  id: Id,
+  name: NodeName,
+  fqdn: Str(260),
+  user: Type.Optional(UserName),
+  tags: Type.Array(TagName, { maxItems: 64 }),
+  wgKey: Base64Key,
+  ipv4: IpAddr,
+  ipv6: IpAddr,
+  endpoints: Type.Array(Endpoint, { maxItems: 32 }),
+  online: Type.Boolean(),
+  lastSeen: Type.Optional(Timestamp),
+  keyExpiry: Type.Optional(Timestamp)
+})
+export type Peer = Static<typeof Peer>
+
+export const DnsConfig = Obj({
+  domain: Str(200),
+  magicDns: Type.Boolean()
+})
+export type DnsConfig = Static<typeof DnsConfig>
+
+export const Netmap = Obj({
+  self: Node,
+  peers: Type.Array(Peer, { maxItems: 1_000_000 }),
+  filter: Type.Array(FilterRule, { maxItems: 100_000 }),
+  dns: DnsConfig
+})
+export type Netmap = Static<typeof Netmap>
+
+// ---------- map session (WebSocket /v1/machine/map) ----------
+
+export const MapChallenge = Obj({ type: Type.Literal('challenge'), version: Type.Integer(), nonce: Str(64) })
+export type MapChallenge = Static<typeof MapChallenge>
+
+export const MapHello = Obj({
+  type: Type.Literal('hello'),
+  version: Type.Integer(),
+  machineKey: Base64Key,
+  nonce: Str(64),
+  signature: Str(100),
+  endpoints: Type.Array(Endpoint, { maxItems: 32 }),
+  /** resume a session from its last sequence number instead of taking a full map */
+  resume: Type.Optional(Obj({ session: Str(64), seq: Type.Integer({ minimum: 0 }) }))
+})
+export type MapHello = Static<typeof MapHello>
+
+export const MapFull = Obj({ type: Type.Literal('map'), session: Str(64), seq: Type.Integer(), netmap: Netmap })
+export type MapFull = Static<typeof MapFull>
+
+export const MapDelta = Obj({
+  type: Type.Literal('delta'),
+  seq: Type.Integer(),
+  self: Type.Optional(Node),
+  peersChanged: Type.Optional(Type.Array(Peer)),
+  peersRemoved: Type.Optional(Type.Array(Id)),
+  filter: Type.Optional(Type.Array(FilterRule)),
+  dns: Type.Optional(DnsConfig)
+})
+export type MapDelta = Static<typeof MapDelta>
+
+export const MapError = Obj({ type: Type.Literal('error'), code: Str(64), message: Str(4000) })
+export type MapError = Static<typeof MapError>
+
+/** Messages from the controller to a node. */
+export const ServerMessage = Type.Union([MapChallenge, MapFull, MapDelta, MapError])
+export type ServerMessage = Static<typeof ServerMessage>
+
+export const ClientEndpoints = Obj({ type: Type.Literal('endpoints'), endpoints: Type.Array(Endpoint, { maxItems: 32 }) })
+export type ClientEndpoints = Static<typeof ClientEndpoints>
+
+/** Messages from a node to the controller. */
+export const ClientMessage = Type.Union([MapHello, ClientEndpoints])
+export type ClientMessage = Static<typeof ClientMessage>
+
+/** applyDelta returns the netmap after a delta; the input is not changed. */
+export function applyDelta (nm: Netmap, d: MapDelta): Netmap {
+  let peers = nm.peers
+  if (d.peersRemoved !== undefined || d.peersChanged !== undefined) {
+    const byId = new Map(peers.map(p => [p.id, p]))
+    for (const id of d.peersRemoved ?? []) byId.delete(id)
+    for (const p of d.peersChanged ?? []) byId.set(p.id, p)
+    peers = [...byId.values()]
+  }
+  return {
+    self: d.self ?? nm.self,
+    peers,
+    filter: d.filter ?? nm.filter,
+    dns: d.dns ?? nm.dns
+  }
+}
+
+export type { TSchema }

@@ -1,0 +1,51 @@
+import { WarrenError } from './errors.js'
+
+/** DEFAULT_DOMAIN is the MagicDNS domain when the controller is not told another. */
+export const DEFAULT_DOMAIN = 'warren.internal'
+
+/**
+ * sanitizeHostname turns any hostname into a DNS-safe label: lowercase letters, digits
+ * and inner hyphens, at most 63 characters. An empty result becomes `node`.
+ */
+export function sanitizeHostname (h: string): string {
+  const label = h.toLowerCase().split('.')[0]!
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/g, '')
+  return label === '' ? 'node' : label
+}
+
+/** isDnsLabel says whether s is already a valid lowercase DNS label. */
+export function isDnsLabel (s: string): boolean {
+  return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(s)
+}
+
+/** checkNodeName throws a clear error for a name that cannot be a MagicDNS label. */
+export function checkNodeName (s: string): void {
+  if (!isDnsLabel(s)) {
+    throw new WarrenError('bad_name', `node name '${s}' is not DNS-safe: use 1-63 lowercase letters, digits and inner hyphens (for example 'db-1')`, { field: 'name' })
+  }
+}
+
+/** isTag says whether s is a tag such as `tag:server`. */
+export function isTag (s: string): boolean {
+  return /^tag:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(s)
+}
+
+/** isDomain says whether s is a DNS domain such as `warren.internal`. */
+export function isDomain (s: string): boolean {
+  return s.length <= 200 && s.split('.').every(isDnsLabel) && s.includes('.')
+}
+
+/** parseDuration reads `30s`, `15m`, `24h`, `7d`, `1w` or a number of seconds into milliseconds. */
+export function parseDuration (s: string, field = 'duration'): number {
+  const m = /^(\d+)(s|m|h|d|w)?$/.exec(String(s).trim())
+  if (m === null) {
+    throw new WarrenError('bad_duration', `${field} '${s}' is not a duration: use a number with s, m, h, d or w (for example 90d or 24h)`, { field })
+  }
+  const n = Number(m[1])
+  const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[(m[2] ?? 's') as 's']
+  return n * unit * 1000
+}
