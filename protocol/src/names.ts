@@ -49,3 +49,10 @@ export function parseDuration (s: string, field = 'duration'): number {
   const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[(m[2] ?? 's') as 's']
   return n * unit * 1000
 }
+
+/** MAGIC_DNS_IPV4 is where every node's MagicDNS resolver listens (as in Tailscale). */
+export const MAGIC_DNS_IPV4 = '100.100.100.100'
+/** MAGIC_DNS_IPV6 is the IPv6 twin of MAGIC_DNS_IPV4. */
+export const MAGIC_DNS_IPV6 = 'fd7a:115c:a1e0::53'
+/** MESH_IPV4_CIDR is the range mesh IPv4 addresses come from (CGNAT space). */
+export const MESH_IPV4_CIDR = '100.64.0.0/10'
