@@ -274,3 +274,25 @@ export function applyDelta (nm: Netmap, d: MapDelta): Netmap {
 }
 
 export type { TSchema }
+
+// ---------- admin API responses ----------
+// Every admin answer is an object with one named field, so new fields can be added later.
+
+export const UserResponse = Obj({ user: User })
+export type UserResponse = Static<typeof UserResponse>
+export const UserList = Obj({ users: Type.Array(User) })
+export type UserList = Static<typeof UserList>
+export const NodeResponse = Obj({ node: Node })
+export type NodeResponse = Static<typeof NodeResponse>
+export const NodeList = Obj({ nodes: Type.Array(Node) })
+export type NodeList = Static<typeof NodeList>
+export const AuthKeyResponse = Obj({ authKey: AuthKeyInfo })
+export type AuthKeyResponse = Static<typeof AuthKeyResponse>
+export const AuthKeyList = Obj({ authKeys: Type.Array(AuthKeyInfo) })
+export type AuthKeyList = Static<typeof AuthKeyList>
+export const ApiKeyResponse = Obj({ apiKey: ApiKeyInfo })
+export type ApiKeyResponse = Static<typeof ApiKeyResponse>
+export const ApiKeyList = Obj({ apiKeys: Type.Array(ApiKeyInfo) })
+export type ApiKeyList = Static<typeof ApiKeyList>
+export const AuditList = Obj({ entries: Type.Array(AuditEntry) })
+export type AuditList = Static<typeof AuditList>
