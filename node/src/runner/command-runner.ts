@@ -1,0 +1,177 @@
+import { execa } from 'execa'
+import { WarrenError } from '@warren/protocol'
+
+/** CommandResult is what a finished command printed and how it exited. */
+export interface CommandResult {
+  stdout: string
+  stderr: string
+  exitCode: number
+}
+
+/** RunOptions tune one command. */
+export interface RunOptions {
+  /** written to the command's stdin; never logged, since it may carry keys */
+  input?: string
+  /** return a non-zero exit as a result instead of throwing CommandError */
+  allowFail?: boolean
+  /** variables to set (a string) or remove (undefined) for this command */
+  env?: Record<string, string | undefined>
+}
+
+/**
+ * CommandRunner is the one seam between Warren and the system's tools (`ip`, `wg`,
+ * `nft`, `wireguard-go`): adapters take one, so tests can swap in a fake or a recorder.
+ */
+export interface CommandRunner {
+  run: (argv: readonly string[], opts?: RunOptions) => Promise<CommandResult>
+}
+
+/** CommandRunnerOptions configure createCommandRunner. */
+export interface CommandRunnerOptions {
+  /** run every command inside this network namespace (`ip netns exec NS ...`) */
+  netns?: string
+  /** kill a command that runs longer than this; default 60 s */
+  timeoutMs?: number
+}
+
+/** formatArgv shows an argv the way a person would type it into a shell. */
+export function formatArgv (argv: readonly string[]): string {
+  return argv.map(a => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`).join(' ')
+}
+
+/**
+ * CommandError says which command failed, how, and what it printed on stderr, so that a
+ * failed reconcile reads like "`ip link add wg0 type wireguard` failed (exit 2): ...".
+ */
+export class CommandError extends WarrenError {
+  readonly argv: string[]
+  readonly exitCode: number
+  readonly stderr: string
+
+  constructor (argv: readonly string[], exitCode: number, stderr: string, opts: { netns?: string, cause?: unknown } = {}) {
+    const where = opts.netns === undefined ? '' : ` in network namespace ${opts.netns}`
+    const said = stderr.trim().slice(0, 2000)
+    super('command_failed', `\`${formatArgv(argv)}\`${where} failed (exit ${exitCode})${said === '' ? '' : `: ${said}`}`,
+      { status: 500, cause: opts.cause })
+    this.argv = [...argv]
+    this.exitCode = exitCode
+    this.stderr = stderr
+  }
+}
+
+/** isCommandError narrows an unknown thrown value. */
+export function isCommandError (e: unknown): e is CommandError {
+  return e instanceof CommandError
+}
+
+/** createCommandRunner returns the real runner: execa, LC_ALL=C, no shell. */
+export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRunner {
+  const prefix = opts.netns === undefined ? [] : ['ip', 'netns', 'exec', opts.netns]
+  const timeout = opts.timeoutMs ?? 60_000
+  return {
+    async run (argv, runOpts = {}) {
+      if (argv.length === 0) throw new WarrenError('command_failed', 'empty command: nothing to run', { status: 500 })
+      const full = [...prefix, ...argv]
+      const r = await execa(full[0]!, full.slice(1), {
+        input: runOpts.input ?? '',
+        reject: false,
+        timeout,
+        stripFinalNewline: false,
+        env: { ...runOpts.env, LC_ALL: 'C' }
+      })
+      const stdout = String(r.stdout ?? '')
+      let stderr = String(r.stderr ?? '')
+      let exitCode = r.exitCode ?? -1
+      if (r.exitCode === undefined) {
+        // Not started or killed: say why instead of a bare exit code.
+        const code = (r as { code?: string }).code
+        if (code === 'ENOENT') {
+          exitCode = 127
+          stderr = `${full[0]}: command not found (is it installed and on PATH?)`
+        } else if (r.timedOut) {
+          stderr = `timed out after ${timeout} ms` + (stderr === '' ? '' : `; ${stderr}`)
+        } else {
+          stderr = (r.signal !== undefined ? `killed by ${r.signal}` : (r.shortMessage ?? 'did not run')) + (stderr === '' ? '' : `; ${stderr}`)
+        }
+      }
+      if (exitCode !== 0 && runOpts.allowFail !== true) {
+        throw new CommandError(argv, exitCode, stderr, { netns: opts.netns })
+      }
+      return { stdout, stderr, exitCode }
+    }
+  }
+}
+
+/** RecordedCommand is one command that a recording or fake runner saw. */
+export interface RecordedCommand {
+  argv: string[]
+  /** whether stdin was given; its content is not kept */
+  hadInput: boolean
+}
+
+/** RecordingRunner passes commands through and remembers their argv (not their input). */
+export interface RecordingRunner extends CommandRunner {
+  readonly calls: RecordedCommand[]
+  /** commands whose argv, joined by spaces, matches the pattern */
+  matching: (pattern: RegExp) => RecordedCommand[]
+}
+
+/** createRecordingRunner wraps a runner to count what adapters ran (for tests and debugging). */
+export function createRecordingRunner (inner: CommandRunner): RecordingRunner {
+  const calls: RecordedCommand[] = []
+  return {
+    calls,
+    matching: pattern => calls.filter(c => pattern.test(c.argv.join(' '))),
+    async run (argv, opts) {
+      calls.push({ argv: [...argv], hadInput: opts?.input !== undefined })
+      return await inner.run(argv, opts)
+    }
+  }
+}
+
+/** FakeReply is what a scripted command answers; missing fields mean empty output, exit 0. */
+export type FakeReply = Partial<CommandResult>
+
+/** FakeHandler answers a command; it may change the fake system's state. */
+export type FakeHandler = (argv: string[], input: string | undefined) => FakeReply | undefined
+
+/**
+ * FakeCommandRunner records every argv and answers from a scripted table: the first rule
+ * whose pattern matches `argv.join(' ')` answers. Unmatched commands succeed silently
+ * unless `strict` is set, so a unit test states only the commands it cares about.
+ */
+export interface FakeCommandRunner extends RecordingRunner {
+  /** on adds a rule; later rules take precedence over earlier ones */
+  on: (pattern: RegExp | string, reply: FakeReply | FakeHandler) => FakeCommandRunner
+  /** reset forgets the recorded calls (not the rules) */
+  reset: () => void
+}
+
+/** createFakeCommandRunner returns a FakeCommandRunner with no rules. */
+export function createFakeCommandRunner (opts: { strict?: boolean } = {}): FakeCommandRunner {
+  const calls: RecordedCommand[] = []
+  const rules: Array<{ pattern: RegExp, reply: FakeReply | FakeHandler }> = []
+  const fake: FakeCommandRunner = {
+    calls,
+    matching: pattern => calls.filter(c => pattern.test(c.argv.join(' '))),
+    on (pattern, reply) {
+      rules.unshift({ pattern: typeof pattern === 'string' ? new RegExp(`^${pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : pattern, reply })
+      return fake
+    },
+    reset () { calls.length = 0 },
+    async run (argv, runOpts = {}) {
+      const args = [...argv]
+      calls.push({ argv: args, hadInput: runOpts.input !== undefined })
+      const line = args.join(' ')
+      const rule = rules.find(r => r.pattern.test(line))
+      if (rule === undefined && opts.strict === true) {
+        throw new CommandError(args, 127, `fake runner has no rule for \`${line}\``)
+      }
+      const reply = typeof rule?.reply === 'function' ? rule.reply(args, runOpts.input) : rule?.reply
+      const result = { stdout: reply?.stdout ?? '', stderr: reply?.stderr ?? '', exitCode: reply?.exitCode ?? 0 }
+      if (result.exitCode !== 0 && runOpts.allowFail !== true) throw new CommandError(args, result.exitCode, result.stderr)
+      return result
+    }
+  }
+  return fake
+}

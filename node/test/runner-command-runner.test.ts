@@ -1,0 +1,92 @@
+import t from 'tap'
+import { isWarrenError } from '@warren/protocol'
+import { createCommandRunner, createFakeCommandRunner, createRecordingRunner, CommandError, formatArgv } from '../src/runner/index.js'
+
+t.test('the real runner returns output and exit code, in the C locale', async t => {
+  const run = createCommandRunner()
+  const r = await run.run(['sh', '-c', 'echo "$LC_ALL"; echo oops >&2; exit 0'])
+  t.equal(r.stdout, 'C\n')
+  t.equal(r.stderr, 'oops\n')
+  t.equal(r.exitCode, 0)
+})
+
+t.test('a failed command throws a CommandError naming argv, exit code and stderr', async t => {
+  const run = createCommandRunner()
+  const err = await run.run(['sh', '-c', 'echo "RTNETLINK answers: Operation not supported" >&2; exit 2']).catch(e => e)
+  t.ok(err instanceof CommandError)
+  t.ok(isWarrenError(err), 'is a WarrenError')
+  t.equal(err.code, 'command_failed')
+  t.equal(err.exitCode, 2)
+  t.same(err.argv, ['sh', '-c', 'echo "RTNETLINK answers: Operation not supported" >&2; exit 2'])
+  t.match(err.message, /^`sh -c 'echo "RTNETLINK answers: Operation not supported" >&2; exit 2'` failed \(exit 2\): RTNETLINK answers: Operation not supported$/)
+})
+
+t.test('allowFail returns the failure instead of throwing', async t => {
+  const r = await createCommandRunner().run(['sh', '-c', 'exit 3'], { allowFail: true })
+  t.equal(r.exitCode, 3)
+})
+
+t.test('a missing program reads as command not found', async t => {
+  const err = await createCommandRunner().run(['warren-no-such-tool', 'x']).catch(e => e)
+  t.ok(err instanceof CommandError)
+  t.equal(err.exitCode, 127)
+  t.match(err.message, /warren-no-such-tool: command not found/)
+})
+
+t.test('stdin reaches the command but never its error message', async t => {
+  const run = createCommandRunner()
+  const r = await run.run(['cat'], { input: 'secret-key' })
+  t.equal(r.stdout, 'secret-key')
+  const err = await run.run(['sh', '-c', 'cat >/dev/null; echo bad key >&2; exit 1'], { input: 'secret-key' }).catch(e => e)
+  t.notMatch(err.message, /secret-key/)
+  t.notMatch(JSON.stringify(err), /secret-key/)
+})
+
+t.test('env entries are set or removed per command', async t => {
+  process.env.WARREN_RUNNER_TEST = 'inherited'
+  const run = createCommandRunner()
+  t.equal((await run.run(['sh', '-c', 'echo "[$WARREN_RUNNER_TEST]"'])).stdout, '[inherited]\n')
+  t.equal((await run.run(['sh', '-c', 'echo "[$WARREN_RUNNER_TEST]"'], { env: { WARREN_RUNNER_TEST: undefined } })).stdout, '[]\n')
+  delete process.env.WARREN_RUNNER_TEST
+})
+
+t.test('formatArgv quotes what a shell would need quoted', async t => {
+  t.equal(formatArgv(['ip', 'link', 'add', 'wg0', 'type', 'wireguard']), 'ip link add wg0 type wireguard')
+  t.equal(formatArgv(['echo', "it's here", '100.64.0.0/10']), "echo 'it'\\''s here' 100.64.0.0/10")
+})
+
+t.test('the fake runner records argv and answers from its table', async t => {
+  const fake = createFakeCommandRunner()
+  fake.on(/^wg show/, { stdout: 'dump' })
+  fake.on('ip link add wg0 type wireguard', { exitCode: 2, stderr: 'Error: Unknown device type.' })
+  t.equal((await fake.run(['wg', 'show', 'wg0', 'dump'])).stdout, 'dump')
+  await t.rejects(fake.run(['ip', 'link', 'add', 'wg0', 'type', 'wireguard']), /failed \(exit 2\): Error: Unknown device type/)
+  t.equal((await fake.run(['ip', 'link', 'add', 'wg0', 'type', 'wireguard'], { allowFail: true })).exitCode, 2)
+  t.equal((await fake.run(['true'])).exitCode, 0, 'unmatched commands succeed')
+  await fake.run(['wg', 'set', 'wg0', 'private-key', '/dev/stdin'], { input: 'k' })
+  t.same(fake.calls.map(c => c.argv.join(' ')), [
+    'wg show wg0 dump', 'ip link add wg0 type wireguard', 'ip link add wg0 type wireguard', 'true', 'wg set wg0 private-key /dev/stdin'])
+  t.equal(fake.calls.at(-1)!.hadInput, true)
+  t.equal(fake.matching(/^ip link/).length, 2)
+  const strict = createFakeCommandRunner({ strict: true })
+  await t.rejects(strict.run(['ip', 'addr']), /no rule for `ip addr`/)
+})
+
+t.test('the recording runner passes through and counts', async t => {
+  const rec = createRecordingRunner(createCommandRunner())
+  await rec.run(['true'])
+  await rec.run(['sh', '-c', 'exit 0'], { input: 'x' })
+  t.same(rec.calls, [{ argv: ['true'], hadInput: false }, { argv: ['sh', '-c', 'exit 0'], hadInput: true }])
+})
+
+t.test('commands run inside a network namespace when asked', { skip: process.getuid?.() !== 0 ? 'needs root to create a network namespace' : false }, async t => {
+  const ns = `wr${process.pid.toString(36)}${Math.random().toString(36).slice(2, 7)}`
+  const host = createCommandRunner()
+  await host.run(['ip', 'netns', 'add', ns])
+  t.teardown(() => host.run(['ip', 'netns', 'del', ns], { allowFail: true }))
+  const inNs = createCommandRunner({ netns: ns })
+  const links = JSON.parse((await inNs.run(['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>
+  t.same(links.map(l => l.ifname), ['lo'], 'a fresh namespace has only loopback')
+  const err = await inNs.run(['ip', 'link', 'set', 'nosuchdev0', 'up']).catch(e => e)
+  t.match(err.message, new RegExp(`in network namespace ${ns} failed`))
+})
