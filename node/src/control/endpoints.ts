@@ -1,0 +1,37 @@
+import os from 'node:os'
+import ipaddr from 'ipaddr.js'
+import { MESH_IPV4_CIDR } from '@warren/protocol'
+
+/** EndpointsInit says which interface is the mesh (never advertised) and the WireGuard port. */
+export interface EndpointsInit {
+  meshInterface: string
+  listenPort: number
+  /** interfaces() defaults to os.networkInterfaces(); tests pass a table */
+  interfaces?: () => NodeJS.Dict<os.NetworkInterfaceInfo[]>
+}
+
+const MESH_V4 = ipaddr.parseCIDR(MESH_IPV4_CIDR)
+
+/**
+ * localEndpoints lists `addr:port` for every address this host has on a non-mesh
+ * interface: where peers may reach our WireGuard port directly. Loopback, link-local
+ * and mesh addresses are left out since no peer can use them. Sorted, so a change is
+ * a change of content, not of order.
+ */
+export function localEndpoints (init: EndpointsInit): string[] {
+  const out = new Set<string>()
+  const table = (init.interfaces ?? os.networkInterfaces)()
+  for (const [name, addrs] of Object.entries(table)) {
+    if (name === init.meshInterface || addrs === undefined) continue
+    for (const a of addrs) {
+      if (a.internal) continue
+      let ip: ipaddr.IPv4 | ipaddr.IPv6
+      try { ip = ipaddr.parse(a.address.replace(/%.*$/, '')) } catch { continue }
+      const range = ip.range()
+      if (range === 'loopback' || range === 'linkLocal' || range === 'unspecified' || range === 'multicast') continue
+      if (ip.kind() === 'ipv4' && (ip as ipaddr.IPv4).match(MESH_V4 as [ipaddr.IPv4, number])) continue
+      out.add(ip.kind() === 'ipv6' ? `[${ip.toString()}]:${init.listenPort}` : `${ip.toString()}:${init.listenPort}`)
+    }
+  }
+  return [...out].sort().slice(0, 32)
+}
