@@ -296,3 +296,76 @@ export const ApiKeyList = Obj({ apiKeys: Type.Array(ApiKeyInfo) })
 export type ApiKeyList = Static<typeof ApiKeyList>
 export const AuditList = Obj({ entries: Type.Array(AuditEntry) })
 export type AuditList = Static<typeof AuditList>
+
+// ---------- LocalAPI (CLI and SDK to the daemon, over its Unix socket) ----------
+
+/** BackendState is where the daemon stands, as `warren status` shows it. */
+export const BackendState = Type.Union([
+  Type.Literal('NeedsLogin'), Type.Literal('NeedsApproval'), Type.Literal('Starting'), Type.Literal('Running'), Type.Literal('Stopped')
+])
+export type BackendState = Static<typeof BackendState>
+
+export const LocalPeerStatus = Obj({
+  id: Id,
+  name: NodeName,
+  fqdn: Str(260),
+  user: Type.Optional(UserName),
+  tags: Type.Array(TagName, { maxItems: 64 }),
+  ipv4: IpAddr,
+  ipv6: IpAddr,
+  wgKey: Base64Key,
+  /** online as the controller last said */
+  online: Type.Boolean(),
+  /** from `wg show`: where packets from this peer last came from */
+  endpoint: Type.Optional(Endpoint),
+  lastHandshake: Type.Optional(Timestamp),
+  rxBytes: Type.Integer({ minimum: 0 }),
+  txBytes: Type.Integer({ minimum: 0 })
+})
+export type LocalPeerStatus = Static<typeof LocalPeerStatus>
+
+export const LocalStatus = Obj({
+  version: Type.Integer(),
+  backendState: BackendState,
+  /** why the daemon is not Running, or what is degraded, one line each */
+  health: Type.Array(Str(1000), { maxItems: 32 }),
+  controller: Type.Optional(Obj({ url: Str(300), connected: Type.Boolean() })),
+  interfaceName: Str(15),
+  self: Type.Optional(Node),
+  peers: Type.Array(LocalPeerStatus, { maxItems: 1_000_000 })
+})
+export type LocalStatus = Static<typeof LocalStatus>
+
+export const LocalUpRequest = Obj({
+  controller: Str(300, { minLength: 1 }),
+  authKey: Type.Optional(Str(200)),
+  fingerprint: Type.Optional(Str(200)),
+  hostname: Type.Optional(Str(253, { minLength: 1 })),
+  advertiseTags: Type.Optional(Type.Array(TagName, { maxItems: 64 }))
+})
+export type LocalUpRequest = Static<typeof LocalUpRequest>
+
+export const LocalIpResponse = Obj({ name: NodeName, addresses: Type.Array(IpAddr, { maxItems: 2 }) })
+export type LocalIpResponse = Static<typeof LocalIpResponse>
+
+export const LocalPingRequest = Obj({ peer: Str(260, { minLength: 1 }) })
+export type LocalPingRequest = Static<typeof LocalPingRequest>
+
+export const LocalPingResponse = Obj({
+  peer: NodeName,
+  address: IpAddr,
+  latencyMs: Type.Number({ minimum: 0 }),
+  /** true when WireGuard talks to the peer's own endpoint (no relay) */
+  direct: Type.Boolean(),
+  endpoint: Type.Optional(Endpoint)
+})
+export type LocalPingResponse = Static<typeof LocalPingResponse>
+
+export const LocalWhoisResponse = Obj({
+  node: Obj({ id: Id, name: NodeName, fqdn: Str(260), ipv4: IpAddr, ipv6: IpAddr, tags: Type.Array(TagName, { maxItems: 64 }) }),
+  user: Type.Optional(UserName),
+  tags: Type.Array(TagName, { maxItems: 64 }),
+  /** whether the address is this node's own */
+  self: Type.Boolean()
+})
+export type LocalWhoisResponse = Static<typeof LocalWhoisResponse>
