@@ -3,3 +3,4 @@
  * network map, and turns it into WireGuard, addresses, routes, nftables and MagicDNS.
  */
 export {}
+export * from './transport/index.js'
