@@ -1,5 +1,12 @@
 /**
  * @warren/sdk is what apps embed: a LocalAPI client for the daemon and an admin API
  * client for the controller.
+ *
+ * @example
+ * ```ts
+ * import { createAdminClient } from '@warren/sdk'
+ * const admin = createAdminClient({ controller: 'https://ctl:8443', apiKey: process.env.WARREN_API_KEY })
+ * const nodes = await admin.nodes.list()
+ * ```
  */
-export {}
+export * from './admin-client.js'

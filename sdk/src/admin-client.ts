@@ -1,0 +1,147 @@
+import { join } from 'node:path'
+import {
+  WarrenError, parseCredential, isTag,
+  type User, type Node, type AuthKeyInfo, type ApiKeyInfo, type AuditEntry,
+  type CreateUserRequest, type CreateAuthKeyRequest, type CreateAuthKeyResponse,
+  type CreateApiKeyRequest, type CreateApiKeyResponse,
+  type UserResponse, type UserList, type NodeResponse, type NodeList, type AuthKeyResponse, type AuthKeyList,
+  type ApiKeyResponse, type ApiKeyList, type AuditList
+} from '@warren/protocol'
+import { createControllerTransport, createUnixTransport, type JsonTransport } from '@warren/node'
+
+/**
+ * AdminClientInit says how to reach the controller's admin API: either `stateDir` (the
+ * root-only Unix socket on the controller host, no key needed) or `controller` plus
+ * `apiKey` over HTTPS. The certificate pin comes from `fingerprint` or else from the pin
+ * embedded in the API key.
+ */
+export interface AdminClientInit {
+  controller?: string
+  apiKey?: string
+  fingerprint?: string
+  stateDir?: string
+  timeoutMs?: number
+}
+
+/** AdminClient has one typed method per admin route; every failure is a WarrenError with the server's code. */
+export interface AdminClient {
+  /** where is the controller URL or the admin socket path, for messages */
+  readonly where: string
+  users: {
+    create(req: CreateUserRequest): Promise<User>
+    list(): Promise<User[]>
+    delete(name: string): Promise<void>
+  }
+  authKeys: {
+    create(req: CreateAuthKeyRequest): Promise<CreateAuthKeyResponse>
+    list(): Promise<AuthKeyInfo[]>
+    expire(id: string): Promise<AuthKeyInfo>
+  }
+  nodes: {
+    list(): Promise<Node[]>
+    /** get takes a node id or name, as do the other node methods */
+    get(node: string): Promise<Node>
+    approve(node: string): Promise<Node>
+    rename(node: string, name: string): Promise<Node>
+    expire(node: string): Promise<Node>
+    delete(node: string): Promise<void>
+    setTags(node: string, tags: string[]): Promise<Node>
+  }
+  apiKeys: {
+    create(req: CreateApiKeyRequest): Promise<CreateApiKeyResponse>
+    list(): Promise<ApiKeyInfo[]>
+    expire(id: string): Promise<ApiKeyInfo>
+  }
+  audit: {
+    list(opts?: { limit?: number }): Promise<AuditEntry[]>
+  }
+  /** request calls any admin route (path under /v1) and returns the parsed body, or throws the server's error */
+  request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>
+  close(): void
+}
+
+/** ADMIN_SOCKET_NAME is the admin socket's file name inside the controller's state dir. */
+export const ADMIN_SOCKET_NAME = 'admin.sock'
+
+/** apiError turns a non-2xx answer into a WarrenError carrying the server's code and message. */
+export function apiError (status: number, body: unknown, where: string): WarrenError {
+  const e = (body as { error?: { code?: unknown, message?: unknown, field?: unknown } } | undefined)?.error
+  if (e !== undefined && typeof e.code === 'string' && typeof e.message === 'string') {
+    return new WarrenError(e.code, e.message, { status, ...(typeof e.field === 'string' ? { field: e.field } : {}) })
+  }
+  const text = typeof body === 'string' ? body.slice(0, 200) : JSON.stringify(body ?? null).slice(0, 200)
+  return new WarrenError('http_error', `${where} answered HTTP ${status}: ${text}`, { status })
+}
+
+function openTransport (init: AdminClientInit): { transport: JsonTransport, headers: Record<string, string>, where: string } {
+  if (init.stateDir !== undefined && init.stateDir !== '') {
+    const socketPath = join(init.stateDir, ADMIN_SOCKET_NAME)
+    const where = `the controller's admin socket ${socketPath}`
+    return { transport: createUnixTransport(socketPath, { describe: where, ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {}) }), headers: {}, where }
+  }
+  if (init.controller === undefined || init.controller === '') {
+    throw new WarrenError('usage', 'no controller given: pass stateDir (on the controller host) or controller and apiKey')
+  }
+  if (init.apiKey === undefined || init.apiKey === '') {
+    throw new WarrenError('usage', `no API key for ${init.controller}: remote admin needs one; make it on the controller host with 'warren admin --state-dir DIR apikeys create'`)
+  }
+  const cred = parseCredential(init.apiKey, 'api')
+  const fingerprint = init.fingerprint !== undefined && init.fingerprint !== '' ? init.fingerprint : cred.fingerprint
+  const transport = createControllerTransport({
+    url: init.controller,
+    ...(fingerprint !== undefined ? { fingerprint } : {}),
+    ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {})
+  })
+  return { transport, headers: { authorization: `Bearer ${init.apiKey.trim()}` }, where: `controller at ${transport.url}` }
+}
+
+/** createAdminClient opens a client for the controller's admin API (see AdminClientInit). */
+export function createAdminClient (init: AdminClientInit): AdminClient {
+  const { transport, headers, where } = openTransport(init)
+  const enc = encodeURIComponent
+
+  async function request<T> (method: string, path: string, body?: unknown): Promise<T> {
+    const res = await transport.request<unknown>(method, `/v1${path}`, body, headers)
+    if (res.status < 200 || res.status > 299) throw apiError(res.status, res.body, where)
+    return res.body as T
+  }
+
+  function checkTags (tags: string[] | undefined): void {
+    for (const t of tags ?? []) {
+      if (!isTag(t)) throw new WarrenError('bad_tag', `'${t}' is not a tag: tags look like tag:name (lowercase letters, digits, inner hyphens), for example tag:server`, { field: 'tags' })
+    }
+  }
+
+  return {
+    where,
+    users: {
+      create: async req => (await request<UserResponse>('POST', '/users', req)).user,
+      list: async () => (await request<UserList>('GET', '/users')).users,
+      delete: async name => { await request('DELETE', `/users/${enc(name)}`) }
+    },
+    authKeys: {
+      create: async req => { checkTags(req.tags); return await request<CreateAuthKeyResponse>('POST', '/authkeys', req) },
+      list: async () => (await request<AuthKeyList>('GET', '/authkeys')).authKeys,
+      expire: async id => (await request<AuthKeyResponse>('POST', `/authkeys/${enc(id)}/expire`)).authKey
+    },
+    nodes: {
+      list: async () => (await request<NodeList>('GET', '/nodes')).nodes,
+      get: async node => (await request<NodeResponse>('GET', `/nodes/${enc(node)}`)).node,
+      approve: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/approve`)).node,
+      rename: async (node, name) => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/rename`, { name })).node,
+      expire: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/expire`)).node,
+      delete: async node => { await request('DELETE', `/nodes/${enc(node)}`) },
+      setTags: async (node, tags) => { checkTags(tags); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/tags`, { tags })).node }
+    },
+    apiKeys: {
+      create: async req => await request<CreateApiKeyResponse>('POST', '/apikeys', req),
+      list: async () => (await request<ApiKeyList>('GET', '/apikeys')).apiKeys,
+      expire: async id => (await request<ApiKeyResponse>('POST', `/apikeys/${enc(id)}/expire`)).apiKey
+    },
+    audit: {
+      list: async (opts = {}) => (await request<AuditList>('GET', `/audit${opts.limit !== undefined ? `?limit=${opts.limit}` : ''}`)).entries
+    },
+    request,
+    close: () => { transport.close() }
+  }
+}
