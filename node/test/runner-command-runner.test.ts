@@ -1,6 +1,6 @@
 import t from 'tap'
 import { isWarrenError } from '@warren/protocol'
-import { createCommandRunner, createFakeCommandRunner, createRecordingRunner, CommandError, formatArgv } from '../src/runner/index.js'
+import { createCommandRunner, createFakeCommandRunner, createRecordingRunner, CommandError, formatArgv, withSecretFile } from '../src/runner/index.js'
 
 t.test('the real runner returns output and exit code, in the C locale', async t => {
   const run = createCommandRunner()
@@ -89,4 +89,21 @@ t.test('commands run inside a network namespace when asked', { skip: process.get
   t.same(links.map(l => l.ifname), ['lo'], 'a fresh namespace has only loopback')
   const err = await inNs.run(['ip', 'link', 'set', 'nosuchdev0', 'up']).catch(e => e)
   t.match(err.message, new RegExp(`in network namespace ${ns} failed`))
+})
+
+t.test('withSecretFile hands a secret through a private file that is gone afterwards', async t => {
+  const { statSync, existsSync, readFileSync } = await import('node:fs')
+  const { dirname } = await import('node:path')
+  let seen = ''
+  const out = await withSecretFile('k3y', async path => {
+    t.equal(statSync(path).mode & 0o777, 0o600, 'file is 0600')
+    t.equal(statSync(dirname(path)).mode & 0o777, 0o700, 'its directory is 0700')
+    t.equal(readFileSync(path, 'utf8'), 'k3y')
+    seen = path
+    return 42
+  })
+  t.equal(out, 42)
+  t.notOk(existsSync(seen), 'deleted after use')
+  await t.rejects(withSecretFile('k3y', async path => { seen = path; throw new Error('boom') }), /boom/)
+  t.notOk(existsSync(seen), 'deleted after a failure too')
 })

@@ -1,4 +1,7 @@
 import { execa } from 'execa'
+import { mkdtemp, writeFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { WarrenError } from '@warren/protocol'
 
 /** CommandResult is what a finished command printed and how it exited. */
@@ -99,6 +102,23 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
       }
       return { stdout, stderr, exitCode }
     }
+  }
+}
+
+/**
+ * withSecretFile hands a secret to a tool that reads it only from a file path (as
+ * `wg set IF private-key FILE` does; it cannot read a socket on /dev/stdin): the secret
+ * lives in a 0600 file inside a fresh 0700 directory for the duration of `use`, then is
+ * deleted. The path, not the secret, goes into argv.
+ */
+export async function withSecretFile<T> (secret: string, use: (path: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-secret-'))
+  try {
+    const path = join(dir, 'secret')
+    await writeFile(path, secret, { mode: 0o600, flag: 'wx' })
+    return await use(path)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
 }
 

@@ -1,0 +1,51 @@
+import ipaddr from 'ipaddr.js'
+import { WarrenError } from '@warren/protocol'
+
+/**
+ * normalizeCidr returns a prefix in the one canonical form that `ip` and `wg` print
+ * (network address, compressed IPv6, explicit length), so desired and current state
+ * compare as strings. A bare address gets /32 or /128. Bad input throws a clear error.
+ */
+export function normalizeCidr (s: string, field = 'prefix'): string {
+  const text = String(s).trim()
+  const withLen = text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`
+  if (ipaddr.IPv4.isValidCIDRFourPartDecimal(withLen)) {
+    const [, len] = ipaddr.IPv4.parseCIDR(withLen)
+    return `${ipaddr.IPv4.networkAddressFromCIDR(withLen).toString()}/${len}`
+  }
+  if (ipaddr.IPv6.isValidCIDR(withLen) && !withLen.includes('%')) {
+    const [, len] = ipaddr.IPv6.parseCIDR(withLen)
+    return `${ipaddr.IPv6.networkAddressFromCIDR(withLen).toRFC5952String()}/${len}`
+  }
+  throw new WarrenError('bad_config', `${field} '${text}' is not an IP prefix: write it like 100.64.0.5/32 or fd7a:115c:a1e0::5/128`, { field })
+}
+
+/** normalizeAddress keeps the host part: `100.64.0.5/10` stays an address with its prefix length. */
+export function normalizeAddress (s: string, field = 'address'): string {
+  const text = String(s).trim()
+  const withLen = text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`
+  if (ipaddr.IPv4.isValidCIDRFourPartDecimal(withLen)) {
+    const [addr, len] = ipaddr.IPv4.parseCIDR(withLen)
+    return `${addr.toString()}/${len}`
+  }
+  if (ipaddr.IPv6.isValidCIDR(withLen) && !withLen.includes('%')) {
+    const [addr, len] = ipaddr.IPv6.parseCIDR(withLen)
+    return `${addr.toRFC5952String()}/${len}`
+  }
+  throw new WarrenError('bad_config', `${field} '${text}' is not an IP address with prefix length: write it like 100.64.0.5/32`, { field })
+}
+
+/** isIpv6Prefix says whether a normalized prefix is IPv6. */
+export function isIpv6Prefix (cidr: string): boolean {
+  return cidr.includes(':')
+}
+
+/** IFNAME_PATTERN is what Linux accepts as an interface name (IFNAMSIZ is 16 with the NUL). */
+const IFNAME_PATTERN = /^[A-Za-z0-9_.=+-]{1,15}$/
+
+/** checkInterfaceName throws a clear error for a name Linux would refuse. */
+export function checkInterfaceName (name: string, field = 'interfaceName'): void {
+  if (typeof name !== 'string' || !IFNAME_PATTERN.test(name)) {
+    throw new WarrenError('bad_config', `interface name '${String(name)}' is not valid: use 1-15 letters, digits, '_', '.', '-' (for example 'warren0')`, { field })
+  }
+}
