@@ -1,0 +1,241 @@
+/**
+ * Fakes of the firewall for tests, with a tracer that runs a packet through the ruleset
+ * Warren generates (same chain order, same set lookups) without a kernel:
+ * - createFakeFirewall: a Firewall holding the ruleset in memory, for the engine's tests.
+ * - createFakeNft: a CommandRunner that understands the `nft` scripts NftablesFirewall
+ *   sends, so the real firewall can be tested, diffs included, without root.
+ */
+import type { FilterRule } from '@warren/protocol'
+import {
+  checkRulesetOptions, compileFilter, diffSets, elementMatches, emptySets, packetSource, parseElement,
+  RULESET_MARKER, SET_NAMES, type ParsedElement, type SetElements, type SetName
+} from './ruleset.js'
+import type { CommandResult, CommandRunner, Firewall, FirewallContext } from './types.js'
+
+/** TracePacket is a packet arriving at the node, with the conntrack state it would have. */
+export interface TracePacket {
+  src: string
+  proto: number
+  dport?: number
+  /** interface the packet came in on */
+  iif: string
+  /** conntrack direction; `original` (a flow the sender opened) by default */
+  ctDirection?: 'original' | 'reply'
+  /** conntrack state; `new` by default */
+  ctState?: 'new' | 'established' | 'related' | 'invalid' | 'untracked'
+}
+
+export type Verdict = 'accept' | 'drop' | 'untouched'
+
+/** RulesetState is an in-memory Warren table: the judged interface and the set elements. */
+export interface RulesetState { interfaceName: string, sets: SetElements }
+
+/**
+ * traceRuleset follows the generated chains: not from the mesh interface -> untouched;
+ * invalid -> drop; reply of an established or related flow -> accept; then the set lookups;
+ * else drop. Elements are parsed from their nft text, so the text is what gets tested.
+ */
+export function traceRuleset (state: RulesetState | undefined, p: TracePacket): Verdict {
+  if (state === undefined || p.iif !== state.interfaceName) return 'untouched'
+  const ctState = p.ctState ?? 'new'
+  if (ctState === 'invalid') return 'drop'
+  if ((p.ctDirection ?? 'original') === 'reply' && (ctState === 'established' || ctState === 'related')) return 'accept'
+  const src = packetSource(p.src)
+  if (src === undefined) return 'drop'
+  const fam = src.v6 ? '6' : '4'
+  const lookup = (set: SetName): boolean => parsed(set, state.sets[set]).some(el => elementMatches(el, src.v6, src.n, p.proto, p.dport))
+  // The port set is keyed by `th dport`; packets whose header has no port simply miss it.
+  if (p.dport !== undefined && lookup(`allow${fam}` as SetName)) return 'accept'
+  if (lookup(`allow${fam}p` as SetName)) return 'accept'
+  return 'drop'
+}
+
+const parseCache = new WeakMap<string[], ParsedElement[]>()
+function parsed (set: SetName, texts: string[]): ParsedElement[] {
+  let els = parseCache.get(texts)
+  if (els === undefined) parseCache.set(texts, els = texts.map(t => parseElement(set, t)))
+  return els
+}
+
+/** dumpRuleset renders a state as sorted lines, for comparing in tests. */
+export function dumpRuleset (state: RulesetState | undefined): string {
+  if (state === undefined) return ''
+  const lines = [`iifname ${state.interfaceName}`]
+  for (const set of SET_NAMES) for (const e of state.sets[set]) lines.push(`${set} ${e}`)
+  return lines.sort().join('\n')
+}
+
+// ---------- FakeFirewall ----------
+
+export interface FakeFirewall extends Firewall {
+  /** dump is the applied ruleset as sorted text ('' when none) */
+  dump: () => string
+  trace: (p: TracePacket) => Verdict
+  /** changes counts element adds/deletes and rebuilds, to show that a repeated set does nothing */
+  changes: () => number
+  isUp: () => boolean
+}
+
+/** createFakeFirewall makes an in-memory Firewall that validates and compiles like the real one. */
+export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall {
+  const table = opts.table ?? 'warren'
+  let state: RulesetState | undefined
+  let changes = 0
+  let up = false
+  return {
+    async up () { up = true },
+    async set (filter: FilterRule[], ctx: FirewallContext) {
+      checkRulesetOptions({ table, interfaceName: ctx.interfaceName })
+      const next = { interfaceName: ctx.interfaceName, sets: compileFilter(filter) }
+      if (state === undefined || state.interfaceName !== next.interfaceName) changes++
+      else changes += diffSets(state.sets, next.sets).size
+      state = next
+    },
+    async close () { state = undefined; up = false },
+    dump: () => dumpRuleset(state),
+    trace: p => traceRuleset(state, p),
+    changes: () => changes,
+    isUp: () => up
+  }
+}
+
+// ---------- FakeNft ----------
+
+/** FakeNftCall is one `nft` invocation the fake received. */
+export interface FakeNftCall { argv: readonly string[], input?: string }
+
+export interface FakeNft extends CommandRunner {
+  calls: FakeNftCall[]
+  /** tables holds each inet table by name; other tables are opaque strings the fake keeps */
+  tables: Map<string, RulesetState>
+  trace: (table: string, p: TracePacket) => Verdict
+  dump: (table: string) => string
+  /** failNext makes the next matching call exit 1 with this message, to test failures */
+  failNext: (match: (call: FakeNftCall) => boolean, stderr: string) => void
+}
+
+class NftError extends Error {}
+
+/**
+ * createFakeNft understands the subset of nft that Warren emits: atomic table
+ * replacement, element add/delete, table delete, `-j -n list table`, `--check`, `--version`.
+ * Like the kernel, it applies a script all or nothing and refuses deleting a missing element.
+ */
+export function createFakeNft (): FakeNft {
+  const tables = new Map<string, RulesetState>()
+  const calls: FakeNftCall[] = []
+  const failures: Array<{ match: (c: FakeNftCall) => boolean, stderr: string }> = []
+  const ok = (stdout = ''): CommandResult => ({ stdout, stderr: '', exitCode: 0 })
+
+  function runScript (script: string, into: Map<string, RulesetState>): void {
+    const lines = script.split('\n')
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!.trim()
+      if (line === '') continue
+      let m: RegExpExecArray | null
+      if ((m = /^add table inet (\w+)$/.exec(line)) !== null) {
+        if (!into.has(m[1]!)) into.set(m[1]!, { interfaceName: '', sets: emptySets() })
+      } else if ((m = /^delete table inet (\w+)$/.exec(line)) !== null) {
+        if (!into.delete(m[1]!)) throw new NftError(`Error: No such file or directory\n${line}`)
+      } else if ((m = /^table inet (\w+) \{$/.exec(line)) !== null) {
+        const state: RulesetState = { interfaceName: '', sets: emptySets() }
+        let set: SetName | undefined
+        let inElements = false
+        for (i++; i < lines.length && lines[i] !== '}'; i++) {
+          const l = lines[i]!.trim()
+          const s = /^set (\w+) \{$/.exec(l)
+          if (s !== null) set = s[1] as SetName
+          const iif = /^iifname "([^"]+)" jump mesh comment "(.*)"$/.exec(l)
+          if (iif !== null && iif[2] === RULESET_MARKER) state.interfaceName = iif[1]!
+          if (l === '}') inElements = false
+          if (inElements && set !== undefined) state.sets[set].push(elementText(set, l.replace(/,$/, '')))
+          if (l === 'elements = {') inElements = true
+        }
+        if (state.interfaceName === '') throw new NftError('fake nft: table without the mesh rule')
+        into.set(m[1]!, state)
+      } else if ((m = /^(add|delete) element inet (\w+) (\w+) \{ (.*) \}$/.exec(line)) !== null) {
+        const state = into.get(m[2]!)
+        const set = m[3] as SetName
+        if (state === undefined || !(SET_NAMES as readonly string[]).includes(set)) throw new NftError(`Error: No such file or directory\n${line}`)
+        for (const raw of m[4]!.split(', ')) {
+          const text = elementText(set, raw)
+          const at = state.sets[set].indexOf(text)
+          if (m[1] === 'add' && at < 0) state.sets[set] = [...state.sets[set], text]
+          if (m[1] === 'delete') {
+            if (at < 0) throw new NftError(`Error: Could not process rule: No such file or directory\n${line}`)
+            state.sets[set] = state.sets[set].filter((_, k) => k !== at)
+          }
+        }
+      } else {
+        throw new NftError(`Error: syntax error\n${line}`)
+      }
+    }
+  }
+
+  function elementText (set: SetName, raw: string): string {
+    try {
+      parseElement(set, raw)
+    } catch (err) {
+      throw new NftError(`Error: ${(err as Error).message}`)
+    }
+    return raw
+  }
+
+  function listJson (name: string, state: RulesetState): string {
+    const items: unknown[] = [{ metainfo: { version: 'fake' } }, { table: { family: 'inet', name } }]
+    for (const set of SET_NAMES) {
+      const elem = state.sets[set].map(text => ({ concat: text.split(' . ').map((f, k) => jsonField(f, k)) }))
+      items.push({ set: { family: 'inet', table: name, name: set, ...(elem.length > 0 ? { elem } : {}) } })
+    }
+    items.push({ rule: { family: 'inet', table: name, chain: 'input', comment: RULESET_MARKER, expr: [{ match: { op: '==', left: { meta: { key: 'iifname' } }, right: state.interfaceName } }, { jump: { target: 'mesh' } }] } })
+    return JSON.stringify({ nftables: items })
+  }
+
+  function jsonField (f: string, k: number): unknown {
+    if (k === 1) return Number(f)
+    if (f.includes('/')) { const [addr, len] = f.split('/'); return { prefix: { addr, len: Number(len) } } }
+    if (f.includes('-')) { const [a, b] = f.split('-'); return k === 0 ? { range: [a, b] } : { range: [Number(a), Number(b)] } }
+    return k === 0 ? f : Number(f)
+  }
+
+  function copy (m: Map<string, RulesetState>): Map<string, RulesetState> {
+    return new Map([...m].map(([k, v]) => [k, { interfaceName: v.interfaceName, sets: { ...v.sets } }]))
+  }
+
+  return {
+    calls,
+    tables,
+    async run (argv, opts = {}) {
+      const call: FakeNftCall = opts.input === undefined ? { argv } : { argv, input: opts.input }
+      calls.push(call)
+      const failAt = failures.findIndex(f => f.match(call))
+      let result: CommandResult
+      if (failAt >= 0) {
+        result = { stdout: '', stderr: failures[failAt]!.stderr, exitCode: 1 }
+        failures.splice(failAt, 1)
+      } else if (argv[1] === '--version') {
+        result = ok('nftables v1.0.6 (fake)\n')
+      } else if (argv.join(' ').startsWith('nft -j -n list table inet ')) {
+        const state = tables.get(argv[6]!)
+        result = state === undefined ? { stdout: '', stderr: 'Error: No such file or directory', exitCode: 1 } : ok(listJson(argv[6]!, state))
+      } else if (argv.at(-2) === '-f' && argv.at(-1) === '-') {
+        const scratch = copy(tables)
+        try {
+          runScript(opts.input ?? '', scratch)
+          if (!argv.includes('--check')) { tables.clear(); for (const [k, v] of scratch) tables.set(k, v) }
+          result = ok()
+        } catch (err) {
+          if (!(err instanceof NftError)) throw err
+          result = { stdout: '', stderr: err.message, exitCode: 1 }
+        }
+      } else {
+        result = { stdout: '', stderr: `fake nft: unsupported ${argv.join(' ')}`, exitCode: 1 }
+      }
+      if (result.exitCode !== 0 && opts.allowFail !== true) throw new Error(`${argv.join(' ')} failed: ${result.stderr}`)
+      return result
+    },
+    trace: (table, p) => traceRuleset(tables.get(table), p),
+    dump: table => dumpRuleset(tables.get(table)),
+    failNext: (match, stderr) => { failures.push({ match, stderr }) }
+  }
+}

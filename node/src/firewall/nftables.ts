@@ -1,0 +1,164 @@
+/**
+ * NftablesFirewall enforces the filter in the kernel through `nft`, in one table that Warren
+ * owns (`table inet warren`); no other table is read or changed.
+ *
+ * Every change is one atomic transaction, checked with `nft --check -f -` before `nft -f -`.
+ * The first apply (and any apply after the kernel's table turned out to differ from what
+ * we applied) replaces the whole table; later applies send only element adds and deletes,
+ * so a one-peer change costs a few elements whatever the size of the mesh. If nft refuses
+ * a change, the previous rules stay in force and `set` throws.
+ *
+ * The table is kernel state: it outlives the daemon (fail-closed). `close()` deletes it.
+ */
+import { WarrenError, type FilterRule } from '@warren/protocol'
+import {
+  checkRulesetOptions, compileFilter, diffSets, parseKernelTable, renderDeleteScript, renderElementScript,
+  renderTableScript, SET_NAMES, type KernelTable, type RulesetOptions, type SetElements
+} from './ruleset.js'
+import type { CommandRunner, Firewall, FirewallContext } from './types.js'
+
+export interface NftablesFirewallInit {
+  runner: CommandRunner
+  /** table name, `warren` by default; tests use their own */
+  table?: string
+  /** only `inet`: one table that judges IPv4 and IPv6 alike, so neither is left open */
+  family?: 'inet'
+}
+
+/** ApplyReport says what the last `set` did to the kernel. */
+export interface ApplyReport {
+  kind: 'none' | 'elements' | 'rebuild'
+  /** element adds plus deletes (for a rebuild: all elements) */
+  elements: number
+  /** bytes of the nft script sent */
+  scriptBytes: number
+}
+
+export interface NftablesFirewall extends Firewall {
+  /**
+   * sync reads the kernel's table back and, if it is missing or differs from what was last
+   * applied (someone deleted or edited it), rebuilds it atomically.
+   */
+  sync: () => Promise<'unchanged' | 'rebuilt' | 'nothing-applied'>
+  /** lastApply reports the last `set`, for metrics and tests. */
+  lastApply: () => ApplyReport | undefined
+}
+
+interface Applied { interfaceName: string, sets: SetElements }
+
+function sameSets (a: SetElements, b: SetElements): boolean {
+  return SET_NAMES.every(n => a[n].length === b[n].length && a[n].every((e, i) => e === b[n][i]))
+}
+
+function firstLines (text: string): string {
+  return text.trim().split('\n').slice(0, 6).join('\n')
+}
+
+/** createNftablesFirewall makes the real firewall; nothing runs until `up` or `set`. */
+export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFirewall {
+  const { runner } = init
+  const table = init.table ?? 'warren'
+  if (init.family !== undefined && init.family !== 'inet') {
+    throw new WarrenError('bad_firewall_config', `nftables family "${String(init.family)}" is not supported; Warren uses one inet table for IPv4 and IPv6`, { field: 'family' })
+  }
+  checkRulesetOptions({ table, interfaceName: 'x' })
+  /** applied is what the kernel holds as far as we know; undefined means "read it back first" */
+  let applied: Applied | undefined
+  let report: ApplyReport | undefined
+  let queue: Promise<unknown> = Promise.resolve()
+
+  /** serial runs one operation at a time, so two `set`s never interleave their transactions. */
+  function serial<T> (fn: () => Promise<T>): Promise<T> {
+    const next = queue.then(fn, fn)
+    queue = next.catch(() => {})
+    return next
+  }
+
+  /** transact checks a script, then applies it; on refusal nothing changed and it throws. */
+  async function transact (script: string, what: string): Promise<void> {
+    const check = await runner.run(['nft', '--check', '-f', '-'], { input: script, allowFail: true })
+    if (check.exitCode !== 0) {
+      throw new WarrenError('firewall_apply_failed', `nftables refused ${what} of table inet ${table} at the check; the previous rules stay in force. nft said:\n${firstLines(check.stderr)}`, { status: 500 })
+    }
+    const apply = await runner.run(['nft', '-f', '-'], { input: script, allowFail: true })
+    if (apply.exitCode !== 0) {
+      applied = undefined
+      throw new WarrenError('firewall_apply_failed', `nftables refused ${what} of table inet ${table}; the transaction was rolled back and the previous rules stay in force. nft said:\n${firstLines(apply.stderr)}`, { status: 500 })
+    }
+  }
+
+  /** readKernel returns our table as the kernel holds it, or undefined when it is absent. */
+  async function readKernel (): Promise<KernelTable | undefined> {
+    const r = await runner.run(['nft', '-j', '-n', 'list', 'table', 'inet', table], { allowFail: true })
+    if (r.exitCode !== 0) {
+      if (/No such file or directory/.test(r.stderr)) return undefined
+      throw new WarrenError('firewall_read_failed', `could not read nftables table inet ${table}: ${firstLines(r.stderr)}`, { status: 500 })
+    }
+    return parseKernelTable(r.stdout)
+  }
+
+  /** adopt trusts a kernel table that has our layout, so a restarted daemon sends only a diff. */
+  function adopt (k: KernelTable | undefined): Applied | undefined {
+    if (k === undefined || !k.marked || k.interfaceName === undefined) return undefined
+    return { interfaceName: k.interfaceName, sets: k.sets }
+  }
+
+  async function rebuild (next: Applied): Promise<void> {
+    const script = renderTableScript(next.sets, { table, interfaceName: next.interfaceName })
+    await transact(script, 'the rebuild')
+    applied = next
+    report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, s) => n + next.sets[s].length, 0), scriptBytes: Buffer.byteLength(script) }
+  }
+
+  async function set (filter: FilterRule[], ctx: FirewallContext): Promise<void> {
+    const opts: RulesetOptions = { table, interfaceName: ctx.interfaceName }
+    checkRulesetOptions(opts)
+    const next: Applied = { interfaceName: ctx.interfaceName, sets: compileFilter(filter) }
+    if (applied === undefined) applied = adopt(await readKernel())
+    if (applied === undefined || applied.interfaceName !== next.interfaceName) return await rebuild(next)
+    const diff = diffSets(applied.sets, next.sets)
+    if (diff.size === 0) {
+      report = { kind: 'none', elements: 0, scriptBytes: 0 }
+      return
+    }
+    const script = renderElementScript(diff, table)
+    const before = applied
+    try {
+      await transact(script, `an update of ${diff.size} elements`)
+    } catch (err) {
+      // The kernel may no longer hold what we applied (table deleted or edited): then
+      // rebuild it whole. If it does, the refusal is real: report it, rules unchanged.
+      const kernel = adopt(await readKernel())
+      if (kernel !== undefined && kernel.interfaceName === before.interfaceName && sameSets(kernel.sets, before.sets)) {
+        applied = before
+        throw err
+      }
+      return await rebuild(next)
+    }
+    applied = next
+    report = { kind: 'elements', elements: diff.size, scriptBytes: Buffer.byteLength(script) }
+  }
+
+  return {
+    up: () => serial(async () => {
+      const r = await runner.run(['nft', '--version'], { allowFail: true })
+      if (r.exitCode !== 0) {
+        throw new WarrenError('nft_missing', `nft does not run (${firstLines(r.stderr) || `exit ${r.exitCode}`}); install nftables (apt install nftables) and run the daemon as root`, { status: 500 })
+      }
+      applied = adopt(await readKernel())
+    }),
+    set: (filter, ctx) => serial(() => set(filter, ctx)),
+    close: () => serial(async () => {
+      await transact(renderDeleteScript(table), 'the removal')
+      applied = undefined
+    }),
+    sync: () => serial(async () => {
+      if (applied === undefined) return 'nothing-applied'
+      const kernel = adopt(await readKernel())
+      if (kernel !== undefined && kernel.interfaceName === applied.interfaceName && sameSets(kernel.sets, applied.sets)) return 'unchanged'
+      await rebuild(applied)
+      return 'rebuilt'
+    }),
+    lastApply: () => report
+  }
+}

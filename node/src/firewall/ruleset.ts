@@ -1,0 +1,450 @@
+/**
+ * ruleset turns a node's inbound packet filter (protocol FilterRule[]) into the nftables
+ * ruleset that enforces it, as pure functions: compile the rules into canonical set
+ * elements, render the whole table or an element diff as an `nft -f` script, read the
+ * elements back from `nft -j list table`, and evaluate a filter directly
+ * (`filterAllows`, the reference that tests hold the generated ruleset to).
+ *
+ * The table judges only packets that arrive on the mesh interface. Allowed tuples live in
+ * four interval sets with concatenated keys, so one packet costs at most two set lookups
+ * whatever the number of rules:
+ *   allow4 / allow6:   source address . protocol . destination port (TCP, UDP, SCTP, ...)
+ *   allow4p / allow6p: source address . protocol (ICMP and other protocols without ports)
+ * Elements are disjoint and merged (adjacent sources with the same ports become one range),
+ * so the same filter always yields the same elements, whatever the order of its rules.
+ *
+ * Semantics of a FilterRule as enforced here:
+ * - `srcs`: IPv4/IPv6 addresses or CIDRs (host bits are ignored), or `*` for every address.
+ * - `protos`: IANA numbers; an empty list allows nothing (fail-closed).
+ * - `ports`: used only for protocols with ports (PORT_PROTOCOLS); for the others the rule
+ *   allows the protocol from its sources whatever `ports` holds.
+ */
+import ipaddr from 'ipaddr.js'
+import { isIPv4, isIPv6 } from 'node:net'
+import { WarrenError, type FilterRule, type PortRange } from '@warren/protocol'
+
+/** PORT_PROTOCOLS are the IANA protocols whose header starts with source and destination ports. */
+export const PORT_PROTOCOLS: readonly number[] = [6, 17, 33, 132, 136] // tcp udp dccp sctp udplite
+
+/** SET_NAMES names Warren's four sets: per family, with and without a port field. */
+export const SET_NAMES = ['allow4', 'allow4p', 'allow6', 'allow6p'] as const
+export type SetName = typeof SET_NAMES[number]
+
+/** SetElements holds each set's elements as canonical `nft` element text, sorted. */
+export type SetElements = Record<SetName, string[]>
+
+/** RULESET_MARKER tags the rule that hooks the mesh interface, so a read-back can recognise our layout. */
+export const RULESET_MARKER = 'warren ruleset v1'
+
+/** RulesetOptions says where the ruleset lives and which interface it judges. */
+export interface RulesetOptions {
+  /** nftables table name; Warren owns this table and touches nothing else */
+  table: string
+  /** the mesh (WireGuard) interface whose inbound traffic is judged */
+  interfaceName: string
+}
+
+/** Packet is what filterAllows and the tracers judge: a source, protocol and destination port. */
+export interface Packet {
+  src: string
+  proto: number
+  /** destination port; only meaningful for PORT_PROTOCOLS */
+  dport?: number
+}
+
+// ---------- addresses ----------
+
+/** AddrRange is an inclusive range of IPv4 (32-bit) or IPv6 (128-bit) addresses. */
+interface AddrRange { v6: boolean, lo: bigint, hi: bigint }
+
+function bytesToBigint (bytes: number[]): bigint {
+  let n = 0n
+  for (const b of bytes) n = (n << 8n) | BigInt(b)
+  return n
+}
+
+function bigintToBytes (n: bigint, len: number): number[] {
+  const out = new Array<number>(len)
+  for (let i = len - 1; i >= 0; i--) { out[i] = Number(n & 0xffn); n >>= 8n }
+  return out
+}
+
+/** parseAddress reads one strict IPv4 or IPv6 literal, or returns undefined. */
+function parseAddress (s: string): { v6: boolean, n: bigint } | undefined {
+  if (isIPv4(s)) return { v6: false, n: bytesToBigint(s.split('.').map(Number)) }
+  if (isIPv6(s) && !s.includes('%')) return { v6: true, n: bytesToBigint(ipaddr.IPv6.parse(s).toByteArray()) }
+  return undefined
+}
+
+function formatAddress (v6: boolean, n: bigint): string {
+  return v6 ? ipaddr.fromByteArray(bigintToBytes(n, 16)).toString() : bigintToBytes(n, 4).join('.')
+}
+
+const bits = (v6: boolean): bigint => v6 ? 128n : 32n
+const allOnes = (v6: boolean): bigint => (1n << bits(v6)) - 1n
+
+/** parseSource reads one `srcs` entry; `*` means every IPv4 and every IPv6 address. */
+function parseSource (s: string, where: string): AddrRange[] {
+  if (s === '*') return [{ v6: false, lo: 0n, hi: allOnes(false) }, { v6: true, lo: 0n, hi: allOnes(true) }]
+  const slash = s.indexOf('/')
+  const addr = parseAddress(slash < 0 ? s : s.slice(0, slash))
+  const lenText = slash < 0 ? undefined : s.slice(slash + 1)
+  if (addr === undefined || (lenText !== undefined && !/^\d{1,3}$/.test(lenText))) {
+    throw new WarrenError('bad_filter', `${where}: "${s}" is not an IP address or CIDR; write for example 100.64.0.1, 100.64.0.0/10, fd7a::1/128 or *`, { field: where })
+  }
+  const len = lenText === undefined ? bits(addr.v6) : BigInt(lenText)
+  if (len > bits(addr.v6)) {
+    throw new WarrenError('bad_filter', `${where}: prefix length /${len} is too long for "${s}" (at most /${bits(addr.v6)})`, { field: where })
+  }
+  const hostMask = (1n << (bits(addr.v6) - len)) - 1n
+  return [{ v6: addr.v6, lo: addr.n & ~hostMask, hi: (addr.n & ~hostMask) | hostMask }]
+}
+
+/** formatAddrRange renders a range as nft prints it: an address, a prefix, or `lo-hi`. */
+function formatAddrRange (v6: boolean, lo: bigint, hi: bigint): string {
+  if (lo === hi) return formatAddress(v6, lo)
+  const size = hi - lo + 1n
+  if ((size & (size - 1n)) === 0n && (lo & (size - 1n)) === 0n) {
+    let hostBits = 0n
+    while ((1n << hostBits) < size) hostBits++
+    return `${formatAddress(v6, lo)}/${bits(v6) - hostBits}`
+  }
+  return `${formatAddress(v6, lo)}-${formatAddress(v6, hi)}`
+}
+
+// ---------- compiling a filter into set elements ----------
+
+/** Ports is a sorted list of disjoint, non-adjacent inclusive port ranges. */
+type Ports = Array<[number, number]>
+
+function mergePorts (ranges: Ports): Ports {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0] || a[1] - b[1])
+  const out: Ports = []
+  for (const r of sorted) {
+    const last = out[out.length - 1]
+    if (last !== undefined && r[0] <= last[1] + 1) last[1] = Math.max(last[1], r[1])
+    else out.push([r[0], r[1]])
+  }
+  return out
+}
+
+function checkPorts (ports: PortRange[], where: string): Ports {
+  return ports.map((p, i) => {
+    const ok = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 65535
+    if (!ok(p.first) || !ok(p.last) || p.first > p.last) {
+      throw new WarrenError('bad_filter', `${where}.ports[${i}]: ${p.first}-${p.last} is not a port range; first and last must be 0-65535 with first <= last`, { field: `${where}.ports[${i}]` })
+    }
+    return [p.first, p.last]
+  })
+}
+
+/** Block is one source range allowed on one protocol for some ports (all ports when portless). */
+interface Block { lo: bigint, hi: bigint, ports: Ports }
+
+/**
+ * disjointBlocks merges possibly overlapping blocks of one family and protocol into disjoint
+ * ones: a sweep over the address line where each segment gets the union of the ports of the
+ * ranges that cover it, and neighbouring segments with the same ports are joined.
+ */
+function disjointBlocks (blocks: Block[]): Block[] {
+  const starts = new Map<bigint, Block[]>()
+  const bounds = new Set<bigint>()
+  for (const b of blocks) {
+    bounds.add(b.lo); bounds.add(b.hi + 1n)
+    const list = starts.get(b.lo)
+    if (list === undefined) starts.set(b.lo, [b])
+    else list.push(b)
+  }
+  const points = [...bounds].sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
+  const active = new Set<Block>()
+  const out: Array<Block & { key: string }> = []
+  for (let i = 0; i < points.length - 1; i++) {
+    const lo = points[i]!
+    const hi = points[i + 1]! - 1n
+    for (const b of active) if (b.hi < lo) active.delete(b)
+    for (const b of starts.get(lo) ?? []) active.add(b)
+    if (active.size === 0) continue
+    const ports = active.size === 1 ? [...active][0]!.ports : mergePorts([...active].flatMap(b => b.ports))
+    const key = ports.map(r => `${r[0]}-${r[1]}`).join(',')
+    const last = out[out.length - 1]
+    if (last !== undefined && last.key === key && last.hi + 1n === lo) last.hi = hi
+    else out.push({ lo, hi, ports, key })
+  }
+  return out
+}
+
+/**
+ * compileFilter turns a filter into the canonical elements of Warren's four sets.
+ * It throws WarrenError (code `bad_filter`, naming the field) on malformed input.
+ */
+export function compileFilter (filter: FilterRule[]): SetElements {
+  // family/proto -> blocks, with the ports of each block already merged
+  const groups = new Map<string, { v6: boolean, proto: number, blocks: Map<string, Block> }>()
+  filter.forEach((rule, i) => {
+    const where = `filter[${i}]`
+    const ports = mergePorts(checkPorts(rule.ports, where))
+    const ranges = rule.srcs.flatMap((s, j) => parseSource(s, `${where}.srcs[${j}]`))
+    rule.protos.forEach((proto, k) => {
+      if (!Number.isInteger(proto) || proto < 0 || proto > 255) {
+        throw new WarrenError('bad_filter', `${where}.protos[${k}]: ${proto} is not an IANA protocol number (0-255)`, { field: `${where}.protos[${k}]` })
+      }
+      const hasPorts = PORT_PROTOCOLS.includes(proto)
+      if (hasPorts && ports.length === 0) return
+      for (const r of ranges) {
+        const key = `${r.v6 ? 6 : 4}/${proto}`
+        let g = groups.get(key)
+        if (g === undefined) groups.set(key, g = { v6: r.v6, proto, blocks: new Map() })
+        // one block per distinct source range keeps the sweep's active set small
+        const rangeKey = `${r.lo}-${r.hi}`
+        const same = g.blocks.get(rangeKey)
+        if (same === undefined) g.blocks.set(rangeKey, { lo: r.lo, hi: r.hi, ports: hasPorts ? ports : [[0, 0]] })
+        else if (hasPorts) same.ports = mergePorts([...same.ports, ...ports])
+      }
+    })
+  })
+  const sets = emptySets()
+  const sortable: Record<SetName, Array<{ lo: bigint, proto: number, port: number, text: string }>> = { allow4: [], allow4p: [], allow6: [], allow6p: [] }
+  for (const g of groups.values()) {
+    const hasPorts = PORT_PROTOCOLS.includes(g.proto)
+    const set: SetName = `allow${g.v6 ? 6 : 4}${hasPorts ? '' : 'p'}` as SetName
+    for (const b of disjointBlocks([...g.blocks.values()])) {
+      const src = formatAddrRange(g.v6, b.lo, b.hi)
+      if (!hasPorts) { sortable[set].push({ lo: b.lo, proto: g.proto, port: 0, text: `${src} . ${g.proto}` }); continue }
+      for (const [first, last] of b.ports) {
+        sortable[set].push({ lo: b.lo, proto: g.proto, port: first, text: `${src} . ${g.proto} . ${first === last ? first : `${first}-${last}`}` })
+      }
+    }
+  }
+  for (const name of SET_NAMES) {
+    sets[name] = sortable[name].sort((a, b) => a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : a.proto - b.proto || a.port - b.port).map(e => e.text)
+  }
+  return sets
+}
+
+/** emptySets is the elements of a filter that allows nothing. */
+export function emptySets (): SetElements {
+  return { allow4: [], allow4p: [], allow6: [], allow6p: [] }
+}
+
+// ---------- rendering nft scripts ----------
+
+const SET_TYPES: Record<SetName, string> = {
+  allow4: 'ipv4_addr . inet_proto . inet_service',
+  allow4p: 'ipv4_addr . inet_proto',
+  allow6: 'ipv6_addr . inet_proto . inet_service',
+  allow6p: 'ipv6_addr . inet_proto'
+}
+
+/** checkRulesetOptions refuses names nft would misread, before anything reaches nft. */
+export function checkRulesetOptions (o: RulesetOptions): void {
+  if (!/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(o.table)) {
+    throw new WarrenError('bad_firewall_config', `nftables table name "${o.table}" is not valid; use letters, digits and _ (for example warren)`, { field: 'table' })
+  }
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.interfaceName)) {
+    throw new WarrenError('bad_firewall_config', `interface name "${o.interfaceName}" is not valid; use 1-15 letters, digits, '_', '.' or '-' (for example warren0)`, { field: 'interfaceName' })
+  }
+}
+
+/**
+ * renderTableBody renders `table inet <name> { ... }` with its sets, elements and chains.
+ * The base chains run at priority filter - 10, before the host's usual filter rules; their
+ * `accept` only ends Warren's verdict, so the host's own rules still judge the packet after.
+ */
+export function renderTableBody (sets: SetElements, o: RulesetOptions): string {
+  const lines = [`table inet ${o.table} {`]
+  for (const name of SET_NAMES) {
+    lines.push(`  set ${name} {`, `    type ${SET_TYPES[name]}`, '    flags interval')
+    if (sets[name].length > 0) lines.push(`    elements = {\n      ${sets[name].join(',\n      ')}\n    }`)
+    lines.push('  }')
+  }
+  lines.push(
+    '  chain mesh {',
+    // ICMP errors about flows this node opened are `related` in the reply direction.
+    '    ct state invalid drop',
+    '    ct direction reply ct state established,related accept',
+    // Packets of flows a peer opened are judged every time, so revocation cuts them.
+    '    ip saddr . meta l4proto . th dport @allow4 accept',
+    '    ip saddr . meta l4proto @allow4p accept',
+    '    ip6 saddr . meta l4proto . th dport @allow6 accept',
+    '    ip6 saddr . meta l4proto @allow6p accept',
+    '    drop',
+    '  }')
+  for (const hook of ['input', 'forward']) {
+    lines.push(
+      `  chain ${hook} {`,
+      `    type filter hook ${hook} priority filter - 10; policy accept;`,
+      `    iifname "${o.interfaceName}" jump mesh comment "${RULESET_MARKER}"`,
+      '  }')
+  }
+  lines.push('}')
+  return lines.join('\n') + '\n'
+}
+
+/** renderTableScript replaces the table atomically: create if missing, delete, define anew. */
+export function renderTableScript (sets: SetElements, o: RulesetOptions): string {
+  return `add table inet ${o.table}\ndelete table inet ${o.table}\n${renderTableBody(sets, o)}`
+}
+
+/** renderDeleteScript removes the table if it exists (and nothing else) in one transaction. */
+export function renderDeleteScript (table: string): string {
+  return `add table inet ${table}\ndelete table inet ${table}\n`
+}
+
+/** SetDiff lists elements to delete and add, per set. */
+export interface SetDiff { del: SetElements, add: SetElements, size: number }
+
+/** diffSets compares two canonical element lists. */
+export function diffSets (prev: SetElements, next: SetElements): SetDiff {
+  const del = emptySets()
+  const add = emptySets()
+  let size = 0
+  for (const name of SET_NAMES) {
+    const before = new Set(prev[name])
+    const after = new Set(next[name])
+    del[name] = prev[name].filter(e => !after.has(e))
+    add[name] = next[name].filter(e => !before.has(e))
+    size += del[name].length + add[name].length
+  }
+  return { del, add, size }
+}
+
+/**
+ * renderElementScript renders a diff as element commands only, deletions first so that a
+ * merged element can replace the ones it covers in the same transaction; '' when empty.
+ */
+export function renderElementScript (diff: SetDiff, table: string): string {
+  const lines: string[] = []
+  for (const [verb, part] of [['delete', diff.del], ['add', diff.add]] as const) {
+    for (const name of SET_NAMES) {
+      if (part[name].length > 0) lines.push(`${verb} element inet ${table} ${name} { ${part[name].join(', ')} }`)
+    }
+  }
+  return lines.length === 0 ? '' : lines.join('\n') + '\n'
+}
+
+// ---------- reading elements back ----------
+
+/** ParsedElement is one set element as ranges: what a lookup compares a packet against. */
+export interface ParsedElement { v6: boolean, lo: bigint, hi: bigint, proto: number, ports?: [number, number] }
+
+/** parseElement reads one canonical element text of the given set. */
+export function parseElement (set: SetName, text: string): ParsedElement {
+  const parts = text.split(' . ')
+  const v6 = set.startsWith('allow6')
+  const withPorts = !set.endsWith('p')
+  if (parts.length !== (withPorts ? 3 : 2)) throw new Error(`element "${text}" does not fit set ${set}`)
+  const [addr, proto, port] = parts as [string, string, string | undefined]
+  let range: AddrRange
+  const dash = addr.indexOf('-')
+  if (dash >= 0) {
+    const lo = parseAddress(addr.slice(0, dash))
+    const hi = parseAddress(addr.slice(dash + 1))
+    if (lo === undefined || hi === undefined) throw new Error(`element "${text}": bad address range`)
+    range = { v6: lo.v6, lo: lo.n, hi: hi.n }
+  } else {
+    range = parseSource(addr, set)[0]!
+  }
+  if (range.v6 !== v6) throw new Error(`element "${text}" has the wrong address family for set ${set}`)
+  const el: ParsedElement = { v6, lo: range.lo, hi: range.hi, proto: Number(proto) }
+  if (port !== undefined) {
+    const [a, b] = port.split('-')
+    el.ports = [Number(a), Number(b ?? a)]
+  }
+  return el
+}
+
+/** elementMatches is one set lookup: does this element hold the packet's key? */
+export function elementMatches (el: ParsedElement, v6: boolean, src: bigint, proto: number, dport?: number): boolean {
+  if (el.v6 !== v6 || src < el.lo || src > el.hi || el.proto !== proto) return false
+  if (el.ports === undefined) return true
+  return dport !== undefined && dport >= el.ports[0] && dport <= el.ports[1]
+}
+
+/** KernelTable is what a read-back of our table says: the judged interface and the elements. */
+export interface KernelTable { interfaceName?: string, marked: boolean, sets: SetElements }
+
+type JsonValue = string | number | { prefix?: { addr: string, len: number }, range?: [JsonValue, JsonValue] }
+
+function jsonAddr (v: JsonValue, v6: boolean): AddrRange {
+  if (typeof v === 'string') return parseSource(v, 'kernel element')[0]!
+  if (v !== null && typeof v === 'object' && v.prefix !== undefined) return parseSource(`${v.prefix.addr}/${v.prefix.len}`, 'kernel element')[0]!
+  if (v !== null && typeof v === 'object' && v.range !== undefined) {
+    const lo = jsonAddr(v.range[0], v6)
+    const hi = jsonAddr(v.range[1], v6)
+    return { v6: lo.v6, lo: lo.lo, hi: hi.hi }
+  }
+  throw new Error(`unexpected address in kernel set element: ${JSON.stringify(v)}`)
+}
+
+function jsonPort (v: JsonValue): string {
+  if (typeof v === 'number') return String(v)
+  if (v !== null && typeof v === 'object' && v.range !== undefined) {
+    const [a, b] = v.range
+    return a === b ? String(a) : `${String(a)}-${String(b)}`
+  }
+  throw new Error(`unexpected port in kernel set element: ${JSON.stringify(v)}`)
+}
+
+/**
+ * parseKernelTable reads `nft -j -n list table inet <name>` output into canonical elements,
+ * so they compare equal to compileFilter's output when the kernel holds what we applied.
+ */
+export function parseKernelTable (json: string): KernelTable {
+  const doc = JSON.parse(json) as { nftables?: Array<Record<string, any>> }
+  const out: KernelTable = { marked: false, sets: emptySets() }
+  for (const item of doc.nftables ?? []) {
+    if (item.set !== undefined && (SET_NAMES as readonly string[]).includes(item.set.name)) {
+      const name = item.set.name as SetName
+      const v6 = name.startsWith('allow6')
+      const texts: string[] = []
+      for (const raw of item.set.elem ?? []) {
+        const el = raw?.elem?.val ?? raw
+        const concat = el?.concat as JsonValue[] | undefined
+        if (!Array.isArray(concat)) throw new Error(`unexpected element in set ${name}: ${JSON.stringify(raw)}`)
+        const a = jsonAddr(concat[0]!, v6)
+        const fields = [formatAddrRange(a.v6, a.lo, a.hi), String(concat[1])]
+        if (concat.length === 3) fields.push(jsonPort(concat[2]!))
+        texts.push(fields.join(' . '))
+      }
+      out.sets[name] = sortElements(name, texts)
+    }
+    if (item.rule !== undefined && item.rule.chain === 'input') {
+      if (item.rule.comment === RULESET_MARKER) out.marked = true
+      for (const e of item.rule.expr ?? []) {
+        if (e?.match?.left?.meta?.key === 'iifname' && typeof e.match.right === 'string') out.interfaceName = e.match.right
+      }
+    }
+  }
+  return out
+}
+
+/** sortElements orders element texts as compileFilter does (address, protocol, port). */
+export function sortElements (set: SetName, texts: string[]): string[] {
+  const keyed = texts.map(text => ({ text, el: parseElement(set, text) }))
+  keyed.sort((a, b) => a.el.lo < b.el.lo ? -1 : a.el.lo > b.el.lo ? 1 : a.el.proto - b.el.proto || (a.el.ports?.[0] ?? 0) - (b.el.ports?.[0] ?? 0))
+  return keyed.map(k => k.text)
+}
+
+// ---------- the reference evaluation ----------
+
+/**
+ * filterAllows evaluates a filter directly, rule by rule: is this packet allowed in?
+ * It is the specification that the generated ruleset must match exactly.
+ */
+export function filterAllows (filter: FilterRule[], packet: Packet): boolean {
+  const src = parseAddress(packet.src)
+  if (src === undefined) return false
+  const hasPorts = PORT_PROTOCOLS.includes(packet.proto)
+  return filter.some((rule, i) => {
+    if (!rule.protos.includes(packet.proto)) return false
+    const fromSource = rule.srcs.some((s, j) => parseSource(s, `filter[${i}].srcs[${j}]`).some(r => r.v6 === src.v6 && src.n >= r.lo && src.n <= r.hi))
+    if (!fromSource) return false
+    if (!hasPorts) return true
+    return packet.dport !== undefined && rule.ports.some(p => packet.dport! >= p.first && packet.dport! <= p.last)
+  })
+}
+
+/** packetSource parses a packet's source address for the tracers. */
+export function packetSource (src: string): { v6: boolean, n: bigint } | undefined {
+  return parseAddress(src)
+}

@@ -1,0 +1,293 @@
+import t from 'tap'
+import { isWarrenError, type FilterRule } from '@warren/protocol'
+import { compileFilter, renderTableBody, filterAllows } from '../src/firewall/ruleset.js'
+import { createNftablesFirewall } from '../src/firewall/nftables.js'
+import { createFakeFirewall, createFakeNft } from '../src/firewall/fake.js'
+
+const IF = { interfaceName: 'warren0' }
+const tcp = (srcs: string[], first: number, last = first): FilterRule => ({ srcs, protos: [6], ports: [{ first, last }] })
+
+/** Cases are whole filters and the sorted ruleset they must produce. */
+const cases: Array<{ name: string, in: FilterRule[], want: string }> = [
+  { name: 'empty filter allows nothing', in: [], want: 'iifname warren0' },
+  {
+    name: 'one peer, one port',
+    in: [tcp(['100.64.0.2'], 22)],
+    want: 'allow4 100.64.0.2 . 6 . 22\niifname warren0'
+  },
+  {
+    name: 'neighbouring peers with the same ports merge into one range',
+    in: [tcp(['100.64.0.2', '100.64.0.3'], 22), tcp(['100.64.0.4'], 22)],
+    want: 'allow4 100.64.0.2-100.64.0.4 . 6 . 22\niifname warren0'
+  },
+  {
+    name: 'overlapping and adjacent port ranges merge',
+    in: [tcp(['100.64.0.2'], 80, 90), tcp(['100.64.0.2'], 85, 100), tcp(['100.64.0.2'], 101), tcp(['100.64.0.2'], 443)],
+    want: 'allow4 100.64.0.2 . 6 . 443\nallow4 100.64.0.2 . 6 . 80-101\niifname warren0'
+  },
+  {
+    name: 'a host inside a CIDR that already allows its port adds nothing',
+    in: [tcp(['10.0.0.0/8'], 0, 65535), tcp(['10.1.2.3'], 5)],
+    want: 'allow4 10.0.0.0/8 . 6 . 0-65535\niifname warren0'
+  },
+  {
+    name: 'a host inside a CIDR with other ports splits the CIDR',
+    in: [tcp(['10.0.0.0/30'], 22), tcp(['10.0.0.1'], 80)],
+    want: 'allow4 10.0.0.0 . 6 . 22\nallow4 10.0.0.1 . 6 . 22\nallow4 10.0.0.1 . 6 . 80\nallow4 10.0.0.2/31 . 6 . 22\niifname warren0'
+  },
+  {
+    name: 'host bits of a CIDR are ignored',
+    in: [tcp(['100.64.0.77/24'], 22)],
+    want: 'allow4 100.64.0.0/24 . 6 . 22\niifname warren0'
+  },
+  {
+    name: 'ICMP and ICMPv6 ignore ports; TCP without ports allows nothing',
+    in: [{ srcs: ['100.64.0.2', 'fd7a:115c:a1e0::2'], protos: [1, 58], ports: [{ first: 22, last: 22 }] }, { srcs: ['100.64.0.9'], protos: [6], ports: [] }],
+    want: 'allow4p 100.64.0.2 . 1\nallow4p 100.64.0.2 . 58\nallow6p fd7a:115c:a1e0::2 . 1\nallow6p fd7a:115c:a1e0::2 . 58\niifname warren0'
+  },
+  {
+    name: 'star means every IPv4 and IPv6 source',
+    in: [{ srcs: ['*'], protos: [17], ports: [{ first: 53, last: 53 }] }],
+    want: 'allow4 0.0.0.0/0 . 17 . 53\nallow6 ::/0 . 17 . 53\niifname warren0'
+  },
+  {
+    name: 'IPv6 peers, UDP and SCTP ports',
+    in: [{ srcs: ['fd7a:115c:a1e0::3/128', 'fd7a:115c:a1e0::4'], protos: [17, 132], ports: [{ first: 5000, last: 5010 }] }],
+    want: 'allow6 fd7a:115c:a1e0::3-fd7a:115c:a1e0::4 . 132 . 5000-5010\nallow6 fd7a:115c:a1e0::3-fd7a:115c:a1e0::4 . 17 . 5000-5010\niifname warren0'
+  },
+  {
+    name: 'rules repeated in another order give the same ruleset',
+    in: [tcp(['100.64.0.3'], 22), tcp(['100.64.0.2'], 22), tcp(['100.64.0.3'], 22)],
+    want: 'allow4 100.64.0.2/31 . 6 . 22\niifname warren0'
+  }
+]
+
+function shuffled<T> (xs: T[]): T[] {
+  const out = [...xs]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!]
+  }
+  return out
+}
+
+t.test('FakeFirewall: the table cases, replayed in random order, are idempotent', async t => {
+  const fw = createFakeFirewall()
+  await fw.up()
+  for (let round = 0; round < 3; round++) {
+    for (const c of shuffled(cases)) {
+      await fw.set(shuffled(c.in), IF)
+      t.equal(fw.dump(), c.want, c.name)
+      const before = fw.changes()
+      await fw.set(c.in, IF)
+      t.equal(fw.changes(), before, `${c.name}: the same filter again changes nothing`)
+    }
+  }
+})
+
+t.test('NftablesFirewall on a fake nft: the same cases, and no command for a repeated set', async t => {
+  const nft = createFakeNft()
+  const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })
+  await fw.up()
+  for (const c of shuffled([...cases, ...cases])) {
+    await fw.set(shuffled(c.in), IF)
+    t.equal(nft.dump('wtest'), c.want, c.name)
+    const calls = nft.calls.length
+    await fw.set(c.in, IF)
+    t.equal(nft.calls.length, calls, `${c.name}: no nft command the second time`)
+    t.equal(fw.lastApply()?.kind, 'none')
+  }
+})
+
+t.test('the full table text', async t => {
+  const body = renderTableBody(compileFilter([tcp(['100.64.0.2'], 22), { srcs: ['fd7a::2'], protos: [58], ports: [] }]), { table: 'warren', interfaceName: 'warren0' })
+  t.equal(body, `table inet warren {
+  set allow4 {
+    type ipv4_addr . inet_proto . inet_service
+    flags interval
+    elements = {
+      100.64.0.2 . 6 . 22
+    }
+  }
+  set allow4p {
+    type ipv4_addr . inet_proto
+    flags interval
+  }
+  set allow6 {
+    type ipv6_addr . inet_proto . inet_service
+    flags interval
+  }
+  set allow6p {
+    type ipv6_addr . inet_proto
+    flags interval
+    elements = {
+      fd7a::2 . 58
+    }
+  }
+  chain mesh {
+    ct state invalid drop
+    ct direction reply ct state established,related accept
+    ip saddr . meta l4proto . th dport @allow4 accept
+    ip saddr . meta l4proto @allow4p accept
+    ip6 saddr . meta l4proto . th dport @allow6 accept
+    ip6 saddr . meta l4proto @allow6p accept
+    drop
+  }
+  chain input {
+    type filter hook input priority filter - 10; policy accept;
+    iifname "warren0" jump mesh comment "warren ruleset v1"
+  }
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    iifname "warren0" jump mesh comment "warren ruleset v1"
+  }
+}
+`)
+})
+
+t.test('tracer: only mesh traffic is judged, replies pass, invalid drops, ICMP only where allowed', async t => {
+  const fw = createFakeFirewall()
+  await fw.set([tcp(['100.64.0.2'], 22), { srcs: ['100.64.0.3'], protos: [1], ports: [] }], IF)
+  const p = { src: '100.64.0.2', proto: 6, dport: 22, iif: 'warren0' }
+  t.equal(fw.trace(p), 'accept')
+  t.equal(fw.trace({ ...p, dport: 23 }), 'drop')
+  t.equal(fw.trace({ ...p, iif: 'eth0', dport: 23 }), 'untouched')
+  t.equal(fw.trace({ ...p, dport: 23, ctDirection: 'reply', ctState: 'established' }), 'accept', 'reply of a flow this node opened')
+  t.equal(fw.trace({ ...p, ctState: 'established' }), 'accept', 'established flow a peer opened: still allowed')
+  t.equal(fw.trace({ ...p, dport: 23, ctState: 'established' }), 'drop', 'established flow a peer opened: judged every packet')
+  t.equal(fw.trace({ ...p, ctState: 'invalid' }), 'drop')
+  t.equal(fw.trace({ src: '100.64.0.3', proto: 1, iif: 'warren0' }), 'accept', 'ping from an allowed peer')
+  t.equal(fw.trace({ src: '100.64.0.2', proto: 1, iif: 'warren0' }), 'drop', 'ping from a peer allowed only TCP')
+  t.equal(fw.trace({ src: 'fd7a::2', proto: 58, iif: 'warren0' }), 'drop', 'no ICMPv6 (not even neighbour discovery) unless allowed')
+  t.equal(filterAllows([tcp(['100.64.0.2'], 22)], { src: '100.64.0.2', proto: 6, dport: 22 }), true)
+  t.equal(filterAllows([tcp(['100.64.0.2'], 22)], { src: '100.64.0.2', proto: 6 }), false)
+})
+
+t.test('bad input is refused with the field named, and changes nothing', async t => {
+  const nft = createFakeNft()
+  const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })
+  await fw.set([tcp(['100.64.0.2'], 22)], IF)
+  const calls = nft.calls.length
+  const bad: Array<[FilterRule[], RegExp]> = [
+    [[tcp(['100.64.0.300'], 22)], /filter\[0\]\.srcs\[0\]: "100\.64\.0\.300" is not an IP address or CIDR/],
+    [[tcp(['example.com'], 22)], /not an IP address or CIDR/],
+    [[tcp(['10.0.0.0/33'], 22)], /prefix length \/33 is too long/],
+    [[tcp(['fe80::1%eth0'], 22)], /not an IP address/],
+    [[tcp(['100.64.0.2'], 90, 80)], /filter\[0\]\.ports\[0\]: 90-80 is not a port range/],
+    [[{ srcs: ['100.64.0.2'], protos: [256], ports: [] }], /filter\[0\]\.protos\[0\]: 256 is not an IANA protocol number/]
+  ]
+  for (const [filter, want] of bad) {
+    const err = await fw.set(filter, IF).catch(e => e)
+    t.ok(isWarrenError(err), 'a WarrenError')
+    t.equal(err.code, 'bad_filter')
+    t.match(err.message, want)
+  }
+  const err = await fw.set([], { interfaceName: 'a-name-that-is-too-long' }).catch(e => e)
+  t.match(err.message, /interface name "a-name-that-is-too-long" is not valid/)
+  t.equal(nft.calls.length, calls, 'no nft command was run')
+  t.equal(nft.dump('wtest'), 'allow4 100.64.0.2 . 6 . 22\niifname warren0')
+})
+
+/** peers makes a filter where each of n peers may reach two TCP ports, with gaps so nothing merges. */
+function peers (n: number, skip?: number): FilterRule[] {
+  const out: FilterRule[] = []
+  for (let i = 0; i < n; i++) {
+    if (i === skip) continue
+    out.push({ srcs: [`100.64.${i >> 7}.${(i & 127) * 2}`], protos: [6], ports: [{ first: 22, last: 22 }, { first: 8000 + i, last: 8000 + i }] })
+  }
+  return out
+}
+
+t.test('adding or removing one peer sends only element commands, checked first', async t => {
+  const nft = createFakeNft()
+  const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })
+  await fw.up()
+  await fw.set(peers(300, 150), IF)
+  t.equal(fw.lastApply()?.kind, 'rebuild')
+  t.match(nft.calls.at(-1)?.input ?? '', /^add table inet wtest\ndelete table inet wtest\ntable inet wtest \{/, 'first apply replaces the table atomically')
+
+  let from = nft.calls.length
+  await fw.set(peers(300), IF)
+  let sent = nft.calls.slice(from)
+  t.same(sent.map(c => c.argv.join(' ')), ['nft --check -f -', 'nft -f -'])
+  t.equal(sent[1]!.input, 'add element inet wtest allow4 { 100.64.1.44 . 6 . 22, 100.64.1.44 . 6 . 8150 }\n')
+  t.same(fw.lastApply(), { kind: 'elements', elements: 2, scriptBytes: sent[1]!.input!.length })
+
+  from = nft.calls.length
+  await fw.set(peers(300, 7), IF)
+  sent = nft.calls.slice(from)
+  t.equal(sent[1]!.input, 'delete element inet wtest allow4 { 100.64.0.14 . 6 . 22, 100.64.0.14 . 6 . 8007 }\n')
+  t.equal(nft.dump('wtest').split('\n').length, 299 * 2 + 1)
+})
+
+t.test('a failed check or apply leaves the previous rules and throws a clear error', async t => {
+  const nft = createFakeNft()
+  const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })
+  await fw.set(peers(5), IF)
+  const before = nft.dump('wtest')
+
+  nft.failNext(c => c.argv.includes('--check'), 'Error: Could not process rule: No space left on device')
+  let err = await fw.set(peers(6), IF).catch(e => e)
+  t.equal(err.code, 'firewall_apply_failed')
+  t.match(err.message, /refused an update of 2 elements of table inet wtest at the check; the previous rules stay in force/)
+  t.match(err.message, /No space left on device/)
+  t.equal(nft.dump('wtest'), before)
+
+  nft.failNext(c => c.argv.join(' ') === 'nft -f -', 'Error: Could not process rule: Cannot allocate memory')
+  err = await fw.set(peers(6), IF).catch(e => e)
+  t.equal(err.code, 'firewall_apply_failed')
+  t.match(err.message, /rolled back and the previous rules stay in force/)
+  t.equal(nft.dump('wtest'), before)
+
+  await fw.set(peers(6), IF)
+  t.not(nft.dump('wtest'), before, 'the next set applies once nft accepts it')
+})
+
+t.test('a table deleted or edited behind our back is rebuilt atomically', async t => {
+  const nft = createFakeNft()
+  const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })
+  await fw.set(peers(5), IF)
+  nft.tables.delete('wtest')
+  await fw.set(peers(6), IF)
+  t.equal(fw.lastApply()?.kind, 'rebuild', 'element update failed, so the whole table was rebuilt')
+  t.equal(nft.dump('wtest').split('\n').length, 6 * 2 + 1)
+
+  nft.tables.get('wtest')!.sets.allow4 = []
+  t.equal(await fw.sync(), 'rebuilt')
+  t.equal(nft.dump('wtest').split('\n').length, 6 * 2 + 1)
+  t.equal(await fw.sync(), 'unchanged')
+})
+
+t.test('a restarted daemon adopts the kernel table and sends only a diff', async t => {
+  const nft = createFakeNft()
+  await createNftablesFirewall({ runner: nft, table: 'wtest' }).set(peers(50), IF)
+  const restarted = createNftablesFirewall({ runner: nft, table: 'wtest' })
+  await restarted.up()
+  const from = nft.calls.length
+  await restarted.set(peers(50), IF)
+  t.equal(nft.calls.length, from, 'same filter after restart: nothing sent')
+  await restarted.set(peers(51), IF)
+  t.equal(restarted.lastApply()?.kind, 'elements')
+  await restarted.set(peers(51), { interfaceName: 'warren1' })
+  t.equal(restarted.lastApply()?.kind, 'rebuild', 'another interface needs new chains')
+})
+
+t.test('close deletes only our table; the table stays while the daemon is away', async t => {
+  const nft = createFakeNft()
+  const other = createNftablesFirewall({ runner: nft, table: 'othertable' })
+  await other.set(peers(3), IF)
+  const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })
+  await fw.set(peers(3), IF)
+  t.equal(nft.tables.size, 2)
+  await fw.close()
+  t.same([...nft.tables.keys()], ['othertable'])
+  await fw.close()
+  t.same([...nft.tables.keys()], ['othertable'], 'closing twice is fine')
+})
+
+t.test('options are checked', async t => {
+  t.throws(() => createNftablesFirewall({ runner: createFakeNft(), table: 'bad name' }), /table name "bad name" is not valid/)
+  t.throws(() => createNftablesFirewall({ runner: createFakeNft(), family: 'ip' as 'inet' }), /family "ip" is not supported/)
+  const missing = createNftablesFirewall({ runner: { run: async () => ({ stdout: '', stderr: 'nft: not found', exitCode: 127 }) } })
+  await t.rejects(missing.up(), /install nftables/)
+})
