@@ -1,5 +1,20 @@
 /**
  * @warren/controller is the control plane: identities, devices, auth keys, the access
  * policy, and the map sessions that tell each node what it may see.
+ *
+ * @example
+ * ```ts
+ * import { startController } from '@warren/controller'
+ * const c = await startController({ stateDir: '/var/lib/warren', listen: '0.0.0.0:8443' })
+ * console.log(c.url, c.displayFingerprint)
+ * ```
  */
-export {}
+export * from './server.js'
+export * from './app.js'
+export * from './state.js'
+export * from './store.js'
+export * from './tls.js'
+export * from './ipam.js'
+export * from './names.js'
+export * from './mutex.js'
+export * from './metrics.js'
