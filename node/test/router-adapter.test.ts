@@ -1,4 +1,5 @@
 import t from 'tap'
+import { shuffled } from './runner-table-replay.js'
 import { createRouter, createFakeRouter, type RouterConfig } from '../src/router/index.js'
 import { simulateIpSystem } from './router-simulated-system.js'
 
@@ -25,17 +26,6 @@ const cases: Array<{ name: string, in: RouterConfig, want: string[] }> = [
     want: ['link up mtu 1420', 'addr 100.64.0.5/32', 'addr fe80::1/64', 'route 100.64.0.0/10', 'route 100.64.0.7/32'].sort()
   }
 ]
-
-function shuffled<T> (xs: T[], seed: number): T[] {
-  const out = [...xs]
-  let s = seed
-  for (let i = out.length - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) % 2 ** 31
-    const j = s % (i + 1);
-    [out[i], out[j]] = [out[j]!, out[i]!]
-  }
-  return out
-}
 
 t.test('set reaches each table state from any previous state, and repeating it changes nothing', async t => {
   for (let round = 0; round < 6; round++) {

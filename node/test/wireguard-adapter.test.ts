@@ -1,4 +1,5 @@
 import t from 'tap'
+import { shuffled } from './runner-table-replay.js'
 import { existsSync } from 'node:fs'
 import { generateWireGuardKeyPair, wireGuardPublicKey } from '@warren/protocol'
 import { createWireGuard, createFakeWireGuard, detectKernelWireGuard, parseWireGuardDump, type WireGuardConfig } from '../src/wireguard/index.js'
@@ -38,17 +39,6 @@ const cases: Array<{ name: string, in: WireGuardConfig, want: string[] }> = [
     want: [line(a, '10.9.0.2:41641', '100.64.0.9/32', 'off'), line(d, '(none)', '(none)', 'off')].sort()
   }
 ]
-
-function shuffled<T> (xs: T[], seed: number): T[] {
-  const out = [...xs]
-  let s = seed
-  for (let i = out.length - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) % 2 ** 31
-    const j = s % (i + 1);
-    [out[i], out[j]] = [out[j]!, out[i]!]
-  }
-  return out
-}
 
 t.test('set reaches each table state from any previous state, and repeating it changes nothing', async t => {
   const sim = simulateWireGuardSystem()

@@ -1,0 +1,109 @@
+import { WarrenError, MESH_IPV4_CIDR, type Netmap, type Peer } from '@warren/protocol'
+import { normalizeCidr } from '../router/cidr.js'
+import type { WireGuard, WireGuardConfig } from '../wireguard/types.js'
+import type { Router, RouterConfig } from '../router/types.js'
+import type { Engine, EngineLocal, Firewall, DnsConfigurator, ApplyResult } from './types.js'
+
+/** PERSISTENT_KEEPALIVE keeps NAT mappings open toward every peer (seconds). */
+export const PERSISTENT_KEEPALIVE = 25
+
+/** MESH_IPV6_PREFIX_LENGTH is the size of the mesh's ULA prefix: one /48 per tailnet. */
+export const MESH_IPV6_PREFIX_LENGTH = 48
+
+/** EngineComponents are the adapters the engine drives; firewall and DNS are optional. */
+export interface EngineComponents {
+  wireguard: WireGuard
+  router: Router
+  firewall?: Firewall
+  dns?: DnsConfigurator
+  /** the clock for key expiry; tests pass their own */
+  now?: () => Date
+}
+
+const expired = (at: string | undefined, now: Date): boolean => at !== undefined && Date.parse(at) <= now.getTime()
+
+/** isSelfActive says whether this node may have peers: approved and its key not expired. */
+export function isSelfActive (netmap: Netmap, now = new Date()): boolean {
+  return netmap.self.status === 'active' && !expired(netmap.self.keyExpiry, now)
+}
+
+/**
+ * desiredWireGuard is the WireGuard state for a netmap: each peer reaches exactly its
+ * two mesh addresses, at its first known endpoint. Peers whose key expired, or that
+ * repeat our own key, are left out; a pending or expired self gets no peers at all.
+ */
+export function desiredWireGuard (netmap: Netmap, local: EngineLocal, now = new Date()): WireGuardConfig {
+  const peers = isSelfActive(netmap, now)
+    ? netmap.peers.filter((p: Peer) => !expired(p.keyExpiry, now) && p.wgKey !== netmap.self.wgKey)
+    : []
+  const seen = new Set<string>()
+  return {
+    interfaceName: local.interfaceName,
+    privateKey: local.privateKey,
+    ...(local.listenPort !== undefined ? { listenPort: local.listenPort } : {}),
+    peers: peers.filter(p => !seen.has(p.wgKey) && seen.add(p.wgKey) !== undefined).map(p => ({
+      publicKey: p.wgKey,
+      allowedIps: [`${p.ipv4}/32`, `${p.ipv6}/128`],
+      ...(p.endpoints.length > 0 ? { endpoint: p.endpoints[0]! } : {}),
+      persistentKeepalive: PERSISTENT_KEEPALIVE
+    }))
+  }
+}
+
+/** desiredRouter is this node's mesh addresses and the routes to the whole mesh. */
+export function desiredRouter (netmap: Netmap, interfaceName: string): RouterConfig {
+  const { ipv4, ipv6 } = netmap.self
+  return {
+    interfaceName,
+    addresses: [`${ipv4}/32`, `${ipv6}/128`],
+    routes: [MESH_IPV4_CIDR, normalizeCidr(`${ipv6}/${MESH_IPV6_PREFIX_LENGTH}`, 'self.ipv6')]
+  }
+}
+
+/** createEngine returns an Engine over the given adapters. */
+export function createEngine (components: EngineComponents): Engine {
+  const { wireguard, router, firewall, dns } = components
+  const now = components.now ?? (() => new Date())
+  let queue: Promise<unknown> = Promise.resolve()
+
+  async function stage<T> (name: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e)
+      throw new WarrenError('apply_failed', `applying the network map failed at ${name}: ${why}`, { status: 500, cause: e })
+    }
+  }
+
+  async function applyNow (netmap: Netmap, local: EngineLocal): Promise<ApplyResult> {
+    const started = performance.now()
+    const at = now()
+    const active = isSelfActive(netmap, at)
+    const wgConfig = desiredWireGuard(netmap, local, at)
+    const routerConfig = desiredRouter(netmap, local.interfaceName)
+    // The filter goes first: a revoked peer loses access before anything else moves,
+    // and it judges by interface name, so it may exist before the interface does.
+    if (firewall !== undefined) await stage('firewall', async () => await firewall.set(active ? netmap.filter : [], { interfaceName: local.interfaceName }))
+    const wg = await stage('wireguard', async () => await wireguard.set(wgConfig))
+    const routes = await stage('router', async () => await router.set(routerConfig))
+    if (dns !== undefined) await stage('dns', async () => await dns.set(active ? netmap : { ...netmap, peers: [] }))
+    return { durationMs: performance.now() - started, active, peers: wgConfig.peers.length, wireguard: wg, router: routes }
+  }
+
+  function serialized<T> (fn: () => Promise<T>): Promise<T> {
+    const run = queue.then(fn, fn)
+    queue = run.catch(() => undefined)
+    return run
+  }
+
+  return {
+    apply: async (netmap, local) => await serialized(async () => await applyNow(netmap, local)),
+    close: async () => await serialized(async () => {
+      // Everything is attempted; the first failure is reported after.
+      const errors: unknown[] = []
+      const steps = [async () => await dns?.close?.(), async () => await router.close(), async () => await wireguard.close(), async () => await firewall?.close()]
+      for (const step of steps) await step().catch(e => errors.push(e))
+      if (errors.length > 0) throw errors[0]
+    })
+  }
+}
