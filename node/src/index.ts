@@ -4,3 +4,6 @@
  */
 export {}
 export * from './transport/index.js'
+export * from './control/index.js'
+export * from './daemon/index.js'
+export * from './localapi/index.js'

@@ -1,0 +1,70 @@
+import type { Netmap } from '@warren/protocol'
+import type { WireGuardPeerStatus } from '../wireguard/types.js'
+
+/**
+ * DataPlane is everything the daemon changes on the system for one mesh: the WireGuard
+ * interface and its peers, addresses and routes, the nftables table, MagicDNS and the
+ * host resolver. The daemon only says "make it like this netmap" or "remove it all".
+ * Kernel state outlives the daemon on purpose (fail-closed): only `down` removes it.
+ */
+export interface DataPlane {
+  /** apply makes the system match the netmap; applying the same map again changes nothing */
+  apply(netmap: Netmap): Promise<void>
+  /** peerStats reads live WireGuard counters (`wg show dump`); empty when there is no interface */
+  peerStats(): Promise<WireGuardPeerStatus[]>
+  /** listenPort is the WireGuard UDP port, for the endpoints the controller hands to peers */
+  listenPort(): number
+  /** ping sends one echo to a mesh address and returns the round trip in milliseconds */
+  ping(address: string): Promise<number>
+  /** down removes the interface, its addresses and routes, the firewall table and restores the resolver */
+  down(): Promise<void>
+  /** release stops in-process parts (DNS sockets) and leaves kernel state as it is */
+  release(): Promise<void>
+}
+
+/** FakeDataPlane records what the daemon asked for, and stands in for the system in tests. */
+export interface FakeDataPlane extends DataPlane {
+  /** every netmap applied, in order */
+  readonly applied: Netmap[]
+  /** installed is true while the interface and firewall table would exist on the system */
+  readonly installed: boolean
+  readonly downCalls: number
+  readonly released: boolean
+  /** stats lets a test set what `wg show dump` would report */
+  stats: WireGuardPeerStatus[]
+  /** failNextApply makes the next apply throw, as a failing `wg` or `nft` would */
+  failNextApply?: Error
+}
+
+/**
+ * createFakeDataPlane returns a fake whose kernel-side state (`installed`) can outlive a
+ * daemon, as the real one does: pass the same fake to a restarted daemon.
+ */
+export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number } = {}): FakeDataPlane {
+  let installed = false
+  let downCalls = 0
+  let released = false
+  const fake: FakeDataPlane = {
+    applied: [],
+    stats: [],
+    get installed () { return installed },
+    get downCalls () { return downCalls },
+    get released () { return released },
+    async apply (netmap) {
+      if (fake.failNextApply !== undefined) {
+        const e = fake.failNextApply
+        delete fake.failNextApply
+        throw e
+      }
+      released = false
+      installed = true
+      fake.applied.push(netmap)
+    },
+    async peerStats () { return installed ? fake.stats : [] },
+    listenPort: () => opts.listenPort ?? 41641,
+    async ping () { return opts.pingMs ?? 1.5 },
+    async down () { installed = false; downCalls++ },
+    async release () { released = true }
+  }
+  return fake
+}
