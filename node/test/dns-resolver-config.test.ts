@@ -8,10 +8,13 @@ import { MANAGED_MARKER, createHostResolverConfigurator, parseResolvConf, upstre
 // Odd on purpose: comments, a tab, CRLF, no final newline, our own address, a scoped IPv6.
 const ORIGINAL = '# written by dhcp\r\nnameserver 192.0.2.1\nnameserver\t2001:db8::1\nnameserver 100.100.100.100\nsearch lan corp.example\noptions edns0 trust-ad\n; end'
 
-async function tempDir (t: Test): Promise<string> {
+/** tempResolvConf makes a temp dir holding resolv.conf with `content` (none if undefined). */
+async function tempResolvConf (t: Test, content?: string): Promise<{ dir: string, file: string }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'warren-dns-'))
   t.teardown(async () => await fs.rm(dir, { recursive: true, force: true }))
-  return dir
+  const file = path.join(dir, 'resolv.conf')
+  if (content !== undefined) await fs.writeFile(file, content)
+  return { dir, file }
 }
 
 function configurator (dir: string, extra: Partial<HostResolverOptions> = {}): ReturnType<typeof createHostResolverConfigurator> {
@@ -19,10 +22,10 @@ function configurator (dir: string, extra: Partial<HostResolverOptions> = {}): R
 }
 
 t.test('file mode: managed resolv.conf, upstreams from the original, restore byte for byte', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
-  await fs.writeFile(file, ORIGINAL, { mode: 0o640 })
+  const { dir, file } = await tempResolvConf(t, ORIGINAL)
   await fs.chmod(file, 0o640)
+  const root = process.getuid?.() === 0
+  if (root) await fs.chown(file, 1234, 1235)
   const inode = (await fs.stat(file)).ino
   const host = configurator(dir)
 
@@ -42,14 +45,14 @@ t.test('file mode: managed resolv.conf, upstreams from the original, restore byt
   await host.restore()
   t.equal(await fs.readFile(file, 'utf8'), ORIGINAL, 'exact bytes')
   t.equal((await fs.stat(file)).mode & 0o7777, 0o640, 'mode kept')
+  if (root) t.same([(await fs.stat(file)).uid, (await fs.stat(file)).gid], [1234, 1235], 'owner kept')
   await t.rejects(fs.access(file + '.warren-backup'), 'the backup is gone after restore')
   await host.restore()
   t.equal(await fs.readFile(file, 'utf8'), ORIGINAL, 'restore twice changes nothing')
 })
 
 t.test('a symlinked resolv.conf stays a symlink and its target is never written', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
+  const { dir, file } = await tempResolvConf(t)
   await fs.writeFile(path.join(dir, 'stub-resolv.conf'), 'nameserver 192.0.2.7\n')
   await fs.symlink('stub-resolv.conf', file)
   const host = configurator(dir)
@@ -64,9 +67,7 @@ t.test('a symlinked resolv.conf stays a symlink and its target is never written'
 })
 
 t.test('after a crash the backup is kept: a restarted daemon never backs up its own file', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
-  await fs.writeFile(file, ORIGINAL)
+  const { dir, file } = await tempResolvConf(t, ORIGINAL)
   await configurator(dir).apply('warren.internal')
   const backup = await fs.readFile(file + '.warren-backup')
   // The daemon dies here without restore; a new one starts.
@@ -79,9 +80,7 @@ t.test('after a crash the backup is kept: a restarted daemon never backs up its 
 })
 
 t.test('if the host rewrote resolv.conf while we were down, its new version is the original', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
-  await fs.writeFile(file, ORIGINAL)
+  const { dir, file } = await tempResolvConf(t, ORIGINAL)
   await configurator(dir).apply('warren.internal')
   await fs.writeFile(file, 'nameserver 198.51.100.1\n') // DHCP renewed while the daemon was dead
   const host = configurator(dir)
@@ -91,8 +90,7 @@ t.test('if the host rewrote resolv.conf while we were down, its new version is t
 })
 
 t.test('no original file: we create one, restore removes it; no upstreams means none', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
+  const { dir, file } = await tempResolvConf(t)
   const host = configurator(dir)
   t.same(await host.apply('warren.internal'), { mode: 'file', upstreams: [] })
   t.match(await fs.readFile(file, 'utf8'), /nameserver 100\.100\.100\.100/)
@@ -105,11 +103,9 @@ t.test('no original file: we create one, restore removes it; no upstreams means 
 })
 
 t.test('the backup path is configurable (as in network namespaces)', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
+  const { dir, file } = await tempResolvConf(t, ORIGINAL)
   const backupPath = path.join(dir, 'state', 'resolv.backup')
   await fs.mkdir(path.dirname(backupPath))
-  await fs.writeFile(file, ORIGINAL)
   const host = configurator(dir, { backupPath })
   await host.apply('warren.internal')
   await fs.access(backupPath)
@@ -119,9 +115,7 @@ t.test('the backup path is configurable (as in network namespaces)', async t => 
 })
 
 t.test('bad input: clear errors, nothing changed', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
-  await fs.writeFile(file, ORIGINAL)
+  const { dir, file } = await tempResolvConf(t, ORIGINAL)
   const host = configurator(dir)
   await t.rejects(host.apply('not a domain'), { code: 'bad_domain' })
   t.equal(await fs.readFile(file, 'utf8'), ORIGINAL)
@@ -134,10 +128,8 @@ t.test('bad input: clear errors, nothing changed', async t => {
 })
 
 t.test('systemd-resolved: per-link DNS and routing domain, resolv.conf untouched', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
   const stub = 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n'
-  await fs.writeFile(file, stub)
+  const { dir, file } = await tempResolvConf(t, stub)
   const runner = createFakeCommandRunner()
   const host = configurator(dir, { runner })
   const r = await host.apply('Warren.Internal.')
@@ -156,9 +148,7 @@ t.test('systemd-resolved: per-link DNS and routing domain, resolv.conf untouched
 })
 
 t.test('the systemd-resolved stub without a working resolvectl falls back to the file', async t => {
-  const dir = await tempDir(t)
-  const file = path.join(dir, 'resolv.conf')
-  await fs.writeFile(file, 'nameserver 127.0.0.53\n')
+  const { dir, file } = await tempResolvConf(t, 'nameserver 127.0.0.53\n')
   const runner = createFakeCommandRunner().on(/^resolvectl/, { exitCode: 127, stderr: 'resolvectl: command not found' })
   const host = configurator(dir, { runner })
   t.equal((await host.apply('warren.internal')).mode, 'file')
