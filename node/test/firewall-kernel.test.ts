@@ -1,0 +1,294 @@
+/**
+ * Real-kernel checks of NftablesFirewall: two network namespaces joined by a veth pair,
+ * one side named like the mesh interface, and real TCP, UDP and ICMP packets across it.
+ * Skips when not root or when `nft`/`ip` are missing.
+ */
+import t from 'tap'
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { createInterface } from 'node:readline'
+import type { FilterRule } from '@warren/protocol'
+import { createCommandRunner, type CommandRunner } from '../src/runner/index.js'
+import { createNftablesFirewall } from '../src/firewall/nftables.js'
+import { filterAllows } from '../src/firewall/ruleset.js'
+
+const host = createCommandRunner()
+const usable = process.getuid?.() === 0 &&
+  (await host.run(['nft', '--version'], { allowFail: true }).catch(() => undefined))?.exitCode === 0 &&
+  (await host.run(['ip', '-V'], { allowFail: true }).catch(() => undefined))?.exitCode === 0
+if (!usable) {
+  t.plan(0, 'skipped: needs root, nft and ip (network namespaces) for real-kernel firewall tests')
+  process.exit(0)
+}
+
+/**
+ * AGENT is a small program run inside a namespace: it serves TCP/UDP echo and answers
+ * probe and stream commands given as JSON lines on stdin, one JSON reply line each.
+ */
+const AGENT = `
+import net from 'node:net'
+import dgram from 'node:dgram'
+import { createInterface } from 'node:readline'
+const streams = new Map()
+const reply = (id, r) => process.stdout.write(JSON.stringify({ id, ...r }) + '\\n')
+function tcpProbe ({ src, dst, port, ms }) {
+  return new Promise(resolve => {
+    const s = net.connect({ host: dst, port, localAddress: src })
+    const done = r => { clearTimeout(timer); s.destroy(); resolve(r) }
+    const timer = setTimeout(() => done('timeout'), ms)
+    s.on('connect', () => done('open'))
+    s.on('error', e => done(e.code === 'ECONNREFUSED' ? 'refused' : 'error:' + e.code))
+  })
+}
+function udpProbe ({ src, dst, port, ms }) {
+  return new Promise(resolve => {
+    const s = dgram.createSocket(dst.includes(':') ? 'udp6' : 'udp4')
+    const done = r => { clearTimeout(timer); s.close(); resolve(r) }
+    const timer = setTimeout(() => done('timeout'), ms)
+    s.on('message', () => done('open'))
+    s.on('error', e => done('error:' + e.code))
+    s.bind({ address: src }, () => s.send('probe', port, dst))
+  })
+}
+createInterface({ input: process.stdin }).on('line', async line => {
+  const c = JSON.parse(line)
+  if (c.op === 'listen') {
+    for (const port of c.tcp) net.createServer(s => { s.on('error', () => {}); s.pipe(s) }).listen({ port, host: '::' })
+    for (const port of c.udp) { const u = dgram.createSocket({ type: 'udp6' }); u.on('message', (m, r) => u.send(m, r.port, r.address)); u.bind(port, '::') }
+    setTimeout(() => reply(c.id, { ok: true }), 100)
+  } else if (c.op === 'tcp') reply(c.id, { result: await tcpProbe(c) })
+  else if (c.op === 'udp') reply(c.id, { result: await udpProbe(c) })
+  else if (c.op === 'stream') {
+    const st = { echoed: 0, last: 0, sock: net.connect({ host: c.dst, port: c.port, localAddress: c.src }) }
+    st.sock.on('data', b => { st.echoed += b.length; st.last = Date.now() })
+    st.sock.on('error', () => {})
+    st.sock.on('connect', () => {
+      st.timer = setInterval(() => st.sock.write(Buffer.alloc(512, 1)), 10)
+      reply(c.id, { ok: true })
+    })
+    streams.set(c.name, st)
+  } else if (c.op === 'stats') {
+    const st = streams.get(c.name)
+    reply(c.id, { echoed: st.echoed, last: st.last, now: Date.now() })
+  }
+})
+`
+
+interface Agent { call: (cmd: Record<string, unknown>) => Promise<any>, proc: ChildProcessWithoutNullStreams }
+
+const tag = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`.slice(-7)
+const NS_NODE = `wfn${tag}` // the node under test, whose firewall is applied
+const NS_PEER = `wfp${tag}` // peers of the mesh, several source addresses
+const MESH = `wm${tag}` // the mesh interface name, on the node
+const TABLE = `wt${tag}`
+const dir = mkdtempSync(join(tmpdir(), 'warren-fw-'))
+const agentPath = join(dir, 'agent.mjs')
+writeFileSync(agentPath, AGENT)
+const agents: Agent[] = []
+
+const inNode: CommandRunner = createCommandRunner({ netns: NS_NODE })
+const inPeer: CommandRunner = createCommandRunner({ netns: NS_PEER })
+const PEERS4 = ['100.64.0.1', '100.64.0.2', '100.64.0.3', '100.64.0.4']
+const PEERS6 = ['fd7a::1', 'fd7a::2', 'fd7a::3', 'fd7a::4']
+const NODE4 = '100.64.0.100'
+const NODE6 = 'fd7a::100'
+const TCP_PORTS = [7001, 7002, 7003, 7004]
+const UDP_PORTS = [7101, 7102]
+
+t.teardown(async () => {
+  for (const a of agents) a.proc.kill('SIGKILL')
+  await host.run(['ip', 'netns', 'del', NS_NODE], { allowFail: true })
+  await host.run(['ip', 'netns', 'del', NS_PEER], { allowFail: true })
+  rmSync(dir, { recursive: true, force: true })
+})
+
+async function sh (r: CommandRunner, ...cmds: string[][]): Promise<void> {
+  for (const c of cmds) await r.run(c)
+}
+
+function startAgent (ns: string): Agent {
+  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, agentPath], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const waiting = new Map<number, (v: unknown) => void>()
+  let next = 0
+  createInterface({ input: proc.stdout }).on('line', line => {
+    const msg = JSON.parse(line) as { id: number }
+    waiting.get(msg.id)?.(msg)
+    waiting.delete(msg.id)
+  })
+  proc.stderr.on('data', (b: Buffer) => process.stderr.write(`[agent ${ns}] ${b.toString()}`))
+  const agent: Agent = {
+    proc,
+    call: async cmd => await new Promise(resolve => {
+      const id = next++
+      waiting.set(id, resolve)
+      proc.stdin.write(JSON.stringify({ id, ...cmd }) + '\n')
+    })
+  }
+  agents.push(agent)
+  return agent
+}
+
+/** Topology: peer ns --(veth: peer side wa…, node side = mesh name)-- node ns, plus a second veth as "another interface". */
+await sh(host, ['ip', 'netns', 'add', NS_NODE], ['ip', 'netns', 'add', NS_PEER],
+  ['ip', 'link', 'add', MESH, 'netns', NS_NODE, 'type', 'veth', 'peer', 'name', `wa${tag}`, 'netns', NS_PEER],
+  ['ip', 'link', 'add', `wo${tag}`, 'netns', NS_NODE, 'type', 'veth', 'peer', 'name', `wb${tag}`, 'netns', NS_PEER])
+await sh(inNode, ['ip', 'link', 'set', 'lo', 'up'], ['ip', 'link', 'set', MESH, 'up'], ['ip', 'link', 'set', `wo${tag}`, 'up'],
+  ['ip', 'addr', 'add', `${NODE4}/24`, 'dev', MESH], ['ip', 'addr', 'add', `${NODE6}/64`, 'dev', MESH, 'nodad'],
+  ['ip', 'addr', 'add', '10.9.0.2/24', 'dev', `wo${tag}`])
+await sh(inPeer, ['ip', 'link', 'set', 'lo', 'up'], ['ip', 'link', 'set', `wa${tag}`, 'up'], ['ip', 'link', 'set', `wb${tag}`, 'up'],
+  ...PEERS4.map(a => ['ip', 'addr', 'add', `${a}/24`, 'dev', `wa${tag}`]),
+  ...PEERS6.map(a => ['ip', 'addr', 'add', `${a}/64`, 'dev', `wa${tag}`, 'nodad']),
+  ['ip', 'addr', 'add', '10.9.0.1/24', 'dev', `wb${tag}`])
+// WireGuard is point-to-point without neighbour discovery; static neighbours make the veth alike.
+const mac = async (r: CommandRunner, dev: string): Promise<string> => JSON.parse((await r.run(['ip', '-j', 'link', 'show', dev])).stdout)[0].address
+const nodeMac = await mac(inNode, MESH)
+const peerMac = await mac(inPeer, `wa${tag}`)
+await sh(inPeer, ['ip', '-6', 'neigh', 'replace', NODE6, 'lladdr', nodeMac, 'dev', `wa${tag}`, 'nud', 'permanent'])
+await sh(inNode, ...PEERS6.map(a => ['ip', '-6', 'neigh', 'replace', a, 'lladdr', peerMac, 'dev', MESH, 'nud', 'permanent']))
+
+const node = startAgent(NS_NODE)
+const peer = startAgent(NS_PEER)
+await node.call({ op: 'listen', tcp: TCP_PORTS, udp: UDP_PORTS })
+await peer.call({ op: 'listen', tcp: [9000], udp: [] })
+
+const FOREIGN = `table inet othertable {
+  set keep { type ipv4_addr . inet_service; flags interval; elements = { 10.0.0.0/8 . 22 } }
+  chain c {
+    type filter hook input priority 0; policy accept;
+    ip saddr . tcp dport @keep accept
+  }
+}
+`
+await inNode.run(['nft', '-f', '-'], { input: FOREIGN })
+const listForeign = async (): Promise<string> => (await inNode.run(['nft', 'list', 'table', 'inet', 'othertable'])).stdout
+const listOurs = async (): Promise<string> => (await inNode.run(['nft', 'list', 'table', 'inet', TABLE])).stdout
+const foreignBefore = await listForeign()
+
+const tcp = (src: string, port: number, ms = 400): Promise<string> => peer.call({ op: 'tcp', src, dst: src.includes(':') ? NODE6 : NODE4, port, ms }).then(r => r.result)
+const udp = (src: string, port: number, ms = 400): Promise<string> => peer.call({ op: 'udp', src, dst: src.includes(':') ? NODE6 : NODE4, port, ms }).then(r => r.result)
+const ping = async (src: string): Promise<string> => {
+  const r = await inPeer.run(['ping', src.includes(':') ? '-6' : '-4', '-c', '1', '-W', '1', '-I', src, src.includes(':') ? NODE6 : NODE4], { allowFail: true })
+  return r.exitCode === 0 ? 'open' : 'timeout'
+}
+const rule = (srcs: string[], protos: number[], ports: Array<[number, number]> = []): FilterRule => ({ srcs, protos, ports: ports.map(([first, last]) => ({ first, last })) })
+
+const fw = createNftablesFirewall({ runner: inNode, table: TABLE })
+await fw.up()
+const ctx = { interfaceName: MESH }
+
+t.test('allowed ports connect, denied ports do not, ICMP only where allowed, other interfaces untouched', async t => {
+  t.equal(await tcp(PEERS4[0]!, 7001), 'open', 'before any table, the mesh is open (sanity)')
+  await fw.set([rule([PEERS4[0]!, PEERS6[0]!], [6], [[7001, 7001]]), rule([PEERS4[1]!], [1, 58])], ctx)
+  const [a, b, c, d, e] = await Promise.all([tcp(PEERS4[0]!, 7001), tcp(PEERS4[0]!, 7002), tcp(PEERS4[1]!, 7001), tcp(PEERS6[0]!, 7001), tcp(PEERS6[1]!, 7001)])
+  t.equal(a, 'open', 'allowed peer, allowed port')
+  t.equal(b, 'timeout', 'allowed peer, other port: dropped, not refused')
+  t.equal(c, 'timeout', 'other peer on the allowed port')
+  t.equal(d, 'open', 'IPv6 peer, allowed port')
+  t.equal(e, 'timeout', 'other IPv6 peer')
+  t.equal(await ping(PEERS4[1]!), 'open', 'ping from the peer allowed ICMP')
+  t.equal(await ping(PEERS4[0]!), 'timeout', 'no ping from the peer allowed only TCP')
+  t.equal(await ping(PEERS6[0]!), 'timeout', 'no ICMPv6 unless allowed')
+  const other = await peer.call({ op: 'tcp', src: '10.9.0.1', dst: '10.9.0.2', port: 7002, ms: 1000 })
+  t.equal(other.result, 'open', 'the other interface is not judged')
+  t.equal(await listForeign(), foreignBefore, 'the foreign table is byte-identical')
+})
+
+t.test('a failed apply leaves the kernel ruleset byte-identical', async t => {
+  const good = [rule([PEERS4[0]!], [6], [[7001, 7001]])]
+  await fw.set(good, ctx)
+  const before = await listOurs()
+  const corrupt = (when: 'check' | 'apply'): CommandRunner => ({
+    run: async (argv, opts) => {
+      const isCheck = argv.includes('--check')
+      const target = argv.includes('-f') && (when === 'check' ? isCheck : !isCheck)
+      const input = target ? `${opts?.input ?? ''}add element inet ${TABLE} allow4 { ${PEERS4[3]} . 6 . 70000 }\n` : opts?.input
+      return await inNode.run(argv, { ...opts, ...(input === undefined ? {} : { input }) })
+    }
+  })
+  for (const when of ['check', 'apply'] as const) {
+    const broken = createNftablesFirewall({ runner: corrupt(when), table: TABLE })
+    await broken.set(good, ctx)
+    const err = await broken.set([...good, rule([PEERS4[2]!], [6], [[7003, 7003]])], ctx).catch(e => e)
+    t.equal(err?.code, 'firewall_apply_failed', `refused at ${when}`)
+    t.match(err?.message, /previous rules stay in force/)
+    t.equal(await listOurs(), before, `after a failed ${when}, our table is byte-identical`)
+    t.equal(await tcp(PEERS4[2]!, 7003), 'timeout', 'and the new rule is not in force')
+  }
+})
+
+t.test('revocation cuts an established flow within 1 s; flows the node opened keep working', async t => {
+  await fw.set([rule([PEERS4[0]!], [6], [[7001, 7001]])], ctx)
+  await peer.call({ op: 'stream', name: 'in', src: PEERS4[0], dst: NODE4, port: 7001 })
+  await node.call({ op: 'stream', name: 'out', src: NODE4, dst: PEERS4[1], port: 9000 })
+  const stats = (a: Agent, name: string): Promise<{ echoed: number, last: number, now: number }> => a.call({ op: 'stats', name })
+  const grows = async (a: Agent, name: string): Promise<boolean> => {
+    const first = (await stats(a, name)).echoed
+    const deadline = Date.now() + 1000
+    while (Date.now() < deadline) {
+      if ((await stats(a, name)).echoed > first) return true
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    return false
+  }
+  t.ok(await grows(peer, 'in'), 'the peer-opened flow carries data while allowed')
+  t.ok(await grows(node, 'out'), 'the node-opened flow carries data')
+
+  const revokedAt = Date.now()
+  await fw.set([], ctx)
+  t.equal(fw.lastApply()?.kind, 'elements', 'the revocation is an element update')
+  // Wait until no echo came for 300 ms, then check when the last one arrived.
+  let cut = await stats(peer, 'in')
+  while (cut.now - cut.last < 300 && cut.now - revokedAt < 3000) {
+    await new Promise(resolve => setTimeout(resolve, 20))
+    cut = await stats(peer, 'in')
+  }
+  t.ok(cut.last - revokedAt < 1000, `the last echo arrived ${cut.last - revokedAt} ms after revocation (limit 1000)`)
+  t.notOk(await grows(peer, 'in'), 'the revoked flow carries no more data')
+  t.ok(await grows(node, 'out'), 'the node-opened flow still carries data (its replies are not judged)')
+
+  await fw.set([rule([PEERS4[0]!], [6], [[7001, 7001]])], ctx)
+  t.ok(await grows(peer, 'in'), 'granting access again lets the same connection resume')
+})
+
+t.test('a sample of random filters and packets: the kernel agrees with filterAllows', async t => {
+  let seed = Number.parseInt(randomBytes(4).toString('hex'), 16)
+  t.comment(`seed ${seed}`)
+  const rand = (n: number): number => { // mulberry32
+    seed = (seed + 0x6d2b79f5) | 0
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) % n
+  }
+  const pick = <T>(xs: T[]): T => xs[rand(xs.length)]!
+  for (let round = 0; round < 2; round++) {
+    const filter: FilterRule[] = []
+    for (let i = 0; i < 4; i++) {
+      const first = pick(TCP_PORTS.concat(UDP_PORTS))
+      filter.push(rule([pick(PEERS4), pick(PEERS6), pick(['100.64.0.0/30', 'fd7a::/126', '100.64.0.4'])], [pick([6, 17, 1, 58]), pick([6, 17])], [[first, first + rand(3)]]))
+    }
+    await fw.set(filter, ctx)
+    const probes: Array<{ src: string, proto: number, dport?: number }> = []
+    for (let i = 0; i < 12; i++) {
+      const src = pick([...PEERS4, ...PEERS6])
+      const proto = pick([6, 6, 17, 1])
+      if (proto === 1) probes.push({ src, proto: src.includes(':') ? 58 : 1 })
+      else probes.push({ src, proto, dport: pick(proto === 6 ? TCP_PORTS : UDP_PORTS) })
+    }
+    const got = await Promise.all(probes.map(p => p.proto === 6 ? tcp(p.src, p.dport!, 600) : p.proto === 17 ? udp(p.src, p.dport!, 600) : ping(p.src)))
+    probes.forEach((p, i) => {
+      const want = filterAllows(filter, p) ? 'open' : 'timeout'
+      t.equal(got[i], want, `${JSON.stringify(p)}: ${want} with ${JSON.stringify(filter)}`)
+    })
+  }
+})
+
+t.test('close removes only our table; other tables stay byte-identical', async t => {
+  await fw.close()
+  const r = await inNode.run(['nft', 'list', 'table', 'inet', TABLE], { allowFail: true })
+  t.not(r.exitCode, 0, 'our table is gone')
+  t.equal(await listForeign(), foreignBefore, 'the foreign table is byte-identical')
+  t.equal(await tcp(PEERS4[3]!, 7004), 'open', 'the mesh is no longer filtered after warren down')
+})
