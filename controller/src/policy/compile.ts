@@ -1,0 +1,380 @@
+import type { FilterRule } from '@warren/protocol'
+import { hostCidr } from './addr.js'
+import { compilePolicy, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './evaluate.js'
+import { buildFilter, type FilterPart } from './filter.js'
+import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
+
+/**
+ * NodeChange is the set of node ids whose peers or filter changed after one node
+ * change, with the details a map server needs to send deltas: which nodes gained or
+ * lost the changed node as a peer (peer relations are symmetric, so these are the
+ * only pairs that can change), and whose filter changed (the changed node included).
+ */
+export interface NodeChange extends Set<string> {
+  peersGained: Set<string>
+  peersLost: Set<string>
+  filterChanged: Set<string>
+}
+
+/**
+ * PolicyEngine keeps the compiled policy and the nodes, indexed by selector, and
+ * answers per node: its peers (nodes it may reach or that may reach it, no others) and
+ * its inbound filter. A node change touches only the rules and nodes it matches.
+ */
+export interface PolicyEngine {
+  readonly policy: Policy
+  /** setNodes replaces all nodes at once (startup); it reports nothing */
+  setNodes: (nodes: readonly PolicyNode[]) => void
+  /** upsertNode adds or changes a node and returns the ids whose peers or filter changed */
+  upsertNode: (node: PolicyNode) => NodeChange
+  /** removeNode removes a node and returns the ids whose peers or filter changed */
+  removeNode: (id: string) => NodeChange
+  /** peersOf is a snapshot of the node's peers (never the node itself); empty for unknown ids */
+  peersOf: (id: string) => ReadonlySet<string>
+  /** filterFor is the node's inbound filter, canonical and sorted; do not mutate it */
+  filterFor: (id: string) => FilterRule[]
+  /** setPolicy swaps policy and users whole and returns the ids whose peers or filter changed */
+  setPolicy: (policy: Policy, users: readonly PolicyUser[]) => Set<string>
+  nodeCount: () => number
+}
+
+interface NodeRec {
+  node: PolicyNode
+  addrs: Cidr[]
+  keys: string[]
+  user?: string
+  sig: string
+}
+
+/** FilterSource is one rule destination that applies to a node; `self` is the owner for autogroup:self. */
+interface FilterSource { r: number, rule: CompiledRule, dstIndex: number, self?: string }
+
+interface SigInfo {
+  members: Set<string>
+  sources: FilterSource[]
+  filter?: FilterRule[]
+  json?: string
+}
+
+/** createPolicyEngine compiles a policy for a set of users; add nodes with setNodes/upsertNode. */
+export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]): PolicyEngine {
+  let state = new EngineState(compilePolicy(policy, users))
+  return {
+    get policy () { return state.cp.policy },
+    setNodes (nodes) {
+      state = new EngineState(state.cp)
+      for (const n of nodes) state.add(state.record(n))
+    },
+    upsertNode: node => state.upsert(node),
+    removeNode: id => state.remove(id),
+    peersOf: id => state.peersOf(id),
+    filterFor: id => {
+      const rec = state.nodes.get(id)
+      return rec === undefined ? [] : state.filterOfSig(rec.sig).filter
+    },
+    setPolicy (newPolicy, newUsers) {
+      const next = new EngineState(compilePolicy(newPolicy, newUsers))
+      for (const rec of state.nodes.values()) next.add(next.record(rec.node))
+      const changed = state.diffAgainst(next)
+      state = next
+      return changed
+    },
+    nodeCount: () => state.nodes.size
+  }
+}
+
+function emptyChange (): NodeChange {
+  return Object.assign(new Set<string>(), { peersGained: new Set<string>(), peersLost: new Set<string>(), filterChanged: new Set<string>() })
+}
+
+class EngineState {
+  readonly nodes = new Map<string, NodeRec>()
+  /** sets: nodes by selector key */
+  private readonly sets = new Map<string, Set<string>>()
+  /** srcRules: rules (positions in cp.rules) by a key of their src */
+  private readonly srcRules = new Map<string, number[]>()
+  /** dstRules: [rule, destination] by the destination's key */
+  private readonly dstRules = new Map<string, Array<[number, number]>>()
+  private readonly selfDsts: Array<[number, number]> = []
+  /** sigs: nodes that the same rule destinations apply to share one filter */
+  private readonly sigs = new Map<string, SigInfo>()
+  /** sigsByRule: `r` (or `r@user` for autogroup:self) -> signatures that use rule r */
+  private readonly sigsByRule = new Map<string, Set<string>>()
+  /** allIds: immutable snapshot of all ids, rebuilt lazily after a change */
+  private allIds: Set<string> | undefined
+
+  constructor (readonly cp: CompiledPolicy) {
+    cp.rules.forEach((rule, r) => {
+      for (const k of rule.srcKeys) push(this.srcRules, k, r)
+      rule.dsts.forEach((d, i) => {
+        if (d.key === SELF_KEY) this.selfDsts.push([r, i])
+        else push(this.dstRules, d.key, [r, i])
+      })
+    })
+  }
+
+  record (node: PolicyNode): NodeRec {
+    const addrs = [hostCidr(node.ipv4), hostCidr(node.ipv6)]
+    const user = node.tags.length === 0 && node.user !== undefined ? node.user.toLowerCase() : undefined
+    const keys = [...subjectKeys(this.cp, user, node.tags, addrs)].sort()
+    const parts: string[] = []
+    for (const k of keys) for (const [r, i] of this.dstRules.get(k) ?? []) parts.push(`${r}.${i}`)
+    if (user !== undefined) for (const [r, i] of this.selfDsts) parts.push(`${r}.${i}@${user}`)
+    const sig = [...new Set(parts)].sort().join(' ')
+    const rec: NodeRec = { node, addrs, keys, sig }
+    if (user !== undefined) rec.user = user
+    return rec
+  }
+
+  add (rec: NodeRec): void {
+    const id = rec.node.id
+    this.nodes.set(id, rec)
+    for (const k of rec.keys) {
+      let set = this.sets.get(k)
+      if (set === undefined) { set = new Set(); this.sets.set(k, set) }
+      set.add(id)
+    }
+    let info = this.sigs.get(rec.sig)
+    if (info === undefined) {
+      info = { members: new Set(), sources: this.sourcesOf(rec.sig) }
+      this.sigs.set(rec.sig, info)
+      for (const ruleKey of this.sigRuleKeys(info)) {
+        let set = this.sigsByRule.get(ruleKey)
+        if (set === undefined) { set = new Set(); this.sigsByRule.set(ruleKey, set) }
+        set.add(rec.sig)
+      }
+    }
+    info.members.add(id)
+    this.allIds = undefined
+  }
+
+  private delete (rec: NodeRec): void {
+    const id = rec.node.id
+    this.nodes.delete(id)
+    for (const k of rec.keys) {
+      const set = this.sets.get(k)
+      set?.delete(id)
+      if (set?.size === 0) this.sets.delete(k)
+    }
+    const info = this.sigs.get(rec.sig)
+    if (info !== undefined) {
+      info.members.delete(id)
+      if (info.members.size === 0) {
+        this.sigs.delete(rec.sig)
+        for (const ruleKey of this.sigRuleKeys(info)) {
+          const s = this.sigsByRule.get(ruleKey)
+          s?.delete(rec.sig)
+          if (s?.size === 0) this.sigsByRule.delete(ruleKey)
+        }
+      }
+    }
+    this.allIds = undefined
+  }
+
+  private sourcesOf (sig: string): FilterSource[] {
+    if (sig === '') return []
+    return sig.split(' ').map(part => {
+      const m = /^(\d+)\.(\d+)(?:@(.*))?$/.exec(part)!
+      const r = Number(m[1])
+      const src: FilterSource = { r, rule: this.cp.rules[r]!, dstIndex: Number(m[2]) }
+      if (m[3] !== undefined) src.self = m[3]
+      return src
+    })
+  }
+
+  private sigRuleKeys (info: SigInfo): Set<string> {
+    const out = new Set<string>()
+    for (const s of info.sources) out.add(s.self === undefined ? `${s.r}` : `${s.r}@${s.self}`)
+    return out
+  }
+
+  /** filterOfSig builds (once, until invalidated) the filter shared by a signature's nodes. */
+  filterOfSig (sig: string): { filter: FilterRule[], json: string } {
+    let info = this.sigs.get(sig)
+    if (info === undefined) info = { members: new Set(), sources: this.sourcesOf(sig) }
+    if (info.filter === undefined || info.json === undefined) {
+      const parts: FilterPart[] = info.sources.map(s => ({
+        srcs: s.self === undefined ? this.ruleSources(s.rule) : this.selfSources(s.rule, s.self),
+        protos: s.rule.protos,
+        ports: s.rule.dsts[s.dstIndex]!.ports
+      }))
+      info.filter = buildFilter(parts)
+      info.json = JSON.stringify(info.filter)
+    }
+    return { filter: info.filter, json: info.json }
+  }
+
+  private * ruleSources (rule: CompiledRule): Generator<Cidr> {
+    yield * rule.srcCidrs
+    for (const k of rule.srcNodeKeys) {
+      for (const id of this.sets.get(k) ?? []) yield * this.nodes.get(id)!.addrs
+    }
+  }
+
+  /** selfSources: the owner's untagged nodes that the rule's src matches, by the addresses it matches. */
+  private * selfSources (rule: CompiledRule, user: string): Generator<Cidr> {
+    for (const id of this.sets.get(`user:${user}`) ?? []) {
+      const rec = this.nodes.get(id)!
+      if (rule.srcNodeKeys.some(k => rec.keys.includes(k)) || rule.srcKeys.includes('*')) {
+        yield * rec.addrs
+        continue
+      }
+      for (const k of rule.srcKeys) {
+        const cidr = this.cp.cidrs.get(k)
+        if (cidr !== undefined && rec.keys.includes(k)) yield * rec.addrs.filter(a => a.family === cidr.family && a.addr.match(cidr.addr as never, cidr.bits))
+      }
+    }
+  }
+
+  private rulesWithSource (rec: NodeRec): Set<number> {
+    const out = new Set<number>()
+    for (const k of rec.keys) for (const r of this.srcRules.get(k) ?? []) out.add(r)
+    return out
+  }
+
+  private matchesSource (rule: CompiledRule, rec: NodeRec): boolean {
+    return rule.srcKeys.some(k => rec.keys.includes(k))
+  }
+
+  peersOf (id: string): ReadonlySet<string> {
+    const rec = this.nodes.get(id)
+    if (rec === undefined) return new Set()
+    const out = new Set<string>()
+    const seen = new Set<string>()
+    let all = false
+    const addKey = (key: string): void => {
+      if (all || seen.has(key)) return
+      seen.add(key)
+      const set = key === '*' ? this.nodes : this.sets.get(key)
+      if (set === undefined) return
+      if (set.size === this.nodes.size) { all = true; return }
+      for (const x of set.keys()) out.add(x)
+    }
+    // as a destination: the sources of every rule destination that applies to it
+    for (const s of this.sigs.get(rec.sig)?.sources ?? []) {
+      if (all) break
+      if (s.self === undefined) { for (const k of s.rule.srcKeys) addKey(k); continue }
+      for (const x of this.sets.get(`user:${s.self}`) ?? []) if (this.matchesSource(s.rule, this.nodes.get(x)!)) out.add(x)
+    }
+    // as a source: the destinations of every rule whose src it matches
+    for (const r of this.rulesWithSource(rec)) {
+      if (all) break
+      for (const d of this.cp.rules[r]!.dsts) {
+        if (d.key !== SELF_KEY) addKey(d.key)
+        else if (rec.user !== undefined) for (const x of this.sets.get(`user:${rec.user}`) ?? []) out.add(x)
+      }
+    }
+    if (all) {
+      this.allIds ??= new Set(this.nodes.keys())
+      return allExcept(this.allIds, id)
+    }
+    out.delete(id)
+    return out
+  }
+
+  /** candidateSigs: signatures whose filter may list this node's addresses. */
+  private candidateSigs (rec: NodeRec, out: Set<string>): void {
+    for (const r of this.rulesWithSource(rec)) {
+      const rule = this.cp.rules[r]!
+      if (rule.srcNodeKeys.some(k => rec.keys.includes(k))) for (const s of this.sigsByRule.get(`${r}`) ?? []) out.add(s)
+      if (rec.user !== undefined) for (const s of this.sigsByRule.get(`${r}@${rec.user}`) ?? []) out.add(s)
+    }
+  }
+
+  upsert (node: PolicyNode): NodeChange {
+    const old = this.nodes.get(node.id)
+    const rec = this.record(node)
+    if (old !== undefined && sameIdentity(old, rec)) {
+      old.node = node
+      return emptyChange()
+    }
+    return this.change(node.id, old, rec)
+  }
+
+  remove (id: string): NodeChange {
+    const old = this.nodes.get(id)
+    return old === undefined ? emptyChange() : this.change(id, old, undefined)
+  }
+
+  private change (id: string, old: NodeRec | undefined, rec: NodeRec | undefined): NodeChange {
+    const oldPeers = old === undefined ? new Set<string>() : this.peersOf(id)
+    const candidates = new Set<string>()
+    if (old !== undefined) this.candidateSigs(old, candidates)
+    if (rec !== undefined) this.candidateSigs(rec, candidates)
+    const before = new Map<string, string>()
+    for (const sig of candidates) before.set(sig, this.filterOfSig(sig).json)
+    const ownBefore = old === undefined ? '[]' : this.filterOfSig(old.sig).json
+
+    if (old !== undefined) this.delete(old)
+    if (rec !== undefined) this.add(rec)
+
+    const result = emptyChange()
+    for (const [sig, json] of before) {
+      const info = this.sigs.get(sig)
+      if (info === undefined) continue
+      info.filter = undefined
+      info.json = undefined
+      if (this.filterOfSig(sig).json !== json) for (const m of info.members) if (m !== id) result.filterChanged.add(m)
+    }
+    const newPeers = rec === undefined ? new Set<string>() : this.peersOf(id)
+    for (const p of newPeers) if (!oldPeers.has(p)) result.peersGained.add(p)
+    for (const p of oldPeers) if (!newPeers.has(p)) result.peersLost.add(p)
+    if (rec !== undefined) {
+      const ownAfter = this.filterOfSig(rec.sig).json
+      if (ownAfter !== ownBefore) result.filterChanged.add(id)
+      if (result.peersGained.size > 0 || result.peersLost.size > 0) result.add(id)
+    }
+    for (const s of [result.peersGained, result.peersLost, result.filterChanged]) for (const x of s) result.add(x)
+    return result
+  }
+
+  /** diffAgainst lists the nodes whose peers or filter differ in `next` (same nodes, new policy). */
+  diffAgainst (next: EngineState): Set<string> {
+    const changed = new Set<string>()
+    const filterSame = new Map<string, boolean>()
+    for (const [id, rec] of this.nodes) {
+      const nextRec = next.nodes.get(id)!
+      const pair = `${rec.sig}|${nextRec.sig}`
+      let same = filterSame.get(pair)
+      if (same === undefined) {
+        same = this.filterOfSig(rec.sig).json === next.filterOfSig(nextRec.sig).json
+        filterSame.set(pair, same)
+      }
+      if (!same || !sameSet(this.peersOf(id), next.peersOf(id))) changed.add(id)
+    }
+    return changed
+  }
+}
+
+function push<K, V> (m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k)
+  if (list === undefined) m.set(k, [v])
+  else list.push(v)
+}
+
+function sameIdentity (a: NodeRec, b: NodeRec): boolean {
+  return a.sig === b.sig && a.keys.join(' ') === b.keys.join(' ') && a.addrs.every((x, i) => x.text === b.addrs[i]?.text)
+}
+
+function sameSet (a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false
+  for (const x of a) if (!b.has(x)) return false
+  return true
+}
+
+/** allExcept is a read-only view of an immutable id set without one id: "everyone" in O(1). */
+function allExcept (all: Set<string>, self: string): ReadonlySet<string> {
+  const has = (x: string): boolean => x !== self && all.has(x)
+  const size = all.has(self) ? all.size - 1 : all.size
+  function * values (): Generator<string, undefined> { for (const x of all) if (x !== self) yield x; return undefined }
+  const view: ReadonlySet<string> = {
+    has,
+    size,
+    forEach (cb, thisArg) { for (const x of values()) cb.call(thisArg, x, x, view) },
+    keys: values,
+    values,
+    * entries (): Generator<[string, string], undefined> { for (const x of values()) yield [x, x]; return undefined },
+    [Symbol.iterator]: values
+  }
+  return view
+}

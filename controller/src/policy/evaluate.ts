@@ -1,0 +1,221 @@
+import { WarrenError } from '@warren/protocol'
+import { ALL_V4, ALL_V6, cidrContains, hostCidr, parseCidr } from './addr.js'
+import { didYouMean } from './errors.js'
+import { mergeRanges } from './filter.js'
+import { PORT_PROTOS, parseProto } from './parse.js'
+import { createUserDirectory, isUserToken, type UserDirectory } from './users.js'
+import type { Cidr, Policy, PolicyIdentity, PolicyNode, PolicyUser, PortRange, Selector } from './types.js'
+
+/**
+ * Selector keys name sets of identities once users are known: `*`, `user:<name>`,
+ * `tag:<tag>`, `ag:member`, `ag:tagged`, `cidr:<range>`. A group becomes the keys of its
+ * users. Nodes and identities carry the keys they match, so matching is set lookups.
+ */
+export const SELF_KEY = 'self'
+
+/** CompiledRule is one rule with its selectors turned into keys. */
+export interface CompiledRule {
+  index: number
+  line: number
+  text: string
+  protos: number[]
+  /** srcKeys: every key whose members are sources (used for peers and for check) */
+  srcKeys: string[]
+  /** srcNodeKeys: keys that stand for identities, so their nodes' addresses go into filters */
+  srcNodeKeys: string[]
+  /** srcCidrs: address ranges that go into filters as written (`*`, hosts, IPs) */
+  srcCidrs: Cidr[]
+  /** dsts: destination keys (SELF_KEY for autogroup:self) with merged ports */
+  dsts: Array<{ key: string, ports: PortRange[] }>
+}
+
+export interface CompiledPolicy {
+  policy: Policy
+  rules: CompiledRule[]
+  /** cidrs: every range a selector names, by key, so nodes can be matched against them */
+  cidrs: Map<string, Cidr>
+  users: UserDirectory
+}
+
+/** compilePolicy resolves a parsed policy against the current users. */
+export function compilePolicy (policy: Policy, users: readonly PolicyUser[]): CompiledPolicy {
+  const dir = createUserDirectory(users)
+  const cidrs = new Map<string, Cidr>()
+  const keysOf = (sel: Selector): string[] => {
+    switch (sel.kind) {
+      case 'all': return ['*']
+      case 'user': return [`user:${dir.resolve(sel.token).name}`]
+      case 'group': return (policy.groups.get(sel.name)?.members ?? []).map(m => `user:${dir.resolve(m).name}`)
+      case 'tag': return [sel.name]
+      case 'autogroup': return [sel.name === 'self' ? SELF_KEY : `ag:${sel.name}`]
+      case 'host':
+      case 'cidr': {
+        const key = `cidr:${sel.cidr.text}`
+        cidrs.set(key, sel.cidr)
+        return [key]
+      }
+    }
+  }
+  const rules = policy.acls.map((r): CompiledRule => {
+    const srcKeys = new Set<string>()
+    const srcNodeKeys = new Set<string>()
+    const srcCidrs = new Map<string, Cidr>()
+    for (const { selector } of r.src) {
+      for (const k of keysOf(selector)) srcKeys.add(k)
+      if (selector.kind === 'all') { srcCidrs.set(ALL_V4.text, ALL_V4); srcCidrs.set(ALL_V6.text, ALL_V6) } else if (selector.kind === 'host' || selector.kind === 'cidr') srcCidrs.set(selector.cidr.text, selector.cidr)
+      else for (const k of keysOf(selector)) srcNodeKeys.add(k)
+    }
+    const dsts = new Map<string, PortRange[]>()
+    for (const d of r.dst) {
+      for (const k of keysOf(d.selector)) dsts.set(k, [...(dsts.get(k) ?? []), ...d.ports])
+    }
+    return {
+      index: r.index,
+      line: r.pos.line,
+      text: r.text,
+      protos: r.protos,
+      srcKeys: [...srcKeys],
+      srcNodeKeys: [...srcNodeKeys],
+      srcCidrs: [...srcCidrs.values()],
+      dsts: [...dsts].map(([key, ports]) => ({ key, ports: mergeRanges(ports) }))
+    }
+  })
+  return { policy, rules, cidrs, users: dir }
+}
+
+/**
+ * Subject is a resolved identity: the keys it matches, its user when it is a user's
+ * (untagged) identity, and the addresses it stands for.
+ */
+export interface Subject {
+  label: string
+  keys: Set<string>
+  user?: string
+  addrs: Cidr[]
+}
+
+/** subjectKeys lists the keys that an identity with this user, tags and addresses matches. */
+export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags: readonly string[], addrs: readonly Cidr[]): Set<string> {
+  const keys = new Set<string>(['*'])
+  if (tags.length > 0) {
+    keys.add('ag:tagged')
+    for (const t of tags) keys.add(t)
+  } else if (user !== undefined) {
+    keys.add('ag:member')
+    keys.add(`user:${user}`)
+  }
+  for (const [key, cidr] of cp.cidrs) {
+    if (addrs.some(a => cidrContains(cidr, a))) keys.add(key)
+  }
+  return keys
+}
+
+/** nodeSubject is a node as an identity: its user or tags, and both its addresses. */
+export function nodeSubject (cp: CompiledPolicy, n: PolicyNode, addrs = [hostCidr(n.ipv4), hostCidr(n.ipv6)]): Subject {
+  const user = n.tags.length === 0 && n.user !== undefined ? n.user.toLowerCase() : undefined
+  const s: Subject = { label: n.name, keys: subjectKeys(cp, user, n.tags, addrs), addrs }
+  if (user !== undefined) s.user = user
+  return s
+}
+
+/**
+ * resolveSubject turns what a person writes (`alice@`, `alice@example.com`, `tag:web`,
+ * a host alias, an IP, a node name when nodes are given) or an identity object into a
+ * Subject. An IP that belongs to a known node stands for that node.
+ */
+export function resolveSubject (cp: CompiledPolicy, who: string | PolicyIdentity, nodes: readonly PolicyNode[] = []): Subject {
+  if (typeof who !== 'string') {
+    const addrs = (who.ips ?? []).map(ip => {
+      const c = parseCidr(ip)
+      if (c === undefined) throw new WarrenError('policy_bad_identity', `"${ip}" is not an IP address or CIDR`)
+      return c
+    })
+    const tags = who.tags ?? []
+    const user = tags.length === 0 && who.user !== undefined ? cp.users.resolve(who.user).name : undefined
+    const label = tags.length > 0 ? tags.join(',') : who.user ?? who.ips?.join(',') ?? '?'
+    const s: Subject = { label, keys: subjectKeys(cp, user, tags, addrs), addrs }
+    if (user !== undefined) s.user = user
+    return s
+  }
+  const policy = cp.policy
+  if (who.startsWith('tag:')) {
+    if (!policy.tagOwners.has(who)) {
+      throw new WarrenError('policy_bad_identity', `tag ${who} is not in the policy's tagOwners`, { field: 'tag' })
+    }
+    return { label: who, keys: subjectKeys(cp, undefined, [who], []), addrs: [] }
+  }
+  if (who.includes('@')) {
+    if (!isUserToken(who)) throw new WarrenError('policy_bad_identity', `"${who}" is not a user: write alice@ or alice@example.com`)
+    const user = cp.users.resolve(who).name
+    return { label: who, keys: subjectKeys(cp, user, [], []), user, addrs: [] }
+  }
+  const host = policy.hosts.get(who)
+  if (host !== undefined) return { label: who, keys: subjectKeys(cp, undefined, [], [host.cidr]), addrs: [host.cidr] }
+  const byName = nodes.find(n => n.name === who)
+  if (byName !== undefined) return nodeSubject(cp, byName)
+  const cidr = parseCidr(who)
+  if (cidr !== undefined) {
+    const node = nodes.find(n => hostCidr(n.ipv4).text === cidr.text || hostCidr(n.ipv6).text === cidr.text)
+    if (node !== undefined) return { ...nodeSubject(cp, node, [cidr]), label: `${node.name} (${who})` }
+    return { label: who, keys: subjectKeys(cp, undefined, [], [cidr]), addrs: [cidr] }
+  }
+  if (who.startsWith('group:') || who.startsWith('autogroup:') || who === '*') {
+    throw new WarrenError('policy_bad_identity', `${who} is a set, not one identity: name a user (alice@), a tag, a host alias or an IP`)
+  }
+  const known = cp.users.names().includes(who.toLowerCase()) ? `did you mean ${who.toLowerCase()}@?` : didYouMean(who, [...policy.hosts.keys(), ...nodes.map(n => n.name)])
+  throw new WarrenError('policy_bad_identity',
+    `"${who}" is not a user (alice@), tag, host alias${nodes.length > 0 ? ', node name' : ''} or IP${known === undefined ? '' : ` (${known})`}`)
+}
+
+/** ruleAllows says whether one compiled rule lets `src` reach `dst` with proto and port. */
+export function ruleAllows (r: CompiledRule, src: Subject, dst: Subject, proto: number, port: number): boolean {
+  if (!r.protos.includes(proto)) return false
+  if (!r.srcKeys.some(k => src.keys.has(k))) return false
+  return r.dsts.some(d =>
+    (!PORT_PROTOS.has(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst))
+}
+
+/** destinationMatches: does a destination key cover `dst` (autogroup:self: the source user's own identity)? */
+export function destinationMatches (key: string, src: Subject, dst: Subject): boolean {
+  if (key === SELF_KEY) return src.user !== undefined && src.user === dst.user
+  return dst.keys.has(key)
+}
+
+/** CheckResult: whether the flow is allowed, and by which rules (index from 0, file line). */
+export interface CheckResult {
+  allowed: boolean
+  rules: Array<{ index: number, line: number }>
+}
+
+/** checkCompiled evaluates a flow between two subjects against every rule. */
+export function checkCompiled (cp: CompiledPolicy, src: Subject, dst: Subject, proto: number, port: number): CheckResult {
+  const rules = cp.rules.filter(r => ruleAllows(r, src, dst, proto, port)).map(r => ({ index: r.index, line: r.line }))
+  return { allowed: rules.length > 0, rules }
+}
+
+/** protoNumber reads a proto argument (name or number); TCP when omitted. */
+export function protoNumber (proto: string | number | undefined): number {
+  if (proto === undefined) return 6
+  const p = parseProto(proto)
+  if (p === undefined || p.length === 0) {
+    throw new WarrenError('policy_bad_proto', `unknown proto "${String(proto)}": use a name such as tcp, udp, icmp or an IANA number 0-255`, { field: 'proto' })
+  }
+  return p[0]!
+}
+
+/** CheckOptions gives what identities are resolved against: users and, for IPs and node names, nodes. */
+export interface CheckOptions {
+  users?: readonly PolicyUser[]
+  nodes?: readonly PolicyNode[]
+}
+
+/**
+ * check answers whether the policy lets `src` reach `dst` on proto/port, on identities
+ * (users, tags, host aliases, IPs), so it holds before any device has joined. The
+ * matching rules are listed; `proto` is a name or number (`icmp` means ICMPv4 here).
+ */
+export function check (policy: Policy, src: string | PolicyIdentity, dst: string | PolicyIdentity,
+  proto: string | number | undefined, port: number, opts: CheckOptions = {}): CheckResult {
+  const cp = compilePolicy(policy, opts.users ?? [])
+  return checkCompiled(cp, resolveSubject(cp, src, opts.nodes), resolveSubject(cp, dst, opts.nodes), protoNumber(proto), port)
+}

@@ -1,0 +1,259 @@
+import type { FilterRule } from '@warren/protocol'
+import { ALL_V4, ALL_V6, hostCidr } from './addr.js'
+import { createPolicyEngine } from './compile.js'
+import { checkCompiled, compilePolicy, destinationMatches, protoNumber, resolveSubject, type CheckOptions, type CompiledPolicy, type Subject } from './evaluate.js'
+import { PolicyError } from './errors.js'
+import { mergeRanges } from './filter.js'
+import { ALL_PORTS, PORT_PROTOS, PROTO_NAMES, parsePolicy, type ParseResult } from './parse.js'
+import type { Policy, PolicyNode, PolicyUser, PortRange } from './types.js'
+
+/** protoName is the usual name of an IANA protocol number (`tcp` for 6), or the number. */
+export function protoName (n: number): string {
+  if (n === 1) return 'icmp'
+  if (n === 58) return 'icmpv6'
+  const name = Object.entries(PROTO_NAMES).find(([, v]) => v.length === 1 && v[0] === n)
+  return name === undefined ? String(n) : name[0]
+}
+
+/** portsText shows ranges as a person writes them: `*`, `22`, `80,443`, `8000-8100`. */
+export function portsText (ranges: readonly PortRange[]): string {
+  if (ranges.length === 1 && ranges[0]!.first === 0 && ranges[0]!.last === 65535) return '*'
+  return ranges.map(r => r.first === r.last ? `${r.first}` : `${r.first}-${r.last}`).join(',')
+}
+
+function flowText (src: string, dst: string, proto: number, port: number): string {
+  return PORT_PROTOS.has(proto) ? `${src} -> ${dst}:${port}/${protoName(proto)}` : `${src} -> ${dst} over ${protoName(proto)}`
+}
+
+/** ExplainResult names the rules that allow a flow, or says that nothing does. */
+export interface ExplainResult {
+  allowed: boolean
+  rules: Array<{ index: number, line: number, text: string }>
+  message: string
+}
+
+/**
+ * explain tells why a flow is allowed (every rule that allows it, with its line and
+ * text) or that nothing allows it. `src` and `dst` are identities as for `check`; with
+ * `opts.nodes`, node names and node IPs work too. proto defaults to TCP.
+ */
+export function explain (policy: Policy, src: string, dst: string, port: number, proto?: string | number, opts: CheckOptions = {}): ExplainResult {
+  const cp = compilePolicy(policy, opts.users ?? [])
+  const p = protoNumber(proto)
+  const result = checkCompiled(cp, resolveSubject(cp, src, opts.nodes), resolveSubject(cp, dst, opts.nodes), p, port)
+  const flow = flowText(src, dst, p, port)
+  if (!result.allowed) {
+    const what = PORT_PROTOS.has(p) ? `${dst}:${port}/${protoName(p)}` : `${dst} over ${protoName(p)}`
+    return { allowed: false, rules: [], message: `nothing allows ${src} to reach ${what}` }
+  }
+  const rules = result.rules.map(r => ({ ...r, text: cp.rules.find(c => c.index === r.index)!.text }))
+  const lines = rules.map(r => `  rule ${r.index + 1} (line ${r.line}): ${r.text}`)
+  return { allowed: true, rules, message: `${flow} is allowed by:\n${lines.join('\n')}` }
+}
+
+/**
+ * runTests evaluates the policy's `tests` on identities and returns one PolicyError per
+ * failed expectation, placed at the `accept`/`deny` entry, saying what was expected and why
+ * it does not hold. An empty list means every test passes.
+ */
+export function runTests (policy: Policy, users: readonly PolicyUser[] = []): PolicyError[] {
+  const cp = compilePolicy(policy, users)
+  const failures: PolicyError[] = []
+  for (const test of policy.tests) {
+    const src = resolveSubject(cp, test.src)
+    for (const [expect, cases] of [['accept', test.accept], ['deny', test.deny]] as const) {
+      for (const c of cases) {
+        const dst = resolveSubject(cp, c.target)
+        for (const proto of test.protos) {
+          const r = checkCompiled(cp, src, dst, proto, c.port)
+          const flow = flowText(test.src, c.target, proto, c.port)
+          if (expect === 'accept' && !r.allowed) {
+            failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow} expected accept but is denied: no rule matches`))
+          } else if (expect === 'deny' && r.allowed) {
+            const by = r.rules.map(x => `rule ${x.index + 1} (line ${x.line})`).join(', ')
+            failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow} expected deny but is allowed by ${by}`))
+          }
+        }
+      }
+    }
+  }
+  return failures
+}
+
+/**
+ * validatePolicy is what `set` and `check` run: parse, then the policy's tests. A
+ * failing test is an error, so a policy whose tests fail is never applied.
+ */
+export function validatePolicy (text: string, users: readonly PolicyUser[] = []): ParseResult {
+  const parsed = parsePolicy(text, { users })
+  if (parsed.policy === undefined) return parsed
+  const failures = runTests(parsed.policy, users)
+  return failures.length === 0 ? parsed : { errors: failures, warnings: parsed.warnings }
+}
+
+/**
+ * tagOwnersAllow says whether the policy's tagOwners let `user` put `tag` on its node:
+ * listed by `name@` or email, through a group, or through autogroup:member.
+ */
+export function tagOwnersAllow (policy: Policy, user: PolicyUser | string, tag: string): boolean {
+  const u = typeof user === 'string' ? { name: user } : user
+  const name = u.name.toLowerCase()
+  const email = u.email?.toLowerCase()
+  const isUser = (token: string): boolean => token === `${name}@` || (email !== undefined && token === email)
+  for (const owner of policy.tagOwners.get(tag)?.owners ?? []) {
+    if (owner === 'autogroup:member') return true
+    if (owner.startsWith('group:')) { if ((policy.groups.get(owner)?.members ?? []).some(isUser)) return true } else if (isUser(owner)) return true
+  }
+  return false
+}
+
+/** Access is one allowed (source, destination, protocol, ports) as `diff` shows it, by name. */
+export interface Access {
+  kind: 'identity' | 'node'
+  src: string
+  dst: string
+  proto: string
+  ports: string
+}
+
+export interface PolicyDiff { gained: Access[], lost: Access[] }
+
+/**
+ * diff shows what access a new policy gains and loses against the old one, in two
+ * views: between identities (users, tags and host aliases named in either policy, so
+ * it is useful before devices join) and between the current nodes, by node name.
+ */
+export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly PolicyNode[], users: readonly PolicyUser[]): PolicyDiff {
+  const gained: Access[] = []
+  const lost: Access[] = []
+  const record = (kind: Access['kind'], src: string, dst: string, proto: number, before: PortRange[], after: PortRange[]): void => {
+    const plus = subtract(after, before)
+    const minus = subtract(before, after)
+    if (plus.length > 0) gained.push({ kind, src, dst, proto: protoName(proto), ports: PORT_PROTOS.has(proto) ? portsText(plus) : '*' })
+    if (minus.length > 0) lost.push({ kind, src, dst, proto: protoName(proto), ports: PORT_PROTOS.has(proto) ? portsText(minus) : '*' })
+  }
+
+  // identities
+  const oldCp = compilePolicy(oldPolicy, users)
+  const newCp = compilePolicy(newPolicy, users)
+  const protos = [...new Set([...oldCp.rules, ...newCp.rules].flatMap(r => r.protos))].sort((a, b) => a - b)
+  const names = identityNames(oldPolicy, newPolicy, users)
+  const subjects = (cp: CompiledPolicy): Subject[] => names.map(n => resolveSubjectLenient(cp, n))
+  const oldSubjects = subjects(oldCp)
+  const newSubjects = subjects(newCp)
+  names.forEach((srcName, i) => {
+    names.forEach((dstName, j) => {
+      for (const proto of protos) {
+        record('identity', srcName, dstName, proto,
+          allowedPorts(oldCp, oldSubjects[i]!, oldSubjects[j]!, proto), allowedPorts(newCp, newSubjects[i]!, newSubjects[j]!, proto))
+      }
+    })
+  })
+
+  // nodes, through the compiler's filters
+  if (nodes.length > 0) {
+    const before = createPolicyEngine(oldPolicy, users)
+    const after = createPolicyEngine(newPolicy, users)
+    before.setNodes(nodes)
+    after.setNodes(nodes)
+    const label = sourceLabeler(nodes, [oldPolicy, newPolicy])
+    const memo = new Map<FilterRule[], Map<FilterRule[], Array<[string, number, PortRange[], PortRange[]]>>>()
+    for (const n of nodes) {
+      const fa = before.filterFor(n.id)
+      const fb = after.filterFor(n.id)
+      let inner = memo.get(fa)
+      if (inner === undefined) { inner = new Map(); memo.set(fa, inner) }
+      let rows = inner.get(fb)
+      if (rows === undefined) { rows = filterDiffRows(fa, fb, label); inner.set(fb, rows) }
+      for (const [src, proto, a, b] of rows) if (src !== n.name) record('node', src, n.name, proto, a, b)
+    }
+  }
+  const order = (x: Access, y: Access): number => x.kind.localeCompare(y.kind) || x.src.localeCompare(y.src) || x.dst.localeCompare(y.dst) || x.proto.localeCompare(y.proto)
+  return { gained: gained.sort(order), lost: lost.sort(order) }
+}
+
+function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): string[] {
+  const out = new Set<string>()
+  for (const u of users) out.add(`${u.name.toLowerCase()}@`)
+  const dir = new Set(users.flatMap(u => [`${u.name.toLowerCase()}@`, ...(u.email === undefined ? [] : [u.email.toLowerCase()])]))
+  for (const p of [a, b]) {
+    for (const g of p.groups.values()) for (const m of g.members) if (!dir.has(m)) out.add(m)
+    for (const r of p.acls) for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user' && !dir.has(s.selector.token)) out.add(s.selector.token)
+    for (const t of p.tagOwners.keys()) out.add(t)
+    for (const h of p.hosts.keys()) out.add(h)
+  }
+  return [...out].sort()
+}
+
+/** resolveSubjectLenient: a tag or host that one side of a diff lacks is an identity that matches nothing. */
+function resolveSubjectLenient (cp: CompiledPolicy, name: string): Subject {
+  try {
+    return resolveSubject(cp, name)
+  } catch {
+    return { label: name, keys: new Set(), addrs: [] }
+  }
+}
+
+function allowedPorts (cp: CompiledPolicy, src: Subject, dst: Subject, proto: number): PortRange[] {
+  const ranges: PortRange[] = []
+  for (const r of cp.rules) {
+    if (!r.protos.includes(proto) || !r.srcKeys.some(k => src.keys.has(k))) continue
+    for (const d of r.dsts) if (destinationMatches(d.key, src, dst)) ranges.push(...(PORT_PROTOS.has(proto) ? d.ports : [ALL_PORTS]))
+  }
+  return mergeRanges(ranges)
+}
+
+function sourceLabeler (nodes: readonly PolicyNode[], policies: Policy[]): (src: string) => string {
+  const byAddr = new Map<string, string>()
+  for (const n of nodes) {
+    byAddr.set(hostCidr(n.ipv4).text, n.name)
+    byAddr.set(hostCidr(n.ipv6).text, n.name)
+  }
+  for (const p of policies) for (const [name, h] of p.hosts) if (!byAddr.has(h.cidr.text)) byAddr.set(h.cidr.text, name)
+  byAddr.set(ALL_V4.text, '*')
+  byAddr.set(ALL_V6.text, '*')
+  return src => byAddr.get(src) ?? src
+}
+
+function filterDiffRows (a: FilterRule[], b: FilterRule[], label: (s: string) => string): Array<[string, number, PortRange[], PortRange[]]> {
+  if (a === b) return []
+  const collect = (f: FilterRule[]): Map<string, PortRange[]> => {
+    const m = new Map<string, PortRange[]>()
+    for (const rule of f) {
+      for (const s of rule.srcs) {
+        for (const proto of rule.protos) {
+          const key = `${label(s)}\u0000${proto}`
+          m.set(key, [...(m.get(key) ?? []), ...rule.ports])
+        }
+      }
+    }
+    return m
+  }
+  const ma = collect(a)
+  const mb = collect(b)
+  const rows: Array<[string, number, PortRange[], PortRange[]]> = []
+  for (const key of new Set([...ma.keys(), ...mb.keys()])) {
+    const [src, proto] = key.split('\u0000') as [string, string]
+    rows.push([src, Number(proto), mergeRanges(ma.get(key) ?? []), mergeRanges(mb.get(key) ?? [])])
+  }
+  return rows
+}
+
+/** subtract returns the ports in `a` that are not in `b` (both merged and sorted). */
+export function subtract (a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
+  const out: PortRange[] = []
+  for (const r of a) {
+    let pieces = [{ ...r }]
+    for (const cut of b) {
+      pieces = pieces.flatMap(p => {
+        if (cut.last < p.first || cut.first > p.last) return [p]
+        const keep: PortRange[] = []
+        if (cut.first > p.first) keep.push({ first: p.first, last: cut.first - 1 })
+        if (cut.last < p.last) keep.push({ first: cut.last + 1, last: p.last })
+        return keep
+      })
+    }
+    out.push(...pieces)
+  }
+  return out
+}

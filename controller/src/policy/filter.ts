@@ -1,0 +1,93 @@
+import type { FilterRule } from '@warren/protocol'
+import { cidrContains, parseCidr } from './addr.js'
+import { ALL_PORTS, PORT_PROTOS } from './parse.js'
+import type { Cidr, PortRange } from './types.js'
+
+/** FilterPart is what one rule contributes to a node's filter: sources, protocols, ports. */
+export interface FilterPart {
+  srcs: Iterable<Cidr>
+  protos: readonly number[]
+  ports: readonly PortRange[]
+}
+
+/** mergeRanges sorts port ranges and joins overlapping and adjacent ones (22, 23-25 -> 22-25). */
+export function mergeRanges (ranges: readonly PortRange[]): PortRange[] {
+  const sorted = [...ranges].sort((a, b) => a.first - b.first || a.last - b.last)
+  const out: PortRange[] = []
+  for (const r of sorted) {
+    const last = out[out.length - 1]
+    if (last !== undefined && r.first <= last.last + 1) last.last = Math.max(last.last, r.last)
+    else out.push({ first: r.first, last: r.last })
+  }
+  return out
+}
+
+/**
+ * buildFilter merges what rules contribute into one canonical filter: for each source,
+ * the ports allowed per protocol are merged; sources with the same protocols and ports
+ * share one FilterRule. Sources, protocols, ports and rules are sorted, so the same
+ * access always gives the same filter, whatever the rule order. Ports of protocols
+ * without ports (ICMP, GRE, ...) become 0-65535, since they are ignored.
+ */
+export function buildFilter (parts: Iterable<FilterPart>): FilterRule[] {
+  const perSrc = new Map<string, { cidr: Cidr, byProto: Map<number, PortRange[]> }>()
+  for (const part of parts) {
+    for (const cidr of part.srcs) {
+      let entry = perSrc.get(cidr.text)
+      if (entry === undefined) { entry = { cidr, byProto: new Map() }; perSrc.set(cidr.text, entry) }
+      for (const proto of part.protos) {
+        const ports = PORT_PROTOS.has(proto) ? part.ports : [ALL_PORTS]
+        const have = entry.byProto.get(proto)
+        if (have === undefined) entry.byProto.set(proto, [...ports])
+        else have.push(...ports)
+      }
+    }
+  }
+  const groups = new Map<string, { protos: number[], ports: PortRange[], srcs: Cidr[] }>()
+  for (const { cidr, byProto } of perSrc.values()) {
+    const byRanges = new Map<string, { protos: number[], ports: PortRange[] }>()
+    for (const [proto, ranges] of byProto) {
+      const merged = mergeRanges(ranges)
+      const key = merged.map(r => `${r.first}-${r.last}`).join(',')
+      const g = byRanges.get(key)
+      if (g === undefined) byRanges.set(key, { protos: [proto], ports: merged })
+      else g.protos.push(proto)
+    }
+    for (const [rk, { protos, ports }] of byRanges) {
+      protos.sort((a, b) => a - b)
+      const key = `${protos.join(',')}|${rk}`
+      const g = groups.get(key)
+      if (g === undefined) groups.set(key, { protos, ports, srcs: [cidr] })
+      else g.srcs.push(cidr)
+    }
+  }
+  return [...groups.entries()]
+    .sort(([a], [b]) => compareKeys(a, b))
+    .map(([, g]) => ({
+      srcs: g.srcs.sort((a, b) => a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0).map(c => c.text),
+      protos: g.protos,
+      ports: g.ports
+    }))
+}
+
+/** compareKeys orders `protos|ports` keys numerically, so 6 comes before 17. */
+function compareKeys (a: string, b: string): number {
+  const na = a.split(/[|,-]/).map(Number)
+  const nb = b.split(/[|,-]/).map(Number)
+  for (let i = 0; i < Math.min(na.length, nb.length); i++) if (na[i] !== nb[i]) return na[i]! - nb[i]!
+  return na.length - nb.length || (a < b ? -1 : a > b ? 1 : 0)
+}
+
+/**
+ * filterAllows runs one packet through a filter, as the daemon's firewall would: the
+ * source address inside one of `srcs`, the protocol listed, and (for protocols with
+ * ports) the port inside a range. Used by tests and by `explain` on real nodes.
+ */
+export function filterAllows (filter: readonly FilterRule[], srcIp: string, proto: number, port: number): boolean {
+  const src = parseCidr(srcIp)
+  if (src === undefined) return false
+  return filter.some(rule =>
+    rule.protos.includes(proto) &&
+    (!PORT_PROTOS.has(proto) || rule.ports.some(r => port >= r.first && port <= r.last)) &&
+    rule.srcs.some(s => { const c = parseCidr(s); return c !== undefined && cidrContains(c, src) }))
+}

@@ -1,0 +1,45 @@
+/**
+ * The access policy engine: Tailscale-style HuJSON policies, parsed with exact
+ * line:column errors, checked on identities, and compiled per node into peers and an
+ * inbound packet filter. Everything here is pure (no I/O), so the controller, the map
+ * server and the CLI share it.
+ *
+ * API
+ * - parsePolicy(text, {users?}) -> {policy?, errors: PolicyError[], warnings: PolicyError[]}
+ *   Every problem is collected; `policy` is set only when there are no errors. Users
+ *   that do not exist yet are warnings (when `users` is given).
+ * - validatePolicy(text, users) -> the same, with failing `tests` as errors (for `set`/`check`).
+ * - DEFAULT_POLICY_TEXT: allow all, the policy in force when none is set.
+ * - createPolicyEngine(policy, users) -> PolicyEngine: setNodes, upsertNode/removeNode
+ *   (-> NodeChange: ids whose peers or filter changed, with peersGained/peersLost/
+ *   filterChanged), peersOf(id), filterFor(id), setPolicy(policy, users) -> changed ids.
+ * - check(policy, src, dst, proto, port, {users?, nodes?}) -> {allowed, rules: [{index, line}]}
+ *   on identities: `alice@`, `alice@example.com`, `tag:web`, a host alias, an IP.
+ * - explain(policy, src, dst, port, proto?, {users?, nodes?}) -> {allowed, rules, message}
+ * - runTests(policy, users) -> PolicyError[] (one per failed expectation)
+ * - diff(oldPolicy, newPolicy, nodes, users) -> {gained, lost}: Access {kind, src, dst, proto, ports}
+ * - tagOwnersAllow(policy, user, tag) -> boolean, for node registration.
+ *
+ * @example
+ * const { policy, errors } = parsePolicy(text, { users })
+ * if (policy === undefined) throw errors[0]
+ * const engine = createPolicyEngine(policy, users)
+ * engine.setNodes(nodes)
+ * const change = engine.upsertNode(node) // send deltas to the ids in `change`
+ * const netmapFilter = engine.filterFor(node.id)
+ */
+export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parsePorts, parseProto, type ParseResult } from './parse.js'
+export { PolicyError } from './errors.js'
+export { createPolicyEngine, type PolicyEngine, type NodeChange } from './compile.js'
+export { check, type CheckResult, type CheckOptions } from './evaluate.js'
+export { explain, runTests, validatePolicy, diff, tagOwnersAllow, protoName, portsText, type ExplainResult, type Access, type PolicyDiff } from './explain.js'
+export { buildFilter, filterAllows, mergeRanges } from './filter.js'
+export type { Policy, PolicyNode, PolicyUser, PolicyIdentity, PolicyRule, PolicyTest, PortRange, Selector, SourcePos } from './types.js'
+
+import { parsePolicy, DEFAULT_POLICY_TEXT } from './parse.js'
+import type { Policy } from './types.js'
+
+/** defaultPolicy is DEFAULT_POLICY_TEXT parsed. */
+export function defaultPolicy (): Policy {
+  return parsePolicy(DEFAULT_POLICY_TEXT).policy!
+}

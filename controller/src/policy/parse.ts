@@ -1,0 +1,549 @@
+import { parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser'
+import { isTag } from '@warren/protocol'
+import { parseCidr } from './addr.js'
+import { PolicyError, didYouMean } from './errors.js'
+import { createUserDirectory, isUserToken } from './users.js'
+import type { Policy, PolicyRule, PolicyTest, PolicyTestCase, PolicyUser, PortRange, RuleDestination, RuleSource, Selector, SourcePos } from './types.js'
+
+/** DEFAULT_POLICY_TEXT is the policy in force when none is set: everyone reaches everyone. */
+export const DEFAULT_POLICY_TEXT = `{
+  // Default: every node may reach every other node on every port.
+  "acls": [
+    { "action": "accept", "src": ["*"], "dst": ["*:*"] },
+  ],
+}
+`
+
+/** ParseResult: `policy` is present only when there are no errors; warnings never block. */
+export interface ParseResult {
+  policy?: Policy
+  errors: PolicyError[]
+  warnings: PolicyError[]
+}
+
+/** PROTO_NAMES maps Tailscale's protocol names to IANA numbers; `icmp` covers ICMPv4 and ICMPv6. */
+export const PROTO_NAMES: Readonly<Record<string, readonly number[]>> = {
+  icmp: [1, 58],
+  igmp: [2],
+  ipv4: [4],
+  'ip-in-ip': [4],
+  tcp: [6],
+  egp: [8],
+  igp: [9],
+  udp: [17],
+  gre: [47],
+  esp: [50],
+  ah: [51],
+  'ipv6-icmp': [58],
+  icmpv6: [58],
+  sctp: [132]
+}
+
+/** DEFAULT_PROTOS is what a rule without `proto` allows: TCP, UDP, ICMP and ICMPv6. */
+export const DEFAULT_PROTOS: readonly number[] = [1, 6, 17, 58]
+
+/** PORT_PROTOS are the protocols that have ports; for all others ports are ignored. */
+export const PORT_PROTOS: ReadonlySet<number> = new Set([6, 17, 132])
+
+export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
+
+const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', tests: 'tests' }
+const UNSUPPORTED_TOP: Record<string, string> = {
+  grants: 'grants', ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs', autoapprovers: 'autoApprovers',
+  postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap', randomizeclientport: 'randomizeClientPort',
+  disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', ipsets: 'ipsets', attrs: 'attrs', settings: 'settings'
+}
+const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst' }
+const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
+const TEST_KEYS: Record<string, string> = { src: 'src', proto: 'proto', accept: 'accept', deny: 'deny' }
+const UNSUPPORTED_TEST: Record<string, string> = { srcpostureattrs: 'srcPostureAttrs' }
+const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self']
+const PORTS_HELP = 'ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)'
+
+const SYNTAX_MESSAGES: Record<string, string> = {
+  InvalidSymbol: 'unexpected character',
+  InvalidNumberFormat: 'malformed number',
+  PropertyNameExpected: 'expected a quoted key',
+  ValueExpected: 'expected a value',
+  ColonExpected: 'expected ":" after the key',
+  CommaExpected: 'expected "," between entries',
+  CloseBraceExpected: 'expected "}" to close the object',
+  CloseBracketExpected: 'expected "]" to close the list',
+  EndOfFileExpected: 'unexpected text after the end of the policy',
+  InvalidCommentToken: 'malformed comment',
+  UnexpectedEndOfComment: 'comment is not closed (missing */)',
+  UnexpectedEndOfString: 'string is not closed (missing ")',
+  UnexpectedEndOfNumber: 'number is cut short',
+  InvalidUnicode: 'bad \\u escape in string',
+  InvalidEscapeCharacter: 'bad escape character in string',
+  InvalidCharacter: 'control character inside a string'
+}
+
+/**
+ * parsePolicy reads a HuJSON policy file in Tailscale's syntax. It collects every
+ * error (each with line:column and, where it can, what was meant) instead of stopping
+ * at the first; when `users` is given, users that do not exist yet become warnings.
+ */
+export function parsePolicy (text: string, opts: { users?: readonly PolicyUser[] } = {}): ParseResult {
+  return new PolicyParser(text, opts.users).run()
+}
+
+/** parsePorts reads `*`, `22`, `80,443`, `8000-8100` (or a mix); undefined if malformed. */
+export function parsePorts (s: string): PortRange[] | undefined {
+  if (s === '*') return [{ ...ALL_PORTS }]
+  const out: PortRange[] = []
+  for (const part of s.split(',')) {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part.trim())
+    if (m === null) return undefined
+    const first = Number(m[1])
+    const last = m[2] === undefined ? first : Number(m[2])
+    if (first > 65535 || last > 65535 || first > last) return undefined
+    out.push({ first, last })
+  }
+  return out
+}
+
+/** parseProto reads a protocol name or IANA number (0-255); undefined if unknown. */
+export function parseProto (v: string | number): number[] | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 && v <= 255 ? [v] : undefined
+  const s = v.trim().toLowerCase()
+  if (/^\d{1,3}$/.test(s)) return parseProto(Number(s))
+  const named = PROTO_NAMES[s]
+  return named === undefined ? undefined : [...named]
+}
+
+/** splitHostPort splits `alias:ports`, `[v6]:ports` or `v6:ports` (at the last colon). */
+export function splitHostPort (s: string): { host: string, ports: string } | undefined {
+  if (s.startsWith('[')) {
+    const end = s.indexOf(']')
+    if (end < 0 || s[end + 1] !== ':') return undefined
+    return { host: s.slice(1, end), ports: s.slice(end + 2) }
+  }
+  const i = s.lastIndexOf(':')
+  if (i <= 0) return undefined
+  return { host: s.slice(0, i), ports: s.slice(i + 1) }
+}
+
+class PolicyParser {
+  private readonly errors: PolicyError[] = []
+  private readonly warnings: PolicyError[] = []
+  private readonly lineStarts: number[] = [0]
+  private readonly policy: Policy
+  private readonly userUses: Array<{ token: string, node: JsonNode }> = []
+
+  constructor (private readonly text: string, private readonly users: readonly PolicyUser[] | undefined) {
+    for (let i = 0; i < text.length; i++) if (text[i] === '\n') this.lineStarts.push(i + 1)
+    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), acls: [], tests: [], text }
+  }
+
+  run (): ParseResult {
+    const syntax: ParseError[] = []
+    const root = parseTree(this.text, syntax, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false })
+    for (const e of syntax) {
+      const code = printParseErrorCode(e.error)
+      this.errAt(e.offset, `syntax error: ${SYNTAX_MESSAGES[code] ?? code}`)
+    }
+    if (syntax.length > 0 || root === undefined) {
+      if (root === undefined && syntax.length === 0) this.errAt(0, 'the policy is empty: write at least {}')
+      return this.result()
+    }
+    if (root.type !== 'object') {
+      this.err(root, 'the policy must be an object ({ ... })')
+      return this.result()
+    }
+    const sections = this.keys(root, 'the policy', TOP_KEYS, UNSUPPORTED_TOP, name =>
+      `${name} is a Tailscale feature Warren does not support; remove it (Warren never ignores a section it cannot enforce)`)
+    // Definitions first, so uses anywhere can be checked against them.
+    const hosts = sections.get('hosts')
+    if (hosts !== undefined) this.parseHosts(hosts)
+    const groups = sections.get('groups')
+    if (groups !== undefined) this.parseGroups(groups)
+    const tagOwners = sections.get('tagOwners')
+    if (tagOwners !== undefined) this.parseTagOwners(tagOwners)
+    const acls = sections.get('acls')
+    if (acls !== undefined) this.parseAcls(acls)
+    const tests = sections.get('tests')
+    if (tests !== undefined) this.parseTests(tests)
+    this.checkUsers()
+    return this.result()
+  }
+
+  private result (): ParseResult {
+    const order = (a: PolicyError, b: PolicyError): number => a.line - b.line || a.column - b.column
+    const errors = this.errors.sort(order)
+    const warnings = this.warnings.sort(order)
+    return errors.length === 0 ? { policy: this.policy, errors, warnings } : { errors, warnings }
+  }
+
+  // ---------- positions and reporting ----------
+
+  private pos (offset: number, length = 0): SourcePos {
+    let lo = 0
+    let hi = this.lineStarts.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if (this.lineStarts[mid]! <= offset) lo = mid
+      else hi = mid - 1
+    }
+    return { line: lo + 1, column: offset - this.lineStarts[lo]! + 1, offset, length }
+  }
+
+  private nodePos (n: JsonNode): SourcePos { return this.pos(n.offset, n.length) }
+
+  private errAt (offset: number, reason: string, suggestion?: string): void {
+    const p = this.pos(offset)
+    this.errors.push(new PolicyError(p.line, p.column, reason, suggestion))
+  }
+
+  private err (n: JsonNode, reason: string, suggestion?: string): void { this.errAt(n.offset, reason, suggestion) }
+
+  private warn (n: JsonNode, reason: string, suggestion?: string): void {
+    const p = this.nodePos(n)
+    this.warnings.push(new PolicyError(p.line, p.column, reason, suggestion))
+  }
+
+  private oneLine (n: JsonNode): string {
+    return this.text.slice(n.offset, n.offset + n.length).replace(/\s+/g, ' ')
+  }
+
+  // ---------- shapes ----------
+
+  /**
+   * keys reads an object's properties, matching names case-insensitively as Tailscale
+   * does; unsupported and unknown keys are errors, duplicates too.
+   */
+  private keys (obj: JsonNode, where: string, known: Record<string, string>, unsupported: Record<string, string>,
+    unsupportedMessage: (name: string) => string): Map<string, JsonNode> {
+    const out = new Map<string, JsonNode>()
+    const firstAt = new Map<string, JsonNode>()
+    for (const prop of obj.children ?? []) {
+      const keyNode = prop.children?.[0]
+      const value = prop.children?.[1]
+      if (keyNode === undefined || value === undefined) continue
+      const key = String(keyNode.value)
+      const canonical = known[key.toLowerCase()]
+      if (canonical === undefined) {
+        const bad = unsupported[key.toLowerCase()]
+        if (bad !== undefined) this.err(keyNode, unsupportedMessage(bad))
+        else this.err(keyNode, `unknown key "${key}" in ${where}`, didYouMean(key, [...new Set(Object.values(known))]))
+        continue
+      }
+      const first = firstAt.get(canonical)
+      if (first !== undefined) {
+        const p = this.nodePos(first)
+        this.err(keyNode, `"${key}" is given twice in ${where} (first at ${p.line}:${p.column}); merge them`)
+        continue
+      }
+      firstAt.set(canonical, keyNode)
+      out.set(canonical, value)
+    }
+    return out
+  }
+
+  private object (n: JsonNode, what: string): JsonNode[] | undefined {
+    if (n.type !== 'object') { this.err(n, `${what} must be an object ({ ... })`); return undefined }
+    return n.children ?? []
+  }
+
+  private array (n: JsonNode, what: string): JsonNode[] | undefined {
+    if (n.type !== 'array') { this.err(n, `${what} must be a list ([ ... ])`); return undefined }
+    return n.children ?? []
+  }
+
+  private string (n: JsonNode, what: string): string | undefined {
+    if (n.type !== 'string') { this.err(n, `${what} must be a string`); return undefined }
+    return n.value as string
+  }
+
+  private strings (n: JsonNode, what: string): Array<{ value: string, node: JsonNode }> {
+    const items = this.array(n, what)
+    if (items === undefined) return []
+    const out: Array<{ value: string, node: JsonNode }> = []
+    for (const item of items) {
+      const v = this.string(item, `each entry of ${what}`)
+      if (v !== undefined) out.push({ value: v, node: item })
+    }
+    return out
+  }
+
+  // ---------- sections ----------
+
+  private parseHosts (section: JsonNode): void {
+    for (const prop of this.object(section, 'hosts') ?? []) {
+      const [keyNode, value] = prop.children as [JsonNode, JsonNode]
+      const name = String(keyNode.value)
+      if (!/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/i.test(name) || name.includes(':')) {
+        this.err(keyNode, `host alias "${name}" must be a plain name (letters, digits, ".", "-", "_"), not a user, tag or address`)
+        continue
+      }
+      if (parseCidr(name) !== undefined) { this.err(keyNode, `host alias "${name}" must not look like an address`); continue }
+      if (this.policy.hosts.has(name)) { this.err(keyNode, `host alias "${name}" is defined twice`); continue }
+      const s = this.string(value, `hosts["${name}"]`)
+      if (s === undefined) continue
+      const cidr = parseCidr(s)
+      if (cidr === undefined) { this.err(value, `hosts["${name}"] must be an IPv4/IPv6 address or CIDR, not "${s}"`); continue }
+      this.policy.hosts.set(name, { cidr, pos: this.nodePos(keyNode) })
+    }
+  }
+
+  private parseGroups (section: JsonNode): void {
+    const props = this.object(section, 'groups') ?? []
+    const names = props.map(p => String(p.children?.[0]?.value))
+    for (const prop of props) {
+      const [keyNode, value] = prop.children as [JsonNode, JsonNode]
+      const name = String(keyNode.value)
+      if (!/^group:[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/i.test(name)) {
+        this.err(keyNode, `group name "${name}" must be "group:" and a name (for example group:eng)`)
+        continue
+      }
+      if (this.policy.groups.has(name)) { this.err(keyNode, `group ${name} is defined twice`); continue }
+      const members: string[] = []
+      for (const { value: m, node } of this.strings(value, name)) {
+        if (m.startsWith('group:')) {
+          this.err(node, `groups cannot contain groups (Tailscale does not allow nested groups): list the members of ${m} in ${name} instead`,
+            names.includes(m) ? undefined : didYouMean(m, names))
+        } else if (m.startsWith('tag:') || m.startsWith('autogroup:') || m === '*') {
+          this.err(node, `groups contain users only; ${m} is not a user (write alice@ or alice@example.com)`)
+        } else if (!isUserToken(m)) {
+          this.err(node, `"${m}" is not a user: write alice@ or alice@example.com`, this.userGuess(m))
+        } else {
+          members.push(m.toLowerCase())
+          this.userUses.push({ token: m, node })
+        }
+      }
+      this.policy.groups.set(name, { members, pos: this.nodePos(keyNode) })
+    }
+  }
+
+  private parseTagOwners (section: JsonNode): void {
+    const props = this.object(section, 'tagOwners') ?? []
+    const tagNames = props.map(p => String(p.children?.[0]?.value))
+    for (const prop of props) {
+      const [keyNode, value] = prop.children as [JsonNode, JsonNode]
+      const tag = String(keyNode.value)
+      if (!isTag(tag)) { this.err(keyNode, `tag "${tag}" must be "tag:" and a lowercase DNS-safe name (for example tag:web)`); continue }
+      if (this.policy.tagOwners.has(tag)) { this.err(keyNode, `tag ${tag} has owners defined twice`); continue }
+      const owners: string[] = []
+      for (const { value: o, node } of this.strings(value, `tagOwners["${tag}"]`)) {
+        if (o.startsWith('group:')) {
+          if (!this.policy.groups.has(o)) { this.err(node, `group ${o} is not defined`, didYouMean(o, this.policy.groups.keys())); continue }
+        } else if (o.startsWith('tag:')) {
+          if (!tagNames.includes(o)) { this.err(node, `tag ${o} has no tagOwners entry`, didYouMean(o, tagNames)); continue }
+        } else if (o === 'autogroup:admin' || o === 'autogroup:owner' || o === 'autogroup:it-admin' || o === 'autogroup:network-admin') {
+          this.err(node, `${o} is not supported: Warren users have no admin roles; name users or groups, or use [] so that only auth keys grant ${tag}`)
+          continue
+        } else if (o.startsWith('autogroup:')) {
+          if (o !== 'autogroup:member') { this.err(node, `${o} cannot own a tag; use users, groups, tags or autogroup:member`, didYouMean(o, ['autogroup:member'])); continue }
+        } else if (!isUserToken(o)) {
+          this.err(node, `"${o}" is not a user, group or tag: write alice@, alice@example.com, group:x or tag:x`, this.userGuess(o))
+          continue
+        } else {
+          this.userUses.push({ token: o, node })
+        }
+        owners.push(o.toLowerCase())
+      }
+      this.policy.tagOwners.set(tag, { owners, pos: this.nodePos(keyNode) })
+    }
+  }
+
+  private parseAcls (section: JsonNode): void {
+    const items = this.array(section, 'acls') ?? []
+    items.forEach((item, index) => {
+      const rule = this.parseRule(item, index)
+      if (rule !== undefined) this.policy.acls.push(rule)
+    })
+  }
+
+  private parseRule (item: JsonNode, index: number): PolicyRule | undefined {
+    if (this.object(item, `acls[${index}]`) === undefined) return undefined
+    const before = this.errors.length
+    const where = `rule ${index + 1} (acls[${index}])`
+    const keys = this.keys(item, where, RULE_KEYS, UNSUPPORTED_RULE, name =>
+      `"${name}" in ${where} is not supported by Warren (${name === 'srcPosture' ? 'device posture' : 'grants syntax'}); remove it`)
+    const action = keys.get('action')
+    if (action === undefined) this.err(item, `${where} has no "action": add "action": "accept"`)
+    else if (action.value !== 'accept') this.err(action, 'action must be "accept" (rules only allow; everything else is denied)')
+    const srcNode = keys.get('src')
+    const dstNode = keys.get('dst')
+    if (srcNode === undefined) this.err(item, `${where} has no "src": add "src": ["..."]`)
+    if (dstNode === undefined) this.err(item, `${where} has no "dst": add "dst": ["alias:ports"]`)
+    let protos = [...DEFAULT_PROTOS]
+    let protoText: string | undefined
+    const protoNode = keys.get('proto')
+    if (protoNode !== undefined) {
+      const p = this.parseProtoNode(protoNode)
+      if (p !== undefined) { protos = p; protoText = String(protoNode.value) }
+    }
+    const src: RuleSource[] = []
+    for (const { value, node } of srcNode === undefined ? [] : this.strings(srcNode, 'src')) {
+      const selector = this.selector(value, node, 'src')
+      if (selector !== undefined) src.push({ selector, text: value, pos: this.nodePos(node) })
+    }
+    const dst: RuleDestination[] = []
+    for (const { value, node } of dstNode === undefined ? [] : this.strings(dstNode, 'dst')) {
+      const d = this.destination(value, node, protoText === undefined ? undefined : protos)
+      if (d !== undefined) dst.push(d)
+    }
+    if (this.errors.length > before) return undefined
+    const rule: PolicyRule = { index, pos: this.nodePos(item), text: this.oneLine(item), src, dst, protos: [...new Set(protos)].sort((a, b) => a - b) }
+    if (protoText !== undefined) rule.protoText = protoText
+    return rule
+  }
+
+  private parseProtoNode (n: JsonNode): number[] | undefined {
+    if (n.type !== 'string' && n.type !== 'number') { this.err(n, 'proto must be a protocol name or number, for example "tcp" or "17"'); return undefined }
+    const p = parseProto(n.value as string | number)
+    if (p === undefined) {
+      this.err(n, `unknown proto "${String(n.value)}": use a name (${Object.keys(PROTO_NAMES).join(', ')}) or an IANA number 0-255`,
+        didYouMean(String(n.value), Object.keys(PROTO_NAMES)))
+    }
+    return p
+  }
+
+  private destination (value: string, node: JsonNode, protos: number[] | undefined): RuleDestination | undefined {
+    const hp = splitHostPort(value)
+    const bare = hp === undefined || ['tag', 'group', 'autogroup'].includes(hp.host) ? value : undefined
+    if (hp === undefined || bare !== undefined || (parseCidr(value) !== undefined && parseCidr(hp.host) === undefined)) {
+      const v6 = parseCidr(value)?.family === 6
+      this.err(node, `dst "${value}" has no ports: write it as alias:ports`,
+        v6 ? `for IPv6 write [${value}]:22 or [${value}]:*` : `for example ${value}:* or ${value}:22`)
+      return undefined
+    }
+    const ports = parsePorts(hp.ports)
+    if (ports === undefined) { this.err(node, `bad ports "${hp.ports}" in "${value}": ${PORTS_HELP}`); return undefined }
+    if (protos !== undefined && !protos.some(p => PORT_PROTOS.has(p)) && hp.ports !== '*') {
+      this.err(node, `"${value}": this rule's proto has no ports, so its destinations must use :*`, `write ${hp.host}:*`)
+      return undefined
+    }
+    const selector = this.selector(hp.host, node, 'dst')
+    if (selector === undefined) return undefined
+    return { selector, ports, text: value, pos: this.nodePos(node) }
+  }
+
+  /** selector reads one alias of src or dst and checks that what it names is defined. */
+  private selector (s: string, node: JsonNode, side: 'src' | 'dst'): Selector | undefined {
+    if (s === '*') return { kind: 'all' }
+    if (s.startsWith('group:')) {
+      if (!this.policy.groups.has(s)) { this.err(node, `group ${s} is not defined in "groups"`, didYouMean(s, this.policy.groups.keys())); return undefined }
+      return { kind: 'group', name: s }
+    }
+    if (s.startsWith('tag:')) return this.tagSelector(s, node)
+    if (s.startsWith('autogroup:')) {
+      if (s === 'autogroup:self') {
+        if (side === 'src') { this.err(node, 'autogroup:self can only be used as a destination (it means the source user\'s own devices)', 'use autogroup:member in src'); return undefined }
+        return { kind: 'autogroup', name: 'self' }
+      }
+      if (s === 'autogroup:member') return { kind: 'autogroup', name: 'member' }
+      if (s === 'autogroup:tagged') return { kind: 'autogroup', name: 'tagged' }
+      this.err(node, `${s} is not supported; Warren knows ${AUTOGROUPS.join(', ')}`, didYouMean(s, AUTOGROUPS))
+      return undefined
+    }
+    if (s.includes('@')) {
+      if (!isUserToken(s)) { this.err(node, `"${s}" is not a user: write alice@ or alice@example.com`); return undefined }
+      this.userUses.push({ token: s, node })
+      return { kind: 'user', token: s.toLowerCase() }
+    }
+    const host = this.policy.hosts.get(s)
+    if (host !== undefined) return { kind: 'host', name: s, cidr: host.cidr }
+    const cidr = parseCidr(s)
+    if (cidr !== undefined) return { kind: 'cidr', cidr }
+    this.err(node, `"${s}" is not a known alias: not a host in "hosts", a user (alice@), group:, tag:, autogroup: or an IP/CIDR`,
+      this.userGuess(s) ?? didYouMean(s, this.policy.hosts.keys()))
+    return undefined
+  }
+
+  private tagSelector (s: string, node: JsonNode): Selector | undefined {
+    if (!isTag(s)) { this.err(node, `"${s}" is not a valid tag: use tag: and a lowercase DNS-safe name`); return undefined }
+    if (!this.policy.tagOwners.has(s)) {
+      this.err(node, `tag ${s} has no entry in "tagOwners"; every tag needs owners (use [] if only auth keys grant it)`,
+        didYouMean(s, this.policy.tagOwners.keys()))
+      return undefined
+    }
+    return { kind: 'tag', name: s }
+  }
+
+  private userGuess (s: string): string | undefined {
+    if (this.users === undefined) return undefined
+    const bare = s.replace(/@.*$/, '').toLowerCase()
+    if (this.users.some(u => u.name.toLowerCase() === bare)) return `did you mean ${bare}@?`
+    return undefined
+  }
+
+  private parseTests (section: JsonNode): void {
+    const items = this.array(section, 'tests') ?? []
+    items.forEach((item, index) => {
+      if (this.object(item, `tests[${index}]`) === undefined) return
+      const before = this.errors.length
+      const where = `test ${index + 1} (tests[${index}])`
+      const keys = this.keys(item, where, TEST_KEYS, UNSUPPORTED_TEST, name => `"${name}" in ${where} is not supported by Warren (device posture); remove it`)
+      const srcNode = keys.get('src')
+      let src = ''
+      let srcPos = this.nodePos(item)
+      if (srcNode === undefined) this.err(item, `${where} has no "src": add "src": "alice@"`)
+      else {
+        src = this.string(srcNode, 'a test\'s src') ?? ''
+        srcPos = this.nodePos(srcNode)
+        if (src !== '') this.identity(src, srcNode)
+      }
+      let protos = [6]
+      let protoText: string | undefined
+      const protoNode = keys.get('proto')
+      if (protoNode !== undefined) {
+        const p = this.parseProtoNode(protoNode)
+        if (p !== undefined) { protos = p; protoText = String(protoNode.value) }
+      }
+      const cases = (name: 'accept' | 'deny'): PolicyTestCase[] => {
+        const n = keys.get(name)
+        if (n === undefined) return []
+        const out: PolicyTestCase[] = []
+        for (const { value, node } of this.strings(n, name)) {
+          const hp = splitHostPort(value)
+          const port = hp === undefined ? undefined : /^\d{1,5}$/.test(hp.ports) ? Number(hp.ports) : undefined
+          if (hp === undefined || port === undefined || port > 65535) {
+            this.err(node, `"${value}" must be a destination and one port, like tag:web:443, alice@:22 or [fd7a::1]:80`)
+            continue
+          }
+          if (this.identity(hp.host, node)) out.push({ target: hp.host, port, text: value, pos: this.nodePos(node) })
+        }
+        return out
+      }
+      const accept = cases('accept')
+      const deny = cases('deny')
+      if (keys.get('accept') === undefined && keys.get('deny') === undefined) this.err(item, `${where} has neither "accept" nor "deny"`)
+      if (this.errors.length > before) return
+      const test: PolicyTest = { index, pos: this.nodePos(item), src, srcPos, protos, accept, deny }
+      if (protoText !== undefined) test.protoText = protoText
+      this.policy.tests.push(test)
+    })
+  }
+
+  /** identity checks a test's source or target: one user, tag, host alias or address. */
+  private identity (s: string, node: JsonNode): boolean {
+    if (s.startsWith('group:') || s.startsWith('autogroup:') || s === '*') {
+      this.err(node, `tests name one identity, not ${s}: use a user (alice@), a tag, a host alias or an IP`)
+      return false
+    }
+    if (s.startsWith('tag:')) return this.tagSelector(s, node) !== undefined
+    if (s.includes('@')) {
+      if (!isUserToken(s)) { this.err(node, `"${s}" is not a user: write alice@ or alice@example.com`); return false }
+      this.userUses.push({ token: s, node })
+      return true
+    }
+    if (this.policy.hosts.has(s) || parseCidr(s) !== undefined) return true
+    this.err(node, `"${s}" is not a user (alice@), tag, host alias or IP`, this.userGuess(s) ?? didYouMean(s, this.policy.hosts.keys()))
+    return false
+  }
+
+  private checkUsers (): void {
+    if (this.users === undefined) return
+    const dir = createUserDirectory(this.users)
+    const warned = new Set<string>()
+    for (const { token, node } of this.userUses) {
+      const t = token.toLowerCase()
+      if (warned.has(t) || dir.resolve(t).known) continue
+      warned.add(t)
+      const hint = t.endsWith('@') ? undefined : this.userGuess(t)
+      this.warn(node, `user ${t} does not exist yet; rules naming it match no device until that user is created`, hint)
+    }
+  }
+}

@@ -1,0 +1,103 @@
+import type { IPv4, IPv6 } from 'ipaddr.js'
+
+/** SourcePos is where something stands in the policy file (1-based line and column). */
+export interface SourcePos {
+  line: number
+  column: number
+  offset: number
+  length: number
+}
+
+/** Cidr is one address range, parsed once; `text` is its canonical form (`100.64.0.1/32`). */
+export interface Cidr {
+  text: string
+  family: 4 | 6
+  addr: IPv4 | IPv6
+  bits: number
+  /** sortKey orders ranges: family, then address bytes, then prefix length */
+  sortKey: string
+}
+
+/**
+ * Selector is one entry of a rule's `src` or `dst` as written: what it names, before
+ * users and nodes are known.
+ */
+export type Selector =
+  | { kind: 'all' }
+  | { kind: 'user', token: string }
+  | { kind: 'group', name: string }
+  | { kind: 'tag', name: string }
+  | { kind: 'host', name: string, cidr: Cidr }
+  | { kind: 'cidr', cidr: Cidr }
+  | { kind: 'autogroup', name: 'member' | 'tagged' | 'self' }
+
+/** PortRange is an inclusive range of ports, as on the wire. */
+export interface PortRange { first: number, last: number }
+
+export interface RuleSource { selector: Selector, text: string, pos: SourcePos }
+export interface RuleDestination { selector: Selector, ports: PortRange[], text: string, pos: SourcePos }
+
+/** PolicyRule is one entry of `acls`. `index` counts from 0 in file order. */
+export interface PolicyRule {
+  index: number
+  pos: SourcePos
+  /** text is the rule as written, on one line */
+  text: string
+  src: RuleSource[]
+  dst: RuleDestination[]
+  /** protos are IANA protocol numbers, sorted */
+  protos: number[]
+  /** protoText is `proto` as written, absent when omitted */
+  protoText?: string
+}
+
+/** PolicyTestCase is one `host:port` of a test's accept or deny list. */
+export interface PolicyTestCase { target: string, port: number, text: string, pos: SourcePos }
+
+/** PolicyTest is one entry of `tests`. */
+export interface PolicyTest {
+  index: number
+  pos: SourcePos
+  src: string
+  srcPos: SourcePos
+  protos: number[]
+  protoText?: string
+  accept: PolicyTestCase[]
+  deny: PolicyTestCase[]
+}
+
+/** Policy is a parsed, checked policy file. It holds names as written, not users or nodes. */
+export interface Policy {
+  groups: Map<string, { members: string[], pos: SourcePos }>
+  tagOwners: Map<string, { owners: string[], pos: SourcePos }>
+  hosts: Map<string, { cidr: Cidr, pos: SourcePos }>
+  acls: PolicyRule[]
+  tests: PolicyTest[]
+  /** text is the source the policy was parsed from */
+  text: string
+}
+
+/** PolicyUser is what the compiler needs to know about a user. */
+export interface PolicyUser { name: string, email?: string }
+
+/**
+ * PolicyNode is what the compiler needs to know about a node. A node with tags is
+ * tagged and has no user identity, as in Tailscale.
+ */
+export interface PolicyNode {
+  id: string
+  name: string
+  user?: string
+  tags: string[]
+  ipv4: string
+  ipv6: string
+}
+
+/** PolicyIdentity names a source or destination for `check`: a user, tags and/or addresses. */
+export interface PolicyIdentity {
+  /** user name (as stored) or the user token as written (`alice@`, `alice@example.com`) */
+  user?: string
+  tags?: string[]
+  /** addresses or CIDRs the identity sends from or listens on */
+  ips?: string[]
+}

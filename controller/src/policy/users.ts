@@ -1,0 +1,41 @@
+import type { PolicyUser } from './types.js'
+
+/**
+ * UserDirectory turns the ways a policy names a user (`alice@`, `alice@example.com`, or a
+ * stored user name) into one user name. A user that does not exist yet resolves to a
+ * stable name of its own (the token as written), so policies and tests work before
+ * everyone has joined and start matching once the user is created.
+ */
+export interface UserDirectory {
+  resolve: (token: string) => { name: string, known: boolean }
+  names: () => string[]
+}
+
+export function createUserDirectory (users: readonly PolicyUser[]): UserDirectory {
+  const byName = new Map<string, PolicyUser>()
+  const byEmail = new Map<string, PolicyUser>()
+  for (const u of users) {
+    byName.set(u.name.toLowerCase(), u)
+    if (u.email !== undefined) byEmail.set(u.email.toLowerCase(), u)
+  }
+  return {
+    resolve (token) {
+      const t = token.toLowerCase()
+      if (t.endsWith('@')) {
+        const name = t.slice(0, -1)
+        return { name, known: byName.has(name) }
+      }
+      if (t.includes('@')) {
+        const u = byEmail.get(t)
+        return u === undefined ? { name: t, known: false } : { name: u.name, known: true }
+      }
+      return { name: t, known: byName.has(t) }
+    },
+    names: () => [...byName.keys()]
+  }
+}
+
+/** isUserToken says whether s names a user the way a policy does (`alice@`, `alice@example.com`). */
+export function isUserToken (s: string): boolean {
+  return /^[^@\s:]+@[^@\s:]*$/.test(s)
+}
