@@ -1,6 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { request as httpRequest, type RequestOptions } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import {
   generateMachineKeyPair, generateWireGuardKeyPair, signMessage, wireGuardProof, registerSigningPayload,
@@ -117,4 +121,55 @@ export async function setupUserKey (tc: TestController, key: Record<string, unkn
   const r = await call(tc.admin, 'POST', '/v1/authkeys', { user, ...key })
   if (r.status !== 201) throw new Error(`auth key create failed: ${JSON.stringify(r.body)}`)
   return r.body.key as string
+}
+
+export interface HttpAnswer { status: number, body: any, fingerprint?: string }
+
+/**
+ * pinnedRequest sends JSON over HTTPS to a controller with a self-signed certificate,
+ * trusting it only if its SHA-256 fingerprint is `fingerprint` (64 hex digits).
+ */
+export async function pinnedRequest (url: string, fingerprint: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  const u = new URL(path, url)
+  const want = fingerprint.toUpperCase().match(/../g)!.join(':')
+  // A fresh connection per request (agent: false), so that every request sees a handshake to check.
+  const opts: RequestOptions & { rejectUnauthorized: boolean } = { hostname: u.hostname, port: u.port, path: u.pathname + u.search, method, headers, rejectUnauthorized: false, agent: false }
+  return await jsonRequest(httpsRequest as typeof httpRequest, opts, body, (socket) => {
+    const got = (socket as TLSSocket).getPeerCertificate().fingerprint256
+    if (got !== want) throw new Error(`controller certificate ${got} does not match the pinned ${want}`)
+    return got
+  })
+}
+
+/** socketRequest sends JSON over a Unix socket (the local admin server). */
+export async function socketRequest (socketPath: string, method: string, path: string, body?: unknown): Promise<HttpAnswer> {
+  return await jsonRequest(httpRequest, { socketPath, path, method, headers: {} }, body)
+}
+
+async function jsonRequest (request: typeof httpRequest, opts: RequestOptions, body: unknown, check?: (socket: Socket) => string): Promise<HttpAnswer> {
+  const payload = body === undefined ? undefined : JSON.stringify(body)
+  if (payload !== undefined) opts.headers = { ...opts.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }
+  return await new Promise((resolve, reject) => {
+    let fingerprint: string | undefined
+    const req = request(opts, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        let parsed: unknown = text
+        try { parsed = text === '' ? undefined : JSON.parse(text) } catch {}
+        resolve({ status: res.statusCode ?? 0, body: parsed, ...(fingerprint !== undefined ? { fingerprint } : {}) })
+      })
+      res.on('error', reject)
+    })
+    if (check !== undefined) {
+      req.on('socket', socket => {
+        socket.once('secureConnect', () => {
+          try { fingerprint = check(socket) } catch (e) { req.destroy(e as Error) }
+        })
+      })
+    }
+    req.on('error', reject)
+    req.end(payload)
+  })
 }
