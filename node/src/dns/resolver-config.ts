@@ -23,11 +23,7 @@ export interface HostResolverOptions {
   nameserver?: string
   /** default /etc/resolv.conf; in a network namespace /etc/netns/<ns>/resolv.conf */
   resolvConfPath?: string
-  /**
-   * where the original is kept; default `<resolvConfPath>.warren-backup`. Under
-   * /etc/netns/<ns>/ choose a path outside that directory: `ip netns exec` bind-mounts
-   * every file in it over /etc.
-   */
+  /** where the original is kept; default defaultBackupPath(resolvConfPath) */
   backupPath?: string
   /** runs resolvectl; without one only the resolv.conf mode is used */
   runner?: CommandRunner
@@ -48,6 +44,17 @@ export interface HostResolverConfigurator {
   apply: (domain: string) => Promise<ResolverApplyResult>
   /** restore puts the original back exactly; safe to call when nothing was applied */
   restore: () => Promise<void>
+}
+
+/**
+ * defaultBackupPath is `<file>.warren-backup`, except for /etc/netns/<ns>/<file>: there it
+ * is /etc/netns/<ns>.<file>.warren-backup, because `ip netns exec` bind-mounts every file
+ * in /etc/netns/<ns>/ over /etc and warns about one that /etc lacks.
+ */
+export function defaultBackupPath (file: string): string {
+  const dir = path.dirname(file)
+  if (path.dirname(dir) === '/etc/netns') return `${dir}.${path.basename(file)}.warren-backup`
+  return `${file}.warren-backup`
 }
 
 /** MANAGED_MARKER opens every resolv.conf that Warren writes, so a restart knows it is ours. */
@@ -163,7 +170,7 @@ async function writeRegularFile (file: string, data: Buffer | string, mode: numb
 /** createHostResolverConfigurator makes the real configurator (files and resolvectl). */
 export function createHostResolverConfigurator (opts: HostResolverOptions): HostResolverConfigurator {
   const file = opts.resolvConfPath ?? '/etc/resolv.conf'
-  const backupPath = opts.backupPath ?? `${file}.warren-backup`
+  const backupPath = opts.backupPath ?? defaultBackupPath(file)
   const nameserver = opts.nameserver ?? MAGIC_DNS_IPV4
   let applied: ResolverMode | undefined
 
