@@ -1,2 +1,3 @@
 /** @warren/test is the shared test harness: network namespaces and process runners. */
-export {}
+export * from './process.js'
+export * from './netns.js'
