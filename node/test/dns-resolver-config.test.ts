@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { createFakeCommandRunner } from '../src/runner/index.js'
-import { MANAGED_MARKER, createHostResolverConfigurator, parseResolvConf, upstreamsOf, type HostResolverOptions } from '../src/dns/resolver-config.js'
+import { MANAGED_MARKER, createHostResolverConfigurator, defaultBackupPath, parseResolvConf, upstreamsOf, type HostResolverOptions } from '../src/dns/resolver-config.js'
 
 // Odd on purpose: comments, a tab, CRLF, no final newline, our own address, a scoped IPv6.
 const ORIGINAL = '# written by dhcp\r\nnameserver 192.0.2.1\nnameserver\t2001:db8::1\nnameserver 100.100.100.100\nsearch lan corp.example\noptions edns0 trust-ad\n; end'
@@ -158,4 +158,9 @@ t.test('the systemd-resolved stub without a working resolvectl falls back to the
 
 t.test('upstreamsOf ignores comments, junk and MagicDNS itself', async t => {
   t.same(upstreamsOf('nameserver 10.0.0.1 # lan\nnameserver nonsense\n#nameserver 10.0.0.2\nnameserver 100.100.100.100\nnameserver fe80::1%eth0\n'), ['10.0.0.1', 'fe80::1%eth0'])
+})
+
+t.test('the default backup sits beside resolv.conf, but outside /etc/netns/<ns>/ (ip netns exec mounts all in it)', async t => {
+  t.equal(defaultBackupPath('/etc/resolv.conf'), '/etc/resolv.conf.warren-backup')
+  t.equal(defaultBackupPath('/etc/netns/w1/resolv.conf'), '/etc/netns/w1.resolv.conf.warren-backup')
 })

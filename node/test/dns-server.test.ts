@@ -231,6 +231,7 @@ t.test('SERVFAIL when every upstream fails, or there is none', async t => {
   t.same(dataOf(await udpAsk(port, query('db.warren.internal', 'A'))), ['100.64.0.2'], 'mesh names still work')
   t.throws(() => server.setUpstreams(['not-an-ip']), { code: 'bad_upstream' })
   t.same(server.upstreams, [], 'a bad list changes nothing')
+  t.throws(() => server.setUpstreams([`127.0.0.1:${port}`]), { code: 'upstream_loop' }, 'forwarding to itself is refused')
 })
 
 t.test('truncated upstream answers: TCP fallback; a UDP client gets TC when it does not fit', async t => {
@@ -319,6 +320,7 @@ t.test('listening twice on one port is a clear error', async t => {
   const { port } = await startServer(t)
   const again = createMagicDnsServer({ listen: [{ address: '127.0.0.1', port }], records: createMeshRecordStore() })
   await t.rejects(again.start(), { code: 'dns_listen_failed' })
+  t.throws(() => createMagicDnsServer({ listen: [{ address: '127.0.0.1', port: 5353 }], upstreams: ['127.0.0.1:5353'], records: createMeshRecordStore() }), { code: 'upstream_loop' })
 })
 
 const dig = await promisify(execFile)('dig', ['-v']).then(() => true, () => false)

@@ -149,7 +149,15 @@ export function createMagicDnsServer (opts: MagicDnsServerOptions): MagicDnsServ
   const idleMs = opts.tcpIdleTimeoutMs ?? 10_000
   const maxQuerySize = opts.maxQuerySize ?? 4096
   const log = opts.logger
-  let upstreams = (opts.upstreams ?? []).map(parseUpstream)
+  /** listening is where we answer, so that no upstream can point back at us (a loop) */
+  let listening: ListenAddress[] = opts.listen.filter(a => a.port !== 0)
+  const checkUpstreams = (list: string[]): Upstream[] => list.map(parseUpstream).map(up => {
+    if (listening.some(l => l.address === up.host && l.port === up.port)) {
+      throw new WarrenError('upstream_loop', `DNS upstream '${up.text}' is MagicDNS itself: leave it out of the upstreams (it would forward to itself)`, { field: 'upstreams' })
+    }
+    return up
+  })
+  let upstreams = checkUpstreams(opts.upstreams ?? [])
   let preferred = 0
   let closed = false
 
@@ -405,11 +413,18 @@ export function createMagicDnsServer (opts: MagicDnsServerOptions): MagicDnsServ
           (e.code === 'EADDRNOTAVAIL' ? ' (the address must be on an interface first)' : e.code === 'EACCES' ? ' (port 53 needs root or CAP_NET_BIND_SERVICE)' : ''),
           { status: 500, cause: err })
       }
+      listening = bound
+      try {
+        checkUpstreams(upstreams.map(u => u.text))
+      } catch (err) {
+        await server.close()
+        throw err
+      }
       log?.debug({ listen: bound }, 'MagicDNS listening')
       return bound
     },
     setUpstreams (list: string[]) {
-      upstreams = list.map(parseUpstream)
+      upstreams = checkUpstreams(list)
       preferred = 0
     },
     get upstreams () { return upstreams.map(u => u.text) },
