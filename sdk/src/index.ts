@@ -10,3 +10,4 @@
  * ```
  */
 export * from './admin-client.js'
+export * from './local-client.js'

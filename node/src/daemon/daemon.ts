@@ -18,7 +18,7 @@ import { openStateStore, type SavedLogin, type SavedMap, type StateStore } from 
 import { createDaemonMetrics, type DaemonMetrics } from './metrics.js'
 import type { DataPlane } from './data-plane.js'
 import { createSystemDataPlane } from './system-data-plane.js'
-import { startLocalApi, type LocalApiServer } from '../localapi/server.js'
+import { startLocalApi, type LocalApiServer, type LocalBackend } from '../localapi/server.js'
 
 /** DEFAULT_SOCKET_PATH is where the LocalAPI listens unless told otherwise. */
 export const DEFAULT_SOCKET_PATH = '/var/run/warren/warrend.sock'
@@ -27,12 +27,15 @@ export const DEFAULT_LISTEN_PORT = 41641
 
 /** DataPlaneContext is what a data plane needs to know about this daemon. */
 export interface DataPlaneContext {
+  stateDir: string
   interfaceName: string
   wireguardMode: WireGuardMode
   privateKey: string
   listenPort: number
   runner: CommandRunner
   logger: Logger
+  resolvConfPath?: string
+  magicDnsPort?: number
 }
 
 export interface DaemonInit {
@@ -46,6 +49,10 @@ export interface DaemonInit {
   metricsListen?: string
   /** WireGuard UDP port to try first (default 41641; a random one if taken) */
   listenPort?: number
+  /** the resolver file MagicDNS takes over (default /etc/resolv.conf) */
+  resolvConfPath?: string
+  /** MagicDNS port (53 unless a test needs another) */
+  magicDnsPort?: number
   /** dataPlane builds the system side; tests pass a fake */
   dataPlane?: (ctx: DataPlaneContext) => DataPlane | Promise<DataPlane>
   /** transport reaches the controller; tests pass a plain-HTTP one */
@@ -60,17 +67,11 @@ export interface DaemonInit {
  * Daemon is one running warrend: the glue between the control client, the data plane and
  * the LocalAPI. Every method is what one LocalAPI route does.
  */
-export interface Daemon {
+export interface Daemon extends LocalBackend {
   readonly socketPath: string
   readonly metrics: DaemonMetrics
   /** metricsUrl is the extra Prometheus endpoint, when --metrics-listen was given */
   readonly metricsUrl?: string
-  status(): Promise<LocalStatus>
-  up(req: LocalUpRequest): Promise<LocalStatus>
-  down(): Promise<LocalStatus>
-  ip(peer?: string, family?: 4 | 6): LocalIpResponse
-  ping(peer: string): Promise<LocalPingResponse>
-  whois(ip: string): LocalWhoisResponse
   /**
    * close stops the daemon the way a dying process would: sockets close, but the
    * interface, routes and firewall table stay (fail-closed). Only `down` removes them.
@@ -90,7 +91,10 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   const keys = await store.keys()
   const makeTransport = init.transport ?? createControllerTransport
   const dataPlane = await (init.dataPlane ?? createSystemDataPlane)({
+    stateDir: init.stateDir,
     interfaceName: init.interfaceName,
+    ...(init.resolvConfPath !== undefined ? { resolvConfPath: init.resolvConfPath } : {}),
+    ...(init.magicDnsPort !== undefined ? { magicDnsPort: init.magicDnsPort } : {}),
     wireguardMode: init.wireguardMode,
     privateKey: keys.wireguard.privateKey,
     listenPort: init.listenPort ?? DEFAULT_LISTEN_PORT,

@@ -1,8 +1,76 @@
+import dgram from 'node:dgram'
+import { join } from 'node:path'
 import { WarrenError } from '@warren/protocol'
+import { createWireGuard } from '../wireguard/index.js'
+import { createRouter } from '../router/index.js'
+import { createNftablesFirewall } from '../firewall/index.js'
+import { createEngine } from '../engine/index.js'
+import type { CommandRunner } from '../runner/index.js'
 import type { DataPlane } from './data-plane.js'
 import type { DataPlaneContext } from './daemon.js'
+import { createMagicDns } from './magic-dns.js'
 
-/** createSystemDataPlane builds the real data plane from the engine and its adapters. */
-export async function createSystemDataPlane (_ctx: DataPlaneContext): Promise<DataPlane> {
-  throw new WarrenError('not_implemented', 'the system data plane is not wired yet', { status: 500 })
+/**
+ * createSystemDataPlane is the real data plane: the engine over wg/wireguard-go, ip,
+ * nftables and MagicDNS, all through the one command runner.
+ */
+export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<DataPlane> {
+  const { runner, interfaceName } = ctx
+  const wireguard = createWireGuard({ runner, interfaceName, mode: ctx.wireguardMode })
+  const router = createRouter({ runner, interfaceName })
+  const firewall = createNftablesFirewall({ runner })
+  const dns = createMagicDns({
+    runner,
+    interfaceName,
+    resolvConfBackupPath: join(ctx.stateDir, 'resolv.conf.warren-backup'),
+    ...(ctx.resolvConfPath !== undefined ? { resolvConfPath: ctx.resolvConfPath } : {}),
+    ...(ctx.magicDnsPort !== undefined ? { port: ctx.magicDnsPort } : {}),
+    logger: ctx.logger.child({ part: 'dns' })
+  })
+  const engine = createEngine({ wireguard, router, firewall, dns })
+  let listenPort: number | undefined
+
+  /** choosePort keeps the port of an interface that survived a restart, else the wanted one if free. */
+  async function choosePort (): Promise<number> {
+    const existing = await wireguard.status().catch(() => undefined)
+    if (existing !== undefined && existing.listenPort > 0) return existing.listenPort
+    return await freeUdpPort(ctx.listenPort)
+  }
+
+  return {
+    async apply (netmap) {
+      listenPort ??= await choosePort()
+      const r = await engine.apply(netmap, { privateKey: ctx.privateKey, interfaceName, listenPort })
+      ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
+    },
+    peerStats: async () => (await wireguard.status().catch(() => undefined))?.peers ?? [],
+    listenPort: () => listenPort ?? ctx.listenPort,
+    ping: async address => await pingOnce(runner, address),
+    async down () {
+      await engine.close()
+      listenPort = undefined
+    },
+    release: async () => { await dns.release() }
+  }
+}
+
+/** freeUdpPort returns `want` if nothing on this host (namespace) uses it, else a free random port. */
+export async function freeUdpPort (want: number): Promise<number> {
+  const tryBind = async (port: number): Promise<number | undefined> => await new Promise(resolve => {
+    const s = dgram.createSocket({ type: 'udp6', ipv6Only: false })
+    s.once('error', () => { s.close(); resolve(undefined) })
+    s.bind(port, () => { const p = s.address().port; s.close(); resolve(p) })
+  }).catch(() => undefined) as number | undefined
+  if (want > 0 && await tryBind(want) !== undefined) return want
+  const any = await tryBind(0)
+  if (any === undefined) throw new WarrenError('no_udp_port', 'cannot find a free UDP port for WireGuard', { status: 500 })
+  return any
+}
+
+/** pingOnce runs one `ping -c 1 -W 2` and returns the round trip in milliseconds. */
+export async function pingOnce (runner: CommandRunner, address: string): Promise<number> {
+  const r = await runner.run(['ping', '-c', '1', '-W', '2', address], { allowFail: true })
+  const m = /time[=<]([\d.]+) ?ms/.exec(r.stdout)
+  if (r.exitCode !== 0 || m === null) throw new Error(r.exitCode === 1 || m === null ? 'no reply within 2 s' : r.stderr.trim() || `ping exited ${r.exitCode}`)
+  return Number(m[1])
 }

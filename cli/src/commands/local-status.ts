@@ -1,0 +1,48 @@
+import type { Command } from 'commander'
+import type { LocalStatus } from '@warren/protocol'
+import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
+import { printJson, formatTable, relativeTime } from '../output.js'
+
+/** formatBytes shows a byte count in the largest binary unit that keeps it readable. */
+export function formatBytes (n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let i = 0
+  let v = n
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`
+}
+
+/** formatStatus is the human form of `warren status`. */
+export function formatStatus (st: LocalStatus, now = Date.now()): string {
+  const lines: string[] = []
+  const self = st.self
+  lines.push(`state: ${st.backendState}${st.controller !== undefined ? `, controller ${st.controller.url} (${st.controller.connected ? 'connected' : 'not connected'})` : ''}`)
+  if (self !== undefined) lines.push(`self: ${self.fqdn} ${self.ipv4} ${self.ipv6} on ${st.interfaceName}`)
+  for (const h of st.health) lines.push(`health: ${h}`)
+  if (st.peers.length === 0) {
+    lines.push(self === undefined ? 'not joined: run \'warren up --controller URL --auth-key KEY\'' : 'no peers')
+    return lines.join('\n') + '\n'
+  }
+  lines.push('')
+  return lines.join('\n') + '\n' + formatTable(st.peers, [
+    { header: 'name', value: p => p.name },
+    { header: 'ipv4', value: p => p.ipv4 },
+    { header: 'online', value: p => p.online ? 'yes' : 'no' },
+    { header: 'handshake', value: p => relativeTime(p.lastHandshake, now) },
+    { header: 'endpoint', value: p => p.endpoint ?? '-' },
+    { header: 'rx', value: p => formatBytes(p.rxBytes) },
+    { header: 'tx', value: p => formatBytes(p.txBytes) },
+    { header: 'owner', value: p => p.tags.length > 0 ? p.tags.join(',') : p.user ?? '-' }
+  ])
+}
+
+/** register adds `warren status`: this node, its peers, handshakes and traffic. */
+export function register (program: Command): void {
+  localCommand(program, 'status', 'show this node, its peers, their last handshake, endpoint and traffic')
+    .option('--json', 'print JSON for scripts')
+    .action(async (opts: LocalOptions) => {
+      const st = checkVersion(await openLocal(opts).status())
+      if (opts.json === true) printJson(st)
+      else process.stdout.write(formatStatus(st))
+    })
+}

@@ -1,0 +1,63 @@
+import { Option, type Command } from 'commander'
+import { WarrenError, parseDuration, type LocalStatus, type LocalUpRequest } from '@warren/protocol'
+import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
+import { printJson, printLine } from '../output.js'
+
+interface UpOptions extends LocalOptions {
+  controller?: string
+  authKey?: string
+  hostname?: string
+  advertiseTags?: string
+  fingerprint?: string
+  timeout: string
+}
+
+/** describeUp is the one line `warren up` prints once the daemon is running. */
+function describeUp (st: LocalStatus): string {
+  const self = st.self
+  if (self === undefined) return 'up'
+  return `up: ${self.fqdn} (${self.ipv4}, ${self.ipv6}), ${st.peers.length} peer${st.peers.length === 1 ? '' : 's'}`
+}
+
+/** register adds `warren up`: join the mesh (first time, with an auth key) or reconnect. */
+export function register (program: Command): void {
+  localCommand(program, 'up', 'join the mesh (first time with --auth-key) or connect again, and wait until running')
+    .option('--controller <url>', 'controller URL, https://HOST:PORT (default: the one joined before)')
+    .addOption(new Option('--auth-key <key>', 'auth key from \'warren admin keys create\' (needed the first time)').env('WARREN_AUTH_KEY'))
+    .option('--hostname <name>', 'the name to register (default: this host\'s name)')
+    .option('--advertise-tags <tags>', 'tags to request, comma-separated (for example tag:web,tag:prod)')
+    .option('--fingerprint <sha256>', 'pin the controller certificate (default: the pin inside the auth key)')
+    .option('--timeout <duration>', 'how long to wait for the mesh to come up', '60s')
+    .option('--json', 'print the final status as JSON')
+    .action(async (opts: UpOptions) => {
+      const deadline = Date.now() + parseDuration(opts.timeout, '--timeout')
+      const local = openLocal(opts, 60_000)
+      let controller = opts.controller
+      if (controller === undefined || controller === '') {
+        controller = checkVersion(await local.status()).controller?.url
+        if (controller === undefined) throw new WarrenError('usage', 'this node has not joined a mesh yet: pass --controller https://HOST:PORT --auth-key KEY')
+      }
+      const req: LocalUpRequest = {
+        controller,
+        ...(opts.authKey !== undefined && opts.authKey !== '' ? { authKey: opts.authKey } : {}),
+        ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
+        ...(opts.fingerprint !== undefined ? { fingerprint: opts.fingerprint } : {}),
+        ...(opts.advertiseTags !== undefined ? { advertiseTags: opts.advertiseTags.split(',').map(s => s.trim()).filter(s => s !== '') } : {})
+      }
+      let st = checkVersion(await local.up(req))
+      while (st.backendState !== 'Running' && st.backendState !== 'NeedsApproval') {
+        if (st.backendState === 'NeedsLogin' || st.backendState === 'Stopped') {
+          throw new WarrenError('up_failed', `the daemon is ${st.backendState}: ${st.health.join('; ') || 'no reason given'}`)
+        }
+        if (Date.now() > deadline) {
+          throw new WarrenError('timeout', `the mesh did not come up within ${opts.timeout} (state ${st.backendState})${st.health.length > 0 ? `: ${st.health.join('; ')}` : ''}`)
+        }
+        await new Promise(resolve => setTimeout(resolve, 200))
+        st = await local.status()
+      }
+      if (opts.json === true) printJson(st)
+      else if (st.backendState === 'NeedsApproval') {
+        printLine(`registered as ${st.self?.name ?? 'this node'}, but an admin must approve it first: on the controller run 'warren admin nodes approve ${st.self?.name ?? 'NAME'}'; the daemon connects as soon as that happens`)
+      } else printLine(describeUp(st))
+    })
+}

@@ -1,0 +1,58 @@
+import { Option, type Command } from 'commander'
+import { WarrenError } from '@warren/protocol'
+import { startDaemon, createDaemonLogger, DEFAULT_SOCKET_PATH, DEFAULT_LISTEN_PORT, type DaemonInit } from '@warren/node'
+
+interface RunOptions {
+  stateDir: string
+  socket: string
+  interface: string
+  wireguard: DaemonInit['wireguardMode']
+  metricsListen?: string
+  listenPort: string
+  logLevel: string
+}
+
+/** INTERFACE_NAME is what Linux allows for a link name: 1-15 characters, no slash or space. */
+const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/
+
+/** register adds `warren node run`: the daemon (warrend) in the foreground. */
+export function register (program: Command): void {
+  const node = program.commands.find(c => c.name() === 'node') ?? program.command('node').description('run the node daemon')
+  node.command('run')
+    .description('run the Warren daemon in the foreground (as root); stop it with Ctrl-C, which leaves the mesh interface and firewall in place')
+    .addOption(new Option('--state-dir <dir>', 'where keys, login and the last network map are kept').default('/var/lib/warren').env('WARREN_STATE_DIR'))
+    .addOption(new Option('--socket <path>', 'LocalAPI socket').default(DEFAULT_SOCKET_PATH).env('WARREN_SOCKET'))
+    .option('--interface <name>', 'WireGuard interface name (unique per daemon on a host)', 'warren0')
+    .addOption(new Option('--wireguard <mode>', 'kernel WireGuard, wireguard-go, or kernel when available').choices(['auto', 'kernel', 'userspace']).default('auto'))
+    .option('--listen-port <port>', 'WireGuard UDP port to try first (a random one is used if it is taken)', String(DEFAULT_LISTEN_PORT))
+    .option('--metrics-listen <host:port>', 'also serve Prometheus metrics on HOST:PORT (they are always at GET /metrics on the socket)')
+    .option('--log-level <level>', 'pino log level: debug, info, warn or error', 'info')
+    .action(async (opts: RunOptions) => {
+      if (!INTERFACE_NAME.test(opts.interface)) {
+        throw new WarrenError('usage', `--interface '${opts.interface}' is not a valid interface name: use 1-15 letters, digits, '.', '_' or '-'`)
+      }
+      const port = Number(opts.listenPort)
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WarrenError('usage', `--listen-port '${opts.listenPort}' must be a port number (0-65535)`)
+      const logger = createDaemonLogger({ level: opts.logLevel })
+      const daemon = await startDaemon({
+        stateDir: opts.stateDir,
+        socketPath: opts.socket,
+        interfaceName: opts.interface,
+        wireguardMode: opts.wireguard,
+        listenPort: port,
+        logger,
+        ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})
+      })
+      // Stopping the process keeps the data plane (fail-closed); only 'warren down' removes it.
+      await new Promise<void>(resolve => {
+        const stop = (sig: string): void => {
+          logger.info({ signal: sig }, 'stopping')
+          process.off('SIGINT', stop)
+          process.off('SIGTERM', stop)
+          daemon.close().then(resolve, (e: Error) => { logger.error({ err: e.message }, 'stopping failed'); resolve() })
+        }
+        process.on('SIGINT', stop)
+        process.on('SIGTERM', stop)
+      })
+    })
+}

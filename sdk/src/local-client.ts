@@ -1,0 +1,81 @@
+import {
+  WarrenError, validate, ErrorBody, LocalStatus, LocalIpResponse, LocalPingResponse, LocalWhoisResponse,
+  type LocalUpRequest, type TSchema
+} from '@warren/protocol'
+import { createUnixTransport, DEFAULT_SOCKET_PATH } from '@warren/node'
+
+/** LocalClientInit says which daemon to talk to: `socketPath`, else $WARREN_SOCKET, else the default socket. */
+export interface LocalClientInit {
+  socketPath?: string
+  /** per-request timeout; `up` and `ping` may take a few seconds */
+  timeoutMs?: number
+}
+
+/**
+ * LocalClient talks to a running warrend over its LocalAPI socket. Each method is one
+ * route; answers are checked against the wire schemas, and failures are WarrenErrors
+ * with the daemon's code and message.
+ */
+export interface LocalClient {
+  readonly socketPath: string
+  status(): Promise<LocalStatus>
+  up(req: LocalUpRequest): Promise<LocalStatus>
+  down(): Promise<LocalStatus>
+  /** ip returns the mesh addresses of this node, or of `peer` (name, full name or address) */
+  ip(opts?: { peer?: string, family?: 4 | 6 }): Promise<LocalIpResponse>
+  ping(peer: string): Promise<LocalPingResponse>
+  whois(ip: string): Promise<LocalWhoisResponse>
+  /** metrics returns the daemon's Prometheus text */
+  metrics(): Promise<string>
+}
+
+/** resolveSocketPath applies the order: explicit option, $WARREN_SOCKET, default. */
+export function resolveSocketPath (socketPath?: string): string {
+  if (socketPath !== undefined && socketPath !== '') return socketPath
+  const env = process.env.WARREN_SOCKET
+  return env !== undefined && env !== '' ? env : DEFAULT_SOCKET_PATH
+}
+
+/** createLocalClient returns a client for the daemon on the resolved socket. */
+export function createLocalClient (init: LocalClientInit = {}): LocalClient {
+  const socketPath = resolveSocketPath(init.socketPath)
+  const transport = createUnixTransport(socketPath, { timeoutMs: init.timeoutMs ?? 30_000, describe: `the Warren daemon at ${socketPath}` })
+
+  async function call<S extends TSchema> (schema: S, method: string, path: string, body?: unknown): Promise<ReturnType<typeof validate<S>>> {
+    let res
+    try { res = await transport.request(method, path, body) } catch (e) {
+      const code = (e as WarrenError).code
+      if (code === 'unreachable') {
+        throw new WarrenError('daemon_unreachable', `${(e as Error).message}; start it with 'warren node run --state-dir DIR' (as root), or point --socket / WARREN_SOCKET at its socket`, { status: 503, cause: e })
+      }
+      throw e
+    }
+    if (res.status >= 200 && res.status < 300) return validate(schema, res.body, `daemon answer to ${path}`)
+    let err: ErrorBody['error']
+    try { err = validate(ErrorBody, res.body).error } catch {
+      throw new WarrenError('bad_response', `the daemon answered ${res.status} to ${path} with an unexpected body`, { status: 502 })
+    }
+    throw new WarrenError(err.code, err.message, { status: res.status, ...(err.field !== undefined ? { field: err.field } : {}) })
+  }
+
+  return {
+    socketPath,
+    status: async () => await call(LocalStatus, 'GET', '/v1/status'),
+    up: async req => await call(LocalStatus, 'POST', '/v1/up', req),
+    down: async () => await call(LocalStatus, 'POST', '/v1/down'),
+    async ip (opts = {}) {
+      const q = new URLSearchParams()
+      if (opts.peer !== undefined) q.set('peer', opts.peer)
+      if (opts.family !== undefined) q.set('family', String(opts.family))
+      const qs = q.toString()
+      return await call(LocalIpResponse, 'GET', `/v1/ip${qs === '' ? '' : `?${qs}`}`)
+    },
+    ping: async peer => await call(LocalPingResponse, 'POST', '/v1/ping', { peer }),
+    whois: async ip => await call(LocalWhoisResponse, 'GET', `/v1/whois?${new URLSearchParams({ ip }).toString()}`),
+    async metrics () {
+      const res = await transport.request<string>('GET', '/metrics')
+      if (res.status !== 200) throw new WarrenError('bad_response', `the daemon answered ${res.status} to /metrics`, { status: 502 })
+      return String(res.body)
+    }
+  }
+}
