@@ -98,6 +98,8 @@ export interface ConnectOptions {
   rawHello?: string
   /** do not answer the challenge */
   noHello?: boolean
+  /** TLS options for wss:// (tests against the real controller) */
+  ws?: WebSocket.ClientOptions
 }
 
 export interface MapTestClient {
@@ -128,7 +130,7 @@ export async function waitUntil (cond: () => boolean, what: string, timeoutMs = 
 }
 
 export function connectClient (url: string, t: TestNode, opts: ConnectOptions = {}): MapTestClient {
-  const ws = new WebSocket(url)
+  const ws = new WebSocket(url, opts.ws)
   let isClosed = false
   const c: MapTestClient = {
     ws,

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { Node, FilterRule } from '@warren/protocol'
-import type { MapNodeSource, MapPolicy } from './types.js'
+import type { MapNodeSource, MapPolicy, MapPolicyChange } from './types.js'
 
 /**
  * MemoryNodeSource is a MapNodeSource held in memory, for tests and benchmarks of the
@@ -113,26 +113,36 @@ export function createTagGroupPolicy (opts: { everyone?: string } = {}): MapPoli
 
   /** link adds or drops one node in its peers' cached answers, so a change costs its peer count. */
   function link (id: string, add: boolean): Set<string> {
-    const affected = new Set(peersOf(id))
-    for (const p of affected) {
+    const touched = new Set(peersOf(id))
+    for (const p of touched) {
       const cached = peerCache.get(p)
       if (add) cached?.add(id)
       else cached?.delete(id)
       filterCache.delete(p)
     }
     filterCache.delete(id)
-    return affected
+    return touched
   }
 
-  function remove (id: string): Set<string> {
+  function unlink (id: string): Set<string> {
     const old = nodes.get(id)
     if (old === undefined) return new Set()
-    const affected = link(id, false)
+    const before = link(id, false)
     index(old, false)
     nodes.delete(id)
     peerCache.delete(id)
-    return affected
+    return before
   }
+
+  function change (id: string, before: Set<string>, after: Set<string>): MapPolicyChange {
+    const gained = new Set([...after].filter(x => !before.has(x)))
+    const lost = new Set([...before].filter(x => !after.has(x)))
+    const filterChanged = new Set([...before, ...after])
+    if (gained.size > 0 || lost.size > 0) filterChanged.add(id)
+    return Object.assign(new Set([...filterChanged]), { peersGained: gained, peersLost: lost, filterChanged })
+  }
+
+  const sameIdentity = (a: Node, b: Node): boolean => a.ipv4 === b.ipv4 && a.ipv6 === b.ipv6 && a.tags.join() === b.tags.join()
 
   return {
     setNodes (list) {
@@ -143,14 +153,17 @@ export function createTagGroupPolicy (opts: { everyone?: string } = {}): MapPoli
       }
     },
     upsertNode (n) {
-      const affected = nodes.has(n.id) ? remove(n.id) : new Set<string>()
+      const old = nodes.get(n.id)
+      if (old !== undefined && sameIdentity(old, n)) {
+        nodes.set(n.id, n)
+        return change(n.id, new Set(), new Set())
+      }
+      const before = unlink(n.id)
       nodes.set(n.id, n)
       index(n, true)
-      for (const p of link(n.id, true)) affected.add(p)
-      affected.add(n.id)
-      return affected
+      return change(n.id, before, link(n.id, true))
     },
-    removeNode: remove,
+    removeNode: id => change(id, unlink(id), new Set()),
     peersOf,
     filterFor (id) {
       let f = filterCache.get(id)

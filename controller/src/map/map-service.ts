@@ -7,7 +7,7 @@ import {
   PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, validate, verifyMessage, mapSigningPayload,
   checkProtocolVersion, isWarrenError, WarrenError, type ClientMessage, type Node, type Peer, type FilterRule
 } from '@warren/protocol'
-import type { MapNodeSource, MapPolicy, MapLogger } from './types.js'
+import type { MapNodeSource, MapPolicy, MapPolicyChange, MapLogger } from './types.js'
 import { checkEndpoints } from './endpoints.js'
 import { createMapMetrics, type MapMetrics } from './metrics.js'
 
@@ -70,8 +70,11 @@ export interface MapService {
   attach: (server: Server) => () => void
   /** setPolicy swaps in a new policy engine and sends every node what changed. */
   setPolicy: (policy: MapPolicy) => void
-  /** policyChanged re-reads every node's peers and filter after the engine changed in place. */
-  policyChanged: () => void
+  /**
+   * policyChanged re-reads peers and filters after the engine changed in place (its
+   * setPolicy): of the ids given (what the engine reported), or of every session.
+   */
+  policyChanged: (ids?: Iterable<string>) => void
   /** setDomain changes the MagicDNS domain for every node. */
   setDomain: (domain: string) => void
   stats: () => MapStats
@@ -111,6 +114,7 @@ interface Session {
 }
 
 const EMPTY_PEERS: ReadonlySet<string> = new Set()
+const NO_CHANGE: MapPolicyChange = Object.assign(new Set<string>(), { peersGained: new Set<string>(), peersLost: new Set<string>(), filterChanged: new Set<string>() })
 const NO_FILTER: FilterRule[] = []
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -268,20 +272,6 @@ export function createMapService (opts: MapServiceOptions): MapService {
     for (const id of want) if (!s.sentPeers.has(id) && entries.has(id)) queueAdd(s, id)
   }
 
-  /**
-   * reconcilePair brings one peer of a session up to date. One node's change can only
-   * change pairs that include it, so this is all a recipient needs; the size check
-   * falls back to a full comparison should the engine's answer disagree.
-   */
-  function reconcilePair (s: Session, peerId: string, viewChanged: boolean): void {
-    const want = peersFor(s.nodeId)
-    const should = want.has(peerId) && entries.get(peerId)?.member === true
-    const has = s.sentPeers.has(peerId)
-    if (should && (!has || viewChanged)) queueAdd(s, peerId)
-    else if (!should && has) queueRemove(s, peerId)
-    if (want.size !== s.sentPeers.size) reconcilePeers(s)
-  }
-
   function reconcileFilter (s: Session): void {
     const ref = filterFor(s.nodeId)
     if (ref === s.filterRef) return
@@ -293,6 +283,12 @@ export function createMapService (opts: MapServiceOptions): MapService {
     touch(s)
   }
 
+  /**
+   * onUpsert turns one node change into queued deltas. The engine names the nodes that
+   * gained or lost this node as a peer and those whose filter changed; the node's
+   * current peers get its new view when that changed. Nothing else is looked at, so a
+   * change costs what it affects, not the size of the network.
+   */
   function onUpsert (n: Node): void {
     if (closed) return
     const started = process.hrtime.bigint()
@@ -304,37 +300,36 @@ export function createMapService (opts: MapServiceOptions): MapService {
     armTimers(e)
     const viewChanged = oldPeerJson !== e.peerJson
 
-    let before: Iterable<string> = EMPTY_PEERS
-    let affected: Iterable<string> = EMPTY_PEERS
-    if (e.member) {
-      if (wasMember) before = [...policy.peersOf(n.id)]
-      affected = policy.upsertNode(n)
-    } else if (wasMember) {
-      before = [...policy.peersOf(n.id)]
-      affected = policy.removeNode(n.id)
+    let change: MapPolicyChange = NO_CHANGE
+    if (e.member) change = policy.upsertNode(n)
+    else if (wasMember) change = policy.removeNode(n.id)
+    const touched = new Set<Session>()
+    applyChange(n.id, change, touched)
+    if (viewChanged && e.member) {
+      for (const id of policy.peersOf(n.id)) {
+        const s = sessions.get(id)
+        if (s === undefined || !s.sentPeers.has(n.id)) continue
+        queueAdd(s, n.id)
+        touched.add(s)
+      }
     }
-    const candidates = new Set<string>(before)
-    for (const id of affected) candidates.add(id)
-    for (const id of peersFor(n.id)) candidates.add(id)
-    candidates.delete(n.id)
 
-    let touched = notifyPeers(candidates, n.id, viewChanged)
     const own = sessions.get(n.id)
     if (own !== undefined) {
       if (!mayConnect(n)) {
         endSession(own, 'node_expired', expiredMessage(n), MapCloseCode.forbidden)
       } else {
-        touched++
+        touched.add(own)
         if (own.selfJson !== e.selfJson) {
           own.selfJson = e.selfJson
           own.pendingSelf = true
           touch(own)
         }
-        reconcilePeers(own)
+        if (wasMember !== e.member || change.peersGained.size > 0 || change.peersLost.size > 0) reconcilePeers(own)
         reconcileFilter(own)
       }
     }
-    account(touched, started)
+    account(touched.size, started)
   }
 
   function onRemove (n: Node): void {
@@ -344,30 +339,35 @@ export function createMapService (opts: MapServiceOptions): MapService {
     if (e === undefined) return
     clearTimeout(e.expiryTimer)
     clearTimeout(e.ephemeralTimer)
-    const candidates = new Set<string>()
-    if (e.member) {
-      for (const id of policy.peersOf(n.id)) candidates.add(id)
-      for (const id of policy.removeNode(n.id)) candidates.add(id)
-    }
     entries.delete(n.id)
-    candidates.delete(n.id)
-    const touched = notifyPeers(candidates, n.id, false)
+    const touched = new Set<Session>()
+    if (e.member) applyChange(n.id, policy.removeNode(n.id), touched)
     const own = sessions.get(n.id)
     if (own !== undefined) endSession(own, 'node_deleted', `node '${n.name}' was deleted from the network; join again with an auth key to come back`, MapCloseCode.forbidden)
-    account(touched, started)
+    account(touched.size, started)
   }
 
-  /** notifyPeers updates the sessions of the nodes a change of `changedId` may affect; returns how many. */
-  function notifyPeers (candidates: Iterable<string>, changedId: string, viewChanged: boolean): number {
-    let touched = 0
-    for (const id of candidates) {
+  /** applyChange queues what the policy engine says one node's change did to other sessions. */
+  function applyChange (changedId: string, change: MapPolicyChange, touched: Set<Session>): void {
+    const visible = entries.get(changedId)?.member === true
+    for (const id of change.peersGained) {
       const s = sessions.get(id)
-      if (s === undefined) continue
-      touched++
-      reconcilePair(s, changedId, viewChanged)
-      reconcileFilter(s)
+      if (s === undefined || id === changedId || !visible) continue
+      queueAdd(s, changedId)
+      touched.add(s)
     }
-    return touched
+    for (const id of change.peersLost) {
+      const s = sessions.get(id)
+      if (s === undefined || !s.sentPeers.has(changedId)) continue
+      queueRemove(s, changedId)
+      touched.add(s)
+    }
+    for (const id of change.filterChanged) {
+      const s = sessions.get(id)
+      if (s === undefined || id === changedId) continue
+      reconcileFilter(s)
+      touched.add(s)
+    }
   }
 
   function account (touched: number, started: bigint): void {
@@ -377,8 +377,10 @@ export function createMapService (opts: MapServiceOptions): MapService {
     metrics.changeSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9)
   }
 
-  function recomputeAll (): void {
-    for (const s of sessions.values()) {
+  function recompute (ids?: Iterable<string>): void {
+    const list = ids === undefined ? [...sessions.values()] : [...ids].map(id => sessions.get(id))
+    for (const s of list) {
+      if (s === undefined) continue
       reconcilePeers(s)
       reconcileFilter(s)
     }
@@ -724,9 +726,9 @@ export function createMapService (opts: MapServiceOptions): MapService {
     setPolicy (next: MapPolicy) {
       policy = next
       policy.setNodes([...entries.values()].filter(e => e.member).map(e => e.node))
-      recomputeAll()
+      recompute()
     },
-    policyChanged: recomputeAll,
+    policyChanged: recompute,
     setDomain (domain: string) {
       dnsJson = JSON.stringify({ domain, magicDns: true })
       for (const s of sessions.values()) {

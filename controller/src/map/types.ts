@@ -29,19 +29,30 @@ export interface MapNodeEvents {
 }
 
 /**
- * MapPolicy is what map sessions need from the policy engine. The map service owns the
- * engine's node set: it feeds it only nodes that belong in the mesh (active, not
- * expired), so pending and expired nodes never appear as anyone's peer.
- * peersOf must be symmetric (A sees B exactly when B sees A).
+ * MapPolicy is what map sessions need from the policy engine (controller/src/policy's
+ * PolicyEngine fits as it is). The map service owns the engine's node set: it feeds it
+ * only nodes that belong in the mesh (active, not expired), so pending and expired
+ * nodes never appear as anyone's peer. Peers are symmetric (A sees B exactly when B
+ * sees A), so one node's change can only add or drop pairs that include it.
  */
 export interface MapPolicy {
   setNodes: (nodes: Node[]) => unknown
-  /** upsertNode returns the ids of nodes whose peers or filter may have changed. */
-  upsertNode: (node: Node) => Set<string>
-  /** removeNode returns the ids of nodes whose peers or filter may have changed. */
-  removeNode: (id: string) => Set<string>
+  upsertNode: (node: Node) => MapPolicyChange
+  removeNode: (id: string) => MapPolicyChange
   peersOf: (id: string) => ReadonlySet<string>
+  /** filterFor should return the same array while the filter is unchanged (checked by reference first) */
   filterFor: (id: string) => FilterRule[]
+}
+
+/**
+ * MapPolicyChange is the engine's answer to one node change: every id whose peers or
+ * filter changed, and in detail who gained or lost the changed node as a peer and
+ * whose filter changed.
+ */
+export interface MapPolicyChange extends ReadonlySet<string> {
+  peersGained: ReadonlySet<string>
+  peersLost: ReadonlySet<string>
+  filterChanged: ReadonlySet<string>
 }
 
 /** MapLogger is the slice of a pino logger the map service writes to. */

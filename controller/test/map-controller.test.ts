@@ -1,0 +1,127 @@
+import t from 'tap'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { request } from 'node:https'
+import type { Node } from '@warren/protocol'
+import { startController, CERT_FILE, type RunningController } from '../src/index.js'
+import { mapServerHook, type MapService } from '../src/map/index.js'
+import { createPolicyEngine, parsePolicy } from '../src/policy/index.js'
+import { tempDir, registration, newMachine } from './helpers.js'
+import { connectReady, waitUntil, type TestNode, type MapTestClient } from './map-harness.js'
+
+/** The map service on the real controller: HTTPS registration with signatures, then wss map sessions. */
+
+interface Running { c: RunningController, ca: string, service: MapService, key: (opts?: Record<string, unknown>) => Promise<string> }
+
+async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parameters<typeof mapServerHook>[0] = {}): Promise<Running> {
+  const dir = await tempDir(t, 'warren-map-')
+  let service: MapService | undefined
+  const c = await startController({
+    stateDir: dir,
+    listen: '127.0.0.1:0',
+    logger: false,
+    rateLimit: false,
+    onServer: mapServerHook({ coalesceMs: 20, ...hook, onStart: s => { service = s } })
+  })
+  t.teardown(c.close)
+  await c.state.createUser({ name: 'alice' }, 'test')
+  const ca = await readFile(join(dir, CERT_FILE), 'utf8')
+  return {
+    c,
+    ca,
+    service: service!,
+    key: async (opts = {}) => (await c.state.createAuthKey({ user: 'alice', reusable: true, preapproved: true, ...opts }, 'test')).key
+  }
+}
+
+async function register (r: Running, hostname: string, authKey: string, requestTags?: string[]): Promise<TestNode> {
+  const m = newMachine()
+  const body = JSON.stringify(registration(r.c.state.controllerKey.publicKey, { authKey, hostname, m, ...(requestTags !== undefined ? { requestTags } : {}) }))
+  const url = new URL('/v1/machine/register', r.c.url)
+  const res = await new Promise<{ status: number, text: string }>((resolve, reject) => {
+    const req = request(url, { method: 'POST', ca: r.ca, headers: { 'content-type': 'application/json' } }, res => {
+      let text = ''
+      res.on('data', (b: Buffer) => { text += b.toString() })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+  if (res.status !== 200) throw new Error(`registration of ${hostname} failed: ${res.status} ${res.text}`)
+  return { node: (JSON.parse(res.text) as { node: Node }).node, machine: m.machine }
+}
+
+async function connect (r: Running, n: TestNode): Promise<MapTestClient> {
+  return await connectReady(`${r.c.url.replace('https:', 'wss:')}/v1/machine/map`, n, { ws: { ca: r.ca } })
+}
+
+t.test('registered nodes get their map over TLS; joins, approval and deletion reach peers', async t => {
+  const r = await start(t)
+  const key = await r.key()
+  const a = await register(r, 'alpha', key)
+  const b = await register(r, 'beta', key)
+  const ca = await connect(r, a)
+  const cb = await connect(r, b)
+  t.teardown(async () => { await ca.close(); await cb.close() })
+  t.same(ca.peerNames(), ['beta'])
+  t.equal(ca.netmap!.filter.length > 0, true, 'allow-all gives a filter')
+  await waitUntil(() => ca.netmap!.peers[0]!.online && cb.netmap!.peers[0]!.online, 'both online')
+  await waitUntil(() => r.c.state.getNode(a.node.id)!.online, 'online in the controller state')
+  await new Promise(resolve => setTimeout(resolve, 80))
+  const before = [ca.deltas.length, cb.deltas.length]
+
+  const g = await register(r, 'gamma', key)
+  await waitUntil(() => ca.peerNames().includes('gamma') && cb.peerNames().includes('gamma'), 'gamma joins')
+  await new Promise(resolve => setTimeout(resolve, 80))
+  t.equal(ca.deltas.length - before[0]!, 1, 'alpha got one delta for the join')
+  t.equal(cb.deltas.length - before[1]!, 1, 'beta too')
+
+  const pendingKey = await r.key({ preapproved: false })
+  const p = await register(r, 'newbie', pendingKey)
+  t.equal(p.node.status, 'pending')
+  const cp = await connect(r, p)
+  t.teardown(cp.close)
+  t.same(cp.netmap!.peers, [], 'a pending node sees nobody')
+  t.notOk(ca.peerNames().includes('newbie'), 'and nobody sees it')
+  await r.c.state.approveNode(p.node.id, 'test')
+  await waitUntil(() => cp.peerNames().length === 3 && ca.peerNames().includes('newbie'), 'peers after approval')
+
+  const started = Date.now()
+  await r.c.state.deleteNode(g.node.id, 'test')
+  await waitUntil(() => !ca.peerNames().includes('gamma') && !cb.peerNames().includes('gamma'), 'gamma removed', 2000)
+  t.ok(Date.now() - started < 2000, `deletion reached peers in ${Date.now() - started} ms`)
+  t.same([...ca.problems, ...cb.problems, ...cp.problems], [])
+
+  const text = await r.c.metrics.registry.metrics()
+  t.match(text, /warren_map_connected_nodes 3/, 'metrics on the controller\'s /metrics registry')
+})
+
+t.test('the policy engine decides who sees whom', async t => {
+  const { policy, errors } = parsePolicy(`{
+    "tagOwners": { "tag:red": ["alice@"], "tag:blue": ["alice@"], "tag:server": ["alice@"] },
+    "acls": [
+      { "action": "accept", "src": ["tag:red"], "dst": ["tag:red:*", "tag:server:443"] },
+      { "action": "accept", "src": ["tag:blue"], "dst": ["tag:blue:*", "tag:server:443"] },
+    ],
+  }`)
+  t.same(errors, [])
+  const r = await start(t, { policy: createPolicyEngine(policy!, [{ name: 'alice' }]) })
+  const red = await r.key({ tags: ['tag:red'] })
+  const blue = await r.key({ tags: ['tag:blue'] })
+  const srv = await r.key({ tags: ['tag:server'] })
+  const nodes = [await register(r, 'red1', red), await register(r, 'red2', red), await register(r, 'blue1', blue), await register(r, 'db', srv)]
+  const clients = await Promise.all(nodes.map(async n => await connect(r, n)))
+  t.teardown(async () => { for (const c of clients) await c.close() })
+  const [r1, , b1, db] = clients
+  t.same(r1!.peerNames(), ['db', 'red2'])
+  t.same(b1!.peerNames(), ['db'])
+  t.same(db!.peerNames(), ['blue1', 'red1', 'red2'])
+  const tcpPorts = db!.netmap!.filter.filter(f => f.protos.includes(6)).flatMap(f => f.ports)
+  t.same(tcpPorts, [{ first: 443, last: 443 }], 'the server admits TCP port 443 only')
+
+  await register(r, 'red3', red)
+  await waitUntil(() => r1!.peerNames().includes('red3') && db!.peerNames().includes('red3'), 'red3 at red1 and db')
+  await waitUntil(() => db!.netmap!.filter[0]!.srcs.length === 8, 'db filter admits red3')
+  await new Promise(resolve => setTimeout(resolve, 80))
+  t.notOk(b1!.messages.some(m => JSON.stringify(m).includes('red3')), 'blue never hears of red3')
+})
