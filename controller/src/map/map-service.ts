@@ -4,11 +4,12 @@ import { randomBytes } from 'node:crypto'
 import { WebSocketServer, WebSocket, type RawData } from 'ws'
 import type { Registry } from 'prom-client'
 import {
-  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, validate, verifyMessage, mapSigningPayload,
+  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, validate, mapSigningPayload,
   checkProtocolVersion, isWarrenError, WarrenError, type ClientMessage, type Node, type Peer, type FilterRule
 } from '@warren/protocol'
 import type { MapNodeSource, MapPolicy, MapPolicyChange, MapLogger } from './types.js'
 import { checkEndpoints } from './endpoints.js'
+import { verifyMachineSignature } from './verify.js'
 import { createMapMetrics, type MapMetrics } from './metrics.js'
 
 /** MAP_PATH is where nodes open their map session (a WebSocket on the API server). */
@@ -612,7 +613,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
       return null
     }
     if (hello.nonce !== nonce) return unauthenticated('bad_nonce', 'hello signs a different nonce than this session\'s challenge; sign the nonce just received')
-    if (!verifyMessage(hello.machineKey, MAP_DOMAIN, mapSigningPayload(hello.nonce, hello.machineKey, hello.version), hello.signature)) {
+    if (!verifyMachineSignature(hello.machineKey, MAP_DOMAIN, mapSigningPayload(hello.nonce, hello.machineKey, hello.version), hello.signature)) {
       return unauthenticated('bad_signature', 'hello signature does not verify with the machine key it names; the node must sign the challenge with its own machine key')
     }
     const node = source.nodeByMachineKey(hello.machineKey)
