@@ -80,22 +80,49 @@ export function normalizeName (name: string): string {
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/
 
-/** ipv6Nibbles expands an IPv6 address to its 32 lowercase hex digits, or undefined. */
+const hexValue = (c: number): number =>
+  c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1
+
+/**
+ * ipv6Nibbles expands an IPv6 address to its 32 lowercase hex digits, or undefined. It
+ * scans characters instead of splitting, since a PTR index expands every mesh address.
+ */
 export function ipv6Nibbles (addr: string): string | undefined {
-  if (addr.length > 39 || addr.includes('.') || addr.includes('%')) return undefined
-  const halves = addr.toLowerCase().split('::')
-  if (halves.length > 2) return undefined
-  const groupsOf = (s: string): string[] | undefined => {
-    if (s === '') return []
-    const gs = s.split(':')
-    return gs.every(g => /^[0-9a-f]{1,4}$/.test(g)) ? gs : undefined
+  const n = addr.length
+  if (n < 2 || n > 39) return undefined
+  const groups: number[] = []
+  let gapAt = -1
+  let i = 0
+  if (addr.charCodeAt(0) === 58) {
+    if (addr.charCodeAt(1) !== 58) return undefined
+    gapAt = 0
+    i = 2
   }
-  const head = groupsOf(halves[0]!)
-  const tail = halves.length === 2 ? groupsOf(halves[1]!) : []
-  if (head === undefined || tail === undefined) return undefined
-  const missing = 8 - head.length - tail.length
-  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined
-  return [...head, ...Array<string>(missing).fill('0'), ...tail].map(g => g.padStart(4, '0')).join('')
+  while (i < n) {
+    let value = 0
+    let digits = 0
+    for (let d = hexValue(addr.charCodeAt(i)); d >= 0 && i < n; d = hexValue(addr.charCodeAt(++i))) {
+      value = value * 16 + d
+      digits++
+    }
+    if (digits === 0 || digits > 4) return undefined
+    groups.push(value)
+    if (i === n) break
+    if (addr.charCodeAt(i++) !== 58 || i === n) return undefined
+    if (addr.charCodeAt(i) === 58) {
+      if (gapAt >= 0) return undefined
+      gapAt = groups.length
+      i++
+    }
+  }
+  if (gapAt < 0 ? groups.length !== 8 : groups.length > 7) return undefined
+  const zeros = '0000'.repeat(8 - groups.length)
+  let out = ''
+  for (let g = 0; g < groups.length; g++) {
+    if (g === gapAt) out += zeros
+    out += groups[g]!.toString(16).padStart(4, '0')
+  }
+  return gapAt === groups.length ? out + zeros : out
 }
 
 /** reverseName gives the in-addr.arpa or ip6.arpa name of an address (for PTR queries). */

@@ -104,7 +104,7 @@ export function parseUpstream (s: string): Upstream {
   return { host, port, family, text: s }
 }
 
-/** requestFits says whether a response of `size` bytes fits the client's UDP limit. */
+/** clientUdpLimit is the largest UDP reply the client accepts: 512, or its EDNS size up to 4096. */
 function clientUdpLimit (q: DecodedPacket): number {
   const opt = (q.additionals ?? []).find(a => a.type === 'OPT') as { udpPayloadSize?: number } | undefined
   if (opt?.udpPayloadSize === undefined) return MIN_UDP_PAYLOAD
