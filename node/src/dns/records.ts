@@ -54,8 +54,11 @@ export interface MeshRecordsProvider {
 
 /** MeshRecordStore holds the current record set and swaps it whole on each map. */
 export interface MeshRecordStore extends MeshRecordsProvider {
-  /** update builds the record set of `netmap` and replaces the current one in one step */
-  update: (netmap: Netmap) => MeshRecords
+  /**
+   * update builds the record set of `netmap` and replaces the current one in one step.
+   * With MagicDNS switched off in the map there is none: every name is forwarded.
+   */
+  update: (netmap: Netmap) => MeshRecords | undefined
   /** clear drops the record set (after `down`): every name is forwarded again */
   clear: () => void
 }
@@ -262,9 +265,9 @@ export function createMeshRecordStore (opts: MeshRecordOptions = {}): MeshRecord
   let serial = opts.serial ?? 0
   return {
     current: () => records,
-    update (netmap: Netmap): MeshRecords {
+    update (netmap: Netmap) {
       serial = (serial + 1) >>> 0
-      records = buildMeshRecords(netmap, { ...opts, serial })
+      records = netmap.dns.magicDns ? buildMeshRecords(netmap, { ...opts, serial }) : undefined
       return records
     },
     clear () { records = undefined }
