@@ -63,6 +63,7 @@ export interface MeshRecordStore extends MeshRecordsProvider {
   clear: () => void
 }
 
+/** MeshRecordOptions tune TTLs; defaults suit answers that follow the map live. */
 export interface MeshRecordOptions {
   /** TTL of A/AAAA/PTR answers in seconds; short, because answers follow the map live */
   ttl?: number

@@ -16,6 +16,7 @@ import type { CommandRunner } from '../runner/index.js'
 /** ResolverMode says how the host resolver was pointed at MagicDNS. */
 export type ResolverMode = 'resolved' | 'file'
 
+/** HostResolverOptions say which interface and files the configurator may touch. */
 export interface HostResolverOptions {
   /** the mesh interface, for systemd-resolved's per-link settings */
   interfaceName: string

@@ -26,6 +26,7 @@ export interface DnsLogger {
   warn: (obj: object, msg?: string) => void
 }
 
+/** MagicDnsServerOptions: where to listen, where to forward, and the bounds on work. */
 export interface MagicDnsServerOptions {
   listen: ListenAddress[]
   /** resolvers for non-mesh names: `ip`, `ip:port` or `[ipv6]:port`; empty means SERVFAIL */
@@ -57,6 +58,7 @@ export interface MagicDnsStats {
   tcpConnections: number
 }
 
+/** MagicDnsServer is one running MagicDNS resolver (UDP and TCP on every listen address). */
 export interface MagicDnsServer {
   /** start binds every listen address; the result lists them with their bound port */
   start: () => Promise<ListenAddress[]>
