@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import { rmSync, readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { execCommand, spawnProcess, type ExecOptions, type ExecResult, type ProcessHandle, type SpawnOptions } from './process.js'
 
@@ -45,6 +45,8 @@ export interface Host {
   /** address of the first interface: how other hosts reach this one */
   address: string
   exec: (argv: readonly string[], opts?: ExecOptions) => Promise<ExecResult>
+  /** pids lists the live processes inside the host's namespace */
+  pids: () => Promise<number[]>
   spawn: (argv: readonly string[], opts?: SpawnOptions) => ProcessHandle
   /**
    * interfaceName gives a name (<= 15 chars) unique on this machine, for interfaces such
@@ -119,9 +121,20 @@ function installExitHook (): void {
   process.on('exit', () => { for (const ns of live) killNamespaceSync(ns) })
 }
 
-async function namespacePids (ns: string): Promise<number[]> {
+/**
+ * namespacePids lists the live processes in a namespace. Zombies are left out: a
+ * daemonized process (wireguard-go) that exits is reaped by init, which may take seconds.
+ */
+export async function namespacePids (ns: string): Promise<number[]> {
   const r = await execCommand(['ip', 'netns', 'pids', ns], { allowFail: true })
-  return r.exitCode === 0 ? r.stdout.split(/\s+/).filter(Boolean).map(Number) : []
+  if (r.exitCode !== 0) return []
+  return r.stdout.split(/\s+/).filter(Boolean).map(Number).filter(pid => {
+    try {
+      return !/^\d+ \(.*\) Z /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+    } catch {
+      return false
+    }
+  })
 }
 
 /**
@@ -212,6 +225,7 @@ export async function createTopology (t: TestLike, opts: TopologyOptions): Promi
       interfaces,
       address: interfaces[0]?.address ?? '',
       exec: async (argv, execOpts) => await execCommand(['ip', 'netns', 'exec', ns, ...argv], execOpts),
+      pids: async () => await namespacePids(ns),
       spawn: (argv, spawnOpts) => {
         if (closed) throw new Error(`topology ${id} is closed`)
         const p = spawnProcess(['ip', 'netns', 'exec', ns, ...argv], spawnOpts)
