@@ -7,14 +7,17 @@ import { DEFAULT_DOMAIN, isDnsLabel, type Netmap } from '@warren/protocol'
  * authority over the mesh domain and the mesh reverse zones, so that a name the map
  * does not hold (including a peer this node may not see) gets NXDOMAIN instead of
  * being forwarded. Pure: no I/O. Answers are built on lookup, so a record set costs
- * three map entries and one small object per host.
+ * one map entry and one small object per host (plus an address index, built on the
+ * first PTR query).
  */
 
 /** MeshHost is one node's name and mesh addresses as MagicDNS serves them. */
 export interface MeshHost {
   /** lowercase `<name>.<domain>`, no trailing dot */
   readonly fqdn: string
+  /** absent when the map's address is not IPv4 */
   readonly ipv4?: string
+  /** as the map gave it; AAAA and PTR use it only if it parses */
   readonly ipv6?: string
 }
 
@@ -137,7 +140,7 @@ export function reverseName (addr: string): string {
   return [...nibbles].reverse().join('.') + '.ip6.arpa'
 }
 
-/** MESH_V4_REVERSE says which second octets of 100.x.0.0 belong to 100.64.0.0/10. */
+/** isMeshV4SecondOctet says which second octets of 100.x.0.0 belong to 100.64.0.0/10. */
 const isMeshV4SecondOctet = (n: number): boolean => n >= 64 && n <= 127
 
 /** ULA_PREFIX_NIBBLES is the length of a mesh IPv6 prefix (/48) in hex digits. */
