@@ -132,6 +132,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
   const byMachineKey = new Map<string, string>()
   const byWgKey = new Map<string, string>()
   for (const n of store.nodes.values()) index(n)
+  const userByName = new Map([...store.users.values()].map(u => [u.name, u.id]))
   // Runtime facts, not persisted: a restarted controller learns them again from map sessions.
   const online = new Set<string>()
   const endpoints = new Map<string, string[]>()
@@ -346,8 +347,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
   }
 
   function userIdByName (name: string): string | undefined {
-    for (const u of store.users.values()) if (u.name === name) return u.id
-    return undefined
+    return userByName.get(name)
   }
   function requireUser (name: string, field?: string): UserRecord {
     const id = userIdByName(name)
@@ -500,6 +500,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       const rec: UserRecord = { id: randomBytes(6).toString('hex'), name: req.name, created: iso() }
       if (req.email !== undefined) rec.email = req.email
       await write([{ type: 'put', table: 'user', value: rec }, auditOp(actor, 'user.create', rec.name, req.email !== undefined ? { email: req.email } : undefined)])
+      userByName.set(rec.name, rec.id)
       const user = userView(rec)
       emit('user-upserted', user)
       return user
@@ -516,6 +517,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
         .filter(k => k.user === name && !k.revoked)
         .map(k => ({ type: 'put', table: 'authkey', value: { ...k, revoked: true } }))
       await write([{ type: 'del', table: 'user', id: u.id }, ...keyOps, auditOp(actor, 'user.delete', name, keyOps.length > 0 ? { revokedAuthKeys: keyOps.length } : undefined)])
+      userByName.delete(name)
       const user = userView(u)
       emit('user-removed', user)
       return user
