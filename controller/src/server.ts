@@ -1,5 +1,5 @@
 import type { Server as HttpsServer } from 'node:https'
-import { chmod, mkdir, rm } from 'node:fs/promises'
+import { chmod, mkdir, rm, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { hostname } from 'node:os'
 import { isIP } from 'node:net'
@@ -67,7 +67,9 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
   const nodeKeyExpiryMs = typeof opts.nodeKeyExpiry === 'string' ? parseDuration(opts.nodeKeyExpiry, 'node key expiry') : opts.nodeKeyExpiry
   const log = opts.logger === false ? pino({ level: 'silent' }) : opts.logger ?? createLogger()
 
+  // The state dir holds private keys and the admin socket: only root may enter it.
   await mkdir(opts.stateDir, { recursive: true, mode: 0o700 })
+  await chmod(opts.stateDir, 0o700)
   const tls = await loadOrCreateTls({
     stateDir: opts.stateDir,
     host: host === '0.0.0.0' || host === '::' ? hostname() : host,
@@ -102,10 +104,14 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const boundPort = typeof address === 'object' && address !== null ? address.port : port
 
     const adminSocket = join(opts.stateDir, ADMIN_SOCKET_FILE)
-    // The store's lock already keeps a second controller out, so a socket file here is stale.
-    await rm(adminSocket, { force: true })
-    await adminApp.listen({ path: adminSocket })
-    await chmod(adminSocket, 0o600)
+    // Bind under a temporary name and rename once it is 0600, so the socket is never
+    // reachable with looser permissions. The store's lock keeps a second controller out,
+    // so an existing socket file is stale.
+    const bindPath = `${adminSocket}.${process.pid}.tmp`
+    await rm(bindPath, { force: true })
+    await adminApp.listen({ path: bindPath })
+    await chmod(bindPath, 0o600)
+    await rename(bindPath, adminSocket)
 
     const sweep = setInterval(() => { state!.sweepExpired() }, SWEEP_MS)
     sweep.unref()
