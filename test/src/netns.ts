@@ -119,6 +119,16 @@ function installExitHook (): void {
   if (exitHookInstalled) return
   exitHookInstalled = true
   process.on('exit', () => { for (const ns of live) killNamespaceSync(ns) })
+  // A test runner's timeout ends the process with a signal, which skips 'exit':
+  // clean up, then die of the same signal as we would have.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    if (process.listenerCount(sig) > 0) continue
+    process.once(sig, () => {
+      for (const ns of live) killNamespaceSync(ns)
+      live.clear()
+      process.kill(process.pid, sig)
+    })
+  }
 }
 
 /**
