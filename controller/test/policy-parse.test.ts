@@ -1,4 +1,7 @@
 import t from 'tap'
+import fc from 'fast-check'
+import ipaddr from 'ipaddr.js'
+import { cidrContains, parseCidr } from '../src/policy/addr.js'
 import { parsePolicy, parsePorts, parseProto, DEFAULT_POLICY_TEXT, type Policy } from '../src/policy/index.js'
 
 const users = [{ name: 'alice', email: 'alice@example.com' }, { name: 'bob', email: 'bob@example.com' }, { name: 'carl', email: 'carl@example.com' }]
@@ -314,4 +317,33 @@ t.test('ports and protos', async t => {
     ['esp', [50]], ['ah', [51]], ['igmp', [2]], ['0', [0]], [255, [255]], ['255', [255]], [256, undefined], ['ssh', undefined], [1.5, undefined]
   ]
   for (const [s, want] of protos) t.same(parseProto(s), want, `proto ${String(s)}`)
+})
+
+t.test('addresses parse to the same canonical form as ipaddr.js', async t => {
+  const v6Arb = fc.tuple(fc.array(fc.constantFrom(0, 0, 0, 1, 0xfd7a, 0xffff, 0x115c), { minLength: 8, maxLength: 8 }), fc.constantFrom('full', 'short', 'upper', 'padded'))
+    .map(([groups, style]) => {
+      const addr = ipaddr.fromByteArray(groups.flatMap(g => [g >> 8, g & 0xff])) as ipaddr.IPv6
+      if (style === 'full') return addr.toNormalizedString()
+      if (style === 'upper') return addr.toString().toUpperCase()
+      if (style === 'padded') return addr.toNormalizedString().split(':').map(g => g.padStart(4, '0')).join(':')
+      return addr.toString()
+    })
+  const v4Arb = fc.array(fc.nat({ max: 255 }), { minLength: 4, maxLength: 4 }).map(b => b.join('.'))
+  fc.assert(fc.property(fc.oneof(v4Arb, v6Arb), fc.nat({ max: 128 }), (text, prefix) => {
+    const kind = ipaddr.parse(text).kind()
+    const bits = prefix % (kind === 'ipv4' ? 33 : 129)
+    const want = ipaddr.parse(text).toString()
+    if (parseCidr(text)?.text !== `${want}/${kind === 'ipv4' ? 32 : 128}`) throw new Error(`${text}: ${parseCidr(text)?.text} != ${want}`)
+    const [net] = ipaddr.parseCIDR(`${text}/${bits}`)
+    const range = parseCidr(`${text}/${bits}`)!
+    const host = parseCidr(text)!
+    if (!cidrContains(range, host)) throw new Error(`${text}/${bits} does not contain ${text}`)
+    const other = kind === 'ipv4' ? ipaddr.parse('100.64.0.1') : ipaddr.parse('fd7a:115c:a1e0::1')
+    if (cidrContains(range, parseCidr(other.toString())!) !== (other as ipaddr.IPv4).match(net as ipaddr.IPv4, bits)) throw new Error(`${text}/${bits} containment differs`)
+  }), { numRuns: 2000 })
+  for (const bad of ['1.2.3.04', '1.2.3', '256.1.1.1', '1::2::3', '1:2:3:4:5:6:7:8:9', 'fd7a::/129', '10.0.0.0/33', 'fd7a::g', '::1%eth0', '']) {
+    t.equal(parseCidr(bad), undefined, `refuses ${JSON.stringify(bad)}`)
+  }
+  t.equal(parseCidr('::ffff:1.2.3.4')?.text, '::ffff:102:304/128')
+  t.equal(parseCidr('10.1.2.3/8')?.text, '10.0.0.0/8', 'host bits cleared')
 })

@@ -1,5 +1,5 @@
 import type { FilterRule } from '@warren/protocol'
-import { hostCidr } from './addr.js'
+import { cidrContains, hostCidr } from './addr.js'
 import { compilePolicy, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './evaluate.js'
 import { buildFilter, type FilterPart } from './filter.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
@@ -221,7 +221,7 @@ class EngineState {
       }
       for (const k of rule.srcKeys) {
         const cidr = this.cp.cidrs.get(k)
-        if (cidr !== undefined && rec.keys.includes(k)) yield * rec.addrs.filter(a => a.family === cidr.family && a.addr.match(cidr.addr as never, cidr.bits))
+        if (cidr !== undefined && rec.keys.includes(k)) yield * rec.addrs.filter(a => cidrContains(cidr, a))
       }
     }
   }

@@ -30,21 +30,36 @@ export function mergeRanges (ranges: readonly PortRange[]): PortRange[] {
  * without ports (ICMP, GRE, ...) become 0-65535, since they are ignored.
  */
 export function buildFilter (parts: Iterable<FilterPart>): FilterRule[] {
-  const perSrc = new Map<string, { cidr: Cidr, byProto: Map<number, PortRange[]> }>()
-  for (const part of parts) {
+  // Sources that get the same parts get the same permissions: group them first, so
+  // ports are merged once per distinct set of parts rather than once per source.
+  const partList = [...parts]
+  const perSrc = new Map<string, { cidr: Cidr, parts: number[] }>()
+  partList.forEach((part, pi) => {
     for (const cidr of part.srcs) {
-      let entry = perSrc.get(cidr.text)
-      if (entry === undefined) { entry = { cidr, byProto: new Map() }; perSrc.set(cidr.text, entry) }
+      const entry = perSrc.get(cidr.text)
+      if (entry === undefined) perSrc.set(cidr.text, { cidr, parts: [pi] })
+      else if (entry.parts[entry.parts.length - 1] !== pi) entry.parts.push(pi)
+    }
+  })
+  const byPartSet = new Map<string, Cidr[]>()
+  for (const { cidr, parts: ps } of perSrc.values()) {
+    const key = ps.join(',')
+    const list = byPartSet.get(key)
+    if (list === undefined) byPartSet.set(key, [cidr])
+    else list.push(cidr)
+  }
+  const groups = new Map<string, { protos: number[], ports: PortRange[], srcs: Cidr[] }>()
+  for (const [partSet, srcs] of byPartSet) {
+    const byProto = new Map<number, PortRange[]>()
+    for (const pi of partSet.split(',')) {
+      const part = partList[Number(pi)]!
       for (const proto of part.protos) {
         const ports = PORT_PROTOS.has(proto) ? part.ports : [ALL_PORTS]
-        const have = entry.byProto.get(proto)
-        if (have === undefined) entry.byProto.set(proto, [...ports])
+        const have = byProto.get(proto)
+        if (have === undefined) byProto.set(proto, [...ports])
         else have.push(...ports)
       }
     }
-  }
-  const groups = new Map<string, { protos: number[], ports: PortRange[], srcs: Cidr[] }>()
-  for (const { cidr, byProto } of perSrc.values()) {
     const byRanges = new Map<string, { protos: number[], ports: PortRange[] }>()
     for (const [proto, ranges] of byProto) {
       const merged = mergeRanges(ranges)
@@ -57,8 +72,8 @@ export function buildFilter (parts: Iterable<FilterPart>): FilterRule[] {
       protos.sort((a, b) => a - b)
       const key = `${protos.join(',')}|${rk}`
       const g = groups.get(key)
-      if (g === undefined) groups.set(key, { protos, ports, srcs: [cidr] })
-      else g.srcs.push(cidr)
+      if (g === undefined) groups.set(key, { protos, ports, srcs: [...srcs] })
+      else for (const c of srcs) g.srcs.push(c)
     }
   }
   return [...groups.entries()]

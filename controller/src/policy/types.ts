@@ -1,5 +1,3 @@
-import type { IPv4, IPv6 } from 'ipaddr.js'
-
 /** SourcePos is where something stands in the policy file (1-based line and column). */
 export interface SourcePos {
   line: number
@@ -12,7 +10,8 @@ export interface SourcePos {
 export interface Cidr {
   text: string
   family: 4 | 6
-  addr: IPv4 | IPv6
+  /** bytes: the network address, 4 or 16 bytes */
+  bytes: Uint8Array
   bits: number
   /** sortKey orders ranges: family, then address bytes, then prefix length */
   sortKey: string
