@@ -57,11 +57,6 @@ export interface Packet {
 /** AddrRange is an inclusive range of IPv4 (32-bit) or IPv6 (128-bit) addresses. */
 interface AddrRange { v6: boolean, lo: bigint, hi: bigint }
 
-function bytesToBigint (bytes: number[]): bigint {
-  let n = 0n
-  for (const b of bytes) n = (n << 8n) | BigInt(b)
-  return n
-}
 
 function bigintToBytes (n: bigint, len: number): number[] {
   const out = new Array<number>(len)
@@ -71,13 +66,35 @@ function bigintToBytes (n: bigint, len: number): number[] {
 
 /** parseAddress reads one strict IPv4 or IPv6 literal, or returns undefined. */
 function parseAddress (s: string): { v6: boolean, n: bigint } | undefined {
-  if (isIPv4(s)) return { v6: false, n: bytesToBigint(s.split('.').map(Number)) }
-  if (isIPv6(s) && !s.includes('%')) return { v6: true, n: bytesToBigint(ipaddr.IPv6.parse(s).toByteArray()) }
+  if (isIPv4(s)) return { v6: false, n: BigInt(s.split('.').reduce((n, b) => n * 256 + Number(b), 0)) }
+  if (isIPv6(s) && !s.includes('%')) return { v6: true, n: BigInt('0x' + ipaddr.IPv6.parse(s).parts.map(w => w.toString(16).padStart(4, '0')).join('')) }
   return undefined
 }
 
+/** formatAddress prints an address as nft does (IPv6 in RFC 5952 short form). */
 function formatAddress (v6: boolean, n: bigint): string {
-  return v6 ? ipaddr.fromByteArray(bigintToBytes(n, 16)).toString() : bigintToBytes(n, 4).join('.')
+  if (!v6) return bigintToBytes(n, 4).join('.')
+  const hi = Number(n >> 64n)
+  const lo = Number(n & 0xffffffffffffffffn)
+  const words: number[] = []
+  for (const half of [n >> 64n, n & 0xffffffffffffffffn]) {
+    const h = Number(half >> 32n)
+    const l = Number(half & 0xffffffffn)
+    words.push(h >>> 16, h & 0xffff, l >>> 16, l & 0xffff)
+  }
+  if (hi === 0 && lo === 0) return '::'
+  // the longest run (of two or more) of zero words becomes '::'
+  let best = -1
+  let bestLen = 1
+  for (let i = 0; i < 8;) {
+    let j = i
+    while (j < 8 && words[j] === 0) j++
+    if (j - i > bestLen) { best = i; bestLen = j - i }
+    i = j === i ? i + 1 : j
+  }
+  const hex = words.map(w => w.toString(16))
+  if (best < 0) return hex.join(':')
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`
 }
 
 const bits = (v6: boolean): bigint => v6 ? 128n : 32n
@@ -142,34 +159,42 @@ function checkPorts (ports: PortRange[], where: string): Ports {
 interface Block { lo: bigint, hi: bigint, ports: Ports }
 
 /**
- * disjointBlocks merges possibly overlapping blocks of one family and protocol into disjoint
- * ones: a sweep over the address line where each segment gets the union of the ports of the
- * ranges that cover it, and neighbouring segments with the same ports are joined.
+ * disjointBlocks merges the blocks of one family and protocol into disjoint ones. Sources
+ * are CIDRs, so two blocks are either nested or disjoint: a walk in address order with a
+ * stack of enclosing blocks gives each stretch of addresses the union of the ports of the
+ * blocks around it, and neighbouring stretches with the same ports are joined.
  */
 function disjointBlocks (blocks: Block[]): Block[] {
-  const starts = new Map<bigint, Block[]>()
-  const bounds = new Set<bigint>()
-  for (const b of blocks) {
-    bounds.add(b.lo); bounds.add(b.hi + 1n)
-    const list = starts.get(b.lo)
-    if (list === undefined) starts.set(b.lo, [b])
-    else list.push(b)
+  const sorted = [...blocks].sort((a, b) => a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : a.hi > b.hi ? -1 : a.hi < b.hi ? 1 : 0)
+  const keys = new Map<Ports, string>()
+  const keyOf = (ports: Ports): string => {
+    let k = keys.get(ports)
+    if (k === undefined) keys.set(ports, k = ports.map(r => `${r[0]}-${r[1]}`).join(','))
+    return k
   }
-  const points = [...bounds].sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
-  const active = new Set<Block>()
   const out: Array<Block & { key: string }> = []
-  for (let i = 0; i < points.length - 1; i++) {
-    const lo = points[i]!
-    const hi = points[i + 1]! - 1n
-    for (const b of active) if (b.hi < lo) active.delete(b)
-    for (const b of starts.get(lo) ?? []) active.add(b)
-    if (active.size === 0) continue
-    const ports = active.size === 1 ? [...active][0]!.ports : mergePorts([...active].flatMap(b => b.ports))
-    const key = ports.map(r => `${r[0]}-${r[1]}`).join(',')
+  const emit = (lo: bigint, hi: bigint, ports: Ports): void => {
+    const key = keyOf(ports)
     const last = out[out.length - 1]
     if (last !== undefined && last.key === key && last.hi + 1n === lo) last.hi = hi
     else out.push({ lo, hi, ports, key })
   }
+  const stack: Block[] = [] // enclosing blocks, each with the union of its and its ancestors' ports
+  let pos = 0n // the first address not yet emitted
+  const close = (upTo: bigint): void => {
+    while (stack.length > 0 && stack[stack.length - 1]!.hi < upTo) {
+      const top = stack.pop()!
+      if (pos <= top.hi) { emit(pos, top.hi, top.ports); pos = top.hi + 1n }
+    }
+  }
+  for (const b of sorted) {
+    close(b.lo)
+    const parent = stack[stack.length - 1]
+    if (parent !== undefined && pos < b.lo) emit(pos, b.lo - 1n, parent.ports)
+    pos = b.lo
+    stack.push(parent === undefined ? b : { lo: b.lo, hi: b.hi, ports: mergePorts([...parent.ports, ...b.ports]) })
+  }
+  close(1n << 129n)
   return out
 }
 
@@ -179,11 +204,17 @@ function disjointBlocks (blocks: Block[]): Block[] {
  */
 export function compileFilter (filter: FilterRule[]): SetElements {
   // family/proto -> blocks, with the ports of each block already merged
-  const groups = new Map<string, { v6: boolean, proto: number, blocks: Map<string, Block> }>()
+  const groups = new Map<string, { v6: boolean, proto: number, blocks: Map<AddrRange, Block> }>()
+  // The same source appears in many rules; parse it once, and let its range stand for it.
+  const parsedSources = new Map<string, AddrRange[]>()
   filter.forEach((rule, i) => {
     const where = `filter[${i}]`
     const ports = mergePorts(checkPorts(rule.ports, where))
-    const ranges = rule.srcs.flatMap((s, j) => parseSource(s, `${where}.srcs[${j}]`))
+    const ranges = rule.srcs.flatMap((s, j) => {
+      let r = parsedSources.get(s)
+      if (r === undefined) parsedSources.set(s, r = parseSource(s, `${where}.srcs[${j}]`))
+      return r
+    })
     rule.protos.forEach((proto, k) => {
       if (!Number.isInteger(proto) || proto < 0 || proto > 255) {
         throw new WarrenError('bad_filter', `${where}.protos[${k}]: ${proto} is not an IANA protocol number (0-255)`, { field: `${where}.protos[${k}]` })
@@ -194,10 +225,9 @@ export function compileFilter (filter: FilterRule[]): SetElements {
         const key = `${r.v6 ? 6 : 4}/${proto}`
         let g = groups.get(key)
         if (g === undefined) groups.set(key, g = { v6: r.v6, proto, blocks: new Map() })
-        // one block per distinct source range keeps the sweep's active set small
-        const rangeKey = `${r.lo}-${r.hi}`
-        const same = g.blocks.get(rangeKey)
-        if (same === undefined) g.blocks.set(rangeKey, { lo: r.lo, hi: r.hi, ports: hasPorts ? ports : [[0, 0]] })
+        // one block per distinct source keeps the sweep's active set small
+        const same = g.blocks.get(r)
+        if (same === undefined) g.blocks.set(r, { lo: r.lo, hi: r.hi, ports: hasPorts ? ports : [[0, 0]] })
         else if (hasPorts) same.ports = mergePorts([...same.ports, ...ports])
       }
     })
