@@ -245,12 +245,16 @@ t.test('upsert and remove return exactly the nodes whose peers or filter changed
   t.same([...change.peersGained].sort(), ['bob-laptop', 'ci', 'web'])
   t.same([...change.filterChanged].sort(), ['bob-laptop', 'bob-phone', 'ci', 'web'])
 
+  const webFilter = engine.filterFor('web')
+  const dbFilter = engine.filterFor('db')
   change = engine.upsertNode({ ...bobPhone, name: 'bobs-phone' })
   t.same([...change], [], 'a rename changes no peers or filters')
 
   change = engine.upsertNode({ ...bobPhone, ipv4: '100.64.0.51' })
   t.same([...change].sort(), ['bob-laptop', 'bob-phone', 'ci', 'web'], 'an address change reaches every filter that lists it')
   t.same([...change.peersGained], [], 'but peers stay')
+  t.not(engine.filterFor('web'), webFilter, 'a changed filter is a new array')
+  t.equal(engine.filterFor('db'), dbFilter, 'an unchanged filter is the same array')
 
   change = engine.upsertNode({ ...bobPhone, tags: ['tag:db'] })
   t.same([...change].sort(), ['bob-laptop', 'bob-phone', 'ci', 'web'], 'retagged: leaves its user\'s devices; the web servers now reach it')

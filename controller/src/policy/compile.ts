@@ -31,7 +31,7 @@ export interface PolicyEngine {
   removeNode: (id: string) => NodeChange
   /** peersOf is a snapshot of the node's peers (never the node itself); empty for unknown ids */
   peersOf: (id: string) => ReadonlySet<string>
-  /** filterFor is the node's inbound filter, canonical and sorted; do not mutate it */
+  /** filterFor is the node's inbound filter, canonical and sorted; the same array while it is unchanged; do not mutate it */
   filterFor: (id: string) => FilterRule[]
   /** setPolicy swaps policy and users whole and returns the ids whose peers or filter changed */
   setPolicy: (policy: Policy, users: readonly PolicyUser[]) => Set<string>
@@ -301,20 +301,22 @@ class EngineState {
     const candidates = new Set<string>()
     if (old !== undefined) this.candidateSigs(old, candidates)
     if (rec !== undefined) this.candidateSigs(rec, candidates)
-    const before = new Map<string, string>()
-    for (const sig of candidates) before.set(sig, this.filterOfSig(sig).json)
+    const before = new Map<string, { filter: FilterRule[], json: string }>()
+    for (const sig of candidates) before.set(sig, this.filterOfSig(sig))
     const ownBefore = old === undefined ? '[]' : this.filterOfSig(old.sig).json
 
     if (old !== undefined) this.delete(old)
     if (rec !== undefined) this.add(rec)
 
     const result = emptyChange()
-    for (const [sig, json] of before) {
+    for (const [sig, prev] of before) {
       const info = this.sigs.get(sig)
       if (info === undefined) continue
       info.filter = undefined
       info.json = undefined
-      if (this.filterOfSig(sig).json !== json) for (const m of info.members) if (m !== id) result.filterChanged.add(m)
+      // an unchanged filter keeps its array, so consumers can compare by reference
+      if (this.filterOfSig(sig).json === prev.json) info.filter = prev.filter
+      else for (const m of info.members) if (m !== id) result.filterChanged.add(m)
     }
     const newPeers = rec === undefined ? new Set<string>() : this.peersOf(id)
     for (const p of newPeers) if (!oldPeers.has(p)) result.peersGained.add(p)

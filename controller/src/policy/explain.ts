@@ -168,8 +168,20 @@ export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly Poli
       for (const [src, proto, a, b] of rows) if (src !== n.name) record('node', src, n.name, proto, a, b)
     }
   }
-  const order = (x: Access, y: Access): number => x.kind.localeCompare(y.kind) || x.src.localeCompare(y.src) || x.dst.localeCompare(y.dst) || x.proto.localeCompare(y.proto)
-  return { gained: gained.sort(order), lost: lost.sort(order) }
+  return { gained: groupProtos(gained), lost: groupProtos(lost) }
+}
+
+/** groupProtos joins rows that differ only in protocol (`tcp,udp`) and sorts them. */
+function groupProtos (rows: Access[]): Access[] {
+  const byKey = new Map<string, Access>()
+  for (const r of rows) {
+    const key = `${r.kind}\u0000${r.src}\u0000${r.dst}\u0000${r.ports}`
+    const have = byKey.get(key)
+    if (have === undefined) byKey.set(key, { ...r })
+    else have.proto = `${have.proto},${r.proto}`
+  }
+  const order = (x: Access, y: Access): number => x.kind.localeCompare(y.kind) || x.src.localeCompare(y.src) || x.dst.localeCompare(y.dst) || x.proto.localeCompare(y.proto) || x.ports.localeCompare(y.ports)
+  return [...byKey.values()].sort(order)
 }
 
 function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): string[] {

@@ -28,7 +28,7 @@
  * const change = engine.upsertNode(node) // send deltas to the ids in `change`
  * const netmapFilter = engine.filterFor(node.id)
  */
-export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parsePorts, parseProto, type ParseResult } from './parse.js'
+export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parsePorts, parseProto, splitHostPort, type ParseResult } from './parse.js'
 export { PolicyError } from './errors.js'
 export { createPolicyEngine, type PolicyEngine, type NodeChange } from './compile.js'
 export { check, type CheckResult, type CheckOptions } from './evaluate.js'
