@@ -57,7 +57,11 @@ t.test('from a fresh link the commands are exactly these, in this order', async 
   ])
   sim.runner.reset()
   await router.set(cfg(['100.64.0.6/32', 'fd7a:115c:a1e0::5/128'], ['100.64.0.0/10', 'fd7a:115c:a1e0::/48']))
-  t.same(mutating(sim.runner.calls), [`ip addr del 100.64.0.5/32 dev ${IF}`, `ip addr add 100.64.0.6/32 dev ${IF}`], 'an address change touches only that address')
+  t.same(mutating(sim.runner.calls), [`ip addr add 100.64.0.6/32 dev ${IF}`, `ip addr del 100.64.0.5/32 dev ${IF}`], 'an address change touches only that address, the new one first')
+  sim.runner.reset()
+  await router.set(cfg(['fd7a:115c:a1e0::5/128'], ['100.64.0.0/10', 'fd7a:115c:a1e0::/48']))
+  t.same(mutating(sim.runner.calls), [`ip addr del 100.64.0.6/32 dev ${IF}`, `ip route replace 100.64.0.0/10 dev ${IF}`], 'a route the kernel dropped with the last IPv4 address is restored')
+  t.same(sim.view(IF).filter(l => l.startsWith('route')), ['route 100.64.0.0/10', 'route fd7a:115c:a1e0::/48'])
 })
 
 t.test('close removes what set added and leaves the kernel\'s own entries', async t => {

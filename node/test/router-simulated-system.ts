@@ -6,7 +6,8 @@ export interface SimLink { up: boolean, mtu: number, addrs: Map<string, string>,
 /**
  * simulateIpSystem answers `ip` commands like iproute2 on a host with the given links:
  * JSON views, add/del that fail on duplicates or missing entries, and the kernel's own
- * routes (a fe80::/64 once the link is up) that the router must leave alone.
+ * routes (a fe80::/64 once the link is up) that the router must leave alone, and the
+ * kernel's flush of IPv4 routes when a link's last IPv4 address goes.
  */
 export function simulateIpSystem (names: string[]): { runner: FakeCommandRunner, links: Map<string, SimLink>, view: (name: string) => string[] } {
   const runner = createFakeCommandRunner({ strict: true })
@@ -42,6 +43,8 @@ export function simulateIpSystem (names: string[]): { runner: FakeCommandRunner,
       if (l.addrs.has(addr)) return { exitCode: 2, stderr: 'RTNETLINK answers: File exists' }
       l.addrs.set(addr, 'global')
     } else if (!l.addrs.delete(addr)) return { exitCode: 2, stderr: 'RTNETLINK answers: Cannot assign requested address' }
+    // As Linux does: a link without IPv4 addresses loses its IPv4 routes.
+    if (![...l.addrs.keys()].some(a => !a.includes(':'))) for (const r of [...l.routes.keys()]) if (!r.includes(':')) l.routes.delete(r)
     return {}
   })
   runner.on(/^ip (-6 )?route (replace|del) \S+ dev \S+$/, argv => {

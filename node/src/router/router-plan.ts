@@ -59,17 +59,24 @@ export function routerChanges (p: RouterPlan): RouterChanges {
 const family = (cidr: string): string[] => isIpv6Prefix(cidr) ? ['ip', '-6'] : ['ip']
 
 /**
- * routerCommands turns a plan into `ip` argvs: link first (routes need an up link),
- * then removals (so an address can move), then additions. IPv6 addresses skip duplicate
- * address detection, which on a point-to-point tunnel only delays them.
+ * linkCommands turns the link and address part of a plan into `ip` argvs: link first
+ * (routes need an up link), new addresses before old ones go (so the link is never left
+ * without one while an address moves). IPv6 addresses skip duplicate address detection,
+ * which on a point-to-point tunnel only delays them.
  */
-export function routerCommands (ifname: string, p: RouterPlan): string[][] {
+export function linkCommands (ifname: string, p: RouterPlan): string[][] {
   return [
     ...(p.mtu !== undefined ? [['ip', 'link', 'set', 'dev', ifname, 'mtu', String(p.mtu)]] : []),
     ...(p.bringUp ? [['ip', 'link', 'set', 'dev', ifname, 'up']] : []),
-    ...p.delRoutes.map(r => [...family(r), 'route', 'del', r, 'dev', ifname]),
-    ...p.delAddresses.map(a => [...family(a), 'addr', 'del', a, 'dev', ifname]),
     ...p.addAddresses.map(a => [...family(a), 'addr', 'add', a, 'dev', ifname, ...(isIpv6Prefix(a) ? ['nodad'] : [])]),
+    ...p.delAddresses.map(a => [...family(a), 'addr', 'del', a, 'dev', ifname])
+  ]
+}
+
+/** routeCommands turns the route part of a plan into `ip` argvs: removals, then additions. */
+export function routeCommands (ifname: string, p: RouterPlan): string[][] {
+  return [
+    ...p.delRoutes.map(r => [...family(r), 'route', 'del', r, 'dev', ifname]),
     ...p.addRoutes.map(r => [...family(r), 'route', 'replace', r, 'dev', ifname])
   ]
 }

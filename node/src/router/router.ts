@@ -2,7 +2,7 @@ import { WarrenError } from '@warren/protocol'
 import type { CommandRunner } from '../runner/command-runner.js'
 import { checkInterfaceName, normalizeAddress, normalizeCidr } from './cidr.js'
 import type { Router, RouterConfig, RouterChanges } from './types.js'
-import { checkRouterConfig, planRouter, routerCommands, routerChanges, type LinkState } from './router-plan.js'
+import { checkRouterConfig, planRouter, linkCommands, routeCommands, routerChanges, type LinkState } from './router-plan.js'
 
 interface IpAddrJson { flags?: string[], mtu?: number, addr_info?: Array<{ family: string, local: string, prefixlen: number, scope?: string }> }
 interface IpRouteJson { dst: string, protocol?: string }
@@ -49,9 +49,13 @@ export function createRouter (opts: { runner: CommandRunner, interfaceName: stri
       throw new WarrenError('bad_config', `router config is for interface '${want.interfaceName}' but this router manages '${interfaceName}'`, { field: 'interfaceName' })
     }
     const plan = planRouter(await state(), want)
-    for (const argv of routerCommands(interfaceName, plan)) await runner.run(argv)
+    for (const argv of linkCommands(interfaceName, plan)) await runner.run(argv)
+    // Removing a link's last IPv4 address makes the kernel drop the link's IPv4 routes:
+    // plan the routes against what is there now.
+    const routePlan = plan.delAddresses.length > 0 ? planRouter(await state(), want) : plan
+    for (const argv of routeCommands(interfaceName, routePlan)) await runner.run(argv)
     lastSet = want
-    return routerChanges(plan)
+    return { ...routerChanges(plan), routesAdded: routePlan.addRoutes, routesRemoved: routePlan.delRoutes }
   }
 
   return {
@@ -67,7 +71,8 @@ export function createRouter (opts: { runner: CommandRunner, interfaceName: stri
       // What this process set; after a restart, everything Warren manages on its interface.
       const owned = lastSet ?? { addresses: s.addresses, routes: s.routes }
       const plan = planRouter(s, { interfaceName, addresses: s.addresses.filter(a => !owned.addresses.includes(a)), routes: s.routes.filter(r => !owned.routes.includes(r)) })
-      for (const argv of routerCommands(interfaceName, { ...plan, bringUp: false })) await runner.run(argv, { allowFail: true })
+      const removals = { ...plan, bringUp: false }
+      for (const argv of [...routeCommands(interfaceName, removals), ...linkCommands(interfaceName, removals)]) await runner.run(argv, { allowFail: true })
       lastSet = undefined
     }
   }
