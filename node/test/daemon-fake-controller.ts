@@ -140,7 +140,7 @@ export async function startFakeController (opts: { port?: number } = {}): Promis
     },
     transport: () => ({
       request: async (method: string, path: string, body?: unknown) => await sendJson((o, cb) => http.request(o, cb), { method, host: '127.0.0.1', port: fc.port, path }, body, 'fake controller', 5000),
-      webSocket: (p: string) => new WebSocket(`ws://127.0.0.1:${fc.port}${p}`),
+      webSocket: (p: string) => new WebSocket(new URL(p, `ws://127.0.0.1:${fc.port}/`)),
       close () {}
     }),
     async close () {

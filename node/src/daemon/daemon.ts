@@ -169,7 +169,8 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     transport = makeTransport({ url: l.controller, ...(l.fingerprint !== undefined ? { fingerprint: l.fingerprint } : {}) })
     const t = transport
     const s = createMapSession({
-      openSocket: () => t.webSocket('/v1/machine/map'),
+      // Relative on purpose: it resolves under the controller URL whether or not its path ends in '/'.
+      openSocket: () => t.webSocket('v1/machine/map'),
       machineKey: keys.machine,
       endpoints: () => endpointsOf(dataPlane.listenPort()),
       ...(resumeFrom !== undefined ? { resumeFrom } : {}),
@@ -252,7 +253,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
       if (!isTag(tag)) throw new WarrenError('bad_tag', `'${tag}' is not a tag: tags look like tag:name`, { field: 'advertiseTags' })
     }
     const url = normalizeControllerUrl(req.controller)
-    const controller = url.origin + url.pathname
+    const controller = url.origin + url.pathname.replace(/\/+$/, '')
     let fingerprint = req.fingerprint !== undefined ? normalizeFingerprint(req.fingerprint) : undefined
     if (req.authKey !== undefined) {
       const pin = parseCredential(req.authKey, 'auth').fingerprint
