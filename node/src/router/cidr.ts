@@ -7,6 +7,19 @@ import { WarrenError } from '@warren/protocol'
  * compare as strings. A bare address gets /32 or /128. Bad input throws a clear error.
  */
 export function normalizeCidr (s: string, field = 'prefix'): string {
+  const known = canonical.get(s)
+  if (known !== undefined) return known
+  const result = parseCidr(s, field)
+  // Maps repeat the same peer prefixes on every apply: remember them, within bounds.
+  if (canonical.size >= CACHE_LIMIT) canonical.clear()
+  canonical.set(s, result)
+  return result
+}
+
+const CACHE_LIMIT = 100_000
+const canonical = new Map<string, string>()
+
+function parseCidr (s: string, field: string): string {
   const text = String(s).trim()
   const withLen = text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`
   if (ipaddr.IPv4.isValidCIDRFourPartDecimal(withLen)) {
