@@ -1,0 +1,135 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import {
+  PROTOCOL_VERSION, REGISTER_DOMAIN, parseCredential, generateMachineKeyPair, generateWireGuardKeyPair,
+  registerSigningPayload, signMessage, wireGuardProof, type ControllerInfo, type Node, type RegisterRequest
+} from '@warren/protocol'
+import { createControllerTransport } from '@warren/node'
+
+/** WARREN_BIN is the compiled CLI main, run the way `npx warren` runs it. */
+export const WARREN_BIN = fileURLToPath(new URL('../src/bin/warren.js', import.meta.url))
+
+/** Scope is the part of a tap test that helpers need: cleanup at its end. */
+export interface Scope { teardown(fn: () => unknown): void }
+
+export interface CliResult { code: number, stdout: string, stderr: string }
+
+/** Env variables that would change which controller the CLI talks to; tests set them explicitly. */
+const CLEAN_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WARREN_')))
+
+/** runWarren runs the real CLI as a process and collects its exit code and output. */
+export async function runWarren (args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [WARREN_BIN, ...args], { env: { ...CLEAN_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (b: Buffer) => { stdout += b.toString('utf8') })
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString('utf8') })
+  const code = await new Promise<number>(resolve => child.on('close', c => { resolve(c ?? -1) }))
+  return { code, stdout, stderr }
+}
+
+/** tempDir makes a directory that is removed when the test ends. */
+export function tempDir (t: Scope, prefix = 'warren-cli-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix))
+  t.teardown(() => { rmSync(d, { recursive: true, force: true }) })
+  return d
+}
+
+export interface ServedController {
+  url: string
+  /** the fingerprint line as printed (colon-separated) */
+  printedFingerprint: string
+  stateDir: string
+  child: ChildProcess
+  stdout: () => string
+  /** stop sends a signal and resolves with the exit code */
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>
+}
+
+/**
+ * serveController runs `warren controller serve --listen 127.0.0.1:0` as a child and
+ * waits (with a deadline) until it prints its URL and fingerprint. It is stopped when
+ * the test ends. Pass the stateDir of a stopped one to restart it.
+ */
+export async function serveController (t: Scope, opts: { stateDir?: string, args?: string[] } = {}): Promise<ServedController> {
+  const stateDir = opts.stateDir ?? join(tempDir(t, 'warren-ctl-'), 'state')
+  const child = spawn(process.execPath, [WARREN_BIN, 'controller', 'serve', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
+    env: CLEAN_ENV, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  let err = ''
+  child.stdout!.on('data', (b: Buffer) => { out += b.toString('utf8') })
+  child.stderr!.on('data', (b: Buffer) => { err += b.toString('utf8') })
+  const exited = new Promise<number | null>(resolve => child.on('exit', c => { resolve(c) }))
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+    return await exited
+  }
+  t.teardown(async () => { await stop() })
+  const deadline = Date.now() + 20_000
+  let m: RegExpExecArray | null = null
+  let f: RegExpExecArray | null = null
+  while (Date.now() < deadline && child.exitCode === null) {
+    m = /listening on (https:\/\/\S+)/.exec(out)
+    f = /fingerprint \(SHA-256\): (\S+)/.exec(out)
+    if (m !== null && f !== null) break
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  if (m === null || f === null) throw new Error(`controller did not start; stdout: ${out} stderr: ${err.slice(-2000)}`)
+  return { url: m[1]!, printedFingerprint: f[1]!, stateDir, child, stdout: () => out, stop }
+}
+
+/**
+ * joinNode registers a fresh node with an auth key over the real machine API (signed,
+ * with proof of its WireGuard key), as a daemon would, trusting the pin in the key.
+ */
+export async function joinNode (ctl: { url: string }, authKey: string, hostname: string): Promise<Node> {
+  const transport = createControllerTransport({ url: ctl.url, fingerprint: parseCredential(authKey, 'auth').fingerprint! })
+  try {
+    const info = (await transport.request<ControllerInfo>('GET', '/v1/machine/key')).body
+    const machine = generateMachineKeyPair()
+    const wg = generateWireGuardKeyPair()
+    const unsigned = { version: PROTOCOL_VERSION, authKey, machineKey: machine.publicKey, wgKey: wg.publicKey, hostname, timestamp: Date.now() }
+    const payload = registerSigningPayload(unsigned)
+    const req: RegisterRequest = {
+      ...unsigned,
+      signature: signMessage(machine.secretKey, REGISTER_DOMAIN, payload),
+      wgProof: wireGuardProof(wg.privateKey, info.controllerKey, REGISTER_DOMAIN, payload)
+    }
+    const res = await transport.request<{ node: Node }>('POST', '/v1/machine/register', req)
+    if (res.status !== 200 && res.status !== 201) throw new Error(`registration failed: ${JSON.stringify(res.body)}`)
+    return res.body.node
+  } finally {
+    transport.close()
+  }
+}
+
+/** Asserts is the part of a tap test that the helpers below use. */
+export interface Asserts {
+  equal(found: unknown, wanted: unknown, message: string): boolean
+  match(found: unknown, pattern: unknown, message: string): boolean
+}
+
+/** ok asserts a command succeeded and returns its stdout. */
+export function ok (tt: Asserts, r: CliResult, what: string): string {
+  tt.equal(r.code, 0, `${what} exits 0${r.code !== 0 ? `: ${r.stderr}` : ''}`)
+  return r.stdout
+}
+
+/** failsWith asserts one clear error line on stderr, nothing on stdout, and the exit code. */
+export function failsWith (tt: Asserts, r: CliResult, pattern: RegExp, what: string, code = 1): void {
+  tt.equal(r.code, code, `${what} exits ${code}`)
+  const lines = r.stderr.trimEnd().split('\n')
+  tt.equal(lines.length, 1, `${what} prints one line: ${r.stderr}`)
+  tt.match(lines[0], /^warren: /, `${what} starts with 'warren: '`)
+  tt.match(lines[0], pattern, what)
+  tt.equal(r.stdout, '', `${what} prints nothing on stdout`)
+}
+
+/** json parses a command's stdout. */
+export function json<T> (r: CliResult): T {
+  return JSON.parse(r.stdout) as T
+}

@@ -1,0 +1,33 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { normalizeFingerprint, PROTOCOL_VERSION } from '@warren/protocol'
+import { certificateFingerprint } from '@warren/controller'
+import { runWarren, serveController, failsWith } from './cli-harness.js'
+
+t.test('controller serve prints its real URL and fingerprint and stops cleanly', async tt => {
+  const ctl = await serveController(tt)
+  tt.match(ctl.url, /^https:\/\/127\.0\.0\.1:\d+$/)
+  tt.notMatch(ctl.url, /:0$/, 'port 0 is replaced by the real port')
+  const certFp = certificateFingerprint(readFileSync(join(ctl.stateDir, 'tls-cert.pem'), 'utf8'))
+  tt.equal(normalizeFingerprint(ctl.printedFingerprint), certFp, 'the printed fingerprint is the certificate\'s')
+  tt.match(ctl.printedFingerprint, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/, 'shown as colon-separated pairs')
+  tt.equal(await ctl.stop('SIGINT'), 0, 'exits 0 on SIGINT')
+
+  const again = await serveController(tt, { stateDir: ctl.stateDir })
+  tt.equal(again.printedFingerprint, ctl.printedFingerprint, 'a restart keeps the certificate, so pins stay valid')
+  tt.equal(await again.stop('SIGTERM'), 0, 'exits 0 on SIGTERM')
+})
+
+t.test('usage: where to send admin commands, versions', async tt => {
+  failsWith(tt, await runWarren(['admin', 'users', 'list']), /--state-dir DIR .* or --controller https:\/\/HOST:PORT --api-key KEY/, 'no controller given', 2)
+  const r = await runWarren(['admin', 'users', 'list'], { WARREN_STATE_DIR: '/nonexistent/warren' })
+  failsWith(tt, r, /cannot reach the controller's admin socket \/nonexistent\/warren\/admin\.sock: no such socket/, 'a state dir without a controller')
+  const bad = await runWarren(['admin', '--bogus'])
+  tt.equal(bad.code, 2, 'an unknown option is a usage error')
+  tt.match(bad.stderr, /^warren: unknown option '--bogus'/)
+  const v = await runWarren(['version'])
+  tt.equal(v.code, 0)
+  tt.match(v.stdout, new RegExp(`^warren \\d+\\.\\d+\\.\\d+ \\(protocol ${PROTOCOL_VERSION}\\)\\n$`))
+  tt.equal((await runWarren(['--version'])).stdout, v.stdout)
+})
