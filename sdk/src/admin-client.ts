@@ -122,21 +122,21 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
     authKeys: {
       create: async req => { checkTags(req.tags); return await request<CreateAuthKeyResponse>('POST', '/authkeys', req) },
       list: async () => (await request<AuthKeyList>('GET', '/authkeys')).authKeys,
-      expire: async id => (await request<AuthKeyResponse>('POST', `/authkeys/${enc(id)}/expire`)).authKey
+      expire: async id => (await request<AuthKeyResponse>('POST', `/authkeys/${enc(id)}/expire`, {})).authKey
     },
     nodes: {
       list: async () => (await request<NodeList>('GET', '/nodes')).nodes,
       get: async node => (await request<NodeResponse>('GET', `/nodes/${enc(node)}`)).node,
-      approve: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/approve`)).node,
+      approve: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/approve`, {})).node,
       rename: async (node, name) => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/rename`, { name })).node,
-      expire: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/expire`)).node,
+      expire: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/expire`, {})).node,
       delete: async node => { await request('DELETE', `/nodes/${enc(node)}`) },
       setTags: async (node, tags) => { checkTags(tags); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/tags`, { tags })).node }
     },
     apiKeys: {
       create: async req => await request<CreateApiKeyResponse>('POST', '/apikeys', req),
       list: async () => (await request<ApiKeyList>('GET', '/apikeys')).apiKeys,
-      expire: async id => (await request<ApiKeyResponse>('POST', `/apikeys/${enc(id)}/expire`)).apiKey
+      expire: async id => (await request<ApiKeyResponse>('POST', `/apikeys/${enc(id)}/expire`, {})).apiKey
     },
     audit: {
       list: async (opts = {}) => (await request<AuditList>('GET', `/audit${opts.limit !== undefined ? `?limit=${opts.limit}` : ''}`)).entries
