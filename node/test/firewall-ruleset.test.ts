@@ -11,34 +11,44 @@ const tcp = (srcs: string[], first: number, last = first): FilterRule => ({ srcs
 const cases: Array<{ name: string, in: FilterRule[], want: string }> = [
   { name: 'empty filter allows nothing', in: [], want: 'iifname warren0' },
   {
-    name: 'one peer, one port',
+    name: 'one peer, one port: a hash element',
     in: [tcp(['100.64.0.2'], 22)],
     want: 'allow4 100.64.0.2 . 6 . 22\niifname warren0'
   },
   {
-    name: 'neighbouring peers with the same ports merge into one range',
+    name: 'neighbouring peers stay single addresses, in the hash set',
     in: [tcp(['100.64.0.2', '100.64.0.3'], 22), tcp(['100.64.0.4'], 22)],
-    want: 'allow4 100.64.0.2-100.64.0.4 . 6 . 22\niifname warren0'
+    want: 'allow4 100.64.0.2 . 6 . 22\nallow4 100.64.0.3 . 6 . 22\nallow4 100.64.0.4 . 6 . 22\niifname warren0'
+  },
+  {
+    name: 'a small port range becomes hash elements, a wide one an interval element',
+    in: [tcp(['100.64.0.2'], 8000, 8002), tcp(['100.64.0.2'], 9000, 9999)],
+    want: 'allow4 100.64.0.2 . 6 . 8000\nallow4 100.64.0.2 . 6 . 8001\nallow4 100.64.0.2 . 6 . 8002\nallow4i 100.64.0.2 . 6 . 9000-9999\niifname warren0'
   },
   {
     name: 'overlapping and adjacent port ranges merge',
     in: [tcp(['100.64.0.2'], 80, 90), tcp(['100.64.0.2'], 85, 100), tcp(['100.64.0.2'], 101), tcp(['100.64.0.2'], 443)],
-    want: 'allow4 100.64.0.2 . 6 . 443\nallow4 100.64.0.2 . 6 . 80-101\niifname warren0'
+    want: 'allow4 100.64.0.2 . 6 . 443\nallow4i 100.64.0.2 . 6 . 80-101\niifname warren0'
+  },
+  {
+    name: 'all ports from one peer: one address . protocol hash element',
+    in: [tcp(['100.64.0.2'], 0, 1000), tcp(['100.64.0.2'], 1001, 65535)],
+    want: 'allow4p 100.64.0.2 . 6\niifname warren0'
   },
   {
     name: 'a host inside a CIDR that already allows its port adds nothing',
     in: [tcp(['10.0.0.0/8'], 0, 65535), tcp(['10.1.2.3'], 5)],
-    want: 'allow4 10.0.0.0/8 . 6 . 0-65535\niifname warren0'
+    want: 'allow4pi 10.0.0.0/8 . 6\niifname warren0'
   },
   {
-    name: 'a host inside a CIDR with other ports splits the CIDR',
-    in: [tcp(['10.0.0.0/30'], 22), tcp(['10.0.0.1'], 80)],
-    want: 'allow4 10.0.0.0 . 6 . 22\nallow4 10.0.0.1 . 6 . 22\nallow4 10.0.0.1 . 6 . 80\nallow4 10.0.0.2/31 . 6 . 22\niifname warren0'
+    name: 'a host inside a CIDR with other ports splits the CIDR; ranges rejoin',
+    in: [tcp(['10.0.0.0/29'], 22), tcp(['10.0.0.1'], 80)],
+    want: 'allow4 10.0.0.0 . 6 . 22\nallow4 10.0.0.1 . 6 . 22\nallow4 10.0.0.1 . 6 . 80\nallow4i 10.0.0.2-10.0.0.7 . 6 . 22\niifname warren0'
   },
   {
     name: 'host bits of a CIDR are ignored',
     in: [tcp(['100.64.0.77/24'], 22)],
-    want: 'allow4 100.64.0.0/24 . 6 . 22\niifname warren0'
+    want: 'allow4i 100.64.0.0/24 . 6 . 22\niifname warren0'
   },
   {
     name: 'ICMP and ICMPv6 ignore ports; TCP without ports allows nothing',
@@ -48,17 +58,17 @@ const cases: Array<{ name: string, in: FilterRule[], want: string }> = [
   {
     name: 'star means every IPv4 and IPv6 source',
     in: [{ srcs: ['*'], protos: [17], ports: [{ first: 53, last: 53 }] }],
-    want: 'allow4 0.0.0.0/0 . 17 . 53\nallow6 ::/0 . 17 . 53\niifname warren0'
+    want: 'allow4i 0.0.0.0/0 . 17 . 53\nallow6i ::/0 . 17 . 53\niifname warren0'
   },
   {
-    name: 'IPv6 peers, UDP and SCTP ports',
-    in: [{ srcs: ['fd7a:115c:a1e0::3/128', 'fd7a:115c:a1e0::4'], protos: [17, 132], ports: [{ first: 5000, last: 5010 }] }],
-    want: 'allow6 fd7a:115c:a1e0::3-fd7a:115c:a1e0::4 . 132 . 5000-5010\nallow6 fd7a:115c:a1e0::3-fd7a:115c:a1e0::4 . 17 . 5000-5010\niifname warren0'
+    name: 'IPv6 peers, UDP and SCTP port ranges',
+    in: [{ srcs: ['fd7a:115c:a1e0::3/128', 'fd7a:115c:a1e0::4'], protos: [17, 132], ports: [{ first: 5000, last: 5100 }] }],
+    want: 'allow6i fd7a:115c:a1e0::3 . 132 . 5000-5100\nallow6i fd7a:115c:a1e0::3 . 17 . 5000-5100\nallow6i fd7a:115c:a1e0::4 . 132 . 5000-5100\nallow6i fd7a:115c:a1e0::4 . 17 . 5000-5100\niifname warren0'
   },
   {
     name: 'rules repeated in another order give the same ruleset',
     in: [tcp(['100.64.0.3'], 22), tcp(['100.64.0.2'], 22), tcp(['100.64.0.3'], 22)],
-    want: 'allow4 100.64.0.2/31 . 6 . 22\niifname warren0'
+    want: 'allow4 100.64.0.2 . 6 . 22\nallow4 100.64.0.3 . 6 . 22\niifname warren0'
   }
 ]
 
@@ -104,42 +114,58 @@ t.test('the full table text', async t => {
   t.equal(body, `table inet warren {
   set allow4 {
     type ipv4_addr . inet_proto . inet_service
-    flags interval
     elements = {
       100.64.0.2 . 6 . 22
     }
   }
   set allow4p {
     type ipv4_addr . inet_proto
+  }
+  set allow4i {
+    type ipv4_addr . inet_proto . inet_service
+    flags interval
+  }
+  set allow4pi {
+    type ipv4_addr . inet_proto
     flags interval
   }
   set allow6 {
     type ipv6_addr . inet_proto . inet_service
-    flags interval
   }
   set allow6p {
     type ipv6_addr . inet_proto
-    flags interval
     elements = {
       fd7a::2 . 58
     }
+  }
+  set allow6i {
+    type ipv6_addr . inet_proto . inet_service
+    flags interval
+  }
+  set allow6pi {
+    type ipv6_addr . inet_proto
+    flags interval
   }
   chain mesh {
     ct state invalid drop
     ct direction reply ct state established,related accept
     ip saddr . meta l4proto . th dport @allow4 accept
     ip saddr . meta l4proto @allow4p accept
+    ip saddr . meta l4proto . th dport @allow4i accept
+    ip saddr . meta l4proto @allow4pi accept
     ip6 saddr . meta l4proto . th dport @allow6 accept
     ip6 saddr . meta l4proto @allow6p accept
+    ip6 saddr . meta l4proto . th dport @allow6i accept
+    ip6 saddr . meta l4proto @allow6pi accept
     drop
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;
-    iifname "warren0" jump mesh comment "warren ruleset v1"
+    iifname "warren0" jump mesh comment "warren ruleset v2"
   }
   chain forward {
     type filter hook forward priority filter - 10; policy accept;
-    iifname "warren0" jump mesh comment "warren ruleset v1"
+    iifname "warren0" jump mesh comment "warren ruleset v2"
   }
 }
 `)

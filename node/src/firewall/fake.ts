@@ -8,7 +8,7 @@
 import type { FilterRule } from '@warren/protocol'
 import {
   checkRulesetOptions, compileFilter, diffSets, elementMatches, emptySets, packetSource, parseElement,
-  RULESET_MARKER, SET_NAMES, type ParsedElement, type SetElements, type SetName
+  RULESET_MARKER, SET_NAMES, setHasPorts, type ParsedElement, type SetElements, type SetName
 } from './ruleset.js'
 import type { CommandResult, CommandRunner, Firewall, FirewallContext } from './types.js'
 
@@ -43,10 +43,11 @@ export function traceRuleset (state: RulesetState | undefined, p: TracePacket): 
   const src = packetSource(p.src)
   if (src === undefined) return 'drop'
   const fam = src.v6 ? '6' : '4'
-  const lookup = (set: SetName): boolean => parsed(set, state.sets[set]).some(el => elementMatches(el, src.v6, src.n, p.proto, p.dport))
-  // The port set is keyed by `th dport`; packets whose header has no port simply miss it.
-  if (p.dport !== undefined && lookup(`allow${fam}` as SetName)) return 'accept'
-  if (lookup(`allow${fam}p` as SetName)) return 'accept'
+  const lookup = (set: string): boolean => parsed(set as SetName, state.sets[set as SetName]).some(el => elementMatches(el, src.v6, src.n, p.proto, p.dport))
+  // Port sets are keyed by `th dport`; packets whose header has no port simply miss them.
+  for (const set of [`allow${fam}`, `allow${fam}p`, `allow${fam}i`, `allow${fam}pi`]) {
+    if ((p.dport !== undefined || !setHasPorts(set as SetName)) && lookup(set)) return 'accept'
+  }
   return 'drop'
 }
 

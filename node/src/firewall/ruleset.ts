@@ -6,12 +6,18 @@
  * (`filterAllows`, the reference that tests hold the generated ruleset to).
  *
  * The table judges only packets that arrive on the mesh interface. Allowed tuples live in
- * four interval sets with concatenated keys, so one packet costs at most two set lookups
+ * sets with concatenated keys, so a packet costs at most four set lookups per family,
  * whatever the number of rules:
- *   allow4 / allow6:   source address . protocol . destination port (TCP, UDP, SCTP, ...)
- *   allow4p / allow6p: source address . protocol (ICMP and other protocols without ports)
- * Elements are disjoint and merged (adjacent sources with the same ports become one range),
- * so the same filter always yields the same elements, whatever the order of its rules.
+ *   allow4 / allow6:     one source address . protocol . one destination port (hash)
+ *   allow4p / allow6p:   one source address . protocol, for any port or a portless protocol
+ *                        such as ICMP (hash)
+ *   allow4i / allow6i:   source range . protocol . port range (interval)
+ *   allow4pi / allow6pi: source range . protocol, any port or portless (interval)
+ * Peers are single addresses, so a mesh's elements mostly land in the hash sets, whose
+ * lookups and updates cost the same at 10 or 10,000 peers; interval sets (nft's pipapo,
+ * whose lookup and commit cost grows with their size) hold only CIDR sources and port
+ * ranges wider than EXPAND_PORTS. Elements are disjoint and canonical, so the same filter
+ * always yields the same elements, whatever the order of its rules.
  *
  * Semantics of a FilterRule as enforced here:
  * - `srcs`: IPv4/IPv6 addresses or CIDRs (host bits are ignored), or `*` for every address.
@@ -26,15 +32,23 @@ import { WarrenError, type FilterRule, type PortRange } from '@warren/protocol'
 /** PORT_PROTOCOLS are the IANA protocols whose header starts with source and destination ports. */
 export const PORT_PROTOCOLS: readonly number[] = [6, 17, 33, 132, 136] // tcp udp dccp sctp udplite
 
-/** SET_NAMES names Warren's four sets: per family, with and without a port field. */
-export const SET_NAMES = ['allow4', 'allow4p', 'allow6', 'allow6p'] as const
+/** SET_NAMES names Warren's sets: per family, with or without a port field, hash or interval. */
+export const SET_NAMES = ['allow4', 'allow4p', 'allow4i', 'allow4pi', 'allow6', 'allow6p', 'allow6i', 'allow6pi'] as const
+
+/** EXPAND_PORTS: a port range of at most this many ports from one address becomes hash elements. */
+export const EXPAND_PORTS = 16
+
+/** setHasPorts says whether a set's key ends with a destination port. */
+export function setHasPorts (set: SetName): boolean { return !set.slice(5).includes('p') }
+const setIsV6 = (set: SetName): boolean => set.startsWith('allow6')
+const setIsInterval = (set: SetName): boolean => set.endsWith('i')
 export type SetName = typeof SET_NAMES[number]
 
 /** SetElements holds each set's elements as canonical `nft` element text, sorted. */
 export type SetElements = Record<SetName, string[]>
 
 /** RULESET_MARKER tags the rule that hooks the mesh interface, so a read-back can recognise our layout. */
-export const RULESET_MARKER = 'warren ruleset v1'
+export const RULESET_MARKER = 'warren ruleset v2'
 
 /** RulesetOptions says where the ruleset lives and which interface it judges. */
 export interface RulesetOptions {
@@ -176,7 +190,9 @@ function disjointBlocks (blocks: Block[]): Block[] {
   const emit = (lo: bigint, hi: bigint, ports: Ports): void => {
     const key = keyOf(ports)
     const last = out[out.length - 1]
-    if (last !== undefined && last.key === key && last.hi + 1n === lo) last.hi = hi
+    // Stretches with the same ports join, except two single addresses: peers stay single,
+    // for the hash sets.
+    if (last !== undefined && last.key === key && last.hi + 1n === lo && (last.lo !== last.hi || lo !== hi)) last.hi = hi
     else out.push({ lo, hi, ports, key })
   }
   const stack: Block[] = [] // enclosing blocks, each with the union of its and its ancestors' ports
@@ -232,37 +248,41 @@ export function compileFilter (filter: FilterRule[]): SetElements {
       }
     })
   })
-  const sets = emptySets()
-  const sortable: Record<SetName, Array<{ lo: bigint, proto: number, port: number, text: string }>> = { allow4: [], allow4p: [], allow6: [], allow6p: [] }
+  const sortable = new Map<SetName, Array<{ lo: bigint, proto: number, port: number, text: string }>>(SET_NAMES.map(n => [n, []]))
   for (const g of groups.values()) {
     const hasPorts = PORT_PROTOCOLS.includes(g.proto)
-    const set: SetName = `allow${g.v6 ? 6 : 4}${hasPorts ? '' : 'p'}` as SetName
+    const fam = g.v6 ? '6' : '4'
     for (const b of disjointBlocks([...g.blocks.values()])) {
+      const single = b.lo === b.hi
       const src = formatAddrRange(g.v6, b.lo, b.hi)
-      if (!hasPorts) { sortable[set].push({ lo: b.lo, proto: g.proto, port: 0, text: `${src} . ${g.proto}` }); continue }
+      const add = (set: string, port: number, text: string): void => { sortable.get(set as SetName)!.push({ lo: b.lo, proto: g.proto, port, text }) }
+      const allPorts = b.ports.length === 1 && b.ports[0]![0] === 0 && b.ports[0]![1] === 65535
+      if (!hasPorts || allPorts) { add(`allow${fam}p${single ? '' : 'i'}`, 0, `${src} . ${g.proto}`); continue }
       for (const [first, last] of b.ports) {
-        sortable[set].push({ lo: b.lo, proto: g.proto, port: first, text: `${src} . ${g.proto} . ${first === last ? first : `${first}-${last}`}` })
+        if (single && last - first < EXPAND_PORTS) {
+          for (let port = first; port <= last; port++) add(`allow${fam}`, port, `${src} . ${g.proto} . ${port}`)
+        } else {
+          add(`allow${fam}i`, first, `${src} . ${g.proto} . ${first === last ? first : `${first}-${last}`}`)
+        }
       }
     }
   }
+  const sets = emptySets()
   for (const name of SET_NAMES) {
-    sets[name] = sortable[name].sort((a, b) => a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : a.proto - b.proto || a.port - b.port).map(e => e.text)
+    sets[name] = sortable.get(name)!.sort((a, b) => a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : a.proto - b.proto || a.port - b.port).map(e => e.text)
   }
   return sets
 }
 
 /** emptySets is the elements of a filter that allows nothing. */
 export function emptySets (): SetElements {
-  return { allow4: [], allow4p: [], allow6: [], allow6p: [] }
+  return Object.fromEntries(SET_NAMES.map(n => [n, []])) as unknown as SetElements
 }
 
 // ---------- rendering nft scripts ----------
 
-const SET_TYPES: Record<SetName, string> = {
-  allow4: 'ipv4_addr . inet_proto . inet_service',
-  allow4p: 'ipv4_addr . inet_proto',
-  allow6: 'ipv6_addr . inet_proto . inet_service',
-  allow6p: 'ipv6_addr . inet_proto'
+function setType (set: SetName): string {
+  return `${setIsV6(set) ? 'ipv6_addr' : 'ipv4_addr'} . inet_proto${setHasPorts(set) ? ' . inet_service' : ''}`
 }
 
 /** checkRulesetOptions refuses names nft would misread, before anything reaches nft. */
@@ -283,7 +303,8 @@ export function checkRulesetOptions (o: RulesetOptions): void {
 export function renderTableBody (sets: SetElements, o: RulesetOptions): string {
   const lines = [`table inet ${o.table} {`]
   for (const name of SET_NAMES) {
-    lines.push(`  set ${name} {`, `    type ${SET_TYPES[name]}`, '    flags interval')
+    lines.push(`  set ${name} {`, `    type ${setType(name)}`)
+    if (setIsInterval(name)) lines.push('    flags interval')
     if (sets[name].length > 0) lines.push(`    elements = {\n      ${sets[name].join(',\n      ')}\n    }`)
     lines.push('  }')
   }
@@ -293,10 +314,16 @@ export function renderTableBody (sets: SetElements, o: RulesetOptions): string {
     '    ct state invalid drop',
     '    ct direction reply ct state established,related accept',
     // Packets of flows a peer opened are judged every time, so revocation cuts them.
-    '    ip saddr . meta l4proto . th dport @allow4 accept',
-    '    ip saddr . meta l4proto @allow4p accept',
-    '    ip6 saddr . meta l4proto . th dport @allow6 accept',
-    '    ip6 saddr . meta l4proto @allow6p accept',
+    // Hash sets first: they hold most elements and cost one lookup each.
+    ...['ip', 'ip6'].flatMap(ip => {
+      const fam = ip === 'ip' ? '4' : '6'
+      return [
+        `    ${ip} saddr . meta l4proto . th dport @allow${fam} accept`,
+        `    ${ip} saddr . meta l4proto @allow${fam}p accept`,
+        `    ${ip} saddr . meta l4proto . th dport @allow${fam}i accept`,
+        `    ${ip} saddr . meta l4proto @allow${fam}pi accept`
+      ]
+    }),
     '    drop',
     '  }')
   for (const hook of ['input', 'forward']) {
@@ -360,8 +387,8 @@ export interface ParsedElement { v6: boolean, lo: bigint, hi: bigint, proto: num
 /** parseElement reads one canonical element text of the given set. */
 export function parseElement (set: SetName, text: string): ParsedElement {
   const parts = text.split(' . ')
-  const v6 = set.startsWith('allow6')
-  const withPorts = !set.endsWith('p')
+  const v6 = setIsV6(set)
+  const withPorts = setHasPorts(set)
   if (parts.length !== (withPorts ? 3 : 2)) throw new Error(`element "${text}" does not fit set ${set}`)
   const [addr, proto, port] = parts as [string, string, string | undefined]
   let range: AddrRange
@@ -425,7 +452,7 @@ export function parseKernelTable (json: string): KernelTable {
   for (const item of doc.nftables ?? []) {
     if (item.set !== undefined && (SET_NAMES as readonly string[]).includes(item.set.name)) {
       const name = item.set.name as SetName
-      const v6 = name.startsWith('allow6')
+      const v6 = setIsV6(name)
       const texts: string[] = []
       for (const raw of item.set.elem ?? []) {
         const el = raw?.elem?.val ?? raw
