@@ -125,6 +125,16 @@ t.test('an interface left by an earlier daemon is adopted with its peers', async
   t.same(mutating(sim.runner.calls), [], 'no new wireguard-go, no peer churn')
 })
 
+t.test('an interface deleted behind the adapter\'s back is recreated with all its peers', async t => {
+  const sim = simulateWireGuardSystem()
+  const wg = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const want = cfg([{ publicKey: a, allowedIps: ['100.64.0.2/32'] }, { publicKey: b, allowedIps: ['100.64.0.3/32'] }])
+  await wg.set(want)
+  sim.devices.delete(IF)
+  t.same(await wg.set(want), { interface: true, added: [a, b], updated: [], removed: [] })
+  t.equal(sim.dump(IF).length, 3, 'both peers are back')
+})
+
 t.test('a name taken by another kind of interface gives a clear error', async t => {
   const sim = simulateWireGuardSystem()
   sim.devices.set('eth0', { kind: 'veth', listenPort: 0, peers: new Map() })

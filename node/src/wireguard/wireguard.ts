@@ -115,10 +115,17 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
       throw new WarrenError('bad_config', `WireGuard config is for interface '${want.interfaceName}' but this adapter manages '${interfaceName}'`, { field: 'interfaceName' })
     }
     await up()
-    const current = await readDevice()
+    let current = await readDevice()
+    if (current === undefined) {
+      // Deleted behind our back (or wireguard-go died): make it again, with all peers.
+      backend = undefined
+      lastEndpoints.clear()
+      await up()
+      current = await readDevice()
+    }
     if (current === undefined) {
       backend = undefined
-      throw new WarrenError('wireguard_gone', `WireGuard interface ${interfaceName} disappeared while being configured; it will be recreated on the next apply`, { status: 500 })
+      throw new WarrenError('wireguard_gone', `WireGuard interface ${interfaceName} disappeared right after being created; is something deleting it?`, { status: 500 })
     }
     const plan = planWireGuard(current, want, lastEndpoints)
     for (const argv of wgSetCommands(interfaceName, plan)) {
