@@ -4,7 +4,7 @@ import { WebSocketServer, WebSocket } from 'ws'
 import {
   generateWireGuardKeyPair, verifyMessage, verifyWireGuardProof, registerSigningPayload, mapSigningPayload,
   REGISTER_DOMAIN, MAP_DOMAIN, PROTOCOL_VERSION,
-  type Node, type Peer, type RegisterRequest, type MapDelta, type MapHello, type Netmap
+  type Node, type Peer, type FilterRule, type RegisterRequest, type MapDelta, type MapHello, type Netmap
 } from '@warren/protocol'
 import { sendJson } from '../src/transport/index.js'
 
@@ -18,6 +18,8 @@ export interface FakeController {
   nodes: Map<string, Node>
   /** peers every node sees */
   peers: Peer[]
+  /** the inbound filter every node gets */
+  filter: FilterRule[]
   registrations: RegisterRequest[]
   hellos: MapHello[]
   sessions: () => number
@@ -45,7 +47,7 @@ export async function startFakeController (opts: { port?: number } = {}): Promis
   let sessionCount = 0
   let lastSessions = new Map<string, { session: string, seq: number }>()
 
-  const netmapFor = (n: Node): Netmap => ({ self: n, peers: fc.peers, filter: [], dns: { domain: 'warren.internal', magicDns: true } })
+  const netmapFor = (n: Node): Netmap => ({ self: n, peers: fc.peers, filter: fc.filter, dns: { domain: 'warren.internal', magicDns: true } })
 
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = []
@@ -112,6 +114,7 @@ export async function startFakeController (opts: { port?: number } = {}): Promis
     port,
     nodes,
     peers: [],
+    filter: [],
     registrations,
     hellos,
     sessions: () => sessionCount,

@@ -1,32 +1,34 @@
 import dgram from 'node:dgram'
 import { join } from 'node:path'
 import { WarrenError } from '@warren/protocol'
-import { createWireGuard } from '../wireguard/index.js'
-import { createRouter } from '../router/index.js'
+import { createWireGuard, type WireGuard } from '../wireguard/index.js'
+import { createRouter, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
-import { createEngine } from '../engine/index.js'
+import { createEngine, type Firewall, type DnsConfigurator } from '../engine/index.js'
 import type { CommandRunner } from '../runner/index.js'
 import type { DataPlane } from './data-plane.js'
 import type { DataPlaneContext } from './daemon.js'
 import { createMagicDns } from './magic-dns.js'
 
+/** DataPlaneAdapters are the parts a data plane drives: real ones, or the adapters' fakes in tests. */
+export interface DataPlaneAdapters {
+  wireguard: WireGuard
+  router: Router
+  firewall: Firewall
+  dns: DnsConfigurator & { close: () => Promise<void>, release: () => Promise<void> }
+  /** runs `ping` for LocalAPI pings */
+  runner: CommandRunner
+  /** freePort picks the WireGuard port (default: freeUdpPort) */
+  freePort?: (want: number) => Promise<number>
+}
+
 /**
- * createSystemDataPlane is the real data plane: the engine over wg/wireguard-go, ip,
- * nftables and MagicDNS, all through the one command runner.
+ * createEngineDataPlane is the DataPlane over an engine and its adapters. `release`
+ * stops only the DNS server: the interface, routes and firewall table stay (fail-closed).
  */
-export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<DataPlane> {
-  const { runner, interfaceName } = ctx
-  const wireguard = createWireGuard({ runner, interfaceName, mode: ctx.wireguardMode })
-  const router = createRouter({ runner, interfaceName })
-  const firewall = createNftablesFirewall({ runner })
-  const dns = createMagicDns({
-    runner,
-    interfaceName,
-    resolvConfBackupPath: join(ctx.stateDir, 'resolv.conf.warren-backup'),
-    ...(ctx.resolvConfPath !== undefined ? { resolvConfPath: ctx.resolvConfPath } : {}),
-    ...(ctx.magicDnsPort !== undefined ? { port: ctx.magicDnsPort } : {}),
-    logger: ctx.logger.child({ part: 'dns' })
-  })
+export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPlaneContext): DataPlane {
+  const { wireguard, router, firewall, dns, runner } = adapters
+  const { interfaceName } = ctx
   const engine = createEngine({ wireguard, router, firewall, dns })
   let listenPort: number | undefined
 
@@ -34,7 +36,7 @@ export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<Dat
   async function choosePort (): Promise<number> {
     const existing = await wireguard.status().catch(() => undefined)
     if (existing !== undefined && existing.listenPort > 0) return existing.listenPort
-    return await freeUdpPort(ctx.listenPort)
+    return await (adapters.freePort ?? freeUdpPort)(ctx.listenPort)
   }
 
   return {
@@ -52,6 +54,28 @@ export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<Dat
     },
     release: async () => { await dns.release() }
   }
+}
+
+/**
+ * createSystemDataPlane is the real data plane: the engine over wg/wireguard-go, ip,
+ * nftables and MagicDNS, all through the one command runner.
+ */
+export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<DataPlane> {
+  const { runner, interfaceName } = ctx
+  return createEngineDataPlane({
+    runner,
+    wireguard: createWireGuard({ runner, interfaceName, mode: ctx.wireguardMode }),
+    router: createRouter({ runner, interfaceName }),
+    firewall: createNftablesFirewall({ runner }),
+    dns: createMagicDns({
+      runner,
+      interfaceName,
+      resolvConfBackupPath: join(ctx.stateDir, 'resolv.conf.warren-backup'),
+      ...(ctx.resolvConfPath !== undefined ? { resolvConfPath: ctx.resolvConfPath } : {}),
+      ...(ctx.magicDnsPort !== undefined ? { port: ctx.magicDnsPort } : {}),
+      logger: ctx.logger.child({ part: 'dns' })
+    })
+  }, ctx)
 }
 
 /** freeUdpPort returns `want` if nothing on this host (namespace) uses it, else a free random port. */

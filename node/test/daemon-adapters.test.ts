@@ -1,0 +1,97 @@
+import t from 'tap'
+import { promises as fs, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import type { Netmap } from '@warren/protocol'
+import { startDaemon, type Daemon } from '../src/daemon/daemon.js'
+import { createEngineDataPlane } from '../src/daemon/system-data-plane.js'
+import { createFakeWireGuard } from '../src/wireguard/index.js'
+import { createFakeRouter } from '../src/router/index.js'
+import { createFakeFirewall } from '../src/firewall/index.js'
+import { createFakeCommandRunner } from '../src/runner/index.js'
+import { startFakeController, fakePeer } from './daemon-fake-controller.js'
+
+const KEY = `wrnauth-0123456789ab-${'c'.repeat(32)}`
+const IFACE = 'wgadapt0'
+
+async function until (what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
+
+/** fakeDns records what the daemon asks of MagicDNS. */
+function fakeDns () {
+  const d = { maps: [] as Netmap[], closed: 0, released: 0, serving: false }
+  return Object.assign(d, {
+    async set (nm: Netmap) { d.maps.push(nm); d.serving = true },
+    async close () { d.closed++; d.serving = false },
+    async release () { d.released++; d.serving = false }
+  })
+}
+
+t.test('with the adapters\' fakes: up configures all, a crash leaves all, a restart changes nothing, down removes all', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'warrend-adapters-'))
+  const ctl = await startFakeController()
+  ctl.peers = [fakePeer(2), fakePeer(3)]
+  ctl.filter = [{ srcs: ['100.64.1.2/32'], protos: [6], ports: [{ first: 22, last: 22 }] }]
+  const wireguard = createFakeWireGuard({ interfaceName: IFACE })
+  const router = createFakeRouter({ interfaceName: IFACE })
+  const firewall = createFakeFirewall()
+  const dns = fakeDns()
+  const runner = createFakeCommandRunner().on(/^ping /, { stdout: '64 bytes from 100.64.1.2: icmp_seq=1 ttl=64 time=0.42 ms\n' })
+  const daemons: Daemon[] = []
+  t.teardown(async () => {
+    for (const d of daemons) await d.close().catch(() => {})
+    await ctl.close()
+    await fs.rm(dir, { recursive: true, force: true })
+  })
+  const start = async (): Promise<Daemon> => {
+    const d = await startDaemon({
+      stateDir: join(dir, 'state'), socketPath: join(dir, 'd.sock'), interfaceName: IFACE, wireguardMode: 'userspace',
+      logger: pino({ level: 'silent' }), transport: ctl.transport, endpoints: () => [], backoff: { minMs: 10, maxMs: 50 },
+      dataPlane: ctx => createEngineDataPlane({ wireguard, router, firewall, dns, runner, freePort: async want => want }, ctx)
+    })
+    daemons.push(d)
+    return d
+  }
+  const ssh = { iif: IFACE, family: 4 as const, src: '100.64.1.2', proto: 6, dport: 22 }
+  const other = { ...ssh, src: '100.64.1.3' }
+
+  const d1 = await start()
+  await d1.up({ controller: 'https://ctl.test:8443', authKey: KEY, hostname: 'laptop' })
+  await until('Running', async () => (await d1.status()).backendState === 'Running')
+  const self = (await d1.status()).self!
+  t.same(wireguard.device()!.peers.map(p => p.publicKey).sort(), ctl.peers.map(p => p.wgKey).sort(), 'WireGuard has both peers')
+  t.equal(wireguard.device()!.listenPort, 41641, 'on the default listen port')
+  t.ok(router.state()!.addresses.includes(`${self.ipv4}/32`), 'the mesh address is on the interface')
+  t.equal(firewall.trace(ssh), 'accept', 'the filter lets the allowed peer in')
+  t.equal(firewall.trace(other), 'drop', 'and drops everything else from the mesh')
+  t.equal(dns.maps.at(-1)!.peers.length, 2, 'MagicDNS follows the map')
+  t.equal((await d1.ping('peer2')).latencyMs, 0.42)
+  t.same(runner.matching(/^ping /)[0]!.argv, ['ping', '-c', '1', '-W', '2', '100.64.1.2'])
+
+  // A crash: the process goes away without `down`.
+  await d1.close()
+  t.ok(wireguard.isUp, 'the interface survives the daemon')
+  t.ok(router.state()!.addresses.includes(`${self.ipv4}/32`), 'so do its addresses')
+  t.equal(firewall.trace(other), 'drop', 'and the firewall still drops (fail-closed)')
+  t.same([dns.released, dns.closed], [1, 0], 'MagicDNS stopped serving but the resolver was not restored')
+
+  const wgChanges = wireguard.history.length
+  const d2 = await start()
+  t.equal((await d2.status()).backendState, 'Running', 'back from the saved map')
+  const restored = wireguard.history.slice(wgChanges)
+  t.ok(restored.length >= 1 && restored.every(c => !c.interface && c.added.length === 0 && c.removed.length === 0 && c.updated.length === 0), 'reconciling the saved map touched no WireGuard peer')
+  t.ok(dns.serving, 'MagicDNS serves again')
+
+  await d2.down()
+  t.notOk(wireguard.isUp, 'down removes the interface')
+  t.same([router.state()?.addresses ?? [], router.state()?.routes ?? []], [[], []], 'and its addresses and routes')
+  t.equal(firewall.dump(), '', 'and the firewall table')
+  t.equal(firewall.trace(other), 'untouched', 'so mesh traffic is no longer judged')
+  t.equal(dns.closed, 1, 'and restores the resolver')
+})
