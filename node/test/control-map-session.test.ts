@@ -7,6 +7,7 @@ import {
 } from '@warren/protocol'
 import { createMapSession, type NetmapUpdate, type MapSession } from '../src/control/map-session.js'
 import { createBackoff } from '../src/control/backoff.js'
+import { until } from './daemon-fake-controller.js'
 
 function peer (n: number): Peer {
   return {
@@ -49,14 +50,6 @@ async function fakeMapServer (t: { teardown(fn: () => void): void }, onHello: (w
 }
 
 const send = (ws: WebSocket, m: ServerMessage): void => ws.send(JSON.stringify(m))
-
-async function until (what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-}
 
 function collect (s: MapSession): NetmapUpdate[] {
   const got: NetmapUpdate[] = []

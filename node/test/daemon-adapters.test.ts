@@ -10,18 +10,10 @@ import { createFakeWireGuard } from '../src/wireguard/index.js'
 import { createFakeRouter } from '../src/router/index.js'
 import { createFakeFirewall } from '../src/firewall/index.js'
 import { createFakeCommandRunner } from '../src/runner/index.js'
-import { startFakeController, fakePeer } from './daemon-fake-controller.js'
+import { startFakeController, fakePeer, until } from './daemon-fake-controller.js'
 
 const KEY = `wrnauth-0123456789ab-${'c'.repeat(32)}`
 const IFACE = 'wgadapt0'
-
-async function until (what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}
 
 /** fakeDns records what the daemon asks of MagicDNS. */
 function fakeDns () {

@@ -31,6 +31,15 @@ export interface FakeController {
   close: () => Promise<void>
 }
 
+/** until polls a condition every 10 ms and fails with `what` after `ms`. */
+export async function until (what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
+
 export function fakePeer (n: number): Peer {
   return {
     id: `peer${n}`, name: `peer${n}`, fqdn: `peer${n}.warren.internal`, user: 'alice', tags: n % 2 === 0 ? ['tag:db'] : [],

@@ -7,20 +7,12 @@ import { pino } from 'pino'
 import { wireGuardPublicKey, type LocalUpRequest } from '@warren/protocol'
 import { startDaemon, type Daemon, type DaemonInit } from '../src/daemon/daemon.js'
 import { createFakeDataPlane, type FakeDataPlane } from '../src/daemon/data-plane.js'
-import { startFakeController, fakePeer, type FakeController } from './daemon-fake-controller.js'
+import { startFakeController, fakePeer, until, type FakeController } from './daemon-fake-controller.js'
 
 const GOOD_KEY = `wrnauth-0123456789ab-${'c'.repeat(32)}`
 const EXPIRED_KEY = `wrnauth-aaaaaaaaaaaa-${'c'.repeat(32)}`
 const PENDING_KEY = `wrnauth-bbbbbbbbbbbb-${'c'.repeat(32)}`
 const CONTROLLER = 'https://controller.test:8443'
-
-async function until (what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}
 
 interface Rig {
   stateDir: string
