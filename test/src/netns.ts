@@ -121,13 +121,17 @@ function installExitHook (): void {
   process.on('exit', () => { for (const ns of live) killNamespaceSync(ns) })
   // A test runner's timeout ends the process with a signal, which skips 'exit':
   // clean up, then die of the same signal as we would have.
+  // When others listen too (a test runner does), they decide how the process ends.
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    if (process.listenerCount(sig) > 0) continue
-    process.once(sig, () => {
+    const onSignal = (): void => {
       for (const ns of live) killNamespaceSync(ns)
       live.clear()
-      process.kill(process.pid, sig)
-    })
+      if (process.listenerCount(sig) === 1) {
+        process.removeListener(sig, onSignal)
+        process.kill(process.pid, sig)
+      }
+    }
+    process.on(sig, onSignal)
   }
 }
 
