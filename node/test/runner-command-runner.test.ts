@@ -21,6 +21,15 @@ t.test('a failed command throws a CommandError naming argv, exit code and stderr
   t.match(err.message, /^`sh -c 'echo "RTNETLINK answers: Operation not supported" >&2; exit 2'` failed \(exit 2\): RTNETLINK answers: Operation not supported$/)
 })
 
+t.test('onCommand sees argv, exit code and time, never the input', async t => {
+  const events: unknown[] = []
+  const run = createCommandRunner({ onCommand: e => events.push(e) })
+  await run.run(['cat'], { input: 'secret-key' })
+  await run.run(['sh', '-c', 'exit 4'], { allowFail: true })
+  t.match(events, [{ argv: ['cat'], exitCode: 0, durationMs: Number }, { argv: ['sh', '-c', 'exit 4'], exitCode: 4 }])
+  t.notMatch(JSON.stringify(events), /secret-key/)
+})
+
 t.test('allowFail returns the failure instead of throwing', async t => {
   const r = await createCommandRunner().run(['sh', '-c', 'exit 3'], { allowFail: true })
   t.equal(r.exitCode, 3)

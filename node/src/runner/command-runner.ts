@@ -35,6 +35,16 @@ export interface CommandRunnerOptions {
   netns?: string
   /** kill a command that runs longer than this; default 60 s */
   timeoutMs?: number
+  /** called after every command, for debug logs and metrics; never sees stdin or stdout */
+  onCommand?: (event: CommandEvent) => void
+}
+
+/** CommandEvent describes one finished command without its input or output. */
+export interface CommandEvent {
+  argv: string[]
+  exitCode: number
+  durationMs: number
+  netns?: string
 }
 
 /** formatArgv shows an argv the way a person would type it into a shell. */
@@ -75,6 +85,7 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
     async run (argv, runOpts = {}) {
       if (argv.length === 0) throw new WarrenError('command_failed', 'empty command: nothing to run', { status: 500 })
       const full = [...prefix, ...argv]
+      const started = performance.now()
       const r = await execa(full[0]!, full.slice(1), {
         input: runOpts.input ?? '',
         reject: false,
@@ -97,6 +108,7 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
           stderr = (r.signal !== undefined ? `killed by ${r.signal}` : (r.shortMessage ?? 'did not run')) + (stderr === '' ? '' : `; ${stderr}`)
         }
       }
+      opts.onCommand?.({ argv: [...argv], exitCode, durationMs: performance.now() - started, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) })
       if (exitCode !== 0 && runOpts.allowFail !== true) {
         throw new CommandError(argv, exitCode, stderr, { netns: opts.netns })
       }
