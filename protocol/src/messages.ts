@@ -297,6 +297,82 @@ export type ApiKeyList = Static<typeof ApiKeyList>
 export const AuditList = Obj({ entries: Type.Array(AuditEntry) })
 export type AuditList = Static<typeof AuditList>
 
+// ---------- policy admin API (/v1/policy) ----------
+
+/** PolicyText is a policy file (HuJSON) as sent to or from the controller. */
+export const PolicyText = Str(512 * 1024)
+const PolicyLine = Str(4000)
+
+/** PolicyVersionInfo is one entry of the policy's history; version 0 is the built-in allow-all. */
+export const PolicyVersionInfo = Obj({
+  version: Type.Integer({ minimum: 0 }),
+  actor: Str(200),
+  time: Timestamp,
+  message: Str(1000)
+})
+export type PolicyVersionInfo = Static<typeof PolicyVersionInfo>
+
+export const PolicyInfo = Obj({
+  version: Type.Integer({ minimum: 0 }),
+  actor: Str(200),
+  time: Timestamp,
+  message: Str(1000),
+  text: PolicyText
+})
+export type PolicyInfo = Static<typeof PolicyInfo>
+
+export const PolicyHistory = Obj({ versions: Type.Array(PolicyVersionInfo) })
+export type PolicyHistory = Static<typeof PolicyHistory>
+
+export const SetPolicyRequest = Obj({ text: PolicyText, message: Type.Optional(Str(1000)) })
+export type SetPolicyRequest = Static<typeof SetPolicyRequest>
+
+export const RollbackPolicyRequest = Obj({ version: Type.Integer({ minimum: 0 }), message: Type.Optional(Str(1000)) })
+export type RollbackPolicyRequest = Static<typeof RollbackPolicyRequest>
+
+/** SetPolicyResponse: the new version and any warnings (users that do not exist yet). */
+export const SetPolicyResponse = Obj({ version: Type.Integer({ minimum: 0 }), warnings: Type.Array(PolicyLine) })
+export type SetPolicyResponse = Static<typeof SetPolicyResponse>
+
+/** PolicyCheckRequest: `text` to check; without it, the policy in force (for `test`). */
+export const PolicyCheckRequest = Obj({ text: Type.Optional(PolicyText) })
+export type PolicyCheckRequest = Static<typeof PolicyCheckRequest>
+
+/** PolicyCheckResponse lists every problem as `line:column: what (suggestion)`. */
+export const PolicyCheckResponse = Obj({ ok: Type.Boolean(), errors: Type.Array(PolicyLine), warnings: Type.Array(PolicyLine) })
+export type PolicyCheckResponse = Static<typeof PolicyCheckResponse>
+
+export const PolicyDiffRequest = Obj({ text: PolicyText })
+export type PolicyDiffRequest = Static<typeof PolicyDiffRequest>
+
+/** PolicyAccess is one (source, destination, protocols, ports) by name, as `diff` shows it. */
+export const PolicyAccess = Obj({
+  kind: Type.Union([Type.Literal('identity'), Type.Literal('node')]),
+  src: Str(300),
+  dst: Str(300),
+  proto: Str(200),
+  ports: Str(4000)
+})
+export type PolicyAccess = Static<typeof PolicyAccess>
+
+export const PolicyDiffResponse = Obj({ gained: Type.Array(PolicyAccess), lost: Type.Array(PolicyAccess) })
+export type PolicyDiffResponse = Static<typeof PolicyDiffResponse>
+
+export const PolicyExplainRequest = Obj({
+  src: Str(300, { minLength: 1 }),
+  dst: Str(300, { minLength: 1 }),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  proto: Type.Optional(Str(20))
+})
+export type PolicyExplainRequest = Static<typeof PolicyExplainRequest>
+
+export const PolicyExplainResponse = Obj({
+  allowed: Type.Boolean(),
+  rules: Type.Array(Obj({ index: Type.Integer(), line: Type.Integer(), text: Str(20000) })),
+  message: Str(100000)
+})
+export type PolicyExplainResponse = Static<typeof PolicyExplainResponse>
+
 // ---------- LocalAPI (CLI and SDK to the daemon, over its Unix socket) ----------
 
 /** BackendState is where the daemon stands, as `warren status` shows it. */

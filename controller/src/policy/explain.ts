@@ -1,7 +1,7 @@
 import type { FilterRule } from '@warren/protocol'
 import { ALL_V4, ALL_V6, hostCidr } from './addr.js'
 import { createPolicyEngine } from './compile.js'
-import { checkCompiled, compilePolicy, destinationMatches, protoNumber, resolveSubject, type CheckOptions, type CompiledPolicy, type Subject } from './evaluate.js'
+import { checkCompiled, compilePolicy, destinationMatches, protoNumber, resolveSubject, subjectKeys, type CheckOptions, type CompiledPolicy, type Subject } from './evaluate.js'
 import { PolicyError } from './errors.js'
 import { mergeRanges } from './filter.js'
 import { ALL_PORTS, PORT_PROTOS, PROTO_NAMES, parsePolicy, type ParseResult } from './parse.js'
@@ -197,8 +197,9 @@ function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): str
   return [...out].sort()
 }
 
-/** resolveSubjectLenient: a tag or host that one side of a diff lacks is an identity that matches nothing. */
+/** resolveSubjectLenient: a tag that one side of a diff lacks still names tagged nodes; a missing host names nothing. */
 function resolveSubjectLenient (cp: CompiledPolicy, name: string): Subject {
+  if (name.startsWith('tag:')) return { label: name, keys: subjectKeys(cp, undefined, [name], []), addrs: [] }
   try {
     return resolveSubject(cp, name)
   } catch {

@@ -1,8 +1,8 @@
 /**
  * The access policy engine: Tailscale-style HuJSON policies, parsed with exact
  * line:column errors, checked on identities, and compiled per node into peers and an
- * inbound packet filter. Everything here is pure (no I/O), so the controller, the map
- * server and the CLI share it.
+ * inbound packet filter. All but the service and routes is pure (no I/O), so the
+ * controller, the map server and the CLI share it.
  *
  * API
  * - parsePolicy(text, {users?}) -> {policy?, errors: PolicyError[], warnings: PolicyError[]}
@@ -19,6 +19,11 @@
  * - runTests(policy, users) -> PolicyError[] (one per failed expectation)
  * - diff(oldPolicy, newPolicy, nodes, users) -> {gained, lost}: Access {kind, src, dst, proto, ports}
  * - tagOwnersAllow(policy, user, tag) -> boolean, for node registration.
+ * - policyServiceFor(state) -> PolicyService: versions in the store, set/rollback (checked
+ *   whole, applied whole), history, check, diff, explain, one engine kept in step
+ *   (onChange(ids) for the map server); installs state.tagOwnersAllow.
+ * - policyRoutes(service?) -> ControllerPlugin for /v1/policy (get, set, history,
+ *   rollback, check, diff, explain).
  *
  * @example
  * const { policy, errors } = parsePolicy(text, { users })
@@ -34,6 +39,8 @@ export { createPolicyEngine, type PolicyEngine, type NodeChange } from './compil
 export { check, type CheckResult, type CheckOptions } from './evaluate.js'
 export { explain, runTests, validatePolicy, diff, tagOwnersAllow, protoName, portsText, type ExplainResult, type Access, type PolicyDiff } from './explain.js'
 export { buildFilter, filterAllows, mergeRanges } from './filter.js'
+export { createPolicyService, policyServiceFor, POLICY_PREFIX, type PolicyService } from './service.js'
+export { policyRoutes } from './routes.js'
 export type { Policy, PolicyNode, PolicyUser, PolicyIdentity, PolicyRule, PolicyTest, PortRange, Selector, SourcePos } from './types.js'
 
 import { parsePolicy, DEFAULT_POLICY_TEXT } from './parse.js'

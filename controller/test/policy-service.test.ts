@@ -1,0 +1,110 @@
+import t from 'tap'
+import { testController } from './helpers.js'
+import { policyRoutes, policyServiceFor, DEFAULT_POLICY_TEXT } from '../src/policy/index.js'
+
+const GOOD = `{
+  // engineers reach the web tier
+  "groups": { "group:eng": ["alice@", "zed@"] },
+  "tagOwners": { "tag:web": ["group:eng"] },
+  "acls": [ { "action": "accept", "src": ["group:eng"], "dst": ["tag:web:443"] } ],
+  "tests": [ { "src": "alice@", "accept": ["tag:web:443"], "deny": ["tag:web:22"] } ],
+}`
+
+t.test('policy API: get, set (whole or not at all), history, rollback, and it survives a restart', async t => {
+  let tc = await testController(t, { app: { plugins: [policyRoutes()] } })
+  await tc.state.createUser({ name: 'alice', email: 'alice@example.com' }, 'test')
+  const call = async (method: 'GET' | 'PUT' | 'POST', url: string, payload?: object) => {
+    const res = await tc.admin.inject({ method, url, ...(payload === undefined ? {} : { payload }) })
+    return { status: res.statusCode, body: res.json() }
+  }
+
+  let r = await call('GET', '/v1/policy')
+  t.equal(r.status, 200)
+  t.equal(r.body.version, 0, 'no policy set: the built-in default')
+  t.equal(r.body.text, DEFAULT_POLICY_TEXT)
+
+  r = await call('PUT', '/v1/policy', { text: '{\n  "acls": [\n    {"action": "deny", "src": ["group:nope"], "dst": ["*:*"]}\n  ]\n}' })
+  t.equal(r.status, 400)
+  t.equal(r.body.error.code, 'policy_invalid')
+  t.equal(r.body.error.message, 'the policy was not applied:\n3:16: action must be "accept" (rules only allow; everything else is denied)\n3:32: group group:nope is not defined in "groups"')
+
+  r = await call('PUT', '/v1/policy', { text: GOOD.replace('"deny": ["tag:web:22"]', '"deny": ["tag:web:443"]') })
+  t.equal(r.status, 400)
+  t.equal(r.body.error.code, 'policy_tests_failed')
+  t.match(r.body.error.message, /6:69: test 1: alice@ -> tag:web:443\/tcp expected deny but is allowed by rule 1 \(line 5\)/)
+  t.equal((await call('GET', '/v1/policy')).body.version, 0, 'a rejected policy changes nothing')
+
+  r = await call('PUT', '/v1/policy', { text: GOOD, message: 'web tier only' })
+  t.equal(r.status, 200)
+  t.same(r.body, { version: 1, warnings: ['3:39: user zed@ does not exist yet; rules naming it match no device until that user is created'] })
+  r = await call('GET', '/v1/policy')
+  t.match(r.body, { version: 1, text: GOOD, actor: 'local-admin', message: 'web tier only' })
+  t.ok(tc.state.tagOwnersAllow('alice', 'tag:web'), 'tagOwners now let alice tag her nodes tag:web')
+  t.notOk(tc.state.tagOwnersAllow('bob', 'tag:web'))
+
+  r = await call('PUT', '/v1/policy', { text: '{"acls": []}', message: 'lock down' })
+  t.equal(r.body.version, 2)
+  r = await call('POST', '/v1/policy/rollback', { version: 1 })
+  t.same(r.body.version, 3)
+  t.equal((await call('GET', '/v1/policy')).body.text, GOOD, 'rollback brings back the old text as a new version')
+  r = await call('POST', '/v1/policy/rollback', { version: 99 })
+  t.equal(r.status, 404)
+  t.equal(r.body.error.code, 'policy_version_not_found')
+  r = await call('GET', '/v1/policy/history')
+  t.same(r.body.versions.map((v: { version: number, message: string }) => [v.version, v.message]), [[3, 'rollback to v1'], [2, 'lock down'], [1, 'web tier only']])
+  t.same(tc.state.listAudit().filter(e => e.action === 'policy.set').map(e => [e.actor, e.target, e.detail]),
+    [['local-admin', 'policy v1', { message: 'web tier only' }], ['local-admin', 'policy v2', { message: 'lock down' }], ['local-admin', 'policy v3', { message: 'rollback to v1' }]],
+    'every change is in the audit log')
+
+  r = await call('PUT', '/v1/policy', { text: GOOD, extra: 1 })
+  t.equal(r.status, 400, 'unknown fields are refused')
+
+  tc = await tc.reopen()
+  r = await call('GET', '/v1/policy')
+  t.match(r.body, { version: 3, text: GOOD }, 'the policy in force survives a restart')
+})
+
+t.test('policy API: check, test, diff and explain change nothing', async t => {
+  const tc = await testController(t, { app: { plugins: [policyRoutes()] } })
+  await tc.state.createUser({ name: 'alice', email: 'alice@example.com' }, 'test')
+  const call = async (url: string, payload: object) => (await tc.admin.inject({ method: 'POST', url, payload })).json()
+
+  let r = await call('/v1/policy/check', { text: '{"acls": [{"action": "accept", "src": ["alice"], "dst": ["*:*"]}]}' })
+  t.same(r, { ok: false, errors: ['1:40: "alice" is not a known alias: not a host in "hosts", a user (alice@), group:, tag:, autogroup: or an IP/CIDR (did you mean alice@?)'], warnings: [] })
+  r = await call('/v1/policy/check', { text: GOOD })
+  t.same(r, { ok: true, errors: [], warnings: ['3:39: user zed@ does not exist yet; rules naming it match no device until that user is created'] })
+  r = await call('/v1/policy/check', {})
+  t.same(r, { ok: true, errors: [], warnings: [] }, 'without text: the policy in force (warren admin policy test)')
+
+  r = await call('/v1/policy/diff', { text: GOOD })
+  t.ok(r.lost.some((a: { src: string, dst: string }) => a.src === 'alice@' && a.dst === 'alice@'), 'leaving allow-all loses alice -> alice')
+  t.same(r.gained, [], 'allow-all already allowed everything')
+
+  r = await call('/v1/policy/explain', { src: 'alice@', dst: 'alice@', port: 22 })
+  t.match(r, { allowed: true, rules: [{ index: 0 }] })
+  r = await call('/v1/policy/explain', { src: 'tag:nope', dst: 'alice@', port: 22 })
+  t.equal(r.error.code, 'policy_bad_identity')
+  t.equal((await tc.admin.inject({ method: 'GET', url: '/v1/policy' })).json().version, 0)
+})
+
+t.test('the engine follows policy and user changes and reports the nodes it touched', async t => {
+  const tc = await testController(t, { app: { plugins: [policyRoutes()] } })
+  const service = await policyServiceFor(tc.state)
+  const seen: string[][] = []
+  service.onChange(ids => seen.push([...ids].sort()))
+  service.engine.setNodes([
+    { id: 'a', name: 'a', user: 'alice', tags: [], ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0::1' },
+    { id: 'w', name: 'w', tags: ['tag:web'], ipv4: '100.64.0.2', ipv6: 'fd7a:115c:a1e0::2' },
+    { id: 'b', name: 'b', user: 'bob', tags: [], ipv4: '100.64.0.3', ipv6: 'fd7a:115c:a1e0::3' }
+  ])
+  await service.set(`{
+    "groups": { "group:eng": ["alice@example.com"] },
+    "tagOwners": { "tag:web": ["group:eng"] },
+    "acls": [ { "action": "accept", "src": ["group:eng"], "dst": ["tag:web:443"] } ],
+  }`, 'test')
+  t.same(seen, [['a', 'b', 'w']], 'everyone loses allow-all')
+  t.same([...service.engine.peersOf('a')], [], 'alice@example.com is nobody until that user exists')
+  await tc.state.createUser({ name: 'alice', email: 'alice@example.com' }, 'test')
+  t.same(seen[1], ['a', 'w'], 'creating the user resolves the email: alice reaches web')
+  t.same([...service.engine.peersOf('a')], ['w'])
+})
