@@ -1,6 +1,7 @@
 import t from 'tap'
 import { testController } from './helpers.js'
 import { policyRoutes, policyServiceFor, DEFAULT_POLICY_TEXT } from '../src/policy/index.js'
+import type { MapPolicy } from '../src/map/types.js'
 
 const GOOD = `{
   // engineers reach the web tier
@@ -107,4 +108,8 @@ t.test('the engine follows policy and user changes and reports the nodes it touc
   await tc.state.createUser({ name: 'alice', email: 'alice@example.com' }, 'test')
   t.same(seen[1], ['a', 'w'], 'creating the user resolves the email: alice reaches web')
   t.same([...service.engine.peersOf('a')], ['w'])
+  await tc.state.createUser({ name: 'bob' }, 'test')
+  t.equal(seen.length, 2, 'a user the policy does not name by email changes nothing')
+  const forMap: MapPolicy = service.engine
+  t.ok(forMap, 'the engine is what the map server takes')
 })

@@ -5,6 +5,7 @@ import { PolicyError } from './errors.js'
 import { diff, explain, runTests, tagOwnersAllow, type ExplainResult, type PolicyDiff } from './explain.js'
 import { DEFAULT_POLICY_TEXT, parsePolicy } from './parse.js'
 import type { Policy, PolicyNode, PolicyUser } from './types.js'
+import { createUserDirectory } from './users.js'
 
 /** POLICY_PREFIX is where policy versions live in the store: `policy!<version, 12 digits>`. */
 export const POLICY_PREFIX = 'policy!'
@@ -64,7 +65,15 @@ export async function createPolicyService (state: ControllerState): Promise<Poli
     return tagOwnersAllow(policy, user === undefined ? userName : (user.email === undefined ? { name: user.name } : { name: user.name, email: user.email }), tag)
   }
 
-  const onUsers = (): void => { notify(engine.setPolicy(policy, users())) }
+  // A user change matters only when it changes whom an email in the policy names
+  // (`name@` never depends on which users exist), so most user changes cost nothing.
+  let resolved = emailResolution(policy, users())
+  const onUsers = (): void => {
+    const now = emailResolution(policy, users())
+    if (now === resolved) return
+    resolved = now
+    notify(engine.setPolicy(policy, users()))
+  }
   state.events.on('user-upserted', onUsers)
   state.events.on('user-removed', onUsers)
 
@@ -93,6 +102,7 @@ export async function createPolicyService (state: ControllerState): Promise<Poli
     versions.push(record)
     active = record
     policy = checked.policy
+    resolved = emailResolution(policy, users())
     notify(engine.setPolicy(policy, users()))
     return { version, warnings: checked.warnings }
   })
@@ -133,6 +143,17 @@ export async function createPolicyService (state: ControllerState): Promise<Poli
       listeners.clear()
     }
   }
+}
+
+/** emailResolution lists which user each email in the policy's groups and rules names. */
+function emailResolution (policy: Policy, users: readonly PolicyUser[]): string {
+  const dir = createUserDirectory(users)
+  const emails = new Set<string>()
+  for (const g of policy.groups.values()) for (const m of g.members) if (!m.endsWith('@')) emails.add(m)
+  for (const r of policy.acls) {
+    for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user' && !s.selector.token.endsWith('@')) emails.add(s.selector.token)
+  }
+  return [...emails].sort().map(e => `${e}=${dir.resolve(e).name}`).join(' ')
 }
 
 const services = new WeakMap<ControllerState, Promise<PolicyService>>()
