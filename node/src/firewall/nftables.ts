@@ -47,7 +47,7 @@ export interface NftablesFirewall extends Firewall {
 interface Applied { interfaceName: string, sets: SetElements }
 
 function sameSets (a: SetElements, b: SetElements): boolean {
-  return SET_NAMES.every(n => a[n].length === b[n].length && a[n].every((e, i) => e === b[n][i]))
+  return diffSets(a, b).size === 0
 }
 
 function firstLines (text: string): string {
