@@ -1,11 +1,12 @@
 import t from 'tap'
+import dgram from 'node:dgram'
 import { promises as fs, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import type { Netmap } from '@warren/protocol'
 import { startDaemon, type Daemon } from '../src/daemon/daemon.js'
-import { createEngineDataPlane } from '../src/daemon/system-data-plane.js'
+import { createEngineDataPlane, freeUdpPort, pingOnce } from '../src/daemon/system-data-plane.js'
 import { createFakeWireGuard } from '../src/wireguard/index.js'
 import { createFakeRouter } from '../src/router/index.js'
 import { createFakeFirewall } from '../src/firewall/index.js'
@@ -86,4 +87,24 @@ t.test('with the adapters\' fakes: up configures all, a crash leaves all, a rest
   t.equal(firewall.dump(), '', 'and the firewall table')
   t.equal(firewall.trace(other), 'untouched', 'so mesh traffic is no longer judged')
   t.equal(dns.closed, 1, 'and restores the resolver')
+})
+
+t.test('the WireGuard port is the wanted one when free, else a random free one', async t => {
+  const taken = dgram.createSocket('udp4')
+  await new Promise<void>(resolve => taken.bind(0, '0.0.0.0', resolve))
+  t.teardown(() => taken.close())
+  const busy = taken.address().port
+  const got = await freeUdpPort(busy)
+  t.not(got, busy, 'a taken port is not used')
+  t.ok(got > 0)
+  const free = await freeUdpPort(got)
+  t.equal(free, got, 'a free port is kept')
+})
+
+t.test('ping reports the round trip, or says there was no reply', async t => {
+  const runner = createFakeCommandRunner()
+    .on(/100\.64\.0\.2$/, { stdout: '64 bytes from 100.64.0.2: icmp_seq=1 ttl=64 time=1.73 ms\n' })
+    .on(/100\.64\.0\.9$/, { exitCode: 1, stdout: '1 packets transmitted, 0 received, 100% packet loss\n' })
+  t.equal(await pingOnce(runner, '100.64.0.2'), 1.73)
+  await t.rejects(pingOnce(runner, '100.64.0.9'), /no reply within 2 s/)
 })
