@@ -3,11 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import {
-  PROTOCOL_VERSION, REGISTER_DOMAIN, parseCredential, generateMachineKeyPair, generateWireGuardKeyPair,
-  registerSigningPayload, signMessage, wireGuardProof, type ControllerInfo, type Node, type RegisterRequest
-} from '@warren/protocol'
-import { createControllerTransport } from '@warren/node'
+import { parseCredential, generateMachineKeyPair, generateWireGuardKeyPair, type Node } from '@warren/protocol'
+import { createControllerTransport, registerNode } from '@warren/node'
 
 /** WARREN_BIN is the compiled CLI main, run the way `npx warren` runs it. */
 export const WARREN_BIN = fileURLToPath(new URL('../src/bin/warren.js', import.meta.url))
@@ -83,25 +80,19 @@ export async function serveController (t: Scope, opts: { stateDir?: string, args
 }
 
 /**
- * joinNode registers a fresh node with an auth key over the real machine API (signed,
- * with proof of its WireGuard key), as a daemon would, trusting the pin in the key.
+ * joinNode registers a fresh node with an auth key over the real machine API, as a
+ * daemon would, trusting the pin in the key.
  */
 export async function joinNode (ctl: { url: string }, authKey: string, hostname: string): Promise<Node> {
   const transport = createControllerTransport({ url: ctl.url, fingerprint: parseCredential(authKey, 'auth').fingerprint! })
   try {
-    const info = (await transport.request<ControllerInfo>('GET', '/v1/machine/key')).body
-    const machine = generateMachineKeyPair()
-    const wg = generateWireGuardKeyPair()
-    const unsigned = { version: PROTOCOL_VERSION, authKey, machineKey: machine.publicKey, wgKey: wg.publicKey, hostname, timestamp: Date.now() }
-    const payload = registerSigningPayload(unsigned)
-    const req: RegisterRequest = {
-      ...unsigned,
-      signature: signMessage(machine.secretKey, REGISTER_DOMAIN, payload),
-      wgProof: wireGuardProof(wg.privateKey, info.controllerKey, REGISTER_DOMAIN, payload)
-    }
-    const res = await transport.request<{ node: Node }>('POST', '/v1/machine/register', req)
-    if (res.status !== 200 && res.status !== 201) throw new Error(`registration failed: ${JSON.stringify(res.body)}`)
-    return res.body.node
+    const reg = await registerNode(transport, {
+      machineKey: generateMachineKeyPair(),
+      wireguardPrivateKey: generateWireGuardKeyPair().privateKey,
+      hostname,
+      authKey
+    })
+    return reg.node
   } finally {
     transport.close()
   }

@@ -1,13 +1,13 @@
 import { join } from 'node:path'
 import {
-  WarrenError, parseCredential, isTag,
+  WarrenError, parseCredential, isTag, checkNodeName, UserName, Email,
   type User, type Node, type AuthKeyInfo, type ApiKeyInfo, type AuditEntry,
   type CreateUserRequest, type CreateAuthKeyRequest, type CreateAuthKeyResponse,
   type CreateApiKeyRequest, type CreateApiKeyResponse,
   type UserResponse, type UserList, type NodeResponse, type NodeList, type AuthKeyResponse, type AuthKeyList,
   type ApiKeyResponse, type ApiKeyList, type AuditList
 } from '@warren/protocol'
-import { createControllerTransport, createUnixTransport, type JsonTransport } from '@warren/node'
+import { createControllerTransport, createUnixTransport, errorFromResponse, type JsonTransport } from '@warren/node'
 
 /**
  * AdminClientInit says how to reach the controller's admin API: either `stateDir` (the
@@ -63,16 +63,6 @@ export interface AdminClient {
 /** ADMIN_SOCKET_NAME is the admin socket's file name inside the controller's state dir. */
 export const ADMIN_SOCKET_NAME = 'admin.sock'
 
-/** apiError turns a non-2xx answer into a WarrenError carrying the server's code and message. */
-export function apiError (status: number, body: unknown, where: string): WarrenError {
-  const e = (body as { error?: { code?: unknown, message?: unknown, field?: unknown } } | undefined)?.error
-  if (e !== undefined && typeof e.code === 'string' && typeof e.message === 'string') {
-    return new WarrenError(e.code, e.message, { status, ...(typeof e.field === 'string' ? { field: e.field } : {}) })
-  }
-  const text = typeof body === 'string' ? body.slice(0, 200) : JSON.stringify(body ?? null).slice(0, 200)
-  return new WarrenError('http_error', `${where} answered HTTP ${status}: ${text}`, { status })
-}
-
 function openTransport (init: AdminClientInit): { transport: JsonTransport, headers: Record<string, string>, where: string } {
   if (init.stateDir !== undefined && init.stateDir !== '') {
     const socketPath = join(init.stateDir, ADMIN_SOCKET_NAME)
@@ -102,8 +92,18 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
 
   async function request<T> (method: string, path: string, body?: unknown): Promise<T> {
     const res = await transport.request<unknown>(method, `/v1${path}`, body, headers)
-    if (res.status < 200 || res.status > 299) throw apiError(res.status, res.body, where)
+    if (res.status < 200 || res.status > 299) throw errorFromResponse(res, `${method} ${path} on ${where}`)
     return res.body as T
+  }
+
+  /** checkUser refuses a malformed user before it is sent, with a message that says what fits. */
+  function checkUser (req: CreateUserRequest): void {
+    if (!new RegExp(UserName.pattern!).test(req.name)) {
+      throw new WarrenError('bad_name', `user name '${req.name}' is not valid: use up to 64 lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit (for example alice)`, { field: 'name' })
+    }
+    if (req.email !== undefined && (req.email.length > 254 || !new RegExp(Email.pattern!).test(req.email))) {
+      throw new WarrenError('bad_email', `'${req.email}' is not an email address such as alice@example.com`, { field: 'email' })
+    }
   }
 
   function checkTags (tags: string[] | undefined): void {
@@ -115,7 +115,7 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
   return {
     where,
     users: {
-      create: async req => (await request<UserResponse>('POST', '/users', req)).user,
+      create: async req => { checkUser(req); return (await request<UserResponse>('POST', '/users', req)).user },
       list: async () => (await request<UserList>('GET', '/users')).users,
       delete: async name => { await request('DELETE', `/users/${enc(name)}`) }
     },
@@ -128,7 +128,7 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
       list: async () => (await request<NodeList>('GET', '/nodes')).nodes,
       get: async node => (await request<NodeResponse>('GET', `/nodes/${enc(node)}`)).node,
       approve: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/approve`, {})).node,
-      rename: async (node, name) => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/rename`, { name })).node,
+      rename: async (node, name) => { checkNodeName(name); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/rename`, { name })).node },
       expire: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/expire`, {})).node,
       delete: async node => { await request('DELETE', `/nodes/${enc(node)}`) },
       setTags: async (node, tags) => { checkTags(tags); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/tags`, { tags })).node }
