@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import {
-  WarrenError, checkProtocolVersion, verifyMessage, verifyWireGuardProof, registerSigningPayload,
+  WarrenError, checkProtocolVersion, registerSigningPayload, isWireGuardKey,
   REGISTER_DOMAIN, parseCredential, newCredential, hashSecret, parseDuration, checkNodeName,
   DEFAULT_DOMAIN,
   type Node, type User, type AuthKeyInfo, type ApiKeyInfo, type AuditEntry, type RegisterRequest,
@@ -11,15 +11,18 @@ import type { Store, StoreOp, NodeRecord, UserRecord, AuthKeyRecord, ApiKeyRecor
 import { createMutex } from './mutex.js'
 import { nextIPv4, meshIPv6 } from './ipam.js'
 import { uniqueNodeName } from './names.js'
+import { createWireGuardProofVerifier } from './proof.js'
+import { verifyMachineSignature } from './map/verify.js'
 
 /**
  * ControllerState is the controller's model: users, nodes, auth keys, API keys and the
  * audit log, over a Store. Routes, the map server (controller/src/map/) and the policy
  * module (controller/src/policy/) all go through it.
  *
- * Reads are synchronous and come from memory. Every change is an async method that runs
- * alone (one mutex), writes one durable batch (the change and its audit entry together)
- * and only then updates memory and emits events. Failed checks throw a WarrenError with
+ * Reads are synchronous and come from memory. Every change is an async method whose
+ * checks and memory update run alone (one mutex); the change and its audit entry go to
+ * disk as one batch (grouped with concurrent changes), and the method resolves and
+ * events fire only once that batch is durable. Failed checks throw a WarrenError with
  * an HTTP `status` and change nothing.
  *
  * Map server contract:
@@ -89,6 +92,9 @@ export interface ControllerState {
   close: () => Promise<void>
 }
 
+/** Deferred is a committed change: `durable` resolves when it is on disk, then `done` gives the result. */
+interface Deferred<R> { durable: Promise<void>, done: () => R }
+
 export interface StateEventMap {
   'node-upserted': [node: Node, previous: Node | undefined]
   'node-removed': [node: Node]
@@ -124,6 +130,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
   const nodeKeyExpiryMs = opts.nodeKeyExpiryMs ?? DEFAULT_NODE_KEY_EXPIRY_MS
   const maxClockSkewMs = opts.maxClockSkewMs ?? 5 * 60_000
   const mutex = createMutex()
+  const verifyWireGuardProof = createWireGuardProofVerifier(store.controllerKey.privateKey, store.controllerKey.publicKey)
   const events: StateEvents = new EventEmitter<StateEventMap>()
   events.setMaxListeners(0)
 
@@ -221,30 +228,45 @@ export function createControllerState (opts: ControllerStateOptions): Controller
     return { type: 'audit', entry }
   }
 
-  /** write commits ops durably; on failure the audit sequence number is given back. */
-  async function write (ops: StoreOp[]): Promise<void> {
-    const seqBefore = store.meta.auditSeq
-    try {
-      await store.commit(ops)
-    } catch (e) {
-      auditSeq = seqBefore
-      throw e
-    }
+  /**
+   * locked turns a change into a state method. The change runs alone under the mutex:
+   * it checks, commits (memory changes at once) and returns a Deferred. The mutex is
+   * released before the disk write finishes, so concurrent changes share one fsync;
+   * the caller gets the result (and events fire) only once the write is durable.
+   */
+  const locked = <A extends unknown[], R>(fn: (...a: A) => Deferred<R>) => async (...a: A): Promise<R> => {
+    const deferred = await mutex.runExclusive(() => {
+      try {
+        return fn(...a)
+      } catch (e) {
+        auditSeq = store.meta.auditSeq
+        throw e
+      }
+    })
+    await deferred.durable
+    return deferred.done()
   }
+  const unchanged = <R>(value: R): Deferred<R> => ({ durable: Promise.resolve(), done: () => value })
+  const written = <R>(ops: StoreOp[], done: () => R): Deferred<R> => ({ durable: store.commit(ops), done })
 
-  /** saveNode writes a node change with its audit entry, then re-indexes and emits. */
-  async function saveNode (next: NodeRecord, extra: StoreOp[]): Promise<Node> {
+  /** saveNode commits a node change with its audit entry and re-indexes; done() emits. */
+  function saveNode (next: NodeRecord, extra: StoreOp[]): Deferred<Node> {
     const prevRecord = store.nodes.get(next.id)
     const previous = prevRecord === undefined ? undefined : view(prevRecord)
-    await write([{ type: 'put', table: 'node', value: next }, ...extra])
+    const durable = store.commit([{ type: 'put', table: 'node', value: next }, ...extra])
     if (prevRecord !== undefined) unindex(prevRecord)
     index(next)
     dirtyNodes.delete(next.id)
     if (isExpired(next)) seenExpired.add(next.id)
     else seenExpired.delete(next.id)
-    const node = view(next)
-    emit('node-upserted', node, previous)
-    return node
+    return {
+      durable,
+      done: () => {
+        const node = view(next)
+        emit('node-upserted', node, previous)
+        return node
+      }
+    }
   }
 
   function updateRuntime (id: string, change: () => boolean): void {
@@ -254,7 +276,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
     if (change()) emit('node-upserted', view(rec), previous)
   }
 
-  async function registerLocked (req: RegisterRequest): Promise<Node> {
+  function registerLocked (req: RegisterRequest): Deferred<Node> {
     const existing = findByMachineKey(req.machineKey)
     const wgOwner = byWgKey.get(req.wgKey)
     if (wgOwner !== undefined && wgOwner !== existing?.id) {
@@ -267,8 +289,8 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       if (isExpired(existing)) {
         throw new WarrenError('node_key_expired', `the key of node '${existing.name}' has expired; log in again with a new auth key`, { status: 401 })
       }
-      if (existing.wgKey === req.wgKey) return view(existing)
-      return await saveNode({ ...existing, wgKey: req.wgKey }, [auditOp(`node:${existing.id}`, 'node.rekey', existing.name)])
+      if (existing.wgKey === req.wgKey) return unchanged(view(existing))
+      return saveNode({ ...existing, wgKey: req.wgKey }, [auditOp(`node:${existing.id}`, 'node.rekey', existing.name)])
     }
 
     const key = checkAuthKey(req.authKey)
@@ -312,8 +334,10 @@ export function createControllerState (opts: ControllerStateOptions): Controller
     }
     ops.push(auditOp(`authkey:${key.id}`, existing === undefined ? 'node.register' : 'node.reauth', next.name,
       { node: next.id, ipv4: next.ipv4, ...(tags.length > 0 ? { tags } : { user: next.user }) }))
-    return await saveNode(next, ops)
+    return saveNode(next, ops)
   }
+
+  const registerExclusive = locked(registerLocked)
 
   function findByMachineKey (machineKey: string): NodeRecord | undefined {
     const id = byMachineKey.get(machineKey)
@@ -364,7 +388,6 @@ export function createControllerState (opts: ControllerStateOptions): Controller
     return iso(now() + ms)
   }
 
-  const locked = <A extends unknown[], R>(fn: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => await mutex.runExclusive(async () => await fn(...a))
 
   const state: ControllerState = {
     domain,
@@ -418,36 +441,36 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       }
       const { signature, wgProof, ...signed } = req
       const payload = registerSigningPayload(signed)
-      if (!verifyMessage(req.machineKey, REGISTER_DOMAIN, payload, signature)) {
+      if (!verifyMachineSignature(req.machineKey, REGISTER_DOMAIN, payload, signature)) {
         throw new WarrenError('bad_signature', 'the registration is not signed by the machine key it names', { status: 401, field: 'signature' })
       }
-      if (!verifyWireGuardProof(store.controllerKey.privateKey, req.wgKey, REGISTER_DOMAIN, payload, wgProof)) {
+      if (!isWireGuardKey(req.wgKey) || !verifyWireGuardProof(req.wgKey, REGISTER_DOMAIN, payload, wgProof)) {
         throw new WarrenError('bad_wg_proof', 'the WireGuard key proof does not match this controller\'s key (GET /v1/machine/key); the node must prove it holds its WireGuard private key', { status: 401, field: 'wgProof' })
       }
-      return await mutex.runExclusive(async () => await registerLocked(req))
+      return await registerExclusive(req)
     },
 
-    approveNode: locked(async (idOrName, actor) => {
+    approveNode: locked((idOrName, actor) => {
       const n = requireRecord(idOrName)
-      if (n.approved) return view(n)
-      return await saveNode({ ...n, approved: true }, [auditOp(actor, 'node.approve', n.name, { node: n.id })])
+      if (n.approved) return unchanged(view(n))
+      return saveNode({ ...n, approved: true }, [auditOp(actor, 'node.approve', n.name, { node: n.id })])
     }),
-    renameNode: locked(async (idOrName, name, actor) => {
+    renameNode: locked((idOrName, name, actor) => {
       checkNodeName(name)
       const n = requireRecord(idOrName)
-      if (n.name === name) return view(n)
+      if (n.name === name) return unchanged(view(n))
       const holder = byName.get(name)
       if (holder !== undefined) {
         throw new WarrenError('name_taken', `another node (${holder}) is already named '${name}'; pick another name or rename that node first`, { status: 409, field: 'name' })
       }
-      return await saveNode({ ...n, name }, [auditOp(actor, 'node.rename', name, { node: n.id, from: n.name })])
+      return saveNode({ ...n, name }, [auditOp(actor, 'node.rename', name, { node: n.id, from: n.name })])
     }),
-    expireNode: locked(async (idOrName, actor) => {
+    expireNode: locked((idOrName, actor) => {
       const n = requireRecord(idOrName)
-      if (isExpired(n)) return view(n)
-      return await saveNode({ ...n, keyExpiry: iso() }, [auditOp(actor, 'node.expire', n.name, { node: n.id })])
+      if (isExpired(n)) return unchanged(view(n))
+      return saveNode({ ...n, keyExpiry: iso() }, [auditOp(actor, 'node.expire', n.name, { node: n.id })])
     }),
-    setTags: locked(async (idOrName, tagList, actor) => {
+    setTags: locked((idOrName, tagList, actor) => {
       const n = requireRecord(idOrName)
       const tags = [...new Set(tagList)].sort()
       const next: NodeRecord = { ...n, tags }
@@ -459,19 +482,18 @@ export function createControllerState (opts: ControllerStateOptions): Controller
         }
         next.user = n.createdBy
       }
-      return await saveNode(next, [auditOp(actor, 'node.tags', n.name, { node: n.id, tags, before: n.tags })])
+      return saveNode(next, [auditOp(actor, 'node.tags', n.name, { node: n.id, tags, before: n.tags })])
     }),
-    deleteNode: locked(async (idOrName, actor) => {
+    deleteNode: locked((idOrName, actor) => {
       const n = requireRecord(idOrName)
       const node = view(n)
-      await write([{ type: 'del', table: 'node', id: n.id }, auditOp(actor, 'node.delete', n.name, { node: n.id, ipv4: n.ipv4 })])
+      const durable = store.commit([{ type: 'del', table: 'node', id: n.id }, auditOp(actor, 'node.delete', n.name, { node: n.id, ipv4: n.ipv4 })])
       unindex(n)
       online.delete(n.id)
       endpoints.delete(n.id)
       dirtyNodes.delete(n.id)
       seenExpired.delete(n.id)
-      emit('node-removed', node)
-      return node
+      return { durable, done: () => { emit('node-removed', node); return node } }
     }),
     sweepExpired () {
       for (const n of store.nodes.values()) {
@@ -488,7 +510,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       const id = userIdByName(name)
       return id === undefined ? undefined : userView(store.users.get(id)!)
     },
-    createUser: locked(async (req, actor) => {
+    createUser: locked((req, actor) => {
       if (userIdByName(req.name) !== undefined) {
         throw new WarrenError('user_exists', `user '${req.name}' already exists`, { status: 409, field: 'name' })
       }
@@ -499,13 +521,12 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       }
       const rec: UserRecord = { id: randomBytes(6).toString('hex'), name: req.name, created: iso() }
       if (req.email !== undefined) rec.email = req.email
-      await write([{ type: 'put', table: 'user', value: rec }, auditOp(actor, 'user.create', rec.name, req.email !== undefined ? { email: req.email } : undefined)])
+      const durable = store.commit([{ type: 'put', table: 'user', value: rec }, auditOp(actor, 'user.create', rec.name, req.email !== undefined ? { email: req.email } : undefined)])
       userByName.set(rec.name, rec.id)
       const user = userView(rec)
-      emit('user-upserted', user)
-      return user
+      return { durable, done: () => { emit('user-upserted', user); return user } }
     }),
-    deleteUser: locked(async (name, actor) => {
+    deleteUser: locked((name, actor) => {
       const u = requireUser(name)
       const owned = [...store.nodes.values()].filter(n => n.user === name)
       if (owned.length > 0) {
@@ -516,15 +537,14 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       const keyOps: StoreOp[] = [...store.authKeys.values()]
         .filter(k => k.user === name && !k.revoked)
         .map(k => ({ type: 'put', table: 'authkey', value: { ...k, revoked: true } }))
-      await write([{ type: 'del', table: 'user', id: u.id }, ...keyOps, auditOp(actor, 'user.delete', name, keyOps.length > 0 ? { revokedAuthKeys: keyOps.length } : undefined)])
+      const durable = store.commit([{ type: 'del', table: 'user', id: u.id }, ...keyOps, auditOp(actor, 'user.delete', name, keyOps.length > 0 ? { revokedAuthKeys: keyOps.length } : undefined)])
       userByName.delete(name)
       const user = userView(u)
-      emit('user-removed', user)
-      return user
+      return { durable, done: () => { emit('user-removed', user); return user } }
     }),
 
     listAuthKeys: () => [...store.authKeys.values()].map(authKeyView),
-    createAuthKey: locked(async (req, actor) => {
+    createAuthKey: locked((req, actor) => {
       const tags = [...new Set(req.tags ?? [])].sort()
       if (req.user === undefined && tags.length === 0) {
         throw new WarrenError('missing_owner', 'an auth key needs a user (--user U) or tags (--tags tag:x) to say who its nodes belong to', { field: 'user' })
@@ -546,34 +566,30 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       }
       if (req.user !== undefined) rec.user = req.user
       const detail = { reusable: rec.reusable, ephemeral: rec.ephemeral, preapproved: rec.preapproved, tags, expires, ...(rec.user !== undefined ? { user: rec.user } : {}) }
-      await write([{ type: 'put', table: 'authkey', value: rec }, auditOp(actor, 'authkey.create', rec.id, detail)])
-      return { key: cred.key, authKey: authKeyView(rec) }
+      return written([{ type: 'put', table: 'authkey', value: rec }, auditOp(actor, 'authkey.create', rec.id, detail)], () => ({ key: cred.key, authKey: authKeyView(rec) }))
     }),
-    expireAuthKey: locked(async (id, actor) => {
+    expireAuthKey: locked((id, actor) => {
       const k = store.authKeys.get(id)
       if (k === undefined) throw new WarrenError('auth_key_not_found', `no auth key with id '${id}'; 'warren admin keys list' shows them`, { status: 404 })
-      if (k.revoked) return authKeyView(k)
+      if (k.revoked) return unchanged(authKeyView(k))
       const next = { ...k, revoked: true }
-      await write([{ type: 'put', table: 'authkey', value: next }, auditOp(actor, 'authkey.expire', id)])
-      return authKeyView(next)
+      return written([{ type: 'put', table: 'authkey', value: next }, auditOp(actor, 'authkey.expire', id)], () => authKeyView(next))
     }),
 
     listApiKeys: () => [...store.apiKeys.values()].map(apiKeyView),
-    createApiKey: locked(async (req, actor) => {
+    createApiKey: locked((req, actor) => {
       const expires = expiryFrom(req.expiry ?? DEFAULT_API_KEY_EXPIRY, 'expiry')
       const cred = newCredential('api', opts.fingerprint)
       const rec: ApiKeyRecord = { id: cred.id, created: iso(), expires, revoked: false, secretHash: cred.secretHash }
       if (req.description !== undefined) rec.description = req.description
-      await write([{ type: 'put', table: 'apikey', value: rec }, auditOp(actor, 'apikey.create', rec.id, { expires })])
-      return { key: cred.key, apiKey: apiKeyView(rec) }
+      return written([{ type: 'put', table: 'apikey', value: rec }, auditOp(actor, 'apikey.create', rec.id, { expires })], () => ({ key: cred.key, apiKey: apiKeyView(rec) }))
     }),
-    expireApiKey: locked(async (id, actor) => {
+    expireApiKey: locked((id, actor) => {
       const k = store.apiKeys.get(id)
       if (k === undefined) throw new WarrenError('api_key_not_found', `no API key with id '${id}'; 'warren admin apikeys list' shows them`, { status: 404 })
-      if (k.revoked) return apiKeyView(k)
+      if (k.revoked) return unchanged(apiKeyView(k))
       const next = { ...k, revoked: true }
-      await write([{ type: 'put', table: 'apikey', value: next }, auditOp(actor, 'apikey.expire', id)])
-      return apiKeyView(next)
+      return written([{ type: 'put', table: 'apikey', value: next }, auditOp(actor, 'apikey.expire', id)], () => apiKeyView(next))
     }),
     authenticateApiKey (key) {
       let parsed
@@ -606,10 +622,8 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       }
       return all.slice(lo, lo + limit)
     },
-    commit: locked(async (ops, actor, action, target, detail) => {
-      await write([...ops, auditOp(actor, action, target, detail)])
-    }),
-    flush: locked(async () => {
+    commit: locked((ops, actor, action, target, detail) => written([...ops, auditOp(actor, action, target, detail)], () => undefined)),
+    flush: locked(() => {
       const ops: StoreOp[] = []
       for (const id of dirtyNodes) {
         const n = store.nodes.get(id)
@@ -621,7 +635,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
       }
       dirtyNodes.clear()
       dirtyApiKeys.clear()
-      await store.commit(ops, { durable: false })
+      return { durable: store.commit(ops, { durable: false }), done: () => undefined }
     }),
     async close () {
       clearInterval(flushTimer)

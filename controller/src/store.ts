@@ -9,9 +9,11 @@ import { randomUlaPrefix } from './ipam.js'
 
 /**
  * Store is the controller's durable state: LevelDB in `<stateDir>/db`, read whole into
- * memory at start and written through. `commit` resolves only after LevelDB has synced
- * the batch to disk, and only then changes the in-memory copy, so what the API
- * acknowledged survives a kill -9 and a failed write changes nothing.
+ * memory at start and written through. `commit` changes the in-memory copy at once and
+ * resolves after LevelDB has synced the batch to disk, so what the API acknowledged
+ * survives a kill -9. Commits that arrive while a write is in flight go to disk together
+ * in the next batch (group commit): one fsync for many registrations. If a write fails,
+ * memory is ahead of disk, so the store refuses every later commit until a restart.
  *
  * Keys: `user!<id>`, `node!<id>`, `authkey!<id>`, `apikey!<id>`, `audit!<seq, 12 digits>`,
  * `meta!<name>`. Other modules keep their own records under their own prefix (for
@@ -27,7 +29,11 @@ export interface Store {
   readonly meta: Readonly<StoreMeta>
   /** controller's X25519 key (from `<stateDir>/controller.key`, 0600) */
   readonly controllerKey: WireGuardKeyPair
-  /** commit writes ops as one batch; durable (fsync) unless `durable: false` */
+  /**
+   * commit applies ops to memory now (synchronously, or throws and applies nothing) and
+   * returns a promise that resolves once they are on disk; durable (fsync) unless
+   * `durable: false`
+   */
   commit: (ops: StoreOp[], opts?: { durable?: boolean }) => Promise<void>
   /** readPrefix reads records written with raw ops, in key order */
   readPrefix: (prefix: string) => Promise<Array<[string, unknown]>>
@@ -122,6 +128,40 @@ export async function openStore (stateDir: string): Promise<Store> {
   }
 
   let closed = false
+  let failed: Error | undefined
+  interface Queued { ops: LevelOp[], durable: boolean, resolve: () => void, reject: (e: Error) => void }
+  let queue: Queued[] = []
+  let writing: Promise<void> | undefined
+
+  /** writeQueued writes everything queued so far as one batch, until the queue is empty. */
+  async function writeQueued (): Promise<void> {
+    while (queue.length > 0) {
+      const group = queue
+      queue = []
+      try {
+        await db.batch(group.flatMap(q => q.ops), { sync: group.some(q => q.durable) })
+        for (const q of group) q.resolve()
+      } catch (e) {
+        failed = new WarrenError('store_failed', `the controller could not write its database (${(e as Error).message}); restart it once the disk is fixed`, { status: 503, cause: e })
+        for (const q of [...group, ...queue]) q.reject(failed)
+        queue = []
+      }
+    }
+    writing = undefined
+  }
+
+  function applyToMemory (ops: StoreOp[]): void {
+    for (const op of ops) {
+      switch (op.type) {
+        case 'put': (tables[op.table] as Map<string, unknown>).set(op.value.id, op.value); break
+        case 'del': tables[op.table].delete(op.id); break
+        case 'audit': audit.push(op.entry); meta.auditSeq = Math.max(meta.auditSeq, op.entry.seq); break
+        case 'meta': meta[op.name] = op.value; break
+        default: break
+      }
+    }
+  }
+
   const store: Store = {
     users: tables.user,
     nodes: tables.node,
@@ -130,20 +170,15 @@ export async function openStore (stateDir: string): Promise<Store> {
     audit,
     meta,
     controllerKey,
-    async commit (ops, opts = {}) {
+    commit (ops, opts = {}) {
+      if (failed !== undefined) throw failed
       if (closed) throw new WarrenError('store_closed', 'the controller is shutting down; retry against the restarted controller', { status: 503 })
-      if (ops.length === 0) return
+      if (ops.length === 0) return Promise.resolve()
       const batch = ops.map(toLevelOp)
-      await db.batch(batch, { sync: opts.durable !== false })
-      for (const op of ops) {
-        switch (op.type) {
-          case 'put': (tables[op.table] as Map<string, unknown>).set(op.value.id, op.value); break
-          case 'del': tables[op.table].delete(op.id); break
-          case 'audit': audit.push(op.entry); meta.auditSeq = Math.max(meta.auditSeq, op.entry.seq); break
-          case 'meta': meta[op.name] = op.value; break
-          default: break
-        }
-      }
+      applyToMemory(ops)
+      const done = new Promise<void>((resolve, reject) => { queue.push({ ops: batch, durable: opts.durable !== false, resolve, reject }) })
+      writing ??= writeQueued()
+      return done
     },
     async readPrefix (prefix) {
       const out: Array<[string, unknown]> = []
@@ -153,6 +188,7 @@ export async function openStore (stateDir: string): Promise<Store> {
     async close () {
       if (closed) return
       closed = true
+      await writing
       await db.close()
     }
   }
