@@ -36,6 +36,15 @@ export function resolveSocketPath (socketPath?: string): string {
   return env !== undefined && env !== '' ? env : DEFAULT_SOCKET_PATH
 }
 
+/** daemonUnreachable says why the daemon's socket did not answer, and what to do about it. */
+function daemonUnreachable (socketPath: string, e: unknown): WarrenError {
+  const errno = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code
+  const why = errno === 'EACCES'
+    ? `permission denied on ${socketPath}: the LocalAPI socket is root-only, so run this as root`
+    : `no Warren daemon is answering on ${socketPath}${errno !== undefined ? ` (${errno})` : ''}: start one with 'warren node run --state-dir DIR' (as root), or point --socket / WARREN_SOCKET at its socket`
+  return new WarrenError('daemon_unreachable', why, { status: 503, cause: e })
+}
+
 /** createLocalClient returns a client for the daemon on the resolved socket. */
 export function createLocalClient (init: LocalClientInit = {}): LocalClient {
   const socketPath = resolveSocketPath(init.socketPath)
@@ -44,10 +53,7 @@ export function createLocalClient (init: LocalClientInit = {}): LocalClient {
   async function call<S extends TSchema> (schema: S, method: string, path: string, body?: unknown): Promise<ReturnType<typeof validate<S>>> {
     let res
     try { res = await transport.request(method, path, body) } catch (e) {
-      const code = (e as WarrenError).code
-      if (code === 'unreachable') {
-        throw new WarrenError('daemon_unreachable', `${(e as Error).message}; start it with 'warren node run --state-dir DIR' (as root), or point --socket / WARREN_SOCKET at its socket`, { status: 503, cause: e })
-      }
+      if ((e as WarrenError).code === 'unreachable') throw daemonUnreachable(socketPath, e)
       throw e
     }
     if (res.status >= 200 && res.status < 300) return validate(schema, res.body, `daemon answer to ${path}`)
