@@ -1,17 +1,9 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { isWarrenError, parseCredential, type WarrenError } from '@warren/protocol'
+import { parseCredential } from '@warren/protocol'
 import { startController } from '@warren/controller'
 import { createAdminClient } from '@warren/sdk'
-import { tempDir, joinNode } from './cli-harness.js'
-
-async function rejection (p: Promise<unknown>): Promise<WarrenError> {
-  try { await p } catch (e) {
-    if (isWarrenError(e)) return e
-    throw e
-  }
-  throw new Error('expected the call to fail')
-}
+import { tempDir, joinNode, rejection } from './cli-harness.js'
 
 t.test('the SDK admin client covers every admin route, locally and remotely', async tt => {
   const stateDir = join(tempDir(tt), 'state')

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseCredential, generateMachineKeyPair, generateWireGuardKeyPair, type Node } from '@warren/protocol'
+import { parseCredential, generateMachineKeyPair, generateWireGuardKeyPair, isWarrenError, type Node, type WarrenError } from '@warren/protocol'
 import { createControllerTransport, registerNode } from '@warren/node'
 
 /** WARREN_BIN is the compiled CLI main, run the way `npx warren` runs it. */
@@ -123,4 +123,13 @@ export function failsWith (tt: Asserts, r: CliResult, pattern: RegExp, what: str
 /** json parses a command's stdout. */
 export function json<T> (r: CliResult): T {
   return JSON.parse(r.stdout) as T
+}
+
+/** rejection awaits a call that must fail with a WarrenError and returns that error. */
+export async function rejection (p: Promise<unknown>): Promise<WarrenError> {
+  try { await p } catch (e) {
+    if (isWarrenError(e)) return e
+    throw e
+  }
+  throw new Error('expected the call to fail')
 }

@@ -5,10 +5,10 @@ import net from 'node:net'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { WebSocketServer } from 'ws'
-import { formatCredential, displayFingerprint, isWarrenError, type WarrenError } from '@warren/protocol'
+import { formatCredential, displayFingerprint, type WarrenError } from '@warren/protocol'
 import { loadOrCreateTls, type ControllerTls } from '@warren/controller'
 import { createControllerTransport, createUnixTransport } from '@warren/node'
-import { tempDir, type Scope } from './cli-harness.js'
+import { tempDir, rejection, type Scope } from './cli-harness.js'
 
 async function makeCert (tt: Scope): Promise<ControllerTls> {
   return await loadOrCreateTls({ stateDir: tempDir(tt) })
@@ -46,14 +46,6 @@ async function startServer (tt: Scope, tls: ControllerTls, host = '127.0.0.1', p
   }
   tt.teardown(close)
   return { url: `https://${host}:${p}`, port: p, hits, get upgrades () { return state.upgrades }, close }
-}
-
-async function rejection (p: Promise<unknown>): Promise<WarrenError> {
-  try { await p } catch (e) {
-    if (isWarrenError(e)) return e
-    throw e
-  }
-  throw new Error('expected the call to fail')
 }
 
 t.test('a pinned transport talks JSON to a self-signed controller', async tt => {
