@@ -151,4 +151,6 @@ t.test('diff lists access gained and lost, by identity and by node name', async 
   t.same(fromDefault.lost.filter(a => a.kind === 'node' && a.dst === 'alice-laptop'), [
     { kind: 'node', src: '*', dst: 'alice-laptop', proto: 'icmp,tcp,udp,icmpv6', ports: '*' }
   ], 'leaving allow-all loses * -> every node, protocols with the same ports on one row')
+  t.ok(fromDefault.lost.some(a => a.kind === 'identity' && a.src === '(other users)' && a.dst === 'tag:db' && a.ports === '*'),
+    'users the policies do not name are shown once, as (other users)')
 })

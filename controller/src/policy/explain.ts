@@ -6,6 +6,7 @@ import { PolicyError } from './errors.js'
 import { mergeRanges } from './filter.js'
 import { ALL_PORTS, PORT_PROTOS, PROTO_NAMES, parsePolicy, type ParseResult } from './parse.js'
 import type { Policy, PolicyNode, PolicyUser, PortRange } from './types.js'
+import { createUserDirectory } from './users.js'
 
 /** protoName is the usual name of an IANA protocol number (`tcp` for 6), or the number. */
 export function protoName (n: number): string {
@@ -120,8 +121,9 @@ export interface PolicyDiff { gained: Access[], lost: Access[] }
 
 /**
  * diff shows what access a new policy gains and loses against the old one, in two
- * views: between identities (users, tags and host aliases named in either policy, so
- * it is useful before devices join) and between the current nodes, by node name.
+ * views: between identities (users, tags and host aliases named in either policy, and
+ * `(other users)` for everyone else, so it is useful before devices join; skipped past
+ * 200 identities) and between the current nodes, by node name.
  */
 export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly PolicyNode[], users: readonly PolicyUser[]): PolicyDiff {
   const gained: Access[] = []
@@ -184,21 +186,33 @@ function groupProtos (rows: Access[]): Access[] {
   return [...byKey.values()].sort(order)
 }
 
+/** OTHER_USERS stands for every user the policies do not name: they all have the same access. */
+export const OTHER_USERS = '(other users)'
+const OTHER_USER_NAME = '\u0000other'
+
+/** MAX_IDENTITIES bounds the identity view of diff (it is quadratic); beyond it only nodes are compared. */
+const MAX_IDENTITIES = 200
+
 function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): string[] {
-  const out = new Set<string>()
-  for (const u of users) out.add(`${u.name.toLowerCase()}@`)
-  const dir = new Set(users.flatMap(u => [`${u.name.toLowerCase()}@`, ...(u.email === undefined ? [] : [u.email.toLowerCase()])]))
+  const out = new Set<string>([OTHER_USERS])
+  const dir = createUserDirectory(users)
+  const known = new Map(users.map(u => [u.name.toLowerCase(), `${u.name.toLowerCase()}@`]))
+  const addUser = (token: string): void => {
+    const r = dir.resolve(token)
+    out.add(r.known ? known.get(r.name)! : token)
+  }
   for (const p of [a, b]) {
-    for (const g of p.groups.values()) for (const m of g.members) if (!dir.has(m)) out.add(m)
-    for (const r of p.acls) for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user' && !dir.has(s.selector.token)) out.add(s.selector.token)
+    for (const g of p.groups.values()) for (const m of g.members) addUser(m)
+    for (const r of p.acls) for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user') addUser(s.selector.token)
     for (const t of p.tagOwners.keys()) out.add(t)
     for (const h of p.hosts.keys()) out.add(h)
   }
-  return [...out].sort()
+  return out.size > MAX_IDENTITIES ? [] : [...out].sort()
 }
 
 /** resolveSubjectLenient: a tag that one side of a diff lacks still names tagged nodes; a missing host names nothing. */
 function resolveSubjectLenient (cp: CompiledPolicy, name: string): Subject {
+  if (name === OTHER_USERS) return { label: name, keys: subjectKeys(cp, OTHER_USER_NAME, [], []), user: OTHER_USER_NAME, addrs: [] }
   if (name.startsWith('tag:')) return { label: name, keys: subjectKeys(cp, undefined, [name], []), addrs: [] }
   try {
     return resolveSubject(cp, name)
@@ -246,8 +260,11 @@ function filterDiffRows (a: FilterRule[], b: FilterRule[], label: (s: string) =>
   const mb = collect(b)
   const rows: Array<[string, number, PortRange[], PortRange[]]> = []
   for (const key of new Set([...ma.keys(), ...mb.keys()])) {
+    const before = mergeRanges(ma.get(key) ?? [])
+    const after = mergeRanges(mb.get(key) ?? [])
+    if (portsText(before) === portsText(after)) continue
     const [src, proto] = key.split('\u0000') as [string, string]
-    rows.push([src, Number(proto), mergeRanges(ma.get(key) ?? []), mergeRanges(mb.get(key) ?? [])])
+    rows.push([src, Number(proto), before, after])
   }
   return rows
 }

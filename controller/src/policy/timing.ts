@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import { createPolicyEngine } from './compile.js'
+import { diff } from './explain.js'
 import { DEFAULT_POLICY_TEXT, parsePolicy } from './parse.js'
 import type { PolicyNode, PolicyUser } from './types.js'
 
@@ -67,6 +68,12 @@ function run (name: string, text: string, users: PolicyUser[]): void {
   one('node is retagged', () => engine.upsertNode({ ...nodeAt(5002), tags: ['tag:s3'] }))
   one('node leaves', () => engine.removeNode('n5003'))
   one('server leaves', () => engine.removeNode('n3'))
+  if (parsed.policy.acls.length > 1) {
+    const fewer = parsePolicy(text.replace(/\{\s*"action": "accept",\s*"src": \[\s*"group:g1"\s*\],\s*"dst": \[\s*"group:g1:\*"\s*\]\s*\},/, ''), { users }).policy!
+    const start = now()
+    const d = diff(parsed.policy, fewer, nodes, users)
+    console.log(`${name}: diff after removing one rule: ${ms(start)}, ${d.lost.length} lost, ${d.gained.length} gained`)
+  }
 }
 
 const users: PolicyUser[] = Array.from({ length: USERS }, (_, u) => ({ name: `u${u}` }))
