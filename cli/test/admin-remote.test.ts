@@ -12,6 +12,8 @@ t.test('remote admin with an API key over pinned HTTPS', async tt => {
 
   tt.match(ok(tt, await remote(['users', 'create', 'carol']), 'users create over HTTPS (env)'), /created user carol/)
   const flags = ['--controller', ctl.url, '--api-key', created.key]
+  tt.match(ok(tt, await remote(['keys', 'create', '--user', 'carol']), 'keys create over HTTPS'), `warren up --controller ${ctl.url} --auth-key KEY`, 'the join hint names the controller')
+  ok(tt, await remote([...flags, 'users', 'list'], { WARREN_STATE_DIR: '/nonexistent' }), 'a --controller flag beats WARREN_STATE_DIR')
   tt.same(json<User[]>(await remote([...flags, 'users', 'list', '--json'], {})).map(u => u.name), ['carol'], 'users list over HTTPS (flags)')
   ok(tt, await remote([...flags, '--fingerprint', ctl.printedFingerprint, 'users', 'list'], {}), 'an explicit matching --fingerprint')
   const audit = json<AuditEntry[]>(await local('audit', '--json'))

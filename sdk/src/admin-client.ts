@@ -27,6 +27,8 @@ export interface AdminClientInit {
 export interface AdminClient {
   /** where is the controller URL or the admin socket path, for messages */
   readonly where: string
+  /** controllerUrl is the controller's https:// URL when talking to it remotely */
+  readonly controllerUrl?: string
   users: {
     create(req: CreateUserRequest): Promise<User>
     list(): Promise<User[]>
@@ -63,7 +65,7 @@ export interface AdminClient {
 /** ADMIN_SOCKET_NAME is the admin socket's file name inside the controller's state dir. */
 export const ADMIN_SOCKET_NAME = 'admin.sock'
 
-function openTransport (init: AdminClientInit): { transport: JsonTransport, headers: Record<string, string>, where: string } {
+function openTransport (init: AdminClientInit): { transport: JsonTransport, headers: Record<string, string>, where: string, controllerUrl?: string } {
   if (init.stateDir !== undefined && init.stateDir !== '') {
     const socketPath = join(init.stateDir, ADMIN_SOCKET_NAME)
     const where = `the controller's admin socket ${socketPath}`
@@ -82,12 +84,12 @@ function openTransport (init: AdminClientInit): { transport: JsonTransport, head
     ...(fingerprint !== undefined ? { fingerprint } : {}),
     ...(init.timeoutMs !== undefined ? { timeoutMs: init.timeoutMs } : {})
   })
-  return { transport, headers: { authorization: `Bearer ${init.apiKey.trim()}` }, where: `controller at ${transport.url}` }
+  return { transport, headers: { authorization: `Bearer ${init.apiKey.trim()}` }, where: `controller at ${transport.url}`, controllerUrl: transport.url }
 }
 
 /** createAdminClient opens a client for the controller's admin API (see AdminClientInit). */
 export function createAdminClient (init: AdminClientInit): AdminClient {
-  const { transport, headers, where } = openTransport(init)
+  const { transport, headers, where, controllerUrl } = openTransport(init)
   const enc = encodeURIComponent
 
   async function request<T> (method: string, path: string, body?: unknown): Promise<T> {
@@ -114,6 +116,7 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
 
   return {
     where,
+    ...(controllerUrl !== undefined ? { controllerUrl } : {}),
     users: {
       create: async req => { checkUser(req); return (await request<UserResponse>('POST', '/users', req)).user },
       list: async () => (await request<UserList>('GET', '/users')).users,

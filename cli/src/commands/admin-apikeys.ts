@@ -27,7 +27,7 @@ export function register (program: Command): void {
         printLine('API key (shown only now; it also carries the controller\'s certificate pin):')
         printLine(res.key)
         printLine(`id ${res.apiKey.id}, expires ${relativeTime(res.apiKey.expires)}`)
-        printLine('use it with: warren admin --controller URL --api-key KEY ... (or WARREN_CONTROLLER and WARREN_API_KEY)')
+        printLine(`use it with: warren admin --controller ${admin.controllerUrl ?? 'URL'} --api-key KEY ... (or WARREN_CONTROLLER and WARREN_API_KEY)`)
       })
     })
 

@@ -54,7 +54,7 @@ export function register (program: Command): void {
         printLine('auth key (shown only now; it also carries the controller\'s certificate pin):')
         printLine(res.key)
         printLine(`id ${k.id}, ${k.user !== undefined ? `user ${k.user}, ` : ''}${kind(k)}${k.tags.length > 0 ? `, tags ${k.tags.join(',')}` : ''}, expires ${relativeTime(k.expires)}`)
-        printLine('join a node with: warren up --controller URL --auth-key KEY')
+        printLine(`join a node with: warren up --controller ${admin.controllerUrl ?? 'URL'} --auth-key KEY`)
       })
     })
 
