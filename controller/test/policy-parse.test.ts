@@ -276,6 +276,8 @@ t.test('every unsupported Tailscale feature is refused, never ignored', async t 
     t.equal(r.errors.length, 1, key)
     t.match(r.errors[0]!.message, new RegExp(`^1:62: "${key}" in rule 1 \\(acls\\[0\\]\\) is not supported by Warren`), key)
   }
+  const ipset = parsePolicy('{"acls": [{"action": "accept", "src": ["ipset:office"], "dst": ["*:*"]}]}')
+  t.same(ipset.errors.map(e => e.message), ['1:40: ipset:office: IP sets are not supported by Warren; name addresses in "hosts" or use CIDRs'])
   const posture = parsePolicy('{"tests": [{"src": "alice@", "accept": ["alice@:22"], "srcPostureAttrs": {}}]}')
   t.same(posture.errors.map(e => e.message), ['1:55: "srcPostureAttrs" in test 1 (tests[0]) is not supported by Warren (device posture); remove it'])
   const unknown = parsePolicy('{"tagowner": {}}')

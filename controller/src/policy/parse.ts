@@ -443,6 +443,11 @@ class PolicyParser {
       this.userUses.push({ token: s, node })
       return { kind: 'user', token: s.toLowerCase() }
     }
+    const kind = /^(ipset|svc|service):/.exec(s)?.[1]
+    if (kind !== undefined) {
+      this.err(node, `${s}: ${kind === 'ipset' ? 'IP sets' : 'services'} are not supported by Warren; name addresses in "hosts" or use CIDRs`)
+      return undefined
+    }
     const host = this.policy.hosts.get(s)
     if (host !== undefined) return { kind: 'host', name: s, cidr: host.cidr }
     const cidr = parseCidr(s)
