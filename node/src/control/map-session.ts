@@ -50,7 +50,8 @@ export interface MapSessionInit {
  * challenge with the machine key, takes the full map, applies sequenced deltas to an
  * immutable netmap, and reconnects with jittered backoff, resuming where it stood.
  * Events: 'netmap' (NetmapUpdate), 'state' (MapSessionState), 'server-error' (WarrenError
- * from the controller, for example a deleted node), 'message' (message type, for metrics).
+ * from the controller, for example a deleted node), 'socket-error' (Error: why a connection
+ * failed), 'message' (message type, for metrics).
  */
 export interface MapSession extends EventEmitter {
   readonly state: MapSessionState
@@ -179,6 +180,7 @@ export function createMapSession (init: MapSessionInit): MapSession {
     })
     sock.on('error', (e: Error) => {
       log?.debug({ err: e.message }, 'map session socket error')
+      ev.emit('socket-error', e)
     })
     sock.on('close', () => {
       clearInterval(keepaliveTimer)

@@ -181,12 +181,17 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     session = s
     s.on('netmap', (u: NetmapUpdate) => queueApply(u, gen))
     s.on('message', (type: string) => metrics.mapMessages.labels(type).inc())
+    let lastSocketError = ''
+    s.on('socket-error', (e: Error) => { lastSocketError = e.message })
     s.on('state', (st: string) => {
       if (gen !== generation) return
       metrics.controllerConnected.set(st === 'connected' ? 1 : 0)
-      if (st === 'connected') health.delete('controller')
-      else if (st === 'disconnected') {
-        health.set('controller', `not connected to the controller at ${l.controller}; ${netmap !== undefined ? 'the mesh keeps working with the last network map' : 'retrying'}`)
+      if (st === 'connected') {
+        health.delete('controller')
+        lastSocketError = ''
+      } else if (st === 'disconnected') {
+        const why = lastSocketError === '' ? '' : ` (${lastSocketError})`
+        health.set('controller', `not connected to the controller at ${l.controller}${why}; ${netmap !== undefined ? 'the mesh keeps working with the last network map' : 'retrying'}`)
       }
     })
     s.on('server-error', (e: WarrenError) => {
