@@ -198,7 +198,7 @@ function adminRoutes (app: FastifyInstance, ctx: ControllerPluginContext): void 
   const ok = <T>(schema: T) => ({ 200: schema, ...errorResponses })
   const created = <T>(schema: T) => ({ 201: schema, ...errorResponses })
 
-  app.get('/v1/users', { schema: { response: ok(UserList) } }, async () => ({ users: state.listUsers() }))
+  app.get('/v1/users', { schema: { response: ok(UserList) } }, async () => ({ users: state.listUsers().sort(byField('name')) }))
   app.post('/v1/users', { schema: { body: CreateUserRequest, response: created(UserResponse) } }, async (req, reply) => {
     void reply.code(201)
     return { user: await state.createUser(req.body as CreateUserBody, actor(req)) }
@@ -207,7 +207,7 @@ function adminRoutes (app: FastifyInstance, ctx: ControllerPluginContext): void 
     return { user: await state.deleteUser((req.params as { name: string }).name, actor(req)) }
   })
 
-  app.get('/v1/authkeys', { schema: { response: ok(AuthKeyList) } }, async () => ({ authKeys: state.listAuthKeys() }))
+  app.get('/v1/authkeys', { schema: { response: ok(AuthKeyList) } }, async () => ({ authKeys: state.listAuthKeys().sort(byField('created')) }))
   app.post('/v1/authkeys', { schema: { body: CreateAuthKeyRequest, response: created(CreateAuthKeyResponse) } }, async (req, reply) => {
     void reply.code(201)
     return await state.createAuthKey(req.body as CreateAuthKeyBody, actor(req))
@@ -216,7 +216,7 @@ function adminRoutes (app: FastifyInstance, ctx: ControllerPluginContext): void 
     return { authKey: await state.expireAuthKey((req.params as { id: string }).id, actor(req)) }
   })
 
-  app.get('/v1/apikeys', { schema: { response: ok(ApiKeyList) } }, async () => ({ apiKeys: state.listApiKeys() }))
+  app.get('/v1/apikeys', { schema: { response: ok(ApiKeyList) } }, async () => ({ apiKeys: state.listApiKeys().sort(byField('created')) }))
   app.post('/v1/apikeys', { schema: { body: CreateApiKeyRequest, response: created(CreateApiKeyResponse) } }, async (req, reply) => {
     void reply.code(201)
     return await state.createApiKey(req.body as CreateApiKeyBody, actor(req))
@@ -231,7 +231,7 @@ function adminRoutes (app: FastifyInstance, ctx: ControllerPluginContext): void 
     if (node === undefined) throw new WarrenError('node_not_found', `no node with id or name '${idOrName}'; 'warren admin nodes list' shows them`, { status: 404 })
     return node
   }
-  app.get('/v1/nodes', { schema: { response: ok(NodeList) } }, async () => ({ nodes: state.listNodes() }))
+  app.get('/v1/nodes', { schema: { response: ok(NodeList) } }, async () => ({ nodes: state.listNodes().sort(byField('name')) }))
   app.get('/v1/nodes/:node', { schema: { params: NodeParams, response: ok(NodeResponse) } }, async (req) => ({ node: requireNode(nodeOf(req)) }))
   app.post('/v1/nodes/:node/approve', { schema: { params: NodeParams, body: NoBody, response: ok(NodeResponse) } }, async (req) => {
     return { node: await state.approveNode(nodeOf(req), actor(req)) }
@@ -255,6 +255,11 @@ function adminRoutes (app: FastifyInstance, ctx: ControllerPluginContext): void 
     if (limit < 1 || limit > 1000) throw new WarrenError('invalid_input', 'querystring/limit must be between 1 and 1000', { field: 'querystring/limit' })
     return { entries: state.listAudit({ limit, ...(q.after !== undefined ? { after: Number(q.after) } : {}) }) }
   })
+}
+
+/** byField sorts lists by one string field, so listings read the same across restarts. */
+function byField<K extends string> (key: K): (a: Record<K, string>, b: Record<K, string>) => number {
+  return (a, b) => a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0
 }
 
 interface AjvError { keyword: string, instancePath: string, message?: string, params: Record<string, unknown>, parentSchema?: { description?: string } }
