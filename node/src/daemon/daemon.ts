@@ -114,7 +114,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   let opChain: Promise<unknown> = Promise.resolve()
 
   // ---------- applying maps, one at a time, newest wins ----------
-  let pendingApply: NetmapUpdate | undefined
+  let pendingApply: { update: NetmapUpdate, gen: number } | undefined
   let applying: Promise<void> | undefined
   let retryTimer: NodeJS.Timeout | undefined
 
@@ -133,20 +133,22 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     if (gen !== generation) return
     netmap = u.netmap
     metrics.peers.set(u.netmap.peers.length)
-    pendingApply = u
-    applying ??= drain(gen).finally(() => { applying = undefined })
+    pendingApply = { update: u, gen }
+    applying ??= drain().finally(() => { applying = undefined })
   }
 
-  async function drain (gen: number): Promise<void> {
-    while (pendingApply !== undefined && gen === generation) {
-      const u = pendingApply
+  async function drain (): Promise<void> {
+    while (pendingApply !== undefined) {
+      const { update: u, gen } = pendingApply
       pendingApply = undefined
+      // A map from before the last up/down is stale: down() has removed, or up() replaced, it.
+      if (gen !== generation) continue
       const end = metrics.applyDuration.startTimer()
       try {
         await dataPlane.apply(u.netmap)
         end({ result: 'ok' })
         health.delete('apply')
-        if (gen !== generation) return
+        if (gen !== generation) continue
         state = stateFor(u.netmap.self)
         updateHealthForSelf(u.netmap.self)
         await store.writeMap({ session: u.session, seq: u.seq, netmap: u.netmap })
