@@ -11,6 +11,8 @@ import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
 import { buildApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
+import { mapServerHook, type MapServerHookOptions, type MapService } from './map/index.js'
+import { policyRoutes, policyServiceFor, type PolicyService } from './policy/index.js'
 
 /**
  * ServerHook gets the controller's HTTPS server before it listens, to mount what is not
@@ -36,6 +38,12 @@ export interface StartControllerOptions {
   /** admin route plugins (the policy routes), mounted on both the TLS and the socket server */
   plugins?: ControllerPlugin[]
   onServer?: ServerHook | ServerHook[]
+  /**
+   * map tunes the live network map service mounted at /v1/machine/map (coalescing,
+   * timeouts; `policy` replaces the controller's policy engine, for tests and benchmarks).
+   * false leaves it out, for tests that mount their own.
+   */
+  map?: MapServerHookOptions | false
 }
 
 export interface RunningController {
@@ -51,6 +59,10 @@ export interface RunningController {
   app: FastifyInstance
   adminApp: FastifyInstance
   metrics: ControllerMetrics
+  /** the access policy with its history (what /v1/policy serves) */
+  policy: PolicyService
+  /** the live map service, unless started with `map: false` */
+  map?: MapService
   close: () => Promise<void>
 }
 
@@ -88,12 +100,29 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       onListenerError: (err, event) => { log.error({ err, event }, 'state event listener failed') }
     })
     const metrics = createControllerMetrics(state)
-    const common = { state, metrics, plugins: opts.plugins ?? [], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
+    // The policy decides what the map service sends; a policy change reaches exactly the
+    // sessions whose peers or filters it changed.
+    const policy = await policyServiceFor(state)
+    closables.push({ close: () => { policy.close() } })
+    let map: MapService | undefined
+    const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
     const app = await buildApp({ ...common, mode: 'public', https: { key: tls.key, cert: tls.cert }, logger: log })
     const adminApp = await buildApp({ ...common, mode: 'local', logger: log.child({ server: 'admin-socket' }) })
     closables.push({ close: async () => { await app.close() } }, { close: async () => { await adminApp.close() } })
 
-    const hooks = opts.onServer === undefined ? [] : Array.isArray(opts.onServer) ? opts.onServer : [opts.onServer]
+    const hooks = opts.onServer === undefined ? [] : Array.isArray(opts.onServer) ? [...opts.onServer] : [opts.onServer]
+    if (opts.map !== false) {
+      const mapOpts = opts.map ?? {}
+      hooks.unshift(mapServerHook({
+        ...mapOpts,
+        policy: mapOpts.policy ?? policy.engine,
+        onStart: s => {
+          map = s
+          if (mapOpts.policy === undefined) policy.onChange(ids => { s.policyChanged(ids) })
+          mapOpts.onStart?.(s)
+        }
+      }))
+    }
     await app.ready()
     for (const hook of hooks) {
       const c = await hook(app.server as unknown as HttpsServer, { state, metrics, log, app })
@@ -128,6 +157,8 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       app,
       adminApp,
       metrics,
+      policy,
+      ...(map !== undefined ? { map } : {}),
       close: async () => {
         closing ??= (async () => {
           clearInterval(sweep)

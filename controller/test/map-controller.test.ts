@@ -21,6 +21,7 @@ async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parame
     listen: '127.0.0.1:0',
     logger: false,
     rateLimit: false,
+    map: false,
     onServer: mapServerHook({ coalesceMs: 20, ...hook, onStart: s => { service = s } })
   })
   t.teardown(c.close)
