@@ -122,13 +122,15 @@ class PinnedAgent extends https.Agent {
 
   /** trustedCa probes once; a failed probe is forgotten so that the next call tries again. */
   private trustedCa (): Promise<string[]> {
-    this.trusted ??= probeCertificate(this.url, this.timeoutMs).then(p => {
+    if (this.trusted !== undefined) return this.trusted
+    const trusted = probeCertificate(this.url, this.timeoutMs).then(p => {
       if (p.fingerprint !== this.pin) throw mismatch(this.url.origin, this.pin, p.fingerprint)
       // The system roots stay so that a pinned certificate from a public CA still verifies.
       return [...tls.rootCertificates, ...p.chainPem]
     })
-    this.trusted.catch(() => { this.trusted = undefined })
-    return this.trusted
+    this.trusted = trusted
+    trusted.catch(() => { if (this.trusted === trusted) this.trusted = undefined })
+    return trusted
   }
 
   /**
