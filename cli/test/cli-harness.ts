@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { parseCredential, generateMachineKeyPair, generateWireGuardKeyPair, isWarrenError, type Node, type WarrenError } from '@warren/protocol'
 import { createControllerTransport, registerNode } from '@warren/node'
 
-/** WARREN_BIN is the compiled CLI main, run the way `npx warren` runs it. */
+/** WARREN_BIN is the compiled CLI main, which the `warren` executable (cli/bin/warren.js) runs. */
 export const WARREN_BIN = fileURLToPath(new URL('../src/bin/warren.js', import.meta.url))
 
 /** Scope is the part of a tap test that helpers need: cleanup at its end. */

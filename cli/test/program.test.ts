@@ -1,5 +1,7 @@
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { readFileSync, existsSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { normalizeFingerprint, PROTOCOL_VERSION } from '@warren/protocol'
 import { certificateFingerprint } from '@warren/controller'
@@ -30,4 +32,14 @@ t.test('usage: where to send admin commands, versions', async tt => {
   tt.equal(v.code, 0)
   tt.match(v.stdout, new RegExp(`^warren \\d+\\.\\d+\\.\\d+ \\(protocol ${PROTOCOL_VERSION}\\)\\n$`))
   tt.equal((await runWarren(['--version'])).stdout, v.stdout)
+})
+
+t.test('npm links the warren executable, as npx warren uses it', async tt => {
+  const link = fileURLToPath(new URL('../../../node_modules/.bin/warren', import.meta.url))
+  tt.ok(existsSync(link), `${link} exists (npm ci links it from cli/package.json "bin")`)
+  const out = await new Promise<{ code: number | null, stdout: string }>(resolve => {
+    execFile(link, ['version'], (err, stdout) => { resolve({ code: err === null ? 0 : (err.code as number | null ?? 1), stdout }) })
+  })
+  tt.equal(out.code, 0, 'it is executable and runs the built CLI')
+  tt.match(out.stdout, /^warren \d+\.\d+\.\d+ \(protocol \d+\)/)
 })
