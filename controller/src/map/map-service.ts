@@ -175,6 +175,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
   const entries = new Map<string, NodeEntry>()
   const sessions = new Map<string, Session>()
   const dirty = new Set<Session>()
+  const filterJsonCache = new WeakMap<FilterRule[], string>()
   let flushTimer: NodeJS.Timeout | undefined
   let dnsJson = JSON.stringify({ domain: opts.domain, magicDns: true })
   let closed = false
@@ -273,11 +274,18 @@ export function createMapService (opts: MapServiceOptions): MapService {
     for (const id of want) if (!s.sentPeers.has(id) && entries.has(id)) queueAdd(s, id)
   }
 
+  /** filterJson serializes each distinct filter once: nodes that share a filter share its array. */
+  function filterJson (ref: FilterRule[]): string {
+    let json = filterJsonCache.get(ref)
+    if (json === undefined) filterJsonCache.set(ref, json = JSON.stringify(ref))
+    return json
+  }
+
   function reconcileFilter (s: Session): void {
     const ref = filterFor(s.nodeId)
     if (ref === s.filterRef) return
     s.filterRef = ref
-    const json = JSON.stringify(ref)
+    const json = filterJson(ref)
     if (json === s.filterJson) return
     s.filterJson = json
     s.pendingFilter = true
@@ -466,7 +474,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
       parts.push(p.peerJson)
     }
     s.filterRef = filterFor(s.nodeId)
-    s.filterJson = JSON.stringify(s.filterRef)
+    s.filterJson = filterJson(s.filterRef)
     s.selfJson = e.selfJson
     s.dnsJson = dnsJson
     s.seq = 1
