@@ -11,3 +11,4 @@
  */
 export * from './admin-client.js'
 export * from './local-client.js'
+export * from './admin-policy.js'

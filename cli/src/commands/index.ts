@@ -6,6 +6,7 @@ import * as adminKeys from './admin-keys.js'
 import * as adminNodes from './admin-nodes.js'
 import * as adminApikeys from './admin-apikeys.js'
 import * as adminAudit from './admin-audit.js'
+import * as adminPolicy from './admin-policy.js'
 import * as version from './version.js'
 import * as nodeRun from './node-run.js'
 import * as localUp from './local-up.js'
@@ -29,6 +30,7 @@ export const commands: CommandModule[] = [
   adminNodes,
   adminApikeys,
   adminAudit,
+  adminPolicy,
   nodeRun,
   localUp,
   localDown,
