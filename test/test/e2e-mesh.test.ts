@@ -121,6 +121,17 @@ t.test('three nodes join, reach each other by name, and survive controller and d
     await waitFor(async () => (await status(c)).backendState === 'NeedsLogin', { timeoutMs: 5000, message: 'c told it needs a login' })
   })
 
+  await t.test('a node joining with a key that needs approval waits, and runs once approved', async t => {
+    const approvalKey = JSON.parse(await admin('keys', 'create', '--user', 'alice', '--json')).key as string
+    const out = await warren(['up', '--socket', c.socket, '--controller', url, '--auth-key', approvalKey, '--hostname', 'c', '--timeout', '30s'])
+    t.match(out, /an admin must approve it first: on the controller run 'warren admin nodes approve c'/)
+    t.equal((await status(c)).backendState, 'NeedsApproval')
+    t.notOk((await wgPeers(a)).includes((await status(c)).self!.wgKey), 'a pending node is nobody\'s peer')
+    await admin('nodes', 'approve', 'c')
+    await waitFor(async () => (await status(c)).backendState === 'Running', { timeoutMs: 10_000, message: 'c running after approval' })
+    await waitFor(async () => await pingByName(a, 'c') && await pingByName(c, 'a'), { timeoutMs: 20_000, message: 'a and c reaching each other' })
+  })
+
   await t.test('the mesh keeps working without the controller, and nodes resync when it returns', async t => {
     await controller.kill('SIGKILL')
     await waitFor(async () => (await status(a)).controller?.connected === false, { timeoutMs: 5000, message: 'a notices the controller is gone' })
