@@ -1,18 +1,6 @@
-import type { FilterRule } from '@warren/protocol'
-
-/** FirewallContext is what the engine knows besides the filter: the mesh interface to judge. */
-export interface FirewallContext {
-  interfaceName: string
-}
-
 /**
- * Firewall enforces a node's inbound packet filter. `set` takes the whole desired filter
- * and is safe to call again with the same one; `close` removes the enforcement (warren down).
+ * The firewall implements the engine's Firewall interface and reaches `nft` only through
+ * the node's command runner; these are re-exported here for the firewall's own modules.
  */
-export interface Firewall {
-  up: () => Promise<void>
-  set: (filter: FilterRule[], ctx: FirewallContext) => Promise<void>
-  close: () => Promise<void>
-}
-
+export type { Firewall, FirewallContext } from '../engine/types.js'
 export type { CommandResult, CommandRunner } from '../runner/index.js'
