@@ -129,6 +129,7 @@ t.test('warren admin policy against a real controller', async t => {
     ]
     refusedWith(tt, await admin('policy', 'check', bad), new RegExp(`^warren: ${bad}: invalid \\(3 problems\\):$`), expected, 'check')
     refusedWith(tt, await admin('policy', 'set', bad, '-m', 'typo'), new RegExp(`^warren: ${bad}: not applied; the policy in force is unchanged \\(3 problems\\):$`), expected, 'set')
+    refusedWith(tt, await admin('policy', 'test', bad), new RegExp(`^warren: ${bad}: invalid, so its tests cannot run \\(3 problems\\):$`), expected, 'test')
     const asJson = await admin('policy', 'check', bad, '--json')
     tt.equal(asJson.code, 1, 'check --json exits 1 too')
     tt.same(json<{ ok: boolean, errors: string[] }>(asJson).errors.map(e => e.split(':').slice(0, 2).join(':')), ['5:35', '6:49', '6:65'], 'check --json lists the problems with line:column')

@@ -155,7 +155,8 @@ export function register (program: Command): void {
         if (json) printJson(r)
         if (!r.ok) {
           if (json) throw new WarrenError('policy_tests_failed', `${where}: ${r.errors.length} problem(s)`)
-          throw refusal(where, 'tests fail', r.errors)
+          const onlyTests = r.errors.every(e => /^\d+:\d+: test \d+: /.test(e))
+          throw refusal(where, onlyTests ? 'tests fail' : 'invalid, so its tests cannot run', r.errors)
         }
         if (!json) printLine(`${where}: all tests pass`)
       })
