@@ -285,6 +285,27 @@ t.test('a sample of random filters and packets: the kernel agrees with filterAll
   }
 })
 
+t.test('a restarted daemon reads the kernel table back and sends only a diff', async t => {
+  const filter = [rule([PEERS4[0]!, PEERS6[0]!, '100.64.0.128/25', 'fd7a::8000/113'], [6, 17, 1, 58], [[7001, 7003], [20000, 30000]]), rule(['*'], [6], [[0, 65535]])]
+  await fw.set(filter, ctx)
+  const nftRuns: string[] = []
+  const recording: CommandRunner = { run: async (argv, opts) => { if (argv.includes('-f')) nftRuns.push(opts?.input ?? ''); return await inNode.run(argv, opts) } }
+  const restarted = createNftablesFirewall({ runner: recording, table: TABLE })
+  await restarted.up()
+  await restarted.set(filter, ctx)
+  t.same(nftRuns, [], 'the same filter after a restart sends nothing: the read-back matched every element')
+  t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'timeout')
+  await restarted.set([...filter, rule([PEERS4[2]!], [17], [[UDP_PORTS[0]!, UDP_PORTS[0]!]])], ctx)
+  t.equal(restarted.lastApply()?.kind, 'elements')
+  t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'open', 'the diff took effect')
+  t.equal(await restarted.sync(), 'unchanged', 'sync finds the kernel as applied')
+  await inNode.run(['nft', 'delete', 'element', 'inet', TABLE, 'allow4', `{ ${PEERS4[2]} . 17 . ${UDP_PORTS[0]} }`])
+  t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'timeout')
+  t.equal(await restarted.sync(), 'rebuilt', 'an element removed behind our back is restored')
+  t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'open')
+  await fw.set([], ctx)
+})
+
 t.test('close removes only our table; other tables stay byte-identical', async t => {
   await fw.close()
   const r = await inNode.run(['nft', 'list', 'table', 'inet', TABLE], { allowFail: true })

@@ -309,7 +309,8 @@ export function renderTableBody (sets: SetElements, o: RulesetOptions): string {
   }
   lines.push(
     '  chain mesh {',
-    // ICMP errors about flows this node opened are `related` in the reply direction.
+    // ICMP errors about flows this node opened are `related` in the reply direction. No
+    // exception for ICMPv6 neighbour discovery: WireGuard is layer 3 and does no ND.
     '    ct state invalid drop',
     '    ct direction reply ct state established,related accept',
     // Packets of flows a peer opened are judged every time, so revocation cuts them.
