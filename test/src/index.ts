@@ -17,3 +17,4 @@
  */
 export * from './process.js'
 export * from './netns.js'
+export * from './mesh.js'
