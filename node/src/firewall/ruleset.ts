@@ -69,7 +69,7 @@ export interface Packet {
 // ---------- addresses ----------
 
 /** AddrRange is an inclusive range of IPv4 (32-bit) or IPv6 (128-bit) addresses. */
-interface AddrRange { v6: boolean, lo: bigint, hi: bigint }
+interface AddrRange { v6: boolean, lo: bigint, hi: bigint, /** nft text, once formatted */ text?: string }
 
 
 function bigintToBytes (n: bigint, len: number): number[] {
@@ -170,7 +170,7 @@ function checkPorts (ports: PortRange[], where: string): Ports {
 }
 
 /** Block is one source range allowed on one protocol for some ports (all ports when portless). */
-interface Block { lo: bigint, hi: bigint, ports: Ports }
+interface Block { lo: bigint, hi: bigint, ports: Ports, /** nft text of lo-hi, when known */ text?: string }
 
 /**
  * disjointBlocks merges the blocks of one family and protocol into disjoint ones. Sources
@@ -187,20 +187,24 @@ function disjointBlocks (blocks: Block[]): Block[] {
     return k
   }
   const out: Array<Block & { key: string }> = []
-  const emit = (lo: bigint, hi: bigint, ports: Ports): void => {
+  const emit = (lo: bigint, hi: bigint, ports: Ports, text?: string): void => {
     const key = keyOf(ports)
     const last = out[out.length - 1]
     // Stretches with the same ports join, except two single addresses: peers stay single,
     // for the hash sets.
-    if (last !== undefined && last.key === key && last.hi + 1n === lo && (last.lo !== last.hi || lo !== hi)) last.hi = hi
-    else out.push({ lo, hi, ports, key })
+    if (last !== undefined && last.key === key && last.hi + 1n === lo && (last.lo !== last.hi || lo !== hi)) {
+      last.hi = hi
+      delete last.text
+    } else {
+      out.push(text === undefined ? { lo, hi, ports, key } : { lo, hi, ports, key, text })
+    }
   }
   const stack: Block[] = [] // enclosing blocks, each with the union of its and its ancestors' ports
   let pos = 0n // the first address not yet emitted
   const close = (upTo: bigint): void => {
     while (stack.length > 0 && stack[stack.length - 1]!.hi < upTo) {
       const top = stack.pop()!
-      if (pos <= top.hi) { emit(pos, top.hi, top.ports); pos = top.hi + 1n }
+      if (pos <= top.hi) { emit(pos, top.hi, top.ports, pos === top.lo ? top.text : undefined); pos = top.hi + 1n }
     }
   }
   for (const b of sorted) {
@@ -208,11 +212,17 @@ function disjointBlocks (blocks: Block[]): Block[] {
     const parent = stack[stack.length - 1]
     if (parent !== undefined && pos < b.lo) emit(pos, b.lo - 1n, parent.ports)
     pos = b.lo
-    stack.push(parent === undefined ? b : { lo: b.lo, hi: b.hi, ports: mergePorts([...parent.ports, ...b.ports]) })
+    stack.push(parent === undefined ? b : { ...b, ports: mergePorts([...parent.ports, ...b.ports]) })
   }
   close(1n << 129n)
   return out
 }
+
+/**
+ * sourceCache keeps parsed (and formatted) sources between compiles: the engine sends the
+ * whole filter on every change, and nearly all of its sources are the same as last time.
+ */
+const sourceCache = new Map<string, AddrRange[]>()
 
 /**
  * compileFilter turns a filter into the canonical elements of Warren's four sets.
@@ -221,14 +231,13 @@ function disjointBlocks (blocks: Block[]): Block[] {
 export function compileFilter (filter: FilterRule[]): SetElements {
   // family/proto -> blocks, with the ports of each block already merged
   const groups = new Map<string, { v6: boolean, proto: number, blocks: Map<AddrRange, Block> }>()
-  // The same source appears in many rules; parse it once, and let its range stand for it.
-  const parsedSources = new Map<string, AddrRange[]>()
+  if (sourceCache.size > 200_000) sourceCache.clear()
   filter.forEach((rule, i) => {
     const where = `filter[${i}]`
     const ports = mergePorts(checkPorts(rule.ports, where))
     const ranges = rule.srcs.flatMap((s, j) => {
-      let r = parsedSources.get(s)
-      if (r === undefined) parsedSources.set(s, r = parseSource(s, `${where}.srcs[${j}]`))
+      let r = sourceCache.get(s)
+      if (r === undefined) sourceCache.set(s, r = parseSource(s, `${where}.srcs[${j}]`))
       return r
     })
     rule.protos.forEach((proto, k) => {
@@ -243,7 +252,8 @@ export function compileFilter (filter: FilterRule[]): SetElements {
         if (g === undefined) groups.set(key, g = { v6: r.v6, proto, blocks: new Map() })
         // one block per distinct source keeps the sweep's active set small
         const same = g.blocks.get(r)
-        if (same === undefined) g.blocks.set(r, { lo: r.lo, hi: r.hi, ports: hasPorts ? ports : [[0, 0]] })
+        r.text ??= formatAddrRange(r.v6, r.lo, r.hi)
+        if (same === undefined) g.blocks.set(r, { lo: r.lo, hi: r.hi, ports: hasPorts ? ports : [[0, 0]], text: r.text })
         else if (hasPorts) same.ports = mergePorts([...same.ports, ...ports])
       }
     })
@@ -257,7 +267,7 @@ export function compileFilter (filter: FilterRule[]): SetElements {
     const fam = g.v6 ? '6' : '4'
     for (const b of disjointBlocks([...g.blocks.values()])) {
       const single = b.lo === b.hi
-      const src = formatAddrRange(g.v6, b.lo, b.hi)
+      const src = b.text ?? formatAddrRange(g.v6, b.lo, b.hi)
       const add = (set: string, text: string): void => { sets[set as SetName].push(text) }
       const allPorts = b.ports.length === 1 && b.ports[0]![0] === 0 && b.ports[0]![1] === 65535
       if (!hasPorts || allPorts) { add(`allow${fam}p${single ? '' : 'i'}`, `${src} . ${g.proto}`); continue }
