@@ -83,3 +83,19 @@ t.test('metrics count sessions, messages and fan-out', async t => {
   t.match(text, /warren_map_messages_sent_total\{type="delta"\} [1-9]/)
   t.match(text, /warren_map_delta_fanout_count [1-9]/)
 })
+
+t.test('large messages go out in fragments and arrive whole, in order', async t => {
+  const srv = await startMapTestServer({ fragmentBytes: 256 })
+  t.teardown(srv.close)
+  const a = srv.add({ name: 'alpha' })
+  for (let i = 0; i < 30; i++) srv.add({ name: `peer${i}` })
+  const ca = await connectReady(srv.url, a)
+  t.teardown(ca.close)
+  t.equal(ca.netmap!.peers.length, 30, 'a full map of ~10 KiB, sent as 256-byte fragments')
+  for (let i = 0; i < 30; i++) srv.add({ name: `late${i}` })
+  await waitUntil(() => ca.netmap!.peers.length === 60, 'a large delta')
+  srv.source.remove(a.node.id)
+  await ca.closed
+  t.equal(ca.lastError()?.code, 'node_deleted', 'the error after them arrives intact')
+  t.same(ca.problems, [], 'every message parsed and matched the schema')
+})

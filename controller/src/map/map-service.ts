@@ -10,6 +10,7 @@ import {
 import type { MapNodeSource, MapPolicy, MapPolicyChange, MapLogger } from './types.js'
 import { checkEndpoints } from './endpoints.js'
 import { verifyMachineSignature } from './verify.js'
+import { createOutbox, type Outbox } from './outbox.js'
 import { createMapMetrics, type MapMetrics } from './metrics.js'
 
 /** MAP_PATH is where nodes open their map session (a WebSocket on the API server). */
@@ -47,6 +48,10 @@ export interface MapServiceOptions {
   ephemeralTimeoutMs?: number
   /** largest inbound message (default 16 KiB) */
   maxPayload?: number
+  /** larger messages go out as WebSocket fragments of this size, one at a time (default 16 KiB) */
+  fragmentBytes?: number
+  /** deltas wait while a node's socket holds more unsent bytes than this (default 256 KiB) */
+  sendHighWaterBytes?: number
   /** a node whose socket has more unsent bytes than this is dropped; it resumes later (default 64 MiB) */
   maxBufferedBytes?: number
   registry?: Registry
@@ -161,6 +166,8 @@ export function createMapService (opts: MapServiceOptions): MapService {
   const resumeWindowMs = opts.resumeWindowMs ?? 120_000
   const ephemeralTimeoutMs = opts.ephemeralTimeoutMs ?? 300_000
   const maxBufferedBytes = opts.maxBufferedBytes ?? 64 * 1024 * 1024
+  const sendHighWaterBytes = opts.sendHighWaterBytes ?? 256 * 1024
+  const fragmentBytes = opts.fragmentBytes ?? 16 * 1024
   const log = opts.log
   const metrics = createMapMetrics(opts.registry)
   const sentByType = {
@@ -176,6 +183,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
   const sessions = new Map<string, Session>()
   const dirty = new Set<Session>()
   const filterJsonCache = new WeakMap<FilterRule[], string>()
+  const outboxes = new WeakMap<WebSocket, Outbox>()
   let flushTimer: NodeJS.Timeout | undefined
   let dnsJson = JSON.stringify({ domain: opts.domain, magicDns: true })
   let closed = false
@@ -405,7 +413,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
       ws.terminate()
       return
     }
-    ws.send(text)
+    outboxOf(ws).send(text)
     sentByType[type].inc()
     metrics.bytes.inc(text.length)
     counts.messages++
@@ -419,7 +427,13 @@ export function createMapService (opts: MapServiceOptions): MapService {
 
   function fail (ws: WebSocket, code: string, message: string, closeCode: number): void {
     sendError(ws, code, message)
-    ws.close(closeCode, code)
+    outboxOf(ws).close(closeCode, code)
+  }
+
+  function outboxOf (ws: WebSocket): Outbox {
+    let o = outboxes.get(ws)
+    if (o === undefined) outboxes.set(ws, o = createOutbox(ws, fragmentBytes))
+    return o
   }
 
   function deltaText (s: Session): string {
@@ -452,14 +466,27 @@ export function createMapService (opts: MapServiceOptions): MapService {
     return s.pendingSelf || s.pendingFilter || s.pendingDns || s.pendingChanged.size > 0 || s.pendingRemoved.size > 0
   }
 
+  /**
+   * flush sends each dirty session its queued changes as one delta. A session whose
+   * socket still holds more than sendHighWaterBytes unsent keeps its changes queued
+   * (they merge with later ones) until it has read what it was sent, so a slow node
+   * costs the controller its peer set, not a growing pile of buffers.
+   */
   function flush (): void {
     flushTimer = undefined
+    let held = false
     for (const s of dirty) {
-      if (s.ws === null || !hasPending(s)) continue
-      s.seq++
-      send(s, s.ws, 'delta', deltaText(s))
+      if (s.ws !== null && hasPending(s)) {
+        if (s.ws.bufferedAmount > sendHighWaterBytes || outboxOf(s.ws).busy()) {
+          held = true
+          continue
+        }
+        s.seq++
+        send(s, s.ws, 'delta', deltaText(s))
+      }
+      dirty.delete(s)
     }
-    dirty.clear()
+    if (held && !closed) flushTimer = setTimeout(flush, coalesceMs)
   }
 
   function sendFullMap (s: Session, ws: WebSocket): void {
