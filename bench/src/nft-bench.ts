@@ -230,7 +230,8 @@ const body = `Command: \`npx tsc -b bench && node bench/dist/src/nft-bench.js --
 Each peer has an IPv4 and an IPv6 address allowed on TCP 22, TCP/UDP 443 and two ports of its
 own (no elements merge). Single addresses with single ports go to hash sets. Times are medians
 of ${RUNS} runs, wall clock, and include \`nft --check\` before every apply:
-- compile: FilterRule[] to set elements (pure JS, the whole filter);
+- compile: FilterRule[] to set elements (pure JS, the whole filter; parsed sources are kept
+  between compiles, as in the daemon, where nearly all of them repeat);
 - atomic apply: a first \`set\` (read-back, compile, check, one whole-table transaction);
 - one-peer update, nft: the check + apply of the element diff (what changes in the kernel);
 - one-peer update, set(): the same plus compiling and diffing the whole 10,000-peer filter;
