@@ -225,7 +225,7 @@ function disjointBlocks (blocks: Block[]): Block[] {
 const sourceCache = new Map<string, AddrRange[]>()
 
 /**
- * compileFilter turns a filter into the canonical elements of Warren's four sets.
+ * compileFilter turns a filter into the canonical elements of Warren's sets.
  * It throws WarrenError (code `bad_filter`, naming the field) on malformed input.
  */
 export function compileFilter (filter: FilterRule[]): SetElements {
