@@ -54,7 +54,12 @@ serveRpc(async req => {
     const s = service!.stats()
     const h = await service!.metrics.changeSeconds.get()
     const sum = h.values.find(v => v.metricName === 'warren_map_change_seconds_sum')?.value ?? 0
-    const figures: MapServiceFigures = { messages: s.messages, bytes: s.bytes, changes: s.changes, fanout: s.fanout, changeSeconds: sum, connected: s.connected }
+    const mem = process.memoryUsage()
+    const mib = (x: number): number => Math.round(x / 1048576)
+    const figures: MapServiceFigures = {
+      messages: s.messages, bytes: s.bytes, changes: s.changes, fanout: s.fanout, changeSeconds: sum, connected: s.connected,
+      memory: { heapUsedMiB: mib(mem.heapUsed), heapTotalMiB: mib(mem.heapTotal), externalMiB: mib(mem.external), arrayBuffersMiB: mib(mem.arrayBuffers) }
+    }
     return figures
   }
   if (req.op === 'close') {

@@ -48,7 +48,7 @@ export interface MapServiceOptions {
   ephemeralTimeoutMs?: number
   /** largest inbound message (default 16 KiB) */
   maxPayload?: number
-  /** larger messages go out as WebSocket fragments of this size, one at a time (default 16 KiB) */
+  /** larger messages go out as WebSocket fragments of this size, one at a time (default 4 KiB) */
   fragmentBytes?: number
   /** deltas wait while a node's socket holds more unsent bytes than this (default 256 KiB) */
   sendHighWaterBytes?: number
@@ -167,7 +167,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
   const ephemeralTimeoutMs = opts.ephemeralTimeoutMs ?? 300_000
   const maxBufferedBytes = opts.maxBufferedBytes ?? 64 * 1024 * 1024
   const sendHighWaterBytes = opts.sendHighWaterBytes ?? 256 * 1024
-  const fragmentBytes = opts.fragmentBytes ?? 16 * 1024
+  const fragmentBytes = opts.fragmentBytes ?? 4 * 1024
   const log = opts.log
   const metrics = createMapMetrics(opts.registry)
   const sentByType = {

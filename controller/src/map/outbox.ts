@@ -4,7 +4,7 @@ import { WebSocket } from 'ws'
  * Outbox sends one socket's map messages in order, splitting a large message into
  * WebSocket fragments and writing the next fragment only once the previous one left.
  * Node's TLS layer keeps, per connection, buffers as large as the largest burst ever
- * written; with 10,000 sessions, full maps written in one piece cost about 40 KiB more
+ * written; with 10,000 sessions, full maps written in one piece cost about 45 KiB more
  * per connection for the life of the session than maps written a fragment at a time.
  */
 export interface Outbox {
