@@ -12,8 +12,9 @@
  */
 import { WarrenError, type FilterRule } from '@warren/protocol'
 import {
-  checkRulesetOptions, compileFilter, diffSets, parseKernelTable, renderDeleteScript, renderElementScript,
-  renderTableScript, SET_NAMES, type KernelTable, type RulesetOptions, type SetElements
+  checkRulesetOptions, compileIncremental, diffCompiled, diffSets, parseKernelTable, renderDeleteScript,
+  renderElementScript, renderTableScript, SET_NAMES, type CompiledFilter, type KernelTable, type RulesetOptions,
+  type SetElements
 } from './ruleset.js'
 import type { CommandRunner, Firewall, FirewallContext } from './types.js'
 
@@ -44,7 +45,11 @@ export interface NftablesFirewall extends Firewall {
   lastApply: () => ApplyReport | undefined
 }
 
-interface Applied { interfaceName: string, sets: SetElements }
+/**
+ * Applied is a ruleset the kernel holds: its elements, and the compile they came from when
+ * we made them (then the next compile reuses it and the diff costs what changed).
+ */
+interface Applied { interfaceName: string, sets: () => SetElements, compiled?: CompiledFilter }
 
 function sameSets (a: SetElements, b: SetElements): boolean {
   return diffSets(a, b).size === 0
@@ -100,23 +105,26 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
   /** adopt trusts a kernel table that has our layout, so a restarted daemon sends only a diff. */
   function adopt (k: KernelTable | undefined): Applied | undefined {
     if (k === undefined || !k.marked || k.interfaceName === undefined) return undefined
-    return { interfaceName: k.interfaceName, sets: k.sets }
+    const sets = k.sets
+    return { interfaceName: k.interfaceName, sets: () => sets }
   }
 
   async function rebuild (next: Applied): Promise<void> {
-    const script = renderTableScript(next.sets, { table, interfaceName: next.interfaceName })
+    const sets = next.sets()
+    const script = renderTableScript(sets, { table, interfaceName: next.interfaceName })
     await transact(script, 'the rebuild')
     applied = next
-    report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, s) => n + next.sets[s].length, 0), scriptBytes: Buffer.byteLength(script) }
+    report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, s) => n + sets[s].length, 0), scriptBytes: Buffer.byteLength(script) }
   }
 
   async function set (filter: FilterRule[], ctx: FirewallContext): Promise<void> {
     const opts: RulesetOptions = { table, interfaceName: ctx.interfaceName }
     checkRulesetOptions(opts)
-    const next: Applied = { interfaceName: ctx.interfaceName, sets: compileFilter(filter) }
+    const compiled = compileIncremental(filter, applied?.compiled)
+    const next: Applied = { interfaceName: ctx.interfaceName, sets: compiled.sets, compiled }
     if (applied === undefined) applied = adopt(await readKernel())
     if (applied === undefined || applied.interfaceName !== next.interfaceName) return await rebuild(next)
-    const diff = diffSets(applied.sets, next.sets)
+    const diff = applied.compiled !== undefined ? diffCompiled(applied.compiled, compiled) : diffSets(applied.sets(), compiled.sets())
     if (diff.size === 0) {
       report = { kind: 'none', elements: 0, scriptBytes: 0 }
       return
@@ -129,7 +137,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
       // The kernel may no longer hold what we applied (table deleted or edited): then
       // rebuild it whole. If it does, the refusal is real: report it, rules unchanged.
       const kernel = adopt(await readKernel())
-      if (kernel !== undefined && kernel.interfaceName === before.interfaceName && sameSets(kernel.sets, before.sets)) {
+      if (kernel !== undefined && kernel.interfaceName === before.interfaceName && sameSets(kernel.sets(), before.sets())) {
         applied = before
         throw err
       }
@@ -155,7 +163,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     sync: () => serial(async () => {
       if (applied === undefined) return 'nothing-applied'
       const kernel = adopt(await readKernel())
-      if (kernel !== undefined && kernel.interfaceName === applied.interfaceName && sameSets(kernel.sets, applied.sets)) return 'unchanged'
+      if (kernel !== undefined && kernel.interfaceName === applied.interfaceName && sameSets(kernel.sets(), applied.sets())) return 'unchanged'
       await rebuild(applied)
       return 'rebuilt'
     }),

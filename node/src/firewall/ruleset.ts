@@ -69,7 +69,15 @@ export interface Packet {
 // ---------- addresses ----------
 
 /** AddrRange is an inclusive range of IPv4 (32-bit) or IPv6 (128-bit) addresses. */
-interface AddrRange { v6: boolean, lo: bigint, hi: bigint, /** nft text, once formatted */ text?: string }
+interface AddrRange {
+  v6: boolean
+  lo: bigint
+  hi: bigint
+  /** nft text, once formatted */
+  text?: string
+  /** one address (lo === hi), known without comparing bigints again */
+  single?: boolean
+}
 
 
 function bigintToBytes (n: bigint, len: number): number[] {
@@ -159,6 +167,19 @@ function mergePorts (ranges: Ports): Ports {
   return out
 }
 
+/** unionPorts merges two canonical port lists in one pass. */
+function unionPorts (a: Ports, b: Ports): Ports {
+  const out: Ports = []
+  let i = 0
+  let j = 0
+  while (i < a.length || j < b.length) {
+    const r = j >= b.length || (i < a.length && a[i]![0] <= b[j]![0]) ? a[i++]! : b[j++]!
+    const last = out[out.length - 1]
+    if (last !== undefined && r[0] <= last[1] + 1) { if (r[1] > last[1]) last[1] = r[1] } else out.push([r[0], r[1]])
+  }
+  return out
+}
+
 function checkPorts (ports: PortRange[], where: string): Ports {
   return ports.map((p, i) => {
     const ok = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 65535
@@ -223,64 +244,302 @@ function disjointBlocks (blocks: Block[]): Block[] {
  * whole filter on every change, and nearly all of its sources are the same as last time.
  */
 const sourceCache = new Map<string, AddrRange[]>()
+/** rangeByText gives every distinct range one object, so that maps can key on it cheaply. */
+const rangeByText = new Map<string, AddrRange>()
+
+/** cachedSource is parseSource through sourceCache, with ranges shared by equal sources. */
+function cachedSource (s: string, rule: number, index: number): AddrRange[] {
+  let ranges = sourceCache.get(s)
+  if (ranges === undefined) {
+    if (sourceCache.size > 200_000) { sourceCache.clear(); rangeByText.clear() }
+    ranges = parseSource(s, `filter[${rule}].srcs[${index}]`).map(r => {
+      const text = formatAddrRange(r.v6, r.lo, r.hi)
+      let same = rangeByText.get(text)
+      if (same === undefined) rangeByText.set(text, same = { ...r, text, single: r.lo === r.hi })
+      return same
+    })
+    sourceCache.set(s, ranges)
+  }
+  return ranges
+}
+
+/** NO_PORTS stands for the ports of a portless protocol. */
+const NO_PORTS: Ports = [[0, 0]]
+
+/** Group is one family and protocol: its blocks keyed by their source text, ports merged. */
+interface Group {
+  v6: boolean
+  proto: number
+  hasPorts: boolean
+  blocks: Map<AddrRange, Ports>
+  /** whether any source is wider than one address */
+  hasRanges: boolean
+}
+
+/** groupBlocks lists a group's sources as blocks for the sweep. */
+function groupBlocks (g: Group): Block[] {
+  const out: Block[] = []
+  for (const [r, ports] of g.blocks) out.push({ lo: r.lo, hi: r.hi, ports, text: r.text! })
+  return out
+}
+
+/** groupOrder puts IPv4 before IPv6, then protocols by number: the order elements come out in. */
+const groupOrder = (a: Group, b: Group): number => Number(a.v6) - Number(b.v6) || a.proto - b.proto
+
+/**
+ * collectGroups checks a filter and gathers, per family and protocol, each distinct source
+ * with the union of the ports the rules give it. It throws WarrenError (code `bad_filter`,
+ * naming the field) on malformed input.
+ */
+function collectGroups (filter: FilterRule[]): Group[] {
+  // keyed by family and protocol as one number: 0-255 IPv4, 256-511 IPv6
+  const groups = new Map<number, Group>()
+  for (let i = 0; i < filter.length; i++) {
+    const rule = filter[i]!
+    const ports = rulePorts(rule.ports, i)
+    const ranges: AddrRange[] = []
+    for (let j = 0; j < rule.srcs.length; j++) {
+      for (const one of cachedSource(rule.srcs[j]!, i, j)) ranges.push(one)
+    }
+    for (let k = 0; k < rule.protos.length; k++) {
+      const proto = rule.protos[k]!
+      if (!Number.isInteger(proto) || proto < 0 || proto > 255) {
+        throw new WarrenError('bad_filter', `filter[${i}].protos[${k}]: ${proto} is not an IANA protocol number (0-255)`, { field: `filter[${i}].protos[${k}]` })
+      }
+      const hasPorts = PORT_PROTOCOLS.includes(proto)
+      if (hasPorts && ports.length === 0) continue
+      for (const r of ranges) {
+        const key = (r.v6 ? 256 : 0) + proto
+        let g = groups.get(key)
+        if (g === undefined) groups.set(key, g = { v6: r.v6, proto, hasPorts, blocks: new Map(), hasRanges: false })
+        // one block per distinct source keeps the sweep's active set small
+        const same = g.blocks.get(r)
+        if (same === undefined) {
+          g.blocks.set(r, hasPorts ? ports : NO_PORTS)
+          if (r.single !== true) g.hasRanges = true
+        }
+        else if (hasPorts) g.blocks.set(r, unionPorts(same, ports))
+      }
+    }
+  }
+  return [...groups.values()].sort(groupOrder)
+}
+
+/**
+ * rulePorts checks a rule's ports and merges them; ports that are already sorted and
+ * apart (as the controller sends them) skip the sort.
+ */
+function rulePorts (ports: PortRange[], i: number): Ports {
+  let canonical = true
+  for (let k = 0; k < ports.length; k++) {
+    const p = ports[k]!
+    if (!(Number.isInteger(p.first) && Number.isInteger(p.last) && p.first >= 0 && p.first <= p.last && p.last <= 65535)) {
+      return mergePorts(checkPorts(ports, `filter[${i}]`)) // throws, naming the range
+    }
+    if (k > 0 && p.first <= ports[k - 1]!.last + 1) canonical = false
+  }
+  return canonical ? ports.map(p => [p.first, p.last]) : mergePorts(checkPorts(ports, `filter[${i}]`))
+}
+
+/** Element is one set element: the set it belongs to and its canonical text. */
+type Element = readonly [SetName, string]
+
+/** blockElements turns one disjoint block of a group into set elements. */
+function blockElements (g: Group, b: Block, out: Element[]): void {
+  const single = b.lo === b.hi
+  const src = b.text ?? formatAddrRange(g.v6, b.lo, b.hi)
+  const fam = g.v6 ? '6' : '4'
+  const allPorts = b.ports.length === 1 && b.ports[0]![0] === 0 && b.ports[0]![1] === 65535
+  if (!g.hasPorts || allPorts) { out.push([`allow${fam}p${single ? '' : 'i'}` as SetName, `${src} . ${g.proto}`]); return }
+  for (const [first, last] of b.ports) {
+    if (single && last - first < EXPAND_PORTS) {
+      for (let port = first; port <= last; port++) out.push([`allow${fam}` as SetName, `${src} . ${g.proto} . ${port}`])
+    } else {
+      out.push([`allow${fam}i` as SetName, `${src} . ${g.proto} . ${first === last ? first : `${first}-${last}`}`])
+    }
+  }
+}
+
+/** toSets sorts elements into their sets, keeping their order. */
+function toSets (lists: Iterable<readonly Element[]>): SetElements {
+  const sets = emptySets()
+  for (const list of lists) for (const [set, text] of list) sets[set].push(text)
+  return sets
+}
 
 /**
  * compileFilter turns a filter into the canonical elements of Warren's sets.
  * It throws WarrenError (code `bad_filter`, naming the field) on malformed input.
  */
 export function compileFilter (filter: FilterRule[]): SetElements {
-  // family/proto -> blocks, with the ports of each block already merged
-  const groups = new Map<string, { v6: boolean, proto: number, blocks: Map<AddrRange, Block> }>()
-  if (sourceCache.size > 200_000) sourceCache.clear()
-  filter.forEach((rule, i) => {
-    const where = `filter[${i}]`
-    const ports = mergePorts(checkPorts(rule.ports, where))
-    const ranges = rule.srcs.flatMap((s, j) => {
-      let r = sourceCache.get(s)
-      if (r === undefined) sourceCache.set(s, r = parseSource(s, `${where}.srcs[${j}]`))
-      return r
-    })
-    rule.protos.forEach((proto, k) => {
-      if (!Number.isInteger(proto) || proto < 0 || proto > 255) {
-        throw new WarrenError('bad_filter', `${where}.protos[${k}]: ${proto} is not an IANA protocol number (0-255)`, { field: `${where}.protos[${k}]` })
-      }
-      const hasPorts = PORT_PROTOCOLS.includes(proto)
-      if (hasPorts && ports.length === 0) return
-      for (const r of ranges) {
-        const key = `${r.v6 ? 6 : 4}/${proto}`
-        let g = groups.get(key)
-        if (g === undefined) groups.set(key, g = { v6: r.v6, proto, blocks: new Map() })
-        // one block per distinct source keeps the sweep's active set small
-        const same = g.blocks.get(r)
-        r.text ??= formatAddrRange(r.v6, r.lo, r.hi)
-        if (same === undefined) g.blocks.set(r, { lo: r.lo, hi: r.hi, ports: hasPorts ? ports : [[0, 0]], text: r.text })
-        else if (hasPorts) same.ports = mergePorts([...same.ports, ...ports])
-      }
-    })
-  })
   // Elements come out in a fixed order (family and protocol, then address, then port)
   // without a global sort, which would cost more than the rest at 100,000 elements.
-  const sets = emptySets()
-  const ordered = [...groups.values()].sort((a, b) => Number(a.v6) - Number(b.v6) || a.proto - b.proto)
-  for (const g of ordered) {
-    const hasPorts = PORT_PROTOCOLS.includes(g.proto)
-    const fam = g.v6 ? '6' : '4'
-    for (const b of disjointBlocks([...g.blocks.values()])) {
-      const single = b.lo === b.hi
-      const src = b.text ?? formatAddrRange(g.v6, b.lo, b.hi)
-      const add = (set: string, text: string): void => { sets[set as SetName].push(text) }
-      const allPorts = b.ports.length === 1 && b.ports[0]![0] === 0 && b.ports[0]![1] === 65535
-      if (!hasPorts || allPorts) { add(`allow${fam}p${single ? '' : 'i'}`, `${src} . ${g.proto}`); continue }
-      for (const [first, last] of b.ports) {
-        if (single && last - first < EXPAND_PORTS) {
-          for (let port = first; port <= last; port++) add(`allow${fam}`, `${src} . ${g.proto} . ${port}`)
-        } else {
-          add(`allow${fam}i`, `${src} . ${g.proto} . ${first === last ? first : `${first}-${last}`}`)
-        }
-      }
+  const out: Element[] = []
+  for (const g of collectGroups(filter)) {
+    for (const b of disjointBlocks(groupBlocks(g))) blockElements(g, b, out)
+  }
+  return toSets([out])
+}
+
+/** SingleEntry is what one single-address source contributes to its group. */
+interface SingleEntry { ports: Ports, elements: Element[] }
+
+function samePorts (a: Ports, b: Ports): boolean {
+  if (a === b) return true
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i]![0] !== b[i]![0] || a[i]![1] !== b[i]![1]) return false
+  return true
+}
+
+/** CompiledGroup holds one family and protocol's elements in two parts. */
+interface CompiledGroup {
+  /**
+   * singles: sources of one address that no range source contains or touches; their
+   * elements depend on nothing else, so they are kept per source and reused while its
+   * ports stay the same
+   */
+  singles: Map<AddrRange, SingleEntry>
+  /** swept: the elements of the range sources and the single ones inside or next to them */
+  swept: Element[]
+  sweptTexts?: Set<string>
+}
+
+/**
+ * CompiledFilter is a filter's elements kept per group and per single-address source, so
+ * that the next compile reuses what did not change and the diff between two compiles costs
+ * what changed, not the size of the mesh (see compileIncremental and diffCompiled).
+ */
+export interface CompiledFilter {
+  groups: Map<string, CompiledGroup>
+  /** sets materialises the elements (cached), as compileFilter would give them up to order */
+  sets: () => SetElements
+}
+
+const groupKey = (g: Group): string => `${g.v6 ? 6 : 4}/${g.proto}`
+
+/**
+ * touchesRange says whether an address lies in one of the sorted, disjoint spans of
+ * sweptSpans (binary search): such a single goes through the sweep with the ranges.
+ */
+function touchesRange (spans: Array<[bigint, bigint]>, n: bigint): boolean {
+  let lo = 0
+  let hi = spans.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    const [a, b] = spans[mid]!
+    if (n < a) hi = mid - 1
+    else if (n > b) lo = mid + 1
+    else return true
+  }
+  return false
+}
+
+/**
+ * sweptSpans returns the sorted, disjoint address spans whose single sources may merge
+ * with range sources in the sweep: each range widened by one address on each side, and
+ * then by every run of consecutive single addresses it reaches (a single next to a range
+ * joins it, and the next single joins that), so singles outside them stand alone.
+ */
+function sweptSpans (blocks: AddrRange[]): Array<[bigint, bigint]> {
+  const ranges = blocks.filter(b => b.lo !== b.hi)
+  if (ranges.length === 0) return []
+  const singles = new Set(blocks.filter(b => b.lo === b.hi).map(b => b.lo))
+  const widened = ranges.map((r): [bigint, bigint] => {
+    let lo = r.lo - 1n
+    let hi = r.hi + 1n
+    while (singles.has(lo)) lo--
+    while (singles.has(hi)) hi++
+    return [lo, hi]
+  }).sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
+  const spans: Array<[bigint, bigint]> = []
+  for (const [lo, hi] of widened) {
+    const last = spans[spans.length - 1]
+    if (last !== undefined && lo <= last[1] + 1n) { if (hi > last[1]) last[1] = hi } else spans.push([lo, hi])
+  }
+  return spans
+}
+
+/**
+ * compileIncremental compiles a filter like compileFilter (same elements), reusing the
+ * elements of every single-address source of `prev` whose ports did not change. A single
+ * address that no range source contains or touches is its own disjoint block: nothing
+ * merges with it (single addresses never join each other), so its elements depend on its
+ * ports alone.
+ */
+export function compileIncremental (filter: FilterRule[], prev?: CompiledFilter): CompiledFilter {
+  const groups = new Map<string, CompiledGroup>()
+  for (const g of collectGroups(filter)) {
+    const key = groupKey(g)
+    const before = prev?.groups.get(key)?.singles
+    const spans = g.hasRanges ? sweptSpans([...g.blocks.keys()]) : []
+    const singles = new Map<AddrRange, SingleEntry>()
+    const rest: Block[] = []
+    for (const [range, ports] of g.blocks) {
+      if (range.single !== true || (spans.length > 0 && touchesRange(spans, range.lo))) { rest.push({ lo: range.lo, hi: range.hi, ports, text: range.text! }); continue }
+      const old = before?.get(range)
+      if (old !== undefined && samePorts(old.ports, ports)) { singles.set(range, old); continue }
+      const elements: Element[] = []
+      blockElements(g, { lo: range.lo, hi: range.hi, ports, text: range.text! }, elements)
+      singles.set(range, { ports, elements })
+    }
+    const swept: Element[] = []
+    for (const b of disjointBlocks(rest)) blockElements(g, b, swept)
+    groups.set(key, { singles, swept })
+  }
+  let sets: SetElements | undefined
+  return {
+    groups,
+    sets: () => sets ??= toSets([...groups.values()].flatMap(g => [g.swept, ...[...g.singles.values()].map(s => s.elements)]))
+  }
+}
+
+/**
+ * diffCompiled is diffSets(prev.sets(), next.sets()) in the cost of what changed: single
+ * sources are compared by their ports and only the swept parts element by element.
+ */
+export function diffCompiled (prev: CompiledFilter, next: CompiledFilter): SetDiff {
+  const del: Element[] = []
+  const add: Element[] = []
+  const sweptTexts = (g: CompiledGroup): Set<string> => g.sweptTexts ??= new Set(g.swept.map(e => e[1]))
+  for (const [key, g] of next.groups) {
+    const old = prev.groups.get(key)
+    if (old === undefined) {
+      add.push(...g.swept)
+      for (const s of g.singles.values()) add.push(...s.elements)
+      continue
+    }
+    for (const [range, s] of g.singles) {
+      const was = old.singles.get(range)
+      if (was === s) continue
+      if (was === undefined) { add.push(...s.elements); continue }
+      const had = new Set(was.elements.map(e => e[1]))
+      const has = new Set(s.elements.map(e => e[1]))
+      for (const e of was.elements) if (!has.has(e[1])) del.push(e)
+      for (const e of s.elements) if (!had.has(e[1])) add.push(e)
+    }
+    for (const [range, s] of old.singles) if (!g.singles.has(range)) del.push(...s.elements)
+    if (g.swept.length > 0 || old.swept.length > 0) {
+      const had = sweptTexts(old)
+      const has = sweptTexts(g)
+      for (const e of old.swept) if (!has.has(e[1])) del.push(e)
+      for (const e of g.swept) if (!had.has(e[1])) add.push(e)
     }
   }
-  return sets
+  for (const [key, old] of prev.groups) {
+    if (next.groups.has(key)) continue
+    del.push(...old.swept)
+    for (const s of old.singles.values()) del.push(...s.elements)
+  }
+  // A single that moved between the two parts shows up as deleted and added: cancel those.
+  const added = new Set(add.map(e => e[1]))
+  const deleted = new Set(del.map(e => e[1]))
+  const diff: SetDiff = {
+    del: toSets([del.filter(e => !added.has(e[1]))]),
+    add: toSets([add.filter(e => !deleted.has(e[1]))]),
+    size: 0
+  }
+  for (const name of SET_NAMES) diff.size += diff.del[name].length + diff.add[name].length
+  return diff
 }
 
 /** emptySets is the elements of a filter that allows nothing. */
