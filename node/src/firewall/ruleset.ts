@@ -247,11 +247,18 @@ const sourceCache = new Map<string, AddrRange[]>()
 /** rangeByText gives every distinct range one object, so that maps can key on it cheaply. */
 const rangeByText = new Map<string, AddrRange>()
 
+/** cacheEpoch counts clears of the caches: range objects of another epoch are not comparable. */
+let cacheEpoch = 0
+
+/** trimSourceCache bounds the caches; it runs only between compiles, never inside one. */
+function trimSourceCache (): void {
+  if (sourceCache.size > 200_000) { sourceCache.clear(); rangeByText.clear(); cacheEpoch++ }
+}
+
 /** cachedSource is parseSource through sourceCache, with ranges shared by equal sources. */
 function cachedSource (s: string, rule: number, index: number): AddrRange[] {
   let ranges = sourceCache.get(s)
   if (ranges === undefined) {
-    if (sourceCache.size > 200_000) { sourceCache.clear(); rangeByText.clear() }
     ranges = parseSource(s, `filter[${rule}].srcs[${index}]`).map(r => {
       const text = formatAddrRange(r.v6, r.lo, r.hi)
       let same = rangeByText.get(text)
@@ -286,41 +293,61 @@ function groupBlocks (g: Group): Block[] {
 /** groupOrder puts IPv4 before IPv6, then protocols by number: the order elements come out in. */
 const groupOrder = (a: Group, b: Group): number => Number(a.v6) - Number(b.v6) || a.proto - b.proto
 
+/** ParsedRule is one checked rule: merged ports, parsed sources, protocols. */
+interface ParsedRule { ports: Ports, ranges: AddrRange[], protos: number[] }
+
+/** parseRule checks the i-th rule and parses it, or throws WarrenError naming the field. */
+function parseRule (rule: FilterRule, i: number): ParsedRule {
+  const ports = rulePorts(rule.ports, i)
+  const ranges: AddrRange[] = []
+  for (let j = 0; j < rule.srcs.length; j++) {
+    for (const one of cachedSource(rule.srcs[j]!, i, j)) ranges.push(one)
+  }
+  for (let k = 0; k < rule.protos.length; k++) {
+    const proto = rule.protos[k]!
+    if (!Number.isInteger(proto) || proto < 0 || proto > 255) {
+      throw new WarrenError('bad_filter', `filter[${i}].protos[${k}]: ${proto} is not an IANA protocol number (0-255)`, { field: `filter[${i}].protos[${k}]` })
+    }
+  }
+  return { ports, ranges, protos: rule.protos }
+}
+
+/** groupKeyOf keys a family and protocol as one number: 0-255 IPv4, 256-511 IPv6. */
+const groupKeyOf = (v6: boolean, proto: number): number => (v6 ? 256 : 0) + proto
+
+/**
+ * eachGrant calls `use` for every source and protocol a rule allows, with the rule's ports
+ * (undefined for a portless protocol); protocols with ports but no ports allow nothing.
+ */
+function eachGrant (r: ParsedRule, use: (range: AddrRange, proto: number, ports: Ports | undefined) => void): void {
+  for (const proto of r.protos) {
+    const hasPorts = PORT_PROTOCOLS.includes(proto)
+    if (hasPorts && r.ports.length === 0) continue
+    for (const range of r.ranges) use(range, proto, hasPorts ? r.ports : undefined)
+  }
+}
+
 /**
  * collectGroups checks a filter and gathers, per family and protocol, each distinct source
  * with the union of the ports the rules give it. It throws WarrenError (code `bad_filter`,
  * naming the field) on malformed input.
  */
 function collectGroups (filter: FilterRule[]): Group[] {
-  // keyed by family and protocol as one number: 0-255 IPv4, 256-511 IPv6
   const groups = new Map<number, Group>()
   for (let i = 0; i < filter.length; i++) {
-    const rule = filter[i]!
-    const ports = rulePorts(rule.ports, i)
-    const ranges: AddrRange[] = []
-    for (let j = 0; j < rule.srcs.length; j++) {
-      for (const one of cachedSource(rule.srcs[j]!, i, j)) ranges.push(one)
-    }
-    for (let k = 0; k < rule.protos.length; k++) {
-      const proto = rule.protos[k]!
-      if (!Number.isInteger(proto) || proto < 0 || proto > 255) {
-        throw new WarrenError('bad_filter', `filter[${i}].protos[${k}]: ${proto} is not an IANA protocol number (0-255)`, { field: `filter[${i}].protos[${k}]` })
+    eachGrant(parseRule(filter[i]!, i), (r, proto, ports) => {
+      const key = groupKeyOf(r.v6, proto)
+      let g = groups.get(key)
+      if (g === undefined) groups.set(key, g = { v6: r.v6, proto, hasPorts: ports !== undefined, blocks: new Map(), hasRanges: false })
+      // one block per distinct source keeps the sweep's active set small
+      const same = g.blocks.get(r)
+      if (same === undefined) {
+        g.blocks.set(r, ports ?? NO_PORTS)
+        if (r.single !== true) g.hasRanges = true
+      } else if (ports !== undefined) {
+        g.blocks.set(r, unionPorts(same, ports))
       }
-      const hasPorts = PORT_PROTOCOLS.includes(proto)
-      if (hasPorts && ports.length === 0) continue
-      for (const r of ranges) {
-        const key = (r.v6 ? 256 : 0) + proto
-        let g = groups.get(key)
-        if (g === undefined) groups.set(key, g = { v6: r.v6, proto, hasPorts, blocks: new Map(), hasRanges: false })
-        // one block per distinct source keeps the sweep's active set small
-        const same = g.blocks.get(r)
-        if (same === undefined) {
-          g.blocks.set(r, hasPorts ? ports : NO_PORTS)
-          if (r.single !== true) g.hasRanges = true
-        }
-        else if (hasPorts) g.blocks.set(r, unionPorts(same, ports))
-      }
-    }
+    })
   }
   return [...groups.values()].sort(groupOrder)
 }
@@ -345,7 +372,7 @@ function rulePorts (ports: PortRange[], i: number): Ports {
 type Element = readonly [SetName, string]
 
 /** blockElements turns one disjoint block of a group into set elements. */
-function blockElements (g: Group, b: Block, out: Element[]): void {
+function blockElements (g: Pick<Group, 'v6' | 'proto' | 'hasPorts'>, b: Block, out: Element[]): void {
   const single = b.lo === b.hi
   const src = b.text ?? formatAddrRange(g.v6, b.lo, b.hi)
   const fam = g.v6 ? '6' : '4'
@@ -372,6 +399,7 @@ function toSets (lists: Iterable<readonly Element[]>): SetElements {
  * It throws WarrenError (code `bad_filter`, naming the field) on malformed input.
  */
 export function compileFilter (filter: FilterRule[]): SetElements {
+  trimSourceCache()
   // Elements come out in a fixed order (family and protocol, then address, then port)
   // without a global sort, which would cost more than the rest at 100,000 elements.
   const out: Element[] = []
@@ -393,6 +421,11 @@ function samePorts (a: Ports, b: Ports): boolean {
 
 /** CompiledGroup holds one family and protocol's elements in two parts. */
 interface CompiledGroup {
+  v6: boolean
+  proto: number
+  hasPorts: boolean
+  /** whether any source of the group is wider than one address (then `swept` is used) */
+  hasRanges: boolean
   /**
    * singles: sources of one address that no range source contains or touches; their
    * elements depend on nothing else, so they are kept per source and reused while its
@@ -408,14 +441,30 @@ interface CompiledGroup {
  * CompiledFilter is a filter's elements kept per group and per single-address source, so
  * that the next compile reuses what did not change and the diff between two compiles costs
  * what changed, not the size of the mesh (see compileIncremental and diffCompiled).
+ * It is never changed after it is made, so an older one stays valid.
  */
 export interface CompiledFilter {
-  groups: Map<string, CompiledGroup>
+  groups: Map<number, CompiledGroup>
+  /** epoch: the cacheEpoch its range objects belong to */
+  epoch: number
+  /** rules: every distinct rule as text (ruleText), to find which rules the next filter adds or drops */
+  rules: Set<string>
+  /** patched: set when this compile patched `from`, naming the sources it touched per group */
+  patched?: { from: CompiledFilter, touched: Map<number, Set<AddrRange>> }
   /** sets materialises the elements (cached), as compileFilter would give them up to order */
   sets: () => SetElements
 }
 
-const groupKey = (g: Group): string => `${g.v6 ? 6 : 4}/${g.proto}`
+function compiledFilter (groups: Map<number, CompiledGroup>, rules: Set<string>, patched?: CompiledFilter['patched']): CompiledFilter {
+  let sets: SetElements | undefined
+  return {
+    groups,
+    epoch: cacheEpoch,
+    rules,
+    ...(patched !== undefined ? { patched } : {}),
+    sets: () => sets ??= toSets([...groups.values()].flatMap(g => [g.swept, ...[...g.singles.values()].map(s => s.elements)]))
+  }
+}
 
 /**
  * touchesRange says whether an address lies in one of the sorted, disjoint spans of
@@ -459,76 +508,196 @@ function sweptSpans (blocks: AddrRange[]): Array<[bigint, bigint]> {
   return spans
 }
 
+/** singleEntry returns the elements of an isolated single source, reusing `old` when its ports are the same. */
+function singleEntry (g: Pick<CompiledGroup, 'v6' | 'proto' | 'hasPorts'>, range: AddrRange, ports: Ports, old: SingleEntry | undefined): SingleEntry {
+  if (old !== undefined && samePorts(old.ports, ports)) return old
+  const elements: Element[] = []
+  blockElements(g, { lo: range.lo, hi: range.hi, ports, text: range.text! }, elements)
+  return { ports, elements }
+}
+
+/** PATCH_LIMIT: a change of more rules than this (or a sixteenth of them) compiles afresh. */
+const PATCH_LIMIT = 64
+
 /**
- * compileIncremental compiles a filter like compileFilter (same elements), reusing the
- * elements of every single-address source of `prev` whose ports did not change. A single
- * address that no range source contains or touches is its own disjoint block: nothing
- * merges with it (single addresses never join each other), so its elements depend on its
- * ports alone.
+ * patchCompiled compiles `filter` as a change of `prev` when only a few rules were added or
+ * dropped (each rule compared as ruleText) and those rules name only single addresses in groups
+ * without range sources: then only those sources' ports are recomputed, in the groups
+ * their rules name. It returns undefined when that does not hold, and the caller compiles
+ * afresh. It checks the added rules as a full compile would, with the same errors.
+ */
+function patchCompiled (filter: FilterRule[], json: string[], rules: Set<string>, prev: CompiledFilter): CompiledFilter | undefined {
+  const changed: ParsedRule[] = []
+  for (let i = 0; i < filter.length; i++) {
+    if (prev.rules.has(json[i]!)) continue
+    if (changed.length > PATCH_LIMIT) return undefined
+    changed.push(parseRule(filter[i]!, i))
+  }
+  for (const text of prev.rules) {
+    if (rules.has(text)) continue
+    if (changed.length > PATCH_LIMIT) return undefined
+    changed.push(parseRule(ruleFromText(text), -1))
+  }
+  if (changed.length > Math.max(16, filter.length >> 4)) return undefined
+  // the sources whose ports may change, per group
+  const touched = new Map<number, Set<AddrRange>>()
+  const sources = new Set<AddrRange>()
+  let simple = true
+  for (const r of changed) {
+    eachGrant(r, (range, proto) => {
+      const key = groupKeyOf(range.v6, proto)
+      if (range.single !== true || prev.groups.get(key)?.hasRanges === true) simple = false
+      let set = touched.get(key)
+      if (set === undefined) touched.set(key, set = new Set())
+      set.add(range)
+      sources.add(range)
+    })
+  }
+  if (!simple) return undefined
+  // their ports now: the union over every rule of the new filter that names them
+  const ports = new Map<number, Map<AddrRange, Ports>>()
+  for (let i = 0; i < filter.length; i++) {
+    const rule = filter[i]!
+    let names = false
+    for (let j = 0; j < rule.srcs.length && !names; j++) {
+      for (const r of cachedSource(rule.srcs[j]!, i, j)) if (sources.has(r)) names = true
+    }
+    if (!names) continue
+    eachGrant(parseRule(rule, i), (range, proto, p) => {
+      const key = groupKeyOf(range.v6, proto)
+      if (touched.get(key)?.has(range) !== true) return
+      let m = ports.get(key)
+      if (m === undefined) ports.set(key, m = new Map())
+      const have = m.get(range)
+      m.set(range, have === undefined ? p ?? NO_PORTS : p === undefined ? have : unionPorts(have, p))
+    })
+  }
+  const groups = new Map(prev.groups)
+  for (const [key, ranges] of touched) {
+    const old = prev.groups.get(key)
+    const v6 = key >= 256
+    const proto = key & 255
+    const g: CompiledGroup = {
+      v6, proto, hasPorts: PORT_PROTOCOLS.includes(proto), hasRanges: false,
+      singles: new Map(old?.singles), swept: old?.swept ?? []
+    }
+    if (old?.sweptTexts !== undefined) g.sweptTexts = old.sweptTexts
+    for (const range of ranges) {
+      const p = ports.get(key)?.get(range)
+      if (p === undefined) g.singles.delete(range)
+      else g.singles.set(range, singleEntry(g, range, p, old?.singles.get(range)))
+    }
+    if (g.singles.size === 0 && g.swept.length === 0) groups.delete(key)
+    else groups.set(key, g)
+  }
+  return compiledFilter(groups, rules, { from: prev, touched })
+}
+
+/** ruleFromText reads back a rule that ruleText wrote. */
+function ruleFromText (text: string): FilterRule {
+  if (text.startsWith('{')) return JSON.parse(text) as FilterRule
+  const [protos, ports, srcs] = text.split('|') as [string, string, string]
+  return {
+    protos: protos.split(',').filter(x => x !== '').map(Number),
+    ports: ports.split(',').filter(x => x !== '').map(x => { const [first, last] = x.split('-'); return { first: Number(first), last: Number(last) } }),
+    srcs: srcs === '' ? [] : srcs.split(' ')
+  }
+}
+
+/**
+ * ruleText is a rule's content as one string, equal for two rules exactly when they allow
+ * the same (cheaper than JSON); a rule of unexpected types falls back to JSON.
+ */
+function ruleText (r: FilterRule): string {
+  let text = ''
+  for (const p of r.protos) { if (typeof p !== 'number') return JSON.stringify(r); text += `${p},` }
+  text += '|'
+  for (const p of r.ports) { if (typeof p.first !== 'number' || typeof p.last !== 'number') return JSON.stringify(r); text += `${p.first}-${p.last},` }
+  for (const s of r.srcs) { if (typeof s !== 'string' || s.includes(' ')) return JSON.stringify(r) }
+  return `${text}|${r.srcs.join(' ')}`
+}
+
+/**
+ * compileIncremental compiles a filter like compileFilter (same elements), reusing what it
+ * can of `prev`, the compile of the previous filter. A single address that no range source
+ * contains or touches is its own disjoint block: nothing merges with it (single addresses
+ * never join each other), so its elements depend on its ports alone and are reused while
+ * those stay. When only a few rules changed (see patchCompiled), only their sources are
+ * looked at again.
  */
 export function compileIncremental (filter: FilterRule[], prev?: CompiledFilter): CompiledFilter {
-  const groups = new Map<string, CompiledGroup>()
+  trimSourceCache()
+  if (prev !== undefined && prev.epoch !== cacheEpoch) prev = undefined
+  const json = filter.map(ruleText)
+  const rules = new Set(json)
+  if (prev !== undefined) {
+    const patched = patchCompiled(filter, json, rules, prev)
+    if (patched !== undefined) return patched
+  }
+  const groups = new Map<number, CompiledGroup>()
   for (const g of collectGroups(filter)) {
-    const key = groupKey(g)
+    const key = groupKeyOf(g.v6, g.proto)
     const before = prev?.groups.get(key)?.singles
     const spans = g.hasRanges ? sweptSpans([...g.blocks.keys()]) : []
     const singles = new Map<AddrRange, SingleEntry>()
     const rest: Block[] = []
     for (const [range, ports] of g.blocks) {
       if (range.single !== true || (spans.length > 0 && touchesRange(spans, range.lo))) { rest.push({ lo: range.lo, hi: range.hi, ports, text: range.text! }); continue }
-      const old = before?.get(range)
-      if (old !== undefined && samePorts(old.ports, ports)) { singles.set(range, old); continue }
-      const elements: Element[] = []
-      blockElements(g, { lo: range.lo, hi: range.hi, ports, text: range.text! }, elements)
-      singles.set(range, { ports, elements })
+      singles.set(range, singleEntry(g, range, ports, before?.get(range)))
     }
     const swept: Element[] = []
     for (const b of disjointBlocks(rest)) blockElements(g, b, swept)
-    groups.set(key, { singles, swept })
+    groups.set(key, { v6: g.v6, proto: g.proto, hasPorts: g.hasPorts, hasRanges: g.hasRanges, singles, swept })
   }
-  let sets: SetElements | undefined
-  return {
-    groups,
-    sets: () => sets ??= toSets([...groups.values()].flatMap(g => [g.swept, ...[...g.singles.values()].map(s => s.elements)]))
-  }
+  return compiledFilter(groups, rules)
 }
 
 /**
  * diffCompiled is diffSets(prev.sets(), next.sets()) in the cost of what changed: single
- * sources are compared by their ports and only the swept parts element by element.
+ * sources are compared by their ports and only the swept parts element by element; after
+ * a patch of `prev`, only the sources the patch touched.
  */
 export function diffCompiled (prev: CompiledFilter, next: CompiledFilter): SetDiff {
   const del: Element[] = []
   const add: Element[] = []
   const sweptTexts = (g: CompiledGroup): Set<string> => g.sweptTexts ??= new Set(g.swept.map(e => e[1]))
-  for (const [key, g] of next.groups) {
-    const old = prev.groups.get(key)
-    if (old === undefined) {
-      add.push(...g.swept)
-      for (const s of g.singles.values()) add.push(...s.elements)
-      continue
-    }
-    for (const [range, s] of g.singles) {
-      const was = old.singles.get(range)
-      if (was === s) continue
-      if (was === undefined) { add.push(...s.elements); continue }
-      const had = new Set(was.elements.map(e => e[1]))
-      const has = new Set(s.elements.map(e => e[1]))
-      for (const e of was.elements) if (!has.has(e[1])) del.push(e)
-      for (const e of s.elements) if (!had.has(e[1])) add.push(e)
-    }
-    for (const [range, s] of old.singles) if (!g.singles.has(range)) del.push(...s.elements)
-    if (g.swept.length > 0 || old.swept.length > 0) {
-      const had = sweptTexts(old)
-      const has = sweptTexts(g)
-      for (const e of old.swept) if (!has.has(e[1])) del.push(e)
-      for (const e of g.swept) if (!had.has(e[1])) add.push(e)
-    }
+  const compareSingle = (was: SingleEntry | undefined, s: SingleEntry | undefined): void => {
+    if (was === s) return
+    if (was === undefined) { add.push(...s!.elements); return }
+    if (s === undefined) { del.push(...was.elements); return }
+    const had = new Set(was.elements.map(e => e[1]))
+    const has = new Set(s.elements.map(e => e[1]))
+    for (const e of was.elements) if (!has.has(e[1])) del.push(e)
+    for (const e of s.elements) if (!had.has(e[1])) add.push(e)
   }
-  for (const [key, old] of prev.groups) {
-    if (next.groups.has(key)) continue
-    del.push(...old.swept)
-    for (const s of old.singles.values()) del.push(...s.elements)
+  if (next.patched?.from === prev) {
+    for (const [key, ranges] of next.patched.touched) {
+      const old = prev.groups.get(key)?.singles
+      const now = next.groups.get(key)?.singles
+      for (const range of ranges) compareSingle(old?.get(range), now?.get(range))
+    }
+  } else {
+    for (const [key, g] of next.groups) {
+      const old = prev.groups.get(key)
+      if (old === undefined) {
+        add.push(...g.swept)
+        for (const s of g.singles.values()) add.push(...s.elements)
+        continue
+      }
+      for (const [range, s] of g.singles) compareSingle(old.singles.get(range), s)
+      for (const [range, s] of old.singles) if (!g.singles.has(range)) del.push(...s.elements)
+      if (g.swept.length > 0 || old.swept.length > 0) {
+        const had = sweptTexts(old)
+        const has = sweptTexts(g)
+        for (const e of old.swept) if (!has.has(e[1])) del.push(e)
+        for (const e of g.swept) if (!had.has(e[1])) add.push(e)
+      }
+    }
+    for (const [key, old] of prev.groups) {
+      if (next.groups.has(key)) continue
+      del.push(...old.swept)
+      for (const s of old.singles.values()) del.push(...s.elements)
+    }
   }
   // A single that moved between the two parts shows up as deleted and added: cancel those.
   const added = new Set(add.map(e => e[1]))
