@@ -51,9 +51,12 @@ async function register (n: SimNode): Promise<void> {
       await registerOnce(n)
       return
     } catch (err) {
-      // A reusable key may register the same machine key again, so a lost answer is retried.
+      // A reusable key may register the same machine key again, so a lost answer is retried,
+      // on fresh connections in case the old ones are stuck.
       if (attempt >= 3) throw err
       problem(`${n.spec.hostname}: registration retried after: ${(err as Error).message}`)
+      agent?.destroy()
+      agent = new Agent({ ca, keepAlive: true, maxSockets: 4 })
     }
   }
 }

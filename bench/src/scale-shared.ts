@@ -73,7 +73,7 @@ export type ClientRequest =
 
 export interface ClientStats { messages: number, bytes: number, problems: string[], unexpectedCloses: number }
 
-const HTTP_TIMEOUT_MS = 60_000
+const HTTP_TIMEOUT_MS = 30_000
 
 /**
  * httpJson sends one JSON request to the controller: over HTTPS (`agent` carries the
@@ -93,7 +93,9 @@ export async function httpJson (method: string, target: { url: string, agent: Ag
     const req = 'socketPath' in target
       ? httpRequest({ socketPath: target.socketPath, path, method, headers }, done)
       : httpsRequest(new URL(path, target.url), { method, agent: target.agent, headers }, done)
-    req.setTimeout(HTTP_TIMEOUT_MS, () => req.destroy(new Error(`${method} ${path}: no answer in ${HTTP_TIMEOUT_MS} ms`)))
+    // A deadline from the start, not an idle timeout: a request can also wait for a socket.
+    const deadline = setTimeout(() => req.destroy(new Error(`${method} ${path}: no answer in ${HTTP_TIMEOUT_MS} ms`)), HTTP_TIMEOUT_MS)
+    req.on('close', () => clearTimeout(deadline))
     req.on('error', reject)
     req.end(body === undefined ? undefined : JSON.stringify(body))
   })
