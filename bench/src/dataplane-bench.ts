@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { generateWireGuardKeyPair, type FilterRule } from '@warren/protocol'
-import { createCommandRunner, createNftablesFirewall } from '@warren/node'
+import { createCommandRunner, createNftablesFirewall, withSecretFile } from '@warren/node'
 import { median, printTable, writeResults, argValue } from './report.js'
 
 const rounds = Number(argValue('--rounds', '5'))
@@ -61,9 +61,10 @@ async function setup (): Promise<void> {
   ]
   for (const c of conf) {
     sh(inNs(c.ns, ['wireguard-go', c.ifn]))
-    const key = spawnSync('ip', ['netns', 'exec', c.ns, 'wg', 'set', c.ifn, 'private-key', '/dev/stdin', 'listen-port', '51820',
-      'peer', c.peer.publicKey, 'allowed-ips', `${c.peerAddr}/32`, 'endpoint', c.endpoint], { input: c.me.privateKey + '\n', encoding: 'utf8' })
-    if (key.status !== 0) throw new Error(`wg set failed: ${key.stderr}`)
+    await withSecretFile(c.me.privateKey, async path => {
+      sh(inNs(c.ns, ['wg', 'set', c.ifn, 'private-key', path, 'listen-port', '51820',
+        'peer', c.peer.publicKey, 'allowed-ips', `${c.peerAddr}/32`, 'endpoint', c.endpoint]))
+    })
     sh(inNs(c.ns, ['ip', 'addr', 'add', `${c.addr}/32`, 'dev', c.ifn]))
     sh(inNs(c.ns, ['ip', 'link', 'set', c.ifn, 'up']))
     sh(inNs(c.ns, ['ip', 'route', 'add', '100.64.0.0/10', 'dev', c.ifn]))
@@ -103,6 +104,12 @@ async function main (): Promise<void> {
     const fwA = createNftablesFirewall({ runner: createCommandRunner({ netns: nsA }) })
     const raw: number[] = []
     const enforced: number[] = []
+    const ctOnly: number[] = []
+    // Context row: connection tracking alone (what any stateful firewall costs), without
+    // Warren's sets, to split the enforced path's cost into conntrack and lookups.
+    const ctTable = 'table inet wbenchct { chain input { type filter hook input priority 0; policy accept; ct state established,related accept } }'
+    const ctOn = (): void => { for (const ns of [nsA, nsB]) spawnSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: ctTable }) }
+    const ctOff = (): void => { for (const ns of [nsA, nsB]) spawnSync('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', 'wbenchct']) }
     const veth: number[] = []
     const o1 = 1 + (parseInt(tag.slice(0, 2), 16) % 200)
     iperf('100.64.0.2') // warm-up
@@ -113,6 +120,9 @@ async function main (): Promise<void> {
       enforced.push(iperf('100.64.0.2'))
       await fwB.close()
       await fwA.close()
+      ctOn()
+      ctOnly.push(iperf('100.64.0.2'))
+      ctOff()
       if (r === 0 || r === rounds - 1) veth.push(iperf(`10.251.${o1}.2`))
     }
     // a check that the policy really is enforced: a denied port is refused while the table is in place
@@ -123,6 +133,7 @@ async function main (): Promise<void> {
     const rows = [
       ['raw wireguard-go, no filter', median(raw).toFixed(0), raw.map(x => x.toFixed(0)).join(' '), '1.00'],
       [`Warren nftables enforced (${extraRules + 1} rules)`, median(enforced).toFixed(0), enforced.map(x => x.toFixed(0)).join(' '), ratio.toFixed(3)],
+      ['conntrack alone, no sets (context)', median(ctOnly).toFixed(0), ctOnly.map(x => x.toFixed(0)).join(' '), (median(ctOnly) / median(raw)).toFixed(3)],
       ['veth underneath (context)', median(veth).toFixed(0), veth.map(x => x.toFixed(0)).join(' '), '']
     ]
     const table = printTable(['path', 'median Mbit/s', 'runs', 'ratio to raw'], rows)
