@@ -255,12 +255,17 @@ const body = [
   'request until the last affected node has the delta, at the simulated nodes. Controller RSS and CPU come from /proc/<pid>/status and /stat.',
   `Everyone-reaches-everyone runs up to 1,000 nodes; larger runs use groups of ${GROUP_SIZE} that reach their own group plus ${SERVERS} shared servers`,
   '(one ACL per group, tags from tagged auth keys), so a change affects its group and the servers. Children run with `ulimit -n` raised to',
-  `${FD_LIMIT} (or the hard limit) through a shell, since node cannot raise it itself.`,
+  `${FD_LIMIT} (or the hard limit) through a shell, since node cannot raise it itself. The state dir is on /dev/shm when present, so the`,
+  'shared disk\'s fsync latency (each acknowledged registration is a synced write) does not hide the control plane\'s own cost.',
   '',
   table,
   'Per-change cost (joins and leaves) against the number of nodes and the number of affected nodes, as ratios to the first row:',
   '',
   ratios,
+  'Where the per-change cost goes: with shared servers, most of it is the policy engine rebuilding the filter of the servers',
+  '(they admit every node, so their filter has one source per node and changes with every join or leave) and sending it whole to them;',
+  'the map service itself touches only the affected sessions (the "sessions touched" column equals the affected count).',
+  '',
   verdict,
   problems.length > 0 ? `\nProblems seen by simulated nodes: ${problems.slice(0, 10).join('; ')}` : ''
 ].join('\n')
