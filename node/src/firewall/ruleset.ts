@@ -526,14 +526,18 @@ const PATCH_LIMIT = 64
  * their rules name. It returns undefined when that does not hold, and the caller compiles
  * afresh. It checks the added rules as a full compile would, with the same errors.
  */
-function patchCompiled (filter: FilterRule[], json: string[], rules: Set<string>, prev: CompiledFilter): CompiledFilter | undefined {
+function patchCompiled (filter: FilterRule[], texts: string[], rules: Set<string>, prev: CompiledFilter): CompiledFilter | undefined {
   const changed: ParsedRule[] = []
+  const added = new Set<string>()
   for (let i = 0; i < filter.length; i++) {
-    if (prev.rules.has(json[i]!)) continue
+    if (prev.rules.has(texts[i]!)) continue
     if (changed.length > PATCH_LIMIT) return undefined
     changed.push(parseRule(filter[i]!, i))
+    added.add(texts[i]!)
   }
-  for (const text of prev.rules) {
+  // every rule of prev is still there when the counts say so: skip looking for dropped ones
+  const dropped = prev.rules.size - (rules.size - added.size)
+  for (const text of dropped === 0 ? [] : prev.rules) {
     if (rules.has(text)) continue
     if (changed.length > PATCH_LIMIT) return undefined
     changed.push(parseRule(ruleFromText(text), -1))
@@ -628,10 +632,10 @@ function ruleText (r: FilterRule): string {
 export function compileIncremental (filter: FilterRule[], prev?: CompiledFilter): CompiledFilter {
   trimSourceCache()
   if (prev !== undefined && prev.epoch !== cacheEpoch) prev = undefined
-  const json = filter.map(ruleText)
-  const rules = new Set(json)
+  const texts = filter.map(ruleText)
+  const rules = new Set(texts)
   if (prev !== undefined) {
-    const patched = patchCompiled(filter, json, rules, prev)
+    const patched = patchCompiled(filter, texts, rules, prev)
     if (patched !== undefined) return patched
   }
   const groups = new Map<number, CompiledGroup>()
