@@ -246,6 +246,33 @@ t.test('adding or removing one peer sends only element commands, checked first',
   t.equal(nft.dump('wtest').split('\n').length, 299 * 2 + 1)
 })
 
+t.test('a one-peer change to a large filter is checked like a fresh one', async t => {
+  const nft = createFakeNft()
+  const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })
+  await fw.set(peers(2000), IF)
+  const before = nft.dump('wtest')
+  const calls = nft.calls.length
+  // the changed rule is all the incremental compile looks at: its errors must still be caught
+  const bad: Array<[FilterRule, RegExp]> = [
+    [{ srcs: ['100.64.99.300'], protos: [6], ports: [{ first: 22, last: 22 }] }, /filter\[2000\]\.srcs\[0\]: "100\.64\.99\.300" is not an IP address or CIDR/],
+    [{ srcs: ['100.64.99.1'], protos: [6], ports: [{ first: 90, last: 80 }] }, /filter\[2000\]\.ports\[0\]: 90-80 is not a port range/],
+    [{ srcs: ['100.64.99.1'], protos: [6, 256], ports: [] }, /filter\[2000\]\.protos\[1\]: 256 is not an IANA protocol number/]
+  ]
+  for (const [rule, want] of bad) {
+    const err = await fw.set([...peers(2000), rule], IF).catch(e => e)
+    t.equal(err.code, 'bad_filter')
+    t.match(err.message, want)
+  }
+  t.equal(nft.calls.length, calls, 'no nft command was run')
+  t.equal(nft.dump('wtest'), before, 'the rules in force did not change')
+  // the same source spelt two ways is one source: its ports are merged, not duplicated
+  await fw.set([...peers(2000), { srcs: ['100.64.0.0/32'], protos: [6], ports: [{ first: 23, last: 23 }] }], IF)
+  t.equal(nft.calls.at(-1)?.input, 'add element inet wtest allow4 { 100.64.0.0 . 6 . 23 }\n')
+  await fw.set(peers(2000), IF)
+  t.equal(nft.calls.at(-1)?.input, 'delete element inet wtest allow4 { 100.64.0.0 . 6 . 23 }\n')
+  t.equal(nft.dump('wtest'), before)
+})
+
 t.test('a failed check or apply leaves the previous rules and throws a clear error', async t => {
   const nft = createFakeNft()
   const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })

@@ -5,8 +5,10 @@
  * Every change is one atomic transaction, checked with `nft --check -f -` before `nft -f -`.
  * The first apply (and any apply after the kernel's table turned out to differ from what
  * we applied) replaces the whole table; later applies send only element adds and deletes,
- * so a one-peer change costs a few elements whatever the size of the mesh. If nft refuses
- * a change, the previous rules stay in force and `set` throws.
+ * so a one-peer change costs a few elements whatever the size of the mesh. The compile is
+ * incremental as well: each `set` keeps its compile and the next one patches it
+ * (compileIncremental), so a one-peer change does not recompile or diff the whole filter.
+ * If nft refuses a change, the previous rules stay in force and `set` throws.
  *
  * The table is kernel state: it outlives the daemon (fail-closed). `close()` deletes it.
  */

@@ -1,7 +1,8 @@
 /**
  * ruleset turns a node's inbound packet filter (protocol FilterRule[]) into the nftables
  * ruleset that enforces it, as pure functions: compile the rules into canonical set
- * elements, render the whole table or an element diff as an `nft -f` script, read the
+ * elements (compileFilter, or compileIncremental and diffCompiled, which reuse the previous
+ * compile so that a one-peer change costs what changed), render the whole table or an element diff as an `nft -f` script, read the
  * elements back from `nft -j list table`, and evaluate a filter directly
  * (`filterAllows`, the reference that tests hold the generated ruleset to).
  *
