@@ -559,23 +559,34 @@ function patchCompiled (filter: FilterRule[], texts: string[], rules: Set<string
     })
   }
   if (!simple) return undefined
-  // their ports now: the union over every rule of the new filter that names them
+  // their ports now: the union over every rule of the new filter that names them; when no
+  // rule was dropped, that is their ports before joined with those of the added rules
   const ports = new Map<number, Map<AddrRange, Ports>>()
-  for (let i = 0; i < filter.length; i++) {
+  const grant = (range: AddrRange, proto: number, p: Ports | undefined): void => {
+    const key = groupKeyOf(range.v6, proto)
+    if (touched.get(key)?.has(range) !== true) return
+    let m = ports.get(key)
+    if (m === undefined) ports.set(key, m = new Map())
+    const have = m.get(range)
+    m.set(range, have === undefined ? p ?? NO_PORTS : p === undefined ? have : unionPorts(have, p))
+  }
+  if (dropped === 0) {
+    for (const [key, ranges] of touched) {
+      for (const range of ranges) {
+        const before = prev.groups.get(key)?.singles.get(range)
+        if (before !== undefined) grant(range, key & 255, PORT_PROTOCOLS.includes(key & 255) ? before.ports : undefined)
+      }
+    }
+    for (const r of changed) eachGrant(r, grant)
+  }
+  for (let i = 0; i < filter.length && dropped > 0; i++) {
     const rule = filter[i]!
     let names = false
     for (let j = 0; j < rule.srcs.length && !names; j++) {
       for (const r of cachedSource(rule.srcs[j]!, i, j)) if (sources.has(r)) names = true
     }
     if (!names) continue
-    eachGrant(parseRule(rule, i), (range, proto, p) => {
-      const key = groupKeyOf(range.v6, proto)
-      if (touched.get(key)?.has(range) !== true) return
-      let m = ports.get(key)
-      if (m === undefined) ports.set(key, m = new Map())
-      const have = m.get(range)
-      m.set(range, have === undefined ? p ?? NO_PORTS : p === undefined ? have : unionPorts(have, p))
-    })
+    eachGrant(parseRule(rule, i), grant)
   }
   const groups = new Map(prev.groups)
   for (const [key, ranges] of touched) {
