@@ -2,15 +2,22 @@ import t from 'tap'
 import { WebSocketServer, WebSocket } from 'ws'
 import { createOutbox } from '../src/map/outbox.js'
 
-t.test('an outbox fragments long text without splitting characters and delivers messages whole, in order', async t => {
+t.test('an outbox fragments long text and messages given in pieces without splitting characters and delivers messages whole, in order', async t => {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
   t.teardown(() => { wss.close() })
   await new Promise<void>(resolve => wss.once('listening', () => resolve()))
   const port = (wss.address() as { port: number }).port
-  const texts = ['short', `{"name":"${'😀é'.repeat(500)}x"}`, 'a'.repeat(1000), '😀😀😀']
+  const shared = `"${'😀é'.repeat(20)}"`
+  const messages: Array<string | string[]> = [
+    'short',
+    `{"name":"${'😀é'.repeat(500)}x"}`,
+    ['{"peers":[', shared, ',', shared, ',', '', 'x😀', '😀', '],"filter":', 'a'.repeat(1000), '}'],
+    '😀😀😀'
+  ]
+  const texts = messages.map(m => typeof m === 'string' ? m : m.join(''))
   wss.once('connection', ws => {
     const outbox = createOutbox(ws, 7)
-    for (const text of texts) outbox.send(text)
+    for (const m of messages) outbox.send(m)
     outbox.close(1000, 'done')
   })
   const client = new WebSocket(`ws://127.0.0.1:${port}`)

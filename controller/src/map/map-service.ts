@@ -10,7 +10,7 @@ import {
 import type { MapNodeSource, MapPolicy, MapPolicyChange, MapLogger } from './types.js'
 import { checkEndpoints } from './endpoints.js'
 import { verifyMachineSignature } from './verify.js'
-import { createOutbox, type Outbox } from './outbox.js'
+import { createOutbox, messageLength, type Outbox } from './outbox.js'
 import { createMapMetrics, type MapMetrics } from './metrics.js'
 
 /** MAP_PATH is where nodes open their map session (a WebSocket on the API server). */
@@ -405,7 +405,8 @@ export function createMapService (opts: MapServiceOptions): MapService {
 
   // ---------- sending ----------
 
-  function send (s: Session | null, ws: WebSocket, type: keyof typeof sentByType, text: string): void {
+  /** send queues one message, given as pieces (see Outbox.send), on a node's socket. */
+  function send (s: Session | null, ws: WebSocket, type: keyof typeof sentByType, text: string | readonly string[]): void {
     if (ws.readyState !== WebSocket.OPEN) return
     if (s !== null && ws.bufferedAmount > maxBufferedBytes) {
       log?.warn({ node: s.nodeId, buffered: ws.bufferedAmount }, 'map session too slow to read its deltas; dropping it so it resumes')
@@ -413,11 +414,12 @@ export function createMapService (opts: MapServiceOptions): MapService {
       ws.terminate()
       return
     }
+    const length = messageLength(text)
     outboxOf(ws).send(text)
     sentByType[type].inc()
-    metrics.bytes.inc(text.length)
+    metrics.bytes.inc(length)
     counts.messages++
-    counts.bytes += text.length
+    counts.bytes += length
   }
 
   function sendError (ws: WebSocket, code: string, message: string): void {
@@ -436,22 +438,36 @@ export function createMapService (opts: MapServiceOptions): MapService {
     return o
   }
 
-  function deltaText (s: Session): string {
-    let text = `{"type":"delta","seq":${s.seq}`
-    if (s.pendingSelf) text += `,"self":${s.selfJson}`
+  /**
+   * deltaText is a session's queued changes as one delta message, in pieces: the peer
+   * views and the filter go in as the shared strings they are, not copied per recipient.
+   */
+  function deltaText (s: Session): string[] {
+    const out = [`{"type":"delta","seq":${s.seq}`]
+    if (s.pendingSelf) out.push(',"self":', s.selfJson)
     if (s.pendingChanged.size > 0) {
-      const parts: string[] = []
-      for (const id of s.pendingChanged) {
-        const e = entries.get(id)
-        if (e !== undefined) parts.push(e.peerJson)
-      }
-      text += `,"peersChanged":[${parts.join(',')}]`
+      out.push(',"peersChanged":[')
+      pushPeers(out, s.pendingChanged)
+      out.push(']')
     }
-    if (s.pendingRemoved.size > 0) text += `,"peersRemoved":${JSON.stringify([...s.pendingRemoved])}`
-    if (s.pendingFilter) text += `,"filter":${s.filterJson}`
-    if (s.pendingDns) text += `,"dns":${s.dnsJson}`
+    if (s.pendingRemoved.size > 0) out.push(',"peersRemoved":', JSON.stringify([...s.pendingRemoved]))
+    if (s.pendingFilter) out.push(',"filter":', s.filterJson)
+    if (s.pendingDns) out.push(',"dns":', s.dnsJson)
+    out.push('}')
     clearPending(s)
-    return text + '}'
+    return out
+  }
+
+  /** pushPeers adds the peer views of ids (those still known) to out, comma-separated. */
+  function pushPeers (out: string[], ids: Iterable<string>): void {
+    let first = true
+    for (const id of ids) {
+      const e = entries.get(id)
+      if (e === undefined) continue
+      if (!first) out.push(',')
+      out.push(e.peerJson)
+      first = false
+    }
   }
 
   function clearPending (s: Session): void {
@@ -493,19 +509,19 @@ export function createMapService (opts: MapServiceOptions): MapService {
     const e = entries.get(s.nodeId)!
     clearPending(s)
     s.sentPeers = new Set()
-    const parts: string[] = []
     for (const id of peersFor(s.nodeId)) {
       const p = entries.get(id)
-      if (p === undefined || !p.member) continue
-      s.sentPeers.add(id)
-      parts.push(p.peerJson)
+      if (p !== undefined && p.member) s.sentPeers.add(id)
     }
     s.filterRef = filterFor(s.nodeId)
     s.filterJson = filterJson(s.filterRef)
     s.selfJson = e.selfJson
     s.dnsJson = dnsJson
     s.seq = 1
-    send(s, ws, 'map', `{"type":"map","session":"${s.id}","seq":${s.seq},"netmap":{"self":${s.selfJson},"peers":[${parts.join(',')}],"filter":${s.filterJson},"dns":${s.dnsJson}}}`)
+    const out = [`{"type":"map","session":"${s.id}","seq":${s.seq},"netmap":{"self":`, s.selfJson, ',"peers":[']
+    pushPeers(out, s.sentPeers)
+    out.push('],"filter":', s.filterJson, ',"dns":', s.dnsJson, '}}')
+    send(s, ws, 'map', out)
   }
 
   // ---------- sessions ----------
