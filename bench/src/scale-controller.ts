@@ -6,6 +6,7 @@
  * allow-all). Rate limits are off, so registrations are not throttled.
  */
 import { readFile } from 'node:fs/promises'
+import { appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as controller from '@warren/controller'
 import type { Histogram } from 'prom-client'
@@ -37,6 +38,17 @@ if (policyText !== undefined) {
   const parsed = parsePolicy(policyText, { users })
   if (parsed.policy === undefined) throw new Error(`bench policy: ${parsed.errors.map(e => e.message).join('; ')}`)
   policy = createPolicyEngine(parsed.policy, users)
+}
+
+// BENCH_MEMORY_LOG names a file that gets a line of process.memoryUsage() (MiB) each second, to see where a peak comes from.
+const memoryLog = process.env.BENCH_MEMORY_LOG
+if (memoryLog !== undefined) {
+  const started = Date.now()
+  setInterval(() => {
+    const m = process.memoryUsage()
+    const mib = (x: number): number => Math.round(x / 1048576)
+    appendFileSync(memoryLog, `${((Date.now() - started) / 1000).toFixed(0)}s rss ${mib(m.rss)} heapUsed ${mib(m.heapUsed)} heapTotal ${mib(m.heapTotal)} external ${mib(m.external)} arrayBuffers ${mib(m.arrayBuffers)} connected ${service?.stats().connected ?? 0}\n`)
+  }, 1000).unref()
 }
 
 let service: MapService | undefined
