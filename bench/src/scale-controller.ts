@@ -7,6 +7,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { appendFileSync } from 'node:fs'
+import { writeHeapSnapshot } from 'node:v8'
 import { join } from 'node:path'
 import * as controller from '@warren/controller'
 import type { Histogram } from 'prom-client'
@@ -52,6 +53,7 @@ if (memoryLog !== undefined) {
 }
 
 let service: MapService | undefined
+let snapshotTaken = false
 const c = await controller.startController({
   stateDir,
   listen: '127.0.0.1:0',
@@ -63,6 +65,11 @@ const c = await controller.startController({
 
 serveRpc(async req => {
   if (req.op === 'stats') {
+    // BENCH_HEAP_SNAPSHOT names a file for a heap snapshot at the first stats request (after sync).
+    if (process.env.BENCH_HEAP_SNAPSHOT !== undefined && !snapshotTaken) {
+      snapshotTaken = true
+      writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT)
+    }
     const s = service!.stats()
     const h = await service!.metrics.changeSeconds.get()
     const sum = h.values.find(v => v.metricName === 'warren_map_change_seconds_sum')?.value ?? 0
