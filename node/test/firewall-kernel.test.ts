@@ -43,14 +43,15 @@ function tcpProbe ({ src, dst, port, ms }) {
     s.on('error', e => done(e.code === 'ECONNREFUSED' ? 'refused' : 'error:' + e.code))
   })
 }
-function udpProbe ({ src, dst, port, ms }) {
+function udpProbe ({ src, dst, port, ms, size }) {
   return new Promise(resolve => {
     const s = dgram.createSocket(dst.includes(':') ? 'udp6' : 'udp4')
     const done = r => { clearTimeout(timer); s.close(); resolve(r) }
     const timer = setTimeout(() => done('timeout'), ms)
     s.on('message', () => done('open'))
-    s.on('error', e => done('error:' + e.code))
-    s.bind({ address: src }, () => s.send('probe', port, dst))
+    // connected, so that an ICMP port unreachable surfaces as ECONNREFUSED
+    s.on('error', e => done(e.code === 'ECONNREFUSED' ? 'refused' : 'error:' + e.code))
+    s.bind({ address: src }, () => s.connect(port, dst, () => s.send(Buffer.alloc(size ?? 5, 1))))
   })
 }
 createInterface({ input: process.stdin }).on('line', async line => {
@@ -67,6 +68,15 @@ createInterface({ input: process.stdin }).on('line', async line => {
     st.sock.on('error', () => {})
     st.sock.on('connect', () => {
       st.timer = setInterval(() => st.sock.write(Buffer.alloc(512, 1)), 10)
+      reply(c.id, { ok: true })
+    })
+    streams.set(c.name, st)
+  } else if (c.op === 'ustream') {
+    const st = { echoed: 0, last: 0, sock: dgram.createSocket(c.dst.includes(':') ? 'udp6' : 'udp4') }
+    st.sock.on('message', b => { st.echoed += b.length; st.last = Date.now() })
+    st.sock.on('error', () => {})
+    st.sock.bind({ address: c.src }, () => {
+      st.timer = setInterval(() => st.sock.send(Buffer.alloc(64, 1), c.port, c.dst), 10)
       reply(c.id, { ok: true })
     })
     streams.set(c.name, st)
@@ -152,7 +162,7 @@ await sh(inNode, ...PEERS6.map(a => ['ip', '-6', 'neigh', 'replace', a, 'lladdr'
 const node = startAgent(NS_NODE)
 const peer = startAgent(NS_PEER)
 await node.call({ op: 'listen', tcp: TCP_PORTS, udp: UDP_PORTS })
-await peer.call({ op: 'listen', tcp: [9000], udp: [] })
+await peer.call({ op: 'listen', tcp: [9000], udp: [9100] })
 
 const FOREIGN = `table inet othertable {
   set keep { type ipv4_addr . inet_service; flags interval; elements = { 10.0.0.0/8 . 22 } }
@@ -168,7 +178,7 @@ const listOurs = async (): Promise<string> => (await inNode.run(['nft', 'list', 
 const foreignBefore = await listForeign()
 
 const tcp = (src: string, port: number, ms = 400): Promise<string> => peer.call({ op: 'tcp', src, dst: src.includes(':') ? NODE6 : NODE4, port, ms }).then(r => r.result)
-const udp = (src: string, port: number, ms = 400): Promise<string> => peer.call({ op: 'udp', src, dst: src.includes(':') ? NODE6 : NODE4, port, ms }).then(r => r.result)
+const udp = (src: string, port: number, ms = 400, size?: number): Promise<string> => peer.call({ op: 'udp', src, dst: src.includes(':') ? NODE6 : NODE4, port, ms, size }).then(r => r.result)
 const ping = async (src: string): Promise<string> => {
   const r = await inPeer.run(['ping', src.includes(':') ? '-6' : '-4', '-c', '1', '-W', '1', '-I', src, src.includes(':') ? NODE6 : NODE4], { allowFail: true })
   return r.exitCode === 0 ? 'open' : 'timeout'
@@ -306,6 +316,59 @@ t.test('a restarted daemon reads the kernel table back and sends only a diff', a
   t.equal(await restarted.sync(), 'rebuilt', 'an element removed behind our back is restored')
   t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'open')
   await fw.set([], ctx)
+})
+
+t.test('flows the node opens get their replies, and open nothing to the peer', async t => {
+  await fw.set([rule(['100.64.0.99'], [17], [[UDP_PORTS[0]!, UDP_PORTS[0]!]])], ctx)
+  // the peer's echo server answers from the address its routing picks, so the node talks to that one
+  const answersFrom = async (to: string): Promise<string> => JSON.parse((await inPeer.run(['ip', '-j', 'route', 'get', to])).stdout)[0].prefsrc
+  const [peer4, peer6] = [await answersFrom(NODE4), await answersFrom(NODE6)]
+  const out = (op: string, dst: string, port: number): Promise<string> => node.call({ op, src: dst.includes(':') ? NODE6 : NODE4, dst, port, ms: 1000 }).then(r => r.result)
+  for (const dst of [peer4, peer6]) {
+    t.equal(await out('tcp', dst, 9000), 'open', `TCP to ${dst}: the SYN-ACK comes back`)
+    t.equal(await out('udp', dst, 9100), 'open', `UDP to ${dst}: the answer comes back`)
+    t.equal(await out('udp', dst, 9199), 'refused', `UDP to a closed port of ${dst}: the ICMP port unreachable comes back`)
+    const pinged = await inNode.run(['ping', dst.includes(':') ? '-6' : '-4', '-c', '1', '-W', '1', dst], { allowFail: true })
+    t.equal(pinged.exitCode, 0, `ping ${dst}: the echo reply comes back`)
+  }
+  t.equal(await ping(peer4), 'timeout', 'the peer still may not ping the node')
+  t.equal(await tcp(peer4, 7001), 'timeout', 'nor connect to it')
+  t.equal(await udp(peer4, UDP_PORTS[1]!), 'timeout', 'nor send it datagrams')
+  const flows = (await inNode.run(['nft', 'list', 'set', 'inet', TABLE, 'tcp4'])).stdout
+  const tuple = new RegExp(`${peer4.replace(/\./g, '\\.')} \\. 9000 \\. \\d+ timeout 2m`)
+  t.match(flows, tuple, 'the connection is recorded as the node\'s (peer . peer port . local port), and once closed it expires in 2 minutes')
+  const closed = (await inNode.run(['nft', 'list', 'set', 'inet', TABLE, 'tcpend4'])).stdout
+  t.match(closed, tuple, 'its FIN marked it closing, so later packets do not keep it for days')
+})
+
+t.test('a datagram larger than the path arrives in fragments, judged by its first', async t => {
+  await fw.set([rule([PEERS4[0]!, PEERS6[0]!], [17], [[UDP_PORTS[0]!, UDP_PORTS[0]!]])], ctx)
+  for (const src of [PEERS4[0]!, PEERS6[0]!]) {
+    t.equal(await udp(src, UDP_PORTS[0]!, 1000, 4000), 'open', `4,000 bytes from ${src} to an allowed port`)
+    t.equal(await udp(src, UDP_PORTS[1]!, 600, 4000), 'timeout', `4,000 bytes from ${src} to a denied port`)
+  }
+})
+
+t.test('revocation cuts a datagram flow the peer opened, though the node keeps answering', async t => {
+  await fw.set([rule([PEERS4[2]!], [17], [[UDP_PORTS[1]!, UDP_PORTS[1]!]])], ctx)
+  await peer.call({ op: 'ustream', name: 'udp-in', src: PEERS4[2], dst: NODE4, port: UDP_PORTS[1] })
+  const stats = (): Promise<{ echoed: number, last: number, now: number }> => peer.call({ op: 'stats', name: 'udp-in' })
+  const waitFor = async (ok: (s: { echoed: number, last: number, now: number }) => boolean, ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms
+    while (Date.now() < deadline) {
+      if (ok(await stats())) return true
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    return false
+  }
+  t.ok(await waitFor(s => s.echoed > 0, 2000), 'the node answers while the flow is allowed')
+  const revokedAt = Date.now()
+  await fw.set([], ctx)
+  t.ok(await waitFor(s => s.now - s.last > 300, 3000), 'the answers stop')
+  const cut = await stats()
+  t.ok(cut.last - revokedAt < 1000, `the last answer came ${cut.last - revokedAt} ms after the revocation (limit 1000)`)
+  await new Promise(resolve => setTimeout(resolve, 500))
+  t.equal((await stats()).echoed, cut.echoed, 'and none came since: the node\'s late answers opened no way back in')
 })
 
 t.test('close removes only our table; other tables stay byte-identical', async t => {

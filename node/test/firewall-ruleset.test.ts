@@ -146,42 +146,168 @@ t.test('the full table text', async t => {
     type ipv6_addr . inet_proto
     flags interval
   }
+  set tcp4 { type ipv4_addr . inet_service . inet_service; flags dynamic,timeout; size 65536; }
+  set tcpend4 { type ipv4_addr . inet_service . inet_service; flags dynamic,timeout; size 65536; }
+  set dg4 { type ipv4_addr . inet_proto . inet_service . inet_service; flags dynamic,timeout; size 65536; }
+  set dgpeer4 { type ipv4_addr . inet_proto . inet_service . inet_service; flags dynamic,timeout; size 65536; }
+  set echo4 { typeof ip daddr . icmp id; flags dynamic,timeout; size 65536; }
+  set tcp6 { type ipv6_addr . inet_service . inet_service; flags dynamic,timeout; size 65536; }
+  set tcpend6 { type ipv6_addr . inet_service . inet_service; flags dynamic,timeout; size 65536; }
+  set dg6 { type ipv6_addr . inet_proto . inet_service . inet_service; flags dynamic,timeout; size 65536; }
+  set dgpeer6 { type ipv6_addr . inet_proto . inet_service . inet_service; flags dynamic,timeout; size 65536; }
+  set echo6 { typeof ip6 daddr . icmpv6 id; flags dynamic,timeout; size 65536; }
   chain mesh {
-    ct state invalid drop
-    ct direction reply ct state established,related accept
+    meta nfproto vmap { ipv4 : goto in4, ipv6 : goto in6 }
+    drop
+  }
+  chain meshout {
+    meta nfproto vmap { ipv4 : goto out4, ipv6 : goto out6 }
+  }
+  chain in4 {
+    ip frag-off & 0x1fff != 0 accept
+    meta l4proto vmap { 6 : goto tcpin4, 17 : goto dgin4, 33 : goto dgin4, 132 : goto dgin4, 136 : goto dgin4, 1 : goto icmpin4 }
+    ip saddr . meta l4proto @allow4p accept
+    ip saddr . meta l4proto @allow4pi accept
+    drop
+  }
+  chain tcpin4 {
+    tcp flags & (syn | ack) != syn ip saddr . th sport . th dport @tcp4 goto tcpreply4
     ip saddr . meta l4proto . th dport @allow4 accept
     ip saddr . meta l4proto @allow4p accept
     ip saddr . meta l4proto . th dport @allow4i accept
     ip saddr . meta l4proto @allow4pi accept
+    drop
+  }
+  chain tcpreply4 {
+    tcp flags & (fin | rst) != 0 update @tcpend4 { ip saddr . th sport . th dport timeout 2m } update @tcp4 { ip saddr . th sport . th dport timeout 2m } accept
+    ip saddr . th sport . th dport @tcpend4 accept
+    update @tcp4 { ip saddr . th sport . th dport timeout 5d } accept
+  }
+  chain dgin4 {
+    ip saddr . meta l4proto . th sport . th dport @dg4 update @dg4 { ip saddr . meta l4proto . th sport . th dport timeout 3m } accept
+    ip saddr . meta l4proto . th dport @allow4 goto dgok4
+    ip saddr . meta l4proto @allow4p goto dgok4
+    ip saddr . meta l4proto . th dport @allow4i goto dgok4
+    ip saddr . meta l4proto @allow4pi goto dgok4
+    drop
+  }
+  chain dgok4 {
+    update @dgpeer4 { ip saddr . meta l4proto . th sport . th dport timeout 3m }
+    accept
+  }
+  chain icmpin4 {
+    icmp type { destination-unreachable, time-exceeded, parameter-problem } accept
+    icmp type echo-reply ip saddr . icmp id @echo4 accept
+    ip saddr . meta l4proto @allow4p accept
+    ip saddr . meta l4proto @allow4pi accept
+    drop
+  }
+  chain out4 {
+    meta l4proto vmap { 6 : goto tcpout4, 17 : goto dgout4, 33 : goto dgout4, 132 : goto dgout4, 136 : goto dgout4, 1 : goto icmpout4 }
+  }
+  chain tcpout4 {
+    tcp flags & (syn | fin | rst) == 0 return
+    tcp flags & (syn | ack) == syn update @tcp4 { ip daddr . th dport . th sport timeout 2m } goto tcpsyn4
+    tcp flags & (fin | rst) != 0 ip daddr . th dport . th sport @tcp4 update @tcpend4 { ip daddr . th dport . th sport timeout 2m } update @tcp4 { ip daddr . th dport . th sport timeout 2m }
+  }
+  chain tcpsyn4 {
+    delete @tcpend4 { ip daddr . th dport . th sport }
+  }
+  chain dgout4 {
+    ip daddr . meta l4proto . th dport . th sport @dgpeer4 return
+    update @dg4 { ip daddr . meta l4proto . th dport . th sport timeout 3m }
+  }
+  chain icmpout4 {
+    icmp type echo-request update @echo4 { ip daddr . icmp id timeout 30s }
+  }
+  chain in6 {
+    frag frag-off != 0 accept
+    meta l4proto vmap { 6 : goto tcpin6, 17 : goto dgin6, 33 : goto dgin6, 132 : goto dgin6, 136 : goto dgin6, 58 : goto icmpin6 }
+    ip6 saddr . meta l4proto @allow6p accept
+    ip6 saddr . meta l4proto @allow6pi accept
+    drop
+  }
+  chain tcpin6 {
+    tcp flags & (syn | ack) != syn ip6 saddr . th sport . th dport @tcp6 goto tcpreply6
     ip6 saddr . meta l4proto . th dport @allow6 accept
     ip6 saddr . meta l4proto @allow6p accept
     ip6 saddr . meta l4proto . th dport @allow6i accept
     ip6 saddr . meta l4proto @allow6pi accept
     drop
   }
+  chain tcpreply6 {
+    tcp flags & (fin | rst) != 0 update @tcpend6 { ip6 saddr . th sport . th dport timeout 2m } update @tcp6 { ip6 saddr . th sport . th dport timeout 2m } accept
+    ip6 saddr . th sport . th dport @tcpend6 accept
+    update @tcp6 { ip6 saddr . th sport . th dport timeout 5d } accept
+  }
+  chain dgin6 {
+    ip6 saddr . meta l4proto . th sport . th dport @dg6 update @dg6 { ip6 saddr . meta l4proto . th sport . th dport timeout 3m } accept
+    ip6 saddr . meta l4proto . th dport @allow6 goto dgok6
+    ip6 saddr . meta l4proto @allow6p goto dgok6
+    ip6 saddr . meta l4proto . th dport @allow6i goto dgok6
+    ip6 saddr . meta l4proto @allow6pi goto dgok6
+    drop
+  }
+  chain dgok6 {
+    update @dgpeer6 { ip6 saddr . meta l4proto . th sport . th dport timeout 3m }
+    accept
+  }
+  chain icmpin6 {
+    icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } accept
+    icmpv6 type echo-reply ip6 saddr . icmpv6 id @echo6 accept
+    ip6 saddr . meta l4proto @allow6p accept
+    ip6 saddr . meta l4proto @allow6pi accept
+    drop
+  }
+  chain out6 {
+    meta l4proto vmap { 6 : goto tcpout6, 17 : goto dgout6, 33 : goto dgout6, 132 : goto dgout6, 136 : goto dgout6, 58 : goto icmpout6 }
+  }
+  chain tcpout6 {
+    tcp flags & (syn | fin | rst) == 0 return
+    tcp flags & (syn | ack) == syn update @tcp6 { ip6 daddr . th dport . th sport timeout 2m } goto tcpsyn6
+    tcp flags & (fin | rst) != 0 ip6 daddr . th dport . th sport @tcp6 update @tcpend6 { ip6 daddr . th dport . th sport timeout 2m } update @tcp6 { ip6 daddr . th dport . th sport timeout 2m }
+  }
+  chain tcpsyn6 {
+    delete @tcpend6 { ip6 daddr . th dport . th sport }
+  }
+  chain dgout6 {
+    ip6 daddr . meta l4proto . th dport . th sport @dgpeer6 return
+    update @dg6 { ip6 daddr . meta l4proto . th dport . th sport timeout 3m }
+  }
+  chain icmpout6 {
+    icmpv6 type echo-request update @echo6 { ip6 daddr . icmpv6 id timeout 30s }
+  }
   chain input {
     type filter hook input priority filter - 10; policy accept;
-    iifname "warren0" jump mesh comment "warren ruleset v2"
+    iifname "warren0" jump mesh comment "warren ruleset v3"
   }
   chain forward {
     type filter hook forward priority filter - 10; policy accept;
-    iifname "warren0" jump mesh comment "warren ruleset v2"
+    iifname "warren0" jump mesh comment "warren ruleset v3"
+    oifname "warren0" jump meshout
+  }
+  chain output {
+    type filter hook output priority filter - 10; policy accept;
+    oifname "warren0" jump meshout
   }
 }
 `)
 })
 
-t.test('tracer: only mesh traffic is judged, replies pass, invalid drops, ICMP only where allowed', async t => {
+t.test('tracer: only mesh traffic is judged, replies of flows the node opened pass, ICMP only where allowed', async t => {
   const fw = createFakeFirewall()
   await fw.set([tcp(['100.64.0.2'], 22), { srcs: ['100.64.0.3'], protos: [1], ports: [] }], IF)
   const p = { src: '100.64.0.2', proto: 6, dport: 22, iif: 'warren0' }
   t.equal(fw.trace(p), 'accept')
   t.equal(fw.trace({ ...p, dport: 23 }), 'drop')
   t.equal(fw.trace({ ...p, iif: 'eth0', dport: 23 }), 'untouched')
-  t.equal(fw.trace({ ...p, dport: 23, ctDirection: 'reply', ctState: 'established' }), 'accept', 'reply of a flow this node opened')
-  t.equal(fw.trace({ ...p, ctState: 'established' }), 'accept', 'established flow a peer opened: still allowed')
-  t.equal(fw.trace({ ...p, dport: 23, ctState: 'established' }), 'drop', 'established flow a peer opened: judged every packet')
-  t.equal(fw.trace({ ...p, ctState: 'invalid' }), 'drop')
+  t.equal(fw.trace({ ...p, dport: 23, flow: 'node' }), 'accept', 'reply of a flow this node opened')
+  t.equal(fw.trace({ ...p, dport: 23, flow: 'peer' }), 'drop', 'a flow the peer opened is judged by the policy')
+  t.equal(fw.trace({ src: '100.64.0.2', proto: 1, iif: 'warren0', flow: 'node', icmpType: 0 }), 'accept', 'echo reply to a ping this node sent')
+  t.equal(fw.trace({ src: '100.64.0.2', proto: 1, iif: 'warren0', flow: 'node', icmpType: 8 }), 'drop', 'an echo request is never a reply')
+  t.equal(fw.trace({ src: '100.64.0.2', proto: 1, iif: 'warren0', icmpType: 3 }), 'accept', 'ICMP errors pass (path MTU, unreachable)')
+  t.equal(fw.trace({ src: 'fd7a::2', proto: 58, iif: 'warren0', icmpType: 2 }), 'accept', 'ICMPv6 packet too big passes')
+  t.equal(fw.trace({ src: '100.64.0.2', proto: 58, iif: 'warren0', icmpType: 2 }), 'drop', 'ICMPv6 inside IPv4 is not ICMP: the policy judges it')
   t.equal(fw.trace({ src: '100.64.0.3', proto: 1, iif: 'warren0' }), 'accept', 'ping from an allowed peer')
   t.equal(fw.trace({ src: '100.64.0.2', proto: 1, iif: 'warren0' }), 'drop', 'ping from a peer allowed only TCP')
   t.equal(fw.trace({ src: 'fd7a::2', proto: 58, iif: 'warren0' }), 'drop', 'no ICMPv6 (not even neighbour discovery) unless allowed')

@@ -12,17 +12,21 @@ import {
 } from './ruleset.js'
 import type { CommandResult, CommandRunner, Firewall, FirewallContext } from './types.js'
 
-/** TracePacket is a packet arriving at the node, with the conntrack state it would have. */
+/** TracePacket is a packet arriving at the node, with what the flow state says of it. */
 export interface TracePacket {
   src: string
   proto: number
   dport?: number
   /** interface the packet came in on */
   iif: string
-  /** conntrack direction; `original` (a flow the sender opened) by default */
-  ctDirection?: 'original' | 'reply'
-  /** conntrack state; `new` by default */
-  ctState?: 'new' | 'established' | 'related' | 'invalid' | 'untracked'
+  /**
+   * which side opened the flow the packet belongs to: `peer` (the default; judged by the
+   * policy, every packet) or `node` (a reply in a flow this node opened, which the flow
+   * sets let through)
+   */
+  flow?: 'peer' | 'node'
+  /** ICMP/ICMPv6 type of an ICMP packet; an echo request by default */
+  icmpType?: number
 }
 
 export type Verdict = 'accept' | 'drop' | 'untouched'
@@ -30,18 +34,24 @@ export type Verdict = 'accept' | 'drop' | 'untouched'
 /** RulesetState is an in-memory Warren table: the judged interface and the set elements. */
 export interface RulesetState { interfaceName: string, sets: SetElements }
 
+/** ICMP_ERRORS are the ICMP (v4) and ICMPv6 error types that pass for the node's own flows. */
+const ICMP_ERRORS: Record<number, readonly number[]> = { 1: [3, 11, 12], 58: [1, 2, 3, 4] }
+const ECHO_REPLY: Record<number, number> = { 1: 0, 58: 129 }
+
 /**
  * traceRuleset follows the generated chains: not from the mesh interface -> untouched;
- * invalid -> drop; reply of an established or related flow -> accept; then the set lookups;
- * else drop. Elements are parsed from their nft text, so the text is what gets tested.
+ * a packet of a flow this node opened -> accept; an ICMP error -> accept; then the policy's
+ * set lookups; else drop. Elements are parsed from their nft text, so the text is what gets
+ * tested. (How the kernel's flow sets record flows is tested in a real namespace.)
  */
 export function traceRuleset (state: RulesetState | undefined, p: TracePacket): Verdict {
   if (state === undefined || p.iif !== state.interfaceName) return 'untouched'
-  const ctState = p.ctState ?? 'new'
-  if (ctState === 'invalid') return 'drop'
-  if ((p.ctDirection ?? 'original') === 'reply' && (ctState === 'established' || ctState === 'related')) return 'accept'
   const src = packetSource(p.src)
   if (src === undefined) return 'drop'
+  // ICMP of the packet's own family goes to the ICMP chain; anything else to the lookups
+  const icmp = p.proto === (src.v6 ? 58 : 1)
+  if (p.flow === 'node' && (!icmp || p.icmpType === ECHO_REPLY[p.proto])) return 'accept'
+  if (icmp && p.icmpType !== undefined && ICMP_ERRORS[p.proto]!.includes(p.icmpType)) return 'accept'
   const fam = src.v6 ? '6' : '4'
   const lookup = (set: string): boolean => parsed(set as SetName, state.sets[set as SetName]).some(el => elementMatches(el, src.v6, src.n, p.proto, p.dport))
   // Port sets are keyed by `th dport`; packets whose header has no port simply miss them.
