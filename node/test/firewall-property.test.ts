@@ -108,12 +108,28 @@ t.test('incremental compiles and diffs give exactly what fresh compiles and diff
     { weight: 4, arbitrary: fc.record({ srcs: fc.array(single, { minLength: 1, maxLength: 3 }), protos: fc.uniqueArray(fc.constantFrom(...PROTOS), { minLength: 1, maxLength: 2 }), ports: fc.array(portRange, { minLength: 1, maxLength: 2 }) }) },
     { weight: 1, arbitrary: rule }
   )
-  await fc.assert(fc.property(fc.array(step, { maxLength: 8 }), fc.array(fc.tuple(fc.boolean(), step, fc.nat()), { minLength: 1, maxLength: 6 }), (start, edits) => {
+  // An edit adds, removes, replaces or repeats rules anywhere in the filter (one or two at
+  // once), changes only a rule's ports, protocols or one of its sources, or reverses the
+  // filter; each filter is a fresh copy, as the daemon parses it from the map.
+  const edit = fc.tuple(fc.constantFrom('remove', 'insert', 'replace', 'repeat', 'two', 'ports', 'protos', 'source', 'reverse'), step, fc.nat(), fc.nat())
+  const applyEdit = (f: FilterRule[], [kind, r, at, other]: [string, FilterRule, number, number]): FilterRule[] => {
+    const i = f.length === 0 ? 0 : at % f.length
+    if (f.length === 0 || kind === 'insert') return [...f.slice(0, at % (f.length + 1)), r, ...f.slice(at % (f.length + 1))]
+    if (kind === 'remove') return f.filter((_, k) => k !== i)
+    if (kind === 'replace') return f.map((x, k) => k === i ? r : x)
+    if (kind === 'repeat') return [...f.slice(0, other % (f.length + 1)), f[i]!, ...f.slice(other % (f.length + 1))]
+    if (kind === 'two') return [...f.filter((_, k) => k !== i && k !== other % f.length), r]
+    if (kind === 'ports') return f.map((x, k) => k === i ? { ...x, ports: r.ports } : x)
+    if (kind === 'protos') return f.map((x, k) => k === i ? { ...x, protos: r.protos } : x)
+    if (kind === 'source') return f.map((x, k) => k === i ? { ...x, srcs: x.srcs.map((s, j) => j === other % x.srcs.length ? r.srcs[0]! : s) } : x)
+    return [...f].reverse()
+  }
+  await fc.assert(fc.property(fc.array(step, { maxLength: 8 }), fc.array(edit, { minLength: 1, maxLength: 6 }), (start, edits) => {
     let f = start
     let prevCompiled = compileIncremental(f)
     if (JSON.stringify(sorted(prevCompiled.sets())) !== JSON.stringify(sorted(compileFilter(f)))) return false
-    for (const [remove, r, at] of edits) {
-      const next = remove && f.length > 0 ? f.filter((_, i) => i !== at % f.length) : [...f, r]
+    for (const e of edits) {
+      const next = JSON.parse(JSON.stringify(applyEdit(f, e))) as FilterRule[]
       const compiled = compileIncremental(next, prevCompiled)
       if (JSON.stringify(sorted(compiled.sets())) !== JSON.stringify(sorted(compileFilter(next)))) return false
       const want = sortedDiff(diffSets(compileFilter(f), compileFilter(next)))
@@ -122,6 +138,43 @@ t.test('incremental compiles and diffs give exactly what fresh compiles and diff
       prevCompiled = compiled
     }
     return true
-  }), { numRuns: 500 })
-  t.pass('500 random edit sequences')
+  }), { numRuns: 1000 })
+  t.pass('1000 random edit sequences')
+})
+
+t.test('a long run of one-peer changes ends where fresh compiles do', async t => {
+  // Patched compiles share their maps of single sources and fold the changes in now and
+  // then; 400 changes of a 300-peer filter fold many times over.
+  const peerRules = (i: number, extra: number): FilterRule[] => [
+    { srcs: [`10.${i >> 8}.${i & 255}.1`, `fd7a::${i.toString(16)}:1`], protos: [6], ports: [{ first: 22, last: 22 }, { first: 8000 + extra, last: 8000 + extra }] },
+    { srcs: [`10.${i >> 8}.${i & 255}.1`], protos: [17, 1], ports: [{ first: 443, last: 443 }] }
+  ]
+  let seed = 7
+  const rand = (n: number): number => { // mulberry32
+    seed = (seed + 0x6d2b79f5) | 0
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) % n
+  }
+  const present = new Map<number, number>()
+  for (let i = 0; i < 300; i++) present.set(i, 0)
+  const build = (): FilterRule[] => JSON.parse(JSON.stringify([...present.keys()].sort((a, b) => a - b).flatMap(i => peerRules(i, present.get(i)!)))) as FilterRule[]
+  let f = build()
+  let prev = compileIncremental(f)
+  let patched = 0
+  for (let step = 0; step < 400; step++) {
+    const i = rand(400)
+    if (present.has(i) && rand(3) === 0) present.set(i, present.get(i)! + 1)
+    else if (present.has(i)) present.delete(i)
+    else present.set(i, 0)
+    const next = build()
+    const compiled = compileIncremental(next, prev)
+    if (compiled.patched !== undefined) patched++
+    // one failure is enough to see (the lists are long)
+    if (JSON.stringify(sorted(compiled.sets())) !== JSON.stringify(sorted(compileFilter(next)))) return t.fail(`step ${step}: the elements differ from a fresh compile's`)
+    if (JSON.stringify(sortedDiff(diffCompiled(prev, compiled))) !== JSON.stringify(sortedDiff(diffSets(compileFilter(f), compileFilter(next))))) return t.fail(`step ${step}: the diff differs from a fresh diff`)
+    f = next
+    prev = compiled
+  }
+  t.equal(patched, 400, 'every change patched the previous compile')
 })

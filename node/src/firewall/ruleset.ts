@@ -283,6 +283,8 @@ interface Group {
   blocks: Map<AddrRange, Ports>
   /** whether any source is wider than one address */
   hasRanges: boolean
+  /** the rules that grant each source, one entry per grant (only when collectGroups keeps rules) */
+  from?: Map<AddrRange, ParsedRule[]>
 }
 
 /** groupBlocks lists a group's sources as blocks for the sweep. */
@@ -331,16 +333,28 @@ function eachGrant (r: ParsedRule, use: (range: AddrRange, proto: number, ports:
 
 /**
  * collectGroups checks a filter and gathers, per family and protocol, each distinct source
- * with the union of the ports the rules give it. It throws WarrenError (code `bad_filter`,
- * naming the field) on malformed input.
+ * with the union of the ports the rules give it. With `keep`, it also appends each rule
+ * there (see KeptRule) and notes in `from` which rules grant each source. It throws
+ * WarrenError (code `bad_filter`, naming the field) on malformed input.
  */
-function collectGroups (filter: FilterRule[]): Group[] {
+function collectGroups (filter: FilterRule[], keep?: KeptRule[]): Group[] {
   const groups = new Map<number, Group>()
   for (let i = 0; i < filter.length; i++) {
-    eachGrant(parseRule(filter[i]!, i), (r, proto, ports) => {
+    let parsed = parseRule(filter[i]!, i)
+    if (keep !== undefined) {
+      const k = keepRule(filter[i]!, parsed)
+      keep.push(k)
+      parsed = k.parsed
+    }
+    eachGrant(parsed, (r, proto, ports) => {
       const key = groupKeyOf(r.v6, proto)
       let g = groups.get(key)
-      if (g === undefined) groups.set(key, g = { v6: r.v6, proto, hasPorts: ports !== undefined, blocks: new Map(), hasRanges: false })
+      if (g === undefined) groups.set(key, g = { v6: r.v6, proto, hasPorts: ports !== undefined, blocks: new Map(), hasRanges: false, ...(keep !== undefined ? { from: new Map() } : {}) })
+      if (g.from !== undefined) {
+        const from = g.from.get(r)
+        if (from === undefined) g.from.set(r, [parsed])
+        else from.push(parsed)
+      }
       // one block per distinct source keeps the sweep's active set small
       const same = g.blocks.get(r)
       if (same === undefined) {
@@ -411,14 +425,68 @@ export function compileFilter (filter: FilterRule[]): SetElements {
   return toSets([out])
 }
 
-/** SingleEntry is what one single-address source contributes to its group. */
-interface SingleEntry { ports: Ports, elements: Element[] }
+/**
+ * SingleEntry is what one single-address source contributes to its group: its ports, its
+ * elements, and the rules that grant it (one entry per grant), so that when a rule goes,
+ * the ports of the sources it named are the union over the rules left.
+ */
+interface SingleEntry { ports: Ports, elements: Element[], from: ParsedRule[] }
 
 function samePorts (a: Ports, b: Ports): boolean {
   if (a === b) return true
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i]![0] !== b[i]![0] || a[i]![1] !== b[i]![1]) return false
   return true
+}
+
+/**
+ * Singles maps a group's single-address sources to their entries. A compile must stay valid
+ * after the next one patched it (a refused update keeps it in force), and copying a map of
+ * every peer for each patch would cost the size of the mesh. So a patched map shares `base`
+ * with the one it patched and holds only the entries changed since in `over` (undefined for
+ * a removed source); once `over` outgrows a sixteenth of `base`, it is folded into a new
+ * base. A patch then costs what changed, plus now and then one copy of the map.
+ */
+class Singles {
+  readonly size: number
+  private readonly base: Map<AddrRange, SingleEntry>
+  private readonly over: Map<AddrRange, SingleEntry | undefined>
+
+  constructor (base: Map<AddrRange, SingleEntry>, over: Map<AddrRange, SingleEntry | undefined> = new Map(), size = base.size) {
+    this.base = base
+    this.over = over
+    this.size = size
+  }
+
+  get (r: AddrRange): SingleEntry | undefined {
+    return this.over.size > 0 && this.over.has(r) ? this.over.get(r) : this.base.get(r)
+  }
+
+  has (r: AddrRange): boolean { return this.get(r) !== undefined }
+
+  * entries (): IterableIterator<[AddrRange, SingleEntry]> {
+    for (const e of this.base) if (this.over.size === 0 || !this.over.has(e[0])) yield e
+    for (const [r, s] of this.over) if (s !== undefined) yield [r, s]
+  }
+
+  * values (): IterableIterator<SingleEntry> {
+    for (const [, s] of this.entries()) yield s
+  }
+
+  /** with returns these entries changed by `changes` (undefined removes a source); this one stays as it is. */
+  with (changes: Map<AddrRange, SingleEntry | undefined>): Singles {
+    const over = new Map(this.over)
+    let size = this.size
+    for (const [r, s] of changes) {
+      const had = this.get(r) !== undefined
+      size += (s !== undefined ? 1 : 0) - (had ? 1 : 0)
+      over.set(r, s)
+    }
+    if (over.size <= Math.max(64, this.base.size >> 4)) return new Singles(this.base, over, size)
+    const base = new Map(this.base)
+    for (const [r, s] of over) { if (s === undefined) base.delete(r); else base.set(r, s) }
+    return new Singles(base)
+  }
 }
 
 /** CompiledGroup holds one family and protocol's elements in two parts. */
@@ -433,10 +501,47 @@ interface CompiledGroup {
    * elements depend on nothing else, so they are kept per source and reused while its
    * ports stay the same
    */
-  singles: Map<AddrRange, SingleEntry>
+  singles: Singles
   /** swept: the elements of the range sources and the single ones inside or next to them */
   swept: Element[]
   sweptTexts?: Set<string>
+}
+
+/**
+ * KeptRule is one rule of a compiled filter: a copy of it (the caller's rules may change
+ * later), to compare the next filter's rules with, and its parse.
+ */
+interface KeptRule {
+  srcs: readonly string[]
+  protos: readonly number[]
+  /** first0, last0, first1, last1, ... as written */
+  ports: readonly number[]
+  parsed: ParsedRule
+}
+
+/** keepRule copies a rule that parsed as `parsed`. */
+function keepRule (rule: FilterRule, parsed: ParsedRule): KeptRule {
+  const ports: number[] = []
+  for (const p of rule.ports) ports.push(p.first, p.last)
+  const protos = [...rule.protos]
+  return { srcs: [...rule.srcs], protos, ports, parsed: { ...parsed, protos } }
+}
+
+/**
+ * sameRule says whether a rule is written exactly as a kept one. It allocates nothing: it
+ * runs on every rule of every filter, which arrives as a fresh copy each time.
+ */
+function sameRule (r: FilterRule, k: KeptRule): boolean {
+  const { srcs, protos, ports } = r
+  if (!Array.isArray(srcs) || !Array.isArray(protos) || !Array.isArray(ports)) return false
+  if (srcs.length !== k.srcs.length || protos.length !== k.protos.length || ports.length * 2 !== k.ports.length) return false
+  for (let i = 0; i < protos.length; i++) if (protos[i] !== k.protos[i]) return false
+  for (let i = 0; i < ports.length; i++) {
+    const p = ports[i]
+    if (typeof p !== 'object' || p === null || p.first !== k.ports[2 * i] || p.last !== k.ports[2 * i + 1]) return false
+  }
+  for (let i = 0; i < srcs.length; i++) if (srcs[i] !== k.srcs[i]) return false
+  return true
 }
 
 /**
@@ -449,20 +554,28 @@ export interface CompiledFilter {
   groups: Map<number, CompiledGroup>
   /** epoch: the cacheEpoch its range objects belong to */
   epoch: number
-  /** rules: every distinct rule as text (ruleText), to find which rules the next filter adds or drops */
-  rules: Set<string>
-  /** patched: set when this compile patched `from`, naming the sources it touched per group */
-  patched?: { from: CompiledFilter, touched: Map<number, Set<AddrRange>> }
+  /** rules: the filter's rules in order, to find which rules the next filter adds or drops */
+  rules: readonly KeptRule[]
+  /** serial numbers compiles, so that a patch can name the compile it patched without holding it */
+  serial: number
+  /**
+   * patched: set when this compile patched the compile numbered `from`, naming the sources it
+   * touched per group (a number, not the compile: a chain of compiles would never be freed)
+   */
+  patched?: { from: number, touched: Map<number, Set<AddrRange>> }
   /** sets materialises the elements (cached), as compileFilter would give them up to order */
   sets: () => SetElements
 }
 
-function compiledFilter (groups: Map<number, CompiledGroup>, rules: Set<string>, patched?: CompiledFilter['patched']): CompiledFilter {
+let compiles = 0
+
+function compiledFilter (groups: Map<number, CompiledGroup>, rules: readonly KeptRule[], patched?: CompiledFilter['patched']): CompiledFilter {
   let sets: SetElements | undefined
   return {
     groups,
     epoch: cacheEpoch,
     rules,
+    serial: ++compiles,
     ...(patched !== undefined ? { patched } : {}),
     sets: () => sets ??= toSets([...groups.values()].flatMap(g => [g.swept, ...[...g.singles.values()].map(s => s.elements)]))
   }
@@ -510,128 +623,136 @@ function sweptSpans (blocks: AddrRange[]): Array<[bigint, bigint]> {
   return spans
 }
 
-/** singleEntry returns the elements of an isolated single source, reusing `old` when its ports are the same. */
-function singleEntry (g: Pick<CompiledGroup, 'v6' | 'proto' | 'hasPorts'>, range: AddrRange, ports: Ports, old: SingleEntry | undefined): SingleEntry {
-  if (old !== undefined && samePorts(old.ports, ports)) return old
+/**
+ * singleEntry returns the entry of an isolated single source granted by `from`: `old` when
+ * nothing changed, else a new entry that keeps old's elements while its ports are the same.
+ */
+function singleEntry (g: Pick<CompiledGroup, 'v6' | 'proto' | 'hasPorts'>, range: AddrRange, ports: Ports, from: ParsedRule[], old: SingleEntry | undefined): SingleEntry {
+  if (old !== undefined && samePorts(old.ports, ports)) return sameGrants(old.from, from) ? old : { ports: old.ports, elements: old.elements, from }
   const elements: Element[] = []
   blockElements(g, { lo: range.lo, hi: range.hi, ports, text: range.text! }, elements)
-  return { ports, elements }
+  return { ports, elements, from }
+}
+
+function sameGrants (a: ParsedRule[], b: ParsedRule[]): boolean {
+  if (a === b) return true
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 /** PATCH_LIMIT: a change of more rules than this (or a sixteenth of them) compiles afresh. */
 const PATCH_LIMIT = 64
 
+/** RESYNC_WINDOW: how far apart in the two filters the next rule they share is looked for. */
+const RESYNC_WINDOW = 16
+
+/**
+ * alignRules walks the new filter beside the previous one's rules, both in order, and
+ * returns the new filter's rules (the kept ones where a rule is written the same) with the
+ * indices of the added rules and the dropped kept rules; undefined when more than `limit`
+ * changed. The controller sends its filter sorted, so a change is a few rules added or
+ * dropped in place: after a mismatch, the nearest rule the two share (within
+ * RESYNC_WINDOW) resumes the walk. A pairing is only ever of equal rules, so the filter
+ * is always the previous one minus the dropped rules plus the added ones, whatever the
+ * order; a reordered filter shows up as many changes and compiles afresh.
+ */
+function alignRules (filter: FilterRule[], kept: readonly KeptRule[], limit: number): { rules: Array<KeptRule | undefined>, added: number[], dropped: KeptRule[] } | undefined {
+  const n = filter.length
+  const m = kept.length
+  const rules = new Array<KeptRule | undefined>(n)
+  const added: number[] = []
+  const dropped: KeptRule[] = []
+  let i = 0
+  let j = 0
+  while (i < n && j < m) {
+    if (sameRule(filter[i]!, kept[j]!)) { rules[i++] = kept[j++]; continue }
+    // the nearest pair (i + a, j + b) that is the same rule, nearest meaning least a + b
+    let a = 1
+    let b = 1
+    search: for (let d = 1; d <= RESYNC_WINDOW; d++) {
+      for (let x = 0; x <= d; x++) {
+        if (i + x < n && j + d - x < m && sameRule(filter[i + x]!, kept[j + d - x]!)) { a = x; b = d - x; break search }
+      }
+    }
+    for (let x = 0; x < a; x++) added.push(i + x)
+    for (let x = 0; x < b; x++) dropped.push(kept[j + x]!)
+    i += a
+    j += b
+    if (added.length + dropped.length > limit) return undefined
+  }
+  if (added.length + dropped.length + (n - i) + (m - j) > limit) return undefined
+  for (; i < n; i++) added.push(i)
+  for (; j < m; j++) dropped.push(kept[j]!)
+  return { rules, added, dropped }
+}
+
 /**
  * patchCompiled compiles `filter` as a change of `prev` when only a few rules were added or
- * dropped (each rule compared as ruleText) and those rules name only single addresses in groups
- * without range sources: then only those sources' ports are recomputed, in the groups
- * their rules name. It returns undefined when that does not hold, and the caller compiles
- * afresh. It checks the added rules as a full compile would, with the same errors.
+ * dropped (see alignRules) and those rules name only single addresses in groups without
+ * range sources: then only those sources' entries change, from the rules that grant them.
+ * It returns undefined when that does not hold, and the caller compiles afresh. It checks
+ * the added rules as a full compile would, with the same errors.
  */
-function patchCompiled (filter: FilterRule[], texts: string[], rules: Set<string>, prev: CompiledFilter): CompiledFilter | undefined {
-  const changed: ParsedRule[] = []
-  const added = new Set<string>()
-  for (let i = 0; i < filter.length; i++) {
-    if (prev.rules.has(texts[i]!)) continue
-    if (changed.length > PATCH_LIMIT) return undefined
-    changed.push(parseRule(filter[i]!, i))
-    added.add(texts[i]!)
-  }
-  // every rule of prev is still there when the counts say so: skip looking for dropped ones
-  const dropped = prev.rules.size - (rules.size - added.size)
-  for (const text of dropped === 0 ? [] : prev.rules) {
-    if (rules.has(text)) continue
-    if (changed.length > PATCH_LIMIT) return undefined
-    changed.push(parseRule(ruleFromText(text), -1))
-  }
-  if (changed.length > Math.max(16, filter.length >> 4)) return undefined
-  // the sources whose ports may change, per group
-  const touched = new Map<number, Set<AddrRange>>()
-  const sources = new Set<AddrRange>()
+function patchCompiled (filter: FilterRule[], prev: CompiledFilter): CompiledFilter | undefined {
+  const aligned = alignRules(filter, prev.rules, Math.min(PATCH_LIMIT, Math.max(16, filter.length >> 4)))
+  if (aligned === undefined) return undefined
+  const { rules, added, dropped } = aligned
+  for (const i of added) rules[i] = keepRule(filter[i]!, parseRule(filter[i]!, i))
+  // per group and touched source: the rules that stop and start granting it
+  const changes = new Map<number, Map<AddrRange, { gone: ParsedRule[], come: ParsedRule[] }>>()
   let simple = true
-  for (const r of changed) {
+  const note = (r: ParsedRule, into: 'gone' | 'come'): void => {
     eachGrant(r, (range, proto) => {
       const key = groupKeyOf(range.v6, proto)
       if (range.single !== true || prev.groups.get(key)?.hasRanges === true) simple = false
-      let set = touched.get(key)
-      if (set === undefined) touched.set(key, set = new Set())
-      set.add(range)
-      sources.add(range)
+      let m = changes.get(key)
+      if (m === undefined) changes.set(key, m = new Map())
+      let c = m.get(range)
+      if (c === undefined) m.set(range, c = { gone: [], come: [] })
+      c[into].push(r)
     })
   }
+  for (const k of dropped) note(k.parsed, 'gone')
+  for (const i of added) note(rules[i]!.parsed, 'come')
   if (!simple) return undefined
-  // their ports now: the union over every rule of the new filter that names them; when no
-  // rule was dropped, that is their ports before joined with those of the added rules
-  const ports = new Map<number, Map<AddrRange, Ports>>()
-  const grant = (range: AddrRange, proto: number, p: Ports | undefined): void => {
-    const key = groupKeyOf(range.v6, proto)
-    if (touched.get(key)?.has(range) !== true) return
-    let m = ports.get(key)
-    if (m === undefined) ports.set(key, m = new Map())
-    const have = m.get(range)
-    m.set(range, have === undefined ? p ?? NO_PORTS : p === undefined ? have : unionPorts(have, p))
-  }
-  if (dropped === 0) {
-    for (const [key, ranges] of touched) {
-      for (const range of ranges) {
-        const before = prev.groups.get(key)?.singles.get(range)
-        if (before !== undefined) grant(range, key & 255, PORT_PROTOCOLS.includes(key & 255) ? before.ports : undefined)
-      }
-    }
-    for (const r of changed) eachGrant(r, grant)
-  }
-  for (let i = 0; i < filter.length && dropped > 0; i++) {
-    const rule = filter[i]!
-    let names = false
-    for (let j = 0; j < rule.srcs.length && !names; j++) {
-      for (const r of cachedSource(rule.srcs[j]!, i, j)) if (sources.has(r)) names = true
-    }
-    if (!names) continue
-    eachGrant(parseRule(rule, i), grant)
-  }
   const groups = new Map(prev.groups)
-  for (const [key, ranges] of touched) {
+  const touched = new Map<number, Set<AddrRange>>()
+  for (const [key, sources] of changes) {
     const old = prev.groups.get(key)
-    const v6 = key >= 256
     const proto = key & 255
-    const g: CompiledGroup = {
-      v6, proto, hasPorts: PORT_PROTOCOLS.includes(proto), hasRanges: false,
-      singles: new Map(old?.singles), swept: old?.swept ?? []
+    const g = { v6: key >= 256, proto, hasPorts: PORT_PROTOCOLS.includes(proto) }
+    const updates = new Map<AddrRange, SingleEntry | undefined>()
+    for (const [range, { gone, come }] of sources) {
+      const was = old?.singles.get(range)
+      let from = was?.from ?? []
+      let ports: Ports | undefined = was?.ports
+      if (gone.length > 0) {
+        // a dropped rule granted this source once per grant: take those grants away
+        from = [...from]
+        for (const r of gone) {
+          const at = from.indexOf(r)
+          if (at < 0) return undefined // not from this compile: compile afresh rather than guess
+          from.splice(at, 1)
+        }
+        ports = undefined
+        for (const r of from) ports = ports === undefined ? (g.hasPorts ? r.ports : NO_PORTS) : g.hasPorts ? unionPorts(ports, r.ports) : ports
+      }
+      if (come.length > 0) {
+        from = [...from, ...come]
+        for (const r of come) ports = ports === undefined ? (g.hasPorts ? r.ports : NO_PORTS) : g.hasPorts ? unionPorts(ports, r.ports) : ports
+      }
+      updates.set(range, ports === undefined ? undefined : singleEntry(g, range, ports, from, was))
     }
-    if (old?.sweptTexts !== undefined) g.sweptTexts = old.sweptTexts
-    for (const range of ranges) {
-      const p = ports.get(key)?.get(range)
-      if (p === undefined) g.singles.delete(range)
-      else g.singles.set(range, singleEntry(g, range, p, old?.singles.get(range)))
-    }
-    if (g.singles.size === 0 && g.swept.length === 0) groups.delete(key)
-    else groups.set(key, g)
+    touched.set(key, new Set(sources.keys()))
+    const singles = old?.singles.with(updates) ?? new Singles(new Map()).with(updates)
+    const swept = old?.swept ?? []
+    if (singles.size === 0 && swept.length === 0) { groups.delete(key); continue }
+    const next: CompiledGroup = { ...g, hasRanges: false, singles, swept }
+    if (old?.sweptTexts !== undefined) next.sweptTexts = old.sweptTexts
+    groups.set(key, next)
   }
-  return compiledFilter(groups, rules, { from: prev, touched })
-}
-
-/** ruleFromText reads back a rule that ruleText wrote. */
-function ruleFromText (text: string): FilterRule {
-  if (text.startsWith('{')) return JSON.parse(text) as FilterRule
-  const [protos, ports, srcs] = text.split('|') as [string, string, string]
-  return {
-    protos: protos.split(',').filter(x => x !== '').map(Number),
-    ports: ports.split(',').filter(x => x !== '').map(x => { const [first, last] = x.split('-'); return { first: Number(first), last: Number(last) } }),
-    srcs: srcs === '' ? [] : srcs.split(' ')
-  }
-}
-
-/**
- * ruleText is a rule's content as one string, equal for two rules exactly when they allow
- * the same (cheaper than JSON); a rule of unexpected types falls back to JSON.
- */
-function ruleText (r: FilterRule): string {
-  let text = ''
-  for (const p of r.protos) { if (typeof p !== 'number') return JSON.stringify(r); text += `${p},` }
-  text += '|'
-  for (const p of r.ports) { if (typeof p.first !== 'number' || typeof p.last !== 'number') return JSON.stringify(r); text += `${p.first}-${p.last},` }
-  for (const s of r.srcs) { if (typeof s !== 'string' || s.includes(' ')) return JSON.stringify(r) }
-  return `${text}|${r.srcs.join(' ')}`
+  return compiledFilter(groups, rules as KeptRule[], { from: prev.serial, touched })
 }
 
 /**
@@ -645,14 +766,13 @@ function ruleText (r: FilterRule): string {
 export function compileIncremental (filter: FilterRule[], prev?: CompiledFilter): CompiledFilter {
   trimSourceCache()
   if (prev !== undefined && prev.epoch !== cacheEpoch) prev = undefined
-  const texts = filter.map(ruleText)
-  const rules = new Set(texts)
   if (prev !== undefined) {
-    const patched = patchCompiled(filter, texts, rules, prev)
+    const patched = patchCompiled(filter, prev)
     if (patched !== undefined) return patched
   }
+  const rules: KeptRule[] = []
   const groups = new Map<number, CompiledGroup>()
-  for (const g of collectGroups(filter)) {
+  for (const g of collectGroups(filter, rules)) {
     const key = groupKeyOf(g.v6, g.proto)
     const before = prev?.groups.get(key)?.singles
     const spans = g.hasRanges ? sweptSpans([...g.blocks.keys()]) : []
@@ -660,11 +780,11 @@ export function compileIncremental (filter: FilterRule[], prev?: CompiledFilter)
     const rest: Block[] = []
     for (const [range, ports] of g.blocks) {
       if (range.single !== true || (spans.length > 0 && touchesRange(spans, range.lo))) { rest.push({ lo: range.lo, hi: range.hi, ports, text: range.text! }); continue }
-      singles.set(range, singleEntry(g, range, ports, before?.get(range)))
+      singles.set(range, singleEntry(g, range, ports, g.from!.get(range)!, before?.get(range)))
     }
     const swept: Element[] = []
     for (const b of disjointBlocks(rest)) blockElements(g, b, swept)
-    groups.set(key, { v6: g.v6, proto: g.proto, hasPorts: g.hasPorts, hasRanges: g.hasRanges, singles, swept })
+    groups.set(key, { v6: g.v6, proto: g.proto, hasPorts: g.hasPorts, hasRanges: g.hasRanges, singles: new Singles(singles), swept })
   }
   return compiledFilter(groups, rules)
 }
@@ -679,7 +799,7 @@ export function diffCompiled (prev: CompiledFilter, next: CompiledFilter): SetDi
   const add: Element[] = []
   const sweptTexts = (g: CompiledGroup): Set<string> => g.sweptTexts ??= new Set(g.swept.map(e => e[1]))
   const compareSingle = (was: SingleEntry | undefined, s: SingleEntry | undefined): void => {
-    if (was === s) return
+    if (was === s || (was !== undefined && s !== undefined && was.elements === s.elements)) return
     if (was === undefined) { add.push(...s!.elements); return }
     if (s === undefined) { del.push(...was.elements); return }
     const had = new Set(was.elements.map(e => e[1]))
@@ -687,7 +807,7 @@ export function diffCompiled (prev: CompiledFilter, next: CompiledFilter): SetDi
     for (const e of was.elements) if (!has.has(e[1])) del.push(e)
     for (const e of s.elements) if (!had.has(e[1])) add.push(e)
   }
-  if (next.patched?.from === prev) {
+  if (next.patched?.from === prev.serial) {
     for (const [key, ranges] of next.patched.touched) {
       const old = prev.groups.get(key)?.singles
       const now = next.groups.get(key)?.singles
@@ -701,8 +821,8 @@ export function diffCompiled (prev: CompiledFilter, next: CompiledFilter): SetDi
         for (const s of g.singles.values()) add.push(...s.elements)
         continue
       }
-      for (const [range, s] of g.singles) compareSingle(old.singles.get(range), s)
-      for (const [range, s] of old.singles) if (!g.singles.has(range)) del.push(...s.elements)
+      for (const [range, s] of g.singles.entries()) compareSingle(old.singles.get(range), s)
+      for (const [range, s] of old.singles.entries()) if (!g.singles.has(range)) del.push(...s.elements)
       if (g.swept.length > 0 || old.swept.length > 0) {
         const had = sweptTexts(old)
         const has = sweptTexts(g)
