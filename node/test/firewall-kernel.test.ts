@@ -206,26 +206,51 @@ t.test('allowed ports connect, denied ports do not, ICMP only where allowed, oth
   t.equal(await listForeign(), foreignBefore, 'the foreign table is byte-identical')
 })
 
-t.test('a failed apply leaves the kernel ruleset byte-identical', async t => {
-  const good = [rule([PEERS4[0]!], [6], [[7001, 7001]])]
+t.test('a refused update or rebuild leaves the kernel ruleset byte-identical and the previous rules in force', async t => {
+  // a port range wider than a few ports puts elements in the interval set allow4i
+  const good = [rule([PEERS4[0]!], [6], [[7001, 7001]]), rule(['100.64.0.0/31'], [6], [[7002, 7100]])]
   await fw.set(good, ctx)
   const before = await listOurs()
-  const corrupt = (when: 'check' | 'apply'): CommandRunner => ({
-    run: async (argv, opts) => {
-      const isCheck = argv.includes('--check')
-      const target = argv.includes('-f') && (when === 'check' ? isCheck : !isCheck)
-      const input = target ? `${opts?.input ?? ''}add element inet ${TABLE} allow4 { ${PEERS4[3]} . 6 . 70000 }\n` : opts?.input
-      return await inNode.run(argv, { ...opts, ...(input === undefined ? {} : { input }) })
+  const joining = rule([PEERS4[2]!], [6], [[7003, 7003]])
+  // Each case adds a line to one nft run's script: the element update's (which runs without
+  // a check) or the check of a rebuild. nft refuses the first line itself; the kernel refuses
+  // the second (it overlaps an element of allow4i) after nft sent the whole batch.
+  const cases = [
+    { name: 'an update that nft refuses', target: 'apply', line: `add element inet ${TABLE} allow4 { ${PEERS4[3]} . 6 . 70000 }`, said: /out of range/ },
+    { name: 'an update that the kernel refuses', target: 'apply', line: `add element inet ${TABLE} allow4i { ${PEERS4[0]} . 6 . 7050-7200 }`, said: /File exists/ },
+    { name: 'a rebuild refused at the check', target: 'check', line: `add element inet ${TABLE} allow4 { ${PEERS4[3]} . 6 . 70000 }`, said: /out of range/ }
+  ] as const
+  for (const c of cases) {
+    let corrupt = true
+    const runs: string[] = []
+    const runner: CommandRunner = {
+      run: async (argv, opts) => {
+        if (argv.includes('-f')) runs.push(argv.join(' '))
+        const target = corrupt && argv.includes('-f') && argv.includes('--check') === (c.target === 'check')
+        return await inNode.run(argv, target ? { ...opts, input: `${opts?.input ?? ''}${c.line}\n` } : opts)
+      }
     }
-  })
-  for (const when of ['check', 'apply'] as const) {
-    const broken = createNftablesFirewall({ runner: corrupt(when), table: TABLE })
-    await broken.set(good, ctx)
-    const err = await broken.set([...good, rule([PEERS4[2]!], [6], [[7003, 7003]])], ctx).catch(e => e)
-    t.equal(err?.code, 'firewall_apply_failed', `refused at ${when}`)
-    t.match(err?.message, /previous rules stay in force/)
-    t.equal(await listOurs(), before, `after a failed ${when}, our table is byte-identical`)
-    t.equal(await tcp(PEERS4[2]!, 7003), 'timeout', 'and the new rule is not in force')
+    const broken = createNftablesFirewall({ runner, table: TABLE })
+    await broken.set(good, ctx) // adopts the table: nothing to send
+    runs.length = 0
+    const err = await broken.set([...good, joining], c.target === 'check' ? { interfaceName: `wx${tag}` } : ctx).catch(e => e)
+    t.equal(err?.code, 'firewall_apply_failed', `${c.name}: set throws`)
+    t.match(err?.message, /previous rules stay in force/, `${c.name}: the error says the rules did not change`)
+    t.match(err?.message, c.said, `${c.name}: the error quotes nft`)
+    if (c.target === 'apply') t.same(runs.slice(0, 1), ['nft -f -'], `${c.name}: the update ran without a separate check`)
+    else t.same(runs, ['nft --check -f -'], `${c.name}: nothing ran after the failed check`)
+    t.equal(await listOurs(), before, `${c.name}: our table is byte-identical`)
+    const [joined, kept, range] = await Promise.all([tcp(PEERS4[2]!, 7003), tcp(PEERS4[0]!, 7001), tcp(PEERS4[0]!, 7002)])
+    t.equal(joined, 'timeout', `${c.name}: the new peer's rule is not in force`)
+    t.equal(kept, 'open', `${c.name}: the previous rules are enforced`)
+    t.equal(range, 'open', `${c.name}: the range source's too`)
+    if (c.target === 'apply') {
+      corrupt = false
+      await broken.set([...good, joining], ctx)
+      t.equal(broken.lastApply()?.kind, 'elements', `${c.name}: the next update is again an element update`)
+      t.equal(await tcp(PEERS4[2]!, 7003), 'open', `${c.name}: and it takes effect`)
+      await broken.set(good, ctx)
+    }
   }
 })
 
