@@ -42,6 +42,21 @@ t.test('a missing program reads as command not found', async t => {
   t.match(err.message, /warren-no-such-tool: command not found/)
 })
 
+t.test('a command that outlives its timeout is stopped and reads as timed out', async t => {
+  const run = createCommandRunner({ timeoutMs: 300 })
+  const started = Date.now()
+  // the shell's child (sleep) keeps the output pipes open after the shell is stopped
+  const err = await run.run(['sh', '-c', 'echo started >&2; sleep 3']).catch(e => e)
+  t.ok(err instanceof CommandError)
+  t.match(err.message, /timed out after 300 ms; started/)
+  t.ok(Date.now() - started < 2500, 'it returns at the timeout, not when the command would have ended')
+})
+
+t.test('a command that exits without reading its input still reports its exit code', async t => {
+  const r = await createCommandRunner().run(['sh', '-c', 'exit 5'], { input: 'x'.repeat(1 << 20), allowFail: true })
+  t.equal(r.exitCode, 5)
+})
+
 t.test('stdin reaches the command but never its error message', async t => {
   const run = createCommandRunner()
   const r = await run.run(['cat'], { input: 'secret-key' })
