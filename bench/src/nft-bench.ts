@@ -1,16 +1,16 @@
 /**
  * nft-bench measures Warren's nftables enforcement in a fresh network namespace: ruleset
  * size and atomic apply time for 100, 1,000 and 10,000 peers, and the time of a one-peer
- * update at each size (target at 10,000: under 20 ms). Baselines from the same run: the same
- * one-peer change done as a full table rebuild, and `nft list table`. It also measures
- * what a packet pays for the set lookups: UDP packets per second through the table with
- * 100 vs 10,000 peers' elements, against no table.
+ * update at each size (target at 10,000: under 20 ms), apart for a peer joining (element
+ * adds) and leaving (element deletes). Baselines from the same run: the same one-peer change
+ * done as a full table rebuild, and `nft list table`. It also measures what a packet pays for
+ * the set lookups: UDP packets per second through the table with 100 vs 10,000 peers'
+ * elements, against no table.
  *
  * The daemon runs inside its network namespace and starts `nft` directly, so the one-peer
  * update is timed the same way: the bench starts itself inside the namespace as a worker
  * (`ip netns exec NS node nft-bench.js --worker ...`, which reports JSON), and `ip netns exec`
- * is not in the timed path. The older figure, with `ip netns exec nft` per command, is kept
- * as a comparison column.
+ * is not in the timed path.
  *
  * Run: npx tsc -b bench && node bench/dist/src/nft-bench.js [--runs 7] [--write]
  * (root; --write replaces the `## nftables` section of bench/RESULTS.md)
@@ -65,21 +65,28 @@ async function withNamespaces<T> (fn: (ns: { node: string, peer: string, mesh: s
   }
 }
 
-interface SizeResult { peers: number, elements: number, scriptBytes: number, compileMs: number, applyMs: number, updateMs: number, updateNftMs: number, updateBytes: number, rebuildMs: number, listMs: number, floorMs: number, inside: WorkerResult }
+interface SizeResult { peers: number, elements: number, scriptBytes: number, compileMs: number, applyMs: number, updateBytes: number, rebuildMs: number, listMs: number, inside: WorkerResult }
+
+/** Split is one measure of the one-peer update: for a peer joining, leaving, and both. */
+interface Split { join: number, leave: number, all: number }
 
 /** WorkerResult is what the worker measured inside the namespace, as the daemon runs (medians, ms). */
 interface WorkerResult {
-  /** one-peer update: the whole set() (compile, diff, check, apply) */
-  setMs: number
-  /** of which nft: check + apply */
-  nftMs: number
-  checkMs: number
-  applyMs: number
+  /** one-peer update: the whole set() (compile, diff, nft) */
+  setMs: Split
+  /** of which the nft run (element updates run without a separate check) */
+  nftMs: Split
+  /** of which the rest: compile against the previous compile, diff, render (JS) */
+  jsMs: Split
   /** starting nft (`nft --version`) through the same command runner: the process floor */
   startMs: number
-  /** the same check + apply adding or deleting one element of a tiny table: the nft floor */
-  floorMs: number
+  /** the same one-element add or delete on a tiny table: the nft floor */
+  floorMs: Split
+  /** bytes of the update script */
+  updateBytes: number
 }
+
+const split = (join: number[], leave: number[]): Split => ({ join: median(join), leave: median(leave), all: median([...join, ...leave]) })
 
 /**
  * worker runs inside the node's namespace (argv: --worker TABLE IFACE PEERS): it builds its
@@ -89,17 +96,7 @@ async function worker (): Promise<void> {
   const [table, iface, n] = process.argv.slice(process.argv.indexOf('--worker') + 1) as [string, string, string]
   const inner = createCommandRunner()
   const runner = timedRunner(inner)
-  const checkTimes: number[] = []
-  const applyTimes: number[] = []
-  const split: CommandRunner = {
-    async run (argv, opts) {
-      const t0 = performance.now()
-      try { return await runner.run(argv, opts) } finally {
-        if (argv.includes('-f')) (argv.includes('--check') ? checkTimes : applyTimes).push(ms(t0))
-      }
-    }
-  }
-  const fw = createNftablesFirewall({ runner: split, table })
+  const fw = createNftablesFirewall({ runner, table })
   const ctx = { interfaceName: iface }
   const base = peers(Number(n))
   const plusOne = peers(Number(n), 1)
@@ -107,36 +104,48 @@ async function worker (): Promise<void> {
   // one warm-up pair, as the daemon is warm after its first map
   await fw.set(plusOne, ctx)
   await fw.set(base, ctx)
-  checkTimes.length = 0
-  applyTimes.length = 0
-  const setTimes: number[] = []
-  const nftTimes: number[] = []
+  const setTimes: number[][] = [[], []]
+  const nftTimes: number[][] = [[], []]
+  const jsTimes: number[][] = [[], []]
+  const floorTimes: number[][] = [[], []]
   const startTimes: number[] = []
-  const floorTimes: number[] = []
+  let updateBytes = 0
   await inner.run(['nft', '-f', '-'], { input: `table inet ${table}floor {\n  set s {\n    type ipv4_addr . inet_proto . inet_service\n  }\n}\n` })
   for (let r = 0; r < RUNS; r++) {
-    for (const f of [plusOne, base]) {
+    for (const [k, f] of [plusOne, base].entries()) {
       // the filter arrives as JSON in the daemon: parse a fresh copy, untimed
       const copy = JSON.parse(JSON.stringify(f)) as FilterRule[]
       runner.nftMs = 0
+      runner.checks = 0
       const t0 = performance.now()
       await fw.set(copy, ctx)
-      setTimes.push(ms(t0))
-      nftTimes.push(runner.nftMs)
-      if (fw.lastApply()!.kind !== 'elements') throw new Error(`a one-peer change was a ${fw.lastApply()!.kind}`)
+      const took = ms(t0)
+      setTimes[k]!.push(took)
+      nftTimes[k]!.push(runner.nftMs)
+      jsTimes[k]!.push(took - runner.nftMs)
+      const report = fw.lastApply()!
+      if (report.kind !== 'elements') throw new Error(`a one-peer change was a ${report.kind}`)
+      if (runner.checks > 0) throw new Error('an element update ran nft --check')
+      updateBytes = report.scriptBytes
       const t1 = performance.now()
       await inner.run(['nft', '--version'])
       startTimes.push(ms(t1))
-      const script = `${f === plusOne ? 'add' : 'delete'} element inet ${table}floor s { 100.65.0.1 . 6 . 22 }\n`
+      const script = `${k === 0 ? 'add' : 'delete'} element inet ${table}floor s { 100.65.0.1 . 6 . 22 }\n`
       const t2 = performance.now()
-      await inner.run(['nft', '--check', '-f', '-'], { input: script })
       await inner.run(['nft', '-f', '-'], { input: script })
-      floorTimes.push(ms(t2))
+      floorTimes[k]!.push(ms(t2))
     }
   }
   await inner.run(['nft', 'delete', 'table', 'inet', `${table}floor`])
   await fw.close()
-  const out: WorkerResult = { setMs: median(setTimes), nftMs: median(nftTimes), checkMs: median(checkTimes), applyMs: median(applyTimes), startMs: median(startTimes), floorMs: median(floorTimes) }
+  const out: WorkerResult = {
+    setMs: split(setTimes[0]!, setTimes[1]!),
+    nftMs: split(nftTimes[0]!, nftTimes[1]!),
+    jsMs: split(jsTimes[0]!, jsTimes[1]!),
+    startMs: median(startTimes),
+    floorMs: split(floorTimes[0]!, floorTimes[1]!),
+    updateBytes
+  }
   process.stdout.write(JSON.stringify(out) + '\n')
 }
 
@@ -146,14 +155,16 @@ async function measureInside (n: number, ns: { node: string, mesh: string }): Pr
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as WorkerResult
 }
 
-/** timedRunner adds up the time spent in `nft` transactions (check and apply), apart from compiling. */
-function timedRunner (inner: CommandRunner): CommandRunner & { nftMs: number, lastScript: string } {
-  const r: CommandRunner & { nftMs: number, lastScript: string } = {
+/** timedRunner adds up the time spent in `nft` transactions (check and apply), apart from compiling, and counts checks. */
+function timedRunner (inner: CommandRunner): CommandRunner & { nftMs: number, checks: number, lastScript: string } {
+  const r: CommandRunner & { nftMs: number, checks: number, lastScript: string } = {
     nftMs: 0,
+    checks: 0,
     lastScript: '',
     async run (argv, opts) {
       const t0 = performance.now()
       if (argv.includes('-f')) r.lastScript = opts?.input ?? ''
+      if (argv.includes('--check')) r.checks++
       try { return await inner.run(argv, opts) } finally { if (argv.includes('-f')) r.nftMs += ms(t0) }
     }
   }
@@ -190,35 +201,6 @@ async function measureSize (n: number, ns: { node: string, mesh: string }): Prom
     await createNftablesFirewall({ runner, table: tableName }).set(f, ctx)
     rebuildScripts.push(runner.lastScript)
   }
-  const fw = createNftablesFirewall({ runner, table: tableName })
-  await fw.set(base, ctx)
-  // Floor: the same check + apply of one element on a tiny table, measured right after each
-  // update, so that both see the same machine load.
-  const floorTimes: number[] = []
-  await runner.run(['nft', '-f', '-'], { input: `table inet ${tableName}floor {\n  set s {\n    type ipv4_addr . inet_proto . inet_service\n  }\n}\n` })
-  const floor = async (verb: string): Promise<void> => {
-    const script = `${verb} element inet ${tableName}floor s { 100.65.0.1 . 6 . 22 }\n`
-    const t0 = performance.now()
-    await runner.run(['nft', '--check', '-f', '-'], { input: script })
-    await runner.run(['nft', '-f', '-'], { input: script })
-    floorTimes.push(ms(t0))
-  }
-  const updateTimes: number[] = []
-  const updateNftTimes: number[] = []
-  let updateBytes = 0
-  for (let r = 0; r < RUNS; r++) {
-    // one peer joins, then leaves: element add, element delete
-    for (const f of [plusOne, base]) {
-      const t0 = performance.now()
-      runner.nftMs = 0
-      await fw.set(f, ctx)
-      updateTimes.push(ms(t0))
-      updateNftTimes.push(runner.nftMs)
-      if (fw.lastApply()!.kind !== 'elements') throw new Error(`a one-peer change was a ${fw.lastApply()!.kind}`)
-      updateBytes = fw.lastApply()!.scriptBytes
-      await floor(f === plusOne ? 'add' : 'delete')
-    }
-  }
   // Baseline: the same one-peer change as a whole-table rebuild (check + apply, as Warren would).
   const rebuildTimes: number[] = []
   for (let r = 0; r < RUNS; r++) {
@@ -234,10 +216,9 @@ async function measureSize (n: number, ns: { node: string, mesh: string }): Prom
     await runner.run(['nft', 'list', 'table', 'inet', tableName])
     listTimes.push(ms(t0))
   }
-  await runner.run(['nft', 'delete', 'table', 'inet', `${tableName}floor`])
-  await fw.close()
+  await runner.run(['nft', 'delete', 'table', 'inet', tableName])
   const inside = await measureInside(n, ns)
-  return { peers: n, elements, scriptBytes, compileMs: median(compileTimes), applyMs: median(applyTimes), updateMs: median(updateTimes), updateNftMs: median(updateNftTimes), updateBytes, rebuildMs: median(rebuildTimes), listMs: median(listTimes), floorMs: median(floorTimes), inside }
+  return { peers: n, elements, scriptBytes, compileMs: median(compileTimes), applyMs: median(applyTimes), updateBytes: inside.updateBytes, rebuildMs: median(rebuildTimes), listMs: median(listTimes), inside }
 }
 
 /**
@@ -295,6 +276,7 @@ if (process.argv.includes('--worker')) {
 }
 
 const started = new Date()
+const loadAtStart = loadavg()
 const results: SizeResult[] = []
 let lookup: Array<{ name: string, pps: number }> = []
 await withNamespaces(async ns => {
@@ -305,68 +287,83 @@ await withNamespaces(async ns => {
 })
 lookup = await measureLookup()
 
+const jl = (x: Split): string => `${fmt(x.join)} / ${fmt(x.leave)}`
 const sizeTable = printTable(
-  ['peers', 'elements', 'script bytes', 'compile ms', 'atomic apply ms', 'one-peer update: nft ms', 'one-peer update: set() ms', 'update bytes', 'baseline: rebuild ms', 'baseline: nft list ms', 'floor: 1 element, tiny table ms'],
-  results.map(r => [r.peers.toLocaleString('en-US'), String(r.elements), r.scriptBytes.toLocaleString('en-US'), fmt(r.compileMs), fmt(r.applyMs), fmt(r.inside.nftMs), fmt(r.inside.setMs), String(r.updateBytes), fmt(r.rebuildMs), fmt(r.listMs), fmt(r.floorMs)]))
+  ['peers', 'elements', 'script bytes', 'compile ms', 'atomic apply ms', 'one-peer update: set() ms, join / leave', 'update bytes', 'baseline: rebuild ms', 'baseline: nft list ms'],
+  results.map(r => [r.peers.toLocaleString('en-US'), String(r.elements), r.scriptBytes.toLocaleString('en-US'), fmt(r.compileMs), fmt(r.applyMs), jl(r.inside.setMs), String(r.updateBytes), fmt(r.rebuildMs), fmt(r.listMs)]))
 const updateTable = printTable(
-  ['peers', 'set() ms', 'nft check + apply ms', 'check ms', 'apply ms', 'nft start (nft --version) ms', 'floor: 1 element, tiny table ms', 'via ip netns exec: nft ms', 'via ip netns exec: set() ms'],
-  results.map(r => [r.peers.toLocaleString('en-US'), fmt(r.inside.setMs), fmt(r.inside.nftMs), fmt(r.inside.checkMs), fmt(r.inside.applyMs), fmt(r.inside.startMs), fmt(r.inside.floorMs), fmt(r.updateNftMs), fmt(r.updateMs)]))
+  ['peers', 'set() ms, join / leave', 'set() ms, both', 'of which nft ms, join / leave', 'of which JS ms, join / leave', 'nft start (nft --version) ms', 'floor: 1 element, tiny table ms, add / delete'],
+  results.map(r => [r.peers.toLocaleString('en-US'), jl(r.inside.setMs), fmt(r.inside.setMs.all), jl(r.inside.nftMs), jl(r.inside.jsMs), fmt(r.inside.startMs), jl(r.inside.floorMs)]))
 const base = lookup[0]?.pps ?? NaN
 const lookupTable = printTable(['ruleset', 'UDP packets/s received', 'ratio to no table'],
   lookup.map(l => [l.name, Math.round(l.pps).toLocaleString('en-US'), (l.pps / base).toFixed(2)]))
 const last = results[results.length - 1]!
+const load = (l: number[]): string => l.map(x => x.toFixed(1)).join(' ')
 const summary = `One-peer update at ${last.peers.toLocaleString('en-US')} peers, timed inside the namespace as the daemon runs: ` +
-  `${fmt(last.inside.setMs)} ms for the whole \`set\` (target < 20 ms; compiling the whole filter once took ${fmt(last.compileMs)} ms in this run), of which ${fmt(last.inside.nftMs)} ms in nft ` +
-  `(check ${fmt(last.inside.checkMs)} + apply ${fmt(last.inside.applyMs)}); starting nft alone takes ${fmt(last.inside.startMs)} ms, ` +
-  `so two starts are ${fmt(2 * last.inside.startMs)} ms of it, and the same two runs on a tiny table take ${fmt(last.inside.floorMs)} ms. The nft part is ${(last.rebuildMs / last.inside.nftMs).toFixed(0)}x faster than rebuilding the table for the same change. ` +
-  `Load average during the run: ${loadavg().map(x => x.toFixed(1)).join(' ')} (2 cores, shared).`
+  `${fmt(last.inside.setMs.join)} ms for the whole \`set\` when a peer joins and ${fmt(last.inside.setMs.leave)} ms when one leaves (target < 20 ms; ` +
+  `compiling the whole filter once took ${fmt(last.compileMs)} ms in this run). Of that, nft takes ${jl(last.inside.nftMs)} ms and the compile, diff and render ${jl(last.inside.jsMs)} ms; ` +
+  `starting nft alone takes ${fmt(last.inside.startMs)} ms, and the same one-element add / delete on a tiny table takes ${jl(last.inside.floorMs)} ms. ` +
+  `The nft part is ${(last.rebuildMs / last.inside.nftMs.all).toFixed(0)}x faster than rebuilding the table for the same change. ` +
+  `Load average at the start and the end of the run: ${load(loadAtStart)}, ${load(loadavg())} (2 cores, shared).`
 const body = `Command: \`npx tsc -b bench && node bench/dist/src/nft-bench.js --runs ${RUNS} --write\` (root), ${started.toISOString().slice(0, 10)}.
 Each peer has an IPv4 and an IPv6 address allowed on TCP 22, TCP/UDP 443 and two ports of its
 own (no elements merge). Single addresses with single ports go to hash sets. Times are medians
-of ${RUNS} runs, wall clock, and include \`nft --check\` before every apply:
+of ${RUNS} runs, wall clock:
 - compile: FilterRule[] to set elements (pure JS, the whole filter; parsed sources are kept
   between compiles, as in the daemon, where nearly all of them repeat);
-- atomic apply: a first \`set\` (read-back, compile, check, one whole-table transaction);
-- one-peer update, set(): one peer joins or leaves; the daemon's whole \`set\` (compile against
-  the previous compile, diff, check, apply), timed in a worker started inside the namespace, so
-  \`nft\` starts directly as in the daemon; the filter is a fresh copy each time, as if parsed
-  from the map; nft: of that, the check + apply of the element diff;
-- baselines: the same one-peer change done as a whole-table rebuild, \`nft list table\`, and
-  the floor: two nft runs adding one element to a tiny table (these through \`ip netns exec\`).
+- atomic apply: a first \`set\` (read-back, compile, \`nft --check\`, one whole-table transaction);
+- one-peer update, set(): one peer joins (element adds) or leaves (element deletes); the
+  daemon's whole \`set\` (compile against the previous compile, diff, one \`nft -f\` of the
+  element diff, without a separate check), timed in a worker started inside the namespace,
+  so \`nft\` starts directly as in the daemon; the filter is a fresh copy each time, as if
+  parsed from the map;
+- baselines: the same one-peer change done as a whole-table rebuild (check + apply, as Warren
+  rebuilds), and \`nft list table\` (both through \`ip netns exec\`).
 
 ${sizeTable}
 
-Where a one-peer update's time goes (inside the namespace; the last two columns time the same
-update from outside, through \`ip netns exec nft\` per command, as this bench did before):
+Where a one-peer update's time goes (inside the namespace): the nft run, the JS around it
+(compile against the previous compile, diff, render), what starting nft costs, and the floor:
+one \`nft -f\` adding or deleting one element of a tiny table.
 
 ${updateTable}
 
-Before this change (same command, earlier on 2026-11-24 at a load average of about 6, 10,000
-peers, through \`ip netns exec\`): nft 36.6 ms, set() 236 ms (a compile of the whole filter,
-127 ms, then a diff of all elements). The machine's load moves these figures by 2x between
-runs, so compare columns of one run. Now a one-peer
-change patches the previous compile: only the rules that changed and the sources they name
-are looked at again, and the diff costs what changed.
+The machine's load moves these figures by up to 2x between runs, so compare columns of one run.
+Before this change (same command, 2026-11-24, load average about 7, 10,000 peers, joins and
+leaves in one median): set() 107 ms, of which nft 43.3 ms (\`nft --check\` 26.1 + apply 15.9)
+and about 60 ms of JS. Three things changed:
+- element updates go to \`nft -f\` without \`nft --check\` first: nft evaluates the whole script
+  before it sends anything, and the kernel applies the batch whole or not at all, so the check
+  added nothing but its cost (the kernel aborts a checked batch, and the abort waits for an RCU
+  grace period: about 17 ms for one element). Rebuilds and the removal are still checked.
+- the compile no longer turns each of the 20,000 rules into a string to look up in a set of
+  the previous ones: it walks the new filter beside the previous one in order and compares
+  rules in place, and the maps of single sources are shared between compiles instead of copied
+  (about 45 ms of JS at 10,000 peers before, 2-3 ms now, measured alone on an idle machine);
+- the command runner starts programs with node's spawn instead of a process library (\`nft
+  --version\` about 4 ms instead of 6).
 
 ${summary}
 
-Why the nft part stays above 20 ms here (strace of nft 1.0.6 on this kernel, 6.18, inside the
-namespace): the check (\`nft --check\`) sends the batch and the kernel validates and then aborts
-it inside that one sendmsg, which blocked about 9 ms in a traced run, whatever the table's size
-(a tiny table's check costs as much); the apply's sendmsg returns at once, but after a delete the
-closing of nft's netlink socket blocked 7 and 13 ms in two traced runs (the kernel seems to finish
-freeing the deleted elements there), so a peer leaving costs more than a peer joining. Each run also starts a process (the nft start
-column). Both runs are required (one atomic transaction, checked first); one \`nft -f\` without
-the check would be atomic but unchecked, and a long-lived \`nft -i\` runs each line as its own
-transaction, so neither is used. What is left to win is outside the firewall: the command
-runner's execa start cost about 2-3 ms more than a bare spawn in a quick comparison, and an apply process started
-while the check runs (stdin fed once the check passed) would hide one start; both need the
-runner to change.
+Why a peer leaving costs more than a peer joining: after a transaction that deletes elements,
+the kernel frees them once an RCU grace period has passed, and when nft closes its netlink
+socket at exit, the kernel first waits for that freeing to finish. strace -T of nft 1.0.6 on
+this kernel (6.18): \`close\` of the netlink socket blocked 8.3, 9.9 and 9.9 ms after a one-element
+delete from a tiny table, 0.03 ms after an add, and 10.6 to 18.8 ms after deleting a peer's
+elements from the 10,000-peer table on the loaded machine. Every \`nft\` process pays it once,
+so a leave costs one grace period more than a join, whatever the table's size: deleting a
+peer's 10 elements from the 10,000-peer table and from a tiny one, interleaved, took 19.3 vs
+21.1 ms and 19.6 vs 19.0 ms (medians of 15) in two runs, so the gap between the leave and the
+floor columns is the load moving, not the table. A process per update cannot avoid it.
+A long-lived \`nft -i\` would not close its socket per update (one line is one transaction,
+commands joined with \`;\`): fed one-element adds and deletes with a marker to read the end of
+each, it took 0.26 and 0.28 ms per line in a quick try, but it needs a session with its own
+error and restart handling instead of one command per update.
 
 Per-packet cost of the set lookups: 64-byte UDP (iperf3 -u -b 0 -l 64, 2 s) from one allowed
 peer across a veth into the node's namespace, packets received per second, median of 5 interleaved rounds. Every
-packet is in the original direction, so each one goes through the set lookups. "No table"
-also means no conntrack, which Warren's table turns on. In the "ranges" rows every peer has a
+packet is in the original direction, so each one goes through the set lookups (and, being an
+allowed datagram, refreshes its entry in the table's flow-state set). In the "ranges" rows every peer has a
 100-port range and the sender's own rule is a range too, so its packets are matched in the
 interval (pipapo) set after missing the hash sets. Compare rows at 100 and 10,000 peers: the
 lookup cost should not grow with the number of peers. On this shared machine the rates move
