@@ -1,4 +1,4 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { execa } from 'execa'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -77,86 +77,7 @@ export function isCommandError (e: unknown): e is CommandError {
   return e instanceof CommandError
 }
 
-/** Finished is how a spawned command ended: its output, and its exit code or why it has none. */
-interface Finished {
-  stdout: string
-  stderr: string
-  exitCode?: number
-  signal?: string
-  /** the spawn error's code (ENOENT: no such program) */
-  errorCode?: string
-  errorMessage?: string
-  timedOut: boolean
-  overflowed: boolean
-}
-
-/** MAX_OUTPUT caps what one command may print on stdout and on stderr, in characters. */
-const MAX_OUTPUT = 100 * 1024 * 1024
-
-/** KILL_AFTER_MS: a command that ignores SIGTERM at its timeout gets SIGKILL this much later. */
-const KILL_AFTER_MS = 5000
-
-/**
- * spawnCommand runs one program without a shell, feeds it `input` and collects its output.
- * It is node's spawn and little else: the firewall runs `nft` on every peer change, and a
- * general-purpose process library cost about 2 ms more per run (measured with
- * `nft --version`: about 6 ms against 4). A command still running when the daemon exits is
- * left to finish (an `nft` transaction is not cut short).
- */
-function spawnCommand (file: string, args: string[], input: string, env: NodeJS.ProcessEnv, timeout: number): Promise<Finished> {
-  return new Promise(resolve => {
-    const out: Finished = { stdout: '', stderr: '', timedOut: false, overflowed: false }
-    let child: ChildProcessWithoutNullStreams
-    try {
-      child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] })
-    } catch (err) {
-      resolve({ ...out, errorCode: (err as NodeJS.ErrnoException).code, errorMessage: (err as Error).message })
-      return
-    }
-    let killTimer: NodeJS.Timeout | undefined
-    const stop = (): void => {
-      child.kill('SIGTERM')
-      killTimer ??= setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS)
-      killTimer.unref()
-    }
-    const timer = setTimeout(() => { out.timedOut = true; stop() }, timeout)
-    const collect = (stream: NodeJS.ReadableStream, key: 'stdout' | 'stderr'): void => {
-      stream.setEncoding('utf8')
-      stream.on('data', (chunk: string) => {
-        if (out[key].length + chunk.length > MAX_OUTPUT) { out.overflowed = true; stop(); return }
-        out[key] += chunk
-      })
-    }
-    collect(child.stdout, 'stdout')
-    collect(child.stderr, 'stderr')
-    // A command may exit without reading its input (EPIPE): its exit code says what happened.
-    child.stdin.on('error', () => {})
-    child.stdin.end(input)
-    child.on('error', err => {
-      // Not started (no such program, not executable): no 'close' follows a failed spawn.
-      if (child.pid === undefined) {
-        clearTimeout(timer)
-        resolve({ ...out, errorCode: (err as NodeJS.ErrnoException).code, errorMessage: err.message })
-      }
-    })
-    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
-      clearTimeout(timer)
-      if (killTimer !== undefined) clearTimeout(killTimer)
-      resolve({ ...out, ...(code !== null ? { exitCode: code } : {}), ...(signal !== null ? { signal } : {}) })
-    }
-    // Output is complete once the pipes close; but a stopped command may have left a child
-    // that holds them open, and then its own exit is the end.
-    child.on('close', finish)
-    child.on('exit', (code, signal) => {
-      if (!out.timedOut && !out.overflowed) return
-      child.stdout.destroy()
-      child.stderr.destroy()
-      finish(code, signal)
-    })
-  })
-}
-
-/** createCommandRunner returns the real runner: LC_ALL=C, no shell. */
+/** createCommandRunner returns the real runner: execa, LC_ALL=C, no shell. */
 export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRunner {
   const prefix = opts.netns === undefined ? [] : ['ip', 'netns', 'exec', opts.netns]
   const timeout = opts.timeoutMs ?? 60_000
@@ -165,23 +86,27 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
       if (argv.length === 0) throw new WarrenError('command_failed', 'empty command: nothing to run', { status: 500 })
       const full = [...prefix, ...argv]
       const started = performance.now()
-      // variables set to undefined are left out, so they are removed for this command
-      const r = await spawnCommand(full[0]!, full.slice(1), runOpts.input ?? '', { ...process.env, ...runOpts.env, LC_ALL: 'C' }, timeout)
-      const stdout = r.stdout
-      let stderr = r.stderr
+      const r = await execa(full[0]!, full.slice(1), {
+        input: runOpts.input ?? '',
+        reject: false,
+        timeout,
+        stripFinalNewline: false,
+        env: { ...runOpts.env, LC_ALL: 'C' }
+      })
+      const stdout = String(r.stdout ?? '')
+      let stderr = String(r.stderr ?? '')
       let exitCode = r.exitCode ?? -1
-      // Not started, stopped or killed: say why instead of a bare exit code.
-      if (r.errorCode === 'ENOENT') {
-        exitCode = 127
-        stderr = `${full[0]}: command not found (is it installed and on PATH?)`
-      } else if (r.timedOut) {
-        if (exitCode === 0) exitCode = -1 // stopped: whatever it printed may be incomplete
-        stderr = `timed out after ${timeout} ms` + (stderr === '' ? '' : `; ${stderr}`)
-      } else if (r.overflowed) {
-        exitCode = -1
-        stderr = `printed more than ${MAX_OUTPUT / 1024 / 1024} Mi characters and was stopped` + (stderr === '' ? '' : `; ${stderr}`)
-      } else if (r.exitCode === undefined) {
-        stderr = (r.signal !== undefined ? `killed by ${r.signal}` : (r.errorMessage ?? 'did not run')) + (stderr === '' ? '' : `; ${stderr}`)
+      if (r.exitCode === undefined) {
+        // Not started or killed: say why instead of a bare exit code.
+        const code = (r as { code?: string }).code
+        if (code === 'ENOENT') {
+          exitCode = 127
+          stderr = `${full[0]}: command not found (is it installed and on PATH?)`
+        } else if (r.timedOut) {
+          stderr = `timed out after ${timeout} ms` + (stderr === '' ? '' : `; ${stderr}`)
+        } else {
+          stderr = (r.signal !== undefined ? `killed by ${r.signal}` : (r.shortMessage ?? 'did not run')) + (stderr === '' ? '' : `; ${stderr}`)
+        }
       }
       opts.onCommand?.({ argv: [...argv], exitCode, durationMs: performance.now() - started, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) })
       if (exitCode !== 0 && runOpts.allowFail !== true) {
