@@ -1,6 +1,6 @@
 import t from 'tap'
 import { isWarrenError } from '@warren/protocol'
-import { createCommandRunner, createFakeCommandRunner, createRecordingRunner, CommandError, formatArgv, withSecretFile } from '../src/runner/index.js'
+import { createCommandRunner, createFakeCommandRunner, createRecordingRunner, CommandError, formatArgv, withSecretFile, type CommandEvent, type CommandSession, type OutputStream } from '../src/runner/index.js'
 
 t.test('the real runner returns output and exit code, in the C locale', async t => {
   const run = createCommandRunner()
@@ -112,6 +112,10 @@ t.test('commands run inside a network namespace when asked', { skip: process.get
   t.same(links.map(l => l.ifname), ['lo'], 'a fresh namespace has only loopback')
   const err = await inNs.run(['ip', 'link', 'set', 'nosuchdev0', 'up']).catch(e => e)
   t.match(err.message, new RegExp(`in network namespace ${ns} failed`))
+  const s = await inNs.open!(['sh', '-c', 'while read -r l; do ip -o link show; done'])
+  s.write('\n')
+  t.same(await linesOf(s, () => true).then(ls => ls.map(([l]) => l.split(':')[1]?.trim())), ['lo'], 'a session runs in the namespace too')
+  await s.close()
 })
 
 t.test('withSecretFile hands a secret through a private file that is gone afterwards', async t => {
@@ -129,4 +133,86 @@ t.test('withSecretFile hands a secret through a private file that is gone afterw
   t.notOk(existsSync(seen), 'deleted after use')
   await t.rejects(withSecretFile('k3y', async path => { seen = path; throw new Error('boom') }), /boom/)
   t.notOk(existsSync(seen), 'deleted after a failure too')
+})
+
+/** linesOf collects a session's output lines until `until` sees one it wants. */
+function linesOf (s: CommandSession, until: (line: string, stream: OutputStream) => boolean, ms = 5000): Promise<Array<[string, OutputStream]>> {
+  const got: Array<[string, OutputStream]> = []
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { off(); reject(new Error(`no matching line within ${ms} ms; got ${JSON.stringify(got)}`)) }, ms)
+    const off = s.onLine((line, stream) => {
+      got.push([line, stream])
+      if (until(line, stream)) { clearTimeout(timer); off(); resolve(got) }
+    })
+  })
+}
+
+t.test('open keeps a command running: lines written reach it, its output comes back line by line', async t => {
+  const events: CommandEvent[] = []
+  const run = createCommandRunner({ onCommand: e => events.push(e) })
+  const s = await run.open!(['sh', '-c', 'echo "locale $LC_ALL"; while read -r l; do echo "out $l"; echo "err $l" >&2; done; exit 3'])
+  t.ok(s.running && typeof s.pid === 'number', 'it runs and has a pid')
+  t.same(await linesOf(s, l => l.startsWith('locale')), [['locale C', 'stdout']], 'in the C locale; a line printed before anyone listened is kept')
+  t.equal(s.write('one\ntwo\n'), true)
+  // stdout and stderr are two pipes: their lines interleave in no fixed order
+  const seen = new Set<string>()
+  const got = await linesOf(s, l => seen.add(l).has('out two') && seen.has('err two'))
+  t.same(got.filter(([, stream]) => stream === 'stdout').map(([l]) => l), ['out one', 'out two'])
+  t.same(got.filter(([, stream]) => stream === 'stderr').map(([l]) => l), ['err one', 'err two'])
+  t.same(events, [], 'onCommand waits for the end of the command')
+  const exit = await s.close()
+  t.same(exit, { exitCode: 3, reason: 'exit 3' }, 'close ends its input; it exits by itself')
+  t.equal(s.running, false)
+  t.equal(s.write('three\n'), false, 'a write after the end is refused, not thrown')
+  t.match(events, [{ argv: ['sh', '-c', String], exitCode: 3, durationMs: Number }])
+})
+
+t.test('open: a command that ignores the end of its input is killed after the grace time', async t => {
+  const s = await createCommandRunner().open!(['sh', '-c', 'trap "" TERM; exec sleep 30'])
+  const started = Date.now()
+  const exit = await s.close(200)
+  t.equal(exit.signal, 'SIGKILL')
+  t.equal(exit.reason, 'killed by SIGKILL')
+  t.ok(Date.now() - started < 2000, 'it did not wait for the command')
+})
+
+t.test('open: exited tells when the command dies by itself', async t => {
+  const s = await createCommandRunner().open!(['sh', '-c', 'read -r l; echo "bye $l" >&2; exit 7'])
+  s.write('now\n')
+  t.same(await linesOf(s, () => true), [['bye now', 'stderr']])
+  t.same(await s.exited, { exitCode: 7, reason: 'exit 7' })
+  s.kill()
+  t.equal(s.running, false, 'kill after the end does nothing')
+})
+
+t.test('open: a missing program reads as command not found; env entries are set or removed', async t => {
+  const run = createCommandRunner()
+  const err = await run.open!(['warren-no-such-tool', '-i']).catch(e => e)
+  t.ok(err instanceof CommandError)
+  t.equal(err.exitCode, 127)
+  t.match(err.message, /warren-no-such-tool: command not found \(is it installed and on PATH\?\)/)
+  process.env.WARREN_RUNNER_TEST = 'inherited'
+  const kept = await run.open!(['sh', '-c', 'echo "[$WARREN_RUNNER_TEST]"'])
+  const removed = await run.open!(['sh', '-c', 'echo "[$WARREN_RUNNER_TEST]"'], { env: { WARREN_RUNNER_TEST: undefined } })
+  delete process.env.WARREN_RUNNER_TEST
+  t.same(await linesOf(kept, () => true), [['[inherited]', 'stdout']])
+  t.same(await linesOf(removed, () => true), [['[]', 'stdout']])
+})
+
+t.test('open: an idle, unreferenced session does not keep the process alive, and its command ends with it', async t => {
+  const runner = new URL('../src/runner/index.js', import.meta.url).href
+  const script = `
+    const { createCommandRunner } = await import(${JSON.stringify(runner)})
+    const s = await createCommandRunner().open(['cat'])
+    s.unref()
+    console.log(s.pid)`
+  const { execFile } = await import('node:child_process')
+  const started = Date.now()
+  const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 10_000 }, (e, stdout) => e === null ? resolve(stdout) : reject(e)))
+  t.ok(Date.now() - started < 5000, 'the process exited by itself')
+  const pid = Number(out.trim())
+  const gone = async (): Promise<boolean> => { try { process.kill(pid, 0); return false } catch { return true } }
+  const deadline = Date.now() + 3000
+  while (!await gone() && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+  t.ok(await gone(), `cat (pid ${pid}) ended with it`)
 })

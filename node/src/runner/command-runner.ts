@@ -21,12 +21,62 @@ export interface RunOptions {
   env?: Record<string, string | undefined>
 }
 
+/** OpenOptions tune one long-lived command. */
+export interface OpenOptions {
+  /** variables to set (a string) or remove (undefined) for this command */
+  env?: Record<string, string | undefined>
+}
+
+/** SessionExit says how a long-lived command ended. */
+export interface SessionExit {
+  /** the exit code; -1 when it was killed by a signal or never started */
+  exitCode: number
+  signal?: string
+  /** what ended it, in words: "exit 1", "killed by SIGKILL" */
+  reason: string
+}
+
+/** OutputStream names the stream a line of output came on. */
+export type OutputStream = 'stdout' | 'stderr'
+
+/**
+ * CommandSession is a long-lived command (such as `nft -i`) that reads its stdin line by line:
+ * the caller writes to it and reads what it prints, line by line, until it is closed.
+ */
+export interface CommandSession {
+  readonly argv: string[]
+  readonly pid: number | undefined
+  /** running is true until the command has exited */
+  readonly running: boolean
+  /** write sends text to the command's stdin; false when it has exited (the text is dropped) */
+  write: (text: string) => boolean
+  /**
+   * onLine calls the listener with each line the command prints (without its newline);
+   * lines printed before the first listener came are kept for it. Returns the unsubscribe.
+   */
+  onLine: (listener: (line: string, stream: OutputStream) => void) => () => void
+  /** exited resolves once the command has exited (it never rejects) */
+  readonly exited: Promise<SessionExit>
+  /** close ends stdin, waits up to graceMs (default 2 s) for the command to exit, then kills it */
+  close: (graceMs?: number) => Promise<SessionExit>
+  /** kill sends a signal (SIGKILL by default) */
+  kill: (signal?: NodeJS.Signals) => void
+  /** unref lets this process exit while the session is idle; ref holds it open again */
+  unref: () => void
+  ref: () => void
+}
+
 /**
  * CommandRunner is the one seam between Warren and the system's tools (`ip`, `wg`,
  * `nft`, `wireguard-go`): adapters take one, so tests can swap in a fake or a recorder.
  */
 export interface CommandRunner {
   run: (argv: readonly string[], opts?: RunOptions) => Promise<CommandResult>
+  /**
+   * open starts a long-lived command and resolves once it runs (rejects with a CommandError
+   * when it cannot start). Optional: runners without it (most fakes) make callers use `run`.
+   */
+  open?: (argv: readonly string[], opts?: OpenOptions) => Promise<CommandSession>
 }
 
 /** CommandRunnerOptions configure createCommandRunner. */
@@ -113,6 +163,89 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
         throw new CommandError(argv, exitCode, stderr, { netns: opts.netns })
       }
       return { stdout, stderr, exitCode }
+    },
+
+    async open (argv, openOpts = {}) {
+      if (argv.length === 0) throw new WarrenError('command_failed', 'empty command: nothing to run', { status: 500 })
+      const full = [...prefix, ...argv]
+      const started = performance.now()
+      // No timeout and no buffering: the command lives as long as the caller wants, and its
+      // output goes to the listeners only. execa's cleanup kills it if this process exits.
+      const sub = execa(full[0]!, full.slice(1), {
+        stdin: 'pipe',
+        buffer: false,
+        reject: false,
+        env: { ...openOpts.env, LC_ALL: 'C' }
+      })
+      const spawned = await Promise.race([
+        new Promise<true>(resolve => sub.once('spawn', () => resolve(true))),
+        sub.then(r => r)
+      ])
+      if (spawned !== true) {
+        const code = (spawned as { code?: string }).code
+        const exitCode = code === 'ENOENT' ? 127 : spawned.exitCode ?? -1
+        const said = code === 'ENOENT' ? `${full[0]}: command not found (is it installed and on PATH?)` : (spawned.shortMessage ?? 'did not start')
+        opts.onCommand?.({ argv: [...argv], exitCode, durationMs: performance.now() - started, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) })
+        throw new CommandError(argv, exitCode, said, { netns: opts.netns })
+      }
+      let running = true
+      const kept: Array<[string, OutputStream]> = []
+      const listeners = new Set<(line: string, stream: OutputStream) => void>()
+      const emit = (line: string, stream: OutputStream): void => {
+        if (listeners.size === 0) kept.push([line, stream])
+        else for (const l of [...listeners]) l(line, stream)
+      }
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const readable = sub[stream]
+        readable.setEncoding('utf8')
+        let partial = ''
+        readable.on('data', (chunk: string) => {
+          const parts = (partial + chunk).split('\n')
+          partial = parts.pop()!
+          for (const line of parts) emit(line, stream)
+        })
+        readable.on('end', () => { if (partial !== '') emit(partial, stream); partial = '' })
+      }
+      // A write after the command exited fails with EPIPE; write() reports that as false.
+      sub.stdin.on('error', () => {})
+      const exited: Promise<SessionExit> = sub.then(r => {
+        running = false
+        const exitCode = r.exitCode ?? -1
+        const signal = r.signal ?? undefined
+        const reason = signal !== undefined ? `killed by ${signal}` : r.exitCode !== undefined ? `exit ${r.exitCode}` : (r.shortMessage ?? 'ended')
+        opts.onCommand?.({ argv: [...argv], exitCode, durationMs: performance.now() - started, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) })
+        return { exitCode, ...(signal !== undefined ? { signal } : {}), reason }
+      })
+      const handles = [sub, sub.stdin, sub.stdout, sub.stderr] as Array<{ ref?: () => void, unref?: () => void }>
+      const session: CommandSession = {
+        argv: [...argv],
+        pid: sub.pid,
+        get running () { return running },
+        write: text => {
+          if (!running || sub.stdin.destroyed || sub.stdin.writableEnded) return false
+          sub.stdin.write(text)
+          return true
+        },
+        onLine: listener => {
+          listeners.add(listener)
+          for (const [line, stream] of kept.splice(0)) listener(line, stream)
+          return () => { listeners.delete(listener) }
+        },
+        exited,
+        close: async (graceMs = 2000) => {
+          if (running) {
+            sub.stdin.end()
+            const timer = setTimeout(() => sub.kill('SIGKILL'), graceMs)
+            await exited
+            clearTimeout(timer)
+          }
+          return await exited
+        },
+        kill: (signal = 'SIGKILL') => { if (running) sub.kill(signal) },
+        unref: () => { for (const h of handles) h.unref?.() },
+        ref: () => { for (const h of handles) h.ref?.() }
+      }
+      return session
     }
   }
 }
