@@ -33,7 +33,8 @@ t.test('with the adapters\' fakes: up configures all, a crash leaves all, a rest
   ctl.filter = [{ srcs: ['100.64.1.2/32'], protos: [6], ports: [{ first: 22, last: 22 }] }]
   const wireguard = createFakeWireGuard({ interfaceName: IFACE })
   const router = createFakeRouter({ interfaceName: IFACE })
-  const firewall = createFakeFirewall()
+  let firewallReleased = 0
+  const firewall = Object.assign(createFakeFirewall(), { release: async () => { firewallReleased++ } })
   const dns = fakeDns()
   const runner = createFakeCommandRunner().on(/^ping /, { stdout: '64 bytes from 100.64.1.2: icmp_seq=1 ttl=64 time=0.42 ms\n' })
   const daemons: Daemon[] = []
@@ -73,6 +74,7 @@ t.test('with the adapters\' fakes: up configures all, a crash leaves all, a rest
   t.ok(router.state()!.addresses.includes(`${self.ipv4}/32`), 'so do its addresses')
   t.equal(firewall.trace(other), 'drop', 'and the firewall still drops (fail-closed)')
   t.same([dns.released, dns.closed], [1, 0], 'MagicDNS stopped serving but the resolver was not restored')
+  t.equal(firewallReleased, 1, 'the firewall was asked to end its nft session, which it does keeping the table')
 
   const wgChanges = wireguard.history.length
   const d2 = await start()

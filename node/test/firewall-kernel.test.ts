@@ -5,14 +5,15 @@
  */
 import t from 'tap'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { writeFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import type { FilterRule } from '@warren/protocol'
-import { createCommandRunner, type CommandRunner } from '../src/runner/index.js'
+import { createCommandRunner, type CommandRunner, type CommandSession } from '../src/runner/index.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
+import { createNftSession, NftRefusedError } from '../src/firewall/nft-session.js'
 import { filterAllows } from '../src/firewall/ruleset.js'
 
 const host = createCommandRunner()
@@ -220,37 +221,160 @@ t.test('a refused update or rebuild leaves the kernel ruleset byte-identical and
     { name: 'an update that the kernel refuses', target: 'apply', line: `add element inet ${TABLE} allow4i { ${PEERS4[0]} . 6 . 7050-7200 }`, said: /File exists/ },
     { name: 'a rebuild refused at the check', target: 'check', line: `add element inet ${TABLE} allow4 { ${PEERS4[3]} . 6 . 70000 }`, said: /out of range/ }
   ] as const
-  for (const c of cases) {
-    let corrupt = true
-    const runs: string[] = []
-    const runner: CommandRunner = {
-      run: async (argv, opts) => {
-        if (argv.includes('-f')) runs.push(argv.join(' '))
-        const target = corrupt && argv.includes('-f') && argv.includes('--check') === (c.target === 'check')
-        return await inNode.run(argv, target ? { ...opts, input: `${opts?.input ?? ''}${c.line}\n` } : opts)
+  // Element updates go to the nft session when the runner can open one, else to `nft -f`:
+  // each refusal is tried both ways.
+  for (const via of ['session', 'nft -f'] as const) {
+    for (const c of cases) {
+      const name = `${c.name} (${via})`
+      let corrupt = true
+      const runs: string[] = []
+      const runner: CommandRunner = {
+        run: async (argv, opts) => {
+          if (argv.includes('-f')) runs.push(argv.join(' '))
+          const target = corrupt && argv.includes('-f') && argv.includes('--check') === (c.target === 'check')
+          return await inNode.run(argv, target ? { ...opts, input: `${opts?.input ?? ''}${c.line}\n` } : opts)
+        },
+        ...(via === 'session'
+          ? {
+              open: async (argv, opts) => {
+                const s = await inNode.open!(argv, opts)
+                // The session writes an update's line and its marker together: the bad command joins the update's line.
+                const w = Object.create(s) as CommandSession
+                w.write = text => s.write(corrupt && c.target === 'apply' ? text.replace('\n', `; ${c.line}\n`) : text)
+                return w
+              }
+            }
+          : {})
       }
+      const broken = createNftablesFirewall({ runner, table: TABLE })
+      await broken.set(good, ctx) // adopts the table: nothing to send
+      runs.length = 0
+      const err = await broken.set([...good, joining], c.target === 'check' ? { interfaceName: `wx${tag}` } : ctx).catch(e => e)
+      t.equal(err?.code, 'firewall_apply_failed', `${name}: set throws`)
+      t.match(err?.message, /previous rules stay in force/, `${name}: the error says the rules did not change`)
+      t.match(err?.message, c.said, `${name}: the error quotes nft`)
+      if (c.target === 'check') t.same(runs, ['nft --check -f -'], `${name}: nothing ran after the failed check`)
+      else if (via === 'nft -f') t.same(runs.slice(0, 1), ['nft -f -'], `${name}: the update ran without a separate check`)
+      else t.same(runs, [], `${name}: the update went to the session, no nft -f ran`)
+      t.equal(await listOurs(), before, `${name}: our table is byte-identical`)
+      const [joined, kept, range] = await Promise.all([tcp(PEERS4[2]!, 7003), tcp(PEERS4[0]!, 7001), tcp(PEERS4[0]!, 7002)])
+      t.equal(joined, 'timeout', `${name}: the new peer's rule is not in force`)
+      t.equal(kept, 'open', `${name}: the previous rules are enforced`)
+      t.equal(range, 'open', `${name}: the range source's too`)
+      if (c.target === 'apply') {
+        const pid = broken.sessionPid()
+        corrupt = false
+        await broken.set([...good, joining], ctx)
+        t.equal(broken.lastApply()?.kind, 'elements', `${name}: the next update is again an element update`)
+        if (via === 'session') t.equal(broken.sessionPid(), pid, `${name}: by the same nft session`)
+        t.equal(await tcp(PEERS4[2]!, 7003), 'open', `${name}: and it takes effect`)
+        await broken.set(good, ctx)
+      }
+      await broken.release()
     }
-    const broken = createNftablesFirewall({ runner, table: TABLE })
-    await broken.set(good, ctx) // adopts the table: nothing to send
-    runs.length = 0
-    const err = await broken.set([...good, joining], c.target === 'check' ? { interfaceName: `wx${tag}` } : ctx).catch(e => e)
-    t.equal(err?.code, 'firewall_apply_failed', `${c.name}: set throws`)
-    t.match(err?.message, /previous rules stay in force/, `${c.name}: the error says the rules did not change`)
-    t.match(err?.message, c.said, `${c.name}: the error quotes nft`)
-    if (c.target === 'apply') t.same(runs.slice(0, 1), ['nft -f -'], `${c.name}: the update ran without a separate check`)
-    else t.same(runs, ['nft --check -f -'], `${c.name}: nothing ran after the failed check`)
-    t.equal(await listOurs(), before, `${c.name}: our table is byte-identical`)
-    const [joined, kept, range] = await Promise.all([tcp(PEERS4[2]!, 7003), tcp(PEERS4[0]!, 7001), tcp(PEERS4[0]!, 7002)])
-    t.equal(joined, 'timeout', `${c.name}: the new peer's rule is not in force`)
-    t.equal(kept, 'open', `${c.name}: the previous rules are enforced`)
-    t.equal(range, 'open', `${c.name}: the range source's too`)
-    if (c.target === 'apply') {
-      corrupt = false
-      await broken.set([...good, joining], ctx)
-      t.equal(broken.lastApply()?.kind, 'elements', `${c.name}: the next update is again an element update`)
-      t.equal(await tcp(PEERS4[2]!, 7003), 'open', `${c.name}: and it takes effect`)
-      await broken.set(good, ctx)
-    }
+  }
+})
+
+t.test('one session line with a good and a bad element applies neither', async t => {
+  const scratch = `${TABLE}s`
+  await inNode.run(['nft', '-f', '-'], {
+    input: `table inet ${scratch} {\n  set h { type ipv4_addr . inet_proto . inet_service; }\n  set r { type ipv4_addr . inet_proto . inet_service; flags interval; elements = { 100.64.0.1 . 6 . 100-200 } }\n}\n`
+  })
+  t.teardown(() => inNode.run(['nft', 'delete', 'table', 'inet', scratch], { allowFail: true }))
+  const list = async (): Promise<string> => (await inNode.run(['nft', 'list', 'table', 'inet', scratch])).stdout
+  const before = await list()
+  const session = createNftSession({ runner: inNode })
+  t.teardown(() => session.close())
+  const good = `add element inet ${scratch} h { 100.64.0.9 . 6 . 22 }`
+  const bad: Array<[string, string, RegExp]> = [
+    ['nft refuses it', `add element inet ${scratch} h { 100.64.0.8 . 6 . 70000 }`, /Error: Service out of range/],
+    ['the kernel refuses it (overlap)', `add element inet ${scratch} r { 100.64.0.1 . 6 . 150-300 }`, /Error: Could not process rule: File exists/],
+    ['the kernel refuses it (deleting a missing element)', `delete element inet ${scratch} h { 100.64.0.7 . 6 . 22 }`, /Error: Could not process rule: No such file or directory/]
+  ]
+  for (const [name, line, said] of bad) {
+    const err = await session.apply(`${good}\n${line}\n`).catch(e => e)
+    t.ok(err instanceof NftRefusedError, `${name}: refused`)
+    t.match(err?.said, said, `${name}: nft's own words`)
+    t.equal(await list(), before, `${name}: the good element was not applied either`)
+  }
+  t.equal(session.starts, 1, 'refusals do not end the session')
+  await session.apply(`${good}\n`)
+  t.match(await list(), /100\.64\.0\.9 \. tcp \. 22/, 'a good line alone applies')
+})
+
+t.test('element updates run in one long-lived nft that follows rebuilds, is replaced when it dies, and ends on release', async t => {
+  const procAlive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  const waitFor = async (ok: () => boolean, what: string): Promise<void> => {
+    const deadline = Date.now() + 5000
+    while (!ok() && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    t.ok(ok(), what)
+  }
+  const base = [rule([PEERS4[0]!], [6], [[7001, 7001]])]
+  await fw.set(base, ctx)
+  await fw.set([...base, rule([PEERS4[1]!], [6], [[7002, 7002]])], ctx)
+  const pid = fw.sessionPid()!
+  t.ok(pid > 0 && procAlive(pid), 'an nft session runs after an element update')
+  t.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '), /^nft -i /)
+  await fw.set(base, ctx)
+  t.equal(fw.sessionPid(), pid, 'the next update uses the same nft')
+  t.equal(await tcp(PEERS4[1]!, 7002), 'timeout', 'and took effect')
+
+  // a rebuild by another nft run: the session's next update sees the new table
+  await inNode.run(['nft', 'delete', 'element', 'inet', TABLE, 'allow4', `{ ${PEERS4[0]} . 6 . 7001 }`])
+  t.equal(await fw.sync(), 'rebuilt')
+  await fw.set([...base, rule([PEERS4[2]!], [6], [[7003, 7003]])], ctx)
+  t.equal(fw.lastApply()?.kind, 'elements')
+  t.equal(fw.sessionPid(), pid)
+  const [a, b] = await Promise.all([tcp(PEERS4[2]!, 7003), tcp(PEERS4[0]!, 7001)])
+  t.same([a, b], ['open', 'open'], 'the update after the rebuild took effect, the rebuilt rules too')
+
+  process.kill(pid, 'SIGKILL')
+  await waitFor(() => fw.sessionPid() === undefined, 'the firewall notices that its nft died')
+  await fw.set(base, ctx)
+  const second = fw.sessionPid()
+  t.ok(second !== undefined && second !== pid, 'the next update starts a new nft')
+  t.equal(await tcp(PEERS4[2]!, 7003), 'timeout', 'and takes effect')
+
+  const table = await listOurs()
+  await fw.release()
+  t.equal(fw.sessionPid(), undefined)
+  await waitFor(() => !procAlive(second!), 'release ends nft')
+  t.equal(await listOurs(), table, 'and leaves the table as it was')
+  t.equal(await tcp(PEERS4[0]!, 7001), 'open', 'enforced')
+  t.equal(await tcp(PEERS4[1]!, 7002), 'timeout')
+})
+
+t.test('a process with an nft session exits by itself, and nft ends with it; so does one stopped by SIGTERM', async t => {
+  const script = join(dir, 'session-child.mjs')
+  writeFileSync(script, `
+    const { createCommandRunner } = await import(${JSON.stringify(new URL('../src/runner/index.js', import.meta.url).href)})
+    const { createNftablesFirewall } = await import(${JSON.stringify(new URL('../src/firewall/nftables.js', import.meta.url).href)})
+    const [ns, table, iface, mode] = process.argv.slice(2)
+    const fw = createNftablesFirewall({ runner: createCommandRunner({ netns: ns }), table })
+    const r = (src, port) => ({ srcs: [src], protos: [6], ports: [{ first: port, last: port }] })
+    await fw.set([r('100.64.0.1', 22)], { interfaceName: iface })
+    await fw.set([r('100.64.0.1', 22), r('100.64.0.2', 22)], { interfaceName: iface })
+    console.log(fw.sessionPid())
+    if (mode === 'wait') setInterval(() => {}, 1000)
+  `)
+  // the other interface: this table judges nothing the other tests send
+  const childTable = `${TABLE}c`
+  t.teardown(() => inNode.run(['nft', 'delete', 'table', 'inet', childTable], { allowFail: true }))
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  for (const mode of ['exit', 'wait'] as const) {
+    const child = spawn(process.execPath, [script, NS_NODE, childTable, `wo${tag}`, mode], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const pid = await new Promise<number>(resolve => createInterface({ input: child.stdout }).once('line', l => resolve(Number(l))))
+    t.ok(pid > 0 && alive(pid), `${mode}: the child's nft session runs`)
+    if (mode === 'wait') child.kill('SIGTERM')
+    const code = await new Promise<number | string | null>(resolve => {
+      const timer = setTimeout(() => { resolve('still running after 5 s'); child.kill('SIGKILL') }, 5000)
+      child.once('exit', (c, sig) => { clearTimeout(timer); resolve(c ?? sig) })
+    })
+    t.equal(code, mode === 'exit' ? 0 : 'SIGTERM', `${mode}: the child ended by itself, not held by nft`)
+    const deadline = Date.now() + 3000
+    while (alive(pid) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    t.notOk(alive(pid), `${mode}: no nft left behind`)
+    t.match((await inNode.run(['nft', 'list', 'table', 'inet', childTable])).stdout, /100\.64\.0\.2 \. tcp \. 22/, `${mode}: the table stays (fail-closed)`)
   }
 })
 

@@ -24,7 +24,8 @@ export interface DataPlaneAdapters {
 
 /**
  * createEngineDataPlane is the DataPlane over an engine and its adapters. `release`
- * stops only the DNS server: the interface, routes and firewall table stay (fail-closed).
+ * stops only the DNS server and the firewall's nft session: the interface, routes and
+ * firewall table stay (fail-closed).
  */
 export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPlaneContext): DataPlane {
   const { wireguard, router, firewall, dns, runner } = adapters
@@ -52,7 +53,10 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
       await engine.close()
       listenPort = undefined
     },
-    release: async () => { await dns.release() }
+    release: async () => {
+      await firewall.release?.().catch(e => ctx.logger.warn({ err: (e as Error).message }, 'could not end the firewall\'s nft session'))
+      await dns.release()
+    }
   }
 }
 

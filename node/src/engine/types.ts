@@ -15,6 +15,8 @@ export interface Firewall {
   up: () => Promise<void>
   set: (filter: FilterRule[], ctx: FirewallContext) => Promise<void>
   close: () => Promise<void>
+  /** release stops what runs in the background for it (a long-lived nft) and keeps enforcement */
+  release?: () => Promise<void>
 }
 
 /** DnsConfigurator follows the netmap with MagicDNS answers and host resolver settings. */

@@ -2,4 +2,5 @@
 export * from './types.js'
 export * from './ruleset.js'
 export * from './nftables.js'
+export * from './nft-session.js'
 export * from './fake.js'

@@ -2,22 +2,33 @@
  * NftablesFirewall enforces the filter in the kernel through `nft`, in one table that Warren
  * owns (`table inet warren`); no other table is read or changed.
  *
- * Every change is one atomic transaction (one `nft -f -`). The first apply (and any apply
- * after the kernel's table turned out to differ from what we applied) replaces the whole
- * table; later applies send only element adds and deletes, so a one-peer change costs a few
- * elements whatever the size of the mesh. The compile is incremental as well: each `set`
+ * Every change is one atomic transaction. The first apply (and any apply after the kernel's
+ * table turned out to differ from what we applied) replaces the whole table with one
+ * `nft -f -`; later applies send only element adds and deletes, so a one-peer change costs a
+ * few elements whatever the size of the mesh. The compile is incremental as well: each `set`
  * keeps its compile and the next one patches it (compileIncremental), so a one-peer change
  * does not recompile or diff the whole filter.
  *
+ * Element updates go to a long-lived `nft -i` (nft-session.ts), one input line per
+ * transaction, when the runner can open one and the update is small (under 256 KiB; larger
+ * ones, rare, go to `nft -f -`). A process per update paid more for its exit than for the
+ * update: after a batch that deletes elements, the kernel makes an exiting nft wait for an
+ * RCU grace period when it closes its netlink socket (8-19 ms measured), so a peer leaving
+ * cost twice a peer joining. The session starts at the first element update; it does not
+ * keep the daemon alive, `release()` ends it and leaves the table, `close()` ends both.
+ *
  * Whole-table rebuilds and the removal are checked with `nft --check -f -` first. Element
- * updates are not: nft evaluates the whole script before it sends anything, and the kernel
- * applies the batch whole or not at all, so a refused update changes nothing, with or
+ * updates are not: nft evaluates the whole transaction before it sends anything, and the
+ * kernel applies the batch whole or not at all, so a refused update changes nothing, with or
  * without a check. The check would double the cost of the update that matters most, a peer
  * joining or leaving: the kernel aborts a checked batch, and the abort waits for an RCU grace
- * period, so `nft --check` of one element costs about 17 ms where `nft -f` costs 9-10
- * (kernel 6.18, nft 1.0.6). Rebuilds and the removal are rare and cost far more than their
- * check, so they keep it. If nft refuses a change, the previous rules stay in force and `set` throws; when a refused
- * update is explained by the kernel's table no longer being what we applied, it is rebuilt.
+ * period (about 17 ms for one element, kernel 6.18, nft 1.0.6). Rebuilds and the removal are
+ * rare and cost far more than their check, so they keep it. If nft refuses a change, the
+ * previous rules stay in force and `set` throws, quoting nft; when a refused update is
+ * explained by the kernel's table no longer being what we applied, it is rebuilt. If the
+ * session breaks during an update (nft exits, does not answer in time, prints what it
+ * should not), the outcome is unknown: the table is read back, and `set` throws if it is as
+ * before, else rebuilds it; the next update starts a fresh session.
  *
  * The table is kernel state: it outlives the daemon (fail-closed). `close()` deletes it.
  */
@@ -28,11 +39,17 @@ import {
   type SetElements
 } from './ruleset.js'
 import type { CommandRunner, Firewall, FirewallContext } from './types.js'
+import { condenseNftError, createNftSession, NftRefusedError, type NftSession } from './nft-session.js'
+
+/** element updates up to this size go to the nft session; larger ones to `nft -f -` */
+export const SESSION_MAX_SCRIPT_BYTES = 256 * 1024
 
 export interface NftablesFirewallInit {
   runner: CommandRunner
   /** table name, `warren` by default; tests use their own */
   table?: string
+  /** give up on an element update through the nft session after this long; default 10 s */
+  sessionTimeoutMs?: number
   /** only `inet`: one table that judges IPv4 and IPv6 alike, so neither is left open */
   family?: 'inet'
 }
@@ -54,6 +71,10 @@ export interface NftablesFirewall extends Firewall {
   sync: () => Promise<'unchanged' | 'rebuilt' | 'nothing-applied'>
   /** lastApply reports the last `set`, for metrics and tests. */
   lastApply: () => ApplyReport | undefined
+  /** release ends the nft session (if one runs) and leaves the table in force, as on daemon stop */
+  release: () => Promise<void>
+  /** sessionPid is the pid of the running `nft -i`, undefined when none runs (for tests) */
+  sessionPid: () => number | undefined
 }
 
 /**
@@ -67,8 +88,11 @@ function sameSets (a: SetElements, b: SetElements): boolean {
 }
 
 function firstLines (text: string): string {
-  return text.trim().split('\n').slice(0, 6).join('\n')
+  return condenseNftError(text.trim()).split('\n').slice(0, 6).join('\n')
 }
+
+/** Unconfirmed marks an element update whose outcome the session could not tell. */
+class Unconfirmed extends WarrenError {}
 
 /** createNftablesFirewall makes the real firewall; nothing runs until `up` or `set`. */
 export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFirewall {
@@ -82,6 +106,8 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
   let applied: Applied | undefined
   let report: ApplyReport | undefined
   let queue: Promise<unknown> = Promise.resolve()
+  /** the nft session for element updates; started at the first one (runners with `open` only) */
+  let session: NftSession | undefined
 
   /** serial runs one operation at a time, so two `set`s never interleave their transactions. */
   function serial<T> (fn: () => Promise<T>): Promise<T> {
@@ -106,6 +132,32 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
       applied = undefined
       throw new WarrenError('firewall_apply_failed', `nftables refused ${what} of table inet ${table}; nothing of it was applied (a transaction applies whole or not at all), so the previous rules stay in force. nft said:\n${firstLines(apply.stderr)}`, { status: 500 })
     }
+  }
+
+  /**
+   * transactElements applies an element script as one transaction: through the nft session
+   * when the runner can open one and the script is small, else as `nft -f -`. On refusal
+   * nothing changed and it throws; when the session broke it throws Unconfirmed.
+   */
+  async function transactElements (script: string, what: string): Promise<void> {
+    if (runner.open === undefined || Buffer.byteLength(script) >= SESSION_MAX_SCRIPT_BYTES) return await transact(script, what, false)
+    session ??= createNftSession({ runner, ...(init.sessionTimeoutMs !== undefined ? { timeoutMs: init.sessionTimeoutMs } : {}) })
+    try {
+      await session.apply(script)
+    } catch (e) {
+      applied = undefined
+      if (e instanceof NftRefusedError) {
+        throw new WarrenError('firewall_apply_failed', `nftables refused ${what} of table inet ${table}; nothing of it was applied (a transaction applies whole or not at all), so the previous rules stay in force. nft said:\n${firstLines(e.said)}`, { status: 500, cause: e })
+      }
+      throw new Unconfirmed('firewall_apply_failed', `nft did not confirm ${what} of table inet ${table}: ${e instanceof Error ? e.message : String(e)}`, { status: 500, cause: e })
+    }
+  }
+
+  /** endSession stops the nft session, if one runs; the next element update starts another. */
+  async function endSession (): Promise<void> {
+    const s = session
+    session = undefined
+    await s?.close()
   }
 
   /** readKernel returns our table as the kernel holds it, or undefined when it is absent. */
@@ -148,13 +200,17 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     const script = renderElementScript(diff, table)
     const before = applied
     try {
-      await transact(script, `an update of ${diff.size} elements`, false)
+      await transactElements(script, `an update of ${diff.size} elements`)
     } catch (err) {
       // The kernel may no longer hold what we applied (table deleted or edited): then
       // rebuild it whole. If it does, the refusal is real: report it, rules unchanged.
+      // After an unconfirmed update the same read-back tells whether it applied.
       const kernel = adopt(await readKernel())
       if (kernel !== undefined && kernel.interfaceName === before.interfaceName && sameSets(kernel.sets(), before.sets())) {
         applied = before
+        if (err instanceof Unconfirmed) {
+          throw new WarrenError('firewall_apply_failed', `${err.message}; the table read back as before, so the previous rules stay in force`, { status: 500, cause: err.cause })
+        }
         throw err
       }
       return await rebuild(next)
@@ -173,9 +229,12 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     }),
     set: (filter, ctx) => serial(() => set(filter, ctx)),
     close: () => serial(async () => {
+      await endSession()
       await transact(renderDeleteScript(table), 'the removal', true)
       applied = undefined
     }),
+    release: () => serial(endSession),
+    sessionPid: () => session?.pid,
     sync: () => serial(async () => {
       if (applied === undefined) return 'nothing-applied'
       const kernel = adopt(await readKernel())
