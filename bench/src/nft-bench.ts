@@ -2,8 +2,9 @@
  * nft-bench measures Warren's nftables enforcement in a fresh network namespace: ruleset
  * size and atomic apply time for 100, 1,000 and 10,000 peers, and the time of a one-peer
  * update at each size (target at 10,000: under 20 ms), apart for a peer joining (element
- * adds) and leaving (element deletes). Baselines from the same run: the same one-peer change
- * done as a full table rebuild, and `nft list table`. It also measures what a packet pays for
+ * adds) and leaving (element deletes), through the daemon's nft session and, for comparison,
+ * as one `nft -f` per update. Baselines from the same run: the same one-peer change done as a
+ * full table rebuild, and `nft list table`. It also measures what a packet pays for
  * the set lookups: UDP packets per second through the table with 100 vs 10,000 peers'
  * elements, against no table.
  *
@@ -12,7 +13,7 @@
  * (`ip netns exec NS node nft-bench.js --worker ...`, which reports JSON), and `ip netns exec`
  * is not in the timed path.
  *
- * Run: npx tsc -b bench && node bench/dist/src/nft-bench.js [--runs 7] [--write]
+ * Run: npx tsc -b bench && flock /tmp/warren-bench.lock node bench/dist/src/nft-bench.js [--runs 7] [--write]
  * (root; --write replaces the `## nftables` section of bench/RESULTS.md)
  */
 import { randomBytes } from 'node:crypto'
@@ -20,7 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { FilterRule } from '@warren/protocol'
-import { compileFilter, createCommandRunner, createNftablesFirewall, type CommandRunner } from '@warren/node'
+import { compileFilter, createCommandRunner, createNftablesFirewall, createNftSession, type CommandRunner, type CommandSession, type NftablesFirewall } from '@warren/node'
 import { argValue, median, printTable, writeResults } from './report.js'
 
 const RUNS = Number(argValue('--runs', '7'))
@@ -72,18 +73,26 @@ interface Split { join: number, leave: number, all: number }
 
 /** WorkerResult is what the worker measured inside the namespace, as the daemon runs (medians, ms). */
 interface WorkerResult {
-  /** one-peer update: the whole set() (compile, diff, nft) */
+  /** one-peer update: the whole set() (compile, diff, nft), through the nft session as the daemon does it */
   setMs: Split
-  /** of which the nft run (element updates run without a separate check) */
+  /** of which nft: from writing the update's line to the session until nft's answer came */
   nftMs: Split
-  /** of which the rest: compile against the previous compile, diff, render (JS) */
+  /** of which the rest: compile against the previous compile, diff, render (JS), the session's bookkeeping */
   jsMs: Split
+  /** comparison: the same set() with a runner without sessions, so the update is one `nft -f -` */
+  oneShotSetMs: Split
+  /** of which the `nft -f -` run */
+  oneShotNftMs: Split
   /** starting nft (`nft --version`) through the same command runner: the process floor */
   startMs: number
-  /** the same one-element add or delete on a tiny table: the nft floor */
+  /** the same one-element add or delete on a tiny table, as one `nft -f -`: the one-shot floor */
   floorMs: Split
+  /** the same, through an nft session: the session floor */
+  sessionFloorMs: Split
   /** bytes of the update script */
   updateBytes: number
+  /** how many nft sessions the firewall started over all updates (1 when none broke) */
+  sessionStarts: number
 }
 
 const split = (join: number[], leave: number[]): Split => ({ join: median(join), leave: median(leave), all: median([...join, ...leave]) })
@@ -91,60 +100,92 @@ const split = (join: number[], leave: number[]): Split => ({ join: median(join),
 /**
  * worker runs inside the node's namespace (argv: --worker TABLE IFACE PEERS): it builds its
  * own table with PEERS peers, then times one-peer updates and prints a WorkerResult as JSON.
+ * Two firewalls take turns on the one table: the daemon's (its runner can open an nft
+ * session) and one whose runner cannot, which sends each update as one `nft -f -`. Each
+ * applies a join and then the leave, so the table is back where the other left it.
  */
 async function worker (): Promise<void> {
   const [table, iface, n] = process.argv.slice(process.argv.indexOf('--worker') + 1) as [string, string, string]
   const inner = createCommandRunner()
   const runner = timedRunner(inner)
+  const oneShotRunner = timedRunner({ run: inner.run })
   const fw = createNftablesFirewall({ runner, table })
   const ctx = { interfaceName: iface }
   const base = peers(Number(n))
   const plusOne = peers(Number(n), 1)
   await fw.set(base, ctx)
-  // one warm-up pair, as the daemon is warm after its first map
-  await fw.set(plusOne, ctx)
-  await fw.set(base, ctx)
-  const setTimes: number[][] = [[], []]
-  const nftTimes: number[][] = [[], []]
-  const jsTimes: number[][] = [[], []]
-  const floorTimes: number[][] = [[], []]
+  const oneShot = createNftablesFirewall({ runner: oneShotRunner, table })
+  await oneShot.up()
+  // one warm-up pair each, as the daemon is warm after its first map
+  for (const f of [fw, oneShot]) {
+    await f.set(plusOne, ctx)
+    await f.set(base, ctx)
+  }
+  const times = { set: [[], []], nft: [[], []], js: [[], []], oneShotSet: [[], []], oneShotNft: [[], []], floor: [[], []], sessionFloor: [[], []] } as Record<string, number[][]>
   const startTimes: number[] = []
   let updateBytes = 0
-  await inner.run(['nft', '-f', '-'], { input: `table inet ${table}floor {\n  set s {\n    type ipv4_addr . inet_proto . inet_service\n  }\n}\n` })
+  const floorTable = `${table}floor`
+  await inner.run(['nft', '-f', '-'], { input: `table inet ${floorTable} {\n  set s {\n    type ipv4_addr . inet_proto . inet_service\n  }\n}\n` })
+  const floorSession = createNftSession({ runner: inner })
+  const timeSet = async (f: NftablesFirewall, r: typeof runner, filter: FilterRule[]): Promise<[number, number]> => {
+    // the filter arrives as JSON in the daemon: parse a fresh copy, untimed
+    const copy = JSON.parse(JSON.stringify(filter)) as FilterRule[]
+    r.nftMs = 0
+    r.checks = 0
+    const t0 = performance.now()
+    await f.set(copy, ctx)
+    const took = ms(t0)
+    const report = f.lastApply()!
+    if (report.kind !== 'elements') throw new Error(`a one-peer change was a ${report.kind}`)
+    if (r.checks > 0) throw new Error('an element update ran nft --check')
+    updateBytes = report.scriptBytes
+    return [took, r.nftMs]
+  }
   for (let r = 0; r < RUNS; r++) {
     for (const [k, f] of [plusOne, base].entries()) {
-      // the filter arrives as JSON in the daemon: parse a fresh copy, untimed
-      const copy = JSON.parse(JSON.stringify(f)) as FilterRule[]
-      runner.nftMs = 0
-      runner.checks = 0
-      const t0 = performance.now()
-      await fw.set(copy, ctx)
-      const took = ms(t0)
-      setTimes[k]!.push(took)
-      nftTimes[k]!.push(runner.nftMs)
-      jsTimes[k]!.push(took - runner.nftMs)
-      const report = fw.lastApply()!
-      if (report.kind !== 'elements') throw new Error(`a one-peer change was a ${report.kind}`)
-      if (runner.checks > 0) throw new Error('an element update ran nft --check')
-      updateBytes = report.scriptBytes
+      const [took, nft] = await timeSet(fw, runner, f)
+      if (runner.oneShots > 0) throw new Error('an element update went to nft -f instead of the session')
+      times.set![k]!.push(took)
+      times.nft![k]!.push(nft)
+      times.js![k]!.push(took - nft)
+    }
+    // The kernel frees the elements the session deleted after an RCU grace period, and the
+    // next nft process to close its netlink socket before that waits for it: let it pass, so
+    // that the one-shot join does not pay for the session's leave.
+    await new Promise(resolve => setTimeout(resolve, 100))
+    for (const [k, f] of [plusOne, base].entries()) {
+      const [took, nft] = await timeSet(oneShot, oneShotRunner, f)
+      times.oneShotSet![k]!.push(took)
+      times.oneShotNft![k]!.push(nft)
+    }
+    for (const k of [0, 1]) {
       const t1 = performance.now()
       await inner.run(['nft', '--version'])
       startTimes.push(ms(t1))
-      const script = `${k === 0 ? 'add' : 'delete'} element inet ${table}floor s { 100.65.0.1 . 6 . 22 }\n`
+      const script = `${k === 0 ? 'add' : 'delete'} element inet ${floorTable} s { 100.65.0.1 . 6 . 22 }\n`
       const t2 = performance.now()
       await inner.run(['nft', '-f', '-'], { input: script })
-      floorTimes[k]!.push(ms(t2))
+      times.floor![k]!.push(ms(t2))
+      const t3 = performance.now()
+      await floorSession.apply(script.replace('100.65.0.1', '100.65.0.2'))
+      times.sessionFloor![k]!.push(ms(t3))
     }
   }
-  await inner.run(['nft', 'delete', 'table', 'inet', `${table}floor`])
+  await floorSession.close()
+  await inner.run(['nft', 'delete', 'table', 'inet', floorTable])
+  const sessionStarts = runner.sessionStarts
   await fw.close()
   const out: WorkerResult = {
-    setMs: split(setTimes[0]!, setTimes[1]!),
-    nftMs: split(nftTimes[0]!, nftTimes[1]!),
-    jsMs: split(jsTimes[0]!, jsTimes[1]!),
+    setMs: split(times.set![0]!, times.set![1]!),
+    nftMs: split(times.nft![0]!, times.nft![1]!),
+    jsMs: split(times.js![0]!, times.js![1]!),
+    oneShotSetMs: split(times.oneShotSet![0]!, times.oneShotSet![1]!),
+    oneShotNftMs: split(times.oneShotNft![0]!, times.oneShotNft![1]!),
     startMs: median(startTimes),
-    floorMs: split(floorTimes[0]!, floorTimes[1]!),
-    updateBytes
+    floorMs: split(times.floor![0]!, times.floor![1]!),
+    sessionFloorMs: split(times.sessionFloor![0]!, times.sessionFloor![1]!),
+    updateBytes,
+    sessionStarts
   }
   process.stdout.write(JSON.stringify(out) + '\n')
 }
@@ -155,17 +196,42 @@ async function measureInside (n: number, ns: { node: string, mesh: string }): Pr
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as WorkerResult
 }
 
-/** timedRunner adds up the time spent in `nft` transactions (check and apply), apart from compiling, and counts checks. */
-function timedRunner (inner: CommandRunner): CommandRunner & { nftMs: number, checks: number, lastScript: string } {
-  const r: CommandRunner & { nftMs: number, checks: number, lastScript: string } = {
+type TimedRunner = CommandRunner & { nftMs: number, checks: number, oneShots: number, sessionStarts: number, lastScript: string }
+
+/**
+ * timedRunner adds up the time spent in nft transactions apart from compiling: `nft -f`
+ * runs (check and apply) and, in an nft session, the time from writing an update's line to
+ * the last line of nft's answer. It counts checks, one-shot element updates and sessions.
+ */
+function timedRunner (inner: CommandRunner): TimedRunner {
+  const r: TimedRunner = {
     nftMs: 0,
     checks: 0,
+    oneShots: 0,
+    sessionStarts: 0,
     lastScript: '',
     async run (argv, opts) {
       const t0 = performance.now()
       if (argv.includes('-f')) r.lastScript = opts?.input ?? ''
       if (argv.includes('--check')) r.checks++
+      else if (argv.includes('-f') && /^(add|delete) element /.test(opts?.input ?? '')) r.oneShots++
       try { return await inner.run(argv, opts) } finally { if (argv.includes('-f')) r.nftMs += ms(t0) }
+    }
+  }
+  if (inner.open !== undefined) {
+    const open = inner.open
+    r.open = async (argv, opts) => {
+      const s = await open(argv, opts)
+      r.sessionStarts++
+      let sentAt: number | undefined
+      const timed = Object.create(s) as CommandSession
+      timed.write = text => { sentAt = performance.now(); return s.write(text) }
+      timed.onLine = listener => s.onLine((line, stream) => {
+        // nft's answer ends with the marker's line of carets: the update is done
+        if (sentAt !== undefined && /^\s*\^+\s*$/.test(line)) { r.nftMs += ms(sentAt); sentAt = undefined }
+        listener(line, stream)
+      })
+      return timed
     }
   }
   return r
@@ -292,20 +358,23 @@ const sizeTable = printTable(
   ['peers', 'elements', 'script bytes', 'compile ms', 'atomic apply ms', 'one-peer update: set() ms, join / leave', 'update bytes', 'baseline: rebuild ms', 'baseline: nft list ms'],
   results.map(r => [r.peers.toLocaleString('en-US'), String(r.elements), r.scriptBytes.toLocaleString('en-US'), fmt(r.compileMs), fmt(r.applyMs), jl(r.inside.setMs), String(r.updateBytes), fmt(r.rebuildMs), fmt(r.listMs)]))
 const updateTable = printTable(
-  ['peers', 'set() ms, join / leave', 'set() ms, both', 'of which nft ms, join / leave', 'of which JS ms, join / leave', 'nft start (nft --version) ms', 'floor: 1 element, tiny table ms, add / delete'],
-  results.map(r => [r.peers.toLocaleString('en-US'), jl(r.inside.setMs), fmt(r.inside.setMs.all), jl(r.inside.nftMs), jl(r.inside.jsMs), fmt(r.inside.startMs), jl(r.inside.floorMs)]))
+  ['peers', 'set() ms, join / leave', 'set() ms, both', 'of which nft ms, join / leave', 'of which JS ms, join / leave', 'one-shot nft -f: set() ms, join / leave', 'of which nft ms, join / leave'],
+  results.map(r => [r.peers.toLocaleString('en-US'), jl(r.inside.setMs), fmt(r.inside.setMs.all), jl(r.inside.nftMs), jl(r.inside.jsMs), jl(r.inside.oneShotSetMs), jl(r.inside.oneShotNftMs)]))
+const floorTable = printTable(
+  ['peers (same run)', 'nft start (nft --version) ms', 'floor, nft -f: 1 element, tiny table ms, add / delete', 'floor, session: the same ms, add / delete', 'nft sessions started'],
+  results.map(r => [r.peers.toLocaleString('en-US'), fmt(r.inside.startMs), jl(r.inside.floorMs), jl(r.inside.sessionFloorMs), String(r.inside.sessionStarts)]))
 const base = lookup[0]?.pps ?? NaN
 const lookupTable = printTable(['ruleset', 'UDP packets/s received', 'ratio to no table'],
   lookup.map(l => [l.name, Math.round(l.pps).toLocaleString('en-US'), (l.pps / base).toFixed(2)]))
 const last = results[results.length - 1]!
 const load = (l: number[]): string => l.map(x => x.toFixed(1)).join(' ')
 const summary = `One-peer update at ${last.peers.toLocaleString('en-US')} peers, timed inside the namespace as the daemon runs: ` +
-  `${fmt(last.inside.setMs.join)} ms for the whole \`set\` when a peer joins and ${fmt(last.inside.setMs.leave)} ms when one leaves (target < 20 ms; ` +
-  `compiling the whole filter once took ${fmt(last.compileMs)} ms in this run). Of that, nft takes ${jl(last.inside.nftMs)} ms and the compile, diff and render ${jl(last.inside.jsMs)} ms; ` +
-  `starting nft alone takes ${fmt(last.inside.startMs)} ms, and the same one-element add / delete on a tiny table takes ${jl(last.inside.floorMs)} ms. ` +
-  `The nft part is ${(last.rebuildMs / last.inside.nftMs.all).toFixed(0)}x faster than rebuilding the table for the same change. ` +
+  `${fmt(last.inside.setMs.join)} ms for the whole \`set\` when a peer joins and ${fmt(last.inside.setMs.leave)} ms when one leaves (target < 20 ms for both; ` +
+  `compiling the whole filter once took ${fmt(last.compileMs)} ms in this run). Of that, the nft session takes ${jl(last.inside.nftMs)} ms and the compile, diff and render ${jl(last.inside.jsMs)} ms. ` +
+  `The same updates as one \`nft -f\` each took ${jl(last.inside.oneShotSetMs)} ms (nft ${jl(last.inside.oneShotNftMs)} ms), ` +
+  `so the session is ${(last.inside.oneShotSetMs.join / last.inside.setMs.join).toFixed(1)}x / ${(last.inside.oneShotSetMs.leave / last.inside.setMs.leave).toFixed(1)}x faster for a join / leave. ` +
   `Load average at the start and the end of the run: ${load(loadAtStart)}, ${load(loadavg())} (2 cores, shared).`
-const body = `Command: \`npx tsc -b bench && node bench/dist/src/nft-bench.js --runs ${RUNS} --write\` (root), ${started.toISOString().slice(0, 10)}.
+const body = `Command: \`npx tsc -b bench && flock /tmp/warren-bench.lock node bench/dist/src/nft-bench.js --runs ${RUNS} --write\` (root), ${started.toISOString().slice(0, 10)}.
 Each peer has an IPv4 and an IPv6 address allowed on TCP 22, TCP/UDP 443 and two ports of its
 own (no elements merge). Single addresses with single ports go to hash sets. Times are medians
 of ${RUNS} runs, wall clock:
@@ -313,52 +382,48 @@ of ${RUNS} runs, wall clock:
   between compiles, as in the daemon, where nearly all of them repeat);
 - atomic apply: a first \`set\` (read-back, compile, \`nft --check\`, one whole-table transaction);
 - one-peer update, set(): one peer joins (element adds) or leaves (element deletes); the
-  daemon's whole \`set\` (compile against the previous compile, diff, one \`nft -f\` of the
-  element diff, without a separate check), timed in a worker started inside the namespace,
-  so \`nft\` starts directly as in the daemon; the filter is a fresh copy each time, as if
-  parsed from the map;
+  daemon's whole \`set\` (compile against the previous compile, diff, one line to the
+  long-lived \`nft -i\` session with the element diff as one transaction, and the marker that
+  tells its end), timed in a worker started inside the namespace, so \`nft\` runs directly as
+  in the daemon; the filter is a fresh copy each time, as if parsed from the map;
 - baselines: the same one-peer change done as a whole-table rebuild (check + apply, as Warren
   rebuilds), and \`nft list table\` (both through \`ip netns exec\`).
 
 ${sizeTable}
 
-Where a one-peer update's time goes (inside the namespace): the nft run, the JS around it
-(compile against the previous compile, diff, render), what starting nft costs, and the floor:
-one \`nft -f\` adding or deleting one element of a tiny table.
+Where a one-peer update's time goes (inside the namespace): the nft session (from writing the
+update's line to the end of nft's answer to the marker after it), the JS around it (compile
+against the previous compile, diff, render); and, for comparison, the same \`set\` through a
+runner that cannot open a session, so each update is one \`nft -f -\` (as before the session).
+The two firewalls take turns on the one table, a join and a leave each, in every run; the
+one-shot pair starts 100 ms after the session's leave. Without that pause its join measured
+about 20 ms more at 100 peers: the first nft process to close its netlink socket after a
+delete waits for the grace period, even when the delete was another's (the session's).
 
 ${updateTable}
 
+Floors from the same run: starting nft, and one element added to and deleted from a tiny
+table, as one \`nft -f -\` and through a session. The last column counts the nft sessions the
+daemon's firewall started over all its updates (1: none broke).
+
+${floorTable}
+
 The machine's load moves these figures by up to 2x between runs, so compare columns of one run.
-Before this change (same command, 2026-11-24, load average about 7, 10,000 peers, joins and
-leaves in one median): set() 107 ms, of which nft 43.3 ms (\`nft --check\` 26.1 + apply 15.9)
-and about 60 ms of JS. Three things changed:
-- element updates go to \`nft -f\` without \`nft --check\` first: nft evaluates the whole script
-  before it sends anything, and the kernel applies the batch whole or not at all, so the check
-  added nothing but its cost (the kernel aborts a checked batch, and the abort waits for an RCU
-  grace period: about 17 ms for one element). Rebuilds and the removal are still checked.
-- the compile no longer turns each of the 20,000 rules into a string to look up in a set of
-  the previous ones: it walks the new filter beside the previous one in order and compares
-  rules in place, and the maps of single sources are shared between compiles instead of copied
-  (about 45 ms of JS at 10,000 peers before, 2-3 ms now, measured alone on an idle machine);
-- the command runner starts programs with node's spawn instead of a process library (\`nft
-  --version\` about 4 ms instead of 6).
 
 ${summary}
 
-Why a peer leaving costs more than a peer joining: after a transaction that deletes elements,
-the kernel frees them once an RCU grace period has passed, and when nft closes its netlink
-socket at exit, the kernel first waits for that freeing to finish. strace -T of nft 1.0.6 on
-this kernel (6.18): \`close\` of the netlink socket blocked 8.3, 9.9 and 9.9 ms after a one-element
-delete from a tiny table, 0.03 ms after an add, and 10.6 to 18.8 ms after deleting a peer's
-elements from the 10,000-peer table on the loaded machine. Every \`nft\` process pays it once,
-so a leave costs one grace period more than a join, whatever the table's size: deleting a
-peer's 10 elements from the 10,000-peer table and from a tiny one, interleaved, took 19.3 vs
-21.1 ms and 19.6 vs 19.0 ms (medians of 15) in two runs, so the gap between the leave and the
-floor columns is the load moving, not the table. A process per update cannot avoid it.
-A long-lived \`nft -i\` would not close its socket per update (one line is one transaction,
-commands joined with \`;\`): fed one-element adds and deletes with a marker to read the end of
-each, it took 0.26 and 0.28 ms per line in a quick try, but it needs a session with its own
-error and restart handling instead of one command per update.
+Why a session, and why a leave cost more than a join with \`nft -f\`: after a transaction that
+deletes elements, the kernel frees them once an RCU grace period has passed, and when nft
+closes its netlink socket at exit, the kernel first waits for that freeing to finish. strace -T
+of nft 1.0.6 on this kernel (6.18): \`close\` of the netlink socket blocked 8.3, 9.9 and 9.9 ms
+after a one-element delete from a tiny table, 0.03 ms after an add, and 10.6 to 18.8 ms after
+deleting a peer's elements from the 10,000-peer table on the loaded machine. Every \`nft\`
+process pays it once, whatever the table's size. A long-lived \`nft -i\` keeps its socket open,
+so it pays neither that wait nor the process start; its cache does not make it slower with a
+larger table (compare the nft column across sizes). Before the session (2026-12-02, load about
+3, 10,000 peers): set() 10.2 ms for a join and 25.2 ms for a leave, of which nft 6.40 / 21.5 ms.
+Earlier (2026-11-24) element updates ran \`nft --check\` first and the compile was not
+incremental: 107 ms for both.
 
 Per-packet cost of the set lookups: 64-byte UDP (iperf3 -u -b 0 -l 64, 2 s) from one allowed
 peer across a veth into the node's namespace, packets received per second, median of 5 interleaved rounds. Every
