@@ -109,9 +109,10 @@ t.test('incremental compiles and diffs give exactly what fresh compiles and diff
     { weight: 1, arbitrary: rule }
   )
   // An edit adds, removes, replaces or repeats rules anywhere in the filter (one or two at
-  // once), changes only a rule's ports, protocols or one of its sources, or reverses the
-  // filter; each filter is a fresh copy, as the daemon parses it from the map.
-  const edit = fc.tuple(fc.constantFrom('remove', 'insert', 'replace', 'repeat', 'two', 'ports', 'protos', 'source', 'reverse'), step, fc.nat(), fc.nat())
+  // once), changes only a rule's ports, protocols or one of its sources, adds a source to a
+  // rule or drops one, or reverses the filter; each filter is a fresh copy, as the daemon
+  // parses it from the map.
+  const edit = fc.tuple(fc.constantFrom('remove', 'insert', 'replace', 'repeat', 'two', 'ports', 'protos', 'source', 'addsrc', 'dropsrc', 'reverse'), step, fc.nat(), fc.nat())
   const applyEdit = (f: FilterRule[], [kind, r, at, other]: [string, FilterRule, number, number]): FilterRule[] => {
     const i = f.length === 0 ? 0 : at % f.length
     if (f.length === 0 || kind === 'insert') return [...f.slice(0, at % (f.length + 1)), r, ...f.slice(at % (f.length + 1))]
@@ -122,6 +123,8 @@ t.test('incremental compiles and diffs give exactly what fresh compiles and diff
     if (kind === 'ports') return f.map((x, k) => k === i ? { ...x, ports: r.ports } : x)
     if (kind === 'protos') return f.map((x, k) => k === i ? { ...x, protos: r.protos } : x)
     if (kind === 'source') return f.map((x, k) => k === i ? { ...x, srcs: x.srcs.map((s, j) => j === other % x.srcs.length ? r.srcs[0]! : s) } : x)
+    if (kind === 'addsrc') return f.map((x, k) => k === i ? { ...x, srcs: [...x.srcs.slice(0, other % (x.srcs.length + 1)), r.srcs[0]!, ...x.srcs.slice(other % (x.srcs.length + 1))] } : x)
+    if (kind === 'dropsrc') return f.map((x, k) => k === i && x.srcs.length > 1 ? { ...x, srcs: x.srcs.filter((_, j) => j !== other % x.srcs.length) } : x)
     return [...f].reverse()
   }
   await fc.assert(fc.property(fc.array(step, { maxLength: 8 }), fc.array(edit, { minLength: 1, maxLength: 6 }), (start, edits) => {
@@ -177,4 +180,60 @@ t.test('a long run of one-peer changes ends where fresh compiles do', async t =>
     prev = compiled
   }
   t.equal(patched, 400, 'every change patched the previous compile')
+})
+
+t.test('a rule of thousands of sources (a group) that gains or loses members: each change is patched, in the cost of the members that changed', async t => {
+  // A server that 2,000 members of a group may reach on TCP 22, beside rules of its own;
+  // members join and leave, one or a few at a time, and the member list stays sorted.
+  const member = (i: number): string[] => [`10.${i >> 8}.${i & 255}.7`, `fd7a::${i.toString(16)}:7`]
+  const members = new Set<number>()
+  for (let i = 0; i < 2000; i++) members.add(i * 2)
+  const build = (): FilterRule[] => JSON.parse(JSON.stringify([
+    { srcs: ['10.99.0.1'], protos: [6], ports: [{ first: 443, last: 443 }] },
+    { srcs: [...members].sort((a, b) => a - b).flatMap(member), protos: [6], ports: [{ first: 22, last: 22 }] },
+    { srcs: ['10.99.0.2', '10.99.0.1'], protos: [17], ports: [{ first: 53, last: 53 }] }
+  ])) as FilterRule[]
+  let seed = 11
+  const rand = (n: number): number => { // mulberry32
+    seed = (seed + 0x6d2b79f5) | 0
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) % n
+  }
+  let f = build()
+  let prev = compileIncremental(f)
+  let patched = 0
+  let mostTouched = 0
+  for (let step = 0; step < 200; step++) {
+    for (let k = 1 + rand(3); k > 0; k--) {
+      const i = rand(4000)
+      if (members.has(i)) members.delete(i)
+      else members.add(i)
+    }
+    const next = build()
+    const compiled = compileIncremental(next, prev)
+    if (compiled.patched !== undefined) {
+      patched++
+      mostTouched = Math.max(mostTouched, [...compiled.patched.touched.values()].reduce((n, s) => n + s.size, 0))
+    }
+    if (JSON.stringify(sorted(compiled.sets())) !== JSON.stringify(sorted(compileFilter(next)))) return t.fail(`step ${step}: the elements differ from a fresh compile's`)
+    if (JSON.stringify(sortedDiff(diffCompiled(prev, compiled))) !== JSON.stringify(sortedDiff(diffSets(compileFilter(f), compileFilter(next))))) return t.fail(`step ${step}: the diff differs from a fresh diff`)
+    f = next
+    prev = compiled
+  }
+  t.equal(patched, 200, 'every change patched the previous compile')
+  t.ok(mostTouched <= 6, `a patch looked at the members that changed only (at most ${mostTouched} sources, of 4,000)`)
+
+  // The same member list with a bad address added fails as a fresh compile does.
+  const bad = build()
+  bad[1]!.srcs.splice(1000, 0, '10.1.2.300')
+  const fresh = (() => { try { compileFilter(bad); return undefined } catch (e) { return e as Error } })()
+  t.match(fresh?.message, /^filter\[1\]\.srcs\[1000\]: "10\.1\.2\.300" is not an IP address or CIDR/)
+  t.throws(() => compileIncremental(bad, prev), { code: 'bad_filter', message: fresh!.message })
+  // and a member that is a range (a subnet) compiles afresh, with the same elements
+  const wide = build()
+  wide[1]!.srcs.push('10.200.0.0/24')
+  const c = compileIncremental(wide, prev)
+  t.equal(c.patched, undefined, 'a range source is not patched in')
+  t.same(sorted(c.sets()), sorted(compileFilter(wide)))
 })

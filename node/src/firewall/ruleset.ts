@@ -284,7 +284,7 @@ interface Group {
   /** whether any source is wider than one address */
   hasRanges: boolean
   /** the rules that grant each source, one entry per grant (only when collectGroups keeps rules) */
-  from?: Map<AddrRange, ParsedRule[]>
+  from?: Map<AddrRange, Grant[]>
 }
 
 /** groupBlocks lists a group's sources as blocks for the sweep. */
@@ -297,8 +297,15 @@ function groupBlocks (g: Group): Block[] {
 /** groupOrder puts IPv4 before IPv6, then protocols by number: the order elements come out in. */
 const groupOrder = (a: Group, b: Group): number => Number(a.v6) - Number(b.v6) || a.proto - b.proto
 
-/** ParsedRule is one checked rule: merged ports, parsed sources, protocols. */
-interface ParsedRule { ports: Ports, ranges: AddrRange[], protos: number[] }
+/**
+ * Grant is what a rule gives each source it names: its ports. The compile notes per source
+ * the grants it holds; a rule whose sources change but not its protocols and ports keeps its
+ * grant, so the sources it still names keep theirs untouched (see patchCompiled).
+ */
+interface Grant { readonly ports: Ports }
+
+/** ParsedRule is one checked rule: merged ports, parsed sources, protocols, and its grant. */
+interface ParsedRule { ports: Ports, ranges: AddrRange[], protos: number[], grant: Grant }
 
 /** parseRule checks the i-th rule and parses it, or throws WarrenError naming the field. */
 function parseRule (rule: FilterRule, i: number): ParsedRule {
@@ -313,7 +320,7 @@ function parseRule (rule: FilterRule, i: number): ParsedRule {
       throw new WarrenError('bad_filter', `filter[${i}].protos[${k}]: ${proto} is not an IANA protocol number (0-255)`, { field: `filter[${i}].protos[${k}]` })
     }
   }
-  return { ports, ranges, protos: rule.protos }
+  return { ports, ranges, protos: rule.protos, grant: { ports } }
 }
 
 /** groupKeyOf keys a family and protocol as one number: 0-255 IPv4, 256-511 IPv6. */
@@ -352,8 +359,8 @@ function collectGroups (filter: FilterRule[], keep?: KeptRule[]): Group[] {
       if (g === undefined) groups.set(key, g = { v6: r.v6, proto, hasPorts: ports !== undefined, blocks: new Map(), hasRanges: false, ...(keep !== undefined ? { from: new Map() } : {}) })
       if (g.from !== undefined) {
         const from = g.from.get(r)
-        if (from === undefined) g.from.set(r, [parsed])
-        else from.push(parsed)
+        if (from === undefined) g.from.set(r, [parsed.grant])
+        else from.push(parsed.grant)
       }
       // one block per distinct source keeps the sweep's active set small
       const same = g.blocks.get(r)
@@ -430,7 +437,7 @@ export function compileFilter (filter: FilterRule[]): SetElements {
  * elements, and the rules that grant it (one entry per grant), so that when a rule goes,
  * the ports of the sources it named are the union over the rules left.
  */
-interface SingleEntry { ports: Ports, elements: Element[], from: ParsedRule[] }
+interface SingleEntry { ports: Ports, elements: Element[], from: Grant[] }
 
 function samePorts (a: Ports, b: Ports): boolean {
   if (a === b) return true
@@ -627,14 +634,14 @@ function sweptSpans (blocks: AddrRange[]): Array<[bigint, bigint]> {
  * singleEntry returns the entry of an isolated single source granted by `from`: `old` when
  * nothing changed, else a new entry that keeps old's elements while its ports are the same.
  */
-function singleEntry (g: Pick<CompiledGroup, 'v6' | 'proto' | 'hasPorts'>, range: AddrRange, ports: Ports, from: ParsedRule[], old: SingleEntry | undefined): SingleEntry {
+function singleEntry (g: Pick<CompiledGroup, 'v6' | 'proto' | 'hasPorts'>, range: AddrRange, ports: Ports, from: Grant[], old: SingleEntry | undefined): SingleEntry {
   if (old !== undefined && samePorts(old.ports, ports)) return sameGrants(old.from, from) ? old : { ports: old.ports, elements: old.elements, from }
   const elements: Element[] = []
   blockElements(g, { lo: range.lo, hi: range.hi, ports, text: range.text! }, elements)
   return { ports, elements, from }
 }
 
-function sameGrants (a: ParsedRule[], b: ParsedRule[]): boolean {
+function sameGrants (a: Grant[], b: Grant[]): boolean {
   if (a === b) return true
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
@@ -688,33 +695,125 @@ function alignRules (filter: FilterRule[], kept: readonly KeptRule[], limit: num
 }
 
 /**
+ * editedRule reads `rule` (the i-th of the new filter) as the kept rule `k` with sources
+ * added or removed: the same protocols and ports as written, and at most a sixteenth of the
+ * sources (64 at least) different. The two source lists are walked side by side as
+ * alignRules walks rules, resuming after a difference at the nearest source they share. It
+ * returns the new rule, which keeps k's grant, and the sources lost and gained (as a
+ * multiset: a source that only moved is neither); undefined when the rule is not such an
+ * edit of k. The cost is one comparison per source plus what changed, not a parse of every
+ * source.
+ */
+function editedRule (rule: FilterRule, i: number, k: KeptRule): { rule: KeptRule, lost: AddrRange[], gained: AddrRange[] } | undefined {
+  const { srcs, protos, ports } = rule
+  if (!Array.isArray(srcs) || !Array.isArray(protos) || !Array.isArray(ports)) return undefined
+  if (protos.length !== k.protos.length || ports.length * 2 !== k.ports.length) return undefined
+  for (let x = 0; x < protos.length; x++) if (protos[x] !== k.protos[x]) return undefined
+  for (let x = 0; x < ports.length; x++) {
+    const p = ports[x]
+    if (typeof p !== 'object' || p === null || p.first !== k.ports[2 * x] || p.last !== k.ports[2 * x + 1]) return undefined
+  }
+  const was = k.srcs
+  const n = srcs.length
+  const m = was.length
+  const limit = Math.max(64, m >> 4)
+  // every kept source is one range (only * is two): the new rule's ranges are the kept ones
+  // of the sources they share, in place, and the parsed ones of the sources it gains
+  const inPlace = k.parsed.ranges.length === m
+  const ranges: AddrRange[] = []
+  const gainedAt: number[] = []
+  const lostAt: number[] = []
+  const gain = (x: number): void => {
+    gainedAt.push(x)
+    const parsed = cachedSource(srcs[x]!, i, x) // checks it as a full compile would
+    if (inPlace) for (const r of parsed) ranges.push(r)
+  }
+  let a = 0
+  let b = 0
+  while (a < n && b < m) {
+    if (srcs[a] === was[b]) {
+      if (inPlace) ranges.push(k.parsed.ranges[b]!)
+      a++
+      b++
+      continue
+    }
+    let da = 1
+    let db = 1
+    search: for (let d = 1; d <= RESYNC_WINDOW; d++) {
+      for (let x = 0; x <= d; x++) {
+        if (a + x < n && b + d - x < m && srcs[a + x] === was[b + d - x]) { da = x; db = d - x; break search }
+      }
+    }
+    for (let x = 0; x < da; x++) gain(a + x)
+    for (let x = 0; x < db; x++) lostAt.push(b + x)
+    a += da
+    b += db
+    if (gainedAt.length + lostAt.length > limit) return undefined
+  }
+  if (gainedAt.length + lostAt.length + (n - a) + (m - b) > limit) return undefined
+  for (; a < n; a++) gain(a)
+  for (; b < m; b++) lostAt.push(b)
+  // a source both lost and gained only moved
+  const left = new Map<string, number>()
+  for (const x of lostAt) left.set(was[x]!, (left.get(was[x]!) ?? 0) + 1)
+  const gained: AddrRange[] = []
+  for (const x of gainedAt) {
+    const c = left.get(srcs[x]!) ?? 0
+    if (c > 0) left.set(srcs[x]!, c - 1)
+    else for (const r of cachedSource(srcs[x]!, i, x)) gained.push(r)
+  }
+  const lost: AddrRange[] = []
+  for (const [src, c] of left) for (let x = 0; x < c; x++) for (const r of cachedSource(src, i, 0)) lost.push(r)
+  if (!inPlace) for (let j = 0; j < n; j++) for (const r of cachedSource(srcs[j]!, i, j)) ranges.push(r)
+  const parsed: ParsedRule = { ports: k.parsed.ports, ranges, protos: k.parsed.protos, grant: k.parsed.grant }
+  return { rule: { srcs: [...srcs], protos: k.protos, ports: k.ports, parsed }, lost, gained }
+}
+
+/**
  * patchCompiled compiles `filter` as a change of `prev` when only a few rules were added or
- * dropped (see alignRules) and those rules name only single addresses in groups without
- * range sources: then only those sources' entries change, from the rules that grant them.
- * It returns undefined when that does not hold, and the caller compiles afresh. It checks
- * the added rules as a full compile would, with the same errors.
+ * dropped (see alignRules), or only a few sources of a rule changed (see editedRule), and
+ * the sources touched are single addresses in groups without range sources: then only
+ * those sources' entries change, from the grants they hold. It returns undefined when that
+ * does not hold, and the caller compiles afresh. It checks the added rules and sources as a
+ * full compile would, with the same errors.
  */
 function patchCompiled (filter: FilterRule[], prev: CompiledFilter): CompiledFilter | undefined {
   const aligned = alignRules(filter, prev.rules, Math.min(PATCH_LIMIT, Math.max(16, filter.length >> 4)))
   if (aligned === undefined) return undefined
   const { rules, added, dropped } = aligned
-  for (const i of added) rules[i] = keepRule(filter[i]!, parseRule(filter[i]!, i))
-  // per group and touched source: the rules that stop and start granting it
-  const changes = new Map<number, Map<AddrRange, { gone: ParsedRule[], come: ParsedRule[] }>>()
+  // per group and touched source: the grants it loses and gains
+  const changes = new Map<number, Map<AddrRange, { gone: Grant[], come: Grant[] }>>()
   let simple = true
-  const note = (r: ParsedRule, into: 'gone' | 'come'): void => {
-    eachGrant(r, (range, proto) => {
+  const noteRanges = (ranges: readonly AddrRange[], r: Pick<ParsedRule, 'protos' | 'ports' | 'grant'>, into: 'gone' | 'come'): void => {
+    eachGrant({ ...r, ranges: ranges as AddrRange[] }, (range, proto) => {
       const key = groupKeyOf(range.v6, proto)
       if (range.single !== true || prev.groups.get(key)?.hasRanges === true) simple = false
       let m = changes.get(key)
       if (m === undefined) changes.set(key, m = new Map())
       let c = m.get(range)
       if (c === undefined) m.set(range, c = { gone: [], come: [] })
-      c[into].push(r)
+      c[into].push(r.grant)
     })
   }
-  for (const k of dropped) note(k.parsed, 'gone')
-  for (const i of added) note(rules[i]!.parsed, 'come')
+  // A rule that only gained or lost sources (say a group's members) comes back as dropped and
+  // added; taken as one rule, only the sources that changed are looked at.
+  const unpaired = new Set(dropped)
+  for (const i of added) {
+    for (const k of unpaired) {
+      const edit = editedRule(filter[i]!, i, k)
+      if (edit === undefined) continue
+      unpaired.delete(k)
+      rules[i] = edit.rule
+      noteRanges(edit.lost, k.parsed, 'gone')
+      noteRanges(edit.gained, edit.rule.parsed, 'come')
+      break
+    }
+    if (rules[i] === undefined) {
+      rules[i] = keepRule(filter[i]!, parseRule(filter[i]!, i))
+      noteRanges(rules[i]!.parsed.ranges, rules[i]!.parsed, 'come')
+    }
+  }
+  for (const k of unpaired) noteRanges(k.parsed.ranges, k.parsed, 'gone')
   if (!simple) return undefined
   const groups = new Map(prev.groups)
   const touched = new Map<number, Set<AddrRange>>()
