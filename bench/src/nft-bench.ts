@@ -44,6 +44,21 @@ function peers (n: number, extra = 0, wide = false): FilterRule[] {
   return out
 }
 
+/**
+ * group makes a filter of one rule: the n members of a group (an IPv4 and an IPv6 address
+ * each, as in `peers`) may reach TCP 22, as a server that a whole team may log in to. With
+ * `extra`, one more member, listed in the middle of the list rather than at its end.
+ */
+function group (n: number, extra = 0): FilterRule[] {
+  const member = (i: number): string[] => [`100.64.${(i >> 7) & 255}.${(i & 127) * 2}`, `fd7a:115c:a1e0::${(i * 2).toString(16)}`]
+  const srcs: string[] = []
+  for (let i = 0; i < n; i++) {
+    if (extra > 0 && i === n >> 1) for (let e = 0; e < extra; e++) srcs.push(...member(n + e))
+    srcs.push(...member(i))
+  }
+  return [{ srcs, protos: [6], ports: [{ first: 22, last: 22 }] }]
+}
+
 const host = createCommandRunner()
 const ms = (t0: number): number => performance.now() - t0
 const fmt = (x: number): string => x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0)
@@ -98,21 +113,23 @@ interface WorkerResult {
 const split = (join: number[], leave: number[]): Split => ({ join: median(join), leave: median(leave), all: median([...join, ...leave]) })
 
 /**
- * worker runs inside the node's namespace (argv: --worker TABLE IFACE PEERS): it builds its
- * own table with PEERS peers, then times one-peer updates and prints a WorkerResult as JSON.
+ * worker runs inside the node's namespace (argv: --worker TABLE IFACE PEERS [group]): it
+ * builds its own table with PEERS peers (or one rule for a group of PEERS members), then
+ * times one-peer (one-member) updates and prints a WorkerResult as JSON.
  * Two firewalls take turns on the one table: the daemon's (its runner can open an nft
  * session) and one whose runner cannot, which sends each update as one `nft -f -`. Each
  * applies a join and then the leave, so the table is back where the other left it.
  */
 async function worker (): Promise<void> {
-  const [table, iface, n] = process.argv.slice(process.argv.indexOf('--worker') + 1) as [string, string, string]
+  const [table, iface, n, shape] = process.argv.slice(process.argv.indexOf('--worker') + 1) as [string, string, string, string | undefined]
+  const make = shape === 'group' ? group : peers
   const inner = createCommandRunner()
   const runner = timedRunner(inner)
   const oneShotRunner = timedRunner({ run: inner.run })
   const fw = createNftablesFirewall({ runner, table })
   const ctx = { interfaceName: iface }
-  const base = peers(Number(n))
-  const plusOne = peers(Number(n), 1)
+  const base = make(Number(n))
+  const plusOne = make(Number(n), 1)
   await fw.set(base, ctx)
   const oneShot = createNftablesFirewall({ runner: oneShotRunner, table })
   await oneShot.up()
@@ -191,8 +208,8 @@ async function worker (): Promise<void> {
 }
 
 /** measureInside runs the worker in the node's namespace and reads its result. */
-async function measureInside (n: number, ns: { node: string, mesh: string }): Promise<WorkerResult> {
-  const r = await host.run(['ip', 'netns', 'exec', ns.node, process.execPath, fileURLToPath(import.meta.url), '--runs', String(RUNS), '--worker', `benchw${n}`, ns.mesh, String(n)])
+async function measureInside (n: number, ns: { node: string, mesh: string }, shape: 'peers' | 'group' = 'peers'): Promise<WorkerResult> {
+  const r = await host.run(['ip', 'netns', 'exec', ns.node, process.execPath, fileURLToPath(import.meta.url), '--runs', String(RUNS), '--worker', `benchw${n}`, ns.mesh, String(n), shape])
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as WorkerResult
 }
 
@@ -345,11 +362,14 @@ const started = new Date()
 const loadAtStart = loadavg()
 const results: SizeResult[] = []
 let lookup: Array<{ name: string, pps: number }> = []
+const GROUP = 10000
+let groupResult: WorkerResult | undefined
 await withNamespaces(async ns => {
   for (const n of SIZES) {
     results.push(await measureSize(n, ns))
     process.stderr.write(`measured ${n} peers\n`)
   }
+  groupResult = await measureInside(GROUP, ns, 'group')
 })
 lookup = await measureLookup()
 
@@ -360,6 +380,10 @@ const sizeTable = printTable(
 const updateTable = printTable(
   ['peers', 'set() ms, join / leave', 'set() ms, both', 'of which nft ms, join / leave', 'of which JS ms, join / leave', 'one-shot nft -f: set() ms, join / leave', 'of which nft ms, join / leave'],
   results.map(r => [r.peers.toLocaleString('en-US'), jl(r.inside.setMs), fmt(r.inside.setMs.all), jl(r.inside.nftMs), jl(r.inside.jsMs), jl(r.inside.oneShotSetMs), jl(r.inside.oneShotNftMs)]))
+const groupRow = (r: WorkerResult): string[] => [`one rule, ${GROUP.toLocaleString('en-US')} members`, jl(r.setMs), fmt(r.setMs.all), jl(r.nftMs), jl(r.jsMs), jl(r.oneShotSetMs), jl(r.oneShotNftMs)]
+const groupTable = printTable(
+  ['filter', 'set() ms, join / leave', 'set() ms, both', 'of which nft ms, join / leave', 'of which JS ms, join / leave', 'one-shot nft -f: set() ms, join / leave', 'of which nft ms, join / leave'],
+  [groupRow(groupResult!)])
 const floorTable = printTable(
   ['peers (same run)', 'nft start (nft --version) ms', 'floor, nft -f: 1 element, tiny table ms, add / delete', 'floor, session: the same ms, add / delete', 'nft sessions started'],
   results.map(r => [r.peers.toLocaleString('en-US'), fmt(r.inside.startMs), jl(r.inside.floorMs), jl(r.inside.sessionFloorMs), String(r.inside.sessionStarts)]))
@@ -373,6 +397,7 @@ const summary = `One-peer update at ${last.peers.toLocaleString('en-US')} peers,
   `compiling the whole filter once took ${fmt(last.compileMs)} ms in this run). Of that, the nft session takes ${jl(last.inside.nftMs)} ms and the compile, diff and render ${jl(last.inside.jsMs)} ms. ` +
   `The same updates as one \`nft -f\` each took ${jl(last.inside.oneShotSetMs)} ms (nft ${jl(last.inside.oneShotNftMs)} ms), ` +
   `so the session is ${(last.inside.oneShotSetMs.join / last.inside.setMs.join).toFixed(1)}x / ${(last.inside.oneShotSetMs.leave / last.inside.setMs.leave).toFixed(1)}x faster for a join / leave. ` +
+  `One member joining or leaving a group rule of ${GROUP.toLocaleString('en-US')} members: ${jl(groupResult!.setMs)} ms. ` +
   `Load average at the start and the end of the run: ${load(loadAtStart)}, ${load(loadavg())} (2 cores, shared).`
 const body = `Command: \`npx tsc -b bench && flock /tmp/warren-bench.lock node bench/dist/src/nft-bench.js --runs ${RUNS} --write\` (root), ${started.toISOString().slice(0, 10)}.
 Each peer has an IPv4 and an IPv6 address allowed on TCP 22, TCP/UDP 443 and two ports of its
@@ -401,6 +426,13 @@ about 20 ms more at 100 peers: the first nft process to close its netlink socket
 delete waits for the grace period, even when the delete was another's (the session's).
 
 ${updateTable}
+
+A filter of one rule that holds many sources: the ${GROUP.toLocaleString('en-US')} members of a group (an
+IPv4 and an IPv6 address each, ${(2 * GROUP).toLocaleString('en-US')} elements) may reach TCP 22. One member joins (listed in the
+middle of the member list) or leaves: the rule's sources change, and the compile looks
+only at the sources that did (the two lists are walked side by side), not at every member.
+
+${groupTable}
 
 Floors from the same run: starting nft, and one element added to and deleted from a tiny
 table, as one \`nft -f -\` and through a session. The last column counts the nft sessions the
