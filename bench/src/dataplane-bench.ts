@@ -163,7 +163,9 @@ async function main (): Promise<void> {
       writeResults('Data plane throughput', `Command: \`node bench/dist/src/dataplane-bench.js --rounds ${rounds} --seconds ${seconds} --rules ${extraRules} --write\`\n\n` +
         'TCP, one stream, iperf3 from namespace A to B over the mesh, both ends enforcing (B: A may reach tcp/5201 among the other rules; A: nothing inbound, so the stream\'s ACKs pass as replies of a flow A opened). Each round measures raw and enforced back to back, alternating which goes first.\n\n' + table +
         `\nRatio enforced/raw: **${ratio.toFixed(3)}** of medians, **${pairRatio.toFixed(3)}** median of per-round ratios (target >= 0.95); ` +
-        `conntrack turned on with no filter, for comparison: ${ctPairRatio.toFixed(3)}. A port the policy does not allow was ${denied.status !== 0 ? 'refused' : 'NOT refused'}.\n`)
+        `conntrack turned on with no filter, for comparison: ${ctPairRatio.toFixed(3)}. A port the policy does not allow was ${denied.status !== 0 ? 'refused' : 'NOT refused'}.\n\n` +
+        'Warren keeps the state of the flows a node opens in its own dynamic sets, not in conntrack: turning conntrack on makes the kernel track every packet of the namespace, the WireGuard underlay\'s included, which costs more than the whole filter (the context row). ' +
+        'Both iperf3 ends and both wireguard-go processes share the 2 cores, so any per-packet work shows in throughput, and the load of the shared machine moves single runs by 10-20%: compare ratios of one run.\n')
     }
     if (denied.status === 0) process.exitCode = 1
   } finally {
