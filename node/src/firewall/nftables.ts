@@ -30,6 +30,12 @@
  * should not), the outcome is unknown: the table is read back, and `set` throws if it is as
  * before, else rebuilds it; the next update starts a fresh session.
  *
+ * The table also holds the state of the flows this node opened (ruleset.ts, flowChains), in
+ * dynamic sets that element updates never touch. A rebuild starts them empty: replies in
+ * connections the node had open are then dropped until the node opens them anew. Rebuilds
+ * happen only when the kernel's table is missing or not what we applied (first start, a
+ * changed interface, an edit behind our back, an older layout after an upgrade).
+ *
  * The table is kernel state: it outlives the daemon (fail-closed). `close()` deletes it.
  */
 import { WarrenError, type FilterRule } from '@warren/protocol'
