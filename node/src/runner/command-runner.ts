@@ -170,11 +170,15 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
       const full = [...prefix, ...argv]
       const started = performance.now()
       // No timeout and no buffering: the command lives as long as the caller wants, and its
-      // output goes to the listeners only. execa's cleanup kills it if this process exits.
+      // output goes to the listeners only. No cleanup hook either: execa's would hold a SIGTERM
+      // handler for as long as the command runs, and once the daemon's own handler has run it
+      // re-raises the signal, cutting the daemon's orderly stop short. A command that reads
+      // its stdin (as `nft -i` does) ends by itself when this process exits and the pipe closes.
       const sub = execa(full[0]!, full.slice(1), {
         stdin: 'pipe',
         buffer: false,
         reject: false,
+        cleanup: false,
         env: { ...openOpts.env, LC_ALL: 'C' }
       })
       const spawned = await Promise.race([
