@@ -13,7 +13,7 @@
  * (`ip netns exec NS node nft-bench.js --worker ...`, which reports JSON), and `ip netns exec`
  * is not in the timed path.
  *
- * Run: npx tsc -b bench && flock /tmp/warren-bench.lock node bench/dist/src/nft-bench.js [--runs 7] [--write]
+ * Run: npx tsc -b bench && node bench/dist/src/nft-bench.js [--runs 7] [--write]
  * (root; --write replaces the `## nftables` section of bench/RESULTS.md)
  */
 import { randomBytes } from 'node:crypto'
@@ -399,7 +399,7 @@ const summary = `One-peer update at ${last.peers.toLocaleString('en-US')} peers,
   `so the session is ${(last.inside.oneShotSetMs.join / last.inside.setMs.join).toFixed(1)}x / ${(last.inside.oneShotSetMs.leave / last.inside.setMs.leave).toFixed(1)}x faster for a join / leave. ` +
   `One member joining or leaving a group rule of ${GROUP.toLocaleString('en-US')} members: ${jl(groupResult!.setMs)} ms. ` +
   `Load average at the start and the end of the run: ${load(loadAtStart)}, ${load(loadavg())} (2 cores, shared).`
-const body = `Command: \`npx tsc -b bench && flock /tmp/warren-bench.lock node bench/dist/src/nft-bench.js --runs ${RUNS} --write\` (root), ${started.toISOString().slice(0, 10)}.
+const body = `Command: \`npx tsc -b bench && node bench/dist/src/nft-bench.js --runs ${RUNS} --write\` (root), ${started.toISOString().slice(0, 10)}.
 Each peer has an IPv4 and an IPv6 address allowed on TCP 22, TCP/UDP 443 and two ports of its
 own (no elements merge). Single addresses with single ports go to hash sets. Times are medians
 of ${RUNS} runs, wall clock:
