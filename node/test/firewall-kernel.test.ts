@@ -213,16 +213,19 @@ t.test('a refused update or rebuild leaves the kernel ruleset byte-identical and
   await fw.set(good, ctx)
   const before = await listOurs()
   const joining = rule([PEERS4[2]!], [6], [[7003, 7003]])
-  // Each case adds a line to one nft run's script: the element update's (which runs without
-  // a check) or the check of a rebuild. nft refuses the first line itself; the kernel refuses
-  // the second (it overlaps an element of allow4i) after nft sent the whole batch.
+  // Each case adds a line to one nft run's script: the element update's check, the element
+  // update itself (its check saw the clean script), or the check of a rebuild. nft refuses the
+  // out-of-range port itself; the kernel refuses the overlap with an element of allow4i after
+  // nft sent the whole batch.
+  const outOfRange = `add element inet ${TABLE} allow4 { ${PEERS4[3]} . 6 . 70000 }`
   const cases = [
-    { name: 'an update that nft refuses', target: 'apply', line: `add element inet ${TABLE} allow4 { ${PEERS4[3]} . 6 . 70000 }`, said: /out of range/ },
-    { name: 'an update that the kernel refuses', target: 'apply', line: `add element inet ${TABLE} allow4i { ${PEERS4[0]} . 6 . 7050-7200 }`, said: /File exists/ },
-    { name: 'a rebuild refused at the check', target: 'check', line: `add element inet ${TABLE} allow4 { ${PEERS4[3]} . 6 . 70000 }`, said: /out of range/ }
+    { name: 'an update refused at its check', target: 'check', rebuild: false, line: outOfRange, said: /at the check[^]*out of range/ },
+    { name: 'an update that nft refuses', target: 'apply', rebuild: false, line: outOfRange, said: /out of range/ },
+    { name: 'an update that the kernel refuses', target: 'apply', rebuild: false, line: `add element inet ${TABLE} allow4i { ${PEERS4[0]} . 6 . 7050-7200 }`, said: /File exists/ },
+    { name: 'a rebuild refused at the check', target: 'check', rebuild: true, line: outOfRange, said: /at the check[^]*out of range/ }
   ] as const
-  // Element updates go to the nft session when the runner can open one, else to `nft -f`:
-  // each refusal is tried both ways.
+  // Element updates go to the nft sessions (one checks, one applies) when the runner can open
+  // them, else to `nft --check -f` and `nft -f`: each refusal is tried both ways.
   for (const via of ['session', 'nft -f'] as const) {
     for (const c of cases) {
       const name = `${c.name} (${via})`
@@ -238,9 +241,10 @@ t.test('a refused update or rebuild leaves the kernel ruleset byte-identical and
           ? {
               open: async (argv, opts) => {
                 const s = await inNode.open!(argv, opts)
-                // The session writes an update's line and its marker together: the bad command joins the update's line.
+                // A session writes an update's line and its marker together: the bad command joins the update's line.
+                const target = argv.includes('--check') === (c.target === 'check')
                 const w = Object.create(s) as CommandSession
-                w.write = text => s.write(corrupt && c.target === 'apply' ? text.replace('\n', `; ${c.line}\n`) : text)
+                w.write = text => s.write(corrupt && target ? text.replace('\n', `; ${c.line}\n`) : text)
                 return w
               }
             }
@@ -249,13 +253,14 @@ t.test('a refused update or rebuild leaves the kernel ruleset byte-identical and
       const broken = createNftablesFirewall({ runner, table: TABLE })
       await broken.set(good, ctx) // adopts the table: nothing to send
       runs.length = 0
-      const err = await broken.set([...good, joining], c.target === 'check' ? { interfaceName: `wx${tag}` } : ctx).catch(e => e)
+      const err = await broken.set([...good, joining], c.rebuild ? { interfaceName: `wx${tag}` } : ctx).catch(e => e)
       t.equal(err?.code, 'firewall_apply_failed', `${name}: set throws`)
       t.match(err?.message, /previous rules stay in force/, `${name}: the error says the rules did not change`)
       t.match(err?.message, c.said, `${name}: the error quotes nft`)
-      if (c.target === 'check') t.same(runs, ['nft --check -f -'], `${name}: nothing ran after the failed check`)
-      else if (via === 'nft -f') t.same(runs.slice(0, 1), ['nft -f -'], `${name}: the update ran without a separate check`)
-      else t.same(runs, [], `${name}: the update went to the session, no nft -f ran`)
+      if (c.rebuild || (c.target === 'check' && via === 'nft -f')) t.same(runs, ['nft --check -f -'], `${name}: nothing ran after the failed check`)
+      else if (via === 'nft -f') t.same(runs.slice(0, 2), ['nft --check -f -', 'nft -f -'], `${name}: the update was checked, then refused`)
+      else t.same(runs, [], `${name}: the update went to the sessions, no nft -f ran`)
+      if (via === 'session' && c.target === 'check' && !c.rebuild) t.equal(broken.sessionPid(), undefined, `${name}: nothing reached the applying session`)
       t.equal(await listOurs(), before, `${name}: our table is byte-identical`)
       const [joined, kept, range] = await Promise.all([tcp(PEERS4[2]!, 7003), tcp(PEERS4[0]!, 7001), tcp(PEERS4[0]!, 7002)])
       t.equal(joined, 'timeout', `${name}: the new peer's rule is not in force`)

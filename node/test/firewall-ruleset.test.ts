@@ -350,7 +350,7 @@ function peers (n: number, skip?: number): FilterRule[] {
   return out
 }
 
-t.test('adding or removing one peer sends only element commands, in one nft run', async t => {
+t.test('adding or removing one peer sends only element commands, checked then applied', async t => {
   const nft = createFakeNft()
   const fw = createNftablesFirewall({ runner: nft, table: 'wtest' })
   await fw.up()
@@ -361,16 +361,16 @@ t.test('adding or removing one peer sends only element commands, in one nft run'
   let from = nft.calls.length
   await fw.set(peers(300), IF)
   let sent = nft.calls.slice(from)
-  // no `nft --check` first: an element batch is applied whole or not at all anyway
-  t.same(sent.map(c => c.argv.join(' ')), ['nft -f -'])
-  t.equal(sent[0]!.input, 'add element inet wtest allow4 { 100.64.1.44 . 6 . 22, 100.64.1.44 . 6 . 8150 }\n')
-  t.same(fw.lastApply(), { kind: 'elements', elements: 2, scriptBytes: sent[0]!.input!.length })
+  t.same(sent.map(c => c.argv.join(' ')), ['nft --check -f -', 'nft -f -'], 'checked, then applied')
+  t.equal(sent[1]!.input, 'add element inet wtest allow4 { 100.64.1.44 . 6 . 22, 100.64.1.44 . 6 . 8150 }\n')
+  t.equal(sent[0]!.input, sent[1]!.input, 'the check saw the same script')
+  t.same(fw.lastApply(), { kind: 'elements', elements: 2, scriptBytes: sent[1]!.input!.length })
 
   from = nft.calls.length
   await fw.set(peers(300, 7), IF)
   sent = nft.calls.slice(from)
-  t.same(sent.map(c => c.argv.join(' ')), ['nft -f -'])
-  t.equal(sent[0]!.input, 'delete element inet wtest allow4 { 100.64.0.14 . 6 . 22, 100.64.0.14 . 6 . 8007 }\n')
+  t.same(sent.map(c => c.argv.join(' ')), ['nft --check -f -', 'nft -f -'])
+  t.equal(sent[1]!.input, 'delete element inet wtest allow4 { 100.64.0.14 . 6 . 22, 100.64.0.14 . 6 . 8007 }\n')
   t.equal(nft.dump('wtest').split('\n').length, 299 * 2 + 1)
 })
 

@@ -89,28 +89,42 @@ function fakeProc (reply: (line: string) => Promise<Reply>): FakeProc {
  * line is run as an `nft -f` transaction on the fake kernel (all or nothing), and a refusal
  * is printed the way nft prints it; `reply` may answer instead.
  */
-function withSession (nft: FakeNft, reply?: (line: string, n: number) => Reply | undefined): { runner: CommandRunner, procs: FakeProc[], transactions: string[] } {
+function withSession (nft: FakeNft, reply?: (line: string, n: number) => Reply | undefined): { runner: CommandRunner, procs: FakeProc[], transactions: string[], checkProcs: FakeProc[], checks: string[] } {
   const procs: FakeProc[] = []
   const transactions: string[] = []
+  const checkProcs: FakeProc[] = []
+  const checks: string[] = []
+  /** through one line as nft would: ok, or its error in nft's three lines */
+  const through = async (argv: string[], line: string): Promise<Reply> => {
+    const r = await nft.run(argv, { input: line.split('; ').join('\n') + '\n', allowFail: true })
+    nft.calls.pop() // a line of the session, not an `nft -f` run
+    if (r.exitCode === 0) return 'apply'
+    const [said, quoted] = r.stderr.split('\n')
+    return { out: [[said!, 'stderr'], [line, 'stderr'], [' '.repeat(Math.max(0, line.indexOf(quoted ?? ''))) + '^^^', 'stderr']] }
+  }
   const runner: CommandRunner = {
     run: nft.run,
     open: async argv => {
+      if (argv.join(' ') === 'nft --check -i') {
+        const p = fakeProc(async line => {
+          checks.push(line)
+          return await through(['nft', '--check', '-f', '-'], line)
+        })
+        checkProcs.push(p)
+        return p
+      }
       if (argv.join(' ') !== 'nft -i') throw new Error(`unexpected ${argv.join(' ')}`)
       const p = fakeProc(async line => {
         transactions.push(line)
         const own = reply?.(line, transactions.length)
         if (own !== undefined) return own
-        const r = await nft.run(['nft', '-f', '-'], { input: line.split('; ').join('\n') + '\n', allowFail: true })
-        nft.calls.pop() // a line of the session, not an `nft -f` run
-        if (r.exitCode === 0) return 'apply'
-        const [said, quoted] = r.stderr.split('\n')
-        return { out: [[said!, 'stderr'], [line, 'stderr'], [' '.repeat(Math.max(0, line.indexOf(quoted ?? ''))) + '^^^', 'stderr']] }
+        return await through(['nft', '-f', '-'], line)
       })
       procs.push(p)
       return p
     }
   }
-  return { runner, procs, transactions }
+  return { runner, procs, transactions, checkProcs, checks }
 }
 
 const IF = { interfaceName: 'warren0' }
@@ -282,7 +296,7 @@ t.test('bad input and an nft that cannot start', async t => {
 
 t.test('NftablesFirewall: element updates go through the session, rebuilds and large updates through nft -f', async t => {
   const nft = createFakeNft()
-  const { runner, procs, transactions } = withSession(nft)
+  const { runner, procs, transactions, checks, checkProcs } = withSession(nft)
   const fw = createNftablesFirewall({ runner, table: 'wtest' })
   await fw.set(peers(300, 150), IF)
   t.equal(fw.lastApply()?.kind, 'rebuild')
@@ -295,6 +309,7 @@ t.test('NftablesFirewall: element updates go through the session, rebuilds and l
   t.same(transactions, [
     'add element inet wtest allow4 { 100.64.1.44 . 6 . 22, 100.64.1.44 . 6 . 8150 }',
     'delete element inet wtest allow4 { 100.64.0.14 . 6 . 22, 100.64.0.14 . 6 . 8007 }'])
+  t.same(checks, transactions, 'each was checked first, by the checking session')
   t.equal(fw.lastApply()?.kind, 'elements')
   t.equal(fw.sessionPid(), procs[0]!.pid)
   t.equal(nft.dump('wtest').split('\n').length, 299 * 2 + 1)
@@ -304,6 +319,7 @@ t.test('NftablesFirewall: element updates go through the session, rebuilds and l
   await fw.set(peers(many), IF)
   const big = nft.calls.at(-1)!
   t.equal(big.argv.join(' '), 'nft -f -')
+  t.equal(nft.calls.at(-2)!.argv.join(' '), 'nft --check -f -', 'checked first too')
   t.ok(Buffer.byteLength(big.input!) >= SESSION_MAX_SCRIPT_BYTES, `the ${Buffer.byteLength(big.input!)}-byte update went to nft -f`)
   t.equal(fw.lastApply()?.kind, 'elements')
   t.equal(transactions.length, 2)
@@ -313,11 +329,13 @@ t.test('NftablesFirewall: element updates go through the session, rebuilds and l
 
   await fw.release()
   t.equal(procs[0]!.running, false, 'release ends nft')
+  t.equal(checkProcs[0]!.running, false, 'both sessions')
   t.ok(nft.tables.has('wtest'), 'and leaves the table')
   await fw.set(peers(many), IF)
   t.equal(procs.length, 2, 'the next update starts a new session')
   await fw.close()
   t.equal(procs[1]!.running, false, 'close ends nft')
+  t.equal(checkProcs[1]!.running, false, 'both sessions')
   t.notOk(nft.tables.has('wtest'), 'and deletes the table')
 })
 
@@ -339,6 +357,23 @@ t.test('NftablesFirewall: a refused update through the session fails as before, 
   t.equal(procs[0]!.running, true, 'a refusal keeps the session')
   await fw.set(peers(7), IF)
   t.equal(fw.lastApply()?.kind, 'elements', 'the rules in force are known: the next set is an element update')
+})
+
+t.test('NftablesFirewall: an update refused at its check never reaches the applying session', async t => {
+  const nft = createFakeNft()
+  const { runner, transactions, checks } = withSession(nft)
+  const fw = createNftablesFirewall({ runner, table: 'wtest' })
+  await fw.set(peers(5), IF)
+  const before = nft.dump('wtest')
+  nft.failNext(c => c.argv.join(' ') === 'nft --check -f -', 'Error: Could not process rule: No such file or directory\nadd element inet wtest allow4')
+  const err = await fw.set(peers(6), IF).catch(e => e)
+  t.equal(err.code, 'firewall_apply_failed')
+  t.match(err.message, /refused an update of 2 elements of table inet wtest at the check; the previous rules stay in force\. nft said:\nError: Could not process rule: No such file or directory/)
+  t.equal(checks.length, 1, 'the check ran')
+  t.same(transactions, [], 'nothing was sent to be applied')
+  t.equal(nft.dump('wtest'), before)
+  await fw.set(peers(6), IF)
+  t.equal(transactions.length, 1, 'the next update goes through')
 })
 
 t.test('NftablesFirewall: when the session breaks, the table read back decides: throw if unchanged, else rebuild', async t => {
@@ -364,6 +399,7 @@ t.test('NftablesFirewall: when the session breaks, the table read back decides: 
     run: runner.run,
     open: async argv => {
       const p = await runner.open!(argv)
+      if (argv.includes('--check')) return p // the check passes; the applying nft dies
       const write = p.write.bind(p)
       return Object.assign(p, { write: (text: string) => { const ok = write(text.split('\n')[0] + '\n'); setTimeout(() => (p as FakeProc).die(1), 20); return ok } })
     }

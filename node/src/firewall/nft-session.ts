@@ -30,6 +30,11 @@ export interface NftSessionInit {
   runner: CommandRunner
   /** give up on one update after this long, kill nft and start afresh next time; default 10 s */
   timeoutMs?: number
+  /**
+   * run `nft --check -i`: each line is evaluated and sent to the kernel, which validates the
+   * batch and then discards it, so apply() only says whether the transaction would apply
+   */
+  check?: boolean
 }
 
 /** NftRefusedError: nft or the kernel refused the transaction, so nothing of it was applied. */
@@ -184,7 +189,7 @@ export function createNftSession (init: NftSessionInit): NftSession {
   }
 
   async function start (): Promise<CommandSession> {
-    const p = await open(['nft', '-i'])
+    const p = await open(init.check === true ? ['nft', '--check', '-i'] : ['nft', '-i'])
     starts++
     proc = p
     p.onLine((line, stream) => onLine(p, line, stream))

@@ -11,24 +11,24 @@
  *
  * Element updates go to a long-lived `nft -i` (nft-session.ts), one input line per
  * transaction, when the runner can open one and the update is small (under 256 KiB; larger
- * ones, rare, go to `nft -f -`). A process per update paid more for its exit than for the
- * update: after a batch that deletes elements, the kernel makes an exiting nft wait for an
- * RCU grace period when it closes its netlink socket (8-19 ms measured), so a peer leaving
- * cost twice a peer joining. The session starts at the first element update; it does not
- * keep the daemon alive, `release()` ends it and leaves the table, `close()` ends both.
+ * ones, rare, go to `nft --check -f -` then `nft -f -`). A process per update paid more for its
+ * exit than for the update: after a batch that deletes elements, the kernel makes an exiting
+ * nft wait for an RCU grace period when it closes its netlink socket (8-19 ms measured), so a
+ * peer leaving cost twice a peer joining. The sessions start at the first element update;
+ * they do not keep the daemon alive, `release()` ends them and leaves the table, `close()`
+ * ends both.
  *
- * Whole-table rebuilds and the removal are checked with `nft --check -f -` first. Element
- * updates are not: nft evaluates the whole transaction before it sends anything, and the
- * kernel applies the batch whole or not at all, so a refused update changes nothing, with or
- * without a check. The check would double the cost of the update that matters most, a peer
- * joining or leaving: the kernel aborts a checked batch, and the abort waits for an RCU grace
- * period (about 17 ms for one element, kernel 6.18, nft 1.0.6). Rebuilds and the removal are
- * rare and cost far more than their check, so they keep it. If nft refuses a change, the
- * previous rules stay in force and `set` throws, quoting nft; when a refused update is
- * explained by the kernel's table no longer being what we applied, it is rebuilt. If the
- * session breaks during an update (nft exits, does not answer in time, prints what it
- * should not), the outcome is unknown: the table is read back, and `set` throws if it is as
- * before, else rebuilds it; the next update starts a fresh session.
+ * Every transaction is checked before it is applied: rebuilds and the removal with
+ * `nft --check -f -`, element updates with a second long-lived session, `nft --check -i`,
+ * which hands the same line to the kernel to validate and discard. The check costs most of an
+ * element update (the kernel's abort of a checked batch waits for an RCU grace period, about
+ * 8 ms; the apply itself about 1 ms), and the kernel applies a batch whole or not at all
+ * anyway, so a refused apply changes nothing either. If nft refuses a change, the previous
+ * rules stay in force and `set` throws, quoting nft; when a refused update is explained by the
+ * kernel's table no longer being what we applied, it is rebuilt. If the applying session
+ * breaks during an update (nft exits, does not answer in time, prints what it should not),
+ * the outcome is unknown: the table is read back, and `set` throws if it is as before, else
+ * rebuilds it; the next update starts a fresh session.
  *
  * The table also holds the state of the flows this node opened (ruleset.ts, flowChains), in
  * dynamic sets that element updates never touch. A rebuild starts them empty: replies in
@@ -112,7 +112,8 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
   let applied: Applied | undefined
   let report: ApplyReport | undefined
   let queue: Promise<unknown> = Promise.resolve()
-  /** the nft session for element updates; started at the first one (runners with `open` only) */
+  /** the nft sessions for element updates, one that checks and one that applies; started at the first one (runners with `open` only) */
+  let checker: NftSession | undefined
   let session: NftSession | undefined
 
   /** serial runs one operation at a time, so two `set`s never interleave their transactions. */
@@ -146,8 +147,17 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
    * nothing changed and it throws; when the session broke it throws Unconfirmed.
    */
   async function transactElements (script: string, what: string): Promise<void> {
-    if (runner.open === undefined || Buffer.byteLength(script) >= SESSION_MAX_SCRIPT_BYTES) return await transact(script, what, false)
-    session ??= createNftSession({ runner, ...(init.sessionTimeoutMs !== undefined ? { timeoutMs: init.sessionTimeoutMs } : {}) })
+    if (runner.open === undefined || Buffer.byteLength(script) >= SESSION_MAX_SCRIPT_BYTES) return await transact(script, what, true)
+    const timeout = init.sessionTimeoutMs !== undefined ? { timeoutMs: init.sessionTimeoutMs } : {}
+    checker ??= createNftSession({ runner, check: true, ...timeout })
+    session ??= createNftSession({ runner, ...timeout })
+    try {
+      await checker.apply(script)
+    } catch (e) {
+      // Nothing was applied either way: a check never changes the kernel.
+      const said = e instanceof NftRefusedError ? `nft said:\n${firstLines(e.said)}` : `the check did not complete: ${e instanceof Error ? e.message : String(e)}`
+      throw new WarrenError('firewall_apply_failed', `nftables refused ${what} of table inet ${table} at the check; the previous rules stay in force. ${said}`, { status: 500, cause: e })
+    }
     try {
       await session.apply(script)
     } catch (e) {
@@ -161,9 +171,10 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
 
   /** endSession stops the nft session, if one runs; the next element update starts another. */
   async function endSession (): Promise<void> {
-    const s = session
+    const s = [checker, session]
+    checker = undefined
     session = undefined
-    await s?.close()
+    await Promise.all(s.map(async x => await x?.close()))
   }
 
   /** readKernel returns our table as the kernel holds it, or undefined when it is absent. */
