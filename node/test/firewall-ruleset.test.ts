@@ -3,6 +3,7 @@ import { isWarrenError, type FilterRule } from '@warren/protocol'
 import { compileFilter, renderTableBody, filterAllows } from '../src/firewall/ruleset.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { createFakeFirewall, createFakeNft } from '../src/firewall/fake.js'
+import { peers } from './firewall-fixtures.js'
 
 const IF = { interfaceName: 'warren0' }
 const tcp = (srcs: string[], first: number, last = first): FilterRule => ({ srcs, protos: [6], ports: [{ first, last }] })
@@ -339,16 +340,6 @@ t.test('bad input is refused with the field named, and changes nothing', async t
   t.equal(nft.calls.length, calls, 'no nft command was run')
   t.equal(nft.dump('wtest'), 'allow4 100.64.0.2 . 6 . 22\niifname warren0')
 })
-
-/** peers makes a filter where each of n peers may reach two TCP ports, with gaps so nothing merges. */
-function peers (n: number, skip?: number): FilterRule[] {
-  const out: FilterRule[] = []
-  for (let i = 0; i < n; i++) {
-    if (i === skip) continue
-    out.push({ srcs: [`100.64.${i >> 7}.${(i & 127) * 2}`], protos: [6], ports: [{ first: 22, last: 22 }, { first: 8000 + i, last: 8000 + i }] })
-  }
-  return out
-}
 
 t.test('adding or removing one peer sends only element commands, checked then applied', async t => {
   const nft = createFakeNft()

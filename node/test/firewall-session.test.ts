@@ -9,6 +9,7 @@ import { CommandError, type CommandRunner, type CommandSession, type OutputStrea
 import { createNftSession, condenseNftError, NftRefusedError, NftSessionError } from '../src/firewall/nft-session.js'
 import { createNftablesFirewall, SESSION_MAX_SCRIPT_BYTES } from '../src/firewall/nftables.js'
 import { createFakeNft, type FakeNft } from '../src/firewall/fake.js'
+import { peers } from './firewall-fixtures.js'
 
 /** Reply is what the fake nft does with one transaction line. */
 type Reply = { out?: Array<[string, OutputStream]> } | 'apply' | 'die' | 'hang'
@@ -128,16 +129,6 @@ function withSession (nft: FakeNft, reply?: (line: string, n: number) => Reply |
 }
 
 const IF = { interfaceName: 'warren0' }
-
-/** peers makes a filter where each of n peers may reach two TCP ports, with gaps so nothing merges. */
-function peers (n: number, skip?: number): FilterRule[] {
-  const out: FilterRule[] = []
-  for (let i = 0; i < n; i++) {
-    if (i === skip) continue
-    out.push({ srcs: [`100.64.${i >> 7}.${(i & 127) * 2}`], protos: [6], ports: [{ first: 22, last: 22 }, { first: 8000 + i, last: 8000 + i }] })
-  }
-  return out
-}
 
 async function setupTable (nft: FakeNft): Promise<void> {
   await createNftablesFirewall({ runner: nft, table: 'wtest' }).set(peers(3), IF)
