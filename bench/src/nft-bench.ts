@@ -148,7 +148,6 @@ async function worker (): Promise<void> {
     // the filter arrives as JSON in the daemon: parse a fresh copy, untimed
     const copy = JSON.parse(JSON.stringify(filter)) as FilterRule[]
     r.nftMs = 0
-    r.checks = 0
     const t0 = performance.now()
     await f.set(copy, ctx)
     const took = ms(t0)
@@ -212,24 +211,22 @@ async function measureInside (n: number, ns: { node: string, mesh: string }, sha
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as WorkerResult
 }
 
-type TimedRunner = CommandRunner & { nftMs: number, checks: number, oneShots: number, sessionStarts: number, lastScript: string }
+type TimedRunner = CommandRunner & { nftMs: number, oneShots: number, sessionStarts: number, lastScript: string }
 
 /**
  * timedRunner adds up the time spent in nft transactions apart from compiling: `nft -f`
  * runs (check and apply) and, in an nft session, the time from writing an update's line to
- * the last line of nft's answer. It counts checks, one-shot element updates and sessions.
+ * the last line of nft's answer. It counts one-shot element updates and sessions.
  */
 function timedRunner (inner: CommandRunner): TimedRunner {
   const r: TimedRunner = {
     nftMs: 0,
-    checks: 0,
     oneShots: 0,
     sessionStarts: 0,
     lastScript: '',
     async run (argv, opts) {
       const t0 = performance.now()
       if (argv.includes('-f')) r.lastScript = opts?.input ?? ''
-      if (argv.includes('--check')) r.checks++
       else if (argv.includes('-f') && /^(add|delete) element /.test(opts?.input ?? '')) r.oneShots++
       try { return await inner.run(argv, opts) } finally { if (argv.includes('-f')) r.nftMs += ms(t0) }
     }

@@ -130,6 +130,11 @@ export function isCommandError (e: unknown): e is CommandError {
 /** createCommandRunner returns the real runner: execa, LC_ALL=C, no shell. */
 export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRunner {
   const prefix = opts.netns === undefined ? [] : ['ip', 'netns', 'exec', opts.netns]
+  /** report tells onCommand that a command finished (never its input or output) */
+  const report = (argv: readonly string[], exitCode: number, started: number): void => {
+    opts.onCommand?.({ argv: [...argv], exitCode, durationMs: performance.now() - started, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) })
+  }
+  const notFound = (program: string): string => `${program}: command not found (is it installed and on PATH?)`
   const timeout = opts.timeoutMs ?? 60_000
   return {
     async run (argv, runOpts = {}) {
@@ -151,14 +156,14 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
         const code = (r as { code?: string }).code
         if (code === 'ENOENT') {
           exitCode = 127
-          stderr = `${full[0]}: command not found (is it installed and on PATH?)`
+          stderr = notFound(full[0]!)
         } else if (r.timedOut) {
           stderr = `timed out after ${timeout} ms` + (stderr === '' ? '' : `; ${stderr}`)
         } else {
           stderr = (r.signal !== undefined ? `killed by ${r.signal}` : (r.shortMessage ?? 'did not run')) + (stderr === '' ? '' : `; ${stderr}`)
         }
       }
-      opts.onCommand?.({ argv: [...argv], exitCode, durationMs: performance.now() - started, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) })
+      report(argv, exitCode, started)
       if (exitCode !== 0 && runOpts.allowFail !== true) {
         throw new CommandError(argv, exitCode, stderr, { netns: opts.netns })
       }
@@ -188,8 +193,8 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
       if (spawned !== true) {
         const code = (spawned as { code?: string }).code
         const exitCode = code === 'ENOENT' ? 127 : spawned.exitCode ?? -1
-        const said = code === 'ENOENT' ? `${full[0]}: command not found (is it installed and on PATH?)` : (spawned.shortMessage ?? 'did not start')
-        opts.onCommand?.({ argv: [...argv], exitCode, durationMs: performance.now() - started, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) })
+        const said = code === 'ENOENT' ? notFound(full[0]!) : (spawned.shortMessage ?? 'did not start')
+        report(argv, exitCode, started)
         throw new CommandError(argv, exitCode, said, { netns: opts.netns })
       }
       let running = true
@@ -217,7 +222,7 @@ export function createCommandRunner (opts: CommandRunnerOptions = {}): CommandRu
         const exitCode = r.exitCode ?? -1
         const signal = r.signal ?? undefined
         const reason = signal !== undefined ? `killed by ${signal}` : r.exitCode !== undefined ? `exit ${r.exitCode}` : (r.shortMessage ?? 'ended')
-        opts.onCommand?.({ argv: [...argv], exitCode, durationMs: performance.now() - started, ...(opts.netns !== undefined ? { netns: opts.netns } : {}) })
+        report(argv, exitCode, started)
         return { exitCode, ...(signal !== undefined ? { signal } : {}), reason }
       })
       const handles = [sub, sub.stdin, sub.stdout, sub.stderr] as Array<{ ref?: () => void, unref?: () => void }>
