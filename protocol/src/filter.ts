@@ -1,0 +1,33 @@
+import type { FilterRule } from './messages.js'
+import { parseIpAddress, parseIpPrefix, prefixContains } from './ip.js'
+import { protocolHasPorts } from './ipproto.js'
+
+/** FilterPacket is what a filter judges: source address, IP protocol, destination port. */
+export interface FilterPacket {
+  src: string
+  proto: number
+  /** destination port; only read for protocols with ports */
+  dport?: number
+}
+
+/**
+ * filterAllows is the one reference meaning of a node's inbound filter: a packet is let in
+ * when some rule lists its protocol, one of the rule's `srcs` (an address, a prefix, or `*`
+ * for every address) contains its source, and, for protocols with ports, one of the
+ * rule's port ranges holds its destination port. The controller's `explain` and the
+ * node's ruleset tests both hold their answers to this function.
+ */
+export function filterAllows (filter: readonly FilterRule[], packet: FilterPacket): boolean {
+  const src = parseIpAddress(packet.src)
+  if (src === undefined) return false
+  const withPorts = protocolHasPorts(packet.proto)
+  return filter.some(rule => {
+    if (!rule.protos.includes(packet.proto)) return false
+    if (withPorts && (packet.dport === undefined || !rule.ports.some(p => packet.dport! >= p.first && packet.dport! <= p.last))) return false
+    return rule.srcs.some(s => {
+      if (s === '*') return true
+      const p = parseIpPrefix(s)
+      return p !== undefined && prefixContains(p, src)
+    })
+  })
+}
