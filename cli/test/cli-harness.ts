@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseCredential, generateMachineKeyPair, generateWireGuardKeyPair, isWarrenError, type Node, type WarrenError } from '@warren/protocol'
-import { createControllerTransport, registerNode } from '@warren/node'
+import { registerNode } from '@warren/node'
+import { createControllerTransport } from '@warren/sdk'
 
 /** WARREN_BIN is the compiled CLI main, which the `warren` executable (cli/bin/warren.js) runs. */
 export const WARREN_BIN = fileURLToPath(new URL('../src/bin/warren.js', import.meta.url))

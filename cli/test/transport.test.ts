@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { WebSocketServer } from 'ws'
 import { formatCredential, displayFingerprint, type WarrenError } from '@warren/protocol'
 import { loadOrCreateTls, type ControllerTls } from '@warren/controller'
-import { createControllerTransport, createUnixTransport } from '@warren/node'
+import { createControllerTransport, createUnixTransport } from '@warren/sdk'
 import { tempDir, rejection, type Scope } from './cli-harness.js'
 
 async function makeCert (tt: Scope): Promise<ControllerTls> {

@@ -2,7 +2,6 @@
  * @warren/node is the daemon that runs on every device: it joins the mesh, keeps a live
  * network map, and turns it into WireGuard, addresses, routes, nftables and MagicDNS.
  */
-export * from './transport/index.js'
 export * from './control/index.js'
 export * from './daemon/index.js'
 export * from './localapi/index.js'

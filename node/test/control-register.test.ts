@@ -4,7 +4,7 @@ import {
   REGISTER_DOMAIN, PROTOCOL_VERSION, type RegisterRequest, type Node
 } from '@warren/protocol'
 import { registerNode } from '../src/control/register.js'
-import type { JsonTransport } from '../src/transport/index.js'
+import type { JsonTransport } from '@warren/sdk/transport'
 
 /** fakeController checks a registration the way the controller does and answers like it. */
 function fakeController (opts: { version?: number } = {}) {

@@ -6,7 +6,7 @@ import {
   REGISTER_DOMAIN, MAP_DOMAIN, PROTOCOL_VERSION,
   type Node, type Peer, type FilterRule, type RegisterRequest, type MapDelta, type MapHello, type Netmap
 } from '@warren/protocol'
-import { sendJson } from '../src/transport/index.js'
+import { sendJson } from '@warren/sdk/transport'
 
 /**
  * FakeController is a small plain-HTTP stand-in for the controller's machine API:

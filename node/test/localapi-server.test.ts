@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WarrenError, PROTOCOL_VERSION, type LocalStatus, type LocalUpRequest } from '@warren/protocol'
 import { startLocalApi, type LocalBackend } from '../src/localapi/server.js'
-import { createUnixTransport } from '../src/transport/index.js'
+import { createUnixTransport } from '@warren/sdk/transport'
 import { createDaemonMetrics } from '../src/daemon/metrics.js'
 
 const status: LocalStatus = { version: PROTOCOL_VERSION, backendState: 'NeedsLogin', health: [], interfaceName: 'wg0', peers: [] }

@@ -7,7 +7,7 @@ import {
   type UserResponse, type UserList, type NodeResponse, type NodeList, type AuthKeyResponse, type AuthKeyList,
   type ApiKeyResponse, type ApiKeyList, type AuditList
 } from '@warren/protocol'
-import { createControllerTransport, createUnixTransport, errorFromResponse, type JsonTransport } from '@warren/node'
+import { createControllerTransport, createUnixTransport, errorFromResponse, type JsonTransport } from './transport/index.js'
 
 /**
  * AdminClientInit says how to reach the controller's admin API: either `stateDir` (the

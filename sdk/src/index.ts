@@ -1,6 +1,6 @@
 /**
- * @warren/sdk is what apps embed: a LocalAPI client for the daemon and an admin API
- * client for the controller.
+ * @warren/sdk is what apps embed: a LocalAPI client for the daemon, an admin API client
+ * for the controller, and the transports both use (also at `@warren/sdk/transport`).
  *
  * @example
  * ```ts
@@ -12,3 +12,4 @@
 export * from './admin-client.js'
 export * from './local-client.js'
 export * from './admin-policy.js'
+export * from './transport/index.js'

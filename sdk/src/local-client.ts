@@ -2,7 +2,10 @@ import {
   WarrenError, validate, ErrorBody, LocalStatus, LocalIpResponse, LocalPingResponse, LocalWhoisResponse,
   type LocalUpRequest, type TSchema
 } from '@warren/protocol'
-import { createUnixTransport, DEFAULT_SOCKET_PATH } from '@warren/node'
+import { createUnixTransport } from './transport/index.js'
+
+/** DEFAULT_SOCKET_PATH is where the daemon's LocalAPI listens unless told otherwise. */
+export const DEFAULT_SOCKET_PATH = '/var/run/warren/warrend.sock'
 
 /** LocalClientInit says which daemon to talk to: `socketPath`, else $WARREN_SOCKET, else the default socket. */
 export interface LocalClientInit {

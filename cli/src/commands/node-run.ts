@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander'
 import { WarrenError } from '@warren/protocol'
-import { startDaemon, createDaemonLogger, DEFAULT_SOCKET_PATH, DEFAULT_LISTEN_PORT, type DaemonInit } from '@warren/node'
+import { startDaemon, createDaemonLogger, DEFAULT_LISTEN_PORT, type DaemonInit } from '@warren/node'
+import { DEFAULT_SOCKET_PATH } from '@warren/sdk'
 
 interface RunOptions {
   stateDir: string

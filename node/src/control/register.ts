@@ -1,9 +1,9 @@
 import {
-  ControllerInfo, RegisterResponse, ErrorBody, WarrenError, PROTOCOL_VERSION, REGISTER_DOMAIN,
+  ControllerInfo, RegisterResponse, PROTOCOL_VERSION, REGISTER_DOMAIN,
   checkProtocolVersion, registerSigningPayload, signMessage, wireGuardProof, wireGuardPublicKey, validate,
   type MachineKeyPair, type Node, type RegisterRequest
 } from '@warren/protocol'
-import type { JsonTransport } from '../transport/index.js'
+import { expectOk, type JsonTransport } from '@warren/sdk/transport'
 
 /** RegisterInit is what a node sends to join (with an auth key) or to log in again (without). */
 export interface RegisterInit {
@@ -49,21 +49,4 @@ export async function registerNode (transport: JsonTransport, init: RegisterInit
   const res = await transport.request('POST', '/v1/machine/register', req)
   const body = validate(RegisterResponse, expectOk(res, 'registering'), 'registration answer')
   return { controller, node: body.node }
-}
-
-/** expectOk returns a 2xx body or throws the server's error as a WarrenError. */
-export function expectOk (res: { status: number, body: unknown }, doing: string): unknown {
-  if (res.status >= 200 && res.status < 300) return res.body
-  throw errorFromResponse(res, doing)
-}
-
-/** errorFromResponse turns an `{error: {code, message}}` answer into a WarrenError. */
-export function errorFromResponse (res: { status: number, body: unknown }, doing: string): WarrenError {
-  try {
-    const e = validate(ErrorBody, res.body).error
-    return new WarrenError(e.code, e.message, { status: res.status, ...(e.field !== undefined ? { field: e.field } : {}) })
-  } catch {
-    const text = typeof res.body === 'string' ? res.body.slice(0, 200) : JSON.stringify(res.body ?? '').slice(0, 200)
-    return new WarrenError('bad_response', `controller answered ${res.status} while ${doing}: ${text}`, { status: 502 })
-  }
 }

@@ -7,7 +7,7 @@ import {
   type Netmap, type Node, type Peer, type BackendState, type LocalStatus, type LocalUpRequest, type LocalIpResponse,
   type LocalPingResponse, type LocalWhoisResponse, type LocalPeerStatus
 } from '@warren/protocol'
-import { createControllerTransport, normalizeControllerUrl, type ControllerTransport, type ControllerTransportInit } from '../transport/index.js'
+import { createControllerTransport, normalizeControllerUrl, type ControllerTransport, type ControllerTransportInit } from '@warren/sdk/transport'
 import { createCommandRunner, type CommandRunner } from '../runner/index.js'
 import type { WireGuardMode } from '../wireguard/types.js'
 import { registerNode, type Registration } from '../control/register.js'
@@ -20,8 +20,6 @@ import type { DataPlane } from './data-plane.js'
 import { createSystemDataPlane } from './system-data-plane.js'
 import { startLocalApi, type LocalApiServer, type LocalBackend } from '../localapi/server.js'
 
-/** DEFAULT_SOCKET_PATH is where the LocalAPI listens unless told otherwise. */
-export const DEFAULT_SOCKET_PATH = '/var/run/warren/warrend.sock'
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
 

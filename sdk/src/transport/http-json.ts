@@ -1,5 +1,5 @@
 import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http'
-import { WarrenError, isWarrenError } from '@warren/protocol'
+import { WarrenError, isWarrenError, validate, ErrorBody } from '@warren/protocol'
 
 /** JsonResponse is what a transport's `request` resolves to: the status and the parsed body. */
 export interface JsonResponse<T = unknown> {
@@ -103,4 +103,21 @@ export function describeNetworkError (e: unknown, where: string): WarrenError {
   const code = err?.code ?? ''
   const hint = hints[code] ?? (/wrong version number|packet length too long/i.test(err?.message ?? '') ? hints.EPROTO! : err?.message ?? String(e))
   return new WarrenError('unreachable', `cannot reach ${where}: ${hint}`, { status: 503, cause: e })
+}
+
+/** expectOk returns a 2xx body or throws the server's error as a WarrenError. */
+export function expectOk (res: { status: number, body: unknown }, doing: string): unknown {
+  if (res.status >= 200 && res.status < 300) return res.body
+  throw errorFromResponse(res, doing)
+}
+
+/** errorFromResponse turns an `{error: {code, message}}` answer into a WarrenError. */
+export function errorFromResponse (res: { status: number, body: unknown }, doing: string): WarrenError {
+  try {
+    const e = validate(ErrorBody, res.body).error
+    return new WarrenError(e.code, e.message, { status: res.status, ...(e.field !== undefined ? { field: e.field } : {}) })
+  } catch {
+    const text = typeof res.body === 'string' ? res.body.slice(0, 200) : JSON.stringify(res.body ?? '').slice(0, 200)
+    return new WarrenError('bad_response', `controller answered ${res.status} while ${doing}: ${text}`, { status: 502 })
+  }
 }
