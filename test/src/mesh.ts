@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join, dirname } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LocalStatus } from '@warren/protocol'
 import { createTopology, type Host, type TestLike, type Topology } from './netns.js'
@@ -15,9 +15,8 @@ import { execCommand, type ExecResult, type ProcessHandle } from './process.js'
  * runs inside namespaces, for tests that watch connections open, stream and stop.
  */
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
-/** WARREN_ARGV runs the compiled CLI with this node binary. */
-export const WARREN_ARGV = [process.execPath, join(root, 'cli', 'dist', 'src', 'bin', 'warren.js')]
+/** WARREN_ARGV runs the compiled CLI of @warren/cli with this node binary. */
+export const WARREN_ARGV = [process.execPath, fileURLToPath(new URL('./bin/warren.js', import.meta.resolve('@warren/cli')))]
 /** FLOW_ARGV runs this file's traffic tool (see runFlowTool). */
 export const FLOW_ARGV = [process.execPath, fileURLToPath(import.meta.url), 'flow']
 
