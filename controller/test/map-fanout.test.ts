@@ -1,9 +1,9 @@
 import t from 'tap'
 import { startMapTestServer, connectReady, waitUntil } from './map-harness.js'
-import { createTagGroupPolicy } from '../src/map/fakes.js'
+import { createFakeMapPolicy } from '../src/testing.js'
 
 t.test('the policy decides peers: others are never sent', async t => {
-  const srv = await startMapTestServer({ policy: createTagGroupPolicy({ everyone: 'tag:server' }) })
+  const srv = await startMapTestServer({ policy: createFakeMapPolicy({ everyone: 'tag:server' }) })
   t.teardown(srv.close)
   const red1 = srv.add({ name: 'red1', tags: ['tag:red'] })
   const red2 = srv.add({ name: 'red2', tags: ['tag:red'] })
@@ -49,7 +49,7 @@ t.test('a burst of 50 joins reaches a node as a few deltas', async t => {
 })
 
 t.test('a change reaches only the sessions it affects', async t => {
-  const srv = await startMapTestServer({ policy: createTagGroupPolicy() })
+  const srv = await startMapTestServer({ policy: createFakeMapPolicy() })
   t.teardown(srv.close)
   const groups = ['tag:g1', 'tag:g2', 'tag:g3', 'tag:g4']
   const nodes = groups.flatMap(g => [1, 2, 3, 4, 5].map(i => srv.add({ name: `${g.slice(4)}-${i}`, tags: [g] })))

@@ -8,7 +8,7 @@ import {
   type MachineKeyPair, type Node, type Netmap, type MapDelta, type MapError
 } from '@warren/protocol'
 import { createMapService, type MapService, type MapServiceOptions } from '../src/map/map-service.js'
-import { createMemoryNodeSource, createTagGroupPolicy, type MemoryNodeSource } from '../src/map/fakes.js'
+import { createFakeNodeSource, createFakeMapPolicy, type FakeNodeSource } from '../src/testing.js'
 import type { MapPolicy } from '../src/map/types.js'
 
 /**
@@ -48,7 +48,7 @@ export function makeNode (change: Partial<Node> = {}): TestNode {
 
 export interface MapTestServer {
   url: string
-  source: MemoryNodeSource
+  source: FakeNodeSource
   service: MapService
   server: Server
   /** add puts a new node into the source (as a registration would) */
@@ -57,8 +57,8 @@ export interface MapTestServer {
 }
 
 export async function startMapTestServer (opts: Partial<MapServiceOptions> & { policy?: MapPolicy, nodes?: Node[] } = {}): Promise<MapTestServer> {
-  const source = createMemoryNodeSource(opts.nodes ?? [])
-  const service = createMapService({ domain: 'warren.internal', coalesceMs: 20, ...opts, source, policy: opts.policy ?? createTagGroupPolicy() })
+  const source = createFakeNodeSource(opts.nodes ?? [])
+  const service = createMapService({ domain: 'warren.internal', coalesceMs: 20, ...opts, source, policy: opts.policy ?? createFakeMapPolicy() })
   const server = createServer((_req, res) => { res.statusCode = 404; res.end() })
   service.attach(server)
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))

@@ -7,10 +7,7 @@ import { pino } from 'pino'
 import type { Netmap } from '@warren/protocol'
 import { startDaemon, type Daemon } from '../src/daemon/daemon.js'
 import { createEngineDataPlane, freeUdpPort, pingOnce } from '../src/daemon/system-data-plane.js'
-import { createFakeWireGuard } from '../src/wireguard/index.js'
-import { createFakeRouter } from '../src/router/index.js'
-import { createFakeFirewall } from '../src/firewall/index.js'
-import { createFakeCommandRunner } from '../src/runner/index.js'
+import { createFakeWireGuard, createFakeRouter, createFakeFirewall, createFakeCommandRunner } from '../src/testing.js'
 import { startFakeController, fakePeer, until } from './daemon-fake-controller.js'
 
 const KEY = `wrnauth-0123456789ab-${'c'.repeat(32)}`

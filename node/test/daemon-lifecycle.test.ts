@@ -6,7 +6,7 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { wireGuardPublicKey, type LocalUpRequest } from '@warren/protocol'
 import { startDaemon, type Daemon, type DaemonInit } from '../src/daemon/daemon.js'
-import { createFakeDataPlane, type FakeDataPlane } from '../src/daemon/data-plane.js'
+import { createFakeDataPlane, type FakeDataPlane } from '../src/testing.js'
 import { startFakeController, fakePeer, until, type FakeController } from './daemon-fake-controller.js'
 
 const GOOD_KEY = `wrnauth-0123456789ab-${'c'.repeat(32)}`

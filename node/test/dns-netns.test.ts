@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { MAGIC_DNS_IPV4, MAGIC_DNS_IPV6 } from '@warren/protocol'
 import { createHostResolverConfigurator } from '../src/dns/resolver-config.js'
-import { testNetmap } from '../src/dns/testing.js'
+import { testNetmap } from '../src/testing.js'
 
 /**
  * The real path of a lookup: in a fresh network namespace, glibc and dig read the

@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import ipaddr from 'ipaddr.js'
 import { applyDelta } from '@warren/protocol'
 import { buildMeshRecords, createMeshRecordStore, ipv6Nibbles, reverseName } from '../src/dns/records.js'
-import { testNetmap, testPeer, type TestHost } from '../src/dns/testing.js'
+import { testNetmap, testPeer, type TestHost } from '../src/testing.js'
 
 const self: TestHost = { name: 'laptop', ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0:ab12::1' }
 const db: TestHost = { name: 'db', ipv4: '100.64.0.2', ipv6: 'fd7a:115c:a1e0:ab12::2' }

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { createFakeCommandRunner } from '../src/runner/index.js'
+import { createFakeCommandRunner } from '../src/testing.js'
 import { MANAGED_MARKER, createHostResolverConfigurator, defaultBackupPath, parseResolvConf, upstreamsOf, type HostResolverOptions } from '../src/dns/resolver-config.js'
 
 // Odd on purpose: comments, a tab, CRLF, no final newline, our own address, a scoped IPv6.

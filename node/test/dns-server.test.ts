@@ -8,7 +8,7 @@ import dnsPacket, { type Answer, type DecodedPacket, type Packet } from 'dns-pac
 import { applyDelta } from '@warren/protocol'
 import { createMeshRecordStore } from '../src/dns/records.js'
 import { createMagicDnsServer, parseUpstream, type MagicDnsServerOptions } from '../src/dns/server.js'
-import { testNetmap, type TestHost } from '../src/dns/testing.js'
+import { testNetmap, type TestHost } from '../src/testing.js'
 
 const self: TestHost = { name: 'laptop', ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0:ab12::1' }
 const db: TestHost = { name: 'db', ipv4: '100.64.0.2', ipv6: 'fd7a:115c:a1e0:ab12::2' }

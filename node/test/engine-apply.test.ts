@@ -1,8 +1,7 @@
 import t from 'tap'
 import type { FilterRule, Netmap } from '@warren/protocol'
 import { createEngine, desiredRouter, desiredWireGuard, type Firewall, type DnsConfigurator } from '../src/engine/index.js'
-import { createFakeWireGuard } from '../src/wireguard/index.js'
-import { createFakeRouter } from '../src/router/index.js'
+import { createFakeWireGuard, createFakeRouter } from '../src/testing.js'
 import { testNode, asPeer, netmapFor } from './engine-netmap-fixtures.js'
 
 const IF = 'wgeng0'

@@ -6,7 +6,7 @@ import {
   type SetDiff, type SetElements, type SetName
 } from '../src/firewall/ruleset.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
-import { createFakeFirewall, createFakeNft, type TracePacket } from '../src/firewall/fake.js'
+import { createFakeFirewall, createFakeNft, type TracePacket } from '../src/testing.js'
 
 // Small address and port spaces, so that random rules overlap, nest and touch often.
 const v4 = fc.integer({ min: 0, max: 40 }).map(n => `10.0.${n >> 4}.${n & 15}`)

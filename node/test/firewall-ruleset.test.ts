@@ -2,7 +2,7 @@ import t from 'tap'
 import { isWarrenError, type FilterRule } from '@warren/protocol'
 import { compileFilter, renderTableBody, filterAllows } from '../src/firewall/ruleset.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
-import { createFakeFirewall, createFakeNft } from '../src/firewall/fake.js'
+import { createFakeFirewall, createFakeNft } from '../src/testing.js'
 import { peers } from './firewall-fixtures.js'
 
 const IF = { interfaceName: 'warren0' }

@@ -8,7 +8,7 @@ import type { FilterRule } from '@warren/protocol'
 import { CommandError, type CommandRunner, type CommandSession, type OutputStream, type SessionExit } from '../src/runner/index.js'
 import { createNftSession, condenseNftError, NftRefusedError, NftSessionError } from '../src/firewall/nft-session.js'
 import { createNftablesFirewall, SESSION_MAX_SCRIPT_BYTES } from '../src/firewall/nftables.js'
-import { createFakeNft, type FakeNft } from '../src/firewall/fake.js'
+import { createFakeNft, type FakeNft } from '../src/testing.js'
 import { peers } from './firewall-fixtures.js'
 
 /** Reply is what the fake nft does with one transaction line. */

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { shuffled } from './runner-table-replay.js'
-import { createRouter, createFakeRouter, type RouterConfig } from '../src/router/index.js'
+import { createRouter, type RouterConfig } from '../src/router/index.js'
+import { createFakeRouter } from '../src/testing.js'
 import { simulateIpSystem } from './router-simulated-system.js'
 
 const IF = 'wgtest0'

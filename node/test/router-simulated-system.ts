@@ -1,4 +1,4 @@
-import { createFakeCommandRunner, type FakeCommandRunner } from '../src/runner/index.js'
+import { createFakeCommandRunner, type FakeCommandRunner } from '../src/testing.js'
 
 /** SimLink is one link of the simulated host. */
 export interface SimLink { up: boolean, mtu: number, addrs: Map<string, string>, routes: Map<string, string> }

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { isWarrenError } from '@warren/protocol'
-import { createCommandRunner, createFakeCommandRunner, createRecordingRunner, CommandError, formatArgv, withSecretFile, type CommandEvent, type CommandSession, type OutputStream } from '../src/runner/index.js'
+import { createFakeCommandRunner } from '../src/testing.js'
+import { createCommandRunner, createRecordingRunner, CommandError, formatArgv, withSecretFile, type CommandEvent, type CommandSession, type OutputStream } from '../src/runner/index.js'
 
 t.test('the real runner returns output and exit code, in the C locale', async t => {
   const run = createCommandRunner()

@@ -2,7 +2,8 @@ import t from 'tap'
 import { shuffled } from './runner-table-replay.js'
 import { existsSync } from 'node:fs'
 import { generateWireGuardKeyPair, wireGuardPublicKey } from '@warren/protocol'
-import { createWireGuard, createFakeWireGuard, detectKernelWireGuard, parseWireGuardDump, type WireGuardConfig } from '../src/wireguard/index.js'
+import { createFakeWireGuard } from '../src/testing.js'
+import { createWireGuard, detectKernelWireGuard, parseWireGuardDump, type WireGuardConfig } from '../src/wireguard/index.js'
 import { simulateWireGuardSystem } from './wireguard-simulated-system.js'
 
 const self = generateWireGuardKeyPair().privateKey

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs'
 import { wireGuardPublicKey } from '@warren/protocol'
-import { createFakeCommandRunner, type FakeCommandRunner } from '../src/runner/index.js'
+import { createFakeCommandRunner, type FakeCommandRunner } from '../src/testing.js'
 
 /** SimPeer is one peer of the simulated `wg` device. */
 interface SimPeer { endpoint?: string, allowedIps: string[], keepalive: number }

@@ -20,7 +20,6 @@ export * from './map-service.js'
 export * from './types.js'
 export { checkEndpoints } from './endpoints.js'
 export { createMapMetrics, type MapMetrics } from './metrics.js'
-export { createMemoryNodeSource, createTagGroupPolicy, type MemoryNodeSource } from './fakes.js'
 
 export type MapServerHookOptions = Omit<MapServiceOptions, 'source' | 'policy' | 'domain' | 'registry' | 'log'> & {
   /** the policy engine; default: the default (allow-all) policy */

@@ -1,5 +1,4 @@
-/** wireguard is the adapter for the WireGuard interface: real (wg, wireguard-go) and fake. */
+/** wireguard is the adapter for the WireGuard interface (wg, wireguard-go); its fake is in fake-wireguard.ts. */
 export * from './types.js'
 export * from './wireguard.js'
-export * from './fake-wireguard.js'
 export { parseWireGuardDump, checkWireGuardConfig } from './wireguard-plan.js'

@@ -1,66 +1,14 @@
-import { EventEmitter } from 'node:events'
 import type { Node, FilterRule } from '@warren/protocol'
-import type { MapNodeSource, MapPolicy, MapPolicyChange } from './types.js'
+import type { MapPolicy, MapPolicyChange } from './types.js'
 
 /**
- * MemoryNodeSource is a MapNodeSource held in memory, for tests and benchmarks of the
- * map service without a store. `put` and `remove` stand in for the controller's own
- * changes (registration, approval, deletion).
- */
-export interface MemoryNodeSource extends MapNodeSource {
-  events: EventEmitter
-  put: (node: Node) => Node
-  patch: (id: string, change: Partial<Node>) => Node
-  remove: (id: string) => void
-  listNodes: () => Node[]
-}
-
-export function createMemoryNodeSource (initial: Node[] = []): MemoryNodeSource {
-  const nodes = new Map<string, Node>(initial.map(n => [n.id, n]))
-  const events = new EventEmitter()
-  events.setMaxListeners(0)
-  const src: MemoryNodeSource = {
-    events,
-    listNodes: () => [...nodes.values()],
-    getNode: id => nodes.get(id),
-    nodeByMachineKey: key => [...nodes.values()].find(n => n.machineKey === key),
-    put (node) {
-      nodes.set(node.id, node)
-      events.emit('node-upserted', node)
-      return node
-    },
-    patch (id, change) {
-      const cur = nodes.get(id)
-      if (cur === undefined) throw new Error(`no node ${id}`)
-      return src.put({ ...cur, ...change })
-    },
-    remove (id) {
-      const cur = nodes.get(id)
-      if (cur === undefined) return
-      nodes.delete(id)
-      events.emit('node-removed', cur)
-    },
-    setOnline (id, online) {
-      if (nodes.has(id)) src.patch(id, { online, lastSeen: new Date().toISOString() })
-    },
-    setEndpoints (id, endpoints) {
-      if (nodes.has(id)) src.patch(id, { endpoints })
-    },
-    deleteNode (id) {
-      src.remove(id)
-    }
-  }
-  return src
-}
-
-/**
- * createTagGroupPolicy is a small MapPolicy for tests and benchmarks: nodes that share
- * a tag see each other, and nodes tagged `everyone` (for example `tag:server`) see and
- * are seen by all. With no tags anywhere and `everyone` unset, it is allow-all. Each
+ * createFakeMapPolicy is a small tag-group MapPolicy for tests and benchmarks: nodes
+ * that share a tag see each other, and nodes tagged `everyone` (for example
+ * `tag:server`) see and are seen by all. With no tags anywhere and `everyone` unset, it is allow-all. Each
  * node's filter admits its peers' addresses on every protocol and port; answers are
  * cached per node and updated only for the nodes a change touches.
  */
-export function createTagGroupPolicy (opts: { everyone?: string } = {}): MapPolicy {
+export function createFakeMapPolicy (opts: { everyone?: string } = {}): MapPolicy {
   const nodes = new Map<string, Node>()
   const byTag = new Map<string, Set<string>>()
   const untagged = new Set<string>()

@@ -1,7 +1,7 @@
 import type { Netmap, Peer } from '@warren/protocol'
 
 /**
- * testing.ts builds small network maps for MagicDNS tests (here and in other packages),
+ * test-netmap builds small network maps for MagicDNS tests (here and in other packages),
  * so that each test states only the names and addresses it cares about.
  */
 

@@ -1,0 +1,55 @@
+import { EventEmitter } from 'node:events'
+import type { Node } from '@warren/protocol'
+import type { MapNodeSource } from './types.js'
+
+/**
+ * FakeNodeSource is a MapNodeSource held in memory, for tests and benchmarks of the
+ * map service without a store. `put` and `remove` stand in for the controller's own
+ * changes (registration, approval, deletion).
+ */
+export interface FakeNodeSource extends MapNodeSource {
+  events: EventEmitter
+  put: (node: Node) => Node
+  patch: (id: string, change: Partial<Node>) => Node
+  remove: (id: string) => void
+  listNodes: () => Node[]
+}
+
+/** createFakeNodeSource returns a FakeNodeSource holding `initial`. */
+export function createFakeNodeSource (initial: Node[] = []): FakeNodeSource {
+  const nodes = new Map<string, Node>(initial.map(n => [n.id, n]))
+  const events = new EventEmitter()
+  events.setMaxListeners(0)
+  const src: FakeNodeSource = {
+    events,
+    listNodes: () => [...nodes.values()],
+    getNode: id => nodes.get(id),
+    nodeByMachineKey: key => [...nodes.values()].find(n => n.machineKey === key),
+    put (node) {
+      nodes.set(node.id, node)
+      events.emit('node-upserted', node)
+      return node
+    },
+    patch (id, change) {
+      const cur = nodes.get(id)
+      if (cur === undefined) throw new Error(`no node ${id}`)
+      return src.put({ ...cur, ...change })
+    },
+    remove (id) {
+      const cur = nodes.get(id)
+      if (cur === undefined) return
+      nodes.delete(id)
+      events.emit('node-removed', cur)
+    },
+    setOnline (id, online) {
+      if (nodes.has(id)) src.patch(id, { online, lastSeen: new Date().toISOString() })
+    },
+    setEndpoints (id, endpoints) {
+      if (nodes.has(id)) src.patch(id, { endpoints })
+    },
+    deleteNode (id) {
+      src.remove(id)
+    }
+  }
+  return src
+}

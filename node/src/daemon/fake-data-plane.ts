@@ -1,0 +1,50 @@
+import type { Netmap } from '@warren/protocol'
+import type { WireGuardPeerStatus } from '../wireguard/types.js'
+import type { DataPlane } from './data-plane.js'
+
+/** FakeDataPlane records what the daemon asked for, and stands in for the system in tests. */
+export interface FakeDataPlane extends DataPlane {
+  /** every netmap applied, in order */
+  readonly applied: Netmap[]
+  /** installed is true while the interface and firewall table would exist on the system */
+  readonly installed: boolean
+  readonly downCalls: number
+  readonly released: boolean
+  /** stats lets a test set what `wg show dump` would report */
+  stats: WireGuardPeerStatus[]
+  /** failNextApply makes the next apply throw, as a failing `wg` or `nft` would */
+  failNextApply?: Error
+}
+
+/**
+ * createFakeDataPlane returns a fake whose kernel-side state (`installed`) can outlive a
+ * daemon, as the real one does: pass the same fake to a restarted daemon.
+ */
+export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number } = {}): FakeDataPlane {
+  let installed = false
+  let downCalls = 0
+  let released = false
+  const fake: FakeDataPlane = {
+    applied: [],
+    stats: [],
+    get installed () { return installed },
+    get downCalls () { return downCalls },
+    get released () { return released },
+    async apply (netmap) {
+      if (fake.failNextApply !== undefined) {
+        const e = fake.failNextApply
+        delete fake.failNextApply
+        throw e
+      }
+      released = false
+      installed = true
+      fake.applied.push(netmap)
+    },
+    async peerStats () { return installed ? fake.stats : [] },
+    listenPort: () => opts.listenPort ?? 41641,
+    async ping () { return opts.pingMs ?? 1.5 },
+    async down () { installed = false; downCalls++ },
+    async release () { released = true }
+  }
+  return fake
+}
