@@ -6,7 +6,7 @@ import { WarrenError } from '@warren/protocol'
 import type { ControllerState } from './state.js'
 import type { ControllerMetrics } from './metrics.js'
 import type { ControllerPlugin, ControllerPluginContext } from './routes/controller-plugin.js'
-import { BODY_LIMIT, errorAnswer, formatValidationError, createClientErrorHandler } from './routes/error-answer.js'
+import { BODY_LIMIT, errorAnswer, formatValidationError, createClientErrorHandler, answerBeforeRouting } from './routes/error-answer.js'
 import { parseJsonBody } from './routes/json-body.js'
 import { machineRoutes } from './routes/machine.js'
 import { userRoutes } from './routes/users.js'
@@ -128,7 +128,7 @@ function createControllerFastify (opts: { logger?: Logger | false | undefined, h
     countError(body.error.code)
     void reply.code(status).send(body)
   }
-  const serverOpts: FastifyServerOptions & { https?: { key: string, cert: string } } = {
+  const serverOpts: FastifyServerOptions & { https?: { key: string, cert: string, requireHostHeader: boolean }, http?: { requireHostHeader: boolean } } = {
     bodyLimit: BODY_LIMIT,
     forceCloseConnections: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, verbose: true } },
@@ -137,10 +137,14 @@ function createControllerFastify (opts: { logger?: Logger | false | undefined, h
     frameworkErrors: (err, req, reply) => { sendError(err, req, reply as FastifyReply) },
     clientErrorHandler: createClientErrorHandler(countError)
   }
-  if (opts.https !== undefined) serverOpts.https = opts.https
+  // Node would answer a request without Host with an empty 400; the onRequest hook below answers it instead.
+  if (opts.https !== undefined) serverOpts.https = { ...opts.https, requireHostHeader: false }
+  else serverOpts.http = { requireHostHeader: false }
   const app: FastifyInstance = opts.logger === undefined || opts.logger === false
     ? Fastify({ ...serverOpts, logger: false })
     : Fastify({ ...serverOpts, loggerInstance: opts.logger as unknown as FastifyBaseLogger })
+  const { missingHost } = answerBeforeRouting(app.server, countError)
+  app.addHook('onRequest', async req => { missingHost(req) })
 
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (_req, body, done) => {

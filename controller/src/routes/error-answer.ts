@@ -1,6 +1,6 @@
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import type { FastifyError } from 'fastify'
+import type { FastifyError, FastifyRequest } from 'fastify'
 import { WarrenError, isWarrenError, type ErrorBody } from '@warren/protocol'
 
 /** BODY_LIMIT is the largest request body the controller reads. */
@@ -38,27 +38,64 @@ export function errorAnswer (err: FastifyError | WarrenError): ErrorAnswer {
  * it timed out, its headers were too large, or it was not valid HTTP.
  */
 export function clientErrorAnswer (err: Error & { code?: string }): ErrorAnswer {
-  const answer = (status: number, code: string, message: string): ErrorAnswer => ({ status, body: { error: { code, message } } })
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return answer(408, 'request_timeout', 'the request was not received in time; send the whole request at once')
-  if (err.code === 'HPE_HEADER_OVERFLOW') return answer(431, 'headers_too_large', 'the request line and headers are larger than 16 KiB')
-  return answer(400, 'bad_http', `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'})`)
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rawAnswer(408, 'request_timeout', 'the request was not received in time; send the whole request at once')
+  if (err.code === 'HPE_HEADER_OVERFLOW') return rawAnswer(431, 'headers_too_large', 'the request line and headers are larger than 16 KiB')
+  return rawAnswer(400, 'bad_http', `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'})`)
 }
+
+/** ErrorCounter sees the code of each error answer, for the error metric. */
+export type ErrorCounter = (code: string) => void
 
 /**
  * createClientErrorHandler handles node's 'clientError' for a controller server: it
  * writes a complete HTTP response with the JSON error body, then closes the connection.
- * `count` sees each error code, for the error metric.
  */
-export function createClientErrorHandler (count?: (code: string) => void): (err: Error & { code?: string }, socket: Socket) => void {
+export function createClientErrorHandler (count?: ErrorCounter): (err: Error & { code?: string }, socket: Socket) => void {
   return (err, socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return
-    const { status, body } = clientErrorAnswer(err)
-    count?.(body.error.code)
-    if (!socket.writable) { socket.destroy(); return }
-    const text = JSON.stringify(body)
-    const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n`
-    socket.end(head + text, () => { socket.destroy() })
+    const answer = clientErrorAnswer(err)
+    count?.(answer.body.error.code)
+    writeRawAnswer(socket, answer)
   }
+}
+
+/**
+ * answerBeforeRouting makes the answers node's HTTP server would otherwise send with an
+ * empty body take the JSON error shape: an unknown `Expect` (417), CONNECT (405), and an
+ * HTTP/1.1 request without Host (400; the server must be created with
+ * `requireHostHeader: false`, and `missingHost` is then called by an onRequest hook).
+ */
+export function answerBeforeRouting (server: HttpServer, count?: ErrorCounter): { missingHost: (req: FastifyRequest) => void } {
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    const answer = rawAnswer(417, 'expectation_failed', 'the only Expect the API understands is "100-continue"')
+    count?.(answer.body.error.code)
+    const text = JSON.stringify(answer.body)
+    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), connection: 'close' }).end(text)
+  })
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    const answer = rawAnswer(405, 'method_not_allowed', 'CONNECT is not served here: the controller is not a proxy')
+    count?.(answer.body.error.code)
+    writeRawAnswer(socket, answer)
+  })
+  return {
+    missingHost (req) {
+      if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
+        throw new WarrenError('bad_http', 'an HTTP/1.1 request needs a Host header')
+      }
+    }
+  }
+}
+
+function rawAnswer (status: number, code: string, message: string): ErrorAnswer {
+  return { status, body: { error: { code, message } } }
+}
+
+/** writeRawAnswer writes a whole HTTP response on a socket node's HTTP server gave up, then closes it. */
+function writeRawAnswer (socket: Socket, { status, body }: ErrorAnswer): void {
+  if (!socket.writable) { socket.destroy(); return }
+  const text = JSON.stringify(body)
+  const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n`
+  socket.end(head + text, () => { socket.destroy() })
 }
 
 interface AjvError { keyword: string, instancePath: string, message?: string, params: Record<string, unknown>, parentSchema?: { description?: string } }
