@@ -37,6 +37,7 @@ const nastyString = fc.constantFrom(...NASTY_STRINGS)
 function encodePart (text: string): string {
   return encodeURIComponent(text.replace(/[\ud800-\udfff]/g, 'x'))
 }
+
 const anyText = fc.oneof(nastyString, fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 20 }))
 const jsonValue = fc.oneof(
   { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 3 }) },
@@ -54,7 +55,7 @@ function nest (depth: number): unknown {
 /** headerText is a header value node accepts (printable ASCII), so the request reaches the server. */
 const headerText = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map(c => String.fromCharCode(c)), maxLength: 60 })
 
-/** mutateBody changes a valid body: a field replaced, dropped or added, or the whole body replaced. */
+/** bodyArb is a route's valid body, or it changed: a field replaced, dropped or added, the text cut or spliced, or another body. */
 function bodyArb (valid: Record<string, unknown> | undefined): fc.Arbitrary<string | undefined> {
   const base = valid ?? {}
   const keys = Object.keys(base)
@@ -70,14 +71,16 @@ function bodyArb (valid: Record<string, unknown> | undefined): fc.Arbitrary<stri
   )
 }
 
+/** paramArb is a path parameter: the valid one, any text, or broken or over-long encodings. */
 function paramArb (valid: string): fc.Arbitrary<string> {
   return fc.oneof(
-    { weight: 3, arbitrary: fc.constant(encodeURIComponent(valid)) },
+    { weight: 3, arbitrary: fc.constant(encodePart(valid)) },
     { weight: 3, arbitrary: anyText.map(encodePart) },
     { weight: 1, arbitrary: fc.constantFrom('%', '%zz', '%E0%A4%A', '%C0%AF', '..', '.', '%2F', 'a%00b', 'x'.repeat(101), 'x'.repeat(1000)) }
   )
 }
 
+/** queryArb is a querystring: the route's valid one, random pairs, or broken forms. */
 function queryArb (valid: Record<string, string> | undefined): fc.Arbitrary<string> {
   const pairs = fc.array(fc.tuple(fc.oneof(fc.constantFrom('limit', 'after', '__proto__', 'constructor', 'a[b]', ''), fc.string({ maxLength: 8 })), anyText), { maxLength: 3 })
   const encode = (kv: Array<[string, string]>): string => kv.map(([k, v]) => `${encodePart(k)}=${encodePart(v)}`).join('&')
@@ -90,6 +93,7 @@ function queryArb (valid: Record<string, string> | undefined): fc.Arbitrary<stri
 
 interface FuzzRequest { server: 'admin' | 'public', method: Method, url: string, headers: Record<string, string>, payload: string | undefined }
 
+/** requestArb picks a route and varies its server, method, params, query, body and headers. */
 function requestArb (routes: RouteSpec[], apiKey: string): fc.Arbitrary<FuzzRequest> {
   return fc.constantFrom(...routes).chain(route => {
     const paramNames = Object.keys(route.params ?? {})
