@@ -1,38 +1,23 @@
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyError, type FastifyServerOptions, type FastifyBaseLogger } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyReply, type FastifyError, type FastifyServerOptions, type FastifyBaseLogger } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
-import { Type } from '@sinclair/typebox'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
-import {
-  WarrenError, isWarrenError, PROTOCOL_VERSION, Obj, Id, UserName,
-  ErrorBody, ControllerInfo, RegisterRequest, RegisterResponse,
-  CreateUserRequest, UserResponse, UserList, CreateAuthKeyRequest, CreateAuthKeyResponse, AuthKeyResponse,
-  AuthKeyList, CreateApiKeyRequest, CreateApiKeyResponse, ApiKeyResponse, ApiKeyList, NodeResponse, NodeList,
-  RenameNodeRequest, SetTagsRequest, AuditList,
-  type CreateAuthKeyRequest as CreateAuthKeyBody, type CreateApiKeyRequest as CreateApiKeyBody,
-  type CreateUserRequest as CreateUserBody, type RegisterRequest as RegisterBody
-} from '@warren/protocol'
+import { WarrenError } from '@warren/protocol'
 import type { ControllerState } from './state.js'
 import type { ControllerMetrics } from './metrics.js'
+import type { ControllerPlugin, ControllerPluginContext } from './routes/controller-plugin.js'
+import { BODY_LIMIT, errorAnswer, formatValidationError, createClientErrorHandler, answerBeforeRouting } from './routes/error-answer.js'
+import { parseJsonBody } from './routes/json-body.js'
+import { machineRoutes } from './routes/machine.js'
+import { userRoutes } from './routes/users.js'
+import { authKeyRoutes } from './routes/keys.js'
+import { apiKeyRoutes } from './routes/apikeys.js'
+import { nodeRoutes } from './routes/nodes.js'
+import { auditRoutes } from './routes/audit.js'
 
-/**
- * ControllerPluginContext is what extension modules (for example the policy routes in
- * controller/src/policy/) get when they add admin routes.
- */
-export interface ControllerPluginContext {
-  state: ControllerState
-  /** actor names who made an admin request: `local-admin` or `apikey:<id>`, for audit entries */
-  actor: (request: FastifyRequest) => string
-  /** true on the local Unix-socket admin server */
-  local: boolean
-  metrics?: ControllerMetrics
-}
-
-/**
- * ControllerPlugin adds routes to the admin scope: they run after admin authentication
- * (API key over TCP, none on the local socket), share the JSON error format, and must
- * declare body and response schemas (`errorResponses` gives the error part).
- */
-export type ControllerPlugin = (app: FastifyInstance, ctx: ControllerPluginContext) => Promise<void> | void
+export { errorResponses, type ControllerApp, type ControllerPlugin, type ControllerPluginContext } from './routes/controller-plugin.js'
+export { BODY_LIMIT } from './routes/error-answer.js'
+export { MAX_JSON_DEPTH } from './routes/json-body.js'
 
 export interface RateLimitOptions {
   /** registrations per client address per window (default 60) */
@@ -46,8 +31,8 @@ export interface RateLimitOptions {
 export interface BuildAppOptions {
   state: ControllerState
   /**
-   * `public`: the TCP (TLS) server: machine routes, /metrics, and admin routes that need an
-   * API key. `local`: the Unix-socket server: admin routes only, as `local-admin`.
+   * `public`: the TCP (TLS) server: machine routes, and admin routes that need an API
+   * key. `local`: the Unix-socket server: admin routes only, as `local-admin`.
    */
   mode: 'public' | 'local'
   https?: { key: string, cert: string }
@@ -58,11 +43,10 @@ export interface BuildAppOptions {
   metrics?: ControllerMetrics
 }
 
-export const BODY_LIMIT = 1024 * 1024
 const LOCAL_ADMIN = 'local-admin'
 
-/** errorResponses is the response schema part every route shares for its error answers. */
-export const errorResponses = { '4xx': ErrorBody, '5xx': ErrorBody } as const
+/** The admin route groups every admin server has, before the plugins given to buildApp. */
+const ADMIN_ROUTES: readonly ControllerPlugin[] = [userRoutes, authKeyRoutes, apiKeyRoutes, nodeRoutes, auditRoutes]
 
 declare module 'fastify' {
   interface FastifyRequest { warrenActor: string }
@@ -72,45 +56,8 @@ declare module 'fastify' {
 export async function buildApp (opts: BuildAppOptions): Promise<FastifyInstance> {
   const { state, metrics } = opts
   const local = opts.mode === 'local'
-  const serverOpts: FastifyServerOptions & { https?: { key: string, cert: string } } = {
-    bodyLimit: BODY_LIMIT,
-    forceCloseConnections: true,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, verbose: true } },
-    schemaErrorFormatter: formatValidationError
-  }
-  if (opts.https !== undefined) serverOpts.https = opts.https
-  const app: FastifyInstance = opts.logger === undefined || opts.logger === false
-    ? Fastify({ ...serverOpts, logger: false })
-    : Fastify({ ...serverOpts, loggerInstance: opts.logger as unknown as FastifyBaseLogger })
-
+  const app = createControllerFastify({ logger: opts.logger, https: opts.https, metrics })
   app.decorateRequest('warrenActor', '')
-
-  // Our own JSON parser, so that bad JSON gets our error code and an empty body is "no body".
-  app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (_req, body, done) => {
-    const text = body as string
-    if (text.trim() === '') { done(null, undefined); return }
-    try {
-      done(null, JSON.parse(text))
-    } catch (e) {
-      done(new WarrenError('invalid_json', `request body is not valid JSON: ${(e as Error).message}`), undefined)
-    }
-  })
-  // Routes that take no input still declare an (empty) body schema; a missing body is `{}`.
-  app.addHook('preValidation', async (req) => {
-    if (req.body === undefined && req.routeOptions.schema?.body !== undefined) req.body = {}
-  })
-
-  app.setErrorHandler((err: FastifyError | WarrenError, req, reply) => {
-    const { status, body } = errorAnswer(err)
-    if (status >= 500) req.log.error({ err }, 'request failed')
-    metrics?.httpErrors.inc({ code: body.error.code })
-    void reply.code(status).send(body)
-  })
-  app.setNotFoundHandler((req, reply) => {
-    metrics?.httpErrors.inc({ code: 'not_found' })
-    void reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see the README for the API` } })
-  })
 
   const limits = opts.rateLimit === false ? undefined : { registerMax: 60, authFailureMax: 20, windowMs: 60_000, ...opts.rateLimit }
   if (limits !== undefined && !local) {
@@ -123,16 +70,13 @@ export async function buildApp (opts: BuildAppOptions): Promise<FastifyInstance>
   }
 
   if (!local) {
-    machineRoutes(app, state, metrics, limits)
-    if (metrics !== undefined) {
-      app.get('/metrics', async (_req, reply) => {
-        void reply.header('content-type', metrics.registry.contentType)
-        return await metrics.registry.metrics()
-      })
-    }
+    const registerLimit = limits === undefined ? undefined : { max: limits.registerMax, windowMs: limits.windowMs }
+    await app.register(async scope => {
+      machineRoutes({ state, ...(metrics !== undefined ? { metrics } : {}), ...(registerLimit !== undefined ? { registerLimit } : {}) })(scope.withTypeProvider<TypeBoxTypeProvider>())
+    })
   }
 
-  await app.register(async (admin) => {
+  await app.register(async admin => {
     const authFailures = limits !== undefined && !local ? admin.createRateLimit({ max: limits.authFailureMax, timeWindow: limits.windowMs }) : undefined
     admin.addHook('onRequest', async (req) => {
       if (local) { req.warrenActor = LOCAL_ADMIN; return }
@@ -148,10 +92,77 @@ export async function buildApp (opts: BuildAppOptions): Promise<FastifyInstance>
       }
     })
     const ctx: ControllerPluginContext = { state, actor: req => req.warrenActor, local, ...(metrics !== undefined ? { metrics } : {}) }
-    adminRoutes(admin, ctx)
-    for (const plugin of opts.plugins ?? []) await plugin(admin, ctx)
+    for (const plugin of [...ADMIN_ROUTES, ...opts.plugins ?? []]) {
+      await admin.register(async scope => { await plugin(scope.withTypeProvider<TypeBoxTypeProvider>(), ctx) })
+    }
   })
 
+  return app
+}
+
+/**
+ * buildMetricsApp serves GET /metrics (Prometheus text) and nothing else, for the
+ * separate plain-HTTP metrics listener; errors have the API's JSON shape.
+ */
+export function buildMetricsApp (opts: { metrics: ControllerMetrics, logger?: Logger | false }): FastifyInstance {
+  const { metrics } = opts
+  const app = createControllerFastify({ logger: opts.logger, metrics })
+  app.get('/metrics', async (_req, reply) => {
+    void reply.header('content-type', metrics.registry.contentType)
+    return await metrics.registry.metrics()
+  })
+  return app
+}
+
+/**
+ * createControllerFastify is a fastify instance with what every controller server
+ * shares: the JSON body parser, and one error shape `{error: {code, message}}` for route
+ * errors, unknown routes, bad URLs and requests fastify never sees (node's clientError).
+ */
+function createControllerFastify (opts: { logger?: Logger | false | undefined, https?: { key: string, cert: string } | undefined, metrics?: ControllerMetrics | undefined }): FastifyInstance {
+  const { metrics } = opts
+  const countError = (code: string): void => { metrics?.httpErrors.inc({ code }) }
+  const sendError = (err: FastifyError | WarrenError, req: FastifyRequest, reply: FastifyReply): void => {
+    const { status, body } = errorAnswer(err)
+    if (status >= 500) req.log.error({ err }, 'request failed')
+    countError(body.error.code)
+    void reply.code(status).send(body)
+  }
+  const serverOpts: FastifyServerOptions & { https?: { key: string, cert: string, requireHostHeader: boolean }, http?: { requireHostHeader: boolean } } = {
+    bodyLimit: BODY_LIMIT,
+    forceCloseConnections: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, verbose: true } },
+    schemaErrorFormatter: formatValidationError,
+    // Bad URL encoding and over-long path segments, found before routing.
+    frameworkErrors: (err, req, reply) => { sendError(err, req, reply as FastifyReply) },
+    clientErrorHandler: createClientErrorHandler(countError)
+  }
+  // Node would answer a request without Host with an empty 400; the onRequest hook below answers it instead.
+  if (opts.https !== undefined) serverOpts.https = { ...opts.https, requireHostHeader: false }
+  else serverOpts.http = { requireHostHeader: false }
+  const app: FastifyInstance = opts.logger === undefined || opts.logger === false
+    ? Fastify({ ...serverOpts, logger: false })
+    : Fastify({ ...serverOpts, loggerInstance: opts.logger as unknown as FastifyBaseLogger })
+  const { missingHost } = answerBeforeRouting(app.server, countError)
+  app.addHook('onRequest', async req => { missingHost(req) })
+
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string))
+    } catch (e) {
+      done(e as WarrenError, undefined)
+    }
+  })
+  // Routes that take no input still declare an (empty) body schema; a missing body is `{}`.
+  app.addHook('preValidation', async (req) => {
+    if (req.body === undefined && req.routeOptions.schema?.body !== undefined) req.body = {}
+  })
+  app.setErrorHandler((err: FastifyError | WarrenError, req, reply) => { sendError(err, req, reply) })
+  app.setNotFoundHandler((req, reply) => {
+    countError('not_found')
+    void reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see the README for the API` } })
+  })
   return app
 }
 
@@ -163,149 +174,4 @@ function bearer (req: FastifyRequest): string {
   const m = /^Bearer\s+(\S+)$/i.exec(h)
   if (m === null) throw new WarrenError('invalid_api_key', 'the Authorization header must be "Bearer wrnapi-..."', { status: 401 })
   return m[1]!
-}
-
-function machineRoutes (app: FastifyInstance, state: ControllerState, metrics: ControllerMetrics | undefined, limits: Required<RateLimitOptions> | undefined): void {
-  app.get('/v1/machine/key', { schema: { response: { 200: ControllerInfo, ...errorResponses } } }, async () => {
-    return { version: PROTOCOL_VERSION, controllerKey: state.controllerKey.publicKey, domain: state.domain }
-  })
-  app.post('/v1/machine/register', {
-    schema: { body: RegisterRequest, response: { 200: RegisterResponse, ...errorResponses } },
-    ...(limits !== undefined ? { config: { rateLimit: { max: limits.registerMax, timeWindow: limits.windowMs } } } : {})
-  }, async (req) => {
-    try {
-      const node = await state.register(req.body as RegisterBody)
-      metrics?.registrations.inc({ result: 'ok' })
-      return { node }
-    } catch (e) {
-      metrics?.registrations.inc({ result: isWarrenError(e) ? e.code : 'internal' })
-      throw e
-    }
-  })
-}
-
-const NodeParams = Obj({ node: Id })
-const IdParams = Obj({ id: Id })
-const UserParams = Obj({ name: UserName })
-const NoBody = Obj({})
-const AuditQuery = Obj({
-  limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$', description: 'a number of entries, 1-1000' })),
-  after: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'a sequence number' }))
-})
-
-function adminRoutes (app: FastifyInstance, ctx: ControllerPluginContext): void {
-  const { state, actor } = ctx
-  const ok = <T>(schema: T) => ({ 200: schema, ...errorResponses })
-  const created = <T>(schema: T) => ({ 201: schema, ...errorResponses })
-
-  app.get('/v1/users', { schema: { response: ok(UserList) } }, async () => ({ users: state.listUsers().sort(byField('name')) }))
-  app.post('/v1/users', { schema: { body: CreateUserRequest, response: created(UserResponse) } }, async (req, reply) => {
-    void reply.code(201)
-    return { user: await state.createUser(req.body as CreateUserBody, actor(req)) }
-  })
-  app.delete('/v1/users/:name', { schema: { params: UserParams, response: ok(UserResponse) } }, async (req) => {
-    return { user: await state.deleteUser((req.params as { name: string }).name, actor(req)) }
-  })
-
-  app.get('/v1/authkeys', { schema: { response: ok(AuthKeyList) } }, async () => ({ authKeys: state.listAuthKeys().sort(byField('created')) }))
-  app.post('/v1/authkeys', { schema: { body: CreateAuthKeyRequest, response: created(CreateAuthKeyResponse) } }, async (req, reply) => {
-    void reply.code(201)
-    return await state.createAuthKey(req.body as CreateAuthKeyBody, actor(req))
-  })
-  app.post('/v1/authkeys/:id/expire', { schema: { params: IdParams, body: NoBody, response: ok(AuthKeyResponse) } }, async (req) => {
-    return { authKey: await state.expireAuthKey((req.params as { id: string }).id, actor(req)) }
-  })
-
-  app.get('/v1/apikeys', { schema: { response: ok(ApiKeyList) } }, async () => ({ apiKeys: state.listApiKeys().sort(byField('created')) }))
-  app.post('/v1/apikeys', { schema: { body: CreateApiKeyRequest, response: created(CreateApiKeyResponse) } }, async (req, reply) => {
-    void reply.code(201)
-    return await state.createApiKey(req.body as CreateApiKeyBody, actor(req))
-  })
-  app.post('/v1/apikeys/:id/expire', { schema: { params: IdParams, body: NoBody, response: ok(ApiKeyResponse) } }, async (req) => {
-    return { apiKey: await state.expireApiKey((req.params as { id: string }).id, actor(req)) }
-  })
-
-  const nodeOf = (req: FastifyRequest): string => (req.params as { node: string }).node
-  const requireNode = (idOrName: string) => {
-    const node = state.getNode(idOrName)
-    if (node === undefined) throw new WarrenError('node_not_found', `no node with id or name '${idOrName}'; 'warren admin nodes list' shows them`, { status: 404 })
-    return node
-  }
-  app.get('/v1/nodes', { schema: { response: ok(NodeList) } }, async () => ({ nodes: state.listNodes().sort(byField('name')) }))
-  app.get('/v1/nodes/:node', { schema: { params: NodeParams, response: ok(NodeResponse) } }, async (req) => ({ node: requireNode(nodeOf(req)) }))
-  app.post('/v1/nodes/:node/approve', { schema: { params: NodeParams, body: NoBody, response: ok(NodeResponse) } }, async (req) => {
-    return { node: await state.approveNode(nodeOf(req), actor(req)) }
-  })
-  app.post('/v1/nodes/:node/rename', { schema: { params: NodeParams, body: RenameNodeRequest, response: ok(NodeResponse) } }, async (req) => {
-    return { node: await state.renameNode(nodeOf(req), (req.body as { name: string }).name, actor(req)) }
-  })
-  app.post('/v1/nodes/:node/expire', { schema: { params: NodeParams, body: NoBody, response: ok(NodeResponse) } }, async (req) => {
-    return { node: await state.expireNode(nodeOf(req), actor(req)) }
-  })
-  app.post('/v1/nodes/:node/tags', { schema: { params: NodeParams, body: SetTagsRequest, response: ok(NodeResponse) } }, async (req) => {
-    return { node: await state.setTags(nodeOf(req), (req.body as { tags: string[] }).tags, actor(req)) }
-  })
-  app.delete('/v1/nodes/:node', { schema: { params: NodeParams, response: ok(NodeResponse) } }, async (req) => {
-    return { node: await state.deleteNode(nodeOf(req), actor(req)) }
-  })
-
-  app.get('/v1/audit', { schema: { querystring: AuditQuery, response: ok(AuditList) } }, async (req) => {
-    const q = req.query as { limit?: string, after?: string }
-    const limit = q.limit === undefined ? 100 : Number(q.limit)
-    if (limit < 1 || limit > 1000) throw new WarrenError('invalid_input', 'querystring/limit must be between 1 and 1000', { field: 'querystring/limit' })
-    return { entries: state.listAudit({ limit, ...(q.after !== undefined ? { after: Number(q.after) } : {}) }) }
-  })
-}
-
-/** byField sorts lists by one string field, so listings read the same across restarts. */
-function byField<K extends string> (key: K): (a: Record<K, string>, b: Record<K, string>) => number {
-  return (a, b) => a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0
-}
-
-interface AjvError { keyword: string, instancePath: string, message?: string, params: Record<string, unknown>, parentSchema?: { description?: string } }
-
-/**
- * formatValidationError turns ajv's first error into one sentence that names the field,
- * for example `body/reusable must be boolean` or `body/color is not a known field`.
- */
-function formatValidationError (errors: AjvError[], dataVar: string): Error {
-  const e = errors[0]
-  if (e === undefined) return new WarrenError('invalid_input', `${dataVar} is not valid`)
-  let field = `${dataVar}${e.instancePath}`
-  let message: string
-  if (e.keyword === 'additionalProperties') {
-    field = `${field}/${String(e.params.additionalProperty)}`
-    message = `${field} is not a known field; remove it`
-  } else if (e.keyword === 'required') {
-    field = `${field}/${String(e.params.missingProperty)}`
-    message = `${field} is required but missing`
-  } else if (e.keyword === 'pattern' && e.parentSchema?.description !== undefined) {
-    message = `${field} has the wrong form: expected ${e.parentSchema.description}`
-  } else if (e.keyword === 'type' && e.instancePath === '' && dataVar === 'body') {
-    message = 'body must be a JSON object'
-  } else {
-    message = `${field} ${e.message ?? 'is not valid'}`
-  }
-  return new WarrenError('invalid_input', message, { field })
-}
-
-/** errorAnswer maps any error to the status and JSON body the API sends. */
-function errorAnswer (err: FastifyError | WarrenError): { status: number, body: ErrorBody } {
-  if (isWarrenError(err)) {
-    const error: ErrorBody['error'] = { code: err.code, message: err.message }
-    if (err.field !== undefined) error.field = err.field
-    return { status: err.status, body: { error } }
-  }
-  const code = (err as FastifyError).code
-  const known: Record<string, [number, string, string]> = {
-    FST_ERR_CTP_BODY_TOO_LARGE: [413, 'body_too_large', `request body is larger than the ${BODY_LIMIT / 1024} KiB limit`],
-    FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'unsupported_media_type', 'send the body as JSON with "Content-Type: application/json"'],
-    FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'invalid_content_length', 'the Content-Length header does not match the body'],
-    FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'invalid_json', 'request body is empty but Content-Type says JSON']
-  }
-  const hit = code === undefined ? undefined : known[code]
-  if (hit !== undefined) return { status: hit[0], body: { error: { code: hit[1], message: hit[2] } } }
-  const status = (err as FastifyError).statusCode ?? 500
-  if (status >= 400 && status < 500) return { status, body: { error: { code: 'bad_request', message: err.message } } }
-  return { status: 500, body: { error: { code: 'internal', message: 'the controller failed to handle this request; see its log' } } }
 }

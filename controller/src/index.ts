@@ -11,6 +11,7 @@
  */
 export * from './server.js'
 export * from './app.js'
+export { policyRoutes } from './routes/policy.js'
 export * from './state.js'
 export * from './store.js'
 export * from './tls.js'

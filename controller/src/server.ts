@@ -5,14 +5,15 @@ import { hostname } from 'node:os'
 import { isIP } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN } from '@warren/protocol'
+import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort } from '@warren/protocol'
 import { openStore } from './store.js'
 import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
-import { buildApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
+import { buildApp, buildMetricsApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
 import { mapServerHook, type MapServerHookOptions, type MapService } from './map/index.js'
-import { policyRoutes, policyServiceFor, type PolicyService } from './policy/index.js'
+import { policyServiceFor, type PolicyService } from './policy/index.js'
+import { policyRoutes } from './routes/policy.js'
 
 /**
  * ServerHook gets the controller's HTTPS server before it listens, to mount what is not
@@ -44,6 +45,12 @@ export interface StartControllerOptions {
    * false leaves it out, for tests that mount their own.
    */
   map?: MapServerHookOptions | false
+  /**
+   * `host:port` for a plain-HTTP listener that serves Prometheus metrics at GET /metrics
+   * (`:port` is loopback). Off by default; the public server never serves metrics. Bind
+   * it to loopback or a private address: it has no authentication.
+   */
+  metricsListen?: string
 }
 
 export interface RunningController {
@@ -63,6 +70,8 @@ export interface RunningController {
   policy: PolicyService
   /** the live map service, unless started with `map: false` */
   map?: MapService
+  /** http://host:port/metrics, when started with `metricsListen` */
+  metricsUrl?: string
   close: () => Promise<void>
 }
 
@@ -72,6 +81,7 @@ const SWEEP_MS = 10_000
 /** startController opens the state dir and serves the API on TLS and on the admin socket. */
 export async function startController (opts: StartControllerOptions): Promise<RunningController> {
   const { host, port } = parseListen(opts.listen)
+  const metricsAddress = opts.metricsListen === undefined ? undefined : parseHostPort(opts.metricsListen, '--metrics-listen')
   const domain = opts.domain ?? DEFAULT_DOMAIN
   if (!isDomain(domain)) {
     throw new WarrenError('bad_domain', `--domain '${domain}' is not a DNS domain such as warren.internal`, { field: 'domain' })
@@ -128,6 +138,13 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       const c = await hook(app.server as unknown as HttpsServer, { state, metrics, log, app })
       if (c !== undefined) closables.unshift(c)
     }
+    let metricsUrl: string | undefined
+    if (metricsAddress !== undefined) {
+      const metricsApp = buildMetricsApp({ metrics, logger: log.child({ server: 'metrics' }) })
+      closables.push({ close: async () => { await metricsApp.close() } })
+      metricsUrl = await listenMetrics(metricsApp, metricsAddress.host === '' ? '127.0.0.1' : metricsAddress.host, metricsAddress.port)
+    }
+
     await app.listen({ host, port })
     const address = app.server.address()
     const boundPort = typeof address === 'object' && address !== null ? address.port : port
@@ -145,7 +162,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const sweep = setInterval(() => { state!.sweepExpired() }, SWEEP_MS)
     sweep.unref()
     const url = `https://${urlHost(host)}:${boundPort}`
-    log.info({ url, fingerprint: tls.displayFingerprint, stateDir: opts.stateDir, domain }, 'controller listening')
+    log.info({ url, fingerprint: tls.displayFingerprint, stateDir: opts.stateDir, domain, ...(metricsUrl !== undefined ? { metricsUrl } : {}) }, 'controller listening')
 
     let closing: Promise<void> | undefined
     const running: RunningController = {
@@ -159,6 +176,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       metrics,
       policy,
       ...(map !== undefined ? { map } : {}),
+      ...(metricsUrl !== undefined ? { metricsUrl } : {}),
       close: async () => {
         closing ??= (async () => {
           clearInterval(sweep)
@@ -177,6 +195,18 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     await store.close()
     throw e
   }
+}
+
+/** listenMetrics starts the metrics listener and returns its /metrics URL. */
+async function listenMetrics (app: FastifyInstance, host: string, port: number): Promise<string> {
+  try {
+    await app.listen({ host, port })
+  } catch (e) {
+    throw new WarrenError('listen_failed', `cannot serve metrics on --metrics-listen ${formatHostPort(host, port)}: ${(e as Error).message}`, { status: 500, field: 'metrics-listen' })
+  }
+  const address = app.server.address()
+  const boundPort = typeof address === 'object' && address !== null ? address.port : port
+  return `http://${formatHostPort(host, boundPort)}/metrics`
 }
 
 async function closeAll (closables: Closable[]): Promise<void> {

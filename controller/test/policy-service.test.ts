@@ -1,6 +1,7 @@
 import t from 'tap'
 import { testController } from './helpers.js'
-import { policyRoutes, policyServiceFor, DEFAULT_POLICY_TEXT } from '../src/policy/index.js'
+import { policyServiceFor, DEFAULT_POLICY_TEXT } from '../src/policy/index.js'
+import { policyRoutes } from '../src/routes/policy.js'
 import type { MapPolicy } from '../src/map/types.js'
 
 const GOOD = `{

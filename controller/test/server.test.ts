@@ -47,9 +47,9 @@ t.test('the controller serves TLS with a kept self-signed certificate and an adm
   t.notOk((await socketRequest(c.adminSocket, 'GET', '/v1/machine/key')).status === 200, 'machine routes are not on the socket')
 
   const metrics = await pinnedRequest(c.url, c.fingerprint, 'GET', '/metrics')
-  t.equal(metrics.status, 200)
-  t.match(metrics.body, /warren_controller_http_errors_total\{code="unauthenticated"\} 1/)
-  t.match(metrics.body, /warren_controller_process_resident_memory_bytes/)
+  t.equal(metrics.status, 404, 'the public server does not serve metrics')
+  t.equal(metrics.body.error.code, 'not_found')
+  t.equal(c.metricsUrl, undefined, 'no metrics listener unless asked for')
 
   const second = startController({ stateDir: dir, listen: '127.0.0.1:0', logger: false })
   await t.rejects(second, { code: 'state_dir_locked' }, 'a second controller on the same state dir is refused')
@@ -116,7 +116,32 @@ t.test('registration over HTTPS with a real server', async t => {
   t.equal(r.status, 200)
   t.equal(r.body.node.fqdn, 'pi.mesh.example')
   t.ok(Date.parse(r.body.node.keyExpiry) < Date.now() + 8 * 86_400_000, 'the node key expiry option is used')
-  t.match((await pinnedRequest(c.url, c.fingerprint, 'GET', '/metrics')).body, /warren_controller_registrations_total\{result="ok"\} 1/)
+  t.match((await c.metrics.registry.metrics()), /warren_controller_registrations_total\{result="ok"\} 1/)
+})
+
+t.test('metrics are served only on --metrics-listen, over plain HTTP', async t => {
+  const dir = await tempDir(t)
+  const c = await startController({ stateDir: dir, listen: '127.0.0.1:0', logger: false, metricsListen: '127.0.0.1:0' })
+  t.teardown(c.close)
+  t.match(c.metricsUrl, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/)
+  t.equal((await pinnedRequest(c.url, c.fingerprint, 'GET', '/v1/nodes')).status, 401)
+  t.equal((await pinnedRequest(c.url, c.fingerprint, 'GET', '/metrics')).status, 404, 'still not on the public server')
+
+  const scrape = await fetch(c.metricsUrl!)
+  t.equal(scrape.status, 200)
+  t.match(scrape.headers.get('content-type'), /^text\/plain/)
+  const text = await scrape.text()
+  t.match(text, /warren_controller_http_errors_total\{code="unauthenticated"\} 1/)
+  t.match(text, /warren_controller_process_resident_memory_bytes/)
+  t.match(text, /warren_map_connected_nodes 0/, 'the map service\'s series too')
+
+  const other = await fetch(new URL('/v1/nodes', c.metricsUrl))
+  t.equal(other.status, 404)
+  t.match(await other.json(), { error: { code: 'not_found' } }, 'nothing else is served there, in the API\'s error shape')
+
+  await t.rejects(startController({ stateDir: await tempDir(t), listen: '127.0.0.1:0', logger: false, metricsListen: 'nowhere' }), { code: 'bad_host_port' })
+  const busy = new URL(c.metricsUrl!).port
+  await t.rejects(startController({ stateDir: await tempDir(t), listen: '127.0.0.1:0', logger: false, metricsListen: `127.0.0.1:${busy}` }), { code: 'listen_failed', message: /--metrics-listen/ })
 })
 
 t.test('--listen forms', async t => {

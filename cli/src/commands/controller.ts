@@ -2,7 +2,7 @@ import type { Command } from 'commander'
 import { displayFingerprint, DEFAULT_DOMAIN } from '@warren/protocol'
 import { printLine } from '../output.js'
 
-interface ServeOpts { stateDir: string, listen: string, domain: string, tlsCert?: string, tlsKey?: string }
+interface ServeOpts { stateDir: string, listen: string, domain: string, tlsCert?: string, tlsKey?: string, metricsListen?: string }
 
 /**
  * register adds `warren controller serve`. It prints the URL (with the real port when
@@ -19,6 +19,7 @@ export function register (program: Command): void {
     .option('--domain <domain>', 'MagicDNS domain for node names', DEFAULT_DOMAIN)
     .option('--tls-cert <file>', 'PEM certificate to serve instead of the self-signed one')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by default; no authentication, so use loopback or a private address)')
     .action(async (opts: ServeOpts) => {
       // Loaded here so that other commands do not pay for the controller's dependencies.
       const { startController } = await import('@warren/controller')
@@ -27,11 +28,13 @@ export function register (program: Command): void {
         listen: opts.listen,
         domain: opts.domain,
         ...(opts.tlsCert !== undefined ? { tlsCert: opts.tlsCert } : {}),
-        ...(opts.tlsKey !== undefined ? { tlsKey: opts.tlsKey } : {})
+        ...(opts.tlsKey !== undefined ? { tlsKey: opts.tlsKey } : {}),
+        ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})
       })
       printLine(`warren controller listening on ${ctl.url}`)
       printLine(`certificate fingerprint (SHA-256): ${displayFingerprint(ctl.fingerprint)}`)
       printLine(`admin socket: ${ctl.adminSocket}`)
+      if (ctl.metricsUrl !== undefined) printLine(`metrics: ${ctl.metricsUrl}`)
       printLine(`manage it here with: warren admin --state-dir ${opts.stateDir} users create NAME`)
       const signal = await new Promise<NodeJS.Signals>(resolve => {
         process.once('SIGINT', resolve)

@@ -1,7 +1,7 @@
 /**
  * The access policy engine: Tailscale-style HuJSON policies, parsed with exact
  * line:column errors, checked on identities, and compiled per node into peers and an
- * inbound packet filter. All but the service and routes is pure (no I/O), so the
+ * inbound packet filter. All but the service is pure (no I/O), so the
  * controller, the map server and the CLI share it.
  *
  * API
@@ -22,8 +22,6 @@
  * - policyServiceFor(state) -> PolicyService: versions in the store, set/rollback (checked
  *   whole, applied whole), history, check, diff, explain, one engine kept in step
  *   (onChange(ids) for the map server); installs state.tagOwnersAllow.
- * - policyRoutes(service?) -> ControllerPlugin for /v1/policy (get, set, history,
- *   rollback, check, diff, explain).
  *
  * @example
  * const { policy, errors } = parsePolicy(text, { users })
@@ -40,7 +38,6 @@ export { check, type CheckResult, type CheckOptions } from './evaluate.js'
 export { explain, runTests, validatePolicy, diff, tagOwnersAllow, protoName, portsText, type ExplainResult, type Access, type PolicyDiff } from './explain.js'
 export { buildFilter, filterAllows, mergeRanges } from './filter.js'
 export { createPolicyService, policyServiceFor, POLICY_PREFIX, type PolicyService } from './service.js'
-export { policyRoutes } from './routes.js'
 export type { Policy, PolicyNode, PolicyUser, PolicyIdentity, PolicyRule, PolicyTest, PortRange, Selector, SourcePos } from './types.js'
 
 import { parsePolicy, DEFAULT_POLICY_TEXT } from './parse.js'

@@ -1,0 +1,38 @@
+import { PROTOCOL_VERSION, isWarrenError, ControllerInfo, RegisterRequest, RegisterResponse } from '@warren/protocol'
+import type { ControllerState } from '../state.js'
+import type { ControllerMetrics } from '../metrics.js'
+import { okResponse, type ControllerApp } from './controller-plugin.js'
+
+export interface MachineRoutesOptions {
+  state: ControllerState
+  metrics?: ControllerMetrics
+  /** registrations per client address per window; absent: no rate limit */
+  registerLimit?: { max: number, windowMs: number }
+}
+
+/**
+ * machineRoutes are what nodes call on the public server without an API key:
+ * GET /v1/machine/key (the controller's key, protocol version and domain) and
+ * POST /v1/machine/register (a signed registration, rate limited per address).
+ */
+export function machineRoutes (opts: MachineRoutesOptions): (app: ControllerApp) => void {
+  const { state, metrics, registerLimit } = opts
+  return app => {
+    app.get('/v1/machine/key', { schema: { response: okResponse(ControllerInfo) } }, async () => {
+      return { version: PROTOCOL_VERSION, controllerKey: state.controllerKey.publicKey, domain: state.domain }
+    })
+    app.post('/v1/machine/register', {
+      schema: { body: RegisterRequest, response: okResponse(RegisterResponse) },
+      ...(registerLimit !== undefined ? { config: { rateLimit: { max: registerLimit.max, timeWindow: registerLimit.windowMs } } } : {})
+    }, async req => {
+      try {
+        const node = await state.register(req.body)
+        metrics?.registrations.inc({ result: 'ok' })
+        return { node }
+      } catch (e) {
+        metrics?.registrations.inc({ result: isWarrenError(e) ? e.code : 'internal' })
+        throw e
+      }
+    })
+  }
+}

@@ -1,0 +1,34 @@
+import { WarrenError, Obj, Id, NodeResponse, NodeList, RenameNodeRequest, SetTagsRequest } from '@warren/protocol'
+import { okResponse, byField, type ControllerPlugin } from './controller-plugin.js'
+import { NoBody } from './schemas.js'
+
+const NodeParams = Obj({ node: Id })
+
+/**
+ * nodeRoutes are `warren admin nodes ...`: list, get, approve, rename, expire, tag and
+ * delete, each addressed by node id or name.
+ */
+export const nodeRoutes: ControllerPlugin = (app, { state, actor }) => {
+  const requireNode = (idOrName: string) => {
+    const node = state.getNode(idOrName)
+    if (node === undefined) throw new WarrenError('node_not_found', `no node with id or name '${idOrName}'; 'warren admin nodes list' shows them`, { status: 404 })
+    return node
+  }
+  app.get('/v1/nodes', { schema: { response: okResponse(NodeList) } }, async () => ({ nodes: state.listNodes().sort(byField('name')) }))
+  app.get('/v1/nodes/:node', { schema: { params: NodeParams, response: okResponse(NodeResponse) } }, async req => ({ node: requireNode(req.params.node) }))
+  app.post('/v1/nodes/:node/approve', { schema: { params: NodeParams, body: NoBody, response: okResponse(NodeResponse) } }, async req => {
+    return { node: await state.approveNode(req.params.node, actor(req)) }
+  })
+  app.post('/v1/nodes/:node/rename', { schema: { params: NodeParams, body: RenameNodeRequest, response: okResponse(NodeResponse) } }, async req => {
+    return { node: await state.renameNode(req.params.node, req.body.name, actor(req)) }
+  })
+  app.post('/v1/nodes/:node/expire', { schema: { params: NodeParams, body: NoBody, response: okResponse(NodeResponse) } }, async req => {
+    return { node: await state.expireNode(req.params.node, actor(req)) }
+  })
+  app.post('/v1/nodes/:node/tags', { schema: { params: NodeParams, body: SetTagsRequest, response: okResponse(NodeResponse) } }, async req => {
+    return { node: await state.setTags(req.params.node, req.body.tags, actor(req)) }
+  })
+  app.delete('/v1/nodes/:node', { schema: { params: NodeParams, response: okResponse(NodeResponse) } }, async req => {
+    return { node: await state.deleteNode(req.params.node, actor(req)) }
+  })
+}
