@@ -10,11 +10,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { createInterface } from 'node:readline'
-import type { FilterRule } from '@warren/protocol'
+import { filterAllows, type FilterRule } from '@warren/protocol'
 import { createCommandRunner, type CommandRunner, type CommandSession } from '../src/runner/index.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { createNftSession, NftRefusedError } from '../src/firewall/nft-session.js'
-import { filterAllows } from '../src/firewall/ruleset.js'
 
 const host = createCommandRunner()
 const usable = process.getuid?.() === 0 &&

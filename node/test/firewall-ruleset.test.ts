@@ -1,6 +1,6 @@
 import t from 'tap'
-import { isWarrenError, type FilterRule } from '@warren/protocol'
-import { compileFilter, renderTableBody, filterAllows } from '../src/firewall/ruleset.js'
+import { filterAllows, isWarrenError, type FilterRule } from '@warren/protocol'
+import { compileFilter, renderTableBody } from '../src/firewall/ruleset.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { createFakeFirewall, createFakeNft } from '../src/firewall/fake.js'
 import { peers } from './firewall-fixtures.js'

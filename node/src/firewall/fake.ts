@@ -1,80 +1,15 @@
 /**
- * Fakes of the firewall for tests, with a tracer that runs a packet through the ruleset
- * Warren generates (same chain order, same set lookups) without a kernel:
+ * Fakes of the firewall for tests, judged by the tracer (tracer.ts):
  * - createFakeFirewall: a Firewall holding the ruleset in memory, for the engine's tests.
  * - createFakeNft: a CommandRunner that understands the `nft` scripts NftablesFirewall
  *   sends, so the real firewall can be tested, diffs included, without root.
  */
 import type { FilterRule } from '@warren/protocol'
-import {
-  checkRulesetOptions, compileFilter, diffSets, elementMatches, emptySets, packetSource, parseElement,
-  RULESET_MARKER, SET_NAMES, setHasPorts, type ParsedElement, type SetElements, type SetName
-} from './ruleset.js'
+import { diffSets, emptySets, SET_NAMES, type SetName } from './set-elements.js'
+import { checkRulesetOptions, RULESET_MARKER } from './nft-render.js'
+import { createRulesetCompiler } from './ruleset-compiler.js'
+import { dumpRuleset, parseElement, traceRuleset, type RulesetState, type TracePacket, type Verdict } from './tracer.js'
 import type { CommandResult, CommandRunner, Firewall, FirewallContext } from './types.js'
-
-/** TracePacket is a packet arriving at the node, with what the flow state says of it. */
-export interface TracePacket {
-  src: string
-  proto: number
-  dport?: number
-  /** interface the packet came in on */
-  iif: string
-  /**
-   * which side opened the flow the packet belongs to: `peer` (the default; judged by the
-   * policy, every packet) or `node` (a reply in a flow this node opened, which the flow
-   * sets let through)
-   */
-  flow?: 'peer' | 'node'
-  /** ICMP/ICMPv6 type of an ICMP packet; an echo request by default */
-  icmpType?: number
-}
-
-export type Verdict = 'accept' | 'drop' | 'untouched'
-
-/** RulesetState is an in-memory Warren table: the judged interface and the set elements. */
-export interface RulesetState { interfaceName: string, sets: SetElements }
-
-/** ICMP_ERRORS are the ICMP (v4) and ICMPv6 error types that pass for the node's own flows. */
-const ICMP_ERRORS: Record<number, readonly number[]> = { 1: [3, 11, 12], 58: [1, 2, 3, 4] }
-const ECHO_REPLY: Record<number, number> = { 1: 0, 58: 129 }
-
-/**
- * traceRuleset follows the generated chains: not from the mesh interface -> untouched;
- * a packet of a flow this node opened -> accept; an ICMP error -> accept; then the policy's
- * set lookups; else drop. Elements are parsed from their nft text, so the text is what gets
- * tested. (How the kernel's flow sets record flows is tested in a real namespace.)
- */
-export function traceRuleset (state: RulesetState | undefined, p: TracePacket): Verdict {
-  if (state === undefined || p.iif !== state.interfaceName) return 'untouched'
-  const src = packetSource(p.src)
-  if (src === undefined) return 'drop'
-  // ICMP of the packet's own family goes to the ICMP chain; anything else to the lookups
-  const icmp = p.proto === (src.v6 ? 58 : 1)
-  if (p.flow === 'node' && (!icmp || p.icmpType === ECHO_REPLY[p.proto])) return 'accept'
-  if (icmp && p.icmpType !== undefined && ICMP_ERRORS[p.proto]!.includes(p.icmpType)) return 'accept'
-  const fam = src.v6 ? '6' : '4'
-  const lookup = (set: string): boolean => parsed(set as SetName, state.sets[set as SetName]).some(el => elementMatches(el, src.v6, src.n, p.proto, p.dport))
-  // Port sets are keyed by `th dport`; packets whose header has no port simply miss them.
-  for (const set of [`allow${fam}`, `allow${fam}p`, `allow${fam}i`, `allow${fam}pi`]) {
-    if ((p.dport !== undefined || !setHasPorts(set as SetName)) && lookup(set)) return 'accept'
-  }
-  return 'drop'
-}
-
-const parseCache = new WeakMap<string[], ParsedElement[]>()
-function parsed (set: SetName, texts: string[]): ParsedElement[] {
-  let els = parseCache.get(texts)
-  if (els === undefined) parseCache.set(texts, els = texts.map(t => parseElement(set, t)))
-  return els
-}
-
-/** dumpRuleset renders a state as sorted lines, for comparing in tests. */
-export function dumpRuleset (state: RulesetState | undefined): string {
-  if (state === undefined) return ''
-  const lines = [`iifname ${state.interfaceName}`]
-  for (const set of SET_NAMES) for (const e of state.sets[set]) lines.push(`${set} ${e}`)
-  return lines.sort().join('\n')
-}
 
 // ---------- FakeFirewall ----------
 
@@ -90,6 +25,7 @@ export interface FakeFirewall extends Firewall {
 /** createFakeFirewall makes an in-memory Firewall that validates and compiles like the real one. */
 export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall {
   const table = opts.table ?? 'warren'
+  const compiler = createRulesetCompiler()
   let state: RulesetState | undefined
   let changes = 0
   let up = false
@@ -97,7 +33,7 @@ export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall
     async up () { up = true },
     async set (filter: FilterRule[], ctx: FirewallContext) {
       checkRulesetOptions({ table, interfaceName: ctx.interfaceName })
-      const next = { interfaceName: ctx.interfaceName, sets: compileFilter(filter) }
+      const next = { interfaceName: ctx.interfaceName, sets: compiler.compileFilter(filter) }
       if (state === undefined || state.interfaceName !== next.interfaceName) changes++
       else changes += diffSets(state.sets, next.sets).size
       state = next
