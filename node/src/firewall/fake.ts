@@ -4,9 +4,10 @@
  * - createFakeNft: a CommandRunner that understands the `nft` scripts NftablesFirewall
  *   sends, so the real firewall can be tested, diffs included, without root.
  */
-import type { FilterRule } from '@warren/protocol'
+import { WarrenError, type FilterRule } from '@warren/protocol'
 import { diffSets, emptySets, SET_NAMES, type SetName } from './set-elements.js'
-import { checkRulesetOptions, RULESET_MARKER } from './nft-render.js'
+import { checkRulesetOptions, renderElementScript, renderTableScript, RULESET_MARKER } from './nft-render.js'
+import type { ApplyReport } from './nftables.js'
 import { createRulesetCompiler } from './ruleset-compiler.js'
 import { dumpRuleset, parseElement, traceRuleset, type RulesetState, type TracePacket, type Verdict } from './tracer.js'
 import type { CommandResult, CommandRunner, Firewall, FirewallContext } from './types.js'
@@ -19,6 +20,10 @@ export interface FakeFirewall extends Firewall {
   trace: (p: TracePacket) => Verdict
   /** changes counts element adds/deletes and rebuilds, to show that a repeated set does nothing */
   changes: () => number
+  /** lastApply reports the last `set` as NftablesFirewall does: nothing, an element update, or a rebuild */
+  lastApply: () => ApplyReport | undefined
+  /** refuseNext makes the next change refused, as nft refuses a transaction: it throws and changes nothing */
+  refuseNext: (said: string) => void
   isUp: () => boolean
 }
 
@@ -28,20 +33,44 @@ export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall
   const compiler = createRulesetCompiler()
   let state: RulesetState | undefined
   let changes = 0
+  let report: ApplyReport | undefined
+  let refusal: string | undefined
   let up = false
+  /** commit applies a change unless a refusal is pending, which it throws instead, as nft would */
+  const commit = (what: string): void => {
+    if (refusal === undefined) return
+    const said = refusal
+    refusal = undefined
+    throw new WarrenError('firewall_apply_failed', `nftables refused ${what} of table inet ${table}; the previous rules stay in force. nft said:\n${said}`, { status: 500 })
+  }
   return {
     async up () { up = true },
     async set (filter: FilterRule[], ctx: FirewallContext) {
-      checkRulesetOptions({ table, interfaceName: ctx.interfaceName })
+      const o = { table, interfaceName: ctx.interfaceName }
+      checkRulesetOptions(o)
       const next = { interfaceName: ctx.interfaceName, sets: compiler.compileFilter(filter) }
-      if (state === undefined || state.interfaceName !== next.interfaceName) changes++
-      else changes += diffSets(state.sets, next.sets).size
+      if (state === undefined || state.interfaceName !== next.interfaceName) {
+        commit('the rebuild')
+        changes++
+        report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, set) => n + next.sets[set].length, 0), scriptBytes: Buffer.byteLength(renderTableScript(next.sets, o)) }
+      } else {
+        const diff = diffSets(state.sets, next.sets)
+        if (diff.size > 0) commit(`an update of ${diff.size} elements`)
+        changes += diff.size
+        report = { kind: diff.size === 0 ? 'none' : 'elements', elements: diff.size, scriptBytes: Buffer.byteLength(renderElementScript(diff, table)) }
+      }
       state = next
     },
-    async close () { state = undefined; up = false },
+    async close () {
+      commit('the removal')
+      state = undefined
+      up = false
+    },
     dump: () => dumpRuleset(state),
     trace: p => traceRuleset(state, p),
     changes: () => changes,
+    lastApply: () => report,
+    refuseNext: said => { refusal = said },
     isUp: () => up
   }
 }
