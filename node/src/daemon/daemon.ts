@@ -1,9 +1,8 @@
 import os from 'node:os'
 import http from 'node:http'
-import ipaddr from 'ipaddr.js'
 import { pino, type Logger } from 'pino'
 import {
-  WarrenError, isWarrenError, PROTOCOL_VERSION, createSerialQueue, parseHostPort, LOG_REDACT_PATHS, parseCredential, normalizeFingerprint, isTag,
+  WarrenError, isWarrenError, PROTOCOL_VERSION, createSerialQueue, parseHostPort, parseIpAddress, LOG_REDACT_PATHS, parseCredential, normalizeFingerprint, isTag,
   type Netmap, type Node, type Peer, type BackendState, type LocalStatus, type LocalUpRequest, type LocalIpResponse,
   type LocalPingResponse, type LocalWhoisResponse, type LocalPeerStatus
 } from '@warren/protocol'
@@ -314,10 +313,10 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
 
   function findNode (q: string): { node: Peer | Node, self: boolean } {
     const want = q.trim().toLowerCase().replace(/\.$/, '')
-    let addr: string | undefined
-    try { addr = ipaddr.parse(want).toString() } catch { /* a name */ }
+    const addr = parseIpAddress(want)
+    const isAddr = (text: string): boolean => { const a = parseIpAddress(text); return a !== undefined && a.family === addr!.family && a.network === addr!.network }
     const hit = allNodes().find(({ node }) => addr !== undefined
-      ? ipaddr.parse(node.ipv4).toString() === addr || ipaddr.parse(node.ipv6).toString() === addr
+      ? isAddr(node.ipv4) || isAddr(node.ipv6)
       : node.name === want || node.fqdn.replace(/\.$/, '') === want)
     if (hit === undefined) {
       throw new WarrenError('unknown_peer', `'${q}' is not a peer of this node (by name, full name or mesh address); 'warren status' lists the peers`, { status: 404, field: 'peer' })
@@ -341,7 +340,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     if (state === 'Stopped') throw new WarrenError('not_running', 'the mesh is down: run \'warren up\' first', { status: 409 })
     const { node } = findNode(peer)
     let addr = node.ipv4
-    try { if (ipaddr.parse(peer.trim()).kind() === 'ipv6') addr = node.ipv6 } catch { /* a name: use IPv4 */ }
+    if (parseIpAddress(peer.trim())?.family === 6) addr = node.ipv6
     let latencyMs: number
     try { latencyMs = await dataPlane.ping(addr) } catch (e) {
       metrics.errors.labels('ping').inc()
@@ -356,7 +355,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   }
 
   function whois (addr: string): LocalWhoisResponse {
-    if (!ipaddr.isValid(addr.trim())) throw new WarrenError('bad_ip', `'${addr}' is not an IP address: pass a mesh address such as 100.64.0.2`, { field: 'ip' })
+    if (parseIpAddress(addr.trim()) === undefined) throw new WarrenError('bad_ip', `'${addr}' is not an IP address: pass a mesh address such as 100.64.0.2`, { field: 'ip' })
     requireMap()
     const { node, self } = findNode(addr)
     return {
