@@ -15,7 +15,9 @@ export const EXPAND_PORTS = 16
 
 /** setHasPorts says whether a set's key ends with a destination port. */
 export function setHasPorts (set: SetName): boolean { return !set.slice(5).includes('p') }
+/** setIsV6 says whether a set holds IPv6 sources. */
 export const setIsV6 = (set: SetName): boolean => set.startsWith('allow6')
+/** setIsInterval says whether a set holds ranges (nft's interval sets) rather than single keys. */
 export const setIsInterval = (set: SetName): boolean => set.endsWith('i')
 
 /** Element is one set element: the set it belongs to and its canonical text. */
