@@ -37,16 +37,19 @@ async function readBack (table: string): Promise<RulesetState | undefined> {
 /**
  * refusingRunner runs commands in the namespace; once armed, it adds a line nft refuses
  * (a port out of range) to the next transaction, whether sent by `nft -f` or a session.
+ * Without `sessions` it cannot open long-lived commands, so every change goes by `nft -f`.
  */
-function refusingRunner (table: string): { runner: CommandRunner, arm: () => void } {
+function refusingRunner (table: string, sessions: boolean): { runner: CommandRunner, arm: () => void } {
   let armed = false
   const bad = `add element inet ${table} allow4 { 100.64.0.9 . 6 . 70000 }`
+  const run: CommandRunner['run'] = async (argv, opts) => {
+    if (!armed || !argv.includes('-f')) return await inNs.run(argv, opts)
+    armed = false
+    return await inNs.run(argv, { ...opts, input: `${opts?.input ?? ''}${bad}\n` })
+  }
+  if (!sessions) return { runner: { run }, arm: () => { armed = true } }
   const runner: CommandRunner = {
-    run: async (argv, opts) => {
-      if (!armed || !argv.includes('-f')) return await inNs.run(argv, opts)
-      armed = false
-      return await inNs.run(argv, { ...opts, input: `${opts?.input ?? ''}${bad}\n` })
-    },
+    run,
     open: async (argv, opts) => {
       const s = await inNs.open!(argv, opts)
       const w = Object.create(s) as CommandSession
@@ -62,22 +65,26 @@ function refusingRunner (table: string): { runner: CommandRunner, arm: () => voi
 }
 
 let cases = 0
-firewallContract(t, async t => {
-  const table = `wc${tag}${cases++}`
-  const { runner, arm } = refusingRunner(table)
-  const fw = createNftablesFirewall({ runner, table })
-  t.teardown(async () => {
-    await fw.release()
-    await inNs.run(['nft', 'delete', 'table', 'inet', table], { allowFail: true })
+for (const sessions of [true, false]) {
+  t.test(sessions ? 'element updates through nft sessions' : 'every change through nft -f', async t => {
+    firewallContract(t, async t => {
+      const table = `wc${tag}${cases++}`
+      const { runner, arm } = refusingRunner(table, sessions)
+      const fw = createNftablesFirewall({ runner, table })
+      t.teardown(async () => {
+        await fw.release()
+        await inNs.run(['nft', 'delete', 'table', 'inet', table], { allowFail: true })
+      })
+      return {
+        firewall: fw,
+        trace: async packets => {
+          const state = await readBack(table)
+          return packets.map(p => traceRuleset(state, p))
+        },
+        dump: async () => dumpRuleset(await readBack(table)),
+        lastApply: fw.lastApply,
+        refuseNext: arm
+      }
+    })
   })
-  return {
-    firewall: fw,
-    trace: async packets => {
-      const state = await readBack(table)
-      return packets.map(p => traceRuleset(state, p))
-    },
-    dump: async () => dumpRuleset(await readBack(table)),
-    lastApply: fw.lastApply,
-    refuseNext: arm
-  }
-})
+}
