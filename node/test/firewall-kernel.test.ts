@@ -10,20 +10,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { createInterface } from 'node:readline'
-import type { FilterRule } from '@warren/protocol'
+import { filterAllows, type FilterRule } from '@warren/protocol'
 import { createCommandRunner, type CommandRunner, type CommandSession } from '../src/runner/index.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { createNftSession, NftRefusedError } from '../src/firewall/nft-session.js'
-import { filterAllows } from '../src/firewall/ruleset.js'
+import { skipUnlessKernel } from './kernel-fixtures.js'
 
+await skipUnlessKernel('the real-kernel firewall tests')
 const host = createCommandRunner()
-const usable = process.getuid?.() === 0 &&
-  (await host.run(['nft', '--version'], { allowFail: true }).catch(() => undefined))?.exitCode === 0 &&
-  (await host.run(['ip', '-V'], { allowFail: true }).catch(() => undefined))?.exitCode === 0
-if (!usable) {
-  t.plan(0, 'skipped: needs root, nft and ip (network namespaces) for real-kernel firewall tests')
-  process.exit(0)
-}
 
 /**
  * AGENT is a small program run inside a namespace: it serves TCP/UDP echo and answers

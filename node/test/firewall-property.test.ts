@@ -1,12 +1,15 @@
 import t from 'tap'
 import fc from 'fast-check'
-import type { FilterRule } from '@warren/protocol'
+import { filterAllows, protocolHasPorts, type FilterRule } from '@warren/protocol'
 import {
-  compileFilter, compileIncremental, diffCompiled, diffSets, filterAllows, parseElement, PORT_PROTOCOLS, SET_NAMES,
+  createRulesetCompiler, diffCompiled, diffSets, parseElement, SET_NAMES,
   type SetDiff, type SetElements, type SetName
 } from '../src/firewall/ruleset.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { createFakeFirewall, createFakeNft, type TracePacket } from '../src/testing.js'
+
+// one compiler, as a firewall has: fresh and incremental compiles share its source cache
+const { compileFilter, compileIncremental } = createRulesetCompiler()
 
 // Small address and port spaces, so that random rules overlap, nest and touch often.
 const v4 = fc.integer({ min: 0, max: 40 }).map(n => `10.0.${n >> 4}.${n & 15}`)
@@ -32,7 +35,7 @@ const packet = fc.record({
   src: fc.oneof(v4, v6, fc.constantFrom('10.1.0.1', 'fd7b::1', '192.168.0.1')),
   proto: fc.constantFrom(...PROTOS, 33),
   dport: port
-}).map(p => PORT_PROTOCOLS.includes(p.proto) ? p : { src: p.src, proto: p.proto })
+}).map(p => protocolHasPorts(p.proto) ? p : { src: p.src, proto: p.proto })
 
 /** edgePackets probes each rule at its edges: ports just inside and outside, neighbouring protocols. */
 function edgePackets (f: FilterRule[]): Array<{ src: string, proto: number, dport?: number }> {
@@ -41,7 +44,7 @@ function edgePackets (f: FilterRule[]): Array<{ src: string, proto: number, dpor
     for (const s of r.srcs) {
       const addr = s === '*' ? '10.0.0.1' : s.split('/')[0]!
       for (const proto of [...r.protos, 6, 1]) {
-        if (!PORT_PROTOCOLS.includes(proto)) { out.push({ src: addr, proto }); continue }
+        if (!protocolHasPorts(proto)) { out.push({ src: addr, proto }); continue }
         for (const p of r.ports) for (const dport of [p.first - 1, p.first, p.last, p.last + 1]) if (dport >= 0 && dport <= 65535) out.push({ src: addr, proto, dport })
       }
     }

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { isWarrenError, type FilterRule } from '@warren/protocol'
-import { compileFilter, renderTableBody, filterAllows } from '../src/firewall/ruleset.js'
+import { filterAllows, isWarrenError, type FilterRule } from '@warren/protocol'
+import { compileFilter, createRulesetCompiler, renderTableBody } from '../src/firewall/ruleset.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { createFakeFirewall, createFakeNft } from '../src/testing.js'
 import { peers } from './firewall-fixtures.js'
@@ -467,4 +467,15 @@ t.test('options are checked', async t => {
   t.throws(() => createNftablesFirewall({ runner: createFakeNft(), family: 'ip' as 'inet' }), /family "ip" is not supported/)
   const missing = createNftablesFirewall({ runner: { run: async () => ({ stdout: '', stderr: 'nft: not found', exitCode: 127 }) } })
   await t.rejects(missing.up(), /install nftables/)
+})
+
+t.test('each compiler keeps its own sources: a compile of another compiler is not patched', async t => {
+  const a = createRulesetCompiler()
+  const b = createRulesetCompiler()
+  const before = a.compileIncremental([tcp(['100.64.0.1'], 22)])
+  const after = [tcp(['100.64.0.1'], 22), tcp(['100.64.0.2'], 22)]
+  t.ok(a.compileIncremental(after, before).patched !== undefined, 'its own compiler patches it')
+  const other = b.compileIncremental(after, before)
+  t.equal(other.patched, undefined, 'another compiler compiles afresh')
+  t.same(other.sets(), compileFilter(after), 'with the same elements')
 })

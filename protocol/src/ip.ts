@@ -36,7 +36,8 @@ function mask (family: 4 | 6, length: number): bigint {
  */
 export function parseIpAddress (text: string): IpAddress | undefined {
   if (text.includes('/') || text.includes('%')) return undefined
-  if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
+  // ipaddr's IPv4 check throws and catches inside on other text, which costs ~50 us: IPv6 skips it
+  if (!text.includes(':') && ipaddr.IPv4.isValidFourPartDecimal(text)) {
     return { family: 4, network: toBigInt(ipaddr.IPv4.parse(text).toByteArray()), length: 32 }
   }
   if (!text.includes(':') || !ipaddr.IPv6.isValid(text)) return undefined

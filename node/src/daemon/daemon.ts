@@ -1,9 +1,8 @@
 import os from 'node:os'
 import http from 'node:http'
-import ipaddr from 'ipaddr.js'
 import { pino, type Logger } from 'pino'
 import {
-  WarrenError, isWarrenError, PROTOCOL_VERSION, parseCredential, normalizeFingerprint, isTag,
+  WarrenError, isWarrenError, PROTOCOL_VERSION, createSerialQueue, parseHostPort, parseIpAddress, LOG_REDACT_PATHS, parseCredential, normalizeFingerprint, isTag,
   type Netmap, type Node, type Peer, type BackendState, type LocalStatus, type LocalUpRequest, type LocalIpResponse,
   type LocalPingResponse, type LocalWhoisResponse, type LocalPeerStatus
 } from '@warren/protocol'
@@ -16,25 +15,12 @@ import { createBackoff, type BackoffInit } from '../control/backoff.js'
 import { localEndpoints } from '../control/endpoints.js'
 import { openStateStore, type SavedLogin, type SavedMap, type StateStore } from './state-store.js'
 import { createDaemonMetrics, type DaemonMetrics } from './metrics.js'
-import type { DataPlane } from './data-plane.js'
+import type { DataPlane, DataPlaneContext } from './data-plane.js'
 import { createSystemDataPlane } from './system-data-plane.js'
 import { startLocalApi, type LocalApiServer, type LocalBackend } from '../localapi/server.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
-
-/** DataPlaneContext is what a data plane needs to know about this daemon. */
-export interface DataPlaneContext {
-  stateDir: string
-  interfaceName: string
-  wireguardMode: WireGuardMode
-  privateKey: string
-  listenPort: number
-  runner: CommandRunner
-  logger: Logger
-  resolvConfPath?: string
-  magicDnsPort?: number
-}
 
 export interface DaemonInit {
   stateDir: string
@@ -109,7 +95,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   let transport: Pick<ControllerTransport, 'request' | 'webSocket' | 'close'> | undefined
   /** generation changes on every up/down, so stale map updates from an old session are ignored */
   let generation = 0
-  let opChain: Promise<unknown> = Promise.resolve()
+  const ops = createSerialQueue()
 
   // ---------- applying maps, one at a time, newest wins ----------
   let pendingApply: { update: NetmapUpdate, gen: number } | undefined
@@ -219,13 +205,6 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     clearTimeout(retryTimer)
   }
 
-  /** serial runs up and down one at a time. */
-  function serial<T> (fn: () => Promise<T>): Promise<T> {
-    const p = opChain.then(fn, fn)
-    opChain = p.catch(() => {})
-    return p
-  }
-
   // ---------- LocalAPI operations ----------
   async function status (): Promise<LocalStatus> {
     const stats = state === 'Stopped' || state === 'NeedsLogin' && netmap === undefined ? [] : await dataPlane.peerStats().catch(() => [])
@@ -332,10 +311,10 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
 
   function findNode (q: string): { node: Peer | Node, self: boolean } {
     const want = q.trim().toLowerCase().replace(/\.$/, '')
-    let addr: string | undefined
-    try { addr = ipaddr.parse(want).toString() } catch { /* a name */ }
+    const addr = parseIpAddress(want)
+    const isAddr = (text: string): boolean => { const a = parseIpAddress(text); return a !== undefined && a.family === addr!.family && a.network === addr!.network }
     const hit = allNodes().find(({ node }) => addr !== undefined
-      ? ipaddr.parse(node.ipv4).toString() === addr || ipaddr.parse(node.ipv6).toString() === addr
+      ? isAddr(node.ipv4) || isAddr(node.ipv6)
       : node.name === want || node.fqdn.replace(/\.$/, '') === want)
     if (hit === undefined) {
       throw new WarrenError('unknown_peer', `'${q}' is not a peer of this node (by name, full name or mesh address); 'warren status' lists the peers`, { status: 404, field: 'peer' })
@@ -359,7 +338,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     if (state === 'Stopped') throw new WarrenError('not_running', 'the mesh is down: run \'warren up\' first', { status: 409 })
     const { node } = findNode(peer)
     let addr = node.ipv4
-    try { if (ipaddr.parse(peer.trim()).kind() === 'ipv6') addr = node.ipv6 } catch { /* a name: use IPv4 */ }
+    if (parseIpAddress(peer.trim())?.family === 6) addr = node.ipv6
     let latencyMs: number
     try { latencyMs = await dataPlane.ping(addr) } catch (e) {
       metrics.errors.labels('ping').inc()
@@ -374,7 +353,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   }
 
   function whois (addr: string): LocalWhoisResponse {
-    if (!ipaddr.isValid(addr.trim())) throw new WarrenError('bad_ip', `'${addr}' is not an IP address: pass a mesh address such as 100.64.0.2`, { field: 'ip' })
+    if (parseIpAddress(addr.trim()) === undefined) throw new WarrenError('bad_ip', `'${addr}' is not an IP address: pass a mesh address such as 100.64.0.2`, { field: 'ip' })
     requireMap()
     const { node, self } = findNode(addr)
     return {
@@ -399,7 +378,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     state = 'Stopped'
   }
 
-  const daemonApi = { status, up: (r: LocalUpRequest) => serial(() => up(r)), down: () => serial(down), ip, ping, whois }
+  const daemonApi = { status, up: async (r: LocalUpRequest) => await ops.run(async () => await up(r)), down: async () => await ops.run(down), ip, ping, whois }
   let api: LocalApiServer
   try {
     api = await startLocalApi({ socketPath: init.socketPath, daemon: daemonApi, metrics, logger: log.child({ part: 'localapi' }) })
@@ -443,20 +422,14 @@ export function createDaemonLogger (opts: { level?: string } = {}): Logger {
   return pino({
     name: 'warrend',
     level: opts.level ?? process.env.WARREN_LOG_LEVEL ?? 'info',
-    redact: { paths: ['authKey', '*.authKey', 'privateKey', '*.privateKey', 'secretKey', '*.secretKey', 'key', '*.key'], censor: '[redacted]' }
+    redact: { paths: [...LOG_REDACT_PATHS], censor: '[redacted]' }
   })
 }
 
-/** parseHostPort reads HOST:PORT or [V6]:PORT for listen options. */
-export function parseHostPort (s: string, what: string): { host: string, port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s.trim())
-  const port = m === null ? NaN : Number(m[3])
-  if (m === null || port > 65535) throw new WarrenError('bad_listen', `${what} '${s}' is not HOST:PORT (for example 127.0.0.1:9101)`, { field: what })
-  return { host: m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2]!), port }
-}
-
 async function serveMetrics (listen: string, metrics: DaemonMetrics): Promise<{ server: http.Server, url: string }> {
-  const { host, port } = parseHostPort(listen, '--metrics-listen')
+  const parsed = parseHostPort(listen, '--metrics-listen')
+  const host = parsed.host === '' ? '0.0.0.0' : parsed.host
+  const port = parsed.port
   const server = http.createServer((req, res) => {
     if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics is served here\n')

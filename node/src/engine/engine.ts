@@ -1,4 +1,4 @@
-import { WarrenError, MESH_IPV4_CIDR, type Netmap, type Peer } from '@warren/protocol'
+import { WarrenError, MESH_IPV4_CIDR, createSerialQueue, isKeyExpired, type Netmap, type Peer } from '@warren/protocol'
 import { normalizeCidr } from '../router/cidr.js'
 import type { WireGuard, WireGuardConfig } from '../wireguard/types.js'
 import type { Router, RouterConfig } from '../router/types.js'
@@ -20,11 +20,9 @@ export interface EngineComponents {
   now?: () => Date
 }
 
-const expired = (at: string | undefined, now: Date): boolean => at !== undefined && Date.parse(at) <= now.getTime()
-
 /** isSelfActive says whether this node may have peers: approved and its key not expired. */
 export function isSelfActive (netmap: Netmap, now = new Date()): boolean {
-  return netmap.self.status === 'active' && !expired(netmap.self.keyExpiry, now)
+  return netmap.self.status === 'active' && !isKeyExpired(netmap.self.keyExpiry, now.getTime())
 }
 
 /**
@@ -34,7 +32,7 @@ export function isSelfActive (netmap: Netmap, now = new Date()): boolean {
  */
 export function desiredWireGuard (netmap: Netmap, local: EngineLocal, now = new Date()): WireGuardConfig {
   const peers = isSelfActive(netmap, now)
-    ? netmap.peers.filter((p: Peer) => !expired(p.keyExpiry, now) && p.wgKey !== netmap.self.wgKey)
+    ? netmap.peers.filter((p: Peer) => !isKeyExpired(p.keyExpiry, now.getTime()) && p.wgKey !== netmap.self.wgKey)
     : []
   const seen = new Set<string>()
   return {
@@ -64,7 +62,7 @@ export function desiredRouter (netmap: Netmap, interfaceName: string): RouterCon
 export function createEngine (components: EngineComponents): Engine {
   const { wireguard, router, firewall, dns } = components
   const now = components.now ?? (() => new Date())
-  let queue: Promise<unknown> = Promise.resolve()
+  const queue = createSerialQueue()
 
   async function stage<T> (name: string, fn: () => Promise<T>): Promise<T> {
     try {
@@ -90,15 +88,9 @@ export function createEngine (components: EngineComponents): Engine {
     return { durationMs: performance.now() - started, active, peers: wgConfig.peers.length, wireguard: wg, router: routes }
   }
 
-  function serialized<T> (fn: () => Promise<T>): Promise<T> {
-    const run = queue.then(fn, fn)
-    queue = run.catch(() => undefined)
-    return run
-  }
-
   return {
-    apply: async (netmap, local) => await serialized(async () => await applyNow(netmap, local)),
-    close: async () => await serialized(async () => {
+    apply: async (netmap, local) => await queue.run(async () => await applyNow(netmap, local)),
+    close: async () => await queue.run(async () => {
       // Everything is attempted; the first failure is reported after.
       const errors: unknown[] = []
       const steps = [async () => await dns?.close?.(), async () => await router.close(), async () => await wireguard.close(), async () => await firewall?.close()]

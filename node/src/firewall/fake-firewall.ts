@@ -1,80 +1,16 @@
 /**
- * Fakes of the firewall for tests, with a tracer that runs a packet through the ruleset
- * Warren generates (same chain order, same set lookups) without a kernel:
+ * Fakes of the firewall for tests, judged by the tracer (tracer.ts):
  * - createFakeFirewall: a Firewall holding the ruleset in memory, for the engine's tests.
  * - createFakeNft: a CommandRunner that understands the `nft` scripts NftablesFirewall
  *   sends, so the real firewall can be tested, diffs included, without root.
  */
-import type { FilterRule } from '@warren/protocol'
-import {
-  checkRulesetOptions, compileFilter, diffSets, elementMatches, emptySets, packetSource, parseElement,
-  RULESET_MARKER, SET_NAMES, setHasPorts, type ParsedElement, type SetElements, type SetName
-} from './ruleset.js'
+import { WarrenError, type FilterRule } from '@warren/protocol'
+import { diffSets, emptySets, SET_NAMES, type SetName } from './set-elements.js'
+import { checkRulesetOptions, renderElementScript, renderTableScript, RULESET_MARKER } from './nft-render.js'
+import type { ApplyReport } from './nftables.js'
+import { createRulesetCompiler } from './ruleset-compiler.js'
+import { dumpRuleset, parseElement, traceRuleset, type RulesetState, type TracePacket, type Verdict } from './tracer.js'
 import type { CommandResult, CommandRunner, Firewall, FirewallContext } from './types.js'
-
-/** TracePacket is a packet arriving at the node, with what the flow state says of it. */
-export interface TracePacket {
-  src: string
-  proto: number
-  dport?: number
-  /** interface the packet came in on */
-  iif: string
-  /**
-   * which side opened the flow the packet belongs to: `peer` (the default; judged by the
-   * policy, every packet) or `node` (a reply in a flow this node opened, which the flow
-   * sets let through)
-   */
-  flow?: 'peer' | 'node'
-  /** ICMP/ICMPv6 type of an ICMP packet; an echo request by default */
-  icmpType?: number
-}
-
-export type Verdict = 'accept' | 'drop' | 'untouched'
-
-/** RulesetState is an in-memory Warren table: the judged interface and the set elements. */
-export interface RulesetState { interfaceName: string, sets: SetElements }
-
-/** ICMP_ERRORS are the ICMP (v4) and ICMPv6 error types that pass for the node's own flows. */
-const ICMP_ERRORS: Record<number, readonly number[]> = { 1: [3, 11, 12], 58: [1, 2, 3, 4] }
-const ECHO_REPLY: Record<number, number> = { 1: 0, 58: 129 }
-
-/**
- * traceRuleset follows the generated chains: not from the mesh interface -> untouched;
- * a packet of a flow this node opened -> accept; an ICMP error -> accept; then the policy's
- * set lookups; else drop. Elements are parsed from their nft text, so the text is what gets
- * tested. (How the kernel's flow sets record flows is tested in a real namespace.)
- */
-export function traceRuleset (state: RulesetState | undefined, p: TracePacket): Verdict {
-  if (state === undefined || p.iif !== state.interfaceName) return 'untouched'
-  const src = packetSource(p.src)
-  if (src === undefined) return 'drop'
-  // ICMP of the packet's own family goes to the ICMP chain; anything else to the lookups
-  const icmp = p.proto === (src.v6 ? 58 : 1)
-  if (p.flow === 'node' && (!icmp || p.icmpType === ECHO_REPLY[p.proto])) return 'accept'
-  if (icmp && p.icmpType !== undefined && ICMP_ERRORS[p.proto]!.includes(p.icmpType)) return 'accept'
-  const fam = src.v6 ? '6' : '4'
-  const lookup = (set: string): boolean => parsed(set as SetName, state.sets[set as SetName]).some(el => elementMatches(el, src.v6, src.n, p.proto, p.dport))
-  // Port sets are keyed by `th dport`; packets whose header has no port simply miss them.
-  for (const set of [`allow${fam}`, `allow${fam}p`, `allow${fam}i`, `allow${fam}pi`]) {
-    if ((p.dport !== undefined || !setHasPorts(set as SetName)) && lookup(set)) return 'accept'
-  }
-  return 'drop'
-}
-
-const parseCache = new WeakMap<string[], ParsedElement[]>()
-function parsed (set: SetName, texts: string[]): ParsedElement[] {
-  let els = parseCache.get(texts)
-  if (els === undefined) parseCache.set(texts, els = texts.map(t => parseElement(set, t)))
-  return els
-}
-
-/** dumpRuleset renders a state as sorted lines, for comparing in tests. */
-export function dumpRuleset (state: RulesetState | undefined): string {
-  if (state === undefined) return ''
-  const lines = [`iifname ${state.interfaceName}`]
-  for (const set of SET_NAMES) for (const e of state.sets[set]) lines.push(`${set} ${e}`)
-  return lines.sort().join('\n')
-}
 
 // ---------- FakeFirewall ----------
 
@@ -84,28 +20,57 @@ export interface FakeFirewall extends Firewall {
   trace: (p: TracePacket) => Verdict
   /** changes counts element adds/deletes and rebuilds, to show that a repeated set does nothing */
   changes: () => number
+  /** lastApply reports the last `set` as NftablesFirewall does: nothing, an element update, or a rebuild */
+  lastApply: () => ApplyReport | undefined
+  /** refuseNext makes the next change refused, as nft refuses a transaction: it throws and changes nothing */
+  refuseNext: (said: string) => void
   isUp: () => boolean
 }
 
 /** createFakeFirewall makes an in-memory Firewall that validates and compiles like the real one. */
 export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall {
   const table = opts.table ?? 'warren'
+  const compiler = createRulesetCompiler()
   let state: RulesetState | undefined
   let changes = 0
+  let report: ApplyReport | undefined
+  let refusal: string | undefined
   let up = false
+  /** commit applies a change unless a refusal is pending, which it throws instead, as nft would */
+  const commit = (what: string): void => {
+    if (refusal === undefined) return
+    const said = refusal
+    refusal = undefined
+    throw new WarrenError('firewall_apply_failed', `nftables refused ${what} of table inet ${table}; the previous rules stay in force. nft said:\n${said}`, { status: 500 })
+  }
   return {
     async up () { up = true },
     async set (filter: FilterRule[], ctx: FirewallContext) {
-      checkRulesetOptions({ table, interfaceName: ctx.interfaceName })
-      const next = { interfaceName: ctx.interfaceName, sets: compileFilter(filter) }
-      if (state === undefined || state.interfaceName !== next.interfaceName) changes++
-      else changes += diffSets(state.sets, next.sets).size
+      const o = { table, interfaceName: ctx.interfaceName }
+      checkRulesetOptions(o)
+      const next = { interfaceName: ctx.interfaceName, sets: compiler.compileFilter(filter) }
+      if (state === undefined || state.interfaceName !== next.interfaceName) {
+        commit('the rebuild')
+        changes++
+        report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, set) => n + next.sets[set].length, 0), scriptBytes: Buffer.byteLength(renderTableScript(next.sets, o)) }
+      } else {
+        const diff = diffSets(state.sets, next.sets)
+        if (diff.size > 0) commit(`an update of ${diff.size} elements`)
+        changes += diff.size
+        report = { kind: diff.size === 0 ? 'none' : 'elements', elements: diff.size, scriptBytes: Buffer.byteLength(renderElementScript(diff, table)) }
+      }
       state = next
     },
-    async close () { state = undefined; up = false },
+    async close () {
+      commit('the removal')
+      state = undefined
+      up = false
+    },
     dump: () => dumpRuleset(state),
     trace: p => traceRuleset(state, p),
     changes: () => changes,
+    lastApply: () => report,
+    refuseNext: said => { refusal = said },
     isUp: () => up
   }
 }

@@ -22,7 +22,7 @@
  * with NftSessionError, the process is killed, and the next update starts a fresh one.
  */
 import { randomBytes } from 'node:crypto'
-import { WarrenError } from '@warren/protocol'
+import { WarrenError, createSerialQueue } from '@warren/protocol'
 import type { CommandRunner, CommandSession, OutputStream } from '../runner/index.js'
 
 export interface NftSessionInit {
@@ -128,13 +128,8 @@ export function createNftSession (init: NftSessionInit): NftSession {
   let starts = 0
   let proc: CommandSession | undefined
   let pending: Pending | undefined
-  let queue: Promise<unknown> = Promise.resolve()
-
-  function serial<T> (fn: () => Promise<T>): Promise<T> {
-    const next = queue.then(fn, fn)
-    queue = next.catch(() => {})
-    return next
-  }
+  const queue = createSerialQueue()
+  const serial = queue.run
 
   /** retire kills a session we no longer trust; its late output and exit are ignored. */
   function retire (p: CommandSession): void {

@@ -6,7 +6,7 @@
  * table turned out to differ from what we applied) replaces the whole table with one
  * `nft -f -`; later applies send only element adds and deletes, so a one-peer change costs a
  * few elements whatever the size of the mesh. The compile is incremental as well: each `set`
- * keeps its compile and the next one patches it (compileIncremental), so a one-peer change
+ * keeps its compile and the next one patches it (the firewall's RulesetCompiler), so a one-peer change
  * does not recompile or diff the whole filter.
  *
  * Element updates go to a long-lived `nft -i` (nft-session.ts), one input line per
@@ -38,12 +38,12 @@
  *
  * The table is kernel state: it outlives the daemon (fail-closed). `close()` deletes it.
  */
-import { WarrenError, type FilterRule } from '@warren/protocol'
-import {
-  checkRulesetOptions, compileIncremental, diffCompiled, diffSets, parseKernelTable, renderDeleteScript,
-  renderElementScript, renderTableScript, SET_NAMES, type CompiledFilter, type KernelTable, type RulesetOptions,
-  type SetElements
-} from './ruleset.js'
+import { WarrenError, createSerialQueue, type FilterRule } from '@warren/protocol'
+import { diffCompiled, type CompiledFilter } from './compiled-filter.js'
+import { parseKernelTable, type KernelTable } from './kernel-table.js'
+import { checkRulesetOptions, renderDeleteScript, renderElementScript, renderTableScript, type RulesetOptions } from './nft-render.js'
+import { createRulesetCompiler } from './ruleset-compiler.js'
+import { diffSets, SET_NAMES, type SetElements } from './set-elements.js'
 import type { CommandRunner, Firewall, FirewallContext } from './types.js'
 import { condenseNftError, createNftSession, NftRefusedError, type NftSession } from './nft-session.js'
 
@@ -97,6 +97,23 @@ function firstLines (text: string): string {
   return condenseNftError(text.trim()).split('\n').slice(0, 6).join('\n')
 }
 
+/** readKernel returns a table as the kernel holds it, or undefined when it is absent. */
+async function readKernel (runner: CommandRunner, table: string): Promise<KernelTable | undefined> {
+  const r = await runner.run(['nft', '-j', '-n', 'list', 'table', 'inet', table], { allowFail: true })
+  if (r.exitCode !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return undefined
+    throw new WarrenError('firewall_read_failed', `could not read nftables table inet ${table}: ${firstLines(r.stderr)}`, { status: 500 })
+  }
+  return parseKernelTable(r.stdout)
+}
+
+/** adopt trusts a kernel table that has our layout, so a restarted daemon sends only a diff. */
+function adopt (k: KernelTable | undefined): Applied | undefined {
+  if (k === undefined || !k.marked || k.interfaceName === undefined) return undefined
+  const sets = k.sets
+  return { interfaceName: k.interfaceName, sets: () => sets }
+}
+
 /** Unconfirmed marks an element update whose outcome the session could not tell. */
 class Unconfirmed extends WarrenError {}
 
@@ -111,17 +128,15 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
   /** applied is what the kernel holds as far as we know; undefined means "read it back first" */
   let applied: Applied | undefined
   let report: ApplyReport | undefined
-  let queue: Promise<unknown> = Promise.resolve()
+  const queue = createSerialQueue()
+  /** compiler keeps the parse of every source between this firewall's compiles */
+  const compiler = createRulesetCompiler()
   /** the nft sessions for element updates, one that checks and one that applies; started at the first one (runners with `open` only) */
   let checker: NftSession | undefined
   let session: NftSession | undefined
 
   /** serial runs one operation at a time, so two `set`s never interleave their transactions. */
-  function serial<T> (fn: () => Promise<T>): Promise<T> {
-    const next = queue.then(fn, fn)
-    queue = next.catch(() => {})
-    return next
-  }
+  const serial = queue.run
 
   /**
    * transact applies a script as one transaction, after `nft --check` when `check` is set;
@@ -177,23 +192,6 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     await Promise.all(s.map(async x => await x?.close()))
   }
 
-  /** readKernel returns our table as the kernel holds it, or undefined when it is absent. */
-  async function readKernel (): Promise<KernelTable | undefined> {
-    const r = await runner.run(['nft', '-j', '-n', 'list', 'table', 'inet', table], { allowFail: true })
-    if (r.exitCode !== 0) {
-      if (/No such file or directory/.test(r.stderr)) return undefined
-      throw new WarrenError('firewall_read_failed', `could not read nftables table inet ${table}: ${firstLines(r.stderr)}`, { status: 500 })
-    }
-    return parseKernelTable(r.stdout)
-  }
-
-  /** adopt trusts a kernel table that has our layout, so a restarted daemon sends only a diff. */
-  function adopt (k: KernelTable | undefined): Applied | undefined {
-    if (k === undefined || !k.marked || k.interfaceName === undefined) return undefined
-    const sets = k.sets
-    return { interfaceName: k.interfaceName, sets: () => sets }
-  }
-
   async function rebuild (next: Applied): Promise<void> {
     const sets = next.sets()
     const script = renderTableScript(sets, { table, interfaceName: next.interfaceName })
@@ -205,9 +203,9 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
   async function set (filter: FilterRule[], ctx: FirewallContext): Promise<void> {
     const opts: RulesetOptions = { table, interfaceName: ctx.interfaceName }
     checkRulesetOptions(opts)
-    const compiled = compileIncremental(filter, applied?.compiled)
+    const compiled = compiler.compileIncremental(filter, applied?.compiled)
     const next: Applied = { interfaceName: ctx.interfaceName, sets: compiled.sets, compiled }
-    if (applied === undefined) applied = adopt(await readKernel())
+    if (applied === undefined) applied = adopt(await readKernel(runner, table))
     if (applied === undefined || applied.interfaceName !== next.interfaceName) return await rebuild(next)
     const diff = applied.compiled !== undefined ? diffCompiled(applied.compiled, compiled) : diffSets(applied.sets(), compiled.sets())
     if (diff.size === 0) {
@@ -222,7 +220,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
       // The kernel may no longer hold what we applied (table deleted or edited): then
       // rebuild it whole. If it does, the refusal is real: report it, rules unchanged.
       // After an unconfirmed update the same read-back tells whether it applied.
-      const kernel = adopt(await readKernel())
+      const kernel = adopt(await readKernel(runner, table))
       if (kernel !== undefined && kernel.interfaceName === before.interfaceName && sameSets(kernel.sets(), before.sets())) {
         applied = before
         if (err instanceof Unconfirmed) {
@@ -242,7 +240,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
       if (r.exitCode !== 0) {
         throw new WarrenError('nft_missing', `nft does not run (${firstLines(r.stderr) || `exit ${r.exitCode}`}); install nftables (apt install nftables) and run the daemon as root`, { status: 500 })
       }
-      applied = adopt(await readKernel())
+      applied = adopt(await readKernel(runner, table))
     }),
     set: (filter, ctx) => serial(() => set(filter, ctx)),
     close: () => serial(async () => {
@@ -254,7 +252,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     sessionPid: () => session?.pid,
     sync: () => serial(async () => {
       if (applied === undefined) return 'nothing-applied'
-      const kernel = adopt(await readKernel())
+      const kernel = adopt(await readKernel(runner, table))
       if (kernel !== undefined && kernel.interfaceName === applied.interfaceName && sameSets(kernel.sets(), applied.sets())) return 'unchanged'
       await rebuild(applied)
       return 'rebuilt'

@@ -7,7 +7,6 @@ import {
   WarrenError, isWarrenError, validate, LocalStatus, LocalUpRequest, LocalIpResponse, LocalPingRequest, LocalPingResponse,
   LocalWhoisResponse, type TSchema, type ErrorBody
 } from '@warren/protocol'
-import type { DaemonMetrics } from '../daemon/metrics.js'
 
 /** LocalBackend is what the LocalAPI serves: the daemon's operations. */
 export interface LocalBackend {
@@ -19,10 +18,19 @@ export interface LocalBackend {
   whois(ip: string): LocalWhoisResponse
 }
 
+/**
+ * MetricsExposition is what GET /metrics serves: the owner's Prometheus registry, passed in
+ * so that the LocalAPI knows nothing of which series exist (the daemon's metrics fit).
+ */
+export interface MetricsExposition {
+  readonly registry: { readonly contentType: string }
+  render(): Promise<string>
+}
+
 export interface LocalApiInit {
   socketPath: string
   daemon: LocalBackend
-  metrics?: DaemonMetrics
+  metrics?: MetricsExposition
   logger?: Logger
 }
 

@@ -1,5 +1,4 @@
-import ipaddr from 'ipaddr.js'
-import { WarrenError } from '@warren/protocol'
+import { WarrenError, formatIpAddress, formatIpPrefix, parseIpAddress, parseIpPrefix } from '@warren/protocol'
 
 /**
  * normalizeCidr returns a prefix in the one canonical form that `ip` and `wg` print
@@ -21,31 +20,23 @@ const canonical = new Map<string, string>()
 
 function parseCidr (s: string, field: string): string {
   const text = String(s).trim()
-  const withLen = text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`
-  if (ipaddr.IPv4.isValidCIDRFourPartDecimal(withLen)) {
-    const [, len] = ipaddr.IPv4.parseCIDR(withLen)
-    return `${ipaddr.IPv4.networkAddressFromCIDR(withLen).toString()}/${len}`
+  const prefix = parseIpPrefix(text)
+  if (prefix === undefined) {
+    throw new WarrenError('bad_config', `${field} '${text}' is not an IP prefix: write it like 100.64.0.5/32 or fd7a:115c:a1e0::5/128`, { field })
   }
-  if (ipaddr.IPv6.isValidCIDR(withLen) && !withLen.includes('%')) {
-    const [, len] = ipaddr.IPv6.parseCIDR(withLen)
-    return `${ipaddr.IPv6.networkAddressFromCIDR(withLen).toRFC5952String()}/${len}`
-  }
-  throw new WarrenError('bad_config', `${field} '${text}' is not an IP prefix: write it like 100.64.0.5/32 or fd7a:115c:a1e0::5/128`, { field })
+  return formatIpPrefix(prefix)
 }
 
 /** normalizeAddress keeps the host part: `100.64.0.5/10` stays an address with its prefix length. */
 export function normalizeAddress (s: string, field = 'address'): string {
   const text = String(s).trim()
-  const withLen = text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`
-  if (ipaddr.IPv4.isValidCIDRFourPartDecimal(withLen)) {
-    const [addr, len] = ipaddr.IPv4.parseCIDR(withLen)
-    return `${addr.toString()}/${len}`
+  const slash = text.indexOf('/')
+  const addr = parseIpAddress(slash < 0 ? text : text.slice(0, slash))
+  const prefix = parseIpPrefix(text)
+  if (addr === undefined || prefix === undefined) {
+    throw new WarrenError('bad_config', `${field} '${text}' is not an IP address with prefix length: write it like 100.64.0.5/32`, { field })
   }
-  if (ipaddr.IPv6.isValidCIDR(withLen) && !withLen.includes('%')) {
-    const [addr, len] = ipaddr.IPv6.parseCIDR(withLen)
-    return `${addr.toRFC5952String()}/${len}`
-  }
-  throw new WarrenError('bad_config', `${field} '${text}' is not an IP address with prefix length: write it like 100.64.0.5/32`, { field })
+  return `${formatIpAddress(addr.family, addr.network)}/${prefix.length}`
 }
 
 /** isIpv6Prefix says whether a normalized prefix is IPv6. */

@@ -1,0 +1,65 @@
+/**
+ * kernel-table reads Warren's table back from `nft -j -n list table`, so the firewall can
+ * tell whether the kernel still holds what it applied.
+ */
+import { formatAddrRange, parseSource, type AddrRange } from './addresses.js'
+import { RULESET_MARKER } from './nft-render.js'
+import { emptySets, SET_NAMES, setIsV6, type SetElements, type SetName } from './set-elements.js'
+
+/** KernelTable is what a read-back of our table says: the judged interface and the elements. */
+export interface KernelTable { interfaceName?: string, marked: boolean, sets: SetElements }
+
+type JsonValue = string | number | { prefix?: { addr: string, len: number }, range?: [JsonValue, JsonValue] }
+
+function jsonAddr (v: JsonValue, v6: boolean): AddrRange {
+  if (typeof v === 'string') return parseSource(v, 'kernel element')[0]!
+  if (v !== null && typeof v === 'object' && v.prefix !== undefined) return parseSource(`${v.prefix.addr}/${v.prefix.len}`, 'kernel element')[0]!
+  if (v !== null && typeof v === 'object' && v.range !== undefined) {
+    const lo = jsonAddr(v.range[0], v6)
+    const hi = jsonAddr(v.range[1], v6)
+    return { v6: lo.v6, lo: lo.lo, hi: hi.hi }
+  }
+  throw new Error(`unexpected address in kernel set element: ${JSON.stringify(v)}`)
+}
+
+function jsonPort (v: JsonValue): string {
+  if (typeof v === 'number') return String(v)
+  if (v !== null && typeof v === 'object' && v.range !== undefined) {
+    const [a, b] = v.range
+    return a === b ? String(a) : `${String(a)}-${String(b)}`
+  }
+  throw new Error(`unexpected port in kernel set element: ${JSON.stringify(v)}`)
+}
+
+/**
+ * parseKernelTable reads `nft -j -n list table inet <name>` output into canonical elements,
+ * so they compare equal to compileFilter's output when the kernel holds what we applied.
+ */
+export function parseKernelTable (json: string): KernelTable {
+  const doc = JSON.parse(json) as { nftables?: Array<Record<string, any>> }
+  const out: KernelTable = { marked: false, sets: emptySets() }
+  for (const item of doc.nftables ?? []) {
+    if (item.set !== undefined && (SET_NAMES as readonly string[]).includes(item.set.name)) {
+      const name = item.set.name as SetName
+      const v6 = setIsV6(name)
+      const texts: string[] = []
+      for (const raw of item.set.elem ?? []) {
+        const el = raw?.elem?.val ?? raw
+        const concat = el?.concat as JsonValue[] | undefined
+        if (!Array.isArray(concat)) throw new Error(`unexpected element in set ${name}: ${JSON.stringify(raw)}`)
+        const a = jsonAddr(concat[0]!, v6)
+        const fields = [formatAddrRange(a.v6, a.lo, a.hi), String(concat[1])]
+        if (concat.length === 3) fields.push(jsonPort(concat[2]!))
+        texts.push(fields.join(' . '))
+      }
+      out.sets[name] = texts
+    }
+    if (item.rule !== undefined && item.rule.chain === 'input') {
+      if (item.rule.comment === RULESET_MARKER) out.marked = true
+      for (const e of item.rule.expr ?? []) {
+        if (e?.match?.left?.meta?.key === 'iifname' && typeof e.match.right === 'string') out.interfaceName = e.match.right
+      }
+    }
+  }
+  return out
+}

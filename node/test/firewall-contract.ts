@@ -1,0 +1,155 @@
+/**
+ * firewallContract is the behaviour every Firewall must show, run against the fake and
+ * the real nftables firewall alike (as js-libp2p's interface-compliance-tests do), so the
+ * fake the engine's tests rely on cannot drift from the kernel. Each case gets a fresh
+ * firewall from the factory, which also says how to read back what the firewall holds:
+ * the packets it lets through (judged by the tracer over the read-back ruleset, and held
+ * to protocol's reference filterAllows), what its last `set` did, and how to make the
+ * backend refuse the next change.
+ */
+import type { Test } from 'tap'
+import { filterAllows, type FilterRule } from '@warren/protocol'
+import type { Firewall } from '../src/firewall/types.js'
+import type { ApplyReport } from '../src/firewall/nftables.js'
+import type { TracePacket, Verdict } from '../src/firewall/tracer.js'
+
+/** FirewallUnderTest is one fresh firewall and the ways to look into its backend. */
+export interface FirewallUnderTest {
+  firewall: Firewall
+  /** trace judges packets by the ruleset the backend holds now (read back once, not remembered) */
+  trace: (packets: TracePacket[]) => Promise<Verdict[]>
+  /** dump is the backend's ruleset as sorted text, '' when it holds none */
+  dump: () => Promise<string>
+  /** lastApply says what the last `set` did */
+  lastApply: () => ApplyReport | undefined
+  /** refuseNext makes the backend refuse the next transaction it is sent */
+  refuseNext: () => void
+}
+
+/** FirewallFactory makes a fresh firewall for one case; it registers its cleanup on `t`. */
+export type FirewallFactory = (t: Test) => Promise<FirewallUnderTest>
+
+const IF = 'wcontract0'
+const ctx = { interfaceName: IF }
+
+const rule = (srcs: string[], protos: number[], ports: Array<[number, number]> = []): FilterRule =>
+  ({ srcs, protos, ports: ports.map(([first, last]) => ({ first, last })) })
+
+/** FILTER holds each kind of rule: single peers, a subnet and port range, a portless protocol, `*`. */
+const FILTER: FilterRule[] = [
+  rule(['100.64.0.1', 'fd7a::1'], [6], [[22, 22]]),
+  rule(['100.64.1.0/24', 'fd7a::100:0/120'], [6, 17], [[8000, 8100]]),
+  rule(['100.64.0.2'], [1, 58]),
+  rule(['*'], [17], [[53, 53]])
+]
+const JOINING = rule(['100.64.0.7'], [6], [[22, 22]])
+
+/** PACKETS probe every rule inside and just outside its sources, protocols and ports. */
+const PACKETS: Array<Omit<TracePacket, 'iif'>> = [
+  ...['100.64.0.1', 'fd7a::1', '100.64.0.3', 'fd7a::2', '100.64.0.7'].flatMap(src => [21, 22, 23].map(dport => ({ src, proto: 6, dport }))),
+  ...['100.64.1.0', '100.64.1.255', '100.64.2.0', 'fd7a::100:ff', 'fd7a::101:0'].flatMap(src =>
+    [6, 17].flatMap(proto => [7999, 8000, 8100, 8101].map(dport => ({ src, proto, dport })))),
+  ...['100.64.0.2', '100.64.0.1', 'fd7a::1'].flatMap(src => [1, 58].map(proto => ({ src, proto }))),
+  ...['192.0.2.1', '2001:db8::1', '100.64.0.2'].flatMap(src => [53, 54].map(dport => ({ src, proto: 17, dport }))),
+  { src: '100.64.0.1', proto: 47 }
+]
+
+/** expectPasses checks every probe against filterAllows, and that other interfaces are untouched. */
+async function expectPasses (t: Test, fw: FirewallUnderTest, filter: FilterRule[], iif = IF): Promise<void> {
+  const got = await fw.trace([...PACKETS.map(p => ({ ...p, iif })), { src: '100.64.0.1', proto: 6, dport: 23, iif: 'eth0' }])
+  const wrong: string[] = []
+  PACKETS.forEach((p, i) => {
+    const want = filterAllows(filter, p) ? 'accept' : 'drop'
+    if (got[i] !== want) wrong.push(`${JSON.stringify(p)}: ${got[i]}, want ${want}`)
+  })
+  t.same(wrong, [], `all ${PACKETS.length} probes are judged as filterAllows judges them`)
+  t.equal(got[PACKETS.length], 'untouched', 'another interface is not judged')
+}
+
+/** traceOne judges one packet. */
+async function traceOne (fw: FirewallUnderTest, p: TracePacket): Promise<Verdict> {
+  return (await fw.trace([p]))[0]!
+}
+
+/** firewallContract runs the contract's cases as subtests of `t`. */
+export function firewallContract (t: Test, factory: FirewallFactory): void {
+  t.test('a filter applied is what passes: every probe as filterAllows says', async t => {
+    const fw = await factory(t)
+    await fw.firewall.up()
+    await fw.firewall.set(FILTER, ctx)
+    await expectPasses(t, fw, FILTER)
+    // the reference itself, so the probes above cannot all pass vacuously
+    t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 22, iif: IF }), 'accept')
+    t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 23, iif: IF }), 'drop')
+    t.equal(await traceOne(fw, { src: 'fd7a::100:7', proto: 17, dport: 8050, iif: IF }), 'accept')
+    t.equal(await traceOne(fw, { src: '100.64.0.2', proto: 1, iif: IF }), 'accept')
+    await fw.firewall.set([], ctx)
+    t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 22, iif: IF }), 'drop', 'an empty filter lets nothing in')
+  })
+
+  t.test('set is idempotent and ignores rule order', async t => {
+    const fw = await factory(t)
+    await fw.firewall.set(FILTER, ctx)
+    const before = await fw.dump()
+    t.not(before, '', 'the backend holds a ruleset')
+    await fw.firewall.set(FILTER, ctx)
+    t.equal(fw.lastApply()?.kind, 'none', 'the same filter again changes nothing')
+    await fw.firewall.set([...FILTER].reverse(), ctx)
+    t.equal(fw.lastApply()?.kind, 'none', 'the same rules in another order change nothing')
+    t.equal(await fw.dump(), before, 'the ruleset reads back the same')
+  })
+
+  t.test('a small change is an element update; a new interface is a rebuild', async t => {
+    const fw = await factory(t)
+    await fw.firewall.set(FILTER, ctx)
+    t.equal(fw.lastApply()?.kind, 'rebuild', 'the first set builds the table')
+    await fw.firewall.set([...FILTER, JOINING], ctx)
+    t.match(fw.lastApply(), { kind: 'elements', elements: 1 }, 'a peer joining is one element added')
+    t.equal(await traceOne(fw, { src: '100.64.0.7', proto: 6, dport: 22, iif: IF }), 'accept', 'and it is in force')
+    await fw.firewall.set(FILTER, ctx)
+    t.match(fw.lastApply(), { kind: 'elements', elements: 1 }, 'a peer leaving is one element deleted')
+    await expectPasses(t, fw, FILTER)
+    await fw.firewall.set(FILTER, { interfaceName: 'wcontract1' })
+    t.equal(fw.lastApply()?.kind, 'rebuild', 'another interface rebuilds the table')
+    await expectPasses(t, fw, FILTER, 'wcontract1')
+    t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 22, iif: IF }), 'untouched', 'the old interface is no longer judged')
+  })
+
+  t.test('a refused apply leaves the previous rules in force', async t => {
+    const fw = await factory(t)
+    await fw.firewall.set(FILTER, ctx)
+    const before = await fw.dump()
+    fw.refuseNext()
+    const err = await fw.firewall.set([...FILTER, JOINING], ctx).then(() => undefined, (e: unknown) => e as { code?: string, message?: string })
+    t.equal(err?.code, 'firewall_apply_failed', 'set throws')
+    t.match(err?.message, /previous rules stay in force/, 'and says the rules did not change')
+    t.equal(await fw.dump(), before, 'the backend holds what it held')
+    await expectPasses(t, fw, FILTER)
+    for (const [filter, interfaceName, code] of [
+      [[rule(['100.64.0.300'], [6], [[22, 22]])], IF, 'bad_filter'],
+      [[rule(['100.64.0.1'], [6], [[90, 80]])], IF, 'bad_filter'],
+      [FILTER, 'no spaces allowed', 'bad_firewall_config']
+    ] as const) {
+      await t.rejects(fw.firewall.set(filter as FilterRule[], { interfaceName }), { code }, `bad input is refused with ${code}`)
+    }
+    t.equal(await fw.dump(), before, 'bad input changed nothing')
+    await fw.firewall.set([...FILTER, JOINING], ctx)
+    t.equal(fw.lastApply()?.kind, 'elements', 'the next change applies as an element update')
+    await expectPasses(t, fw, [...FILTER, JOINING])
+  })
+
+  t.test('close removes the ruleset, twice is harmless, and set brings it back', async t => {
+    const fw = await factory(t)
+    await fw.firewall.up()
+    await fw.firewall.set(FILTER, ctx)
+    await fw.firewall.close()
+    t.equal(await fw.dump(), '', 'nothing is left')
+    t.equal(await traceOne(fw, { src: '100.64.0.3', proto: 6, dport: 22, iif: IF }), 'untouched', 'the mesh is no longer judged')
+    await fw.firewall.close()
+    t.equal(await fw.dump(), '', 'a second close is harmless')
+    await fw.firewall.up()
+    await fw.firewall.set(FILTER, ctx)
+    t.equal(fw.lastApply()?.kind, 'rebuild', 'set after close builds the table anew')
+    await expectPasses(t, fw, FILTER)
+  })
+}
