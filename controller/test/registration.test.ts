@@ -123,7 +123,8 @@ t.test('pending nodes wait for approval; approval makes them active', async t =>
 })
 
 t.test('a tagged key makes a tagged node without owner; tagOwners can allow more tags', async t => {
-  const tc = await testController(t)
+  let ciOwnedByAlice = false
+  const tc = await testController(t, { state: { tagOwnersAllow: (user, tag) => ciOwnedByAlice && user === 'alice' && tag === 'tag:ci' } })
   const ck = tc.state.controllerKey.publicKey
   const key = await setupUserKey(tc, { tags: ['tag:server', 'tag:db'], reusable: true, preapproved: true, ephemeral: true })
   const a = await register(tc, registration(ck, { authKey: key, hostname: 'web' }))
@@ -134,7 +135,7 @@ t.test('a tagged key makes a tagged node without owner; tagOwners can allow more
   t.same(b.body.node.tags, ['tag:db'], 'requested tags within the key are used')
   const c = await register(tc, registration(ck, { authKey: key, requestTags: ['tag:ci'] }))
   t.equal(c.body.error.code, 'tag_not_allowed')
-  tc.state.tagOwnersAllow = (user, tag) => user === 'alice' && tag === 'tag:ci'
+  ciOwnedByAlice = true
   const d = await register(tc, registration(ck, { authKey: key, requestTags: ['tag:ci'] }))
   t.equal(d.status, 200, 'the tagOwners hook lets alice use tag:ci')
   t.same(d.body.node.tags, ['tag:ci'])
