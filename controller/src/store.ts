@@ -67,7 +67,8 @@ export interface NodeRecord {
 }
 
 export interface AuthKeyRecord extends AuthKeyInfo { secretHash: string }
-export interface ApiKeyRecord extends ApiKeyInfo { secretHash: string }
+/** ApiKeyRecord is an API key as stored; `parentId` is the API key it was created with, if any. */
+export interface ApiKeyRecord extends ApiKeyInfo { secretHash: string, parentId?: string }
 
 export interface StoreMeta {
   /** last IPv4 offset handed out; only grows */

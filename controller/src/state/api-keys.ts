@@ -7,13 +7,19 @@ import type { CommitCore } from './commit-core.js'
 import { keyExpiryAfter, secretMatches } from './key-expiry.js'
 
 export const DEFAULT_API_KEY_EXPIRY = '90d'
+const API_KEY_ACTOR = 'apikey:'
 
-/** ApiKeyMethods manage the admin API's bearer keys (`wrnapi-...`). */
+/**
+ * ApiKeyMethods manage the admin API's bearer keys (`wrnapi-...`). A key minted with another API
+ * key (actor `apikey:<id>`) is that key's child: it expires no later than its parent and
+ * stops working as soon as any key it descends from is revoked or expired. Keys minted by
+ * the local admin have no parent.
+ */
 export interface ApiKeyMethods {
   listApiKeys: () => ApiKeyInfo[]
   createApiKey: (req: CreateApiKeyRequest, actor: string) => Promise<{ key: string, apiKey: ApiKeyInfo }>
   expireApiKey: (id: string, actor: string) => Promise<ApiKeyInfo>
-  /** authenticateApiKey checks a `wrnapi-...` key and returns its public view */
+  /** authenticateApiKey checks a `wrnapi-...` key and the keys it was created with, and returns its public view */
   authenticateApiKey: (key: string) => ApiKeyInfo
 }
 
@@ -27,20 +33,37 @@ export function createApiKeys (core: CommitCore, fingerprint: string | undefined
   const { store, locked, auditOp, written } = core
   const dirty = new Set<string>()
 
-  /** unusable says why a key may not be used, or undefined when it may. */
+  /** unusable says why a key (or a key it descends from) may not be used, or undefined when it may. */
   function unusable (rec: ApiKeyRecord): WarrenError | undefined {
     if (rec.revoked) return new WarrenError('api_key_revoked', `API key ${rec.id} was revoked; create a new one`, { status: 401 })
     if (isKeyExpired(rec.expires, core.now())) return new WarrenError('api_key_expired', `API key ${rec.id} expired at ${rec.expires}; create a new one`, { status: 401 })
+    let parentId = rec.parentId
+    // A parent is always older than its child, so the walk ends.
+    while (parentId !== undefined) {
+      const parent = store.apiKeys.get(parentId)
+      const madeWith = `API key ${rec.id} was created from API key ${parentId} (directly or through other keys), which`
+      if (parent === undefined) return new WarrenError('api_key_revoked', `${madeWith} no longer exists; create a new one`, { status: 401 })
+      if (parent.revoked) return new WarrenError('api_key_revoked', `${madeWith} was revoked; create a new one`, { status: 401 })
+      if (isKeyExpired(parent.expires, core.now())) return new WarrenError('api_key_expired', `${madeWith} expired at ${parent.expires}; create a new one`, { status: 401 })
+      parentId = parent.parentId
+    }
     return undefined
   }
 
   const methods: ApiKeyMethods = {
     listApiKeys: () => [...store.apiKeys.values()].map(apiKeyView),
     createApiKey: locked((req: CreateApiKeyRequest, actor: string) => {
-      const expires = keyExpiryAfter(req.expiry ?? DEFAULT_API_KEY_EXPIRY, 'expiry', core.now())
+      let expires = keyExpiryAfter(req.expiry ?? DEFAULT_API_KEY_EXPIRY, 'expiry', core.now())
+      const parent = actor.startsWith(API_KEY_ACTOR) ? store.apiKeys.get(actor.slice(API_KEY_ACTOR.length)) : undefined
+      if (parent !== undefined) {
+        const problem = unusable(parent)
+        if (problem !== undefined) throw problem
+        if (Date.parse(parent.expires) < Date.parse(expires)) expires = parent.expires
+      }
       const cred = newCredential('api', fingerprint)
       const rec: ApiKeyRecord = { id: cred.id, created: core.iso(), expires, revoked: false, secretHash: cred.secretHash }
       if (req.description !== undefined) rec.description = req.description
+      if (parent !== undefined) rec.parentId = parent.id
       return written([{ type: 'put', table: 'apikey', value: rec }, auditOp(actor, 'apikey.create', rec.id, { expires })], () => ({ key: cred.key, apiKey: apiKeyView(rec) }))
     }),
     expireApiKey: locked((id: string, actor: string) => {
@@ -83,6 +106,6 @@ export function createApiKeys (core: CommitCore, fingerprint: string | undefined
 }
 
 function apiKeyView (k: ApiKeyRecord): ApiKeyInfo {
-  const { secretHash: _, ...info } = k
+  const { secretHash: _, parentId: _parent, ...info } = k
   return info
 }
