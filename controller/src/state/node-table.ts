@@ -11,7 +11,7 @@ import type { CommitCore, Deferred } from './commit-core.js'
 export interface NodeTable {
   view: (n: NodeRecord) => Node
   isExpired: (n: NodeRecord) => boolean
-  /** find looks a node up by id first, then by name */
+  /** find looks a node up by id first, then by name, so an id always means that node */
   find: (idOrName: string) => NodeRecord | undefined
   /** require is find, or a 404 */
   require: (idOrName: string) => NodeRecord

@@ -7,7 +7,7 @@ import type { Users } from './users.js'
 /** Nodes is what admins and the map server do to registered nodes (registration is in registration.ts). */
 export interface NodeMethods {
   listNodes: () => Node[]
-  /** getNode finds a node by id or by name */
+  /** getNode finds a node by id, or else by name (names never read as ids) */
   getNode: (idOrName: string) => Node | undefined
   nodeByMachineKey: (machineKey: string) => Node | undefined
   nodeRecord: (id: string) => Readonly<NodeRecord> | undefined

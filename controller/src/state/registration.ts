@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import {
-  WarrenError, checkProtocolVersion, registerSigningPayload, isWireGuardKey,
+  WarrenError, checkProtocolVersion, registerSigningPayload, isWireGuardKey, looksLikeNodeId,
   REGISTER_DOMAIN, type Node, type RegisterRequest
 } from '@warren/protocol'
 import type { NodeRecord, StoreOp, AuthKeyRecord } from '../store.js'
@@ -45,7 +45,8 @@ export function createRegistration (core: CommitCore, table: NodeTable, authKeys
     ops.push({ type: 'meta', name: 'ipamLast', value: offset })
     const next: NodeRecord = {
       id: randomBytes(8).toString('hex'),
-      name: uniqueNodeName(req.hostname, n => table.nameHolder(n) !== undefined),
+      // A name that reads as a node id is skipped like a taken one (laptop -> laptop-1).
+      name: uniqueNodeName(req.hostname, n => table.nameHolder(n) !== undefined || looksLikeNodeId(n)),
       tags,
       machineKey: req.machineKey,
       wgKey: req.wgKey,
