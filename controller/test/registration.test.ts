@@ -186,3 +186,19 @@ t.test('registration is rate limited per address', async t => {
   for (let i = 0; i < 5; i++) statuses.push((await register(tc, registration(tc.state.controllerKey.publicKey, {}))).status)
   t.same(statuses, [401, 401, 401, 429, 429])
 })
+
+t.test('a WireGuard key with bit 255 flipped is the same key: refused, not a second node', async t => {
+  const tc = await testController(t)
+  const ck = tc.state.controllerKey.publicKey
+  const key = await setupUserKey(tc, { reusable: true, preapproved: true })
+  const m = newMachine()
+  t.equal((await register(tc, registration(ck, { authKey: key, m, hostname: 'one' }))).status, 200)
+  const raw = Buffer.from(m.wg.publicKey, 'base64')
+  raw[31] = raw[31]! ^ 0x80
+  const twin = { machine: newMachine().machine, wg: { privateKey: m.wg.privateKey, publicKey: raw.toString('base64') } }
+  const nodes = tc.store.nodes.size
+  const r = await register(tc, registration(ck, { authKey: key, m: twin, hostname: 'two' }))
+  t.equal(r.status, 400)
+  t.match(r.body.error, { code: 'bad_wg_key', field: 'wgKey', message: /canonical/ })
+  t.equal(tc.store.nodes.size, nodes, 'no second node holds the same key')
+})

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import {
-  WarrenError, checkProtocolVersion, registerSigningPayload, isWireGuardKey, looksLikeNodeId,
+  WarrenError, checkProtocolVersion, registerSigningPayload, isWireGuardKey, isCanonicalWireGuardKey, looksLikeNodeId,
   REGISTER_DOMAIN, type Node, type RegisterRequest
 } from '@warren/protocol'
 import type { NodeRecord, StoreOp, AuthKeyRecord } from '../store.js'
@@ -106,6 +106,9 @@ export function createRegistration (core: CommitCore, table: NodeTable, authKeys
     const payload = registerSigningPayload(signed)
     if (!verifyMachineSignature(req.machineKey, REGISTER_DOMAIN, payload, signature)) {
       throw new WarrenError('bad_signature', 'the registration is not signed by the machine key it names', { status: 401, field: 'signature' })
+    }
+    if (isWireGuardKey(req.wgKey) && !isCanonicalWireGuardKey(req.wgKey)) {
+      throw new WarrenError('bad_wg_key', 'the WireGuard public key is not in canonical form (bit 255 set, or not below 2^255-19); send the key exactly as `wg pubkey` prints it', { status: 400, field: 'wgKey' })
     }
     if (!isWireGuardKey(req.wgKey) || !verifyWireGuardProof(req.wgKey, REGISTER_DOMAIN, payload, wgProof)) {
       throw new WarrenError('bad_wg_proof', 'the WireGuard key proof does not match this controller\'s key (GET /v1/machine/key); the node must prove it holds its WireGuard private key', { status: 401, field: 'wgProof' })
