@@ -11,6 +11,7 @@ import { verifyMachineSignature } from '../map/verify.js'
 import type { CommitCore } from './commit-core.js'
 import type { NodeTable } from './node-table.js'
 import type { AuthKeys } from './auth-keys.js'
+import { createReplayGuard } from './replay-guard.js'
 
 export interface RegistrationOptions {
   /** how long a node key stays valid after (re-)registration, ms; 0 = forever */
@@ -22,12 +23,14 @@ export interface RegistrationOptions {
 
 /**
  * createRegistration gives the machine API's register: it checks the request's
- * timestamp, machine-key signature and WireGuard key proof, then (in the commit core's queue) joins a new node with an auth key,
+ * timestamp, machine-key signature and WireGuard key proof, refuses a request it has
+ * already accepted (a replay), then (in the commit core's queue) joins a new node with an auth key,
  * re-authenticates a known one, or rotates a known node's WireGuard key.
  */
 export function createRegistration (core: CommitCore, table: NodeTable, authKeys: AuthKeys, opts: RegistrationOptions): (req: RegisterRequest) => Promise<Node> {
   const { store, auditOp } = core
   const verifyWireGuardProof = createWireGuardProofVerifier(store.controllerKey.privateKey, store.controllerKey.publicKey)
+  const replays = createReplayGuard(opts.maxClockSkewMs, core.now)
 
   function authorise (req: RegisterRequest): { key: AuthKeyRecord, tags: string[] } {
     const key = authKeys.usableAuthKey(req.authKey!)
@@ -63,6 +66,9 @@ export function createRegistration (core: CommitCore, table: NodeTable, authKeys
   }
 
   const registerLocked = core.locked((req: RegisterRequest, payload: string) => {
+    if (replays.seen(payload)) {
+      throw new WarrenError('registration_replayed', 'this signed registration was already used; the node must sign a new one (with a fresh timestamp)', { status: 409, field: 'signature' })
+    }
     const existing = table.byMachineKey(req.machineKey)
     const wgOwner = table.wgKeyHolder(req.wgKey)
     if (wgOwner !== undefined && wgOwner !== existing?.id) {
@@ -75,6 +81,7 @@ export function createRegistration (core: CommitCore, table: NodeTable, authKeys
       if (table.isExpired(existing)) {
         throw new WarrenError('node_key_expired', `the key of node '${existing.name}' has expired; log in again with a new auth key`, { status: 401 })
       }
+      replays.remember(payload, req.timestamp)
       if (existing.wgKey === req.wgKey) return core.unchanged(table.view(existing))
       return table.save({ ...existing, wgKey: req.wgKey }, [auditOp(`node:${existing.id}`, 'node.rekey', existing.name)])
     }
@@ -93,6 +100,7 @@ export function createRegistration (core: CommitCore, table: NodeTable, authKeys
     else delete next.keyExpiry
     ops.push(auditOp(`authkey:${key.id}`, existing === undefined ? 'node.register' : 'node.reauth', next.name,
       { node: next.id, ipv4: next.ipv4, ...(tags.length > 0 ? { tags } : { user: next.user }) }))
+    replays.remember(payload, req.timestamp)
     return table.save(next, ops)
   })
 
