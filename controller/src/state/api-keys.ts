@@ -5,6 +5,7 @@ import {
 import type { ApiKeyRecord, StoreOp } from '../store.js'
 import type { CommitCore } from './commit-core.js'
 import { keyExpiryAfter, secretMatches } from './key-expiry.js'
+import { createPendingWrites } from './pending-writes.js'
 
 export const DEFAULT_API_KEY_EXPIRY = '90d'
 const API_KEY_ACTOR = 'apikey:'
@@ -31,7 +32,7 @@ export interface ApiKeys {
 
 export function createApiKeys (core: CommitCore, fingerprint: string | undefined): ApiKeys {
   const { store, locked, auditOp, written } = core
-  const dirty = new Set<string>()
+  const unwritten = createPendingWrites(store.apiKeys, value => ({ type: 'put', table: 'apikey', value }))
 
   /** unusable says why a key (or a key it descends from) may not be used, or undefined when it may. */
   function unusable (rec: ApiKeyRecord): WarrenError | undefined {
@@ -87,21 +88,13 @@ export function createApiKeys (core: CommitCore, fingerprint: string | undefined
       const problem = unusable(rec)
       if (problem !== undefined) throw problem
       rec.lastUsed = core.iso()
-      dirty.add(rec.id)
+      unwritten.mark(rec.id)
       return apiKeyView(rec)
     }
   }
   return {
     methods,
-    takeLastUsedOps () {
-      const ops: StoreOp[] = []
-      for (const id of dirty) {
-        const k = store.apiKeys.get(id)
-        if (k !== undefined) ops.push({ type: 'put', table: 'apikey', value: k })
-      }
-      dirty.clear()
-      return ops
-    }
+    takeLastUsedOps: unwritten.take
   }
 }
 

@@ -1,6 +1,7 @@
 import { WarrenError, isKeyExpired, type Node } from '@warren/protocol'
 import type { NodeRecord, StoreOp } from '../store.js'
 import type { CommitCore, Deferred } from './commit-core.js'
+import { createPendingWrites } from './pending-writes.js'
 
 /**
  * NodeTable holds the nodes' indexes (by name, machine key, WireGuard key) and runtime
@@ -38,58 +39,26 @@ export interface NodeTable {
 
 export function createNodeTable (core: CommitCore, domain: string): NodeTable {
   const { store } = core
-  const byName = new Map<string, string>()
-  const byMachineKey = new Map<string, string>()
-  const byWgKey = new Map<string, string>()
+  const indexes = createNodeIndexes()
   // Runtime facts, not persisted: a restarted controller learns them again from map sessions.
   const online = new Set<string>()
   const endpoints = new Map<string, string[]>()
-  const dirty = new Set<string>()
+  const unwritten = createPendingWrites(store.nodes, value => ({ type: 'put', table: 'node', value }))
   // Nodes whose key had expired at the last sweep, so the sweep reports each once.
   const seenExpired = new Set<string>()
   const isExpired = (n: NodeRecord): boolean => isKeyExpired(n.keyExpiry, core.now())
 
-  function index (n: NodeRecord): void {
-    byName.set(n.name, n.id)
-    byMachineKey.set(n.machineKey, n.id)
-    byWgKey.set(n.wgKey, n.id)
-  }
-  function unindex (n: NodeRecord): void {
-    byName.delete(n.name)
-    byMachineKey.delete(n.machineKey)
-    byWgKey.delete(n.wgKey)
-  }
   for (const n of store.nodes.values()) {
-    index(n)
+    indexes.add(n)
     if (isExpired(n)) seenExpired.add(n.id)
   }
 
-  function view (n: NodeRecord): Node {
-    const out: Node = {
-      id: n.id,
-      name: n.name,
-      fqdn: `${n.name}.${domain}`,
-      tags: [...n.tags],
-      machineKey: n.machineKey,
-      wgKey: n.wgKey,
-      ipv4: n.ipv4,
-      ipv6: n.ipv6,
-      status: isExpired(n) ? 'expired' : n.approved ? 'active' : 'pending',
-      ephemeral: n.ephemeral,
-      online: online.has(n.id),
-      created: n.created,
-      endpoints: [...(endpoints.get(n.id) ?? [])]
-    }
-    if (n.user !== undefined) out.user = n.user
-    if (n.lastSeen !== undefined) out.lastSeen = n.lastSeen
-    if (n.keyExpiry !== undefined) out.keyExpiry = n.keyExpiry
-    return out
-  }
+  const view = (n: NodeRecord): Node => nodeView(n, domain, isExpired(n), online.has(n.id), endpoints.get(n.id) ?? [])
 
-  const find = (idOrName: string): NodeRecord | undefined => store.nodes.get(idOrName) ?? store.nodes.get(byName.get(idOrName) ?? '')
+  const find = (idOrName: string): NodeRecord | undefined => store.nodes.get(idOrName) ?? store.nodes.get(indexes.byName.get(idOrName) ?? '')
   const touch = (rec: NodeRecord): void => {
     rec.lastSeen = core.iso()
-    dirty.add(rec.id)
+    unwritten.mark(rec.id)
   }
 
   return {
@@ -104,18 +73,18 @@ export function createNodeTable (core: CommitCore, domain: string): NodeTable {
       return n
     },
     byMachineKey (machineKey) {
-      const id = byMachineKey.get(machineKey)
+      const id = indexes.byMachineKey.get(machineKey)
       return id === undefined ? undefined : store.nodes.get(id)
     },
-    wgKeyHolder: wgKey => byWgKey.get(wgKey),
-    nameHolder: name => byName.get(name),
+    wgKeyHolder: wgKey => indexes.byWgKey.get(wgKey),
+    nameHolder: name => indexes.byName.get(name),
     save (next, extra) {
       const prevRecord = store.nodes.get(next.id)
       const previous = prevRecord === undefined ? undefined : view(prevRecord)
       const durable = store.commit([{ type: 'put', table: 'node', value: next }, ...extra])
-      if (prevRecord !== undefined) unindex(prevRecord)
-      index(next)
-      dirty.delete(next.id)
+      if (prevRecord !== undefined) indexes.remove(prevRecord)
+      indexes.add(next)
+      unwritten.forget(next.id)
       if (isExpired(next)) seenExpired.add(next.id)
       else seenExpired.delete(next.id)
       return {
@@ -130,10 +99,10 @@ export function createNodeTable (core: CommitCore, domain: string): NodeTable {
     remove (n, extra) {
       const node = view(n)
       const durable = store.commit([{ type: 'del', table: 'node', id: n.id }, ...extra])
-      unindex(n)
+      indexes.remove(n)
       online.delete(n.id)
       endpoints.delete(n.id)
-      dirty.delete(n.id)
+      unwritten.forget(n.id)
       seenExpired.delete(n.id)
       return { durable, done: () => { core.emit('node-removed', node); return node } }
     },
@@ -165,14 +134,51 @@ export function createNodeTable (core: CommitCore, domain: string): NodeTable {
         }
       }
     },
-    takeLastSeenOps () {
-      const ops: StoreOp[] = []
-      for (const id of dirty) {
-        const n = store.nodes.get(id)
-        if (n !== undefined) ops.push({ type: 'put', table: 'node', value: n })
-      }
-      dirty.clear()
-      return ops
+    takeLastSeenOps: unwritten.take
+  }
+}
+
+/** nodeView is the API's view of a node record with its derived and runtime fields. */
+function nodeView (n: NodeRecord, domain: string, expired: boolean, online: boolean, endpoints: readonly string[]): Node {
+  const out: Node = {
+    id: n.id,
+    name: n.name,
+    fqdn: `${n.name}.${domain}`,
+    tags: [...n.tags],
+    machineKey: n.machineKey,
+    wgKey: n.wgKey,
+    ipv4: n.ipv4,
+    ipv6: n.ipv6,
+    status: expired ? 'expired' : n.approved ? 'active' : 'pending',
+    ephemeral: n.ephemeral,
+    online,
+    created: n.created,
+    endpoints: [...endpoints]
+  }
+  if (n.user !== undefined) out.user = n.user
+  if (n.lastSeen !== undefined) out.lastSeen = n.lastSeen
+  if (n.keyExpiry !== undefined) out.keyExpiry = n.keyExpiry
+  return out
+}
+
+/** createNodeIndexes keeps the maps from name, machine key and WireGuard key to node id. */
+function createNodeIndexes (): { byName: Map<string, string>, byMachineKey: Map<string, string>, byWgKey: Map<string, string>, add: (n: NodeRecord) => void, remove: (n: NodeRecord) => void } {
+  const byName = new Map<string, string>()
+  const byMachineKey = new Map<string, string>()
+  const byWgKey = new Map<string, string>()
+  return {
+    byName,
+    byMachineKey,
+    byWgKey,
+    add (n) {
+      byName.set(n.name, n.id)
+      byMachineKey.set(n.machineKey, n.id)
+      byWgKey.set(n.wgKey, n.id)
+    },
+    remove (n) {
+      byName.delete(n.name)
+      byMachineKey.delete(n.machineKey)
+      byWgKey.delete(n.wgKey)
     }
   }
 }
