@@ -1,3 +1,5 @@
+import { escapeUnsafeText } from '@warren/protocol'
+
 /**
  * output: how commands print. People get aligned tables and relative times; scripts
  * pass --json and get JSON with ISO times.
@@ -9,9 +11,13 @@ export interface Column<T> {
   value: (row: T) => string
 }
 
-/** formatTable aligns rows under upper-case headers, two spaces apart, no trailing blanks. */
+/**
+ * formatTable aligns rows under upper-case headers, two spaces apart, no trailing blanks.
+ * Control, line-break and bidi characters in cells are shown escaped, so stored text
+ * cannot corrupt the terminal or the table.
+ */
 export function formatTable<T> (rows: T[], columns: Array<Column<T>>): string {
-  const cells = [columns.map(c => c.header.toUpperCase()), ...rows.map(r => columns.map(c => c.value(r)))]
+  const cells = [columns.map(c => c.header.toUpperCase()), ...rows.map(r => columns.map(c => escapeUnsafeText(c.value(r))))]
   const widths = columns.map((_, i) => Math.max(...cells.map(row => row[i]!.length)))
   return cells.map(row => row.map((cell, i) => i === row.length - 1 ? cell : cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n'
 }

@@ -101,10 +101,13 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
   const store = await openStore(opts.stateDir)
   const closables: Closable[] = []
   let state: ControllerState | undefined
+  // Registration asks the policy's tagOwners, and the policy service needs the state first.
+  let policyInForce: PolicyService | undefined
   try {
     state = createControllerState({
       store,
       domain,
+      tagOwnersAllow: (user, tag) => policyInForce?.tagOwnersAllow(user, tag) ?? false,
       fingerprint: tls.fingerprint,
       ...(nodeKeyExpiryMs !== undefined ? { nodeKeyExpiryMs } : {}),
       onListenerError: (err, event) => { log.error({ err, event }, 'state event listener failed') }
@@ -113,6 +116,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     // The policy decides what the map service sends; a policy change reaches exactly the
     // sessions whose peers or filters it changed.
     const policy = await policyServiceFor(state)
+    policyInForce = policy
     closables.push({ close: () => { policy.close() } })
     let map: MapService | undefined
     const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }

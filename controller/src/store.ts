@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile, rename, chmod } from 'node:fs/promises'
+import { mkdir, readFile, writeFile, rename, chmod, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import {
@@ -67,7 +67,8 @@ export interface NodeRecord {
 }
 
 export interface AuthKeyRecord extends AuthKeyInfo { secretHash: string }
-export interface ApiKeyRecord extends ApiKeyInfo { secretHash: string }
+/** ApiKeyRecord is an API key as stored; `parentId` is the API key it was created with, if any. */
+export interface ApiKeyRecord extends ApiKeyInfo { secretHash: string, parentId?: string }
 
 export interface StoreMeta {
   /** last IPv4 offset handed out; only grows */
@@ -95,8 +96,11 @@ export const CONTROLLER_KEY_FILE = 'controller.key'
 /** openStore opens (or creates) the store in stateDir and loads it into memory. */
 export async function openStore (stateDir: string): Promise<Store> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 })
+  await chmod(stateDir, 0o700)
   const controllerKey = await loadOrCreateControllerKey(join(stateDir, CONTROLLER_KEY_FILE))
-  const db = new Level<string, unknown>(join(stateDir, DB_DIR), { valueEncoding: 'json' })
+  const dbDir = join(stateDir, DB_DIR)
+  await mkdir(dbDir, { recursive: true, mode: 0o700 })
+  const db = new Level<string, unknown>(dbDir, { valueEncoding: 'json' })
   try {
     await db.open()
   } catch (e) {
@@ -104,8 +108,9 @@ export async function openStore (stateDir: string): Promise<Store> {
     if ((e as { code?: string }).code === 'LEVEL_LOCKED' || cause?.code === 'LEVEL_LOCKED') {
       throw new WarrenError('state_dir_locked', `state dir ${stateDir} is in use by another controller; stop it first or use another --state-dir`, { cause: e })
     }
-    throw new WarrenError('store_open_failed', `cannot open the controller database in ${join(stateDir, DB_DIR)}: ${(e as Error).message}`, { cause: e })
+    throw new WarrenError('store_open_failed', `cannot open the controller database in ${dbDir}: ${(e as Error).message}`, { cause: e })
   }
+  await makePrivate(dbDir)
 
   const tables: { [K in TableName]: Map<string, Tables[K]> } = {
     user: new Map(), node: new Map(), authkey: new Map(), apikey: new Map()
@@ -190,6 +195,7 @@ export async function openStore (stateDir: string): Promise<Store> {
       closed = true
       await writing
       await db.close()
+      await makePrivate(dbDir)
     }
   }
   return store
@@ -211,6 +217,20 @@ function toLevelOp (op: StoreOp): LevelOp {
 function checkRawKey (key: string): void {
   if (!key.includes('!') || RESERVED.some(p => key.startsWith(p))) {
     throw new Error(`store: raw key '${key}' must be '<prefix>!<name>' outside the reserved prefixes`)
+  }
+}
+
+/**
+ * makePrivate sets the database tree to 0700 (dirs) and 0600 (files), whatever the umask
+ * was when LevelDB made them: on every open, and again on close for files made while
+ * running (which the 0700 directory already hides).
+ */
+async function makePrivate (dir: string): Promise<void> {
+  await chmod(dir, 0o700)
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) await makePrivate(path)
+    else if (entry.isFile()) await chmod(path, 0o600)
   }
 }
 

@@ -41,8 +41,9 @@ t.test('policy API: get, set (whole or not at all), history, rollback, and it su
   t.same(r.body, { version: 1, warnings: ['3:39: user zed@ does not exist yet; rules naming it match no device until that user is created'] })
   r = await call('GET', '/v1/policy')
   t.match(r.body, { version: 1, text: GOOD, actor: 'local-admin', message: 'web tier only' })
-  t.ok(tc.state.tagOwnersAllow('alice', 'tag:web'), 'tagOwners now let alice tag her nodes tag:web')
-  t.notOk(tc.state.tagOwnersAllow('bob', 'tag:web'))
+  const service = await policyServiceFor(tc.state)
+  t.ok(service.tagOwnersAllow('alice', 'tag:web'), 'tagOwners now let alice tag her nodes tag:web')
+  t.notOk(service.tagOwnersAllow('bob', 'tag:web'))
 
   r = await call('PUT', '/v1/policy', { text: '{"acls": []}', message: 'lock down' })
   t.equal(r.body.version, 2)

@@ -123,7 +123,8 @@ t.test('pending nodes wait for approval; approval makes them active', async t =>
 })
 
 t.test('a tagged key makes a tagged node without owner; tagOwners can allow more tags', async t => {
-  const tc = await testController(t)
+  let ciOwnedByAlice = false
+  const tc = await testController(t, { state: { tagOwnersAllow: (user, tag) => ciOwnedByAlice && user === 'alice' && tag === 'tag:ci' } })
   const ck = tc.state.controllerKey.publicKey
   const key = await setupUserKey(tc, { tags: ['tag:server', 'tag:db'], reusable: true, preapproved: true, ephemeral: true })
   const a = await register(tc, registration(ck, { authKey: key, hostname: 'web' }))
@@ -134,7 +135,7 @@ t.test('a tagged key makes a tagged node without owner; tagOwners can allow more
   t.same(b.body.node.tags, ['tag:db'], 'requested tags within the key are used')
   const c = await register(tc, registration(ck, { authKey: key, requestTags: ['tag:ci'] }))
   t.equal(c.body.error.code, 'tag_not_allowed')
-  tc.state.tagOwnersAllow = (user, tag) => user === 'alice' && tag === 'tag:ci'
+  ciOwnedByAlice = true
   const d = await register(tc, registration(ck, { authKey: key, requestTags: ['tag:ci'] }))
   t.equal(d.status, 200, 'the tagOwners hook lets alice use tag:ci')
   t.same(d.body.node.tags, ['tag:ci'])
@@ -184,4 +185,20 @@ t.test('registration is rate limited per address', async t => {
   const statuses: number[] = []
   for (let i = 0; i < 5; i++) statuses.push((await register(tc, registration(tc.state.controllerKey.publicKey, {}))).status)
   t.same(statuses, [401, 401, 401, 429, 429])
+})
+
+t.test('a WireGuard key with bit 255 flipped is the same key: refused, not a second node', async t => {
+  const tc = await testController(t)
+  const ck = tc.state.controllerKey.publicKey
+  const key = await setupUserKey(tc, { reusable: true, preapproved: true })
+  const m = newMachine()
+  t.equal((await register(tc, registration(ck, { authKey: key, m, hostname: 'one' }))).status, 200)
+  const raw = Buffer.from(m.wg.publicKey, 'base64')
+  raw[31] = raw[31]! ^ 0x80
+  const twin = { machine: newMachine().machine, wg: { privateKey: m.wg.privateKey, publicKey: raw.toString('base64') } }
+  const nodes = tc.store.nodes.size
+  const r = await register(tc, registration(ck, { authKey: key, m: twin, hostname: 'two' }))
+  t.equal(r.status, 400)
+  t.match(r.body.error, { code: 'bad_wg_key', field: 'wgKey', message: /canonical/ })
+  t.equal(tc.store.nodes.size, nodes, 'no second node holds the same key')
 })

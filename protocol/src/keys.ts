@@ -43,6 +43,24 @@ export function isWireGuardKey (s: unknown): s is string {
   return typeof s === 'string' && fromBase64(s, 32) !== null
 }
 
+/**
+ * isCanonicalWireGuardKey says whether s is a WireGuard public key in its one canonical
+ * encoding: a little-endian number below 2^255 - 19. X25519 ignores bit 255 and reduces
+ * modulo 2^255 - 19, so a key with bit 255 flipped (or a value at or above the prime)
+ * names the same key as its canonical twin. We refuse such encodings rather than rewrite
+ * them: every key a real X25519 derivation prints is canonical, so only a crafted key is
+ * refused, and WireGuard hashes the key's bytes into its handshake, so a rewritten key
+ * would not be the one the node handshakes as.
+ */
+export function isCanonicalWireGuardKey (s: unknown): s is string {
+  const b = typeof s === 'string' ? fromBase64(s, 32) : null
+  if (b === null) return false
+  if (b[31]! < 0x7f) return true
+  if (b[31]! > 0x7f) return false
+  for (let i = 30; i >= 1; i--) if (b[i] !== 0xff) return true
+  return b[0]! < 0xed
+}
+
 /** generateMachineKeyPair makes a new Ed25519 machine key pair. */
 export function generateMachineKeyPair (): MachineKeyPair {
   const kp = nacl.sign.keyPair()

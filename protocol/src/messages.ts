@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema, type TObject, type TProperties } from '@sinclair/typebox'
+import { UNSAFE_TEXT_CHARS } from './text.js'
 
 /**
  * Wire types for every message between CLI, daemon and controller. Each is a JSON
@@ -23,6 +24,16 @@ export const Id = Str(64, { minLength: 1, pattern: '^[A-Za-z0-9_-]+$' })
 export const IpAddr = Str(45)
 export const Endpoint = Str(64, { description: 'host:port or [v6]:port' })
 export const Duration = Str(16, { pattern: '^\\d+(s|m|h|d|w)?$' })
+/**
+ * FreeText is text a person typed that others will be shown (descriptions, messages,
+ * hostnames): any Unicode except control, line-break and bidi characters, which could
+ * corrupt or disguise what a terminal shows. Requests use it; entities keep plain
+ * strings, so what was stored before still reads back.
+ */
+export const FreeText = (max: number, extra: Record<string, unknown> = {}) =>
+  Str(max, { pattern: `^[^${UNSAFE_TEXT_CHARS}]*$`, description: 'text without control characters, line breaks or bidi controls', ...extra })
+/** EmailInput is an email address in a request: Email without control or bidi characters. */
+export const EmailInput = Str(254, { pattern: `^[^@\\s${UNSAFE_TEXT_CHARS}]+@[^@\\s${UNSAFE_TEXT_CHARS}]+$`, description: 'an email address (name@domain) without spaces, control characters or bidi controls' })
 
 // ---------- entities as the API shows them ----------
 
@@ -93,7 +104,7 @@ export type AuditEntry = Static<typeof AuditEntry>
 
 // ---------- admin API requests ----------
 
-export const CreateUserRequest = Obj({ name: UserName, email: Type.Optional(Email) })
+export const CreateUserRequest = Obj({ name: UserName, email: Type.Optional(EmailInput) })
 export type CreateUserRequest = Static<typeof CreateUserRequest>
 
 export const CreateAuthKeyRequest = Obj({
@@ -110,7 +121,7 @@ export type CreateAuthKeyRequest = Static<typeof CreateAuthKeyRequest>
 export const CreateAuthKeyResponse = Obj({ key: Str(200), authKey: AuthKeyInfo })
 export type CreateAuthKeyResponse = Static<typeof CreateAuthKeyResponse>
 
-export const CreateApiKeyRequest = Obj({ expiry: Type.Optional(Duration), description: Type.Optional(Str(200)) })
+export const CreateApiKeyRequest = Obj({ expiry: Type.Optional(Duration), description: Type.Optional(FreeText(200)) })
 export type CreateApiKeyRequest = Static<typeof CreateApiKeyRequest>
 export const CreateApiKeyResponse = Obj({ key: Str(200), apiKey: ApiKeyInfo })
 export type CreateApiKeyResponse = Static<typeof CreateApiKeyResponse>
@@ -138,7 +149,7 @@ export const RegisterRequest = Obj({
   authKey: Type.Optional(Str(200)),
   machineKey: Base64Key,
   wgKey: Base64Key,
-  hostname: Str(253, { minLength: 1 }),
+  hostname: FreeText(253, { minLength: 1 }),
   requestTags: Type.Optional(Type.Array(TagName, { maxItems: 64 })),
   /** milliseconds since the epoch; the controller refuses requests far from its clock */
   timestamp: Type.Integer(),
@@ -324,10 +335,10 @@ export type PolicyInfo = Static<typeof PolicyInfo>
 export const PolicyHistory = Obj({ versions: Type.Array(PolicyVersionInfo) })
 export type PolicyHistory = Static<typeof PolicyHistory>
 
-export const SetPolicyRequest = Obj({ text: PolicyText, message: Type.Optional(Str(1000)) })
+export const SetPolicyRequest = Obj({ text: PolicyText, message: Type.Optional(FreeText(1000)) })
 export type SetPolicyRequest = Static<typeof SetPolicyRequest>
 
-export const RollbackPolicyRequest = Obj({ version: Type.Integer({ minimum: 0 }), message: Type.Optional(Str(1000)) })
+export const RollbackPolicyRequest = Obj({ version: Type.Integer({ minimum: 0 }), message: Type.Optional(FreeText(1000)) })
 export type RollbackPolicyRequest = Static<typeof RollbackPolicyRequest>
 
 /** SetPolicyResponse: the new version and any warnings (users that do not exist yet). */
@@ -416,7 +427,7 @@ export const LocalUpRequest = Obj({
   controller: Str(300, { minLength: 1 }),
   authKey: Type.Optional(Str(200)),
   fingerprint: Type.Optional(Str(200)),
-  hostname: Type.Optional(Str(253, { minLength: 1 })),
+  hostname: Type.Optional(FreeText(253, { minLength: 1 })),
   advertiseTags: Type.Optional(Type.Array(TagName, { maxItems: 64 }))
 })
 export type LocalUpRequest = Static<typeof LocalUpRequest>

@@ -22,10 +22,22 @@ export function isDnsLabel (s: string): boolean {
   return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(s)
 }
 
-/** checkNodeName throws a clear error for a name that cannot be a MagicDNS label. */
+/**
+ * looksLikeNodeId says whether s has the form of a node id (16 lowercase hex digits).
+ * Node names may not: commands take an id or a name, and a name that reads as an id
+ * could make a command meant for one node hit another.
+ */
+export function looksLikeNodeId (s: string): boolean {
+  return /^[0-9a-f]{16}$/.test(s)
+}
+
+/** checkNodeName throws a clear error for a name that cannot be a MagicDNS label or reads as a node id. */
 export function checkNodeName (s: string): void {
   if (!isDnsLabel(s)) {
     throw new WarrenError('bad_name', `node name '${s}' is not DNS-safe: use 1-63 lowercase letters, digits and inner hyphens (for example 'db-1')`, { field: 'name' })
+  }
+  if (looksLikeNodeId(s)) {
+    throw new WarrenError('bad_name', `node name '${s}' looks like a node id (16 hex digits), which would make commands that take an id or a name ambiguous; pick a name that is not 16 hex digits (for example '${s.slice(0, 8)}-${s.slice(8)}')`, { field: 'name' })
   }
 }
 

@@ -21,7 +21,7 @@
  * - tagOwnersAllow(policy, user, tag) -> boolean, for node registration.
  * - policyServiceFor(state) -> PolicyService: versions in the store, set/rollback (checked
  *   whole, applied whole), history, check, diff, explain, one engine kept in step
- *   (onChange(ids) for the map server); installs state.tagOwnersAllow.
+ *   (onChange(ids) for the map server); its tagOwnersAllow(user, tag) answers registration.
  *
  * @example
  * const { policy, errors } = parsePolicy(text, { users })

@@ -30,6 +30,8 @@ export interface PolicyService {
   rollback: (version: number, actor: string, message?: string) => Promise<SetPolicyResponse>
   diff: (text: string) => PolicyDiff
   explain: (src: string, dst: string, port: number, proto?: string) => ExplainResult
+  /** tagOwnersAllow says whether the policy in force lets `user` put `tag` on its nodes */
+  tagOwnersAllow: (user: string | undefined, tag: string) => boolean
   /** onChange tells the map server which nodes' peers or filters a policy or user change touched */
   onChange: (listener: (changed: Set<string>) => void) => () => void
   close: () => void
@@ -37,7 +39,7 @@ export interface PolicyService {
 
 /**
  * createPolicyService loads the newest stored policy (the built-in allow-all when there
- * is none), installs the tagOwners check for registration, and follows user changes.
+ * is none) and follows user changes.
  */
 export async function createPolicyService (state: ControllerState): Promise<PolicyService> {
   const versions: StoredVersion[] = []
@@ -58,12 +60,6 @@ export async function createPolicyService (state: ControllerState): Promise<Poli
   const listeners = new Set<(changed: Set<string>) => void>()
   const notify = (changed: Set<string>): void => { for (const l of listeners) l(changed) }
 
-  const previousTagOwners = state.tagOwnersAllow
-  state.tagOwnersAllow = (userName, tag) => {
-    if (userName === undefined) return false
-    const user = state.listUsers().find(u => u.name === userName)
-    return tagOwnersAllow(policy, user === undefined ? userName : (user.email === undefined ? { name: user.name } : { name: user.name, email: user.email }), tag)
-  }
 
   // A user change matters only when it changes whom an email in the policy names
   // (`name@` never depends on which users exist), so most user changes cost nothing.
@@ -131,6 +127,11 @@ export async function createPolicyService (state: ControllerState): Promise<Poli
       if (parsed.policy === undefined) throw rejection('policy_invalid', 'cannot diff an invalid policy', parsed.errors)
       return diff(policy, parsed.policy, nodes(), users())
     },
+    tagOwnersAllow (userName, tag) {
+      if (userName === undefined) return false
+      const user = state.getUser(userName)
+      return tagOwnersAllow(policy, user === undefined ? userName : (user.email === undefined ? { name: user.name } : { name: user.name, email: user.email }), tag)
+    },
     explain: (src, dst, port, proto) => explain(policy, src, dst, port, proto, { users: users(), nodes: nodes() }),
     onChange (listener) {
       listeners.add(listener)
@@ -139,7 +140,6 @@ export async function createPolicyService (state: ControllerState): Promise<Poli
     close () {
       state.events.off('user-upserted', onUsers)
       state.events.off('user-removed', onUsers)
-      state.tagOwnersAllow = previousTagOwners
       listeners.clear()
     }
   }
