@@ -1,6 +1,7 @@
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { TSchema, Static } from '@sinclair/typebox'
 import { WarrenError } from './errors.js'
+import { escapeUnsafeText } from './text.js'
 
 const cache = new WeakMap<TSchema, TypeCheck<TSchema>>()
 
@@ -29,7 +30,7 @@ export function validate<T extends TSchema> (schema: T, value: unknown, what = '
 function describe (message: string, schema: TSchema, value: unknown): string {
   if (value === undefined && /Expected required property/.test(message)) return 'is required but missing'
   if (/Unexpected property/.test(message)) return 'is not a known field; remove it'
-  if (schema.pattern !== undefined && typeof value === 'string') return `'${String(value).slice(0, 80)}' has the wrong form (${schema.description ?? `must match ${schema.pattern as string}`})`
+  if (schema.pattern !== undefined && typeof value === 'string') return `'${escapeUnsafeText(String(value).slice(0, 80))}' has the wrong form (${schema.description ?? `must match ${schema.pattern as string}`})`
   return message.toLowerCase()
 }
 

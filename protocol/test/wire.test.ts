@@ -72,3 +72,12 @@ t.test('applyDelta adds, changes and removes peers without touching the input', 
   t.equal(after.peers.find(p => p.id === 'p2')!.online, false)
   t.equal(nm.peers.length, 2, 'input unchanged')
 })
+
+t.test('a refused value is echoed with its control characters escaped', async t => {
+  const hostile = 'tag:web\u001b[2J\u202e'
+  let err: Error | undefined
+  try { validate(CreateAuthKeyRequest, { tags: [hostile] }) } catch (e) { err = e as Error }
+  if (err === undefined) { t.fail('a tag with control characters was accepted'); return }
+  t.notMatch(err.message, /\u001b|\u202e/, 'no raw escape or bidi character in the message')
+  t.match(err.message, /tag:web\\x1b\[2J\\u202e/, 'the value is shown escaped')
+})
