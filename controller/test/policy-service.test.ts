@@ -1,7 +1,8 @@
 import t from 'tap'
 import { testController } from './helpers.js'
-import { policyRoutes, policyServiceFor, DEFAULT_POLICY_TEXT } from '../src/policy/index.js'
-import type { MapPolicy } from '../src/map/types.js'
+import { DEFAULT_POLICY_TEXT, type Policy } from '../src/policy/index.js'
+import { policyServiceFor } from '../src/policy-service.js'
+import { policyRoutes } from '../src/routes/policy.js'
 
 const GOOD = `{
   // engineers reach the web tier
@@ -40,8 +41,9 @@ t.test('policy API: get, set (whole or not at all), history, rollback, and it su
   t.same(r.body, { version: 1, warnings: ['3:39: user zed@ does not exist yet; rules naming it match no device until that user is created'] })
   r = await call('GET', '/v1/policy')
   t.match(r.body, { version: 1, text: GOOD, actor: 'local-admin', message: 'web tier only' })
-  t.ok(tc.state.tagOwnersAllow('alice', 'tag:web'), 'tagOwners now let alice tag her nodes tag:web')
-  t.notOk(tc.state.tagOwnersAllow('bob', 'tag:web'))
+  const service = await policyServiceFor(tc.state)
+  t.ok(service.tagOwnersAllow('alice', 'tag:web'), 'tagOwners now let alice tag her nodes tag:web')
+  t.notOk(service.tagOwnersAllow('bob', 'tag:web'))
 
   r = await call('PUT', '/v1/policy', { text: '{"acls": []}', message: 'lock down' })
   t.equal(r.body.version, 2)
@@ -88,28 +90,19 @@ t.test('policy API: check, test, diff and explain change nothing', async t => {
   t.equal((await tc.admin.inject({ method: 'GET', url: '/v1/policy' })).json().version, 0)
 })
 
-t.test('the engine follows policy and user changes and reports the nodes it touched', async t => {
+t.test('onPolicyChange hears each stored policy, after it is durable, and never a rejected one', async t => {
   const tc = await testController(t, { app: { plugins: [policyRoutes()] } })
   const service = await policyServiceFor(tc.state)
-  const seen: string[][] = []
-  service.onChange(ids => seen.push([...ids].sort()))
-  service.engine.setNodes([
-    { id: 'a', name: 'a', user: 'alice', tags: [], ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0::1' },
-    { id: 'w', name: 'w', tags: ['tag:web'], ipv4: '100.64.0.2', ipv6: 'fd7a:115c:a1e0::2' },
-    { id: 'b', name: 'b', user: 'bob', tags: [], ipv4: '100.64.0.3', ipv6: 'fd7a:115c:a1e0::3' }
-  ])
-  await service.set(`{
-    "groups": { "group:eng": ["alice@example.com"] },
-    "tagOwners": { "tag:web": ["group:eng"] },
-    "acls": [ { "action": "accept", "src": ["group:eng"], "dst": ["tag:web:443"] } ],
-  }`, 'test')
-  t.same(seen, [['a', 'b', 'w']], 'everyone loses allow-all')
-  t.same([...service.engine.peersOf('a')], [], 'alice@example.com is nobody until that user exists')
-  await tc.state.createUser({ name: 'alice', email: 'alice@example.com' }, 'test')
-  t.same(seen[1], ['a', 'w'], 'creating the user resolves the email: alice reaches web')
-  t.same([...service.engine.peersOf('a')], ['w'])
-  await tc.state.createUser({ name: 'bob' }, 'test')
-  t.equal(seen.length, 2, 'a user the policy does not name by email changes nothing')
-  const forMap: MapPolicy = service.engine
-  t.ok(forMap, 'the engine is what the map server takes')
+  const heard: Array<{ policy: Policy, stored: number }> = []
+  const stop = service.onPolicyChange(policy => {
+    heard.push({ policy, stored: tc.state.listAudit().filter(e => e.action === 'policy.set').length })
+  })
+  await service.set(GOOD, 'test')
+  await t.rejects(service.set('{"acls": [{"action": "deny"}]}', 'test'), { code: 'policy_invalid' })
+  await service.rollback(0, 'test')
+  t.same(heard.map(h => [h.policy.text, h.stored]), [[GOOD, 1], [DEFAULT_POLICY_TEXT, 2]], 'each change heard once, after its audit entry is stored')
+  t.equal(service.current(), heard[1]!.policy, 'current() is the policy last heard')
+  stop()
+  await service.set(GOOD, 'test')
+  t.equal(heard.length, 2, 'a stopped listener hears nothing')
 })

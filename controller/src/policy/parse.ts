@@ -1,5 +1,5 @@
 import { parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser'
-import { isTag } from '@warren/protocol'
+import { isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { createUserDirectory, isUserToken } from './users.js'
@@ -41,9 +41,6 @@ export const PROTO_NAMES: Readonly<Record<string, readonly number[]>> = {
 
 /** DEFAULT_PROTOS is what a rule without `proto` allows: TCP, UDP, ICMP and ICMPv6. */
 export const DEFAULT_PROTOS: readonly number[] = [1, 6, 17, 58]
-
-/** PORT_PROTOS are the protocols that have ports; for all others ports are ignored. */
-export const PORT_PROTOS: ReadonlySet<number> = new Set([6, 17, 132])
 
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
@@ -411,7 +408,7 @@ class PolicyParser {
     }
     const ports = parsePorts(hp.ports)
     if (ports === undefined) { this.err(node, `bad ports "${hp.ports}" in "${value}": ${PORTS_HELP}`); return undefined }
-    if (protos !== undefined && !protos.some(p => PORT_PROTOS.has(p)) && hp.ports !== '*') {
+    if (protos !== undefined && !protos.some(protocolHasPorts) && hp.ports !== '*') {
       this.err(node, `"${value}": this rule's proto has no ports, so its destinations must use :*`, `write ${hp.host}:*`)
       return undefined
     }

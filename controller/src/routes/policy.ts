@@ -3,7 +3,7 @@ import {
   PolicyHistory, PolicyInfo, RollbackPolicyRequest, SetPolicyRequest, SetPolicyResponse
 } from '@warren/protocol'
 import { errorResponses, type ControllerPlugin } from '../app.js'
-import { policyServiceFor, type PolicyService } from './service.js'
+import { policyServiceFor, type PolicyService } from '../policy-service.js'
 
 /**
  * policyRoutes is the admin API behind `warren admin policy ...`:
@@ -18,8 +18,7 @@ export function policyRoutes (given?: PolicyService): ControllerPlugin {
     const service = given ?? await policyServiceFor(state)
     const ok = <T>(schema: T) => ({ 200: schema, ...errorResponses })
     app.get('/v1/policy', { schema: { response: ok(PolicyInfo) } }, async () => {
-      const { policy: _, ...info } = service.current()
-      return info
+      return service.info()
     })
     app.put('/v1/policy', { schema: { body: SetPolicyRequest, response: ok(SetPolicyResponse) } }, async req => {
       const body = req.body as SetPolicyRequest
@@ -31,14 +30,14 @@ export function policyRoutes (given?: PolicyService): ControllerPlugin {
       return await service.rollback(body.version, actor(req), body.message)
     })
     app.post('/v1/policy/check', { schema: { body: PolicyCheckRequest, response: ok(PolicyCheckResponse) } }, async req => {
-      return service.check((req.body as PolicyCheckRequest).text)
+      return await service.check((req.body as PolicyCheckRequest).text)
     })
     app.post('/v1/policy/diff', { schema: { body: PolicyDiffRequest, response: ok(PolicyDiffResponse) } }, async req => {
-      return service.diff((req.body as PolicyDiffRequest).text)
+      return await service.diff((req.body as PolicyDiffRequest).text)
     })
     app.post('/v1/policy/explain', { schema: { body: PolicyExplainRequest, response: ok(PolicyExplainResponse) } }, async req => {
       const body = req.body as PolicyExplainRequest
-      return service.explain(body.src, body.dst, body.port, body.proto)
+      return await service.explain(body.src, body.dst, body.port, body.proto)
     })
   }
 }
