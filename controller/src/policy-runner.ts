@@ -33,59 +33,66 @@ export function createPolicyRunner (limits: PolicyLimits = {}): PolicyRunner {
   let nextId = 1
   let closed = false
 
-  const start = (): Worker => {
-    const w = new Worker(new URL('./policy-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: maxMemoryMb } })
-    w.unref()
+  const tooComplex = (what: string): WarrenError => new WarrenError('policy_too_complex',
+    `the policy ${what} and was stopped; nothing changed. Make it smaller: fewer rules, or groups in place of long user lists`, { status: 422 })
+
+  /**
+   * exchange waits for the worker's answer that `accept` takes, failing when the worker
+   * dies or (with a deadline) takes too long; a worker that failed is dropped.
+   */
+  const exchange = async (w: Worker, accept: (a: PolicyWorkerAnswer) => boolean, deadlineMs?: number): Promise<PolicyWorkerAnswer> =>
+    await new Promise((resolve, reject) => {
+      const fail = (e: WarrenError): void => {
+        cleanup()
+        if (worker === w) worker = undefined
+        void w.terminate()
+        reject(e)
+      }
+      const timer = deadlineMs === undefined ? undefined : setTimeout(() => { fail(tooComplex(`took longer than ${deadlineMs / 1000} s to process`)) }, deadlineMs)
+      const onMessage = (a: PolicyWorkerAnswer): void => { if (accept(a)) { cleanup(); resolve(a) } }
+      const onError = (e: Error & { code?: string }): void => {
+        fail(e.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? tooComplex(`needs more than ${maxMemoryMb} MB to process`)
+          : new WarrenError('internal', `policy worker failed: ${e.message}`, { status: 500 }))
+      }
+      const onExit = (): void => {
+        fail(closed
+          ? new WarrenError('policy_unavailable', 'the controller is shutting down', { status: 503 })
+          : new WarrenError('internal', 'policy worker stopped unexpectedly', { status: 500 }))
+      }
+      const cleanup = (): void => {
+        clearTimeout(timer)
+        w.off('message', onMessage)
+        w.off('error', onError)
+        w.off('exit', onExit)
+      }
+      w.on('message', onMessage)
+      w.on('error', onError)
+      w.on('exit', onExit)
+    })
+
+  /** ready gives a started worker; its start-up does not count against a job's time. */
+  const ready = async (): Promise<Worker> => {
+    if (worker !== undefined) return worker
+    // No execArgv: loaders and flags of the parent (a test runner's, say) are not the policy's.
+    const w = new Worker(new URL('./policy-worker.js', import.meta.url), { execArgv: [], resourceLimits: { maxOldGenerationSizeMb: maxMemoryMb } })
+    worker = w
+    await exchange(w, a => 'ready' in a)
     return w
   }
 
   /** runOne sends one job and settles on its answer, the worker's death, or the deadline. */
   const runOne = async (job: PolicyJob): Promise<unknown> => {
     if (closed) throw new WarrenError('policy_unavailable', 'the controller is shutting down', { status: 503 })
-    const w = worker ??= start()
+    const w = await ready()
     const id = nextId++
     w.ref()
     try {
-      return await new Promise((resolve, reject) => {
-        const fail = (e: WarrenError): void => {
-          worker = undefined
-          void w.terminate()
-          reject(e)
-        }
-        const timer = setTimeout(() => {
-          fail(new WarrenError('policy_too_complex',
-            `the policy took longer than ${timeoutMs / 1000} s to process and was stopped; nothing changed. Make it smaller: fewer rules, or groups in place of long user lists`, { status: 422 }))
-        }, timeoutMs)
-        const cleanup = (): void => {
-          clearTimeout(timer)
-          w.off('message', onMessage)
-          w.off('error', onError)
-          w.off('exit', onExit)
-        }
-        const onMessage = (a: PolicyWorkerAnswer): void => {
-          if (a.id !== id) return
-          cleanup()
-          if (a.ok) resolve(a.result)
-          else reject(new WarrenError(a.error.code, a.error.message, { status: a.error.status, ...(a.error.field !== undefined ? { field: a.error.field } : {}) }))
-        }
-        const onError = (e: Error & { code?: string }): void => {
-          cleanup()
-          fail(e.code === 'ERR_WORKER_OUT_OF_MEMORY'
-            ? new WarrenError('policy_too_complex',
-              `the policy needs more than ${maxMemoryMb} MB to process and was stopped; nothing changed. Make it smaller: fewer rules, or groups in place of long user lists`, { status: 422 })
-            : new WarrenError('internal', `policy worker failed: ${e.message}`, { status: 500 }))
-        }
-        const onExit = (): void => {
-          cleanup()
-          fail(closed
-            ? new WarrenError('policy_unavailable', 'the controller is shutting down', { status: 503 })
-            : new WarrenError('internal', 'policy worker stopped unexpectedly', { status: 500 }))
-        }
-        w.on('message', onMessage)
-        w.on('error', onError)
-        w.on('exit', onExit)
-        w.postMessage({ id, job } satisfies PolicyWorkerRequest)
-      })
+      const answer = exchange(w, a => 'id' in a && a.id === id, timeoutMs)
+      w.postMessage({ id, job } satisfies PolicyWorkerRequest)
+      const a = await answer as Exclude<PolicyWorkerAnswer, { ready: true }>
+      if (a.ok) return a.result
+      throw new WarrenError(a.error.code, a.error.message, { status: a.error.status, ...(a.error.field !== undefined ? { field: a.error.field } : {}) })
     } finally {
       w.unref()
     }

@@ -9,6 +9,7 @@ import { runPolicyJob, type PolicyJob } from './policy-jobs.js'
  */
 export interface PolicyWorkerRequest { id: number, job: PolicyJob }
 export type PolicyWorkerAnswer =
+  | { ready: true }
   | { id: number, ok: true, result: unknown }
   | { id: number, ok: false, error: { code: string, message: string, status: number, field?: string } }
 
@@ -24,3 +25,5 @@ parentPort?.on('message', (req: PolicyWorkerRequest) => {
   }
   parentPort!.postMessage(answer)
 })
+
+parentPort?.postMessage({ ready: true } satisfies PolicyWorkerAnswer)

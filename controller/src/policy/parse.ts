@@ -54,6 +54,8 @@ const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: '
 const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
 const TEST_KEYS: Record<string, string> = { src: 'src', proto: 'proto', accept: 'accept', deny: 'deny' }
 const UNSUPPORTED_TEST: Record<string, string> = { srcpostureattrs: 'srcPostureAttrs' }
+/** MAX_USER_WARNINGS: past this many users that do not exist yet, the rest are counted, not listed. */
+const MAX_USER_WARNINGS = 100
 /** MAX_DEPTH bounds how deeply lists and objects nest; a policy needs 4 levels. */
 export const MAX_DEPTH = 64
 /** RESERVED_NAMES are never a key or an alias: they name JavaScript's object machinery. */
@@ -579,12 +581,18 @@ class PolicyParser {
     if (this.users === undefined) return
     const dir = createUserDirectory(this.users)
     const warned = new Set<string>()
+    let last: JsonNode | undefined
     for (const { token, node } of this.userUses) {
       const t = token.toLowerCase()
       if (warned.has(t) || dir.resolve(t).known) continue
       warned.add(t)
+      last = node
+      if (warned.size > MAX_USER_WARNINGS) continue
       const hint = t.endsWith('@') ? undefined : this.userGuess(t)
       this.warn(node, `user ${t} does not exist yet; rules naming it match no device until that user is created`, hint)
+    }
+    if (warned.size > MAX_USER_WARNINGS) {
+      this.warn(last!, `and ${warned.size - MAX_USER_WARNINGS} more users that do not exist yet (${MAX_USER_WARNINGS} are listed)`)
     }
   }
 }
