@@ -87,6 +87,13 @@ t.test('policy API: check, test, diff and explain change nothing', async t => {
   t.match(r, { allowed: true, rules: [{ index: 0 }] })
   r = await call('/v1/policy/explain', { src: 'tag:nope', dst: 'alice@', port: 22 })
   t.equal(r.error.code, 'policy_bad_identity')
+  for (const proto of ['__proto__', 'constructor']) {
+    const res = await tc.admin.inject({ method: 'POST', url: '/v1/policy/explain', payload: { src: 'alice@', dst: 'alice@', port: 22, proto } })
+    t.equal(res.statusCode, 400, `explain with proto ${proto}`)
+    t.match(res.json().error, { code: 'policy_bad_proto', message: new RegExp(`unknown proto "${proto}"`) })
+    r = await call('/v1/policy/check', { text: `{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "${proto}"}]}` })
+    t.match(r, { ok: false, errors: [new RegExp(`unknown proto "${proto}"`)] }, `check with proto ${proto}`)
+  }
   t.equal((await tc.admin.inject({ method: 'GET', url: '/v1/policy' })).json().version, 0)
 })
 

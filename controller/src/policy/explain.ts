@@ -47,4 +47,3 @@ export function explain (policy: Policy, src: string, dst: string, port: number,
   const lines = rules.map(r => `  rule ${r.index + 1} (line ${r.line}): ${r.text}`)
   return { allowed: true, rules, message: `${flow} is allowed by:\n${lines.join('\n')}` }
 }
-

@@ -31,4 +31,3 @@ export function runTests (policy: Policy, users: readonly PolicyUser[] = []): Po
   }
   return failures
 }
-

@@ -15,4 +15,3 @@ export function tagOwnersAllow (policy: Policy, user: PolicyUser | string, tag: 
   }
   return false
 }
-

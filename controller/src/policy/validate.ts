@@ -12,4 +12,3 @@ export function validatePolicy (text: string, users: readonly PolicyUser[] = [])
   const failures = runTests(parsed.policy, users)
   return failures.length === 0 ? parsed : { errors: failures, warnings: parsed.warnings }
 }
-
