@@ -1,5 +1,5 @@
 import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser'
-import { isTag, protocolHasPorts } from '@warren/protocol'
+import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { createUserDirectory, isUserToken } from './users.js'
@@ -23,24 +23,24 @@ export interface ParseResult {
 
 /** PROTO_NAMES maps Tailscale's protocol names to IANA numbers; `icmp` covers ICMPv4 and ICMPv6. */
 export const PROTO_NAMES: Readonly<Record<string, readonly number[]>> = {
-  icmp: [1, 58],
-  igmp: [2],
-  ipv4: [4],
-  'ip-in-ip': [4],
-  tcp: [6],
-  egp: [8],
-  igp: [9],
-  udp: [17],
-  gre: [47],
-  esp: [50],
-  ah: [51],
-  'ipv6-icmp': [58],
-  icmpv6: [58],
-  sctp: [132]
+  icmp: [IpProto.ICMPv4, IpProto.ICMPv6],
+  igmp: [IpProto.IGMP],
+  ipv4: [IpProto.IPinIP],
+  'ip-in-ip': [IpProto.IPinIP],
+  tcp: [IpProto.TCP],
+  egp: [IpProto.EGP],
+  igp: [IpProto.IGP],
+  udp: [IpProto.UDP],
+  gre: [IpProto.GRE],
+  esp: [IpProto.ESP],
+  ah: [IpProto.AH],
+  'ipv6-icmp': [IpProto.ICMPv6],
+  icmpv6: [IpProto.ICMPv6],
+  sctp: [IpProto.SCTP]
 }
 
 /** DEFAULT_PROTOS is what a rule without `proto` allows: TCP, UDP, ICMP and ICMPv6. */
-export const DEFAULT_PROTOS: readonly number[] = [1, 6, 17, 58]
+export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, IpProto.UDP, IpProto.ICMPv6]
 
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
