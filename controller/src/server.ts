@@ -190,7 +190,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
  * change changes whom an email in the policy names. `onChange` hears the ids whose peers
  * or filters changed.
  */
-function followPolicy (state: ControllerState, policy: PolicyService): Closable & {
+export function followPolicy (state: ControllerState, policy: PolicyService): Closable & {
   engine: PolicyEngine
   onChange: (listener: (changed: Set<string>) => void) => void
 } {

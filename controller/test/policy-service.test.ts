@@ -3,6 +3,7 @@ import { testController } from './helpers.js'
 import { DEFAULT_POLICY_TEXT, type Policy } from '../src/policy/index.js'
 import { policyServiceFor } from '../src/policy-service.js'
 import { policyRoutes } from '../src/routes/policy.js'
+import { followPolicy } from '../src/server.js'
 
 const GOOD = `{
   // engineers reach the web tier
@@ -112,4 +113,31 @@ t.test('onPolicyChange hears each stored policy, after it is durable, and never 
   stop()
   await service.set(GOOD, 'test')
   t.equal(heard.length, 2, 'a stopped listener hears nothing')
+})
+
+t.test('the controller\'s engine follows policy and user changes and reports the nodes it touched', async t => {
+  const tc = await testController(t)
+  const service = await policyServiceFor(tc.state)
+  const follower = followPolicy(tc.state, service)
+  t.teardown(() => follower.close())
+  const seen: string[][] = []
+  follower.onChange(ids => seen.push([...ids].sort()))
+  const { engine } = follower
+  engine.setNodes([
+    { id: 'a', name: 'a', user: 'alice', tags: [], ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0::1' },
+    { id: 'w', name: 'w', tags: ['tag:web'], ipv4: '100.64.0.2', ipv6: 'fd7a:115c:a1e0::2' },
+    { id: 'b', name: 'b', user: 'bob', tags: [], ipv4: '100.64.0.3', ipv6: 'fd7a:115c:a1e0::3' }
+  ])
+  await service.set(`{
+    "groups": { "group:eng": ["alice@example.com"] },
+    "tagOwners": { "tag:web": ["group:eng"] },
+    "acls": [ { "action": "accept", "src": ["group:eng"], "dst": ["tag:web:443"] } ],
+  }`, 'test')
+  t.same(seen, [['a', 'b', 'w']], 'everyone loses allow-all')
+  t.same([...engine.peersOf('a')], [], 'alice@example.com is nobody until that user exists')
+  await tc.state.createUser({ name: 'alice', email: 'alice@example.com' }, 'test')
+  t.same(seen[1], ['a', 'w'], 'creating the user resolves the email: alice reaches web')
+  t.same([...engine.peersOf('a')], ['w'])
+  await tc.state.createUser({ name: 'bob' }, 'test')
+  t.equal(seen.length, 2, 'a user the policy does not name by email changes nothing')
 })
