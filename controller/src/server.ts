@@ -12,7 +12,8 @@ import { createControllerState, type ControllerState } from './state.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
 import { buildApp, buildMetricsApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
 import { mapServerHook, type MapServerHookOptions, type MapService } from './map/index.js'
-import { policyServiceFor, type PolicyService } from './policy/index.js'
+import { createPolicyEngine, emailResolution, type PolicyEngine } from './policy/index.js'
+import { createPolicyService, policyUsers, type PolicyService } from './policy-service.js'
 import { policyRoutes } from './routes/policy.js'
 
 /**
@@ -115,9 +116,11 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const metrics = createControllerMetrics(state)
     // The policy decides what the map service sends; a policy change reaches exactly the
     // sessions whose peers or filters it changed.
-    const policy = await policyServiceFor(state)
+    const policy = await createPolicyService(state)
     policyInForce = policy
-    closables.push({ close: () => { policy.close() } })
+    closables.push({ close: async () => { await policy.close() } })
+    const engine = followPolicy(state, policy)
+    closables.push(engine)
     let map: MapService | undefined
     const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
     const app = await buildApp({ ...common, mode: 'public', https: { key: tls.key, cert: tls.cert }, logger: log })
@@ -129,10 +132,10 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       const mapOpts = opts.map ?? {}
       hooks.unshift(mapServerHook({
         ...mapOpts,
-        policy: mapOpts.policy ?? policy.engine,
+        policy: mapOpts.policy ?? engine.engine,
         onStart: s => {
           map = s
-          if (mapOpts.policy === undefined) policy.onChange(ids => { s.policyChanged(ids) })
+          if (mapOpts.policy === undefined) engine.onChange(ids => { s.policyChanged(ids) })
           mapOpts.onStart?.(s)
         }
       }))
@@ -211,6 +214,42 @@ async function listenMetrics (app: FastifyInstance, host: string, port: number):
   const address = app.server.address()
   const boundPort = typeof address === 'object' && address !== null ? address.port : port
   return `http://${formatHostPort(host, boundPort)}/metrics`
+}
+
+/**
+ * followPolicy compiles the policy in force into the one PolicyEngine the map service
+ * reads, and is its only writer: it swaps in each new policy, and the users when a user
+ * change changes whom an email in the policy names. `onChange` hears the ids whose peers
+ * or filters changed.
+ */
+export function followPolicy (state: ControllerState, policy: PolicyService): Closable & {
+  engine: PolicyEngine
+  onChange: (listener: (changed: Set<string>) => void) => void
+} {
+  const engine = createPolicyEngine(policy.current(), policyUsers(state))
+  const listeners: Array<(changed: Set<string>) => void> = []
+  let resolved = emailResolution(policy.current(), policyUsers(state))
+  const recompile = (): void => {
+    const users = policyUsers(state)
+    resolved = emailResolution(policy.current(), users)
+    const changed = engine.setPolicy(policy.current(), users)
+    for (const l of listeners) l(changed)
+  }
+  const onUsers = (): void => {
+    if (emailResolution(policy.current(), policyUsers(state)) !== resolved) recompile()
+  }
+  const stop = policy.onPolicyChange(recompile)
+  state.events.on('user-upserted', onUsers)
+  state.events.on('user-removed', onUsers)
+  return {
+    engine,
+    onChange: listener => { listeners.push(listener) },
+    close () {
+      stop()
+      state.events.off('user-upserted', onUsers)
+      state.events.off('user-removed', onUsers)
+    }
+  }
 }
 
 async function closeAll (closables: Closable[]): Promise<void> {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { check, createPolicyEngine, filterAllows, parsePolicy, type Policy, type PolicyNode } from '../src/policy/index.js'
+import { filterAllows } from '@warren/protocol'
+import { check, createPolicyEngine, parsePolicy, type Policy, type PolicyNode } from '../src/policy/index.js'
 
 // Random small policies over a fixed universe of users, tags, hosts and addresses.
 const users = [{ name: 'u0', email: 'u0@example.com' }, { name: 'u1' }, { name: 'u2' }]
@@ -10,7 +11,7 @@ const SOURCES = ['*', 'u0@', 'u0@example.com', 'u1@', 'nobody@', 'group:g0', 'gr
 const DESTINATIONS = [...SOURCES.filter(s => !s.includes(':') || s.startsWith('tag:') || s.startsWith('group:') || s.startsWith('autogroup:')),
   'autogroup:self', '[fd7a:115c:a1e0::2]', '[fd7a:115c:a1e0::/126]', '100.64.0.3']
 const PORTS = ['*', '22', '80,443', '1000-2000', '22-23', '443']
-const PROTOS: Array<string | number | undefined> = [undefined, undefined, 'tcp', 'udp', 'icmp', '17', 'sctp', 'gre', 58]
+const PROTOS: Array<string | number | undefined> = [undefined, undefined, 'tcp', 'udp', 'icmp', '17', 'sctp', 'gre', 58, 33, '136']
 const PORTLESS = new Set(['icmp', 'gre', 58])
 
 const ruleArb = fc.record({
@@ -62,7 +63,7 @@ t.test('check on identities agrees with each destination node\'s compiled filter
     fc.array(ownerArb, { minLength: 1, maxLength: 6 }),
     fc.array(fc.record({
       src: fc.nat(), dst: fc.nat(), v6: fc.boolean(),
-      proto: fc.constantFrom(1, 6, 17, 47, 58, 132), port: fc.constantFrom(0, 22, 23, 80, 443, 1500, 2500)
+      proto: fc.constantFrom(1, 6, 17, 33, 47, 58, 132, 136), port: fc.constantFrom(0, 22, 23, 80, 443, 1500, 2500)
     }), { minLength: 1, maxLength: 20 }),
     (text, owners, tuples) => {
       const policy = parse(text)
@@ -74,7 +75,7 @@ t.test('check on identities agrees with each destination node\'s compiled filter
         const dst = nodes[tuple.dst % nodes.length]!
         const srcIp = tuple.v6 ? src.ipv6 : src.ipv4
         const byCheck = check(policy, identity(src, [srcIp]), identity(dst, [dst.ipv4, dst.ipv6]), tuple.proto, tuple.port, { users }).allowed
-        const byFilter = filterAllows(engine.filterFor(dst.id), srcIp, tuple.proto, tuple.port)
+        const byFilter = filterAllows(engine.filterFor(dst.id), { src: srcIp, proto: tuple.proto, dport: tuple.port })
         if (byCheck !== byFilter) {
           throw new Error(`${src.name}(${srcIp}) -> ${dst.name} ${tuple.proto}/${tuple.port}: check says ${byCheck}, filter says ${byFilter}\n` +
             JSON.stringify(engine.filterFor(dst.id)))
@@ -90,7 +91,7 @@ t.test('peers are exactly the nodes a node may reach or be reached by', async t 
     const nodes = owners.map((o, i) => makeNode(i, o))
     const engine = createPolicyEngine(policy, users)
     engine.setNodes(nodes)
-    const reaches = (a: PolicyNode, b: PolicyNode): boolean => [1, 6, 17, 47, 58, 132].some(proto => [0, 22, 80, 443, 1000].some(port =>
+    const reaches = (a: PolicyNode, b: PolicyNode): boolean => [1, 6, 17, 33, 47, 58, 132, 136].some(proto => [0, 22, 80, 443, 1000].some(port =>
       check(policy, identity(a, [a.ipv4, a.ipv6]), identity(b, [b.ipv4, b.ipv6]), proto, port, { users }).allowed))
     for (const a of nodes) {
       const peers = engine.peersOf(a.id)

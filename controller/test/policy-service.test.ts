@@ -1,8 +1,9 @@
 import t from 'tap'
 import { testController } from './helpers.js'
-import { policyServiceFor, DEFAULT_POLICY_TEXT } from '../src/policy/index.js'
+import { DEFAULT_POLICY_TEXT, type Policy } from '../src/policy/index.js'
+import { policyServiceFor } from '../src/policy-service.js'
 import { policyRoutes } from '../src/routes/policy.js'
-import type { MapPolicy } from '../src/map/types.js'
+import { followPolicy } from '../src/server.js'
 
 const GOOD = `{
   // engineers reach the web tier
@@ -87,15 +88,42 @@ t.test('policy API: check, test, diff and explain change nothing', async t => {
   t.match(r, { allowed: true, rules: [{ index: 0 }] })
   r = await call('/v1/policy/explain', { src: 'tag:nope', dst: 'alice@', port: 22 })
   t.equal(r.error.code, 'policy_bad_identity')
+  for (const proto of ['__proto__', 'constructor']) {
+    const res = await tc.admin.inject({ method: 'POST', url: '/v1/policy/explain', payload: { src: 'alice@', dst: 'alice@', port: 22, proto } })
+    t.equal(res.statusCode, 400, `explain with proto ${proto}`)
+    t.match(res.json().error, { code: 'policy_bad_proto', message: new RegExp(`unknown proto "${proto}"`) })
+    r = await call('/v1/policy/check', { text: `{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "${proto}"}]}` })
+    t.match(r, { ok: false, errors: [new RegExp(`unknown proto "${proto}"`)] }, `check with proto ${proto}`)
+  }
   t.equal((await tc.admin.inject({ method: 'GET', url: '/v1/policy' })).json().version, 0)
 })
 
-t.test('the engine follows policy and user changes and reports the nodes it touched', async t => {
+t.test('onPolicyChange hears each stored policy, after it is durable, and never a rejected one', async t => {
   const tc = await testController(t, { app: { plugins: [policyRoutes()] } })
   const service = await policyServiceFor(tc.state)
+  const heard: Array<{ policy: Policy, stored: number }> = []
+  const stop = service.onPolicyChange(policy => {
+    heard.push({ policy, stored: tc.state.listAudit().filter(e => e.action === 'policy.set').length })
+  })
+  await service.set(GOOD, 'test')
+  await t.rejects(service.set('{"acls": [{"action": "deny"}]}', 'test'), { code: 'policy_invalid' })
+  await service.rollback(0, 'test')
+  t.same(heard.map(h => [h.policy.text, h.stored]), [[GOOD, 1], [DEFAULT_POLICY_TEXT, 2]], 'each change heard once, after its audit entry is stored')
+  t.equal(service.current(), heard[1]!.policy, 'current() is the policy last heard')
+  stop()
+  await service.set(GOOD, 'test')
+  t.equal(heard.length, 2, 'a stopped listener hears nothing')
+})
+
+t.test('the controller\'s engine follows policy and user changes and reports the nodes it touched', async t => {
+  const tc = await testController(t)
+  const service = await policyServiceFor(tc.state)
+  const follower = followPolicy(tc.state, service)
+  t.teardown(() => follower.close())
   const seen: string[][] = []
-  service.onChange(ids => seen.push([...ids].sort()))
-  service.engine.setNodes([
+  follower.onChange(ids => seen.push([...ids].sort()))
+  const { engine } = follower
+  engine.setNodes([
     { id: 'a', name: 'a', user: 'alice', tags: [], ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0::1' },
     { id: 'w', name: 'w', tags: ['tag:web'], ipv4: '100.64.0.2', ipv6: 'fd7a:115c:a1e0::2' },
     { id: 'b', name: 'b', user: 'bob', tags: [], ipv4: '100.64.0.3', ipv6: 'fd7a:115c:a1e0::3' }
@@ -106,12 +134,10 @@ t.test('the engine follows policy and user changes and reports the nodes it touc
     "acls": [ { "action": "accept", "src": ["group:eng"], "dst": ["tag:web:443"] } ],
   }`, 'test')
   t.same(seen, [['a', 'b', 'w']], 'everyone loses allow-all')
-  t.same([...service.engine.peersOf('a')], [], 'alice@example.com is nobody until that user exists')
+  t.same([...engine.peersOf('a')], [], 'alice@example.com is nobody until that user exists')
   await tc.state.createUser({ name: 'alice', email: 'alice@example.com' }, 'test')
   t.same(seen[1], ['a', 'w'], 'creating the user resolves the email: alice reaches web')
-  t.same([...service.engine.peersOf('a')], ['w'])
+  t.same([...engine.peersOf('a')], ['w'])
   await tc.state.createUser({ name: 'bob' }, 'test')
   t.equal(seen.length, 2, 'a user the policy does not name by email changes nothing')
-  const forMap: MapPolicy = service.engine
-  t.ok(forMap, 'the engine is what the map server takes')
 })

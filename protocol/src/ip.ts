@@ -36,12 +36,13 @@ function mask (family: 4 | 6, length: number): bigint {
  */
 export function parseIpAddress (text: string): IpAddress | undefined {
   if (text.includes('/') || text.includes('%')) return undefined
-  // ipaddr's IPv4 check throws and catches inside on other text, which costs ~50 us: IPv6 skips it
-  if (!text.includes(':') && ipaddr.IPv4.isValidFourPartDecimal(text)) {
-    return { family: 4, network: toBigInt(ipaddr.IPv4.parse(text).toByteArray()), length: 32 }
+  // IPv6 first: ipaddr.js's IPv4 check throws and catches inside for IPv6 text, which cost
+  // ~50 µs per address (a second per 10,000 nodes in the policy engine).
+  if (text.includes(':')) {
+    return ipaddr.IPv6.isValid(text) ? { family: 6, network: toBigInt(ipaddr.IPv6.parse(text).toByteArray()), length: 128 } : undefined
   }
-  if (!text.includes(':') || !ipaddr.IPv6.isValid(text)) return undefined
-  return { family: 6, network: toBigInt(ipaddr.IPv6.parse(text).toByteArray()), length: 128 }
+  if (!ipaddr.IPv4.isValidFourPartDecimal(text)) return undefined
+  return { family: 4, network: toBigInt(ipaddr.IPv4.parse(text).toByteArray()), length: 32 }
 }
 
 /**

@@ -1,8 +1,10 @@
 /**
  * The access policy engine: Tailscale-style HuJSON policies, parsed with exact
  * line:column errors, checked on identities, and compiled per node into peers and an
- * inbound packet filter. All but the service is pure (no I/O), so the
- * controller, the map server and the CLI share it.
+ * inbound packet filter. It is pure (no I/O, no state, no server; a test bans such
+ * imports), so the controller's policy service, the map service, a worker thread and
+ * the CLI share it. Versions in the store and the admin routes live outside it
+ * (controller/src/policy-service.ts, controller/src/routes/policy.ts).
  *
  * API
  * - parsePolicy(text, {users?}) -> {policy?, errors: PolicyError[], warnings: PolicyError[]}
@@ -19,9 +21,7 @@
  * - runTests(policy, users) -> PolicyError[] (one per failed expectation)
  * - diff(oldPolicy, newPolicy, nodes, users) -> {gained, lost}: Access {kind, src, dst, proto, ports}
  * - tagOwnersAllow(policy, user, tag) -> boolean, for node registration.
- * - policyServiceFor(state) -> PolicyService: versions in the store, set/rollback (checked
- *   whole, applied whole), history, check, diff, explain, one engine kept in step
- *   (onChange(ids) for the map server); its tagOwnersAllow(user, tag) answers registration.
+ * - emailResolution(policy, users) -> text that changes when a user change changes whom the policy names.
  *
  * @example
  * const { policy, errors } = parsePolicy(text, { users })
@@ -33,11 +33,15 @@
  */
 export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parsePorts, parseProto, splitHostPort, type ParseResult } from './parse.js'
 export { PolicyError } from './errors.js'
-export { createPolicyEngine, type PolicyEngine, type NodeChange } from './compile.js'
-export { check, type CheckResult, type CheckOptions } from './evaluate.js'
-export { explain, runTests, validatePolicy, diff, tagOwnersAllow, protoName, portsText, type ExplainResult, type Access, type PolicyDiff } from './explain.js'
-export { buildFilter, filterAllows, mergeRanges } from './filter.js'
-export { createPolicyService, policyServiceFor, POLICY_PREFIX, type PolicyService } from './service.js'
+export { createPolicyEngine, type PolicyEngine, type NodeChange } from './engine.js'
+export { check, type CheckResult, type CheckOptions } from './compile-policy.js'
+export { explain, protoName, portsText, type ExplainResult } from './explain.js'
+export { runTests } from './policy-tests.js'
+export { validatePolicy } from './validate.js'
+export { diff, type Access, type PolicyDiff } from './diff.js'
+export { tagOwnersAllow } from './tag-owners.js'
+export { buildFilter, mergeRanges } from './build-filter.js'
+export { emailResolution } from './users.js'
 export type { Policy, PolicyNode, PolicyUser, PolicyIdentity, PolicyRule, PolicyTest, PortRange, Selector, SourcePos } from './types.js'
 
 import { parsePolicy, DEFAULT_POLICY_TEXT } from './parse.js'

@@ -1,5 +1,5 @@
-import { parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser'
-import { isTag } from '@warren/protocol'
+import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser'
+import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { createUserDirectory, isUserToken } from './users.js'
@@ -23,27 +23,24 @@ export interface ParseResult {
 
 /** PROTO_NAMES maps Tailscale's protocol names to IANA numbers; `icmp` covers ICMPv4 and ICMPv6. */
 export const PROTO_NAMES: Readonly<Record<string, readonly number[]>> = {
-  icmp: [1, 58],
-  igmp: [2],
-  ipv4: [4],
-  'ip-in-ip': [4],
-  tcp: [6],
-  egp: [8],
-  igp: [9],
-  udp: [17],
-  gre: [47],
-  esp: [50],
-  ah: [51],
-  'ipv6-icmp': [58],
-  icmpv6: [58],
-  sctp: [132]
+  icmp: [IpProto.ICMPv4, IpProto.ICMPv6],
+  igmp: [IpProto.IGMP],
+  ipv4: [IpProto.IPinIP],
+  'ip-in-ip': [IpProto.IPinIP],
+  tcp: [IpProto.TCP],
+  egp: [IpProto.EGP],
+  igp: [IpProto.IGP],
+  udp: [IpProto.UDP],
+  gre: [IpProto.GRE],
+  esp: [IpProto.ESP],
+  ah: [IpProto.AH],
+  'ipv6-icmp': [IpProto.ICMPv6],
+  icmpv6: [IpProto.ICMPv6],
+  sctp: [IpProto.SCTP]
 }
 
 /** DEFAULT_PROTOS is what a rule without `proto` allows: TCP, UDP, ICMP and ICMPv6. */
-export const DEFAULT_PROTOS: readonly number[] = [1, 6, 17, 58]
-
-/** PORT_PROTOS are the protocols that have ports; for all others ports are ignored. */
-export const PORT_PROTOS: ReadonlySet<number> = new Set([6, 17, 132])
+export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, IpProto.UDP, IpProto.ICMPv6]
 
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
@@ -57,6 +54,12 @@ const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: '
 const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
 const TEST_KEYS: Record<string, string> = { src: 'src', proto: 'proto', accept: 'accept', deny: 'deny' }
 const UNSUPPORTED_TEST: Record<string, string> = { srcpostureattrs: 'srcPostureAttrs' }
+/** MAX_USER_WARNINGS: past this many users that do not exist yet, the rest are counted, not listed. */
+const MAX_USER_WARNINGS = 100
+/** MAX_DEPTH bounds how deeply lists and objects nest; a policy needs 4 levels. */
+export const MAX_DEPTH = 64
+/** RESERVED_NAMES are never a key or an alias: they name JavaScript's object machinery. */
+const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
 const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self']
 const PORTS_HELP = 'ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)'
 
@@ -108,7 +111,7 @@ export function parseProto (v: string | number): number[] | undefined {
   if (typeof v === 'number') return Number.isInteger(v) && v >= 0 && v <= 255 ? [v] : undefined
   const s = v.trim().toLowerCase()
   if (/^\d{1,3}$/.test(s)) return parseProto(Number(s))
-  const named = PROTO_NAMES[s]
+  const named = lookup(PROTO_NAMES, s)
   return named === undefined ? undefined : [...named]
 }
 
@@ -124,6 +127,35 @@ export function splitHostPort (s: string): { host: string, ports: string } | und
   return { host: s.slice(0, i), ports: s.slice(i + 1) }
 }
 
+/** lookup reads a table by a key from the policy: only the table's own entries, never Object.prototype's. */
+function lookup<V> (table: Readonly<Record<string, V>>, key: string): V | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined
+}
+
+/**
+ * tooDeep finds where lists and objects first nest deeper than MAX_DEPTH, by scanning
+ * tokens (strings and comments skip themselves), so the tree is never built for them.
+ */
+function tooDeep (text: string): number | undefined {
+  const scanner = createScanner(text, true)
+  let depth = 0
+  for (let token = scanner.scan(); token !== TOKEN_EOF; token = scanner.scan()) {
+    if (token === TOKEN_OPEN_BRACE || token === TOKEN_OPEN_BRACKET) {
+      if (++depth > MAX_DEPTH) return scanner.getTokenOffset()
+    } else if (token === TOKEN_CLOSE_BRACE || token === TOKEN_CLOSE_BRACKET) {
+      depth = Math.max(0, depth - 1)
+    }
+  }
+  return undefined
+}
+
+// jsonc-parser's SyntaxKind values (a const enum, which isolated modules cannot read).
+const TOKEN_OPEN_BRACE = 1
+const TOKEN_CLOSE_BRACE = 2
+const TOKEN_OPEN_BRACKET = 3
+const TOKEN_CLOSE_BRACKET = 4
+const TOKEN_EOF = 17
+
 class PolicyParser {
   private readonly errors: PolicyError[] = []
   private readonly warnings: PolicyError[] = []
@@ -137,11 +169,16 @@ class PolicyParser {
   }
 
   run (): ParseResult {
+    const deep = tooDeep(this.text)
+    if (deep !== undefined) {
+      this.errAt(deep, `lists and objects nest more than ${MAX_DEPTH} levels deep here; a policy needs only a few`)
+      return this.result()
+    }
     const syntax: ParseError[] = []
     const root = parseTree(this.text, syntax, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false })
     for (const e of syntax) {
       const code = printParseErrorCode(e.error)
-      this.errAt(e.offset, `syntax error: ${SYNTAX_MESSAGES[code] ?? code}`)
+      this.errAt(e.offset, `syntax error: ${lookup(SYNTAX_MESSAGES, code) ?? code}`)
     }
     if (syntax.length > 0 || root === undefined) {
       if (root === undefined && syntax.length === 0) this.errAt(0, 'the policy is empty: write at least {}')
@@ -221,9 +258,9 @@ class PolicyParser {
       const value = prop.children?.[1]
       if (keyNode === undefined || value === undefined) continue
       const key = String(keyNode.value)
-      const canonical = known[key.toLowerCase()]
+      const canonical = lookup(known, key.toLowerCase())
       if (canonical === undefined) {
-        const bad = unsupported[key.toLowerCase()]
+        const bad = lookup(unsupported, key.toLowerCase())
         if (bad !== undefined) this.err(keyNode, unsupportedMessage(bad))
         else this.err(keyNode, `unknown key "${key}" in ${where}`, didYouMean(key, [...new Set(Object.values(known))]))
         continue
@@ -277,6 +314,7 @@ class PolicyParser {
         continue
       }
       if (parseCidr(name) !== undefined) { this.err(keyNode, `host alias "${name}" must not look like an address`); continue }
+      if (RESERVED_NAMES.has(name)) { this.err(keyNode, `host alias "${name}" is a reserved name; choose another`); continue }
       if (this.policy.hosts.has(name)) { this.err(keyNode, `host alias "${name}" is defined twice`); continue }
       const s = this.string(value, `hosts["${name}"]`)
       if (s === undefined) continue
@@ -411,7 +449,7 @@ class PolicyParser {
     }
     const ports = parsePorts(hp.ports)
     if (ports === undefined) { this.err(node, `bad ports "${hp.ports}" in "${value}": ${PORTS_HELP}`); return undefined }
-    if (protos !== undefined && !protos.some(p => PORT_PROTOS.has(p)) && hp.ports !== '*') {
+    if (protos !== undefined && !protos.some(protocolHasPorts) && hp.ports !== '*') {
       this.err(node, `"${value}": this rule's proto has no ports, so its destinations must use :*`, `write ${hp.host}:*`)
       return undefined
     }
@@ -543,12 +581,18 @@ class PolicyParser {
     if (this.users === undefined) return
     const dir = createUserDirectory(this.users)
     const warned = new Set<string>()
+    let last: JsonNode | undefined
     for (const { token, node } of this.userUses) {
       const t = token.toLowerCase()
       if (warned.has(t) || dir.resolve(t).known) continue
       warned.add(t)
+      last = node
+      if (warned.size > MAX_USER_WARNINGS) continue
       const hint = t.endsWith('@') ? undefined : this.userGuess(t)
       this.warn(node, `user ${t} does not exist yet; rules naming it match no device until that user is created`, hint)
+    }
+    if (warned.size > MAX_USER_WARNINGS) {
+      this.warn(last!, `and ${warned.size - MAX_USER_WARNINGS} more users that do not exist yet (${MAX_USER_WARNINGS} are listed)`)
     }
   }
 }

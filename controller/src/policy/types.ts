@@ -1,3 +1,5 @@
+import type { IpPrefix } from '@warren/protocol'
+
 /** SourcePos is where something stands in the policy file (1-based line and column). */
 export interface SourcePos {
   line: number
@@ -6,14 +8,12 @@ export interface SourcePos {
   length: number
 }
 
-/** Cidr is one address range, parsed once; `text` is its canonical form (`100.64.0.1/32`). */
-export interface Cidr {
+/**
+ * Cidr is one address range, parsed once (protocol's IpPrefix); `text` is its canonical
+ * form (`100.64.0.1/32`) and `sortKey` orders ranges: family, then address, then length.
+ */
+export interface Cidr extends IpPrefix {
   text: string
-  family: 4 | 6
-  /** bytes: the network address, 4 or 16 bytes */
-  bytes: Uint8Array
-  bits: number
-  /** sortKey orders ranges: family, then address bytes, then prefix length */
   sortKey: string
 }
 

@@ -1,4 +1,4 @@
-import type { PolicyUser } from './types.js'
+import type { Policy, PolicyUser } from './types.js'
 
 /**
  * UserDirectory turns the ways a policy names a user (`alice@`, `alice@example.com`, or a
@@ -38,4 +38,19 @@ export function createUserDirectory (users: readonly PolicyUser[]): UserDirector
 /** isUserToken says whether s names a user the way a policy does (`alice@`, `alice@example.com`). */
 export function isUserToken (s: string): boolean {
   return /^[^@\s:]+@[^@\s:]*$/.test(s)
+}
+
+/**
+ * emailResolution lists which user each email in the policy's groups and rules names. A
+ * user change matters to a compiled policy only when it changes this (`name@` never
+ * depends on which users exist), so most user changes cost nothing.
+ */
+export function emailResolution (policy: Policy, users: readonly PolicyUser[]): string {
+  const dir = createUserDirectory(users)
+  const emails = new Set<string>()
+  for (const g of policy.groups.values()) for (const m of g.members) if (!m.endsWith('@')) emails.add(m)
+  for (const r of policy.acls) {
+    for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user' && !s.selector.token.endsWith('@')) emails.add(s.selector.token)
+  }
+  return [...emails].sort().map(e => `${e}=${dir.resolve(e).name}`).join(' ')
 }

@@ -2,7 +2,7 @@ import {
   PolicyCheckRequest, PolicyCheckResponse, PolicyDiffRequest, PolicyDiffResponse, PolicyExplainRequest, PolicyExplainResponse,
   PolicyHistory, PolicyInfo, RollbackPolicyRequest, SetPolicyRequest, SetPolicyResponse
 } from '@warren/protocol'
-import { policyServiceFor, type PolicyService } from '../policy/service.js'
+import { policyServiceFor, type PolicyService } from '../policy-service.js'
 import { okResponse, type ControllerPlugin } from './controller-plugin.js'
 
 /**
@@ -17,8 +17,7 @@ export function policyRoutes (given?: PolicyService): ControllerPlugin {
   return async (app, { actor, state }) => {
     const service = given ?? await policyServiceFor(state)
     app.get('/v1/policy', { schema: { response: okResponse(PolicyInfo) } }, async () => {
-      const { policy: _, ...info } = service.current()
-      return info
+      return service.info()
     })
     app.put('/v1/policy', { schema: { body: SetPolicyRequest, response: okResponse(SetPolicyResponse) } }, async req => {
       return await service.set(req.body.text, actor(req), req.body.message)
@@ -28,14 +27,14 @@ export function policyRoutes (given?: PolicyService): ControllerPlugin {
       return await service.rollback(req.body.version, actor(req), req.body.message)
     })
     app.post('/v1/policy/check', { schema: { body: PolicyCheckRequest, response: okResponse(PolicyCheckResponse) } }, async req => {
-      return service.check(req.body.text)
+      return await service.check(req.body.text)
     })
     app.post('/v1/policy/diff', { schema: { body: PolicyDiffRequest, response: okResponse(PolicyDiffResponse) } }, async req => {
-      return service.diff(req.body.text)
+      return await service.diff(req.body.text)
     })
     app.post('/v1/policy/explain', { schema: { body: PolicyExplainRequest, response: okResponse(PolicyExplainResponse) } }, async req => {
       const { src, dst, port, proto } = req.body
-      return service.explain(src, dst, port, proto)
+      return await service.explain(src, dst, port, proto)
     })
   }
 }

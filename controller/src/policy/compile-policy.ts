@@ -1,15 +1,17 @@
-import { WarrenError } from '@warren/protocol'
+import { WarrenError, protocolHasPorts } from '@warren/protocol'
 import { ALL_V4, ALL_V6, cidrContains, hostCidr, parseCidr } from './addr.js'
 import { didYouMean } from './errors.js'
-import { mergeRanges } from './filter.js'
-import { PORT_PROTOS, parseProto } from './parse.js'
+import { mergeRanges } from './build-filter.js'
+import { parseProto } from './parse.js'
 import { createUserDirectory, isUserToken, type UserDirectory } from './users.js'
 import type { Cidr, Policy, PolicyIdentity, PolicyNode, PolicyUser, PortRange, Selector } from './types.js'
 
 /**
  * Selector keys name sets of identities once users are known: `*`, `user:<name>`,
- * `tag:<tag>`, `ag:member`, `ag:tagged`, `cidr:<range>`. A group becomes the keys of its
- * users. Nodes and identities carry the keys they match, so matching is set lookups.
+ * `group:<name>`, `tag:<tag>`, `ag:member`, `ag:tagged`, `cidr:<range>`. A group is one
+ * key, resolved once: a user's identity carries the keys of the groups it is in, so a
+ * group named by many rules costs one key per rule, not one per member per rule.
+ * Nodes and identities carry the keys they match, so matching is set lookups.
  */
 export const SELF_KEY = 'self'
 
@@ -34,6 +36,8 @@ export interface CompiledPolicy {
   rules: CompiledRule[]
   /** cidrs: every range a selector names, by key, so nodes can be matched against them */
   cidrs: Map<string, Cidr>
+  /** groupsOf: a user's key (`user:<name>`) -> the keys of the groups it is a member of */
+  groupsOf: Map<string, string[]>
   users: UserDirectory
 }
 
@@ -41,18 +45,26 @@ export interface CompiledPolicy {
 export function compilePolicy (policy: Policy, users: readonly PolicyUser[]): CompiledPolicy {
   const dir = createUserDirectory(users)
   const cidrs = new Map<string, Cidr>()
-  const keysOf = (sel: Selector): string[] => {
+  const groupsOf = new Map<string, string[]>()
+  for (const [name, group] of policy.groups) {
+    for (const member of new Set(group.members.map(m => `user:${dir.resolve(m).name}`))) {
+      const list = groupsOf.get(member)
+      if (list === undefined) groupsOf.set(member, [name])
+      else list.push(name)
+    }
+  }
+  const keyOf = (sel: Selector): string => {
     switch (sel.kind) {
-      case 'all': return ['*']
-      case 'user': return [`user:${dir.resolve(sel.token).name}`]
-      case 'group': return (policy.groups.get(sel.name)?.members ?? []).map(m => `user:${dir.resolve(m).name}`)
-      case 'tag': return [sel.name]
-      case 'autogroup': return [sel.name === 'self' ? SELF_KEY : `ag:${sel.name}`]
+      case 'all': return '*'
+      case 'user': return `user:${dir.resolve(sel.token).name}`
+      case 'group': return sel.name
+      case 'tag': return sel.name
+      case 'autogroup': return sel.name === 'self' ? SELF_KEY : `ag:${sel.name}`
       case 'host':
       case 'cidr': {
         const key = `cidr:${sel.cidr.text}`
         cidrs.set(key, sel.cidr)
-        return [key]
+        return key
       }
     }
   }
@@ -61,13 +73,15 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[]): Co
     const srcNodeKeys = new Set<string>()
     const srcCidrs = new Map<string, Cidr>()
     for (const { selector } of r.src) {
-      for (const k of keysOf(selector)) srcKeys.add(k)
+      const key = keyOf(selector)
+      srcKeys.add(key)
       if (selector.kind === 'all') { srcCidrs.set(ALL_V4.text, ALL_V4); srcCidrs.set(ALL_V6.text, ALL_V6) } else if (selector.kind === 'host' || selector.kind === 'cidr') srcCidrs.set(selector.cidr.text, selector.cidr)
-      else for (const k of keysOf(selector)) srcNodeKeys.add(k)
+      else srcNodeKeys.add(key)
     }
     const dsts = new Map<string, PortRange[]>()
     for (const d of r.dst) {
-      for (const k of keysOf(d.selector)) dsts.set(k, [...(dsts.get(k) ?? []), ...d.ports])
+      const key = keyOf(d.selector)
+      dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
     }
     return {
       index: r.index,
@@ -80,7 +94,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[]): Co
       dsts: [...dsts].map(([key, ports]) => ({ key, ports: mergeRanges(ports) }))
     }
   })
-  return { policy, rules, cidrs, users: dir }
+  return { policy, rules, cidrs, groupsOf, users: dir }
 }
 
 /**
@@ -103,6 +117,7 @@ export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags:
   } else if (user !== undefined) {
     keys.add('ag:member')
     keys.add(`user:${user}`)
+    for (const group of cp.groupsOf.get(`user:${user}`) ?? []) keys.add(group)
   }
   for (const [key, cidr] of cp.cidrs) {
     if (addrs.some(a => cidrContains(cidr, a))) keys.add(key)
@@ -172,7 +187,7 @@ export function ruleAllows (r: CompiledRule, src: Subject, dst: Subject, proto: 
   if (!r.protos.includes(proto)) return false
   if (!r.srcKeys.some(k => src.keys.has(k))) return false
   return r.dsts.some(d =>
-    (!PORT_PROTOS.has(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst))
+    (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst))
 }
 
 /** destinationMatches: does a destination key cover `dst` (autogroup:self: the source user's own identity)? */

@@ -1,7 +1,7 @@
 import type { FilterRule } from '@warren/protocol'
 import { cidrContains, hostCidr } from './addr.js'
-import { compilePolicy, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './evaluate.js'
-import { buildFilter, type FilterPart } from './filter.js'
+import { compilePolicy, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
+import { buildFilter, type FilterPart } from './build-filter.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 /**
@@ -62,8 +62,9 @@ export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]
   return {
     get policy () { return state.cp.policy },
     setNodes (nodes) {
+      const previous = state
       state = new EngineState(state.cp)
-      for (const n of nodes) state.add(state.record(n))
+      for (const n of nodes) state.add(state.record(n, previous.nodes.get(n.id)))
     },
     upsertNode: node => state.upsert(node),
     removeNode: id => state.remove(id),
@@ -74,7 +75,7 @@ export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]
     },
     setPolicy (newPolicy, newUsers) {
       const next = new EngineState(compilePolicy(newPolicy, newUsers))
-      for (const rec of state.nodes.values()) next.add(next.record(rec.node))
+      for (const rec of state.nodes.values()) next.add(next.record(rec.node, rec))
       const changed = state.diffAgainst(next)
       state = next
       return changed
@@ -113,8 +114,11 @@ class EngineState {
     })
   }
 
-  record (node: PolicyNode): NodeRec {
-    const addrs = [hostCidr(node.ipv4), hostCidr(node.ipv6)]
+  /** record indexes a node; the addresses of `previous` are kept when they are the same (parsing is the costly part). */
+  record (node: PolicyNode, previous?: NodeRec): NodeRec {
+    const addrs = previous !== undefined && previous.node.ipv4 === node.ipv4 && previous.node.ipv6 === node.ipv6
+      ? previous.addrs
+      : [hostCidr(node.ipv4), hostCidr(node.ipv6)]
     const user = node.tags.length === 0 && node.user !== undefined ? node.user.toLowerCase() : undefined
     const keys = [...subjectKeys(this.cp, user, node.tags, addrs)].sort()
     const parts: string[] = []
@@ -283,7 +287,7 @@ class EngineState {
 
   upsert (node: PolicyNode): NodeChange {
     const old = this.nodes.get(node.id)
-    const rec = this.record(node)
+    const rec = this.record(node, old)
     if (old !== undefined && sameIdentity(old, rec)) {
       old.node = node
       return emptyChange()

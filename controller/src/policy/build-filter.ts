@@ -1,6 +1,5 @@
-import type { FilterRule } from '@warren/protocol'
-import { cidrContains, parseCidr } from './addr.js'
-import { ALL_PORTS, PORT_PROTOS } from './parse.js'
+import { protocolHasPorts, type FilterRule } from '@warren/protocol'
+import { ALL_PORTS } from './parse.js'
 import type { Cidr, PortRange } from './types.js'
 
 /** FilterPart is what one rule contributes to a node's filter: sources, protocols, ports. */
@@ -54,7 +53,7 @@ export function buildFilter (parts: Iterable<FilterPart>): FilterRule[] {
     for (const pi of partSet.split(',')) {
       const part = partList[Number(pi)]!
       for (const proto of part.protos) {
-        const ports = PORT_PROTOS.has(proto) ? part.ports : [ALL_PORTS]
+        const ports = protocolHasPorts(proto) ? part.ports : [ALL_PORTS]
         const have = byProto.get(proto)
         if (have === undefined) byProto.set(proto, [...ports])
         else have.push(...ports)
@@ -91,18 +90,4 @@ function compareKeys (a: string, b: string): number {
   const nb = b.split(/[|,-]/).map(Number)
   for (let i = 0; i < Math.min(na.length, nb.length); i++) if (na[i] !== nb[i]) return na[i]! - nb[i]!
   return na.length - nb.length || (a < b ? -1 : a > b ? 1 : 0)
-}
-
-/**
- * filterAllows runs one packet through a filter, as the daemon's firewall would: the
- * source address inside one of `srcs`, the protocol listed, and (for protocols with
- * ports) the port inside a range. Used by tests and by `explain` on real nodes.
- */
-export function filterAllows (filter: readonly FilterRule[], srcIp: string, proto: number, port: number): boolean {
-  const src = parseCidr(srcIp)
-  if (src === undefined) return false
-  return filter.some(rule =>
-    rule.protos.includes(proto) &&
-    (!PORT_PROTOS.has(proto) || rule.ports.some(r => port >= r.first && port <= r.last)) &&
-    rule.srcs.some(s => { const c = parseCidr(s); return c !== undefined && cidrContains(c, src) }))
 }

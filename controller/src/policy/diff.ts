@@ -1,0 +1,189 @@
+import { protocolHasPorts, type FilterRule } from '@warren/protocol'
+import { ALL_V4, ALL_V6, hostCidr } from './addr.js'
+import { mergeRanges } from './build-filter.js'
+import { compilePolicy, destinationMatches, resolveSubject, subjectKeys, type CompiledPolicy, type Subject } from './compile-policy.js'
+import { createPolicyEngine } from './engine.js'
+import { portsText, protoName } from './explain.js'
+import { ALL_PORTS } from './parse.js'
+import type { Policy, PolicyNode, PolicyUser, PortRange } from './types.js'
+import { createUserDirectory } from './users.js'
+
+/** Access is one allowed (source, destination, protocol, ports) as `diff` shows it, by name. */
+export interface Access {
+  kind: 'identity' | 'node'
+  src: string
+  dst: string
+  proto: string
+  ports: string
+}
+
+export interface PolicyDiff { gained: Access[], lost: Access[] }
+
+/**
+ * diff shows what access a new policy gains and loses against the old one, in two
+ * views: between identities (users, tags and host aliases named in either policy, and
+ * `(other users)` for everyone else, so it is useful before devices join; skipped past
+ * 200 identities) and between the current nodes, by node name.
+ */
+export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly PolicyNode[], users: readonly PolicyUser[]): PolicyDiff {
+  const gained: Access[] = []
+  const lost: Access[] = []
+  const record = (kind: Access['kind'], src: string, dst: string, proto: number, before: PortRange[], after: PortRange[]): void => {
+    const plus = subtract(after, before)
+    const minus = subtract(before, after)
+    if (plus.length > 0) gained.push({ kind, src, dst, proto: protoName(proto), ports: protocolHasPorts(proto) ? portsText(plus) : '*' })
+    if (minus.length > 0) lost.push({ kind, src, dst, proto: protoName(proto), ports: protocolHasPorts(proto) ? portsText(minus) : '*' })
+  }
+
+  // identities
+  const oldCp = compilePolicy(oldPolicy, users)
+  const newCp = compilePolicy(newPolicy, users)
+  const protos = [...new Set([...oldCp.rules, ...newCp.rules].flatMap(r => r.protos))].sort((a, b) => a - b)
+  const names = identityNames(oldPolicy, newPolicy, users)
+  const subjects = (cp: CompiledPolicy): Subject[] => names.map(n => resolveSubjectLenient(cp, n))
+  const oldSubjects = subjects(oldCp)
+  const newSubjects = subjects(newCp)
+  names.forEach((srcName, i) => {
+    names.forEach((dstName, j) => {
+      for (const proto of protos) {
+        record('identity', srcName, dstName, proto,
+          allowedPorts(oldCp, oldSubjects[i]!, oldSubjects[j]!, proto), allowedPorts(newCp, newSubjects[i]!, newSubjects[j]!, proto))
+      }
+    })
+  })
+
+  // nodes, through the compiler's filters
+  if (nodes.length > 0) {
+    const before = createPolicyEngine(oldPolicy, users)
+    const after = createPolicyEngine(newPolicy, users)
+    before.setNodes(nodes)
+    after.setNodes(nodes)
+    const label = sourceLabeler(nodes, [oldPolicy, newPolicy])
+    const memo = new Map<FilterRule[], Map<FilterRule[], Array<[string, number, PortRange[], PortRange[]]>>>()
+    for (const n of nodes) {
+      const fa = before.filterFor(n.id)
+      const fb = after.filterFor(n.id)
+      let inner = memo.get(fa)
+      if (inner === undefined) { inner = new Map(); memo.set(fa, inner) }
+      let rows = inner.get(fb)
+      if (rows === undefined) { rows = filterDiffRows(fa, fb, label); inner.set(fb, rows) }
+      for (const [src, proto, a, b] of rows) if (src !== n.name) record('node', src, n.name, proto, a, b)
+    }
+  }
+  return { gained: groupProtos(gained), lost: groupProtos(lost) }
+}
+
+/** groupProtos joins rows that differ only in protocol (`tcp,udp`) and sorts them. */
+function groupProtos (rows: Access[]): Access[] {
+  const byKey = new Map<string, Access>()
+  for (const r of rows) {
+    const key = `${r.kind}\u0000${r.src}\u0000${r.dst}\u0000${r.ports}`
+    const have = byKey.get(key)
+    if (have === undefined) byKey.set(key, { ...r })
+    else have.proto = `${have.proto},${r.proto}`
+  }
+  const order = (x: Access, y: Access): number => x.kind.localeCompare(y.kind) || x.src.localeCompare(y.src) || x.dst.localeCompare(y.dst) || x.proto.localeCompare(y.proto) || x.ports.localeCompare(y.ports)
+  return [...byKey.values()].sort(order)
+}
+
+/** OTHER_USERS stands for every user the policies do not name: they all have the same access. */
+export const OTHER_USERS = '(other users)'
+const OTHER_USER_NAME = '\u0000other'
+
+/** MAX_IDENTITIES bounds the identity view of diff (it is quadratic); beyond it only nodes are compared. */
+const MAX_IDENTITIES = 200
+
+function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): string[] {
+  const out = new Set<string>([OTHER_USERS])
+  const dir = createUserDirectory(users)
+  const known = new Map(users.map(u => [u.name.toLowerCase(), `${u.name.toLowerCase()}@`]))
+  const addUser = (token: string): void => {
+    const r = dir.resolve(token)
+    out.add(r.known ? known.get(r.name)! : token)
+  }
+  for (const p of [a, b]) {
+    for (const g of p.groups.values()) for (const m of g.members) addUser(m)
+    for (const r of p.acls) for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user') addUser(s.selector.token)
+    for (const t of p.tagOwners.keys()) out.add(t)
+    for (const h of p.hosts.keys()) out.add(h)
+  }
+  return out.size > MAX_IDENTITIES ? [] : [...out].sort()
+}
+
+/** resolveSubjectLenient: a tag that one side of a diff lacks still names tagged nodes; a missing host names nothing. */
+function resolveSubjectLenient (cp: CompiledPolicy, name: string): Subject {
+  if (name === OTHER_USERS) return { label: name, keys: subjectKeys(cp, OTHER_USER_NAME, [], []), user: OTHER_USER_NAME, addrs: [] }
+  if (name.startsWith('tag:')) return { label: name, keys: subjectKeys(cp, undefined, [name], []), addrs: [] }
+  try {
+    return resolveSubject(cp, name)
+  } catch {
+    return { label: name, keys: new Set(), addrs: [] }
+  }
+}
+
+function allowedPorts (cp: CompiledPolicy, src: Subject, dst: Subject, proto: number): PortRange[] {
+  const ranges: PortRange[] = []
+  for (const r of cp.rules) {
+    if (!r.protos.includes(proto) || !r.srcKeys.some(k => src.keys.has(k))) continue
+    for (const d of r.dsts) if (destinationMatches(d.key, src, dst)) ranges.push(...(protocolHasPorts(proto) ? d.ports : [ALL_PORTS]))
+  }
+  return mergeRanges(ranges)
+}
+
+function sourceLabeler (nodes: readonly PolicyNode[], policies: Policy[]): (src: string) => string {
+  const byAddr = new Map<string, string>()
+  for (const n of nodes) {
+    byAddr.set(hostCidr(n.ipv4).text, n.name)
+    byAddr.set(hostCidr(n.ipv6).text, n.name)
+  }
+  for (const p of policies) for (const [name, h] of p.hosts) if (!byAddr.has(h.cidr.text)) byAddr.set(h.cidr.text, name)
+  byAddr.set(ALL_V4.text, '*')
+  byAddr.set(ALL_V6.text, '*')
+  return src => byAddr.get(src) ?? src
+}
+
+function filterDiffRows (a: FilterRule[], b: FilterRule[], label: (s: string) => string): Array<[string, number, PortRange[], PortRange[]]> {
+  if (a === b) return []
+  const collect = (f: FilterRule[]): Map<string, PortRange[]> => {
+    const m = new Map<string, PortRange[]>()
+    for (const rule of f) {
+      for (const s of rule.srcs) {
+        for (const proto of rule.protos) {
+          const key = `${label(s)}\u0000${proto}`
+          m.set(key, [...(m.get(key) ?? []), ...rule.ports])
+        }
+      }
+    }
+    return m
+  }
+  const ma = collect(a)
+  const mb = collect(b)
+  const rows: Array<[string, number, PortRange[], PortRange[]]> = []
+  for (const key of new Set([...ma.keys(), ...mb.keys()])) {
+    const before = mergeRanges(ma.get(key) ?? [])
+    const after = mergeRanges(mb.get(key) ?? [])
+    if (portsText(before) === portsText(after)) continue
+    const [src, proto] = key.split('\u0000') as [string, string]
+    rows.push([src, Number(proto), before, after])
+  }
+  return rows
+}
+
+/** subtract returns the ports in `a` that are not in `b` (both merged and sorted). */
+export function subtract (a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
+  const out: PortRange[] = []
+  for (const r of a) {
+    let pieces = [{ ...r }]
+    for (const cut of b) {
+      pieces = pieces.flatMap(p => {
+        if (cut.last < p.first || cut.first > p.last) return [p]
+        const keep: PortRange[] = []
+        if (cut.first > p.first) keep.push({ first: p.first, last: cut.first - 1 })
+        if (cut.last < p.last) keep.push({ first: cut.last + 1, last: p.last })
+        return keep
+      })
+    }
+    out.push(...pieces)
+  }
+  return out
+}
