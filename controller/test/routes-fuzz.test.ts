@@ -26,7 +26,7 @@ interface RouteSpec {
 
 /** Strings that have broken parsers and lookups elsewhere. */
 const NASTY_STRINGS = [
-  '', ' ', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__', 'prototype', '-1', '0', '1e309', 'NaN',
+  '', ' ', '__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__', 'prototype', '-1', '0', '1e309', 'NaN',
   'null', 'true', '[]', '{}', '%', '%00', '%E0%A4%A', '../../etc/passwd', '\u0000', '\u001b[31m', '\u202e', '\ud800',
   'a'.repeat(300), 'tag:', 'tag:web', 'alice@', '*', '*:*', '100.64.0.1', '::1', 'laptop', 'alice'
 ]
