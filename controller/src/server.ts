@@ -5,7 +5,7 @@ import { hostname } from 'node:os'
 import { isIP } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort } from '@warren/protocol'
+import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS } from '@warren/protocol'
 import { openStore } from './store.js'
 import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
@@ -261,19 +261,14 @@ export function createLogger (level = 'info'): Logger {
   return pino({
     level,
     base: { service: 'warren-controller' },
-    redact: { paths: ['req.headers.authorization', 'authKey', '*.authKey', 'key', '*.key', 'privateKey', '*.privateKey'], censor: '[redacted]' }
+    redact: { paths: [...LOG_REDACT_PATHS], censor: '[redacted]' }
   }, pino.destination(2))
 }
 
 /** parseListen reads `host:port`, `[v6]:port` or `:port`. */
 export function parseListen (listen: string): { host: string, port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(listen.trim())
-  const port = m === null ? NaN : Number(m[3])
-  if (m === null || port > 65535) {
-    throw new WarrenError('bad_listen', `--listen '${listen}' must be HOST:PORT, [IPv6]:PORT or :PORT (for example 0.0.0.0:8443)`, { field: 'listen' })
-  }
-  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2]!)
-  return { host, port }
+  const { host, port } = parseHostPort(listen, '--listen')
+  return { host: host === '' ? '0.0.0.0' : host, port }
 }
 
 function urlHost (host: string): string {

@@ -148,6 +148,6 @@ t.test('--listen forms', async t => {
   t.same(parseListen('127.0.0.1:8443'), { host: '127.0.0.1', port: 8443 })
   t.same(parseListen('[::1]:0'), { host: '::1', port: 0 })
   t.same(parseListen(':443'), { host: '0.0.0.0', port: 443 })
-  t.throws(() => parseListen('localhost'), { code: 'bad_listen' })
-  t.throws(() => parseListen('h:99999'), { code: 'bad_listen' })
+  t.throws(() => parseListen('localhost'), { code: 'bad_host_port' })
+  t.throws(() => parseListen('h:99999'), { code: 'bad_host_port' })
 })
