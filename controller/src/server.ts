@@ -12,16 +12,10 @@ import { createControllerState, type ControllerState } from './state.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
 import { buildApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
 import { mapServerHook, type MapServerHookOptions, type MapService } from './map/index.js'
-import { policyRoutes, policyServiceFor, type PolicyService } from './policy/index.js'
+import { policyRoutes, policyServiceFor, createPolicyEngine, type PolicyService } from './policy/index.js'
+import type { ServerHook, Closable } from './server-hooks.js'
 
-/**
- * ServerHook gets the controller's HTTPS server before it listens, to mount what is not
- * a fastify route (the map server's WebSocket upgrade at /v1/machine/map, the relay).
- * What it returns is closed when the controller closes.
- */
-export type ServerHook = (server: HttpsServer, ctx: ServerHookContext) => void | Closable | Promise<void | Closable>
-export interface ServerHookContext { state: ControllerState, metrics: ControllerMetrics, log: Logger, app: FastifyInstance }
-export interface Closable { close: () => Promise<void> | void }
+export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
 export interface StartControllerOptions {
   stateDir: string
@@ -113,12 +107,14 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const hooks = opts.onServer === undefined ? [] : Array.isArray(opts.onServer) ? [...opts.onServer] : [opts.onServer]
     if (opts.map !== false) {
       const mapOpts = opts.map ?? {}
+      // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
+      const users = (): Array<{ name: string, email?: string }> => state!.listUsers().map(u => (u.email === undefined ? { name: u.name } : { name: u.name, email: u.email }))
       hooks.unshift(mapServerHook({
         ...mapOpts,
-        policy: mapOpts.policy ?? policy.engine,
+        policy: mapOpts.policy ?? createPolicyEngine(policy.current().policy, users()),
         onStart: s => {
           map = s
-          if (mapOpts.policy === undefined) policy.onChange(ids => { s.policyChanged(ids) })
+          if (mapOpts.policy === undefined) policy.onChange(() => { s.mesh.setPolicy(policy.current().policy, users()) })
           mapOpts.onStart?.(s)
         }
       }))

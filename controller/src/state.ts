@@ -34,6 +34,8 @@ import { verifyMachineSignature } from './map/verify.js'
  * - `nodeByMachineKey(key)` finds the node for a map session hello; `setOnline(id, bool)`,
  *   `touchLastSeen(id)` and `setEndpoints(id, endpoints)` are cheap (memory only;
  *   lastSeen is flushed to disk in the background) and may be called often.
+ *   `recordPresence(id, {online, endpoints, lastSeen})` is the map service's way to
+ *   store the same facts: it emits nothing, since the map service sent them already.
  * - `deleteNode(id, 'map-server')` removes an ephemeral node after it stayed away.
  * - `domain`, `controllerKey` (X25519, for checking proofs) describe this controller.
  *
@@ -59,6 +61,8 @@ export interface ControllerState {
   setOnline: (id: string, online: boolean) => void
   touchLastSeen: (id: string) => void
   setEndpoints: (id: string, endpoints: string[]) => void
+  /** recordPresence stores the map service's facts about a node's session; unlike setOnline/setEndpoints it emits nothing */
+  recordPresence: (id: string, presence: { online?: boolean, endpoints?: string[], lastSeen?: string }) => void
   register: (req: RegisterRequest) => Promise<Node>
   approveNode: (idOrName: string, actor: string) => Promise<Node>
   renameNode: (idOrName: string, name: string, actor: string) => Promise<Node>
@@ -431,6 +435,17 @@ export function createControllerState (opts: ControllerStateOptions): Controller
         endpoints.set(id, [...eps])
         return true
       })
+    },
+    recordPresence (id, presence) {
+      const rec = store.nodes.get(id)
+      if (rec === undefined) return
+      if (presence.online === true) online.add(id)
+      else if (presence.online === false) online.delete(id)
+      if (presence.endpoints !== undefined) endpoints.set(id, [...presence.endpoints])
+      if (presence.lastSeen !== undefined) {
+        rec.lastSeen = presence.lastSeen
+        dirtyNodes.add(id)
+      }
     },
 
     async register (req) {

@@ -11,13 +11,16 @@
  * ```
  */
 import type { Server as HttpsServer } from 'node:https'
-import type { ServerHook } from '../server.js'
+import type { ServerHook } from '../server-hooks.js'
 import { createPolicyEngine, defaultPolicy } from '../policy/index.js'
 import { mountMapService, type MapService, type MapServiceOptions } from './map-service.js'
 import type { MapPolicy } from './types.js'
 
 export * from './map-service.js'
 export * from './types.js'
+export { MapCloseCode, type MapRefusal } from './handshake.js'
+export { createMeshPolicy, NO_POLICY_CHANGE, type MeshPolicy, type MeshListener, type PeerReader, type NodeChangeReport } from './mesh-policy.js'
+export { createMapFanout, type MapFanout, type FanoutSession, type MembershipChange } from './fanout.js'
 export { checkEndpoints } from './endpoints.js'
 export { createMapMetrics, type MapMetrics } from './metrics.js'
 export { createMemoryNodeSource, createTagGroupPolicy, type MemoryNodeSource } from './fakes.js'
@@ -25,7 +28,7 @@ export { createMemoryNodeSource, createTagGroupPolicy, type MemoryNodeSource } f
 export type MapServerHookOptions = Omit<MapServiceOptions, 'source' | 'policy' | 'domain' | 'registry' | 'log'> & {
   /** the policy engine; default: the default (allow-all) policy */
   policy?: MapPolicy
-  /** called with the running service, so the policy module can call setPolicy/policyChanged */
+  /** called with the running service, so policy changes can go to its mesh (service.mesh.setPolicy) */
   onStart?: (service: MapService) => void
 }
 

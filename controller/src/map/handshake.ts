@@ -1,0 +1,105 @@
+import { randomBytes } from 'node:crypto'
+import type { RawData } from 'ws'
+import {
+  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, validate, mapSigningPayload, checkProtocolVersion,
+  isKeyExpired, WarrenError, type ClientMessage, type Node
+} from '@warren/protocol'
+import { checkEndpoints } from './endpoints.js'
+import { verifyMachineSignature } from './verify.js'
+
+/**
+ * MapCloseCode are the WebSocket close codes a map session ends with. A node reads the
+ * `error` message sent just before for the reason; the code tells it whether retrying
+ * can help (4401/4403/4426 cannot, 4409/4408/1001 can).
+ */
+export const MapCloseCode = {
+  badMessage: 4400,
+  unauthenticated: 4401,
+  forbidden: 4403,
+  helloTimeout: 4408,
+  replaced: 4409,
+  versionMismatch: 4426,
+  shuttingDown: 1001
+} as const
+
+/** MapRefusal is why a map session ends: the error message's code and text, and the close code. */
+export interface MapRefusal { code: string, message: string, closeCode: number }
+
+/** HelloResult is a checked hello: the node it proves to be, with its endpoints, or a refusal. */
+export type HelloResult = { node: Node, endpoints: string[] } | { refusal: MapRefusal }
+
+/** Challenge is the server's first message on a socket; the hello must sign its nonce. */
+export interface Challenge { nonce: string, text: string }
+
+export function createChallenge (): Challenge {
+  const nonce = randomBytes(24).toString('base64url')
+  return { nonce, text: JSON.stringify({ type: 'challenge', version: PROTOCOL_VERSION, nonce }) }
+}
+
+/** mayConnect says whether a node may hold a map session: not expired by an admin or by its key. */
+export function mayConnect (n: Node, now = Date.now()): boolean {
+  return n.status !== 'expired' && !isKeyExpired(n.keyExpiry, now)
+}
+
+/** expiredRefusal is what an expired node hears before its session closes. */
+export function expiredRefusal (n: Node): MapRefusal {
+  return {
+    code: 'node_expired',
+    message: `node '${n.name}' has expired; an admin must re-authenticate it, or join again with a new auth key`,
+    closeCode: MapCloseCode.forbidden
+  }
+}
+
+function parse (data: RawData, isBinary: boolean): unknown {
+  if (isBinary) throw Object.assign(new Error('map messages are JSON text frames, not binary'), { code: 'invalid_json' })
+  const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data).toString('utf8')
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw Object.assign(new Error(`map message is not valid JSON: ${(err as Error).message}`), { code: 'invalid_json' })
+  }
+}
+
+/**
+ * readClientMessage parses and validates one client message. It picks the schema by
+ * `type` (a union's error would only say "expected union value") and checks a hello's
+ * version first, so a newer node hears about the version rather than about a field it added.
+ */
+export function readClientMessage (data: RawData, isBinary: boolean): ClientMessage {
+  const raw = parse(data, isBinary) as { type?: unknown, version?: unknown } | null
+  const type = raw !== null && typeof raw === 'object' ? raw.type : undefined
+  if (type === 'hello') {
+    if (typeof raw!.version === 'number') checkProtocolVersion(raw!.version, 'this node')
+    return validate(MapHello, raw, 'map hello')
+  }
+  if (type === 'endpoints') return validate(ClientEndpoints, raw, 'map endpoints message')
+  throw new WarrenError('invalid_input', `map message: /type: ${JSON.stringify(type)?.slice(0, 40) ?? 'missing'} is not a message a node may send; expected 'hello' or 'endpoints'`, { field: '/type' })
+}
+
+/** unreadable turns what readClientMessage threw into the refusal that closes the socket. */
+export function unreadable (err: unknown): MapRefusal {
+  const code = (err as { code?: string }).code ?? 'invalid_input'
+  return { code, message: (err as Error).message, closeCode: code === 'protocol_version' ? MapCloseCode.versionMismatch : MapCloseCode.badMessage }
+}
+
+/**
+ * checkHello authenticates a hello: it must sign this socket's nonce with the machine
+ * key of a registered node that may connect, and report well-formed endpoints.
+ */
+export function checkHello (hello: MapHello, nonce: string, nodeByMachineKey: (machineKey: string) => Node | undefined): HelloResult {
+  const unauthenticated = (code: string, message: string): HelloResult => ({ refusal: { code, message, closeCode: MapCloseCode.unauthenticated } })
+  if (hello.nonce !== nonce) return unauthenticated('bad_nonce', 'hello signs a different nonce than this session\'s challenge; sign the nonce just received')
+  if (!verifyMachineSignature(hello.machineKey, MAP_DOMAIN, mapSigningPayload(hello.nonce, hello.machineKey, hello.version), hello.signature)) {
+    return unauthenticated('bad_signature', 'hello signature does not verify with the machine key it names; the node must sign the challenge with its own machine key')
+  }
+  const node = nodeByMachineKey(hello.machineKey)
+  if (node === undefined) {
+    return unauthenticated('unknown_node', 'no node is registered with this machine key (it may have been deleted); join again with an auth key')
+  }
+  if (!mayConnect(node)) return { refusal: expiredRefusal(node) }
+  try {
+    return { node, endpoints: checkEndpoints(hello.endpoints, 'hello.endpoints') }
+  } catch (err) {
+    return { refusal: { code: 'bad_endpoint', message: (err as Error).message, closeCode: MapCloseCode.badMessage } }
+  }
+}

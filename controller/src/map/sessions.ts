@@ -1,0 +1,237 @@
+import { WebSocket } from 'ws'
+import type { ClientMessage, Node } from '@warren/protocol'
+import type { MapNodeSource, MapLogger, NodePresence } from './types.js'
+import type { MapMetrics } from './metrics.js'
+import type { MapFanout, FanoutSession } from './fanout.js'
+import type { MapWire } from './wire.js'
+import { NO_POLICY_CHANGE, type PeerReader } from './mesh-policy.js'
+import { checkEndpoints } from './endpoints.js'
+import {
+  MapCloseCode, createChallenge, readClientMessage, unreadable, checkHello, mayConnect, expiredRefusal, type MapRefusal
+} from './handshake.js'
+
+export interface MapSessionsOptions {
+  source: MapNodeSource
+  peers: PeerReader
+  fanout: MapFanout
+  wire: MapWire
+  metrics: MapMetrics
+  helloTimeoutMs: number
+  resumeWindowMs: number
+  ephemeralTimeoutMs: number
+  /** account records how many sessions one change touched and how long it took */
+  account: (touched: number, started: bigint) => void
+  log?: MapLogger
+}
+
+/**
+ * MapSessions runs the sockets of the map service: the challenge and signed hello, one
+ * session per node (a newer one replaces an older one; a resume within the window picks
+ * up where it left), the node's presence (online, endpoints), and the end of sessions
+ * whose node was deleted or expired, with ephemeral nodes deleted once they stay away.
+ */
+export interface MapSessions {
+  /** accept speaks the map protocol on a new socket */
+  accept: (ws: WebSocket) => void
+  /** socketOf is the socket attached to a node's session, if one is */
+  socketOf: (nodeId: string) => WebSocket | undefined
+  /** nodeChanged ends the session of a node that may no longer connect and arms its ephemeral timer while away */
+  nodeChanged: (node: Node) => void
+  /** nodeRemoved ends the deleted node's session */
+  nodeRemoved: (node: Node) => void
+  connected: () => number
+  /** close ends every session with 1001 and stops timers */
+  close: () => void
+}
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i])
+
+export function createMapSessions (opts: MapSessionsOptions): MapSessions {
+  const { source, fanout, wire, metrics, log } = opts
+  const sockets = new Map<string, WebSocket>()
+  const dropTimers = new Map<string, NodeJS.Timeout>()
+  const ephemeralTimers = new Map<string, NodeJS.Timeout>()
+
+  function settle (p: unknown, what: string): void {
+    if (p !== null && typeof p === 'object' && typeof (p as Promise<unknown>).then === 'function') {
+      (p as Promise<unknown>).then(undefined, (err: unknown) => {
+        metrics.errors.labels('state_write').inc()
+        log?.error({ err }, `map service could not ${what}`)
+      })
+    }
+  }
+
+  /**
+   * setPresence applies what a session says about its node: the fan-out sends it to the
+   * node's peers at once, and the source records it without an event, so the change
+   * reaches each peer exactly once. lastSeen alone (a reconnect of an online node) is
+   * recorded but announces nothing.
+   */
+  function setPresence (nodeId: string, change: { online?: boolean, endpoints?: string[] }): void {
+    const cur = fanout.node(nodeId)
+    if (cur === undefined) return
+    const presence: NodePresence = {}
+    if (change.online !== undefined) Object.assign(presence, { online: change.online, lastSeen: new Date().toISOString() })
+    if (change.endpoints !== undefined && !sameList(change.endpoints, cur.endpoints)) presence.endpoints = change.endpoints
+    if (presence.online === undefined && presence.endpoints === undefined) return
+    settle(source.recordPresence(nodeId, presence), 'record a node\'s presence')
+    if (presence.online === cur.online && presence.endpoints === undefined) return
+    const started = process.hrtime.bigint()
+    const member = opts.peers.isMember(nodeId)
+    opts.account(fanout.nodeChanged({ ...cur, ...presence }, { member, wasMember: member, policy: NO_POLICY_CHANGE }), started)
+  }
+
+  function armEphemeral (nodeId: string): void {
+    clearTimeout(ephemeralTimers.get(nodeId))
+    const timer = setTimeout(() => {
+      ephemeralTimers.delete(nodeId)
+      const n = fanout.node(nodeId)
+      if (n === undefined || sockets.has(nodeId)) return
+      log?.info({ node: nodeId, name: n.name, awayMs: opts.ephemeralTimeoutMs }, 'deleting ephemeral node that stayed away')
+      settle(source.deleteNode(nodeId, 'map-server'), 'delete an ephemeral node')
+    }, opts.ephemeralTimeoutMs)
+    timer.unref()
+    ephemeralTimers.set(nodeId, timer)
+  }
+
+  function detachSocket (nodeId: string): void {
+    if (!sockets.delete(nodeId)) return
+    metrics.connected.dec()
+  }
+
+  /** endSession tells a node why it is being dropped, closes it and forgets its state. */
+  function endSession (s: FanoutSession, refusal: MapRefusal): void {
+    clearTimeout(dropTimers.get(s.nodeId))
+    dropTimers.delete(s.nodeId)
+    const ws = sockets.get(s.nodeId)
+    fanout.forgetSession(s)
+    detachSocket(s.nodeId)
+    if (ws !== undefined) wire.refuse(ws, refusal)
+  }
+
+  function onDisconnect (s: FanoutSession, ws: WebSocket): void {
+    if (sockets.get(s.nodeId) !== ws || fanout.session(s.nodeId) !== s) return
+    detachSocket(s.nodeId)
+    fanout.setConnected(s, false)
+    const n = fanout.node(s.nodeId)
+    if (n !== undefined) {
+      setPresence(s.nodeId, { online: false })
+      if (n.ephemeral) armEphemeral(s.nodeId)
+    }
+    clearTimeout(dropTimers.get(s.nodeId))
+    const timer = setTimeout(() => {
+      dropTimers.delete(s.nodeId)
+      if (fanout.session(s.nodeId) === s && !s.connected) fanout.forgetSession(s)
+    }, opts.resumeWindowMs)
+    timer.unref()
+    dropTimers.set(s.nodeId, timer)
+  }
+
+  /**
+   * startSession attaches an authenticated socket to its node's session: it replaces an
+   * older socket, resumes the session when the hello names it at its current seq (or
+   * starts a new one), records the node online, and sends the first message.
+   */
+  function startSession (ws: WebSocket, node: Node, endpoints: string[], resume?: { session: string, seq: number }): FanoutSession {
+    if (fanout.node(node.id) === undefined) fanout.loadNodes([node])
+    const old = sockets.get(node.id)
+    if (old !== undefined) {
+      detachSocket(node.id)
+      wire.refuse(old, { code: 'session_replaced', message: 'another map session for this node started; this one is closed', closeCode: MapCloseCode.replaced })
+    }
+    clearTimeout(dropTimers.get(node.id))
+    dropTimers.delete(node.id)
+    clearTimeout(ephemeralTimers.get(node.id))
+    ephemeralTimers.delete(node.id)
+
+    const { session, resumed } = fanout.openSession(node.id, resume)
+    fanout.setConnected(session, false)
+    // Peers hear of the node online before its own first message, which already shows it.
+    setPresence(node.id, { online: true, endpoints })
+    const first = resumed ? fanout.resumeDelta(session) : fanout.fullMap(session)
+    sockets.set(node.id, ws)
+    metrics.connected.inc()
+    fanout.setConnected(session, true)
+    wire.keepAlive(ws, node.id)
+    wire.send(ws, resumed ? 'delta' : 'map', first, node.id)
+    return session
+  }
+
+  function onEndpoints (s: FanoutSession, ws: WebSocket, endpoints: string[]): void {
+    let checked: string[]
+    try {
+      checked = checkEndpoints(endpoints)
+    } catch (err) {
+      wire.sendError(ws, (err as { code: string }).code, (err as Error).message)
+      return
+    }
+    setPresence(s.nodeId, { endpoints: checked })
+  }
+
+  function accept (ws: WebSocket): void {
+    const challenge = createChallenge()
+    let session: FanoutSession | null = null
+    const helloTimer = setTimeout(() => {
+      if (session === null) wire.refuse(ws, { code: 'hello_timeout', message: `no signed hello within ${opts.helloTimeoutMs} ms of the challenge`, closeCode: MapCloseCode.helloTimeout })
+    }, opts.helloTimeoutMs)
+    ws.on('error', err => log?.debug({ err }, 'map socket error'))
+    ws.on('close', () => {
+      clearTimeout(helloTimer)
+      if (session !== null) onDisconnect(session, ws)
+    })
+    ws.on('message', (data, isBinary) => {
+      if (ws.readyState !== WebSocket.OPEN) return
+      let msg: ClientMessage
+      try {
+        msg = readClientMessage(data, isBinary)
+      } catch (err) {
+        wire.refuse(ws, unreadable(err))
+        return
+      }
+      if (session === null) {
+        if (msg.type !== 'hello') {
+          wire.refuse(ws, { code: 'unexpected_message', message: `the first map message must be a signed hello answering the challenge, not '${msg.type}'`, closeCode: MapCloseCode.unauthenticated })
+          return
+        }
+        clearTimeout(helloTimer)
+        const checked = checkHello(msg, challenge.nonce, key => source.nodeByMachineKey(key))
+        if ('refusal' in checked) wire.refuse(ws, checked.refusal)
+        else session = startSession(ws, checked.node, checked.endpoints, msg.resume)
+        return
+      }
+      if (msg.type !== 'endpoints') {
+        wire.refuse(ws, { code: 'unexpected_message', message: 'hello was already received on this session; reconnect to start another', closeCode: MapCloseCode.badMessage })
+        return
+      }
+      onEndpoints(session, ws, msg.endpoints)
+    })
+    wire.send(ws, 'challenge', challenge.text)
+  }
+
+  for (const n of source.listNodes()) if (n.ephemeral) armEphemeral(n.id)
+
+  return {
+    accept,
+    socketOf: nodeId => sockets.get(nodeId),
+    nodeChanged (node) {
+      const own = fanout.session(node.id)
+      if (own !== undefined && !mayConnect(node)) endSession(own, expiredRefusal(node))
+      if (node.ephemeral && !sockets.has(node.id) && !ephemeralTimers.has(node.id)) armEphemeral(node.id)
+    },
+    nodeRemoved (node) {
+      clearTimeout(ephemeralTimers.get(node.id))
+      ephemeralTimers.delete(node.id)
+      const own = fanout.session(node.id)
+      if (own !== undefined) {
+        endSession(own, { code: 'node_deleted', message: `node '${node.name}' was deleted from the network; join again with an auth key to come back`, closeCode: MapCloseCode.forbidden })
+      }
+    },
+    connected: () => sockets.size,
+    close () {
+      for (const t of [...dropTimers.values(), ...ephemeralTimers.values()]) clearTimeout(t)
+      for (const ws of sockets.values()) {
+        wire.refuse(ws, { code: 'shutting_down', message: 'the controller is shutting down; reconnect shortly', closeCode: MapCloseCode.shuttingDown })
+      }
+    }
+  }
+}
