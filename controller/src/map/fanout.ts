@@ -1,35 +1,9 @@
-import { randomBytes } from 'node:crypto'
 import type { Node, Peer, FilterRule } from '@warren/protocol'
 import type { MapPolicyChange } from './types.js'
 import type { PeerReader } from './mesh-policy.js'
+import { createDeltaQueues, type FanoutSession, type QueuedSession } from './delta-queues.js'
 
-/**
- * FanoutSession is what the fan-out keeps for one node's map session: the session id
- * and sequence number of the last message, and whether a socket is attached. Changes
- * queue for a session while it is away, so a resume gets them as one delta.
- */
-export interface FanoutSession {
-  readonly nodeId: string
-  readonly id: string
-  readonly seq: number
-  readonly connected: boolean
-}
-
-interface Session extends FanoutSession {
-  seq: number
-  connected: boolean
-  /** the peers this node has, counting what is queued for it */
-  sentPeers: Set<string>
-  filterRef: FilterRule[] | null
-  filterJson: string
-  selfJson: string
-  dnsJson: string
-  pendingChanged: Set<string>
-  pendingRemoved: Set<string>
-  pendingSelf: boolean
-  pendingFilter: boolean
-  pendingDns: boolean
-}
+export type { FanoutSession } from './delta-queues.js'
 
 interface NodeEntry {
   node: Node
@@ -122,10 +96,8 @@ const dnsText = (domain: string): string => JSON.stringify({ domain, magicDns: t
  */
 export function createMapFanout (opts: MapFanoutOptions): MapFanout {
   const peers = opts.peers
-  const onDirty = opts.onDirty ?? (() => {})
   const entries = new Map<string, NodeEntry>()
-  const sessions = new Map<string, Session>()
-  const dirty = new Set<Session>()
+  const queues = createDeltaQueues(id => entries.get(id)?.peerJson, opts.onDirty ?? (() => {}))
   const filterJsonCache = new WeakMap<FilterRule[], string>()
   let dnsJson = dnsText(opts.domain)
 
@@ -138,31 +110,11 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     return e
   }
 
-  function touch (s: Session): void {
-    if (!s.connected) return
-    dirty.add(s)
-    onDirty()
-  }
-
-  function queueAdd (s: Session, peerId: string): void {
-    s.sentPeers.add(peerId)
-    s.pendingRemoved.delete(peerId)
-    s.pendingChanged.add(peerId)
-    touch(s)
-  }
-
-  function queueRemove (s: Session, peerId: string): void {
-    s.sentPeers.delete(peerId)
-    s.pendingChanged.delete(peerId)
-    s.pendingRemoved.add(peerId)
-    touch(s)
-  }
-
   /** reconcilePeers compares a session's peers with the policy's answer in full. */
-  function reconcilePeers (s: Session): void {
+  function reconcilePeers (s: QueuedSession): void {
     const want = peers.peersOf(s.nodeId)
-    for (const id of s.sentPeers) if (!want.has(id) || !entries.has(id)) queueRemove(s, id)
-    for (const id of want) if (!s.sentPeers.has(id) && entries.has(id)) queueAdd(s, id)
+    for (const id of s.sentPeers) if (!want.has(id) || !entries.has(id)) queues.queueRemove(s, id)
+    for (const id of want) if (!s.sentPeers.has(id) && entries.has(id)) queues.queueAdd(s, id)
   }
 
   /** filterJson serializes each distinct filter once: nodes that share a filter share its array. */
@@ -172,34 +124,28 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     return json
   }
 
-  function reconcileFilter (s: Session): void {
+  function reconcileFilter (s: QueuedSession): void {
     const ref = peers.filterFor(s.nodeId)
-    if (ref === s.filterRef) return
-    s.filterRef = ref
-    const json = filterJson(ref)
-    if (json === s.filterJson) return
-    s.filterJson = json
-    s.pendingFilter = true
-    touch(s)
+    if (ref !== s.filterRef) queues.queueFilter(s, ref, filterJson(ref))
   }
 
   /** applyPolicyChange queues what the engine says one node's change did to other sessions. */
-  function applyPolicyChange (changedId: string, change: MapPolicyChange, touched: Set<Session>): void {
+  function applyPolicyChange (changedId: string, change: MapPolicyChange, touched: Set<QueuedSession>): void {
     const visible = peers.isMember(changedId) && entries.has(changedId)
     for (const id of change.peersGained) {
-      const s = sessions.get(id)
+      const s = queues.get(id)
       if (s === undefined || id === changedId || !visible) continue
-      queueAdd(s, changedId)
+      queues.queueAdd(s, changedId)
       touched.add(s)
     }
     for (const id of change.peersLost) {
-      const s = sessions.get(id)
+      const s = queues.get(id)
       if (s === undefined || !s.sentPeers.has(changedId)) continue
-      queueRemove(s, changedId)
+      queues.queueRemove(s, changedId)
       touched.add(s)
     }
     for (const id of change.filterChanged) {
-      const s = sessions.get(id)
+      const s = queues.get(id)
       if (s === undefined || id === changedId) continue
       reconcileFilter(s)
       touched.add(s)
@@ -215,110 +161,39 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
   function nodeChanged (n: Node, change: MembershipChange): number {
     const oldPeerJson = entries.get(n.id)?.peerJson
     const e = entryFor(n)
-    const touched = new Set<Session>()
+    const touched = new Set<QueuedSession>()
     applyPolicyChange(n.id, change.policy, touched)
     if (oldPeerJson !== e.peerJson && change.member) {
       for (const id of peers.peersOf(n.id)) {
-        const s = sessions.get(id)
+        const s = queues.get(id)
         if (s === undefined || !s.sentPeers.has(n.id)) continue
-        queueAdd(s, n.id)
+        queues.queueAdd(s, n.id)
         touched.add(s)
       }
     }
-    const own = sessions.get(n.id)
+    const own = queues.get(n.id)
     if (own !== undefined) {
       touched.add(own)
-      if (own.selfJson !== e.selfJson) {
-        own.selfJson = e.selfJson
-        own.pendingSelf = true
-        touch(own)
-      }
+      queues.queueSelf(own, e.selfJson)
       if (change.wasMember !== change.member || change.policy.peersGained.size > 0 || change.policy.peersLost.size > 0) reconcilePeers(own)
       reconcileFilter(own)
     }
     return touched.size
   }
 
-  function nodeRemoved (n: Node, policy: MapPolicyChange): number {
-    if (!entries.has(n.id)) return 0
-    entries.delete(n.id)
-    const touched = new Set<Session>()
-    applyPolicyChange(n.id, policy, touched)
-    return touched.size
-  }
-
-  /** pushPeers adds the peer views of ids (those still known) to out, comma-separated. */
-  function pushPeers (out: string[], ids: Iterable<string>): void {
-    let first = true
-    for (const id of ids) {
-      const e = entries.get(id)
-      if (e === undefined) continue
-      if (!first) out.push(',')
-      out.push(e.peerJson)
-      first = false
-    }
-  }
-
-  function clearPending (s: Session): void {
-    s.pendingChanged.clear()
-    s.pendingRemoved.clear()
-    s.pendingSelf = false
-    s.pendingFilter = false
-    s.pendingDns = false
-  }
-
-  function hasPending (s: Session): boolean {
-    return s.pendingSelf || s.pendingFilter || s.pendingDns || s.pendingChanged.size > 0 || s.pendingRemoved.size > 0
-  }
-
-  /**
-   * deltaText is a session's queued changes as its next delta, in pieces: the peer views
-   * and the filter go in as the shared strings they are, not copied per recipient.
-   */
-  function deltaText (s: Session): string[] {
-    s.seq++
-    const out = [`{"type":"delta","seq":${s.seq}`]
-    if (s.pendingSelf) out.push(',"self":', s.selfJson)
-    if (s.pendingChanged.size > 0) {
-      out.push(',"peersChanged":[')
-      pushPeers(out, s.pendingChanged)
-      out.push(']')
-    }
-    if (s.pendingRemoved.size > 0) out.push(',"peersRemoved":', JSON.stringify([...s.pendingRemoved]))
-    if (s.pendingFilter) out.push(',"filter":', s.filterJson)
-    if (s.pendingDns) out.push(',"dns":', s.dnsJson)
-    out.push('}')
-    clearPending(s)
-    return out
-  }
-
-  function newSession (nodeId: string): Session {
-    return {
-      nodeId,
-      id: randomBytes(18).toString('base64url'),
-      seq: 0,
-      connected: false,
-      sentPeers: new Set(),
-      filterRef: null,
-      filterJson: '[]',
-      selfJson: '',
-      dnsJson,
-      pendingChanged: new Set(),
-      pendingRemoved: new Set(),
-      pendingSelf: false,
-      pendingFilter: false,
-      pendingDns: false
-    }
-  }
-
-  const own = (s: FanoutSession): Session => s as Session
+  const queued = (s: FanoutSession): QueuedSession => s as QueuedSession
 
   return {
     loadNodes (nodes) { for (const n of nodes) entryFor(n) },
     nodeChanged,
-    nodeRemoved,
+    nodeRemoved (n, policy) {
+      if (!entries.delete(n.id)) return 0
+      const touched = new Set<QueuedSession>()
+      applyPolicyChange(n.id, policy, touched)
+      return touched.size
+    },
     policyChanged (ids) {
-      const list = ids === undefined ? [...sessions.values()] : [...ids].map(id => sessions.get(id))
+      const list = ids === undefined ? [...queues.all()] : [...ids].map(id => queues.get(id))
       for (const s of list) {
         if (s === undefined) continue
         reconcilePeers(s)
@@ -327,71 +202,31 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     },
     setDomain (domain) {
       dnsJson = dnsText(domain)
-      for (const s of sessions.values()) {
-        if (s.dnsJson === dnsJson) continue
-        s.dnsJson = dnsJson
-        s.pendingDns = true
-        touch(s)
-      }
+      for (const s of queues.all()) queues.queueDns(s, dnsJson)
     },
     node: id => entries.get(id)?.node,
     nodeCount: () => entries.size,
 
-    session: nodeId => sessions.get(nodeId),
-    sessions: () => sessions.values(),
-    sessionCount: () => sessions.size,
-    openSession (nodeId, resume) {
-      const s = sessions.get(nodeId)
-      if (s !== undefined && resume !== undefined && resume.session === s.id && resume.seq === s.seq) return { session: s, resumed: true }
-      if (s !== undefined) dirty.delete(s)
-      const fresh = newSession(nodeId)
-      sessions.set(nodeId, fresh)
-      return { session: fresh, resumed: false }
-    },
-    setConnected (s, connected) {
-      const x = own(s)
-      x.connected = connected
-      if (!connected) dirty.delete(x)
-      else if (hasPending(x)) touch(x)
-    },
-    forgetSession (s) {
-      const x = own(s)
-      x.connected = false
-      dirty.delete(x)
-      if (sessions.get(x.nodeId) === x) sessions.delete(x.nodeId)
-    },
+    session: nodeId => queues.get(nodeId),
+    sessions: () => queues.all(),
+    sessionCount: () => queues.size(),
+    openSession: (nodeId, resume) => queues.open(nodeId, dnsJson, resume),
+    setConnected: (s, connected) => queues.setConnected(queued(s), connected),
+    forgetSession: s => queues.forget(queued(s)),
     fullMap (s) {
-      const x = own(s)
-      const self = entries.get(x.nodeId)!
-      clearPending(x)
-      x.sentPeers = new Set()
-      for (const id of peers.peersOf(x.nodeId)) {
-        if (entries.has(id) && peers.isMember(id)) x.sentPeers.add(id)
-      }
-      x.filterRef = peers.filterFor(x.nodeId)
-      x.filterJson = filterJson(x.filterRef)
-      x.selfJson = self.selfJson
-      x.dnsJson = dnsJson
-      x.seq = 1
-      dirty.delete(x)
-      const out = [`{"type":"map","session":"${x.id}","seq":${x.seq},"netmap":{"self":`, x.selfJson, ',"peers":[']
-      pushPeers(out, x.sentPeers)
-      out.push('],"filter":', x.filterJson, ',"dns":', x.dnsJson, '}}')
-      return out
+      const sentPeers = new Set<string>()
+      for (const id of peers.peersOf(s.nodeId)) if (entries.has(id) && peers.isMember(id)) sentPeers.add(id)
+      const filterRef = peers.filterFor(s.nodeId)
+      return queues.fullMap(queued(s), { sentPeers, filterRef, filterJson: filterJson(filterRef), selfJson: entries.get(s.nodeId)!.selfJson, dnsJson })
     },
     resumeDelta (s) {
-      const x = own(s)
-      const self = entries.get(x.nodeId)
-      if (self !== undefined && x.selfJson !== self.selfJson) { x.selfJson = self.selfJson; x.pendingSelf = true }
-      if (x.dnsJson !== dnsJson) { x.dnsJson = dnsJson; x.pendingDns = true }
-      dirty.delete(x)
-      return deltaText(x)
+      const self = entries.get(s.nodeId)
+      if (self !== undefined) queues.queueSelf(queued(s), self.selfJson)
+      queues.queueDns(queued(s), dnsJson)
+      return queues.delta(queued(s))
     },
-    delta (s) {
-      const x = own(s)
-      return hasPending(x) ? deltaText(x) : undefined
-    },
-    dirty: () => dirty,
-    settle (s) { dirty.delete(own(s)) }
+    delta: s => queues.hasPending(queued(s)) ? queues.delta(queued(s)) : undefined,
+    dirty: () => queues.dirty(),
+    settle: s => queues.settle(queued(s))
   }
 }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import type { RawData } from 'ws'
+import { WebSocket, type RawData } from 'ws'
 import {
   PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, validate, mapSigningPayload, checkProtocolVersion,
   isKeyExpired, WarrenError, type ClientMessage, type Node
 } from '@warren/protocol'
+import type { MapLogger } from './types.js'
 import { checkEndpoints } from './endpoints.js'
 import { verifyMachineSignature } from './verify.js'
 
@@ -102,4 +103,64 @@ export function checkHello (hello: MapHello, nonce: string, nodeByMachineKey: (m
   } catch (err) {
     return { refusal: { code: 'bad_endpoint', message: (err as Error).message, closeCode: MapCloseCode.badMessage } }
   }
+}
+
+/** MapSocketHandlers are what a socket's handshake hands over to, once and after it succeeds. */
+export interface MapSocketHandlers<S> {
+  helloTimeoutMs: number
+  nodeByMachineKey: (machineKey: string) => Node | undefined
+  /** send sends the challenge */
+  send: (ws: WebSocket, text: string) => void
+  /** refuse sends the refusal's error and closes the socket */
+  refuse: (ws: WebSocket, refusal: MapRefusal) => void
+  /** start attaches an authenticated socket to its node's session, to which later messages belong */
+  start: (ws: WebSocket, node: Node, endpoints: string[], resume?: { session: string, seq: number }) => S
+  endpoints: (session: S, ws: WebSocket, endpoints: string[]) => void
+  /** disconnect is called when an authenticated socket closes */
+  disconnect: (session: S, ws: WebSocket) => void
+  log?: MapLogger
+}
+
+/**
+ * acceptMapSocket speaks the map protocol on a new socket: the challenge, a signed hello
+ * within helloTimeoutMs (anything else first is refused), then endpoint reports only.
+ */
+export function acceptMapSocket<S> (ws: WebSocket, h: MapSocketHandlers<S>): void {
+  const challenge = createChallenge()
+  let session: S | null = null
+  const helloTimer = setTimeout(() => {
+    if (session === null) h.refuse(ws, { code: 'hello_timeout', message: `no signed hello within ${h.helloTimeoutMs} ms of the challenge`, closeCode: MapCloseCode.helloTimeout })
+  }, h.helloTimeoutMs)
+  ws.on('error', err => h.log?.debug({ err }, 'map socket error'))
+  ws.on('close', () => {
+    clearTimeout(helloTimer)
+    if (session !== null) h.disconnect(session, ws)
+  })
+  ws.on('message', (data, isBinary) => {
+    if (ws.readyState !== WebSocket.OPEN) return
+    let msg: ClientMessage
+    try {
+      msg = readClientMessage(data, isBinary)
+    } catch (err) {
+      h.refuse(ws, unreadable(err))
+      return
+    }
+    if (session === null) {
+      if (msg.type !== 'hello') {
+        h.refuse(ws, { code: 'unexpected_message', message: `the first map message must be a signed hello answering the challenge, not '${msg.type}'`, closeCode: MapCloseCode.unauthenticated })
+        return
+      }
+      clearTimeout(helloTimer)
+      const checked = checkHello(msg, challenge.nonce, h.nodeByMachineKey)
+      if ('refusal' in checked) h.refuse(ws, checked.refusal)
+      else session = h.start(ws, checked.node, checked.endpoints, msg.resume)
+      return
+    }
+    if (msg.type !== 'endpoints') {
+      h.refuse(ws, { code: 'unexpected_message', message: 'hello was already received on this session; reconnect to start another', closeCode: MapCloseCode.badMessage })
+      return
+    }
+    h.endpoints(session, ws, msg.endpoints)
+  })
+  h.send(ws, challenge.text)
 }

@@ -1,14 +1,12 @@
-import { WebSocket } from 'ws'
-import type { ClientMessage, Node } from '@warren/protocol'
+import type { WebSocket } from 'ws'
+import type { Node } from '@warren/protocol'
 import type { MapNodeSource, MapLogger, NodePresence } from './types.js'
 import type { MapMetrics } from './metrics.js'
 import type { MapFanout, FanoutSession } from './fanout.js'
 import type { MapWire } from './wire.js'
 import { NO_POLICY_CHANGE, type PeerReader } from './mesh-policy.js'
 import { checkEndpoints } from './endpoints.js'
-import {
-  MapCloseCode, createChallenge, readClientMessage, unreadable, checkHello, mayConnect, expiredRefusal, type MapRefusal
-} from './handshake.js'
+import { MapCloseCode, acceptMapSocket, mayConnect, expiredRefusal, type MapRefusal } from './handshake.js'
 
 export interface MapSessionsOptions {
   source: MapNodeSource
@@ -46,20 +44,23 @@ export interface MapSessions {
 
 const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i])
 
+/** settleWrite logs and counts a failed write to the source (its methods may return a promise). */
+function settleWrite (p: unknown, what: string, metrics: MapMetrics, log: MapLogger | undefined): void {
+  if (p !== null && typeof p === 'object' && typeof (p as Promise<unknown>).then === 'function') {
+    (p as Promise<unknown>).then(undefined, (err: unknown) => {
+      metrics.errors.labels('state_write').inc()
+      log?.error({ err }, `map service could not ${what}`)
+    })
+  }
+}
+
 export function createMapSessions (opts: MapSessionsOptions): MapSessions {
   const { source, fanout, wire, metrics, log } = opts
   const sockets = new Map<string, WebSocket>()
   const dropTimers = new Map<string, NodeJS.Timeout>()
   const ephemeralTimers = new Map<string, NodeJS.Timeout>()
 
-  function settle (p: unknown, what: string): void {
-    if (p !== null && typeof p === 'object' && typeof (p as Promise<unknown>).then === 'function') {
-      (p as Promise<unknown>).then(undefined, (err: unknown) => {
-        metrics.errors.labels('state_write').inc()
-        log?.error({ err }, `map service could not ${what}`)
-      })
-    }
-  }
+  const settle = (p: unknown, what: string): void => settleWrite(p, what, metrics, log)
 
   /**
    * setPresence applies what a session says about its node: the fan-out sends it to the
@@ -168,50 +169,19 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
     setPresence(s.nodeId, { endpoints: checked })
   }
 
-  function accept (ws: WebSocket): void {
-    const challenge = createChallenge()
-    let session: FanoutSession | null = null
-    const helloTimer = setTimeout(() => {
-      if (session === null) wire.refuse(ws, { code: 'hello_timeout', message: `no signed hello within ${opts.helloTimeoutMs} ms of the challenge`, closeCode: MapCloseCode.helloTimeout })
-    }, opts.helloTimeoutMs)
-    ws.on('error', err => log?.debug({ err }, 'map socket error'))
-    ws.on('close', () => {
-      clearTimeout(helloTimer)
-      if (session !== null) onDisconnect(session, ws)
-    })
-    ws.on('message', (data, isBinary) => {
-      if (ws.readyState !== WebSocket.OPEN) return
-      let msg: ClientMessage
-      try {
-        msg = readClientMessage(data, isBinary)
-      } catch (err) {
-        wire.refuse(ws, unreadable(err))
-        return
-      }
-      if (session === null) {
-        if (msg.type !== 'hello') {
-          wire.refuse(ws, { code: 'unexpected_message', message: `the first map message must be a signed hello answering the challenge, not '${msg.type}'`, closeCode: MapCloseCode.unauthenticated })
-          return
-        }
-        clearTimeout(helloTimer)
-        const checked = checkHello(msg, challenge.nonce, key => source.nodeByMachineKey(key))
-        if ('refusal' in checked) wire.refuse(ws, checked.refusal)
-        else session = startSession(ws, checked.node, checked.endpoints, msg.resume)
-        return
-      }
-      if (msg.type !== 'endpoints') {
-        wire.refuse(ws, { code: 'unexpected_message', message: 'hello was already received on this session; reconnect to start another', closeCode: MapCloseCode.badMessage })
-        return
-      }
-      onEndpoints(session, ws, msg.endpoints)
-    })
-    wire.send(ws, 'challenge', challenge.text)
-  }
-
   for (const n of source.listNodes()) if (n.ephemeral) armEphemeral(n.id)
 
   return {
-    accept,
+    accept: ws => acceptMapSocket(ws, {
+      helloTimeoutMs: opts.helloTimeoutMs,
+      nodeByMachineKey: key => source.nodeByMachineKey(key),
+      send: (socket, text) => wire.send(socket, 'challenge', text),
+      refuse: (socket, refusal) => wire.refuse(socket, refusal),
+      start: startSession,
+      endpoints: onEndpoints,
+      disconnect: onDisconnect,
+      ...(log !== undefined ? { log } : {})
+    }),
     socketOf: nodeId => sockets.get(nodeId),
     nodeChanged (node) {
       const own = fanout.session(node.id)
