@@ -22,7 +22,7 @@ import { Agent } from 'node:https'
 import type { ChildProcess } from 'node:child_process'
 import { argValue, percentile, median, printTable, writeResults } from './report.js'
 import {
-  spawnNode, createRpc, procStats, simKeys, simRegistration, httpJson, now, checkOpenFiles, FD_LIMIT, SILENCE_MS,
+  spawnNode, createRpc, procStats, simKeys, simRegistration, httpJson, now, checkOpenFiles, FD_LIMIT, HEARTBEAT_MS, SILENCE_MS,
   type ControllerReady, type MapServiceFigures, type SimNodeSpec, type ClientStats
 } from './scale-shared.js'
 
@@ -270,6 +270,9 @@ const body = [
   '(one ACL per group, tags from tagged auth keys), so a change affects its group and the servers. Children run with `ulimit -n` raised to',
   `${FD_LIMIT} (or the hard limit) through a shell, since node cannot raise it itself. The state dir is on /dev/shm when present, so the`,
   'shared disk\'s fsync latency (each acknowledged registration is a synced write) does not hide the control plane\'s own cost.',
+  'Simulated nodes make their keys from random seeds: with generateKeyPairSync plus a JWK export, Node 20.20 deadlocked a worker process',
+  'now and then (a GC inside the export ran a key-generation job\'s destructor, which waits for the lock the export holds), and the',
+  `10,000-node run stalled. Each child now sends a heartbeat every ${HEARTBEAT_MS / 1000} s while it works on a request; one silent for ${SILENCE_MS / 1000} s fails the run with what it was doing.`,
   '',
   table,
   'Per-change cost (joins and leaves) against the number of nodes and the number of affected nodes, as ratios to the first row:',

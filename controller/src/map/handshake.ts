@@ -51,6 +51,14 @@ export function expiredRefusal (n: Node): MapRefusal {
   }
 }
 
+/** deletedRefusal is what a deleted node hears before its session closes. */
+export function deletedRefusal (n: Node): MapRefusal {
+  return { code: 'node_deleted', message: `node '${n.name}' was deleted from the network; join again with an auth key to come back`, closeCode: MapCloseCode.forbidden }
+}
+
+export const REPLACED: MapRefusal = { code: 'session_replaced', message: 'another map session for this node started; this one is closed', closeCode: MapCloseCode.replaced }
+export const SHUTTING_DOWN: MapRefusal = { code: 'shutting_down', message: 'the controller is shutting down; reconnect shortly', closeCode: MapCloseCode.shuttingDown }
+
 function parse (data: RawData, isBinary: boolean): unknown {
   if (isBinary) throw Object.assign(new Error('map messages are JSON text frames, not binary'), { code: 'invalid_json' })
   const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data).toString('utf8')

@@ -6,7 +6,7 @@ import type { MapFanout, FanoutSession } from './fanout.js'
 import type { MapWire } from './wire.js'
 import { NO_POLICY_CHANGE, type PeerReader } from './mesh-policy.js'
 import { checkEndpoints } from './endpoints.js'
-import { MapCloseCode, acceptMapSocket, mayConnect, expiredRefusal, type MapRefusal } from './handshake.js'
+import { acceptMapSocket, mayConnect, expiredRefusal, deletedRefusal, REPLACED, SHUTTING_DOWN, type MapRefusal } from './handshake.js'
 
 export interface MapSessionsOptions {
   source: MapNodeSource
@@ -138,7 +138,7 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
     const old = sockets.get(node.id)
     if (old !== undefined) {
       detachSocket(node.id)
-      wire.refuse(old, { code: 'session_replaced', message: 'another map session for this node started; this one is closed', closeCode: MapCloseCode.replaced })
+      wire.refuse(old, REPLACED)
     }
     clearTimeout(dropTimers.get(node.id))
     dropTimers.delete(node.id)
@@ -192,16 +192,12 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
       clearTimeout(ephemeralTimers.get(node.id))
       ephemeralTimers.delete(node.id)
       const own = fanout.session(node.id)
-      if (own !== undefined) {
-        endSession(own, { code: 'node_deleted', message: `node '${node.name}' was deleted from the network; join again with an auth key to come back`, closeCode: MapCloseCode.forbidden })
-      }
+      if (own !== undefined) endSession(own, deletedRefusal(node))
     },
     connected: () => sockets.size,
     close () {
       for (const t of [...dropTimers.values(), ...ephemeralTimers.values()]) clearTimeout(t)
-      for (const ws of sockets.values()) {
-        wire.refuse(ws, { code: 'shutting_down', message: 'the controller is shutting down; reconnect shortly', closeCode: MapCloseCode.shuttingDown })
-      }
+      for (const ws of sockets.values()) wire.refuse(ws, SHUTTING_DOWN)
     }
   }
 }
