@@ -3,6 +3,13 @@
  * challenge, the full map, then coalesced, sequenced deltas for exactly the nodes a
  * change affects.
  *
+ * Parts, in the order a change flows through them: mesh-policy.ts (MeshPolicy, the one
+ * writer of the policy engine: node membership, policy and users), fanout.ts with
+ * delta-queues.ts (which sessions a change affects, and their queued, numbered deltas;
+ * no sockets, testable alone), sessions.ts with handshake.ts (challenge, signed hello,
+ * version, one session per node, presence), wire.ts with outbox.ts (framing,
+ * back-pressure, keepalives), and map-service.ts, which wires them together.
+ *
  * @example
  * ```ts
  * import { startController } from '@warren/controller'
