@@ -22,7 +22,7 @@ import { Agent } from 'node:https'
 import type { ChildProcess } from 'node:child_process'
 import { argValue, percentile, median, printTable, writeResults } from './report.js'
 import {
-  spawnNode, createRpc, procStats, simKeys, simRegistration, httpJson, now, FD_LIMIT,
+  spawnNode, createRpc, procStats, simKeys, simRegistration, httpJson, now, checkOpenFiles, FD_LIMIT, HEARTBEAT_MS, SILENCE_MS,
   type ControllerReady, type MapServiceFigures, type SimNodeSpec, type ClientStats
 } from './scale-shared.js'
 
@@ -32,6 +32,8 @@ const GROUP_SIZE = 100
 const SERVERS = 10
 const SYNC_TIMEOUT_MS = Number(argValue('--sync-timeout', '300')) * 1000
 const DELIVERY_TIMEOUT_MS = 10_000
+/** FD_MARGIN is the files a process holds besides its sessions: stdio, IPC, epoll, the store, HTTP connections. */
+const FD_MARGIN = 200
 
 interface Scenario {
   name: string
@@ -105,9 +107,12 @@ async function runScenario (sc: Scenario, samples: number): Promise<Figures> {
     children.push(ctl)
     const ctlRpc = createRpc(ctl, 'controller')
     const ready = await new Promise<ControllerReady>((resolve, reject) => {
-      ctl.on('message', (m: ControllerReady) => { if (m.op === 'ready') resolve(m) })
-      ctl.on('exit', code => reject(new Error(`controller exited with ${code} before it was ready`)))
+      const timer = setTimeout(() => reject(new Error(`controller (pid ${ctl.pid}) not ready within ${SILENCE_MS / 1000} s`)), SILENCE_MS)
+      ctl.on('message', (m: ControllerReady) => { if (m.op === 'ready') { clearTimeout(timer); resolve(m) } })
+      ctl.on('exit', code => { clearTimeout(timer); reject(new Error(`controller exited with ${code} before it was ready`)) })
     })
+    // One file per map session, plus the joiners, the store and a margin.
+    checkOpenFiles('the controller process', ready.fdLimit, sc.total + samples + FD_MARGIN)
     const pid = ctl.pid!
     const admin = { socketPath: ready.adminSocket }
     const api = { url: ready.url, agent: new Agent({ ca: ready.ca, keepAlive: true }) }
@@ -130,9 +135,12 @@ async function runScenario (sc: Scenario, samples: number): Promise<Figures> {
       children.push(child)
       return createRpc(child, `simulated nodes ${w}`)
     })
-    await Promise.all(rpcs.map(async r => await r({ op: 'init', url: ready.url, ca: ready.ca, controllerKey })))
     const specs: SimNodeSpec[][] = rpcs.map(() => [])
     for (let i = 0; i < sc.total; i++) specs[i % workers]!.push({ hostname: `sim-${i}`, authKey: sc.authKeyFor(i, keys), expectPeers: sc.expectPeers(i) })
+    await Promise.all(rpcs.map(async (r, w) => {
+      const { fdLimit } = await r<{ fdLimit: number }>({ op: 'init', url: ready.url, ca: ready.ca, controllerKey })
+      checkOpenFiles(`simulated nodes ${w}`, fdLimit, specs[w]!.length + FD_MARGIN)
+    }))
 
     const t0 = now()
     await Promise.all(rpcs.map(async (r, w) => await r({ op: 'register', nodes: specs[w] })))
@@ -262,6 +270,9 @@ const body = [
   '(one ACL per group, tags from tagged auth keys), so a change affects its group and the servers. Children run with `ulimit -n` raised to',
   `${FD_LIMIT} (or the hard limit) through a shell, since node cannot raise it itself. The state dir is on /dev/shm when present, so the`,
   'shared disk\'s fsync latency (each acknowledged registration is a synced write) does not hide the control plane\'s own cost.',
+  'Simulated nodes make their keys from random seeds: with generateKeyPairSync plus a JWK export, Node 20.20 deadlocked a worker process',
+  'now and then (a GC inside the export ran a key-generation job\'s destructor, which waits for the lock the export holds), and the',
+  `10,000-node run stalled. Each child now sends a heartbeat every ${HEARTBEAT_MS / 1000} s while it works on a request; one silent for ${SILENCE_MS / 1000} s fails the run with what it was doing.`,
   '',
   table,
   'Per-change cost (joins and leaves) against the number of nodes and the number of affected nodes, as ratios to the first row:',

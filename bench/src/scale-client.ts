@@ -9,7 +9,7 @@
 import { Agent } from 'node:https'
 import WebSocket from 'ws'
 import { MAP_DOMAIN, PROTOCOL_VERSION, mapSigningPayload, type Node, type Peer } from '@warren/protocol'
-import { simKeys, simSign, simRegistration, now, serveRpc, httpJson, type SimKeys, type SimNodeSpec, type ClientStats } from './scale-shared.js'
+import { simKeys, simSign, simRegistration, now, serveRpc, httpJson, openFileLimit, type RpcProgress, type SimKeys, type SimNodeSpec, type ClientStats } from './scale-shared.js'
 
 interface SimNode {
   spec: SimNodeSpec
@@ -37,11 +37,16 @@ function problem (s: string): void {
   if (stats.problems.length < 20) stats.problems.push(s)
 }
 
-/** pool runs fn over items with at most `width` in flight. */
-async function pool<T> (items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
+/** pool runs fn over items with at most `width` in flight, reporting `<verb> done/total`. */
+async function pool<T> (items: T[], width: number, verb: string, progress: RpcProgress, fn: (x: T) => Promise<void>): Promise<void> {
   let i = 0
+  let done = 0
+  progress(`${verb} 0/${items.length}`)
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, async () => {
-    while (i < items.length) await fn(items[i++]!)
+    while (i < items.length) {
+      await fn(items[i++]!)
+      progress(`${verb} ${++done}/${items.length}`)
+    }
   }))
 }
 
@@ -139,23 +144,23 @@ async function connect (n: SimNode): Promise<void> {
 
 const synced = (n: SimNode): boolean => n.gotMap && n.peers.size === n.spec.expectPeers && n.online === n.peers.size
 
-serveRpc(async req => {
+serveRpc(async (req, progress) => {
   switch (req.op) {
     case 'init':
       url = req.url as string
       ca = req.ca as string
       controllerKey = req.controllerKey as string
       agent = new Agent({ ca, keepAlive: true, maxSockets: 4 })
-      return {}
+      return { fdLimit: openFileLimit() }
     case 'register': {
       const started = now()
       const batch = (req.nodes as SimNodeSpec[]).map(spec => ({ spec, keys: simKeys(), peers: new Map(), online: 0, gotMap: false, seq: 0 }))
       nodes.push(...batch)
-      await pool(batch, 4, register)
+      await pool(batch, 4, 'registered', progress, register)
       return { ms: now() - started }
     }
     case 'connect': {
-      await pool(nodes, 32, connect)
+      await pool(nodes, 32, 'connected', progress, connect)
       return {}
     }
     case 'synced': {

@@ -11,7 +11,7 @@ import { writeHeapSnapshot } from 'node:v8'
 import { join } from 'node:path'
 import * as controller from '@warren/controller'
 import type { Histogram } from 'prom-client'
-import { serveRpc, type ControllerReady, type MapServiceFigures } from './scale-shared.js'
+import { serveRpc, openFileLimit, type ControllerReady, type MapServiceFigures } from './scale-shared.js'
 
 interface MapService { stats: () => { messages: number, bytes: number, changes: number, fanout: number, connected: number }, metrics: { changeSeconds: Histogram } }
 interface MapModule { mapServerHook: (opts: { coalesceMs?: number, policy?: unknown, onStart?: (s: MapService) => void }) => controller.ServerHook }
@@ -94,6 +94,7 @@ const ready: ControllerReady = {
   url: c.url,
   adminSocket: c.adminSocket,
   controllerKey: c.state.controllerKey.publicKey,
+  fdLimit: openFileLimit(),
   ca: await readFile(join(stateDir, controller.CERT_FILE), 'utf8')
 }
 process.send!(ready)

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest, type Agent } from 'node:https'
 import { readFileSync } from 'node:fs'
-import { generateKeyPairSync, sign, diffieHellman, createHmac, createPublicKey, type KeyObject } from 'node:crypto'
+import { sign, diffieHellman, createHmac, createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto'
 import { PROTOCOL_VERSION, REGISTER_DOMAIN, registerSigningPayload, type RegisterRequest } from '@warren/protocol'
 
 /** SimKeys are a simulated node's keys, made and used with OpenSSL (the wire forms are the protocol's). */
@@ -18,12 +18,30 @@ export interface SimKeys {
   wgPrivate: KeyObject
 }
 
-const rawPublic = (k: KeyObject): string => Buffer.from(k.export({ format: 'jwk' }).x!, 'base64url').toString('base64')
+/** PKCS8_PREFIX is the DER of a PKCS#8 private key up to its 32-byte seed, per curve. */
+const PKCS8_PREFIX = {
+  ed25519: Buffer.from('302e020100300506032b657004220420', 'hex'),
+  x25519: Buffer.from('302e020100300506032b656e04220420', 'hex')
+}
+
+/**
+ * keyFromSeed makes a key pair from a random seed, and the raw public key from its DER
+ * (the last 32 bytes). Not generateKeyPairSync: on Node 20.20 (OpenSSL 3.0) a process
+ * that made thousands of keys with it and exported them as JWK deadlocked now and then,
+ * its main thread waiting on a futex forever at 0% CPU (gdb: a GC during
+ * KeyObjectHandle::ExportJWK ran ~KeyGenJob, which locks the key's mutex that the
+ * export holds). That stalled the 10,000-node run with whole worker processes silent.
+ */
+function keyFromSeed (curve: keyof typeof PKCS8_PREFIX): { privateKey: KeyObject, publicKey: string } {
+  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX[curve], randomBytes(32)]), format: 'der', type: 'pkcs8' })
+  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' })
+  return { privateKey, publicKey: spki.subarray(spki.length - 32).toString('base64') }
+}
 
 export function simKeys (): SimKeys {
-  const m = generateKeyPairSync('ed25519')
-  const w = generateKeyPairSync('x25519')
-  return { machineKey: rawPublic(m.publicKey), machinePrivate: m.privateKey, wgKey: rawPublic(w.publicKey), wgPrivate: w.privateKey }
+  const m = keyFromSeed('ed25519')
+  const w = keyFromSeed('x25519')
+  return { machineKey: m.publicKey, machinePrivate: m.privateKey, wgKey: w.publicKey, wgPrivate: w.privateKey }
 }
 
 /** simSign signs like the protocol's signMessage: Ed25519 over `domain\nmessage`, base64. */
@@ -51,7 +69,7 @@ export function now (): number {
 
 // ---------- IPC ----------
 
-export interface ControllerReady { op: 'ready', url: string, adminSocket: string, controllerKey: string, ca: string }
+export interface ControllerReady { op: 'ready', url: string, adminSocket: string, controllerKey: string, ca: string, fdLimit: number }
 export interface MapServiceFigures {
   messages: number
   bytes: number
@@ -129,40 +147,98 @@ export function spawnNode (script: string, env: Record<string, string> = {}, nod
   })
 }
 
+/** HEARTBEAT_MS is how often a child reports on a request it is still working on. */
+export const HEARTBEAT_MS = 5_000
 /**
- * createRpc sends requests to a child over IPC and matches replies by id; a child that
- * exits fails every pending request.
+ * SILENCE_MS is how long a child may send nothing while it owes an answer. Its heartbeat
+ * comes from its event loop, so silence means that loop is blocked (a deadlock, or a
+ * sync call that never returns) and waiting longer cannot help.
+ */
+export const SILENCE_MS = 60_000
+
+/** RpcReply is what a child sends: a heartbeat with its progress, an answer, or an error. */
+interface RpcReply { rid?: number, heartbeat?: boolean, progress?: string, error?: string }
+
+/**
+ * createRpc sends requests to a child over IPC and matches replies by id. A request
+ * fails fast, naming the request and the child's last progress report: when the child
+ * exits, when it has sent nothing for SILENCE_MS, or after timeoutMs in all.
  */
 export function createRpc (child: ChildProcess, name: string): <T>(req: object, timeoutMs?: number) => Promise<T> {
   let next = 0
-  const pending = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
-  child.on('message', (m: { rid?: number, error?: string }) => {
+  interface Pending { what: string, progress: string, heard: number, resolve: (v: unknown) => void, reject: (e: Error) => void }
+  const pending = new Map<number, Pending>()
+  const describe = (p: Pending): string => `${p.what}${p.progress === '' ? '' : ` (last progress: ${p.progress})`}`
+  child.on('message', (m: RpcReply) => {
     if (m.rid === undefined) return
     const p = pending.get(m.rid)
     if (p === undefined) return
+    p.heard = Date.now()
+    if (m.progress !== undefined) p.progress = m.progress
+    if (m.heartbeat === true) return
     pending.delete(m.rid)
     if (m.error !== undefined) p.reject(new Error(`${name}: ${m.error}`))
     else p.resolve(m)
   })
   child.on('exit', code => {
-    for (const p of pending.values()) p.reject(new Error(`${name} exited with ${code}`))
+    for (const p of pending.values()) p.reject(new Error(`${name} exited with ${code} while working on ${describe(p)}`))
     pending.clear()
   })
   return async <T>(req: object, timeoutMs = 600_000): Promise<T> => await new Promise<T>((resolve, reject) => {
     const rid = ++next
-    const timer = setTimeout(() => { pending.delete(rid); reject(new Error(`${name}: no answer to ${JSON.stringify(req).slice(0, 80)} in ${timeoutMs} ms`)) }, timeoutMs)
-    pending.set(rid, { resolve: v => { clearTimeout(timer); resolve(v as T) }, reject: e => { clearTimeout(timer); reject(e) } })
+    const started = Date.now()
+    const p: Pending = { what: JSON.stringify(req).slice(0, 80), progress: '', heard: started, resolve: v => { clearInterval(watch); resolve(v as T) }, reject: e => { clearInterval(watch); reject(e) } }
+    const fail = (why: string): void => { pending.delete(rid); p.reject(new Error(`${name} (pid ${child.pid}): ${why} ${describe(p)}`)) }
+    const watch = setInterval(() => {
+      const now = Date.now()
+      if (now - p.heard > SILENCE_MS) {
+        fail(`sent nothing for ${SILENCE_MS / 1000} s, so its event loop is blocked (see where with \`gdb -p ${child.pid} -batch -ex bt\`), while working on`)
+      } else if (now - started > timeoutMs) {
+        fail(`no answer in ${timeoutMs} ms to`)
+      }
+    }, 1000)
+    pending.set(rid, p)
     child.send({ ...req, rid })
   })
 }
 
-/** serveRpc answers requests from the parent with a handler; errors travel back as messages. */
-export function serveRpc (handler: (req: { op: string, rid: number } & Record<string, unknown>) => Promise<object>): void {
+/** RpcProgress lets a handler say how far it got; heartbeats carry the latest report. */
+export type RpcProgress = (report: string) => void
+
+/**
+ * serveRpc answers requests from the parent with a handler; errors travel back as
+ * messages. While a request runs, a heartbeat every HEARTBEAT_MS tells the parent that
+ * this process's event loop still turns, with the handler's latest progress report.
+ */
+export function serveRpc (handler: (req: { op: string, rid: number } & Record<string, unknown>, progress: RpcProgress) => Promise<object>): void {
   process.on('message', (req: { op: string, rid: number } & Record<string, unknown>) => {
-    handler(req).then(
+    let report: string | undefined
+    const heartbeat = setInterval(() => {
+      process.send!({ rid: req.rid, heartbeat: true, ...(report !== undefined ? { progress: report } : {}) })
+    }, HEARTBEAT_MS)
+    handler(req, r => { report = r }).then(
       res => process.send!({ ...res, rid: req.rid }),
       (err: Error) => process.send!({ rid: req.rid, error: err.stack ?? err.message })
-    )
+    ).finally(() => clearInterval(heartbeat))
   })
   process.on('disconnect', () => process.exit(0))
+}
+
+/**
+ * openFileLimit is this process's soft limit on open files (from /proc/self/limits):
+ * every simulated node, map session and HTTP connection is one.
+ */
+export function openFileLimit (): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
+  return m === null || m[1] === 'unlimited' ? Infinity : Number(m[1])
+}
+
+/**
+ * checkOpenFiles fails fast when a process cannot open the files a run needs, instead of
+ * letting sockets fail one by one (EMFILE) deep into the run.
+ */
+export function checkOpenFiles (who: string, limit: number, need: number): void {
+  if (limit >= need) return
+  throw new Error(`${who} may open only ${limit} files (ulimit -n) but this run needs about ${need}, one per simulated node or map session; ` +
+    `raise the hard limit (ulimit -Hn, LimitNOFILE= for a service, nofile in /etc/security/limits.conf) to at least ${need}, or pass fewer --nodes or a smaller --per-worker`)
 }

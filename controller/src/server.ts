@@ -12,18 +12,12 @@ import { createControllerState, type ControllerState } from './state.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
 import { buildApp, buildMetricsApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
 import { mapServerHook, type MapServerHookOptions, type MapService } from './map/index.js'
-import { createPolicyEngine, emailResolution, type PolicyEngine } from './policy/index.js'
+import { createPolicyEngine, emailResolution, type Policy, type PolicyUser } from './policy/index.js'
 import { createPolicyService, policyUsers, type PolicyService } from './policy-service.js'
 import { policyRoutes } from './routes/policy.js'
+import type { ServerHook, Closable } from './server-hooks.js'
 
-/**
- * ServerHook gets the controller's HTTPS server before it listens, to mount what is not
- * a fastify route (the map server's WebSocket upgrade at /v1/machine/map, the relay).
- * What it returns is closed when the controller closes.
- */
-export type ServerHook = (server: HttpsServer, ctx: ServerHookContext) => void | Closable | Promise<void | Closable>
-export interface ServerHookContext { state: ControllerState, metrics: ControllerMetrics, log: Logger, app: FastifyInstance }
-export interface Closable { close: () => Promise<void> | void }
+export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
 export interface StartControllerOptions {
   stateDir: string
@@ -119,8 +113,6 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const policy = await createPolicyService(state)
     policyInForce = policy
     closables.push({ close: async () => { await policy.close() } })
-    const engine = followPolicy(state, policy)
-    closables.push(engine)
     let map: MapService | undefined
     const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
     const app = await buildApp({ ...common, mode: 'public', https: { key: tls.key, cert: tls.cert }, logger: log })
@@ -130,12 +122,13 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const hooks = opts.onServer === undefined ? [] : Array.isArray(opts.onServer) ? [...opts.onServer] : [opts.onServer]
     if (opts.map !== false) {
       const mapOpts = opts.map ?? {}
+      // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
       hooks.unshift(mapServerHook({
         ...mapOpts,
-        policy: mapOpts.policy ?? engine.engine,
+        policy: mapOpts.policy ?? createPolicyEngine(policy.current(), policyUsers(state)),
         onStart: s => {
           map = s
-          if (mapOpts.policy === undefined) engine.onChange(ids => { s.policyChanged(ids) })
+          if (mapOpts.policy === undefined) closables.push(followPolicy(state!, policy, (p, users) => { s.mesh.setPolicy(p, users) }))
           mapOpts.onStart?.(s)
         }
       }))
@@ -217,23 +210,16 @@ async function listenMetrics (app: FastifyInstance, host: string, port: number):
 }
 
 /**
- * followPolicy compiles the policy in force into the one PolicyEngine the map service
- * reads, and is its only writer: it swaps in each new policy, and the users when a user
- * change changes whom an email in the policy names. `onChange` hears the ids whose peers
- * or filters changed.
+ * followPolicy hands the policy in force to `apply` (the map's MeshPolicy, the one writer
+ * of the engine) after each policy change, and again when a user change changes whom an
+ * email in the policy names; other user changes cost nothing.
  */
-export function followPolicy (state: ControllerState, policy: PolicyService): Closable & {
-  engine: PolicyEngine
-  onChange: (listener: (changed: Set<string>) => void) => void
-} {
-  const engine = createPolicyEngine(policy.current(), policyUsers(state))
-  const listeners: Array<(changed: Set<string>) => void> = []
+export function followPolicy (state: ControllerState, policy: PolicyService, apply: (policy: Policy, users: PolicyUser[]) => void): Closable {
   let resolved = emailResolution(policy.current(), policyUsers(state))
   const recompile = (): void => {
     const users = policyUsers(state)
     resolved = emailResolution(policy.current(), users)
-    const changed = engine.setPolicy(policy.current(), users)
-    for (const l of listeners) l(changed)
+    apply(policy.current(), users)
   }
   const onUsers = (): void => {
     if (emailResolution(policy.current(), policyUsers(state)) !== resolved) recompile()
@@ -242,8 +228,6 @@ export function followPolicy (state: ControllerState, policy: PolicyService): Cl
   state.events.on('user-upserted', onUsers)
   state.events.on('user-removed', onUsers)
   return {
-    engine,
-    onChange: listener => { listeners.push(listener) },
     close () {
       stop()
       state.events.off('user-upserted', onUsers)

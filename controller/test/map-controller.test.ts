@@ -13,7 +13,8 @@ import { connectReady, waitUntil, type TestNode, type MapTestClient } from './ma
 
 interface Running { c: RunningController, ca: string, service: MapService, key: (opts?: Record<string, unknown>) => Promise<string> }
 
-async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parameters<typeof mapServerHook>[0] = {}): Promise<Running> {
+/** start runs a controller with a map service of its own (hook), or with the one it builds in (builtIn). */
+async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parameters<typeof mapServerHook>[0] = {}, builtIn = false): Promise<Running> {
   const dir = await tempDir(t, 'warren-map-')
   let service: MapService | undefined
   const c = await startController({
@@ -21,8 +22,9 @@ async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parame
     listen: '127.0.0.1:0',
     logger: false,
     rateLimit: false,
-    map: false,
-    onServer: mapServerHook({ coalesceMs: 20, ...hook, onStart: s => { service = s } })
+    ...(builtIn
+      ? { map: { coalesceMs: 20, ...hook } }
+      : { map: false, onServer: mapServerHook({ coalesceMs: 20, ...hook, onStart: s => { service = s } }) })
   })
   t.teardown(c.close)
   await c.state.createUser({ name: 'alice' }, 'test')
@@ -30,7 +32,7 @@ async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parame
   return {
     c,
     ca,
-    service: service!,
+    service: service ?? c.map!,
     key: async (opts = {}) => (await c.state.createAuthKey({ user: 'alice', reusable: true, preapproved: true, ...opts }, 'test')).key
   }
 }
@@ -125,4 +127,29 @@ t.test('the policy engine decides who sees whom', async t => {
   await waitUntil(() => db!.netmap!.filter[0]!.srcs.length === 8, 'db filter admits red3')
   await new Promise(resolve => setTimeout(resolve, 80))
   t.notOk(b1!.messages.some(m => JSON.stringify(m).includes('red3')), 'blue never hears of red3')
+})
+
+t.test('the controller\'s policy reaches map sessions, and presence is recorded without node events', async t => {
+  const r = await start(t, {}, true)
+  const tagOwners = '"tagOwners": { "tag:red": ["alice@"], "tag:blue": ["alice@"] }'
+  await r.c.policy.set(`{ ${tagOwners}, "acls": [
+    { "action": "accept", "src": ["tag:red"], "dst": ["tag:red:*"] },
+    { "action": "accept", "src": ["tag:blue"], "dst": ["tag:blue:*"] } ] }`, 'test')
+  const red = await r.key({ tags: ['tag:red'] })
+  const blue = await r.key({ tags: ['tag:blue'] })
+  const nodes = [await register(r, 'red1', red), await register(r, 'red2', red), await register(r, 'blue1', blue)]
+  const announced: string[] = []
+  r.c.state.events.on('node-upserted', n => announced.push(n.name))
+  const clients = await Promise.all(nodes.map(async n => await connect(r, n)))
+  t.teardown(async () => { for (const c of clients) await c.close() })
+  const [r1, , b1] = clients
+  t.same(r1!.peerNames(), ['red2'])
+  t.same(b1!.peerNames(), [], 'blue reaches nobody yet')
+  await waitUntil(() => r1!.netmap!.peers[0]!.online, 'red2 online at red1')
+  t.ok(r.c.state.getNode(nodes[1]!.node.id)!.online, 'the state knows red2 is online')
+
+  await r.c.policy.set(`{ ${tagOwners}, "acls": [ { "action": "accept", "src": ["*"], "dst": ["*:*"] } ] }`, 'test')
+  await waitUntil(() => b1!.peerNames().join() === 'red1,red2' && r1!.peerNames().join() === 'blue1,red2', 'everyone after the new policy')
+  t.same(announced, [], 'connecting announced no node change: the map service recorded it and told the peers itself')
+  t.same(clients.flatMap(c => c.problems), [])
 })

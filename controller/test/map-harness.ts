@@ -1,15 +1,14 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { randomBytes } from 'node:crypto'
 import WebSocket from 'ws'
 import {
-  PROTOCOL_VERSION, MAP_DOMAIN, generateMachineKeyPair, generateWireGuardKeyPair, signMessage,
-  mapSigningPayload, applyDelta, validate, ServerMessage,
+  PROTOCOL_VERSION, MAP_DOMAIN, signMessage, mapSigningPayload, applyDelta, validate, ServerMessage,
   type MachineKeyPair, type Node, type Netmap, type MapDelta, type MapError
 } from '@warren/protocol'
 import { createMapService, type MapService, type MapServiceOptions } from '../src/map/map-service.js'
 import { createFakeNodeSource, createFakeMapPolicy, type FakeNodeSource } from '../src/testing.js'
 import type { MapPolicy } from '../src/map/types.js'
+import { makeNode, type TestNode } from './map-nodes.js'
 
 /**
  * The map test harness: a map service on 127.0.0.1:0 over an in-memory node source, and
@@ -17,34 +16,7 @@ import type { MapPolicy } from '../src/map/types.js'
  * applied with the protocol's applyDelta).
  */
 
-let counter = 0
-
-export interface TestNode { node: Node, machine: MachineKeyPair }
-
-/** makeNode builds an active node with fresh keys and unique addresses. */
-export function makeNode (change: Partial<Node> = {}): TestNode {
-  const machine = generateMachineKeyPair()
-  const i = ++counter
-  const name = change.name ?? `n${i}`
-  const node: Node = {
-    id: `node${i}${randomBytes(3).toString('hex')}`,
-    name,
-    fqdn: `${name}.warren.internal`,
-    user: 'alice',
-    tags: [],
-    machineKey: machine.publicKey,
-    wgKey: generateWireGuardKeyPair().publicKey,
-    ipv4: `100.64.${Math.floor(i / 250)}.${(i % 250) + 1}`,
-    ipv6: `fd7a:115c:a1e0::${i.toString(16)}`,
-    status: 'active',
-    ephemeral: false,
-    online: false,
-    created: new Date().toISOString(),
-    endpoints: [],
-    ...change
-  }
-  return { node, machine }
-}
+export { makeNode, type TestNode } from './map-nodes.js'
 
 export interface MapTestServer {
   url: string

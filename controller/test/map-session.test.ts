@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { MapDelta, Node, Peer } from '@warren/protocol'
 import { startMapTestServer, startWith, connectReady, waitUntil, type MapTestClient } from './map-harness.js'
 
 t.test('first message is the full map, then sequenced deltas', async t => {
@@ -161,4 +162,50 @@ t.test('a node that stops answering pings is closed and marked offline', async t
   await waitUntil(() => !ca.netmap!.peers[0]!.online, 'beta offline after missed pongs', 3000)
   t.equal(srv.service.stats().connected, 1)
   cb.ws.terminate()
+})
+
+t.test('a node\'s online and endpoint changes reach each peer as one delta and are never echoed back', async t => {
+  const { srv, nodes: [a, b, g] } = await startWith(t, ['alpha', 'beta', 'gamma'])
+  const announced: string[] = []
+  srv.source.events.on('node-upserted', (n: Node) => announced.push(n.name))
+  const ca = await connectReady(srv.url, a)
+  const cb = await connectReady(srv.url, b)
+  t.teardown(async () => { await ca.close(); await cb.close() })
+  // A domain change is the last thing queued, so once it arrived nothing else is on the way.
+  let marks = 0
+  const settled = async (clients: MapTestClient[]): Promise<void> => {
+    const domain = `m${++marks}.internal`
+    srv.service.setDomain(domain)
+    await waitUntil(() => clients.every(c => c.netmap!.dns.domain === domain), `${domain} everywhere`)
+  }
+  await settled([ca, cb])
+  const since = (c: MapTestClient, n: number): MapDelta[] => c.deltas.slice(n)
+  let base = [ca.deltas.length, cb.deltas.length]
+
+  const cg = await connectReady(srv.url, g, { endpoints: ['192.0.2.9:41641'] })
+  t.ok(cg.netmap!.self.online, 'gamma\'s own first map already shows it online')
+  t.same(cg.netmap!.self.endpoints, ['192.0.2.9:41641'], 'with its endpoints')
+  const gammaAt = (c: MapTestClient): Peer | undefined => c.netmap!.peers.find(p => p.name === 'gamma')
+  await waitUntil(() => gammaAt(ca)!.online && gammaAt(cb)!.online, 'gamma online at its peers')
+  await settled([ca, cb, cg])
+  t.equal(cg.deltas.length, 1, 'gamma hears nothing about itself after its map, only the domain mark')
+  for (const [c, n] of [[ca, base[0]!], [cb, base[1]!]] as Array<[MapTestClient, number]>) {
+    const fresh = since(c, n)
+    t.equal(fresh.length, 2, 'one delta for gamma, then the mark')
+    t.same(fresh[0]!.peersChanged?.map(p => [p.name, p.online, p.endpoints]), [['gamma', true, ['192.0.2.9:41641']]])
+  }
+
+  base = [ca.deltas.length, cb.deltas.length]
+  cg.send(JSON.stringify({ type: 'endpoints', endpoints: ['192.0.2.10:41641'] }))
+  await waitUntil(() => gammaAt(ca)!.endpoints[0] === '192.0.2.10:41641' && gammaAt(cb)!.endpoints[0] === '192.0.2.10:41641', 'new endpoints at the peers')
+  await cg.close()
+  await waitUntil(() => !gammaAt(ca)!.online && !gammaAt(cb)!.online, 'gamma offline at its peers')
+  await settled([ca, cb])
+  t.same(since(ca, base[0]!).map(d => d.peersChanged?.map(p => [p.online, p.endpoints[0]])), [[[true, '192.0.2.10:41641']], [[false, '192.0.2.10:41641']], undefined],
+    'alpha: one delta for the endpoints, one for going offline, then the mark')
+  t.equal(since(cb, base[1]!).length, 3, 'beta the same')
+  t.same(announced, [], 'the map service\'s own writes never come back to it as node events')
+  t.same(srv.source.getNode(g.node.id)!.endpoints, ['192.0.2.10:41641'], 'and the source has recorded them')
+  t.notOk(srv.source.getNode(g.node.id)!.online)
+  t.same([...ca.problems, ...cb.problems, ...cg.problems], [])
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { testController } from './helpers.js'
-import { DEFAULT_POLICY_TEXT, type Policy } from '../src/policy/index.js'
-import { policyServiceFor } from '../src/policy-service.js'
+import { DEFAULT_POLICY_TEXT, createPolicyEngine, type Policy } from '../src/policy/index.js'
+import { policyServiceFor, policyUsers } from '../src/policy-service.js'
 import { policyRoutes } from '../src/routes/policy.js'
 import { followPolicy } from '../src/server.js'
 
@@ -118,11 +118,10 @@ t.test('onPolicyChange hears each stored policy, after it is durable, and never 
 t.test('the controller\'s engine follows policy and user changes and reports the nodes it touched', async t => {
   const tc = await testController(t)
   const service = await policyServiceFor(tc.state)
-  const follower = followPolicy(tc.state, service)
-  t.teardown(() => follower.close())
+  const engine = createPolicyEngine(service.current(), policyUsers(tc.state))
   const seen: string[][] = []
-  follower.onChange(ids => seen.push([...ids].sort()))
-  const { engine } = follower
+  const follower = followPolicy(tc.state, service, (policy, users) => { seen.push([...engine.setPolicy(policy, users)].sort()) })
+  t.teardown(() => follower.close())
   engine.setNodes([
     { id: 'a', name: 'a', user: 'alice', tags: [], ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0::1' },
     { id: 'w', name: 'w', tags: ['tag:web'], ipv4: '100.64.0.2', ipv6: 'fd7a:115c:a1e0::2' },

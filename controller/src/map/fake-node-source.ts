@@ -5,7 +5,8 @@ import type { MapNodeSource } from './types.js'
 /**
  * FakeNodeSource is a MapNodeSource held in memory, for tests and benchmarks of the
  * map service without a store. `put` and `remove` stand in for the controller's own
- * changes (registration, approval, deletion).
+ * changes (registration, approval, deletion); like the controller's state,
+ * recordPresence stores the map service's facts without an event.
  */
 export interface FakeNodeSource extends MapNodeSource {
   events: EventEmitter
@@ -41,11 +42,9 @@ export function createFakeNodeSource (initial: Node[] = []): FakeNodeSource {
       nodes.delete(id)
       events.emit('node-removed', cur)
     },
-    setOnline (id, online) {
-      if (nodes.has(id)) src.patch(id, { online, lastSeen: new Date().toISOString() })
-    },
-    setEndpoints (id, endpoints) {
-      if (nodes.has(id)) src.patch(id, { endpoints })
+    recordPresence (id, presence) {
+      const cur = nodes.get(id)
+      if (cur !== undefined) nodes.set(id, { ...cur, ...presence })
     },
     deleteNode (id) {
       src.remove(id)

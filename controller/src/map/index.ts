@@ -3,6 +3,13 @@
  * challenge, the full map, then coalesced, sequenced deltas for exactly the nodes a
  * change affects.
  *
+ * Parts, in the order a change flows through them: mesh-policy.ts (MeshPolicy, the one
+ * writer of the policy engine: node membership, policy and users), fanout.ts with
+ * delta-queues.ts (which sessions a change affects, and their queued, numbered deltas;
+ * no sockets, testable alone), sessions.ts with handshake.ts (challenge, signed hello,
+ * version, one session per node, presence), wire.ts with outbox.ts (framing,
+ * back-pressure, keepalives), and map-service.ts, which wires them together.
+ *
  * @example
  * ```ts
  * import { startController } from '@warren/controller'
@@ -11,20 +18,23 @@
  * ```
  */
 import type { Server as HttpsServer } from 'node:https'
-import type { ServerHook } from '../server.js'
+import type { ServerHook } from '../server-hooks.js'
 import { createPolicyEngine, defaultPolicy } from '../policy/index.js'
 import { mountMapService, type MapService, type MapServiceOptions } from './map-service.js'
 import type { MapPolicy } from './types.js'
 
 export * from './map-service.js'
 export * from './types.js'
+export { MapCloseCode, type MapRefusal } from './handshake.js'
+export { createMeshPolicy, NO_POLICY_CHANGE, type MeshPolicy, type MeshListener, type PeerReader, type NodeChangeReport } from './mesh-policy.js'
+export { createMapFanout, type MapFanout, type FanoutSession, type MembershipChange } from './fanout.js'
 export { checkEndpoints } from './endpoints.js'
 export { createMapMetrics, type MapMetrics } from './metrics.js'
 
 export type MapServerHookOptions = Omit<MapServiceOptions, 'source' | 'policy' | 'domain' | 'registry' | 'log'> & {
   /** the policy engine; default: the default (allow-all) policy */
   policy?: MapPolicy
-  /** called with the running service, so the policy module can call setPolicy/policyChanged */
+  /** called with the running service, so policy changes can go to its mesh (service.mesh.setPolicy) */
   onStart?: (service: MapService) => void
 }
 

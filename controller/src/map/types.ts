@@ -1,21 +1,33 @@
 import type { Node, FilterRule } from '@warren/protocol'
+import type { Policy, PolicyUser } from '../policy/types.js'
+
+/**
+ * NodePresence is what the map service learns from a node's session: whether it is
+ * connected, when it was last seen, and the UDP endpoints it reports. The map service
+ * owns these facts; absent fields stay as they are.
+ */
+export interface NodePresence {
+  online?: boolean
+  endpoints?: string[]
+  lastSeen?: string
+}
 
 /**
  * MapNodeSource is the part of the controller's node state that map sessions need. The
  * controller core implements it over its store; tests implement it in memory. Every
- * change to a node must be announced with 'node-upserted' (also after the map service's
- * own writes, such as setOnline) and every deletion with 'node-removed', because those
- * events are what turn into deltas.
+ * change to a node's record (registration, approval, renaming, tags, expiry) must be
+ * announced with 'node-upserted' and every deletion with 'node-removed', because those
+ * events are what turn into deltas. The map service's own facts go the other way only:
+ * it sends them to peers itself and records them with recordPresence, which announces
+ * nothing, so no write of the map service comes back to it as an event.
  */
 export interface MapNodeSource {
   listNodes: () => Iterable<Node>
   getNode: (id: string) => Node | undefined
   nodeByMachineKey: (machineKey: string) => Node | undefined
   events: MapNodeEvents
-  /** setOnline records that a node's map session opened or closed, with lastSeen = now. */
-  setOnline: (id: string, online: boolean) => unknown
-  /** setEndpoints records the UDP endpoints a node reported (already validated). */
-  setEndpoints: (id: string, endpoints: string[]) => unknown
+  /** recordPresence stores what the map service knows of a node's session, without an event */
+  recordPresence: (id: string, presence: NodePresence) => unknown
   /** deleteNode removes a node for good (used for ephemeral nodes that went away). */
   deleteNode: (id: string, actor: string) => unknown
 }
@@ -29,11 +41,11 @@ export interface MapNodeEvents {
 }
 
 /**
- * MapPolicy is what map sessions need from the policy engine (controller/src/policy's
- * PolicyEngine fits as it is). The map service owns the engine's node set: it feeds it
- * only nodes that belong in the mesh (active, not expired), so pending and expired
- * nodes never appear as anyone's peer. Peers are symmetric (A sees B exactly when B
- * sees A), so one node's change can only add or drop pairs that include it.
+ * MapPolicy is the policy engine as the map needs it (controller/src/policy's
+ * PolicyEngine fits as it is). Only MeshPolicy writes to it: it feeds it only nodes that
+ * belong in the mesh (active, not expired), so pending and expired nodes never appear
+ * as anyone's peer. Peers are symmetric (A sees B exactly when B sees A), so one node's
+ * change can only add or drop pairs that include it.
  */
 export interface MapPolicy {
   setNodes: (nodes: Node[]) => unknown
@@ -42,6 +54,8 @@ export interface MapPolicy {
   peersOf: (id: string) => ReadonlySet<string>
   /** filterFor should return the same array while the filter is unchanged (checked by reference first) */
   filterFor: (id: string) => FilterRule[]
+  /** setPolicy swaps policy and users and returns the ids whose peers or filter changed (test engines may lack it) */
+  setPolicy?: (policy: Policy, users: readonly PolicyUser[]) => Set<string>
 }
 
 /**

@@ -14,6 +14,12 @@ export interface NodeMethods {
   setOnline: (id: string, online: boolean) => void
   touchLastSeen: (id: string) => void
   setEndpoints: (id: string, endpoints: string[]) => void
+  /**
+   * recordPresence stores the map service's facts about a node's session. Unlike
+   * setOnline/setEndpoints it emits nothing: the map service has told the peers already,
+   * so it must not hear its own write come back.
+   */
+  recordPresence: (id: string, presence: { online?: boolean, endpoints?: string[], lastSeen?: string }) => void
   approveNode: (idOrName: string, actor: string) => Promise<Node>
   renameNode: (idOrName: string, name: string, actor: string) => Promise<Node>
   expireNode: (idOrName: string, actor: string) => Promise<Node>
@@ -48,6 +54,13 @@ export function createNodes (core: CommitCore, table: NodeTable, users: Users): 
     },
     setEndpoints (id, eps) {
       table.changeRuntime(id, () => table.setEndpoints(id, eps))
+    },
+    recordPresence (id, presence) {
+      const rec = store.nodes.get(id)
+      if (rec === undefined) return
+      if (presence.online !== undefined) table.setOnline(id, presence.online)
+      if (presence.endpoints !== undefined) table.setEndpoints(id, presence.endpoints)
+      if (presence.lastSeen !== undefined) table.touch(rec)
     },
     approveNode: locked((idOrName: string, actor: string) => {
       const n = table.require(idOrName)
