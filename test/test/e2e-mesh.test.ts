@@ -47,7 +47,7 @@ t.test('three nodes join, reach each other by name, and survive controller and d
   let controller: ProcessHandle
   const startController = async (): Promise<string> => {
     controller = ctlHost.spawn([...WARREN, 'controller', 'serve', '--state-dir', ctlDir, '--listen', listen])
-    return (await controller.waitForLine(/listening on (https:\/\/\S+)/, 20_000))[1]!
+    return (await controller.waitForLine(/listening on (https:\/\/\S+)/, 120_000))[1]!
   }
   const url = await startController()
 
