@@ -4,6 +4,7 @@ import { escapeUnsafeText } from '@warren/protocol'
  * output: how commands print. People get aligned tables and relative times; scripts
  * pass --json and get JSON with ISO times.
  */
+import { cliIo } from './cli-io.js'
 
 /** Column describes one table column: its header and how to show a row's value. */
 export interface Column<T> {
@@ -24,17 +25,17 @@ export function formatTable<T> (rows: T[], columns: Array<Column<T>>): string {
 
 /** printTable prints a table, or `empty` when there are no rows. */
 export function printTable<T> (rows: T[], columns: Array<Column<T>>, empty: string): void {
-  process.stdout.write(rows.length === 0 ? `${empty}\n` : formatTable(rows, columns))
+  cliIo().stdout.write(rows.length === 0 ? `${empty}\n` : formatTable(rows, columns))
 }
 
 /** printJson prints a value as indented JSON followed by a newline. */
 export function printJson (value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+  cliIo().stdout.write(`${JSON.stringify(value, null, 2)}\n`)
 }
 
 /** printLine prints one line for people. */
 export function printLine (line = ''): void {
-  process.stdout.write(`${line}\n`)
+  cliIo().stdout.write(`${line}\n`)
 }
 
 /** relativeTime says how far `iso` is from `now` in the largest fitting unit ("5m ago", "in 23h"). */

@@ -1,10 +1,10 @@
 import t from 'tap'
-import { normalizeFingerprint, parseCredential, type Node, type User, type AuthKeyInfo, type AuditEntry } from '@warren/protocol'
-import { runWarren, serveController, joinNode, ok, failsWith, json, type CliResult } from './cli-harness.js'
+import { parseCredential, type Node, type User, type AuthKeyInfo, type AuditEntry } from '@warren/protocol'
+import { runWarren, startTestController, joinNode, ok, failsWith, json, type CliResult } from './cli-harness.js'
 
 t.test('admin over the local socket: users, auth keys, nodes, API keys, audit', async tt => {
-  const ctl = await serveController(tt)
-  const fp = normalizeFingerprint(ctl.printedFingerprint)
+  const ctl = await startTestController(tt)
+  const fp = ctl.fingerprint
   const local = async (...args: string[]): Promise<CliResult> => await runWarren(['admin', '--state-dir', ctl.stateDir, ...args])
 
   tt.test('users', async tt => {

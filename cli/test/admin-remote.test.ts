@@ -1,9 +1,9 @@
 import t from 'tap'
 import { parseCredential, formatCredential, type User, type ApiKeyInfo, type AuditEntry } from '@warren/protocol'
-import { runWarren, serveController, ok, failsWith, json, type CliResult } from './cli-harness.js'
+import { runWarren, startTestController, ok, failsWith, json, type CliResult } from './cli-harness.js'
 
 t.test('remote admin with an API key over pinned HTTPS', async tt => {
-  const ctl = await serveController(tt)
+  const ctl = await startTestController(tt)
   const local = async (...args: string[]): Promise<CliResult> => await runWarren(['admin', '--state-dir', ctl.stateDir, ...args])
   const created = json<{ key: string, id: string }>(await local('apikeys', 'create', '--description', 'ci', '--expiry', '30d', '--json'))
   tt.match(created.key, /^wrnapi-/, 'the secret is in `key`')
@@ -15,7 +15,7 @@ t.test('remote admin with an API key over pinned HTTPS', async tt => {
   tt.match(ok(tt, await remote(['keys', 'create', '--user', 'carol']), 'keys create over HTTPS'), `warren up --controller ${ctl.url} --auth-key KEY`, 'the join hint names the controller')
   ok(tt, await remote([...flags, 'users', 'list'], { WARREN_STATE_DIR: '/nonexistent' }), 'a --controller flag beats WARREN_STATE_DIR')
   tt.same(json<User[]>(await remote([...flags, 'users', 'list', '--json'], {})).map(u => u.name), ['carol'], 'users list over HTTPS (flags)')
-  ok(tt, await remote([...flags, '--fingerprint', ctl.printedFingerprint, 'users', 'list'], {}), 'an explicit matching --fingerprint')
+  ok(tt, await remote([...flags, '--fingerprint', ctl.displayFingerprint, 'users', 'list'], {}), 'an explicit matching --fingerprint')
   const audit = json<AuditEntry[]>(await local('audit', '--json'))
   tt.match(audit.find(e => e.action === 'user.create')?.actor, new RegExp(created.id), 'the audit log names the API key')
 

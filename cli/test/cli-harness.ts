@@ -2,10 +2,13 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { parseCredential, generateMachineKeyPair, generateWireGuardKeyPair, isWarrenError, type Node, type WarrenError } from '@warren/protocol'
+import { startController, type RunningController } from '@warren/controller'
 import { registerNode } from '@warren/node'
 import { createControllerTransport } from '@warren/sdk'
+import { runCli } from '../src/program.js'
 
 /** WARREN_BIN is the compiled CLI main, which the `warren` executable (cli/bin/warren.js) runs. */
 export const WARREN_BIN = fileURLToPath(new URL('../src/bin/warren.js', import.meta.url))
@@ -18,8 +21,35 @@ export interface CliResult { code: number, stdout: string, stderr: string }
 /** Env variables that would change which controller the CLI talks to; tests set them explicitly. */
 const CLEAN_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WARREN_')))
 
-/** runWarren runs the real CLI as a process and collects its exit code and output. */
-export async function runWarren (args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** Collector is a writable stream that keeps what was written to it. */
+interface Collector { stream: Writable, text: () => Promise<string> }
+
+function collector (): Collector {
+  const chunks: Buffer[] = []
+  const stream = new Writable({ write (chunk: Buffer, _encoding, done) { chunks.push(chunk); done() } })
+  const text = async (): Promise<string> => {
+    await new Promise(resolve => stream.end(resolve))
+    return Buffer.concat(chunks).toString('utf8')
+  }
+  return { stream, text }
+}
+
+/**
+ * runWarren runs a CLI command line in this process, as the `warren` executable would,
+ * with its own output streams and environment, and collects its exit code and output.
+ * `stdin` is what the command reads from standard input.
+ */
+export async function runWarren (args: string[], env: Record<string, string> = {}, stdin = ''): Promise<CliResult> {
+  const out = collector()
+  const err = collector()
+  const code = await runCli(['node', 'warren', ...args], {
+    stdout: out.stream, stderr: err.stream, stdin: Readable.from([Buffer.from(stdin)]), env: { ...CLEAN_ENV, ...env }
+  })
+  return { code, stdout: await out.text(), stderr: await err.text() }
+}
+
+/** spawnWarren runs the real CLI as a process and collects its exit code and output. */
+export async function spawnWarren (args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const child = spawn(process.execPath, [WARREN_BIN, ...args], { env: { ...CLEAN_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
@@ -27,6 +57,17 @@ export async function runWarren (args: string[], env: Record<string, string> = {
   child.stderr.on('data', (b: Buffer) => { stderr += b.toString('utf8') })
   const code = await new Promise<number>(resolve => child.on('close', c => { resolve(c ?? -1) }))
   return { code, stdout, stderr }
+}
+
+/**
+ * startTestController starts a controller in this process (silent, no rate limit) on
+ * 127.0.0.1 with a fresh state dir; it is closed when the test ends.
+ */
+export async function startTestController (t: Scope): Promise<RunningController & { stateDir: string }> {
+  const stateDir = join(tempDir(t, 'warren-ctl-'), 'state')
+  const ctl = await startController({ stateDir, listen: '127.0.0.1:0', logger: false, rateLimit: false })
+  t.teardown(async () => { await ctl.close() })
+  return Object.assign(ctl, { stateDir })
 }
 
 /** tempDir makes a directory that is removed when the test ends. */
@@ -49,7 +90,7 @@ export interface ServedController {
 
 /**
  * serveController runs `warren controller serve --listen 127.0.0.1:0` as a child and
- * waits (with a deadline) until it prints its URL and fingerprint. It is stopped when
+ * waits until it prints its URL and fingerprint (or exits). It is stopped when
  * the test ends. Pass the stateDir of a stopped one to restart it.
  */
 export async function serveController (t: Scope, opts: { stateDir?: string, args?: string[] } = {}): Promise<ServedController> {
@@ -67,17 +108,13 @@ export async function serveController (t: Scope, opts: { stateDir?: string, args
     return await exited
   }
   t.teardown(async () => { await stop() })
-  const deadline = Date.now() + 20_000
-  let m: RegExpExecArray | null = null
-  let f: RegExpExecArray | null = null
-  while (Date.now() < deadline && child.exitCode === null) {
-    m = /listening on (https:\/\/\S+)/.exec(out)
-    f = /fingerprint \(SHA-256\): (\S+)/.exec(out)
-    if (m !== null && f !== null) break
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  if (m === null || f === null) throw new Error(`controller did not start; stdout: ${out} stderr: ${err.slice(-2000)}`)
-  return { url: m[1]!, printedFingerprint: f[1]!, stateDir, child, stdout: () => out, stop }
+  const started = /listening on (https:\/\/\S+)\n(?:.*\n)*?certificate fingerprint \(SHA-256\): (\S+)\n/
+  const m = await new Promise<RegExpExecArray | null>(resolve => {
+    child.stdout!.on('data', () => { const found = started.exec(out); if (found !== null) resolve(found) })
+    void exited.then(() => { resolve(started.exec(out)) })
+  })
+  if (m === null) throw new Error(`controller did not start; stdout: ${out} stderr: ${err.slice(-2000)}`)
+  return { url: m[1]!, printedFingerprint: m[2]!, stateDir, child, stdout: () => out, stop }
 }
 
 /**

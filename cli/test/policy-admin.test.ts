@@ -7,8 +7,8 @@ import { runWarren, tempDir, joinNode, ok, json, type CliResult, type Asserts } 
 import { formatDiff, located, parseTarget } from '../src/commands/admin-policy.js'
 
 /**
- * `warren admin policy ...` as a person runs it: the real CLI as a process, against a
- * controller started in this process, through its admin socket (--state-dir).
+ * `warren admin policy ...` as a person runs it: the CLI's command lines run in this
+ * process against a controller started here too, through its admin socket (--state-dir).
  */
 
 const BASE = `{

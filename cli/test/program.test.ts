@@ -1,25 +1,10 @@
 import t from 'tap'
-import { readFileSync, existsSync } from 'node:fs'
-import { execFile } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import { normalizeFingerprint, PROTOCOL_VERSION } from '@warren/protocol'
-import { certificateFingerprint } from '@warren/controller'
-import { runWarren, serveController, failsWith } from './cli-harness.js'
-
-t.test('controller serve prints its real URL and fingerprint and stops cleanly', async tt => {
-  const ctl = await serveController(tt)
-  tt.match(ctl.url, /^https:\/\/127\.0\.0\.1:\d+$/)
-  tt.notMatch(ctl.url, /:0$/, 'port 0 is replaced by the real port')
-  const certFp = certificateFingerprint(readFileSync(join(ctl.stateDir, 'tls-cert.pem'), 'utf8'))
-  tt.equal(normalizeFingerprint(ctl.printedFingerprint), certFp, 'the printed fingerprint is the certificate\'s')
-  tt.match(ctl.printedFingerprint, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/, 'shown as colon-separated pairs')
-  tt.equal(await ctl.stop('SIGINT'), 0, 'exits 0 on SIGINT')
-
-  const again = await serveController(tt, { stateDir: ctl.stateDir })
-  tt.equal(again.printedFingerprint, ctl.printedFingerprint, 'a restart keeps the certificate, so pins stay valid')
-  tt.equal(await again.stop('SIGTERM'), 0, 'exits 0 on SIGTERM')
-})
+import { Writable } from 'node:stream'
+import type { PolicyInfo } from '@warren/protocol'
+import { PROTOCOL_VERSION } from '@warren/protocol'
+import { runCli } from '../src/program.js'
+import { runWarren, startTestController, failsWith, ok, json } from './cli-harness.js'
 
 t.test('usage: where to send admin commands, versions', async tt => {
   failsWith(tt, await runWarren(['admin', 'users', 'list']), /--state-dir DIR .* or --controller https:\/\/HOST:PORT --api-key KEY/, 'no controller given', 2)
@@ -28,18 +13,51 @@ t.test('usage: where to send admin commands, versions', async tt => {
   const bad = await runWarren(['admin', '--bogus'])
   tt.equal(bad.code, 2, 'an unknown option is a usage error')
   tt.match(bad.stderr, /^warren: unknown option '--bogus'/)
+  tt.equal(bad.stdout, '')
   const v = await runWarren(['version'])
   tt.equal(v.code, 0)
   tt.match(v.stdout, new RegExp(`^warren \\d+\\.\\d+\\.\\d+ \\(protocol ${PROTOCOL_VERSION}\\)\\n$`))
   tt.equal((await runWarren(['--version'])).stdout, v.stdout)
+  const help = await runWarren(['admin', '--help'])
+  tt.equal(help.code, 0, '--help exits 0')
+  tt.match(help.stdout, /^Usage: warren admin \[options\] \[command\]/, 'help goes to the given stdout')
+  tt.equal(help.stderr, '')
 })
 
-t.test('npm links the warren executable, as npx warren uses it', async tt => {
-  const link = fileURLToPath(new URL('../../../node_modules/.bin/warren', import.meta.url))
-  tt.ok(existsSync(link), `${link} exists (npm ci links it from cli/package.json "bin")`)
-  const out = await new Promise<{ code: number | null, stdout: string }>(resolve => {
-    execFile(link, ['version'], (err, stdout) => { resolve({ code: err === null ? 0 : (err.code as number | null ?? 1), stdout }) })
-  })
-  tt.equal(out.code, 0, 'it is executable and runs the built CLI')
-  tt.match(out.stdout, /^warren \d+\.\d+\.\d+ \(protocol \d+\)/)
+t.test('runCli writes only to the streams it is given and reads their environment', async tt => {
+  // Whatever reaches the process's own streams, except tap's report (no TAP line starts like the CLI's output).
+  const leaked: string[] = []
+  for (const s of [process.stdout, process.stderr]) {
+    const write = s.write.bind(s) as (chunk: string | Uint8Array, ...rest: unknown[]) => boolean
+    s.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      if (/^(warren|Usage|error)/m.test(String(chunk))) leaked.push(String(chunk))
+      return write(chunk, ...rest)
+    }) as typeof s.write
+    tt.teardown(() => { s.write = write as typeof s.write })
+  }
+  const sink = new Writable({ write (_c, _e, done) { done() } })
+  const codes: number[] = []
+  for (const argv of [['version'], ['--help'], ['admin', '--bogus'], ['admin', 'users', 'list']]) {
+    codes.push(await runCli(['node', 'warren', ...argv], { stdout: sink, stderr: sink, env: {} }))
+  }
+  tt.same(codes, [0, 0, 2, 2], 'version, help, a bad option and a missing controller return their codes')
+  tt.same(leaked, [], 'nothing reached the process\'s own stdout or stderr')
+
+  const ctl = await startTestController(tt)
+  ok(tt, await runWarren(['admin', 'users', 'create', 'alice'], { WARREN_STATE_DIR: ctl.stateDir }), 'WARREN_STATE_DIR from the given env')
+  const [a, b] = await Promise.all([
+    runWarren(['admin', 'users', 'list', '--json'], { WARREN_STATE_DIR: ctl.stateDir }),
+    runWarren(['admin', 'users', 'list', '--json'], { WARREN_STATE_DIR: join(ctl.stateDir, 'elsewhere') })
+  ])
+  tt.same(json<Array<{ name: string }>>(a).map(u => u.name), ['alice'], 'two runs at once each see their own env')
+  tt.equal(b.code, 1)
+  tt.match(b.stderr, /elsewhere\/admin\.sock/)
+})
+
+t.test('policy set - reads the given stdin', async tt => {
+  const ctl = await startTestController(tt)
+  const policy = '{ "acls": [ { "action": "accept", "src": ["*"], "dst": ["*:22"] } ] }\n'
+  tt.match(ok(tt, await runWarren(['admin', '--state-dir', ctl.stateDir, 'policy', 'set', '-'], {}, policy), 'policy set -'), /^applied - as policy v1/)
+  const info = json<PolicyInfo>(await runWarren(['admin', '--state-dir', ctl.stateDir, 'policy', 'get', '--json']))
+  tt.equal(info.text, policy)
 })

@@ -92,8 +92,8 @@ export interface MapTestClient {
   close: () => Promise<void>
 }
 
-/** waitUntil polls a condition until it holds or the deadline passes. */
-export async function waitUntil (cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+/** waitUntil polls a condition until it holds; the limit is generous so that a loaded machine only waits longer. */
+export async function waitUntil (cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)

@@ -6,7 +6,6 @@ t.test('a node that resumes gets only what changed while it was away', async t =
   const c = srv.add({ name: 'gamma' })
   const first = await connectReady(srv.url, a)
   await waitUntil(() => first.netmap!.self.online, 'alpha online')
-  await new Promise(resolve => setTimeout(resolve, 60))
   await first.close()
   const { session, seq } = first
   const before = first.netmap!
@@ -15,7 +14,6 @@ t.test('a node that resumes gets only what changed while it was away', async t =
   srv.source.remove(c.node.id)
   srv.add({ name: 'delta' })
   srv.source.patch(b.node.id, { name: 'beta2', fqdn: 'beta2.warren.internal' })
-  await new Promise(resolve => setTimeout(resolve, 60))
 
   const again = connectClient(srv.url, a, { resume: { session: session!, seq } })
   t.teardown(again.close)
@@ -45,7 +43,7 @@ t.test('a stale or unknown resume gets a full map', async t => {
   t.same(wrongSeq.peerNames(), ['beta'])
   await wrongSeq.close()
 
-  await new Promise(resolve => setTimeout(resolve, 250))
+  await waitUntil(() => srv.service.stats().sessions === 0, 'the held session dropped after the resume window')
   const expired = connectClient(srv.url, a, { resume: { session: wrongSeq.session!, seq: wrongSeq.seq } })
   t.teardown(expired.close)
   await waitUntil(() => expired.netmap !== undefined, 'full map once the held session was dropped')

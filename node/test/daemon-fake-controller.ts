@@ -31,8 +31,8 @@ export interface FakeController {
   close: () => Promise<void>
 }
 
-/** until polls a condition every 10 ms and fails with `what` after `ms`. */
-export async function until (what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+/** until polls a condition every 10 ms and fails with `what` after `ms` (generous, so that a loaded machine only waits longer). */
+export async function until (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
   const end = Date.now() + ms
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)

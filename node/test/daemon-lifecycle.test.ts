@@ -165,7 +165,7 @@ t.test('a restarted daemon keeps its identity and restores the last map before t
   t.teardown(() => back.close())
   for (const [k, v] of r.ctl.nodes) back.nodes.set(k, v)
   back.peers = [fakePeer(2), fakePeer(5)]
-  await until('reconnected', async () => (await d2.status()).controller?.connected === true, 8000)
+  await until('reconnected', async () => (await d2.status()).controller?.connected === true)
   t.ok(back.hellos[0]!.resume !== undefined, 'the reconnect offers to resume the saved session')
   await until('the new map applied', () => r.plane.applied.at(-1)!.peers.length === 2)
 })

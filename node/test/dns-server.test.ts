@@ -87,7 +87,7 @@ function query (name: string, type: string, extra: Partial<Packet> = {}): Packet
   return { type: 'query', id: Math.floor(Math.random() * 65536), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: type as 'A', name }], ...extra }
 }
 
-async function udpAsk (port: number, q: Packet | Buffer, timeoutMs = 3000): Promise<Reply> {
+async function udpAsk (port: number, q: Packet | Buffer, timeoutMs = 60_000): Promise<Reply> {
   const sock = dgram.createSocket('udp4')
   try {
     return await new Promise((resolve, reject) => {
@@ -107,7 +107,7 @@ async function tcpAsk (port: number, qs: Packet[]): Promise<Map<number, Reply>> 
   try {
     return await new Promise((resolve, reject) => {
       let buf = Buffer.alloc(0)
-      const timer = setTimeout(() => reject(new Error(`only ${replies.size} of ${qs.length} TCP replies`)), 5000)
+      const timer = setTimeout(() => reject(new Error(`only ${replies.size} of ${qs.length} TCP replies`)), 60_000)
       sock.on('error', reject)
       sock.on('connect', () => sock.write(Buffer.concat(qs.map(q => dnsPacket.streamEncode(q)))))
       sock.on('data', chunk => {
@@ -220,12 +220,13 @@ t.test('a dead or silent upstream is skipped for the next one', async t => {
 })
 
 t.test('SERVFAIL when every upstream fails, or there is none', async t => {
-  const { port, server } = await startServer(t, { upstreams: [await deadUpstream(), await deadUpstream()] })
+  // Upstreams that are waited for would outlive the test: only a refusal can answer this query.
+  const { port, server } = await startServer(t, { upstreams: [await deadUpstream(), await deadUpstream()], upstreamTimeoutMs: 600_000 })
   const start = Date.now()
   const a = await udpAsk(port, query('example.com', 'A', { id: 7 }))
-  t.equal(a.rcode, 'SERVFAIL')
+  t.equal(a.rcode, 'SERVFAIL', 'refused ports fail at once, not after a timeout')
   t.equal(a.id, 7)
-  t.ok(Date.now() - start < 2000, 'refused ports fail fast, not after timeouts')
+  t.comment(`answered after ${Date.now() - start} ms`)
   server.setUpstreams([])
   t.equal((await udpAsk(port, query('example.com', 'A'))).rcode, 'SERVFAIL')
   t.same(dataOf(await udpAsk(port, query('db.warren.internal', 'A'))), ['100.64.0.2'], 'mesh names still work')
@@ -263,7 +264,7 @@ t.test('malformed input is dropped without crashing; the server keeps answering'
   // A response (QR set) is never answered.
   junk.push(dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'db.warren.internal' }] }))
   const until = async (cond: () => boolean): Promise<void> => {
-    const deadline = Date.now() + 5000
+    const deadline = Date.now() + 60_000
     while (!cond() && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 2))
   }
   // Small batches, so the loopback socket buffer does not drop any.
@@ -288,14 +289,14 @@ t.test('malformed input is dropped without crashing; the server keeps answering'
 t.test('bounded work: in-flight forwards are capped and idle TCP connections are closed', async t => {
   const silent = await startFakeUpstream({ silent: true })
   t.teardown(silent.close)
-  const { port, server } = await startServer(t, { upstreams: [silent.address], maxInFlight: 1, upstreamTimeoutMs: 1500, tcpIdleTimeoutMs: 200 })
+  const { port, server } = await startServer(t, { upstreams: [silent.address], maxInFlight: 1, upstreamTimeoutMs: 5000, tcpIdleTimeoutMs: 200 })
   const slow = udpAsk(port, query('a.example', 'A'))
-  const deadline = Date.now() + 2000
+  const deadline = Date.now() + 60_000
   while (server.stats().inFlight < 1 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
-  const start = Date.now()
-  const over = await udpAsk(port, query('b.example', 'A'))
-  t.equal(over.rcode, 'SERVFAIL')
-  t.ok(Date.now() - start < 1000, 'over the cap the answer is immediate')
+  const over = udpAsk(port, query('b.example', 'A'))
+  const first = await Promise.race([over.then(() => 'over the cap'), slow.then(() => 'the forwarded one')])
+  t.equal(first, 'over the cap', 'over the cap the answer does not wait for the forwarded query')
+  t.equal((await over).rcode, 'SERVFAIL')
   t.equal(server.stats().overloaded, 1)
   t.equal((await slow).rcode, 'SERVFAIL')
 
@@ -305,7 +306,8 @@ t.test('bounded work: in-flight forwards are capped and idle TCP connections are
     s.on('error', () => {})
     s.on('close', () => resolve())
   })
-  t.ok(Date.now() - opened < 3000, 'the idle connection was closed by the server')
+  t.pass('the idle connection was closed by the server')
+  t.comment(`closed after ${Date.now() - opened} ms`)
 })
 
 t.test('parseUpstream reads ip, ip:port and [ipv6]:port', async t => {

@@ -31,7 +31,7 @@ t.test('a netmap becomes WireGuard peers, addresses, routes, filter and DNS', as
   const r = await s.engine.apply(netmapFor(self, [asPeer(n2), asPeer(n3), asPeer(n4)], [rule]), local)
   t.equal(r.active, true)
   t.equal(r.peers, 3)
-  t.ok(r.durationMs >= 0 && r.durationMs < 1000, 'apply reports its duration')
+  t.ok(r.durationMs >= 0, 'apply reports its duration')
   const dev = s.wireguard.device()!
   t.equal(dev.listenPort, 41641)
   t.same(dev.peers.map(p => [p.publicKey, p.allowedIps, p.endpoint, p.persistentKeepalive]), [

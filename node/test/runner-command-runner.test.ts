@@ -46,10 +46,11 @@ t.test('a missing program reads as command not found', async t => {
 t.test('a command that outlives its timeout is stopped and reads as timed out', async t => {
   const run = createCommandRunner({ timeoutMs: 300 })
   const started = Date.now()
-  const err = await run.run(['sh', '-c', 'echo started >&2; exec sleep 3']).catch(e => e)
+  // The command would outlive the test: only the timeout can end this run.
+  const err = await run.run(['sh', '-c', 'echo started >&2; exec sleep 600']).catch(e => e)
   t.ok(err instanceof CommandError)
   t.match(err.message, /timed out after 300 ms; started/)
-  t.ok(Date.now() - started < 2500, 'it returns at the timeout, not when the command would have ended')
+  t.comment(`returned after ${Date.now() - started} ms`)
 })
 
 t.test('a command that exits without reading its input still reports its exit code', async t => {
@@ -169,12 +170,13 @@ t.test('open keeps a command running: lines written reach it, its output comes b
 })
 
 t.test('open: a command that ignores the end of its input is killed after the grace time', async t => {
-  const s = await createCommandRunner().open!(['sh', '-c', 'trap "" TERM; exec sleep 30'])
+  // The command would outlive the test: only the kill can end it.
+  const s = await createCommandRunner().open!(['sh', '-c', 'trap "" TERM; exec sleep 600'])
   const started = Date.now()
   const exit = await s.close(200)
   t.equal(exit.signal, 'SIGKILL')
   t.equal(exit.reason, 'killed by SIGKILL')
-  t.ok(Date.now() - started < 2000, 'it did not wait for the command')
+  t.comment(`closed after ${Date.now() - started} ms`)
 })
 
 t.test('open: exited tells when the command dies by itself', async t => {
@@ -208,12 +210,11 @@ t.test('open: an idle, unreferenced session does not keep the process alive, and
     s.unref()
     console.log(s.pid)`
   const { execFile } = await import('node:child_process')
-  const started = Date.now()
-  const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 10_000 }, (e, stdout) => e === null ? resolve(stdout) : reject(e)))
-  t.ok(Date.now() - started < 5000, 'the process exited by itself')
+  // execFile's timeout would kill a process that stays alive; that fails the test.
+  const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 120_000 }, (e, stdout) => e === null ? resolve(stdout) : reject(e)))
   const pid = Number(out.trim())
   const gone = async (): Promise<boolean> => { try { process.kill(pid, 0); return false } catch { return true } }
-  const deadline = Date.now() + 3000
+  const deadline = Date.now() + 60_000
   while (!await gone() && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
   t.ok(await gone(), `cat (pid ${pid}) ended with it`)
 })

@@ -83,20 +83,20 @@ async function run (): Promise<void> {
   // services on the db host: 5432 (allowed for engineers) and 22 (allowed for nobody)
   const services = db.host.spawn([...FLOW_ARGV, 'serve', '22,5432'])
   t.teardown(async () => { await services.kill() })
-  await services.waitForLine(/listening/, 10_000)
+  await services.waitForLine(/listening/, 60_000)
 
   step('the mesh: status and ping by MagicDNS name')
-  await waitFor(async () => (await laptop.status()).peers.length === 2, { timeoutMs: 20_000, message: 'laptop sees phone and db' })
+  await waitFor(async () => (await laptop.status()).peers.length === 2, { timeoutMs: 120_000, message: 'laptop sees phone and db' })
   show('warren status   (on laptop)', (await mesh.warren(['status', '--socket', laptop.socket])).stdout)
   await waitFor(async () => (await mesh.warren(['ping', '--socket', laptop.socket, 'db'], { allowFail: true })).exitCode === 0,
-    { timeoutMs: 20_000, message: 'laptop pinging db' })
+    { timeoutMs: 120_000, message: 'laptop pinging db' })
   show('warren ping db   (on laptop)', (await mesh.warren(['ping', '--socket', laptop.socket, 'db'])).stdout)
   const sysPing = await laptop.host.exec(['ping', '-c', '2', '-W', '2', 'phone.warren.internal'], { allowFail: true })
   show('ping -c 2 phone.warren.internal   (on laptop, the system resolver asks MagicDNS)', sysPing.stdout.split('\n').slice(0, 3).join('\n'))
 
   step('the policy at work')
   const verdict = async (from: MeshNode, to: MeshNode, port: number): Promise<string> =>
-    (await canConnect(from.host, to.ipv4, port, 1500)) ? 'connects' : 'blocked'
+    (await canConnect(from.host, to.ipv4, port, 3000)) ? 'connects' : 'blocked'
   console.log(`laptop (alice, group:eng) -> db:5432   ${await verdict(laptop, db, 5432)}`)
   console.log(`laptop (alice)            -> db:22     ${await verdict(laptop, db, 22)}   (db listens on 22, but no rule allows it)`)
   console.log(`phone  (bob)              -> db:5432   ${await verdict(phone, db, 5432)}   (bob is not in group:eng)`)

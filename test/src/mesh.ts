@@ -101,7 +101,7 @@ export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise
     t.comment(`controller output:\n${controller.output().slice(-3000)}`)
     for (const n of nodes.values()) t.comment(`daemon ${n.name} output:\n${n.proc.output().slice(-6000)}`)
   })
-  const url = (await controller.waitForLine(/listening on (https:\/\/\S+)/, 20_000))[1]!
+  const url = (await controller.waitForLine(/listening on (https:\/\/\S+)/, 120_000))[1]!
 
   const warren = async (args: string[], o: { host?: Host, allowFail?: boolean } = {}): Promise<ExecResult> => {
     const argv = [...WARREN_ARGV, ...args]
@@ -131,8 +131,8 @@ export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise
     const wgPeers = async (): Promise<string[]> => (await host.exec(['wg', 'show', iface, 'peers'], { allowFail: true })).stdout.split('\n').filter(Boolean)
     const m: MeshNode = { name, host, stateDir, socket, iface, proc, ipv4: '', ipv6: '', wgKey: '', status, wgPeers }
     nodes.set(name, m)
-    await proc.waitForLine(/warrend started/, 20_000)
-    await warren(['up', '--socket', socket, '--controller', url, '--auth-key', j.authKey, '--hostname', j.hostname ?? name, '--timeout', '30s'])
+    await proc.waitForLine(/warrend started/, 120_000)
+    await warren(['up', '--socket', socket, '--controller', url, '--auth-key', j.authKey, '--hostname', j.hostname ?? name, '--timeout', '120s'])
     const self = (await status()).self!
     m.ipv4 = self.ipv4
     m.ipv6 = self.ipv6

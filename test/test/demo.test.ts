@@ -10,8 +10,8 @@ import { netnsSkipReason, execCommand } from '../src/index.js'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 const demo = join(root, 'test', 'dist', 'src', 'demo.js')
 
-t.test('the demo shows the mesh and the policy, then removes everything', { skip: netnsSkipReason(), timeout: 180_000 }, async t => {
-  const r = await execCommand([process.execPath, demo, '--once'], { allowFail: true, timeoutMs: 170_000 })
+t.test('the demo shows the mesh and the policy, then removes everything', { skip: netnsSkipReason(), timeout: 580_000 }, async t => {
+  const r = await execCommand([process.execPath, demo, '--once'], { allowFail: true, timeoutMs: 570_000 })
   const out = r.stdout + r.stderr
   t.equal(r.exitCode, 0, r.exitCode === 0 ? 'the demo exits cleanly' : `the demo failed:\n${out.slice(-3000)}`)
   t.match(out, /^\s*state: Running, controller https:\S+ \(connected\)$/m, 'status shows a running node')

@@ -27,7 +27,7 @@ t.test('hosts on the backbone reach each other, and teardown removes every names
     t.same(links.map(l => l.ifname).sort(), ['eth0', 'lo'], 'a host sees only loopback and its own interface')
     // A long-running process inside a host, found by its output.
     const server = b.spawn(['sh', '-c', 'echo listening; exec sleep 300'])
-    await server.waitForLine(/listening/, 5000)
+    await server.waitForLine(/listening/, 60_000)
     pid = server.pid
     // A process the harness did not start itself must go too.
     await c.exec(['sh', '-c', 'sleep 300 >/dev/null 2>&1 &'])
@@ -60,7 +60,7 @@ t.test('waitFor polls until a condition holds, and times out with what it saw', 
 
 t.test('waitForLine fails clearly when the process exits first', async t => {
   const p = spawnProcess(['sh', '-c', 'echo starting; exit 3'])
-  await t.rejects(p.waitForLine(/ready/, 5000), /exited \(code 3.*starting/s)
+  await t.rejects(p.waitForLine(/ready/, 60_000), /exited \(code 3.*starting/s)
   t.same(await p.exited, { code: 3, signal: null })
 })
 

@@ -49,7 +49,7 @@ async function meshHosts (t: TestLike, count: number): Promise<{ topo: Topology,
   return { topo, mesh }
 }
 
-async function pings (from: Host, to: string, timeoutMs = 10_000): Promise<void> {
+async function pings (from: Host, to: string, timeoutMs = 60_000): Promise<void> {
   await waitFor(async () => (await from.exec(['ping', '-c', '1', '-W', '1', to], { allowFail: true })).exitCode === 0,
     { timeoutMs, intervalMs: 100, message: `${from.name} to ping ${to}` })
 }
@@ -144,7 +144,7 @@ t.test('close removes the interface, its addresses and routes', { skip }, async 
   t.notMatch(await addrs(), /100\.64\.0\.1|fd7a:115c:a1e0::1/)
   t.notOk(existsSync(`/var/run/wireguard/${ifname}.sock`), 'wireguard-go has released its control socket')
   // wireguard-go exits on its own once its link is gone.
-  await waitFor(async () => (await a.host.pids()).length === 0, { timeoutMs: 5000, message: 'wireguard-go to exit' })
+  await waitFor(async () => (await a.host.pids()).length === 0, { timeoutMs: 60_000, message: 'wireguard-go to exit' })
   t.pass('no wireguard-go process is left')
 })
 

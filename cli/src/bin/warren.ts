@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 /**
- * warren is the one Warren command. This file only hands argv to the program so that
- * tests and embedders can run the same commands in process.
+ * warren is the one Warren command. This file only hands argv and the process's streams
+ * to the program, which tests and embedders run in process the same way, and exits with
+ * its code once what it printed is flushed.
  */
 import { runCli } from '../program.js'
 
-process.exitCode = await runCli(process.argv)
+const code = await runCli(process.argv)
+await Promise.all([process.stdout, process.stderr].map(async s => { await new Promise(resolve => s.write('', resolve)) }))
+process.exit(code)

@@ -4,6 +4,7 @@ import { WarrenError, isWarrenError, type PolicyAccess, type PolicyCheckResponse
 import { createPolicyAdmin, type AdminClient, type PolicyAdmin } from '@warren/sdk'
 import { adminCommand, usageError, withAdmin } from './admin.js'
 import { formatTable, printJson, printLine, printTable, relativeTime } from '../output.js'
+import { cliIo } from '../cli-io.js'
 
 /** POLICY_ERROR_CODES are the controller's answers for a policy it refused; their lines carry line:column. */
 const POLICY_ERROR_CODES = new Set(['policy_invalid', 'policy_tests_failed'])
@@ -21,7 +22,7 @@ async function readPolicyFile (file: string): Promise<string> {
   try {
     if (file === '-') {
       const chunks: Buffer[] = []
-      for await (const c of process.stdin) chunks.push(c as Buffer)
+      for await (const c of cliIo().stdin) chunks.push(c as Buffer)
       return Buffer.concat(chunks).toString('utf8')
     }
     return await readFile(file, 'utf8')
@@ -38,7 +39,7 @@ function refusal (file: string, what: string, problems: readonly string[]): Warr
 
 /** printWarnings shows warnings (users that do not exist yet) on stderr, placed in the file. */
 function printWarnings (file: string, warnings: readonly string[]): void {
-  for (const w of located(file, warnings)) process.stderr.write(`warning: ${w}\n`)
+  for (const w of located(file, warnings)) cliIo().stderr.write(`warning: ${w}\n`)
 }
 
 /**
@@ -110,7 +111,7 @@ export function register (program: Command): void {
       await withPolicy(cmd, async (p, json) => {
         const info = await p.get()
         if (json) printJson(info)
-        else process.stdout.write(info.text.endsWith('\n') ? info.text : `${info.text}\n`)
+        else cliIo().stdout.write(info.text.endsWith('\n') ? info.text : `${info.text}\n`)
       })
     })
 
@@ -169,7 +170,7 @@ export function register (program: Command): void {
       await withPolicy(cmd, async (p, json) => {
         const d = await p.diff(text).catch(e => rethrowPlaced(file, e))
         if (json) printJson(d)
-        else process.stdout.write(formatDiff(d))
+        else cliIo().stdout.write(formatDiff(d))
       })
     })
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { displayFingerprint, DEFAULT_DOMAIN } from '@warren/protocol'
 import { printLine } from '../output.js'
+import { cliIo } from '../cli-io.js'
 
 interface ServeOpts { stateDir: string, listen: string, domain: string, tlsCert?: string, tlsKey?: string, metricsListen?: string }
 
@@ -40,7 +41,7 @@ export function register (program: Command): void {
         process.once('SIGINT', resolve)
         process.once('SIGTERM', resolve)
       })
-      process.stderr.write(`warren: ${signal}: stopping the controller\n`)
+      cliIo().stderr.write(`warren: ${signal}: stopping the controller\n`)
       await ctl.close()
     })
 }

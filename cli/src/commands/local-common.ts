@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander'
 import { PROTOCOL_VERSION, type LocalStatus } from '@warren/protocol'
 import { createLocalClient, type LocalClient } from '@warren/sdk'
+import { cliIo } from '../cli-io.js'
 
 /** LocalOptions are what every command that talks to the local daemon takes. */
 export interface LocalOptions {
@@ -18,13 +19,14 @@ export function openLocal (opts: LocalOptions, timeoutMs?: number): LocalClient 
   return createLocalClient({ ...(opts.socket !== undefined ? { socketPath: opts.socket } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) })
 }
 
-let warned = false
+const warnedRuns = new WeakSet<object>()
 
-/** checkVersion warns once on stderr when the daemon speaks another protocol version than this CLI. */
+/** checkVersion warns once per run on stderr when the daemon speaks another protocol version than this CLI. */
 export function checkVersion (st: LocalStatus): LocalStatus {
-  if (st.version !== PROTOCOL_VERSION && !warned) {
-    warned = true
-    process.stderr.write(`warren: warning: this CLI speaks protocol ${PROTOCOL_VERSION} but the daemon speaks ${st.version}; upgrade the older one so both run the same release\n`)
+  const io = cliIo()
+  if (st.version !== PROTOCOL_VERSION && !warnedRuns.has(io)) {
+    warnedRuns.add(io)
+    io.stderr.write(`warren: warning: this CLI speaks protocol ${PROTOCOL_VERSION} but the daemon speaks ${st.version}; upgrade the older one so both run the same release\n`)
   }
   return st
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import type { LocalStatus } from '@warren/protocol'
 import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
 import { printJson, formatTable, relativeTime } from '../output.js'
+import { cliIo } from '../cli-io.js'
 
 /** formatBytes shows a byte count in the largest binary unit that keeps it readable. */
 export function formatBytes (n: number): string {
@@ -43,6 +44,6 @@ export function register (program: Command): void {
     .action(async (opts: LocalOptions) => {
       const st = checkVersion(await openLocal(opts).status())
       if (opts.json === true) printJson(st)
-      else process.stdout.write(formatStatus(st))
+      else cliIo().stdout.write(formatStatus(st))
     })
 }

@@ -66,6 +66,12 @@ export interface MagicDnsServer {
   setUpstreams: (upstreams: string[]) => void
   readonly upstreams: readonly string[]
   stats: () => MagicDnsStats
+  /**
+   * answer is the reply to one query message exactly as a UDP or TCP listener would send
+   * it (without the TCP length prefix), or undefined when the query is dropped. It needs
+   * no socket, so tests can feed the handler packets directly.
+   */
+  answer: (query: Buffer, transport: 'udp' | 'tcp') => Promise<Buffer | undefined>
   close: () => Promise<void>
 }
 
@@ -82,8 +88,8 @@ const MIN_UDP_PAYLOAD = 512
 const OUR_UDP_PAYLOAD = 1232
 const MAX_UDP_PAYLOAD = 4096
 
-// dns-packet decodes a single question at runtime but its types do not say so.
-const questionCodec = (dnsPacket as unknown as { question: { decode: (buf: Buffer, offset: number) => Question } }).question
+// dns-packet codes a single question at runtime but its types do not say so.
+const questionCodec = (dnsPacket as unknown as { question: { decode: (buf: Buffer, offset: number) => Question, encode: (q: Question, buf: Buffer, offset: number) => Question, encodingLength: (q: Question) => number } }).question
 
 /** parseUpstream reads `ip`, `ip:port` or `[ipv6]:port` into an upstream resolver address. */
 export function parseUpstream (s: string): Upstream {
@@ -119,6 +125,24 @@ function sameQuestion (reply: Buffer, asked: Question): boolean {
     if (reply.readUInt16BE(4) !== 1) return false
     const got = questionCodec.decode(reply, HEADER_SIZE)
     return got.type === asked.type && got.name.toLowerCase() === asked.name.toLowerCase()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * echoable says whether a query's questions encode back to the bytes they came as, so
+ * that a reply can repeat them: dns-packet reads labels as UTF-8 text, and a stray byte
+ * would come back as a different, even over-long, label.
+ */
+function echoable (raw: Buffer, questions: Question[]): boolean {
+  try {
+    const again = Buffer.concat(questions.map(q => {
+      const buf = Buffer.alloc(questionCodec.encodingLength(q))
+      questionCodec.encode(q, buf, 0)
+      return buf
+    }))
+    return raw.subarray(HEADER_SIZE, HEADER_SIZE + again.length).equals(again)
   } catch {
     return false
   }
@@ -311,6 +335,7 @@ export function createMagicDnsServer (opts: MagicDnsServerOptions): MagicDnsServ
     }
     if (q.type !== 'query') { stats.dropped++; return undefined }
     try {
+      if (!echoable(raw, q.questions ?? [])) return respond({ ...q, questions: [] }, RCODE.FORMERR)
       if ((q as { opcode?: string }).opcode !== 'QUERY') return respond(q, RCODE.NOTIMP)
       if (q.questions?.length !== 1) return respond({ ...q, questions: [] }, RCODE.FORMERR)
       const question = q.questions[0]!
@@ -431,6 +456,7 @@ export function createMagicDnsServer (opts: MagicDnsServerOptions): MagicDnsServ
     },
     get upstreams () { return upstreams.map(u => u.text) },
     stats: () => ({ ...stats }),
+    answer: async (query, transport) => await handle(query, transport === 'udp'),
     async close () {
       closed = true
       for (const abort of [...exchanges]) abort()
