@@ -4,6 +4,7 @@ import { Kind, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import * as messages from '../src/messages.js'
 import {
+  UNSAFE_TEXT_CHARS,
   validate, parseJson, isWarrenError, parseCredential, formatCredential, newCredential, normalizeFingerprint,
   displayFingerprint, isWireGuardKey, isMachineKey, wireGuardPublicKey, generateWireGuardKeyPair, generateMachineKeyPair,
   signMessage, verifyMessage, verifyWireGuardProof, wireGuardProof, base32, unbase32, fromBase64, toBase64,
@@ -37,7 +38,9 @@ const PATTERN_SAMPLES: Record<string, string> = {
   '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$': 'alice',
   '^[^@\\s]+@[^@\\s]+$': 'alice@example.com',
   '^[A-Za-z0-9_-]+$': 'n0de_1',
-  '^\\d+(s|m|h|d|w)?$': '24h'
+  '^\\d+(s|m|h|d|w)?$': '24h',
+  [`^[^${UNSAFE_TEXT_CHARS}]*$`]: 'a plain note',
+  [`^[^@\\s${UNSAFE_TEXT_CHARS}]+@[^@\\s${UNSAFE_TEXT_CHARS}]+$`]: 'alice@example.com'
 }
 
 /** sample builds a valid value of a schema; `variant` picks among the members of a union. */
