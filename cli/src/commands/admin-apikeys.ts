@@ -1,11 +1,11 @@
 import type { Command } from 'commander'
-import { parseDuration, type ApiKeyInfo } from '@warren/protocol'
+import { parseDuration, isKeyExpired, type ApiKeyInfo } from '@warren/protocol'
 import { adminCommand, addListCommand, addExpireCommand, withAdmin } from './admin.js'
 import { printJson, printLine, relativeTime } from '../output.js'
 
 function apiKeyState (k: ApiKeyInfo, now = Date.now()): string {
   if (k.revoked) return 'revoked'
-  return Date.parse(k.expires) <= now ? 'expired' : 'valid'
+  return isKeyExpired(k.expires, now) ? 'expired' : 'valid'
 }
 
 /** register adds `warren admin apikeys create|list|expire` (keys for remote admin). */

@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { parseDuration, type AuthKeyInfo } from '@warren/protocol'
+import { parseDuration, isKeyExpired, type AuthKeyInfo } from '@warren/protocol'
 import { adminCommand, addListCommand, addExpireCommand, withAdmin, usageError } from './admin.js'
 import { printJson, printLine, relativeTime } from '../output.js'
 
@@ -11,7 +11,7 @@ export function splitList (s: string | undefined): string[] {
 /** authKeyState says in one word whether a key can still be used, and if not, why. */
 export function authKeyState (k: AuthKeyInfo, now = Date.now()): string {
   if (k.revoked) return 'revoked'
-  if (Date.parse(k.expires) <= now) return 'expired'
+  if (isKeyExpired(k.expires, now)) return 'expired'
   if (k.used && !k.reusable) return 'used'
   return 'valid'
 }
