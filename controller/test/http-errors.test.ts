@@ -132,3 +132,20 @@ t.test('__proto__ and constructor keys in a body are refused by name', async t =
   t.equal(tc.store.users.size, 0, 'nothing was stored')
   t.equal(({} as Record<string, unknown>).admin, undefined, 'no prototype was touched')
 })
+
+t.test('a refused WebSocket upgrade is answered in the API error shape', async t => {
+  const c = await startController({ stateDir: await tempDir(t), listen: '127.0.0.1:0', logger: false })
+  t.teardown(c.close)
+  const { port } = new URL(c.url)
+  const open = (): Socket => tlsConnect({ host: '127.0.0.1', port: Number(port), rejectUnauthorized: false })
+  const upgrade = (method: string, path: string, headers: Record<string, string>): string =>
+    `${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n'
+  const good = { 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '13' }
+  assertErrorShape(t, await exchange(open, upgrade('GET', '/v1/machine/other', good)), 404, 'not_found', 'upgrade to another path')
+  assertErrorShape(t, await exchange(open, upgrade('GET', '/v1/machine/map', { 'Sec-WebSocket-Version': '13' })), 400, 'bad_upgrade', 'no key')
+  assertErrorShape(t, await exchange(open, upgrade('GET', '/v1/machine/map', { ...good, 'Sec-WebSocket-Key': 'short' })), 400, 'bad_upgrade', 'a short key')
+  const version = await exchange(open, upgrade('GET', '/v1/machine/map', { ...good, 'Sec-WebSocket-Version': '7' }))
+  assertErrorShape(t, version, 426, 'bad_upgrade', 'an old version')
+  t.match(version.headers, /Sec-WebSocket-Version: 13/, 'says which version it speaks')
+})

@@ -4,6 +4,7 @@ import { WebSocketServer } from 'ws'
 import type { Registry } from 'prom-client'
 import type { MapNodeSource, MapPolicy, MapLogger } from './types.js'
 import { createMapMetrics, type MapMetrics } from './metrics.js'
+import { writeRawError } from '../raw-http.js'
 import { createMeshPolicy, type MeshPolicy } from './mesh-policy.js'
 import { createMapFanout } from './fanout.js'
 import { createMapWire } from './wire.js'
@@ -164,6 +165,11 @@ export function createMapService (opts: MapServiceOptions): MapService {
       socket.destroy()
       return
     }
+    const refused = refuseUpgrade(req)
+    if (refused !== undefined) {
+      writeRawError(socket, refused.status, 'bad_upgrade', refused.message, refused.status === 426 ? 'Sec-WebSocket-Version: 13\r\n' : '')
+      return
+    }
     wss.handleUpgrade(req, socket, head, ws => sessions.accept(ws))
   }
 
@@ -175,7 +181,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
         if (path === MAP_PATH) {
           handleUpgrade(req, socket, head)
         } else if (server.listenerCount('upgrade') === 1) {
-          socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+          writeRawError(socket, 404, 'not_found', `no WebSocket endpoint at ${path}; the map session is at ${MAP_PATH}`)
         }
       }
       server.on('upgrade', listener)
@@ -212,4 +218,18 @@ export function mountMapService (target: Server | { server: Server }, opts: MapS
     await close()
   }
   return service
+}
+
+/**
+ * refuseUpgrade checks what the ws library would refuse in a WebSocket upgrade, so the
+ * refusal goes out in the API's error shape instead of ws's plain text.
+ */
+function refuseUpgrade (req: IncomingMessage): { status: number, message: string } | undefined {
+  if (req.method !== 'GET') return { status: 405, message: `a WebSocket upgrade must be GET, not ${req.method ?? '?'}` }
+  if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return { status: 400, message: 'the Upgrade header must be "websocket"' }
+  const key = req.headers['sec-websocket-key']
+  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return { status: 400, message: 'the Sec-WebSocket-Key header is missing or not 16 bytes of base64' }
+  const version = req.headers['sec-websocket-version']
+  if (version !== '13' && version !== '8') return { status: 426, message: 'this server speaks WebSocket version 13 (Sec-WebSocket-Version: 13)' }
+  return undefined
 }

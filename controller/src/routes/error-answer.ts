@@ -1,7 +1,8 @@
-import { STATUS_CODES, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyRequest } from 'fastify'
 import { WarrenError, isWarrenError, type ErrorBody } from '@warren/protocol'
+import { writeRawError } from '../raw-http.js'
 
 /** BODY_LIMIT is the largest request body the controller reads. */
 export const BODY_LIMIT = 1024 * 1024
@@ -92,10 +93,7 @@ function rawAnswer (status: number, code: string, message: string): ErrorAnswer 
 
 /** writeRawAnswer writes a whole HTTP response on a socket node's HTTP server gave up, then closes it. */
 function writeRawAnswer (socket: Socket, { status, body }: ErrorAnswer): void {
-  if (!socket.writable) { socket.destroy(); return }
-  const text = JSON.stringify(body)
-  const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n`
-  socket.end(head + text, () => { socket.destroy() })
+  writeRawError(socket, status, body.error.code, body.error.message)
 }
 
 interface AjvError { keyword: string, instancePath: string, message?: string, params: Record<string, unknown>, parentSchema?: { description?: string } }
