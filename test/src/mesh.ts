@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LocalStatus } from '@warren/protocol'
+import { createLocalClient } from '@warren/sdk'
 import { createTopology, type Host, type TestLike, type Topology } from './netns.js'
 import { execCommand, type ExecResult, type ProcessHandle } from './process.js'
 
@@ -127,7 +128,9 @@ export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise
     writeFileSync(`/etc/netns/${host.netns}/resolv.conf`, `nameserver ${controllerHost.address}\n`)
     const proc = host.spawn([...WARREN_ARGV, 'node', 'run', '--state-dir', stateDir, '--socket', socket, '--interface', iface,
       '--wireguard', 'auto', '--log-level', opts.logLevel ?? 'info'])
-    const status = async (): Promise<LocalStatus> => JSON.parse((await warren(['status', '--json', '--socket', socket])).stdout) as LocalStatus
+    // Tests poll status often: asked over the LocalAPI socket in this process, not by a CLI process each time.
+    const local = createLocalClient({ socketPath: socket })
+    const status = async (): Promise<LocalStatus> => await local.status()
     const wgPeers = async (): Promise<string[]> => (await host.exec(['wg', 'show', iface, 'peers'], { allowFail: true })).stdout.split('\n').filter(Boolean)
     const m: MeshNode = { name, host, stateDir, socket, iface, proc, ipv4: '', ipv6: '', wgKey: '', status, wgPeers }
     nodes.set(name, m)

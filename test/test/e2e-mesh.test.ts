@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LocalStatus } from '@warren/protocol'
-import { createAdminClient } from '@warren/sdk'
+import { createAdminClient, createLocalClient } from '@warren/sdk'
 import { createTopology, netnsSkipReason, execCommand, waitFor, type Host, type ProcessHandle } from '../src/index.js'
 
 /**
@@ -61,7 +61,8 @@ t.test('three nodes join, reach each other by name, and survive controller and d
   const startDaemon = (d: Daemon): void => {
     d.proc = d.host.spawn([...WARREN, 'node', 'run', '--state-dir', d.stateDir, '--socket', d.socket, '--interface', d.iface, '--wireguard', 'auto', '--log-level', 'debug'])
   }
-  const status = async (d: Daemon): Promise<LocalStatus> => JSON.parse(await warren(['status', '--json', '--socket', d.socket])) as LocalStatus
+  // Polled often: asked over the LocalAPI socket in this process, not by a CLI process each time.
+  const status = async (d: Daemon): Promise<LocalStatus> => await createLocalClient({ socketPath: d.socket }).status()
   const pingByName = async (from: Daemon, name: string): Promise<boolean> =>
     (await from.host.exec(['ping', '-c', '1', '-W', '1', `${name}.warren.internal`], { allowFail: true })).exitCode === 0
   const wgPeers = async (d: Daemon): Promise<string[]> =>
