@@ -1,0 +1,45 @@
+import type { Logger } from 'pino'
+import type { Netmap, Node, BackendState } from '@warren/protocol'
+import type { ControllerTransport, ControllerTransportInit } from '@warren/sdk/transport'
+import type { MapSession } from '../control/map-session.js'
+import type { NodeKeys, SavedLogin, StateStore } from './state-store.js'
+import type { DaemonMetrics } from './metrics.js'
+import type { DataPlane } from './data-plane.js'
+
+/** MeshTransport is the part of a controller transport the daemon uses. */
+export type MeshTransport = Pick<ControllerTransport, 'request' | 'webSocket' | 'close'>
+
+/**
+ * DaemonContext is one daemon's parts and mutable state, shared by the pieces of
+ * startDaemon so each can live in its own file.
+ */
+export interface DaemonContext {
+  readonly log: Logger
+  readonly metrics: DaemonMetrics
+  readonly store: StateStore
+  readonly keys: NodeKeys
+  readonly dataPlane: DataPlane
+  readonly interfaceName: string
+  readonly makeTransport: (init: ControllerTransportInit) => MeshTransport
+  login: SavedLogin | undefined
+  netmap: Netmap | undefined
+  state: BackendState
+  readonly health: Map<string, string>
+  session: MapSession | undefined
+  transport: MeshTransport | undefined
+  /** generation changes on every up/down, so stale map updates from an old session are ignored */
+  generation: number
+}
+
+/** stateFor is the backend state a node's own status in the map implies. */
+export function stateFor (self: Node): BackendState {
+  if (self.status === 'pending') return 'NeedsApproval'
+  if (self.status === 'expired') return 'NeedsLogin'
+  return 'Running'
+}
+
+/** updateHealthForSelf tells the user, through status, when an admin must approve this node. */
+export function updateHealthForSelf (health: Map<string, string>, self: Node): void {
+  if (self.status === 'pending') health.set('approval', `node '${self.name}' is waiting for an admin to approve it: on the controller run 'warren admin nodes approve ${self.name}'`)
+  else health.delete('approval')
+}

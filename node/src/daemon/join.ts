@@ -1,0 +1,71 @@
+import os from 'node:os'
+import {
+  WarrenError, isWarrenError, parseCredential, normalizeFingerprint, isTag,
+  type Node, type LocalUpRequest
+} from '@warren/protocol'
+import { normalizeControllerUrl } from '@warren/sdk/transport'
+import { registerNode, type Registration } from '../control/register.js'
+import type { DaemonContext } from './daemon-context.js'
+
+/** Joined is what `up` learned from registering: the settings to save and the node record. */
+export interface Joined {
+  controller: string
+  fingerprint: string | undefined
+  hostname: string
+  advertiseTags: string[]
+  /** same: the node was already logged in to this controller */
+  same: boolean
+  node: Node
+}
+
+/**
+ * joinController registers with the controller `up` names: with the machine key when
+ * already known there (falling back to the auth key if refused), else with the auth key.
+ */
+export async function joinController (d: DaemonContext, req: LocalUpRequest): Promise<Joined> {
+  const { login, log } = d
+  for (const tag of req.advertiseTags ?? []) {
+    if (!isTag(tag)) throw new WarrenError('bad_tag', `'${tag}' is not a tag: tags look like tag:name`, { field: 'advertiseTags' })
+  }
+  const url = normalizeControllerUrl(req.controller)
+  const controller = url.origin + url.pathname.replace(/\/+$/, '')
+  let fingerprint = req.fingerprint !== undefined ? normalizeFingerprint(req.fingerprint) : undefined
+  if (req.authKey !== undefined) {
+    const pin = parseCredential(req.authKey, 'auth').fingerprint
+    if (fingerprint !== undefined && pin !== undefined && pin !== fingerprint) {
+      throw new WarrenError('fingerprint_conflict', 'the auth key pins a different controller certificate than --fingerprint; use the key printed by this controller, or drop --fingerprint', { field: 'fingerprint' })
+    }
+    fingerprint ??= pin
+  }
+  const same = login !== undefined && login.controller === controller
+  if (same) fingerprint ??= login!.fingerprint
+  const hostname = req.hostname ?? (same ? login!.hostname : os.hostname())
+  const advertiseTags = req.advertiseTags ?? (same ? login!.advertiseTags : [])
+
+  const t = d.makeTransport({ url: controller, ...(fingerprint !== undefined ? { fingerprint } : {}) })
+  const base = { machineKey: d.keys.machine, wireguardPrivateKey: d.keys.wireguard.privateKey, hostname, requestTags: advertiseTags }
+  let reg: Registration
+  try {
+    if (same) {
+      try {
+        reg = await registerNode(t, base)
+      } catch (e) {
+        if (req.authKey === undefined || !isWarrenError(e) || e.status < 400 || e.status >= 500) throw e
+        log.info({ code: e.code }, 'log-in with the machine key was refused; joining with the auth key')
+        reg = await registerNode(t, { ...base, authKey: req.authKey })
+      }
+    } else {
+      if (req.authKey === undefined) {
+        throw new WarrenError('needs_auth_key', `this node has not joined the controller at ${controller} yet: pass --auth-key KEY (from 'warren admin keys create' on the controller)`, { status: 400, field: 'authKey' })
+      }
+      reg = await registerNode(t, { ...base, authKey: req.authKey })
+    }
+  } catch (e) {
+    d.metrics.errors.labels('register').inc()
+    log.warn({ code: (e as WarrenError).code, err: (e as Error).message }, 'joining the controller failed')
+    throw e
+  } finally { t.close() }
+
+  log.info({ node: reg.node.name, id: reg.node.id, status: reg.node.status, controller }, 'registered with the controller')
+  return { controller, fingerprint, hostname, advertiseTags, same, node: reg.node }
+}

@@ -1,0 +1,31 @@
+import { PROTOCOL_VERSION, type LocalStatus, type LocalPeerStatus } from '@warren/protocol'
+import type { DaemonContext } from './daemon-context.js'
+
+/** localStatus is `warren status`: the backend state, health and every peer with its traffic. */
+export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
+  const stats = d.state === 'Stopped' || d.state === 'NeedsLogin' && d.netmap === undefined ? [] : await d.dataPlane.peerStats().catch(() => [])
+  // Read after the await: an up or down may have changed the state meanwhile.
+  const { state, netmap, login } = d
+  const byKey = new Map(stats.map(s => [s.publicKey, s]))
+  const peers: LocalPeerStatus[] = (netmap?.peers ?? []).map(p => {
+    const st = byKey.get(p.wgKey)
+    return {
+      id: p.id, name: p.name, fqdn: p.fqdn, ...(p.user !== undefined ? { user: p.user } : {}), tags: p.tags,
+      ipv4: p.ipv4, ipv6: p.ipv6, wgKey: p.wgKey, online: p.online,
+      ...(st?.endpoint !== undefined ? { endpoint: st.endpoint } : {}),
+      ...(st?.latestHandshake !== undefined ? { lastHandshake: st.latestHandshake.toISOString() } : {}),
+      rxBytes: st?.rxBytes ?? 0,
+      txBytes: st?.txBytes ?? 0
+    }
+  }).sort((a, b) => a.name.localeCompare(b.name))
+  const self = netmap?.self ?? login?.node
+  return {
+    version: PROTOCOL_VERSION,
+    backendState: state,
+    health: [...d.health.values()],
+    ...(login !== undefined ? { controller: { url: login.controller, connected: d.session?.state === 'connected' } } : {}),
+    interfaceName: d.interfaceName,
+    ...(self !== undefined ? { self } : {}),
+    peers
+  }
+}
