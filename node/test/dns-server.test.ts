@@ -41,15 +41,12 @@ async function startFakeUpstream (opts: { silent?: boolean } = {}): Promise<Fake
     }
     return dnsPacket.encode({ ...base, answers: [{ name, type: 'A', ttl: 60, data: '192.0.2.1' }] })
   }
-  const udp = dgram.createSocket('udp4')
-  udp.on('message', (msg, rinfo) => {
+  const onQuery = (udp: dgram.Socket) => (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     const q = dnsPacket.decode(msg)
     udpQueries.push(q)
     const reply = answer(q, false)
     if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address)
-  })
-  await new Promise<void>(resolve => udp.bind(0, '127.0.0.1', () => resolve()))
-  const port = udp.address().port
+  }
   const tcp = net.createServer(sock => {
     sock.on('error', () => {})
     sock.on('data', chunk => {
@@ -59,13 +56,32 @@ async function startFakeUpstream (opts: { silent?: boolean } = {}): Promise<Fake
       if (reply !== undefined) sock.write(dnsPacket.streamEncode(dnsPacket.decode(reply)))
     })
   })
-  await new Promise<void>(resolve => tcp.listen(port, '127.0.0.1', () => resolve()))
+  // UDP picks a free port; TCP then needs the same number, which another test's socket may
+  // hold: pick again until both are ours.
+  let udp: dgram.Socket | undefined
+  let port = 0
+  for (let attempt = 0; udp === undefined; attempt++) {
+    const u = dgram.createSocket('udp4')
+    u.on('message', onQuery(u))
+    await new Promise<void>(resolve => u.bind(0, '127.0.0.1', () => resolve()))
+    port = u.address().port
+    const listened = await new Promise<Error | undefined>(resolve => {
+      tcp.once('error', resolve)
+      tcp.listen(port, '127.0.0.1', () => { tcp.off('error', resolve); resolve(undefined) })
+    })
+    if (listened === undefined) udp = u
+    else {
+      u.close()
+      if ((listened as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw listened
+    }
+  }
+  const udpSocket = udp
   return {
     address: `127.0.0.1:${port}`,
     udpQueries,
     tcpQueries,
     close: async () => {
-      udp.close()
+      udpSocket.close()
       await new Promise<void>(resolve => tcp.close(() => resolve()))
     }
   }
