@@ -214,11 +214,33 @@ export const DnsConfig = Obj({
 })
 export type DnsConfig = Static<typeof DnsConfig>
 
+/** RelayInfo is one relay a node may use when no direct path to a peer works. */
+export const RelayInfo = Obj({
+  id: Id,
+  /** host:port where the relay answers STUN and takes binds for kernel-relayed pairs */
+  udp: Type.Optional(Endpoint),
+  /** the relay's X25519 public key (binds are sealed to it) */
+  key: Base64Key,
+  /** https URL of the relay's TLS path (the controller's own URL for the embedded relay) */
+  tls: Type.Optional(Str(300))
+})
+export type RelayInfo = Static<typeof RelayInfo>
+
+/** NatConfig tells a node where to learn its public mapping and which relays exist. */
+export const NatConfig = Obj({
+  /** STUN servers as host:port; two or more let a node tell an endpoint-independent NAT from a symmetric one */
+  stun: Type.Array(Endpoint, { maxItems: 16 }),
+  relays: Type.Array(RelayInfo, { maxItems: 64 })
+})
+export type NatConfig = Static<typeof NatConfig>
+
 export const Netmap = Obj({
   self: Node,
   peers: Type.Array(Peer, { maxItems: 1_000_000 }),
   filter: Type.Array(FilterRule, { maxItems: 100_000 }),
-  dns: DnsConfig
+  dns: DnsConfig,
+  /** absent from controllers that offer no STUN or relay */
+  nat: Type.Optional(NatConfig)
 })
 export type Netmap = Static<typeof Netmap>
 
@@ -249,7 +271,8 @@ export const MapDelta = Obj({
   peersChanged: Type.Optional(Type.Array(Peer)),
   peersRemoved: Type.Optional(Type.Array(Id)),
   filter: Type.Optional(Type.Array(FilterRule)),
-  dns: Type.Optional(DnsConfig)
+  dns: Type.Optional(DnsConfig),
+  nat: Type.Optional(NatConfig)
 })
 export type MapDelta = Static<typeof MapDelta>
 
@@ -280,7 +303,8 @@ export function applyDelta (nm: Netmap, d: MapDelta): Netmap {
     self: d.self ?? nm.self,
     peers,
     filter: d.filter ?? nm.filter,
-    dns: d.dns ?? nm.dns
+    dns: d.dns ?? nm.dns,
+    ...((d.nat ?? nm.nat) !== undefined ? { nat: d.nat ?? nm.nat } : {})
   }
 }
 

@@ -1,0 +1,49 @@
+/**
+ * Interfaces between the parts that connect a node to its peers with no open port:
+ * the shared WireGuard port (STUN and control packets), path probing, the kernel UDP
+ * relay and the TLS relay. The path manager picks one path per peer and sets it as
+ * the peer's WireGuard endpoint; no part here carries direct-path data packets.
+ */
+
+/** UdpAddress is an IP address and port; IPv6 addresses without brackets. */
+export interface UdpAddress {
+  address: string
+  port: number
+}
+
+/** SharedPortPacket is a STUN answer or a Warren control packet that arrived on the WireGuard port. */
+export interface SharedPortPacket {
+  kind: 'stun' | 'control'
+  data: Uint8Array
+  from: UdpAddress
+}
+
+/**
+ * SharedPort sends and receives non-WireGuard packets on WireGuard's UDP port, so that
+ * STUN learns that port's NAT mapping and probes and binds travel the same NAT mapping
+ * as WireGuard's data. The real one is a daemon socket plus two stateless nftables rules;
+ * tests use a fake.
+ */
+export interface SharedPort {
+  /** wgPort is the WireGuard port packets leave from */
+  readonly wgPort: number
+  /** send sends a packet that leaves from the WireGuard port; `ttl` limits its hops (punching) */
+  send: (data: Uint8Array, to: UdpAddress, opts?: { ttl?: number }) => Promise<void>
+  /** onPacket registers a handler for packets of one kind; returns a function that removes it */
+  onPacket: (kind: SharedPortPacket['kind'], handler: (p: SharedPortPacket) => void) => () => void
+  close: () => Promise<void>
+}
+
+/** PathKind says how WireGuard reaches a peer. */
+export type PathKind = 'direct' | 'udp-relay' | 'tls-relay'
+
+/** PeerPath is the path in use to one peer, as `warren status` shows it. */
+export interface PeerPath {
+  kind: PathKind
+  /** the WireGuard endpoint for the peer (the peer itself, a relay port, or a loopback port) */
+  endpoint: string
+  /** relay id when relayed */
+  relay?: string
+  /** last measured round trip of a probe, in milliseconds */
+  latencyMs?: number
+}
