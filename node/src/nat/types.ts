@@ -47,3 +47,34 @@ export interface PeerPath {
   /** last measured round trip of a probe, in milliseconds */
   latencyMs?: number
 }
+
+/**
+ * UdpRelayClient keeps kernel-relay allocations: the controller grants one per peer on
+ * request (only for pairs the policy lets talk), the client binds its side from the
+ * WireGuard port (through SharedPort) and refreshes the bind. `endpoint` is then the
+ * relay port that WireGuard uses as the peer's endpoint.
+ */
+export interface UdpRelayClient {
+  /** request asks the controller for an allocation toward a peer (idempotent) */
+  request: (peerWgKey: string) => void
+  /** endpoint is the relay host:port for the peer once the bind is acknowledged */
+  endpoint: (peerWgKey: string) => string | undefined
+  /** onChange fires when an allocation is granted, bound, revoked or lost */
+  onChange: (handler: (peerWgKey: string) => void) => () => void
+  close: () => Promise<void>
+}
+
+/**
+ * TlsRelayClient carries a peer's WireGuard packets over one outbound TLS connection to
+ * a relay when UDP is blocked: WireGuard's endpoint for the peer is a loopback UDP port
+ * that the client owns.
+ */
+export interface TlsRelayClient {
+  /** endpoint opens (or returns) the loopback endpoint 127.0.0.1:port for a peer */
+  endpoint: (peerWgKey: string) => Promise<string>
+  /** release closes a peer's loopback endpoint */
+  release: (peerWgKey: string) => void
+  /** connected says whether the TLS connection is up */
+  connected: () => boolean
+  close: () => Promise<void>
+}
