@@ -5,11 +5,16 @@ import { createFakeCommandRunner, type FakeCommandRunner } from '../src/testing.
 /** SimPeer is one peer of the simulated `wg` device. */
 interface SimPeer { endpoint?: string, allowedIps: string[], keepalive: number }
 
+/** DEFAULT_BUILDS is the one wireguard-go a simulated host has unless told otherwise. */
+const DEFAULT_BUILDS: Record<string, string> = { '/usr/bin/wireguard-go': 'wireguard-go v0.0.20230223\n\nUserspace WireGuard daemon for linux-amd64.\n' }
+
 /**
  * simulateWireGuardSystem answers `ip` and `wg` commands the way a host with
  * wireguard-go (or kernel WireGuard) would, so adapter tests check real command semantics.
+ * `builds` maps each installed wireguard-go program to what its `--version` prints;
+ * `wireguardGo: false` means none is installed.
  */
-export function simulateWireGuardSystem (opts: { kernel?: boolean, wireguardGo?: boolean } = {}): { runner: FakeCommandRunner, devices: Map<string, { kind: string, privateKey?: string, listenPort: number, peers: Map<string, SimPeer> }>, dump: (ifname: string) => string[] } {
+export function simulateWireGuardSystem (opts: { kernel?: boolean, wireguardGo?: boolean, builds?: Record<string, string> } = {}): { runner: FakeCommandRunner, devices: Map<string, { kind: string, privateKey?: string, listenPort: number, peers: Map<string, SimPeer> }>, dump: (ifname: string) => string[] } {
   const runner = createFakeCommandRunner({ strict: true })
   const devices = new Map<string, { kind: string, privateKey?: string, listenPort: number, peers: Map<string, SimPeer> }>()
   const missing = (name: string) => ({ exitCode: 1, stderr: `Device "${name}" does not exist.` })
@@ -18,11 +23,15 @@ export function simulateWireGuardSystem (opts: { kernel?: boolean, wireguardGo?:
     devices.set(argv[3]!, { kind: 'wireguard', listenPort: 0, peers: new Map() })
     return {}
   })
-  runner.on(/^wireguard-go \S+$/, argv => {
-    if (opts.wireguardGo === false) return { exitCode: 127, stderr: 'wireguard-go: command not found' }
+  const builds = opts.wireguardGo === false ? {} : opts.builds ?? DEFAULT_BUILDS
+  runner.on(/^\S*wireguard-go \S+$/, argv => {
+    const version = builds[argv[0]!]
+    if (version === undefined) return { exitCode: 127, stderr: `${argv[0]!}: command not found (is it installed and on PATH?)` }
+    if (argv[1] === '--version') return { stdout: version }
     devices.set(argv[1]!, { kind: 'tun', listenPort: 0, peers: new Map() })
     return {}
   })
+  runner.on(/^dpkg-query /, () => ({ exitCode: 1, stderr: 'dpkg-query: no path found matching pattern' }))
   runner.on(/^ip -d -j link show dev \S+$/, argv => {
     const d = devices.get(argv[6]!)
     return d === undefined ? missing(argv[6]!) : { stdout: JSON.stringify([{ ifname: argv[6], linkinfo: { info_kind: d.kind } }]) }

@@ -8,6 +8,7 @@ interface RunOptions {
   socket: string
   interface: string
   wireguard: DaemonInit['wireguardMode']
+  wireguardGo?: string
   metricsListen?: string
   listenPort: string
   logLevel: string
@@ -25,6 +26,7 @@ export function register (program: Command): void {
     .addOption(new Option('--socket <path>', 'LocalAPI socket').default(DEFAULT_SOCKET_PATH).env('WARREN_SOCKET'))
     .option('--interface <name>', 'WireGuard interface name (unique per daemon on a host)', 'warren0')
     .addOption(new Option('--wireguard <mode>', 'auto (kernel WireGuard when it works, else wireguard-go), kernel, or userspace (wireguard-go)').choices(['auto', 'kernel', 'userspace']).default('auto'))
+    .addOption(new Option('--wireguard-go <path>', 'the wireguard-go program to run (default: the newest one in PATH, /usr/bin, /usr/local/bin or /usr/sbin)').env('WARREN_WIREGUARD_GO'))
     .option('--listen-port <port>', 'WireGuard UDP port to try first (a random one is used if it is taken)', String(DEFAULT_LISTEN_PORT))
     .option('--metrics-listen <host:port>', 'also serve Prometheus metrics on HOST:PORT (they are always at GET /metrics on the socket)')
     .option('--log-level <level>', 'pino log level: debug, info, warn or error', 'info')
@@ -40,6 +42,7 @@ export function register (program: Command): void {
         socketPath: opts.socket,
         interfaceName: opts.interface,
         wireguardMode: opts.wireguard,
+        ...(opts.wireguardGo !== undefined && opts.wireguardGo !== '' ? { wireguardGo: opts.wireguardGo } : {}),
         listenPort: port,
         logger,
         ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})

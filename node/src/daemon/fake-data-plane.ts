@@ -1,4 +1,4 @@
-import type { Netmap } from '@warren/protocol'
+import type { DataPlaneInfo, Netmap } from '@warren/protocol'
 import type { WireGuardPeerStatus } from '../wireguard/types.js'
 import type { DataPlane } from './data-plane.js'
 
@@ -20,7 +20,7 @@ export interface FakeDataPlane extends DataPlane {
  * createFakeDataPlane returns a fake whose kernel-side state (`installed`) can outlive a
  * daemon, as the real one does: pass the same fake to a restarted daemon.
  */
-export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number } = {}): FakeDataPlane {
+export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number, implementation?: DataPlaneInfo } = {}): FakeDataPlane {
   let installed = false
   let downCalls = 0
   let released = false
@@ -41,6 +41,7 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
       fake.applied.push(netmap)
     },
     async peerStats () { return installed ? fake.stats : [] },
+    implementation: () => installed ? (opts.implementation ?? { implementation: 'wireguard-go' }) : undefined,
     listenPort: () => opts.listenPort ?? 41641,
     async ping () { return opts.pingMs ?? 1.5 },
     async down () { installed = false; downCalls++ },

@@ -1,7 +1,7 @@
 import dgram from 'node:dgram'
 import { join } from 'node:path'
-import { WarrenError } from '@warren/protocol'
-import { createWireGuard, type WireGuard } from '../wireguard/index.js'
+import { WarrenError, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
+import { createWireGuard, compareVersions, FAST_WIREGUARD_GO, type WireGuard } from '../wireguard/index.js'
 import { createRouter, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
 import { createEngine, type Firewall, type DnsConfigurator } from '../engine/index.js'
@@ -31,6 +31,18 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   const { interfaceName } = ctx
   const engine = createEngine({ wireguard, router, firewall, dns })
   let listenPort: number | undefined
+  let reported: DataPlaneInfo | undefined
+
+  /** reportImplementation logs which WireGuard runs, once per change, and warns about a slow wireguard-go. */
+  function reportImplementation (): void {
+    const now = wireguard.implementation()
+    if (now === undefined || JSON.stringify(now) === JSON.stringify(reported)) return
+    reported = now
+    ctx.logger.info({ dataPlane: now }, `WireGuard: ${describeDataPlane(now)}`)
+    if (now.version !== undefined && compareVersions(now.version, FAST_WIREGUARD_GO) < 0) {
+      ctx.logger.warn(`wireguard-go ${now.version} is several times slower than ${FAST_WIREGUARD_GO} or newer: install a newer wireguard-go (Debian bookworm: from bookworm-backports)`)
+    }
+  }
 
   /** choosePort keeps the port of an interface that survived a restart, else the wanted one if free. */
   async function choosePort (): Promise<number> {
@@ -44,13 +56,16 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
       listenPort ??= await choosePort()
       const r = await engine.apply(netmap, { privateKey: ctx.privateKey, interfaceName, listenPort })
       ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
+      reportImplementation()
     },
     peerStats: async () => (await wireguard.status().catch(() => undefined))?.peers ?? [],
+    implementation: () => wireguard.implementation(),
     listenPort: () => listenPort ?? ctx.listenPort,
     ping: async address => await pingOnce(runner, address),
     async down () {
       await engine.close()
       listenPort = undefined
+      reported = undefined
     },
     release: async () => {
       await firewall.release?.().catch(e => ctx.logger.warn({ err: (e as Error).message }, 'could not end the firewall\'s nft session'))
@@ -67,7 +82,7 @@ export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<Dat
   const { runner, interfaceName } = ctx
   return createEngineDataPlane({
     runner,
-    wireguard: createWireGuard({ runner, interfaceName, mode: ctx.wireguardMode }),
+    wireguard: createWireGuard({ runner, interfaceName, mode: ctx.wireguardMode, ...(ctx.wireguardGo !== undefined ? { wireguardGo: ctx.wireguardGo } : {}) }),
     router: createRouter({ runner, interfaceName }),
     firewall: createNftablesFirewall({ runner }),
     dns: createMagicDns({

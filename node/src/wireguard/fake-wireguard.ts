@@ -1,4 +1,4 @@
-import { WarrenError, wireGuardPublicKey } from '@warren/protocol'
+import { WarrenError, wireGuardPublicKey, type DataPlaneInfo } from '@warren/protocol'
 import { checkInterfaceName } from '../router/cidr.js'
 import type { WireGuard, WireGuardBackend, WireGuardConfig, WireGuardStatus, WireGuardChanges } from './types.js'
 import { checkWireGuardConfig, planWireGuard, planChanges, withoutPrivateKey, type WireGuardDevice } from './wireguard-plan.js'
@@ -13,8 +13,12 @@ export interface FakeWireGuard extends WireGuard {
   device: () => WireGuardStatus | undefined
 }
 
-/** createFakeWireGuard returns a FakeWireGuard that plans changes exactly like the real adapter. */
-export function createFakeWireGuard (opts: { interfaceName: string, backend?: WireGuardBackend }): FakeWireGuard {
+/**
+ * createFakeWireGuard returns a FakeWireGuard that plans changes exactly like the real
+ * adapter. `implementation` is what it claims to run once up (default: wireguard-go, or
+ * the kernel when `backend` is 'kernel').
+ */
+export function createFakeWireGuard (opts: { interfaceName: string, backend?: WireGuardBackend, implementation?: DataPlaneInfo }): FakeWireGuard {
   checkInterfaceName(opts.interfaceName)
   const { interfaceName } = opts
   let dev: WireGuardDevice | undefined
@@ -26,6 +30,7 @@ export function createFakeWireGuard (opts: { interfaceName: string, backend?: Wi
     get isUp () { return dev !== undefined },
     history,
     device: () => dev === undefined ? undefined : structuredClone(withoutPrivateKey(dev)),
+    implementation: () => dev === undefined ? undefined : (opts.implementation ?? { implementation: opts.backend === 'kernel' ? 'kernel' : 'wireguard-go' }),
     async up () {
       dev ??= { interfaceName, listenPort: 0, peers: [] }
       return opts.backend ?? 'userspace'

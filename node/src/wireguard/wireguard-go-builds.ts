@@ -1,0 +1,110 @@
+import { join } from 'node:path'
+import { WarrenError } from '@warren/protocol'
+import type { CommandRunner } from '../runner/command-runner.js'
+
+/** WIREGUARD_GO_DIRS are the places a wireguard-go program is looked for besides PATH. */
+export const WIREGUARD_GO_DIRS = ['/usr/bin', '/usr/local/bin', '/usr/sbin'] as const
+
+/**
+ * FAST_WIREGUARD_GO is the first `--version` with batched, segmentation-offloaded I/O.
+ * Older builds (Debian bookworm's 0.0.20220316) carry TCP at a fraction of the speed.
+ * Upstream's 0.0.20231211 still prints 0.0.20230223, so that is what this says.
+ */
+export const FAST_WIREGUARD_GO = '0.0.20230223'
+
+/** WireGuardGoBuild is one wireguard-go program found on this host. */
+export interface WireGuardGoBuild {
+  path: string
+  /** what `--version` printed ("0.0.20230223"); absent when it printed no version */
+  version?: string
+  /** the package that installed it, with its version ("wireguard-go 0.0.20231211-1~bpo12+1") */
+  package?: string
+}
+
+/**
+ * wireGuardGoCandidates lists where to look, in order of preference on a tie: an explicit
+ * program alone when one is given, else `wireguard-go` in each PATH directory and then in
+ * WIREGUARD_GO_DIRS, each path once.
+ */
+export function wireGuardGoCandidates (pathEnv: string | undefined, explicit?: string): string[] {
+  if (explicit !== undefined && explicit !== '') return [explicit]
+  const dirs = [...(pathEnv ?? '').split(':').filter(d => d.startsWith('/')), ...WIREGUARD_GO_DIRS]
+  return [...new Set(dirs.map(d => join(d, 'wireguard-go')))]
+}
+
+/** parseWireGuardGoVersion reads "wireguard-go v0.0.20230223" (the first line of `--version`). */
+export function parseWireGuardGoVersion (stdout: string): string | undefined {
+  return /wireguard-go v?(\d+(?:\.\d+)+)/.exec(stdout)?.[1]
+}
+
+/** compareVersions orders dotted numeric versions ("0.0.20220316" < "0.0.20230223"); absent sorts first. */
+export function compareVersions (a: string | undefined, b: string | undefined): number {
+  if (a === undefined || b === undefined) return a === b ? 0 : a === undefined ? -1 : 1
+  const pa = a.split('.').map(Number)
+  const pb = b.split('.').map(Number)
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0)
+    if (d !== 0) return Math.sign(d)
+  }
+  return 0
+}
+
+/** packageUpstream is the upstream part of a package version: "wireguard-go 0.0.20231211-1~bpo12+1" -> "0.0.20231211". */
+function packageUpstream (pkg: string | undefined): string | undefined {
+  return pkg === undefined ? undefined : /\s(?:\d+:)?(\d+(?:\.\d+)+)/.exec(pkg)?.[1]
+}
+
+/**
+ * rankWireGuardGoBuilds sorts the newest first: by `--version`, then by the package's
+ * version (upstream 0.0.20231211 prints the same `--version` as 0.0.20230223), then by
+ * the order they were found in.
+ */
+export function rankWireGuardGoBuilds (builds: readonly WireGuardGoBuild[]): WireGuardGoBuild[] {
+  return builds.map((b, i) => ({ b, i })).sort((x, y) =>
+    compareVersions(y.b.version, x.b.version) ||
+    compareVersions(packageUpstream(y.b.package), packageUpstream(x.b.package)) ||
+    x.i - y.i
+  ).map(x => x.b)
+}
+
+/** packageOf asks dpkg which package installed a file; undefined off Debian or for a file no package owns. */
+async function packageOf (runner: CommandRunner, path: string): Promise<string | undefined> {
+  const owner = await runner.run(['dpkg-query', '-S', path], { allowFail: true }).catch(() => undefined)
+  const name = owner?.exitCode === 0 ? /^([^:\s,]+)(?::[^:\s]+)?: /.exec(owner.stdout)?.[1] : undefined
+  if (name === undefined) return undefined
+  const v = await runner.run(['dpkg-query', '-W', '-f=${Version}', name], { allowFail: true }).catch(() => undefined)
+  return v?.exitCode === 0 && v.stdout.trim() !== '' ? `${name} ${v.stdout.trim()}` : undefined
+}
+
+/**
+ * chooseWireGuardGo runs `--version` on each candidate and returns the newest build that
+ * answers, with the package that installed it. When none answers, the error names the
+ * places it looked and the packages to install.
+ */
+export async function chooseWireGuardGo (runner: CommandRunner, candidates: readonly string[]): Promise<WireGuardGoBuild> {
+  const found: WireGuardGoBuild[] = []
+  const failures: string[] = []
+  for (const path of candidates) {
+    const r = await runner.run([path, '--version'], { allowFail: true }).catch((e: Error) => ({ exitCode: -1, stdout: '', stderr: e.message }))
+    if (r.exitCode !== 0) {
+      failures.push(`${path}: ${r.stderr.trim().split('\n')[0] ?? ''} (exit ${r.exitCode})`)
+      continue
+    }
+    const version = parseWireGuardGoVersion(r.stdout)
+    found.push({ path, ...(version !== undefined ? { version } : {}) })
+  }
+  if (found.length === 0) {
+    const where = candidates.length === 1 ? candidates[0]! : `PATH and ${WIREGUARD_GO_DIRS.join(', ')}`
+    throw new WarrenError('wireguard_unavailable',
+      `kernel WireGuard is not available and no wireguard-go runs (looked for ${where}): install the wireguard-go package ` +
+      '(on Debian bookworm from bookworm-backports: apt-get install -t bookworm-backports wireguard-go; test/setup-system.sh does it) ' +
+      'together with wireguard-tools, or load the wireguard kernel module' +
+      (candidates.length === 1 ? `, or point --wireguard-go at a working program (${failures[0] ?? ''})` : ''),
+      { status: 500 })
+  }
+  for (const b of found) {
+    const pkg = await packageOf(runner, b.path)
+    if (pkg !== undefined) b.package = pkg
+  }
+  return rankWireGuardGoBuilds(found)[0]!
+}
