@@ -22,7 +22,7 @@ import { tmpdir, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { generateWireGuardKeyPair, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
 import { withSecretFile } from '@warren/node'
-import { createMesh, netnsSkipReason, waitFor, type Host, type Mesh, type MeshNode } from '@warren/test'
+import { createMesh, createTeardownScope, netnsSkipReason, waitFor, type Host, type Mesh, type MeshNode } from '@warren/test'
 import { median, printTable, writeResults, argValue } from './report.js'
 
 const rounds = Number(argValue('--rounds', '7'))
@@ -42,19 +42,8 @@ const POLICY = `{
 const RAW = { a: '192.168.201.1', b: '192.168.201.2', port: 51900 }
 const NEB = { a: '192.168.202.1', b: '192.168.202.2', port: 4243 }
 
-const teardowns: Array<() => unknown> = []
-let failed = false
-const shim = {
-  teardown: (fn: () => unknown) => { teardowns.push(fn) },
-  passing: () => !failed,
-  comment: (...m: unknown[]) => { console.error(...m) }
-}
-async function cleanup (): Promise<void> {
-  while (teardowns.length > 0) {
-    try { await teardowns.pop()!() } catch (e) { console.error(`cleanup: ${(e as Error).message}`) }
-  }
-}
-process.on('SIGINT', () => { failed = true; void cleanup().then(() => process.exit(130)) })
+const scope = createTeardownScope(console.error)
+process.on('SIGINT', () => { scope.fail(); void scope.cleanup().then(() => process.exit(130)) })
 
 /** ensureNebula installs Debian's nebula package when the nebula programs are missing. */
 function ensureNebula (): void {
@@ -126,7 +115,7 @@ async function rawWireGuard (program: string, a: Host, b: Host): Promise<{ a: st
 /** nebula starts Nebula on both hosts with certificates from a fresh CA and an open firewall. */
 async function nebula (a: Host, b: Host): Promise<{ a: string, b: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'warren-bench-nebula-'))
-  teardowns.push(() => { rmSync(dir, { recursive: true, force: true }) })
+  scope.t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
   const cert = (args: string[]): void => {
     const r = spawnSync('nebula-cert', args, { cwd: dir, encoding: 'utf8' })
     if (r.status !== 0) throw new Error(`nebula-cert ${args.join(' ')} failed: ${r.stderr}`)
@@ -148,7 +137,7 @@ async function nebula (a: Host, b: Host): Promise<{ a: string, b: string }> {
     }
     writeFileSync(join(dir, `${me}.yml`), JSON.stringify(config, null, 2))
     const proc = host.spawn(['nebula', '-config', join(dir, `${me}.yml`)])
-    teardowns.push(async () => { await proc.kill() })
+    scope.t.teardown(async () => { await proc.kill() })
   }
   return ifaces
 }
@@ -179,7 +168,7 @@ async function run (): Promise<void> {
   ensureNebula()
   const load0 = loadavg().map(x => x.toFixed(1)).join(' ')
 
-  const mesh = await createMesh(shim, { hosts: ['a', 'b'] })
+  const mesh = await createMesh(scope.t, { hosts: ['a', 'b'] })
   await mesh.admin('users', 'create', 'bench')
   const policyFile = join(mesh.dir, 'policy.hujson')
   writeFileSync(policyFile, POLICY)
@@ -199,7 +188,7 @@ async function run (): Promise<void> {
   // 5201 for the streams; 5202 listens too, but the policy does not admit A to it.
   for (const port of ['5201', '5202']) {
     const server = b.spawn(['iperf3', '-s', '-p', port, '--forceflush'])
-    teardowns.push(async () => { await server.kill() })
+    scope.t.teardown(async () => { await server.kill() })
     await server.waitForLine(/Server listening/, 30_000)
   }
   const deniedPort = await a.exec(['iperf3', '-c', nb.ipv4, '-p', '5202', '-t', '1', '--connect-timeout', '1000'], { allowFail: true })
@@ -273,4 +262,4 @@ async function run (): Promise<void> {
   if (deniedPort.exitCode === 0) process.exitCode = 1
 }
 
-run().catch(e => { failed = true; console.error(e instanceof Error ? e.message : e); process.exitCode = 1 }).finally(cleanup)
+run().catch(e => { scope.fail(); console.error(e instanceof Error ? e.message : e); process.exitCode = 1 }).finally(scope.cleanup)
