@@ -1,11 +1,12 @@
 import t from 'tap'
-import { createWireGuard, wireGuardGoCandidates, parseWireGuardGoVersion, compareVersions, rankWireGuardGoBuilds } from '../src/wireguard/index.js'
-import { simulateWireGuardSystem } from './wireguard-simulated-system.js'
+import { realpathSync } from 'node:fs'
+import { createWireGuard, installedCandidates, wireGuardGoCandidates, parseWireGuardGoVersion, compareVersions, rankWireGuardGoBuilds } from '../src/wireguard/index.js'
+import { simulateWireGuardSystem, SIM_CANDIDATES } from './wireguard-simulated-system.js'
 
 const IF = 'wgtest0'
 const OLD = 'wireguard-go v0.0.20220316\n\nUserspace WireGuard daemon for linux-amd64.\n'
 const NEW = 'wireguard-go v0.0.20230223\n\nUserspace WireGuard daemon for linux-amd64.\n'
-const CANDIDATES = ['/usr/local/bin/wireguard-go', '/usr/bin/wireguard-go', '/usr/sbin/wireguard-go']
+const CANDIDATES = [...SIM_CANDIDATES, '/usr/sbin/wireguard-go']
 const versionRuns = (calls: Array<{ argv: string[] }>) => calls.filter(c => c.argv[1] === '--version').map(c => c.argv[0])
 const started = (calls: Array<{ argv: string[] }>) => calls.filter(c => /wireguard-go$/.test(c.argv[0]!) && c.argv[1] === IF).map(c => c.argv[0])
 
@@ -51,8 +52,8 @@ t.test('two wireguard-go builds: the newer one runs, wherever it is in the searc
 
 t.test('the same --version: the newer package wins (upstream 0.0.20231211 prints 0.0.20230223)', async t => {
   const sim = simulateWireGuardSystem({ builds: { '/usr/local/bin/wireguard-go': NEW, '/usr/bin/wireguard-go': NEW } })
-  sim.runner.on('dpkg-query -S /usr/bin/wireguard-go', { stdout: 'wireguard-go: /usr/bin/wireguard-go\n' })
-  sim.runner.on('dpkg-query -W -f=${Version} wireguard-go', { stdout: '0.0.20231211-1~bpo12+1' })
+  sim.runner.on('dpkg-query -L wireguard-go', { stdout: '/.\n/usr\n/usr/bin\n/usr/bin/wireguard-go\n/usr/share/doc/wireguard-go\n' })
+  sim.runner.on('dpkg-query -W -f=${db:Status-Status} ${Version} wireguard-go', { stdout: 'installed 0.0.20231211-1~bpo12+1' })
   const wg = createWireGuard({ runner: sim.runner, interfaceName: IF, wireguardGoCandidates: CANDIDATES })
   await wg.up()
   t.same(wg.implementation(), { implementation: 'wireguard-go', path: '/usr/bin/wireguard-go', version: '0.0.20230223', package: 'wireguard-go 0.0.20231211-1~bpo12+1' })
@@ -102,6 +103,11 @@ t.test('candidates come from PATH, then the usual directories, each once; relati
   ])
   t.same(wireGuardGoCandidates(undefined), ['/usr/bin/wireguard-go', '/usr/local/bin/wireguard-go', '/usr/sbin/wireguard-go'])
   t.same(wireGuardGoCandidates('/usr/bin', '/opt/wireguard-go'), ['/opt/wireguard-go'])
+})
+
+t.test('only candidates that exist are tried, each file once', async t => {
+  t.same(installedCandidates(['/nonexistent/wireguard-go', process.execPath, process.execPath]), [realpathSync(process.execPath)])
+  t.same(installedCandidates([]), [])
 })
 
 t.test('versions are read from --version and compared by number', async t => {

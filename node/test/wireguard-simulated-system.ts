@@ -5,6 +5,9 @@ import { createFakeCommandRunner, type FakeCommandRunner } from '../src/testing.
 /** SimPeer is one peer of the simulated `wg` device. */
 interface SimPeer { endpoint?: string, allowedIps: string[], keepalive: number }
 
+/** SIM_CANDIDATES are where adapters under test look for wireguard-go, instead of this host's PATH. */
+export const SIM_CANDIDATES = ['/usr/local/bin/wireguard-go', '/usr/bin/wireguard-go']
+
 /** DEFAULT_BUILDS is the one wireguard-go a simulated host has unless told otherwise. */
 const DEFAULT_BUILDS: Record<string, string> = { '/usr/bin/wireguard-go': 'wireguard-go v0.0.20230223\n\nUserspace WireGuard daemon for linux-amd64.\n' }
 

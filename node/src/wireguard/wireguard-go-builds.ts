@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs'
 import { join } from 'node:path'
 import { WarrenError } from '@warren/protocol'
 import type { CommandRunner } from '../runner/command-runner.js'
@@ -30,6 +31,16 @@ export function wireGuardGoCandidates (pathEnv: string | undefined, explicit?: s
   if (explicit !== undefined && explicit !== '') return [explicit]
   const dirs = [...(pathEnv ?? '').split(':').filter(d => d.startsWith('/')), ...WIREGUARD_GO_DIRS]
   return [...new Set(dirs.map(d => join(d, 'wireguard-go')))]
+}
+
+/**
+ * installedCandidates keeps the candidates that exist, each file once under its real path
+ * (on a merged /usr, /bin/wireguard-go is /usr/bin/wireguard-go), so no time goes on
+ * starting programs that are not there or twice.
+ */
+export function installedCandidates (paths: readonly string[]): string[] {
+  const real = paths.flatMap(p => { try { return [realpathSync(p)] } catch { return [] } })
+  return [...new Set(real)]
 }
 
 /** parseWireGuardGoVersion reads "wireguard-go v0.0.20230223" (the first line of `--version`). */
@@ -67,13 +78,21 @@ export function rankWireGuardGoBuilds (builds: readonly WireGuardGoBuild[]): Wir
   ).map(x => x.b)
 }
 
-/** packageOf asks dpkg which package installed a file; undefined off Debian or for a file no package owns. */
-async function packageOf (runner: CommandRunner, path: string): Promise<string | undefined> {
-  const owner = await runner.run(['dpkg-query', '-S', path], { allowFail: true }).catch(() => undefined)
-  const name = owner?.exitCode === 0 ? /^([^:\s,]+)(?::[^:\s]+)?: /.exec(owner.stdout)?.[1] : undefined
-  if (name === undefined) return undefined
-  const v = await runner.run(['dpkg-query', '-W', '-f=${Version}', name], { allowFail: true }).catch(() => undefined)
-  return v?.exitCode === 0 && v.stdout.trim() !== '' ? `${name} ${v.stdout.trim()}` : undefined
+/**
+ * debianPackage reads the version and files of the installed wireguard-go package;
+ * undefined off Debian or when it is not installed. (`dpkg-query -S FILE` would name any
+ * package, but reads every package's file list: half a second here.)
+ */
+async function debianPackage (runner: CommandRunner): Promise<{ version: string, files: Set<string> } | undefined> {
+  const ask = async (argv: string[]): Promise<string | undefined> => {
+    const r = await runner.run(argv, { allowFail: true }).catch(() => undefined)
+    return r?.exitCode === 0 && r.stdout.trim() !== '' ? r.stdout : undefined
+  }
+  const version = await ask(['dpkg-query', '-W', '-f=${db:Status-Status} ${Version}', 'wireguard-go'])
+  const m = version === undefined ? null : /^installed (\S+)/.exec(version.trim())
+  if (m === null) return undefined
+  const files = await ask(['dpkg-query', '-L', 'wireguard-go'])
+  return { version: m[1]!, files: new Set((files ?? '').split('\n').map(l => l.trim())) }
 }
 
 /**
@@ -102,9 +121,7 @@ export async function chooseWireGuardGo (runner: CommandRunner, candidates: read
       (candidates.length === 1 ? `, or point --wireguard-go at a working program (${failures[0] ?? ''})` : ''),
       { status: 500 })
   }
-  for (const b of found) {
-    const pkg = await packageOf(runner, b.path)
-    if (pkg !== undefined) b.package = pkg
-  }
+  const pkg = await debianPackage(runner)
+  for (const b of found) if (pkg?.files.has(b.path) === true) b.package = `wireguard-go ${pkg.version}`
   return rankWireGuardGoBuilds(found)[0]!
 }

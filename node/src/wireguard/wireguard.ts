@@ -3,7 +3,7 @@ import { type CommandRunner, withSecretFile } from '../runner/command-runner.js'
 import { checkInterfaceName } from '../router/cidr.js'
 import type { WireGuard, WireGuardBackend, WireGuardConfig, WireGuardMode, WireGuardStatus, WireGuardChanges } from './types.js'
 import { checkWireGuardConfig, parseWireGuardDump, planWireGuard, planChanges, wgSetCommands, withoutPrivateKey, PRIVATE_KEY_FILE, type WireGuardDevice } from './wireguard-plan.js'
-import { chooseWireGuardGo, wireGuardGoCandidates } from './wireguard-go-builds.js'
+import { chooseWireGuardGo, installedCandidates, wireGuardGoCandidates } from './wireguard-go-builds.js'
 
 /** WireGuardOptions configure createWireGuard. */
 export interface WireGuardOptions {
@@ -62,8 +62,10 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
 
   /** startUserspace starts the newest wireguard-go (or the one asked for) and says which it was. */
   async function startUserspace (): Promise<DataPlaneInfo> {
-    const candidates = opts.wireguardGoCandidates ?? wireGuardGoCandidates(process.env.PATH, opts.wireguardGo)
-    const build = await chooseWireGuardGo(runner, opts.wireguardGo !== undefined ? [opts.wireguardGo] : candidates)
+    const candidates = opts.wireguardGo !== undefined
+      ? [opts.wireguardGo]
+      : opts.wireguardGoCandidates ?? installedCandidates(wireGuardGoCandidates(process.env.PATH))
+    const build = await chooseWireGuardGo(runner, candidates)
     // No foreground flag and no LOG_LEVEL: wireguard-go forks a detached child with
     // its output on /dev/null, so this command returns once the interface exists.
     await runner.run([build.path, interfaceName], { env: { WG_PROCESS_FOREGROUND: undefined, LOG_LEVEL: undefined } })
