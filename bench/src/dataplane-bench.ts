@@ -14,7 +14,11 @@
  * TSO/GRO work), and `ethtool -k` of Warren's interface against the raw one.
  * Needs root, wg, wireguard-go, nft, iperf3, ping (and apt for nebula).
  *
- *   node bench/dist/src/dataplane-bench.js [--rounds 7] [--seconds 4] [--up-rounds 5] [--write]
+ * A context row runs Warren with conntrack turned on in both namespaces (what a filter built
+ * on conntrack pays; Warren keeps its flow state in its own sets), and `--compare-wireguard-go
+ * PATH` adds a raw row for another wireguard-go build (say bookworm's, unpacked from its .deb).
+ *
+ *   node bench/dist/src/dataplane-bench.js [--rounds 7] [--seconds 4] [--up-rounds 5] [--compare-wireguard-go PATH] [--write]
  */
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -28,7 +32,9 @@ import { median, printTable, writeResults, argValue } from './report.js'
 const rounds = Number(argValue('--rounds', '7'))
 const seconds = Number(argValue('--seconds', '4'))
 const upRounds = Number(argValue('--up-rounds', '5'))
-const command = `node bench/dist/src/dataplane-bench.js --rounds ${rounds} --seconds ${seconds} --up-rounds ${upRounds}${process.argv.includes('--write') ? ' --write' : ''}`
+const compareGo = argValue('--compare-wireguard-go', '')
+const command = `node bench/dist/src/dataplane-bench.js --rounds ${rounds} --seconds ${seconds} --up-rounds ${upRounds}` +
+  `${compareGo !== '' ? ` --compare-wireguard-go ${compareGo}` : ''}${process.argv.includes('--write') ? ' --write' : ''}`
 
 const POLICY = `{
   "tagOwners": { "tag:client": ["bench@"], "tag:server": ["bench@"] },
@@ -39,7 +45,10 @@ const POLICY = `{
 }
 `
 /** Overlay addresses of the hand-made tunnels, outside Warren's 100.64.0.0/10 and the topology's 10.x. */
-const RAW = { a: '192.168.201.1', b: '192.168.201.2', port: 51900 }
+const RAW = { a: '192.168.201.1', b: '192.168.201.2', port: 51900, tag: 'r' }
+const OTHER = { a: '192.168.203.1', b: '192.168.203.2', port: 51901, tag: 'o' }
+/** CONNTRACK_TABLE turns conntrack on in a namespace, as any filter built on it does. */
+const CONNTRACK_TABLE = 'table inet wbenchct {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    ct state established,related accept\n  }\n}\n'
 const NEB = { a: '192.168.202.1', b: '192.168.202.2', port: 4243 }
 
 const scope = createTeardownScope(console.error)
@@ -77,11 +86,27 @@ async function counters (host: Host, iface: string, dir: 'tx' | 'rx'): Promise<[
   return [bytes!, packets!]
 }
 
-/** Tunnel is one way from A to B through a tunnel; `ifaces` are its interfaces in A and in B. */
-interface Tunnel { name: string, target: string, ifaces?: { a: string, b: string }, mbps: number[], txAvg: number[], rxAvg: number[] }
+/**
+ * Tunnel is one way from A to B through a tunnel; `ifaces` are its interfaces in A and in B;
+ * `around` runs each measurement (to change the namespaces for it and back).
+ */
+interface Tunnel {
+  name: string
+  target: string
+  ifaces?: { a: string, b: string }
+  around?: (measure: () => Promise<void>) => Promise<void>
+  mbps: number[]
+  txAvg: number[]
+  rxAvg: number[]
+}
 
 /** measure runs one iperf3 stream through a tunnel and records the mean packet sizes on its interfaces. */
 async function measure (tun: Tunnel, a: Host, b: Host): Promise<void> {
+  if (tun.around !== undefined) await tun.around(async () => { await measureOnce(tun, a, b) })
+  else await measureOnce(tun, a, b)
+}
+
+async function measureOnce (tun: Tunnel, a: Host, b: Host): Promise<void> {
   const before = tun.ifaces === undefined ? undefined : [await counters(a, tun.ifaces.a, 'tx'), await counters(b, tun.ifaces.b, 'rx')]
   tun.mbps.push(await iperf(a, tun.target))
   if (tun.ifaces === undefined || before === undefined) return
@@ -92,8 +117,8 @@ async function measure (tun: Tunnel, a: Host, b: Host): Promise<void> {
 }
 
 /** rawWireGuard brings up a wireguard-go pair by hand, with `wg`, and no filter. */
-async function rawWireGuard (program: string, a: Host, b: Host): Promise<{ a: string, b: string }> {
-  const ifaces = { a: a.interfaceName('r'), b: b.interfaceName('r') }
+async function rawWireGuard (program: string, a: Host, b: Host, RAW: typeof OTHER): Promise<{ a: string, b: string }> {
+  const ifaces = { a: a.interfaceName(RAW.tag), b: b.interfaceName(RAW.tag) }
   const keys = { a: generateWireGuardKeyPair(), b: generateWireGuardKeyPair() }
   const ends = [
     { host: a, me: 'a', peer: 'b', peerHost: b },
@@ -198,9 +223,11 @@ async function run (): Promise<void> {
   const ups: Array<{ toPing: number, upCmd: number }> = []
   for (let i = 0; i < upRounds; i++) ups.push(await upToPing(mesh, na, nb.ipv4, clientKey))
 
-  const rawIfaces = await rawWireGuard(program, a, b)
+  const rawIfaces = await rawWireGuard(program, a, b, RAW)
+  const otherIfaces = compareGo !== '' ? await rawWireGuard(compareGo, a, b, OTHER) : undefined
   const nebIfaces = await nebula(a, b)
   await pingable(a, RAW.b, 'A pinging B over raw wireguard-go')
+  if (otherIfaces !== undefined) await pingable(a, OTHER.b, `A pinging B over ${compareGo}`)
   await pingable(a, NEB.b, 'A pinging B over Nebula')
 
   const hasEthtool = (await a.exec(['ethtool', '--version'], { allowFail: true })).exitCode === 0
@@ -213,12 +240,29 @@ async function run (): Promise<void> {
   const raw: Tunnel = { name: 'raw wireguard-go, same program, by hand', target: RAW.b, ifaces: rawIfaces, mbps: [], txAvg: [], rxAvg: [] }
   const neb: Tunnel = { name: `Nebula (${version(['nebula', '-version']).replace(/^Version: /, '')})`, target: NEB.b, ifaces: nebIfaces, mbps: [], txAvg: [], rxAvg: [] }
   const veth: Tunnel = { name: 'veth + bridge underneath (kernel)', target: b.address, mbps: [], txAvg: [], rxAvg: [] }
-  const tunnels = [warren, raw, neb]
+  const conntrack: Tunnel = {
+    ...warren,
+    name: 'Warren + conntrack on in both namespaces (context)',
+    mbps: [],
+    txAvg: [],
+    rxAvg: [],
+    around: async m => {
+      for (const h of [a, b]) await h.exec(['nft', '-f', '-'], { input: CONNTRACK_TABLE })
+      try { await m() } finally { for (const h of [a, b]) await h.exec(['nft', 'delete', 'table', 'inet', 'wbenchct']) }
+    }
+  }
+  const other: Tunnel | undefined = otherIfaces === undefined
+    ? undefined
+    : { name: `raw wireguard-go ${version([compareGo, '--version']).replace(/^wireguard-go /, '')} (${compareGo})`, target: OTHER.b, ifaces: otherIfaces, mbps: [], txAvg: [], rxAvg: [] }
+  const tunnels = [warren, raw, neb, conntrack, ...(other !== undefined ? [other] : [])]
   for (const tun of tunnels) await iperf(a, tun.target) // warm-up
   for (let r = 0; r < rounds; r++) {
     console.error(`round ${r + 1}/${rounds}`)
-    // rotate the order, so that no tunnel always runs first or last
-    for (let i = 0; i < tunnels.length; i++) await measure(tunnels[(r + i) % tunnels.length]!, a, b)
+    // Warren and the raw build run back to back (their per-round ratio compares neighbours),
+    // alternating which goes first; the other rows follow, in alternating order too.
+    const pair = r % 2 === 0 ? [warren, raw] : [raw, warren]
+    const rest = tunnels.filter(x => x !== warren && x !== raw)
+    for (const tun of [...pair, ...(r % 2 === 0 ? rest : rest.reverse())]) await measure(tun, a, b)
     if (r === 0 || r === rounds - 1 || r === rounds >> 1) await measure(veth, a, b)
   }
   const load1 = loadavg().map(x => x.toFixed(1)).join(' ')
@@ -230,7 +274,7 @@ async function run (): Promise<void> {
   const row = (t: Tunnel): string[] => [t.name, fmt(median(t.mbps)), t.mbps.map(fmt).join(' '),
     (median(t.mbps) / median(warren.mbps)).toFixed(2), fmt(median(t.txAvg)), fmt(median(t.rxAvg))]
   const table = printTable(['path (A -> B, one TCP stream)', 'median Mbit/s', 'runs', 'of Warren', 'tunnel tx bytes/packet at A', 'rx bytes/packet at B'],
-    [row(warren), row(raw), row(neb), row(veth)])
+    [row(warren), row(raw), row(neb), row(conntrack), ...(other !== undefined ? [row(other)] : []), row(veth)])
   const upTable = printTable(['from `warren up` (A, after `warren down`)', 'median ms', 'runs'], [
     ['to the first ping reply from B (direct)', fmt(median(ups.map(u => u.toPing))), ups.map(u => fmt(u.toPing)).join(' ')],
     ['until `warren up` returned (state Running)', fmt(median(ups.map(u => u.upCmd))), ups.map(u => fmt(u.upCmd)).join(' ')]
@@ -255,7 +299,8 @@ async function run (): Promise<void> {
       `One run, ${rounds} rounds of ${seconds} s per path, iperf3 A -> B, one TCP stream, all between the same two network namespaces ` +
       '(bridged veths, as in the tests). Warren: a real controller and two daemons, B admitting A on tcp/5201 and ICMP only. ' +
       'Raw wireguard-go: the same program, configured by hand with `wg`, no filter. Nebula: Debian\'s package, certificates from nebula-cert, firewall open, default MTU. ' +
-      'Each round runs the three tunnels in a rotated order.\n\n' + table + '\n' + summary + '\n\n' +
+      'Each round runs Warren and the raw build back to back (alternating which goes first), then the others. Warren keeps the state of the flows a node opens in its own dynamic sets, not in conntrack; ' +
+      'the conntrack row shows what turning conntrack on would cost (the kernel then tracks every packet of the namespace, the WireGuard underlay\'s included).\n\n' + table + '\n' + summary + '\n\n' +
       `Time from \`warren up\` to the first ping reply over the direct path (B already up; A taken down and up ${upRounds} times; ` +
       'a shell loop in A\'s namespace pings B every 5 ms until one echo is answered):\n\n' + upTable)
   }
