@@ -41,7 +41,8 @@ fi
 if [ ${#need_apt[@]} -eq 0 ] && { [ "$codename" != bookworm ] || ! is_root || [ -f "$BACKPORTS_PIN" ]; }; then
   : # everything is there
 elif ! is_root; then
-  echo "warren: missing ${need_apt[*]}; run this as root (or apt-get install them)" >&2
+  old=$([ "$use_backports" = yes ] && [ -n "$wg_go_version" ] && echo " (wireguard-go $wg_go_version is older than $WIREGUARD_GO_MIN: take it from bookworm-backports)")
+  echo "warren: missing ${need_apt[*]}$old; run this as root (or apt-get install them)" >&2
   exit 1
 else
   if [ "$codename" = bookworm ]; then
