@@ -87,14 +87,26 @@ t.test('no kernel WireGuard and no wireguard-go: the error names the packages to
   t.same(sim.devices.size, 0, 'no interface was made')
 })
 
-t.test('an adopted wireguard-go interface is reported without a version it cannot know', async t => {
-  const sim = simulateWireGuardSystem()
-  await createWireGuard({ runner: sim.runner, interfaceName: IF, wireguardGoCandidates: CANDIDATES }).up()
+t.test('an adopted wireguard-go interface is reported as the program that runs it', async t => {
+  const sim = simulateWireGuardSystem({ builds: { '/usr/local/bin/wireguard-go': OLD, '/usr/bin/wireguard-go': NEW } })
+  await createWireGuard({ runner: sim.runner, interfaceName: IF, wireguardGo: '/usr/local/bin/wireguard-go' }).up()
   sim.runner.reset()
   const restarted = createWireGuard({ runner: sim.runner, interfaceName: IF, wireguardGoCandidates: CANDIDATES })
   await restarted.up()
-  t.same(restarted.implementation(), { implementation: 'wireguard-go' })
-  t.same(versionRuns(sim.runner.calls), [])
+  t.same(restarted.implementation(), { implementation: 'wireguard-go', path: '/usr/local/bin/wireguard-go', version: '0.0.20220316' }, 'the old build that runs it, not the newest installed')
+  t.same(started(sim.runner.calls), [], 'nothing new is started')
+
+  // upgraded since it started: the file is another build now, the process is not
+  sim.runner.on(/^readlink \/proc\/\d+\/exe$/, { stdout: '/usr/local/bin/wireguard-go (deleted)\n' })
+  const again = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  await again.up()
+  t.same(again.implementation(), { implementation: 'wireguard-go', path: '/usr/local/bin/wireguard-go', replaced: true })
+
+  // no process found (pgrep missing, or another PID namespace): only the kind is known
+  sim.runner.on('pgrep -a -x wireguard-go', { exitCode: 127, stderr: 'pgrep: command not found' })
+  const unknown = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  await unknown.up()
+  t.same(unknown.implementation(), { implementation: 'wireguard-go' })
 })
 
 t.test('candidates come from PATH, then the usual directories, each once; relative PATH entries are skipped', async t => {

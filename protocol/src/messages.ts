@@ -446,13 +446,16 @@ export const DataPlaneInfo = Obj({
   /** the wireguard-go program that was started */
   path: Type.Optional(Str(4096)),
   /** the distribution package the program belongs to, with its version ("wireguard-go 0.0.20231211-1~bpo12+1") */
-  package: Type.Optional(Str(200))
+  package: Type.Optional(Str(200)),
+  /** the program's file was replaced (say by an upgrade) after it started: the running build is the old one */
+  replaced: Type.Optional(Type.Boolean())
 })
 export type DataPlaneInfo = Static<typeof DataPlaneInfo>
 
 /** describeDataPlane is one line for logs and `warren status`: "wireguard-go 0.0.20230223 (/usr/bin/wireguard-go, package wireguard-go 0.0.20231211-1~bpo12+1)". */
 export function describeDataPlane (info: DataPlaneInfo): string {
-  const where = [info.path, info.package !== undefined ? `package ${info.package}` : undefined].filter(x => x !== undefined)
+  const where = [info.path, info.package !== undefined ? `package ${info.package}` : undefined,
+    info.replaced === true ? 'replaced on disk since it started: \'warren down\' and \'warren up\' run the new one' : undefined].filter(x => x !== undefined)
   return `${info.implementation}${info.version !== undefined ? ` ${info.version}` : ''}${where.length > 0 ? ` (${where.join(', ')})` : ''}`
 }
 

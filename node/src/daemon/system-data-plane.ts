@@ -39,6 +39,9 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
     if (now === undefined || JSON.stringify(now) === JSON.stringify(reported)) return
     reported = now
     ctx.logger.info({ dataPlane: now }, `WireGuard: ${describeDataPlane(now)}`)
+    if (now.replaced === true) {
+      ctx.logger.warn(`the running wireguard-go (${now.path ?? '?'}) was replaced on disk after it started: 'warren down' and 'warren up' start the new build`)
+    }
     if (now.version !== undefined && compareVersions(now.version, FAST_WIREGUARD_GO) < 0) {
       ctx.logger.warn(`wireguard-go ${now.version} is several times slower than ${FAST_WIREGUARD_GO} or newer: install a newer wireguard-go (Debian bookworm: from bookworm-backports)`)
     }

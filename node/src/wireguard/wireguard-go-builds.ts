@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs'
 import { join } from 'node:path'
-import { WarrenError } from '@warren/protocol'
+import { WarrenError, type DataPlaneInfo } from '@warren/protocol'
 import type { CommandRunner } from '../runner/command-runner.js'
 
 /** WIREGUARD_GO_DIRS are the places a wireguard-go program is looked for besides PATH. */
@@ -124,4 +124,26 @@ export async function chooseWireGuardGo (runner: CommandRunner, candidates: read
   const pkg = await debianPackage(runner)
   for (const b of found) if (pkg?.files.has(b.path) === true) b.package = `wireguard-go ${pkg.version}`
   return rankWireGuardGoBuilds(found)[0]!
+}
+
+/**
+ * runningWireGuardGo says which program runs an interface an earlier daemon started: the
+ * wireguard-go process whose last argument is the interface's name (unique on the host, as
+ * wireguard-go's control sockets are shared by all namespaces). When its file was replaced
+ * since it started (an upgrade), the running build is the old one and no version is given.
+ */
+export async function runningWireGuardGo (runner: CommandRunner, interfaceName: string): Promise<DataPlaneInfo> {
+  const base: DataPlaneInfo = { implementation: 'wireguard-go' }
+  const ask = async (argv: string[]): Promise<string> => {
+    const r = await runner.run(argv, { allowFail: true }).catch(() => undefined)
+    return r?.exitCode === 0 ? r.stdout.trim() : ''
+  }
+  const pid = (await ask(['pgrep', '-a', '-x', 'wireguard-go'])).split('\n')
+    .map(l => l.trim().split(/\s+/)).find(words => words.at(-1) === interfaceName)?.[0]
+  if (pid === undefined || !/^\d+$/.test(pid)) return base
+  const exe = await ask(['readlink', `/proc/${pid}/exe`])
+  if (!exe.startsWith('/')) return base
+  if (exe.endsWith(' (deleted)')) return { ...base, path: exe.slice(0, -' (deleted)'.length), replaced: true }
+  const build = await chooseWireGuardGo(runner, [exe]).catch(() => undefined)
+  return { ...base, ...(build ?? { path: exe }) }
 }

@@ -3,7 +3,7 @@ import { type CommandRunner, withSecretFile } from '../runner/command-runner.js'
 import { checkInterfaceName } from '../router/cidr.js'
 import type { WireGuard, WireGuardBackend, WireGuardConfig, WireGuardMode, WireGuardStatus, WireGuardChanges } from './types.js'
 import { checkWireGuardConfig, parseWireGuardDump, planWireGuard, planChanges, wgSetCommands, withoutPrivateKey, PRIVATE_KEY_FILE, type WireGuardDevice } from './wireguard-plan.js'
-import { chooseWireGuardGo, installedCandidates, wireGuardGoCandidates } from './wireguard-go-builds.js'
+import { chooseWireGuardGo, installedCandidates, runningWireGuardGo, wireGuardGoCandidates } from './wireguard-go-builds.js'
 
 /** WireGuardOptions configure createWireGuard. */
 export interface WireGuardOptions {
@@ -78,9 +78,8 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
     const answers = await readDevice() !== undefined
     if (answers && kind !== undefined) {
       // Left by an earlier run of the daemon: adopt it with its peers, so sessions go on.
-      // Which wireguard-go runs it is not known: `warren down` and `up` start the newest.
       backend = kind === 'wireguard' ? 'kernel' : 'userspace'
-      info = { implementation: backend === 'kernel' ? 'kernel' : 'wireguard-go' }
+      info = backend === 'kernel' ? { implementation: 'kernel' } : await runningWireGuardGo(runner, interfaceName)
       return backend
     }
     if (answers) {
