@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import { displayFingerprint, DEFAULT_DOMAIN } from '@warren/protocol'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
+import { listenForStop } from '../stop-signal.js'
 
 interface ServeOpts { stateDir: string, listen: string, domain: string, tlsCert?: string, tlsKey?: string, metricsListen?: string }
 
@@ -24,6 +25,7 @@ export function register (program: Command): void {
     .action(async (opts: ServeOpts) => {
       // Loaded here so that other commands do not pay for the controller's dependencies.
       const { startController } = await import('@warren/controller')
+      const stop = listenForStop()
       const ctl = await startController({
         stateDir: opts.stateDir,
         listen: opts.listen,
@@ -31,16 +33,13 @@ export function register (program: Command): void {
         ...(opts.tlsCert !== undefined ? { tlsCert: opts.tlsCert } : {}),
         ...(opts.tlsKey !== undefined ? { tlsKey: opts.tlsKey } : {}),
         ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})
-      })
+      }).catch((e: unknown) => { stop.dispose(); throw e })
       printLine(`warren controller listening on ${ctl.url}`)
       printLine(`certificate fingerprint (SHA-256): ${displayFingerprint(ctl.fingerprint)}`)
       printLine(`admin socket: ${ctl.adminSocket}`)
       if (ctl.metricsUrl !== undefined) printLine(`metrics: ${ctl.metricsUrl}`)
       printLine(`manage it here with: warren admin --state-dir ${opts.stateDir} users create NAME`)
-      const signal = await new Promise<NodeJS.Signals>(resolve => {
-        process.once('SIGINT', resolve)
-        process.once('SIGTERM', resolve)
-      })
+      const signal = await stop.received
       cliIo().stderr.write(`warren: ${signal}: stopping the controller\n`)
       await ctl.close()
     })

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander'
 import { WarrenError } from '@warren/protocol'
 import type { DaemonInit } from '@warren/node'
+import { listenForStop } from '../stop-signal.js'
 import { DEFAULT_SOCKET_PATH } from '@warren/sdk'
 
 interface RunOptions {
@@ -39,6 +40,7 @@ export function register (program: Command): void {
       // Loaded here, not at the top: every other command starts faster without the daemon's code.
       const { startDaemon, createDaemonLogger } = await import('@warren/node')
       const logger = createDaemonLogger({ level: opts.logLevel })
+      const stop = listenForStop()
       const daemon = await startDaemon({
         stateDir: opts.stateDir,
         socketPath: opts.socket,
@@ -48,17 +50,9 @@ export function register (program: Command): void {
         ...(port !== undefined ? { listenPort: port } : {}),
         logger,
         ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})
-      })
+      }).catch((e: unknown) => { stop.dispose(); throw e })
       // Stopping the process keeps the data plane (fail-closed); only 'warren down' removes it.
-      await new Promise<void>(resolve => {
-        const stop = (sig: string): void => {
-          logger.info({ signal: sig }, 'stopping')
-          process.off('SIGINT', stop)
-          process.off('SIGTERM', stop)
-          daemon.close().then(resolve, (e: Error) => { logger.error({ err: e.message }, 'stopping failed'); resolve() })
-        }
-        process.on('SIGINT', stop)
-        process.on('SIGTERM', stop)
-      })
+      logger.info({ signal: await stop.received }, 'stopping')
+      await daemon.close().catch((e: Error) => { logger.error({ err: e.message }, 'stopping failed') })
     })
 }
