@@ -1,0 +1,3 @@
+/** nat lets a node reach peers with no open port: the shared WireGuard port, STUN and netcheck. */
+export * from './types.js'
+export * from './shared-port.js'
