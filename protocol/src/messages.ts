@@ -228,7 +228,11 @@ export type RelayInfo = Static<typeof RelayInfo>
 
 /** NatConfig tells a node where to learn its public mapping and which relays exist. */
 export const NatConfig = Obj({
-  /** STUN servers as host:port; two or more let a node tell an endpoint-independent NAT from a symmetric one */
+  /**
+   * STUN servers as host:port; two or more let a node tell an endpoint-independent NAT from
+   * a symmetric one. A host-less entry (`:3478`) means the host of the controller URL the
+   * node joined with: the controller cannot know the name its nodes reach it by.
+   */
   stun: Type.Array(Endpoint, { maxItems: 16 }),
   relays: Type.Array(RelayInfo, { maxItems: 64 })
 })

@@ -7,6 +7,23 @@ import ipaddr from 'ipaddr.js'
  * needs to learn the public mapping of its WireGuard port.
  */
 
+/** DEFAULT_STUN_PORT is the IANA STUN port, where the controller answers by default. */
+export const DEFAULT_STUN_PORT = 3478
+
+/**
+ * stunServerAddress reads one `nat.stun` entry: `host:port`, `[v6]:port`, or `:port` for
+ * the host of the controller URL the node joined with. It throws on anything else.
+ */
+export function stunServerAddress (entry: string, controllerUrl: string): { host: string, port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(entry)
+  const port = Number(m?.[3])
+  if (m === null || port < 1 || port > 65535) throw new Error(`STUN server '${entry}' is not host:port, [v6]:port or :port`)
+  const host = m[1] ?? m[2]!
+  if (host !== '') return { host, port }
+  const u = new URL(controllerUrl)
+  return { host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port }
+}
+
 const BINDING_REQUEST = 0x0001
 const BINDING_SUCCESS = 0x0101
 const ATTR_MAPPED_ADDRESS = 0x0001
