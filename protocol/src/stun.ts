@@ -1,5 +1,7 @@
 import { STUN_MAGIC_COOKIE } from './control-packet.js'
 import ipaddr from 'ipaddr.js'
+import { parseHostPort } from './util.js'
+import { WarrenError } from './errors.js'
 
 /**
  * A minimal RFC 5389 STUN codec: binding requests and success responses with
@@ -15,13 +17,10 @@ export const DEFAULT_STUN_PORT = 3478
  * the host of the controller URL the node joined with. It throws on anything else.
  */
 export function stunServerAddress (entry: string, controllerUrl: string): { host: string, port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(entry)
-  const port = Number(m?.[3])
-  if (m === null || port < 1 || port > 65535) throw new Error(`STUN server '${entry}' is not host:port, [v6]:port or :port`)
-  const host = m[1] ?? m[2]!
+  const { host, port } = parseHostPort(entry, 'STUN server')
+  if (port === 0) throw new WarrenError('bad_host_port', `STUN server '${entry}' has port 0`, { field: 'STUN server' })
   if (host !== '') return { host, port }
-  const u = new URL(controllerUrl)
-  return { host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port }
+  return { host: new URL(controllerUrl).hostname.replace(/^\[(.*)\]$/, '$1'), port }
 }
 
 const BINDING_REQUEST = 0x0001

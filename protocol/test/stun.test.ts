@@ -46,5 +46,5 @@ t.test('stunServerAddress reads host:port, [v6]:port and host-less :port (the co
   t.same(stunServerAddress('[2001:db8::1]:3479', url), { host: '2001:db8::1', port: 3479 })
   t.same(stunServerAddress(':3478', url), { host: 'ctl.example', port: 3478 })
   t.same(stunServerAddress(':3478', 'https://[2001:db8::2]:443'), { host: '2001:db8::2', port: 3478 })
-  for (const bad of ['3478', 'host:', 'host:99999', '[x:1', 'a:b:3478']) t.throws(() => stunServerAddress(bad, url), /not host:port/, bad)
+  for (const bad of ['3478', 'host:', 'host:99999', '[x:1', 'a:b:3478', 'host:0']) t.throws(() => stunServerAddress(bad, url), { code: 'bad_host_port' }, bad)
 })
