@@ -2,7 +2,6 @@ import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import type { Registry } from 'prom-client'
-import type { NatConfig } from '@warren/protocol'
 import type { MapNodeSource, MapPolicy, MapLogger } from './types.js'
 import { createMapMetrics, type MapMetrics } from './metrics.js'
 import { writeRawError } from '../raw-http.js'
@@ -10,6 +9,7 @@ import { createMeshPolicy, type MeshPolicy } from './mesh-policy.js'
 import { createMapFanout } from './fanout.js'
 import { createMapWire } from './wire.js'
 import { createMapSessions } from './sessions.js'
+import type { NatConfig } from '@warren/protocol'
 
 /** MAP_PATH is where nodes open their map session (a WebSocket on the API server). */
 export const MAP_PATH = '/v1/machine/map'
@@ -19,8 +19,6 @@ export interface MapServiceOptions {
   policy: MapPolicy
   /** MagicDNS domain sent in every map */
   domain: string
-  /** NAT config (STUN servers, relays) sent in every map; none when absent */
-  nat?: NatConfig
   /** changes within this window reach a node as one delta (default 30 ms) */
   coalesceMs?: number
   /** ws ping interval; a node that has not answered the previous ping is closed (default 15 s) */
@@ -39,6 +37,8 @@ export interface MapServiceOptions {
   sendHighWaterBytes?: number
   /** a node whose socket has more unsent bytes than this is dropped; it resumes later (default 64 MiB) */
   maxBufferedBytes?: number
+  /** STUN servers and relays told to every node */
+  nat?: NatConfig
   registry?: Registry
   log?: MapLogger
 }
@@ -66,8 +66,8 @@ export interface MapService {
   mesh: MeshPolicy
   /** setDomain changes the MagicDNS domain for every node. */
   setDomain: (domain: string) => void
-  /** setNat changes the NAT config (STUN servers, relays) for every node. */
-  setNat: (nat: NatConfig) => void
+  /** setNat changes the STUN servers and relays every node is told. */
+  setNat: (nat: NatConfig | undefined) => void
   stats: () => MapStats
   metrics: MapMetrics
   /** close ends every session (code 1001) and stops timers; the source is left alone. */
