@@ -16,6 +16,8 @@ import { createPolicyEngine, emailResolution, type Policy, type PolicyUser } fro
 import { createPolicyService, policyUsers, type PolicyService } from './policy-service.js'
 import { policyRoutes } from './routes/policy.js'
 import type { ServerHook, Closable } from './server-hooks.js'
+import { startEmbeddedRelay, embeddedRelayBackend, type EmbeddedRelayOptions } from './relay/index.js'
+import type { UdpRelay } from '@warren/relay'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
@@ -46,6 +48,12 @@ export interface StartControllerOptions {
    * it to loopback or a private address: it has no authentication.
    */
   metricsListen?: string
+  /**
+   * relay runs the kernel UDP relay in this process (needs root and nft): nodes that find
+   * no direct path to a peer get an allocation on it. Off when absent; `warren controller
+   * serve` turns it on when it can.
+   */
+  relay?: EmbeddedRelayOptions
 }
 
 export interface RunningController {
@@ -67,6 +75,8 @@ export interface RunningController {
   map?: MapService
   /** http://host:port/metrics, when started with `metricsListen` */
   metricsUrl?: string
+  /** the embedded kernel relay, when started with `relay` */
+  relay?: UdpRelay
   close: () => Promise<void>
 }
 
@@ -120,8 +130,20 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     closables.push({ close: async () => { await app.close() } }, { close: async () => { await adminApp.close() } })
 
     const hooks = opts.onServer === undefined ? [] : Array.isArray(opts.onServer) ? [...opts.onServer] : [opts.onServer]
+    let relay: UdpRelay | undefined
+    if (opts.relay !== undefined) {
+      const r = relay = await startEmbeddedRelay(opts.stateDir, opts.relay, log.child({ module: 'relay' }))
+      // Closed last: the map service releases its allocations through it first.
+      closables.push({ close: async () => { await r.close() } })
+      log.info({ udp: r.endpoint }, 'embedded kernel relay running')
+    }
     if (opts.map !== false) {
-      const mapOpts = opts.map ?? {}
+      const mapOpts = { ...opts.map }
+      if (relay !== undefined) {
+        const backend = embeddedRelayBackend(relay)
+        mapOpts.nat ??= { stun: [relay.endpoint], relays: [backend.info] }
+        mapOpts.relay ??= { backends: [backend], ...(opts.relay?.grantTtlMs !== undefined ? { grantTtlMs: opts.relay.grantTtlMs } : {}) }
+      }
       // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
       hooks.unshift(mapServerHook({
         ...mapOpts,
@@ -177,6 +199,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       policy,
       ...(map !== undefined ? { map } : {}),
       ...(metricsUrl !== undefined ? { metricsUrl } : {}),
+      ...(relay !== undefined ? { relay } : {}),
       close: async () => {
         closing ??= (async () => {
           clearInterval(sweep)
