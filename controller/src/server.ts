@@ -132,10 +132,15 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const hooks = opts.onServer === undefined ? [] : Array.isArray(opts.onServer) ? [...opts.onServer] : [opts.onServer]
     let relay: UdpRelay | undefined
     if (opts.relay !== undefined) {
-      const r = relay = await startEmbeddedRelay(opts.stateDir, opts.relay, log.child({ module: 'relay' }))
-      // Closed last: the map service releases its allocations through it first.
-      closables.push({ close: async () => { await r.close() } })
-      log.info({ udp: r.endpoint }, 'embedded kernel relay running')
+      try {
+        const r = relay = await startEmbeddedRelay(opts.stateDir, opts.relay, log.child({ module: 'relay' }))
+        // Closed last: the map service releases its allocations through it first.
+        closables.push({ close: async () => { await r.close() } })
+        log.info({ udp: r.endpoint }, 'embedded kernel relay running')
+      } catch (e) {
+        if (opts.relay.optional !== true) throw e
+        log.warn({ err: (e as Error).message }, 'embedded kernel relay not started; nodes get no UDP relay from this controller')
+      }
     }
     if (opts.map !== false) {
       const mapOpts = { ...opts.map }

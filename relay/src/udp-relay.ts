@@ -8,6 +8,7 @@ import { applySysctls, relaySysctlPlan, procSysctls, type Sysctls, type SysctlRe
 import { createTokenBuckets } from './token-bucket.js'
 import type { RelayKeyPair } from './relay-key.js'
 import type { Forward } from './relay-nft.js'
+import { runCommand } from './command.js'
 
 /** RelayLogger is the slice of a pino logger the relay writes to. */
 export interface RelayLogger {
@@ -313,4 +314,19 @@ export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
       await restoreSysctls()
     }
   }
+}
+
+/**
+ * relayUnsupportedReason says why this process cannot run the kernel relay (not root, no
+ * nft), or undefined when it can.
+ */
+export async function relayUnsupportedReason (): Promise<string | undefined> {
+  if (process.platform !== 'linux') return 'the kernel relay needs Linux (nftables)'
+  if (process.getuid?.() !== 0) return 'the kernel relay needs root (it programs nftables and sets sysctls)'
+  try {
+    await runCommand(['nft', '--version'])
+  } catch (e) {
+    return `the kernel relay needs nft (install nftables): ${(e as Error).message}`
+  }
+  return undefined
 }

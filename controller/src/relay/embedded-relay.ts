@@ -19,6 +19,8 @@ export interface EmbeddedRelayOptions {
   portRange?: PortRange
   /** how long a grant lasts unless renewed (default 10 min) */
   grantTtlMs?: number
+  /** optional: when the relay cannot start, the controller logs why and runs without it */
+  optional?: boolean
   /** seams for tests */
   firewall?: RelayFirewall
   sysctls?: Sysctls | false
