@@ -11,6 +11,10 @@
  *     `bound ADDRESS:PORT` on the ack), then sends a WireGuard-shaped packet (type 4,
  *     three zero bytes, a sequence number) every 20 ms, printing `sent N` every 10th, and
  *     prints `recv N` for each such packet it gets.
+ *   relay-fixture.js bind --key PRIV --relay-key PUB --relay HOST:PORT --allocation ID --local-port P
+ *     sends a bind every 500 ms from local port P, for a test that rewrites P's packets to
+ *     leave from a real WireGuard port (the shared-port rule); the relay's `bind` line
+ *     tells when it took effect.
  */
 import { createSocket } from 'node:dgram'
 import { parseArgs } from 'node:util'
@@ -78,9 +82,25 @@ async function peer (args: string[]): Promise<void> {
   process.once('SIGTERM', () => { clearInterval(binder); clearInterval(sender); s.close(); process.exit(0) })
 }
 
+async function bind (args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { key: { type: 'string' }, 'relay-key': { type: 'string' }, relay: { type: 'string' }, allocation: { type: 'string' }, 'local-port': { type: 'string' } } })
+  const priv = values.key!
+  const to = parseHostPort(values.relay!, '--relay')
+  const s = createSocket('udp4')
+  await new Promise<void>(resolve => s.bind(Number(values['local-port']), () => resolve()))
+  const send = (): void => {
+    s.send(encodeRelayBind({ allocation: values.allocation!, timestampMs: Date.now(), nodePrivateKey: priv, nodePublicKey: wireGuardPublicKey(priv), relayPublicKey: values['relay-key']! }), to.port, to.host)
+  }
+  send()
+  say('binding')
+  const timer = setInterval(send, 500)
+  process.once('SIGTERM', () => { clearInterval(timer); s.close(); process.exit(0) })
+}
+
 const [mode, ...rest] = process.argv.slice(2)
 if (mode === 'relay') await relay(rest)
 else if (mode === 'peer') await peer(rest)
+else if (mode === 'bind') await bind(rest)
 else {
   process.stderr.write('usage: relay-fixture.js relay|peer ...\n')
   process.exit(2)

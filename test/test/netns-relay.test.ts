@@ -1,37 +1,11 @@
-import t, { type Test } from 'tap'
-import { join, dirname } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { join } from 'node:path'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { generateWireGuardKeyPair } from '@warren/protocol'
-import { createTopology, netnsSkipReason, type Host, type Topology, type ProcessHandle } from '../src/index.js'
+import { netnsSkipReason, natLab, leaveFromPort, startLabWireGuard, waitFor, RELAY_FIXTURE as FIXTURE, type Host, type ProcessHandle } from '../src/index.js'
 
 const skip = netnsSkipReason()
-const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'relay-fixture.js')
-
-/**
- * natLab builds a relay host on the backbone and two nodes, each on a LAN behind its own
- * NAT router: `a` behind plain masquerade (endpoint-independent mapping), `b` behind
- * `masquerade fully-random` (symmetric: a new port per destination).
- */
-async function natLab (t: Test): Promise<{ topo: Topology, relay: Host, a: Host, b: Host, routers: Host[] }> {
-  const topo = await createTopology(t, { hosts: ['relay'] })
-  const relay = topo.host('relay')
-  const nodes: Host[] = []
-  const routers: Host[] = []
-  for (const [name, random] of [['a', false], ['b', true]] as const) {
-    const router = await topo.addHost(`nat${name}`, { networks: ['backbone', `lan${name}`] })
-    const node = await topo.addHost(name, { networks: [`lan${name}`] })
-    await router.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1'])
-    // nft 1.0.6 needs a newline after `fully-random`.
-    const nat = `table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname "eth0" masquerade${random ? ' fully-random' : ''}\n }\n}\n`
-    await router.exec(['nft', '-f', '-'], { input: nat })
-    await node.exec(['ip', 'route', 'add', 'default', 'via', router.interfaces[1]!.address])
-    nodes.push(node)
-    routers.push(router)
-  }
-  return { topo, relay, a: nodes[0]!, b: nodes[1]!, routers }
-}
 
 const lines = (p: ProcessHandle, re: RegExp): RegExpMatchArray[] => p.output().split('\n').map(l => l.match(re)).filter((m): m is RegExpMatchArray => m !== null)
 const maxSeq = (p: ProcessHandle, re: RegExp): number => Math.max(0, ...lines(p, re).map(m => Number(m[1])))
@@ -82,4 +56,30 @@ t.test('kernel relay: binds through NATs (one symmetric), data both ways in the 
   t.match(r.output(), /stopped/)
   t.equal((await relay.exec(['nft', 'list', 'tables'])).stdout.includes('warren_relay'), false, 'stop removes the table')
   t.equal((await relay.exec(['sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim(), before, 'stop restores forwarding')
+})
+
+t.test('kernel relay: wireguard-go on both nodes (one behind a symmetric NAT) pings through the relay', { skip, timeout: 180_000 }, async t => {
+  const { relay, a, b } = await natLab(t)
+  const dir = await mkdtemp(join(tmpdir(), 'warren-relay-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const ka = generateWireGuardKeyPair()
+  const kb = generateWireGuardKeyPair()
+  const r = relay.spawn(['node', FIXTURE, 'relay', '--key-file', join(dir, 'relay.key'), '--pair', `${ka.publicKey},${kb.publicKey}`])
+  const [, relayKey] = await r.waitForLine(/^relay (\S+) (\d+)$/, 30_000)
+  const [, id, pa, pb] = await r.waitForLine(/^allocated (\S+) (\d+) (\d+)$/, 30_000)
+  const WG = 51820
+  const HELPER = 51999
+  for (const [h, me, other, port, addr, peerAddr] of [[a, ka, kb, pa!, '100.64.0.1', '100.64.0.2'], [b, kb, ka, pb!, '100.64.0.2', '100.64.0.1']] as const) {
+    await startLabWireGuard(h, { privateKey: me.privateKey, address: addr, listenPort: WG, peer: { publicKey: other.publicKey, address: peerAddr, endpoint: `${relay.address}:${port}` } })
+    await leaveFromPort(h, HELPER, WG)
+    h.spawn(['node', FIXTURE, 'bind', '--key', me.privateKey, '--relay-key', relayKey!, '--relay', `${relay.address}:${port}`, '--allocation', id!, '--local-port', String(HELPER)])
+  }
+  await r.waitForLine(new RegExp(`^bind ${id} 0$`), 30_000)
+  await r.waitForLine(new RegExp(`^bind ${id} 1$`), 30_000)
+  await waitFor(async () => (await a.exec(['ping', '-c', '1', '-W', '1', '100.64.0.2'], { allowFail: true })).exitCode === 0, { timeoutMs: 60_000, message: 'a ping from a to b through the relay' })
+  const ping = await b.exec(['ping', '-c', '5', '-i', '0.2', '-W', '2', '100.64.0.1'], { allowFail: true })
+  t.equal(ping.exitCode, 0, 'b pings a back through the relay')
+  process.kill(r.pid, 'SIGUSR2')
+  const [, statsText] = await r.waitForLine(/^stats (.*)$/, 10_000)
+  t.equal((JSON.parse(statsText!) as { dataPackets: number }).dataPackets, 0, 'the relay process never received a WireGuard packet')
 })
