@@ -1,34 +1,13 @@
 import t, { type Test } from 'tap'
-import { createSocket } from 'node:dgram'
-import { once } from 'node:events'
-import { generateWireGuardKeyPair, classifyWgPortPacket, type RelayGrant, type RelayRevoke, type RelayRequest, type WireGuardKeyPair } from '@warren/protocol'
+import { generateWireGuardKeyPair, type RelayGrant, type RelayRevoke, type RelayRequest, type WireGuardKeyPair } from '@warren/protocol'
 import { startUdpRelay, type UdpRelay } from '@warren/relay'
 import { createFakeRelayFirewall } from '@warren/relay/testing'
 import { createUdpRelayClient, type RelayControl } from '../src/index.js'
-import { createFakeUdpRelayClient } from '../src/testing.js'
-import type { SharedPort, SharedPortPacket } from '../src/nat/types.js'
+import { createFakeUdpRelayClient, createFakeLoopbackSharedPort } from '../src/testing.js'
+import type { SharedPort } from '../src/nat/types.js'
 
-/** loopbackSharedPort is a minimal SharedPort: one loopback UDP socket standing in for the WireGuard port. */
 async function loopbackSharedPort (t: Test): Promise<SharedPort> {
-  const s = createSocket('udp4')
-  s.bind(0, '127.0.0.1')
-  await once(s, 'listening')
-  const handlers = new Set<{ kind: SharedPortPacket['kind'], h: (p: SharedPortPacket) => void }>()
-  s.on('message', (data, from) => {
-    const kind = classifyWgPortPacket(data)
-    if (kind !== 'stun' && kind !== 'control') return
-    for (const x of handlers) if (x.kind === kind) x.h({ kind, data, from: { address: from.address, port: from.port } })
-  })
-  const port: SharedPort = {
-    wgPort: s.address().port,
-    send: async (data, to) => { s.send(data, to.port, to.address) },
-    onPacket (kind, h) {
-      const x = { kind, h }
-      handlers.add(x)
-      return () => { handlers.delete(x) }
-    },
-    close: async () => { s.close() }
-  }
+  const port = await createFakeLoopbackSharedPort()
   t.teardown(port.close)
   return port
 }

@@ -15,9 +15,14 @@
  *     sends a bind every 500 ms from local port P, for a test that rewrites P's packets to
  *     leave from a real WireGuard port (the shared-port rule); the relay's `bind` line
  *     tells when it took effect.
+ *   relay-fixture.js swarm --relay-key PUB --relay-host HOST --file F
+ *     many stand-in nodes in one process: F is a JSON list of { allocation, port, key };
+ *     each binds (every 500 ms until acked, then every 5 s) and then sends a WireGuard-shaped
+ *     packet every 100 ms. Prints `swarm bound N` when all N are bound, nothing per packet.
  */
 import { createSocket } from 'node:dgram'
 import { parseArgs } from 'node:util'
+import { readFile } from 'node:fs/promises'
 import {
   encodeRelayBind, openRelayBindAck, wireGuardPublicKey, parseHostPort, classifyWgPortPacket
 } from '@warren/protocol'
@@ -97,10 +102,43 @@ async function bind (args: string[]): Promise<void> {
   process.once('SIGTERM', () => { clearInterval(timer); s.close(); process.exit(0) })
 }
 
+async function swarm (args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { 'relay-key': { type: 'string' }, 'relay-host': { type: 'string' }, file: { type: 'string' } } })
+  const list = JSON.parse(await readFile(values.file!, 'utf8')) as Array<{ allocation: string, port: number, key: string }>
+  const relayKey = values['relay-key']!
+  let bound = 0
+  const timers: NodeJS.Timeout[] = []
+  for (const m of list) {
+    const s = createSocket('udp4')
+    await new Promise<void>(resolve => s.bind(0, () => resolve()))
+    const pub = wireGuardPublicKey(m.key)
+    let acked = false
+    s.on('message', msg => {
+      if (acked || openRelayBindAck(msg, relayKey, m.key) === undefined) return
+      acked = true
+      if (++bound === list.length) say(`swarm bound ${bound}`)
+    })
+    const bind = (): void => {
+      s.send(encodeRelayBind({ allocation: m.allocation, timestampMs: Date.now(), nodePrivateKey: m.key, nodePublicKey: pub, relayPublicKey: relayKey }), m.port, values['relay-host']!)
+    }
+    bind()
+    let tick = 0
+    const data = Buffer.alloc(64)
+    data[0] = 4
+    timers.push(setInterval(() => {
+      tick++
+      if (!acked ? tick % 5 === 0 : tick % 50 === 0) bind()
+      if (acked) s.send(data, m.port, values['relay-host']!)
+    }, 100))
+  }
+  process.once('SIGTERM', () => { for (const t of timers) clearInterval(t); process.exit(0) })
+}
+
 const [mode, ...rest] = process.argv.slice(2)
 if (mode === 'relay') await relay(rest)
 else if (mode === 'peer') await peer(rest)
 else if (mode === 'bind') await bind(rest)
+else if (mode === 'swarm') await swarm(rest)
 else {
   process.stderr.write('usage: relay-fixture.js relay|peer ...\n')
   process.exit(2)
