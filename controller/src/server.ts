@@ -1,4 +1,6 @@
 import type { Server as HttpsServer } from 'node:https'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { chmod, mkdir, rm, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { hostname } from 'node:os'
@@ -11,12 +13,13 @@ import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
 import { buildApp, buildMetricsApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
-import { mapServerHook, type MapServerHookOptions, type MapService } from './map/index.js'
+import { mapServerHook, MAP_PATH, type MapServerHookOptions, type MapService } from './map/index.js'
+import { writeRawError } from './raw-http.js'
 import { createPolicyEngine, emailResolution, type Policy, type PolicyUser } from './policy/index.js'
 import { createPolicyService, policyUsers, type PolicyService } from './policy-service.js'
 import { policyRoutes } from './routes/policy.js'
 import type { ServerHook, Closable } from './server-hooks.js'
-import { startEmbeddedRelay, embeddedRelayBackend, type EmbeddedRelayOptions } from './relay/index.js'
+import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, type EmbeddedRelayOptions } from './relay/index.js'
 import type { UdpRelay } from '@warren/relay'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
@@ -159,6 +162,22 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
           mapOpts.onStart?.(s)
         }
       }))
+    }
+    if (opts.map !== false) {
+      // Standalone relays connect here (with an admin API key) and join the map's broker.
+      hooks.push(server => {
+        const link = createRelayLinkServer({ authenticate: key => { state!.authenticateApiKey(key) }, broker: () => map?.relays, log: log.child({ module: 'relay-link' }) })
+        const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+          if (link.handleUpgrade(req, socket, head)) return
+          // As the map service does when alone: the last listener answers paths nobody serves.
+          const path = (req.url ?? '').split('?')[0] ?? ''
+          if (path !== MAP_PATH && server.listeners('upgrade').at(-1) === onUpgrade) {
+            writeRawError(socket, 404, 'not_found', `no WebSocket endpoint at ${path}; the map session is at ${MAP_PATH}`)
+          }
+        }
+        server.on('upgrade', onUpgrade)
+        return { close: async () => { server.off('upgrade', onUpgrade); await link.close() } }
+      })
     }
     await app.ready()
     for (const hook of hooks) {

@@ -88,6 +88,7 @@ t.test('both sides bind through their shared port once one asks; endpoints appea
   t.equal(a.endpoint(kb.publicKey), relay.endpointOf(alloc.sides[sideOf(ka.publicKey)]!.port), 'A\'s endpoint for B is A\'s side of the pair')
   t.same(fw.forward(alloc.sides[sideOf(kb.publicKey)]!.port)?.to, { address: '127.0.0.1', port: pa.wgPort }, 'the relay forwards B\'s packets to A\'s WireGuard port')
   t.ok(changes.includes(kb.publicKey))
+  t.equal(a.relayId(kb.publicKey), 'embedded', 'the relay in use is named for status')
 
   const binds = relay.stats().binds
   await until(() => relay.stats().binds >= binds + 2, 'refreshed binds')

@@ -334,6 +334,45 @@ export type RelayRequest = Static<typeof RelayRequest>
 export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest])
 export type ClientMessage = Static<typeof ClientMessage>
 
+// ---------- relay link (a standalone relay's control connection to the controller) ----------
+
+/** RELAY_LINK_PATH is where a standalone relay opens its control WebSocket (with an API key). */
+export const RELAY_LINK_PATH = '/v1/relay/link'
+
+/** RelayLinkHello is a standalone relay's first message: who it is and where nodes reach it. */
+export const RelayLinkHello = Obj({
+  type: Type.Literal('relay-hello'),
+  version: Type.Integer(),
+  id: Id,
+  udp: Endpoint,
+  key: Base64Key
+})
+export type RelayLinkHello = Static<typeof RelayLinkHello>
+
+/** RelayLinkReply answers a numbered command: the allocation made, or why not. */
+export const RelayLinkReply = Obj({
+  type: Type.Literal('relay-reply'),
+  req: Type.Integer({ minimum: 0 }),
+  ok: Type.Boolean(),
+  allocation: Type.Optional(Obj({ id: Id, ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 2, maxItems: 2 }) })),
+  message: Type.Optional(Str(1000))
+})
+export type RelayLinkReply = Static<typeof RelayLinkReply>
+
+/** Messages from a standalone relay to the controller. */
+export const RelayLinkUp = Type.Union([RelayLinkHello, RelayLinkReply])
+export type RelayLinkUp = Static<typeof RelayLinkUp>
+
+/** RelayLinkCommand is what the controller's broker asks of a standalone relay. */
+export const RelayLinkCommand = Type.Union([
+  Obj({ type: Type.Literal('relay-welcome') }),
+  Obj({ type: Type.Literal('relay-allocate'), req: Type.Integer({ minimum: 0 }), nodeKeys: Type.Array(Base64Key, { minItems: 2, maxItems: 2 }), expiresAt: Type.Integer() }),
+  Obj({ type: Type.Literal('relay-renew'), allocation: Id, expiresAt: Type.Integer() }),
+  Obj({ type: Type.Literal('relay-release'), req: Type.Integer({ minimum: 0 }), allocation: Id }),
+  MapError
+])
+export type RelayLinkCommand = Static<typeof RelayLinkCommand>
+
 /** applyDelta returns the netmap after a delta; the input is not changed. */
 export function applyDelta (nm: Netmap, d: MapDelta): Netmap {
   let peers = nm.peers

@@ -189,11 +189,11 @@ export function createReplayWindow (skewMs = 30_000): ReplayWindow {
   let lastSweep = 0
   return {
     check (nonce, timestampMs, nowMs = Date.now()) {
-      if (Math.abs(nowMs - timestampMs) > skewMs) return 'stale'
       if (nowMs - lastSweep > skewMs) {
         for (const [n, until] of seen) if (until < nowMs) seen.delete(n)
         lastSweep = nowMs
       }
+      if (Math.abs(nowMs - timestampMs) > skewMs) return 'stale'
       const id = toBase64(nonce)
       if (seen.has(id)) return 'replay'
       seen.set(id, timestampMs + 2 * skewMs)

@@ -107,8 +107,8 @@ t.test('binds are refused: wrong node, wrong side, other allocation, replayed, s
   t.equal(fw.forward(pa), undefined)
 
   const soon = await relay.allocate({ nodeKeys: [a.publicKey, b.publicKey], expiresAt: Date.now() - 1 })
+  // Refused as expired, or already swept away (the sweep runs every second): never acked.
   t.equal(await bindFrom(s, soon.sides[1].port, bindPacket(b, soon.id), b, 300), undefined, 'an expired allocation')
-  t.equal(relay.stats().refused.expired, 1)
 })
 
 t.test('expired allocations are swept; renew extends them; close removes the table and restores sysctls', async t => {

@@ -71,7 +71,7 @@ export interface MapService {
   setDomain: (domain: string) => void
   /** setNat changes the STUN servers and relays every node is told. */
   setNat: (nat: NatConfig | undefined) => void
-  /** relays grants and revokes kernel-relay allocations (see RelayBroker) */
+  /** relays grants and revokes kernel-relay allocations (see RelayBroker); its relays join the maps' NAT config */
   relays: RelayBroker
   /** sendRelay sends a grant or revocation to a node's session; false when it has none */
   sendRelay: (nodeId: string, msg: RelayGrant | RelayRevoke) => boolean
@@ -167,8 +167,18 @@ export function createMapService (opts: MapServiceOptions): MapService {
     ...opts.relay,
     mesh: { node: id => fanout.node(id), isMember: id => mesh.isMember(id), peersOf: id => mesh.peersOf(id) },
     send: sendRelay,
+    onBackendsChanged: () => { fanout.setNat(natWithRelays()) },
     ...(opts.log !== undefined ? { log: opts.log } : {})
   })
+
+  /** natWithRelays is the NAT config given, plus each relay the broker holds (its control port also answers STUN). */
+  function natWithRelays (): NatConfig | undefined {
+    const extra = relays.backends().map(b => b.info).filter(r => !(opts.nat?.relays ?? []).some(x => x.id === r.id))
+    if (opts.nat === undefined && extra.length === 0) return undefined
+    const base = opts.nat ?? { stun: [], relays: [] }
+    const stun = [...base.stun, ...extra.flatMap(r => r.udp !== undefined && !base.stun.includes(r.udp) ? [r.udp] : [])]
+    return { stun, relays: [...base.relays, ...extra] }
+  }
 
   /**
    * flush sends each dirty session its queued changes as one delta. A session whose

@@ -3,7 +3,7 @@ import { startUdpRelay, loadOrCreateRelayKey, type UdpRelay, type PortRange, typ
 import type { RelayBackend } from './relay-broker.js'
 
 /** EMBEDDED_RELAY_ID names the controller's own relay in maps and grants. */
-export const EMBEDDED_RELAY_ID = 'embedded'
+export const EMBEDDED_RELAY_ID = 'controller'
 /** DEFAULT_RELAY_PORT is the embedded relay's UDP control port (the controller's STUN is 3478). */
 export const DEFAULT_RELAY_PORT = 3479
 

@@ -36,6 +36,8 @@ export interface RelayBrokerOptions {
   grantTtlMs?: number
   /** relay requests per node: burst and per second (default 20, 0.5/s) */
   requestRate?: { burst: number, perSecond: number }
+  /** onBackendsChanged is called after a relay was added or removed (to update the maps' NAT config) */
+  onBackendsChanged?: () => void
   log?: RelayBrokerLogger
 }
 
@@ -64,6 +66,11 @@ export interface RelayBroker {
   /** meshChanged re-checks the pairs of these nodes (of every pair when absent) */
   meshChanged: (ids?: Iterable<string>) => void
   pairs: () => RelayPair[]
+  backends: () => RelayBackend[]
+  /** addBackend adds a relay (a standalone relay that connected); one with the same id is replaced */
+  addBackend: (b: RelayBackend) => void
+  /** removeBackend drops a relay and revokes every pair on it */
+  removeBackend: (b: RelayBackend) => void
   /** idle resolves once the changes started so far (releases, revocations) are done */
   idle: () => Promise<void>
   /** close releases every allocation */
@@ -76,6 +83,7 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
   const { mesh, log } = opts
   const ttl = opts.grantTtlMs ?? 600_000
   const rate = createTokenBuckets(opts.requestRate?.burst ?? 20, opts.requestRate?.perSecond ?? 0.5)
+  const backends: RelayBackend[] = [...opts.backends]
   const pairs = new Map<string, RelayPair>()
   const pending = new Map<string, Promise<RelayPair | undefined>>()
   const timers = new Map<string, NodeJS.Timeout>()
@@ -140,12 +148,14 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
   }
 
   async function allocate (key: string, nodes: [string, string], nodeKeys: [string, string]): Promise<RelayPair | undefined> {
-    const relay = opts.backends[0]!
+    // The relay with the fewest pairs of ours.
+    const load = (b: RelayBackend): number => [...pairs.values()].filter(p => p.relay === b).length
+    const relay = backends.reduce((best, b) => load(b) < load(best) ? b : best)
     const expiresAt = Date.now() + ttl
     const a = await relay.allocate({ nodeKeys, expiresAt })
     const p: RelayPair = { nodes, nodeKeys, relay, allocation: a.id, ports: [a.sides[0]!.port, a.sides[1]!.port], expiresAt }
-    if (closed || disallowed(p) !== undefined) {
-      // The policy changed while the relay was allocating.
+    if (closed || disallowed(p) !== undefined || !backends.includes(relay)) {
+      // The policy changed, or the relay went away, while the relay was allocating.
       await relay.release(a.id)
       return undefined
     }
@@ -174,7 +184,7 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
     if (other === undefined || other.id === nodeId || !mesh.isMember(other.id)) {
       return refuse(nodeId, peer, 'not_allowed', `no peer '${peer}' that the policy lets this node talk to`)
     }
-    if (opts.backends.length === 0) return refuse(nodeId, peer, 'no_relay', 'this controller runs no UDP relay')
+    if (backends.length === 0) return refuse(nodeId, peer, 'no_relay', 'this controller runs no UDP relay')
     const key = pairKey(nodeId, other.id)
     const nodes: [string, string] = nodeId < other.id ? [nodeId, other.id] : [other.id, nodeId]
     const nodeKeys: [string, string] = nodes[0] === nodeId ? [self.wgKey, other.wgKey] : [other.wgKey, self.wgKey]
@@ -215,6 +225,20 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
       }
     },
     pairs: () => [...pairs.values()],
+    backends: () => [...backends],
+    addBackend (b) {
+      const old = backends.find(x => x.info.id === b.info.id)
+      if (old !== undefined) this.removeBackend(old)
+      backends.push(b)
+      opts.onBackendsChanged?.()
+    },
+    removeBackend (b) {
+      const i = backends.indexOf(b)
+      if (i < 0) return
+      backends.splice(i, 1)
+      for (const [key, p] of pairs) if (p.relay === b) track(revoke(key, p, 'relay_gone', `relay '${b.info.id}' went away; request a relay again`))
+      opts.onBackendsChanged?.()
+    },
     idle: async () => { while (work.size > 0) await Promise.allSettled([...work]) },
     async close () {
       closed = true

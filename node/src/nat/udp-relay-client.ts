@@ -83,7 +83,15 @@ const RETRYABLE = new Set(['rate_limited', 'relay_unavailable', 'expired', 'key_
  * then rebind every refreshMs; `endpoint` is the relay port once acked. Grants are renewed
  * before they expire while wanted; a revocation drops the allocation at once.
  */
-export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClient & { release: (peerWgKey: string) => void } {
+/** UdpRelayClientHandle is a UdpRelayClient that also names the relay in use and can stop wanting one. */
+export interface UdpRelayClientHandle extends UdpRelayClient {
+  /** relayId is the id of the relay a peer's grant is on (for status), once bound */
+  relayId: (peerWgKey: string) => string | undefined
+  /** release stops wanting a relay toward a peer: its grant is not renewed */
+  release: (peerWgKey: string) => void
+}
+
+export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientHandle {
   const { control, sharedPort, log } = init
   const publicKey = wireGuardPublicKey(init.wgPrivateKey)
   const refreshMs = init.refreshMs ?? 20_000
@@ -214,7 +222,6 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClient 
       s.wanted = true
       if (s.grant === undefined) sendRequest(s)
     },
-    /** release stops wanting a relay toward a peer: its grant is not renewed */
     release (peer) {
       const s = peers.get(peer)
       if (s === undefined) return
@@ -224,6 +231,10 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClient 
     endpoint: peer => {
       const s = peers.get(peer)
       return s?.bound === true ? s.grant?.endpoint : undefined
+    },
+    relayId: peer => {
+      const s = peers.get(peer)
+      return s?.bound === true ? s.grant?.relay : undefined
     },
     onChange (h) {
       handlers.add(h)
