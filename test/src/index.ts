@@ -18,4 +18,5 @@
 export * from './process.js'
 export * from './netns.js'
 export * from './mesh.js'
+export * from './nat-lab.js'
 export * from './relay-lab.js'

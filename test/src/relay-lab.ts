@@ -1,44 +1,10 @@
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { withSecretFile } from '@warren/node'
-import { createTopology, type Host, type TestLike, type Topology } from './netns.js'
+import type { Host } from './netns.js'
 
 /** RELAY_FIXTURE is the script that runs a relay, a node stand-in or a bind sender in a namespace (see relay-fixture.ts). */
 export const RELAY_FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'relay-fixture.js')
-
-/** NatLab is a relay host on the backbone and two nodes, each behind its own NAT router. */
-export interface NatLab {
-  topo: Topology
-  relay: Host
-  a: Host
-  b: Host
-  /** the NAT routers in front of a and b */
-  routers: [Host, Host]
-}
-
-/**
- * natLab builds a relay host on the backbone and two nodes, each on a LAN behind its own
- * NAT router: `a` behind plain masquerade (endpoint-independent mapping), `b` behind
- * `masquerade fully-random` (symmetric: a new port per destination), or both plain with
- * `symmetric: false`.
- */
-export async function natLab (t: TestLike, opts: { symmetric?: boolean } = {}): Promise<NatLab> {
-  const topo = await createTopology(t, { hosts: ['relay'] })
-  const nodes: Host[] = []
-  const routers: Host[] = []
-  for (const [name, random] of [['a', false], ['b', opts.symmetric ?? true]] as const) {
-    const router = await topo.addHost(`nat${name}`, { networks: ['backbone', `lan${name}`] })
-    const node = await topo.addHost(name, { networks: [`lan${name}`] })
-    await router.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1'])
-    // nft 1.0.6 needs a newline after `fully-random`.
-    const nat = `table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname "eth0" masquerade${random ? ' fully-random' : ''}\n }\n}\n`
-    await router.exec(['nft', '-f', '-'], { input: nat })
-    await node.exec(['ip', 'route', 'add', 'default', 'via', router.interfaces[1]!.address])
-    nodes.push(node)
-    routers.push(router)
-  }
-  return { topo, relay: topo.host('relay'), a: nodes[0]!, b: nodes[1]!, routers: [routers[0]!, routers[1]!] }
-}
 
 /**
  * leaveFromPort makes UDP packets a host sends from `localPort` leave from `wgPort`
