@@ -34,7 +34,7 @@ export interface UdpRelayOptions {
   firewall?: RelayFirewall
   /** default: /proc/sys; false leaves kernel settings alone (tests that set them themselves) */
   sysctls?: Sysctls | false
-  /** binds each node may send: burst and per second (default 10, 2/s) */
+  /** binds each side of an allocation may send: burst and per second (default 10, 2/s) */
   bindRate?: { burst: number, perSecond: number }
   /** how far a bind's timestamp may be from the relay's clock (default 30 s) */
   maxSkewMs?: number
@@ -202,7 +202,8 @@ export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
     }
     if (c.kind !== ControlKind.RelayBind) return refuse('malformed', l, side, from)
     const me = l.a.sides[side]!
-    if (!rate.take(me.nodeKey)) return refuse('rate', l, side, from)
+    // Per side, checked before any crypto: a node's binds cost the relay at most this per allocation.
+    if (!rate.take(`${l.a.id}/${side}`)) return refuse('rate', l, side, from)
     const b = openRelayBind(msg, opts.key.privateKey)
     if (b === undefined) return refuse('unsealed', l, side, from)
     if (b.allocation !== l.a.id || b.nodeKey !== me.nodeKey) return refuse('wrong_side', l, side, from)

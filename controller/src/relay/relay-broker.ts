@@ -34,7 +34,7 @@ export interface RelayBrokerOptions {
   send: (nodeId: string, msg: RelayGrant | RelayRevoke) => boolean
   /** how long a grant lasts unless renewed by another request (default 10 min) */
   grantTtlMs?: number
-  /** relay requests per node: burst and per second (default 20, 0.5/s) */
+  /** relay requests per node: burst and per second (default 64, 1/s; renewals count too) */
   requestRate?: { burst: number, perSecond: number }
   /** onBackendsChanged is called after a relay was added or removed (to update the maps' NAT config) */
   onBackendsChanged?: () => void
@@ -82,7 +82,7 @@ const pairKey = (x: string, y: string): string => x < y ? `${x}\n${y}` : `${y}\n
 export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
   const { mesh, log } = opts
   const ttl = opts.grantTtlMs ?? 600_000
-  const rate = createTokenBuckets(opts.requestRate?.burst ?? 20, opts.requestRate?.perSecond ?? 0.5)
+  const rate = createTokenBuckets(opts.requestRate?.burst ?? 64, opts.requestRate?.perSecond ?? 1)
   const backends: RelayBackend[] = [...opts.backends]
   const pairs = new Map<string, RelayPair>()
   const pending = new Map<string, Promise<RelayPair | undefined>>()
