@@ -18,6 +18,7 @@ import { localStatus } from './local-status.js'
 import { joinController } from './join.js'
 import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
+import { createNatMonitor, type NatMonitorInit } from '../nat/nat-monitor.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -47,6 +48,8 @@ export interface DaemonInit {
   endpoints?: (listenPort: number) => string[]
   backoff?: BackoffInit
   keepaliveMs?: number
+  /** nat tunes the NAT monitor (netcheck interval, STUN timeouts); tests shorten them */
+  nat?: Pick<NatMonitorInit, 'intervalMs' | 'tickMs' | 'timeoutMs' | 'resolve'>
 }
 
 /**
@@ -98,9 +101,21 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   }
   const ops = createSerialQueue()
   const applier = createMapApplier(d)
+  // The NAT monitor learns the WireGuard port's public mapping through the shared port;
+  // it is sent to the controller among the endpoints, and re-sent when it moves.
+  const nat = createNatMonitor({
+    ...init.nat,
+    port: () => dataPlane.sharedPort?.(),
+    ...(dataPlane.refreshSharedPort !== undefined ? { refreshPort: async () => await dataPlane.refreshSharedPort!() } : {}),
+    stunServers: () => d.netmap?.nat?.stun ?? [],
+    controllerUrl: () => d.login?.controller,
+    onChange: () => d.session?.checkEndpoints(),
+    logger: log.child({ part: 'nat' })
+  })
+  const localOnly = init.endpoints ?? ((port: number) => localEndpoints({ meshInterface: init.interfaceName, listenPort: port }))
   const mapInit: MapConnectionInit = {
     applier,
-    endpoints: init.endpoints ?? ((port: number) => localEndpoints({ meshInterface: init.interfaceName, listenPort: port })),
+    endpoints: (port: number) => [...new Set([...localOnly(port), ...nat.mappedEndpoints()])].slice(0, 32),
     ...(init.backoff !== undefined ? { backoff: init.backoff } : {}),
     ...(init.keepaliveMs !== undefined ? { keepaliveMs: init.keepaliveMs } : {})
   }
@@ -125,6 +140,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     stopSession()
     await applier.applying?.catch(() => {})
     await dataPlane.down()
+    nat.reset()
     if (d.login !== undefined) {
       d.login = { ...d.login, wantRunning: false }
       await store.writeLogin(d.login)
@@ -144,7 +160,8 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     down: async () => await ops.run(down),
     ip: (peer?: string, family?: 4 | 6) => localIp(d, peer, family),
     ping: async (peer: string) => await localPing(d, peer),
-    whois: (addr: string) => localWhois(d, addr)
+    whois: (addr: string) => localWhois(d, addr),
+    netcheck: async () => await nat.check()
   }
   let api: LocalApiServer
   try {
@@ -174,6 +191,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     ...(metricsUrl !== undefined ? { metricsUrl } : {}),
     ...daemonApi,
     async close () {
+      nat.close()
       stopSession()
       await applier.applying?.catch(() => {})
       await api.close()

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { DataPlaneInfo, Netmap } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
 import type { WireGuardMode, WireGuardPeerStatus } from '../wireguard/types.js'
+import type { SharedPort } from '../nat/types.js'
 
 /** DataPlaneContext is what a data plane needs to know about this daemon. */
 export interface DataPlaneContext {
@@ -39,4 +40,8 @@ export interface DataPlane {
   down(): Promise<void>
   /** release stops in-process parts (DNS sockets) and leaves kernel state as it is */
   release(): Promise<void>
+  /** sharedPort is the WireGuard port shared with the daemon (STUN, probes), once the mesh address exists */
+  sharedPort?(): SharedPort | undefined
+  /** refreshSharedPort puts the host's current addresses into the shared-port rules; true when they changed */
+  refreshSharedPort?(): Promise<boolean>
 }
