@@ -132,14 +132,16 @@ t.test('expiry by an admin or by the key expiry time removes the node from peers
 })
 
 t.test('ephemeral nodes are deleted once they stay away, not while connected', async t => {
-  const srv = await startMapTestServer({ ephemeralTimeoutMs: 200 })
+  // The timeout is long enough for a loaded machine to connect the node before it runs out.
+  const timeoutMs = 2000
+  const srv = await startMapTestServer({ ephemeralTimeoutMs: timeoutMs })
   t.teardown(srv.close)
-  const a = srv.add({ name: 'alpha' })
   const e = srv.add({ name: 'temp', ephemeral: true })
-  const ca = await connectReady(srv.url, a)
   const ce = await connectReady(srv.url, e)
+  const a = srv.add({ name: 'alpha' })
+  const ca = await connectReady(srv.url, a)
   t.teardown(ca.close)
-  await new Promise(resolve => setTimeout(resolve, 400))
+  await new Promise(resolve => setTimeout(resolve, timeoutMs * 1.5))
   t.ok(srv.source.getNode(e.node.id), 'still there while connected')
   await ce.close()
   await waitUntil(() => srv.source.getNode(e.node.id) === undefined, 'ephemeral node deleted')
