@@ -18,6 +18,7 @@ import { localStatus } from './local-status.js'
 import { joinController } from './join.js'
 import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
+import { createDaemonPaths, type PathsInit } from './paths.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -45,6 +46,8 @@ export interface DaemonInit {
   endpoints?: (listenPort: number) => string[]
   backoff?: BackoffInit
   keepaliveMs?: number
+  /** nat chooses the shared port, relay clients and path timings; without a shared port, no probing */
+  nat?: PathsInit
 }
 
 /**
@@ -81,8 +84,9 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     runner,
     logger: log.child({ part: 'dataplane' })
   })
+  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, interfaceName: init.interfaceName, runner, logger: log.child({ part: 'nat' }) }, init.nat ?? {})
   const d: DaemonContext = {
-    log, metrics, store, keys, dataPlane,
+    log, metrics, store, keys, dataPlane, paths,
     interfaceName: init.interfaceName,
     makeTransport: init.transport ?? createControllerTransport,
     login: await store.readLogin(),
@@ -121,6 +125,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   async function down (): Promise<LocalStatus> {
     stopSession()
     await applier.applying?.catch(() => {})
+    await paths.stop()
     await dataPlane.down()
     if (d.login !== undefined) {
       d.login = { ...d.login, wantRunning: false }
@@ -175,6 +180,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
       await applier.applying?.catch(() => {})
       await api.close()
       await new Promise<void>(resolve => metricsServer === undefined ? resolve() : metricsServer.close(() => resolve()))
+      await paths.stop()
       await dataPlane.release()
       log.info('warrend stopped; the mesh interface and firewall stay until \'warren down\'')
     }

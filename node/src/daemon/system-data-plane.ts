@@ -1,10 +1,10 @@
 import dgram from 'node:dgram'
 import { join } from 'node:path'
-import { WarrenError } from '@warren/protocol'
+import { WarrenError, type Netmap } from '@warren/protocol'
 import { createWireGuard, type WireGuard } from '../wireguard/index.js'
 import { createRouter, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
-import { createEngine, type Firewall, type DnsConfigurator } from '../engine/index.js'
+import { createEngine, type Firewall, type DnsConfigurator, type EngineLocal } from '../engine/index.js'
 import type { CommandRunner } from '../runner/index.js'
 import type { DataPlane, DataPlaneContext } from './data-plane.js'
 import { createMagicDns } from './magic-dns.js'
@@ -31,6 +31,10 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   const { interfaceName } = ctx
   const engine = createEngine({ wireguard, router, firewall, dns })
   let listenPort: number | undefined
+  let chosen: ReadonlyMap<string, string> = new Map()
+  /** the map last applied, so a path change can re-apply WireGuard alone; none after down */
+  let applied: Netmap | undefined
+  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen })
 
   /** choosePort keeps the port of an interface that survived a restart, else the wanted one if free. */
   async function choosePort (): Promise<number> {
@@ -42,13 +46,21 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   return {
     async apply (netmap) {
       listenPort ??= await choosePort()
-      const r = await engine.apply(netmap, { privateKey: ctx.privateKey, interfaceName, listenPort })
+      const r = await engine.apply(netmap, local(listenPort))
+      applied = netmap
       ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
+    },
+    async setPeerEndpoints (endpoints) {
+      chosen = new Map(endpoints)
+      if (applied === undefined || listenPort === undefined) return
+      const changes = await engine.applyWireGuard(applied, local(listenPort))
+      if (changes.updated.length > 0) ctx.logger.info({ peers: changes.updated.length }, 'WireGuard endpoints moved to new paths')
     },
     peerStats: async () => (await wireguard.status().catch(() => undefined))?.peers ?? [],
     listenPort: () => listenPort ?? ctx.listenPort,
     ping: async address => await pingOnce(runner, address),
     async down () {
+      applied = undefined
       await engine.close()
       listenPort = undefined
     },
