@@ -1,0 +1,4 @@
+export * from './types.js'
+export * from './disco.js'
+export * from './path-manager.js'
+export * from './path-service.js'
