@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { createServer, connect } from 'node:net'
+import { encodeControl, encodeStunBindingResponse, ControlKind } from '@warren/protocol'
 import { BACKBONE, createTopology, type Host, type Network, type TestLike, type Topology } from './netns.js'
 
 /**
@@ -173,8 +174,11 @@ function compiledSelf (): string {
  *   prints `ready` once bound;
  * - `probe BINDPORT HOST:PORT[,HOST:PORT...] [TIMEOUTMS]`: from one socket bound to BINDPORT,
  *   sends to each target and prints one line per target: what it answered, or `none`;
- * - `listen PORT`: prints `ready`, then `from ADDR:PORT` for every datagram it receives;
- * - `send BINDPORT HOST:PORT`: sends one datagram (from BINDPORT, 0 for any) and exits;
+ * - `listen PORT`: prints `ready`, then `from ADDR:PORT HEX` for every datagram it receives;
+ * - `answer PORT`: like listen, and answers each datagram with three that share a
+ *   WireGuard port differently: a WireGuard-shaped one (`01000000...`), a STUN binding
+ *   success naming the source it saw, and a Warren control packet (DiscoPong);
+ * - `send BINDPORT HOST:PORT [HEX]`: sends one datagram (from BINDPORT, 0 for any) and exits;
  * - `tcp-listen PORT`: accepts TCP, writes `hello` to each connection, prints `ready`;
  * - `tcp-probe HOST PORT [TIMEOUTMS]`: prints `open` when it reads `hello`, else `closed`.
  */
@@ -212,16 +216,23 @@ export async function runNatTool (args: string[]): Promise<void> {
       process.stdout.write(`${answer}\n`)
     }
     sock.close()
-  } else if (mode === 'listen' && a !== undefined) {
+  } else if ((mode === 'listen' || mode === 'answer') && a !== undefined) {
     const sock = createSocket('udp4')
-    sock.on('message', (_m, r) => process.stdout.write(`from ${r.address}:${r.port}\n`))
+    sock.on('message', (m, r) => {
+      process.stdout.write(`from ${r.address}:${r.port} ${m.toString('hex')}\n`)
+      if (mode !== 'answer') return
+      const txid = new Uint8Array(12).fill(0x42)
+      for (const reply of [Buffer.from('01000000776972656775617264', 'hex'), encodeStunBindingResponse(txid, { address: r.address, port: r.port }), encodeControl(ControlKind.DiscoPong, Buffer.from('pong'))]) {
+        sock.send(reply, r.port, r.address)
+      }
+    })
     await bind(sock, Number(a))
     process.stdout.write('ready\n')
   } else if (mode === 'send' && a !== undefined && b !== undefined) {
     const sock = createSocket('udp4')
     await bind(sock, Number(a))
     const to = target(b)
-    await new Promise<void>((resolve, reject) => sock.send('hello', to.port, to.host, e => { if (e !== null) reject(e); else resolve() }))
+    await new Promise<void>((resolve, reject) => sock.send(c === undefined ? Buffer.from('hello') : Buffer.from(c, 'hex'), to.port, to.host, e => { if (e !== null) reject(e); else resolve() }))
     sock.close()
   } else if (mode === 'tcp-listen' && a !== undefined) {
     const server = createServer(s => { s.end('hello') })
@@ -237,7 +248,7 @@ export async function runNatTool (args: string[]): Promise<void> {
     sock.destroy()
     process.stdout.write(`${verdict}\n`)
   } else {
-    process.stderr.write('usage: nat-tool reflect PORT[,PORT...] | probe BINDPORT HOST:PORT[,...] [TIMEOUTMS] | listen PORT | send BINDPORT HOST:PORT | tcp-listen PORT | tcp-probe HOST PORT [TIMEOUTMS]\n')
+    process.stderr.write('usage: nat-tool reflect PORT[,PORT...] | probe BINDPORT HOST:PORT[,...] [TIMEOUTMS] | listen PORT | answer PORT | send BINDPORT HOST:PORT [HEX] | tcp-listen PORT | tcp-probe HOST PORT [TIMEOUTMS]\n')
     process.exitCode = 2
   }
 }

@@ -87,7 +87,7 @@ export function createEngine (components: EngineComponents): Engine {
     const routerConfig = desiredRouter(netmap, local.interfaceName)
     // The filter goes first: a revoked peer loses access before anything else moves,
     // and it judges by interface name, so it may exist before the interface does.
-    if (firewall !== undefined) await stage('firewall', async () => await firewall.set(active ? netmap.filter : [], { interfaceName: local.interfaceName }))
+    if (firewall !== undefined) await stage('firewall', async () => await firewall.set(active ? netmap.filter : [], { interfaceName: local.interfaceName, ...(local.sharedPort !== undefined ? { sharedPort: local.sharedPort } : {}) }))
     const wg = await stage('wireguard', async () => await wireguard.set(wgConfig))
     const routes = await stage('router', async () => await router.set(routerConfig))
     if (dns !== undefined) await stage('dns', async () => await dns.set(active ? netmap : { ...netmap, peers: [] }))
