@@ -79,6 +79,8 @@ export interface MeshOptions {
   controllerArgs?: string[]
   /** daemon log level (default info) */
   logLevel?: string
+  /** an existing topology (a NAT lab's, say) to run in, with the controller on `controllerHost`; `hosts` is then ignored */
+  within?: { topology: Topology, controllerHost: Host }
 }
 
 /**
@@ -87,10 +89,10 @@ export interface MeshOptions {
  * keys and perhaps a policy.
  */
 export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise<Mesh> {
-  const topology = await createTopology(t, { hosts: ['ctl', ...opts.hosts] })
+  const topology = opts.within?.topology ?? await createTopology(t, { hosts: ['ctl', ...opts.hosts] })
   const dir = mkdtempSync(join(tmpdir(), 'warren-mesh-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  const controllerHost = topology.host('ctl')
+  const controllerHost = opts.within?.controllerHost ?? topology.host('ctl')
   const controllerStateDir = join(dir, 'controller')
   const nodes = new Map<string, MeshNode>()
 

@@ -18,7 +18,8 @@ import { localStatus } from './local-status.js'
 import { joinController } from './join.js'
 import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
-import { createDaemonPaths, type PathsInit } from './paths.js'
+import { createDaemonPaths, type PathsInit, type SharedPortContext } from './paths.js'
+import { openSystemSharedPort } from '../nat/shared-port.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -84,7 +85,11 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     runner,
     logger: log.child({ part: 'dataplane' })
   })
-  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, interfaceName: init.interfaceName, runner, logger: log.child({ part: 'nat' }) }, init.nat ?? {})
+  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, interfaceName: init.interfaceName, runner, logger: log.child({ part: 'nat' }) }, {
+    // The real shared port goes with the real data plane, whose firewall holds its rules.
+    ...(init.dataPlane === undefined ? { sharedPort: async (ctx: SharedPortContext) => await openSystemSharedPort({ wgPort: ctx.wgPort, meshAddress: ctx.meshIpv4, meshInterface: ctx.interfaceName, applyRules: async rules => await dataPlane.setSharedPortRules(rules) }) } : {}),
+    ...init.nat
+  })
   const d: DaemonContext = {
     log, metrics, store, keys, dataPlane, paths,
     interfaceName: init.interfaceName,

@@ -42,6 +42,8 @@ export interface DaemonPaths {
   /** update gives the path service a newly applied map, starting it (and the shared port) on first use */
   update: (netmap: Netmap) => Promise<void>
   path: (peerKey: string) => PeerPath | undefined
+  /** port is the shared WireGuard port while paths run (STUN and relay binds use it too) */
+  port: () => SharedPort | undefined
   /** stop ends probing and closes the relay clients and the shared port (down, or daemon exit) */
   stop: () => Promise<void>
 }
@@ -117,9 +119,14 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
         if (gen !== generation) return
         running = r
       }
-      running?.service.setNetmap(map)
+      if (running === undefined) return
+      // The egress addresses may have changed with the interfaces (a system port re-reads them).
+      const port: SharedPort & { refresh?: () => Promise<boolean> } = running.port
+      await port.refresh?.().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not update the shared port\'s egress addresses'))
+      running.service.setNetmap(map)
     },
     path: key => running?.service.path(key),
+    port: () => running?.port,
     async stop () {
       generation++
       const r = running ?? await starting

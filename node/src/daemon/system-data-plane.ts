@@ -4,7 +4,7 @@ import { WarrenError, type Netmap } from '@warren/protocol'
 import { createWireGuard, type WireGuard } from '../wireguard/index.js'
 import { createRouter, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
-import { createEngine, type Firewall, type DnsConfigurator, type EngineLocal } from '../engine/index.js'
+import { createEngine, type Firewall, type DnsConfigurator, type EngineLocal, type SharedPortRules } from '../engine/index.js'
 import type { CommandRunner } from '../runner/index.js'
 import type { DataPlane, DataPlaneContext } from './data-plane.js'
 import { createMagicDns } from './magic-dns.js'
@@ -34,7 +34,8 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   let chosen: ReadonlyMap<string, string> = new Map()
   /** the map last applied, so a path change can re-apply WireGuard alone; none after down */
   let applied: Netmap | undefined
-  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen })
+  let sharedPort: SharedPortRules | undefined
+  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen, ...(sharedPort !== undefined ? { sharedPort } : {}) })
 
   /** choosePort keeps the port of an interface that survived a restart, else the wanted one if free. */
   async function choosePort (): Promise<number> {
@@ -56,11 +57,17 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
       const changes = await engine.applyWireGuard(applied, local(listenPort))
       if (changes.updated.length > 0) ctx.logger.info({ peers: changes.updated.length }, 'WireGuard endpoints moved to new paths')
     },
+    async setSharedPortRules (rules) {
+      sharedPort = rules
+      // Applying the same map again changes only what differs: here the firewall's rules.
+      if (applied !== undefined && listenPort !== undefined) await engine.apply(applied, local(listenPort))
+    },
     peerStats: async () => (await wireguard.status().catch(() => undefined))?.peers ?? [],
     listenPort: () => listenPort ?? ctx.listenPort,
     ping: async address => await pingOnce(runner, address),
     async down () {
       applied = undefined
+      sharedPort = undefined
       await engine.close()
       listenPort = undefined
     },
