@@ -85,7 +85,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     runner,
     logger: log.child({ part: 'dataplane' })
   })
-  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, interfaceName: init.interfaceName, runner, logger: log.child({ part: 'nat' }) }, {
+  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, interfaceName: init.interfaceName, runner, logger: log.child({ part: 'nat' }), session: () => d.session }, {
     // The real shared port goes with the real data plane, whose firewall holds its rules.
     ...(init.dataPlane === undefined ? { sharedPort: async (ctx: SharedPortContext) => await openSystemSharedPort({ wgPort: ctx.wgPort, meshAddress: ctx.meshIpv4, meshInterface: ctx.interfaceName, applyRules: async rules => await dataPlane.setSharedPortRules(rules) }) } : {}),
     ...init.nat

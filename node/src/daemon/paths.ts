@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Netmap } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
+import type { MapSession } from '../control/map-session.js'
 import { createPathService, type PathService } from '../nat/path-service.js'
 import type { PathTimings, RelayIdentity } from '../nat/path-manager.js'
 import type { PeerPath, SharedPort, TlsRelayClient, UdpRelayClient } from '../nat/types.js'
@@ -23,6 +24,8 @@ export interface RelayClientContext {
   privateKey: string
   /** the newest map (its `nat.relays` lists the relays) */
   netmap: () => Netmap | undefined
+  /** the map session to the controller now (relay requests and grants travel on it) */
+  session: () => MapSession | undefined
   logger: Logger
 }
 
@@ -62,6 +65,8 @@ export interface DaemonPathsDeps {
   interfaceName: string
   runner: CommandRunner
   logger: Logger
+  /** the current map session, if any */
+  session: () => MapSession | undefined
 }
 
 /** createDaemonPaths returns the daemon's path selection; it starts nothing until the first map. */
@@ -90,7 +95,7 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
   async function start (map: Netmap): Promise<Running | undefined> {
     if (init.sharedPort === undefined) return undefined
     const port = await init.sharedPort({ wgPort: dataPlane.listenPort(), interfaceName: deps.interfaceName, meshIpv4: map.self.ipv4, runner: deps.runner, logger: log.child({ part: 'shared-port' }) })
-    const ctx: RelayClientContext = { port, privateKey: deps.privateKey, netmap: () => netmap, logger: log }
+    const ctx: RelayClientContext = { port, privateKey: deps.privateKey, netmap: () => netmap, session: deps.session, logger: log }
     const udp = init.udpRelay?.({ ...ctx, logger: log.child({ part: 'udp-relay' }) })
     const tls = init.tlsRelay?.({ ...ctx, logger: log.child({ part: 'tls-relay' }) })
     const service = createPathService({
