@@ -82,7 +82,8 @@ function fakeTlsRelay (): TlsRelayClient & { released: string[] } {
 
 t.test('probing sends TTL-limited probes to every candidate first, then full pings; a pong makes the path direct', async t => {
   const s = sim()
-  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641', '10.0.0.2:41641'] }], ['203.0.113.1:41641'])
+  s.m.setSelfEndpoints(['203.0.113.1:41641'])
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641', '10.0.0.2:41641'] }])
   s.answer(to => to === '198.51.100.2:41641' ? 20 : undefined)
   s.run(0)
   t.same(s.sent.map(x => [x.to, x.ttl]), [['198.51.100.2:41641', PUNCH_TTL], ['10.0.0.2:41641', PUNCH_TTL]], 'only TTL-limited probes at first')
@@ -172,13 +173,26 @@ t.test('pongs nobody asked for, or from a peer we do not know, change nothing', 
   t.equal(s.m.tick(), Infinity, 'a removed peer is forgotten')
 })
 
-t.test('full pings wait until the peer can know our own latest candidates', async t => {
+t.test('full pings wait until the peer can know our own latest candidates (order does not matter)', async t => {
   const s = sim()
-  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }], ['10.0.0.1:41641'])
+  s.m.setSelfEndpoints(['10.0.0.1:41641'])
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
   s.run(500)
-  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }], ['10.0.0.1:41641', '203.0.113.1:41641'])
+  s.m.setSelfEndpoints(['203.0.113.1:41641', '10.0.0.1:41641'])
+  s.m.setSelfEndpoints(['10.0.0.1:41641', '203.0.113.1:41641'])
   s.run(1400)
   t.notOk(s.sent.some(x => x.ttl === undefined), 'no full ping within the punch delay after our candidates changed')
   s.run(1600)
   t.ok(s.sent.some(x => x.ttl === undefined))
+})
+
+t.test('while our own candidates are unsettled (STUN pending) only TTL-limited probes go out', async t => {
+  const s = sim()
+  s.m.setSelfEndpoints(['10.0.0.1:41641'], { settled: false })
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  s.run(20_000)
+  t.ok(s.sent.length > 0 && s.sent.every(x => x.ttl === PUNCH_TTL), 'TTL-limited probes only')
+  s.m.setSelfEndpoints(['10.0.0.1:41641', '203.0.113.1:41641'])
+  s.run(s.now + DEFAULT_PATH_TIMINGS.punchDelayMs)
+  t.ok(s.sent.some(x => x.ttl === undefined), 'full pings once settled, after the punch delay')
 })

@@ -30,7 +30,12 @@ export function connectMap (d: DaemonContext, init: MapConnectionInit, l: SavedL
     // Relative on purpose: it resolves under the controller URL whether or not its path ends in '/'.
     openSocket: () => t.webSocket('v1/machine/map'),
     machineKey: d.keys.machine,
-    endpoints: () => init.endpoints(d.dataPlane.listenPort()),
+    endpoints: () => {
+      const endpoints = init.endpoints(d.dataPlane.listenPort())
+      // Peers learn our candidates when they are reported: path probing times its punches by that.
+      d.paths.reported(endpoints)
+      return endpoints
+    },
     ...(resumeFrom !== undefined ? { resumeFrom } : {}),
     backoff: createBackoff(init.backoff),
     ...(init.keepaliveMs !== undefined ? { keepaliveMs: init.keepaliveMs } : {}),

@@ -3,7 +3,7 @@ import type { Netmap } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
 import type { MapSession } from '../control/map-session.js'
 import { createPathService, type PathService } from '../nat/path-service.js'
-import type { PathTimings, RelayIdentity } from '../nat/path-manager.js'
+import type { PathTimings, RelayIdentity, SelfEndpointsOptions } from '../nat/path-manager.js'
 import type { PeerPath, SharedPort, TlsRelayClient, UdpRelayClient } from '../nat/types.js'
 import type { DataPlane } from './data-plane.js'
 
@@ -45,6 +45,11 @@ export interface DaemonPaths {
   /** update gives the path service a newly applied map, starting it (and the shared port) on first use */
   update: (netmap: Netmap) => Promise<void>
   path: (peerKey: string) => PeerPath | undefined
+  /**
+   * reported hears the candidates the map session reports to the controller (polled: only
+   * changes count); `settled: false` while STUN is still finding our mapped address
+   */
+  reported: (endpoints: string[], opts?: SelfEndpointsOptions) => void
   /** port is the shared WireGuard port while paths run (STUN and relay binds use it too) */
   port: () => SharedPort | undefined
   /** stop ends probing and closes the relay clients and the shared port (down, or daemon exit) */
@@ -77,6 +82,7 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
   let netmap: Netmap | undefined
   let pushing: Promise<void> | undefined
   let dirty = false
+  let reported: { endpoints: string[], opts?: SelfEndpointsOptions } = { endpoints: [] }
   /** generation changes on every stop, so a start that finishes after it is not used */
   let generation = 0
 
@@ -128,7 +134,12 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
       // The egress addresses may have changed with the interfaces (a system port re-reads them).
       const port: SharedPort & { refresh?: () => Promise<boolean> } = running.port
       await port.refresh?.().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not update the shared port\'s egress addresses'))
+      running.service.setSelfEndpoints(reported.endpoints, reported.opts)
       running.service.setNetmap(map)
+    },
+    reported (endpoints, opts) {
+      reported = { endpoints, ...(opts !== undefined ? { opts } : {}) }
+      running?.service.setSelfEndpoints(endpoints, opts)
     },
     path: key => running?.service.path(key),
     port: () => running?.port,

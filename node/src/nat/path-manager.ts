@@ -60,6 +60,18 @@ export interface RelayIdentity {
   relayId?: (peerWgKey: string) => string | undefined
 }
 
+/** SelfEndpointsOptions qualify our reported candidates. */
+export interface SelfEndpointsOptions {
+  /**
+   * settled is false while our candidates are still being discovered (STUN pending): no
+   * full pings go out then, only TTL-limited ones. A full ping that reaches a peer's NAT
+   * before the peer has probed toward us leaves an unreplied conntrack entry there that
+   * spoils the peer's mapping toward us for 30 s; the peer cannot probe toward our
+   * mapped address before it learns it. Default true.
+   */
+  settled?: boolean
+}
+
 /** PathPeer is what the path manager needs of a netmap peer. */
 export interface PathPeer {
   wgKey: string
@@ -89,8 +101,13 @@ export interface PathManagerInit {
  * handlePing, handlePong, relay changes) update state, tick() sends what is due.
  */
 export interface PathManager {
-  /** setPeers replaces the peers; selfEndpoints are our own candidates as the map last carried them */
-  setPeers: (peers: PathPeer[], selfEndpoints?: string[]) => void
+  /** setPeers replaces the peers and their candidates */
+  setPeers: (peers: PathPeer[]) => void
+  /**
+   * setSelfEndpoints tells the candidates we last reported to the controller: when they
+   * change, peers learn them only now, so full pings wait again (see PathTimings.punchDelayMs)
+   */
+  setSelfEndpoints: (endpoints: string[], opts?: SelfEndpointsOptions) => void
   /** handlePing: a peer pinged us from `from` (already answered): a candidate that works */
   handlePing: (peerKey: string, from: UdpAddress) => void
   handlePong: (pong: DiscoPong) => void
@@ -146,6 +163,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
   const peers = new Map<string, PeerState>()
   const handlers = new Set<() => void>()
   let selfEndpoints = ''
+  let settled = true
   let closed = false
 
   function candidate (endpoint: string, learned: boolean): Candidate | undefined {
@@ -251,7 +269,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
     // TTL-limited probes first open our own NAT toward each candidate; the full pings
     // that follow then meet an open mapping on both NATs, not an unreplied entry.
     for (const c of p.candidates.values()) send(p, c, false)
-    if (t >= b.fullAt) for (const c of p.candidates.values()) send(p, c, true)
+    if (t >= b.fullAt && settled) for (const c of p.candidates.values()) send(p, c, true)
     b.nextStepAt = t + T.burstStepMs
   }
 
@@ -286,11 +304,18 @@ export function createPathManager (init: PathManagerInit): PathManager {
   })
 
   return {
-    setPeers (list, self) {
+    setSelfEndpoints (list, opts) {
+      const key = [...list].sort().join(',') + (opts?.settled === false ? ' (unsettled)' : '')
+      if (key === selfEndpoints) return
+      selfEndpoints = key
+      settled = opts?.settled !== false
+      for (const p of peers.values()) {
+        p.readyAt = now()
+        rediscover(p)
+      }
+    },
+    setPeers (list) {
       const t = now()
-      const selfKey = [...(self ?? [])].sort().join(',')
-      const selfChanged = self !== undefined && selfKey !== selfEndpoints
-      if (self !== undefined) selfEndpoints = selfKey
       const want = new Map(list.map(p => [p.wgKey, p]))
       for (const [key, p] of peers) {
         if (want.has(key)) continue
@@ -304,7 +329,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
           peers.set(pp.wgKey, p)
         }
         const mapKey = [...pp.endpoints].sort().join(',')
-        if (mapKey !== p.mapEndpoints || selfChanged) {
+        if (mapKey !== p.mapEndpoints) {
           p.mapEndpoints = mapKey
           const keep = new Map<string, Candidate>()
           for (const ep of pp.endpoints) {

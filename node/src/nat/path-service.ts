@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { Netmap } from '@warren/protocol'
 import { createDisco, type Disco } from './disco.js'
-import { createPathManager, type PathManager, type PathTimings, type RelayIdentity } from './path-manager.js'
+import { createPathManager, type PathManager, type PathTimings, type RelayIdentity, type SelfEndpointsOptions } from './path-manager.js'
 import type { PeerPath, SharedPort, TlsRelayClient, UdpRelayClient } from './types.js'
 
 /** PathServiceInit is what a daemon gives the path service. */
@@ -20,8 +20,10 @@ export interface PathServiceInit {
  * port: it answers and sends probes and says when a peer's WireGuard endpoint should move.
  */
 export interface PathService {
-  /** setNetmap takes the peers and our own candidates from a map */
+  /** setNetmap takes the peers and their candidates from a map */
   setNetmap: (netmap: Netmap) => void
+  /** setSelfEndpoints tells the candidates we report to the controller (see PathManager.setSelfEndpoints) */
+  setSelfEndpoints: (endpoints: string[], opts?: SelfEndpointsOptions) => void
   path: (peerKey: string) => PeerPath | undefined
   /** endpoints is the WireGuard endpoint per peer that has a path */
   endpoints: () => Map<string, string>
@@ -76,7 +78,11 @@ export function createPathService (init: PathServiceInit): PathService {
     setNetmap (netmap) {
       const peers = netmap.peers.filter(p => p.wgKey !== netmap.self.wgKey).map(p => ({ wgKey: p.wgKey, endpoints: p.endpoints }))
       disco.setPeers(peers.map(p => p.wgKey))
-      manager.setPeers(peers, netmap.self.endpoints)
+      manager.setPeers(peers)
+      soon()
+    },
+    setSelfEndpoints (endpoints, opts) {
+      manager.setSelfEndpoints(endpoints, opts)
       soon()
     },
     path: key => manager.path(key),
