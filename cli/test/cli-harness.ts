@@ -95,7 +95,7 @@ export interface ServedController {
  */
 export async function serveController (t: Scope, opts: { stateDir?: string, args?: string[] } = {}): Promise<ServedController> {
   const stateDir = opts.stateDir ?? join(tempDir(t, 'warren-ctl-'), 'state')
-  const child = spawn(process.execPath, [WARREN_BIN, 'controller', 'serve', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
+  const child = spawn(process.execPath, [WARREN_BIN, 'controller', 'serve', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args?.includes('--stun-port') === true ? [] : ['--stun-port', '0']), ...(opts.args ?? [])], {
     env: CLEAN_ENV, stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''

@@ -16,6 +16,7 @@ import { createPolicyEngine, emailResolution, type Policy, type PolicyUser } fro
 import { createPolicyService, policyUsers, type PolicyService } from './policy-service.js'
 import { policyRoutes } from './routes/policy.js'
 import type { ServerHook, Closable } from './server-hooks.js'
+import { startStunServer, type StunServer } from './stun-server.js'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
@@ -46,6 +47,13 @@ export interface StartControllerOptions {
    * it to loopback or a private address: it has no authentication.
    */
   metricsListen?: string
+  /**
+   * stunPort turns on the STUN server on the listen address: UDP `stunPort` and
+   * `stunPort + 1` (0 picks two free ports, for tests). Off when absent; the CLI's
+   * `--stun-port` defaults to 3478. The map then lists both as `:PORT` entries in
+   * `nat.stun`: host-less, meaning the host of the controller URL the node joined with.
+   */
+  stunPort?: number
 }
 
 export interface RunningController {
@@ -67,6 +75,8 @@ export interface RunningController {
   map?: MapService
   /** http://host:port/metrics, when started with `metricsListen` */
   metricsUrl?: string
+  /** the STUN server, when started with `stunPort` */
+  stun?: StunServer
   close: () => Promise<void>
 }
 
@@ -114,6 +124,12 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     policyInForce = policy
     closables.push({ close: async () => { await policy.close() } })
     let map: MapService | undefined
+    let stun: StunServer | undefined
+    if (opts.stunPort !== undefined) {
+      stun = await startStunServer({ host, port: opts.stunPort })
+      const s = stun
+      closables.push({ close: async () => { await s.close() } })
+    }
     const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
     const app = await buildApp({ ...common, mode: 'public', https: { key: tls.key, cert: tls.cert }, logger: log })
     const adminApp = await buildApp({ ...common, mode: 'local', logger: log.child({ server: 'admin-socket' }) })
@@ -123,7 +139,9 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     if (opts.map !== false) {
       const mapOpts = opts.map ?? {}
       // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
+      const nat = stun !== undefined ? { stun: stun.ports.map(p => `:${p}`), relays: [] } : undefined
       hooks.unshift(mapServerHook({
+        ...(nat !== undefined ? { nat } : {}),
         ...mapOpts,
         policy: mapOpts.policy ?? createPolicyEngine(policy.current(), policyUsers(state)),
         onStart: s => {
@@ -162,7 +180,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const sweep = setInterval(() => { state!.sweepExpired() }, SWEEP_MS)
     sweep.unref()
     const url = `https://${urlHost(host)}:${boundPort}`
-    log.info({ url, fingerprint: tls.displayFingerprint, stateDir: opts.stateDir, domain, ...(metricsUrl !== undefined ? { metricsUrl } : {}) }, 'controller listening')
+    log.info({ url, fingerprint: tls.displayFingerprint, stateDir: opts.stateDir, domain, ...(metricsUrl !== undefined ? { metricsUrl } : {}), ...(stun !== undefined ? { stunPorts: stun.ports } : {}) }, 'controller listening')
 
     let closing: Promise<void> | undefined
     const running: RunningController = {
@@ -177,6 +195,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       policy,
       ...(map !== undefined ? { map } : {}),
       ...(metricsUrl !== undefined ? { metricsUrl } : {}),
+      ...(stun !== undefined ? { stun } : {}),
       close: async () => {
         closing ??= (async () => {
           clearInterval(sweep)

@@ -240,8 +240,8 @@ t.test('with a shared port the daemon probes its peers: direct where a peer answ
   let ourPort: ReturnType<FakeWire['port']> | undefined
   const relayed = fakeRelay('192.0.2.99:40003')
   const d = await r.start({
-    nat: {
-      sharedPort: async ctx => (ourPort = wire.port('192.0.2.10', ctx.wgPort)),
+    paths: {
+      sharedPort: () => (ourPort ??= wire.port('192.0.2.10', r.plane.listenPort())),
       udpRelay: () => relayed,
       timings: { punchDelayMs: 20, burstStepMs: 50 }
     }
@@ -259,6 +259,7 @@ t.test('with a shared port the daemon probes its peers: direct where a peer answ
   t.equal(r.plane.endpointSets.at(-1)?.get(r.ctl.peers[1]!.wgKey), '192.0.2.99:40003')
   await d.down()
   t.ok(relayed.closed, 'down closes the relay client')
+  t.notOk(ourPort!.closed, 'the shared port is the data plane\'s to close')
   t.equal((await d.status()).peers.every(p => p.path === undefined), true)
 })
 

@@ -228,7 +228,11 @@ export type RelayInfo = Static<typeof RelayInfo>
 
 /** NatConfig tells a node where to learn its public mapping and which relays exist. */
 export const NatConfig = Obj({
-  /** STUN servers as host:port; two or more let a node tell an endpoint-independent NAT from a symmetric one */
+  /**
+   * STUN servers as host:port; two or more let a node tell an endpoint-independent NAT from
+   * a symmetric one. A host-less entry (`:3478`) means the host of the controller URL the
+   * node joined with: the controller cannot know the name its nodes reach it by.
+   */
   stun: Type.Array(Endpoint, { maxItems: 16 }),
   relays: Type.Array(RelayInfo, { maxItems: 64 })
 })
@@ -485,6 +489,39 @@ export const LocalPingResponse = Obj({
   endpoint: Type.Optional(Endpoint)
 })
 export type LocalPingResponse = Static<typeof LocalPingResponse>
+
+/** LocalNetcheckServer is what one STUN server said of this node's WireGuard port. */
+export const LocalNetcheckServer = Obj({
+  /** the entry of the map's nat.stun (host-less entries are the controller's host) */
+  server: Str(300),
+  /** address:port it was reached at, once resolved */
+  address: Type.Optional(Endpoint),
+  /** the WireGuard port's public mapping as this server saw it */
+  mapped: Type.Optional(Endpoint),
+  /** round trip of the answered request */
+  latencyMs: Type.Optional(Type.Number({ minimum: 0 })),
+  /** why there is no answer */
+  error: Type.Optional(Str(1000))
+})
+export type LocalNetcheckServer = Static<typeof LocalNetcheckServer>
+
+/** LocalNetcheck is `warren netcheck`: how this node's WireGuard port reaches the Internet. */
+export const LocalNetcheck = Obj({
+  /** whether any STUN server answered: UDP leaves and comes back */
+  udp: Type.Boolean(),
+  /** the distinct public mappings of the WireGuard port the servers saw */
+  mappings: Type.Array(Endpoint, { maxItems: 16 }),
+  /**
+   * true when two or more servers saw the same mapping (peers can reach it: endpoint-
+   * independent), false when they saw different ones (symmetric NAT: a relay is needed),
+   * absent when fewer than two answered
+   */
+  endpointIndependent: Type.Optional(Type.Boolean()),
+  wgPort: Type.Integer({ minimum: 0, maximum: 65535 }),
+  servers: Type.Array(LocalNetcheckServer, { maxItems: 16 }),
+  checkedAt: Timestamp
+})
+export type LocalNetcheck = Static<typeof LocalNetcheck>
 
 export const LocalWhoisResponse = Obj({
   node: Obj({ id: Id, name: NodeName, fqdn: Str(260), ipv4: IpAddr, ipv6: IpAddr, tags: Type.Array(TagName, { maxItems: 64 }) }),

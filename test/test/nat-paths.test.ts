@@ -76,7 +76,7 @@ t.test('flat network: the daemons confirm a direct path by probes and use it', {
 
 t.test('two nodes behind one NAT go direct over their LAN addresses', { skip, timeout: 580_000 }, async t => {
   const lab = await createNatLab(t, { sides: [{ name: 'l', nat: 'cone', nodes: 2 }] })
-  const mesh = await createMesh(t, { hosts: [], within: { topology: lab.topology, controllerHost: lab.controller } })
+  const mesh = await createMesh(t, { hosts: [], lab })
   const [a, b] = await joinPair(mesh, ['l1', 'l2'])
   await checkPathInUse(t, mesh, a, b, b.host.address)
   await checkPathInUse(t, mesh, b, a, a.host.address)

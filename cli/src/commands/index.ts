@@ -15,6 +15,7 @@ import * as localStatus from './local-status.js'
 import * as localIp from './local-ip.js'
 import * as localPing from './local-ping.js'
 import * as localWhois from './local-whois.js'
+import * as localNetcheck from './local-netcheck.js'
 
 /** CommandModule is one verb file: it adds its commands to the program. */
 export interface CommandModule {
@@ -38,5 +39,6 @@ export const commands: CommandModule[] = [
   localIp,
   localPing,
   localWhois,
+  localNetcheck,
   version
 ]

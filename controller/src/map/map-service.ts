@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import type { Registry } from 'prom-client'
+import type { NatConfig } from '@warren/protocol'
 import type { MapNodeSource, MapPolicy, MapLogger } from './types.js'
 import { createMapMetrics, type MapMetrics } from './metrics.js'
 import { writeRawError } from '../raw-http.js'
@@ -18,6 +19,8 @@ export interface MapServiceOptions {
   policy: MapPolicy
   /** MagicDNS domain sent in every map */
   domain: string
+  /** NAT config (STUN servers, relays) sent in every map; none when absent */
+  nat?: NatConfig
   /** changes within this window reach a node as one delta (default 30 ms) */
   coalesceMs?: number
   /** ws ping interval; a node that has not answered the previous ping is closed (default 15 s) */
@@ -63,6 +66,8 @@ export interface MapService {
   mesh: MeshPolicy
   /** setDomain changes the MagicDNS domain for every node. */
   setDomain: (domain: string) => void
+  /** setNat changes the NAT config (STUN servers, relays) for every node. */
+  setNat: (nat: NatConfig) => void
   stats: () => MapStats
   metrics: MapMetrics
   /** close ends every session (code 1001) and stops timers; the source is left alone. */
@@ -121,7 +126,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
       policyChanged: ids => { if (!closed) fanout.policyChanged(ids) }
     }
   })
-  const fanout = createMapFanout({ peers: mesh, domain: opts.domain, onDirty: scheduleFlush })
+  const fanout = createMapFanout({ peers: mesh, domain: opts.domain, ...(opts.nat !== undefined ? { nat: opts.nat } : {}), onDirty: scheduleFlush })
   fanout.loadNodes(opts.source.listNodes())
   const sessions = createMapSessions({
     source: opts.source,
@@ -189,6 +194,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
     },
     mesh,
     setDomain: domain => fanout.setDomain(domain),
+    setNat: nat => fanout.setNat(nat),
     stats: () => ({ ...wire.counts(), ...counts, connected: sessions.connected(), sessions: fanout.sessionCount(), nodes: fanout.nodeCount() }),
     metrics,
     async close () {

@@ -18,8 +18,8 @@ import { localStatus } from './local-status.js'
 import { joinController } from './join.js'
 import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
-import { createDaemonPaths, type PathsInit, type SharedPortContext } from './paths.js'
-import { openSystemSharedPort } from '../nat/shared-port.js'
+import { createNatMonitor, type NatMonitorInit } from '../nat/nat-monitor.js'
+import { createDaemonPaths, type PathsInit } from './paths.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -47,8 +47,10 @@ export interface DaemonInit {
   endpoints?: (listenPort: number) => string[]
   backoff?: BackoffInit
   keepaliveMs?: number
-  /** nat chooses the shared port, relay clients and path timings; without a shared port, no probing */
-  nat?: PathsInit
+  /** nat tunes the NAT monitor (netcheck interval, STUN timeouts); tests shorten them */
+  nat?: Pick<NatMonitorInit, 'intervalMs' | 'tickMs' | 'timeoutMs' | 'resolve'>
+  /** paths plugs in relay clients and path timings (and a shared port, for tests with a fake data plane) */
+  paths?: PathsInit
 }
 
 /**
@@ -85,11 +87,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     runner,
     logger: log.child({ part: 'dataplane' })
   })
-  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, interfaceName: init.interfaceName, runner, logger: log.child({ part: 'nat' }), session: () => d.session }, {
-    // The real shared port goes with the real data plane, whose firewall holds its rules.
-    ...(init.dataPlane === undefined ? { sharedPort: async (ctx: SharedPortContext) => await openSystemSharedPort({ wgPort: ctx.wgPort, meshAddress: ctx.meshIpv4, meshInterface: ctx.interfaceName, applyRules: async rules => await dataPlane.setSharedPortRules(rules) }) } : {}),
-    ...init.nat
-  })
+  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, runner, logger: log.child({ part: 'paths' }), session: () => d.session }, init.paths ?? {})
   const d: DaemonContext = {
     log, metrics, store, keys, dataPlane, paths,
     interfaceName: init.interfaceName,
@@ -104,9 +102,26 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   }
   const ops = createSerialQueue()
   const applier = createMapApplier(d)
+  // The NAT monitor learns the WireGuard port's public mapping through the shared port;
+  // it is sent to the controller among the endpoints, and re-sent when it moves.
+  const nat = createNatMonitor({
+    ...init.nat,
+    port: () => dataPlane.sharedPort?.(),
+    ...(dataPlane.refreshSharedPort !== undefined ? { refreshPort: async () => await dataPlane.refreshSharedPort!() } : {}),
+    stunServers: () => d.netmap?.nat?.stun ?? [],
+    controllerUrl: () => d.login?.controller,
+    onChange: () => d.session?.checkEndpoints(),
+    logger: log.child({ part: 'nat' })
+  })
+  const localOnly = init.endpoints ?? ((port: number) => localEndpoints({ meshInterface: init.interfaceName, listenPort: port }))
   const mapInit: MapConnectionInit = {
     applier,
-    endpoints: init.endpoints ?? ((port: number) => localEndpoints({ meshInterface: init.interfaceName, listenPort: port })),
+    endpoints: (port: number) => {
+      const endpoints = [...new Set([...localOnly(port), ...nat.mappedEndpoints()])].slice(0, 32)
+      // Peers learn our candidates when they are reported: path probing times its punches by that.
+      paths.reported(endpoints, { settled: nat.last() !== undefined || (d.netmap?.nat?.stun ?? []).length === 0 })
+      return endpoints
+    },
     ...(init.backoff !== undefined ? { backoff: init.backoff } : {}),
     ...(init.keepaliveMs !== undefined ? { keepaliveMs: init.keepaliveMs } : {})
   }
@@ -132,6 +147,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     await applier.applying?.catch(() => {})
     await paths.stop()
     await dataPlane.down()
+    nat.reset()
     if (d.login !== undefined) {
       d.login = { ...d.login, wantRunning: false }
       await store.writeLogin(d.login)
@@ -151,7 +167,8 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     down: async () => await ops.run(down),
     ip: (peer?: string, family?: 4 | 6) => localIp(d, peer, family),
     ping: async (peer: string) => await localPing(d, peer),
-    whois: (addr: string) => localWhois(d, addr)
+    whois: (addr: string) => localWhois(d, addr),
+    netcheck: async () => await nat.check()
   }
   let api: LocalApiServer
   try {
@@ -181,6 +198,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     ...(metricsUrl !== undefined ? { metricsUrl } : {}),
     ...daemonApi,
     async close () {
+      nat.close()
       stopSession()
       await applier.applying?.catch(() => {})
       await api.close()

@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Netmap } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
 import type { WireGuardMode, WireGuardPeerStatus } from '../wireguard/types.js'
-import type { SharedPortRules } from '../engine/types.js'
+import type { SharedPort } from '../nat/types.js'
 
 /** DataPlaneContext is what a data plane needs to know about this daemon. */
 export interface DataPlaneContext {
@@ -32,11 +32,6 @@ export interface DataPlane {
    * Only WireGuard peers change, and their sessions stay.
    */
   setPeerEndpoints(endpoints: ReadonlyMap<string, string>): Promise<void>
-  /**
-   * setSharedPortRules puts the rules that let the daemon's control socket share the
-   * WireGuard port into the firewall (undefined removes them); they stay across applies.
-   */
-  setSharedPortRules(rules: SharedPortRules | undefined): Promise<void>
   /** peerStats reads live WireGuard counters (`wg show dump`); empty when there is no interface */
   peerStats(): Promise<WireGuardPeerStatus[]>
   /** listenPort is the WireGuard UDP port, for the endpoints the controller hands to peers */
@@ -47,4 +42,8 @@ export interface DataPlane {
   down(): Promise<void>
   /** release stops in-process parts (DNS sockets) and leaves kernel state as it is */
   release(): Promise<void>
+  /** sharedPort is the WireGuard port shared with the daemon (STUN, probes), once the mesh address exists */
+  sharedPort?(): SharedPort | undefined
+  /** refreshSharedPort puts the host's current addresses into the shared-port rules; true when they changed */
+  refreshSharedPort?(): Promise<boolean>
 }

@@ -1,7 +1,6 @@
 import type { Netmap } from '@warren/protocol'
 import type { WireGuardPeerStatus } from '../wireguard/types.js'
 import type { DataPlane } from './data-plane.js'
-import type { SharedPortRules } from '../engine/types.js'
 
 /** FakeDataPlane records what the daemon asked for, and stands in for the system in tests. */
 export interface FakeDataPlane extends DataPlane {
@@ -13,8 +12,6 @@ export interface FakeDataPlane extends DataPlane {
   readonly released: boolean
   /** every endpoint choice the daemon passed on, in order */
   readonly endpointSets: Array<Map<string, string>>
-  /** the shared-port rules in force */
-  sharedPortRules?: SharedPortRules
   /** stats lets a test set what `wg show dump` would report */
   stats: WireGuardPeerStatus[]
   /** failNextApply makes the next apply throw, as a failing `wg` or `nft` would */
@@ -45,10 +42,6 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
       released = false
       installed = true
       fake.applied.push(netmap)
-    },
-    async setSharedPortRules (rules) {
-      if (rules === undefined) delete fake.sharedPortRules
-      else fake.sharedPortRules = rules
     },
     async setPeerEndpoints (endpoints) { fake.endpointSets.push(new Map(endpoints)) },
     async peerStats () { return installed ? fake.stats : [] },

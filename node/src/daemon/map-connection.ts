@@ -30,12 +30,7 @@ export function connectMap (d: DaemonContext, init: MapConnectionInit, l: SavedL
     // Relative on purpose: it resolves under the controller URL whether or not its path ends in '/'.
     openSocket: () => t.webSocket('v1/machine/map'),
     machineKey: d.keys.machine,
-    endpoints: () => {
-      const endpoints = init.endpoints(d.dataPlane.listenPort())
-      // Peers learn our candidates when they are reported: path probing times its punches by that.
-      d.paths.reported(endpoints)
-      return endpoints
-    },
+    endpoints: () => init.endpoints(d.dataPlane.listenPort()),
     ...(resumeFrom !== undefined ? { resumeFrom } : {}),
     backoff: createBackoff(init.backoff),
     ...(init.keepaliveMs !== undefined ? { keepaliveMs: init.keepaliveMs } : {}),

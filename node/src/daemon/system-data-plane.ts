@@ -1,13 +1,16 @@
 import dgram from 'node:dgram'
 import { join } from 'node:path'
-import { WarrenError, type Netmap } from '@warren/protocol'
+import { WarrenError } from '@warren/protocol'
 import { createWireGuard, type WireGuard } from '../wireguard/index.js'
 import { createRouter, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
-import { createEngine, type Firewall, type DnsConfigurator, type EngineLocal, type SharedPortRules } from '../engine/index.js'
+import { createEngine, type Firewall, type DnsConfigurator } from '../engine/index.js'
 import type { CommandRunner } from '../runner/index.js'
 import type { DataPlane, DataPlaneContext } from './data-plane.js'
 import { createMagicDns } from './magic-dns.js'
+import { openSystemSharedPort, type SystemSharedPort } from '../nat/shared-port.js'
+import type { EngineLocal, SharedPortRules } from '../engine/types.js'
+import type { Netmap } from '@warren/protocol'
 
 /** DataPlaneAdapters are the parts a data plane drives: real ones, or the adapters' fakes in tests. */
 export interface DataPlaneAdapters {
@@ -19,6 +22,8 @@ export interface DataPlaneAdapters {
   runner: CommandRunner
   /** freePort picks the WireGuard port (default: freeUdpPort) */
   freePort?: (want: number) => Promise<number>
+  /** sharedPort: false leaves the shared WireGuard port (control socket and its rules) out, for tests without a kernel */
+  sharedPort?: false
 }
 
 /**
@@ -31,11 +36,50 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   const { interfaceName } = ctx
   const engine = createEngine({ wireguard, router, firewall, dns })
   let listenPort: number | undefined
+  /** the shared port's socket, and the rules the firewall is given for it */
+  let shared: SystemSharedPort | undefined
+  let rules: SharedPortRules | undefined
+  /** the map last applied, so a path or rules change can re-apply it; none after down */
+  let lastNetmap: Netmap | undefined
+  /** the WireGuard endpoint per peer that path selection chose */
   let chosen: ReadonlyMap<string, string> = new Map()
-  /** the map last applied, so a path change can re-apply WireGuard alone; none after down */
-  let applied: Netmap | undefined
-  let sharedPort: SharedPortRules | undefined
-  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen, ...(sharedPort !== undefined ? { sharedPort } : {}) })
+  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen, ...(rules !== undefined ? { sharedPort: rules } : {}) })
+
+  /**
+   * openShared binds the control socket on the mesh address once the engine has put it on
+   * the interface (again if the address or port moved), and gives the firewall its rules.
+   * A failure leaves the mesh working without it (no STUN, no probes) and is logged.
+   */
+  async function openShared (netmap: Netmap, port: number): Promise<void> {
+    if (adapters.sharedPort === false) return
+    if (shared !== undefined && shared.meshAddress === netmap.self.ipv4 && shared.wgPort === port) return
+    const old = shared
+    shared = undefined
+    await old?.close()
+    try {
+      shared = await openSystemSharedPort({
+        wgPort: port,
+        meshAddress: netmap.self.ipv4,
+        meshInterface: interfaceName,
+        ...(old !== undefined ? { controlPort: old.controlPort } : {}),
+        applyRules: async r => {
+          rules = r
+          if (lastNetmap !== undefined) await engine.apply(lastNetmap, local(port))
+        }
+      })
+      ctx.logger.info({ controlPort: shared.controlPort, wgPort: port }, 'shared WireGuard port open')
+    } catch (e) {
+      rules = undefined
+      ctx.logger.warn({ err: (e as Error).message }, 'cannot share the WireGuard port: no STUN or path probes')
+    }
+  }
+
+  async function closeShared (): Promise<void> {
+    const s = shared
+    shared = undefined
+    rules = undefined
+    await s?.close()
+  }
 
   /** choosePort keeps the port of an interface that survived a restart, else the wanted one if free. */
   async function choosePort (): Promise<number> {
@@ -47,31 +91,30 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   return {
     async apply (netmap) {
       listenPort ??= await choosePort()
+      lastNetmap = netmap
       const r = await engine.apply(netmap, local(listenPort))
-      applied = netmap
       ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
+      await openShared(netmap, listenPort)
     },
     async setPeerEndpoints (endpoints) {
       chosen = new Map(endpoints)
-      if (applied === undefined || listenPort === undefined) return
-      const changes = await engine.applyWireGuard(applied, local(listenPort))
+      if (lastNetmap === undefined || listenPort === undefined) return
+      const changes = await engine.applyWireGuard(lastNetmap, local(listenPort))
       if (changes.updated.length > 0) ctx.logger.info({ peers: changes.updated.length }, 'WireGuard endpoints moved to new paths')
     },
-    async setSharedPortRules (rules) {
-      sharedPort = rules
-      // Applying the same map again changes only what differs: here the firewall's rules.
-      if (applied !== undefined && listenPort !== undefined) await engine.apply(applied, local(listenPort))
-    },
+    sharedPort: () => shared,
+    refreshSharedPort: async () => await (shared?.refresh() ?? false),
     peerStats: async () => (await wireguard.status().catch(() => undefined))?.peers ?? [],
     listenPort: () => listenPort ?? ctx.listenPort,
     ping: async address => await pingOnce(runner, address),
     async down () {
-      applied = undefined
-      sharedPort = undefined
+      await closeShared()
+      lastNetmap = undefined
       await engine.close()
       listenPort = undefined
     },
     release: async () => {
+      await closeShared()
       await firewall.release?.().catch(e => ctx.logger.warn({ err: (e as Error).message }, 'could not end the firewall\'s nft session'))
       await dns.release()
     }
