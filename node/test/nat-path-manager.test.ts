@@ -18,7 +18,7 @@ function sim (opts: Partial<PathManagerInit> = {}) {
   let answers: (to: string) => number | undefined = () => undefined
   const m: PathManager = createPathManager({
     now: () => now,
-    random: () => 1,
+    wallClock: () => now,
     probes: {
       ping (peer, to, o) {
         const txid = String(++n)
@@ -138,12 +138,13 @@ t.test('a direct path is heartbeaten; when it stops answering the relay takes ov
   let switched: number | undefined
   s.run(cut + 60_000, () => { if (switched === undefined && s.m.path(PEER)?.kind === 'udp-relay') switched = s.now })
   t.ok(switched !== undefined && switched - cut <= 6000, `back on the relay ${String(switched! - cut)} ms after the cut`)
-  // Retry bursts back off: 4 s, 8 s, 16 s ... between them.
-  const full = s.sent.filter(x => x.ttl === undefined && x.at > switched!).map(x => x.at)
-  const gaps = full.slice(1).map((at, i) => at - full[i]!).filter(g => g > DEFAULT_PATH_TIMINGS.burstStepMs)
-  t.ok(gaps.length >= 2 && gaps[1]! > gaps[0]!, `gaps between bursts grow: ${gaps.join(', ')}`)
+  // Retries come at the same wall-clock slots on both nodes, with a quiet time between.
+  const retries = s.sent.filter(x => x.at > switched! + DEFAULT_PATH_TIMINGS.burstMs)
+  t.ok(retries.length > 0, 'the direct path is retried')
+  t.ok(retries.every(x => x.at % DEFAULT_PATH_TIMINGS.retrySlotMs < DEFAULT_PATH_TIMINGS.burstMs), 'only in the first seconds of each retry slot')
+  t.ok(retries.filter(x => x.ttl === undefined).every(x => x.at % DEFAULT_PATH_TIMINGS.retrySlotMs >= DEFAULT_PATH_TIMINGS.punchDelayMs), 'full pings a punch delay into the slot')
   up = true
-  s.run(s.now + DEFAULT_PATH_TIMINGS.retryMaxMs + DEFAULT_PATH_TIMINGS.burstMs)
+  s.run(s.now + DEFAULT_PATH_TIMINGS.retrySlotMs + DEFAULT_PATH_TIMINGS.burstMs)
   t.equal(s.m.path(PEER)?.kind, 'direct', 'upgraded again once the direct path answers')
 })
 
@@ -187,12 +188,24 @@ t.test('full pings wait until the peer can know our own latest candidates (order
 })
 
 t.test('while our own candidates are unsettled (STUN pending) only TTL-limited probes go out', async t => {
-  const s = sim()
-  s.m.setSelfEndpoints(['10.0.0.1:41641'], { settled: false })
+  let settled = false
+  const s = sim({ settled: () => settled })
   s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
   s.run(20_000)
   t.ok(s.sent.length > 0 && s.sent.every(x => x.ttl === PUNCH_TTL), 'TTL-limited probes only')
+  settled = true
   s.m.setSelfEndpoints(['10.0.0.1:41641', '203.0.113.1:41641'])
   s.run(s.now + DEFAULT_PATH_TIMINGS.punchDelayMs)
   t.ok(s.sent.some(x => x.ttl === undefined), 'full pings once settled, after the punch delay')
+})
+
+t.test('an offline peer is not probed until it comes back', async t => {
+  const s = sim()
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'], online: false }])
+  t.equal(s.m.tick(), Infinity, 'nothing due')
+  s.run(100_000)
+  t.same(s.sent, [])
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'], online: true }])
+  s.run(s.now + 10)
+  t.ok(s.sent.length > 0, 'probed at once when it is back')
 })

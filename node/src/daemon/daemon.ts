@@ -87,7 +87,11 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     runner,
     logger: log.child({ part: 'dataplane' })
   })
-  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, runner, logger: log.child({ part: 'paths' }), session: () => d.session }, init.paths ?? {})
+  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, runner, logger: log.child({ part: 'paths' }),
+    session: () => d.session,
+    // Our mapped address is known once netcheck has run (or when there is no STUN server to ask).
+    settled: () => nat.last() !== undefined || (d.netmap !== undefined && (d.netmap.nat?.stun ?? []).length === 0)
+  }, init.paths ?? {})
   const d: DaemonContext = {
     log, metrics, store, keys, dataPlane, paths,
     interfaceName: init.interfaceName,
@@ -119,7 +123,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     endpoints: (port: number) => {
       const endpoints = [...new Set([...localOnly(port), ...nat.mappedEndpoints()])].slice(0, 32)
       // Peers learn our candidates when they are reported: path probing times its punches by that.
-      paths.reported(endpoints, { settled: nat.last() !== undefined || (d.netmap?.nat?.stun ?? []).length === 0 })
+      paths.reported(endpoints)
       return endpoints
     },
     ...(init.backoff !== undefined ? { backoff: init.backoff } : {}),

@@ -3,7 +3,7 @@ import type { Netmap } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
 import type { MapSession } from '../control/map-session.js'
 import { createPathService, type PathService } from '../nat/path-service.js'
-import type { PathTimings, RelayIdentity, SelfEndpointsOptions } from '../nat/path-manager.js'
+import type { PathTimings, RelayIdentity } from '../nat/path-manager.js'
 import type { PeerPath, SharedPort, TlsRelayClient, UdpRelayClient } from '../nat/types.js'
 import type { DataPlane } from './data-plane.js'
 
@@ -39,11 +39,8 @@ export interface DaemonPaths {
   /** update gives the path service a newly applied map, starting it on the shared port once that is open */
   update: (netmap: Netmap) => Promise<void>
   path: (peerKey: string) => PeerPath | undefined
-  /**
-   * reported hears the candidates the map session reports to the controller (polled: only
-   * changes count); `settled: false` while STUN is still finding our mapped address
-   */
-  reported: (endpoints: string[], opts?: SelfEndpointsOptions) => void
+  /** reported hears the candidates the map session reports to the controller (polled: only changes count) */
+  reported: (endpoints: string[]) => void
   /** stop ends probing and closes the relay clients (down, or daemon exit); the port is the data plane's */
   stop: () => Promise<void>
 }
@@ -63,6 +60,8 @@ export interface DaemonPathsDeps {
   logger: Logger
   /** the current map session, if any */
   session: () => MapSession | undefined
+  /** settled says whether our own candidates are known (netcheck ran, or there is no STUN server) */
+  settled: () => boolean
 }
 
 /** createDaemonPaths returns the daemon's path selection; it starts nothing until a map and the shared port exist. */
@@ -73,7 +72,7 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
   let netmap: Netmap | undefined
   let pushing: Promise<void> | undefined
   let dirty = false
-  let reported: { endpoints: string[], opts?: SelfEndpointsOptions } = { endpoints: [] }
+  let reported: string[] = []
 
   /** push hands the chosen endpoints to the data plane, one push at a time, the newest winning. */
   function push (): void {
@@ -97,10 +96,11 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
       ...(udp !== undefined ? { udpRelay: udp } : {}),
       ...(tls !== undefined ? { tlsRelay: tls } : {}),
       ...(init.timings !== undefined ? { timings: init.timings } : {}),
+      settled: deps.settled,
       logger: log
     })
     service.onChange(push)
-    service.setSelfEndpoints(reported.endpoints, reported.opts)
+    service.setSelfEndpoints(reported)
     log.info('path selection started on the shared WireGuard port')
     return { port, service, ...(udp !== undefined ? { udp } : {}), ...(tls !== undefined ? { tls } : {}) }
   }
@@ -126,9 +126,9 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
       running.service.setNetmap(map)
     },
     path: key => running?.service.path(key),
-    reported (endpoints, opts) {
-      reported = { endpoints, ...(opts !== undefined ? { opts } : {}) }
-      running?.service.setSelfEndpoints(endpoints, opts)
+    reported (endpoints) {
+      reported = endpoints
+      running?.service.setSelfEndpoints(endpoints)
     },
     async stop () {
       netmap = undefined

@@ -1,6 +1,5 @@
 import ipaddr from 'ipaddr.js'
 import { formatHostPort, parseHostPort } from '@warren/protocol'
-import { createBackoff, type Backoff } from '../control/backoff.js'
 import type { DiscoPong } from './disco.js'
 import type { PeerPath, TlsRelayClient, UdpAddress, UdpRelayClient } from './types.js'
 
@@ -20,9 +19,15 @@ export interface PathTimings {
   burstStepMs: number
   /** ... for this long */
   burstMs: number
-  /** between bursts that found nothing, the wait doubles from retryMinMs to retryMaxMs */
-  retryMinMs: number
-  retryMaxMs: number
+  /**
+   * retrySlotMs: a burst that found nothing is retried at the next multiple of this on the
+   * wall clock, the same instants on both nodes, so both send their TTL-limited probes
+   * before either sends a full one. Longer than Linux's 30 s timeout for unreplied UDP
+   * conntrack entries plus a burst: a full probe that reached a NAT too early (before
+   * the peer had probed out) leaves such an entry, which spoils the peer's mapping toward
+   * us until it has gone.
+   */
+  retrySlotMs: number
   /** a ping without a pong is forgotten after this */
   pingTimeoutMs: number
 }
@@ -34,10 +39,7 @@ export const DEFAULT_PATH_TIMINGS: Readonly<PathTimings> = {
   punchDelayMs: 1000,
   burstStepMs: 1000,
   burstMs: 5000,
-  retryMinMs: 4000,
-  // above Linux's 30 s timeout for unreplied UDP conntrack entries, so that a punch that
-  // left one behind on a NAT is retried once it has gone
-  retryMaxMs: 64_000,
+  retrySlotMs: 40_000,
   pingTimeoutMs: 5000
 }
 
@@ -60,23 +62,13 @@ export interface RelayIdentity {
   relayId?: (peerWgKey: string) => string | undefined
 }
 
-/** SelfEndpointsOptions qualify our reported candidates. */
-export interface SelfEndpointsOptions {
-  /**
-   * settled is false while our candidates are still being discovered (STUN pending): no
-   * full pings go out then, only TTL-limited ones. A full ping that reaches a peer's NAT
-   * before the peer has probed toward us leaves an unreplied conntrack entry there that
-   * spoils the peer's mapping toward us for 30 s; the peer cannot probe toward our
-   * mapped address before it learns it. Default true.
-   */
-  settled?: boolean
-}
-
 /** PathPeer is what the path manager needs of a netmap peer. */
 export interface PathPeer {
   wgKey: string
   /** host:port candidates from the map: the peer's interface addresses and STUN-mapped ones */
   endpoints: string[]
+  /** online as the controller says; an offline peer is not probed (default true) */
+  online?: boolean
 }
 
 /** PathManagerInit wires a path manager to its clock, its probes and the optional relays. */
@@ -88,8 +80,15 @@ export interface PathManagerInit {
   tlsRelay?: TlsRelayClient & RelayIdentity
   timings?: Partial<PathTimings>
   punchTtl?: number
-  /** random for the retry backoff's jitter; tests pass () => 1 */
-  random?: () => number
+  /** the wall clock in ms (retry slots line up across nodes by it); default Date.now */
+  wallClock?: () => number
+  /**
+   * settled says whether our own candidates are known (STUN has answered, or there is no
+   * STUN server): until then only TTL-limited probes go out. A full probe that reaches the
+   * peer's NAT before the peer can have probed toward our mapped address leaves an
+   * unreplied conntrack entry there that spoils the peer's mapping for 30 s. Default: always.
+   */
+  settled?: () => boolean
   /** onError hears about a relay that failed to give an endpoint */
   onError?: (peerKey: string, e: Error) => void
 }
@@ -107,7 +106,7 @@ export interface PathManager {
    * setSelfEndpoints tells the candidates we last reported to the controller: when they
    * change, peers learn them only now, so full pings wait again (see PathTimings.punchDelayMs)
    */
-  setSelfEndpoints: (endpoints: string[], opts?: SelfEndpointsOptions) => void
+  setSelfEndpoints: (endpoints: string[]) => void
   /** handlePing: a peer pinged us from `from` (already answered): a candidate that works */
   handlePing: (peerKey: string, from: UdpAddress) => void
   handlePong: (pong: DiscoPong) => void
@@ -146,7 +145,7 @@ interface PeerState {
   readyAt: number
   burst?: Burst
   nextBurstAt: number
-  backoff: Backoff
+  online: boolean
   /** full pings right away (candidates learned from the peer's pings) */
   urgent: Set<string>
   nextHeartbeatAt: number
@@ -163,7 +162,8 @@ export function createPathManager (init: PathManagerInit): PathManager {
   const peers = new Map<string, PeerState>()
   const handlers = new Set<() => void>()
   let selfEndpoints = ''
-  let settled = true
+  const settled = init.settled ?? (() => true)
+  const wall = init.wallClock ?? Date.now
   let closed = false
 
   function candidate (endpoint: string, learned: boolean): Candidate | undefined {
@@ -178,14 +178,13 @@ export function createPathManager (init: PathManagerInit): PathManager {
   function newPeer (key: string): PeerState {
     return {
       key, mapEndpoints: '', candidates: new Map(), pending: new Map(), readyAt: now(), nextBurstAt: now(),
-      backoff: createBackoff({ minMs: T.retryMinMs, maxMs: T.retryMaxMs, ...(init.random !== undefined ? { random: init.random } : {}) }),
+      online: true,
       urgent: new Set(), nextHeartbeatAt: 0, tlsWanted: false
     }
   }
 
   /** rediscover starts a burst now: candidates changed, or the direct path was lost. */
   function rediscover (p: PeerState): void {
-    p.backoff.reset()
     p.burst = undefined
     p.nextBurstAt = now()
   }
@@ -255,21 +254,21 @@ export function createPathManager (init: PathManagerInit): PathManager {
 
   function stepBurst (p: PeerState, t: number): void {
     if (p.burst === undefined) {
-      if (t < p.nextBurstAt || p.candidates.size === 0) return
+      if (t < p.nextBurstAt || p.candidates.size === 0 || !p.online) return
       p.burst = { nextStepAt: t, fullAt: Math.max(t, p.readyAt) + T.punchDelayMs, endAt: t + T.burstMs }
     }
     const b = p.burst
     if (t >= b.endAt) {
       p.burst = undefined
-      if (p.path?.kind === 'direct') p.backoff.reset()
-      p.nextBurstAt = t + p.backoff.next()
+      const w = wall()
+      p.nextBurstAt = t + (Math.floor(w / T.retrySlotMs) + 1) * T.retrySlotMs - w
       return
     }
     if (t < b.nextStepAt) return
     // TTL-limited probes first open our own NAT toward each candidate; the full pings
     // that follow then meet an open mapping on both NATs, not an unreplied entry.
     for (const c of p.candidates.values()) send(p, c, false)
-    if (t >= b.fullAt && settled) for (const c of p.candidates.values()) send(p, c, true)
+    if (t >= b.fullAt && settled()) for (const c of p.candidates.values()) send(p, c, true)
     b.nextStepAt = t + T.burstStepMs
   }
 
@@ -287,14 +286,14 @@ export function createPathManager (init: PathManagerInit): PathManager {
       if (c !== undefined) send(p, c, true)
       p.nextHeartbeatAt = t + T.heartbeatMs
     }
-    const due: number[] = [p.burst?.nextStepAt ?? p.nextBurstAt]
+    const due: number[] = []
+    if (p.candidates.size > 0 && (p.online || p.burst !== undefined)) due.push(p.burst?.nextStepAt ?? p.nextBurstAt)
     if (p.burst !== undefined) due.push(p.burst.endAt)
     if (p.path?.kind === 'direct') {
       due.push(p.nextHeartbeatAt)
       const c = p.candidates.get(p.path.endpoint)
       if (c?.lastPongAt !== undefined) due.push(c.lastPongAt + T.trustMs + 1)
     }
-    if (p.candidates.size === 0) due.shift()
     return due.length === 0 ? Infinity : Math.min(...due)
   }
 
@@ -304,11 +303,10 @@ export function createPathManager (init: PathManagerInit): PathManager {
   })
 
   return {
-    setSelfEndpoints (list, opts) {
-      const key = [...list].sort().join(',') + (opts?.settled === false ? ' (unsettled)' : '')
+    setSelfEndpoints (list) {
+      const key = [...list].sort().join(',')
       if (key === selfEndpoints) return
       selfEndpoints = key
-      settled = opts?.settled !== false
       for (const p of peers.values()) {
         p.readyAt = now()
         rediscover(p)
@@ -329,6 +327,9 @@ export function createPathManager (init: PathManagerInit): PathManager {
           peers.set(pp.wgKey, p)
         }
         const mapKey = [...pp.endpoints].sort().join(',')
+        const online = pp.online !== false
+        if (online && !p.online) rediscover(p)
+        p.online = online
         if (mapKey !== p.mapEndpoints) {
           p.mapEndpoints = mapKey
           const keep = new Map<string, Candidate>()

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { Netmap } from '@warren/protocol'
 import { createDisco, type Disco } from './disco.js'
-import { createPathManager, type PathManager, type PathTimings, type RelayIdentity, type SelfEndpointsOptions } from './path-manager.js'
+import { createPathManager, type PathManager, type PathTimings, type RelayIdentity } from './path-manager.js'
 import type { PeerPath, SharedPort, TlsRelayClient, UdpRelayClient } from './types.js'
 
 /** PathServiceInit is what a daemon gives the path service. */
@@ -12,6 +12,8 @@ export interface PathServiceInit {
   udpRelay?: UdpRelayClient & RelayIdentity
   tlsRelay?: TlsRelayClient & RelayIdentity
   timings?: Partial<PathTimings>
+  /** settled says whether our own candidates are known (see PathManagerInit.settled) */
+  settled?: () => boolean
   logger?: Logger
 }
 
@@ -23,7 +25,7 @@ export interface PathService {
   /** setNetmap takes the peers and their candidates from a map */
   setNetmap: (netmap: Netmap) => void
   /** setSelfEndpoints tells the candidates we report to the controller (see PathManager.setSelfEndpoints) */
-  setSelfEndpoints: (endpoints: string[], opts?: SelfEndpointsOptions) => void
+  setSelfEndpoints: (endpoints: string[]) => void
   path: (peerKey: string) => PeerPath | undefined
   /** endpoints is the WireGuard endpoint per peer that has a path */
   endpoints: () => Map<string, string>
@@ -46,6 +48,7 @@ export function createPathService (init: PathServiceInit): PathService {
     ...(init.udpRelay !== undefined ? { udpRelay: init.udpRelay } : {}),
     ...(init.tlsRelay !== undefined ? { tlsRelay: init.tlsRelay } : {}),
     ...(init.timings !== undefined ? { timings: init.timings } : {}),
+    ...(init.settled !== undefined ? { settled: init.settled } : {}),
     onError: (peer, e) => log?.warn({ peer, err: e.message }, 'the TLS relay gave no endpoint for a peer')
   })
   let timer: NodeJS.Timeout | undefined
@@ -76,13 +79,13 @@ export function createPathService (init: PathServiceInit): PathService {
 
   return {
     setNetmap (netmap) {
-      const peers = netmap.peers.filter(p => p.wgKey !== netmap.self.wgKey).map(p => ({ wgKey: p.wgKey, endpoints: p.endpoints }))
+      const peers = netmap.peers.filter(p => p.wgKey !== netmap.self.wgKey).map(p => ({ wgKey: p.wgKey, endpoints: p.endpoints, online: p.online }))
       disco.setPeers(peers.map(p => p.wgKey))
       manager.setPeers(peers)
       soon()
     },
-    setSelfEndpoints (endpoints, opts) {
-      manager.setSelfEndpoints(endpoints, opts)
+    setSelfEndpoints (endpoints) {
+      manager.setSelfEndpoints(endpoints)
       soon()
     },
     path: key => manager.path(key),
