@@ -1,4 +1,3 @@
-import type { Test } from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { LocalPeerStatus } from '@warren/protocol'
@@ -10,6 +9,15 @@ import { canConnect, FLOW_ARGV, type Mesh, type MeshNode } from './mesh.js'
  * path a node chose, that WireGuard uses it and status shows it, and that the policy is
  * enforced on it as on any other path.
  */
+
+/** Asserts is the part of a tap test the checks use. */
+export interface Asserts {
+  ok: (value: unknown, message: string) => unknown
+  notOk: (value: unknown, message: string) => unknown
+  equal: (found: unknown, wanted: unknown, message: string) => unknown
+  match: (found: unknown, pattern: RegExp | string, message: string) => unknown
+  type: (found: unknown, type: string, message: string) => unknown
+}
 
 /** PATHS_POLICY lets tag:a reach tag:b on TCP 80 and nothing else. */
 export const PATHS_POLICY = `{
@@ -46,7 +54,7 @@ export async function direct (n: MeshNode, other: MeshNode): Promise<NonNullable
 }
 
 /** checkPathInUse: WireGuard sends to the chosen endpoint, and status says so in text and JSON. */
-export async function checkPathInUse (t: Test, mesh: Mesh, n: MeshNode, other: MeshNode, want: string): Promise<void> {
+export async function checkPathInUse (t: Asserts, mesh: Mesh, n: MeshNode, other: MeshNode, want: string): Promise<void> {
   const path = await direct(n, other)
   t.match(path.endpoint, new RegExp(`^${want.replaceAll('.', '\\.')}:\\d+$`), `${n.name} reaches ${other.name} directly at ${want}`)
   t.type(path.latencyMs, 'number', 'with a measured latency')
@@ -58,7 +66,7 @@ export async function checkPathInUse (t: Test, mesh: Mesh, n: MeshNode, other: M
 }
 
 /** checkPolicy: on the direct path, the allowed port connects and a denied one stays denied. */
-export async function checkPolicy (t: Test, a: MeshNode, b: MeshNode): Promise<void> {
+export async function checkPolicy (t: Asserts, a: MeshNode, b: MeshNode): Promise<void> {
   await waitFor(async () => await canConnect(a.host, b.ipv4, 80, 2000), { timeoutMs: 120_000, message: `${a.name} -> ${b.name}:80 (allowed)` })
   t.notOk(await canConnect(a.host, b.ipv4, 22, 1000), `${a.name} -> ${b.name}:22 stays denied on the direct path`)
   t.notOk(await canConnect(b.host, a.ipv4, 80, 1000), `${b.name} -> ${a.name}:80 is denied: access is one way`)
