@@ -1,4 +1,6 @@
 import type { Server as HttpsServer } from 'node:https'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { chmod, mkdir, rm, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { hostname } from 'node:os'
@@ -11,12 +13,15 @@ import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
 import { buildApp, buildMetricsApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
-import { mapServerHook, type MapServerHookOptions, type MapService } from './map/index.js'
+import { mapServerHook, MAP_PATH, type MapServerHookOptions, type MapService } from './map/index.js'
+import { writeRawError } from './raw-http.js'
 import { createPolicyEngine, emailResolution, type Policy, type PolicyUser } from './policy/index.js'
 import { createPolicyService, policyUsers, type PolicyService } from './policy-service.js'
 import { policyRoutes } from './routes/policy.js'
 import type { ServerHook, Closable } from './server-hooks.js'
 import { startStunServer, type StunServer } from './stun-server.js'
+import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, type EmbeddedRelayOptions } from './relay/index.js'
+import type { UdpRelay } from '@warren/relay'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
@@ -54,6 +59,12 @@ export interface StartControllerOptions {
    * `nat.stun`: host-less, meaning the host of the controller URL the node joined with.
    */
   stunPort?: number
+  /**
+   * relay runs the kernel UDP relay in this process (needs root and nft): nodes that find
+   * no direct path to a peer get an allocation on it. Off when absent; `warren controller
+   * serve` turns it on when it can.
+   */
+  relay?: EmbeddedRelayOptions
 }
 
 export interface RunningController {
@@ -77,6 +88,8 @@ export interface RunningController {
   metricsUrl?: string
   /** the STUN server, when started with `stunPort` */
   stun?: StunServer
+  /** the embedded kernel relay, when started with `relay` */
+  relay?: UdpRelay
   close: () => Promise<void>
 }
 
@@ -136,12 +149,30 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     closables.push({ close: async () => { await app.close() } }, { close: async () => { await adminApp.close() } })
 
     const hooks = opts.onServer === undefined ? [] : Array.isArray(opts.onServer) ? [...opts.onServer] : [opts.onServer]
+    let relay: UdpRelay | undefined
+    if (opts.relay !== undefined) {
+      try {
+        const r = relay = await startEmbeddedRelay(opts.stateDir, opts.relay, log.child({ module: 'relay' }))
+        // Closed last: the map service releases its allocations through it first.
+        closables.push({ close: async () => { await r.close() } })
+        log.info({ udp: r.endpoint }, 'embedded kernel relay running')
+      } catch (e) {
+        if (opts.relay.optional !== true) throw e
+        log.warn({ err: (e as Error).message }, 'embedded kernel relay not started; nodes get no UDP relay from this controller')
+      }
+    }
     if (opts.map !== false) {
-      const mapOpts = opts.map ?? {}
+      const mapOpts = { ...opts.map }
+      // STUN answers on the controller's ports (host-less: the host nodes joined with) and
+      // on the embedded relay's control port, so nodes have two or more servers to compare.
+      const backend = relay === undefined ? undefined : embeddedRelayBackend(relay)
+      if (relay !== undefined && backend !== undefined) {
+        mapOpts.relay ??= { backends: [backend], ...(opts.relay?.grantTtlMs !== undefined ? { grantTtlMs: opts.relay.grantTtlMs } : {}) }
+      }
+      const stunList = [...(stun?.ports.map(p => `:${p}`) ?? []), ...(relay !== undefined ? [relay.endpoint] : [])]
+      if (stunList.length > 0) mapOpts.nat ??= { stun: stunList, relays: backend !== undefined ? [backend.info] : [] }
       // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
-      const nat = stun !== undefined ? { stun: stun.ports.map(p => `:${p}`), relays: [] } : undefined
       hooks.unshift(mapServerHook({
-        ...(nat !== undefined ? { nat } : {}),
         ...mapOpts,
         policy: mapOpts.policy ?? createPolicyEngine(policy.current(), policyUsers(state)),
         onStart: s => {
@@ -150,6 +181,22 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
           mapOpts.onStart?.(s)
         }
       }))
+    }
+    if (opts.map !== false) {
+      // Standalone relays connect here (with an admin API key) and join the map's broker.
+      hooks.push(server => {
+        const link = createRelayLinkServer({ authenticate: key => { state!.authenticateApiKey(key) }, broker: () => map?.relays, log: log.child({ module: 'relay-link' }) })
+        const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+          if (link.handleUpgrade(req, socket, head)) return
+          // As the map service does when alone: the last listener answers paths nobody serves.
+          const path = (req.url ?? '').split('?')[0] ?? ''
+          if (path !== MAP_PATH && server.listeners('upgrade').at(-1) === onUpgrade) {
+            writeRawError(socket, 404, 'not_found', `no WebSocket endpoint at ${path}; the map session is at ${MAP_PATH}`)
+          }
+        }
+        server.on('upgrade', onUpgrade)
+        return { close: async () => { server.off('upgrade', onUpgrade); await link.close() } }
+      })
     }
     await app.ready()
     for (const hook of hooks) {
@@ -196,6 +243,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       ...(map !== undefined ? { map } : {}),
       ...(metricsUrl !== undefined ? { metricsUrl } : {}),
       ...(stun !== undefined ? { stun } : {}),
+      ...(relay !== undefined ? { relay } : {}),
       close: async () => {
         closing ??= (async () => {
           clearInterval(sweep)

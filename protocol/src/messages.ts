@@ -283,16 +283,99 @@ export type MapDelta = Static<typeof MapDelta>
 export const MapError = Obj({ type: Type.Literal('error'), code: Str(64), message: Str(4000) })
 export type MapError = Static<typeof MapError>
 
+/**
+ * RelayGrant gives a node one side of a kernel-relay allocation toward a peer: WireGuard's
+ * endpoint for the peer becomes `endpoint` once the node's RelayBind (sealed to `relayKey`,
+ * sent from its WireGuard port to `endpoint`) is acknowledged. Both nodes of the pair get
+ * one, each with its own endpoint. Sent outside the numbered delta stream: grants are not
+ * part of the netmap, and a node that reconnects asks again.
+ */
+export const RelayGrant = Obj({
+  type: Type.Literal('relay-grant'),
+  /** the peer's WireGuard key and node id */
+  peer: Base64Key,
+  peerId: Id,
+  relay: Id,
+  relayKey: Base64Key,
+  /** the relay's UDP host:port for this node's side */
+  endpoint: Endpoint,
+  allocation: Id,
+  /** the grant ends then unless the node asks again before */
+  expires: Timestamp
+})
+export type RelayGrant = Static<typeof RelayGrant>
+
+/**
+ * RelayRevoke ends a relay allocation at once (the pair or a node lost access, or the
+ * grant expired), or refuses a request (no `allocation`). `peer` is as the request named
+ * it, or the peer's WireGuard key.
+ */
+export const RelayRevoke = Obj({
+  type: Type.Literal('relay-revoke'),
+  peer: Str(64),
+  allocation: Type.Optional(Id),
+  code: Str(64),
+  message: Str(1000)
+})
+export type RelayRevoke = Static<typeof RelayRevoke>
+
 /** Messages from the controller to a node. */
-export const ServerMessage = Type.Union([MapChallenge, MapFull, MapDelta, MapError])
+export const ServerMessage = Type.Union([MapChallenge, MapFull, MapDelta, MapError, RelayGrant, RelayRevoke])
 export type ServerMessage = Static<typeof ServerMessage>
 
 export const ClientEndpoints = Obj({ type: Type.Literal('endpoints'), endpoints: Type.Array(Endpoint, { maxItems: 32 }) })
 export type ClientEndpoints = Static<typeof ClientEndpoints>
 
+/**
+ * RelayRequest asks for a kernel-relay allocation toward a peer (its node id or WireGuard
+ * key); asking again before the grant expires renews it. Answered with RelayGrant to
+ * both nodes of the pair, or RelayRevoke (refused) to the asker.
+ */
+export const RelayRequest = Obj({ type: Type.Literal('relay-request'), peer: Str(64, { minLength: 1 }) })
+export type RelayRequest = Static<typeof RelayRequest>
+
 /** Messages from a node to the controller. */
-export const ClientMessage = Type.Union([MapHello, ClientEndpoints])
+export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest])
 export type ClientMessage = Static<typeof ClientMessage>
+
+// ---------- relay link (a standalone relay's control connection to the controller) ----------
+
+/** RELAY_LINK_PATH is where a standalone relay opens its control WebSocket (with an API key). */
+export const RELAY_LINK_PATH = '/v1/relay/link'
+
+/** RelayLinkHello is a standalone relay's first message: who it is and where nodes reach it. */
+export const RelayLinkHello = Obj({
+  type: Type.Literal('relay-hello'),
+  version: Type.Integer(),
+  id: Id,
+  udp: Endpoint,
+  key: Base64Key
+})
+export type RelayLinkHello = Static<typeof RelayLinkHello>
+
+/** RelayLinkReply answers a numbered command: the allocation made, or why not. */
+export const RelayLinkReply = Obj({
+  type: Type.Literal('relay-reply'),
+  req: Type.Integer({ minimum: 0 }),
+  ok: Type.Boolean(),
+  allocation: Type.Optional(Obj({ id: Id, ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 2, maxItems: 2 }) })),
+  message: Type.Optional(Str(1000))
+})
+export type RelayLinkReply = Static<typeof RelayLinkReply>
+
+/** Messages from a standalone relay to the controller. */
+export const RelayLinkUp = Type.Union([RelayLinkHello, RelayLinkReply])
+export type RelayLinkUp = Static<typeof RelayLinkUp>
+
+/** RelayLinkCommand is what the controller's broker asks of a standalone relay. */
+export const RelayLinkCommand = Type.Union([
+  Obj({ type: Type.Literal('relay-welcome') }),
+  Obj({ type: Type.Literal('relay-allocate'), req: Type.Integer({ minimum: 0 }), nodeKeys: Type.Array(Base64Key, { minItems: 2, maxItems: 2 }), expiresAt: Type.Integer() }),
+  Obj({ type: Type.Literal('relay-renew'), allocation: Id, expiresAt: Type.Integer() }),
+  Obj({ type: Type.Literal('relay-release'), req: Type.Integer({ minimum: 0 }), allocation: Id }),
+  MapError
+])
+export type RelayLinkCommand = Static<typeof RelayLinkCommand>
 
 /** applyDelta returns the netmap after a delta; the input is not changed. */
 export function applyDelta (nm: Netmap, d: MapDelta): Netmap {

@@ -46,6 +46,10 @@ t.test('netcheck and endpoints behind cone, symmetric and UDP-blocked NATs; no o
   t.equal(cone.servers.length, 2, 'two STUN servers (the controller\'s two ports)')
   t.ok(cone.servers.every(s => s.latencyMs !== undefined), 'a latency to each')
 
+  const text = (await mesh.warren(['netcheck', '--socket', nodes.c1!.socket], { host: lab.node('c1') })).stdout
+  t.match(text, /^UDP: +yes$/m, 'the table says UDP works')
+  t.match(text, /^NAT: +endpoint-independent/m, 'and names the NAT kind')
+
   const sym = await netcheck('s1')
   t.equal(sym.udp, true, 'symmetric: UDP works')
   t.equal(sym.endpointIndependent, false, 'symmetric: not endpoint-independent')

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import * as controller from './controller.js'
+import * as relay from './relay.js'
 import * as admin from './admin.js'
 import * as adminUsers from './admin-users.js'
 import * as adminKeys from './admin-keys.js'
@@ -25,6 +26,7 @@ export interface CommandModule {
 /** commands lists every verb file, in the order `warren --help` shows them. */
 export const commands: CommandModule[] = [
   controller,
+  relay,
   admin,
   adminUsers,
   adminKeys,

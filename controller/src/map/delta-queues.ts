@@ -23,7 +23,7 @@ export interface QueuedSession extends FanoutSession {
   filterJson: string
   selfJson: string
   dnsJson: string
-  /** natJson is the NAT config (STUN servers, relays) as JSON, '' when the controller offers none */
+  /** the NAT config (STUN servers, relays) sent, or '' when none */
   natJson: string
   pendingChanged: Set<string>
   pendingRemoved: Set<string>
@@ -55,7 +55,6 @@ export interface DeltaQueues {
   queueFilter: (s: QueuedSession, ref: FilterRule[], json: string) => void
   queueSelf: (s: QueuedSession, selfJson: string) => void
   queueDns: (s: QueuedSession, dnsJson: string) => void
-  /** queueNat queues a new NAT config ('' sends nothing: a map cannot take it back) */
   queueNat: (s: QueuedSession, natJson: string) => void
   /** fullMap resets a session to `map` and returns it as the first message (seq 1) */
   fullMap: (s: QueuedSession, map: FirstMap) => string[]
@@ -192,7 +191,9 @@ export function createDeltaQueues (peerJson: (id: string) => string | undefined,
       dirty.delete(s)
       const out = [`{"type":"map","session":"${s.id}","seq":${s.seq},"netmap":{"self":`, s.selfJson, ',"peers":[']
       pushPeers(out, s.sentPeers)
-      out.push('],"filter":', s.filterJson, ',"dns":', s.dnsJson, s.natJson === '' ? '' : `,"nat":${s.natJson}`, '}}')
+      out.push('],"filter":', s.filterJson, ',"dns":', s.dnsJson)
+      if (s.natJson !== '') out.push(',"nat":', s.natJson)
+      out.push('}}')
       return out
     },
     delta (s) {

@@ -34,8 +34,8 @@ export interface MapFanout {
   /** policyChanged re-reads peers and filters of these ids (of every session when absent) */
   policyChanged: (ids?: Iterable<string>) => void
   setDomain: (domain: string) => void
-  /** setNat changes the NAT config (STUN servers, relays) every node is sent */
-  setNat: (nat: NatConfig) => void
+  /** setNat changes the STUN servers and relays every node is told (undefined: none) */
+  setNat: (nat: NatConfig | undefined) => void
   node: (id: string) => Node | undefined
   nodeCount: () => number
 
@@ -65,7 +65,7 @@ export interface MapFanoutOptions {
   peers: PeerReader
   /** MagicDNS domain sent in every map */
   domain: string
-  /** NAT config (STUN servers, relays) sent in every map; none when absent */
+  /** STUN servers and relays sent in every map */
   nat?: NatConfig
   /** onDirty is called when a connected session gets queued changes (to arm a flush) */
   onDirty?: () => void
@@ -210,7 +210,8 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
       for (const s of queues.all()) queues.queueDns(s, dnsJson)
     },
     setNat (nat) {
-      natJson = JSON.stringify(nat)
+      // A node keeps the last NAT config it was sent; "none" goes out as empty lists.
+      natJson = nat === undefined ? (natJson === '' ? '' : JSON.stringify({ stun: [], relays: [] })) : JSON.stringify(nat)
       for (const s of queues.all()) queues.queueNat(s, natJson)
     },
     node: id => entries.get(id)?.node,

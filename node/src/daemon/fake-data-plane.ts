@@ -1,6 +1,7 @@
 import type { Netmap } from '@warren/protocol'
 import type { WireGuardPeerStatus } from '../wireguard/types.js'
 import type { DataPlane } from './data-plane.js'
+import type { SharedPort } from '../nat/types.js'
 
 /** FakeDataPlane records what the daemon asked for, and stands in for the system in tests. */
 export interface FakeDataPlane extends DataPlane {
@@ -22,7 +23,7 @@ export interface FakeDataPlane extends DataPlane {
  * createFakeDataPlane returns a fake whose kernel-side state (`installed`) can outlive a
  * daemon, as the real one does: pass the same fake to a restarted daemon.
  */
-export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number } = {}): FakeDataPlane {
+export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number, sharedPort?: SharedPort } = {}): FakeDataPlane {
   let installed = false
   let downCalls = 0
   let released = false
@@ -46,6 +47,8 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
     async setPeerEndpoints (endpoints) { fake.endpointSets.push(new Map(endpoints)) },
     async peerStats () { return installed ? fake.stats : [] },
     listenPort: () => opts.listenPort ?? 41641,
+    // the shared port exists while the interface would (it binds on the mesh address)
+    sharedPort: () => installed ? opts.sharedPort : undefined,
     async ping () { return opts.pingMs ?? 1.5 },
     async down () { installed = false; downCalls++ },
     async release () { released = true }

@@ -1,4 +1,5 @@
 import dgram from 'node:dgram'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WarrenError } from '@warren/protocol'
 import { createWireGuard, type WireGuard } from '../wireguard/index.js'
@@ -45,32 +46,43 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   let chosen: ReadonlyMap<string, string> = new Map()
   const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen, ...(rules !== undefined ? { sharedPort: rules } : {}) })
 
+  /** the control port is kept across restarts, so a restarted daemon finds its rules as they were (no rebuild) */
+  const controlPortFile = join(ctx.stateDir, 'control-port')
+  const savedControlPort = async (): Promise<number | undefined> => {
+    const n = Number((await readFile(controlPortFile, 'utf8').catch(() => '')).trim())
+    return Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined
+  }
+
   /**
-   * openShared binds the control socket on the mesh address once the engine has put it on
-   * the interface (again if the address or port moved), and gives the firewall its rules.
-   * A failure leaves the mesh working without it (no STUN, no probes) and is logged.
+   * openShared binds the control socket on the mesh address once it is on the interface
+   * (again if the address or port moved) and gives the firewall its rules: with the next
+   * engine apply when `early` (a restart, the interface still up: the first apply then
+   * carries them and the table is not rebuilt), else at once. A failure leaves the mesh
+   * working without it (no STUN, no probes); only a late one is worth a warning.
    */
-  async function openShared (netmap: Netmap, port: number): Promise<void> {
+  async function openShared (netmap: Netmap, port: number, early: boolean): Promise<void> {
     if (adapters.sharedPort === false) return
     if (shared !== undefined && shared.meshAddress === netmap.self.ipv4 && shared.wgPort === port) return
     const old = shared
     shared = undefined
     await old?.close()
+    const controlPort = old?.controlPort ?? await savedControlPort()
     try {
       shared = await openSystemSharedPort({
         wgPort: port,
         meshAddress: netmap.self.ipv4,
         meshInterface: interfaceName,
-        ...(old !== undefined ? { controlPort: old.controlPort } : {}),
+        ...(controlPort !== undefined ? { controlPort } : {}),
         applyRules: async r => {
           rules = r
-          if (lastNetmap !== undefined) await engine.apply(lastNetmap, local(port))
+          if (!early && lastNetmap !== undefined) await engine.apply(lastNetmap, local(port))
         }
       })
+      await writeFile(controlPortFile, `${shared.controlPort}\n`).catch(() => undefined)
       ctx.logger.info({ controlPort: shared.controlPort, wgPort: port }, 'shared WireGuard port open')
     } catch (e) {
       rules = undefined
-      ctx.logger.warn({ err: (e as Error).message }, 'cannot share the WireGuard port: no STUN or path probes')
+      if (!early) ctx.logger.warn({ err: (e as Error).message }, 'cannot share the WireGuard port: no STUN or path probes')
     }
   }
 
@@ -92,9 +104,10 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
     async apply (netmap) {
       listenPort ??= await choosePort()
       lastNetmap = netmap
+      if (shared === undefined) await openShared(netmap, listenPort, true)
       const r = await engine.apply(netmap, local(listenPort))
       ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
-      await openShared(netmap, listenPort)
+      await openShared(netmap, listenPort, false)
     },
     async setPeerEndpoints (endpoints) {
       chosen = new Map(endpoints)
