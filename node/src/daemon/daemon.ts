@@ -20,6 +20,7 @@ import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
 import { createNatMonitor, type NatMonitorInit } from '../nat/nat-monitor.js'
 import { createDaemonPaths, type PathsInit } from './paths.js'
+import { createUdpRelayClient, mapSessionRelayControl } from '../nat/udp-relay-client.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -91,7 +92,14 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     session: () => d.session,
     // Our mapped address is known once netcheck has run (or when there is no STUN server to ask).
     settled: () => nat.last() !== undefined || (d.netmap !== undefined && (d.netmap.nat?.stun ?? []).length === 0)
-  }, init.paths ?? {})
+  }, {
+    // The kernel relay's requests and grants travel on the map session.
+    udpRelay: ctx => {
+      const session = ctx.session()
+      return session === undefined ? undefined : createUdpRelayClient({ control: mapSessionRelayControl(session), sharedPort: ctx.port, wgPrivateKey: ctx.privateKey, log: ctx.logger })
+    },
+    ...init.paths
+  })
   const d: DaemonContext = {
     log, metrics, store, keys, dataPlane, paths,
     interfaceName: init.interfaceName,

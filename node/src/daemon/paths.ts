@@ -27,8 +27,10 @@ export interface RelayClientContext {
  * the data plane's (tests with a fake data plane).
  */
 export interface PathsInit {
-  udpRelay?: (ctx: RelayClientContext) => UdpRelayClient & RelayIdentity
-  tlsRelay?: (ctx: RelayClientContext) => TlsRelayClient & RelayIdentity
+  /** udpRelay makes the kernel-relay client (undefined: none, say without a map session) */
+  udpRelay?: (ctx: RelayClientContext) => (UdpRelayClient & RelayIdentity) | undefined
+  /** tlsRelay makes the TLS relay client (undefined: none) */
+  tlsRelay?: (ctx: RelayClientContext) => (TlsRelayClient & RelayIdentity) | undefined
   timings?: Partial<PathTimings>
   /** sharedPort gives the shared WireGuard port; default: the data plane's, once open */
   sharedPort?: () => SharedPort | undefined
