@@ -1,6 +1,9 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { LocalPeerStatus } from '@warren/protocol'
+
+/** PathKind is how WireGuard reaches a peer (LocalPeerPath's kind). */
+export type PathKind = NonNullable<LocalPeerStatus['path']>['kind']
 import { waitFor, type ProcessHandle } from './process.js'
 import { canConnect, FLOW_ARGV, type Mesh, type MeshNode } from './mesh.js'
 
@@ -45,17 +48,17 @@ export async function peerOf (n: MeshNode, other: MeshNode): Promise<LocalPeerSt
   return (await n.status()).peers.find(p => p.wgKey === other.wgKey)
 }
 
-/** direct waits until `n` uses a direct path to `other` and returns it. */
-export async function direct (n: MeshNode, other: MeshNode): Promise<NonNullable<LocalPeerStatus['path']>> {
+/** waitForPath waits until `n` uses a path of `kind` to `other` and returns it. */
+export async function waitForPath (n: MeshNode, other: MeshNode, kind: PathKind, timeoutMs = 120_000): Promise<NonNullable<LocalPeerStatus['path']>> {
   return await waitFor(async () => {
     const p = await peerOf(n, other)
-    return p?.path?.kind === 'direct' ? p.path : undefined
-  }, { timeoutMs: 120_000, message: `${n.name} choosing a direct path to ${other.name}` })
+    return p?.path?.kind === kind ? p.path : undefined
+  }, { timeoutMs, message: `${n.name} choosing a ${kind} path to ${other.name}` })
 }
 
 /** checkPathInUse: WireGuard sends to the chosen endpoint, and status says so in text and JSON. */
 export async function checkPathInUse (t: Asserts, mesh: Mesh, n: MeshNode, other: MeshNode, want: string): Promise<void> {
-  const path = await direct(n, other)
+  const path = await waitForPath(n, other, 'direct')
   t.match(path.endpoint, new RegExp(`^${want.replaceAll('.', '\\.')}:\\d+$`), `${n.name} reaches ${other.name} directly at ${want}`)
   t.type(path.latencyMs, 'number', 'with a measured latency')
   const wg = await n.host.exec(['wg', 'show', n.iface, 'endpoints'])
@@ -65,10 +68,10 @@ export async function checkPathInUse (t: Asserts, mesh: Mesh, n: MeshNode, other
   t.match((await mesh.warren(['status', '--socket', n.socket])).stdout, new RegExp(`${other.name}\\s.*direct \\d`), 'warren status shows it')
 }
 
-/** checkPolicy: on the direct path, the allowed port connects and a denied one stays denied. */
+/** checkPolicy: on the path in use, the allowed port connects and a denied one stays denied. */
 export async function checkPolicy (t: Asserts, a: MeshNode, b: MeshNode): Promise<void> {
   await waitFor(async () => await canConnect(a.host, b.ipv4, 80, 2000), { timeoutMs: 120_000, message: `${a.name} -> ${b.name}:80 (allowed)` })
-  t.notOk(await canConnect(a.host, b.ipv4, 22, 1000), `${a.name} -> ${b.name}:22 stays denied on the direct path`)
+  t.notOk(await canConnect(a.host, b.ipv4, 22, 1000), `${a.name} -> ${b.name}:22 stays denied on the path in use`)
   t.notOk(await canConnect(b.host, a.ipv4, 80, 1000), `${b.name} -> ${a.name}:80 is denied: access is one way`)
 }
 
