@@ -127,11 +127,15 @@ t.test('endpoints chosen by the path manager win over the map, and moving them t
   t.same(s.order, [], 'no firewall or DNS work')
   t.equal(ep(n4.wgKey), '127.0.0.1:50004')
   t.equal(ep(n3.wgKey), '192.0.2.30:40003', 'a peer with no map endpoint gets the chosen one')
-  // A peer that roamed keeps its learned endpoint while Warren's choice stays the same ...
+  // A chosen path is pinned: WireGuard roaming away from it (to a relay port the peer
+  // still sends from) is undone at the next apply ...
   s.wireguard.roam(n4.wgKey, '198.51.100.4:1234')
   await s.engine.applyWireGuard(nm, { ...local, endpoints: new Map([[n4.wgKey, '127.0.0.1:50004'], [n3.wgKey, '192.0.2.30:40003']]) })
-  t.equal(ep(n4.wgKey), '198.51.100.4:1234')
-  // ... and moves when Warren wants a new one.
+  t.equal(ep(n4.wgKey), '127.0.0.1:50004')
+  // ... while a map endpoint is a guess: a peer that roamed keeps its learned endpoint.
   await s.engine.applyWireGuard(nm, { ...local, endpoints: new Map([[n3.wgKey, '192.0.2.30:40003']]) })
   t.equal(ep(n4.wgKey), '[fd00::4]:41641', 'choice withdrawn: back to the map endpoint')
+  s.wireguard.roam(n4.wgKey, '198.51.100.4:1234')
+  await s.engine.applyWireGuard(nm, { ...local, endpoints: new Map([[n3.wgKey, '192.0.2.30:40003']]) })
+  t.equal(ep(n4.wgKey), '198.51.100.4:1234', 'the roamed endpoint stays')
 })

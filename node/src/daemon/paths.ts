@@ -88,7 +88,17 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
     })().finally(() => { pushing = undefined })
   }
 
+  /**
+   * RECONCILE_MS: chosen endpoints are put back this often when WireGuard roamed away from
+   * them (a relay port the peer still sent from while it switched): only such peers change.
+   */
+  const RECONCILE_MS = 5000
+  let reconcile: NodeJS.Timeout | undefined
+
   function start (port: SharedPort): Running {
+    clearInterval(reconcile)
+    reconcile = setInterval(push, RECONCILE_MS)
+    reconcile.unref()
     const ctx: RelayClientContext = { port, privateKey: deps.privateKey, netmap: () => netmap, session: deps.session, runner: deps.runner, logger: log }
     const udp = init.udpRelay?.({ ...ctx, logger: log.child({ part: 'udp-relay' }) })
     const tls = init.tlsRelay?.({ ...ctx, logger: log.child({ part: 'tls-relay' }) })
@@ -110,6 +120,7 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
   async function stop (): Promise<void> {
     const r = running
     running = undefined
+    clearInterval(reconcile)
     if (r === undefined) return
     r.service.close()
     await pushing

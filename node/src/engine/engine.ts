@@ -25,9 +25,10 @@ export function isSelfActive (netmap: Netmap, now = new Date()): boolean {
   return netmap.self.status === 'active' && !isKeyExpired(netmap.self.keyExpiry, now.getTime())
 }
 
-function endpointFor (p: Peer, chosen: ReadonlyMap<string, string> | undefined): { endpoint?: string } {
-  const endpoint = chosen?.get(p.wgKey) ?? p.endpoints[0]
-  return endpoint !== undefined ? { endpoint } : {}
+function endpointFor (p: Peer, chosen: ReadonlyMap<string, string> | undefined): { endpoint?: string, endpointPinned?: boolean } {
+  const pinned = chosen?.get(p.wgKey)
+  if (pinned !== undefined) return { endpoint: pinned, endpointPinned: true }
+  return p.endpoints[0] !== undefined ? { endpoint: p.endpoints[0] } : {}
 }
 
 /**
