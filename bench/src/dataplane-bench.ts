@@ -1,176 +1,310 @@
 /**
- * dataplane-bench measures TCP throughput through the mesh with Warren's nftables policy
- * enforced, against raw wireguard-go between the same two namespaces with no filter, in
- * one run (rounds alternate so both see the same machine load). It also reports the bare
- * veth for context. Needs root, wireguard-go, wg, nft, iperf3.
+ * dataplane-bench measures, in one run and between the same two network namespaces, TCP
+ * throughput (one iperf3 stream, A -> B) through:
+ * - Warren: real daemons joined to a real controller, with the policy filter enforced
+ *   (B admits A on tcp/5201 and ICMP only), over the WireGuard the daemon chose;
+ * - raw wireguard-go: the same wireguard-go program, configured by hand with `wg`, no filter;
+ * - Nebula 1.6.1 (Debian's package; installed with apt-get when missing), certificates from
+ *   nebula-cert in a temp dir, firewall open;
+ * - the bridged veths underneath (the kernel baseline).
+ * Rounds rotate the order of the tunnels so each sees the same load. It also times
+ * `warren up` to the first ping reply from A to B (direct path), over several down/up
+ * cycles, and checks that Warren leaves the segmentation offloads alone: the mean packet
+ * size the kernel hands to the sender's tunnel and the receiver gets from it (large when
+ * TSO/GRO work), and `ethtool -k` of Warren's interface against the raw one.
+ * Needs root, wg, wireguard-go, nft, iperf3, ping (and apt for nebula).
  *
- *   node bench/dist/src/dataplane-bench.js [--rounds 5] [--seconds 5] [--rules 1000] [--write]
+ * A context row runs Warren with conntrack turned on in both namespaces (what a filter built
+ * on conntrack pays; Warren keeps its flow state in its own sets), and `--compare-wireguard-go
+ * PATH` adds a raw row for another wireguard-go build (say bookworm's, unpacked from its .deb).
+ *
+ *   node bench/dist/src/dataplane-bench.js [--rounds 7] [--seconds 4] [--up-rounds 5] [--compare-wireguard-go PATH] [--write]
  */
-import { spawn, spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { generateWireGuardKeyPair, type FilterRule } from '@warren/protocol'
-import { createCommandRunner, createNftablesFirewall, withSecretFile } from '@warren/node'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir, loadavg } from 'node:os'
+import { join } from 'node:path'
+import { generateWireGuardKeyPair, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
+import { withSecretFile } from '@warren/node'
+import { createMesh, createTeardownScope, netnsSkipReason, waitFor, type Host, type Mesh, type MeshNode } from '@warren/test'
 import { median, printTable, writeResults, argValue } from './report.js'
 
-const rounds = Number(argValue('--rounds', '5'))
-const seconds = Number(argValue('--seconds', '5'))
-const extraRules = Number(argValue('--rules', '1000'))
+const rounds = Number(argValue('--rounds', '7'))
+const seconds = Number(argValue('--seconds', '4'))
+const upRounds = Number(argValue('--up-rounds', '5'))
+const compareGo = argValue('--compare-wireguard-go', '')
+const command = `node bench/dist/src/dataplane-bench.js --rounds ${rounds} --seconds ${seconds} --up-rounds ${upRounds}` +
+  `${compareGo !== '' ? ` --compare-wireguard-go ${compareGo}` : ''}${process.argv.includes('--write') ? ' --write' : ''}`
 
-if (process.getuid?.() !== 0) {
-  console.error('dataplane-bench needs root (network namespaces, wireguard-go, nftables)')
-  process.exit(1)
-}
-
-const tag = randomBytes(3).toString('hex')
-const nsA = `wbA${tag}`
-const nsB = `wbB${tag}`
-const ifA = `wbA${tag}`
-const ifB = `wbB${tag}`
-const sh = (argv: string[], input?: string): void => {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', ...(input === undefined ? {} : { input }) })
-  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`)
-}
-const inNs = (ns: string, argv: string[]): string[] => ['ip', 'netns', 'exec', ns, ...argv]
-
-function cleanup (): void {
-  for (const ns of [nsA, nsB]) {
-    spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout?.split('\n').filter(Boolean).forEach(p => { try { process.kill(Number(p), 'SIGKILL') } catch {} })
-    spawnSync('ip', ['netns', 'del', ns])
-  }
-}
-process.on('exit', cleanup)
-process.on('SIGINT', () => process.exit(130))
-
-async function setup (): Promise<void> {
-  sh(['ip', 'netns', 'add', nsA])
-  sh(['ip', 'netns', 'add', nsB])
-  sh(['ip', 'link', 'add', `va${tag}`, 'netns', nsA, 'type', 'veth', 'peer', 'name', `vb${tag}`, 'netns', nsB])
-  const o1 = 1 + (parseInt(tag.slice(0, 2), 16) % 200)
-  const under = { a: `10.251.${o1}.1`, b: `10.251.${o1}.2` }
-  sh(inNs(nsA, ['ip', 'addr', 'add', `${under.a}/24`, 'dev', `va${tag}`]))
-  sh(inNs(nsB, ['ip', 'addr', 'add', `${under.b}/24`, 'dev', `vb${tag}`]))
-  for (const [ns, v] of [[nsA, `va${tag}`], [nsB, `vb${tag}`]] as const) {
-    sh(inNs(ns, ['ip', 'link', 'set', 'lo', 'up']))
-    sh(inNs(ns, ['ip', 'link', 'set', v, 'up']))
-  }
-  const ka = generateWireGuardKeyPair()
-  const kb = generateWireGuardKeyPair()
-  const conf = [
-    { ns: nsA, ifn: ifA, me: ka, peer: kb, addr: '100.64.0.1', peerAddr: '100.64.0.2', endpoint: `${under.b}:51820` },
-    { ns: nsB, ifn: ifB, me: kb, peer: ka, addr: '100.64.0.2', peerAddr: '100.64.0.1', endpoint: `${under.a}:51820` }
+const POLICY = `{
+  "tagOwners": { "tag:client": ["bench@"], "tag:server": ["bench@"] },
+  "acls": [
+    { "action": "accept", "src": ["tag:client"], "dst": ["tag:server:5201"], "proto": "tcp" },
+    { "action": "accept", "src": ["tag:client"], "dst": ["tag:server:*"], "proto": "icmp" }
   ]
-  for (const c of conf) {
-    sh(inNs(c.ns, ['wireguard-go', c.ifn]))
-    await withSecretFile(c.me.privateKey, async path => {
-      sh(inNs(c.ns, ['wg', 'set', c.ifn, 'private-key', path, 'listen-port', '51820',
-        'peer', c.peer.publicKey, 'allowed-ips', `${c.peerAddr}/32`, 'endpoint', c.endpoint]))
+}
+`
+/** Overlay addresses of the hand-made tunnels, outside Warren's 100.64.0.0/10 and the topology's 10.x. */
+const RAW = { a: '192.168.201.1', b: '192.168.201.2', port: 51900, tag: 'r' }
+const OTHER = { a: '192.168.203.1', b: '192.168.203.2', port: 51901, tag: 'o' }
+/** CONNTRACK_TABLE turns conntrack on in a namespace, as any filter built on it does. */
+const CONNTRACK_TABLE = 'table inet wbenchct {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    ct state established,related accept\n  }\n}\n'
+const NEB = { a: '192.168.202.1', b: '192.168.202.2', port: 4243 }
+
+const scope = createTeardownScope(console.error)
+process.on('SIGINT', () => { scope.fail(); void scope.cleanup().then(() => process.exit(130)) })
+
+/** ensureNebula installs Debian's nebula package when the nebula programs are missing. */
+function ensureNebula (): void {
+  const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+  if (has('nebula') && has('nebula-cert')) return
+  console.error('installing nebula (apt-get install nebula)')
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  const install = (): number | null => spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'nebula'], { env, stdio: ['ignore', 'ignore', 'inherit'] }).status
+  if (install() !== 0) {
+    spawnSync('apt-get', ['update', '-qq'], { env, stdio: 'inherit' })
+    if (install() !== 0) throw new Error('could not install nebula with apt-get; install Debian\'s nebula package and run again')
+  }
+}
+
+function version (argv: string[]): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' })
+  return `${r.stdout}${r.stderr}`.split('\n')[0]!.trim()
+}
+
+/** iperf runs one TCP stream from `from` to ip:5201 for `seconds` and returns Mbit/s at the receiver. */
+async function iperf (from: Host, ip: string): Promise<number> {
+  const r = await from.exec(['iperf3', '-c', ip, '-t', String(seconds), '-O', '1', '-J'], { allowFail: true, timeoutMs: (seconds + 30) * 1000 })
+  if (r.exitCode !== 0) throw new Error(`iperf3 to ${ip} failed: ${r.stderr || r.stdout.slice(0, 400)}`)
+  return (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e6
+}
+
+/** counters reads an interface's byte and packet counters in one direction. */
+async function counters (host: Host, iface: string, dir: 'tx' | 'rx'): Promise<[number, number]> {
+  const r = await host.exec(['cat', `/sys/class/net/${iface}/statistics/${dir}_bytes`, `/sys/class/net/${iface}/statistics/${dir}_packets`])
+  const [bytes, packets] = r.stdout.trim().split('\n').map(Number)
+  return [bytes!, packets!]
+}
+
+/**
+ * Tunnel is one way from A to B through a tunnel; `ifaces` are its interfaces in A and in B;
+ * `around` runs each measurement (to change the namespaces for it and back).
+ */
+interface Tunnel {
+  name: string
+  target: string
+  ifaces?: { a: string, b: string }
+  around?: (measure: () => Promise<void>) => Promise<void>
+  mbps: number[]
+  txAvg: number[]
+  rxAvg: number[]
+}
+
+/** measure runs one iperf3 stream through a tunnel and records the mean packet sizes on its interfaces. */
+async function measure (tun: Tunnel, a: Host, b: Host): Promise<void> {
+  if (tun.around !== undefined) await tun.around(async () => { await measureOnce(tun, a, b) })
+  else await measureOnce(tun, a, b)
+}
+
+async function measureOnce (tun: Tunnel, a: Host, b: Host): Promise<void> {
+  const before = tun.ifaces === undefined ? undefined : [await counters(a, tun.ifaces.a, 'tx'), await counters(b, tun.ifaces.b, 'rx')]
+  tun.mbps.push(await iperf(a, tun.target))
+  if (tun.ifaces === undefined || before === undefined) return
+  const after = [await counters(a, tun.ifaces.a, 'tx'), await counters(b, tun.ifaces.b, 'rx')]
+  const avg = (i: number): number => (after[i]![0] - before[i]![0]) / Math.max(1, after[i]![1] - before[i]![1])
+  tun.txAvg.push(avg(0))
+  tun.rxAvg.push(avg(1))
+}
+
+/** rawWireGuard brings up a wireguard-go pair by hand, with `wg`, and no filter. */
+async function rawWireGuard (program: string, a: Host, b: Host, RAW: typeof OTHER): Promise<{ a: string, b: string }> {
+  const ifaces = { a: a.interfaceName(RAW.tag), b: b.interfaceName(RAW.tag) }
+  const keys = { a: generateWireGuardKeyPair(), b: generateWireGuardKeyPair() }
+  const ends = [
+    { host: a, me: 'a', peer: 'b', peerHost: b },
+    { host: b, me: 'b', peer: 'a', peerHost: a }
+  ] as const
+  for (const e of ends) {
+    const ifn = ifaces[e.me]
+    await e.host.exec([program, ifn], { env: { WG_PROCESS_FOREGROUND: undefined, LOG_LEVEL: undefined } })
+    await withSecretFile(keys[e.me].privateKey + '\n', async path => {
+      await e.host.exec(['wg', 'set', ifn, 'private-key', path, 'listen-port', String(RAW.port),
+        'peer', keys[e.peer].publicKey, 'allowed-ips', `${RAW[e.peer]}/32`, 'endpoint', `${e.peerHost.address}:${RAW.port}`])
     })
-    sh(inNs(c.ns, ['ip', 'addr', 'add', `${c.addr}/32`, 'dev', c.ifn]))
-    sh(inNs(c.ns, ['ip', 'link', 'set', c.ifn, 'up']))
-    sh(inNs(c.ns, ['ip', 'route', 'add', '100.64.0.0/10', 'dev', c.ifn]))
+    await e.host.exec(['ip', 'addr', 'add', `${RAW[e.me]}/32`, 'peer', `${RAW[e.peer]}/32`, 'dev', ifn])
+    await e.host.exec(['ip', 'link', 'set', ifn, 'up'])
   }
-  return undefined
+  return ifaces
 }
 
-/** iperf measures one TCP stream A -> B for `seconds`; returns Mbit/s at the receiver. */
-function iperf (target: string): number {
-  const r = spawnSync('ip', ['netns', 'exec', nsA, 'iperf3', '-c', target, '-t', String(seconds), '-J', '-O', '1'], { encoding: 'utf8', timeout: (seconds + 20) * 1000 })
-  if (r.status !== 0) throw new Error(`iperf3 to ${target} failed: ${r.stderr || r.stdout.slice(0, 400)}`)
-  const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }
-  return j.end.sum_received.bits_per_second / 1e6
-}
-
-/** policyFor B: A may reach tcp/5201, plus `extraRules` unrelated allowed tuples to fill the sets. */
-function policyForB (): FilterRule[] {
-  const rules: FilterRule[] = [{ srcs: ['100.64.0.1/32'], protos: [6], ports: [{ first: 5201, last: 5201 }] }]
-  for (let i = 0; i < extraRules; i++) {
-    rules.push({ srcs: [`100.65.${(i >> 8) & 255}.${i & 255}/32`], protos: [6, 17], ports: [{ first: 1000 + (i % 5000), last: 1000 + (i % 5000) }] })
+/** nebula starts Nebula on both hosts with certificates from a fresh CA and an open firewall. */
+async function nebula (a: Host, b: Host): Promise<{ a: string, b: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'warren-bench-nebula-'))
+  scope.t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const cert = (args: string[]): void => {
+    const r = spawnSync('nebula-cert', args, { cwd: dir, encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`nebula-cert ${args.join(' ')} failed: ${r.stderr}`)
   }
-  return rules
-}
-
-async function main (): Promise<void> {
-  await setup()
-  const server = spawn('ip', ['netns', 'exec', nsB, 'iperf3', '-s'], { stdio: 'ignore' })
-  try {
-    // wait until the server answers and the WireGuard handshake is done
-    const deadline = Date.now() + 15000
-    for (;;) {
-      const p = spawnSync('ip', ['netns', 'exec', nsA, 'ping', '-c', '1', '-W', '1', '100.64.0.2'])
-      if (p.status === 0) break
-      if (Date.now() > deadline) throw new Error('mesh did not come up')
+  cert(['ca', '-name', 'warren-bench', '-out-crt', 'ca.crt', '-out-key', 'ca.key'])
+  const ifaces = { a: a.interfaceName('n'), b: b.interfaceName('n') }
+  for (const [me, peer, host, peerHost] of [['a', 'b', a, b], ['b', 'a', b, a]] as const) {
+    cert(['sign', '-name', me, '-ip', `${NEB[me]}/24`, '-ca-crt', 'ca.crt', '-ca-key', 'ca.key', '-out-crt', `${me}.crt`, '-out-key', `${me}.key`])
+    const any = [{ port: 'any', proto: 'any', host: 'any' }]
+    const config = {
+      pki: { ca: join(dir, 'ca.crt'), cert: join(dir, `${me}.crt`), key: join(dir, `${me}.key`) },
+      static_host_map: { [NEB[peer]]: [`${peerHost.address}:${NEB.port}`] },
+      lighthouse: { am_lighthouse: false, hosts: [] },
+      listen: { host: '0.0.0.0', port: NEB.port },
+      punchy: { punch: false },
+      tun: { disabled: false, dev: ifaces[me] },
+      logging: { level: 'warning' },
+      firewall: { outbound: any, inbound: any }
     }
-    const fwB = createNftablesFirewall({ runner: createCommandRunner({ netns: nsB }) })
-    const fwA = createNftablesFirewall({ runner: createCommandRunner({ netns: nsA }) })
-    const raw: number[] = []
-    const enforced: number[] = []
-    const ctOnly: number[] = []
-    // Context row: a table that only turns conntrack on (`ct state established accept`), which
-    // is what a filter built on conntrack pays before its first rule: the kernel then tracks
-    // every packet of the namespace, the WireGuard underlay's included. Warren keeps its flow
-    // state in its own sets instead.
-    const ctTable = 'table inet wbenchct {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    ct state established,related accept\n  }\n}\n'
-    const ctOn = (): void => { for (const ns of [nsA, nsB]) sh(inNs(ns, ['nft', '-f', '-']), ctTable) }
-    const ctOff = (): void => { for (const ns of [nsA, nsB]) sh(inNs(ns, ['nft', 'delete', 'table', 'inet', 'wbenchct'])) }
-    const veth: number[] = []
-    const o1 = 1 + (parseInt(tag.slice(0, 2), 16) % 200)
-    iperf('100.64.0.2') // warm-up
-    const enforce = async (): Promise<void> => {
-      await fwB.set(policyForB(), { interfaceName: ifB })
-      await fwA.set([], { interfaceName: ifA })
-      enforced.push(iperf('100.64.0.2'))
-      await fwB.close()
-      await fwA.close()
-    }
-    for (let r = 0; r < rounds; r++) {
-      // alternate which of the pair goes first, so that drift does not favour either
-      if (r % 2 === 0) {
-        raw.push(iperf('100.64.0.2'))
-        await enforce()
-      } else {
-        await enforce()
-        raw.push(iperf('100.64.0.2'))
-      }
-      ctOn()
-      ctOnly.push(iperf('100.64.0.2'))
-      ctOff()
-      if (r === 0 || r === rounds - 1) veth.push(iperf(`10.251.${o1}.2`))
-    }
-    // a check that the policy really is enforced: a denied port is refused while the table is in place
-    await fwB.set([], { interfaceName: ifB })
-    const denied = spawnSync('ip', ['netns', 'exec', nsA, 'iperf3', '-c', '100.64.0.2', '-t', '1', '--connect-timeout', '1000'], { encoding: 'utf8' })
-    await fwB.close()
-    // Throughput drifts with the shared machine's load, so the ratio of each round's
-    // back-to-back pair is steadier than the ratio of the medians; both are shown.
-    const pairRatio = median(enforced.map((e, i) => e / raw[i]!))
-    const ctPairRatio = median(ctOnly.map((e, i) => e / raw[i]!))
-    const ratio = median(enforced) / median(raw)
-    const rows = [
-      ['raw wireguard-go, no filter', median(raw).toFixed(0), raw.map(x => x.toFixed(0)).join(' '), '1.00'],
-      [`Warren nftables enforced (${extraRules + 1} rules)`, median(enforced).toFixed(0), enforced.map(x => x.toFixed(0)).join(' '), ratio.toFixed(3)],
-      ['conntrack turned on, no filter (context)', median(ctOnly).toFixed(0), ctOnly.map(x => x.toFixed(0)).join(' '), (median(ctOnly) / median(raw)).toFixed(3)],
-      ['veth underneath (context)', median(veth).toFixed(0), veth.map(x => x.toFixed(0)).join(' '), '']
-    ]
-    rows[1]!.push(pairRatio.toFixed(3))
-    rows[2]!.push(ctPairRatio.toFixed(3))
-    rows[0]!.push('1.00')
-    rows[3]!.push('')
-    const table = printTable(['path', 'median Mbit/s', 'runs', 'ratio of medians', 'median of per-round ratios'], rows)
-    console.log(table)
-    console.log(`policy check: iperf3 with the port not allowed ${denied.status !== 0 ? 'was refused (good)' : 'CONNECTED (bad)'}`)
-    console.log(`target: ratio >= 0.95 -> ${ratio >= 0.95 ? 'met' : 'NOT met'} (ratio of medians ${ratio.toFixed(3)}, median per-round ratio ${pairRatio.toFixed(3)})`)
-    if (process.argv.includes('--write')) {
-      writeResults('Data plane throughput', `Command: \`node bench/dist/src/dataplane-bench.js --rounds ${rounds} --seconds ${seconds} --rules ${extraRules} --write\`\n\n` +
-        'TCP, one stream, iperf3 from namespace A to B over the mesh, both ends enforcing (B: A may reach tcp/5201 among the other rules; A: nothing inbound, so the stream\'s ACKs pass as replies of a flow A opened). Each round measures raw and enforced back to back, alternating which goes first.\n\n' + table +
-        `\nRatio enforced/raw: **${ratio.toFixed(3)}** of medians, **${pairRatio.toFixed(3)}** median of per-round ratios (target >= 0.95); ` +
-        `conntrack turned on with no filter, for comparison: ${ctPairRatio.toFixed(3)}. A port the policy does not allow was ${denied.status !== 0 ? 'refused' : 'NOT refused'}.\n\n` +
-        'Warren keeps the state of the flows a node opens in its own dynamic sets, not in conntrack: turning conntrack on makes the kernel track every packet of the namespace, the WireGuard underlay\'s included, which costs more than the whole filter (the context row). ' +
-        'Both iperf3 ends and both wireguard-go processes share the 2 cores, so any per-packet work shows in throughput, and the load of the shared machine moves single runs by 10-20%: compare ratios of one run.\n')
-    }
-    if (denied.status === 0) process.exitCode = 1
-  } finally {
-    server.kill('SIGKILL')
+    writeFileSync(join(dir, `${me}.yml`), JSON.stringify(config, null, 2))
+    const proc = host.spawn(['nebula', '-config', join(dir, `${me}.yml`)])
+    scope.t.teardown(async () => { await proc.kill() })
   }
+  return ifaces
 }
 
-main().catch(e => { console.error(e instanceof Error ? e.message : e); process.exitCode = 1 })
+/** pingable waits until one echo from `from` to ip is answered. */
+async function pingable (from: Host, ip: string, what: string): Promise<void> {
+  await waitFor(async () => (await from.exec(['ping', '-n', '-c', '1', '-W', '1', ip], { allowFail: true })).exitCode === 0, { timeoutMs: 60_000, message: what })
+}
+
+/**
+ * upToPing takes A down and up again and returns how long from starting `warren up` to the
+ * first echo reply from B over the mesh, and how long `warren up` itself took. A shell in
+ * A's namespace pings in a loop (no route, so an instant failure, until the interface is up).
+ */
+async function upToPing (mesh: Mesh, a: MeshNode, bIp: string, authKey: string): Promise<{ toPing: number, upCmd: number }> {
+  await mesh.warren(['down', '--socket', a.socket])
+  const loop = a.host.spawn(['sh', '-c', `while ! ping -n -c 1 -W 1 ${bIp} >/dev/null 2>&1; do sleep 0.005; done; date +%s%N`])
+  const t0 = Date.now()
+  await mesh.warren(['up', '--socket', a.socket, '--controller', mesh.url, '--auth-key', authKey, '--hostname', 'a', '--timeout', '120s'])
+  const upCmd = Date.now() - t0
+  const [, ns] = await loop.waitForLine(/^(\d{10,})$/, 120_000)
+  return { toPing: Number(BigInt(ns!) / 1_000_000n) - t0, upCmd }
+}
+
+async function run (): Promise<void> {
+  const skip = netnsSkipReason()
+  if (skip !== false) throw new Error(`dataplane-bench needs root and network namespaces: ${skip}`)
+  ensureNebula()
+  const load0 = loadavg().map(x => x.toFixed(1)).join(' ')
+
+  const mesh = await createMesh(scope.t, { hosts: ['a', 'b'] })
+  await mesh.admin('users', 'create', 'bench')
+  const policyFile = join(mesh.dir, 'policy.hujson')
+  writeFileSync(policyFile, POLICY)
+  await mesh.admin('policy', 'set', policyFile, '-m', 'dataplane bench')
+  const key = async (tag: string): Promise<string> =>
+    (JSON.parse(await mesh.admin('keys', 'create', '--user', 'bench', '--reusable', '--preapproved', '--tags', tag, '--json')) as { key: string }).key
+  const serverKey = await key('tag:server')
+  const clientKey = await key('tag:client')
+  const nb = await mesh.join('b', { authKey: serverKey })
+  const na = await mesh.join('a', { authKey: clientKey })
+  const [a, b] = [na.host, nb.host]
+  await pingable(a, nb.ipv4, 'A pinging B over Warren')
+  const dp: DataPlaneInfo | undefined = (await na.status()).dataPlane
+  if (dp === undefined) throw new Error('the daemon\'s status names no data plane')
+  const program = dp.path ?? 'wireguard-go'
+
+  // 5201 for the streams; 5202 listens too, but the policy does not admit A to it.
+  for (const port of ['5201', '5202']) {
+    const server = b.spawn(['iperf3', '-s', '-p', port, '--forceflush'])
+    scope.t.teardown(async () => { await server.kill() })
+    await server.waitForLine(/Server listening/, 30_000)
+  }
+  const deniedPort = await a.exec(['iperf3', '-c', nb.ipv4, '-p', '5202', '-t', '1', '--connect-timeout', '1000'], { allowFail: true })
+  const deniedOnRaw = await a.exec(['iperf3', '-c', b.address, '-p', '5202', '-t', '1', '--connect-timeout', '1000'], { allowFail: true })
+
+  console.error('timing warren up -> first ping reply')
+  const ups: Array<{ toPing: number, upCmd: number }> = []
+  for (let i = 0; i < upRounds; i++) ups.push(await upToPing(mesh, na, nb.ipv4, clientKey))
+
+  const rawIfaces = await rawWireGuard(program, a, b, RAW)
+  const otherIfaces = compareGo !== '' ? await rawWireGuard(compareGo, a, b, OTHER) : undefined
+  const nebIfaces = await nebula(a, b)
+  await pingable(a, RAW.b, 'A pinging B over raw wireguard-go')
+  if (otherIfaces !== undefined) await pingable(a, OTHER.b, `A pinging B over ${compareGo}`)
+  await pingable(a, NEB.b, 'A pinging B over Nebula')
+
+  const hasEthtool = (await a.exec(['ethtool', '--version'], { allowFail: true })).exitCode === 0
+  const features = async (iface: string): Promise<string> =>
+    (await a.exec(['ethtool', '-k', iface], { allowFail: true })).stdout.split('\n').slice(1).filter(l => !l.includes('[fixed]')).join('\n')
+  const warrenFeatures = await features(na.iface)
+  const rawFeatures = await features(rawIfaces.a)
+
+  const warren: Tunnel = { name: `Warren direct (${dp.implementation}, policy enforced)`, target: nb.ipv4, ifaces: { a: na.iface, b: nb.iface }, mbps: [], txAvg: [], rxAvg: [] }
+  const raw: Tunnel = { name: 'raw wireguard-go, same program, by hand', target: RAW.b, ifaces: rawIfaces, mbps: [], txAvg: [], rxAvg: [] }
+  const neb: Tunnel = { name: `Nebula (${version(['nebula', '-version']).replace(/^Version: /, '')})`, target: NEB.b, ifaces: nebIfaces, mbps: [], txAvg: [], rxAvg: [] }
+  const veth: Tunnel = { name: 'veth + bridge underneath (kernel)', target: b.address, mbps: [], txAvg: [], rxAvg: [] }
+  const conntrack: Tunnel = {
+    ...warren,
+    name: 'Warren + conntrack on in both namespaces (context)',
+    mbps: [],
+    txAvg: [],
+    rxAvg: [],
+    around: async m => {
+      for (const h of [a, b]) await h.exec(['nft', '-f', '-'], { input: CONNTRACK_TABLE })
+      try { await m() } finally { for (const h of [a, b]) await h.exec(['nft', 'delete', 'table', 'inet', 'wbenchct']) }
+    }
+  }
+  const other: Tunnel | undefined = otherIfaces === undefined
+    ? undefined
+    : { name: `raw wireguard-go ${version([compareGo, '--version']).replace(/^wireguard-go /, '')} (${compareGo})`, target: OTHER.b, ifaces: otherIfaces, mbps: [], txAvg: [], rxAvg: [] }
+  const tunnels = [warren, raw, neb, conntrack, ...(other !== undefined ? [other] : [])]
+  for (const tun of tunnels) await iperf(a, tun.target) // warm-up
+  for (let r = 0; r < rounds; r++) {
+    console.error(`round ${r + 1}/${rounds}`)
+    // Warren and the raw build run back to back (their per-round ratio compares neighbours),
+    // alternating which goes first; the other rows follow, in alternating order too.
+    const pair = r % 2 === 0 ? [warren, raw] : [raw, warren]
+    const rest = tunnels.filter(x => x !== warren && x !== raw)
+    for (const tun of [...pair, ...(r % 2 === 0 ? rest : rest.reverse())]) await measure(tun, a, b)
+    if (r === 0 || r === rounds - 1 || r === rounds >> 1) await measure(veth, a, b)
+  }
+  const load1 = loadavg().map(x => x.toFixed(1)).join(' ')
+
+  const perRound = (x: Tunnel, y: Tunnel): number => median(x.mbps.map((v, i) => v / y.mbps[i]!))
+  const ratioRaw = median(warren.mbps) / median(raw.mbps)
+  const ratioNeb = median(warren.mbps) / median(neb.mbps)
+  const fmt = (x: number): string => Number.isFinite(x) ? x.toFixed(0) : '-'
+  const row = (t: Tunnel): string[] => [t.name, fmt(median(t.mbps)), t.mbps.map(fmt).join(' '),
+    (median(t.mbps) / median(warren.mbps)).toFixed(2), fmt(median(t.txAvg)), fmt(median(t.rxAvg))]
+  const table = printTable(['path (A -> B, one TCP stream)', 'median Mbit/s', 'runs', 'of Warren', 'tunnel tx bytes/packet at A', 'rx bytes/packet at B'],
+    [row(warren), row(raw), row(neb), row(conntrack), ...(other !== undefined ? [row(other)] : []), row(veth)])
+  const upTable = printTable(['from `warren up` (A, after `warren down`)', 'median ms', 'runs'], [
+    ['to the first ping reply from B (direct)', fmt(median(ups.map(u => u.toPing))), ups.map(u => fmt(u.toPing)).join(' ')],
+    ['until `warren up` returned (state Running)', fmt(median(ups.map(u => u.upCmd))), ups.map(u => fmt(u.upCmd)).join(' ')]
+  ])
+  const sameFeatures = warrenFeatures === rawFeatures
+  const summary = [
+    `Warren / raw wireguard-go: **${ratioRaw.toFixed(3)}** of medians, ${perRound(warren, raw).toFixed(3)} median of per-round ratios (goal >= 0.95): ${ratioRaw >= 0.95 ? 'met' : 'NOT met'}.`,
+    `Warren / Nebula: **${ratioNeb.toFixed(2)}** of medians, ${perRound(warren, neb).toFixed(2)} median of per-round ratios (goal >= 2): ${ratioNeb >= 2 ? 'met' : 'NOT met'}.`,
+    `WireGuard in both Warren rows and the raw row: ${describeDataPlane(dp)}. wg: ${version(['wg', '--version'])}.`,
+    `Through Warren, a listening port the policy does not allow (5202) was ${deniedPort.exitCode !== 0 ? 'refused' : 'NOT refused'}` +
+    ` (outside the mesh it ${deniedOnRaw.exitCode === 0 ? 'answered' : 'did NOT answer'}).`,
+    `Offloads: ${!hasEthtool ? '(ethtool is not installed: features not compared)' : `\`ethtool -k\` of Warren's interface and of the raw one ${sameFeatures ? 'list the same features' : 'DIFFER'}`}; the bytes/packet columns are ` +
+    'what the kernel handed to the sender\'s tunnel interface and what the receiver\'s got from it (far above the 1420-byte MTU when TSO and GRO work).',
+    `Load average at the start and the end: ${load0}, ${load1} (2 cores, shared).`
+  ].join('\n')
+  console.log(table)
+  console.log(upTable)
+  console.log(summary)
+  if (hasEthtool && !sameFeatures) console.log(`Warren's interface:\n${warrenFeatures}\nraw:\n${rawFeatures}`)
+  if (process.argv.includes('--write')) {
+    writeResults('Data plane throughput', `Command: \`${command}\` (root; \`npx tsc -b\` first)\n\n` +
+      `One run, ${rounds} rounds of ${seconds} s per path, iperf3 A -> B, one TCP stream, all between the same two network namespaces ` +
+      '(bridged veths, as in the tests). Warren: a real controller and two daemons, B admitting A on tcp/5201 and ICMP only. ' +
+      'Raw wireguard-go: the same program, configured by hand with `wg`, no filter. Nebula: Debian\'s package, certificates from nebula-cert, firewall open, default MTU. ' +
+      'Each round runs Warren and the raw build back to back (alternating which goes first), then the others. Warren keeps the state of the flows a node opens in its own dynamic sets, not in conntrack; ' +
+      'the conntrack row shows what turning conntrack on would cost (the kernel then tracks every packet of the namespace, the WireGuard underlay\'s included).\n\n' + table + '\n' + summary + '\n\n' +
+      `Time from \`warren up\` to the first ping reply over the direct path (B already up; A taken down and up ${upRounds} times; ` +
+      'a shell loop in A\'s namespace pings B every 5 ms until one echo is answered):\n\n' + upTable)
+  }
+  if (deniedPort.exitCode === 0) process.exitCode = 1
+}
+
+run().catch(e => { scope.fail(); console.error(e instanceof Error ? e.message : e); process.exitCode = 1 }).finally(scope.cleanup)

@@ -64,6 +64,7 @@ t.test('a fresh daemon makes its keys private and waits for a login', async t =>
   t.ok(readdirSync(r.stateDir).includes('wireguard.key') && readdirSync(r.stateDir).includes('machine.key'))
   const st = await d.status()
   t.equal(st.backendState, 'NeedsLogin')
+  t.equal(st.dataPlane, undefined, 'no WireGuard implementation before the interface is up')
   t.throws(() => d.ip(), { code: 'not_running' })
   t.equal(r.plane.applied.length, 0, 'nothing touched on the system before up')
 })
@@ -84,6 +85,7 @@ t.test('up joins with the auth key, applies the map and shows peers with live co
   const st = await d.status()
   t.equal(st.self?.name, 'laptop')
   t.equal(st.controller?.connected, true)
+  t.same(st.dataPlane, { implementation: 'wireguard-go' }, 'status says which WireGuard runs')
   const p2 = st.peers.find(p => p.name === 'peer2')!
   t.same([p2.endpoint, p2.lastHandshake, p2.rxBytes, p2.txBytes], ['192.0.2.2:41641', '2026-11-24T10:00:00.000Z', 1234, 99])
   t.equal(st.peers.find(p => p.name === 'peer3')!.lastHandshake, undefined, 'no handshake yet')

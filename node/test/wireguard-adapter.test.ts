@@ -4,14 +4,14 @@ import { existsSync } from 'node:fs'
 import { generateWireGuardKeyPair, wireGuardPublicKey } from '@warren/protocol'
 import { createFakeWireGuard } from '../src/testing.js'
 import { createWireGuard, detectKernelWireGuard, parseWireGuardDump, type WireGuardConfig } from '../src/wireguard/index.js'
-import { simulateWireGuardSystem } from './wireguard-simulated-system.js'
+import { simulateWireGuardSystem, SIM_CANDIDATES } from './wireguard-simulated-system.js'
 
 const self = generateWireGuardKeyPair().privateKey
 const [a, b, c, d] = [0, 1, 2, 3].map(() => generateWireGuardKeyPair().publicKey) as [string, string, string, string]
 const IF = 'wgtest0'
 const cfg = (peers: WireGuardConfig['peers'], extra: Partial<WireGuardConfig> = {}): WireGuardConfig => ({ interfaceName: IF, privateKey: self, listenPort: 41641, peers, ...extra })
 const line = (key: string, endpoint: string, ips: string, ka: string) => [key, '(none)', endpoint, ips, '0', '0', '0', ka].join('\t')
-const mutating = (calls: Array<{ argv: string[] }>) => calls.filter(x => /^(wg set|ip link add|wireguard-go|ip link del)/.test(x.argv.join(' ')))
+const mutating = (calls: Array<{ argv: string[] }>) => calls.filter(x => /^(wg set|ip link add|ip link del|\S*wireguard-go (?!--version))/.test(x.argv.join(' ')))
 
 /** Each case is a full desired state and the `wg show dump` peer lines it must produce. */
 const cases: Array<{ name: string, in: WireGuardConfig, want: string[] }> = [
@@ -43,7 +43,7 @@ const cases: Array<{ name: string, in: WireGuardConfig, want: string[] }> = [
 
 t.test('set reaches each table state from any previous state, and repeating it changes nothing', async t => {
   const sim = simulateWireGuardSystem()
-  const wg = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const wg = createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF })
   for (let round = 0; round < 6; round++) {
     for (const tc of shuffled(cases, round + 1)) {
       await wg.set(tc.in)
@@ -59,7 +59,7 @@ t.test('set reaches each table state from any previous state, and repeating it c
 
 t.test('adding or removing one peer touches only that peer', async t => {
   const sim = simulateWireGuardSystem()
-  const wg = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const wg = createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF })
   const pa = { publicKey: a, allowedIps: ['100.64.0.2/32'], persistentKeepalive: 25 }
   const pb = { publicKey: b, allowedIps: ['100.64.0.3/32'], endpoint: '10.9.0.3:41641', persistentKeepalive: 25 }
   const pc = { publicKey: c, allowedIps: ['100.64.0.4/32'], persistentKeepalive: 25 }
@@ -77,7 +77,7 @@ t.test('adding or removing one peer touches only that peer', async t => {
 
 t.test('the private key goes through a private file that is gone afterwards, never argv', async t => {
   const sim = simulateWireGuardSystem()
-  const wg = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const wg = createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF })
   await wg.set(cfg([]))
   t.notOk(sim.runner.calls.some(x => x.argv.join(' ').includes(self)), 'no argv carries the key')
   const keyCmd = sim.runner.calls.find(x => x.argv.includes('private-key'))!
@@ -90,7 +90,7 @@ t.test('the private key goes through a private file that is gone afterwards, nev
 
 t.test('a peer that roamed keeps its learned endpoint until the map changes it', async t => {
   const sim = simulateWireGuardSystem()
-  const wg = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const wg = createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF })
   const want = cfg([{ publicKey: a, allowedIps: ['100.64.0.2/32'], endpoint: '10.9.0.2:41641' }])
   await wg.set(want)
   sim.devices.get(IF)!.peers.get(a)!.endpoint = '10.9.0.77:5555'
@@ -103,32 +103,33 @@ t.test('a peer that roamed keeps its learned endpoint until the map changes it',
 
 t.test('auto mode uses the kernel when it can, else wireguard-go; kernel mode says why it cannot', async t => {
   const kernel = simulateWireGuardSystem({ kernel: true })
-  t.equal(await createWireGuard({ runner: kernel.runner, interfaceName: IF }).up(), 'kernel')
+  t.equal(await createWireGuard({ runner: kernel.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF }).up(), 'kernel')
   t.equal(await detectKernelWireGuard(kernel.runner), true)
   const user = simulateWireGuardSystem()
-  t.equal(await createWireGuard({ runner: user.runner, interfaceName: IF }).up(), 'userspace')
+  t.equal(await createWireGuard({ runner: user.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF }).up(), 'userspace')
   t.equal(await detectKernelWireGuard(user.runner), false)
-  t.ok(user.runner.calls.some(x => x.argv.join(' ') === `wireguard-go ${IF}`))
-  const err = await createWireGuard({ runner: simulateWireGuardSystem().runner, interfaceName: IF, mode: 'kernel' }).up().catch(e => e)
+  t.ok(user.runner.calls.some(x => x.argv.join(' ') === `/usr/bin/wireguard-go ${IF}`))
+  const err = await createWireGuard({ runner: simulateWireGuardSystem().runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF, mode: 'kernel' }).up().catch(e => e)
   t.equal(err.code, 'wireguard_unavailable')
   t.match(err.message, /kernel WireGuard is not available: `ip link add wgtest0 type wireguard` failed \(exit 2\): Error: Unknown device type.*modprobe wireguard/)
-  const noGo = await createWireGuard({ runner: simulateWireGuardSystem({ wireguardGo: false }).runner, interfaceName: IF }).up().catch(e => e)
+  const noGo = await createWireGuard({ runner: simulateWireGuardSystem({ wireguardGo: false }).runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF }).up().catch(e => e)
   t.match(noGo.message, /install the wireguard-go package/)
+  t.equal(noGo.code, 'wireguard_unavailable')
 })
 
 t.test('an interface left by an earlier daemon is adopted with its peers', async t => {
   const sim = simulateWireGuardSystem()
   const want = cfg([{ publicKey: a, allowedIps: ['100.64.0.2/32'] }])
-  await createWireGuard({ runner: sim.runner, interfaceName: IF }).set(want)
+  await createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF }).set(want)
   sim.runner.reset()
-  const restarted = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const restarted = createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF })
   t.same(await restarted.set(want), { interface: false, added: [], updated: [], removed: [] })
   t.same(mutating(sim.runner.calls), [], 'no new wireguard-go, no peer churn')
 })
 
 t.test('an interface deleted behind the adapter\'s back is recreated with all its peers', async t => {
   const sim = simulateWireGuardSystem()
-  const wg = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const wg = createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF })
   const want = cfg([{ publicKey: a, allowedIps: ['100.64.0.2/32'] }, { publicKey: b, allowedIps: ['100.64.0.3/32'] }])
   await wg.set(want)
   sim.devices.delete(IF)
@@ -140,21 +141,21 @@ t.test('a name taken by another kind of interface gives a clear error', async t 
   const sim = simulateWireGuardSystem()
   sim.devices.set('eth0', { kind: 'veth', listenPort: 0, peers: new Map() })
   sim.runner.on('wg show eth0 dump', { exitCode: 1, stderr: 'Unable to access interface: Protocol not supported' })
-  const err = await createWireGuard({ runner: sim.runner, interfaceName: 'eth0' }).up().catch(e => e)
+  const err = await createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: 'eth0' }).up().catch(e => e)
   t.match(err.message, /interface eth0 already exists and is not WireGuard \(it is veth\)/)
 })
 
 t.test('a name whose wireguard-go socket belongs to another namespace is refused, not adopted', async t => {
   const sim = simulateWireGuardSystem()
   sim.runner.on(`wg show ${IF} dump`, { stdout: 'PRIV\tPUB\t1\toff\n' })
-  const err = await createWireGuard({ runner: sim.runner, interfaceName: IF }).up().catch(e => e)
+  const err = await createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF }).up().catch(e => e)
   t.equal(err.code, 'interface_busy')
   t.match(err.message, /run by wireguard-go in another network namespace/)
 })
 
 t.test('bad config is refused with the field named, and nothing runs', async t => {
   const sim = simulateWireGuardSystem()
-  const wg = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const wg = createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF })
   const bad: Array<[Partial<WireGuardConfig>, RegExp]> = [
     [{ privateKey: 'short' }, /private key is not a 32-byte key/],
     [{ listenPort: 70000 }, /listen port 70000/],
@@ -175,7 +176,7 @@ t.test('bad config is refused with the field named, and nothing runs', async t =
 
 t.test('close deletes the link and waits until wg no longer sees it', async t => {
   const sim = simulateWireGuardSystem()
-  const wg = createWireGuard({ runner: sim.runner, interfaceName: IF })
+  const wg = createWireGuard({ runner: sim.runner, wireguardGoCandidates: SIM_CANDIDATES, interfaceName: IF })
   await wg.set(cfg([]))
   await wg.close()
   t.notOk(sim.devices.has(IF))

@@ -5,24 +5,49 @@ import { createFakeCommandRunner, type FakeCommandRunner } from '../src/testing.
 /** SimPeer is one peer of the simulated `wg` device. */
 interface SimPeer { endpoint?: string, allowedIps: string[], keepalive: number }
 
+/** SimDevice is one simulated interface; `program` is the wireguard-go that runs it. */
+interface SimDevice { kind: string, privateKey?: string, listenPort: number, peers: Map<string, SimPeer>, program?: string }
+
+/** SIM_CANDIDATES are where adapters under test look for wireguard-go, instead of this host's PATH. */
+export const SIM_CANDIDATES = ['/usr/local/bin/wireguard-go', '/usr/bin/wireguard-go']
+
+/** DEFAULT_BUILDS is the one wireguard-go a simulated host has unless told otherwise. */
+const DEFAULT_BUILDS: Record<string, string> = { '/usr/bin/wireguard-go': 'wireguard-go v0.0.20230223\n\nUserspace WireGuard daemon for linux-amd64.\n' }
+
 /**
  * simulateWireGuardSystem answers `ip` and `wg` commands the way a host with
  * wireguard-go (or kernel WireGuard) would, so adapter tests check real command semantics.
+ * `builds` maps each installed wireguard-go program to what its `--version` prints;
+ * `wireguardGo: false` means none is installed.
  */
-export function simulateWireGuardSystem (opts: { kernel?: boolean, wireguardGo?: boolean } = {}): { runner: FakeCommandRunner, devices: Map<string, { kind: string, privateKey?: string, listenPort: number, peers: Map<string, SimPeer> }>, dump: (ifname: string) => string[] } {
+export function simulateWireGuardSystem (opts: { kernel?: boolean, wireguardGo?: boolean, builds?: Record<string, string> } = {}): { runner: FakeCommandRunner, devices: Map<string, SimDevice>, dump: (ifname: string) => string[] } {
   const runner = createFakeCommandRunner({ strict: true })
-  const devices = new Map<string, { kind: string, privateKey?: string, listenPort: number, peers: Map<string, SimPeer> }>()
+  const devices = new Map<string, SimDevice>()
   const missing = (name: string) => ({ exitCode: 1, stderr: `Device "${name}" does not exist.` })
   runner.on(/^ip link add \S+ type wireguard$/, argv => {
     if (opts.kernel !== true) return { exitCode: 2, stderr: 'Error: Unknown device type.' }
     devices.set(argv[3]!, { kind: 'wireguard', listenPort: 0, peers: new Map() })
     return {}
   })
-  runner.on(/^wireguard-go \S+$/, argv => {
-    if (opts.wireguardGo === false) return { exitCode: 127, stderr: 'wireguard-go: command not found' }
-    devices.set(argv[1]!, { kind: 'tun', listenPort: 0, peers: new Map() })
+  const builds = opts.wireguardGo === false ? {} : opts.builds ?? DEFAULT_BUILDS
+  runner.on(/^\S*wireguard-go \S+$/, argv => {
+    const version = builds[argv[0]!]
+    if (version === undefined) return { exitCode: 127, stderr: `${argv[0]!}: command not found (is it installed and on PATH?)` }
+    if (argv[1] === '--version') return { stdout: version }
+    devices.set(argv[1]!, { kind: 'tun', listenPort: 0, peers: new Map(), program: argv[0]! })
     return {}
   })
+  // Processes: pid 1000 + the device's place in the map runs it.
+  const pidOf = (name: string): number => 1000 + [...devices.keys()].indexOf(name)
+  runner.on('pgrep -a -x wireguard-go', () => {
+    const lines = [...devices].filter(([, d]) => d.program !== undefined).map(([name]) => `${pidOf(name)} wireguard-go ${name}`)
+    return lines.length === 0 ? { exitCode: 1 } : { stdout: lines.join('\n') + '\n' }
+  })
+  runner.on(/^readlink \/proc\/\d+\/exe$/, argv => {
+    const found = [...devices].find(([name]) => `/proc/${pidOf(name)}/exe` === argv[1])
+    return found?.[1].program === undefined ? { exitCode: 1 } : { stdout: found[1].program + '\n' }
+  })
+  runner.on(/^dpkg-query /, () => ({ exitCode: 1, stderr: 'dpkg-query: no path found matching pattern' }))
   runner.on(/^ip -d -j link show dev \S+$/, argv => {
     const d = devices.get(argv[6]!)
     return d === undefined ? missing(argv[6]!) : { stdout: JSON.stringify([{ ifname: argv[6], linkinfo: { info_kind: d.kind } }]) }

@@ -536,6 +536,30 @@ export const LocalPeerStatus = Obj({
 })
 export type LocalPeerStatus = Static<typeof LocalPeerStatus>
 
+/**
+ * DataPlaneInfo says which WireGuard implementation carries this node's mesh traffic:
+ * kernel WireGuard, or a wireguard-go program (which one, and what it says its version is).
+ */
+export const DataPlaneInfo = Obj({
+  implementation: Type.Union([Type.Literal('kernel'), Type.Literal('wireguard-go')]),
+  /** what `wireguard-go --version` printed; absent for the kernel and for an adopted interface */
+  version: Type.Optional(Str(64)),
+  /** the wireguard-go program that was started */
+  path: Type.Optional(Str(4096)),
+  /** the distribution package the program belongs to, with its version ("wireguard-go 0.0.20231211-1~bpo12+1") */
+  package: Type.Optional(Str(200)),
+  /** the program's file was replaced (say by an upgrade) after it started: the running build is the old one */
+  replaced: Type.Optional(Type.Boolean())
+})
+export type DataPlaneInfo = Static<typeof DataPlaneInfo>
+
+/** describeDataPlane is one line for logs and `warren status`: "wireguard-go 0.0.20230223 (/usr/bin/wireguard-go, package wireguard-go 0.0.20231211-1~bpo12+1)". */
+export function describeDataPlane (info: DataPlaneInfo): string {
+  const where = [info.path, info.package !== undefined ? `package ${info.package}` : undefined,
+    info.replaced === true ? 'replaced on disk since it started: \'warren down\' and \'warren up\' run the new one' : undefined].filter(x => x !== undefined)
+  return `${info.implementation}${info.version !== undefined ? ` ${info.version}` : ''}${where.length > 0 ? ` (${where.join(', ')})` : ''}`
+}
+
 export const LocalStatus = Obj({
   version: Type.Integer(),
   backendState: BackendState,
@@ -543,6 +567,8 @@ export const LocalStatus = Obj({
   health: Type.Array(Str(1000), { maxItems: 32 }),
   controller: Type.Optional(Obj({ url: Str(300), connected: Type.Boolean() })),
   interfaceName: Str(15),
+  /** the WireGuard implementation in use; absent until the interface is up (and from older daemons) */
+  dataPlane: Type.Optional(DataPlaneInfo),
   self: Type.Optional(Node),
   peers: Type.Array(LocalPeerStatus, { maxItems: 1_000_000 })
 })

@@ -13,6 +13,7 @@ import { join, relative } from 'node:path'
 import { createMesh, canConnect, FLOW_ARGV, WARREN_ARGV, type Mesh, type MeshNode } from './mesh.js'
 import { netnsSkipReason } from './netns.js'
 import { waitFor } from './process.js'
+import { createTeardownScope } from './teardown-scope.js'
 
 const POLICY = `// Warren demo policy (Tailscale syntax, HuJSON: comments and trailing commas are fine)
 {
@@ -32,19 +33,8 @@ const POLICY = `// Warren demo policy (Tailscale syntax, HuJSON: comments and tr
 `
 
 const once = process.argv.includes('--once') || process.stdin.isTTY !== true
-const teardowns: Array<() => unknown> = []
-let failed = false
-const t = {
-  teardown: (fn: () => unknown) => { teardowns.push(fn) },
-  passing: () => !failed,
-  comment: (...m: unknown[]) => { console.log(...m) }
-}
-
-async function cleanup (): Promise<void> {
-  while (teardowns.length > 0) {
-    try { await teardowns.pop()!() } catch (e) { console.error(`cleanup: ${(e as Error).message}`) }
-  }
-}
+const scope = createTeardownScope()
+const { t, cleanup } = scope
 
 const bold = (s: string): string => process.stdout.isTTY === true ? `\x1b[1m${s}\x1b[0m` : s
 const step = (s: string): void => { console.log(`\n${bold(`== ${s}`)}`) }
@@ -128,7 +118,7 @@ async function main (): Promise<Mesh | void> {
   try {
     await run()
   } catch (e) {
-    failed = true
+    scope.fail()
     console.error(`\ndemo failed: ${(e as Error).message}`)
     process.exitCode = 1
   } finally {

@@ -18,6 +18,7 @@
 export * from './process.js'
 export * from './netns.js'
 export * from './mesh.js'
+export * from './teardown-scope.js'
 export * from './nat-lab.js'
 export * from './punch-tool.js'
 export * from './relay-lab.js'

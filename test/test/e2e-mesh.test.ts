@@ -101,6 +101,16 @@ t.test('three nodes join, reach each other by name, and survive controller and d
     const human = await warren(['status', '--socket', a.socket])
     t.comment(human)
     t.match(human, /^state: Running, controller https:\S+ \(connected\)$/m)
+    // No kernel module here: the daemon runs the newest wireguard-go and says which.
+    const dp = st.dataPlane
+    if (dp?.implementation === 'wireguard-go') {
+      const printed = (await execCommand([dp.path ?? 'none', '--version'], { allowFail: true })).stdout
+      t.ok(dp.version !== undefined && printed.includes(`wireguard-go v${dp.version}`), `status names the wireguard-go build that runs (${dp.path} ${dp.version})`)
+      t.match(human, new RegExp(`^wireguard: wireguard-go ${dp.version!.replace(/\./g, '\\.')} \\(${dp.path!}`, 'm'))
+    } else {
+      t.same(dp, { implementation: 'kernel' }, 'status says kernel WireGuard runs')
+    }
+    t.same(JSON.parse(await warren(['status', '--json', '--socket', a.socket])).dataPlane, dp, 'status --json carries the same data plane')
     t.match(human, /^b\s+100\.\S+\s+yes\s+(just now|\d+s ago)\s+(-|direct [\d.]+ ms)\s+10\.\S+:\d+\s/m, 'the table shows b online, its handshake, path and endpoint')
     t.match(await warren(['ping', '--socket', a.socket, 'b']), /pong from b \(100\.\d+\.\d+\.\d+\)/)
     const bIp = (await warren(['ip', '-4', '--socket', a.socket, 'b'])).trim()

@@ -3,6 +3,7 @@ import { networkInterfaces } from 'node:os'
 import { displayFingerprint, DEFAULT_DOMAIN, DEFAULT_STUN_PORT, parseHostPort, WarrenError } from '@warren/protocol'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
+import { listenForStop } from '../stop-signal.js'
 
 interface ServeOpts {
   stateDir: string
@@ -91,6 +92,7 @@ export function register (program: Command): void {
       // Loaded here so that other commands do not pay for the controller's dependencies.
       const { startController } = await import('@warren/controller')
       const relay = await relayOptions(opts)
+      const stop = listenForStop()
       const ctl = await startController({
         ...(opts.stunPort > 0 ? { stunPort: opts.stunPort } : {}),
         ...(relay.relay !== undefined ? { relay: relay.relay } : {}),
@@ -100,7 +102,7 @@ export function register (program: Command): void {
         ...(opts.tlsCert !== undefined ? { tlsCert: opts.tlsCert } : {}),
         ...(opts.tlsKey !== undefined ? { tlsKey: opts.tlsKey } : {}),
         ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})
-      })
+      }).catch((e: unknown) => { stop.dispose(); throw e })
       printLine(`warren controller listening on ${ctl.url}`)
       printLine(`certificate fingerprint (SHA-256): ${displayFingerprint(ctl.fingerprint)}`)
       printLine(`admin socket: ${ctl.adminSocket}`)
@@ -109,10 +111,7 @@ export function register (program: Command): void {
       if (ctl.relay !== undefined) printLine(`kernel UDP relay on ${ctl.relay.endpoint} (key ${ctl.relay.publicKey})`)
       else printLine(`kernel UDP relay: off (${relay.why ?? 'it could not start; see the log'})`)
       printLine(`manage it here with: warren admin --state-dir ${opts.stateDir} users create NAME`)
-      const signal = await new Promise<NodeJS.Signals>(resolve => {
-        process.once('SIGINT', resolve)
-        process.once('SIGTERM', resolve)
-      })
+      const signal = await stop.received
       cliIo().stderr.write(`warren: ${signal}: stopping the controller\n`)
       await ctl.close()
     })

@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import type { LocalStatus, LocalPeerPath } from '@warren/protocol'
+import { describeDataPlane, type LocalStatus, type LocalPeerPath } from '@warren/protocol'
 import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
 import { printJson, formatTable, relativeTime } from '../output.js'
 import { cliIo } from '../cli-io.js'
@@ -25,6 +25,7 @@ export function formatStatus (st: LocalStatus, now = Date.now()): string {
   const self = st.self
   lines.push(`state: ${st.backendState}${st.controller !== undefined ? `, controller ${st.controller.url} (${st.controller.connected ? 'connected' : 'not connected'})` : ''}`)
   if (self !== undefined) lines.push(`self: ${self.fqdn} ${self.ipv4} ${self.ipv6} on ${st.interfaceName}`)
+  if (st.dataPlane !== undefined) lines.push(`wireguard: ${describeDataPlane(st.dataPlane)}`)
   for (const h of st.health) lines.push(`health: ${h}`)
   if (st.peers.length === 0) {
     lines.push(self === undefined ? 'not joined: run \'warren up --controller URL --auth-key KEY\'' : 'no peers')

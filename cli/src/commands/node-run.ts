@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander'
 import { WarrenError } from '@warren/protocol'
-import { startDaemon, createDaemonLogger, DEFAULT_LISTEN_PORT, type DaemonInit } from '@warren/node'
+import type { DaemonInit } from '@warren/node'
+import { listenForStop } from '../stop-signal.js'
 import { DEFAULT_SOCKET_PATH } from '@warren/sdk'
 
 interface RunOptions {
@@ -8,8 +9,9 @@ interface RunOptions {
   socket: string
   interface: string
   wireguard: DaemonInit['wireguardMode']
+  wireguardGo?: string
   metricsListen?: string
-  listenPort: string
+  listenPort?: string
   logLevel: string
 }
 
@@ -25,35 +27,32 @@ export function register (program: Command): void {
     .addOption(new Option('--socket <path>', 'LocalAPI socket').default(DEFAULT_SOCKET_PATH).env('WARREN_SOCKET'))
     .option('--interface <name>', 'WireGuard interface name (unique per daemon on a host)', 'warren0')
     .addOption(new Option('--wireguard <mode>', 'auto (kernel WireGuard when it works, else wireguard-go), kernel, or userspace (wireguard-go)').choices(['auto', 'kernel', 'userspace']).default('auto'))
-    .option('--listen-port <port>', 'WireGuard UDP port to try first (a random one is used if it is taken)', String(DEFAULT_LISTEN_PORT))
+    .addOption(new Option('--wireguard-go <path>', 'the wireguard-go program to run (default: the newest one in PATH, /usr/bin, /usr/local/bin or /usr/sbin)').env('WARREN_WIREGUARD_GO'))
+    .option('--listen-port <port>', 'WireGuard UDP port to try first (default 41641; a random one is used if it is taken)')
     .option('--metrics-listen <host:port>', 'also serve Prometheus metrics on HOST:PORT (they are always at GET /metrics on the socket)')
     .option('--log-level <level>', 'pino log level: debug, info, warn or error', 'info')
     .action(async (opts: RunOptions) => {
       if (!INTERFACE_NAME.test(opts.interface)) {
         throw new WarrenError('usage', `--interface '${opts.interface}' is not a valid interface name: use 1-15 letters, digits, '.', '_' or '-'`)
       }
-      const port = Number(opts.listenPort)
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WarrenError('usage', `--listen-port '${opts.listenPort}' must be a port number (0-65535)`)
+      const port = opts.listenPort === undefined ? undefined : Number(opts.listenPort)
+      if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new WarrenError('usage', `--listen-port '${opts.listenPort}' must be a port number (0-65535)`)
+      // Loaded here, not at the top: every other command starts faster without the daemon's code.
+      const { startDaemon, createDaemonLogger } = await import('@warren/node')
       const logger = createDaemonLogger({ level: opts.logLevel })
+      const stop = listenForStop()
       const daemon = await startDaemon({
         stateDir: opts.stateDir,
         socketPath: opts.socket,
         interfaceName: opts.interface,
         wireguardMode: opts.wireguard,
-        listenPort: port,
+        ...(opts.wireguardGo !== undefined && opts.wireguardGo !== '' ? { wireguardGo: opts.wireguardGo } : {}),
+        ...(port !== undefined ? { listenPort: port } : {}),
         logger,
         ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})
-      })
+      }).catch((e: unknown) => { stop.dispose(); throw e })
       // Stopping the process keeps the data plane (fail-closed); only 'warren down' removes it.
-      await new Promise<void>(resolve => {
-        const stop = (sig: string): void => {
-          logger.info({ signal: sig }, 'stopping')
-          process.off('SIGINT', stop)
-          process.off('SIGTERM', stop)
-          daemon.close().then(resolve, (e: Error) => { logger.error({ err: e.message }, 'stopping failed'); resolve() })
-        }
-        process.on('SIGINT', stop)
-        process.on('SIGTERM', stop)
-      })
+      logger.info({ signal: await stop.received }, 'stopping')
+      await daemon.close().catch((e: Error) => { logger.error({ err: e.message }, 'stopping failed') })
     })
 }

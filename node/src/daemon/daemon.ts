@@ -30,6 +30,8 @@ export interface DaemonInit {
   socketPath: string
   interfaceName: string
   wireguardMode: WireGuardMode
+  /** the wireguard-go program to use (default: the newest installed one) */
+  wireguardGo?: string
   runner?: CommandRunner
   logger?: Logger
   /** HOST:PORT for a Prometheus endpoint besides GET /metrics on the LocalAPI; off by default */
@@ -83,6 +85,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     ...(init.resolvConfPath !== undefined ? { resolvConfPath: init.resolvConfPath } : {}),
     ...(init.magicDnsPort !== undefined ? { magicDnsPort: init.magicDnsPort } : {}),
     wireguardMode: init.wireguardMode,
+    ...(init.wireguardGo !== undefined ? { wireguardGo: init.wireguardGo } : {}),
     privateKey: keys.wireguard.privateKey,
     listenPort: init.listenPort ?? DEFAULT_LISTEN_PORT,
     runner,

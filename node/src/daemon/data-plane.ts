@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Netmap } from '@warren/protocol'
+import type { DataPlaneInfo, Netmap } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
 import type { WireGuardMode, WireGuardPeerStatus } from '../wireguard/types.js'
 import type { SharedPort } from '../nat/types.js'
@@ -9,6 +9,8 @@ export interface DataPlaneContext {
   stateDir: string
   interfaceName: string
   wireguardMode: WireGuardMode
+  /** the wireguard-go program to use instead of the newest one installed */
+  wireguardGo?: string
   privateKey: string
   listenPort: number
   runner: CommandRunner
@@ -34,6 +36,8 @@ export interface DataPlane {
   setPeerEndpoints(endpoints: ReadonlyMap<string, string>): Promise<void>
   /** peerStats reads live WireGuard counters (`wg show dump`); empty when there is no interface */
   peerStats(): Promise<WireGuardPeerStatus[]>
+  /** implementation says which WireGuard carries the mesh; undefined until the interface is up */
+  implementation(): DataPlaneInfo | undefined
   /** listenPort is the WireGuard UDP port, for the endpoints the controller hands to peers */
   listenPort(): number
   /** ping sends one echo to a mesh address and returns the round trip in milliseconds */

@@ -1,4 +1,4 @@
-import type { Netmap } from '@warren/protocol'
+import type { DataPlaneInfo, Netmap } from '@warren/protocol'
 import type { WireGuardPeerStatus } from '../wireguard/types.js'
 import type { DataPlane } from './data-plane.js'
 import type { SharedPort } from '../nat/types.js'
@@ -23,7 +23,7 @@ export interface FakeDataPlane extends DataPlane {
  * createFakeDataPlane returns a fake whose kernel-side state (`installed`) can outlive a
  * daemon, as the real one does: pass the same fake to a restarted daemon.
  */
-export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number, sharedPort?: SharedPort } = {}): FakeDataPlane {
+export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number, sharedPort?: SharedPort, implementation?: DataPlaneInfo } = {}): FakeDataPlane {
   let installed = false
   let downCalls = 0
   let released = false
@@ -46,6 +46,7 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
     },
     async setPeerEndpoints (endpoints) { fake.endpointSets.push(new Map(endpoints)) },
     async peerStats () { return installed ? fake.stats : [] },
+    implementation: () => installed ? (opts.implementation ?? { implementation: 'wireguard-go' }) : undefined,
     listenPort: () => opts.listenPort ?? 41641,
     // the shared port exists while the interface would (it binds on the mesh address)
     sharedPort: () => installed ? opts.sharedPort : undefined,

@@ -21,12 +21,14 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
     }
   }).sort((a, b) => a.name.localeCompare(b.name))
   const self = netmap?.self ?? login?.node
+  const dataPlane = d.dataPlane.implementation()
   return {
     version: PROTOCOL_VERSION,
     backendState: state,
     health: [...d.health.values()],
     ...(login !== undefined ? { controller: { url: login.controller, connected: d.session?.state === 'connected' } } : {}),
     interfaceName: d.interfaceName,
+    ...(dataPlane !== undefined ? { dataPlane } : {}),
     ...(self !== undefined ? { self } : {}),
     peers
   }

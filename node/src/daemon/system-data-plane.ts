@@ -1,8 +1,8 @@
 import dgram from 'node:dgram'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { WarrenError } from '@warren/protocol'
-import { createWireGuard, type WireGuard } from '../wireguard/index.js'
+import { WarrenError, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
+import { createWireGuard, compareVersions, FAST_WIREGUARD_GO, type WireGuard } from '../wireguard/index.js'
 import { createRouter, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
 import { createEngine, type Firewall, type DnsConfigurator } from '../engine/index.js'
@@ -37,6 +37,22 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   const { interfaceName } = ctx
   const engine = createEngine({ wireguard, router, firewall, dns })
   let listenPort: number | undefined
+  let reported: DataPlaneInfo | undefined
+
+  /** reportImplementation logs which WireGuard runs, once per change, and warns about a slow wireguard-go. */
+  function reportImplementation (): void {
+    const now = wireguard.implementation()
+    if (now === undefined || JSON.stringify(now) === JSON.stringify(reported)) return
+    reported = now
+    ctx.logger.info({ dataPlane: now }, `WireGuard: ${describeDataPlane(now)}`)
+    if (now.replaced === true) {
+      ctx.logger.warn(`the running wireguard-go (${now.path ?? '?'}) was replaced on disk after it started: 'warren down' and 'warren up' start the new build`)
+    }
+    if (now.version !== undefined && compareVersions(now.version, FAST_WIREGUARD_GO) < 0) {
+      ctx.logger.warn(`wireguard-go ${now.version} is several times slower than ${FAST_WIREGUARD_GO} or newer: install a newer wireguard-go (Debian bookworm: from bookworm-backports)`)
+    }
+  }
+
   /** the shared port's socket, and the rules the firewall is given for it */
   let shared: SystemSharedPort | undefined
   let rules: SharedPortRules | undefined
@@ -107,6 +123,8 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
       if (shared === undefined) await openShared(netmap, listenPort, true)
       const r = await engine.apply(netmap, local(listenPort))
       ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
+      reportImplementation()
+
       await openShared(netmap, listenPort, false)
     },
     async setPeerEndpoints (endpoints) {
@@ -118,6 +136,7 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
     sharedPort: () => shared,
     refreshSharedPort: async () => await (shared?.refresh() ?? false),
     peerStats: async () => (await wireguard.status().catch(() => undefined))?.peers ?? [],
+    implementation: () => wireguard.implementation(),
     listenPort: () => listenPort ?? ctx.listenPort,
     ping: async address => await pingOnce(runner, address),
     async down () {
@@ -125,6 +144,7 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
       lastNetmap = undefined
       await engine.close()
       listenPort = undefined
+      reported = undefined
     },
     release: async () => {
       await closeShared()
@@ -142,7 +162,7 @@ export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<Dat
   const { runner, interfaceName } = ctx
   return createEngineDataPlane({
     runner,
-    wireguard: createWireGuard({ runner, interfaceName, mode: ctx.wireguardMode }),
+    wireguard: createWireGuard({ runner, interfaceName, mode: ctx.wireguardMode, ...(ctx.wireguardGo !== undefined ? { wireguardGo: ctx.wireguardGo } : {}) }),
     router: createRouter({ runner, interfaceName }),
     firewall: createNftablesFirewall({ runner }),
     dns: createMagicDns({

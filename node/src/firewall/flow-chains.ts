@@ -23,8 +23,9 @@ const DATAGRAM_PROTOCOLS = PROTOCOLS_WITH_PORTS.filter(p => p !== IpProto.TCP)
  * verdict-map lookup.
  *
  * State is kept in dynamic sets, not in conntrack: loading conntrack makes the kernel track
- * every packet of the namespace (the WireGuard underlay included), which costs more than the
- * rest of the filter together (measured in bench/dataplane-bench). Instead:
+ * every packet of the namespace (the WireGuard underlay included), which cost more than the
+ * rest of the filter together with a wireguard-go that moves single packets (bench/RESULTS.md;
+ * with segmentation offloads it tracks super-packets and the difference is gone). Instead:
  * - TCP: a bare SYN this node sends records the connection (peer . peer port . local port) in
  *   `tcp4`; the peer's packets in a recorded connection pass and keep it alive; FIN or RST
  *   (either way) moves it to `tcpend4`, which lets it close and then expire. Every other

@@ -1,4 +1,4 @@
-import { WarrenError, wireGuardPublicKey } from '@warren/protocol'
+import { WarrenError, wireGuardPublicKey, type DataPlaneInfo } from '@warren/protocol'
 import { checkInterfaceName } from '../router/cidr.js'
 import type { WireGuard, WireGuardBackend, WireGuardConfig, WireGuardStatus, WireGuardChanges } from './types.js'
 import { checkWireGuardConfig, planWireGuard, planChanges, withoutPrivateKey, type WireGuardDevice } from './wireguard-plan.js'
@@ -15,8 +15,12 @@ export interface FakeWireGuard extends WireGuard {
   roam: (publicKey: string, endpoint: string) => void
 }
 
-/** createFakeWireGuard returns a FakeWireGuard that plans changes exactly like the real adapter. */
-export function createFakeWireGuard (opts: { interfaceName: string, backend?: WireGuardBackend }): FakeWireGuard {
+/**
+ * createFakeWireGuard returns a FakeWireGuard that plans changes exactly like the real
+ * adapter. `implementation` is what it claims to run once up (default: wireguard-go, or
+ * the kernel when `backend` is 'kernel').
+ */
+export function createFakeWireGuard (opts: { interfaceName: string, backend?: WireGuardBackend, implementation?: DataPlaneInfo }): FakeWireGuard {
   checkInterfaceName(opts.interfaceName)
   const { interfaceName } = opts
   let dev: WireGuardDevice | undefined
@@ -33,6 +37,7 @@ export function createFakeWireGuard (opts: { interfaceName: string, backend?: Wi
       if (p === undefined) throw new Error(`fake WireGuard: no peer ${publicKey} to roam`)
       p.endpoint = endpoint
     },
+    implementation: () => dev === undefined ? undefined : (opts.implementation ?? { implementation: opts.backend === 'kernel' ? 'kernel' : 'wireguard-go' }),
     async up () {
       dev ??= { interfaceName, listenPort: 0, peers: [] }
       return opts.backend ?? 'userspace'

@@ -2,3 +2,4 @@
 export * from './types.js'
 export * from './wireguard.js'
 export { parseWireGuardDump, checkWireGuardConfig } from './wireguard-plan.js'
+export * from './wireguard-go-builds.js'

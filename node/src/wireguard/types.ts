@@ -1,3 +1,5 @@
+import type { DataPlaneInfo } from '@warren/protocol'
+
 /** WireGuardPeerConfig is one peer as Warren wants it configured. */
 export interface WireGuardPeerConfig {
   publicKey: string
@@ -69,6 +71,8 @@ export interface WireGuard {
   up: () => Promise<WireGuardBackend>
   set: (desired: WireGuardConfig) => Promise<WireGuardChanges>
   status: () => Promise<WireGuardStatus>
+  /** implementation says which WireGuard `up` started or adopted; undefined while down */
+  implementation: () => DataPlaneInfo | undefined
   /** close removes the interface, and with it its addresses and routes */
   close: () => Promise<void>
 }

@@ -1,8 +1,9 @@
-import { WarrenError } from '@warren/protocol'
-import { type CommandRunner, CommandError, withSecretFile } from '../runner/command-runner.js'
+import { WarrenError, type DataPlaneInfo } from '@warren/protocol'
+import { type CommandRunner, withSecretFile } from '../runner/command-runner.js'
 import { checkInterfaceName } from '../router/cidr.js'
 import type { WireGuard, WireGuardBackend, WireGuardConfig, WireGuardMode, WireGuardStatus, WireGuardChanges } from './types.js'
 import { checkWireGuardConfig, parseWireGuardDump, planWireGuard, planChanges, wgSetCommands, withoutPrivateKey, PRIVATE_KEY_FILE, type WireGuardDevice } from './wireguard-plan.js'
+import { chooseWireGuardGo, installedCandidates, runningWireGuardGo, wireGuardGoCandidates } from './wireguard-go-builds.js'
 
 /** WireGuardOptions configure createWireGuard. */
 export interface WireGuardOptions {
@@ -10,8 +11,10 @@ export interface WireGuardOptions {
   interfaceName: string
   /** default `auto`: kernel WireGuard when `ip link add ... type wireguard` works, else wireguard-go */
   mode?: WireGuardMode
-  /** the wireguard-go program; default `wireguard-go` from PATH */
+  /** the wireguard-go program to use; default the newest of those in PATH and the usual directories */
   wireguardGo?: string
+  /** where to look for wireguard-go when none is given (default: from PATH, see wireGuardGoCandidates) */
+  wireguardGoCandidates?: string[]
   /** how long close() waits for wireguard-go to let go of its socket; default 3 s */
   closeTimeoutMs?: number
 }
@@ -42,6 +45,7 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
     throw new WarrenError('bad_config', `WireGuard mode '${String(mode)}' is not one of auto, kernel, userspace`, { field: 'mode' })
   }
   let backend: WireGuardBackend | undefined
+  let info: DataPlaneInfo | undefined
   const lastEndpoints = new Map<string, string>()
 
   async function readDevice (): Promise<WireGuardDevice | undefined> {
@@ -56,19 +60,16 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
     return links[0]?.linkinfo?.info_kind ?? 'unknown'
   }
 
-  async function startUserspace (): Promise<void> {
-    try {
-      // No foreground flag and no LOG_LEVEL: wireguard-go forks a detached child with
-      // its output on /dev/null, so this command returns once the interface exists.
-      await runner.run([opts.wireguardGo ?? 'wireguard-go', interfaceName], { env: { WG_PROCESS_FOREGROUND: undefined, LOG_LEVEL: undefined } })
-    } catch (e) {
-      if (e instanceof CommandError && e.exitCode === 127) {
-        throw new WarrenError('wireguard_unavailable',
-          'kernel WireGuard is not available and wireguard-go is not installed: install the wireguard-go package (or load the wireguard kernel module)',
-          { status: 500, cause: e })
-      }
-      throw e
-    }
+  /** startUserspace starts the newest wireguard-go (or the one asked for) and says which it was. */
+  async function startUserspace (): Promise<DataPlaneInfo> {
+    const candidates = opts.wireguardGo !== undefined
+      ? [opts.wireguardGo]
+      : opts.wireguardGoCandidates ?? installedCandidates(wireGuardGoCandidates(process.env.PATH))
+    const build = await chooseWireGuardGo(runner, candidates)
+    // No foreground flag and no LOG_LEVEL: wireguard-go forks a detached child with
+    // its output on /dev/null, so this command returns once the interface exists.
+    await runner.run([build.path, interfaceName], { env: { WG_PROCESS_FOREGROUND: undefined, LOG_LEVEL: undefined } })
+    return { implementation: 'wireguard-go', ...build }
   }
 
   async function up (): Promise<WireGuardBackend> {
@@ -78,6 +79,7 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
     if (answers && kind !== undefined) {
       // Left by an earlier run of the daemon: adopt it with its peers, so sessions go on.
       backend = kind === 'wireguard' ? 'kernel' : 'userspace'
+      info = backend === 'kernel' ? { implementation: 'kernel' } : await runningWireGuardGo(runner, interfaceName)
       return backend
     }
     if (answers) {
@@ -95,6 +97,7 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
       const r = await runner.run(['ip', 'link', 'add', interfaceName, 'type', 'wireguard'], { allowFail: true })
       if (r.exitCode === 0) {
         backend = 'kernel'
+        info = { implementation: 'kernel' }
         return backend
       }
       if (mode === 'kernel') {
@@ -104,7 +107,7 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
           { status: 500 })
       }
     }
-    await startUserspace()
+    info = await startUserspace()
     backend = 'userspace'
     return backend
   }
@@ -149,6 +152,7 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
   async function close (): Promise<void> {
     await runner.run(['ip', 'link', 'del', 'dev', interfaceName], { allowFail: true })
     backend = undefined
+    info = undefined
     lastEndpoints.clear()
     // wireguard-go notices the deleted link and exits, removing its control socket;
     // wait for that so a quick `up` with the same name does not meet the old one.
@@ -161,5 +165,5 @@ export function createWireGuard (opts: WireGuardOptions): WireGuard {
     }
   }
 
-  return { interfaceName, up, set, status, close }
+  return { interfaceName, up, set, status, close, implementation: () => info }
 }
