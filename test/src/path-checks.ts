@@ -63,12 +63,12 @@ export async function checkPathInUse (t: Asserts, mesh: Mesh, n: MeshNode, other
   t.type(path.latencyMs, 'number', 'with a measured latency')
   // WireGuard may have roamed to the relay port the peer sent from while it switched: the
   // daemon puts the chosen endpoint back within seconds.
-  const want = `${other.wgKey}\t${path.endpoint}`
+  const line = `${other.wgKey}\t${path.endpoint}`
   const wg = await waitFor(async () => {
     const out = (await n.host.exec(['wg', 'show', n.iface, 'endpoints'])).stdout
-    return out.includes(want) ? out : undefined
+    return out.includes(line) ? out : undefined
   }, { timeoutMs: 30_000, message: `${n.name}'s WireGuard endpoint for ${other.name} to be ${path.endpoint}` })
-  t.match(wg, want, 'WireGuard\'s endpoint for the peer is the chosen one')
+  t.match(wg, line, 'WireGuard\'s endpoint for the peer is the chosen one')
   const json = JSON.parse((await mesh.warren(['status', '--socket', n.socket, '--json'])).stdout) as { peers: LocalPeerStatus[] }
   t.equal(json.peers.find(p => p.wgKey === other.wgKey)?.path?.kind, 'direct', 'warren status --json shows the path')
   t.match((await mesh.warren(['status', '--socket', n.socket])).stdout, new RegExp(`${other.name}\\s.*direct \\d`), 'warren status shows it')
