@@ -503,6 +503,18 @@ export const BackendState = Type.Union([
 ])
 export type BackendState = Static<typeof BackendState>
 
+/** LocalPeerPath is how WireGuard reaches one peer: straight, through a kernel UDP relay, or a TLS relay. */
+export const LocalPeerPath = Obj({
+  kind: Type.Union([Type.Literal('direct'), Type.Literal('udp-relay'), Type.Literal('tls-relay')]),
+  /** WireGuard's endpoint for the peer: the peer, a relay port, or a loopback port of the TLS relay client */
+  endpoint: Endpoint,
+  /** the relay's id when relayed */
+  relay: Type.Optional(Str(100)),
+  /** round trip of the last path probe */
+  latencyMs: Type.Optional(Type.Number({ minimum: 0 }))
+})
+export type LocalPeerPath = Static<typeof LocalPeerPath>
+
 export const LocalPeerStatus = Obj({
   id: Id,
   name: NodeName,
@@ -518,7 +530,9 @@ export const LocalPeerStatus = Obj({
   endpoint: Type.Optional(Endpoint),
   lastHandshake: Type.Optional(Timestamp),
   rxBytes: Type.Integer({ minimum: 0 }),
-  txBytes: Type.Integer({ minimum: 0 })
+  txBytes: Type.Integer({ minimum: 0 }),
+  /** the path the daemon chose for WireGuard; absent when it has none (the map's first endpoint is used) */
+  path: Type.Optional(LocalPeerPath)
 })
 export type LocalPeerStatus = Static<typeof LocalPeerStatus>
 

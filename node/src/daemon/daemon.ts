@@ -19,6 +19,8 @@ import { joinController } from './join.js'
 import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
 import { createNatMonitor, type NatMonitorInit } from '../nat/nat-monitor.js'
+import { createDaemonPaths, type PathsInit } from './paths.js'
+import { createUdpRelayClient, mapSessionRelayControl } from '../nat/udp-relay-client.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -50,6 +52,8 @@ export interface DaemonInit {
   keepaliveMs?: number
   /** nat tunes the NAT monitor (netcheck interval, STUN timeouts); tests shorten them */
   nat?: Pick<NatMonitorInit, 'intervalMs' | 'tickMs' | 'timeoutMs' | 'resolve'>
+  /** paths plugs in relay clients and path timings (and a shared port, for tests with a fake data plane) */
+  paths?: PathsInit
 }
 
 /**
@@ -87,8 +91,20 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     runner,
     logger: log.child({ part: 'dataplane' })
   })
+  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, runner, logger: log.child({ part: 'paths' }),
+    session: () => d.session,
+    // Our mapped address is known once netcheck has run (or when there is no STUN server to ask).
+    settled: () => nat.last() !== undefined || (d.netmap !== undefined && (d.netmap.nat?.stun ?? []).length === 0)
+  }, {
+    // The kernel relay's requests and grants travel on the map session.
+    udpRelay: ctx => {
+      const session = ctx.session()
+      return session === undefined ? undefined : createUdpRelayClient({ control: mapSessionRelayControl(session), sharedPort: ctx.port, wgPrivateKey: ctx.privateKey, log: ctx.logger })
+    },
+    ...init.paths
+  })
   const d: DaemonContext = {
-    log, metrics, store, keys, dataPlane,
+    log, metrics, store, keys, dataPlane, paths,
     interfaceName: init.interfaceName,
     makeTransport: init.transport ?? createControllerTransport,
     login: await store.readLogin(),
@@ -115,7 +131,12 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   const localOnly = init.endpoints ?? ((port: number) => localEndpoints({ meshInterface: init.interfaceName, listenPort: port }))
   const mapInit: MapConnectionInit = {
     applier,
-    endpoints: (port: number) => [...new Set([...localOnly(port), ...nat.mappedEndpoints()])].slice(0, 32),
+    endpoints: (port: number) => {
+      const endpoints = [...new Set([...localOnly(port), ...nat.mappedEndpoints()])].slice(0, 32)
+      // Peers learn our candidates when they are reported: path probing times its punches by that.
+      paths.reported(endpoints)
+      return endpoints
+    },
     ...(init.backoff !== undefined ? { backoff: init.backoff } : {}),
     ...(init.keepaliveMs !== undefined ? { keepaliveMs: init.keepaliveMs } : {})
   }
@@ -139,6 +160,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   async function down (): Promise<LocalStatus> {
     stopSession()
     await applier.applying?.catch(() => {})
+    await paths.stop()
     await dataPlane.down()
     nat.reset()
     if (d.login !== undefined) {
@@ -196,6 +218,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
       await applier.applying?.catch(() => {})
       await api.close()
       await new Promise<void>(resolve => metricsServer === undefined ? resolve() : metricsServer.close(() => resolve()))
+      await paths.stop()
       await dataPlane.release()
       log.info('warrend stopped; the mesh interface and firewall stay until \'warren down\'')
     }

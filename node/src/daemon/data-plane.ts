@@ -28,6 +28,12 @@ export interface DataPlaneContext {
 export interface DataPlane {
   /** apply makes the system match the netmap; applying the same map again changes nothing */
   apply(netmap: Netmap): Promise<void>
+  /**
+   * setPeerEndpoints sets the WireGuard endpoint the path manager chose per peer (key ->
+   * host:port), now and for later applies; peers left out use the map's first endpoint.
+   * Only WireGuard peers change, and their sessions stay.
+   */
+  setPeerEndpoints(endpoints: ReadonlyMap<string, string>): Promise<void>
   /** peerStats reads live WireGuard counters (`wg show dump`); empty when there is no interface */
   peerStats(): Promise<WireGuardPeerStatus[]>
   /** implementation says which WireGuard carries the mesh; undefined until the interface is up */

@@ -11,6 +11,8 @@ export interface FakeDataPlane extends DataPlane {
   readonly installed: boolean
   readonly downCalls: number
   readonly released: boolean
+  /** every endpoint choice the daemon passed on, in order */
+  readonly endpointSets: Array<Map<string, string>>
   /** stats lets a test set what `wg show dump` would report */
   stats: WireGuardPeerStatus[]
   /** failNextApply makes the next apply throw, as a failing `wg` or `nft` would */
@@ -27,6 +29,7 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
   let released = false
   const fake: FakeDataPlane = {
     applied: [],
+    endpointSets: [],
     stats: [],
     get installed () { return installed },
     get downCalls () { return downCalls },
@@ -41,6 +44,7 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
       installed = true
       fake.applied.push(netmap)
     },
+    async setPeerEndpoints (endpoints) { fake.endpointSets.push(new Map(endpoints)) },
     async peerStats () { return installed ? fake.stats : [] },
     implementation: () => installed ? (opts.implementation ?? { implementation: 'wireguard-go' }) : undefined,
     listenPort: () => opts.listenPort ?? 41641,

@@ -56,8 +56,11 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   /** the shared port's socket, and the rules the firewall is given for it */
   let shared: SystemSharedPort | undefined
   let rules: SharedPortRules | undefined
+  /** the map last applied, so a path or rules change can re-apply it; none after down */
   let lastNetmap: Netmap | undefined
-  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, ...(rules !== undefined ? { sharedPort: rules } : {}) })
+  /** the WireGuard endpoint per peer that path selection chose */
+  let chosen: ReadonlyMap<string, string> = new Map()
+  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen, ...(rules !== undefined ? { sharedPort: rules } : {}) })
 
   /** the control port is kept across restarts, so a restarted daemon finds its rules as they were (no rebuild) */
   const controlPortFile = join(ctx.stateDir, 'control-port')
@@ -123,6 +126,12 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
       reportImplementation()
 
       await openShared(netmap, listenPort, false)
+    },
+    async setPeerEndpoints (endpoints) {
+      chosen = new Map(endpoints)
+      if (lastNetmap === undefined || listenPort === undefined) return
+      const changes = await engine.applyWireGuard(lastNetmap, local(listenPort))
+      if (changes.updated.length > 0) ctx.logger.info({ peers: changes.updated.length }, 'WireGuard endpoints moved to new paths')
     },
     sharedPort: () => shared,
     refreshSharedPort: async () => await (shared?.refresh() ?? false),

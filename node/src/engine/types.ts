@@ -49,6 +49,8 @@ export interface EngineLocal {
   privateKey: string
   interfaceName: string
   listenPort?: number
+  /** endpoints the path manager chose, per peer WireGuard key; they win over the map's first endpoint */
+  endpoints?: ReadonlyMap<string, string>
   /** sharedPort goes to the firewall as it is (see SharedPortRules) */
   sharedPort?: SharedPortRules
 }
@@ -69,6 +71,11 @@ export interface ApplyResult {
  */
 export interface Engine {
   apply: (netmap: Netmap, local: EngineLocal) => Promise<ApplyResult>
+  /**
+   * applyWireGuard sets only the WireGuard peers (a path changed): no firewall, route or
+   * DNS work. A changed endpoint keeps the peer's WireGuard session.
+   */
+  applyWireGuard: (netmap: Netmap, local: EngineLocal) => Promise<WireGuardChanges>
   /** close removes what the adapters put on the system: `warren down` */
   close: () => Promise<void>
 }

@@ -6,6 +6,12 @@ export interface WireGuardPeerConfig {
   allowedIps: string[]
   /** host:port or [v6]:port; absent means wait for the peer to reach us */
   endpoint?: string
+  /**
+   * endpointPinned: the endpoint is a path Warren chose and confirmed (not a guess from
+   * the map), so it is set again when WireGuard has roamed away from it (to a relay port
+   * its peer still sends from, say)
+   */
+  endpointPinned?: boolean
   /** seconds; absent or 0 means off */
   persistentKeepalive?: number
 }

@@ -69,7 +69,7 @@ export function checkWireGuardConfig (c: WireGuardConfig): WireGuardConfig {
     const ka = p.persistentKeepalive ?? 0
     if (!Number.isInteger(ka) || ka < 0 || ka > 65535) bad(`${at}.persistentKeepalive`, `${at} keepalive ${String(ka)} is not 0-65535 seconds`)
     const allowedIps = [...new Set((p.allowedIps ?? []).map((a, j) => normalizeCidr(a, `${at}.allowedIps[${j}]`)))].sort()
-    return { publicKey: p.publicKey, allowedIps, ...(p.endpoint !== undefined ? { endpoint: p.endpoint } : {}), persistentKeepalive: ka }
+    return { publicKey: p.publicKey, allowedIps, ...(p.endpoint !== undefined ? { endpoint: p.endpoint } : {}), ...(p.endpointPinned === true ? { endpointPinned: true } : {}), persistentKeepalive: ka }
   })
   return { ...c, peers }
 }
@@ -86,7 +86,8 @@ export interface WireGuardPlan {
 /**
  * planWireGuard compares current and (checked) desired state. `lastEndpoints` holds the
  * endpoint Warren last set per peer: a peer that roamed since keeps its learned endpoint
- * until the desired one changes, so an unchanged map never resets a working path.
+ * until the desired one changes, so an unchanged map never resets a working path; a
+ * pinned endpoint (a path Warren confirmed) is set again whenever WireGuard left it.
  */
 export function planWireGuard (current: WireGuardDevice, desired: WireGuardConfig, lastEndpoints: ReadonlyMap<string, string>): WireGuardPlan {
   const plan: WireGuardPlan = { remove: [], upsert: [] }
@@ -105,7 +106,7 @@ export function planWireGuard (current: WireGuardDevice, desired: WireGuardConfi
     const change: WireGuardPlan['upsert'][number] = { publicKey: p.publicKey, isNew: false }
     const curIps = cur.allowedIps.map(a => normalizeCidr(a)).sort()
     if (curIps.join(',') !== p.allowedIps.join(',')) change.allowedIps = p.allowedIps
-    if (p.endpoint !== undefined && p.endpoint !== cur.endpoint && p.endpoint !== lastEndpoints.get(p.publicKey)) change.endpoint = p.endpoint
+    if (p.endpoint !== undefined && p.endpoint !== cur.endpoint && (p.endpointPinned === true || p.endpoint !== lastEndpoints.get(p.publicKey))) change.endpoint = p.endpoint
     if (ka !== cur.persistentKeepalive) change.persistentKeepalive = ka
     if (Object.keys(change).length > 2) plan.upsert.push(change)
   }
