@@ -15,6 +15,7 @@ import { mapServerHook, type MapServerHookOptions, type MapService } from './map
 import { createPolicyEngine, emailResolution, type Policy, type PolicyUser } from './policy/index.js'
 import { createPolicyService, policyUsers, type PolicyService } from './policy-service.js'
 import { policyRoutes } from './routes/policy.js'
+import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from './relay/index.js'
 import type { ServerHook, Closable } from './server-hooks.js'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
@@ -41,6 +42,12 @@ export interface StartControllerOptions {
    */
   map?: MapServerHookOptions | false
   /**
+   * tlsRelay tunes the embedded TLS relay at /v1/relay (on the same HTTPS port), which
+   * carries WireGuard packets for nodes that cannot send UDP. It needs the map service;
+   * false leaves it out.
+   */
+  tlsRelay?: TlsRelayOptions | false
+  /**
    * `host:port` for a plain-HTTP listener that serves Prometheus metrics at GET /metrics
    * (`:port` is loopback). Off by default; the public server never serves metrics. Bind
    * it to loopback or a private address: it has no authentication.
@@ -65,6 +72,8 @@ export interface RunningController {
   policy: PolicyService
   /** the live map service, unless started with `map: false` */
   map?: MapService
+  /** the embedded TLS relay, unless started with `tlsRelay: false` or `map: false` */
+  tlsRelay?: TlsRelay
   /** http://host:port/metrics, when started with `metricsListen` */
   metricsUrl?: string
   close: () => Promise<void>
@@ -138,6 +147,8 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       const c = await hook(app.server as unknown as HttpsServer, { state, metrics, log, app })
       if (c !== undefined) closables.unshift(c)
     }
+    let tlsRelay: TlsRelay | undefined
+    if (map !== undefined && opts.tlsRelay !== false) tlsRelay = mountTlsRelay(app.server as unknown as HttpsServer, map, state, { metrics, log, closables }, opts.tlsRelay)
     let metricsUrl: string | undefined
     if (metricsAddress !== undefined) {
       const metricsApp = buildMetricsApp({ metrics, logger: log.child({ server: 'metrics' }) })
@@ -176,6 +187,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       metrics,
       policy,
       ...(map !== undefined ? { map } : {}),
+      ...(tlsRelay !== undefined ? { tlsRelay } : {}),
       ...(metricsUrl !== undefined ? { metricsUrl } : {}),
       close: async () => {
         closing ??= (async () => {
@@ -195,6 +207,26 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     await store.close()
     throw e
   }
+}
+
+/**
+ * mountTlsRelay serves the TLS relay on the API server, judging pairs with the map's
+ * mesh (the peers each node's map shows) and hearing every mesh change from it.
+ */
+function mountTlsRelay (server: HttpsServer, map: MapService, state: ControllerState, ctx: { metrics: ControllerMetrics, log: Logger, closables: Closable[] }, opts?: TlsRelayOptions): TlsRelay {
+  const relay = createTlsRelay({
+    nodeByMachineKey: key => state.nodeByMachineKey(key),
+    getNode: id => state.getNode(id),
+    peers: map.mesh,
+    events: state.events,
+    registry: ctx.metrics.registry,
+    log: ctx.log.child({ module: 'tls-relay' })
+  }, opts)
+  const detach = relay.attach(server)
+  const stop = map.onMeshChange(ids => relay.meshChanged(ids))
+  // Closed before the map service (closables close in order, hooks first).
+  ctx.closables.unshift({ close: async () => { stop(); detach(); await relay.close() } })
+  return relay
 }
 
 /** listenMetrics starts the metrics listener and returns its /metrics URL. */

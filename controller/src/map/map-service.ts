@@ -61,6 +61,12 @@ export interface MapService {
    * setPolicy (or a new engine to setEngine), and every node hears what changed.
    */
   mesh: MeshPolicy
+  /**
+   * onMeshChange registers a listener called after each change the mesh took (a node's
+   * record, or the policy: `ids` are the nodes whose peers may have changed, all when
+   * absent), so relays can judge their pairs again; returns a function that removes it.
+   */
+  onMeshChange: (listener: (ids?: Iterable<string>) => void) => () => void
   /** setDomain changes the MagicDNS domain for every node. */
   setDomain: (domain: string) => void
   stats: () => MapStats
@@ -93,6 +99,8 @@ export function createMapService (opts: MapServiceOptions): MapService {
   })
   let flushTimer: NodeJS.Timeout | undefined
   let closed = false
+  const meshListeners = new Set<(ids?: Iterable<string>) => void>()
+  const meshChanged = (ids?: Iterable<string>): void => { for (const l of meshListeners) l(ids) }
 
   const scheduleFlush = (): void => { if (flushTimer === undefined && !closed) flushTimer = setTimeout(flush, coalesceMs) }
   const account = (touched: number, started: bigint): void => {
@@ -111,14 +119,20 @@ export function createMapService (opts: MapServiceOptions): MapService {
         if (closed) return
         sessions.nodeChanged(r.node)
         account(fanout.nodeChanged(r.node, r), r.started)
+        meshChanged([r.node.id, ...r.policy])
       },
       nodeRemoved (r) {
         if (closed) return
         const touched = fanout.nodeRemoved(r.node, r.policy)
         sessions.nodeRemoved(r.node)
         account(touched, r.started)
+        meshChanged([r.node.id, ...r.policy])
       },
-      policyChanged: ids => { if (!closed) fanout.policyChanged(ids) }
+      policyChanged: ids => {
+        if (closed) return
+        fanout.policyChanged(ids)
+        meshChanged(ids)
+      }
     }
   })
   const fanout = createMapFanout({ peers: mesh, domain: opts.domain, onDirty: scheduleFlush })
@@ -188,6 +202,10 @@ export function createMapService (opts: MapServiceOptions): MapService {
       return () => { server.off('upgrade', listener) }
     },
     mesh,
+    onMeshChange (listener) {
+      meshListeners.add(listener)
+      return () => { meshListeners.delete(listener) }
+    },
     setDomain: domain => fanout.setDomain(domain),
     stats: () => ({ ...wire.counts(), ...counts, connected: sessions.connected(), sessions: fanout.sessionCount(), nodes: fanout.nodeCount() }),
     metrics,
