@@ -18,3 +18,4 @@
 export * from './process.js'
 export * from './netns.js'
 export * from './mesh.js'
+export * from './tls-relay-tool.js'
