@@ -37,7 +37,7 @@ async function runRelay (): Promise<void> {
   const tls = await loadOrCreateTls({ stateDir: dir, host: 'relay' })
   const source = createFakeNodeSource(nodes)
   const mesh = map.createMeshPolicy({ source, engine: createFakeMapPolicy(), listener: { nodeChanged () {}, nodeRemoved () {}, policyChanged () {} } })
-  const relay = createTlsRelay({ nodeByMachineKey: k => source.nodeByMachineKey(k), getNode: id => source.getNode(id), peers: mesh, events: source.events }, { rateBytesPerSecond: 1e10 })
+  const relay = createTlsRelay({ nodeByMachineKey: k => source.nodeByMachineKey(k), getNode: id => source.getNode(id), peers: mesh, events: source.events }, { rateBytesPerSecond: 1e10, highWaterBytes: Number(argValue('--high-water', String(2 * 1024 * 1024))) })
   const server = createServer({ key: tls.key, cert: tls.cert })
   relay.attach(server)
   const [host, port] = argValue('--listen', '0.0.0.0:8443').split(':')
@@ -92,7 +92,15 @@ async function orchestrate (): Promise<void> {
   const o = 1 + (parseInt(tag.slice(0, 2), 16) % 200)
   const addr = { ab: [`10.252.${o}.1`, `10.252.${o}.2`], ar: [`10.253.${o}.1`, `10.253.${o}.2`], br: [`10.254.${o}.1`, `10.254.${o}.2`] }
   const dir = mkdtempSync(join(tmpdir(), 'warren-tls-bench-'))
+  // --profile DIR: the relay and the clients write V8 CPU profiles there when the run ends.
+  const profileDir = argValue('--profile', '')
+  const nodeArgv = [process.execPath, ...(profileDir === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]), SELF]
   const children: ChildProcess[] = []
+  /** lastStats keeps each child's latest `stats` line (drops show there) */
+  const lastStats = new Map<string, string>()
+  const keepStats = (name: string, c: ChildProcess): void => {
+    c.stdout!.on('data', (d: Buffer) => { const m = [...d.toString().matchAll(/^stats (.*)$/gm)].at(-1); if (m !== undefined) lastStats.set(name, m[1]!) })
+  }
   const sh = (argv: string[], input?: string): string => {
     const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', ...(input === undefined ? {} : { input }) })
     if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`)
@@ -153,16 +161,18 @@ async function orchestrate (): Promise<void> {
 
   const nodesFile = join(dir, 'nodes.json')
   writeFileSync(nodesFile, JSON.stringify([A.node, B.node]))
-  const relay = spawn('ip', inNs(ns.r, [process.execPath, SELF, 'relay', '--nodes', nodesFile, '--listen', '0.0.0.0:8443']).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+  const relay = spawn('ip', inNs(ns.r, [...nodeArgv, 'relay', '--nodes', nodesFile, '--listen', '0.0.0.0:8443']).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(relay)
+  keepStats('relay', relay)
   const fingerprint = (await waitLine(relay, /listening ([0-9a-f]{64})/, 'relay'))[1]!
   const endpoints: Record<string, string> = {}
   for (const [n, me, peer, relayAddr] of [[ns.a, A, B, addr.ar[1]], [ns.b, B, A, addr.br[1]]] as const) {
     const keyFile = join(dir, `${me.node.name}.key`)
     writeFileSync(keyFile, me.machine.secretKey, { mode: 0o600 })
-    const c = spawn('ip', inNs(n, [process.execPath, SELF, 'client', '--url', `https://${relayAddr!}:8443`, '--fingerprint', fingerprint, '--key-file', keyFile,
+    const c = spawn('ip', inNs(n, [...nodeArgv, 'client', '--url', `https://${relayAddr!}:8443`, '--fingerprint', fingerprint, '--key-file', keyFile,
       '--wg-port', '51820', '--peer', peer.wg.publicKey, '--carrier', carrier]).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(c)
+    keepStats(`client ${me.node.name}`, c)
     endpoints[me.node.name] = (await waitLine(c, /endpoint (\S+)/, `client ${me.node.name}`))[1]!
     await waitLine(c, /^up$/m, `client ${me.node.name}`)
   }
@@ -199,6 +209,9 @@ async function orchestrate (): Promise<void> {
       if (path === 'relay') { relayed.push(mbps); crossed += relayedBytes() - before } else direct.push(mbps)
     }
   }
+  // A clean exit, so that profiles get written.
+  for (const c of children) c.kill('SIGTERM')
+  await new Promise(resolve => setTimeout(resolve, 1000))
   const ratio = median(relayed) / median(direct)
   const pairRatio = median(relayed.map((x, i) => x / direct[i]!))
   const table = printTable(['path', 'median Mbit/s', 'runs', 'ratio to direct'], [
@@ -206,6 +219,12 @@ async function orchestrate (): Promise<void> {
     [`TLS relay (${carrier})`, median(relayed).toFixed(0), relayed.map(x => x.toFixed(0)).join(' '), ratio.toFixed(3)]
   ])
   console.log(table)
+  for (const [name, line] of lastStats) console.log(`${name}: ${line}`)
+  for (const [name, n] of [['A', ns.a], ['B', ns.b]] as const) {
+    const udp = sh(inNs(n, ['cat', '/proc/net/snmp'])).split('\n').filter(l => l.startsWith('Udp:'))
+    const [head, vals] = udp.map(l => l.split(/\s+/).slice(1))
+    console.log(`UDP in ${name}: ${head!.map((h, i) => `${h}=${vals![i]!}`).filter(x => /Errors/.test(x)).join(' ')}`)
+  }
   console.log(`relayed bytes that crossed the relay's veth from A: ${(crossed / 1e6).toFixed(0)} MB`)
   console.log(`target: TLS relay / direct >= 0.3 -> ${ratio >= 0.3 ? 'met' : 'NOT met'} (ratio of medians ${ratio.toFixed(3)}, median per-round ratio ${pairRatio.toFixed(3)})`)
   if (process.argv.includes('--write')) {

@@ -233,6 +233,8 @@ export function createControllerTransport (init: ControllerTransportInit): Contr
         req.setTimeout(timeoutMs, () => req.destroy(new WarrenError('timeout', `${where} did not answer the ${protocol} upgrade at ${path} within ${formatMs(timeoutMs)}`, { status: 504 })))
         req.on('upgrade', (_res, socket, head) => {
           socket.setTimeout(0)
+          // What goes over an upgraded stream is often small and latency-bound (relayed ACKs).
+          socket.setNoDelay(true)
           if (head.length > 0) socket.unshift(head)
           resolve(socket)
         })
