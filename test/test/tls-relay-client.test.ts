@@ -150,6 +150,7 @@ t.test('the client reconnects after the relay drops it, and traffic resumes', as
   await waitFor(() => ca.connected() && cb.connected(), { message: 'both connected', timeoutMs: 30_000 })
   // A second connection for the same node replaces the first, as a restarted daemon's would.
   const again = createTlsRelayClient({ transport: plainTransport(port), machineKey: a.machine, wgPort: a.wg.address().port, backoff: { minMs: 5000 } })
+  await again.endpoint(b.node.wgKey)
   await waitFor(() => again.connected(), { message: 'the second connection' })
   await again.close()
   await waitFor(() => states.join() === 'true,false,true', { message: `A reconnected (states ${states.join()})`, timeoutMs: 30_000 })

@@ -10,6 +10,7 @@ import {
 import { createRelayLink, type RelayLink, type RelayCarrier } from '@warren/sdk/transport'
 import { writeRawError } from '../raw-http.js'
 import { createChallenge, mayConnect } from '../map/handshake.js'
+import { MAP_PATH } from '../map/map-service.js'
 import { verifyMachineSignature } from '../map/verify.js'
 import type { PeerReader } from '../map/mesh-policy.js'
 import type { MapLogger, MapNodeEvents } from '../map/types.js'
@@ -95,6 +96,8 @@ interface NodeLink {
 }
 
 const MAX_ROUTES = 0x10000
+/** paths other upgrade listeners serve on the same server */
+const KNOWN_UPGRADE_PATHS = [MAP_PATH]
 
 /**
  * createTlsRelay relays WireGuard packets between nodes over their TLS connections to
@@ -329,8 +332,16 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
     attach (server) {
       const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
         const path = (req.url ?? '').split('?')[0]
-        if (path === TLS_RELAY_PATH) handleUpgrade(req, socket, head)
-        else if (server.listeners('upgrade').length === 1) writeRawError(socket, 404, 'not_found', `no upgrade endpoint at ${path}; the relay is at ${TLS_RELAY_PATH}`)
+        if (path === TLS_RELAY_PATH) {
+          handleUpgrade(req, socket, head)
+          return
+        }
+        // The last upgrade listener answers for paths nobody serves (the map's listener
+        // only does when it is alone), so such a request never hangs.
+        const all = server.listeners('upgrade')
+        if (all[all.length - 1] === listener && !KNOWN_UPGRADE_PATHS.includes(path ?? '')) {
+          writeRawError(socket, 404, 'not_found', `no WebSocket endpoint at ${path}; the map session is at ${MAP_PATH} and the relay at ${TLS_RELAY_PATH}`)
+        }
       }
       server.on('upgrade', listener)
       return () => { server.off('upgrade', listener) }

@@ -249,6 +249,8 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     return p.endpoint
   }
 
+  // Connected from the start, like a home relay: a peer that can only reach us through
+  // the relay must find us there before we ever need it ourselves (onUnknownPeer).
   connect()
 
   return {
