@@ -89,13 +89,14 @@ export interface ServedController {
 }
 
 /**
- * serveController runs `warren controller serve --listen 127.0.0.1:0` as a child and
+ * serveController runs `warren controller serve --listen 127.0.0.1:0 --no-relay` (the
+ * relay would change this namespace's kernel settings) as a child and
  * waits until it prints its URL and fingerprint (or exits). It is stopped when
  * the test ends. Pass the stateDir of a stopped one to restart it.
  */
 export async function serveController (t: Scope, opts: { stateDir?: string, args?: string[] } = {}): Promise<ServedController> {
   const stateDir = opts.stateDir ?? join(tempDir(t, 'warren-ctl-'), 'state')
-  const child = spawn(process.execPath, [WARREN_BIN, 'controller', 'serve', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
+  const child = spawn(process.execPath, [WARREN_BIN, 'controller', 'serve', '--state-dir', stateDir, '--listen', '127.0.0.1:0', '--no-relay', ...(opts.args?.includes('--stun-port') === true ? [] : ['--stun-port', '0']), ...(opts.args ?? [])], {
     env: CLEAN_ENV, stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''

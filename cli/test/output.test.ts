@@ -26,3 +26,19 @@ t.test('relativeTime says how long ago or how soon, in one unit', async tt => {
   tt.equal(relativeTime(undefined), '-')
   tt.equal(relativeTime('not a time'), 'not a time')
 })
+
+t.test('status shows each peer\'s path: direct with latency, relayed with the relay, or none', async tt => {
+  const { formatStatus, formatPath } = await import('../src/commands/local-status.js')
+  tt.equal(formatPath({ kind: 'direct', endpoint: '198.51.100.2:41641', latencyMs: 3.25 }), 'direct 3.3 ms')
+  tt.equal(formatPath({ kind: 'udp-relay', endpoint: '192.0.2.1:40000', relay: 'r1', latencyMs: 31 }), 'udp-relay r1 31 ms')
+  tt.equal(formatPath({ kind: 'tls-relay', endpoint: '127.0.0.1:5000' }), 'tls-relay')
+  tt.equal(formatPath(undefined), '-')
+  const peer = { id: 'n1', name: 'db', fqdn: 'db.warren.internal', tags: [], ipv4: '100.64.0.2', ipv6: 'fd7a:115c:a1e0::2', wgKey: 'A'.repeat(43) + '=', online: true, rxBytes: 0, txBytes: 0 }
+  const text = formatStatus({
+    version: 1, backendState: 'Running', health: [], interfaceName: 'wrn0',
+    peers: [{ ...peer, path: { kind: 'tls-relay', endpoint: '127.0.0.1:5000' } }, { ...peer, name: 'web', endpoint: '198.51.100.2:41641' }]
+  })
+  tt.match(text, /PATH\s+ENDPOINT/)
+  tt.match(text, /db\s+100\.64\.0\.2\s+yes\s+-\s+tls-relay\s+127\.0\.0\.1:5000/)
+  tt.match(text, /web\s+100\.64\.0\.2\s+yes\s+-\s+-\s+198\.51\.100\.2:41641/)
+})

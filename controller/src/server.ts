@@ -1,22 +1,27 @@
 import type { Server as HttpsServer } from 'node:https'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { chmod, mkdir, rm, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { hostname } from 'node:os'
 import { isIP } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS } from '@warren/protocol'
+import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS, TLS_RELAY_PATH } from '@warren/protocol'
 import { openStore } from './store.js'
 import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
 import { buildApp, buildMetricsApp, type ControllerPlugin, type RateLimitOptions } from './app.js'
-import { mapServerHook, type MapServerHookOptions, type MapService } from './map/index.js'
+import { mapServerHook, MAP_PATH, type MapServerHookOptions, type MapService } from './map/index.js'
+import { writeRawError } from './raw-http.js'
 import { createPolicyEngine, emailResolution, type Policy, type PolicyUser } from './policy/index.js'
 import { createPolicyService, policyUsers, type PolicyService } from './policy-service.js'
 import { policyRoutes } from './routes/policy.js'
-import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from './relay/index.js'
 import type { ServerHook, Closable } from './server-hooks.js'
+import { startStunServer, type StunServer } from './stun-server.js'
+import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, createTlsRelay, type EmbeddedRelayOptions, type TlsRelay, type TlsRelayOptions } from './relay/index.js'
+import type { UdpRelay } from '@warren/relay'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
@@ -53,6 +58,19 @@ export interface StartControllerOptions {
    * it to loopback or a private address: it has no authentication.
    */
   metricsListen?: string
+  /**
+   * stunPort turns on the STUN server on the listen address: UDP `stunPort` and
+   * `stunPort + 1` (0 picks two free ports, for tests). Off when absent; the CLI's
+   * `--stun-port` defaults to 3478. The map then lists both as `:PORT` entries in
+   * `nat.stun`: host-less, meaning the host of the controller URL the node joined with.
+   */
+  stunPort?: number
+  /**
+   * relay runs the kernel UDP relay in this process (needs root and nft): nodes that find
+   * no direct path to a peer get an allocation on it. Off when absent; `warren controller
+   * serve` turns it on when it can.
+   */
+  relay?: EmbeddedRelayOptions
 }
 
 export interface RunningController {
@@ -76,6 +94,10 @@ export interface RunningController {
   tlsRelay?: TlsRelay
   /** http://host:port/metrics, when started with `metricsListen` */
   metricsUrl?: string
+  /** the STUN server, when started with `stunPort` */
+  stun?: StunServer
+  /** the embedded kernel relay, when started with `relay` */
+  relay?: UdpRelay
   close: () => Promise<void>
 }
 
@@ -123,14 +145,40 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     policyInForce = policy
     closables.push({ close: async () => { await policy.close() } })
     let map: MapService | undefined
+    let stun: StunServer | undefined
+    if (opts.stunPort !== undefined) {
+      stun = await startStunServer({ host, port: opts.stunPort })
+      const s = stun
+      closables.push({ close: async () => { await s.close() } })
+    }
     const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
     const app = await buildApp({ ...common, mode: 'public', https: { key: tls.key, cert: tls.cert }, logger: log })
     const adminApp = await buildApp({ ...common, mode: 'local', logger: log.child({ server: 'admin-socket' }) })
     closables.push({ close: async () => { await app.close() } }, { close: async () => { await adminApp.close() } })
 
     const hooks = opts.onServer === undefined ? [] : Array.isArray(opts.onServer) ? [...opts.onServer] : [opts.onServer]
+    let relay: UdpRelay | undefined
+    if (opts.relay !== undefined) {
+      try {
+        const r = relay = await startEmbeddedRelay(opts.stateDir, opts.relay, log.child({ module: 'relay' }))
+        // Closed last: the map service releases its allocations through it first.
+        closables.push({ close: async () => { await r.close() } })
+        log.info({ udp: r.endpoint }, 'embedded kernel relay running')
+      } catch (e) {
+        if (opts.relay.optional !== true) throw e
+        log.warn({ err: (e as Error).message }, 'embedded kernel relay not started; nodes get no UDP relay from this controller')
+      }
+    }
     if (opts.map !== false) {
-      const mapOpts = opts.map ?? {}
+      const mapOpts = { ...opts.map }
+      // STUN answers on the controller's ports (host-less: the host nodes joined with) and
+      // on the embedded relay's control port, so nodes have two or more servers to compare.
+      const backend = relay === undefined ? undefined : embeddedRelayBackend(relay)
+      if (relay !== undefined && backend !== undefined) {
+        mapOpts.relay ??= { backends: [backend], ...(opts.relay?.grantTtlMs !== undefined ? { grantTtlMs: opts.relay.grantTtlMs } : {}) }
+      }
+      const stunList = [...(stun?.ports.map(p => `:${p}`) ?? []), ...(relay !== undefined ? [relay.endpoint] : [])]
+      if (stunList.length > 0) mapOpts.nat ??= { stun: stunList, relays: backend !== undefined ? [backend.info] : [] }
       // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
       hooks.unshift(mapServerHook({
         ...mapOpts,
@@ -141,6 +189,22 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
           mapOpts.onStart?.(s)
         }
       }))
+    }
+    if (opts.map !== false) {
+      // Standalone relays connect here (with an admin API key) and join the map's broker.
+      hooks.push(server => {
+        const link = createRelayLinkServer({ authenticate: key => { state!.authenticateApiKey(key) }, broker: () => map?.relays, log: log.child({ module: 'relay-link' }) })
+        const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+          if (link.handleUpgrade(req, socket, head)) return
+          // As the map service does when alone: the last listener answers paths nobody serves.
+          const path = (req.url ?? '').split('?')[0] ?? ''
+          if (path !== MAP_PATH && path !== TLS_RELAY_PATH && server.listeners('upgrade').at(-1) === onUpgrade) {
+            writeRawError(socket, 404, 'not_found', `no WebSocket endpoint at ${path}; the map session is at ${MAP_PATH}`)
+          }
+        }
+        server.on('upgrade', onUpgrade)
+        return { close: async () => { server.off('upgrade', onUpgrade); await link.close() } }
+      })
     }
     await app.ready()
     for (const hook of hooks) {
@@ -173,7 +237,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const sweep = setInterval(() => { state!.sweepExpired() }, SWEEP_MS)
     sweep.unref()
     const url = `https://${urlHost(host)}:${boundPort}`
-    log.info({ url, fingerprint: tls.displayFingerprint, stateDir: opts.stateDir, domain, ...(metricsUrl !== undefined ? { metricsUrl } : {}) }, 'controller listening')
+    log.info({ url, fingerprint: tls.displayFingerprint, stateDir: opts.stateDir, domain, ...(metricsUrl !== undefined ? { metricsUrl } : {}), ...(stun !== undefined ? { stunPorts: stun.ports } : {}) }, 'controller listening')
 
     let closing: Promise<void> | undefined
     const running: RunningController = {
@@ -189,6 +253,8 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       ...(map !== undefined ? { map } : {}),
       ...(tlsRelay !== undefined ? { tlsRelay } : {}),
       ...(metricsUrl !== undefined ? { metricsUrl } : {}),
+      ...(stun !== undefined ? { stun } : {}),
+      ...(relay !== undefined ? { relay } : {}),
       close: async () => {
         closing ??= (async () => {
           clearInterval(sweep)

@@ -14,7 +14,7 @@ import { connectReady, waitUntil, type TestNode, type MapTestClient } from './ma
 interface Running { c: RunningController, ca: string, service: MapService, key: (opts?: Record<string, unknown>) => Promise<string> }
 
 /** start runs a controller with a map service of its own (hook), or with the one it builds in (builtIn). */
-async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parameters<typeof mapServerHook>[0] = {}, builtIn = false): Promise<Running> {
+async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parameters<typeof mapServerHook>[0] = {}, builtIn = false, extra: { stunPort?: number } = {}): Promise<Running> {
   const dir = await tempDir(t, 'warren-map-')
   let service: MapService | undefined
   const c = await startController({
@@ -22,6 +22,7 @@ async function start (t: { teardown: (fn: () => unknown) => void }, hook: Parame
     listen: '127.0.0.1:0',
     logger: false,
     rateLimit: false,
+    ...extra,
     ...(builtIn
       ? { map: { coalesceMs: 20, ...hook } }
       : { map: false, onServer: mapServerHook({ coalesceMs: 20, ...hook, onStart: s => { service = s } }) })
@@ -151,4 +152,25 @@ t.test('the controller\'s policy reaches map sessions, and presence is recorded 
   await waitUntil(() => b1!.peerNames().join() === 'red1,red2' && r1!.peerNames().join() === 'blue1,red2', 'everyone after the new policy')
   t.same(announced, [], 'connecting announced no node change: the map service recorded it and told the peers itself')
   t.same(clients.flatMap(c => c.problems), [])
+})
+
+t.test('with STUN on, every map lists the controller\'s two STUN ports, host-less (the controller URL\'s host)', async t => {
+  const r = await start(t, {}, true, { stunPort: 0 })
+  const ports = r.c.stun!.ports
+  t.not(ports[0], ports[1])
+  const n = await register(r, 'red1', await r.key())
+  const c = await connect(r, n)
+  t.teardown(async () => { await c.close() })
+  t.same(c.netmap!.nat, { stun: ports.map(p => `:${p}`), relays: [] })
+  r.service.setNat({ stun: [':1', ':2'], relays: [] })
+  await waitUntil(() => c.netmap!.nat?.stun[0] === ':1', 'the new NAT config as a delta')
+  t.same(c.problems, [])
+})
+
+t.test('without STUN the map carries no NAT config', async t => {
+  const r = await start(t, {}, true)
+  t.equal(r.c.stun, undefined)
+  const c = await connect(r, await register(r, 'red1', await r.key()))
+  t.teardown(async () => { await c.close() })
+  t.equal(c.netmap!.nat, undefined)
 })

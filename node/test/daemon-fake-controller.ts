@@ -4,7 +4,7 @@ import { WebSocketServer, WebSocket } from 'ws'
 import {
   generateWireGuardKeyPair, verifyMessage, verifyWireGuardProof, registerSigningPayload, mapSigningPayload,
   REGISTER_DOMAIN, MAP_DOMAIN, PROTOCOL_VERSION,
-  type Node, type Peer, type FilterRule, type RegisterRequest, type MapDelta, type MapHello, type Netmap
+  type Node, type Peer, type FilterRule, type RegisterRequest, type MapDelta, type MapHello, type Netmap, type NatConfig
 } from '@warren/protocol'
 import { sendJson } from '@warren/sdk/transport'
 
@@ -22,6 +22,10 @@ export interface FakeController {
   filter: FilterRule[]
   registrations: RegisterRequest[]
   hellos: MapHello[]
+  /** NAT config (STUN servers) every map carries, when set */
+  nat?: NatConfig
+  /** endpoint lists the nodes sent after their hello (ClientEndpoints) */
+  endpointUpdates: string[][]
   sessions: () => number
   delta: (d: Omit<MapDelta, 'type' | 'seq'>) => void
   /** dropAll closes every map session (as a controller crash would) */
@@ -56,7 +60,7 @@ export async function startFakeController (opts: { port?: number } = {}): Promis
   let sessionCount = 0
   let lastSessions = new Map<string, { session: string, seq: number }>()
 
-  const netmapFor = (n: Node): Netmap => ({ self: n, peers: fc.peers, filter: fc.filter, dns: { domain: 'warren.internal', magicDns: true } })
+  const netmapFor = (n: Node): Netmap => ({ self: n, peers: fc.peers, filter: fc.filter, dns: { domain: 'warren.internal', magicDns: true }, ...(fc.nat !== undefined ? { nat: fc.nat } : {}) })
 
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = []
@@ -93,6 +97,7 @@ export async function startFakeController (opts: { port?: number } = {}): Promis
     ws.send(JSON.stringify({ type: 'challenge', version: PROTOCOL_VERSION, nonce }))
     ws.on('message', data => {
       const m = JSON.parse(data.toString())
+      if (m.type === 'endpoints') fc.endpointUpdates.push(m.endpoints)
       if (m.type !== 'hello') return
       hellos.push(m)
       const node = nodes.get(m.machineKey)
@@ -126,6 +131,7 @@ export async function startFakeController (opts: { port?: number } = {}): Promis
     filter: [],
     registrations,
     hellos,
+    endpointUpdates: [],
     sessions: () => sessionCount,
     delta (d) {
       if (d.peersChanged !== undefined || d.peersRemoved !== undefined) {

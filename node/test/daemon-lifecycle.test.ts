@@ -4,9 +4,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
-import { wireGuardPublicKey, type LocalUpRequest } from '@warren/protocol'
+import { wireGuardPublicKey, generateWireGuardKeyPair, type LocalUpRequest } from '@warren/protocol'
 import { startDaemon, type Daemon, type DaemonInit } from '../src/daemon/daemon.js'
 import { createFakeDataPlane, type FakeDataPlane } from '../src/testing.js'
+import { createDisco } from '../src/nat/disco.js'
+import type { RelayIdentity } from '../src/nat/path-manager.js'
+import type { UdpRelayClient } from '../src/nat/types.js'
+import { createFakeWire, type FakeWire } from './nat-fake-port.js'
 import { startFakeController, fakePeer, until, type FakeController } from './daemon-fake-controller.js'
 
 const GOOD_KEY = `wrnauth-0123456789ab-${'c'.repeat(32)}`
@@ -225,3 +229,48 @@ t.test('metrics are served on --metrics-listen', async t => {
   const text = await (await fetch(d.metricsUrl!)).text()
   t.match(text, /warren_node_controller_connected/)
 })
+
+t.test('with a shared port the daemon probes its peers: direct where a peer answers, the UDP relay where none does', async t => {
+  const r = await rig(t)
+  const wire = createFakeWire()
+  const answering = generateWireGuardKeyPair()
+  r.ctl.peers = [{ ...fakePeer(2), wgKey: answering.publicKey }, fakePeer(3)]
+  const peerDisco = createDisco({ port: wire.port('192.0.2.2', 41641), privateKey: answering.privateKey })
+  t.teardown(() => peerDisco.close())
+  let ourPort: ReturnType<FakeWire['port']> | undefined
+  const relayed = fakeRelay('192.0.2.99:40003')
+  const d = await r.start({
+    paths: {
+      sharedPort: () => (ourPort ??= wire.port('192.0.2.10', r.plane.listenPort())),
+      udpRelay: () => relayed,
+      timings: { punchDelayMs: 20, burstStepMs: 50 }
+    }
+  })
+  await r.up(d)
+  await until('peer keys known', async () => r.plane.applied.length > 0)
+  const self = wireGuardPublicKey((await fs.readFile(join(r.stateDir, 'wireguard.key'), 'utf8')).trim())
+  peerDisco.setPeers([self])
+  const byName = async (name: string) => (await d.status()).peers.find(p => p.name === name)
+  await until('direct path to peer2', async () => (await byName('peer2'))?.path?.kind === 'direct')
+  t.match((await byName('peer2'))?.path, { kind: 'direct', endpoint: '192.0.2.2:41641', latencyMs: Number })
+  t.same((await byName('peer3'))?.path, { kind: 'udp-relay', endpoint: '192.0.2.99:40003', relay: 'relay-1' })
+  t.ok(ourPort!.sent.some(s => s.ttl === 2), 'TTL-limited probes went first')
+  await until('endpoints handed to WireGuard', async () => r.plane.endpointSets.at(-1)?.get(answering.publicKey) === '192.0.2.2:41641')
+  t.equal(r.plane.endpointSets.at(-1)?.get(r.ctl.peers[1]!.wgKey), '192.0.2.99:40003')
+  await d.down()
+  t.ok(relayed.closed, 'down closes the relay client')
+  t.notOk(ourPort!.closed, 'the shared port is the data plane\'s to close')
+  t.equal((await d.status()).peers.every(p => p.path === undefined), true)
+})
+
+function fakeRelay (endpoint: string): UdpRelayClient & RelayIdentity & { closed: boolean } {
+  const requested = new Set<string>()
+  return {
+    closed: false,
+    request (k) { requested.add(k) },
+    endpoint: k => requested.has(k) ? endpoint : undefined,
+    relayId: () => 'relay-1',
+    onChange: () => () => {},
+    async close () { this.closed = true }
+  }
+}

@@ -113,3 +113,25 @@ t.test('close removes state through every adapter', async t => {
   t.same(s.router.state()!.addresses, [])
   t.ok(s.order.includes('firewall.close'))
 })
+
+t.test('endpoints chosen by the path manager win over the map, and moving them touches only WireGuard', async t => {
+  const s = setup()
+  const nm = netmapFor(self, [asPeer(n2), asPeer(n3), asPeer(n4)], [rule])
+  await s.engine.apply(nm, { ...local, endpoints: new Map([[n4.wgKey, '192.0.2.40:40004']]) })
+  const ep = (key: string): string | undefined => s.wireguard.device()!.peers.find(p => p.publicKey === key)?.endpoint
+  t.equal(ep(n4.wgKey), '192.0.2.40:40004')
+  t.equal(ep(n2.wgKey), '10.99.0.2:41641', 'peers without a choice keep the map endpoint')
+  s.order.length = 0
+  const changes = await s.engine.applyWireGuard(nm, { ...local, endpoints: new Map([[n4.wgKey, '127.0.0.1:50004'], [n3.wgKey, '192.0.2.30:40003']]) })
+  t.same(changes, { interface: false, added: [], updated: [n3.wgKey, n4.wgKey], removed: [] })
+  t.same(s.order, [], 'no firewall or DNS work')
+  t.equal(ep(n4.wgKey), '127.0.0.1:50004')
+  t.equal(ep(n3.wgKey), '192.0.2.30:40003', 'a peer with no map endpoint gets the chosen one')
+  // A peer that roamed keeps its learned endpoint while Warren's choice stays the same ...
+  s.wireguard.roam(n4.wgKey, '198.51.100.4:1234')
+  await s.engine.applyWireGuard(nm, { ...local, endpoints: new Map([[n4.wgKey, '127.0.0.1:50004'], [n3.wgKey, '192.0.2.30:40003']]) })
+  t.equal(ep(n4.wgKey), '198.51.100.4:1234')
+  // ... and moves when Warren wants a new one.
+  await s.engine.applyWireGuard(nm, { ...local, endpoints: new Map([[n3.wgKey, '192.0.2.30:40003']]) })
+  t.equal(ep(n4.wgKey), '[fd00::4]:41641', 'choice withdrawn: back to the map endpoint')
+})

@@ -14,6 +14,7 @@ t.test('FakeFirewall', async t => {
       firewall: fw,
       trace: async packets => packets.map(fw.trace),
       dump: async () => fw.dump(),
+      sharedPort: async () => fw.sharedPort(),
       lastApply: fw.lastApply,
       refuseNext: () => fw.refuseNext('Error: Could not process rule: refused by the test')
     }
@@ -29,6 +30,7 @@ t.test('NftablesFirewall over the fake nft', async t => {
       firewall: fw,
       trace: async packets => packets.map(p => nft.trace(table, p)),
       dump: async () => nft.dump(table),
+      sharedPort: async () => nft.tables.get(table)?.sharedPort,
       lastApply: fw.lastApply,
       refuseNext: () => nft.failNext(c => c.argv.includes('-f'), 'Error: Could not process rule: refused by the test')
     }

@@ -31,7 +31,7 @@ async function readBack (table: string): Promise<RulesetState | undefined> {
   const r = await inNs.run(['nft', '-j', '-n', 'list', 'table', 'inet', table], { allowFail: true })
   if (r.exitCode !== 0) return undefined
   const k = parseKernelTable(r.stdout)
-  return k.marked && k.interfaceName !== undefined ? { interfaceName: k.interfaceName, sets: k.sets } : undefined
+  return k.marked && k.interfaceName !== undefined ? { interfaceName: k.interfaceName, sets: k.sets, ...(k.sharedPort !== undefined ? { sharedPort: k.sharedPort } : {}) } : undefined
 }
 
 /**
@@ -82,6 +82,7 @@ for (const sessions of [true, false]) {
           return packets.map(p => traceRuleset(state, p))
         },
         dump: async () => dumpRuleset(await readBack(table)),
+        sharedPort: async () => (await readBack(table))?.sharedPort,
         lastApply: fw.lastApply,
         refuseNext: arm
       }

@@ -12,6 +12,9 @@ import { filterAllows, type FilterRule } from '@warren/protocol'
 import type { Firewall } from '../src/firewall/types.js'
 import type { ApplyReport } from '../src/firewall/nftables.js'
 import type { TracePacket, Verdict } from '../src/firewall/tracer.js'
+import { classifyWgPortPacket, encodeControl, encodeStunBindingRequest, encodeStunBindingResponse, ControlKind } from '@warren/protocol'
+import type { SharedPortRules } from '../src/firewall/types.js'
+import { traceSharedIn, traceSharedOut } from '../src/firewall/shared-port-rules.js'
 
 /** FirewallUnderTest is one fresh firewall and the ways to look into its backend. */
 export interface FirewallUnderTest {
@@ -20,6 +23,8 @@ export interface FirewallUnderTest {
   trace: (packets: TracePacket[]) => Promise<Verdict[]>
   /** dump is the backend's ruleset as sorted text, '' when it holds none */
   dump: () => Promise<string>
+  /** sharedPort is the shared-port rules the backend holds (read back), undefined when none */
+  sharedPort: () => Promise<SharedPortRules | undefined>
   /** lastApply says what the last `set` did */
   lastApply: () => ApplyReport | undefined
   /** refuseNext makes the backend refuse the next transaction it is sent */
@@ -71,8 +76,60 @@ async function traceOne (fw: FirewallUnderTest, p: TracePacket): Promise<Verdict
   return (await fw.trace([p]))[0]!
 }
 
+const SHARED: SharedPortRules = { wgPort: 41641, controlAddress: '100.64.0.5', controlPort: 40000, egress: { eth0: '10.9.0.1' } }
+const TXID = new Uint8Array(12).fill(7)
+/** WG_PORT_PAYLOADS are what may arrive on the WireGuard port: WireGuard's four messages, STUN, control, junk. */
+const WG_PORT_PAYLOADS: Uint8Array[] = [
+  ...[1, 2, 3, 4].map(type => Uint8Array.of(type, 0, 0, 0, 0x21, 0x12, 0xa4, 0x42, ...new Array<number>(40).fill(0x57))),
+  encodeStunBindingResponse(TXID, { address: '192.0.2.1', port: 41641 }),
+  encodeStunBindingRequest(TXID),
+  encodeControl(ControlKind.DiscoPing, new Uint8Array(32)),
+  encodeControl(ControlKind.RelayBindAck, new Uint8Array(0)),
+  Uint8Array.of(0x57, 0x52, 0x4e, 0x02, 1),
+  Uint8Array.of(1, 1, 0, 0)
+]
+
 /** firewallContract runs the contract's cases as subtests of `t`. */
 export function firewallContract (t: Test, factory: FirewallFactory): void {
+  t.test('shared-port rules: only STUN answers and control packets go to the control socket; its packets leave from the WireGuard port', async t => {
+    const fw = await factory(t)
+    await fw.firewall.up()
+    await fw.firewall.set(FILTER, { ...ctx, sharedPort: SHARED })
+    const held = await fw.sharedPort()
+    t.same(held, SHARED, 'the rules read back as set')
+    const wrong: string[] = []
+    for (const payload of WG_PORT_PAYLOADS) {
+      const want = ['stun', 'control'].includes(classifyWgPortPacket(payload)) ? 'control' : 'untouched'
+      const got = traceSharedIn(held, { dport: 41641, payload })
+      if ((got === 'untouched' ? 'untouched' : got.to) !== want) wrong.push(`${Buffer.from(payload).toString('hex')}: ${JSON.stringify(got)}, want ${want}`)
+    }
+    t.same(wrong, [], 'the rules tell packets apart as classifyWgPortPacket does')
+    t.same(traceSharedIn(held, { dport: 41641, payload: WG_PORT_PAYLOADS[4]! }), { to: 'control', address: '100.64.0.5', port: 40000 })
+    t.equal(traceSharedIn(held, { dport: 41642, payload: WG_PORT_PAYLOADS[4]! }), 'untouched', 'another port is untouched')
+    t.same(traceSharedOut(held, { saddr: '100.64.0.5', sport: 40000, oif: 'eth0' }), { saddr: '10.9.0.1', sport: 41641 }, 'the control socket sends from the WireGuard port')
+    t.equal(traceSharedOut(held, { saddr: '100.64.0.5', sport: 40000, oif: IF }), 'drop', 'never by an interface without an egress address (the mesh)')
+    t.equal(traceSharedOut(held, { saddr: '100.64.0.5', sport: 40001, oif: 'eth0' }), 'untouched', 'other sockets are untouched')
+    await expectPasses(t, fw, FILTER)
+
+    const moved = { ...SHARED, egress: { eth0: '10.9.0.7', eth1: '10.8.0.1' } }
+    await fw.firewall.set(FILTER, { ...ctx, sharedPort: moved })
+    t.match(fw.lastApply(), { kind: 'elements', elements: 2 }, 'a changed and an added egress address are element updates')
+    t.same(await fw.sharedPort(), moved)
+    await fw.firewall.set(FILTER, { ...ctx, sharedPort: moved })
+    t.equal(fw.lastApply()?.kind, 'none', 'the same rules again change nothing')
+    await fw.firewall.set(FILTER, { ...ctx, sharedPort: { ...moved, egress: {} } })
+    t.match(fw.lastApply(), { kind: 'elements', elements: 2 }, 'removing egress addresses too')
+    t.same(await fw.sharedPort(), { ...moved, egress: {} })
+    await fw.firewall.set(FILTER, { ...ctx, sharedPort: { ...SHARED, controlPort: 40001 } })
+    t.equal(fw.lastApply()?.kind, 'rebuild', 'another control port rebuilds the table')
+    t.equal((await fw.sharedPort())?.controlPort, 40001)
+    await expectPasses(t, fw, FILTER)
+    await t.rejects(fw.firewall.set(FILTER, { ...ctx, sharedPort: { ...SHARED, controlAddress: 'fd7a::1' } }), { code: 'bad_firewall_config' }, 'bad rules are refused')
+    await fw.firewall.set(FILTER, ctx)
+    t.equal(await fw.sharedPort(), undefined, 'rules left out of the context are removed')
+    await expectPasses(t, fw, FILTER)
+  })
+
   t.test('a filter applied is what passes: every probe as filterAllows says', async t => {
     const fw = await factory(t)
     await fw.firewall.up()

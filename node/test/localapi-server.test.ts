@@ -19,6 +19,7 @@ function backend (over: Partial<LocalBackend> = {}): LocalBackend & { ups: Local
     down: async () => ({ ...status, backendState: 'Stopped' }),
     ip: (peer, family) => ({ name: peer ?? 'self', addresses: family === 6 ? ['fd7a::1'] : ['100.64.0.1'] }),
     ping: async () => { throw new WarrenError('ping_failed', 'no reply from db (100.64.0.2) over the mesh', { status: 504 }) },
+    netcheck: async () => ({ udp: true, mappings: ['198.51.100.1:41641'], endpointIndependent: true, wgPort: 41641, servers: [], checkedAt: new Date(0).toISOString() }),
     whois: ip => ({ node: { id: 'n1', name: 'db', fqdn: 'db.warren.internal', ipv4: ip, ipv6: 'fd7a::2', tags: [] }, user: 'alice', tags: [], self: false }),
     ...over
   }

@@ -228,7 +228,11 @@ export type RelayInfo = Static<typeof RelayInfo>
 
 /** NatConfig tells a node where to learn its public mapping and which relays exist. */
 export const NatConfig = Obj({
-  /** STUN servers as host:port; two or more let a node tell an endpoint-independent NAT from a symmetric one */
+  /**
+   * STUN servers as host:port; two or more let a node tell an endpoint-independent NAT from
+   * a symmetric one. A host-less entry (`:3478`) means the host of the controller URL the
+   * node joined with: the controller cannot know the name its nodes reach it by.
+   */
   stun: Type.Array(Endpoint, { maxItems: 16 }),
   relays: Type.Array(RelayInfo, { maxItems: 64 })
 })
@@ -279,16 +283,99 @@ export type MapDelta = Static<typeof MapDelta>
 export const MapError = Obj({ type: Type.Literal('error'), code: Str(64), message: Str(4000) })
 export type MapError = Static<typeof MapError>
 
+/**
+ * RelayGrant gives a node one side of a kernel-relay allocation toward a peer: WireGuard's
+ * endpoint for the peer becomes `endpoint` once the node's RelayBind (sealed to `relayKey`,
+ * sent from its WireGuard port to `endpoint`) is acknowledged. Both nodes of the pair get
+ * one, each with its own endpoint. Sent outside the numbered delta stream: grants are not
+ * part of the netmap, and a node that reconnects asks again.
+ */
+export const RelayGrant = Obj({
+  type: Type.Literal('relay-grant'),
+  /** the peer's WireGuard key and node id */
+  peer: Base64Key,
+  peerId: Id,
+  relay: Id,
+  relayKey: Base64Key,
+  /** the relay's UDP host:port for this node's side */
+  endpoint: Endpoint,
+  allocation: Id,
+  /** the grant ends then unless the node asks again before */
+  expires: Timestamp
+})
+export type RelayGrant = Static<typeof RelayGrant>
+
+/**
+ * RelayRevoke ends a relay allocation at once (the pair or a node lost access, or the
+ * grant expired), or refuses a request (no `allocation`). `peer` is as the request named
+ * it, or the peer's WireGuard key.
+ */
+export const RelayRevoke = Obj({
+  type: Type.Literal('relay-revoke'),
+  peer: Str(64),
+  allocation: Type.Optional(Id),
+  code: Str(64),
+  message: Str(1000)
+})
+export type RelayRevoke = Static<typeof RelayRevoke>
+
 /** Messages from the controller to a node. */
-export const ServerMessage = Type.Union([MapChallenge, MapFull, MapDelta, MapError])
+export const ServerMessage = Type.Union([MapChallenge, MapFull, MapDelta, MapError, RelayGrant, RelayRevoke])
 export type ServerMessage = Static<typeof ServerMessage>
 
 export const ClientEndpoints = Obj({ type: Type.Literal('endpoints'), endpoints: Type.Array(Endpoint, { maxItems: 32 }) })
 export type ClientEndpoints = Static<typeof ClientEndpoints>
 
+/**
+ * RelayRequest asks for a kernel-relay allocation toward a peer (its node id or WireGuard
+ * key); asking again before the grant expires renews it. Answered with RelayGrant to
+ * both nodes of the pair, or RelayRevoke (refused) to the asker.
+ */
+export const RelayRequest = Obj({ type: Type.Literal('relay-request'), peer: Str(64, { minLength: 1 }) })
+export type RelayRequest = Static<typeof RelayRequest>
+
 /** Messages from a node to the controller. */
-export const ClientMessage = Type.Union([MapHello, ClientEndpoints])
+export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest])
 export type ClientMessage = Static<typeof ClientMessage>
+
+// ---------- relay link (a standalone relay's control connection to the controller) ----------
+
+/** RELAY_LINK_PATH is where a standalone relay opens its control WebSocket (with an API key). */
+export const RELAY_LINK_PATH = '/v1/relay/link'
+
+/** RelayLinkHello is a standalone relay's first message: who it is and where nodes reach it. */
+export const RelayLinkHello = Obj({
+  type: Type.Literal('relay-hello'),
+  version: Type.Integer(),
+  id: Id,
+  udp: Endpoint,
+  key: Base64Key
+})
+export type RelayLinkHello = Static<typeof RelayLinkHello>
+
+/** RelayLinkReply answers a numbered command: the allocation made, or why not. */
+export const RelayLinkReply = Obj({
+  type: Type.Literal('relay-reply'),
+  req: Type.Integer({ minimum: 0 }),
+  ok: Type.Boolean(),
+  allocation: Type.Optional(Obj({ id: Id, ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 2, maxItems: 2 }) })),
+  message: Type.Optional(Str(1000))
+})
+export type RelayLinkReply = Static<typeof RelayLinkReply>
+
+/** Messages from a standalone relay to the controller. */
+export const RelayLinkUp = Type.Union([RelayLinkHello, RelayLinkReply])
+export type RelayLinkUp = Static<typeof RelayLinkUp>
+
+/** RelayLinkCommand is what the controller's broker asks of a standalone relay. */
+export const RelayLinkCommand = Type.Union([
+  Obj({ type: Type.Literal('relay-welcome') }),
+  Obj({ type: Type.Literal('relay-allocate'), req: Type.Integer({ minimum: 0 }), nodeKeys: Type.Array(Base64Key, { minItems: 2, maxItems: 2 }), expiresAt: Type.Integer() }),
+  Obj({ type: Type.Literal('relay-renew'), allocation: Id, expiresAt: Type.Integer() }),
+  Obj({ type: Type.Literal('relay-release'), req: Type.Integer({ minimum: 0 }), allocation: Id }),
+  MapError
+])
+export type RelayLinkCommand = Static<typeof RelayLinkCommand>
 
 /** applyDelta returns the netmap after a delta; the input is not changed. */
 export function applyDelta (nm: Netmap, d: MapDelta): Netmap {
@@ -416,6 +503,18 @@ export const BackendState = Type.Union([
 ])
 export type BackendState = Static<typeof BackendState>
 
+/** LocalPeerPath is how WireGuard reaches one peer: straight, through a kernel UDP relay, or a TLS relay. */
+export const LocalPeerPath = Obj({
+  kind: Type.Union([Type.Literal('direct'), Type.Literal('udp-relay'), Type.Literal('tls-relay')]),
+  /** WireGuard's endpoint for the peer: the peer, a relay port, or a loopback port of the TLS relay client */
+  endpoint: Endpoint,
+  /** the relay's id when relayed */
+  relay: Type.Optional(Str(100)),
+  /** round trip of the last path probe */
+  latencyMs: Type.Optional(Type.Number({ minimum: 0 }))
+})
+export type LocalPeerPath = Static<typeof LocalPeerPath>
+
 export const LocalPeerStatus = Obj({
   id: Id,
   name: NodeName,
@@ -431,7 +530,9 @@ export const LocalPeerStatus = Obj({
   endpoint: Type.Optional(Endpoint),
   lastHandshake: Type.Optional(Timestamp),
   rxBytes: Type.Integer({ minimum: 0 }),
-  txBytes: Type.Integer({ minimum: 0 })
+  txBytes: Type.Integer({ minimum: 0 }),
+  /** the path the daemon chose for WireGuard; absent when it has none (the map's first endpoint is used) */
+  path: Type.Optional(LocalPeerPath)
 })
 export type LocalPeerStatus = Static<typeof LocalPeerStatus>
 
@@ -471,6 +572,39 @@ export const LocalPingResponse = Obj({
   endpoint: Type.Optional(Endpoint)
 })
 export type LocalPingResponse = Static<typeof LocalPingResponse>
+
+/** LocalNetcheckServer is what one STUN server said of this node's WireGuard port. */
+export const LocalNetcheckServer = Obj({
+  /** the entry of the map's nat.stun (host-less entries are the controller's host) */
+  server: Str(300),
+  /** address:port it was reached at, once resolved */
+  address: Type.Optional(Endpoint),
+  /** the WireGuard port's public mapping as this server saw it */
+  mapped: Type.Optional(Endpoint),
+  /** round trip of the answered request */
+  latencyMs: Type.Optional(Type.Number({ minimum: 0 })),
+  /** why there is no answer */
+  error: Type.Optional(Str(1000))
+})
+export type LocalNetcheckServer = Static<typeof LocalNetcheckServer>
+
+/** LocalNetcheck is `warren netcheck`: how this node's WireGuard port reaches the Internet. */
+export const LocalNetcheck = Obj({
+  /** whether any STUN server answered: UDP leaves and comes back */
+  udp: Type.Boolean(),
+  /** the distinct public mappings of the WireGuard port the servers saw */
+  mappings: Type.Array(Endpoint, { maxItems: 16 }),
+  /**
+   * true when two or more servers saw the same mapping (peers can reach it: endpoint-
+   * independent), false when they saw different ones (symmetric NAT: a relay is needed),
+   * absent when fewer than two answered
+   */
+  endpointIndependent: Type.Optional(Type.Boolean()),
+  wgPort: Type.Integer({ minimum: 0, maximum: 65535 }),
+  servers: Type.Array(LocalNetcheckServer, { maxItems: 16 }),
+  checkedAt: Timestamp
+})
+export type LocalNetcheck = Static<typeof LocalNetcheck>
 
 export const LocalWhoisResponse = Obj({
   node: Obj({ id: Id, name: NodeName, fqdn: Str(260), ipv4: IpAddr, ipv6: IpAddr, tags: Type.Array(TagName, { maxItems: 64 }) }),

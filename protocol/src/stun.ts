@@ -1,11 +1,27 @@
 import { STUN_MAGIC_COOKIE } from './control-packet.js'
 import ipaddr from 'ipaddr.js'
+import { parseHostPort } from './util.js'
+import { WarrenError } from './errors.js'
 
 /**
  * A minimal RFC 5389 STUN codec: binding requests and success responses with
  * XOR-MAPPED-ADDRESS (MAPPED-ADDRESS is read too, for old servers). That is all a node
  * needs to learn the public mapping of its WireGuard port.
  */
+
+/** DEFAULT_STUN_PORT is the IANA STUN port, where the controller answers by default. */
+export const DEFAULT_STUN_PORT = 3478
+
+/**
+ * stunServerAddress reads one `nat.stun` entry: `host:port`, `[v6]:port`, or `:port` for
+ * the host of the controller URL the node joined with. It throws on anything else.
+ */
+export function stunServerAddress (entry: string, controllerUrl: string): { host: string, port: number } {
+  const { host, port } = parseHostPort(entry, 'STUN server')
+  if (port === 0) throw new WarrenError('bad_host_port', `STUN server '${entry}' has port 0`, { field: 'STUN server' })
+  if (host !== '') return { host, port }
+  return { host: new URL(controllerUrl).hostname.replace(/^\[(.*)\]$/, '$1'), port }
+}
 
 const BINDING_REQUEST = 0x0001
 const BINDING_SUCCESS = 0x0101

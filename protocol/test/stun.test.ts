@@ -2,7 +2,7 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import {
   encodeStunBindingRequest, parseStunBindingRequest, encodeStunBindingResponse, parseStunBindingResponse,
-  classifyWgPortPacket, encodeControl, ControlKind
+  classifyWgPortPacket, encodeControl, ControlKind, stunServerAddress
 } from '../src/index.js'
 
 t.test('a binding response carries the requester address back, IPv4 and IPv6', async t => {
@@ -38,4 +38,13 @@ t.test('the WireGuard port tells WireGuard, STUN and control packets apart', asy
   t.equal(classifyWgPortPacket(encodeControl(ControlKind.DiscoPing, randomBytes(40))), 'control')
   t.equal(classifyWgPortPacket(encodeStunBindingRequest(randomBytes(12))), 'other')
   t.equal(classifyWgPortPacket(Uint8Array.of(5, 0, 0, 0)), 'other')
+})
+
+t.test('stunServerAddress reads host:port, [v6]:port and host-less :port (the controller URL\'s host)', async t => {
+  const url = 'https://ctl.example:8443'
+  t.same(stunServerAddress('192.0.2.1:3478', url), { host: '192.0.2.1', port: 3478 })
+  t.same(stunServerAddress('[2001:db8::1]:3479', url), { host: '2001:db8::1', port: 3479 })
+  t.same(stunServerAddress(':3478', url), { host: 'ctl.example', port: 3478 })
+  t.same(stunServerAddress(':3478', 'https://[2001:db8::2]:443'), { host: '2001:db8::2', port: 3478 })
+  for (const bad of ['3478', 'host:', 'host:99999', '[x:1', 'a:b:3478', 'host:0']) t.throws(() => stunServerAddress(bad, url), { code: 'bad_host_port' }, bad)
 })

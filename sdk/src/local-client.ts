@@ -1,5 +1,5 @@
 import {
-  WarrenError, validate, ErrorBody, LocalStatus, LocalIpResponse, LocalPingResponse, LocalWhoisResponse,
+  WarrenError, validate, ErrorBody, LocalStatus, LocalIpResponse, LocalPingResponse, LocalWhoisResponse, LocalNetcheck,
   type LocalUpRequest, type TSchema
 } from '@warren/protocol'
 import { createUnixTransport } from './transport/index.js'
@@ -28,6 +28,8 @@ export interface LocalClient {
   ip(opts?: { peer?: string, family?: 4 | 6 }): Promise<LocalIpResponse>
   ping(peer: string): Promise<LocalPingResponse>
   whois(ip: string): Promise<LocalWhoisResponse>
+  /** netcheck asks the map's STUN servers, through the WireGuard port, how this node is seen (a few seconds) */
+  netcheck(): Promise<LocalNetcheck>
   /** metrics returns the daemon's Prometheus text */
   metrics(): Promise<string>
 }
@@ -81,6 +83,7 @@ export function createLocalClient (init: LocalClientInit = {}): LocalClient {
     },
     ping: async peer => await call(LocalPingResponse, 'POST', '/v1/ping', { peer }),
     whois: async ip => await call(LocalWhoisResponse, 'GET', `/v1/whois?${new URLSearchParams({ ip }).toString()}`),
+    netcheck: async () => await call(LocalNetcheck, 'GET', '/v1/netcheck'),
     async metrics () {
       const res = await transport.request<string>('GET', '/metrics')
       if (res.status !== 200) throw new WarrenError('bad_response', `the daemon answered ${res.status} to /metrics`, { status: 502 })

@@ -18,4 +18,6 @@
 export * from './process.js'
 export * from './netns.js'
 export * from './mesh.js'
-export * from './tls-relay-tool.js'
+export * from './nat-lab.js'
+export * from './punch-tool.js'
+export * from './relay-lab.js'

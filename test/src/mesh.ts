@@ -73,8 +73,15 @@ export interface Mesh {
 }
 
 export interface MeshOptions {
-  /** names of the node hosts to create now (they join later, with join) */
+  /** names of the node hosts to create now (they join later, with join); none when `lab` is given */
   hosts: string[]
+  /**
+   * lab puts the mesh in a topology built already (a NAT lab, say): the controller runs on
+   * `lab.controller` and nodes join on the lab's hosts by name
+   */
+  lab?: { topology: Topology, controller: Host }
+  /** the controller's TCP port (default 8443; 443 where only HTTPS may leave) */
+  controllerPort?: number
   /** extra arguments for `warren controller serve` */
   controllerArgs?: string[]
   /** daemon log level (default info) */
@@ -87,15 +94,16 @@ export interface MeshOptions {
  * keys and perhaps a policy.
  */
 export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise<Mesh> {
-  const topology = await createTopology(t, { hosts: ['ctl', ...opts.hosts] })
+  if (opts.lab !== undefined && opts.hosts.length > 0) throw new Error('createMesh: with a lab, nodes are the lab\'s hosts; pass hosts: []')
+  const topology = opts.lab?.topology ?? await createTopology(t, { hosts: ['ctl', ...opts.hosts] })
   const dir = mkdtempSync(join(tmpdir(), 'warren-mesh-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  const controllerHost = topology.host('ctl')
+  const controllerHost = opts.lab?.controller ?? topology.host('ctl')
   const controllerStateDir = join(dir, 'controller')
   const nodes = new Map<string, MeshNode>()
 
   const controller = controllerHost.spawn([...WARREN_ARGV, 'controller', 'serve', '--state-dir', controllerStateDir,
-    '--listen', `${controllerHost.address}:8443`, ...(opts.controllerArgs ?? [])])
+    '--listen', `${controllerHost.address}:${opts.controllerPort ?? 8443}`, ...(opts.controllerArgs ?? [])])
   t.teardown(() => {
     // On failure, what the processes said is the best clue.
     if (t.passing()) return

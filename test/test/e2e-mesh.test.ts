@@ -101,7 +101,7 @@ t.test('three nodes join, reach each other by name, and survive controller and d
     const human = await warren(['status', '--socket', a.socket])
     t.comment(human)
     t.match(human, /^state: Running, controller https:\S+ \(connected\)$/m)
-    t.match(human, /^b\s+100\.\S+\s+yes\s+(just now|\d+s ago)\s+10\.\S+:\d+\s/m, 'the table shows b online, its handshake and endpoint')
+    t.match(human, /^b\s+100\.\S+\s+yes\s+(just now|\d+s ago)\s+(-|direct [\d.]+ ms)\s+10\.\S+:\d+\s/m, 'the table shows b online, its handshake, path and endpoint')
     t.match(await warren(['ping', '--socket', a.socket, 'b']), /pong from b \(100\.\d+\.\d+\.\d+\)/)
     const bIp = (await warren(['ip', '-4', '--socket', a.socket, 'b'])).trim()
     t.match(await warren(['whois', '--socket', a.socket, bIp]), /node: b[\s\S]*user: alice/)

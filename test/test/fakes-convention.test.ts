@@ -7,7 +7,8 @@ import { REPO_ROOT, listSourceFiles } from '../src/source-imports.js'
 // exported from the package's `/testing` entry and never from its public index.
 const PACKAGES: Record<string, () => Promise<Array<Record<string, unknown>>>> = {
   '@warren/node': async () => await Promise.all([import('@warren/node'), import('@warren/node/testing')]),
-  '@warren/controller': async () => await Promise.all([import('@warren/controller'), import('@warren/controller/testing')])
+  '@warren/controller': async () => await Promise.all([import('@warren/controller'), import('@warren/controller/testing')]),
+  '@warren/relay': async () => await Promise.all([import('@warren/relay'), import('@warren/relay/testing')])
 }
 
 /** fakeFactories lists `createFakeX` factories a package's sources define, with their files. */

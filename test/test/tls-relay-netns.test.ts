@@ -1,21 +1,23 @@
 import t from 'tap'
-import { netnsSkipReason, waitFor, TLS_RELAY_TOOL_ARGV, type ProcessHandle } from '../src/index.js'
+import { netnsSkipReason, waitFor, type Host } from '../src/index.js'
 import { createMesh, canPing, flowSamples, FLOW_ARGV, type MeshNode } from '../src/mesh.js'
+import { waitForPath, peerOf } from '../src/path-checks.js'
 
 /**
  * The TLS relay with real processes: a controller and two daemons (wireguard-go) in
- * network namespaces that may send no UDP at all past their own namespace (an nftables
- * drop), so WireGuard cannot reach the peer directly. Each node runs the TLS relay client
- * toward the controller's HTTPS port; WireGuard's endpoint for the peer becomes the
- * client's loopback port, and a ping and a TCP stream then cross the relay. No UDP port
- * opens on any address but loopback, the mesh addresses, and WireGuard's own.
+ * network namespaces that may send no UDP past their own namespace (an nftables drop on
+ * the underlay, from before they join), so neither a direct path nor the kernel UDP relay
+ * can work. The daemons' path selection puts each peer on the TLS relay (the client's
+ * loopback port becomes WireGuard's endpoint), and a ping and a TCP stream cross it. No
+ * UDP port opens on any address but loopback, the mesh addresses and WireGuard's own.
  */
 const skip = netnsSkipReason()
 
-/** blockUdp drops every UDP packet the host sends out of its namespace (a test table of its own). */
-async function blockUdp (n: MeshNode): Promise<void> {
-  await n.host.exec(['nft', '-f', '-'], {
-    input: 'table inet wtest_udp_blocked {\n  chain out {\n    type filter hook output priority 0; policy accept;\n    oifname != "lo" oifname != "' + n.iface + '" meta l4proto udp drop\n  }\n}\n'
+/** blockUdp drops every UDP packet the host sends on its underlay (a test table of its own). */
+async function blockUdp (host: Host): Promise<void> {
+  const rules = host.interfaces.map(i => `    oifname "${i.name}" meta l4proto udp drop\n`).join('')
+  await host.exec(['nft', '-f', '-'], {
+    input: `table inet wtest_udp_blocked {\n  chain out {\n    type filter hook output priority 0; policy accept;\n${rules}  }\n}\n`
   })
 }
 
@@ -41,27 +43,18 @@ async function udpSockets (n: MeshNode): Promise<Array<{ address: string, port: 
 
 t.test('two nodes with UDP blocked talk through the TLS relay', { skip, timeout: 580_000 }, async t => {
   const mesh = await createMesh(t, { hosts: ['a', 'b'] })
+  await blockUdp(mesh.topology.host('a'))
+  await blockUdp(mesh.topology.host('b'))
   await mesh.admin('users', 'create', 'alice')
   const key = JSON.parse(await mesh.admin('keys', 'create', '--user', 'alice', '--reusable', '--preapproved', '--json')).key as string
   const a = await mesh.join('a', { authKey: key })
   const b = await mesh.join('b', { authKey: key })
-  await waitFor(async () => (await a.wgPeers()).includes(b.wgKey) && (await b.wgPeers()).includes(a.wgKey), { message: 'both see each other in WireGuard', timeoutMs: 60_000 })
 
-  await blockUdp(a)
-  await blockUdp(b)
-  t.notOk(await canPing(a.host, b.ipv4, 2000), 'with UDP blocked, WireGuard cannot reach the peer directly')
-
-  const tools = new Map<string, ProcessHandle>()
-  const relayEndpoint = new Map<string, string>()
-  for (const [self, peer] of [[a, b], [b, a]] as const) {
-    const tool = self.host.spawn([...TLS_RELAY_TOOL_ARGV, '--state-dir', self.stateDir, '--wg-port', String(await wgPort(self)), '--peer', peer.wgKey])
-    tools.set(self.name, tool)
-    t.teardown(() => { if (!t.passing()) t.comment(`relay tool ${self.name}:\n${tool.output().slice(-3000)}`) })
-    const ep = (await tool.waitForLine(/^endpoint \S+ (127\.0\.0\.1:\d+)$/, 60_000))[1]!
-    relayEndpoint.set(self.name, ep)
-    await tool.waitForLine(/^relay up$/, 60_000)
-    await self.host.exec(['wg', 'set', self.iface, 'peer', peer.wgKey, 'endpoint', ep])
-  }
+  const pathAB = await waitForPath(a, b, 'tls-relay')
+  const pathBA = await waitForPath(b, a, 'tls-relay')
+  t.match(pathAB, { endpoint: /^127\.0\.0\.1:\d+$/, relay: 'controller' }, 'a reaches b through the TLS relay at a loopback endpoint')
+  const wg = await a.host.exec(['wg', 'show', a.iface, 'endpoints'])
+  t.match(wg.stdout, `${b.wgKey}\t${pathAB.endpoint}`, 'WireGuard\'s endpoint for the peer is the TLS relay client\'s port')
 
   await waitFor(async () => await canPing(a.host, b.ipv4, 1000), { message: 'a ping through the TLS relay', timeoutMs: 60_000 })
   const pings = await a.host.exec(['ping', '-n', '-c', '20', '-i', '0.05', '-W', '2', b.ipv4], { allowFail: true })
@@ -74,16 +67,13 @@ t.test('two nodes with UDP blocked talk through the TLS relay', { skip, timeout:
   await sender.waitForLine(/^connected$/, 60_000)
   await waitFor(() => flowSamples(sender.output()).some(s => s.bytes >= 256 * 1024), { message: '256 KiB echoed back through the relay', timeoutMs: 120_000 })
   sender.kill()
-
-  // Both clients carried the traffic.
-  const stats = (name: string): { sent: number, received: number } => JSON.parse([...tools.get(name)!.output().matchAll(/^stats (.*)$/gm)].at(-1)![1]!) as { sent: number, received: number }
-  await waitFor(() => stats('a').sent > 100 && stats('b').received > 100, { message: 'the clients\' counters show the traffic' })
+  t.equal((await peerOf(a, b))?.path?.kind, 'tls-relay', 'still on the TLS relay after the transfer')
 
   // No UDP port opened outside loopback, the mesh addresses and WireGuard's port.
-  for (const n of [a, b]) {
+  for (const [n, path] of [[a, pathAB], [b, pathBA]] as const) {
     const port = await wgPort(n)
     const sockets = await udpSockets(n)
-    const relayPort = Number(relayEndpoint.get(n.name)!.split(':')[1])
+    const relayPort = Number(path.endpoint.split(':')[1])
     t.ok(sockets.some(s => s.port === relayPort && s.address === '127.0.0.1'), `${n.name}: the relay endpoint is on 127.0.0.1`)
     const inside = await insideAddresses(n)
     const outside = sockets.filter(s => !inside.includes(s.address) && s.port !== port)

@@ -1,9 +1,70 @@
-import type { Command } from 'commander'
-import { displayFingerprint, DEFAULT_DOMAIN } from '@warren/protocol'
+import { InvalidArgumentError, type Command } from 'commander'
+import { networkInterfaces } from 'node:os'
+import { displayFingerprint, DEFAULT_DOMAIN, DEFAULT_STUN_PORT, parseHostPort, WarrenError } from '@warren/protocol'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
 
-interface ServeOpts { stateDir: string, listen: string, domain: string, tlsCert?: string, tlsKey?: string, metricsListen?: string }
+interface ServeOpts {
+  stateDir: string
+  listen: string
+  domain: string
+  tlsCert?: string
+  tlsKey?: string
+  metricsListen?: string
+  stunPort: number
+  relay: boolean
+  relayPort: string
+  relayHost?: string
+  relayPorts: string
+}
+
+/** stunPort reads --stun-port: the first of two UDP ports, or 0 for none. */
+function stunPort (v: string): number {
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n > 65534) throw new InvalidArgumentError('use a UDP port from 1 to 65534 (STUN also answers on the next one), or 0 to turn STUN off')
+  return n
+}
+
+/** parsePortRange reads `first-last`. */
+export function parsePortRange (text: string, what: string): { first: number, last: number } {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text)
+  const first = Number(m?.[1])
+  const last = Number(m?.[2])
+  if (m === null || first < 1 || last > 65535 || first >= last) {
+    throw new WarrenError('invalid_input', `${what} '${text}' must be a port range like 40000-40999 (two or more ports between 1 and 65535)`, { field: what })
+  }
+  return { first, last }
+}
+
+/**
+ * defaultRelayHost is where nodes reach the embedded relay when --relay-host is not given:
+ * the --listen address when it names one, else this machine's first non-loopback IPv4.
+ */
+function defaultRelayHost (listen: string): string | undefined {
+  const { host } = parseHostPort(listen, '--listen')
+  if (host !== '' && host !== '0.0.0.0' && host !== '::') return host
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  }
+  return undefined
+}
+
+/**
+ * relayOptions decides whether `controller serve` runs the embedded relay: on by default
+ * when this process can (root, nft), off with --no-relay; says why when it does not.
+ */
+async function relayOptions (opts: ServeOpts): Promise<{ relay?: { publicHost: string, port: number, portRange: { first: number, last: number }, optional: boolean }, why?: string }> {
+  if (!opts.relay) return { why: 'turned off with --no-relay' }
+  const port = Number(opts.relayPort)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WarrenError('invalid_input', `--relay-port '${opts.relayPort}' must be a UDP port (0-65535)`, { field: 'relay-port' })
+  const portRange = parsePortRange(opts.relayPorts, '--relay-ports')
+  const { relayUnsupportedReason } = await import('@warren/relay')
+  const why = await relayUnsupportedReason()
+  if (why !== undefined) return { why }
+  const publicHost = opts.relayHost ?? defaultRelayHost(opts.listen)
+  if (publicHost === undefined) return { why: 'no address for nodes to reach it; pass --relay-host' }
+  return { relay: { publicHost, port, portRange, optional: true } }
+}
 
 /**
  * register adds `warren controller serve`. It prints the URL (with the real port when
@@ -20,11 +81,19 @@ export function register (program: Command): void {
     .option('--domain <domain>', 'MagicDNS domain for node names', DEFAULT_DOMAIN)
     .option('--tls-cert <file>', 'PEM certificate to serve instead of the self-signed one')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--stun-port <port>', 'answer STUN on this UDP port and the next one, on the listen address (0 turns STUN off); nodes learn their public mapping from it', stunPort, DEFAULT_STUN_PORT)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by default; no authentication, so use loopback or a private address)')
+    .option('--no-relay', 'do not run the embedded kernel UDP relay (it runs by default when the controller runs as root with nft)')
+    .option('--relay-port <port>', 'UDP port of the embedded relay (STUN and binds)', '3480')
+    .option('--relay-host <host>', 'address nodes reach the embedded relay at (default: the --listen address, or this machine\'s first IPv4)')
+    .option('--relay-ports <first-last>', 'UDP ports the embedded relay allocates to relayed pairs (two per pair)', '40000-40999')
     .action(async (opts: ServeOpts) => {
       // Loaded here so that other commands do not pay for the controller's dependencies.
       const { startController } = await import('@warren/controller')
+      const relay = await relayOptions(opts)
       const ctl = await startController({
+        ...(opts.stunPort > 0 ? { stunPort: opts.stunPort } : {}),
+        ...(relay.relay !== undefined ? { relay: relay.relay } : {}),
         stateDir: opts.stateDir,
         listen: opts.listen,
         domain: opts.domain,
@@ -36,6 +105,9 @@ export function register (program: Command): void {
       printLine(`certificate fingerprint (SHA-256): ${displayFingerprint(ctl.fingerprint)}`)
       printLine(`admin socket: ${ctl.adminSocket}`)
       if (ctl.metricsUrl !== undefined) printLine(`metrics: ${ctl.metricsUrl}`)
+      if (ctl.stun !== undefined) printLine(`STUN: UDP ${ctl.stun.ports.join(' and ')}`)
+      if (ctl.relay !== undefined) printLine(`kernel UDP relay on ${ctl.relay.endpoint} (key ${ctl.relay.publicKey})`)
+      else printLine(`kernel UDP relay: off (${relay.why ?? 'it could not start; see the log'})`)
       printLine(`manage it here with: warren admin --state-dir ${opts.stateDir} users create NAME`)
       const signal = await new Promise<NodeJS.Signals>(resolve => {
         process.once('SIGINT', resolve)

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import * as controller from './controller.js'
+import * as relay from './relay.js'
 import * as admin from './admin.js'
 import * as adminUsers from './admin-users.js'
 import * as adminKeys from './admin-keys.js'
@@ -15,6 +16,7 @@ import * as localStatus from './local-status.js'
 import * as localIp from './local-ip.js'
 import * as localPing from './local-ping.js'
 import * as localWhois from './local-whois.js'
+import * as localNetcheck from './local-netcheck.js'
 
 /** CommandModule is one verb file: it adds its commands to the program. */
 export interface CommandModule {
@@ -24,6 +26,7 @@ export interface CommandModule {
 /** commands lists every verb file, in the order `warren --help` shows them. */
 export const commands: CommandModule[] = [
   controller,
+  relay,
   admin,
   adminUsers,
   adminKeys,
@@ -38,5 +41,6 @@ export const commands: CommandModule[] = [
   localIp,
   localPing,
   localWhois,
+  localNetcheck,
   version
 ]

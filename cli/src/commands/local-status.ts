@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import type { LocalStatus } from '@warren/protocol'
+import type { LocalStatus, LocalPeerPath } from '@warren/protocol'
 import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
 import { printJson, formatTable, relativeTime } from '../output.js'
 import { cliIo } from '../cli-io.js'
@@ -11,6 +11,12 @@ export function formatBytes (n: number): string {
   let v = n
   while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`
+}
+
+/** formatPath shows how WireGuard reaches a peer: `direct 12 ms`, `udp-relay r1 30 ms`, or `-` (none chosen). */
+export function formatPath (path: LocalPeerPath | undefined): string {
+  if (path === undefined) return '-'
+  return [path.kind, path.relay, path.latencyMs !== undefined ? `${path.latencyMs.toFixed(path.latencyMs < 10 ? 1 : 0)} ms` : undefined].filter(x => x !== undefined).join(' ')
 }
 
 /** formatStatus is the human form of `warren status`. */
@@ -30,7 +36,8 @@ export function formatStatus (st: LocalStatus, now = Date.now()): string {
     { header: 'ipv4', value: p => p.ipv4 },
     { header: 'online', value: p => p.online ? 'yes' : 'no' },
     { header: 'handshake', value: p => relativeTime(p.lastHandshake, now) },
-    { header: 'endpoint', value: p => p.endpoint ?? '-' },
+    { header: 'path', value: p => formatPath(p.path) },
+    { header: 'endpoint', value: p => p.endpoint ?? p.path?.endpoint ?? '-' },
     { header: 'rx', value: p => formatBytes(p.rxBytes) },
     { header: 'tx', value: p => formatBytes(p.txBytes) },
     { header: 'owner', value: p => p.tags.length > 0 ? p.tags.join(',') : p.user ?? '-' }
@@ -39,7 +46,7 @@ export function formatStatus (st: LocalStatus, now = Date.now()): string {
 
 /** register adds `warren status`: this node, its peers, handshakes and traffic. */
 export function register (program: Command): void {
-  localCommand(program, 'status', 'show this node, its peers, their last handshake, endpoint and traffic')
+  localCommand(program, 'status', 'show this node, its peers, their path (direct or relayed), last handshake, endpoint and traffic')
     .option('--json', 'print JSON for scripts')
     .action(async (opts: LocalOptions) => {
       const st = checkVersion(await openLocal(opts).status())

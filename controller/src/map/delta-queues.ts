@@ -23,15 +23,18 @@ export interface QueuedSession extends FanoutSession {
   filterJson: string
   selfJson: string
   dnsJson: string
+  /** the NAT config (STUN servers, relays) sent, or '' when none */
+  natJson: string
   pendingChanged: Set<string>
   pendingRemoved: Set<string>
   pendingSelf: boolean
   pendingFilter: boolean
   pendingDns: boolean
+  pendingNat: boolean
 }
 
 /** FirstMap is what a full map holds, as serialized pieces shared with other sessions. */
-export interface FirstMap { sentPeers: Set<string>, filterRef: FilterRule[], filterJson: string, selfJson: string, dnsJson: string }
+export interface FirstMap { sentPeers: Set<string>, filterRef: FilterRule[], filterJson: string, selfJson: string, dnsJson: string, natJson: string }
 
 /**
  * DeltaQueues holds every session's queued changes and turns them into numbered
@@ -52,6 +55,7 @@ export interface DeltaQueues {
   queueFilter: (s: QueuedSession, ref: FilterRule[], json: string) => void
   queueSelf: (s: QueuedSession, selfJson: string) => void
   queueDns: (s: QueuedSession, dnsJson: string) => void
+  queueNat: (s: QueuedSession, natJson: string) => void
   /** fullMap resets a session to `map` and returns it as the first message (seq 1) */
   fullMap: (s: QueuedSession, map: FirstMap) => string[]
   /** delta takes the queued changes as the next message (seq + 1), even when none are queued */
@@ -94,10 +98,11 @@ export function createDeltaQueues (peerJson: (id: string) => string | undefined,
     s.pendingSelf = false
     s.pendingFilter = false
     s.pendingDns = false
+    s.pendingNat = false
   }
 
   const hasPending = (s: QueuedSession): boolean =>
-    s.pendingSelf || s.pendingFilter || s.pendingDns || s.pendingChanged.size > 0 || s.pendingRemoved.size > 0
+    s.pendingSelf || s.pendingFilter || s.pendingDns || s.pendingNat || s.pendingChanged.size > 0 || s.pendingRemoved.size > 0
 
   function newSession (nodeId: string, dnsJson: string): QueuedSession {
     return {
@@ -110,11 +115,13 @@ export function createDeltaQueues (peerJson: (id: string) => string | undefined,
       filterJson: '[]',
       selfJson: '',
       dnsJson,
+      natJson: '',
       pendingChanged: new Set(),
       pendingRemoved: new Set(),
       pendingSelf: false,
       pendingFilter: false,
-      pendingDns: false
+      pendingDns: false,
+      pendingNat: false
     }
   }
 
@@ -171,6 +178,12 @@ export function createDeltaQueues (peerJson: (id: string) => string | undefined,
       s.pendingDns = true
       touch(s)
     },
+    queueNat (s, natJson) {
+      if (natJson === s.natJson || natJson === '') return
+      s.natJson = natJson
+      s.pendingNat = true
+      touch(s)
+    },
     fullMap (s, map) {
       clearPending(s)
       Object.assign(s, map)
@@ -178,7 +191,9 @@ export function createDeltaQueues (peerJson: (id: string) => string | undefined,
       dirty.delete(s)
       const out = [`{"type":"map","session":"${s.id}","seq":${s.seq},"netmap":{"self":`, s.selfJson, ',"peers":[']
       pushPeers(out, s.sentPeers)
-      out.push('],"filter":', s.filterJson, ',"dns":', s.dnsJson, '}}')
+      out.push('],"filter":', s.filterJson, ',"dns":', s.dnsJson)
+      if (s.natJson !== '') out.push(',"nat":', s.natJson)
+      out.push('}}')
       return out
     },
     delta (s) {
@@ -194,6 +209,7 @@ export function createDeltaQueues (peerJson: (id: string) => string | undefined,
       if (s.pendingRemoved.size > 0) out.push(',"peersRemoved":', JSON.stringify([...s.pendingRemoved]))
       if (s.pendingFilter) out.push(',"filter":', s.filterJson)
       if (s.pendingDns) out.push(',"dns":', s.dnsJson)
+      if (s.pendingNat) out.push(',"nat":', s.natJson)
       out.push('}')
       clearPending(s)
       return out

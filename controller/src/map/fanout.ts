@@ -1,4 +1,4 @@
-import type { Node, Peer, FilterRule } from '@warren/protocol'
+import type { Node, Peer, FilterRule, NatConfig } from '@warren/protocol'
 import type { MapPolicyChange } from './types.js'
 import type { PeerReader } from './mesh-policy.js'
 import { createDeltaQueues, type FanoutSession, type QueuedSession } from './delta-queues.js'
@@ -34,6 +34,8 @@ export interface MapFanout {
   /** policyChanged re-reads peers and filters of these ids (of every session when absent) */
   policyChanged: (ids?: Iterable<string>) => void
   setDomain: (domain: string) => void
+  /** setNat changes the STUN servers and relays every node is told (undefined: none) */
+  setNat: (nat: NatConfig | undefined) => void
   node: (id: string) => Node | undefined
   nodeCount: () => number
 
@@ -63,6 +65,8 @@ export interface MapFanoutOptions {
   peers: PeerReader
   /** MagicDNS domain sent in every map */
   domain: string
+  /** STUN servers and relays sent in every map */
+  nat?: NatConfig
   /** onDirty is called when a connected session gets queued changes (to arm a flush) */
   onDirty?: () => void
 }
@@ -100,6 +104,7 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
   const queues = createDeltaQueues(id => entries.get(id)?.peerJson, opts.onDirty ?? (() => {}))
   const filterJsonCache = new WeakMap<FilterRule[], string>()
   let dnsJson = dnsText(opts.domain)
+  let natJson = opts.nat === undefined ? '' : JSON.stringify(opts.nat)
 
   function entryFor (n: Node): NodeEntry {
     const e: NodeEntry = entries.get(n.id) ?? { node: n, peerJson: '', selfJson: '' }
@@ -204,6 +209,11 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
       dnsJson = dnsText(domain)
       for (const s of queues.all()) queues.queueDns(s, dnsJson)
     },
+    setNat (nat) {
+      // A node keeps the last NAT config it was sent; "none" goes out as empty lists.
+      natJson = nat === undefined ? (natJson === '' ? '' : JSON.stringify({ stun: [], relays: [] })) : JSON.stringify(nat)
+      for (const s of queues.all()) queues.queueNat(s, natJson)
+    },
     node: id => entries.get(id)?.node,
     nodeCount: () => entries.size,
 
@@ -217,12 +227,13 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
       const sentPeers = new Set<string>()
       for (const id of peers.peersOf(s.nodeId)) if (entries.has(id) && peers.isMember(id)) sentPeers.add(id)
       const filterRef = peers.filterFor(s.nodeId)
-      return queues.fullMap(queued(s), { sentPeers, filterRef, filterJson: filterJson(filterRef), selfJson: entries.get(s.nodeId)!.selfJson, dnsJson })
+      return queues.fullMap(queued(s), { sentPeers, filterRef, filterJson: filterJson(filterRef), selfJson: entries.get(s.nodeId)!.selfJson, dnsJson, natJson })
     },
     resumeDelta (s) {
       const self = entries.get(s.nodeId)
       if (self !== undefined) queues.queueSelf(queued(s), self.selfJson)
       queues.queueDns(queued(s), dnsJson)
+      queues.queueNat(queued(s), natJson)
       return queues.delta(queued(s))
     },
     delta: s => queues.hasPending(queued(s)) ? queues.delta(queued(s)) : undefined,

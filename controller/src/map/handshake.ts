@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { WebSocket, type RawData } from 'ws'
 import {
-  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, validate, mapSigningPayload, checkProtocolVersion,
+  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, RelayRequest, validate, mapSigningPayload, checkProtocolVersion,
   isKeyExpired, WarrenError, type ClientMessage, type Node
 } from '@warren/protocol'
 import type { MapLogger } from './types.js'
@@ -82,7 +82,8 @@ export function readClientMessage (data: RawData, isBinary: boolean): ClientMess
     return validate(MapHello, raw, 'map hello')
   }
   if (type === 'endpoints') return validate(ClientEndpoints, raw, 'map endpoints message')
-  throw new WarrenError('invalid_input', `map message: /type: ${JSON.stringify(type)?.slice(0, 40) ?? 'missing'} is not a message a node may send; expected 'hello' or 'endpoints'`, { field: '/type' })
+  if (type === 'relay-request') return validate(RelayRequest, raw, 'map relay request')
+  throw new WarrenError('invalid_input', `map message: /type: ${JSON.stringify(type)?.slice(0, 40) ?? 'missing'} is not a message a node may send; expected 'hello', 'endpoints' or 'relay-request'`, { field: '/type' })
 }
 
 /** unreadable turns what readClientMessage threw into the refusal that closes the socket. */
@@ -124,6 +125,8 @@ export interface MapSocketHandlers<S> {
   /** start attaches an authenticated socket to its node's session, to which later messages belong */
   start: (ws: WebSocket, node: Node, endpoints: string[], resume?: { session: string, seq: number }) => S
   endpoints: (session: S, ws: WebSocket, endpoints: string[]) => void
+  /** relayRequest: the node asks for a kernel-relay allocation toward a peer */
+  relayRequest: (session: S, peer: string) => void
   /** disconnect is called when an authenticated socket closes */
   disconnect: (session: S, ws: WebSocket) => void
   log?: MapLogger
@@ -131,7 +134,8 @@ export interface MapSocketHandlers<S> {
 
 /**
  * acceptMapSocket speaks the map protocol on a new socket: the challenge, a signed hello
- * within helloTimeoutMs (anything else first is refused), then endpoint reports only.
+ * within helloTimeoutMs (anything else first is refused), then endpoint reports and relay
+ * requests only.
  */
 export function acceptMapSocket<S> (ws: WebSocket, h: MapSocketHandlers<S>): void {
   const challenge = createChallenge()
@@ -162,6 +166,10 @@ export function acceptMapSocket<S> (ws: WebSocket, h: MapSocketHandlers<S>): voi
       const checked = checkHello(msg, challenge.nonce, h.nodeByMachineKey)
       if ('refusal' in checked) h.refuse(ws, checked.refusal)
       else session = h.start(ws, checked.node, checked.endpoints, msg.resume)
+      return
+    }
+    if (msg.type === 'relay-request') {
+      h.relayRequest(session, msg.peer)
       return
     }
     if (msg.type !== 'endpoints') {

@@ -9,6 +9,8 @@ import { createMeshPolicy, type MeshPolicy } from './mesh-policy.js'
 import { createMapFanout } from './fanout.js'
 import { createMapWire } from './wire.js'
 import { createMapSessions } from './sessions.js'
+import type { NatConfig, RelayGrant, RelayRevoke } from '@warren/protocol'
+import { createRelayBroker, type RelayBroker, type RelayBrokerOptions } from '../relay/relay-broker.js'
 
 /** MAP_PATH is where nodes open their map session (a WebSocket on the API server). */
 export const MAP_PATH = '/v1/machine/map'
@@ -36,6 +38,10 @@ export interface MapServiceOptions {
   sendHighWaterBytes?: number
   /** a node whose socket has more unsent bytes than this is dropped; it resumes later (default 64 MiB) */
   maxBufferedBytes?: number
+  /** STUN servers and relays told to every node */
+  nat?: NatConfig
+  /** the kernel relays this service grants allocations on (none: relay requests are refused) */
+  relay?: Omit<RelayBrokerOptions, 'mesh' | 'send' | 'log'>
   registry?: Registry
   log?: MapLogger
 }
@@ -69,6 +75,12 @@ export interface MapService {
   onMeshChange: (listener: (ids?: Iterable<string>) => void) => () => void
   /** setDomain changes the MagicDNS domain for every node. */
   setDomain: (domain: string) => void
+  /** setNat changes the STUN servers and relays every node is told. */
+  setNat: (nat: NatConfig | undefined) => void
+  /** relays grants and revokes kernel-relay allocations (see RelayBroker); its relays join the maps' NAT config */
+  relays: RelayBroker
+  /** sendRelay sends a grant or revocation to a node's session; false when it has none */
+  sendRelay: (nodeId: string, msg: RelayGrant | RelayRevoke) => boolean
   stats: () => MapStats
   metrics: MapMetrics
   /** close ends every session (code 1001) and stops timers; the source is left alone. */
@@ -119,6 +131,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
         if (closed) return
         sessions.nodeChanged(r.node)
         account(fanout.nodeChanged(r.node, r), r.started)
+        relays.meshChanged([r.node.id])
         meshChanged([r.node.id, ...r.policy])
       },
       nodeRemoved (r) {
@@ -126,16 +139,18 @@ export function createMapService (opts: MapServiceOptions): MapService {
         const touched = fanout.nodeRemoved(r.node, r.policy)
         sessions.nodeRemoved(r.node)
         account(touched, r.started)
+        relays.meshChanged([r.node.id])
         meshChanged([r.node.id, ...r.policy])
       },
       policyChanged: ids => {
         if (closed) return
         fanout.policyChanged(ids)
+        relays.meshChanged(ids)
         meshChanged(ids)
       }
     }
   })
-  const fanout = createMapFanout({ peers: mesh, domain: opts.domain, onDirty: scheduleFlush })
+  const fanout = createMapFanout({ peers: mesh, domain: opts.domain, ...(opts.nat !== undefined ? { nat: opts.nat } : {}), onDirty: scheduleFlush })
   fanout.loadNodes(opts.source.listNodes())
   const sessions = createMapSessions({
     source: opts.source,
@@ -147,8 +162,34 @@ export function createMapService (opts: MapServiceOptions): MapService {
     resumeWindowMs: opts.resumeWindowMs ?? 120_000,
     ephemeralTimeoutMs: opts.ephemeralTimeoutMs ?? 300_000,
     account,
+    relayRequest: (nodeId, peer) => { void relays.request(nodeId, peer) },
     ...(opts.log !== undefined ? { log: opts.log } : {})
   })
+
+  function sendRelay (nodeId: string, msg: RelayGrant | RelayRevoke): boolean {
+    const ws = sessions.socketOf(nodeId)
+    if (ws === undefined || closed) return false
+    wire.send(ws, 'relay', JSON.stringify(msg), nodeId)
+    return true
+  }
+  // The fan-out's node records are the ones peers were last told about.
+  const relays = createRelayBroker({
+    backends: [],
+    ...opts.relay,
+    mesh: { node: id => fanout.node(id), isMember: id => mesh.isMember(id), peersOf: id => mesh.peersOf(id) },
+    send: sendRelay,
+    onBackendsChanged: () => { fanout.setNat(natWithRelays()) },
+    ...(opts.log !== undefined ? { log: opts.log } : {})
+  })
+
+  /** natWithRelays is the NAT config given, plus each relay the broker holds (its control port also answers STUN). */
+  function natWithRelays (): NatConfig | undefined {
+    const extra = relays.backends().map(b => b.info).filter(r => !(opts.nat?.relays ?? []).some(x => x.id === r.id))
+    if (opts.nat === undefined && extra.length === 0) return undefined
+    const base = opts.nat ?? { stun: [], relays: [] }
+    const stun = [...base.stun, ...extra.flatMap(r => r.udp !== undefined && !base.stun.includes(r.udp) ? [r.udp] : [])]
+    return { stun, relays: [...base.relays, ...extra] }
+  }
 
   /**
    * flush sends each dirty session its queued changes as one delta. A session whose
@@ -207,12 +248,16 @@ export function createMapService (opts: MapServiceOptions): MapService {
       return () => { meshListeners.delete(listener) }
     },
     setDomain: domain => fanout.setDomain(domain),
+    setNat: nat => fanout.setNat(nat),
+    relays,
+    sendRelay,
     stats: () => ({ ...wire.counts(), ...counts, connected: sessions.connected(), sessions: fanout.sessionCount(), nodes: fanout.nodeCount() }),
     metrics,
     async close () {
       if (closed) return
       closed = true
       clearTimeout(flushTimer)
+      await relays.close()
       mesh.close()
       wire.close()
       sessions.close()

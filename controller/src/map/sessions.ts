@@ -17,6 +17,8 @@ export interface MapSessionsOptions {
   helloTimeoutMs: number
   resumeWindowMs: number
   ephemeralTimeoutMs: number
+  /** relayRequest takes a node's relay requests */
+  relayRequest: (nodeId: string, peer: string) => void
   /** account records how many sessions one change touched and how long it took */
   account: (touched: number, started: bigint) => void
   log?: MapLogger
@@ -179,6 +181,7 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
       refuse: (socket, refusal) => wire.refuse(socket, refusal),
       start: startSession,
       endpoints: onEndpoints,
+      relayRequest: (s, peer) => { opts.relayRequest(s.nodeId, peer) },
       disconnect: onDisconnect,
       ...(log !== undefined ? { log } : {})
     }),

@@ -4,7 +4,7 @@ import type { MapLogger } from './types.js'
 import type { MapRefusal } from './handshake.js'
 import { createOutbox, messageLength, type Outbox } from './outbox.js'
 
-export type MapMessageType = 'challenge' | 'map' | 'delta' | 'error'
+export type MapMessageType = 'challenge' | 'map' | 'delta' | 'error' | 'relay'
 
 export interface MapWireOptions {
   metrics: MapMetrics
@@ -46,7 +46,8 @@ export function createMapWire (opts: MapWireOptions): MapWire {
     challenge: metrics.messages.labels('challenge'),
     map: metrics.messages.labels('map'),
     delta: metrics.messages.labels('delta'),
-    error: metrics.messages.labels('error')
+    error: metrics.messages.labels('error'),
+    relay: metrics.messages.labels('relay')
   }
   const counts = { messages: 0, bytes: 0 }
   const outboxes = new WeakMap<WebSocket, Outbox>()

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import {
-  PROTOCOL_VERSION, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayHello, RELAY_MAX_PACKET,
+  PROTOCOL_VERSION, RELAY_DOMAIN, RELAY_LINK_PATH, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayHello, RELAY_MAX_PACKET,
   relaySigningPayload, readRelayIndex, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson, checkProtocolVersion,
   fromBase64, toBase64, type Node
 } from '@warren/protocol'
@@ -97,7 +97,7 @@ interface NodeLink {
 
 const MAX_ROUTES = 0x10000
 /** paths other upgrade listeners serve on the same server */
-const KNOWN_UPGRADE_PATHS = [MAP_PATH]
+const KNOWN_UPGRADE_PATHS = [MAP_PATH, RELAY_LINK_PATH]
 
 /**
  * createTlsRelay relays WireGuard packets between nodes over their TLS connections to

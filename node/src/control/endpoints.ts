@@ -12,14 +12,15 @@ export interface EndpointsInit {
 
 const MESH_V4 = ipaddr.parseCIDR(MESH_IPV4_CIDR)
 
+/** HostAddress is one usable address of a non-mesh interface. */
+export interface HostAddress { interface: string, ip: ipaddr.IPv4 | ipaddr.IPv6 }
+
 /**
- * localEndpoints lists `addr:port` for every address this host has on a non-mesh
- * interface: where peers may reach our WireGuard port directly. Loopback, link-local
- * and mesh addresses are left out since no peer can use them. Sorted, so a change is
- * a change of content, not of order.
+ * hostAddresses lists the addresses this host has on non-mesh interfaces that another
+ * host could reach: loopback, link-local, multicast and mesh addresses are left out.
  */
-export function localEndpoints (init: EndpointsInit): string[] {
-  const out = new Set<string>()
+export function hostAddresses (init: Omit<EndpointsInit, 'listenPort'>): HostAddress[] {
+  const out: HostAddress[] = []
   const table = (init.interfaces ?? os.networkInterfaces)()
   for (const [name, addrs] of Object.entries(table)) {
     if (name === init.meshInterface || addrs === undefined) continue
@@ -30,8 +31,34 @@ export function localEndpoints (init: EndpointsInit): string[] {
       const range = ip.range()
       if (range === 'loopback' || range === 'linkLocal' || range === 'unspecified' || range === 'multicast') continue
       if (ip.kind() === 'ipv4' && (ip as ipaddr.IPv4).match(MESH_V4 as [ipaddr.IPv4, number])) continue
-      out.add(ip.kind() === 'ipv6' ? `[${ip.toString()}]:${init.listenPort}` : `${ip.toString()}:${init.listenPort}`)
+      out.push({ interface: name, ip })
     }
   }
+  return out
+}
+
+/**
+ * localEndpoints lists `addr:port` for every address this host has on a non-mesh
+ * interface: where peers may reach our WireGuard port directly. Loopback, link-local
+ * and mesh addresses are left out since no peer can use them. Sorted, so a change is
+ * a change of content, not of order.
+ */
+export function localEndpoints (init: EndpointsInit): string[] {
+  const out = new Set<string>()
+  for (const { ip } of hostAddresses(init)) {
+    out.add(ip.kind() === 'ipv6' ? `[${ip.toString()}]:${init.listenPort}` : `${ip.toString()}:${init.listenPort}`)
+  }
   return [...out].sort().slice(0, 32)
+}
+
+/**
+ * egressAddresses maps each non-mesh interface with an IPv4 address to its first one: the
+ * source address the shared-port rules give the control socket's packets leaving by it.
+ */
+export function egressAddresses (init: Omit<EndpointsInit, 'listenPort'>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const { interface: name, ip } of hostAddresses(init)) {
+    if (ip.kind() === 'ipv4' && out[name] === undefined) out[name] = ip.toString()
+  }
+  return out
 }

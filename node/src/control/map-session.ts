@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import {
   ServerMessage, WarrenError, PROTOCOL_VERSION, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
-  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints
+  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest
 } from '@warren/protocol'
 import { createBackoff, type Backoff } from './backoff.js'
 
@@ -51,7 +51,8 @@ export interface MapSessionInit {
  * immutable netmap, and reconnects with jittered backoff, resuming where it stood.
  * Events: 'netmap' (NetmapUpdate), 'state' (MapSessionState), 'server-error' (WarrenError
  * from the controller, for example a deleted node), 'socket-error' (Error: why a connection
- * failed), 'message' (message type, for metrics).
+ * failed), 'message' (message type, for metrics), 'relay' (RelayGrant or RelayRevoke: kernel
+ * relay allocations, outside the numbered map stream).
  */
 export interface MapSession extends EventEmitter {
   readonly state: MapSessionState
@@ -59,6 +60,8 @@ export interface MapSession extends EventEmitter {
   readonly position: MapPosition | undefined
   /** checkEndpoints sends the current endpoints now if they changed */
   checkEndpoints(): void
+  /** sendRelayRequest asks for a relay allocation toward a peer; false when not connected */
+  sendRelayRequest(msg: RelayRequest): boolean
   /** close ends the session for good; the last map stays readable */
   close(): void
 }
@@ -160,6 +163,10 @@ export function createMapSession (init: MapSessionInit): MapSession {
           ev.emit('netmap', { netmap: position.netmap, full: false, session: position.session, seq: msg.seq } satisfies NetmapUpdate)
           return
         }
+        case 'relay-grant':
+        case 'relay-revoke':
+          ev.emit('relay', msg)
+          return
         case 'error': {
           const err = new WarrenError(msg.code, `controller: ${msg.message}`, { status: 502 })
           log?.warn({ code: msg.code, message: msg.message }, 'controller refused the map session')
@@ -219,6 +226,13 @@ export function createMapSession (init: MapSessionInit): MapSession {
     state: { get: () => state },
     position: { get: () => position },
     checkEndpoints: { value: checkEndpoints },
+    sendRelayRequest: {
+      value (msg: RelayRequest): boolean {
+        if (ws === undefined || state !== 'connected') return false
+        ws.send(JSON.stringify(msg))
+        return true
+      }
+    },
     close: {
       value () {
         if (closed) return

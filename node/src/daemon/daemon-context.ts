@@ -5,6 +5,7 @@ import type { MapSession } from '../control/map-session.js'
 import type { NodeKeys, SavedLogin, StateStore } from './state-store.js'
 import type { DaemonMetrics } from './metrics.js'
 import type { DataPlane } from './data-plane.js'
+import type { DaemonPaths } from './paths.js'
 
 /** MeshTransport is the part of a controller transport the daemon uses. */
 export type MeshTransport = Pick<ControllerTransport, 'request' | 'webSocket' | 'close'>
@@ -19,6 +20,8 @@ export interface DaemonContext {
   readonly store: StateStore
   readonly keys: NodeKeys
   readonly dataPlane: DataPlane
+  /** paths chooses each peer's path (direct or relayed) and moves its WireGuard endpoint */
+  readonly paths: DaemonPaths
   readonly interfaceName: string
   readonly makeTransport: (init: ControllerTransportInit) => MeshTransport
   login: SavedLogin | undefined

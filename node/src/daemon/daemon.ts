@@ -18,6 +18,10 @@ import { localStatus } from './local-status.js'
 import { joinController } from './join.js'
 import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
+import { createNatMonitor, type NatMonitorInit } from '../nat/nat-monitor.js'
+import { createDaemonPaths, type PathsInit } from './paths.js'
+import { createUdpRelayClient, mapSessionRelayControl } from '../nat/udp-relay-client.js'
+import { createDaemonTlsRelay } from '../nat/tls-relay-client.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -45,6 +49,10 @@ export interface DaemonInit {
   endpoints?: (listenPort: number) => string[]
   backoff?: BackoffInit
   keepaliveMs?: number
+  /** nat tunes the NAT monitor (netcheck interval, STUN timeouts); tests shorten them */
+  nat?: Pick<NatMonitorInit, 'intervalMs' | 'tickMs' | 'timeoutMs' | 'resolve'>
+  /** paths plugs in relay clients and path timings (and a shared port, for tests with a fake data plane) */
+  paths?: PathsInit
 }
 
 /**
@@ -81,8 +89,25 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     runner,
     logger: log.child({ part: 'dataplane' })
   })
+  const paths = createDaemonPaths({ dataPlane, privateKey: keys.wireguard.privateKey, runner, logger: log.child({ part: 'paths' }),
+    session: () => d.session,
+    // Our mapped address is known once netcheck has run (or when there is no STUN server to ask).
+    settled: () => nat.last() !== undefined || (d.netmap !== undefined && (d.netmap.nat?.stun ?? []).length === 0)
+  }, {
+    // The kernel relay's requests and grants travel on the map session.
+    udpRelay: ctx => {
+      const session = ctx.session()
+      return session === undefined ? undefined : createUdpRelayClient({ control: mapSessionRelayControl(session), sharedPort: ctx.port, wgPrivateKey: ctx.privateKey, log: ctx.logger })
+    },
+    // The TLS relay (for when UDP is blocked) is on the HTTPS port of the controller we joined.
+    tlsRelay: ctx => {
+      const login = d.login
+      return login === undefined ? undefined : createDaemonTlsRelay({ controller: { url: login.controller, ...(login.fingerprint !== undefined ? { fingerprint: login.fingerprint } : {}) }, machineKey: keys.machine, wgPort: ctx.port.wgPort, logger: ctx.logger })
+    },
+    ...init.paths
+  })
   const d: DaemonContext = {
-    log, metrics, store, keys, dataPlane,
+    log, metrics, store, keys, dataPlane, paths,
     interfaceName: init.interfaceName,
     makeTransport: init.transport ?? createControllerTransport,
     login: await store.readLogin(),
@@ -95,9 +120,26 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   }
   const ops = createSerialQueue()
   const applier = createMapApplier(d)
+  // The NAT monitor learns the WireGuard port's public mapping through the shared port;
+  // it is sent to the controller among the endpoints, and re-sent when it moves.
+  const nat = createNatMonitor({
+    ...init.nat,
+    port: () => dataPlane.sharedPort?.(),
+    ...(dataPlane.refreshSharedPort !== undefined ? { refreshPort: async () => await dataPlane.refreshSharedPort!() } : {}),
+    stunServers: () => d.netmap?.nat?.stun ?? [],
+    controllerUrl: () => d.login?.controller,
+    onChange: () => d.session?.checkEndpoints(),
+    logger: log.child({ part: 'nat' })
+  })
+  const localOnly = init.endpoints ?? ((port: number) => localEndpoints({ meshInterface: init.interfaceName, listenPort: port }))
   const mapInit: MapConnectionInit = {
     applier,
-    endpoints: init.endpoints ?? ((port: number) => localEndpoints({ meshInterface: init.interfaceName, listenPort: port })),
+    endpoints: (port: number) => {
+      const endpoints = [...new Set([...localOnly(port), ...nat.mappedEndpoints()])].slice(0, 32)
+      // Peers learn our candidates when they are reported: path probing times its punches by that.
+      paths.reported(endpoints)
+      return endpoints
+    },
     ...(init.backoff !== undefined ? { backoff: init.backoff } : {}),
     ...(init.keepaliveMs !== undefined ? { keepaliveMs: init.keepaliveMs } : {})
   }
@@ -121,7 +163,9 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   async function down (): Promise<LocalStatus> {
     stopSession()
     await applier.applying?.catch(() => {})
+    await paths.stop()
     await dataPlane.down()
+    nat.reset()
     if (d.login !== undefined) {
       d.login = { ...d.login, wantRunning: false }
       await store.writeLogin(d.login)
@@ -141,7 +185,8 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     down: async () => await ops.run(down),
     ip: (peer?: string, family?: 4 | 6) => localIp(d, peer, family),
     ping: async (peer: string) => await localPing(d, peer),
-    whois: (addr: string) => localWhois(d, addr)
+    whois: (addr: string) => localWhois(d, addr),
+    netcheck: async () => await nat.check()
   }
   let api: LocalApiServer
   try {
@@ -171,10 +216,12 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     ...(metricsUrl !== undefined ? { metricsUrl } : {}),
     ...daemonApi,
     async close () {
+      nat.close()
       stopSession()
       await applier.applying?.catch(() => {})
       await api.close()
       await new Promise<void>(resolve => metricsServer === undefined ? resolve() : metricsServer.close(() => resolve()))
+      await paths.stop()
       await dataPlane.release()
       log.info('warrend stopped; the mesh interface and firewall stay until \'warren down\'')
     }

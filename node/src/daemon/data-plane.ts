@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { Netmap } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
 import type { WireGuardMode, WireGuardPeerStatus } from '../wireguard/types.js'
+import type { SharedPort } from '../nat/types.js'
 
 /** DataPlaneContext is what a data plane needs to know about this daemon. */
 export interface DataPlaneContext {
@@ -25,6 +26,12 @@ export interface DataPlaneContext {
 export interface DataPlane {
   /** apply makes the system match the netmap; applying the same map again changes nothing */
   apply(netmap: Netmap): Promise<void>
+  /**
+   * setPeerEndpoints sets the WireGuard endpoint the path manager chose per peer (key ->
+   * host:port), now and for later applies; peers left out use the map's first endpoint.
+   * Only WireGuard peers change, and their sessions stay.
+   */
+  setPeerEndpoints(endpoints: ReadonlyMap<string, string>): Promise<void>
   /** peerStats reads live WireGuard counters (`wg show dump`); empty when there is no interface */
   peerStats(): Promise<WireGuardPeerStatus[]>
   /** listenPort is the WireGuard UDP port, for the endpoints the controller hands to peers */
@@ -35,4 +42,8 @@ export interface DataPlane {
   down(): Promise<void>
   /** release stops in-process parts (DNS sockets) and leaves kernel state as it is */
   release(): Promise<void>
+  /** sharedPort is the WireGuard port shared with the daemon (STUN, probes), once the mesh address exists */
+  sharedPort?(): SharedPort | undefined
+  /** refreshSharedPort puts the host's current addresses into the shared-port rules; true when they changed */
+  refreshSharedPort?(): Promise<boolean>
 }

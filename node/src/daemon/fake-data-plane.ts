@@ -1,6 +1,7 @@
 import type { Netmap } from '@warren/protocol'
 import type { WireGuardPeerStatus } from '../wireguard/types.js'
 import type { DataPlane } from './data-plane.js'
+import type { SharedPort } from '../nat/types.js'
 
 /** FakeDataPlane records what the daemon asked for, and stands in for the system in tests. */
 export interface FakeDataPlane extends DataPlane {
@@ -10,6 +11,8 @@ export interface FakeDataPlane extends DataPlane {
   readonly installed: boolean
   readonly downCalls: number
   readonly released: boolean
+  /** every endpoint choice the daemon passed on, in order */
+  readonly endpointSets: Array<Map<string, string>>
   /** stats lets a test set what `wg show dump` would report */
   stats: WireGuardPeerStatus[]
   /** failNextApply makes the next apply throw, as a failing `wg` or `nft` would */
@@ -20,12 +23,13 @@ export interface FakeDataPlane extends DataPlane {
  * createFakeDataPlane returns a fake whose kernel-side state (`installed`) can outlive a
  * daemon, as the real one does: pass the same fake to a restarted daemon.
  */
-export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number } = {}): FakeDataPlane {
+export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: number, sharedPort?: SharedPort } = {}): FakeDataPlane {
   let installed = false
   let downCalls = 0
   let released = false
   const fake: FakeDataPlane = {
     applied: [],
+    endpointSets: [],
     stats: [],
     get installed () { return installed },
     get downCalls () { return downCalls },
@@ -40,8 +44,11 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
       installed = true
       fake.applied.push(netmap)
     },
+    async setPeerEndpoints (endpoints) { fake.endpointSets.push(new Map(endpoints)) },
     async peerStats () { return installed ? fake.stats : [] },
     listenPort: () => opts.listenPort ?? 41641,
+    // the shared port exists while the interface would (it binds on the mesh address)
+    sharedPort: () => installed ? opts.sharedPort : undefined,
     async ping () { return opts.pingMs ?? 1.5 },
     async down () { installed = false; downCalls++ },
     async release () { released = true }

@@ -9,13 +9,15 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
   const byKey = new Map(stats.map(s => [s.publicKey, s]))
   const peers: LocalPeerStatus[] = (netmap?.peers ?? []).map(p => {
     const st = byKey.get(p.wgKey)
+    const path = d.paths.path(p.wgKey)
     return {
       id: p.id, name: p.name, fqdn: p.fqdn, ...(p.user !== undefined ? { user: p.user } : {}), tags: p.tags,
       ipv4: p.ipv4, ipv6: p.ipv6, wgKey: p.wgKey, online: p.online,
       ...(st?.endpoint !== undefined ? { endpoint: st.endpoint } : {}),
       ...(st?.latestHandshake !== undefined ? { lastHandshake: st.latestHandshake.toISOString() } : {}),
       rxBytes: st?.rxBytes ?? 0,
-      txBytes: st?.txBytes ?? 0
+      txBytes: st?.txBytes ?? 0,
+      ...(path !== undefined ? { path: { ...path } } : {})
     }
   }).sort((a, b) => a.name.localeCompare(b.name))
   const self = netmap?.self ?? login?.node

@@ -41,6 +41,7 @@ export function createMapApplier (d: DaemonContext): MapApplier {
         d.state = stateFor(u.netmap.self)
         updateHealthForSelf(health, u.netmap.self)
         await store.writeMap({ session: u.session, seq: u.seq, netmap: u.netmap })
+        await d.paths.update(u.netmap)
         log.info({ peers: u.netmap.peers.length, seq: u.seq, full: u.full }, 'network map applied')
       } catch (e) {
         end({ result: 'error' })

@@ -1,4 +1,5 @@
 import dgram from 'node:dgram'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WarrenError } from '@warren/protocol'
 import { createWireGuard, type WireGuard } from '../wireguard/index.js'
@@ -8,6 +9,9 @@ import { createEngine, type Firewall, type DnsConfigurator } from '../engine/ind
 import type { CommandRunner } from '../runner/index.js'
 import type { DataPlane, DataPlaneContext } from './data-plane.js'
 import { createMagicDns } from './magic-dns.js'
+import { openSystemSharedPort, type SystemSharedPort } from '../nat/shared-port.js'
+import type { EngineLocal, SharedPortRules } from '../engine/types.js'
+import type { Netmap } from '@warren/protocol'
 
 /** DataPlaneAdapters are the parts a data plane drives: real ones, or the adapters' fakes in tests. */
 export interface DataPlaneAdapters {
@@ -19,6 +23,8 @@ export interface DataPlaneAdapters {
   runner: CommandRunner
   /** freePort picks the WireGuard port (default: freeUdpPort) */
   freePort?: (want: number) => Promise<number>
+  /** sharedPort: false leaves the shared WireGuard port (control socket and its rules) out, for tests without a kernel */
+  sharedPort?: false
 }
 
 /**
@@ -31,6 +37,61 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   const { interfaceName } = ctx
   const engine = createEngine({ wireguard, router, firewall, dns })
   let listenPort: number | undefined
+  /** the shared port's socket, and the rules the firewall is given for it */
+  let shared: SystemSharedPort | undefined
+  let rules: SharedPortRules | undefined
+  /** the map last applied, so a path or rules change can re-apply it; none after down */
+  let lastNetmap: Netmap | undefined
+  /** the WireGuard endpoint per peer that path selection chose */
+  let chosen: ReadonlyMap<string, string> = new Map()
+  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen, ...(rules !== undefined ? { sharedPort: rules } : {}) })
+
+  /** the control port is kept across restarts, so a restarted daemon finds its rules as they were (no rebuild) */
+  const controlPortFile = join(ctx.stateDir, 'control-port')
+  const savedControlPort = async (): Promise<number | undefined> => {
+    const n = Number((await readFile(controlPortFile, 'utf8').catch(() => '')).trim())
+    return Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined
+  }
+
+  /**
+   * openShared binds the control socket on the mesh address once it is on the interface
+   * (again if the address or port moved) and gives the firewall its rules: with the next
+   * engine apply when `early` (a restart, the interface still up: the first apply then
+   * carries them and the table is not rebuilt), else at once. A failure leaves the mesh
+   * working without it (no STUN, no probes); only a late one is worth a warning.
+   */
+  async function openShared (netmap: Netmap, port: number, early: boolean): Promise<void> {
+    if (adapters.sharedPort === false) return
+    if (shared !== undefined && shared.meshAddress === netmap.self.ipv4 && shared.wgPort === port) return
+    const old = shared
+    shared = undefined
+    await old?.close()
+    const controlPort = old?.controlPort ?? await savedControlPort()
+    try {
+      shared = await openSystemSharedPort({
+        wgPort: port,
+        meshAddress: netmap.self.ipv4,
+        meshInterface: interfaceName,
+        ...(controlPort !== undefined ? { controlPort } : {}),
+        applyRules: async r => {
+          rules = r
+          if (!early && lastNetmap !== undefined) await engine.apply(lastNetmap, local(port))
+        }
+      })
+      await writeFile(controlPortFile, `${shared.controlPort}\n`).catch(() => undefined)
+      ctx.logger.info({ controlPort: shared.controlPort, wgPort: port }, 'shared WireGuard port open')
+    } catch (e) {
+      rules = undefined
+      if (!early) ctx.logger.warn({ err: (e as Error).message }, 'cannot share the WireGuard port: no STUN or path probes')
+    }
+  }
+
+  async function closeShared (): Promise<void> {
+    const s = shared
+    shared = undefined
+    rules = undefined
+    await s?.close()
+  }
 
   /** choosePort keeps the port of an interface that survived a restart, else the wanted one if free. */
   async function choosePort (): Promise<number> {
@@ -42,17 +103,31 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   return {
     async apply (netmap) {
       listenPort ??= await choosePort()
-      const r = await engine.apply(netmap, { privateKey: ctx.privateKey, interfaceName, listenPort })
+      lastNetmap = netmap
+      if (shared === undefined) await openShared(netmap, listenPort, true)
+      const r = await engine.apply(netmap, local(listenPort))
       ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
+      await openShared(netmap, listenPort, false)
     },
+    async setPeerEndpoints (endpoints) {
+      chosen = new Map(endpoints)
+      if (lastNetmap === undefined || listenPort === undefined) return
+      const changes = await engine.applyWireGuard(lastNetmap, local(listenPort))
+      if (changes.updated.length > 0) ctx.logger.info({ peers: changes.updated.length }, 'WireGuard endpoints moved to new paths')
+    },
+    sharedPort: () => shared,
+    refreshSharedPort: async () => await (shared?.refresh() ?? false),
     peerStats: async () => (await wireguard.status().catch(() => undefined))?.peers ?? [],
     listenPort: () => listenPort ?? ctx.listenPort,
     ping: async address => await pingOnce(runner, address),
     async down () {
+      await closeShared()
+      lastNetmap = undefined
       await engine.close()
       listenPort = undefined
     },
     release: async () => {
+      await closeShared()
       await firewall.release?.().catch(e => ctx.logger.warn({ err: (e as Error).message }, 'could not end the firewall\'s nft session'))
       await dns.release()
     }

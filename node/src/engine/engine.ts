@@ -25,9 +25,15 @@ export function isSelfActive (netmap: Netmap, now = new Date()): boolean {
   return netmap.self.status === 'active' && !isKeyExpired(netmap.self.keyExpiry, now.getTime())
 }
 
+function endpointFor (p: Peer, chosen: ReadonlyMap<string, string> | undefined): { endpoint?: string } {
+  const endpoint = chosen?.get(p.wgKey) ?? p.endpoints[0]
+  return endpoint !== undefined ? { endpoint } : {}
+}
+
 /**
  * desiredWireGuard is the WireGuard state for a netmap: each peer reaches exactly its
- * two mesh addresses, at its first known endpoint. Peers whose key expired, or that
+ * two mesh addresses, at the endpoint the path manager chose (`local.endpoints`), else
+ * at its first known endpoint. Peers whose key expired, or that
  * repeat our own key, are left out; a pending or expired self gets no peers at all.
  */
 export function desiredWireGuard (netmap: Netmap, local: EngineLocal, now = new Date()): WireGuardConfig {
@@ -42,7 +48,7 @@ export function desiredWireGuard (netmap: Netmap, local: EngineLocal, now = new 
     peers: peers.filter(p => !seen.has(p.wgKey) && seen.add(p.wgKey) !== undefined).map(p => ({
       publicKey: p.wgKey,
       allowedIps: [`${p.ipv4}/32`, `${p.ipv6}/128`],
-      ...(p.endpoints.length > 0 ? { endpoint: p.endpoints[0]! } : {}),
+      ...endpointFor(p, local.endpoints),
       persistentKeepalive: PERSISTENT_KEEPALIVE
     }))
   }
@@ -81,7 +87,7 @@ export function createEngine (components: EngineComponents): Engine {
     const routerConfig = desiredRouter(netmap, local.interfaceName)
     // The filter goes first: a revoked peer loses access before anything else moves,
     // and it judges by interface name, so it may exist before the interface does.
-    if (firewall !== undefined) await stage('firewall', async () => await firewall.set(active ? netmap.filter : [], { interfaceName: local.interfaceName }))
+    if (firewall !== undefined) await stage('firewall', async () => await firewall.set(active ? netmap.filter : [], { interfaceName: local.interfaceName, ...(local.sharedPort !== undefined ? { sharedPort: local.sharedPort } : {}) }))
     const wg = await stage('wireguard', async () => await wireguard.set(wgConfig))
     const routes = await stage('router', async () => await router.set(routerConfig))
     if (dns !== undefined) await stage('dns', async () => await dns.set(active ? netmap : { ...netmap, peers: [] }))
@@ -90,6 +96,7 @@ export function createEngine (components: EngineComponents): Engine {
 
   return {
     apply: async (netmap, local) => await queue.run(async () => await applyNow(netmap, local)),
+    applyWireGuard: async (netmap, local) => await queue.run(async () => await stage('wireguard', async () => await wireguard.set(desiredWireGuard(netmap, local, now())))),
     close: async () => await queue.run(async () => {
       // Everything is attempted; the first failure is reported after.
       const errors: unknown[] = []

@@ -2,9 +2,28 @@ import type { FilterRule, Netmap } from '@warren/protocol'
 import type { WireGuardChanges } from '../wireguard/types.js'
 import type { RouterChanges } from '../router/types.js'
 
-/** FirewallContext is what the engine knows besides the filter: the mesh interface to judge. */
+/**
+ * SharedPortRules let the daemon's control socket share WireGuard's UDP port (the firewall
+ * renders them, see firewall/shared-port-rules.ts): STUN answers and control packets that
+ * arrive on `wgPort` go to controlAddress:controlPort, and what that socket sends leaves
+ * from `wgPort` with the egress interface's address.
+ */
+export interface SharedPortRules {
+  wgPort: number
+  /** the mesh IPv4 address the control socket is bound to (not a host address: no listener outside the mesh) */
+  controlAddress: string
+  controlPort: number
+  /** egress maps each interface packets may leave by to the IPv4 source address they get */
+  egress: Record<string, string>
+}
+
+/**
+ * FirewallContext is what the engine knows besides the filter: the mesh interface to
+ * judge, and the shared-port rules when the daemon's control socket is open.
+ */
 export interface FirewallContext {
   interfaceName: string
+  sharedPort?: SharedPortRules
 }
 
 /**
@@ -30,6 +49,10 @@ export interface EngineLocal {
   privateKey: string
   interfaceName: string
   listenPort?: number
+  /** endpoints the path manager chose, per peer WireGuard key; they win over the map's first endpoint */
+  endpoints?: ReadonlyMap<string, string>
+  /** sharedPort goes to the firewall as it is (see SharedPortRules) */
+  sharedPort?: SharedPortRules
 }
 
 /** ApplyResult says what one apply did and how long it took (for metrics and logs). */
@@ -48,6 +71,11 @@ export interface ApplyResult {
  */
 export interface Engine {
   apply: (netmap: Netmap, local: EngineLocal) => Promise<ApplyResult>
+  /**
+   * applyWireGuard sets only the WireGuard peers (a path changed): no firewall, route or
+   * DNS work. A changed endpoint keeps the peer's WireGuard session.
+   */
+  applyWireGuard: (netmap: Netmap, local: EngineLocal) => Promise<WireGuardChanges>
   /** close removes what the adapters put on the system: `warren down` */
   close: () => Promise<void>
 }

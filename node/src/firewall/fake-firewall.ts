@@ -7,10 +7,11 @@
 import { WarrenError, type FilterRule } from '@warren/protocol'
 import { diffSets, emptySets, SET_NAMES, type SetName } from './set-elements.js'
 import { checkRulesetOptions, renderElementScript, renderTableScript, RULESET_MARKER } from './nft-render.js'
+import { changedEgress, parseSharedPortComment, renderEgressScript, sameSharedLayout, SHARED_PORT_MARKER } from './shared-port-rules.js'
 import type { ApplyReport } from './nftables.js'
 import { createRulesetCompiler } from './ruleset-compiler.js'
 import { dumpRuleset, parseElement, traceRuleset, type RulesetState, type TracePacket, type Verdict } from './tracer.js'
-import type { CommandResult, CommandRunner, Firewall, FirewallContext } from './types.js'
+import type { CommandResult, CommandRunner, Firewall, FirewallContext, SharedPortRules } from './types.js'
 
 // ---------- FakeFirewall ----------
 
@@ -18,6 +19,8 @@ export interface FakeFirewall extends Firewall {
   /** dump is the applied ruleset as sorted text ('' when none) */
   dump: () => string
   trace: (p: TracePacket) => Verdict
+  /** sharedPort is the shared-port rules applied, undefined when none */
+  sharedPort: () => SharedPortRules | undefined
   /** changes counts element adds/deletes and rebuilds, to show that a repeated set does nothing */
   changes: () => number
   /** lastApply reports the last `set` as NftablesFirewall does: nothing, an element update, or a rebuild */
@@ -46,18 +49,21 @@ export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall
   return {
     async up () { up = true },
     async set (filter: FilterRule[], ctx: FirewallContext) {
-      const o = { table, interfaceName: ctx.interfaceName }
+      const shared = ctx.sharedPort !== undefined ? { sharedPort: ctx.sharedPort } : {}
+      const o = { table, interfaceName: ctx.interfaceName, ...shared }
       checkRulesetOptions(o)
-      const next = { interfaceName: ctx.interfaceName, sets: compiler.compileFilter(filter) }
-      if (state === undefined || state.interfaceName !== next.interfaceName) {
+      const next: RulesetState = { interfaceName: ctx.interfaceName, sets: compiler.compileFilter(filter), ...shared }
+      const egress = (r: RulesetState): Record<string, string> => r.sharedPort?.egress ?? {}
+      if (state === undefined || state.interfaceName !== next.interfaceName || !sameSharedLayout(state.sharedPort, next.sharedPort)) {
         commit('the rebuild')
         changes++
-        report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, set) => n + next.sets[set].length, 0), scriptBytes: Buffer.byteLength(renderTableScript(next.sets, o)) }
+        report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, set) => n + next.sets[set].length, Object.keys(egress(next)).length), scriptBytes: Buffer.byteLength(renderTableScript(next.sets, o)) }
       } else {
         const diff = diffSets(state.sets, next.sets)
-        if (diff.size > 0) commit(`an update of ${diff.size} elements`)
-        changes += diff.size
-        report = { kind: diff.size === 0 ? 'none' : 'elements', elements: diff.size, scriptBytes: Buffer.byteLength(renderElementScript(diff, table)) }
+        const size = diff.size + changedEgress(egress(state), egress(next)).length
+        if (size > 0) commit(`an update of ${size} elements`)
+        changes += size
+        report = { kind: size === 0 ? 'none' : 'elements', elements: size, scriptBytes: Buffer.byteLength(renderElementScript(diff, table) + renderEgressScript(egress(state), egress(next), table)) }
       }
       state = next
     },
@@ -68,6 +74,7 @@ export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall
     },
     dump: () => dumpRuleset(state),
     trace: p => traceRuleset(state, p),
+    sharedPort: () => state?.sharedPort,
     changes: () => changes,
     lastApply: () => report,
     refuseNext: said => { refusal = said },
@@ -117,10 +124,18 @@ export function createFakeNft (): FakeNft {
         const state: RulesetState = { interfaceName: '', sets: emptySets() }
         let set: SetName | undefined
         let inElements = false
+        let inEgress = false
+        let shared: ReturnType<typeof parseSharedPortComment>
+        const egress: Record<string, string> = {}
         for (i++; i < lines.length && lines[i] !== '}'; i++) {
           const l = lines[i]!.trim()
           const s = /^set (\w+) \{$/.exec(l)
           if (s !== null) set = s[1] as SetName
+          if (/^(set|map|chain) /.test(l)) inEgress = l === 'map egress4 {'
+          const els = /^elements = \{ (.*) \}$/.exec(l)
+          if (inEgress && els !== null) for (const pair of els[1]!.split(', ')) Object.assign(egress, egressPair(pair))
+          const comment = new RegExp(`comment "(${SHARED_PORT_MARKER}[^"]*)"$`).exec(l)
+          if (comment !== null) shared = parseSharedPortComment(comment[1]!)
           const iif = /^iifname "([^"]+)" jump mesh comment "(.*)"$/.exec(l)
           if (iif !== null && iif[2] === RULESET_MARKER) state.interfaceName = iif[1]!
           if (l === '}') inElements = false
@@ -128,7 +143,24 @@ export function createFakeNft (): FakeNft {
           if (l === 'elements = {') inElements = true
         }
         if (state.interfaceName === '') throw new NftError('fake nft: table without the mesh rule')
+        if (shared !== undefined) state.sharedPort = { ...shared, egress }
         into.set(m[1]!, state)
+      } else if ((m = /^(add|delete) element inet (\w+) egress4 \{ (.*) \}$/.exec(line)) !== null) {
+        const sp = into.get(m[2]!)?.sharedPort
+        if (sp === undefined) throw new NftError(`Error: No such file or directory\n${line}`)
+        const egress = { ...sp.egress }
+        for (const raw of m[3]!.split(', ')) {
+          const pair = egressPair(raw)
+          const name = Object.keys(pair)[0] ?? raw.replace(/"/g, '')
+          if (m[1] === 'add') {
+            if (egress[name] !== undefined) throw new NftError(`Error: Could not process rule: File exists\n${line}`)
+            Object.assign(egress, pair)
+          } else {
+            if (egress[name] === undefined) throw new NftError(`Error: Could not process rule: No such file or directory\n${line}`)
+            delete egress[name]
+          }
+        }
+        into.get(m[2]!)!.sharedPort = { ...sp, egress }
       } else if ((m = /^(add|delete) element inet (\w+) (\w+) \{ (.*) \}$/.exec(line)) !== null) {
         const state = into.get(m[2]!)
         const set = m[3] as SetName
@@ -148,6 +180,12 @@ export function createFakeNft (): FakeNft {
     }
   }
 
+  /** egressPair reads `"eth0" : 10.0.0.1` ({} for a bare `"eth0"`, as a delete names it) */
+  function egressPair (raw: string): Record<string, string> {
+    const m = /^"([^"]+)" : ([\d.]+)$/.exec(raw.trim())
+    return m === null ? {} : { [m[1]!]: m[2]! }
+  }
+
   function elementText (set: SetName, raw: string): string {
     try {
       parseElement(set, raw)
@@ -164,6 +202,11 @@ export function createFakeNft (): FakeNft {
       items.push({ set: { family: 'inet', table: name, name: set, ...(elem.length > 0 ? { elem } : {}) } })
     }
     items.push({ rule: { family: 'inet', table: name, chain: 'input', comment: RULESET_MARKER, expr: [{ match: { op: '==', left: { meta: { key: 'iifname' } }, right: state.interfaceName } }, { jump: { target: 'mesh' } }] } })
+    const sp = state.sharedPort
+    if (sp !== undefined) {
+      items.push({ map: { family: 'inet', table: name, name: 'egress4', type: 'ifname', map: 'ipv4_addr', elem: Object.entries(sp.egress) } })
+      items.push({ rule: { family: 'inet', table: name, chain: 'sharedin', comment: `${SHARED_PORT_MARKER} ${sp.wgPort} ${sp.controlAddress}:${sp.controlPort}`, expr: [] } })
+    }
     return JSON.stringify({ nftables: items })
   }
 
@@ -175,7 +218,7 @@ export function createFakeNft (): FakeNft {
   }
 
   function copy (m: Map<string, RulesetState>): Map<string, RulesetState> {
-    return new Map([...m].map(([k, v]) => [k, { interfaceName: v.interfaceName, sets: { ...v.sets } }]))
+    return new Map([...m].map(([k, v]) => [k, { ...v, sets: { ...v.sets } }]))
   }
 
   return {

@@ -5,9 +5,11 @@
 import { formatAddrRange, parseSource, type AddrRange } from './addresses.js'
 import { RULESET_MARKER } from './nft-render.js'
 import { emptySets, SET_NAMES, setIsV6, type SetElements, type SetName } from './set-elements.js'
+import { parseSharedPortComment } from './shared-port-rules.js'
+import type { SharedPortRules } from './types.js'
 
-/** KernelTable is what a read-back of our table says: the judged interface and the elements. */
-export interface KernelTable { interfaceName?: string, marked: boolean, sets: SetElements }
+/** KernelTable is what a read-back of our table says: the judged interface, the elements, the shared-port rules. */
+export interface KernelTable { interfaceName?: string, marked: boolean, sets: SetElements, sharedPort?: SharedPortRules }
 
 type JsonValue = string | number | { prefix?: { addr: string, len: number }, range?: [JsonValue, JsonValue] }
 
@@ -38,7 +40,19 @@ function jsonPort (v: JsonValue): string {
 export function parseKernelTable (json: string): KernelTable {
   const doc = JSON.parse(json) as { nftables?: Array<Record<string, any>> }
   const out: KernelTable = { marked: false, sets: emptySets() }
+  let egress: Record<string, string> | undefined
+  let shared: Omit<SharedPortRules, 'egress'> | undefined
   for (const item of doc.nftables ?? []) {
+    if (item.map !== undefined && item.map.name === 'egress4') {
+      egress = {}
+      for (const pair of item.map.elem ?? []) {
+        if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') throw new Error(`unexpected element in map egress4: ${JSON.stringify(pair)}`)
+        egress[pair[0]] = pair[1]
+      }
+    }
+    if (item.rule !== undefined && item.rule.chain === 'sharedin' && typeof item.rule.comment === 'string') {
+      shared = parseSharedPortComment(item.rule.comment) ?? shared
+    }
     if (item.set !== undefined && (SET_NAMES as readonly string[]).includes(item.set.name)) {
       const name = item.set.name as SetName
       const v6 = setIsV6(name)
@@ -61,5 +75,6 @@ export function parseKernelTable (json: string): KernelTable {
       }
     }
   }
+  if (shared !== undefined && egress !== undefined) out.sharedPort = { ...shared, egress }
   return out
 }

@@ -4,6 +4,8 @@
  */
 import { WarrenError } from '@warren/protocol'
 import { flowChains, flowSets } from './flow-chains.js'
+import { checkSharedPortRules, renderSharedPort } from './shared-port-rules.js'
+import type { SharedPortRules } from './types.js'
 import { SET_NAMES, setHasPorts, setIsInterval, setIsV6, type SetDiff, type SetElements, type SetName } from './set-elements.js'
 
 /** RULESET_MARKER tags the rule that hooks the mesh interface, so a read-back can recognise our layout. */
@@ -15,6 +17,8 @@ export interface RulesetOptions {
   table: string
   /** the mesh (WireGuard) interface whose inbound traffic is judged */
   interfaceName: string
+  /** the rules that let the daemon's control socket share the WireGuard port, when it is open */
+  sharedPort?: SharedPortRules
 }
 
 function setType (set: SetName): string {
@@ -29,6 +33,7 @@ export function checkRulesetOptions (o: RulesetOptions): void {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.interfaceName)) {
     throw new WarrenError('bad_firewall_config', `interface name "${o.interfaceName}" is not valid; use 1-15 letters, digits, '_', '.' or '-' (for example warren0)`, { field: 'interfaceName' })
   }
+  if (o.sharedPort !== undefined) checkSharedPortRules(o.sharedPort)
 }
 
 /**
@@ -55,7 +60,8 @@ export function renderTableBody (sets: SetElements, o: RulesetOptions): string {
     '  chain meshout {',
     '    meta nfproto vmap { ipv4 : goto out4, ipv6 : goto out6 }',
     '  }',
-    ...flowChains('4'), ...flowChains('6'))
+    ...flowChains('4'), ...flowChains('6'),
+    ...(o.sharedPort !== undefined ? renderSharedPort(o.sharedPort) : []))
   const judge = `    iifname "${o.interfaceName}" jump mesh comment "${RULESET_MARKER}"`
   const record = `    oifname "${o.interfaceName}" jump meshout`
   for (const [hook, rules] of [['input', [judge]], ['forward', [judge, record]], ['output', [record]]] as const) {

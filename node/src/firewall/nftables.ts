@@ -44,7 +44,8 @@ import { parseKernelTable, type KernelTable } from './kernel-table.js'
 import { checkRulesetOptions, renderDeleteScript, renderElementScript, renderTableScript, type RulesetOptions } from './nft-render.js'
 import { createRulesetCompiler } from './ruleset-compiler.js'
 import { diffSets, SET_NAMES, type SetElements } from './set-elements.js'
-import type { CommandRunner, Firewall, FirewallContext } from './types.js'
+import type { CommandRunner, Firewall, FirewallContext, SharedPortRules } from './types.js'
+import { changedEgress, renderEgressScript, sameSharedLayout } from './shared-port-rules.js'
 import { condenseNftError, createNftSession, NftRefusedError, type NftSession } from './nft-session.js'
 
 /** element updates up to this size go to the nft session; larger ones to `nft -f -` */
@@ -87,10 +88,19 @@ export interface NftablesFirewall extends Firewall {
  * Applied is a ruleset the kernel holds: its elements, and the compile they came from when
  * we made them (then the next compile reuses it and the diff costs what changed).
  */
-interface Applied { interfaceName: string, sets: () => SetElements, compiled?: CompiledFilter }
+interface Applied { interfaceName: string, sets: () => SetElements, compiled?: CompiledFilter, sharedPort?: SharedPortRules }
 
 function sameSets (a: SetElements, b: SetElements): boolean {
   return diffSets(a, b).size === 0
+}
+
+/** egressOf is the egress map of shared-port rules, empty when there are none. */
+const egressOf = (r: SharedPortRules | undefined): Record<string, string> => r?.egress ?? {}
+
+/** holds says whether a read-back table holds what `a` describes: interface, elements and shared-port rules. */
+function holds (k: Applied | undefined, a: Applied): boolean {
+  return k !== undefined && k.interfaceName === a.interfaceName && sameSets(k.sets(), a.sets()) &&
+    sameSharedLayout(k.sharedPort, a.sharedPort) && changedEgress(egressOf(k.sharedPort), egressOf(a.sharedPort)).length === 0
 }
 
 function firstLines (text: string): string {
@@ -111,7 +121,7 @@ async function readKernel (runner: CommandRunner, table: string): Promise<Kernel
 function adopt (k: KernelTable | undefined): Applied | undefined {
   if (k === undefined || !k.marked || k.interfaceName === undefined) return undefined
   const sets = k.sets
-  return { interfaceName: k.interfaceName, sets: () => sets }
+  return { interfaceName: k.interfaceName, sets: () => sets, ...(k.sharedPort !== undefined ? { sharedPort: k.sharedPort } : {}) }
 }
 
 /** Unconfirmed marks an element update whose outcome the session could not tell. */
@@ -194,34 +204,40 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
 
   async function rebuild (next: Applied): Promise<void> {
     const sets = next.sets()
-    const script = renderTableScript(sets, { table, interfaceName: next.interfaceName })
+    const shared = next.sharedPort !== undefined ? { sharedPort: next.sharedPort } : {}
+    const script = renderTableScript(sets, { table, interfaceName: next.interfaceName, ...shared })
     await transact(script, 'the rebuild', true)
     applied = next
-    report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, s) => n + sets[s].length, 0), scriptBytes: Buffer.byteLength(script) }
+    const egress = Object.keys(egressOf(next.sharedPort)).length
+    report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, s) => n + sets[s].length, egress), scriptBytes: Buffer.byteLength(script) }
   }
 
   async function set (filter: FilterRule[], ctx: FirewallContext): Promise<void> {
-    const opts: RulesetOptions = { table, interfaceName: ctx.interfaceName }
+    const shared = ctx.sharedPort !== undefined ? { sharedPort: ctx.sharedPort } : {}
+    const opts: RulesetOptions = { table, interfaceName: ctx.interfaceName, ...shared }
     checkRulesetOptions(opts)
     const compiled = compiler.compileIncremental(filter, applied?.compiled)
-    const next: Applied = { interfaceName: ctx.interfaceName, sets: compiled.sets, compiled }
+    const next: Applied = { interfaceName: ctx.interfaceName, sets: compiled.sets, compiled, ...shared }
     if (applied === undefined) applied = adopt(await readKernel(runner, table))
-    if (applied === undefined || applied.interfaceName !== next.interfaceName) return await rebuild(next)
+    if (applied === undefined || applied.interfaceName !== next.interfaceName || !sameSharedLayout(applied.sharedPort, next.sharedPort)) return await rebuild(next)
     const diff = applied.compiled !== undefined ? diffCompiled(applied.compiled, compiled) : diffSets(applied.sets(), compiled.sets())
-    if (diff.size === 0) {
+    // only the egress map of the shared-port rules changes by elements; the rest rebuilt above
+    const egressScript = renderEgressScript(egressOf(applied.sharedPort), egressOf(next.sharedPort), table)
+    const egressChanges = changedEgress(egressOf(applied.sharedPort), egressOf(next.sharedPort)).length
+    if (diff.size === 0 && egressScript === '') {
       report = { kind: 'none', elements: 0, scriptBytes: 0 }
       return
     }
-    const script = renderElementScript(diff, table)
+    const script = renderElementScript(diff, table) + egressScript
     const before = applied
     try {
-      await transactElements(script, `an update of ${diff.size} elements`)
+      await transactElements(script, `an update of ${diff.size + egressChanges} elements`)
     } catch (err) {
       // The kernel may no longer hold what we applied (table deleted or edited): then
       // rebuild it whole. If it does, the refusal is real: report it, rules unchanged.
       // After an unconfirmed update the same read-back tells whether it applied.
       const kernel = adopt(await readKernel(runner, table))
-      if (kernel !== undefined && kernel.interfaceName === before.interfaceName && sameSets(kernel.sets(), before.sets())) {
+      if (holds(kernel, before)) {
         applied = before
         if (err instanceof Unconfirmed) {
           throw new WarrenError('firewall_apply_failed', `${err.message}; the table read back as before, so the previous rules stay in force`, { status: 500, cause: err.cause })
@@ -231,7 +247,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
       return await rebuild(next)
     }
     applied = next
-    report = { kind: 'elements', elements: diff.size, scriptBytes: Buffer.byteLength(script) }
+    report = { kind: 'elements', elements: diff.size + egressChanges, scriptBytes: Buffer.byteLength(script) }
   }
 
   return {
@@ -253,7 +269,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     sync: () => serial(async () => {
       if (applied === undefined) return 'nothing-applied'
       const kernel = adopt(await readKernel(runner, table))
-      if (kernel !== undefined && kernel.interfaceName === applied.interfaceName && sameSets(kernel.sets(), applied.sets())) return 'unchanged'
+      if (holds(kernel, applied)) return 'unchanged'
       await rebuild(applied)
       return 'rebuilt'
     }),

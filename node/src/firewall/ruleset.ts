@@ -9,7 +9,9 @@
  * - nft-render.ts, flow-chains.ts: the table, an element diff or the removal as nft text;
  * - kernel-table.ts: the elements read back from `nft -j list table`;
  * - tracer.ts: a packet run through the generated ruleset, which tests hold to protocol's
- *   reference `filterAllows`.
+ *   reference `filterAllows`;
+ * - shared-port-rules.ts: the two stateless rules (and their egress map) that let the
+ *   daemon's control socket share the WireGuard port, with their own tracer.
  *
  * The table judges only packets that arrive on the mesh interface; packets that leave by it
  * only record the flows this node opens, so that their replies pass (flowChains). Allowed
@@ -45,3 +47,4 @@ export * from './flow-chains.js'
 export * from './nft-render.js'
 export * from './kernel-table.js'
 export * from './tracer.js'
+export * from './shared-port-rules.js'

@@ -5,6 +5,8 @@
  */
 import { packetSource, parseAddrText } from './addresses.js'
 import { SET_NAMES, setHasPorts, setIsV6, type SetElements, type SetName } from './set-elements.js'
+import { egressElements } from './shared-port-rules.js'
+import type { SharedPortRules } from './types.js'
 
 /** ParsedElement is one set element as ranges: what a lookup compares a packet against. */
 export interface ParsedElement { v6: boolean, lo: bigint, hi: bigint, proto: number, ports?: [number, number] }
@@ -53,8 +55,8 @@ export interface TracePacket {
 
 export type Verdict = 'accept' | 'drop' | 'untouched'
 
-/** RulesetState is an in-memory Warren table: the judged interface and the set elements. */
-export interface RulesetState { interfaceName: string, sets: SetElements }
+/** RulesetState is an in-memory Warren table: the judged interface, the set elements and the shared-port rules. */
+export interface RulesetState { interfaceName: string, sets: SetElements, sharedPort?: SharedPortRules }
 
 /** ICMP_ERRORS are the ICMP (v4) and ICMPv6 error types that pass for the node's own flows. */
 const ICMP_ERRORS: Record<number, readonly number[]> = { 1: [3, 11, 12], 58: [1, 2, 3, 4] }
@@ -95,5 +97,10 @@ export function dumpRuleset (state: RulesetState | undefined): string {
   if (state === undefined) return ''
   const lines = [`iifname ${state.interfaceName}`]
   for (const set of SET_NAMES) for (const e of state.sets[set]) lines.push(`${set} ${e}`)
+  const sp = state.sharedPort
+  if (sp !== undefined) {
+    lines.push(`shared wg ${sp.wgPort} control ${sp.controlAddress}:${sp.controlPort}`)
+    for (const e of egressElements(sp.egress)) lines.push(`egress4 ${e}`)
+  }
   return lines.sort().join('\n')
 }

@@ -5,7 +5,7 @@ import { dirname } from 'node:path'
 import type { Logger } from 'pino'
 import {
   WarrenError, isWarrenError, validate, LocalStatus, LocalUpRequest, LocalIpResponse, LocalPingRequest, LocalPingResponse,
-  LocalWhoisResponse, type TSchema, type ErrorBody
+  LocalWhoisResponse, LocalNetcheck, type TSchema, type ErrorBody
 } from '@warren/protocol'
 
 /** LocalBackend is what the LocalAPI serves: the daemon's operations. */
@@ -16,6 +16,8 @@ export interface LocalBackend {
   ip(peer?: string, family?: 4 | 6): LocalIpResponse
   ping(peer: string): Promise<LocalPingResponse>
   whois(ip: string): LocalWhoisResponse
+  /** netcheck asks the map's STUN servers, through the WireGuard port, how the node is seen */
+  netcheck(): Promise<LocalNetcheck>
 }
 
 /**
@@ -63,7 +65,8 @@ export async function startLocalApi (init: LocalApiInit): Promise<LocalApiServer
     '/v1/down': { method: 'POST', reply: LocalStatus, handle: async () => await d.down() },
     '/v1/ip': { method: 'GET', reply: LocalIpResponse, handle: q => d.ip(q.get('peer') ?? undefined, parseFamily(q.get('family'))) },
     '/v1/ping': { method: 'POST', body: LocalPingRequest, reply: LocalPingResponse, handle: async (_q, b) => await d.ping((b as LocalPingRequest).peer) },
-    '/v1/whois': { method: 'GET', reply: LocalWhoisResponse, handle: q => d.whois(required(q, 'ip')) }
+    '/v1/whois': { method: 'GET', reply: LocalWhoisResponse, handle: q => d.whois(required(q, 'ip')) },
+    '/v1/netcheck': { method: 'GET', reply: LocalNetcheck, handle: async () => await d.netcheck() }
   }
 
   const server = http.createServer((req, res) => {

@@ -5,9 +5,10 @@ import {
   relaySigningPayload, signMessage, readRelayIndex, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson,
   fromBase64, toBase64, WarrenError, type MachineKeyPair
 } from '@warren/protocol'
-import { createRelayLink, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
+import { createRelayLink, createControllerTransport, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
 import { createBackoff, type BackoffInit } from '../control/backoff.js'
 import type { TlsRelayClient } from './types.js'
+import type { RelayIdentity } from './path-manager.js'
 
 /** TlsRelayCarrier picks how the connection is carried: the framed stream, a WebSocket, or the stream first then WebSocket. */
 export type TlsRelayCarrier = 'auto' | 'stream' | 'websocket'
@@ -284,6 +285,35 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       link?.close()
       await Promise.allSettled([...opening.values()])
       for (const key of [...peers.keys()]) this.release(key)
+    }
+  }
+}
+
+/** EMBEDDED_RELAY_ID is the relay id of the controller's own relays, as maps list them. */
+export const EMBEDDED_RELAY_ID = 'controller'
+
+/** DaemonTlsRelayInit is what the daemon knows when its path selection starts. */
+export interface DaemonTlsRelayInit {
+  /** the controller the node joined (its URL and certificate pin): the embedded TLS relay is on its HTTPS port */
+  controller: { url: string, fingerprint?: string }
+  machineKey: MachineKeyPair
+  wgPort: number
+  logger?: TlsRelayClientLogger
+}
+
+/**
+ * createDaemonTlsRelay is the daemon's TLS relay client: to the relay embedded in the
+ * controller the node joined, over a transport pinned like the map session's.
+ */
+export function createDaemonTlsRelay (init: DaemonTlsRelayInit): TlsRelayClient & RelayIdentity & { stats: () => TlsRelayClientStats } {
+  const transport = createControllerTransport({ url: init.controller.url, ...(init.controller.fingerprint !== undefined ? { fingerprint: init.controller.fingerprint } : {}) })
+  const client = createTlsRelayClient({ transport, machineKey: init.machineKey, wgPort: init.wgPort, ...(init.logger !== undefined ? { logger: init.logger } : {}) })
+  return {
+    ...client,
+    relayId: () => EMBEDDED_RELAY_ID,
+    async close () {
+      await client.close()
+      transport.close()
     }
   }
 }

@@ -11,6 +11,8 @@ export interface FakeWireGuard extends WireGuard {
   readonly history: WireGuardChanges[]
   /** device returns the current state, without the private key */
   device: () => WireGuardStatus | undefined
+  /** roam moves a peer's endpoint as WireGuard does when the peer's packets come from elsewhere */
+  roam: (publicKey: string, endpoint: string) => void
 }
 
 /** createFakeWireGuard returns a FakeWireGuard that plans changes exactly like the real adapter. */
@@ -26,6 +28,11 @@ export function createFakeWireGuard (opts: { interfaceName: string, backend?: Wi
     get isUp () { return dev !== undefined },
     history,
     device: () => dev === undefined ? undefined : structuredClone(withoutPrivateKey(dev)),
+    roam (publicKey, endpoint) {
+      const p = dev?.peers.find(x => x.publicKey === publicKey)
+      if (p === undefined) throw new Error(`fake WireGuard: no peer ${publicKey} to roam`)
+      p.endpoint = endpoint
+    },
     async up () {
       dev ??= { interfaceName, listenPort: 0, peers: [] }
       return opts.backend ?? 'userspace'

@@ -1,0 +1,162 @@
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, WebSocket } from 'ws'
+import {
+  RELAY_LINK_PATH, RelayLinkHello, RelayLinkReply, validate, checkProtocolVersion, isWarrenError, parseHostPort, formatHostPort,
+  type RelayLinkCommand
+} from '@warren/protocol'
+import type { RelayBackend, RelayBroker } from './relay-broker.js'
+import { writeRawError } from '../raw-http.js'
+
+/** RelayLinkLogger is the slice of a pino logger the link server writes to. */
+export interface RelayLinkLogger {
+  info: (obj: object, msg?: string) => void
+  warn: (obj: object, msg?: string) => void
+}
+
+export interface RelayLinkServerOptions {
+  /** authenticate checks the upgrade's `Authorization: Bearer <API key>`; throws when it is not an admin's key */
+  authenticate: (bearer: string) => void
+  broker: () => RelayBroker | undefined
+  /** how long a command may wait for the relay's reply (default 10 s) */
+  replyTimeoutMs?: number
+  log?: RelayLinkLogger
+}
+
+/** RelayLinkServer takes standalone relays' control connections at RELAY_LINK_PATH. */
+export interface RelayLinkServer {
+  /** handleUpgrade serves an upgrade for RELAY_LINK_PATH; false for other paths */
+  handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean
+  close: () => Promise<void>
+}
+
+/**
+ * remoteBackend drives a standalone relay over its link: numbered commands, each answered
+ * by a reply, so the broker uses it like the embedded relay. Commands fail at once when
+ * the link is gone.
+ */
+function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number): RelayBackend & { onReply: (r: RelayLinkReply) => void, failAll: () => void } {
+  let next = 0
+  const waiting = new Map<number, { resolve: (r: RelayLinkReply) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }>()
+  const live = new Set<string>()
+  const { host } = parseHostPort(hello.udp, 'relay hello udp')
+  async function call (cmd: RelayLinkCommand & { req: number }): Promise<RelayLinkReply> {
+    if (ws.readyState !== WebSocket.OPEN) throw new Error(`relay '${hello.id}' is not connected`)
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiting.delete(cmd.req)
+        reject(new Error(`relay '${hello.id}' did not answer within ${timeoutMs} ms`))
+      }, timeoutMs)
+      waiting.set(cmd.req, { resolve, reject, timer })
+      ws.send(JSON.stringify(cmd))
+    })
+  }
+  return {
+    info: { id: hello.id, udp: hello.udp, key: hello.key },
+    async allocate (req) {
+      const r = await call({ type: 'relay-allocate', req: next++, nodeKeys: [...req.nodeKeys], expiresAt: req.expiresAt })
+      if (!r.ok || r.allocation === undefined) throw new Error(r.message ?? `relay '${hello.id}' refused the allocation`)
+      live.add(r.allocation.id)
+      return { id: r.allocation.id, sides: r.allocation.ports.map(port => ({ port })) }
+    },
+    renew (id, expiresAt) {
+      if (!live.has(id) || ws.readyState !== WebSocket.OPEN) return false
+      ws.send(JSON.stringify({ type: 'relay-renew', allocation: id, expiresAt } satisfies RelayLinkCommand))
+      return true
+    },
+    async release (id) {
+      if (!live.delete(id)) return
+      await call({ type: 'relay-release', req: next++, allocation: id }).catch(() => {})
+    },
+    endpointOf: port => formatHostPort(host, port),
+    onReply (r) {
+      const w = waiting.get(r.req)
+      if (w === undefined) return
+      waiting.delete(r.req)
+      clearTimeout(w.timer)
+      w.resolve(r)
+    },
+    failAll () {
+      for (const w of waiting.values()) {
+        clearTimeout(w.timer)
+        w.reject(new Error(`relay '${hello.id}' disconnected`))
+      }
+      waiting.clear()
+      live.clear()
+    }
+  }
+}
+
+/**
+ * createRelayLinkServer accepts a standalone relay: an upgrade with an admin API key, then
+ * its hello; the relay joins the broker (and every map's NAT config) while connected. When
+ * the link drops, the broker revokes every pair on it, and the relay (on its side)
+ * releases all its allocations, so it never forwards what the controller cannot revoke.
+ */
+export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkServer {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false })
+  const log = opts.log
+  const timeoutMs = opts.replyTimeoutMs ?? 10_000
+
+  function accept (ws: WebSocket): void {
+    let backend: ReturnType<typeof remoteBackend> | undefined
+    const helloTimer = setTimeout(() => ws.close(4408, 'hello_timeout'), 10_000)
+    const refuse = (code: string, message: string): void => {
+      ws.send(JSON.stringify({ type: 'error', code, message } satisfies RelayLinkCommand))
+      ws.close(4400, code)
+    }
+    ws.on('error', () => {})
+    ws.on('message', (data, isBinary) => {
+      let raw: { type?: unknown, version?: unknown }
+      try {
+        if (isBinary) throw new Error('relay link messages are JSON text')
+        raw = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : String(data))
+        if (backend === undefined) {
+          if (typeof raw.version === 'number') checkProtocolVersion(raw.version, 'this relay')
+          const hello = validate(RelayLinkHello, raw, 'relay hello')
+          clearTimeout(helloTimer)
+          const broker = opts.broker()
+          if (broker === undefined) return refuse('no_map', 'this controller runs no map service, so it has no use for a relay')
+          backend = remoteBackend(ws, hello, timeoutMs)
+          broker.addBackend(backend)
+          log?.info({ relay: hello.id, udp: hello.udp }, 'standalone relay connected')
+          ws.send(JSON.stringify({ type: 'relay-welcome' } satisfies RelayLinkCommand))
+          return
+        }
+        backend.onReply(validate(RelayLinkReply, raw, 'relay reply'))
+      } catch (err) {
+        refuse(isWarrenError(err) ? err.code : 'invalid_input', (err as Error).message)
+      }
+    })
+    ws.on('close', () => {
+      clearTimeout(helloTimer)
+      if (backend === undefined) return
+      backend.failAll()
+      opts.broker()?.removeBackend(backend)
+      log?.warn({ relay: backend.info.id }, 'standalone relay disconnected; its pairs are revoked')
+    })
+  }
+
+  return {
+    handleUpgrade (req, socket, head) {
+      if ((req.url ?? '').split('?')[0] !== RELAY_LINK_PATH) return false
+      const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')
+      if (m === null) {
+        writeRawError(socket, 401, 'unauthenticated', 'a relay link needs an admin API key: "Authorization: Bearer wrnapi-..."')
+        return true
+      }
+      try {
+        opts.authenticate(m[1]!)
+      } catch (err) {
+        writeRawError(socket, 401, isWarrenError(err) ? err.code : 'invalid_api_key', (err as Error).message)
+        return true
+      }
+      wss.handleUpgrade(req, socket, head, accept)
+      return true
+    },
+    async close () {
+      for (const ws of wss.clients) ws.close(1001, 'shutting_down')
+      await new Promise<void>(resolve => wss.close(() => resolve()))
+    }
+  }
+}

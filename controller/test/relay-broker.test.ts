@@ -1,0 +1,134 @@
+import t from 'tap'
+import { generateWireGuardKeyPair, newAllocationId, type RelayGrant, type RelayRevoke } from '@warren/protocol'
+import { startWith, connectReady, waitUntil, type MapTestClient } from './map-harness.js'
+import type { RelayBackend } from '../src/relay/index.js'
+
+/**
+ * The relay broker through the real map protocol: a node asks for a relay toward a peer,
+ * both nodes of the pair get their side; what the policy forbids is refused; a policy or
+ * node change that ends the pair releases it at the relay and revokes it to both.
+ */
+
+interface FakeBackend extends RelayBackend {
+  live: Map<string, { nodeKeys: [string, string], expiresAt: number }>
+  released: string[]
+}
+
+function fakeBackend (): FakeBackend {
+  const live = new Map<string, { nodeKeys: [string, string], expiresAt: number }>()
+  const released: string[] = []
+  let port = 40000
+  return {
+    live,
+    released,
+    info: { id: 'embedded', udp: '198.51.100.1:3479', key: generateWireGuardKeyPair().publicKey },
+    async allocate (req) {
+      const id = newAllocationId()
+      live.set(id, { ...req })
+      return { id, sides: [{ port: ++port }, { port: ++port }] }
+    },
+    renew (id, expiresAt) {
+      const a = live.get(id)
+      if (a === undefined) return false
+      a.expiresAt = expiresAt
+      return true
+    },
+    async release (id) {
+      if (live.delete(id)) released.push(id)
+    },
+    endpointOf: p => `198.51.100.1:${p}`
+  }
+}
+
+const relayMsgs = (c: MapTestClient): Array<RelayGrant | RelayRevoke> => c.messages.filter(m => m.type === 'relay-grant' || m.type === 'relay-revoke') as unknown as Array<RelayGrant | RelayRevoke>
+const last = (c: MapTestClient): RelayGrant | RelayRevoke | undefined => relayMsgs(c).at(-1)
+const request = (c: MapTestClient, peer: string): void => c.send(JSON.stringify({ type: 'relay-request', peer }))
+
+t.test('a request grants both sides of the pair; the map lists the relay', async t => {
+  const backend = fakeBackend()
+  const nat = { stun: [backend.info.udp!], relays: [backend.info] }
+  const { srv, nodes: [a, b] } = await startWith(t, ['a', 'b'], { nat, relay: { backends: [backend] } })
+  const ca = await connectReady(srv.url, a!)
+  const cb = await connectReady(srv.url, b!)
+  t.same(ca.netmap?.nat, nat, 'the full map carries the NAT config')
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca)?.type === 'relay-grant' && last(cb)?.type === 'relay-grant', 'grants to both')
+  const ga = last(ca) as RelayGrant
+  const gb = last(cb) as RelayGrant
+  t.equal(ga.allocation, gb.allocation, 'one allocation for the pair')
+  t.equal(ga.peer, b!.node.wgKey)
+  t.equal(gb.peer, a!.node.wgKey)
+  t.not(ga.endpoint, gb.endpoint, 'each side has its own port')
+  t.equal(ga.relayKey, backend.info.key)
+  const alloc = backend.live.get(ga.allocation)!
+  t.same([...alloc.nodeKeys].sort(), [a!.node.wgKey, b!.node.wgKey].sort())
+
+  // Asking again (by WireGuard key, from the other side) renews the same allocation.
+  const before = relayMsgs(ca).length
+  request(cb, a!.node.wgKey)
+  await waitUntil(() => relayMsgs(ca).length > before, 'a renewed grant')
+  t.equal((last(ca) as RelayGrant).allocation, ga.allocation)
+  t.equal(backend.live.size, 1)
+})
+
+t.test('a pair the policy does not allow is refused; a policy change revokes at the relay first', async t => {
+  const backend = fakeBackend()
+  const { srv, nodes: [a, b, c] } = await startWith(t, ['a', 'b', 'c'], { relay: { backends: [backend] } })
+  srv.source.patch(a!.node.id, { tags: ['tag:x'] })
+  srv.source.patch(b!.node.id, { tags: ['tag:x'] })
+  srv.source.patch(c!.node.id, { tags: ['tag:y'] })
+  const ca = await connectReady(srv.url, a!)
+  const cb = await connectReady(srv.url, b!)
+  request(ca, c!.node.id)
+  await waitUntil(() => last(ca) !== undefined, 'an answer')
+  t.match(last(ca), { type: 'relay-revoke', code: 'not_allowed', peer: c!.node.id })
+  request(ca, 'no-such-node')
+  await waitUntil(() => relayMsgs(ca).length === 2, 'a second answer')
+  t.match(last(ca), { code: 'not_allowed' })
+  t.equal(backend.live.size, 0, 'nothing was allocated')
+
+  request(ca, b!.node.id)
+  await waitUntil(() => last(cb)?.type === 'relay-grant', 'the grant')
+  const id = (last(cb) as RelayGrant).allocation
+  srv.source.patch(b!.node.id, { tags: ['tag:y'] })
+  await waitUntil(() => last(ca)?.type === 'relay-revoke' && last(cb)?.type === 'relay-revoke', 'revocations')
+  t.match(last(ca), { allocation: id, code: 'not_allowed', peer: b!.node.wgKey })
+  t.same(backend.released, [id], 'released at the relay')
+  t.equal(srv.service.relays.pairs().length, 0)
+})
+
+t.test('a deleted node loses its allocation; grants expire; requests are rate-limited', async t => {
+  const backend = fakeBackend()
+  const { srv, nodes: [a, b, c] } = await startWith(t, ['a', 'b', 'c'], { relay: { backends: [backend], grantTtlMs: 300, requestRate: { burst: 3, perSecond: 0.001 } } })
+  const ca = await connectReady(srv.url, a!)
+  const cb = await connectReady(srv.url, b!)
+  request(ca, c!.node.id)
+  await waitUntil(() => last(ca)?.type === 'relay-grant', 'a grant toward c')
+  const toC = (last(ca) as RelayGrant).allocation
+  srv.source.remove(c!.node.id)
+  await waitUntil(() => backend.released.includes(toC), 'release on deletion')
+  await waitUntil(() => last(ca)?.type === 'relay-revoke', 'a revocation')
+  t.match(last(ca), { allocation: toC, code: 'node_gone' })
+
+  request(ca, b!.node.id)
+  await waitUntil(() => last(cb)?.type === 'relay-grant', 'a grant toward b')
+  const toB = (last(cb) as RelayGrant).allocation
+  await waitUntil(() => last(cb)?.type === 'relay-revoke', 'expiry')
+  t.match(last(cb), { allocation: toB, code: 'expired' })
+  t.ok(backend.released.includes(toB))
+
+  request(ca, b!.node.id)
+  await waitUntil(() => relayMsgs(ca).filter(m => m.type === 'relay-grant').length === 3, 'a third grant')
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca)?.type === 'relay-revoke' && (last(ca) as RelayRevoke).code === 'rate_limited', 'the rate limit')
+})
+
+t.test('without a relay, requests are refused and maps carry no NAT config', async t => {
+  const { srv, nodes: [a, b] } = await startWith(t, ['a', 'b'])
+  const ca = await connectReady(srv.url, a!)
+  t.equal(ca.netmap?.nat, undefined)
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca) !== undefined, 'an answer')
+  t.match(last(ca), { type: 'relay-revoke', code: 'no_relay' })
+  t.notOk(ca.isClosed(), 'the session stays open')
+})

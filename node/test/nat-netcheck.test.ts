@@ -1,0 +1,67 @@
+import t from 'tap'
+import { encodeStunBindingResponse, parseStunBindingRequest } from '@warren/protocol'
+import { createFakeSharedPort, type FakeSharedPort } from '../src/testing.js'
+import { resolveStunServers, runNetcheck } from '../src/nat/netcheck.js'
+
+/** A fake STUN network: each server address answers with the mapping `mapFor` gives it. */
+function stunNetwork (port: FakeSharedPort, mapFor: (server: string) => { address: string, port: number } | undefined): void {
+  port.answer = s => {
+    const req = parseStunBindingRequest(s.data)
+    const mapped = mapFor(`${s.to.address}:${s.to.port}`)
+    if (req === undefined || mapped === undefined) return undefined
+    return [{ kind: 'stun', data: encodeStunBindingResponse(req.txid, mapped), from: s.to }]
+  }
+}
+
+const URL = 'https://10.0.0.1:8443'
+
+t.test('resolveStunServers: host-less entries are the controller URL\'s host; names resolve to IPv4', async t => {
+  const got = await resolveStunServers([':3478', 'stun.example:3479', '[2001:db8::1]:3478', 'junk'], URL, async h => h === 'stun.example' ? '192.0.2.9' : '0.0.0.0')
+  t.same(got.map(g => g.address), [{ host: '10.0.0.1', port: 3478 }, { host: '192.0.2.9', port: 3479 }, undefined, undefined])
+  t.match(got[2]!.error, /IPv6/)
+  t.match(got[3]!.error, /HOST:PORT/)
+})
+
+t.test('one mapping from two servers: endpoint-independent', async t => {
+  const port = createFakeSharedPort()
+  stunNetwork(port, () => ({ address: '198.51.100.1', port: 41641 }))
+  const servers = await resolveStunServers([':3478', ':3479'], URL)
+  const r = await runNetcheck({ port, servers, now: () => new Date(0) })
+  t.equal(r.udp, true)
+  t.same(r.mappings, ['198.51.100.1:41641'])
+  t.equal(r.endpointIndependent, true)
+  t.equal(r.wgPort, 41641)
+  t.equal(r.checkedAt, new Date(0).toISOString())
+  t.same(r.servers.map(s => [s.server, s.address, s.mapped]), [[':3478', '10.0.0.1:3478', '198.51.100.1:41641'], [':3479', '10.0.0.1:3479', '198.51.100.1:41641']])
+  t.ok(r.servers.every(s => typeof s.latencyMs === 'number' && s.latencyMs >= 0), 'a latency per server')
+  t.ok(port.sent.every(s => s.to.address === '10.0.0.1'), 'requests go through the shared port')
+})
+
+t.test('different mappings: not endpoint-independent; one answer: unknown; none: no UDP', async t => {
+  const port = createFakeSharedPort()
+  stunNetwork(port, s => ({ address: '198.51.100.1', port: s.endsWith(':3478') ? 1000 : 2000 }))
+  const servers = await resolveStunServers([':3478', ':3479'], URL)
+  const sym = await runNetcheck({ port, servers })
+  t.equal(sym.endpointIndependent, false)
+  t.same(sym.mappings, ['198.51.100.1:1000', '198.51.100.1:2000'])
+
+  stunNetwork(port, s => s.endsWith(':3478') ? { address: '198.51.100.1', port: 1000 } : undefined)
+  const one = await runNetcheck({ port, servers, timeoutMs: 300, retryMs: 100 })
+  t.equal(one.udp, true)
+  t.equal(one.endpointIndependent, undefined, 'one answer cannot tell')
+  t.match(one.servers[1]!.error, /no answer within 300 ms/)
+  t.ok(port.sent.filter(s => s.to.port === 3479).length >= 2, 'an unanswered server is asked again')
+
+  port.failSends = true
+  const none = await runNetcheck({ port, servers, timeoutMs: 300, retryMs: 100 })
+  t.equal(none.udp, false)
+  t.same(none.mappings, [])
+  t.match(none.servers[0]!.error, /cannot send: .*unreachable/)
+})
+
+t.test('answers to other requests (an old transaction) are not taken', async t => {
+  const port = createFakeSharedPort()
+  port.answer = s => [{ kind: 'stun', data: encodeStunBindingResponse(new Uint8Array(12), { address: '203.0.113.5', port: 9 }), from: s.to }]
+  const r = await runNetcheck({ port, servers: await resolveStunServers([':3478'], URL), timeoutMs: 300, retryMs: 100 })
+  t.equal(r.udp, false)
+})

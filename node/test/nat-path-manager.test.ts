@@ -1,0 +1,211 @@
+import t from 'tap'
+import { createPathManager, DEFAULT_PATH_TIMINGS, PUNCH_TTL, type PathManager, type PathManagerInit } from '../src/nat/path-manager.js'
+import type { TlsRelayClient, UdpAddress, UdpRelayClient } from '../src/nat/types.js'
+
+const PEER = 'B'.repeat(43) + '='
+
+interface Sent { to: string, ttl?: number, txid: string, at: number }
+
+/**
+ * sim drives a path manager with a fake clock: `answers` says which full pings the
+ * peer answers and after how many ms; tick() runs whenever the manager or a pong is due.
+ */
+function sim (opts: Partial<PathManagerInit> = {}) {
+  let now = 0
+  let n = 0
+  const sent: Sent[] = []
+  const pongs: Array<{ at: number, txid: string, from: UdpAddress }> = []
+  let answers: (to: string) => number | undefined = () => undefined
+  const m: PathManager = createPathManager({
+    now: () => now,
+    wallClock: () => now,
+    probes: {
+      ping (peer, to, o) {
+        const txid = String(++n)
+        const ep = `${to.address}:${to.port}`
+        sent.push({ to: ep, ...(o?.ttl !== undefined ? { ttl: o.ttl } : {}), txid, at: now })
+        const lat = o?.ttl === undefined ? answers(ep) : undefined
+        if (lat !== undefined) pongs.push({ at: now + lat, txid, from: to })
+        return txid
+      }
+    },
+    ...opts
+  })
+  let changes = 0
+  m.onChange(() => changes++)
+  /** run advances the clock to `until`, doing all due work on the way */
+  function run (until: number, each?: () => void): void {
+    for (;;) {
+      const wait = m.tick()
+      each?.()
+      pongs.sort((a, b) => a.at - b.at)
+      const next = Math.min(now + wait, pongs[0]?.at ?? Infinity)
+      if (next > until) { now = until; m.tick(); return }
+      now = Math.max(next, now)
+      while (pongs.length > 0 && pongs[0]!.at <= now) {
+        const p = pongs.shift()!
+        m.handlePong({ peerKey: PEER, txid: p.txid, from: p.from, src: { address: '203.0.113.1', port: 41641 } })
+      }
+    }
+  }
+  return {
+    m, sent, run,
+    get now () { return now },
+    set now (v: number) { now = v },
+    get changes () { return changes },
+    answer (f: (to: string) => number | undefined) { answers = f }
+  }
+}
+
+function fakeUdpRelay (endpoint?: string): UdpRelayClient & { requests: string[], set: (ep?: string) => void } {
+  let ep = endpoint
+  const handlers = new Set<(k: string) => void>()
+  return {
+    requests: [],
+    request (k) { this.requests.push(k) },
+    endpoint: () => ep,
+    onChange (h) { handlers.add(h); return () => handlers.delete(h) },
+    set (e) { ep = e; for (const h of handlers) h(PEER) },
+    async close () {}
+  }
+}
+
+function fakeTlsRelay (): TlsRelayClient & { released: string[] } {
+  return {
+    released: [],
+    endpoint: async () => '127.0.0.1:50001',
+    release (k) { this.released.push(k) },
+    connected: () => true,
+    async close () {}
+  }
+}
+
+t.test('probing sends TTL-limited probes to every candidate first, then full pings; a pong makes the path direct', async t => {
+  const s = sim()
+  s.m.setSelfEndpoints(['203.0.113.1:41641'])
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641', '10.0.0.2:41641'] }])
+  s.answer(to => to === '198.51.100.2:41641' ? 20 : undefined)
+  s.run(0)
+  t.same(s.sent.map(x => [x.to, x.ttl]), [['198.51.100.2:41641', PUNCH_TTL], ['10.0.0.2:41641', PUNCH_TTL]], 'only TTL-limited probes at first')
+  t.equal(s.m.path(PEER), undefined, 'no relay and nothing confirmed: no path (WireGuard keeps the map endpoint)')
+  s.run(DEFAULT_PATH_TIMINGS.punchDelayMs + 100)
+  const firstFull = s.sent.find(x => x.ttl === undefined)!
+  t.ok(firstFull.at >= DEFAULT_PATH_TIMINGS.punchDelayMs, 'full pings wait for the punch delay')
+  t.ok(s.sent.filter(x => x.at === firstFull.at && x.ttl === PUNCH_TTL).length === 2, 'each full ping round is preceded by TTL probes')
+  t.same(s.m.path(PEER), { kind: 'direct', endpoint: '198.51.100.2:41641', latencyMs: 20 })
+  t.same([...s.m.endpoints()], [[PEER, '198.51.100.2:41641']])
+  t.equal(s.changes, 1)
+})
+
+t.test('with no direct path a relay is used at once: the UDP relay when it has an endpoint, else TLS', async t => {
+  const udp = fakeUdpRelay()
+  const tls = fakeTlsRelay()
+  const s = sim({ udpRelay: udp, tlsRelay: tls })
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  t.same(udp.requests, [PEER], 'a UDP relay allocation is requested at once')
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(s.m.path(PEER), { kind: 'tls-relay', endpoint: '127.0.0.1:50001' })
+  udp.set('192.0.2.10:40000')
+  t.same(s.m.path(PEER), { kind: 'udp-relay', endpoint: '192.0.2.10:40000' }, 'the UDP relay wins once bound')
+  t.same(tls.released, [PEER], 'the loopback endpoint is given back')
+  s.answer(() => 3)
+  s.run(2000)
+  t.equal(s.m.path(PEER)?.kind, 'direct', 'and a direct path wins over both')
+  t.equal(s.m.path(PEER)?.endpoint, '198.51.100.2:41641')
+})
+
+t.test('two candidates that answer: the LAN address wins even when slower', async t => {
+  const s = sim()
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641', '192.168.1.7:41641'] }])
+  s.answer(to => to.startsWith('192.168') ? 9 : 2)
+  s.run(3000)
+  t.same(s.m.path(PEER), { kind: 'direct', endpoint: '192.168.1.7:41641', latencyMs: 9 })
+})
+
+t.test('a direct path is heartbeaten; when it stops answering the relay takes over within 6 s, and direct comes back with backoff', async t => {
+  const udp = fakeUdpRelay('192.0.2.10:40000')
+  const s = sim({ udpRelay: udp })
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  t.equal(s.m.path(PEER)?.kind, 'udp-relay')
+  let up = true
+  s.answer(() => up ? 5 : undefined)
+  s.run(10_000)
+  t.equal(s.m.path(PEER)?.kind, 'direct')
+  const beats = s.sent.filter(x => x.ttl === undefined && x.at > 6000)
+  t.ok(beats.length >= 2 && beats.length <= 3, `heartbeats every 2 s (${beats.length} in 4 s)`)
+  up = false
+  const cut = s.now
+  let switched: number | undefined
+  s.run(cut + 60_000, () => { if (switched === undefined && s.m.path(PEER)?.kind === 'udp-relay') switched = s.now })
+  t.ok(switched !== undefined && switched - cut <= 6000, `back on the relay ${String(switched! - cut)} ms after the cut`)
+  // Retries come at the same wall-clock slots on both nodes, with a quiet time between.
+  const retries = s.sent.filter(x => x.at > switched! + DEFAULT_PATH_TIMINGS.burstMs)
+  t.ok(retries.length > 0, 'the direct path is retried')
+  t.ok(retries.every(x => x.at % DEFAULT_PATH_TIMINGS.retrySlotMs < DEFAULT_PATH_TIMINGS.burstMs), 'only in the first seconds of each retry slot')
+  t.ok(retries.filter(x => x.ttl === undefined).every(x => x.at % DEFAULT_PATH_TIMINGS.retrySlotMs >= DEFAULT_PATH_TIMINGS.punchDelayMs), 'full pings a punch delay into the slot')
+  up = true
+  s.run(s.now + DEFAULT_PATH_TIMINGS.retrySlotMs + DEFAULT_PATH_TIMINGS.burstMs)
+  t.equal(s.m.path(PEER)?.kind, 'direct', 'upgraded again once the direct path answers')
+})
+
+t.test('a ping from an address not in the map adds it as a candidate and pings it at once', async t => {
+  const s = sim()
+  s.m.setPeers([{ wgKey: PEER, endpoints: [] }])
+  t.equal(s.m.tick(), Infinity, 'no candidates: nothing to do')
+  s.answer(to => to === '203.0.113.9:6000' ? 4 : undefined)
+  s.m.handlePing(PEER, { address: '203.0.113.9', port: 6000 })
+  s.run(10)
+  t.same(s.sent[0], { to: '203.0.113.9:6000', txid: '1', at: 0 }, 'a full ping at once, no punch delay')
+  t.same(s.m.path(PEER), { kind: 'direct', endpoint: '203.0.113.9:6000', latencyMs: 4 })
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  t.equal(s.m.path(PEER)?.endpoint, '203.0.113.9:6000', 'a learned candidate survives a map change')
+})
+
+t.test('pongs nobody asked for, or from a peer we do not know, change nothing', async t => {
+  const s = sim()
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  s.run(3000)
+  s.m.handlePong({ peerKey: PEER, txid: '999', from: { address: '198.51.100.2', port: 41641 }, src: { address: '1.1.1.1', port: 1 } })
+  s.m.handlePong({ peerKey: 'C'.repeat(43) + '=', txid: '1', from: { address: '198.51.100.2', port: 41641 }, src: { address: '1.1.1.1', port: 1 } })
+  t.equal(s.m.path(PEER), undefined)
+  s.m.handlePing(PEER, { address: 'not-an-ip', port: 1 })
+  s.m.setPeers([])
+  t.same([...s.m.endpoints()], [])
+  t.equal(s.m.tick(), Infinity, 'a removed peer is forgotten')
+})
+
+t.test('full pings wait until the peer can know our own latest candidates (order does not matter)', async t => {
+  const s = sim()
+  s.m.setSelfEndpoints(['10.0.0.1:41641'])
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  s.run(500)
+  s.m.setSelfEndpoints(['203.0.113.1:41641', '10.0.0.1:41641'])
+  s.m.setSelfEndpoints(['10.0.0.1:41641', '203.0.113.1:41641'])
+  s.run(1400)
+  t.notOk(s.sent.some(x => x.ttl === undefined), 'no full ping within the punch delay after our candidates changed')
+  s.run(1600)
+  t.ok(s.sent.some(x => x.ttl === undefined))
+})
+
+t.test('while our own candidates are unsettled (STUN pending) only TTL-limited probes go out', async t => {
+  let settled = false
+  const s = sim({ settled: () => settled })
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  s.run(20_000)
+  t.ok(s.sent.length > 0 && s.sent.every(x => x.ttl === PUNCH_TTL), 'TTL-limited probes only')
+  settled = true
+  s.m.setSelfEndpoints(['10.0.0.1:41641', '203.0.113.1:41641'])
+  s.run(s.now + DEFAULT_PATH_TIMINGS.punchDelayMs)
+  t.ok(s.sent.some(x => x.ttl === undefined), 'full pings once settled, after the punch delay')
+})
+
+t.test('an offline peer is not probed until it comes back', async t => {
+  const s = sim()
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'], online: false }])
+  t.equal(s.m.tick(), Infinity, 'nothing due')
+  s.run(100_000)
+  t.same(s.sent, [])
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'], online: true }])
+  s.run(s.now + 10)
+  t.ok(s.sent.length > 0, 'probed at once when it is back')
+})

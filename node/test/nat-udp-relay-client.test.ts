@@ -1,0 +1,114 @@
+import t, { type Test } from 'tap'
+import { generateWireGuardKeyPair, type RelayGrant, type RelayRevoke, type RelayRequest, type WireGuardKeyPair } from '@warren/protocol'
+import { startUdpRelay, type UdpRelay } from '@warren/relay'
+import { createFakeRelayFirewall } from '@warren/relay/testing'
+import { createUdpRelayClient, type RelayControl } from '../src/index.js'
+import { createFakeUdpRelayClient, createFakeLoopbackSharedPort } from '../src/testing.js'
+import type { SharedPort } from '../src/nat/types.js'
+
+async function loopbackSharedPort (t: Test): Promise<SharedPort> {
+  const port = await createFakeLoopbackSharedPort()
+  t.teardown(port.close)
+  return port
+}
+
+/** Controller stands in for the broker: it allocates on the relay and grants both sides. */
+function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>) {
+  const sent: Array<{ from: string, msg: RelayRequest }> = []
+  let up = true
+  const connected = new Set<() => void>()
+  function controlFor (me: string): { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void } {
+    const handlers = new Set<(m: RelayGrant | RelayRevoke) => void>()
+    const control: RelayControl = {
+      send (msg) {
+        if (!up) return false
+        sent.push({ from: me, msg })
+        void (async () => {
+          const existing = relay.allocations().find(a => a.sides.some(s => s.nodeKey === me) && a.sides.some(s => s.nodeKey === msg.peer))
+          const a = existing ?? await relay.allocate({ nodeKeys: [me, msg.peer], expiresAt: Date.now() + 60_000 })
+          for (const [i, side] of a.sides.entries()) {
+            const other = a.sides[1 - i]!
+            nodes.get(side.nodeKey)?.deliver({
+              type: 'relay-grant', peer: other.nodeKey, peerId: 'id', relay: 'embedded', relayKey: relay.publicKey,
+              endpoint: relay.endpointOf(side.port), allocation: a.id, expires: new Date(a.expiresAt).toISOString()
+            })
+          }
+        })()
+        return true
+      },
+      onMessage (h) { handlers.add(h); return () => { handlers.delete(h) } },
+      onConnected (h) { connected.add(h); return () => { connected.delete(h) } }
+    }
+    return { control, deliver: m => { for (const h of handlers) h(m) } }
+  }
+  return {
+    sent,
+    controlFor,
+    setUp (v: boolean) {
+      up = v
+      if (v) for (const h of connected) h()
+    }
+  }
+}
+
+async function until (cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
+
+t.test('both sides bind through their shared port once one asks; endpoints appear on ack and go on revoke', async t => {
+  const fw = createFakeRelayFirewall()
+  const relay = await startUdpRelay({ key: generateWireGuardKeyPair(), port: 0, listenHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: 46000, last: 46999 } })
+  t.teardown(() => relay.close())
+  const nodes = new Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>()
+  const ctl = fakeController(relay, nodes)
+  const keys: WireGuardKeyPair[] = [generateWireGuardKeyPair(), generateWireGuardKeyPair()]
+  const [ka, kb] = keys as [WireGuardKeyPair, WireGuardKeyPair]
+  for (const k of keys) nodes.set(k.publicKey, ctl.controlFor(k.publicKey))
+  const pa = await loopbackSharedPort(t)
+  const pb = await loopbackSharedPort(t)
+  const a = createUdpRelayClient({ control: nodes.get(ka.publicKey)!.control, sharedPort: pa, wgPrivateKey: ka.privateKey, refreshMs: 200 })
+  const b = createUdpRelayClient({ control: nodes.get(kb.publicKey)!.control, sharedPort: pb, wgPrivateKey: kb.privateKey, refreshMs: 200 })
+  t.teardown(async () => { await a.close(); await b.close() })
+  const changes: string[] = []
+  a.onChange(p => changes.push(p))
+
+  ctl.setUp(false)
+  a.request(kb.publicKey)
+  a.request(kb.publicKey)
+  t.equal(ctl.sent.length, 0, 'nothing goes out while the controller is away')
+  ctl.setUp(true)
+  await until(() => a.endpoint(kb.publicKey) !== undefined && b.endpoint(ka.publicKey) !== undefined, 'both endpoints')
+  t.equal(ctl.sent.length, 1, 'one request, sent on reconnect')
+  const alloc = relay.allocations()[0]!
+  const sideOf = (k: string): number => alloc.sides.findIndex(s => s.nodeKey === k)
+  t.equal(a.endpoint(kb.publicKey), relay.endpointOf(alloc.sides[sideOf(ka.publicKey)]!.port), 'A\'s endpoint for B is A\'s side of the pair')
+  t.same(fw.forward(alloc.sides[sideOf(kb.publicKey)]!.port)?.to, { address: '127.0.0.1', port: pa.wgPort }, 'the relay forwards B\'s packets to A\'s WireGuard port')
+  t.ok(changes.includes(kb.publicKey))
+  t.equal(a.relayId(kb.publicKey), 'embedded', 'the relay in use is named for status')
+
+  const binds = relay.stats().binds
+  await until(() => relay.stats().binds >= binds + 2, 'refreshed binds')
+
+  nodes.get(ka.publicKey)!.deliver({ type: 'relay-revoke', peer: kb.publicKey, allocation: alloc.id, code: 'not_allowed', message: 'policy' })
+  t.equal(a.endpoint(kb.publicKey), undefined, 'a revocation drops the endpoint at once')
+  nodes.get(kb.publicKey)!.deliver({ type: 'relay-revoke', peer: ka.publicKey, allocation: 'AAAAAAAAAAAAAAAAAAAAAA', code: 'not_allowed', message: 'another allocation' })
+  t.ok(b.endpoint(ka.publicKey), 'a revocation of another allocation changes nothing')
+})
+
+t.test('the fake client records requests and hands out endpoints the test grants', async t => {
+  const f = createFakeUdpRelayClient()
+  const seen: string[] = []
+  f.onChange(p => seen.push(p))
+  f.request('k1')
+  f.request('k1')
+  t.same(f.requested, ['k1'])
+  f.grant('k1', '198.51.100.1:40001')
+  t.equal(f.endpoint('k1'), '198.51.100.1:40001')
+  f.revoke('k1')
+  t.equal(f.endpoint('k1'), undefined)
+  t.same(seen, ['k1', 'k1'])
+})

@@ -1,0 +1,124 @@
+import { RelayLinkCommand, PROTOCOL_VERSION, parseJson, type RelayLinkHello, type RelayLinkReply } from '@warren/protocol'
+import type { UdpRelay, RelayLogger } from './udp-relay.js'
+
+/**
+ * LinkSocket is the control connection as the link needs it (a WebSocket to the
+ * controller's RELAY_LINK_PATH with the API key; the CLI opens it with the pinned
+ * transport). Callbacks, so any WebSocket library fits behind a few lines.
+ */
+export interface LinkSocket {
+  send: (text: string) => void
+  close: () => void
+  onOpen: (h: () => void) => void
+  onMessage: (h: (text: string) => void) => void
+  /** onClose gets why the connection ended, if known */
+  onClose: (h: (why: string) => void) => void
+}
+
+export interface ControllerLinkOptions {
+  relay: UdpRelay
+  /** the relay's id in maps and grants */
+  id: string
+  openSocket: () => LinkSocket
+  /** first reconnect delay (default 1 s; doubles to 30 s) */
+  retryMs?: number
+  log?: RelayLogger
+}
+
+/** ControllerLink is a standalone relay's connection to its controller. */
+export interface ControllerLink {
+  /** connected says whether the controller has welcomed this relay */
+  connected: () => boolean
+  close: () => void
+}
+
+/**
+ * runControllerLink keeps a standalone relay connected to its controller: it announces
+ * the relay, then carries out the broker's allocate, renew and release commands. The
+ * relay forwards only while the controller can revoke: when the link drops, every
+ * allocation is released at once (the controller revokes the pairs on its side too), and
+ * the link reconnects with backoff.
+ */
+export function runControllerLink (opts: ControllerLinkOptions): ControllerLink {
+  const { relay, log } = opts
+  const first = opts.retryMs ?? 1000
+  let delay = first
+  let welcomed = false
+  let closed = false
+  let socket: LinkSocket | undefined
+  let timer: NodeJS.Timeout | undefined
+
+  async function releaseAll (): Promise<void> {
+    await Promise.all(relay.allocations().map(async a => await relay.release(a.id).catch(() => {})))
+  }
+
+  async function handle (s: LinkSocket, cmd: RelayLinkCommand): Promise<void> {
+    const reply = (r: Omit<RelayLinkReply, 'type'>): void => { s.send(JSON.stringify({ type: 'relay-reply', ...r } satisfies RelayLinkReply)) }
+    switch (cmd.type) {
+      case 'relay-welcome':
+        welcomed = true
+        delay = first
+        log?.info({ id: opts.id }, 'controller accepted this relay')
+        return
+      case 'relay-allocate':
+        try {
+          const a = await relay.allocate({ nodeKeys: [cmd.nodeKeys[0]!, cmd.nodeKeys[1]!], expiresAt: cmd.expiresAt })
+          reply({ req: cmd.req, ok: true, allocation: { id: a.id, ports: a.sides.map(x => x.port) } })
+        } catch (e) {
+          reply({ req: cmd.req, ok: false, message: (e as Error).message.slice(0, 1000) })
+        }
+        return
+      case 'relay-renew':
+        relay.renew(cmd.allocation, cmd.expiresAt)
+        return
+      case 'relay-release':
+        await relay.release(cmd.allocation).catch(() => {})
+        reply({ req: cmd.req, ok: true })
+        return
+      case 'error':
+        log?.warn({ code: cmd.code, message: cmd.message }, 'controller refused this relay')
+    }
+  }
+
+  function connect (): void {
+    if (closed) return
+    const s = socket = opts.openSocket()
+    s.onOpen(() => {
+      const hello: RelayLinkHello = { type: 'relay-hello', version: PROTOCOL_VERSION, id: opts.id, udp: relay.endpoint, key: relay.publicKey }
+      s.send(JSON.stringify(hello))
+    })
+    s.onMessage(text => {
+      let cmd: RelayLinkCommand
+      try {
+        cmd = parseJson(RelayLinkCommand, text, 'relay link command')
+      } catch (e) {
+        log?.warn({ err: (e as Error).message }, 'controller sent a malformed relay command; reconnecting')
+        s.close()
+        return
+      }
+      void handle(s, cmd)
+    })
+    s.onClose(why => {
+      if (socket !== s) return
+      socket = undefined
+      const was = welcomed
+      welcomed = false
+      // Fail closed: nothing is forwarded that the controller could no longer revoke.
+      void releaseAll()
+      if (closed) return
+      log?.warn({ why, retryMs: delay, wasConnected: was }, 'relay link to the controller closed; released every allocation; reconnecting')
+      timer = setTimeout(connect, delay)
+      delay = Math.min(30_000, delay * 2)
+    })
+  }
+
+  connect()
+  return {
+    connected: () => welcomed,
+    close () {
+      closed = true
+      clearTimeout(timer)
+      socket?.close()
+    }
+  }
+}

@@ -1,0 +1,20 @@
+/**
+ * @warren/relay is Warren's kernel UDP relay: for each relayed pair of nodes it allocates
+ * two UDP ports, learns each node's public WireGuard mapping from a sealed bind, and has
+ * the kernel (nftables) forward the pair's WireGuard packets both ways. The controller
+ * embeds it (and decides who gets an allocation); `warren relay serve` runs it alone.
+ *
+ * @example
+ * ```ts
+ * import { startUdpRelay, loadOrCreateRelayKey } from '@warren/relay'
+ * const relay = await startUdpRelay({ key: await loadOrCreateRelayKey('/var/lib/warren/relay.key'), port: 3480, publicHost: '203.0.113.1' })
+ * const a = await relay.allocate({ nodeKeys: [keyA, keyB], expiresAt: Date.now() + 600_000 })
+ * ```
+ */
+export * from './udp-relay.js'
+export * from './relay-key.js'
+export * from './relay-nft.js'
+export * from './relay-firewall.js'
+export * from './sysctls.js'
+export * from './token-bucket.js'
+export * from './controller-link.js'

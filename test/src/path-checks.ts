@@ -1,0 +1,77 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { LocalPeerStatus } from '@warren/protocol'
+
+/** PathKind is how WireGuard reaches a peer (LocalPeerPath's kind). */
+export type PathKind = NonNullable<LocalPeerStatus['path']>['kind']
+import { waitFor, type ProcessHandle } from './process.js'
+import { canConnect, FLOW_ARGV, type Mesh, type MeshNode } from './mesh.js'
+
+/**
+ * path-checks are the checks of path selection with a real controller and daemons: which
+ * path a node chose, that WireGuard uses it and status shows it, and that the policy is
+ * enforced on it as on any other path.
+ */
+
+/** Asserts is the part of a tap test the checks use. */
+export interface Asserts {
+  ok: (value: unknown, message: string) => unknown
+  notOk: (value: unknown, message: string) => unknown
+  equal: (found: unknown, wanted: unknown, message: string) => unknown
+  match: (found: unknown, pattern: RegExp | string, message: string) => unknown
+  type: (found: unknown, type: string, message: string) => unknown
+}
+
+/** PATHS_POLICY lets tag:a reach tag:b on TCP 80 and nothing else. */
+export const PATHS_POLICY = `{
+  "tagOwners": { "tag:a": ["alice@"], "tag:b": ["alice@"] },
+  "acls": [ { "action": "accept", "src": ["tag:a"], "dst": ["tag:b:80"], "proto": "tcp" } ],
+}
+`
+
+/** joinPair makes the policy and joins `a` (tag:a) and `b` (tag:b); b serves TCP 22 and 80. */
+export async function joinPair (mesh: Mesh, names: [string, string]): Promise<[MeshNode, MeshNode]> {
+  await mesh.admin('users', 'create', 'alice', '--email', 'alice@example.com')
+  const file = join(mesh.dir, 'policy.hujson')
+  writeFileSync(file, PATHS_POLICY)
+  await mesh.admin('policy', 'set', file, '-m', 'paths')
+  const key = async (tag: string): Promise<string> =>
+    JSON.parse(await mesh.admin('keys', 'create', '--user', 'alice', '--reusable', '--preapproved', '--tags', tag, '--json')).key as string
+  const a = await mesh.join(names[0], { authKey: await key('tag:a') })
+  const b = await mesh.join(names[1], { authKey: await key('tag:b') })
+  const server: ProcessHandle = b.host.spawn([...FLOW_ARGV, 'serve', '22,80'])
+  await server.waitForLine(/^listening$/, 60_000)
+  return [a, b]
+}
+
+export async function peerOf (n: MeshNode, other: MeshNode): Promise<LocalPeerStatus | undefined> {
+  return (await n.status()).peers.find(p => p.wgKey === other.wgKey)
+}
+
+/** waitForPath waits until `n` uses a path of `kind` to `other` and returns it. */
+export async function waitForPath (n: MeshNode, other: MeshNode, kind: PathKind, timeoutMs = 120_000): Promise<NonNullable<LocalPeerStatus['path']>> {
+  return await waitFor(async () => {
+    const p = await peerOf(n, other)
+    return p?.path?.kind === kind ? p.path : undefined
+  }, { timeoutMs, message: `${n.name} choosing a ${kind} path to ${other.name}` })
+}
+
+/** checkPathInUse: WireGuard sends to the chosen endpoint, and status says so in text and JSON. */
+export async function checkPathInUse (t: Asserts, mesh: Mesh, n: MeshNode, other: MeshNode, want: string): Promise<void> {
+  const path = await waitForPath(n, other, 'direct')
+  t.match(path.endpoint, new RegExp(`^${want.replaceAll('.', '\\.')}:\\d+$`), `${n.name} reaches ${other.name} directly at ${want}`)
+  t.type(path.latencyMs, 'number', 'with a measured latency')
+  const wg = await n.host.exec(['wg', 'show', n.iface, 'endpoints'])
+  t.match(wg.stdout, `${other.wgKey}\t${path.endpoint}`, 'WireGuard\'s endpoint for the peer is the chosen one')
+  const json = JSON.parse((await mesh.warren(['status', '--socket', n.socket, '--json'])).stdout) as { peers: LocalPeerStatus[] }
+  t.equal(json.peers.find(p => p.wgKey === other.wgKey)?.path?.kind, 'direct', 'warren status --json shows the path')
+  t.match((await mesh.warren(['status', '--socket', n.socket])).stdout, new RegExp(`${other.name}\\s.*direct \\d`), 'warren status shows it')
+}
+
+/** checkPolicy: on the path in use, the allowed port connects and a denied one stays denied. */
+export async function checkPolicy (t: Asserts, a: MeshNode, b: MeshNode): Promise<void> {
+  await waitFor(async () => await canConnect(a.host, b.ipv4, 80, 2000), { timeoutMs: 120_000, message: `${a.name} -> ${b.name}:80 (allowed)` })
+  t.notOk(await canConnect(a.host, b.ipv4, 22, 1000), `${a.name} -> ${b.name}:22 stays denied on the path in use`)
+  t.notOk(await canConnect(b.host, a.ipv4, 80, 1000), `${b.name} -> ${a.name}:80 is denied: access is one way`)
+}
+

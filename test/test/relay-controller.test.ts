@@ -1,0 +1,123 @@
+import t, { type Test } from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateMachineKeyPair, generateWireGuardKeyPair, RELAY_LINK_PATH, type Netmap } from '@warren/protocol'
+import { startController, type RunningController } from '@warren/controller'
+import { createMapSession, registerNode, createUdpRelayClient, mapSessionRelayControl } from '@warren/node'
+import { createFakeLoopbackSharedPort } from '@warren/node/testing'
+import { createFakeRelayFirewall } from '@warren/relay/testing'
+import { startUdpRelay, loadOrCreateRelayKey, runControllerLink, type LinkSocket } from '@warren/relay'
+import { createControllerTransport } from '@warren/sdk'
+import { waitFor } from '../src/index.js'
+
+/**
+ * The kernel relay from end to end in one process, on loopback: a controller (with the
+ * embedded relay, or a standalone relay linked to it), two nodes registered over the real
+ * API with real map sessions, each with a UdpRelayClient binding through its own
+ * (loopback) WireGuard port. Only nftables is a fake here; the namespace tests cover the
+ * kernel.
+ */
+
+/** joinTwo registers nodes a and b over the real API, each with a map session and a UdpRelayClient on its own loopback WireGuard port. */
+async function joinTwo (t: Test, ctl: RunningController) {
+  await ctl.state.createUser({ name: 'alice' }, 'test')
+  const { key } = await ctl.state.createAuthKey({ user: 'alice', reusable: true, preapproved: true }, 'test')
+  const nodes = []
+  for (const name of ['a', 'b']) {
+    const wg = generateWireGuardKeyPair()
+    const machine = generateMachineKeyPair()
+    const transport = createControllerTransport({ url: ctl.url, fingerprint: ctl.fingerprint })
+    t.teardown(() => transport.close())
+    const reg = await registerNode(transport, { machineKey: machine, wireguardPrivateKey: wg.privateKey, hostname: name, authKey: key })
+    const session = createMapSession({ openSocket: () => transport.webSocket('v1/machine/map'), machineKey: machine, endpoints: () => [] })
+    t.teardown(() => session.close())
+    let netmap: Netmap | undefined
+    session.on('netmap', (u: { netmap: Netmap }) => { netmap = u.netmap })
+    const sharedPort = await createFakeLoopbackSharedPort()
+    t.teardown(sharedPort.close)
+    const client = createUdpRelayClient({ control: mapSessionRelayControl(session), sharedPort, wgPrivateKey: wg.privateKey })
+    t.teardown(client.close)
+    nodes.push({ reg, wg, session, sharedPort, client, netmap: () => netmap })
+  }
+  return nodes as [typeof nodes[0], typeof nodes[0]]
+}
+
+t.test('embedded relay: a request over the map session gets both nodes bound; deleting a node revokes at once', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-relay-ctl-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const fw = createFakeRelayFirewall()
+  const ctl = await startController({
+    stateDir: join(dir, 'state'),
+    listen: '127.0.0.1:0',
+    logger: false,
+    relay: { publicHost: '127.0.0.1', listenHost: '127.0.0.1', port: 0, firewall: fw, sysctls: false, portRange: { first: 44000, last: 44999 } }
+  })
+  t.teardown(() => ctl.close())
+  t.ok(ctl.relay, 'the relay runs')
+  const [a, b] = await joinTwo(t, ctl)
+  await waitFor(() => a.netmap()?.peers.length === 1 && b.netmap()?.peers.length === 1, { timeoutMs: 60_000, message: 'both maps' })
+  t.same(a.netmap()?.nat?.relays, [{ id: 'controller', udp: ctl.relay!.endpoint, key: ctl.relay!.publicKey }], 'the map lists the embedded relay')
+  t.same(a.netmap()?.nat?.stun, [ctl.relay!.endpoint])
+
+  a.client.request(b.wg.publicKey)
+  const ea = await waitFor(() => a.client.endpoint(b.wg.publicKey), { timeoutMs: 60_000, message: 'A bound' })
+  const eb = await waitFor(() => b.client.endpoint(a.wg.publicKey), { timeoutMs: 60_000, message: 'B bound (granted because A asked)' })
+  t.not(ea, eb)
+  const pa = Number(ea.split(':')[1])
+  const pb = Number(eb.split(':')[1])
+  t.same(fw.forward(pa)?.to, { address: '127.0.0.1', port: b.sharedPort.wgPort }, 'A\'s packets to its relay port go to B\'s WireGuard port')
+  t.same(fw.forward(pb)?.to, { address: '127.0.0.1', port: a.sharedPort.wgPort })
+
+  await ctl.state.deleteNode(b.reg.node.id, 'test')
+  await waitFor(() => a.client.endpoint(b.wg.publicKey) === undefined, { timeoutMs: 60_000, message: 'the revocation' })
+  t.equal(fw.ports().size, 0, 'the relay no longer forwards the pair')
+  t.equal(ctl.relay!.allocations().length, 0)
+})
+
+t.test('standalone relay: it links with an API key, joins the maps, relays granted pairs, and a dropped link revokes them all', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-relay-ctl-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const ctl = await startController({ stateDir: join(dir, 'state'), listen: '127.0.0.1:0', logger: false })
+  t.teardown(() => ctl.close())
+  t.equal(ctl.relay, undefined, 'no embedded relay')
+  const fw = createFakeRelayFirewall()
+  const relay = await startUdpRelay({ key: await loadOrCreateRelayKey(join(dir, 'relay.key')), port: 0, listenHost: '127.0.0.1', publicHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: 43000, last: 43999 } })
+  t.teardown(() => relay.close())
+  const { key: apiKey } = await ctl.state.createApiKey({}, 'test')
+  const transport = createControllerTransport({ url: ctl.url, fingerprint: ctl.fingerprint })
+  t.teardown(() => transport.close())
+  const open = (bearer: string) => (): LinkSocket => {
+    const ws = transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${bearer}` } })
+    ws.on('error', () => {})
+    return {
+      send: text => ws.send(text),
+      close: () => ws.close(),
+      onOpen: h => { ws.on('open', h) },
+      onMessage: h => { ws.on('message', (d: Buffer) => h(d.toString('utf8'))) },
+      onClose: h => { ws.on('close', (code: number) => h(String(code))) }
+    }
+  }
+  const impostor = runControllerLink({ relay, id: 'impostor', openSocket: open('wrnapi-not-a-key'), retryMs: 60_000 })
+  t.teardown(() => impostor.close())
+
+  const [a, b] = await joinTwo(t, ctl)
+  const link = runControllerLink({ relay, id: 'edge-1', openSocket: open(apiKey) })
+  t.teardown(() => link.close())
+  await waitFor(() => link.connected(), { timeoutMs: 60_000, message: 'the relay link' })
+  t.notOk(impostor.connected(), 'a relay without a valid API key is refused')
+  await waitFor(() => a.netmap()?.nat?.relays.some(r => r.id === 'edge-1'), { timeoutMs: 60_000, message: 'the relay in the map' })
+  t.same(a.netmap()?.nat, { stun: [relay.endpoint], relays: [{ id: 'edge-1', udp: relay.endpoint, key: relay.publicKey }] })
+
+  a.client.request(b.wg.publicKey)
+  await waitFor(() => a.client.endpoint(b.wg.publicKey) !== undefined && b.client.endpoint(a.wg.publicKey) !== undefined, { timeoutMs: 60_000, message: 'both bound on the standalone relay' })
+  t.equal(a.client.relayId(b.wg.publicKey), 'edge-1')
+  t.equal(relay.allocations().length, 1)
+  t.equal(fw.forward(Number(a.client.endpoint(b.wg.publicKey)!.split(':')[1]))?.to.port, b.sharedPort.wgPort)
+
+  link.close()
+  await waitFor(() => relay.allocations().length === 0, { timeoutMs: 60_000, message: 'the relay releasing everything' })
+  await waitFor(() => a.client.endpoint(b.wg.publicKey) === undefined && b.client.endpoint(a.wg.publicKey) === undefined, { timeoutMs: 60_000, message: 'revocations' })
+  await waitFor(() => a.netmap()?.nat?.relays.length === 0, { timeoutMs: 60_000, message: 'the relay gone from the map' })
+  t.equal(fw.ports().size, 0)
+})
