@@ -20,7 +20,8 @@ import { createPolicyService, policyUsers, type PolicyService } from './policy-s
 import { policyRoutes } from './routes/policy.js'
 import type { ServerHook, Closable } from './server-hooks.js'
 import { startStunServer, type StunServer } from './stun-server.js'
-import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, createTlsRelay, type EmbeddedRelayOptions, type TlsRelay, type TlsRelayOptions } from './relay/index.js'
+import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, type EmbeddedRelayOptions } from './relay/index.js'
+import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from './tls-relay/index.js'
 import type { UdpRelay } from '@warren/relay'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'

@@ -8,7 +8,7 @@ import {
   encodeRelayPeer, readRelayIndex, decodeRelayControlText, fromBase64, toBase64, generateMachineKeyPair, type MachineKeyPair
 } from '@warren/protocol'
 import { createRelayLink, type RelayLink } from '@warren/sdk/transport'
-import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from '../src/relay/index.js'
+import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from '../src/tls-relay/index.js'
 import { startWith, waitUntil, type MapTestServer, type TestNode } from './map-harness.js'
 
 /**
