@@ -7,7 +7,7 @@
  * are separate veths, so relayed packets really cross R. Needs root, wireguard-go, wg,
  * iperf3.
  *
- *   node bench/dist/src/tls-relay-bench.js [--rounds 3] [--seconds 5] [--carrier stream|websocket] [--write]
+ *   node bench/dist/src/tls-relay-bench.js [--rounds 3] [--seconds 5] [--carrier stream|websocket] [--high-water BYTES] [--profile DIR] [--write]
  *
  * The same file runs the relay (`relay ...`) and the clients (`client ...`) inside the
  * namespaces.
