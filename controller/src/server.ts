@@ -7,7 +7,7 @@ import { hostname } from 'node:os'
 import { isIP } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS, TLS_RELAY_PATH } from '@warren/protocol'
+import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS, TLS_RELAY_PATH, type NatConfig, type RelayInfo } from '@warren/protocol'
 import { openStore } from './store.js'
 import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
@@ -170,6 +170,10 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
         log.warn({ err: (e as Error).message }, 'embedded kernel relay not started; nodes get no UDP relay from this controller')
       }
     }
+    // The embedded relays are one entry of the maps' relay list: the kernel relay's port and
+    // key, and (once the URL is known) this server's TLS relay.
+    let embeddedRelayInfo: RelayInfo | undefined
+    let natGiven: NatConfig | undefined
     if (opts.map !== false) {
       const mapOpts = { ...opts.map }
       // STUN answers on the controller's ports (host-less: the host nodes joined with) and
@@ -180,6 +184,8 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       }
       const stunList = [...(stun?.ports.map(p => `:${p}`) ?? []), ...(relay !== undefined ? [relay.endpoint] : [])]
       if (stunList.length > 0) mapOpts.nat ??= { stun: stunList, relays: backend !== undefined ? [backend.info] : [] }
+      embeddedRelayInfo = backend?.info
+      natGiven = mapOpts.nat
       // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
       hooks.unshift(mapServerHook({
         ...mapOpts,
@@ -238,6 +244,11 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const sweep = setInterval(() => { state!.sweepExpired() }, SWEEP_MS)
     sweep.unref()
     const url = `https://${urlHost(host)}:${boundPort}`
+    if (tlsRelay !== undefined && map !== undefined && embeddedRelayInfo !== undefined && natGiven?.relays.includes(embeddedRelayInfo) === true) {
+      // Before any node connects, so every map has it.
+      embeddedRelayInfo.tls = url
+      map.setNat(natGiven)
+    }
     log.info({ url, fingerprint: tls.displayFingerprint, stateDir: opts.stateDir, domain, ...(metricsUrl !== undefined ? { metricsUrl } : {}), ...(stun !== undefined ? { stunPorts: stun.ports } : {}) }, 'controller listening')
 
     let closing: Promise<void> | undefined
