@@ -7,7 +7,7 @@ import { hostname } from 'node:os'
 import { isIP } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS } from '@warren/protocol'
+import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS, TLS_RELAY_PATH, type NatConfig, type RelayInfo } from '@warren/protocol'
 import { openStore } from './store.js'
 import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
@@ -21,6 +21,7 @@ import { policyRoutes } from './routes/policy.js'
 import type { ServerHook, Closable } from './server-hooks.js'
 import { startStunServer, type StunServer } from './stun-server.js'
 import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, type EmbeddedRelayOptions } from './relay/index.js'
+import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from './tls-relay/index.js'
 import type { UdpRelay } from '@warren/relay'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
@@ -46,6 +47,12 @@ export interface StartControllerOptions {
    * false leaves it out, for tests that mount their own.
    */
   map?: MapServerHookOptions | false
+  /**
+   * tlsRelay tunes the embedded TLS relay at /v1/relay (on the same HTTPS port), which
+   * carries WireGuard packets for nodes that cannot send UDP. It needs the map service;
+   * false leaves it out.
+   */
+  tlsRelay?: TlsRelayOptions | false
   /**
    * `host:port` for a plain-HTTP listener that serves Prometheus metrics at GET /metrics
    * (`:port` is loopback). Off by default; the public server never serves metrics. Bind
@@ -84,6 +91,8 @@ export interface RunningController {
   policy: PolicyService
   /** the live map service, unless started with `map: false` */
   map?: MapService
+  /** the embedded TLS relay, unless started with `tlsRelay: false` or `map: false` */
+  tlsRelay?: TlsRelay
   /** http://host:port/metrics, when started with `metricsListen` */
   metricsUrl?: string
   /** the STUN server, when started with `stunPort` */
@@ -161,6 +170,10 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
         log.warn({ err: (e as Error).message }, 'embedded kernel relay not started; nodes get no UDP relay from this controller')
       }
     }
+    // The embedded relays are one entry of the maps' relay list: the kernel relay's port and
+    // key, and (once the URL is known) this server's TLS relay.
+    let embeddedRelayInfo: RelayInfo | undefined
+    let natGiven: NatConfig | undefined
     if (opts.map !== false) {
       const mapOpts = { ...opts.map }
       // STUN answers on the controller's ports (host-less: the host nodes joined with) and
@@ -171,6 +184,8 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       }
       const stunList = [...(stun?.ports.map(p => `:${p}`) ?? []), ...(relay !== undefined ? [relay.endpoint] : [])]
       if (stunList.length > 0) mapOpts.nat ??= { stun: stunList, relays: backend !== undefined ? [backend.info] : [] }
+      embeddedRelayInfo = backend?.info
+      natGiven = mapOpts.nat
       // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
       hooks.unshift(mapServerHook({
         ...mapOpts,
@@ -190,7 +205,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
           if (link.handleUpgrade(req, socket, head)) return
           // As the map service does when alone: the last listener answers paths nobody serves.
           const path = (req.url ?? '').split('?')[0] ?? ''
-          if (path !== MAP_PATH && server.listeners('upgrade').at(-1) === onUpgrade) {
+          if (path !== MAP_PATH && path !== TLS_RELAY_PATH && server.listeners('upgrade').at(-1) === onUpgrade) {
             writeRawError(socket, 404, 'not_found', `no WebSocket endpoint at ${path}; the map session is at ${MAP_PATH}`)
           }
         }
@@ -203,6 +218,8 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       const c = await hook(app.server as unknown as HttpsServer, { state, metrics, log, app })
       if (c !== undefined) closables.unshift(c)
     }
+    let tlsRelay: TlsRelay | undefined
+    if (map !== undefined && opts.tlsRelay !== false) tlsRelay = mountTlsRelay(app.server as unknown as HttpsServer, map, state, { metrics, log, closables }, opts.tlsRelay)
     let metricsUrl: string | undefined
     if (metricsAddress !== undefined) {
       const metricsApp = buildMetricsApp({ metrics, logger: log.child({ server: 'metrics' }) })
@@ -227,6 +244,11 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const sweep = setInterval(() => { state!.sweepExpired() }, SWEEP_MS)
     sweep.unref()
     const url = `https://${urlHost(host)}:${boundPort}`
+    if (tlsRelay !== undefined && map !== undefined && embeddedRelayInfo !== undefined && natGiven?.relays.includes(embeddedRelayInfo) === true) {
+      // Before any node connects, so every map has it.
+      embeddedRelayInfo.tls = url
+      map.setNat(natGiven)
+    }
     log.info({ url, fingerprint: tls.displayFingerprint, stateDir: opts.stateDir, domain, ...(metricsUrl !== undefined ? { metricsUrl } : {}), ...(stun !== undefined ? { stunPorts: stun.ports } : {}) }, 'controller listening')
 
     let closing: Promise<void> | undefined
@@ -241,6 +263,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       metrics,
       policy,
       ...(map !== undefined ? { map } : {}),
+      ...(tlsRelay !== undefined ? { tlsRelay } : {}),
       ...(metricsUrl !== undefined ? { metricsUrl } : {}),
       ...(stun !== undefined ? { stun } : {}),
       ...(relay !== undefined ? { relay } : {}),
@@ -262,6 +285,26 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     await store.close()
     throw e
   }
+}
+
+/**
+ * mountTlsRelay serves the TLS relay on the API server, judging pairs with the map's
+ * mesh (the peers each node's map shows) and hearing every mesh change from it.
+ */
+function mountTlsRelay (server: HttpsServer, map: MapService, state: ControllerState, ctx: { metrics: ControllerMetrics, log: Logger, closables: Closable[] }, opts?: TlsRelayOptions): TlsRelay {
+  const relay = createTlsRelay({
+    nodeByMachineKey: key => state.nodeByMachineKey(key),
+    getNode: id => state.getNode(id),
+    peers: map.mesh,
+    events: state.events,
+    registry: ctx.metrics.registry,
+    log: ctx.log.child({ module: 'tls-relay' })
+  }, opts)
+  const detach = relay.attach(server)
+  const stop = map.onMeshChange(ids => relay.meshChanged(ids))
+  // Closed before the map service (closables close in order, hooks first).
+  ctx.closables.unshift({ close: async () => { stop(); detach(); await relay.close() } })
+  return relay
 }
 
 /** listenMetrics starts the metrics listener and returns its /metrics URL. */

@@ -15,3 +15,4 @@ export { traceRuleset, type TracePacket, type Verdict } from './firewall/tracer.
 export * from './nat/fake-shared-port.js'
 export * from './nat/fake-udp-relay-client.js'
 export * from './nat/fake-loopback-shared-port.js'
+export * from './nat/fake-tls-relay-client.js'

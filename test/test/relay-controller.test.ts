@@ -57,7 +57,7 @@ t.test('embedded relay: a request over the map session gets both nodes bound; de
   t.ok(ctl.relay, 'the relay runs')
   const [a, b] = await joinTwo(t, ctl)
   await waitFor(() => a.netmap()?.peers.length === 1 && b.netmap()?.peers.length === 1, { timeoutMs: 60_000, message: 'both maps' })
-  t.same(a.netmap()?.nat?.relays, [{ id: 'controller', udp: ctl.relay!.endpoint, key: ctl.relay!.publicKey }], 'the map lists the embedded relay')
+  t.same(a.netmap()?.nat?.relays, [{ id: 'controller', udp: ctl.relay!.endpoint, key: ctl.relay!.publicKey, tls: ctl.url }], 'the map lists the embedded relays: kernel UDP and TLS')
   t.same(a.netmap()?.nat?.stun, [ctl.relay!.endpoint])
 
   a.client.request(b.wg.publicKey)

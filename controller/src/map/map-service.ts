@@ -67,6 +67,12 @@ export interface MapService {
    * setPolicy (or a new engine to setEngine), and every node hears what changed.
    */
   mesh: MeshPolicy
+  /**
+   * onMeshChange registers a listener called after each change the mesh took (a node's
+   * record, or the policy: `ids` are the nodes whose peers may have changed, all when
+   * absent), so relays can judge their pairs again; returns a function that removes it.
+   */
+  onMeshChange: (listener: (ids?: Iterable<string>) => void) => () => void
   /** setDomain changes the MagicDNS domain for every node. */
   setDomain: (domain: string) => void
   /** setNat changes the STUN servers and relays every node is told. */
@@ -105,6 +111,8 @@ export function createMapService (opts: MapServiceOptions): MapService {
   })
   let flushTimer: NodeJS.Timeout | undefined
   let closed = false
+  const meshListeners = new Set<(ids?: Iterable<string>) => void>()
+  const meshChanged = (ids?: Iterable<string>): void => { for (const l of meshListeners) l(ids) }
 
   const scheduleFlush = (): void => { if (flushTimer === undefined && !closed) flushTimer = setTimeout(flush, coalesceMs) }
   const account = (touched: number, started: bigint): void => {
@@ -124,6 +132,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
         sessions.nodeChanged(r.node)
         account(fanout.nodeChanged(r.node, r), r.started)
         relays.meshChanged([r.node.id])
+        meshChanged([r.node.id, ...r.policy])
       },
       nodeRemoved (r) {
         if (closed) return
@@ -131,11 +140,13 @@ export function createMapService (opts: MapServiceOptions): MapService {
         sessions.nodeRemoved(r.node)
         account(touched, r.started)
         relays.meshChanged([r.node.id])
+        meshChanged([r.node.id, ...r.policy])
       },
       policyChanged: ids => {
         if (closed) return
         fanout.policyChanged(ids)
         relays.meshChanged(ids)
+        meshChanged(ids)
       }
     }
   })
@@ -232,6 +243,10 @@ export function createMapService (opts: MapServiceOptions): MapService {
       return () => { server.off('upgrade', listener) }
     },
     mesh,
+    onMeshChange (listener) {
+      meshListeners.add(listener)
+      return () => { meshListeners.delete(listener) }
+    },
     setDomain: domain => fanout.setDomain(domain),
     setNat: nat => fanout.setNat(nat),
     relays,

@@ -21,6 +21,7 @@ import { serveDaemonMetrics } from './daemon-metrics-server.js'
 import { createNatMonitor, type NatMonitorInit } from '../nat/nat-monitor.js'
 import { createDaemonPaths, type PathsInit } from './paths.js'
 import { createUdpRelayClient, mapSessionRelayControl } from '../nat/udp-relay-client.js'
+import { createDaemonTlsRelay } from '../nat/tls-relay-client.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -100,6 +101,11 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     udpRelay: ctx => {
       const session = ctx.session()
       return session === undefined ? undefined : createUdpRelayClient({ control: mapSessionRelayControl(session), sharedPort: ctx.port, wgPrivateKey: ctx.privateKey, log: ctx.logger })
+    },
+    // The TLS relay (for when UDP is blocked) is on the HTTPS port of the controller we joined.
+    tlsRelay: ctx => {
+      const login = d.login
+      return login === undefined ? undefined : createDaemonTlsRelay({ controller: { url: login.controller, ...(login.fingerprint !== undefined ? { fingerprint: login.fingerprint } : {}) }, machineKey: keys.machine, wgPort: ctx.port.wgPort, logger: ctx.logger })
     },
     ...init.paths
   })

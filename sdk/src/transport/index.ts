@@ -6,3 +6,4 @@
 export * from './http-json.js'
 export * from './pinned.js'
 export * from './unix.js'
+export * from './relay-link.js'

@@ -29,6 +29,12 @@ export interface ControllerTransport extends JsonTransport {
   readonly fingerprint?: string
   /** webSocket opens wss://<host><path> with the same trust as `request` */
   webSocket(path: string, opts?: WebSocket.ClientOptions): WebSocket
+  /**
+   * upgrade sends `GET <path>` with `Upgrade: <protocol>` and, on `101 Switching
+   * Protocols`, resolves with the TLS socket, now a plain byte stream (same trust as
+   * `request`). Any other answer rejects with code upgrade_refused and the HTTP status.
+   */
+  upgrade(path: string, protocol: string): Promise<Duplex>
 }
 
 /** CertificateProbe is what one unverified TLS handshake with the controller tells us. */
@@ -213,6 +219,36 @@ export function createControllerTransport (init: ControllerTransportInit): Contr
       } catch (e) {
         throw describeTlsError((e as Error).cause ?? e, where)
       }
+    },
+    async upgrade (path, protocol) {
+      return await new Promise<Duplex>((resolve, reject) => {
+        const req = https.request({
+          method: 'GET',
+          host: base.hostname.replace(/^\[|\]$/g, ''),
+          port: base.port === '' ? 443 : Number(base.port),
+          path: basePath + path,
+          agent,
+          headers: { Connection: 'Upgrade', Upgrade: protocol }
+        })
+        req.setTimeout(timeoutMs, () => req.destroy(new WarrenError('timeout', `${where} did not answer the ${protocol} upgrade at ${path} within ${formatMs(timeoutMs)}`, { status: 504 })))
+        req.on('upgrade', (_res, socket, head) => {
+          socket.setTimeout(0)
+          // What goes over an upgraded stream is often small and latency-bound (relayed ACKs).
+          socket.setNoDelay(true)
+          if (head.length > 0) socket.unshift(head)
+          resolve(socket)
+        })
+        req.on('response', res => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (c: string) => { if (body.length < 2000) body += c })
+          res.on('end', () => {
+            reject(new WarrenError('upgrade_refused', `${where} refused the ${protocol} upgrade at ${path} (HTTP ${res.statusCode ?? '?'}): ${body.trim().slice(0, 500) || 'no reason given'}`, { status: res.statusCode ?? 502 }))
+          })
+        })
+        req.on('error', e => reject(describeTlsError((e as Error).cause ?? e, where)))
+        req.end()
+      })
     },
     webSocket (path, opts = {}) {
       const wsUrl = new URL(basePath + path, base)

@@ -1,0 +1,224 @@
+import t from 'tap'
+import { request } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { AddressInfo } from 'node:net'
+import WebSocket from 'ws'
+import {
+  PROTOCOL_VERSION, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, signMessage, relaySigningPayload,
+  encodeRelayPeer, readRelayIndex, decodeRelayControlText, fromBase64, toBase64, generateMachineKeyPair, type MachineKeyPair
+} from '@warren/protocol'
+import { createRelayLink, type RelayLink } from '@warren/sdk/transport'
+import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from '../src/tls-relay/index.js'
+import { startWith, waitUntil, type MapTestServer, type TestNode } from './map-harness.js'
+
+/**
+ * The TLS relay, in-process over plain HTTP (the carrier is the same byte stream once
+ * upgraded): authentication with the machine key, forwarding only between peers the
+ * policy lets talk, cutting at once on revocation, and the per-node limits.
+ */
+
+interface RelayTestClient {
+  link: RelayLink
+  /** packets received, with the sender's key as the relay announced it */
+  got: Array<{ from: string, packet: number[] }>
+  errors: Array<{ code: string, message: string }>
+  welcomed: Promise<void>
+  closed: Promise<void>
+  isClosed: () => boolean
+  /** send names `peer` with index `index` (once) and sends a packet to it */
+  send: (index: number, peerWgKey: string, packet: Uint8Array) => void
+}
+
+async function openStream (port: number): Promise<Duplex> {
+  return await new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: TLS_RELAY_PATH, headers: { Connection: 'Upgrade', Upgrade: TLS_RELAY_UPGRADE } })
+    req.on('upgrade', (_res, socket, head) => {
+      if (head.length > 0) socket.unshift(head)
+      resolve(socket)
+    })
+    req.on('response', res => reject(new Error(`no upgrade: HTTP ${res.statusCode ?? '?'}`)))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** openWebSocket does not wait for 'open': the challenge may come in the same read as the 101, so the link must listen first. */
+function openWebSocket (port: number): WebSocket {
+  return new WebSocket(`ws://127.0.0.1:${port}${TLS_RELAY_PATH}`)
+}
+
+async function connect (port: number, machine: MachineKeyPair, opts: { websocket?: boolean, signWith?: MachineKeyPair } = {}): Promise<RelayTestClient> {
+  const carrier = opts.websocket === true ? openWebSocket(port) : await openStream(port)
+  const inbound = new Map<number, string>()
+  const named = new Set<number>()
+  let welcome!: () => void
+  let done!: () => void
+  let isClosed = false
+  const c: RelayTestClient = {
+    link: undefined as unknown as RelayLink,
+    got: [],
+    errors: [],
+    welcomed: new Promise(resolve => { welcome = resolve }),
+    closed: new Promise(resolve => { done = resolve }),
+    isClosed: () => isClosed,
+    send (index, peerWgKey, packet) {
+      if (!named.has(index)) {
+        named.add(index)
+        c.link.sendFrame(encodeRelayPeer(index, fromBase64(peerWgKey, 32)!))
+      }
+      c.link.sendData(index, packet)
+    }
+  }
+  c.link = createRelayLink(carrier, {
+    onFrame (type, body) {
+      if (type === RelayFrameType.Peer) inbound.set(readRelayIndex(body), toBase64(body.subarray(2)))
+      if (type === RelayFrameType.Data) c.got.push({ from: inbound.get(readRelayIndex(body)) ?? '?', packet: [...body.subarray(2)] })
+      if (type !== RelayFrameType.Control) return
+      const msg = JSON.parse(decodeRelayControlText(body)) as { type: string, nonce: string, code: string, message: string }
+      if (msg.type === 'challenge') {
+        const signer = opts.signWith ?? machine
+        c.link.sendControl({ type: 'hello', version: PROTOCOL_VERSION, machineKey: machine.publicKey, nonce: msg.nonce, signature: signMessage(signer.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, machine.publicKey, PROTOCOL_VERSION)) })
+      } else if (msg.type === 'welcome') welcome()
+      else c.errors.push({ code: msg.code, message: msg.message })
+    },
+    onClose () { isClosed = true; done() }
+  })
+  return c
+}
+
+async function startRelay (t: { teardown: (fn: () => Promise<void>) => void }, names: string[], opts: TlsRelayOptions = {}): Promise<{ srv: MapTestServer, relay: TlsRelay, nodes: TestNode[], port: number }> {
+  // Nodes that share a tag see each other; untagged nodes see all untagged ones.
+  const { srv, nodes } = await startWith(t, names)
+  const relay = createTlsRelay({
+    nodeByMachineKey: k => srv.source.nodeByMachineKey(k),
+    getNode: id => srv.source.getNode(id),
+    peers: srv.service.mesh,
+    events: srv.source.events
+  }, opts)
+  relay.attach(srv.server)
+  const stop = srv.service.onMeshChange(ids => relay.meshChanged(ids))
+  t.teardown(async () => { stop(); await relay.close() })
+  return { srv, relay, nodes, port: (srv.server.address() as AddressInfo).port }
+}
+
+const pkt = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill)
+
+for (const websocket of [false, true]) {
+  t.test(`${websocket ? 'WebSocket' : 'framed stream'}: a packet goes from a node to its peer, announced by key`, async t => {
+    const { nodes, port, relay } = await startRelay(t, ['a', 'b'])
+    const [a, b] = [await connect(port, nodes[0]!.machine, { websocket }), await connect(port, nodes[1]!.machine, { websocket })]
+    await Promise.all([a.welcomed, b.welcomed])
+    a.send(3, nodes[1]!.node.wgKey, pkt(148, 7))
+    a.send(3, nodes[1]!.node.wgKey, pkt(1400, 8))
+    b.send(9, nodes[0]!.node.wgKey, pkt(92, 9))
+    await waitUntil(() => b.got.length === 2 && a.got.length === 1, 'both packets relayed')
+    t.same(b.got.map(g => [g.from, g.packet.length, g.packet[0]]), [[nodes[0]!.node.wgKey, 148, 7], [nodes[0]!.node.wgKey, 1400, 8]])
+    t.same(a.got.map(g => [g.from, g.packet.length]), [[nodes[1]!.node.wgKey, 92]])
+    t.equal(relay.stats().links, 2)
+    a.link.close()
+    b.link.close()
+  })
+}
+
+t.test('a node cannot send to a peer the policy hides, nor to an offline one', async t => {
+  const { srv, nodes, port, relay } = await startRelay(t, ['a', 'b', 'c'])
+  // a and b share a tag; c is in another group, so a and c are not peers
+  srv.source.put({ ...nodes[0]!.node, tags: ['tag:x'] })
+  srv.source.put({ ...nodes[1]!.node, tags: ['tag:x'] })
+  srv.source.put({ ...nodes[2]!.node, tags: ['tag:y'] })
+  const [a, c] = [await connect(port, nodes[0]!.machine), await connect(port, nodes[2]!.machine)]
+  await Promise.all([a.welcomed, c.welcomed])
+  a.send(1, nodes[2]!.node.wgKey, pkt(100, 1))
+  a.send(2, nodes[1]!.node.wgKey, pkt(100, 2)) // b is a peer but not connected
+  c.send(1, nodes[0]!.node.wgKey, pkt(100, 3))
+  await waitUntil(() => relay.stats().dropped.denied === 2 && relay.stats().dropped.offline === 1, 'drops counted')
+  t.equal(c.got.length, 0)
+  t.equal(a.got.length, 0)
+  t.equal(relay.stats().framesOut, 0)
+  t.notOk(a.isClosed(), 'a hidden peer is a drop, not an error')
+})
+
+t.test('revocation cuts a pair at the next frame, and removal cuts the node at once', async t => {
+  const { srv, nodes, port, relay } = await startRelay(t, ['a', 'b'])
+  const [a, b] = [await connect(port, nodes[0]!.machine), await connect(port, nodes[1]!.machine)]
+  await Promise.all([a.welcomed, b.welcomed])
+  a.send(1, nodes[1]!.node.wgKey, pkt(60, 1))
+  await waitUntil(() => b.got.length === 1, 'first packet relayed')
+  // The policy stops letting a and b talk: b moves to another group.
+  srv.source.put({ ...nodes[1]!.node, tags: ['tag:other'] })
+  a.send(1, nodes[1]!.node.wgKey, pkt(60, 2))
+  await waitUntil(() => relay.stats().dropped.denied === 1, 'the next packet is denied')
+  t.equal(b.got.length, 1, 'nothing more reached b')
+  // And back: the pair is judged again.
+  srv.source.put({ ...nodes[1]!.node, tags: [] })
+  a.send(1, nodes[1]!.node.wgKey, pkt(60, 3))
+  await waitUntil(() => b.got.length === 2, 'allowed again')
+  // Deleting a node closes its relay connection with the reason.
+  srv.source.remove(nodes[0]!.node.id)
+  await a.closed
+  t.same(a.errors.map(e => e.code), ['node_deleted'])
+  t.equal(relay.stats().links, 1)
+})
+
+t.test('frames break the rules: an index no PEER frame named, an oversize packet', async t => {
+  const { nodes, port } = await startRelay(t, ['a', 'b'], { maxPacket: 1500 })
+  const a = await connect(port, nodes[0]!.machine)
+  await a.welcomed
+  a.link.sendData(5, pkt(10, 1))
+  await a.closed
+  t.match(a.errors, [{ code: 'unknown_peer_index', message: /peer index 5.*PEER frame/ }])
+  const b = await connect(port, nodes[1]!.machine)
+  await b.welcomed
+  b.send(1, nodes[0]!.node.wgKey, pkt(1600, 1))
+  await b.closed
+  t.match(b.errors, [{ code: 'bad_relay_frame', message: /1600-byte packet; this relay takes at most 1500/ }])
+})
+
+t.test('only registered nodes that sign the challenge with their own key are let in', async t => {
+  const { nodes, port, relay } = await startRelay(t, ['a'])
+  const forged = await connect(port, nodes[0]!.machine, { signWith: generateMachineKeyPair() })
+  await forged.closed
+  t.match(forged.errors, [{ code: 'bad_signature' }])
+  const stranger = await connect(port, generateMachineKeyPair())
+  await stranger.closed
+  t.match(stranger.errors, [{ code: 'unknown_node' }])
+  // Frames before the hello are refused.
+  const early = await openStream(port)
+  const errors: string[] = []
+  await new Promise<void>(resolve => {
+    const l = createRelayLink(early, {
+      onFrame (type, body) { if (type === RelayFrameType.Control) errors.push(decodeRelayControlText(body)) },
+      onClose: () => resolve()
+    })
+    l.sendFrame(encodeRelayPeer(1, fromBase64(nodes[0]!.node.wgKey, 32)!))
+  })
+  t.match(errors.join('\n'), /"code":"unauthenticated"/)
+  t.equal(relay.stats().links, 0)
+})
+
+t.test('a node over its rate has its packets dropped', async t => {
+  const { nodes, port, relay } = await startRelay(t, ['a', 'b'], { rateBytesPerSecond: 1000, burstBytes: 1000 })
+  const [a, b] = [await connect(port, nodes[0]!.machine), await connect(port, nodes[1]!.machine)]
+  await Promise.all([a.welcomed, b.welcomed])
+  for (let i = 0; i < 5; i++) a.send(1, nodes[1]!.node.wgKey, pkt(400, i))
+  await waitUntil(() => relay.stats().framesIn === 5, 'all five read')
+  t.ok(relay.stats().dropped.rate >= 2, `over the burst is dropped (${relay.stats().dropped.rate})`)
+  await waitUntil(() => b.got.length === 5 - relay.stats().dropped.rate, 'the rest relayed')
+})
+
+t.test('a wrong upgrade on the relay path is refused in the API error shape', async t => {
+  const { port } = await startRelay(t, [])
+  const answer = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: TLS_RELAY_PATH, headers: { Connection: 'Upgrade', Upgrade: 'h2c' } })
+    req.on('response', res => {
+      let body = ''
+      res.on('data', c => { body += String(c) })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    req.on('upgrade', () => reject(new Error('upgraded')))
+    req.on('error', reject)
+    req.end()
+  })
+  t.equal(answer.status, 400)
+  t.match(answer.body, /warren-relay\/1/)
+})

@@ -1,0 +1,41 @@
+import type { TlsRelayClient } from './types.js'
+
+/** FakeTlsRelayClient records what a path manager asked of the TLS relay client. */
+export interface FakeTlsRelayClient extends TlsRelayClient {
+  /** open maps each peer with an endpoint to it */
+  readonly open: ReadonlyMap<string, string>
+  /** released lists peers released, in order */
+  readonly released: string[]
+  /** setConnected changes what connected() says */
+  setConnected: (up: boolean) => void
+  readonly closed: boolean
+}
+
+/**
+ * createFakeTlsRelayClient hands out loopback endpoints with made-up ports (from 40000,
+ * the same port again for the same peer) and carries nothing.
+ */
+export function createFakeTlsRelayClient (opts: { connected?: boolean } = {}): FakeTlsRelayClient {
+  const open = new Map<string, string>()
+  const released: string[] = []
+  let connected = opts.connected ?? true
+  let nextPort = 40000
+  let closed = false
+  return {
+    open,
+    released,
+    get closed () { return closed },
+    setConnected (up) { connected = up },
+    async endpoint (peerWgKey) {
+      if (closed) throw new Error('the fake TLS relay client is closed')
+      let ep = open.get(peerWgKey)
+      if (ep === undefined) open.set(peerWgKey, ep = `127.0.0.1:${nextPort++}`)
+      return ep
+    },
+    release (peerWgKey) {
+      if (open.delete(peerWgKey)) released.push(peerWgKey)
+    },
+    connected: () => connected && !closed,
+    async close () { closed = true; open.clear() }
+  }
+}

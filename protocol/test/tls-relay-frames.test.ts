@@ -1,0 +1,69 @@
+import t from 'tap'
+import {
+  createRelayFrameDecoder, encodeRelayData, encodeRelayPeer, encodeRelayControl, encodeRelayFrame, relayDataHeader,
+  readRelayIndex, decodeRelayControlText, RelayFrameType, RelayFrameError, RELAY_MAX_PACKET
+} from '../src/index.js'
+
+interface Got { type: number, body: number[] }
+
+function decodeAll (chunks: Uint8Array[], opts?: { maxPacket?: number }): Got[] {
+  const got: Got[] = []
+  const d = createRelayFrameDecoder((type, body) => { got.push({ type, body: [...body] }) }, opts)
+  for (const c of chunks) d.push(c)
+  t.equal(d.buffered(), 0, 'nothing left half-read')
+  return got
+}
+
+const concat = (parts: Uint8Array[]): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.length }
+  return out
+}
+
+const key = new Uint8Array(32).map((_, i) => i + 1)
+const packet = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill)
+const stream = concat([
+  encodeRelayPeer(7, key),
+  encodeRelayData(7, packet(148, 1)),
+  encodeRelayData(7, packet(1452, 2)),
+  encodeRelayFrame(RelayFrameType.Ping, Uint8Array.of(9, 9)),
+  encodeRelayControl({ type: 'error', code: 'x', message: 'y' }),
+  encodeRelayData(65535, packet(1, 3))
+])
+
+t.test('frames come out whole however the stream is cut', async t => {
+  const whole = decodeAll([stream])
+  t.same(whole.map(f => f.type), [2, 1, 1, 4, 3, 1])
+  t.equal(readRelayIndex(Uint8Array.from(whole[0]!.body)), 7)
+  t.same(whole[0]!.body.slice(2), [...key])
+  t.equal(readRelayIndex(Uint8Array.from(whole[5]!.body)), 65535)
+  t.same(JSON.parse(decodeRelayControlText(Uint8Array.from(whole[4]!.body))), { type: 'error', code: 'x', message: 'y' })
+  // every cut point, and byte by byte
+  for (let cut = 1; cut < stream.length; cut += 37) {
+    t.same(decodeAll([stream.subarray(0, cut), stream.subarray(cut)]), whole, `cut at ${cut}`)
+  }
+  t.same(decodeAll([...stream].map(b => Uint8Array.of(b))), whole, 'one byte at a time')
+})
+
+t.test('a frame that lies whole in a chunk is a view, not a copy', async t => {
+  const chunk = encodeRelayData(1, packet(100, 5))
+  let seen: Uint8Array | undefined
+  createRelayFrameDecoder((_type, body) => { seen = body }).push(chunk)
+  t.equal(seen!.buffer, chunk.buffer)
+})
+
+t.test('oversize and malformed frames are refused with a reason', async t => {
+  t.throws(() => relayDataHeader(0, RELAY_MAX_PACKET + 1), { code: 'bad_relay_frame' })
+  t.ok(new RelayFrameError('x') instanceof Error)
+  t.throws(() => relayDataHeader(0, 0), /1\.\.65533/)
+  t.throws(() => encodeRelayPeer(70000, key), /outside/)
+  const big = encodeRelayData(1, packet(2000, 1))
+  const d = createRelayFrameDecoder(() => t.fail('no frame'), { maxPacket: 1500 })
+  // refused from its header alone, before the body arrives
+  t.throws(() => d.push(big.subarray(0, 3)), /2000-byte packet.*at most 1500/)
+  t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(9, 0, 0)), /unknown relay frame type 9/)
+  t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(1, 0, 2, 0, 0)), /holds no packet/)
+  t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(2, 0, 3, 0, 0, 1)), /PEER frame must be 34 bytes/)
+  t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(3, 0xff, 0xff)), /CONTROL frame/)
+})
