@@ -5,7 +5,7 @@ import type { LocalPeerStatus } from '@warren/protocol'
 /** PathKind is how WireGuard reaches a peer (LocalPeerPath's kind). */
 export type PathKind = NonNullable<LocalPeerStatus['path']>['kind']
 import { waitFor, type ProcessHandle } from './process.js'
-import { canConnect, FLOW_ARGV, type Mesh, type MeshNode } from './mesh.js'
+import { canConnect, canPing, flowSamples, FLOW_ARGV, type Mesh, type MeshNode } from './mesh.js'
 
 /**
  * path-checks are the checks of path selection with a real controller and daemons: which
@@ -22,10 +22,13 @@ export interface Asserts {
   type: (found: unknown, type: string, message: string) => unknown
 }
 
-/** PATHS_POLICY lets tag:a reach tag:b on TCP 80 and nothing else. */
+/** PATHS_POLICY lets tag:a reach tag:b on TCP 80 and ping it, and nothing else. */
 export const PATHS_POLICY = `{
   "tagOwners": { "tag:a": ["alice@"], "tag:b": ["alice@"] },
-  "acls": [ { "action": "accept", "src": ["tag:a"], "dst": ["tag:b:80"], "proto": "tcp" } ],
+  "acls": [
+    { "action": "accept", "src": ["tag:a"], "dst": ["tag:b:80"], "proto": "tcp" },
+    { "action": "accept", "src": ["tag:a"], "dst": ["tag:b:*"], "proto": "icmp" },
+  ],
 }
 `
 
@@ -56,19 +59,56 @@ export async function waitForPath (n: MeshNode, other: MeshNode, kind: PathKind,
   }, { timeoutMs, message: `${n.name} choosing a ${kind} path to ${other.name}` })
 }
 
+/**
+ * wgEndpoints waits until `wg show IFACE endpoints` on `n` gives `endpoint` for `other` and
+ * returns what it printed. WireGuard may have roamed to a port the peer sent from while
+ * it switched: the daemon puts the chosen endpoint back within seconds.
+ */
+async function wgEndpoints (n: MeshNode, other: MeshNode, endpoint: string): Promise<string> {
+  const line = `${other.wgKey}\t${endpoint}`
+  return await waitFor(async () => {
+    const out = (await n.host.exec(['wg', 'show', n.iface, 'endpoints'])).stdout
+    return out.includes(line) ? out : undefined
+  }, { timeoutMs: 30_000, message: `${n.name}'s WireGuard endpoint for ${other.name} to be ${endpoint}` })
+}
+
+/**
+ * checkRelayed waits until `n` reaches `other` through a relay of `kind` whose endpoint
+ * (what WireGuard sends to) is on `endpointHost`: the relay's address for the kernel UDP
+ * relay, loopback for the TLS relay client. WireGuard's endpoint must be that one.
+ */
+export async function checkRelayed (t: Asserts, n: MeshNode, other: MeshNode, kind: Exclude<PathKind, 'direct'>, endpointHost: string): Promise<NonNullable<LocalPeerStatus['path']>> {
+  const path = await waitForPath(n, other, kind)
+  t.match(path.endpoint, new RegExp(`^${endpointHost.replaceAll('.', '\\.')}:\\d+$`), `${n.name} reaches ${other.name} through the ${kind} at ${endpointHost}`)
+  t.equal(path.relay, 'controller', 'the controller\'s embedded relay')
+  t.match(await wgEndpoints(n, other, path.endpoint), `${other.wgKey}\t${path.endpoint}`, `WireGuard's endpoint for ${other.name} is the ${kind}'s`)
+  return path
+}
+
+/** checkPings: `a` pings `b` on the path in use, twenty pings and none lost. */
+export async function checkPings (t: Asserts, a: MeshNode, b: MeshNode): Promise<void> {
+  await waitFor(async () => await canPing(a.host, b.ipv4, 1000), { timeoutMs: 60_000, message: `${a.name} pinging ${b.name}` })
+  const pings = await a.host.exec(['ping', '-n', '-c', '20', '-i', '0.05', '-W', '2', b.ipv4], { allowFail: true })
+  t.match(pings.stdout, / 0% packet loss/, `twenty pings ${a.name} -> ${b.name}, none lost`)
+}
+
+/** checkStream: a TCP stream from `a` to the echo server on `b`:`port` carries 256 KiB there and back. */
+export async function checkStream (a: MeshNode, b: MeshNode, port: number): Promise<void> {
+  const sender = a.host.spawn([...FLOW_ARGV, 'send', b.ipv4, String(port)])
+  try {
+    await sender.waitForLine(/^connected$/, 60_000)
+    await waitFor(() => flowSamples(sender.output()).some(s => s.bytes >= 256 * 1024), { message: `256 KiB echoed back ${b.name}:${port} -> ${a.name}`, timeoutMs: 120_000 })
+  } finally {
+    await sender.kill()
+  }
+}
+
 /** checkPathInUse: WireGuard sends to the chosen endpoint, and status says so in text and JSON. */
 export async function checkPathInUse (t: Asserts, mesh: Mesh, n: MeshNode, other: MeshNode, want: string): Promise<void> {
   const path = await waitForPath(n, other, 'direct')
   t.match(path.endpoint, new RegExp(`^${want.replaceAll('.', '\\.')}:\\d+$`), `${n.name} reaches ${other.name} directly at ${want}`)
   t.type(path.latencyMs, 'number', 'with a measured latency')
-  // WireGuard may have roamed to the relay port the peer sent from while it switched: the
-  // daemon puts the chosen endpoint back within seconds.
-  const line = `${other.wgKey}\t${path.endpoint}`
-  const wg = await waitFor(async () => {
-    const out = (await n.host.exec(['wg', 'show', n.iface, 'endpoints'])).stdout
-    return out.includes(line) ? out : undefined
-  }, { timeoutMs: 30_000, message: `${n.name}'s WireGuard endpoint for ${other.name} to be ${path.endpoint}` })
-  t.match(wg, line, 'WireGuard\'s endpoint for the peer is the chosen one')
+  t.match(await wgEndpoints(n, other, path.endpoint), `${other.wgKey}\t${path.endpoint}`, 'WireGuard\'s endpoint for the peer is the chosen one')
   const json = JSON.parse((await mesh.warren(['status', '--socket', n.socket, '--json'])).stdout) as { peers: LocalPeerStatus[] }
   t.equal(json.peers.find(p => p.wgKey === other.wgKey)?.path?.kind, 'direct', 'warren status --json shows the path')
   t.match((await mesh.warren(['status', '--socket', n.socket])).stdout, new RegExp(`${other.name}\\s.*direct \\d`), 'warren status shows it')

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { netnsSkipReason, waitFor, type Host } from '../src/index.js'
-import { createMesh, canPing, flowSamples, FLOW_ARGV, type MeshNode } from '../src/mesh.js'
-import { waitForPath, peerOf } from '../src/path-checks.js'
+import { netnsSkipReason, type Host } from '../src/index.js'
+import { createMesh, FLOW_ARGV, type MeshNode } from '../src/mesh.js'
+import { waitForPath, peerOf, checkPings, checkStream } from '../src/path-checks.js'
 
 /**
  * The TLS relay with real processes: a controller and two daemons (wireguard-go) in
@@ -56,17 +56,12 @@ t.test('two nodes with UDP blocked talk through the TLS relay', { skip, timeout:
   const wg = await a.host.exec(['wg', 'show', a.iface, 'endpoints'])
   t.match(wg.stdout, `${b.wgKey}\t${pathAB.endpoint}`, 'WireGuard\'s endpoint for the peer is the TLS relay client\'s port')
 
-  await waitFor(async () => await canPing(a.host, b.ipv4, 1000), { message: 'a ping through the TLS relay', timeoutMs: 60_000 })
-  const pings = await a.host.exec(['ping', '-n', '-c', '20', '-i', '0.05', '-W', '2', b.ipv4], { allowFail: true })
-  t.match(pings.stdout, / 0% packet loss/, 'twenty pings through the relay, none lost')
+  await checkPings(t, a, b)
 
   // A TCP stream both ways (the server echoes), through the relay.
   const server = b.host.spawn([...FLOW_ARGV, 'serve', '7100'])
   await server.waitForLine(/^listening$/, 60_000)
-  const sender = a.host.spawn([...FLOW_ARGV, 'send', b.ipv4, '7100'])
-  await sender.waitForLine(/^connected$/, 60_000)
-  await waitFor(() => flowSamples(sender.output()).some(s => s.bytes >= 256 * 1024), { message: '256 KiB echoed back through the relay', timeoutMs: 120_000 })
-  sender.kill()
+  await checkStream(a, b, 7100)
   t.equal((await peerOf(a, b))?.path?.kind, 'tls-relay', 'still on the TLS relay after the transfer')
 
   // No UDP port opened outside loopback, the mesh addresses and WireGuard's port.
