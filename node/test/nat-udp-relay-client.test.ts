@@ -112,3 +112,28 @@ t.test('the fake client records requests and hands out endpoints the test grants
   t.equal(f.endpoint('k1'), undefined)
   t.same(seen, ['k1', 'k1'])
 })
+
+t.test('a relay endpoint is used only once the peer bound its side too (a peer without UDP never does)', async t => {
+  const fw = createFakeRelayFirewall()
+  const relay = await startUdpRelay({ key: generateWireGuardKeyPair(), port: 0, listenHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: 47000, last: 47999 } })
+  t.teardown(() => relay.close())
+  const nodes = new Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>()
+  const ctl = fakeController(relay, nodes)
+  const [ka, kb] = [generateWireGuardKeyPair(), generateWireGuardKeyPair()]
+  nodes.set(ka.publicKey, ctl.controlFor(ka.publicKey))
+  const a = createUdpRelayClient({ control: nodes.get(ka.publicKey)!.control, sharedPort: await loopbackSharedPort(t), wgPrivateKey: ka.privateKey, refreshMs: 60_000 })
+  t.teardown(async () => { await a.close() })
+  ctl.setUp(true)
+  a.request(kb.publicKey)
+  await until(() => relay.stats().acks >= 1, 'A\'s bind acked')
+  t.equal(a.endpoint(kb.publicKey), undefined, 'acked, but B never bound: no endpoint')
+  t.equal(a.relayId(kb.publicKey), undefined)
+
+  // B comes (its grant arrives with its own request); A hears from the relay, not at its next rebind.
+  nodes.set(kb.publicKey, ctl.controlFor(kb.publicKey))
+  const b = createUdpRelayClient({ control: nodes.get(kb.publicKey)!.control, sharedPort: await loopbackSharedPort(t), wgPrivateKey: kb.privateKey, refreshMs: 60_000 })
+  t.teardown(async () => { await b.close() })
+  b.request(ka.publicKey)
+  await until(() => a.endpoint(kb.publicKey) !== undefined && b.endpoint(ka.publicKey) !== undefined, 'both endpoints once both bound')
+  t.equal(relay.allocations().length, 1, 'one allocation for the pair')
+})

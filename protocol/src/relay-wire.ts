@@ -17,7 +17,10 @@ import { fromBase64, toBase64 } from './encoding.js'
  *   timestamp in ms since the epoch (8, big-endian)
  * RelayBindAck body:
  *   nonce (24) | box(payload) sealed from the relay's key to the node's key; payload =
- *   allocation id (16) | the bind's nonce (24) | observed port (2) | address (4 or 16)
+ *   allocation id (16) | the bind's nonce (24) | flags (1: bit 0 = the other side is bound
+ *   too, so the pair forwards) | observed port (2) | address (4 or 16). The relay also sends
+ *   an ack (to the side's last bind) when the other side binds, so a node learns at once
+ *   that its peer can use the relay.
  *
  * Only the holder of the node's WireGuard private key can make a bind the relay opens,
  * and only the relay can make an ack the node opens. Replay is refused with ReplayWindow.
@@ -120,6 +123,8 @@ export interface RelayBindAckInput {
   bindNonce: Uint8Array
   /** the bind's source as the relay saw it: the node's public mapping */
   observed: { address: string, port: number }
+  /** the other side of the allocation is bound too: the kernel forwards the pair */
+  peerBound: boolean
   relayPrivateKey: string
   nodePublicKey: string
   nonce?: Uint8Array
@@ -130,6 +135,8 @@ export interface RelayBindAck {
   allocation: string
   bindNonce: Uint8Array
   observed: { address: string, port: number }
+  /** the other side is bound too, so packets sent to the relay reach the peer */
+  peerBound: boolean
 }
 
 /** encodeRelayBindAck makes a sealed RelayBindAck control packet. */
@@ -139,11 +146,12 @@ export function encodeRelayBindAck (a: RelayBindAckInput): Uint8Array {
   if (a.bindNonce.length !== NONCE) throw new Error('relay ack: the bind nonce is 24 bytes')
   if (!ipaddr.isValid(a.observed.address)) throw new Error(`relay ack: '${a.observed.address}' is not an IP address`)
   const addr = Uint8Array.from(ipaddr.parse(a.observed.address).toByteArray())
-  const payload = new Uint8Array(RELAY_ALLOCATION_ID_BYTES + NONCE + 2 + addr.length)
+  const payload = new Uint8Array(RELAY_ALLOCATION_ID_BYTES + NONCE + 3 + addr.length)
   payload.set(alloc, 0)
   payload.set(a.bindNonce, RELAY_ALLOCATION_ID_BYTES)
-  new DataView(payload.buffer).setUint16(RELAY_ALLOCATION_ID_BYTES + NONCE, a.observed.port)
-  payload.set(addr, RELAY_ALLOCATION_ID_BYTES + NONCE + 2)
+  payload[RELAY_ALLOCATION_ID_BYTES + NONCE] = a.peerBound ? 1 : 0
+  new DataView(payload.buffer).setUint16(RELAY_ALLOCATION_ID_BYTES + NONCE + 1, a.observed.port)
+  payload.set(addr, RELAY_ALLOCATION_ID_BYTES + NONCE + 3)
   const nonce = a.nonce ?? nacl.randomBytes(NONCE)
   const sealed = nacl.box(payload, nonce, key(a.nodePublicKey, 'node public key'), key(a.relayPrivateKey, 'relay private key'))
   const body = new Uint8Array(NONCE + sealed.length)
@@ -158,14 +166,15 @@ export function openRelayBindAck (packet: Uint8Array, relayPublicKey: string, no
   if (c === undefined || c.kind !== ControlKind.RelayBindAck || c.body.length < NONCE + nacl.box.overheadLength) return undefined
   const payload = nacl.box.open(c.body.subarray(NONCE), c.body.subarray(0, NONCE), key(relayPublicKey, 'relay key'), key(nodePrivateKey, 'node private key'))
   if (payload === null) return undefined
-  const addrLen = payload.length - RELAY_ALLOCATION_ID_BYTES - NONCE - 2
+  const addrLen = payload.length - RELAY_ALLOCATION_ID_BYTES - NONCE - 3
   if (addrLen !== 4 && addrLen !== 16) return undefined
   const at = RELAY_ALLOCATION_ID_BYTES + NONCE
-  const addr = payload.subarray(at + 2)
+  const addr = payload.subarray(at + 3)
   return {
     allocation: allocationIdFromBytes(payload.subarray(0, RELAY_ALLOCATION_ID_BYTES)),
     bindNonce: payload.slice(RELAY_ALLOCATION_ID_BYTES, at),
-    observed: { address: ipaddr.fromByteArray([...addr]).toString(), port: new DataView(payload.buffer, payload.byteOffset).getUint16(at) }
+    observed: { address: ipaddr.fromByteArray([...addr]).toString(), port: new DataView(payload.buffer, payload.byteOffset).getUint16(at + 1) },
+    peerBound: (payload[at]! & 1) === 1
   }
 }
 

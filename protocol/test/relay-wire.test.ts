@@ -38,13 +38,13 @@ t.test('a bind is refused with another relay key, when altered, truncated or cla
   t.equal(openRelayBind(forged, relay.privateKey), undefined, 'a sender cannot claim a key it does not hold')
 })
 
-t.test('an ack opens only at the node and echoes the bind nonce and observed address', async t => {
+t.test('an ack opens only at the node and echoes the bind nonce, observed address and whether the peer is bound', async t => {
   const allocation = newAllocationId()
   const b = openRelayBind(bind(allocation), relay.privateKey)!
-  for (const observed of [{ address: '203.0.113.9', port: 61000 }, { address: '2001:db8::9', port: 1 }]) {
-    const ack = encodeRelayBindAck({ allocation, bindNonce: b.nonce, observed, relayPrivateKey: relay.privateKey, nodePublicKey: node.publicKey })
+  for (const [observed, peerBound] of [[{ address: '203.0.113.9', port: 61000 }, false], [{ address: '2001:db8::9', port: 1 }, true]] as const) {
+    const ack = encodeRelayBindAck({ allocation, bindNonce: b.nonce, observed, peerBound, relayPrivateKey: relay.privateKey, nodePublicKey: node.publicKey })
     t.equal(classifyWgPortPacket(ack), 'control')
-    t.same(openRelayBindAck(ack, relay.publicKey, node.privateKey), { allocation, bindNonce: b.nonce, observed })
+    t.same(openRelayBindAck(ack, relay.publicKey, node.privateKey), { allocation, bindNonce: b.nonce, observed, peerBound })
     t.equal(openRelayBindAck(ack, other.publicKey, node.privateKey), undefined, 'not from this relay')
     t.equal(openRelayBindAck(ack, relay.publicKey, other.privateKey), undefined, 'not for this node')
   }

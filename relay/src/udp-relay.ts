@@ -49,6 +49,8 @@ export interface RelaySide {
   port: number
   /** where this side's last accepted bind came from */
   bound?: { address: string, port: number }
+  /** the nonce of that bind: an ack sent later (the other side bound) answers it */
+  bindNonce?: Uint8Array
 }
 
 /** Allocation is a relayed pair: two ports, two nodes, until `expiresAt` (ms since the epoch). */
@@ -215,14 +217,26 @@ export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
     stats.binds++
     void queue.run(async () => {
       if (live.get(l.a.id) !== l) return
+      const other = l.a.sides[1 - side]!
+      const completes = me.bound === undefined && other.bound !== undefined
       me.bound = { address, port: from.port }
+      me.bindNonce = b.nonce
       const want = forwardsOf(l.a).filter(f => !sameForward(f, firewall.forward(f.port)))
       if (want.length > 0) await firewall.apply({ setForwards: want })
-      const ack = encodeRelayBindAck({ allocation: l.a.id, bindNonce: b.nonce, observed: me.bound, relayPrivateKey: opts.key.privateKey, nodePublicKey: me.nodeKey })
-      l.sockets[side]!.send(ack, from.port, from.address)
-      stats.acks++
+      sendAck(l, side, other.bound !== undefined)
+      // The other side learns now, not at its next rebind, that the pair forwards.
+      if (completes) sendAck(l, 1 - side, true)
       for (const h of boundHandlers) h(l.a, side)
     }).catch(err => log?.warn({ err: (err as Error).message, allocation: l.a.id }, 'relay could not install a bound pair'))
+  }
+
+  /** sendAck answers a side's last bind; `peerBound` says whether the pair forwards. */
+  function sendAck (l: Live, side: number, peerBound: boolean): void {
+    const s = l.a.sides[side]!
+    if (s.bound === undefined || s.bindNonce === undefined) return
+    const ack = encodeRelayBindAck({ allocation: l.a.id, bindNonce: s.bindNonce, observed: s.bound, peerBound, relayPrivateKey: opts.key.privateKey, nodePublicKey: s.nodeKey })
+    l.sockets[side]!.send(ack, s.bound.port, s.bound.address)
+    stats.acks++
   }
 
   async function openPorts (): Promise<[Socket, Socket]> {

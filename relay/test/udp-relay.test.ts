@@ -67,8 +67,16 @@ t.test('binds from both sides install the forwards both ways and are acked with 
   t.teardown(() => { sa.close(); sb.close() })
   const ackA = await bindFrom(sa, pa, bindPacket(a, alloc.id), a)
   t.same(ackA?.observed, { address: '127.0.0.1', port: sa.address().port })
+  t.equal(ackA?.peerBound, false, 'A\'s ack says B has not bound yet')
   t.equal(fw.forward(pa), undefined, 'nothing is forwarded while one side is unbound')
-  await bindFrom(sb, pb, bindPacket(b, alloc.id), b)
+  // B's bind completes the pair: B's ack says so, and A hears it at once (an ack to its last bind).
+  const told = new Promise<ReturnType<typeof openRelayBindAck>>(resolve => {
+    sa.on('message', msg => { const ack = openRelayBindAck(msg, relayKey.publicKey, a.privateKey); if (ack?.peerBound === true) resolve(ack) })
+  })
+  const ackB = await bindFrom(sb, pb, bindPacket(b, alloc.id), b)
+  t.equal(ackB?.peerBound, true, 'B\'s ack says A is bound')
+  t.same((await told)?.bindNonce, ackA?.bindNonce, 'A is told, answering its own bind')
+  sa.removeAllListeners('message')
   t.same(fw.forward(pa), { port: pa, outPort: pb, to: { address: '127.0.0.1', port: sb.address().port } })
   t.same(fw.forward(pb), { port: pb, outPort: pa, to: { address: '127.0.0.1', port: sa.address().port } })
 

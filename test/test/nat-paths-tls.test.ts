@@ -4,11 +4,8 @@
  * node behind that NAT can send no UDP, so neither a direct path nor the kernel UDP relay
  * works, and the pair uses the TLS relay (WireGuard's endpoint is the relay client's
  * loopback port). Pings and a TCP stream cross it, and the policy is enforced on it.
- *
- * Known failure (marked todo): the peer behind the cone NAT binds the kernel UDP relay
- * (its own bind is acked) and stays on `udp-relay`, though the other side never bound and
- * can only use the TLS relay. A relay path is chosen from one side's bind alone; it
- * should need both sides bound (or follow the peer onto the TLS relay).
+ * The cone side's own bind to the kernel relay is acked, but the relay says the other
+ * side never bound, so it does not take the UDP relay either.
  */
 import t from 'tap'
 import { createMesh, createNatLab, netnsSkipReason } from '../src/index.js'
@@ -16,7 +13,7 @@ import { joinPair, checkRelayed, checkPings, checkStream, checkPolicy, peerOf } 
 
 const skip = netnsSkipReason()
 
-t.test('only TCP 443 out on one side, a cone NAT on the other: the peers use the TLS relay', { skip, todo: 'the cone side stays on udp-relay: a relay path is chosen from its own bind alone', timeout: 580_000 }, async t => {
+t.test('only TCP 443 out on one side, a cone NAT on the other: the peers use the TLS relay', { skip, timeout: 580_000 }, async t => {
   const lab = await createNatLab(t, { sides: [{ name: 'x', nat: 'udp-blocked' }, { name: 'y', nat: 'cone' }] })
   const mesh = await createMesh(t, { hosts: [], lab, controllerPort: 443 })
   const [a, b] = await joinPair(mesh, ['x1', 'y1'])

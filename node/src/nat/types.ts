@@ -57,7 +57,7 @@ export interface PeerPath {
 export interface UdpRelayClient {
   /** request asks the controller for an allocation toward a peer (idempotent) */
   request: (peerWgKey: string) => void
-  /** endpoint is the relay host:port for the peer once the bind is acknowledged */
+  /** endpoint is the relay host:port for the peer once both sides bound (the relay says so in its ack) */
   endpoint: (peerWgKey: string) => string | undefined
   /** onChange fires when an allocation is granted, bound, revoked or lost */
   onChange: (handler: (peerWgKey: string) => void) => () => void

@@ -63,8 +63,12 @@ interface PeerState {
   grant?: RelayGrant
   to?: UdpAddress
   bound: boolean
+  /** the relay said the peer's side is bound too (the pair forwards) */
+  peerBound: boolean
   /** nonces of binds sent for this grant and not yet acknowledged (a few) */
   nonces: string[]
+  /** the nonce of the last acknowledged bind: the relay answers it again when the peer binds */
+  ackedNonce?: string
   bindTimer?: NodeJS.Timeout
   renewTimer?: NodeJS.Timeout
   requestTimer?: NodeJS.Timeout
@@ -80,7 +84,7 @@ const RETRYABLE = new Set(['rate_limited', 'relay_unavailable', 'expired', 'key_
  * createUdpRelayClient keeps kernel-relay allocations for peers. `request` asks the
  * controller (idempotent, retried while it cannot be sent); a grant (ours or one the peer
  * asked for) makes the client bind its side from the WireGuard port until the relay acks,
- * then rebind every refreshMs; `endpoint` is the relay port once acked. Grants are renewed
+ * then rebind every refreshMs; `endpoint` is the relay port once the relay acked our bind and said the peer is bound too. Grants are renewed
  * before they expire while wanted; a revocation drops the allocation at once.
  */
 /** UdpRelayClientHandle is a UdpRelayClient that also names the relay in use and can stop wanting one. */
@@ -104,7 +108,7 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
   const changed = (peer: string): void => { for (const h of handlers) h(peer) }
   const state = (peer: string): PeerState => {
     let s = peers.get(peer)
-    if (s === undefined) peers.set(peer, s = { peer, wanted: false, bound: false, nonces: [], retry: 0 })
+    if (s === undefined) peers.set(peer, s = { peer, wanted: false, bound: false, peerBound: false, nonces: [], retry: 0 })
     return s
   }
 
@@ -123,8 +127,9 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     clearTimeout(s.renewTimer)
     s.bindTimer = s.renewTimer = undefined
     s.grant = s.to = undefined
-    s.bound = false
+    s.bound = s.peerBound = false
     s.nonces = []
+    s.ackedNonce = undefined
   }
 
   function sendBind (s: PeerState): void {
@@ -190,9 +195,15 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     for (const s of peers.values()) {
       if (s.grant === undefined || s.to?.port !== p.from.port) continue
       const ack = openRelayBindAck(p.data, s.grant.relayKey, init.wgPrivateKey)
-      if (ack === undefined || ack.allocation !== s.grant.allocation || !s.nonces.includes(toBase64(ack.bindNonce))) continue
-      s.nonces = []
-      if (s.bound) return
+      const nonce = ack === undefined ? '' : toBase64(ack.bindNonce)
+      if (ack === undefined || ack.allocation !== s.grant.allocation || !(s.nonces.includes(nonce) || nonce === s.ackedNonce)) continue
+      if (nonce !== s.ackedNonce) { s.ackedNonce = nonce; s.nonces = [] }
+      const peerNews = s.peerBound !== ack.peerBound
+      s.peerBound = ack.peerBound
+      if (s.bound) {
+        if (peerNews) changed(s.peer)
+        return
+      }
       s.bound = true
       s.retry = 0
       clearTimeout(s.bindTimer)
@@ -230,11 +241,12 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     },
     endpoint: peer => {
       const s = peers.get(peer)
-      return s?.bound === true ? s.grant?.endpoint : undefined
+      // Only once both sides are bound: until then packets sent to the relay reach nobody.
+      return s?.bound === true && s.peerBound ? s.grant?.endpoint : undefined
     },
     relayId: peer => {
       const s = peers.get(peer)
-      return s?.bound === true ? s.grant?.relay : undefined
+      return s?.bound === true && s.peerBound ? s.grant?.relay : undefined
     },
     onChange (h) {
       handlers.add(h)
