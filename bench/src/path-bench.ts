@@ -35,6 +35,8 @@ const MAX_UPGRADE_LOSS_PCT = 1
 const MAX_FALLBACK_MS = 6000
 /** after a switch, the ping goes on this long (losses right after a switch count) */
 const SETTLE_MS = 2000
+/** how long each echo of the join timing's ping loop waits for its reply (replies in the lab take a few ms) */
+const ECHO_WAIT_S = 0.1
 /** ping interval: 100 per second */
 const PING_INTERVAL = '0.01'
 
@@ -197,7 +199,7 @@ async function joinRounds (m: { mesh: Mesh, a: MeshNode, b: MeshNode, authKey: s
   for (let i = 0; i < upRounds; i++) {
     // Start each round from the settled path, as a node that rejoins a working mesh would.
     await bothOn(m.a, m.b, settle, Date.now(), 180_000)
-    const u = await upToPing(m.mesh, m.a, m.b.ipv4, m.authKey)
+    const u = await upToPing(m.mesh, m.a, m.b.ipv4, m.authKey, { echoWaitS: ECHO_WAIT_S })
     const path = (await peerOf(m.a, m.b))?.path?.kind ?? 'none'
     out.push({ ...u, path, settledMs: (await bothOn(m.a, m.b, settle, u.startedAt, 180_000)).last })
   }
@@ -282,9 +284,11 @@ async function run (): Promise<void> {
       'then, in a second ping run, removes the cut until both nodes are direct again: in the first cycle as soon as that ping runs (the probe burst that follows a fallback still runs), ' +
       `in the second ${relayedMs / 1000} s after both nodes chose the relay (the periodic retry, on 40 s wall-clock slots, finds the path). Each ping run goes on ${SETTLE_MS} ms after the switch. ` +
       `"Around the switch" counts the echo requests from ${UPGRADE_LEAD_MS} ms before the first node went direct to ${SETTLE_MS} ms after the second did; "whole run" from the first to the last answered one. ` +
-      'The longest silence is the longest time between two replies in the run. The fallback rows count both cycles.\n\n' +
+      'The longest silence is the longest time between two replies in the run. The fallback rows count both cycles. ' +
+      'Retries start at multiples of 40 s on the wall clock and the cycles keep a steady rhythm, so the time to direct after a longer stay on the relay is mostly ' +
+      'how far the next slot was (anywhere in 0-40 s in general), not the cost of the switch.\n\n' +
       table + '\n' +
-      `Time from \`warren up\` to the first ping reply (y1 up; x1 taken down and up ${upRounds} times; a shell loop in x1's namespace pings y1 every 5 ms until one echo is answered), ` +
+      `Time from \`warren up\` to the first ping reply (y1 up; x1 taken down and up ${upRounds} times; a shell loop in x1's namespace pings y1 until one echo is answered, each echo waiting ${ECHO_WAIT_S} s for its reply), ` +
       'cone/cone and symmetric (x1) / cone (y1):\n\n' + upTable + '\n' + summary)
   }
 }
