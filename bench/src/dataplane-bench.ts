@@ -26,8 +26,9 @@ import { tmpdir, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { generateWireGuardKeyPair, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
 import { withSecretFile } from '@warren/node'
-import { createMesh, createTeardownScope, netnsSkipReason, waitFor, type Host, type Mesh, type MeshNode } from '@warren/test'
+import { createMesh, createTeardownScope, netnsSkipReason, waitFor, type Host } from '@warren/test'
 import { median, printTable, writeResults, argValue } from './report.js'
+import { upToPing, type UpTiming } from './up-timing.js'
 
 const rounds = Number(argValue('--rounds', '7'))
 const seconds = Number(argValue('--seconds', '4'))
@@ -172,21 +173,6 @@ async function pingable (from: Host, ip: string, what: string): Promise<void> {
   await waitFor(async () => (await from.exec(['ping', '-n', '-c', '1', '-W', '1', ip], { allowFail: true })).exitCode === 0, { timeoutMs: 60_000, message: what })
 }
 
-/**
- * upToPing takes A down and up again and returns how long from starting `warren up` to the
- * first echo reply from B over the mesh, and how long `warren up` itself took. A shell in
- * A's namespace pings in a loop (no route, so an instant failure, until the interface is up).
- */
-async function upToPing (mesh: Mesh, a: MeshNode, bIp: string, authKey: string): Promise<{ toPing: number, upCmd: number }> {
-  await mesh.warren(['down', '--socket', a.socket])
-  const loop = a.host.spawn(['sh', '-c', `while ! ping -n -c 1 -W 1 ${bIp} >/dev/null 2>&1; do sleep 0.005; done; date +%s%N`])
-  const t0 = Date.now()
-  await mesh.warren(['up', '--socket', a.socket, '--controller', mesh.url, '--auth-key', authKey, '--hostname', 'a', '--timeout', '120s'])
-  const upCmd = Date.now() - t0
-  const [, ns] = await loop.waitForLine(/^(\d{10,})$/, 120_000)
-  return { toPing: Number(BigInt(ns!) / 1_000_000n) - t0, upCmd }
-}
-
 async function run (): Promise<void> {
   const skip = netnsSkipReason()
   if (skip !== false) throw new Error(`dataplane-bench needs root and network namespaces: ${skip}`)
@@ -220,7 +206,7 @@ async function run (): Promise<void> {
   const deniedOnRaw = await a.exec(['iperf3', '-c', b.address, '-p', '5202', '-t', '1', '--connect-timeout', '1000'], { allowFail: true })
 
   console.error('timing warren up -> first ping reply')
-  const ups: Array<{ toPing: number, upCmd: number }> = []
+  const ups: UpTiming[] = []
   for (let i = 0; i < upRounds; i++) ups.push(await upToPing(mesh, na, nb.ipv4, clientKey))
 
   const rawIfaces = await rawWireGuard(program, a, b, RAW)

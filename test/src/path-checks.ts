@@ -6,6 +6,7 @@ import type { LocalPeerStatus } from '@warren/protocol'
 export type PathKind = NonNullable<LocalPeerStatus['path']>['kind']
 import { waitFor, type ProcessHandle } from './process.js'
 import { canConnect, canPing, flowSamples, FLOW_ARGV, type Mesh, type MeshNode } from './mesh.js'
+import type { NatLab } from './nat-lab.js'
 
 /**
  * path-checks are the checks of path selection with a real controller and daemons: which
@@ -121,3 +122,20 @@ export async function checkPolicy (t: Asserts, a: MeshNode, b: MeshNode): Promis
   t.notOk(await canConnect(b.host, a.ipv4, 80, 1000), `${b.name} -> ${a.name}:80 is denied: access is one way`)
 }
 
+
+/** PATH_CUT_TABLE is the nftables table (on the lab's core) cutDirectPath adds. */
+export const PATH_CUT_TABLE = 'pathcut'
+
+/**
+ * cutDirectPath makes the lab's core drop UDP between two sides' public addresses, so the
+ * direct path between their nodes stops while the relay (off the core, on the backbone)
+ * still works. It returns what removes the cut.
+ */
+export async function cutDirectPath (lab: NatLab, x: string, y: string): Promise<() => Promise<void>> {
+  const px = lab.side(x).publicAddress
+  const py = lab.side(y).publicAddress
+  const cut = `table inet ${PATH_CUT_TABLE} {\n chain cutfwd {\n  type filter hook forward priority -10; policy accept;\n` +
+    `  ip saddr ${px} ip daddr ${py} meta l4proto udp drop\n  ip saddr ${py} ip daddr ${px} meta l4proto udp drop\n }\n}\n`
+  await lab.core.exec(['nft', '-f', '-'], { input: cut })
+  return async () => { await lab.core.exec(['nft', 'delete', 'table', 'inet', PATH_CUT_TABLE]) }
+}

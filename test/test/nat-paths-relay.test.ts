@@ -7,7 +7,7 @@
 import t from 'tap'
 import { createMesh, createNatLab, netnsSkipReason, waitFor } from '../src/index.js'
 import { canConnect } from '../src/mesh.js'
-import { joinPair, checkPathInUse, checkPolicy, waitForPath } from '../src/path-checks.js'
+import { joinPair, checkPathInUse, checkPolicy, waitForPath, cutDirectPath } from '../src/path-checks.js'
 
 const skip = netnsSkipReason()
 
@@ -27,17 +27,14 @@ t.test('a direct path cut mid-transfer falls back to the relay, and comes back w
   const mesh = await createMesh(t, { hosts: [], lab })
   const [a, b] = await joinPair(mesh, ['x1', 'y1'])
   await checkPathInUse(t, mesh, a, b, lab.side('y').publicAddress)
-  const px = lab.side('x').publicAddress
-  const py = lab.side('y').publicAddress
   // The core drops UDP between the two NATs: the relay (off the core, on the backbone) still works.
-  const cut = `table inet pathcut {\n chain cutfwd {\n  type filter hook forward priority -10; policy accept;\n  ip saddr ${px} ip daddr ${py} meta l4proto udp drop\n  ip saddr ${py} ip daddr ${px} meta l4proto udp drop\n }\n}\n`
-  await lab.core.exec(['nft', '-f', '-'], { input: cut })
+  const restore = await cutDirectPath(lab, 'x', 'y')
   const started = Date.now()
   await waitForPath(a, b, 'udp-relay', 60_000)
   t.comment(`x1 moved to the relay ${Date.now() - started} ms after the cut`)
   await waitFor(async () => await canConnect(a.host, b.ipv4, 80, 2000), { timeoutMs: 60_000, message: 'x1 -> y1:80 over the relay' })
   t.notOk(await canConnect(a.host, b.ipv4, 22, 1000), 'x1 -> y1:22 stays denied on the relayed path')
-  await lab.core.exec(['nft', 'delete', 'table', 'inet', 'pathcut'])
+  await restore()
   await waitForPath(a, b, 'direct', 180_000)
   t.pass('back on the direct path once it works again')
 })
