@@ -131,7 +131,6 @@ export function createMapService (opts: MapServiceOptions): MapService {
         if (closed) return
         sessions.nodeChanged(r.node)
         account(fanout.nodeChanged(r.node, r), r.started)
-        relays.meshChanged([r.node.id])
         meshChanged([r.node.id, ...r.policy])
       },
       nodeRemoved (r) {
@@ -139,13 +138,11 @@ export function createMapService (opts: MapServiceOptions): MapService {
         const touched = fanout.nodeRemoved(r.node, r.policy)
         sessions.nodeRemoved(r.node)
         account(touched, r.started)
-        relays.meshChanged([r.node.id])
         meshChanged([r.node.id, ...r.policy])
       },
       policyChanged: ids => {
         if (closed) return
         fanout.policyChanged(ids)
-        relays.meshChanged(ids)
         meshChanged(ids)
       }
     }
@@ -181,6 +178,8 @@ export function createMapService (opts: MapServiceOptions): MapService {
     onBackendsChanged: () => { fanout.setNat(natWithRelays()) },
     ...(opts.log !== undefined ? { log: opts.log } : {})
   })
+  // The kernel relays' broker hears of mesh changes first, like any other listener.
+  meshListeners.add(ids => { relays.meshChanged(ids) })
 
   /** natWithRelays is the NAT config given, plus each relay the broker holds (its control port also answers STUN). */
   function natWithRelays (): NatConfig | undefined {
