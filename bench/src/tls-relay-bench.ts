@@ -7,7 +7,7 @@
  * are separate veths, so relayed packets really cross R. Needs root, wireguard-go, wg,
  * iperf3.
  *
- *   node bench/dist/src/tls-relay-bench.js [--rounds 3] [--seconds 5] [--carrier stream|websocket] [--high-water BYTES] [--profile DIR] [--write]
+ *   node bench/dist/src/tls-relay-bench.js [--rounds 3] [--seconds 5] [--carrier stream|websocket] [--high-water BYTES] [--no-offload] [--profile DIR] [--write]
  *
  * The same file runs the relay (`relay ...`) and the clients (`client ...`) inside the
  * namespaces.
@@ -55,6 +55,7 @@ async function runClient (): Promise<void> {
     machineKey,
     wgPort: Number(argValue('--wg-port', '51820')),
     carrier: argValue('--carrier', 'stream') as TlsRelayCarrier,
+    offload: !process.argv.includes('--no-offload'),
     onState: up => { if (up) process.stdout.write('up\n') }
   })
   process.stdout.write(`endpoint ${await client.endpoint(argValue('--peer', ''))}\n`)
@@ -86,6 +87,8 @@ async function orchestrate (): Promise<void> {
   const rounds = Number(argValue('--rounds', '3'))
   const seconds = Number(argValue('--seconds', '5'))
   const carrier = argValue('--carrier', 'stream')
+  // --no-offload: the clients' loopback sockets move one datagram per packet (no UDP_SEGMENT / UDP_GRO), as before offload
+  const offload = !process.argv.includes('--no-offload')
   const tag = randomBytes(3).toString('hex')
   const ns = { a: `wtA${tag}`, b: `wtB${tag}`, r: `wtR${tag}` }
   const ifn = { a: `wtA${tag}`, b: `wtB${tag}` }
@@ -170,11 +173,12 @@ async function orchestrate (): Promise<void> {
     const keyFile = join(dir, `${me.node.name}.key`)
     writeFileSync(keyFile, me.machine.secretKey, { mode: 0o600 })
     const c = spawn('ip', inNs(n, [...nodeArgv, 'client', '--url', `https://${relayAddr!}:8443`, '--fingerprint', fingerprint, '--key-file', keyFile,
-      '--wg-port', '51820', '--peer', peer.wg.publicKey, '--carrier', carrier]).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+      '--wg-port', '51820', '--peer', peer.wg.publicKey, '--carrier', carrier, ...(offload ? [] : ['--no-offload'])]).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(c)
     keepStats(`client ${me.node.name}`, c)
-    endpoints[me.node.name] = (await waitLine(c, /endpoint (\S+)/, `client ${me.node.name}`))[1]!
-    await waitLine(c, /^up$/m, `client ${me.node.name}`)
+    // Both at once: the connection may come up before the endpoint is ready, or after.
+    const [endpoint] = await Promise.all([waitLine(c, /endpoint (\S+)/, `client ${me.node.name}`), waitLine(c, /^up$/m, `client ${me.node.name}`)])
+    endpoints[me.node.name] = endpoint[1]!
   }
 
   const setPath = (path: 'direct' | 'relay'): void => {
@@ -213,10 +217,11 @@ async function orchestrate (): Promise<void> {
   for (const c of children) c.kill('SIGTERM')
   await new Promise(resolve => setTimeout(resolve, 1000))
   const ratio = median(relayed) / median(direct)
+  const label = offload ? carrier : `${carrier}, no offload`
   const pairRatio = median(relayed.map((x, i) => x / direct[i]!))
   const table = printTable(['path', 'median Mbit/s', 'runs', 'ratio to direct'], [
     ['direct (wireguard-go, same namespaces)', median(direct).toFixed(0), direct.map(x => x.toFixed(0)).join(' '), '1.00'],
-    [`TLS relay (${carrier})`, median(relayed).toFixed(0), relayed.map(x => x.toFixed(0)).join(' '), ratio.toFixed(3)]
+    [`TLS relay (${label})`, median(relayed).toFixed(0), relayed.map(x => x.toFixed(0)).join(' '), ratio.toFixed(3)]
   ])
   console.log(table)
   for (const [name, line] of lastStats) console.log(`${name}: ${line}`)
@@ -228,10 +233,13 @@ async function orchestrate (): Promise<void> {
   console.log(`relayed bytes that crossed the relay's veth from A: ${(crossed / 1e6).toFixed(0)} MB`)
   console.log(`target: TLS relay / direct >= 0.3 -> ${ratio >= 0.3 ? 'met' : 'NOT met'} (ratio of medians ${ratio.toFixed(3)}, median per-round ratio ${pairRatio.toFixed(3)})`)
   if (process.argv.includes('--write')) {
-    writeResults(`TLS relay throughput (${carrier})`, `Command: \`node bench/dist/src/tls-relay-bench.js --rounds ${rounds} --seconds ${seconds} --carrier ${carrier} --write\` (root)\n\n` +
+    writeResults(`TLS relay throughput (${label})`, `Command: \`node bench/dist/src/tls-relay-bench.js --rounds ${rounds} --seconds ${seconds} --carrier ${carrier}${offload ? '' : ' --no-offload'} --write\` (root)\n\n` +
       'TCP, one stream, iperf3 from namespace A to B through wireguard-go, with WireGuard\'s endpoint for the peer either the peer itself (direct, over the A-B veth) or the TLS relay client\'s loopback port (relayed: A\'s client, one TLS connection to the relay in namespace R, B\'s client). The relay is the controller\'s relay code on its own HTTPS server. Rounds alternate which path goes first.\n\n' + table +
       `\nRatio TLS relay / direct: **${ratio.toFixed(3)}** of medians, **${pairRatio.toFixed(3)}** median of per-round ratios (target >= 0.3). ${(crossed / 1e6).toFixed(0)} MB crossed the relay's veth during the relayed rounds.\n\n` +
-      'Every relayed packet is copied by three Node processes (client A, relay, client B) on a 2-core machine shared with both wireguard-go processes and iperf3; each client sends one UDP datagram per packet to WireGuard (Node has no sendmmsg).\n')
+      'Every relayed packet is copied by three Node processes (client A, relay, client B) on a 2-core machine shared with both wireguard-go processes and iperf3. ' +
+      (offload
+        ? 'The clients\' loopback sockets use UDP segmentation offload: WireGuard\'s batches arrive coalesced (UDP_GRO) and cross the relay as one BATCH frame, and the receiving client hands runs of packets to WireGuard in one send (UDP_SEGMENT).\n'
+        : 'With --no-offload each client moves one UDP datagram per packet to and from WireGuard, and every packet is its own frame.\n'))
   }
 }
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import {
   PROTOCOL_VERSION, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, signMessage, relaySigningPayload,
-  encodeRelayPeer, readRelayIndex, decodeRelayControlText, fromBase64, toBase64, generateMachineKeyPair, type MachineKeyPair
+  encodeRelayPeer, readRelayIndex, readRelayBatchSize, decodeRelayControlText, fromBase64, toBase64, generateMachineKeyPair, type MachineKeyPair
 } from '@warren/protocol'
 import { createRelayLink, type RelayLink } from '@warren/sdk/transport'
 import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from '../src/tls-relay/index.js'
@@ -19,14 +19,16 @@ import { startWith, waitUntil, type MapTestServer, type TestNode } from './map-h
 
 interface RelayTestClient {
   link: RelayLink
-  /** packets received, with the sender's key as the relay announced it */
-  got: Array<{ from: string, packet: number[] }>
+  /** packets received, with the sender's key as the relay announced it (and the packet size of a BATCH frame) */
+  got: Array<{ from: string, packet: number[], batchSize?: number }>
   errors: Array<{ code: string, message: string }>
   welcomed: Promise<void>
   closed: Promise<void>
   isClosed: () => boolean
   /** send names `peer` with index `index` (once) and sends a packet to it */
   send: (index: number, peerWgKey: string, packet: Uint8Array) => void
+  /** sendBatch names `peer` (once) and sends it packets of `size` bytes (the last may be shorter) in one BATCH frame */
+  sendBatch: (index: number, peerWgKey: string, size: number, packets: Uint8Array) => void
 }
 
 async function openStream (port: number): Promise<Duplex> {
@@ -47,7 +49,7 @@ function openWebSocket (port: number): WebSocket {
   return new WebSocket(`ws://127.0.0.1:${port}${TLS_RELAY_PATH}`)
 }
 
-async function connect (port: number, machine: MachineKeyPair, opts: { websocket?: boolean, signWith?: MachineKeyPair } = {}): Promise<RelayTestClient> {
+async function connect (port: number, machine: MachineKeyPair, opts: { websocket?: boolean, signWith?: MachineKeyPair, batch?: boolean } = {}): Promise<RelayTestClient> {
   const carrier = opts.websocket === true ? openWebSocket(port) : await openStream(port)
   const inbound = new Map<number, string>()
   const named = new Set<number>()
@@ -62,22 +64,29 @@ async function connect (port: number, machine: MachineKeyPair, opts: { websocket
     closed: new Promise(resolve => { done = resolve }),
     isClosed: () => isClosed,
     send (index, peerWgKey, packet) {
-      if (!named.has(index)) {
-        named.add(index)
-        c.link.sendFrame(encodeRelayPeer(index, fromBase64(peerWgKey, 32)!))
-      }
+      name(index, peerWgKey)
       c.link.sendData(index, packet)
+    },
+    sendBatch (index, peerWgKey, size, packets) {
+      name(index, peerWgKey)
+      c.link.sendBatch(index, size, packets)
     }
+  }
+  function name (index: number, peerWgKey: string): void {
+    if (named.has(index)) return
+    named.add(index)
+    c.link.sendFrame(encodeRelayPeer(index, fromBase64(peerWgKey, 32)!))
   }
   c.link = createRelayLink(carrier, {
     onFrame (type, body) {
       if (type === RelayFrameType.Peer) inbound.set(readRelayIndex(body), toBase64(body.subarray(2)))
       if (type === RelayFrameType.Data) c.got.push({ from: inbound.get(readRelayIndex(body)) ?? '?', packet: [...body.subarray(2)] })
+      if (type === RelayFrameType.Batch) c.got.push({ from: inbound.get(readRelayIndex(body)) ?? '?', packet: [...body.subarray(4)], batchSize: readRelayBatchSize(body) })
       if (type !== RelayFrameType.Control) return
       const msg = JSON.parse(decodeRelayControlText(body)) as { type: string, nonce: string, code: string, message: string }
       if (msg.type === 'challenge') {
         const signer = opts.signWith ?? machine
-        c.link.sendControl({ type: 'hello', version: PROTOCOL_VERSION, machineKey: machine.publicKey, nonce: msg.nonce, signature: signMessage(signer.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, machine.publicKey, PROTOCOL_VERSION)) })
+        c.link.sendControl({ type: 'hello', version: PROTOCOL_VERSION, machineKey: machine.publicKey, nonce: msg.nonce, signature: signMessage(signer.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, machine.publicKey, PROTOCOL_VERSION)), ...(opts.batch === true ? { batch: true } : {}) })
       } else if (msg.type === 'welcome') welcome()
       else c.errors.push({ code: msg.code, message: msg.message })
     },
@@ -119,6 +128,31 @@ for (const websocket of [false, true]) {
     b.link.close()
   })
 }
+
+t.test('a BATCH frame reaches a peer that takes batches whole, and one that does not as DATA frames', async t => {
+  const { nodes, port, relay } = await startRelay(t, ['a', 'b', 'c'])
+  const a = await connect(port, nodes[0]!.machine, { batch: true })
+  const b = await connect(port, nodes[1]!.machine, { batch: true })
+  const c = await connect(port, nodes[2]!.machine)
+  await Promise.all([a.welcomed, b.welcomed, c.welcomed])
+  const packets = new Uint8Array([...pkt(1400, 1), ...pkt(1400, 2), ...pkt(300, 3)])
+  a.sendBatch(1, nodes[1]!.node.wgKey, 1400, packets)
+  a.sendBatch(2, nodes[2]!.node.wgKey, 1400, packets)
+  await waitUntil(() => b.got.length === 1 && c.got.length === 3, 'the batch relayed to both')
+  t.same(b.got.map(g => [g.from, g.batchSize, g.packet.length]), [[nodes[0]!.node.wgKey, 1400, 3100]], 'one BATCH frame, the bytes unchanged')
+  t.same(b.got[0]!.packet, [...packets])
+  t.same(c.got.map(g => [g.from, g.batchSize, g.packet.length, g.packet[0]]), [[nodes[0]!.node.wgKey, undefined, 1400, 1], [nodes[0]!.node.wgKey, undefined, 1400, 2], [nodes[0]!.node.wgKey, undefined, 300, 3]], 'split into its packets')
+  t.equal(relay.stats().bytesIn, 2 * packets.length)
+})
+
+t.test('a BATCH of packets larger than the relay takes is refused', async t => {
+  const { nodes, port } = await startRelay(t, ['a', 'b'], { maxPacket: 1500 })
+  const a = await connect(port, nodes[0]!.machine, { batch: true })
+  await a.welcomed
+  a.sendBatch(1, nodes[1]!.node.wgKey, 1600, pkt(3200, 1))
+  await a.closed
+  t.match(a.errors, [{ code: 'bad_relay_frame', message: /1600-byte packets; packets must be 1\.\.1500 bytes/ }])
+})
 
 t.test('a node cannot send to a peer the policy hides, nor to an offline one', async t => {
   const { srv, nodes, port, relay } = await startRelay(t, ['a', 'b', 'c'])

@@ -13,6 +13,11 @@ import { WarrenError } from './errors.js'
  *     frame = type:u8  length:u16be  body[length]
  *
  * - DATA    body = index:u16be, then one WireGuard packet (never empty)
+ * - BATCH   body = index:u16be, size:u16be, then packets for that peer back to back, each
+ *           `size` bytes but the last, which may be shorter: the packets WireGuard sent
+ *           to one endpoint in one go (UDP segmentation offload), carried as one frame.
+ *           Only sent to a side whose hello or welcome said `batch: true`; the relay
+ *           splits a BATCH into DATA frames for a node that did not.
  * - PEER    body = index:u16be, then a WireGuard public key (32 bytes): the sender
  *           says which peer `index` stands for in its DATA frames from now on. Each
  *           direction has its own indexes, chosen by the side that sends the DATA.
@@ -32,13 +37,15 @@ export const TLS_RELAY_UPGRADE = 'warren-relay/1'
 export const RELAY_DOMAIN = 'warren-relay-v1'
 
 /** RelayFrameType numbers the frame types. */
-export const RelayFrameType = { Data: 1, Peer: 2, Control: 3, Ping: 4, Pong: 5 } as const
+export const RelayFrameType = { Data: 1, Peer: 2, Control: 3, Ping: 4, Pong: 5, Batch: 6 } as const
 export type RelayFrameType = typeof RelayFrameType[keyof typeof RelayFrameType]
 
 /** RELAY_FRAME_HEADER is type plus length. */
 export const RELAY_FRAME_HEADER = 3
 /** RELAY_DATA_HEADER is a DATA frame's header plus its peer index. */
 export const RELAY_DATA_HEADER = 5
+/** RELAY_BATCH_HEADER is a BATCH frame's header, peer index and packet size. */
+export const RELAY_BATCH_HEADER = 7
 /** RELAY_MAX_BODY is the largest body the u16 length can say. */
 export const RELAY_MAX_BODY = 0xffff
 /** RELAY_MAX_PACKET is the largest WireGuard packet a DATA frame can hold. */
@@ -55,16 +62,41 @@ export class RelayFrameError extends WarrenError {
   }
 }
 
+/** writePacketsHead writes a frame's type, body length and peer index: the head DATA and BATCH frames share. */
+function writePacketsHead (type: RelayFrameType, bodyLength: number, index: number, out: Uint8Array, at: number): void {
+  out[at] = type
+  out[at + 1] = bodyLength >>> 8
+  out[at + 2] = bodyLength & 0xff
+  out[at + 3] = index >>> 8
+  out[at + 4] = index & 0xff
+}
+
 /** relayDataHeader is the 5 bytes that go before a packet of `length` bytes for peer `index`. */
 export function relayDataHeader (index: number, length: number, out = new Uint8Array(RELAY_DATA_HEADER), at = 0): Uint8Array {
   if (length < 1 || length > RELAY_MAX_PACKET) throw new RelayFrameError(`a relayed packet must be 1..${RELAY_MAX_PACKET} bytes, not ${length}`)
-  const body = length + 2
-  out[at] = RelayFrameType.Data
-  out[at + 1] = body >>> 8
-  out[at + 2] = body & 0xff
-  out[at + 3] = index >>> 8
-  out[at + 4] = index & 0xff
+  writePacketsHead(RelayFrameType.Data, length + 2, index, out, at)
   return out
+}
+
+/** relayBatchHeader is the 7 bytes that go before `length` bytes of packets of `size` bytes (the last may be shorter) for peer `index`. */
+export function relayBatchHeader (index: number, size: number, length: number, out = new Uint8Array(RELAY_BATCH_HEADER), at = 0): Uint8Array {
+  if (length < 1 || length > RELAY_MAX_BODY - 4) throw new RelayFrameError(`a relayed batch must be 1..${RELAY_MAX_BODY - 4} bytes, not ${length}`)
+  if (size < 1 || size > length) throw new RelayFrameError(`a relayed batch's packet size must be 1..${length} (the batch length), not ${size}`)
+  writePacketsHead(RelayFrameType.Batch, length + 4, index, out, at)
+  out[at + 5] = size >>> 8
+  out[at + 6] = size & 0xff
+  return out
+}
+
+/** readRelayBatchSize is the packet size of a BATCH body. */
+export function readRelayBatchSize (body: Uint8Array): number {
+  return (body[2]! << 8) | body[3]!
+}
+
+/** forEachBatchPacket calls onPacket with each packet of a BATCH body (views into it). */
+export function forEachBatchPacket (body: Uint8Array, onPacket: (packet: Uint8Array) => void): void {
+  const size = readRelayBatchSize(body)
+  for (let at = 4; at < body.length; at += size) onPacket(body.subarray(at, Math.min(at + size, body.length)))
 }
 
 /** encodeRelayData is one whole DATA frame (a copy of the packet; hot paths write relayDataHeader then the packet). */
@@ -128,6 +160,10 @@ export function createRelayFrameDecoder (onFrame: RelayFrameHandler, opts: { max
         if (length < 3) throw new RelayFrameError(`DATA frame of ${length} bytes holds no packet (a DATA body is a 2-byte peer index then the packet)`)
         if (length - 2 > maxPacket) throw new RelayFrameError(`DATA frame carries a ${length - 2}-byte packet; this relay takes at most ${maxPacket} bytes (lower the WireGuard MTU)`)
         return
+      case RelayFrameType.Batch: {
+        if (length < 5) throw new RelayFrameError(`BATCH frame of ${length} bytes holds no packet (a BATCH body is a 2-byte peer index, a 2-byte packet size, then the packets)`)
+        return
+      }
       case RelayFrameType.Peer:
         if (length !== 34) throw new RelayFrameError(`PEER frame must be 34 bytes (index and a 32-byte WireGuard key), not ${length}`)
         return
@@ -139,15 +175,23 @@ export function createRelayFrameDecoder (onFrame: RelayFrameHandler, opts: { max
         if (length > MAX_PING_BODY) throw new RelayFrameError(`PING/PONG frame must be at most ${MAX_PING_BODY} bytes, not ${length}`)
         return
       default:
-        throw new RelayFrameError(`unknown relay frame type ${type} (this side speaks ${TLS_RELAY_UPGRADE}: types 1..5)`)
+        throw new RelayFrameError(`unknown relay frame type ${type} (this side speaks ${TLS_RELAY_UPGRADE}: types 1..6)`)
     }
+  }
+
+  function deliver (type: RelayFrameType, frame: Uint8Array): void {
+    if (type === RelayFrameType.Batch) {
+      const size = readRelayBatchSize(frame)
+      if (size < 1 || size > maxPacket) throw new RelayFrameError(`BATCH frame of ${size}-byte packets; packets must be 1..${maxPacket} bytes (lower the WireGuard MTU)`)
+    }
+    onFrame(type, frame)
   }
 
   function startBody (type: number, length: number, chunk: Uint8Array, at: number): number {
     check(type, length)
     const have = chunk.length - at
     if (have >= length) {
-      onFrame(type as RelayFrameType, chunk.subarray(at, at + length))
+      deliver(type as RelayFrameType, chunk.subarray(at, at + length))
       return at + length
     }
     body = new Uint8Array(length)
@@ -178,7 +222,7 @@ export function createRelayFrameDecoder (onFrame: RelayFrameHandler, opts: { max
         if (bodyHave < body.length) return
         const whole = body
         body = undefined
-        onFrame(head[0] as RelayFrameType, whole)
+        deliver(head[0] as RelayFrameType, whole)
       }
       while (at < end && body === undefined) {
         if (end - at < RELAY_FRAME_HEADER) {
@@ -207,14 +251,20 @@ export const RelayChallenge = MapChallenge
 export type RelayChallenge = Static<typeof RelayChallenge>
 
 /** RelayHello is the map's hello without what only the map needs (endpoints, resume). */
-export const RelayHello = Type.Omit(MapHello, ['endpoints', 'resume'], { additionalProperties: false })
+export const RelayHello = Obj({
+  ...Type.Omit(MapHello, ['endpoints', 'resume']).properties,
+  /** this node takes BATCH frames */
+  batch: Type.Optional(Type.Boolean())
+})
 export type RelayHello = Static<typeof RelayHello>
 
 /** RelayWelcome accepts a node; the limits tell it what the relay will carry. */
 export const RelayWelcome = Obj({
   type: Type.Literal('welcome'),
   node: Id,
-  maxPacket: Type.Integer({ minimum: 1, maximum: RELAY_MAX_PACKET })
+  maxPacket: Type.Integer({ minimum: 1, maximum: RELAY_MAX_PACKET }),
+  /** the relay takes BATCH frames from this node */
+  batch: Type.Optional(Type.Boolean())
 })
 export type RelayWelcome = Static<typeof RelayWelcome>
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import {
   createRelayFrameDecoder, encodeRelayData, encodeRelayPeer, encodeRelayControl, encodeRelayFrame, relayDataHeader,
-  readRelayIndex, decodeRelayControlText, RelayFrameType, RelayFrameError, RELAY_MAX_PACKET
+  readRelayIndex, decodeRelayControlText, RelayFrameType, RelayFrameError, RELAY_MAX_PACKET, relayBatchHeader, readRelayBatchSize, forEachBatchPacket
 } from '../src/index.js'
 
 interface Got { type: number, body: number[] }
@@ -66,4 +66,34 @@ t.test('oversize and malformed frames are refused with a reason', async t => {
   t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(1, 0, 2, 0, 0)), /holds no packet/)
   t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(2, 0, 3, 0, 0, 1)), /PEER frame must be 34 bytes/)
   t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(3, 0xff, 0xff)), /CONTROL frame/)
+})
+
+const encodeBatch = (index: number, size: number, packets: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(7 + packets.length)
+  relayBatchHeader(index, size, packets.length, out)
+  out.set(packets, 7)
+  return out
+}
+
+t.test('a BATCH frame carries packets of one size, the last shorter, and splits back into them', async t => {
+  const packets = concat([packet(1452, 1), packet(1452, 2), packet(96, 3)])
+  const frames = decodeAll([concat([encodeBatch(4, 1452, packets), encodeRelayData(4, packet(10, 4))])])
+  t.same(frames.map(f => f.type), [RelayFrameType.Batch, RelayFrameType.Data])
+  const body = Uint8Array.from(frames[0]!.body)
+  t.equal(readRelayIndex(body), 4)
+  t.equal(readRelayBatchSize(body), 1452)
+  const out: Array<[number, number]> = []
+  forEachBatchPacket(body, p => out.push([p.length, p[0]!]))
+  t.same(out, [[1452, 1], [1452, 2], [96, 3]])
+  // the largest batch a u16 length can say
+  t.doesNotThrow(() => relayBatchHeader(0, 1452, 65531))
+  t.throws(() => relayBatchHeader(0, 1452, 65532), /1\.\.65531/)
+  t.throws(() => relayBatchHeader(0, 0, 100), /packet size must be 1\.\.100/)
+  t.throws(() => relayBatchHeader(0, 200, 100), /packet size must be 1\.\.100/)
+})
+
+t.test('a BATCH frame of packets over the limit, or with no packet, is refused', async t => {
+  t.throws(() => createRelayFrameDecoder(() => t.fail('no frame'), { maxPacket: 1500 }).push(encodeBatch(0, 1600, packet(3200, 1))), /1600-byte packets; packets must be 1\.\.1500/)
+  t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(6, 0, 4, 0, 0, 0, 1)), /BATCH frame of 4 bytes holds no packet/)
+  t.throws(() => createRelayFrameDecoder(() => {}).push(Uint8Array.of(6, 0, 5, 0, 0, 0, 0, 1)), /0-byte packets/)
 })

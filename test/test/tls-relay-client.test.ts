@@ -7,7 +7,7 @@ import WebSocket from 'ws'
 import { WarrenError, generateMachineKeyPair, generateWireGuardKeyPair, type Node, type MachineKeyPair } from '@warren/protocol'
 import { map, createTlsRelay, type TlsRelay } from '@warren/controller'
 import { createFakeNodeSource, createFakeMapPolicy } from '@warren/controller/testing'
-import { createTlsRelayClient, type TlsRelayCarrier } from '@warren/node'
+import { createTlsRelayClient, enableUdpOffload, type TlsRelayCarrier } from '@warren/node'
 import { createFakeTlsRelayClient } from '@warren/node/testing'
 import { waitFor } from '../src/index.js'
 
@@ -50,7 +50,7 @@ async function startRelay (t: { teardown: (fn: () => unknown) => void }): Promis
     await new Promise<void>(resolve => wg.bind(0, '127.0.0.1', resolve))
     t.teardown(() => { wg.close() })
     const s: Side = { node, machine, wg, got: [] }
-    wg.on('message', (msg, rinfo) => s.got.push({ data: msg.toString(), port: rinfo.port }))
+    wg.on('message', (msg, rinfo) => s.got.push({ data: msg.toString('latin1'), port: rinfo.port }))
     return s
   }
   return { relay, port: (server.address() as AddressInfo).port, side }
@@ -105,6 +105,36 @@ for (const carrier of ['stream', 'websocket', 'auto'] as TlsRelayCarrier[]) {
     t.ok(ca.stats().recvBufferBytes! > 0, 'the loopback sockets have sized buffers')
   })
 }
+
+t.test('a batch WireGuard sends with segmentation offload crosses the relay as one frame and arrives as its packets, in order', async t => {
+  const { port, side, relay } = await startRelay(t)
+  const [a, b] = [await side(), await side()]
+  const ca = createTlsRelayClient({ transport: plainTransport(port), machineKey: a.machine, wgPort: a.wg.address().port })
+  const cb = createTlsRelayClient({ transport: plainTransport(port), machineKey: b.machine, wgPort: b.wg.address().port })
+  t.teardown(async () => { await ca.close(); await cb.close() })
+  const epAtoB = await ca.endpoint(b.node.wgKey)
+  await cb.endpoint(a.node.wgKey)
+  await waitFor(() => ca.connected() && cb.connected(), { message: 'both connected', timeoutMs: 30_000 })
+  t.same(ca.stats().offload, { gso: true, gro: true }, 'the loopback sockets took UDP offload')
+  // WireGuard A sends 20 full-sized data packets and a short one in one send, as wireguard-go does with UDP_SEGMENT.
+  await enableUdpOffload(a.wg, { segmentBytes: 1452 })
+  const packet = (n: number, size: number): Buffer => {
+    const p = Buffer.alloc(size, n)
+    p.writeUInt32LE(4, 0)
+    p.writeUInt32LE(0x1234, 4)
+    p.writeBigUInt64LE(BigInt(n), 8)
+    return p
+  }
+  const sent = [...Array.from({ length: 20 }, (_, i) => packet(i + 1, 1452)), packet(21, 300)]
+  const framesBefore = relay.stats().framesIn
+  b.got.length = 0
+  a.wg.send(Buffer.concat(sent), portOf(epAtoB), '127.0.0.1')
+  await waitFor(() => b.got.length >= sent.length, { message: 'all 21 packets at B', timeoutMs: 30_000 })
+  t.same(b.got.map(g => g.data.length), sent.map(p => p.length), 'each packet whole')
+  t.same(b.got.map(g => Buffer.from(g.data, 'latin1').readBigUInt64LE(8)), sent.map((_, i) => BigInt(i + 1)), 'in order')
+  t.equal(relay.stats().framesIn - framesBefore, 1, 'one BATCH frame through the relay')
+  t.ok(cb.stats().loopbackSends < sent.length, `B handed them to WireGuard in fewer sends (${cb.stats().loopbackSends})`)
+})
 
 t.test('only WireGuard may send to a loopback endpoint; unknown senders and released peers carry nothing', async t => {
   const { port, side } = await startRelay(t)

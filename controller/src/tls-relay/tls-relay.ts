@@ -4,7 +4,7 @@ import { WebSocketServer } from 'ws'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import {
   PROTOCOL_VERSION, RELAY_DOMAIN, RELAY_LINK_PATH, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayHello, RELAY_MAX_PACKET,
-  relaySigningPayload, readRelayIndex, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson, checkProtocolVersion,
+  relaySigningPayload, readRelayIndex, readRelayBatchSize, forEachBatchPacket, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson, checkProtocolVersion,
   fromBase64, toBase64, type Node
 } from '@warren/protocol'
 import { createRelayLink, type RelayLink, type RelayCarrier } from '@warren/sdk/transport'
@@ -93,6 +93,8 @@ interface NodeLink {
   tokens: number
   refilled: number
   lastHeard: number
+  /** the node takes BATCH frames (its hello said so) */
+  batch: boolean
 }
 
 const MAX_ROUTES = 0x10000
@@ -177,24 +179,36 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
     return true
   }
 
-  function onData (nl: NodeLink, body: Uint8Array): void {
+  /** onData relays a DATA frame, or a BATCH frame when `batch`. */
+  function onData (nl: NodeLink, body: Uint8Array, batch: boolean): void {
     const r = nl.routes.get(readRelayIndex(body))
     if (r === undefined) {
-      cut(nl, 'unknown_peer_index', `DATA frame for peer index ${readRelayIndex(body)}, which no PEER frame on this connection named; send a PEER frame first`)
+      cut(nl, 'unknown_peer_index', `${batch ? 'BATCH' : 'DATA'} frame for peer index ${readRelayIndex(body)}, which no PEER frame on this connection named; send a PEER frame first`)
       return
     }
-    const packet = body.subarray(2)
+    const packets = body.subarray(batch ? 4 : 2)
     counts.framesIn++
-    counts.bytesIn += packet.length
-    if (!takeTokens(nl, packet.length)) { drop('rate'); return }
+    counts.bytesIn += packets.length
+    if (!takeTokens(nl, packets.length)) { drop('rate'); return }
     if (r.gen !== generation) judge(nl, r)
     const to = r.target
     if (to === undefined) { drop('offline'); return }
     if (!r.allowed) { drop('denied'); return }
     const index = senderIndex(to, nl)
-    // The packet is a view into the chunk just read; the link copies it into this turn's batch.
-    if (index === undefined || !to.link.sendData(index, packet)) { drop('backpressure'); return }
-    counts.framesOut++
+    if (index === undefined) { drop('backpressure'); return }
+    // The packets are a view into the chunk just read; the link copies them into this turn's write.
+    if (!batch) {
+      if (!to.link.sendData(index, packets)) { drop('backpressure'); return }
+      counts.framesOut++
+    } else if (to.batch) {
+      if (!to.link.sendBatch(index, readRelayBatchSize(body), packets)) { drop('backpressure'); return }
+      counts.framesOut++
+    } else {
+      forEachBatchPacket(body, packet => {
+        if (to.link.sendData(index, packet)) counts.framesOut++
+        else drop('backpressure')
+      })
+    }
   }
 
   function onPeer (nl: NodeLink, body: Uint8Array): void {
@@ -207,7 +221,7 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
     nl.routes.set(index, { wgKey: toBase64(keyBytes), wgKeyBytes: keyBytes, gen: -1, allowed: false })
   }
 
-  function welcome (link: RelayLink, node: Node): NodeLink {
+  function welcome (link: RelayLink, node: Node, batch: boolean): NodeLink {
     const old = byNode.get(node.id)
     if (old !== undefined) cut(old, 'relay_replaced', 'another relay connection for this node started; this one is closed')
     const nl: NodeLink = {
@@ -221,18 +235,19 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
       peerSet: new Set(),
       tokens: burst,
       refilled: performance.now(),
-      lastHeard: Date.now()
+      lastHeard: Date.now(),
+      batch
     }
     byNode.set(node.id, nl)
     byWgKey.set(node.wgKey, nl)
     generation++
-    link.sendControl({ type: 'welcome', node: node.id, maxPacket })
+    link.sendControl({ type: 'welcome', node: node.id, maxPacket, batch: true })
     log?.debug({ node: node.id }, 'tls relay link up')
     return nl
   }
 
   /** checkHello authenticates a hello as the map does: this link's nonce, signed by a registered node's machine key. */
-  function checkHello (text: string, nonce: string): { node: Node } | { code: string, message: string } {
+  function checkHello (text: string, nonce: string): { node: Node, batch: boolean } | { code: string, message: string } {
     let hello: RelayHello
     try {
       const raw = JSON.parse(text) as { version?: unknown }
@@ -248,7 +263,7 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
     const node = deps.nodeByMachineKey(hello.machineKey)
     if (node === undefined) return { code: 'unknown_node', message: 'no node is registered with this machine key (it may have been deleted); join again with an auth key' }
     if (!mayConnect(node) || !deps.peers.isMember(node.id)) return { code: 'node_expired', message: `node '${node.name}' is not an active member of the mesh (expired or awaiting approval)` }
-    return { node }
+    return { node, batch: hello.batch === true }
   }
 
   /** accept runs a new connection: challenge, hello within helloTimeoutMs, then frames. */
@@ -259,7 +274,8 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
       onFrame (type, body) {
         if (nl !== undefined) {
           nl.lastHeard = Date.now()
-          if (type === RelayFrameType.Data) onData(nl, body)
+          if (type === RelayFrameType.Data) onData(nl, body, false)
+          else if (type === RelayFrameType.Batch) onData(nl, body, true)
           else if (type === RelayFrameType.Peer) onPeer(nl, body)
           else if (type === RelayFrameType.Ping) link.sendFrame(encodeRelayFrame(RelayFrameType.Pong, body.slice()))
           else if (type === RelayFrameType.Control) cut(nl, 'unexpected_message', 'hello was already received on this connection')
@@ -272,7 +288,7 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
         clearTimeout(helloTimer)
         pending.delete(link)
         const checked = checkHello(decodeRelayControlText(body), challenge.nonce)
-        if ('node' in checked) nl = welcome(link, checked.node)
+        if ('node' in checked) nl = welcome(link, checked.node, checked.batch)
         else link.close(checked)
       },
       onClose () {

@@ -2,13 +2,14 @@ import { createSocket, type Socket } from 'node:dgram'
 import type WebSocket from 'ws'
 import {
   PROTOCOL_VERSION, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayServerMessage, RELAY_MAX_INDEX,
-  relaySigningPayload, signMessage, readRelayIndex, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson,
+  relaySigningPayload, signMessage, readRelayIndex, forEachBatchPacket, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson,
   fromBase64, toBase64, WarrenError, type MachineKeyPair
 } from '@warren/protocol'
 import { createRelayLink, createControllerTransport, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
 import { createBackoff, type BackoffInit } from '../control/backoff.js'
 import type { TlsRelayClient } from './types.js'
 import type { RelayIdentity } from './path-manager.js'
+import { enableUdpOffload, wireGuardSegmentSize, splitPackets, createSegmentBatcher, WIREGUARD_OVERHEAD, type SegmentBatcher } from './udp-offload.js'
 
 /** TlsRelayCarrier picks how the connection is carried: the framed stream, a WebSocket, or the stream first then WebSocket. */
 export type TlsRelayCarrier = 'auto' | 'stream' | 'websocket'
@@ -35,6 +36,13 @@ export interface TlsRelayClientInit {
   socketBufferBytes?: number
   /** packets from WireGuard are dropped while more than this waits to go out (default 2 MiB) */
   highWaterBytes?: number
+  /**
+   * the mesh interface's MTU (default 1420): the loopback sockets hand WireGuard runs of
+   * full-sized packets (MTU + 32 bytes) in one send with UDP segmentation offload
+   */
+  mtu?: number
+  /** false keeps one datagram per packet on the loopback sockets (default: offload when the kernel takes it) */
+  offload?: boolean
   /** onUnknownPeer hears of a peer that sent through the relay with no loopback endpoint open here (once per connection) */
   onUnknownPeer?: (peerWgKey: string) => void
   /** onState hears when the relay connection comes up (true) or goes down (false) */
@@ -55,6 +63,12 @@ export interface TlsRelayClientStats {
   carrier?: 'stream' | 'websocket'
   /** SO_RCVBUF the kernel granted the loopback sockets (bytes; Linux reports twice what it keeps for bookkeeping) */
   recvBufferBytes?: number
+  /** whether the last loopback socket opened took segmentation offload (send) and receive coalescing */
+  offload?: { gso: boolean, gro: boolean }
+  /** sends to WireGuard (one per run of packets with offload) */
+  loopbackSends: number
+  /** packets from the relay larger than MTU + 32 that the offloaded socket could not pass */
+  oversize: number
 }
 
 interface PeerEnd {
@@ -65,6 +79,12 @@ interface PeerEnd {
   endpoint: string
   /** whether this connection has heard the PEER frame for index */
   announced: boolean
+  /** set when the socket sends runs of packets with UDP_SEGMENT */
+  batcher?: SegmentBatcher
+  /** whether a receive may hold several of WireGuard's packets (UDP_GRO) */
+  gro: boolean
+  /** the packet size last found in a coalesced receive */
+  groSize: number
 }
 
 /**
@@ -88,9 +108,20 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
   /** inbound maps the relay's indexes on this connection to peers' keys */
   const inbound = new Map<number, string>()
   const unknownHeard = new Set<string>()
-  const stats: TlsRelayClientStats = { connects: 0, sent: 0, sendDropped: 0, received: 0, receiveDropped: 0 }
+  const segmentBytes = (init.mtu ?? 1420) + WIREGUARD_OVERHEAD
+  const stats: TlsRelayClientStats = { connects: 0, sent: 0, sendDropped: 0, received: 0, receiveDropped: 0, loopbackSends: 0, oversize: 0 }
+  /** peers with packets gathered in this read of the relay connection */
+  const unflushed = new Set<PeerEnd>()
+  let flushQueued = false
+  const flushRuns = (): void => {
+    flushQueued = false
+    for (const p of unflushed) p.batcher?.flush()
+    unflushed.clear()
+  }
   let link: RelayLink | undefined
   let welcomed = false
+  /** the relay of this connection takes BATCH frames */
+  let relayTakesBatches = false
   let useWebSocket = init.carrier === 'websocket'
   let reconnectTimer: NodeJS.Timeout | undefined
   let keepaliveTimer: NodeJS.Timeout | undefined
@@ -111,9 +142,10 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     }
     if (msg.type === 'challenge') {
       const sig = signMessage(init.machineKey.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, init.machineKey.publicKey, PROTOCOL_VERSION))
-      l.sendControl({ type: 'hello', version: PROTOCOL_VERSION, machineKey: init.machineKey.publicKey, nonce: msg.nonce, signature: sig })
+      l.sendControl({ type: 'hello', version: PROTOCOL_VERSION, machineKey: init.machineKey.publicKey, nonce: msg.nonce, signature: sig, batch: true })
     } else if (msg.type === 'welcome') {
       welcomed = true
+      relayTakesBatches = msg.batch === true
       backoff.reset()
       stats.connects++
       log?.info({ carrier: stats.carrier, peers: peers.size }, 'TLS relay connected')
@@ -124,7 +156,8 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     }
   }
 
-  function onData (body: Uint8Array): void {
+  /** onData hands WireGuard the packet of a DATA frame, or the packets of a BATCH frame when `batch`. */
+  function onData (body: Uint8Array, batch: boolean): void {
     const key = inbound.get(readRelayIndex(body))
     const p = key === undefined ? undefined : peers.get(key)
     if (p === undefined) {
@@ -135,9 +168,29 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       }
       return
     }
+    if (batch) forEachBatchPacket(body, packet => deliver(p, packet))
+    else deliver(p, body.subarray(2))
+  }
+
+  function deliver (p: PeerEnd, packet: Uint8Array): void {
     stats.received++
-    // No callback: a send callback costs a nextTick per packet; errors (WireGuard down) go to the socket's 'error' listener.
-    p.socket.send(body.subarray(2))
+    if (p.batcher === undefined) {
+      stats.loopbackSends++
+      // No callback: a send callback costs a nextTick per packet; errors (WireGuard down) go to the socket's 'error' listener.
+      p.socket.send(packet)
+      return
+    }
+    // The packet is a view into the chunk just read; the run goes out when this read is done.
+    if (!p.batcher.add(packet)) {
+      stats.oversize++
+      stats.receiveDropped++
+      return
+    }
+    unflushed.add(p)
+    if (!flushQueued) {
+      flushQueued = true
+      queueMicrotask(flushRuns)
+    }
   }
 
   /** attach speaks the relay protocol over a carrier that just opened. */
@@ -146,7 +199,8 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     const l: RelayLink = createRelayLink(carrier, {
       onFrame (type, body) {
         lastHeard = Date.now()
-        if (type === RelayFrameType.Data) onData(body)
+        if (type === RelayFrameType.Data) onData(body, false)
+        else if (type === RelayFrameType.Batch) onData(body, true)
         else if (type === RelayFrameType.Peer) inbound.set(readRelayIndex(body), toBase64(body.subarray(2)))
         else if (type === RelayFrameType.Control) onControl(l, body)
       },
@@ -235,14 +289,42 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     }
     stats.recvBufferBytes = socket.getRecvBufferSize()
     const index = freeIndexes.pop() ?? nextIndex++
-    const p: PeerEnd = { wgKey, keyBytes, index, socket, endpoint: `127.0.0.1:${socket.address().port}`, announced: false }
+    const p: PeerEnd = { wgKey, keyBytes, index, socket, endpoint: `127.0.0.1:${socket.address().port}`, announced: false, gro: false, groSize: 0 }
+    if (init.offload !== false) {
+      try {
+        const o = await enableUdpOffload(socket, { segmentBytes, gro: true })
+        p.gro = o.gro
+        p.batcher = createSegmentBatcher(parts => {
+          stats.loopbackSends++
+          socket.send(parts)
+        }, segmentBytes)
+      } catch (e) {
+        log?.debug({ err: (e as Error).message }, 'no UDP offload on the loopback relay socket; one datagram per packet')
+      }
+      stats.offload = { gso: p.batcher !== undefined, gro: p.gro }
+    }
+    const forward = (packet: Uint8Array): void => {
+      if (link!.sendData(p.index, packet)) stats.sent++
+      else stats.sendDropped++
+    }
     socket.on('message', (msg: Buffer) => {
       if (link === undefined || !welcomed || !p.announced) {
         stats.sendDropped++
         return
       }
-      if (link.sendData(p.index, msg)) stats.sent++
-      else stats.sendDropped++
+      if (!p.gro) {
+        forward(msg)
+        return
+      }
+      const size = wireGuardSegmentSize(msg, p.groSize)
+      if (size === 0) {
+        forward(msg)
+        return
+      }
+      p.groSize = size
+      if (!relayTakesBatches) splitPackets(msg, size, forward)
+      else if (link.sendBatch(p.index, size, msg)) stats.sent += Math.ceil(msg.length / size)
+      else stats.sendDropped += Math.ceil(msg.length / size)
     })
     peers.set(wgKey, p)
     unknownHeard.delete(wgKey)
@@ -272,6 +354,7 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       const p = peers.get(peerWgKey)
       if (p === undefined) return
       peers.delete(peerWgKey)
+      unflushed.delete(p)
       p.socket.close()
       freeIndexes.push(p.index)
     },

@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream'
 import WebSocket from 'ws'
 import {
-  createRelayFrameDecoder, encodeRelayControl, relayDataHeader,
+  createRelayFrameDecoder, encodeRelayControl, relayDataHeader, RELAY_DATA_HEADER, relayBatchHeader, RELAY_BATCH_HEADER,
   type RelayControlMessage, type RelayFrameHandler
 } from '@warren/protocol'
 
@@ -17,6 +17,8 @@ import {
 export interface RelayLink {
   /** sendData queues one WireGuard packet for peer `index`; false when dropped for back-pressure */
   sendData: (index: number, packet: Uint8Array) => boolean
+  /** sendBatch queues packets for peer `index` of `size` bytes each but the last, back to back in `packets`, as one BATCH frame */
+  sendBatch: (index: number, size: number, packets: Uint8Array) => boolean
   /** sendFrame queues a whole encoded frame (PEER, CONTROL, PING); false when dropped for back-pressure */
   sendFrame: (frame: Uint8Array) => boolean
   /** sendControl queues a control message; control messages are never dropped */
@@ -45,13 +47,23 @@ export interface RelayLinkOptions {
 export type RelayCarrier = Duplex | WebSocket
 
 const DEFAULT_HIGH_WATER = 2 * 1024 * 1024
+/** SLAB_BYTES is the size of the buffers that frames are written into. */
+const SLAB_BYTES = 256 * 1024
+/** MIN_SLAB_REST is the least free room worth keeping a slab for the next turn. */
+const MIN_SLAB_REST = 16 * 1024
 
 /** createRelayLink speaks relay frames over a carrier that is already open. */
 export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandlers, opts: RelayLinkOptions = {}): RelayLink {
   const highWater = opts.highWaterBytes ?? DEFAULT_HIGH_WATER
   const ws = carrier instanceof WebSocket ? carrier : undefined
   const stream = ws === undefined ? carrier as Duplex : undefined
-  let pieces: Uint8Array[] = []
+  // Frames of one event-loop turn are written into a slab, then leave as one write. The
+  // part of a slab that a write took is never touched again (the carrier may still hold
+  // it); the rest of the slab serves the next turn.
+  let slab = Buffer.allocUnsafe(SLAB_BYTES)
+  let used = 0
+  /** full slabs of this turn, in order, before the current one */
+  let pieces: Buffer[] = []
   let queued = 0
   let scheduled = false
   let closed = false
@@ -61,6 +73,11 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
 
   function flush (): void {
     scheduled = false
+    if (used > 0) {
+      pieces.push(slab.subarray(0, used))
+      slab = slab.length - used >= MIN_SLAB_REST ? slab.subarray(used) : Buffer.allocUnsafe(SLAB_BYTES)
+      used = 0
+    }
     if (pieces.length === 0) return
     const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, queued)
     pieces = []
@@ -72,15 +89,25 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
     }
   }
 
-  function queue (...parts: Uint8Array[]): void {
-    for (const p of parts) {
-      pieces.push(p)
-      queued += p.length
+  /** room makes sure the slab has `bytes` free and returns where they start. */
+  function room (bytes: number): number {
+    if (slab.length - used < bytes) {
+      if (used > 0) pieces.push(slab.subarray(0, used))
+      slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes))
+      used = 0
     }
+    const at = used
+    used += bytes
+    queued += bytes
     if (!scheduled) {
       scheduled = true
       setImmediate(flush)
     }
+    return at
+  }
+
+  function queue (frame: Uint8Array): void {
+    slab.set(frame, room(frame.length))
   }
 
   const full = (): boolean => closed || queued + carrierBacklog() > highWater
@@ -91,6 +118,7 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
     closed = true
     pieces = []
     queued = 0
+    used = 0
     handlers.onClose(error)
   }
 
@@ -128,7 +156,16 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
   const link: RelayLink = {
     sendData (index, packet) {
       if (full()) return false
-      queue(relayDataHeader(index, packet.length), packet)
+      const at = room(RELAY_DATA_HEADER + packet.length)
+      relayDataHeader(index, packet.length, slab, at)
+      slab.set(packet, at + RELAY_DATA_HEADER)
+      return true
+    },
+    sendBatch (index, size, packets) {
+      if (full()) return false
+      const at = room(RELAY_BATCH_HEADER + packets.length)
+      relayBatchHeader(index, size, packets.length, slab, at)
+      slab.set(packets, at + RELAY_BATCH_HEADER)
       return true
     },
     sendFrame (frame) {
