@@ -72,14 +72,14 @@ function writePacketsHead (type: RelayFrameType, bodyLength: number, index: numb
 }
 
 /** relayDataHeader is the 5 bytes that go before a packet of `length` bytes for peer `index`. */
-export function relayDataHeader (index: number, length: number, out = new Uint8Array(RELAY_DATA_HEADER), at = 0): Uint8Array {
+export function relayDataHeader (index: number, length: number, out: Uint8Array = new Uint8Array(RELAY_DATA_HEADER), at = 0): Uint8Array {
   if (length < 1 || length > RELAY_MAX_PACKET) throw new RelayFrameError(`a relayed packet must be 1..${RELAY_MAX_PACKET} bytes, not ${length}`)
   writePacketsHead(RelayFrameType.Data, length + 2, index, out, at)
   return out
 }
 
 /** relayBatchHeader is the 7 bytes that go before `length` bytes of packets of `size` bytes (the last may be shorter) for peer `index`. */
-export function relayBatchHeader (index: number, size: number, length: number, out = new Uint8Array(RELAY_BATCH_HEADER), at = 0): Uint8Array {
+export function relayBatchHeader (index: number, size: number, length: number, out: Uint8Array = new Uint8Array(RELAY_BATCH_HEADER), at = 0): Uint8Array {
   if (length < 1 || length > RELAY_MAX_BODY - 4) throw new RelayFrameError(`a relayed batch must be 1..${RELAY_MAX_BODY - 4} bytes, not ${length}`)
   if (size < 1 || size > length) throw new RelayFrameError(`a relayed batch's packet size must be 1..${length} (the batch length), not ${size}`)
   writePacketsHead(RelayFrameType.Batch, length + 4, index, out, at)

@@ -51,6 +51,33 @@ const DEFAULT_HIGH_WATER = 2 * 1024 * 1024
 const SLAB_BYTES = 256 * 1024
 /** MIN_SLAB_REST is the least free room worth keeping a slab for the next turn. */
 const MIN_SLAB_REST = 16 * 1024
+/** MAX_FREE_SLABS bounds the pool that all links share (8 MiB). */
+const MAX_FREE_SLABS = 32
+
+interface Slab {
+  buf: Buffer
+  /** writes of parts of this slab that the carrier has not finished */
+  writes: number
+  /** no more frames go into this slab */
+  full: boolean
+}
+
+interface Piece { slab: Slab, from: number, to: number }
+
+const freeSlabs: Buffer[] = []
+
+function takeSlab (min: number): Slab {
+  const buf = min <= SLAB_BYTES ? freeSlabs.pop() ?? Buffer.allocUnsafe(SLAB_BYTES) : Buffer.allocUnsafe(min)
+  return { buf, writes: 0, full: false }
+}
+
+/** releaseSlab returns a slab to the pool once it is full and every write of it is done. */
+function releaseSlab (s: Slab): void {
+  if (!s.full || s.writes > 0 || s.buf.length !== SLAB_BYTES || freeSlabs.length >= MAX_FREE_SLABS) return
+  s.full = false
+  s.writes = -1 // never released twice
+  freeSlabs.push(s.buf)
+}
 
 /** createRelayLink speaks relay frames over a carrier that is already open. */
 export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandlers, opts: RelayLinkOptions = {}): RelayLink {
@@ -58,12 +85,15 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
   const ws = carrier instanceof WebSocket ? carrier : undefined
   const stream = ws === undefined ? carrier as Duplex : undefined
   // Frames of one event-loop turn are written into a slab, then leave as one write. The
-  // part of a slab that a write took is never touched again (the carrier may still hold
-  // it); the rest of the slab serves the next turn.
-  let slab = Buffer.allocUnsafe(SLAB_BYTES)
+  // part of a slab that a write took is never touched again until the carrier is done
+  // with it; the rest of the slab serves the next turns, and a slab whose writes have
+  // all completed goes back to a shared pool, so steady traffic allocates nothing.
+  let cur = takeSlab(0)
+  /** where this turn's frames begin in the current slab, and where the next one goes */
+  let start = 0
   let used = 0
-  /** full slabs of this turn, in order, before the current one */
-  let pieces: Buffer[] = []
+  /** parts of slabs that this turn filled, in order, not yet written */
+  let pieces: Piece[] = []
   let queued = 0
   let scheduled = false
   let closed = false
@@ -71,30 +101,53 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
 
   const carrierBacklog = (): number => ws !== undefined ? ws.bufferedAmount : stream!.writableLength
 
+  function endPiece (): void {
+    if (used > start) {
+      // Counted as a write from now on: a slab with a piece waiting is not given back.
+      cur.writes++
+      pieces.push({ slab: cur, from: start, to: used })
+    }
+    start = used
+  }
+
+  function nextSlab (min: number): void {
+    cur.full = true
+    releaseSlab(cur)
+    cur = takeSlab(min)
+    start = 0
+    used = 0
+  }
+
   function flush (): void {
     scheduled = false
-    if (used > 0) {
-      pieces.push(slab.subarray(0, used))
-      slab = slab.length - used >= MIN_SLAB_REST ? slab.subarray(used) : Buffer.allocUnsafe(SLAB_BYTES)
-      used = 0
-    }
+    endPiece()
+    if (cur.buf.length - used < MIN_SLAB_REST) nextSlab(0)
     if (pieces.length === 0) return
-    const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, queued)
+    const list = pieces
     pieces = []
     queued = 0
-    if (ws !== undefined) {
-      if (ws.readyState === WebSocket.OPEN) ws.send(out, { binary: true })
-    } else if (stream!.writable) {
-      stream!.write(out)
+    // Pieces not written keep their slabs out of the pool; the garbage collector takes them.
+    const canWrite = ws !== undefined ? ws.readyState === WebSocket.OPEN : stream!.writable
+    if (!canWrite) return
+    if (list.length > 1) stream?.cork()
+    for (const p of list) {
+      const done = (): void => {
+        p.slab.writes--
+        releaseSlab(p.slab)
+      }
+      const bytes = p.slab.buf.subarray(p.from, p.to)
+      // Each piece ends at a frame boundary, so on WebSocket each is a message of whole frames.
+      if (ws !== undefined) ws.send(bytes, { binary: true }, done)
+      else stream!.write(bytes, done)
     }
+    if (list.length > 1) stream?.uncork()
   }
 
   /** room makes sure the slab has `bytes` free and returns where they start. */
   function room (bytes: number): number {
-    if (slab.length - used < bytes) {
-      if (used > 0) pieces.push(slab.subarray(0, used))
-      slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes))
-      used = 0
+    if (cur.buf.length - used < bytes) {
+      endPiece()
+      nextSlab(bytes)
     }
     const at = used
     used += bytes
@@ -107,7 +160,8 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
   }
 
   function queue (frame: Uint8Array): void {
-    slab.set(frame, room(frame.length))
+    const at = room(frame.length)
+    cur.buf.set(frame, at)
   }
 
   const full = (): boolean => closed || queued + carrierBacklog() > highWater
@@ -118,7 +172,7 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
     closed = true
     pieces = []
     queued = 0
-    used = 0
+    start = used = 0
     handlers.onClose(error)
   }
 
@@ -157,15 +211,15 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
     sendData (index, packet) {
       if (full()) return false
       const at = room(RELAY_DATA_HEADER + packet.length)
-      relayDataHeader(index, packet.length, slab, at)
-      slab.set(packet, at + RELAY_DATA_HEADER)
+      relayDataHeader(index, packet.length, cur.buf, at)
+      cur.buf.set(packet, at + RELAY_DATA_HEADER)
       return true
     },
     sendBatch (index, size, packets) {
       if (full()) return false
       const at = room(RELAY_BATCH_HEADER + packets.length)
-      relayBatchHeader(index, size, packets.length, slab, at)
-      slab.set(packets, at + RELAY_BATCH_HEADER)
+      relayBatchHeader(index, size, packets.length, cur.buf, at)
+      cur.buf.set(packets, at + RELAY_BATCH_HEADER)
       return true
     },
     sendFrame (frame) {
