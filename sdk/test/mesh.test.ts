@@ -1,0 +1,168 @@
+import t, { type Test } from 'tap'
+import { createServer as createHttpServer, get as httpGet, type Server as HttpServer } from 'node:http'
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { LocalStatus, LocalPeerStatus, Node } from '@warren/protocol'
+import { connect, type Warren } from '../src/index.js'
+
+/**
+ * The SDK's mesh view against a stand-in daemon: a LocalAPI on a Unix socket whose map
+ * puts this node at 127.0.0.3 and its peers on other loopback addresses, so dialing and
+ * listening use real sockets.
+ */
+
+const SELF: Node = {
+  id: 'n-self', name: 'app', fqdn: 'app.warren.internal', tags: [], user: 'alice', machineKey: Buffer.alloc(32, 1).toString('base64'), wgKey: Buffer.alloc(32, 2).toString('base64'),
+  ipv4: '127.0.0.3', ipv6: '::1', status: 'active', ephemeral: false, online: true, created: new Date(0).toISOString(), endpoints: []
+}
+const peer = (id: string, name: string, ipv4: string, online = true, tags: string[] = []): LocalPeerStatus => ({
+  id, name, fqdn: `${name}.warren.internal`, tags, ipv4, ipv6: `fd7a:115c:a1e0::${id.slice(-1)}`, wgKey: Buffer.alloc(32, id.charCodeAt(id.length - 1)).toString('base64'), online, rxBytes: 0, txBytes: 0
+})
+const DB = peer('n-db1', 'db', '127.0.0.2', true, ['tag:db'])
+const OLD = peer('n-old2', 'old', '127.0.0.4', false)
+
+interface FakeDaemon { socket: string, state: LocalStatus['backendState'] }
+
+async function fakeDaemon (t: Test): Promise<FakeDaemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'warren-sdk-'))
+  const d: FakeDaemon = { socket: join(dir, 'd.sock'), state: 'Running' }
+  const all = [SELF, DB, OLD]
+  const server: HttpServer = createHttpServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://local')
+    const json = (status: number, body: unknown): void => { res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body)) }
+    if (url.pathname === '/v1/status') {
+      const running = d.state === 'Running'
+      json(200, { version: 1, backendState: d.state, health: running ? [] : ['not logged in'], interfaceName: 'warren0', ...(running ? { self: SELF } : {}), peers: running ? [DB, OLD] : [] })
+    } else if (url.pathname === '/v1/whois') {
+      const ip = url.searchParams.get('ip')
+      const n = all.find(x => x.ipv4 === ip || x.ipv6 === ip)
+      if (n === undefined) { json(404, { error: { code: 'unknown_peer', message: `'${ip ?? ''}' is not a peer` } }); return }
+      json(200, { node: { id: n.id, name: n.name, fqdn: n.fqdn, ipv4: n.ipv4, ipv6: n.ipv6, tags: n.tags }, ...(n.user !== undefined ? { user: n.user } : {}), tags: n.tags, self: n === SELF })
+    } else json(404, { error: { code: 'not_found', message: 'no such route' } })
+  })
+  await new Promise<void>(resolve => server.listen(d.socket, resolve))
+  t.teardown(async () => { await new Promise(resolve => server.close(resolve)); rmSync(dir, { recursive: true, force: true }) })
+  return d
+}
+
+/** listenOn serves TCP on address:0 and returns the port; each connection gets `hello`. */
+async function listenOn (t: Test, address: string): Promise<number> {
+  const s: Server = createServer(sock => sock.end('hello'))
+  await new Promise<void>(resolve => s.listen(0, address, resolve))
+  t.teardown(() => { s.close() })
+  return (s.address() as { port: number }).port
+}
+
+async function open (t: Test, d: FakeDaemon): Promise<Warren> {
+  const w = await connect({ socket: d.socket, timeoutMs: 5000 })
+  t.teardown(async () => { await w.close() })
+  return w
+}
+
+t.test('names resolve as MagicDNS knows them; unknown and hidden ones are ENOPEER', async t => {
+  const w = await open(t, await fakeDaemon(t))
+  t.same((await w.peers()).map(p => [p.name, p.self, p.online]), [['app', true, true], ['db', false, true], ['old', false, false]])
+  for (const name of ['db', 'db.warren.internal', 'db.warren.internal.', '127.0.0.2']) t.equal((await w.resolve(name)).id, 'n-db1', name)
+  await t.rejects(w.resolve('nosuch'), { name: 'WarrenError', code: 'ENOPEER', message: /no node 'nosuch'.*policy/ })
+})
+
+t.test('dial connects by name, and says why it cannot', async t => {
+  const w = await open(t, await fakeDaemon(t))
+  const port = await listenOn(t, '127.0.0.2')
+  const read = async (s: Socket): Promise<string> => await new Promise(resolve => { let b = ''; s.on('data', d => { b += String(d) }); s.on('end', () => resolve(b)) })
+  t.equal(await read(await w.dial(`db:${port}`)), 'hello')
+  t.equal(await read(await w.dial(`db.warren.internal:${port}`)), 'hello')
+  t.equal(await read(await w.dial(`127.0.0.2:${port}`)), 'hello')
+  await t.rejects(w.dial('nosuch:80'), { code: 'ENOPEER' })
+  await t.rejects(w.dial('old:80'), { code: 'EPEEROFFLINE', message: /'old' is offline/ })
+  // A port of db's with no listener: the flow is allowed, nobody answers.
+  const closed = await listenOn(t, '127.0.0.2')
+  const gone = createServer()
+  await new Promise<void>(resolve => gone.listen(0, '127.0.0.2', resolve))
+  const free = (gone.address() as { port: number }).port
+  await new Promise(resolve => gone.close(resolve))
+  t.ok(closed > 0)
+  await t.rejects(w.dial(`db:${free}`), { code: 'ECONNREFUSED', message: /nothing listens on 127\.0\.0\.2:\d+/ })
+  await t.rejects(w.dial('db'), { code: 'bad_host_port' })
+  const ac = new AbortController()
+  ac.abort(new Error('stop'))
+  await t.rejects(w.dial(`db:${port}`, { signal: ac.signal }), /stop/)
+})
+
+t.test('fetch and an http.Agent reach peers by name', async t => {
+  const w = await open(t, await fakeDaemon(t))
+  const http = createHttpServer((req, res) => res.end(`db says ${req.url ?? ''}`))
+  await new Promise<void>(resolve => http.listen(0, '127.0.0.2', resolve))
+  t.teardown(() => { http.closeAllConnections(); http.close() })
+  const port = (http.address() as { port: number }).port
+  const res = await w.fetch(`http://db:${port}/health`)
+  t.equal(res.status, 200)
+  t.equal(await res.text(), 'db says /health')
+  const body = await new Promise<string>((resolve, reject) => {
+    httpGet({ host: 'db', port, path: '/agent', agent: w.httpAgent() }, r => { let b = ''; r.on('data', d => { b += String(d) }); r.on('end', () => resolve(b)) }).on('error', reject)
+  })
+  t.equal(body, 'db says /agent')
+  await t.rejects(new Promise((resolve, reject) => { httpGet({ host: 'nosuch', port, agent: w.httpAgent() }, resolve).on('error', reject) }), { code: 'ENOPEER' })
+  // createConnection returns a socket at once; what is written before the name resolves waits.
+  const sock = w.createConnection({ host: 'db', port })
+  sock.write(`GET /early HTTP/1.0\r\nHost: db\r\n\r\n`)
+  const early = await new Promise<string>(resolve => { let b = ''; sock.on('data', d => { b += String(d) }); sock.on('end', () => resolve(b)) })
+  t.match(early, /db says \/early$/)
+  await t.rejects(w.fetch('http://nosuch/'), /fetch failed/)
+})
+
+t.test('listen serves on the mesh addresses only and tells each caller\'s identity; whois refuses what did not come through the mesh', async t => {
+  const w = await open(t, await fakeDaemon(t))
+  const http = createHttpServer((req, res) => { w.whois(req.socket).then(who => res.end(`hi ${who.node.name}`), (e: Error) => res.end(String(e))) })
+  const srv = await w.listen(0, http)
+  t.ok(srv.addresses.length > 0)
+  t.match(srv.addresses[0], /^127\.0\.0\.3:\d+$/)
+  const port = Number(srv.addresses[0]!.split(':')[1])
+  const callers: string[] = []
+  srv.on('connection', (_s, peer) => callers.push(`${peer.node.name} ${peer.user ?? '-'} ${peer.tags.join(',')}`))
+  // From db's address: the mesh vouches for it.
+  const fromDb = await new Promise<string>((resolve, reject) => {
+    httpGet({ host: '127.0.0.3', port, localAddress: '127.0.0.2', path: '/' }, r => { let b = ''; r.on('data', d => { b += String(d) }); r.on('end', () => resolve(b)) }).on('error', reject)
+  })
+  t.equal(fromDb, 'hi db')
+  t.same(callers, ['db - tag:db'])
+  // From this node's own address (a local process): closed, never handed on.
+  const local = await new Promise<string>(resolve => {
+    const s = netConnect({ host: '127.0.0.3', port, localAddress: '127.0.0.3' })
+    s.on('error', () => resolve('error'))
+    s.on('close', () => resolve('closed'))
+    s.write('GET / HTTP/1.0\r\n\r\n')
+  })
+  t.equal(local, 'closed')
+  t.same(callers, ['db - tag:db'], 'no identity for a local caller')
+  // whois of a socket that arrived elsewhere (not at a mesh address) is ENOPEER.
+  const other = createServer(sock => {
+    w.whois(sock).then(() => sock.end('who?'), (e: { code: string }) => sock.end(e.code))
+  })
+  await new Promise<void>(resolve => other.listen(0, '127.0.0.9', resolve))
+  t.teardown(() => { other.close() })
+  const answer = await new Promise<string>(resolve => {
+    const s = netConnect({ host: '127.0.0.9', port: (other.address() as { port: number }).port, localAddress: '127.0.0.2' })
+    let b = ''
+    s.on('data', d => { b += String(d) })
+    s.on('end', () => resolve(b))
+  })
+  t.equal(answer, 'ENOPEER')
+  t.same((await w.whois('127.0.0.2')).node.name, 'db')
+  await t.rejects(w.whois('10.9.9.9'), { code: 'ENOPEER' })
+  await srv.close()
+})
+
+t.test('connect waits for the map, and says when no daemon answers', async t => {
+  const d = await fakeDaemon(t)
+  d.state = 'Starting'
+  setTimeout(() => { d.state = 'Running' }, 300)
+  const w = await connect({ socket: d.socket, timeoutMs: 10_000 })
+  t.equal((await w.status()).backendState, 'Running')
+  await w.close()
+  d.state = 'NeedsLogin'
+  await t.rejects(connect({ socket: d.socket, timeoutMs: 300 }), { code: 'EDAEMON', message: /NeedsLogin.*warren up/ })
+  await t.rejects(connect({ socket: join(tmpdir(), 'no-such-warren.sock') }), { code: 'EDAEMON', message: /no Warren daemon/ })
+})

@@ -1,0 +1,52 @@
+/**
+ * sdk-tool runs the SDK inside a node's namespace, for end-to-end tests of `@warren/sdk`:
+ *
+ *   sdk-tool.js serve SOCKET PORT    listen on the mesh with an http.Server that answers each
+ *                                    request with the caller's identity (JSON); prints `listening`
+ *   sdk-tool.js dial SOCKET TARGET   dial NAME:PORT; prints {"ok":true,"ms":..} or {"code":..,"ms":..}
+ *   sdk-tool.js fetch SOCKET URL     fetch over the mesh; prints {"status":..,"body":..} or {"code":..}
+ */
+import { createServer } from 'node:http'
+import { fileURLToPath } from 'node:url'
+import { connect, type Identity } from '@warren/sdk'
+
+export const SDK_TOOL_ARGV = [process.execPath, fileURLToPath(import.meta.url)]
+
+const print = (o: unknown): void => { process.stdout.write(JSON.stringify(o) + '\n') }
+
+async function main (cmd: string | undefined, socket: string | undefined, arg: string | undefined): Promise<void> {
+  if (socket === undefined || arg === undefined) throw new Error('usage: sdk-tool serve|dial|fetch SOCKET ARG')
+  const w = await connect({ socket })
+  if (cmd === 'serve') {
+    const server = createServer((req, res) => {
+      w.whois(req.socket).then(
+        (who: Identity) => res.end(JSON.stringify(who)),
+        (e: { code?: string }) => { res.statusCode = 403; res.end(JSON.stringify({ code: e.code })) })
+    })
+    const srv = await w.listen(Number(arg), server)
+    srv.on('connection', (_sock, peer) => print({ connection: peer.node.name }))
+    print({ addresses: srv.addresses })
+    process.stdout.write('listening\n')
+    process.once('SIGTERM', () => { void w.close().then(() => process.exit(0)) })
+    return
+  }
+  const started = performance.now()
+  const ms = (): number => Math.round(performance.now() - started)
+  try {
+    if (cmd === 'dial') {
+      const s = await w.dial(arg, { timeoutMs: 15_000 })
+      s.destroy()
+      print({ ok: true, ms: ms() })
+    } else if (cmd === 'fetch') {
+      const res = await w.fetch(arg)
+      print({ status: res.status, body: await res.text(), ms: ms() })
+    } else {
+      throw new Error(`unknown command '${cmd ?? ''}'`)
+    }
+  } catch (e) {
+    print({ code: (e as { code?: string }).code, message: (e as Error).message, ms: ms() })
+  }
+  await w.close()
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await main(process.argv[2], process.argv[3], process.argv[4])
