@@ -574,6 +574,28 @@ export const LocalStatus = Obj({
 })
 export type LocalStatus = Static<typeof LocalStatus>
 
+/**
+ * LocalWatchEvent is one line of GET /v1/watch (newline-delimited JSON): first a
+ * `snapshot` of the state and peers, then what changed, as it changes.
+ * - `state`: the backend state changed
+ * - `peer-added` / `peer-removed`: the policy or the mesh gave this node a peer, or took it
+ * - `peer-up` / `peer-down`: the controller says a peer came online or went offline
+ * - `peer-changed`: a peer's name, tags, owner, addresses or path changed (`fields` says which)
+ * - `policy-applied`: a new inbound filter is enforced on this node
+ */
+export const LocalWatchEvent = Obj({
+  type: Type.Union([
+    Type.Literal('snapshot'), Type.Literal('state'), Type.Literal('peer-added'), Type.Literal('peer-removed'),
+    Type.Literal('peer-up'), Type.Literal('peer-down'), Type.Literal('peer-changed'), Type.Literal('policy-applied')
+  ]),
+  time: Timestamp,
+  backendState: Type.Optional(BackendState),
+  peers: Type.Optional(Type.Array(LocalPeerStatus, { maxItems: 1_000_000 })),
+  peer: Type.Optional(LocalPeerStatus),
+  fields: Type.Optional(Type.Array(Str(32), { maxItems: 16 }))
+})
+export type LocalWatchEvent = Static<typeof LocalWatchEvent>
+
 export const LocalUpRequest = Obj({
   controller: Str(300, { minLength: 1 }),
   authKey: Type.Optional(Str(200)),

@@ -1,5 +1,7 @@
+import http from 'node:http'
+import { createInterface } from 'node:readline'
 import {
-  WarrenError, validate, ErrorBody, LocalStatus, LocalIpResponse, LocalPingResponse, LocalWhoisResponse, LocalNetcheck,
+  WarrenError, validate, ErrorBody, LocalWatchEvent, LocalStatus, LocalIpResponse, LocalPingResponse, LocalWhoisResponse, LocalNetcheck,
   type LocalUpRequest, type TSchema
 } from '@warren/protocol'
 import { createUnixTransport } from './transport/index.js'
@@ -32,6 +34,11 @@ export interface LocalClient {
   netcheck(): Promise<LocalNetcheck>
   /** metrics returns the daemon's Prometheus text */
   metrics(): Promise<string>
+  /**
+   * watch streams the daemon's changes: a snapshot first, then each change as it happens,
+   * until `signal` aborts (the iteration then ends) or the daemon goes away (it throws).
+   */
+  watch(opts?: { signal?: AbortSignal }): AsyncIterable<LocalWatchEvent>
 }
 
 /** resolveSocketPath applies the order: explicit option, $WARREN_SOCKET, default. */
@@ -84,10 +91,46 @@ export function createLocalClient (init: LocalClientInit = {}): LocalClient {
     ping: async peer => await call(LocalPingResponse, 'POST', '/v1/ping', { peer }),
     whois: async ip => await call(LocalWhoisResponse, 'GET', `/v1/whois?${new URLSearchParams({ ip }).toString()}`),
     netcheck: async () => await call(LocalNetcheck, 'GET', '/v1/netcheck'),
+    watch: (opts = {}) => watchDaemon(socketPath, opts.signal),
     async metrics () {
       const res = await transport.request<string>('GET', '/metrics')
       if (res.status !== 200) throw new WarrenError('bad_response', `the daemon answered ${res.status} to /metrics`, { status: 502 })
       return String(res.body)
     }
+  }
+}
+
+/** watchDaemon reads GET /v1/watch line by line. */
+async function * watchDaemon (socketPath: string, signal?: AbortSignal): AsyncGenerator<LocalWatchEvent> {
+  signal?.throwIfAborted()
+  const req = http.request({ socketPath, path: '/v1/watch', method: 'GET', agent: false })
+  const onAbort = (): void => { req.destroy() }
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      req.once('response', resolve)
+      req.once('error', e => reject(signal?.aborted === true ? signal.reason : daemonUnreachable(socketPath, Object.assign(new Error(e.message), { cause: e }))))
+      req.end()
+    })
+    if (res.statusCode !== 200) {
+      let text = ''
+      for await (const c of res) text += String(c)
+      let err: ErrorBody['error'] | undefined
+      try { err = validate(ErrorBody, JSON.parse(text)).error } catch { /* not the error shape */ }
+      throw new WarrenError(err?.code ?? 'bad_response', err?.message ?? `the daemon answered ${res.statusCode ?? '?'} to /v1/watch`, { status: res.statusCode ?? 502 })
+    }
+    try {
+      for await (const line of createInterface({ input: res, crlfDelay: Infinity })) {
+        if (line.trim() === '') continue
+        yield validate(LocalWatchEvent, JSON.parse(line), 'daemon watch event')
+      }
+    } catch (e) {
+      if (signal?.aborted === true) return
+      throw e
+    }
+    if (signal?.aborted !== true) throw new WarrenError('daemon_unreachable', `the Warren daemon on ${socketPath} ended the watch (it stopped or restarted)`, { status: 503 })
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+    req.destroy()
   }
 }

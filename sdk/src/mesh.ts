@@ -3,7 +3,7 @@ import { connect as tlsConnect } from 'node:tls'
 import { Agent as HttpAgent, type AgentOptions, type Server as HttpServer } from 'node:http'
 import { EventEmitter } from 'node:events'
 import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher, type RequestInit, type Response } from 'undici'
-import { WarrenError, isWarrenError, parseHostPort, formatHostPort, type LocalStatus, type LocalPeerStatus, type LocalWhoisResponse } from '@warren/protocol'
+import { WarrenError, isWarrenError, parseHostPort, formatHostPort, type LocalStatus, type LocalPeerStatus, type LocalWhoisResponse, type LocalWatchEvent } from '@warren/protocol'
 import { createLocalClient, type LocalClient } from './local-client.js'
 
 /**
@@ -31,6 +31,21 @@ export interface MeshPeer {
   online: boolean
   /** true for this node itself */
   self: boolean
+}
+
+/**
+ * MeshEvent is one change `watch` reports: `snapshot` (first: the state and every peer),
+ * `state`, `peer-added`, `peer-removed`, `peer-up`, `peer-down`, `peer-changed` (with the
+ * `fields` that changed), `policy-applied` (a new inbound policy is enforced on this node).
+ */
+export interface MeshEvent {
+  type: LocalWatchEvent['type']
+  time: string
+  /** the daemon's backend state, on `snapshot` and `state` */
+  state?: string
+  peers?: MeshPeer[]
+  peer?: MeshPeer
+  fields?: string[]
 }
 
 /** Identity is who is on the other end of a mesh connection, as the controller vouches for it. */
@@ -106,6 +121,8 @@ export interface Warren {
    * or net.Server), connections are handed to it after their caller is verified.
    */
   listen(port: number, server?: HttpServer | Server): Promise<MeshServer>
+  /** watch yields changes as they happen, a snapshot first, until `signal` aborts */
+  watch(opts?: { signal?: AbortSignal }): AsyncIterable<MeshEvent>
   close(): Promise<void>
 }
 
@@ -348,6 +365,22 @@ export function createWarren (local: LocalClient): Warren {
       servers.add(ms.server)
       ms.server.once('close', () => servers.delete(ms.server))
       return ms.server
+    },
+    async * watch (opts = {}) {
+      try {
+        for await (const e of local.watch(opts)) {
+          yield {
+            type: e.type,
+            time: e.time,
+            ...(e.backendState !== undefined ? { state: e.backendState } : {}),
+            ...(e.peers !== undefined ? { peers: e.peers.map(peerOf) } : {}),
+            ...(e.peer !== undefined ? { peer: peerOf(e.peer) } : {}),
+            ...(e.fields !== undefined ? { fields: e.fields } : {})
+          }
+        }
+      } catch (e) {
+        throw daemonError(e)
+      }
     },
     async close () {
       await Promise.allSettled([...servers].map(async srv => await srv.close()))

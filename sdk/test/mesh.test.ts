@@ -40,6 +40,10 @@ async function fakeDaemon (t: Test): Promise<FakeDaemon> {
       const n = all.find(x => x.ipv4 === ip || x.ipv6 === ip)
       if (n === undefined) { json(404, { error: { code: 'unknown_peer', message: `'${ip ?? ''}' is not a peer` } }); return }
       json(200, { node: { id: n.id, name: n.name, fqdn: n.fqdn, ipv4: n.ipv4, ipv6: n.ipv6, tags: n.tags }, ...(n.user !== undefined ? { user: n.user } : {}), tags: n.tags, self: n === SELF })
+    } else if (url.pathname === '/v1/watch') {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+      res.write(JSON.stringify({ type: 'snapshot', time: 'T0', backendState: 'Running', peers: [DB, OLD] }) + '\n')
+      setTimeout(() => res.write(JSON.stringify({ type: 'peer-up', time: 'T1', peer: { ...OLD, online: true } }) + '\n'), 20)
     } else json(404, { error: { code: 'not_found', message: 'no such route' } })
   })
   await new Promise<void>(resolve => server.listen(d.socket, resolve))
@@ -165,4 +169,15 @@ t.test('connect waits for the map, and says when no daemon answers', async t => 
   d.state = 'NeedsLogin'
   await t.rejects(connect({ socket: d.socket, timeoutMs: 300 }), { code: 'EDAEMON', message: /NeedsLogin.*warren up/ })
   await t.rejects(connect({ socket: join(tmpdir(), 'no-such-warren.sock') }), { code: 'EDAEMON', message: /no Warren daemon/ })
+})
+
+t.test('watch yields the mesh\'s changes as peers, until aborted', async t => {
+  const w = await open(t, await fakeDaemon(t))
+  const ac = new AbortController()
+  const got: string[] = []
+  for await (const e of w.watch({ signal: ac.signal })) {
+    got.push(`${e.type} ${e.state ?? ''} ${(e.peers ?? []).map(p => p.name).join(',')}${e.peer !== undefined ? `${e.peer.name}:${String(e.peer.online)}` : ''}`)
+    if (e.type === 'peer-up') ac.abort()
+  }
+  t.same(got, ['snapshot Running db,old', 'peer-up  old:true'])
 })

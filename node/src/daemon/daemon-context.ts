@@ -1,3 +1,4 @@
+import type { ChangeFeed } from '../localapi/watch.js'
 import type { Logger } from 'pino'
 import type { Netmap, Node, BackendState } from '@warren/protocol'
 import type { ControllerTransport, ControllerTransportInit } from '@warren/sdk/transport'
@@ -32,6 +33,8 @@ export interface DaemonContext {
   transport: MeshTransport | undefined
   /** generation changes on every up/down, so stale map updates from an old session are ignored */
   generation: number
+  /** changes tells LocalAPI watchers that the state, the map or the enforced policy changed */
+  readonly changes: ChangeFeed
 }
 
 /** stateFor is the backend state a node's own status in the map implies. */

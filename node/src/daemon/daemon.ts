@@ -11,6 +11,7 @@ import { createDaemonMetrics, type DaemonMetrics } from './metrics.js'
 import type { DataPlane, DataPlaneContext } from './data-plane.js'
 import { createSystemDataPlane } from './system-data-plane.js'
 import { startLocalApi, type LocalApiServer, type LocalBackend } from '../localapi/server.js'
+import { createChangeFeed } from '../localapi/watch.js'
 import { updateHealthForSelf, type DaemonContext } from './daemon-context.js'
 import { createMapApplier } from './map-applier.js'
 import { connectMap, resumeMap, stopMap, type MapConnectionInit } from './map-connection.js'
@@ -119,7 +120,8 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     health: new Map<string, string>(),
     session: undefined,
     transport: undefined,
-    generation: 0
+    generation: 0,
+    changes: createChangeFeed()
   }
   const ops = createSerialQueue()
   const applier = createMapApplier(d)
@@ -160,6 +162,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     updateHealthForSelf(d.health, node)
     d.state = node.status === 'pending' ? 'NeedsApproval' : 'Starting'
     connectMap(d, mapInit, d.login, saved)
+    d.changes.notify('state')
     return await localStatus(d)
   }
 
@@ -177,6 +180,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     metrics.controllerConnected.set(0)
     d.state = d.login !== undefined ? 'Stopped' : 'NeedsLogin'
     log.info('down: interface, routes, firewall table and resolver settings removed')
+    d.changes.notify('state')
     return await localStatus(d)
   }
 
@@ -189,7 +193,8 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     ip: (peer?: string, family?: 4 | 6) => localIp(d, peer, family),
     ping: async (peer: string) => await localPing(d, peer),
     whois: (addr: string) => localWhois(d, addr),
-    netcheck: async () => await nat.check()
+    netcheck: async () => await nat.check(),
+    changes: d.changes
   }
   let api: LocalApiServer
   try {

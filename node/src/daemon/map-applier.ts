@@ -17,6 +17,8 @@ export function createMapApplier (d: DaemonContext): MapApplier {
   let pendingApply: { update: NetmapUpdate, gen: number } | undefined
   let applying: Promise<void> | undefined
   let retryTimer: NodeJS.Timeout | undefined
+  /** the inbound filter last enforced, to tell watchers when the policy applied here changed */
+  let lastFilter: string | undefined
 
   function queueApply (u: NetmapUpdate, gen: number): void {
     if (gen !== d.generation) return
@@ -42,6 +44,9 @@ export function createMapApplier (d: DaemonContext): MapApplier {
         updateHealthForSelf(health, u.netmap.self)
         await store.writeMap({ session: u.session, seq: u.seq, netmap: u.netmap })
         await d.paths.update(u.netmap)
+        const filter = JSON.stringify(u.netmap.filter)
+        d.changes.notify(filter !== lastFilter ? 'policy' : 'map')
+        lastFilter = filter
         log.info({ peers: u.netmap.peers.length, seq: u.seq, full: u.full }, 'network map applied')
       } catch (e) {
         end({ result: 'error' })

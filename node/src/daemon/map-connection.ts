@@ -59,6 +59,7 @@ export function connectMap (d: DaemonContext, init: MapConnectionInit, l: SavedL
       // The controller no longer knows this node: stop retrying, keep the data plane (fail-closed).
       health.set('login', `${e.message} (run 'warren up --auth-key KEY')`)
       d.state = 'NeedsLogin'
+      d.changes.notify('state')
       s.close()
       if (d.session === s) d.session = undefined
     } else {
@@ -86,6 +87,7 @@ export async function resumeMap (d: DaemonContext, init: MapConnectionInit): Pro
   const { applier } = init
   if (login !== undefined && login.wantRunning) {
     d.state = 'Starting'
+    d.changes.notify('state')
     const saved = await store.readMap().catch((e: Error) => { log.warn({ err: e.message }, 'saved network map unreadable; waiting for the controller'); return undefined })
     if (saved !== undefined) {
       log.info({ peers: saved.netmap.peers.length, seq: saved.seq }, 'restoring the last network map before the controller answers')
@@ -95,5 +97,6 @@ export async function resumeMap (d: DaemonContext, init: MapConnectionInit): Pro
     connectMap(d, init, login, saved)
   } else if (login !== undefined) {
     d.state = 'Stopped'
+    d.changes.notify('state')
   }
 }

@@ -3,9 +3,10 @@ import net from 'node:net'
 import { promises as fs } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
+import { diffStatus, type ChangeFeed } from './watch.js'
 import {
   WarrenError, isWarrenError, validate, LocalStatus, LocalUpRequest, LocalIpResponse, LocalPingRequest, LocalPingResponse,
-  LocalWhoisResponse, LocalNetcheck, type TSchema, type ErrorBody
+  LocalWhoisResponse, LocalNetcheck, LocalWatchEvent, type TSchema, type ErrorBody
 } from '@warren/protocol'
 
 /** LocalBackend is what the LocalAPI serves: the daemon's operations. */
@@ -18,6 +19,8 @@ export interface LocalBackend {
   whois(ip: string): LocalWhoisResponse
   /** netcheck asks the map's STUN servers, through the WireGuard port, how the node is seen */
   netcheck(): Promise<LocalNetcheck>
+  /** changes announces that status may have changed (GET /v1/watch streams what did) */
+  changes?: Pick<ChangeFeed, 'subscribe'>
 }
 
 /**
@@ -89,9 +92,15 @@ export async function startLocalApi (init: LocalApiInit): Promise<LocalApiServer
       init.metrics.render().then(text => reply(200, text, init.metrics!.registry.contentType), fail)
       return
     }
+    if (url.pathname === WATCH_PATH) {
+      if (req.method !== 'GET') { fail(methodError(req.method, 'GET', url.pathname)); return }
+      if (d.changes === undefined) { fail(new WarrenError('not_supported', 'this daemon cannot stream changes', { status: 501 })); return }
+      serveWatch(d, d.changes, req, res).catch(fail)
+      return
+    }
     const route = routes[url.pathname]
     if (route === undefined) {
-      fail(new WarrenError('not_found', `no LocalAPI route ${url.pathname}; routes are ${Object.keys(routes).join(', ')}`, { status: 404 }))
+      fail(new WarrenError('not_found', `no LocalAPI route ${url.pathname}; routes are ${[...Object.keys(routes), WATCH_PATH].join(', ')}`, { status: 404 }))
       return
     }
     if (req.method !== route.method) { fail(methodError(req.method, route.method, url.pathname)); return }
@@ -131,6 +140,45 @@ export async function startLocalApi (init: LocalApiInit): Promise<LocalApiServer
       await fs.rm(init.socketPath, { force: true })
     }
   }
+}
+
+const WATCH_PATH = '/v1/watch'
+/** a watcher that lets this much go unread is cut; it reconnects and starts from a snapshot */
+const WATCH_MAX_BACKLOG = 4 * 1024 * 1024
+/** changes that come close together are reported together */
+const WATCH_COALESCE_MS = 50
+
+/**
+ * serveWatch streams GET /v1/watch: a snapshot, then the events between successive
+ * statuses each time the daemon announces a change, one JSON object per line.
+ */
+async function serveWatch (d: LocalBackend, changes: Pick<ChangeFeed, 'subscribe'>, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  let last = await d.status()
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' })
+  const send = (e: LocalWatchEvent): void => {
+    res.write(JSON.stringify(validate(LocalWatchEvent, e, 'watch event')) + '\n')
+    if (res.writableLength > WATCH_MAX_BACKLOG) res.destroy()
+  }
+  send({ type: 'snapshot', time: new Date().toISOString(), backendState: last.backendState, peers: last.peers })
+  let timer: NodeJS.Timeout | undefined
+  let policy = false
+  let chain = Promise.resolve()
+  const flush = async (): Promise<void> => {
+    timer = undefined
+    const applied = policy
+    policy = false
+    const next = await d.status()
+    const time = new Date().toISOString()
+    const events = diffStatus(last, next, time)
+    last = next
+    if (applied) events.push({ type: 'policy-applied', time })
+    for (const e of events) send(e)
+  }
+  const unsubscribe = changes.subscribe(reason => {
+    if (reason === 'policy') policy = true
+    timer ??= setTimeout(() => { chain = chain.then(flush).catch(() => { res.destroy() }) }, WATCH_COALESCE_MS)
+  })
+  req.on('close', () => { unsubscribe(); clearTimeout(timer) })
 }
 
 function methodError (got: string | undefined, want: string, path: string): WarrenError {
