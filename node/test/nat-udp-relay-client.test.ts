@@ -52,8 +52,11 @@ function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayCon
   }
 }
 
-/** twoClients starts a relay on 1000 ports from `firstPort` and two nodes' clients (A and B) behind a fake controller. */
-async function twoClients (t: Test, firstPort: number, refreshMs: number) {
+/**
+ * twoClients starts a relay on 1000 ports from `firstPort` and two nodes' clients (A and B)
+ * behind a fake controller; `wrapA` may stand between A and its shared port.
+ */
+async function twoClients (t: Test, firstPort: number, refreshMs: number, wrapA: (p: SharedPort) => SharedPort = p => p) {
   const fw = createFakeRelayFirewall()
   const relay = await startUdpRelay({ key: generateWireGuardKeyPair(), port: 0, listenHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: firstPort, last: firstPort + 999 } })
   t.teardown(() => relay.close())
@@ -64,7 +67,7 @@ async function twoClients (t: Test, firstPort: number, refreshMs: number) {
   for (const k of keys) nodes.set(k.publicKey, ctl.controlFor(k.publicKey))
   const pa = await loopbackSharedPort(t)
   const pb = await loopbackSharedPort(t)
-  const a = createUdpRelayClient({ control: nodes.get(ka.publicKey)!.control, sharedPort: pa, wgPrivateKey: ka.privateKey, refreshMs })
+  const a = createUdpRelayClient({ control: nodes.get(ka.publicKey)!.control, sharedPort: wrapA(pa), wgPrivateKey: ka.privateKey, refreshMs })
   const b = createUdpRelayClient({ control: nodes.get(kb.publicKey)!.control, sharedPort: pb, wgPrivateKey: kb.privateKey, refreshMs })
   t.teardown(async () => { await a.close(); await b.close() })
   return { fw, relay, nodes, ctl, ka, kb, pa, a, b }
@@ -132,6 +135,33 @@ t.test('a release tells the controller (on reconnect if it is away); the grant s
   nodes.get(ka.publicKey)!.deliver({ type: 'relay-revoke', peer: kb.publicKey, allocation: alloc, code: 'released', message: 'neither node holds it' })
   t.equal(a.endpoint(kb.publicKey), undefined, 'the revocation ends it')
   t.same(fromA(), ['relay-request', 'relay-release', 'relay-request', 'relay-release'], 'no request follows a revocation of what we released')
+})
+
+t.test('a relay that stops answering binds is no longer used, and is used again once it answers', async t => {
+  let deaf = false
+  const wrap = (p: SharedPort): SharedPort => ({ ...p, onPacket: (kind, h) => p.onPacket(kind, x => { if (!deaf) h(x) }) })
+  const { relay, kb, a } = await twoClients(t, 49000, 300, wrap)
+  const changes: string[] = []
+  a.onChange(p => changes.push(p))
+  a.request(kb.publicKey)
+  await until(() => a.endpoint(kb.publicKey) !== undefined, 'A bound')
+  const binds = relay.stats().binds
+  await until(() => relay.stats().binds >= binds + 3, 'a few refreshes')
+  t.ok(a.endpoint(kb.publicKey), 'answered refreshes keep the relay in use')
+  const refreshes = relay.stats().binds - binds
+  t.ok(refreshes <= 4, `one bind per refresh while acks come (${refreshes})`)
+
+  deaf = true
+  const before = changes.length
+  const cut = Date.now()
+  await until(() => a.endpoint(kb.publicKey) === undefined, 'the endpoint dropped')
+  t.ok(Date.now() - cut < 300 + 5000, `dropped ${Date.now() - cut} ms after the acks stopped`)
+  t.ok(changes.length > before, 'and the path manager hears of it')
+  t.equal(a.relayId(kb.publicKey), undefined)
+
+  deaf = false
+  await until(() => a.endpoint(kb.publicKey) !== undefined, 'in use again')
+  t.equal(relay.allocations().length, 1, 'the same allocation')
 })
 
 t.test('the fake client records requests and hands out endpoints the test grants', async t => {

@@ -73,6 +73,8 @@ interface PeerState {
   nonces: string[]
   /** the nonce of the last acknowledged bind: the relay answers it again when the peer binds */
   ackedNonce?: string
+  /** binds sent since the relay last acknowledged one */
+  unacked: number
   bindTimer?: NodeJS.Timeout
   renewTimer?: NodeJS.Timeout
   requestTimer?: NodeJS.Timeout
@@ -80,6 +82,14 @@ interface PeerState {
   /** why the last request was refused, if it was */
   refused?: string
 }
+
+/**
+ * LOST_AFTER_BINDS: a bound allocation whose relay left this many binds in a row
+ * unacknowledged (a refresh and its quick retries, about 4 s) is no longer used: the
+ * relay is gone, or our NAT mapping toward it changed. Binds go on, and it is used again
+ * once the relay answers.
+ */
+const LOST_AFTER_BINDS = 4
 
 /** RETRYABLE refusals are worth asking again later. */
 const RETRYABLE = new Set(['rate_limited', 'relay_unavailable', 'expired', 'key_changed'])
@@ -110,7 +120,7 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
   const changed = (peer: string): void => { for (const h of handlers) h(peer) }
   const state = (peer: string): PeerState => {
     let s = peers.get(peer)
-    if (s === undefined) peers.set(peer, s = { peer, wanted: false, released: false, releasePending: false, bound: false, peerBound: false, nonces: [], retry: 0 })
+    if (s === undefined) peers.set(peer, s = { peer, wanted: false, released: false, releasePending: false, bound: false, peerBound: false, nonces: [], unacked: 0, retry: 0 })
     return s
   }
 
@@ -137,18 +147,27 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     s.grant = s.to = undefined
     s.bound = s.peerBound = false
     s.nonces = []
+    s.unacked = 0
     s.ackedNonce = undefined
   }
 
   function sendBind (s: PeerState): void {
     const g = s.grant
     if (closed || g === undefined || s.to === undefined) return
+    if (s.bound && s.unacked >= LOST_AFTER_BINDS) {
+      log?.info({ peer: s.peer, unacked: s.unacked }, 'the relay stopped answering binds; not using it until it does')
+      s.bound = s.peerBound = false
+      s.retry = 0
+      changed(s.peer)
+    }
     const nonce = new Uint8Array(24)
     crypto.getRandomValues(nonce)
     s.nonces = [...s.nonces.slice(-3), toBase64(nonce)]
     const packet = encodeRelayBind({ allocation: g.allocation, timestampMs: Date.now(), nodePrivateKey: init.wgPrivateKey, nodePublicKey: publicKey, relayPublicKey: g.relayKey, nonce })
     sharedPort.send(packet, s.to).catch(err => log?.debug({ err: (err as Error).message, peer: s.peer }, 'relay bind not sent'))
-    const next = s.bound ? refreshMs : Math.min(5_000, retryMs * 2 ** s.retry++)
+    s.unacked++
+    // Bound: the ack re-arms the refresh; this timer only fires when the bind went unanswered.
+    const next = s.bound ? Math.min(5_000, retryMs * 2 ** (s.unacked - 1)) : Math.min(5_000, retryMs * 2 ** s.retry++)
     s.bindTimer = setTimeout(() => sendBind(s), next)
     s.bindTimer.unref()
   }
@@ -210,15 +229,16 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
       if (nonce !== s.ackedNonce) { s.ackedNonce = nonce; s.nonces = [] }
       const peerNews = s.peerBound !== ack.peerBound
       s.peerBound = ack.peerBound
+      s.unacked = 0
+      clearTimeout(s.bindTimer)
+      s.bindTimer = setTimeout(() => sendBind(s), refreshMs)
+      s.bindTimer.unref()
       if (s.bound) {
         if (peerNews) changed(s.peer)
         return
       }
       s.bound = true
       s.retry = 0
-      clearTimeout(s.bindTimer)
-      s.bindTimer = setTimeout(() => sendBind(s), refreshMs)
-      s.bindTimer.unref()
       log?.info({ peer: s.peer, seenAs: `${ack.observed.address}:${ack.observed.port}` }, 'relay bound')
       changed(s.peer)
       return
