@@ -344,8 +344,9 @@ export function createPathManager (init: PathManagerInit): PathManager {
   }
 
   /**
-   * waveringAt is when the direct path in use counts as wavering: a heartbeat sent after
-   * its last pong has gone unanswered for half a heartbeat (Infinity when not direct).
+   * waveringAt is when the direct path in use counts as wavering: one and a half
+   * heartbeats after its last pong, when the heartbeat sent since has had ample time to be
+   * answered; still well before trustMs gives the path up (Infinity when not direct).
    */
   function waveringAt (p: PeerState): number {
     if (p.path?.kind !== 'direct') return Infinity
