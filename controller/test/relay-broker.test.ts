@@ -43,6 +43,7 @@ function fakeBackend (): FakeBackend {
 const relayMsgs = (c: MapTestClient): Array<RelayGrant | RelayRevoke> => c.messages.filter(m => m.type === 'relay-grant' || m.type === 'relay-revoke') as unknown as Array<RelayGrant | RelayRevoke>
 const last = (c: MapTestClient): RelayGrant | RelayRevoke | undefined => relayMsgs(c).at(-1)
 const request = (c: MapTestClient, peer: string): void => c.send(JSON.stringify({ type: 'relay-request', peer }))
+const release = (c: MapTestClient, peer: string): void => c.send(JSON.stringify({ type: 'relay-release', peer }))
 
 t.test('a request grants both sides of the pair; the map lists the relay', async t => {
   const backend = fakeBackend()
@@ -68,6 +69,39 @@ t.test('a request grants both sides of the pair; the map lists the relay', async
   request(cb, a!.node.wgKey)
   await waitUntil(() => relayMsgs(ca).length > before, 'a renewed grant')
   t.equal((last(ca) as RelayGrant).allocation, ga.allocation)
+  t.equal(backend.live.size, 1)
+})
+
+t.test('a pair is freed at the relay once neither node holds it; a request after that allocates again', async t => {
+  const backend = fakeBackend()
+  const { srv, nodes: [a, b] } = await startWith(t, ['a', 'b'], { relay: { backends: [backend] } })
+  const ca = await connectReady(srv.url, a!)
+  const cb = await connectReady(srv.url, b!)
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca)?.type === 'relay-grant' && last(cb)?.type === 'relay-grant', 'grants to both')
+  const id = (last(ca) as RelayGrant).allocation
+  request(cb, a!.node.wgKey)
+  await waitUntil(() => relayMsgs(cb).filter(m => m.type === 'relay-grant').length === 2, 'B holds it too')
+
+  release(ca, b!.node.wgKey)
+  release(ca, b!.node.wgKey)
+  await waitUntil(() => srv.service.relays.pairs()[0]?.holders.size === 1, 'A no longer holds the pair')
+  t.same(backend.released, [], 'B still holds the pair: nothing is freed')
+  t.equal(relayMsgs(ca).filter(m => m.type === 'relay-revoke').length, 0, 'and nothing is revoked')
+  t.equal(backend.live.size, 1)
+
+  release(cb, a!.node.id)
+  await waitUntil(() => backend.released.includes(id), 'freed at the relay')
+  await waitUntil(() => last(ca)?.type === 'relay-revoke' && last(cb)?.type === 'relay-revoke', 'revoked to both')
+  t.match(last(ca), { allocation: id, code: 'released', peer: b!.node.wgKey })
+  t.equal(srv.service.relays.pairs().length, 0)
+  t.equal(backend.live.size, 0, 'the relay ports are free')
+
+  release(cb, a!.node.id)
+  release(ca, 'no-such-node')
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca)?.type === 'relay-grant', 'a new grant')
+  t.not((last(ca) as RelayGrant).allocation, id, 'a new allocation')
   t.equal(backend.live.size, 1)
 })
 

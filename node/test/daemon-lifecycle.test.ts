@@ -270,6 +270,7 @@ function fakeRelay (endpoint: string): UdpRelayClient & RelayIdentity & { closed
   return {
     closed: false,
     request (k) { requested.add(k) },
+    release (k) { requested.delete(k) },
     endpoint: k => requested.has(k) ? endpoint : undefined,
     relayId: () => 'relay-1',
     onChange: () => () => {},

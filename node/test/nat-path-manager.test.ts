@@ -1,6 +1,7 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createPathManager, DEFAULT_PATH_TIMINGS, PUNCH_TTL, type PathManager, type PathManagerInit } from '../src/nat/path-manager.js'
-import type { TlsRelayClient, UdpAddress, UdpRelayClient } from '../src/nat/types.js'
+import type { UdpAddress } from '../src/nat/types.js'
+import { createFakeTlsRelayClient, createFakeUdpRelayClient, type FakeUdpRelayClient } from '../src/testing.js'
 
 const PEER = 'B'.repeat(43) + '='
 
@@ -57,27 +58,20 @@ function sim (opts: Partial<PathManagerInit> = {}) {
   }
 }
 
-function fakeUdpRelay (endpoint?: string): UdpRelayClient & { requests: string[], set: (ep?: string) => void } {
-  let ep = endpoint
-  const handlers = new Set<(k: string) => void>()
-  return {
-    requests: [],
-    request (k) { this.requests.push(k) },
-    endpoint: () => ep,
-    onChange (h) { handlers.add(h); return () => handlers.delete(h) },
-    set (e) { ep = e; for (const h of handlers) h(PEER) },
-    async close () {}
-  }
-}
-
-function fakeTlsRelay (): TlsRelayClient & { released: string[] } {
-  return {
-    released: [],
-    endpoint: async () => '127.0.0.1:50001',
-    release (k) { this.released.push(k) },
-    connected: () => true,
-    async close () {}
-  }
+/**
+ * relayThenDirect starts PEER on a granted UDP relay; its direct path answers (while
+ * setUp(true), as at first) and takes over within the first 10 s.
+ */
+function relayThenDirect (t: Test, opts: Partial<PathManagerInit> & { udpRelay: FakeUdpRelayClient }) {
+  opts.udpRelay.grant(PEER, '192.0.2.10:40000')
+  const s = sim(opts)
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  t.equal(s.m.path(PEER)?.kind, 'udp-relay')
+  let up = true
+  s.answer(() => up ? 5 : undefined)
+  s.run(10_000)
+  t.equal(s.m.path(PEER)?.kind, 'direct')
+  return { s, setUp: (v: boolean) => { up = v } }
 }
 
 t.test('probing sends TTL-limited probes to every candidate first, then full pings; a pong makes the path direct', async t => {
@@ -98,14 +92,14 @@ t.test('probing sends TTL-limited probes to every candidate first, then full pin
 })
 
 t.test('with no direct path a relay is used at once: the UDP relay when it has an endpoint, else TLS', async t => {
-  const udp = fakeUdpRelay()
-  const tls = fakeTlsRelay()
+  const udp = createFakeUdpRelayClient()
+  const tls = createFakeTlsRelayClient()
   const s = sim({ udpRelay: udp, tlsRelay: tls })
   s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
-  t.same(udp.requests, [PEER], 'a UDP relay allocation is requested at once')
+  t.same(udp.requested, [PEER], 'a UDP relay allocation is requested at once')
   await new Promise(resolve => setImmediate(resolve))
-  t.same(s.m.path(PEER), { kind: 'tls-relay', endpoint: '127.0.0.1:50001' })
-  udp.set('192.0.2.10:40000')
+  t.same(s.m.path(PEER), { kind: 'tls-relay', endpoint: '127.0.0.1:40000' })
+  udp.grant(PEER, '192.0.2.10:40000')
   t.same(s.m.path(PEER), { kind: 'udp-relay', endpoint: '192.0.2.10:40000' }, 'the UDP relay wins once bound')
   t.same(tls.released, [PEER], 'the loopback endpoint is given back')
   s.answer(() => 3)
@@ -123,17 +117,11 @@ t.test('two candidates that answer: the LAN address wins even when slower', asyn
 })
 
 t.test('a direct path is heartbeaten; when it stops answering the relay takes over within 6 s, and direct comes back with backoff', async t => {
-  const udp = fakeUdpRelay('192.0.2.10:40000')
-  const s = sim({ udpRelay: udp })
-  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
-  t.equal(s.m.path(PEER)?.kind, 'udp-relay')
-  let up = true
-  s.answer(() => up ? 5 : undefined)
-  s.run(10_000)
-  t.equal(s.m.path(PEER)?.kind, 'direct')
+  const udp = createFakeUdpRelayClient()
+  const { s, setUp } = relayThenDirect(t, { udpRelay: udp })
   const beats = s.sent.filter(x => x.ttl === undefined && x.at > 6000)
   t.ok(beats.length >= 2 && beats.length <= 3, `heartbeats every 2 s (${beats.length} in 4 s)`)
-  up = false
+  setUp(false)
   const cut = s.now
   let switched: number | undefined
   s.run(cut + 60_000, () => { if (switched === undefined && s.m.path(PEER)?.kind === 'udp-relay') switched = s.now })
@@ -143,7 +131,7 @@ t.test('a direct path is heartbeaten; when it stops answering the relay takes ov
   t.ok(retries.length > 0, 'the direct path is retried')
   t.ok(retries.every(x => x.at % DEFAULT_PATH_TIMINGS.retrySlotMs < DEFAULT_PATH_TIMINGS.burstMs), 'only in the first seconds of each retry slot')
   t.ok(retries.filter(x => x.ttl === undefined).every(x => x.at % DEFAULT_PATH_TIMINGS.retrySlotMs >= DEFAULT_PATH_TIMINGS.punchDelayMs), 'full pings a punch delay into the slot')
-  up = true
+  setUp(true)
   s.run(s.now + DEFAULT_PATH_TIMINGS.retrySlotMs + DEFAULT_PATH_TIMINGS.burstMs)
   t.equal(s.m.path(PEER)?.kind, 'direct', 'upgraded again once the direct path answers')
 })
@@ -208,4 +196,96 @@ t.test('an offline peer is not probed until it comes back', async t => {
   s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'], online: true }])
   s.run(s.now + 10)
   t.ok(s.sent.length > 0, 'probed at once when it is back')
+})
+
+const turn = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
+
+t.test('the TLS relay is not used while its connection is down, and is used again once it is back', async t => {
+  const tls = createFakeTlsRelayClient({ connected: false })
+  const s = sim({ tlsRelay: tls })
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  await turn()
+  t.ok(tls.open.has(PEER), 'the loopback endpoint is opened anyway, so the relay hears of the peer when it connects')
+  t.equal(s.m.path(PEER), undefined, 'down: no path (WireGuard keeps the map endpoint) rather than a loopback port that carries nothing')
+  t.same([...s.m.endpoints()], [])
+  tls.setConnected(true)
+  t.same(s.m.path(PEER), { kind: 'tls-relay', endpoint: '127.0.0.1:40000' }, 'chosen as soon as it connects')
+  const changes = s.changes
+  tls.setConnected(false)
+  t.equal(s.m.path(PEER), undefined, 'left as soon as it goes down')
+  t.equal(s.changes, changes + 1, 'and the daemon hears of it')
+  t.same(tls.released, [], 'the endpoint stays open while down')
+  tls.setConnected(true)
+  t.equal(s.m.path(PEER)?.endpoint, '127.0.0.1:40000', 'the same endpoint again')
+  s.m.close()
+  tls.setConnected(false)
+  tls.setConnected(true)
+  t.same(tls.released, [PEER], 'closing gives the endpoint back')
+})
+
+t.test('a UDP relay allocation is released once the direct path held for a while, and asked for again when a heartbeat goes unanswered', async t => {
+  const T = DEFAULT_PATH_TIMINGS
+  const udp = createFakeUdpRelayClient()
+  const { s, setUp } = relayThenDirect(t, { udpRelay: udp, tlsRelay: createFakeTlsRelayClient() })
+  s.run(T.udpRelayIdleMs - 1000)
+  t.same(udp.released, [], 'kept while the direct path is young')
+  s.run(T.udpRelayIdleMs + 10_000)
+  t.same(udp.released, [PEER], 'released once the direct path held for udpRelayIdleMs')
+  await turn()
+  t.equal(udp.endpoint(PEER), undefined, 'the allocation is gone')
+  t.equal(s.m.path(PEER)?.kind, 'direct', 'the path stays direct')
+  s.run(s.now + 60_000)
+  t.same(udp.requested, [PEER], 'not asked for again while the direct path answers')
+
+  setUp(false)
+  const cut = s.now
+  let askedAt: number | undefined
+  s.run(cut + 6000, () => { if (askedAt === undefined && udp.wanted(PEER)) askedAt = s.now })
+  t.ok(askedAt !== undefined && askedAt - cut < T.trustMs, `asked for again ${String(askedAt! - cut)} ms after the cut, before the direct path is given up`)
+  await turn()
+  t.equal(s.m.path(PEER)?.kind, 'tls-relay', 'the TLS relay carries the peer until the new grant comes')
+  udp.grant(PEER, '192.0.2.10:40002')
+  t.same(s.m.path(PEER), { kind: 'udp-relay', endpoint: '192.0.2.10:40002' }, 'then the UDP relay')
+
+  setUp(true)
+  s.run(s.now + T.retrySlotMs + T.burstMs)
+  t.equal(s.m.path(PEER)?.kind, 'direct', 'direct again')
+  const released = udp.released.length
+  s.run(s.now + T.udpRelayIdleMs + 10_000)
+  t.equal(udp.released.length, released + 1, 'and released again after a stable while')
+  s.m.setPeers([])
+  t.equal(udp.released.length, released + 1, 'a removed peer with nothing held releases nothing')
+})
+
+t.test('a removed peer gives its UDP relay allocation back', async t => {
+  const udp = createFakeUdpRelayClient()
+  const s = sim({ udpRelay: udp })
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  t.ok(udp.wanted(PEER))
+  s.m.setPeers([])
+  t.notOk(udp.wanted(PEER))
+  t.same(udp.released, [PEER])
+})
+
+t.test('tick() visits only peers with something due: a thousand relayed peers cost nothing while one is heartbeaten', async t => {
+  const udp = createFakeUdpRelayClient()
+  let looks = 0
+  const endpoint = udp.endpoint
+  udp.endpoint = k => { looks++; return endpoint(k) }
+  const s = sim({ udpRelay: udp })
+  const others = Array.from({ length: 1000 }, (_, i) => ({ wgKey: `peer-${i}`, endpoints: [] }))
+  for (const o of others) udp.grant(o.wgKey, `192.0.2.10:${41000 + others.indexOf(o)}`)
+  s.answer(() => 5)
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }, ...others])
+  s.run(100)
+  t.equal(s.m.path('peer-7')?.kind, 'udp-relay')
+  looks = 0
+  let ticks = 0
+  const started = performance.now()
+  s.run(60_000, () => ticks++)
+  const ms = performance.now() - started
+  t.equal(s.m.path(PEER)?.kind, 'direct')
+  t.ok(ticks >= 30, `the heartbeated peer makes tick() run (${ticks} times)`)
+  t.ok(looks < 10, `the relayed peers were not looked at (${looks} relay look-ups in ${ticks} ticks)`)
+  t.ok(ms < 2000, `${ticks} ticks over 1001 peers took ${ms.toFixed(0)} ms`)
 })

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { generateWireGuardKeyPair, type RelayGrant, type RelayRevoke, type RelayRequest, type WireGuardKeyPair } from '@warren/protocol'
+import { generateWireGuardKeyPair, type RelayGrant, type RelayRevoke, type RelayRequest, type RelayRelease, type WireGuardKeyPair } from '@warren/protocol'
 import { startUdpRelay, type UdpRelay } from '@warren/relay'
 import { createFakeRelayFirewall } from '@warren/relay/testing'
 import { createUdpRelayClient, type RelayControl } from '../src/index.js'
@@ -14,7 +14,7 @@ async function loopbackSharedPort (t: Test): Promise<SharedPort> {
 
 /** Controller stands in for the broker: it allocates on the relay and grants both sides. */
 function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>) {
-  const sent: Array<{ from: string, msg: RelayRequest }> = []
+  const sent: Array<{ from: string, msg: RelayRequest | RelayRelease }> = []
   let up = true
   const connected = new Set<() => void>()
   function controlFor (me: string): { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void } {
@@ -23,6 +23,7 @@ function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayCon
       send (msg) {
         if (!up) return false
         sent.push({ from: me, msg })
+        if (msg.type === 'relay-release') return true
         void (async () => {
           const existing = relay.allocations().find(a => a.sides.some(s => s.nodeKey === me) && a.sides.some(s => s.nodeKey === msg.peer))
           const a = existing ?? await relay.allocate({ nodeKeys: [me, msg.peer], expiresAt: Date.now() + 60_000 })
@@ -51,6 +52,27 @@ function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayCon
   }
 }
 
+/**
+ * twoClients starts a relay on 1000 ports from `firstPort` and two nodes' clients (A and B)
+ * behind a fake controller; `wrapA` may stand between A and its shared port.
+ */
+async function twoClients (t: Test, firstPort: number, refreshMs: number, wrapA: (p: SharedPort) => SharedPort = p => p) {
+  const fw = createFakeRelayFirewall()
+  const relay = await startUdpRelay({ key: generateWireGuardKeyPair(), port: 0, listenHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: firstPort, last: firstPort + 999 } })
+  t.teardown(() => relay.close())
+  const nodes = new Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>()
+  const ctl = fakeController(relay, nodes)
+  const keys: WireGuardKeyPair[] = [generateWireGuardKeyPair(), generateWireGuardKeyPair()]
+  const [ka, kb] = keys as [WireGuardKeyPair, WireGuardKeyPair]
+  for (const k of keys) nodes.set(k.publicKey, ctl.controlFor(k.publicKey))
+  const pa = await loopbackSharedPort(t)
+  const pb = await loopbackSharedPort(t)
+  const a = createUdpRelayClient({ control: nodes.get(ka.publicKey)!.control, sharedPort: wrapA(pa), wgPrivateKey: ka.privateKey, refreshMs })
+  const b = createUdpRelayClient({ control: nodes.get(kb.publicKey)!.control, sharedPort: pb, wgPrivateKey: kb.privateKey, refreshMs })
+  t.teardown(async () => { await a.close(); await b.close() })
+  return { fw, relay, nodes, ctl, ka, kb, pa, a, b }
+}
+
 async function until (cond: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 30_000
   while (!cond()) {
@@ -60,19 +82,7 @@ async function until (cond: () => boolean, what: string): Promise<void> {
 }
 
 t.test('both sides bind through their shared port once one asks; endpoints appear on ack and go on revoke', async t => {
-  const fw = createFakeRelayFirewall()
-  const relay = await startUdpRelay({ key: generateWireGuardKeyPair(), port: 0, listenHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: 46000, last: 46999 } })
-  t.teardown(() => relay.close())
-  const nodes = new Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>()
-  const ctl = fakeController(relay, nodes)
-  const keys: WireGuardKeyPair[] = [generateWireGuardKeyPair(), generateWireGuardKeyPair()]
-  const [ka, kb] = keys as [WireGuardKeyPair, WireGuardKeyPair]
-  for (const k of keys) nodes.set(k.publicKey, ctl.controlFor(k.publicKey))
-  const pa = await loopbackSharedPort(t)
-  const pb = await loopbackSharedPort(t)
-  const a = createUdpRelayClient({ control: nodes.get(ka.publicKey)!.control, sharedPort: pa, wgPrivateKey: ka.privateKey, refreshMs: 200 })
-  const b = createUdpRelayClient({ control: nodes.get(kb.publicKey)!.control, sharedPort: pb, wgPrivateKey: kb.privateKey, refreshMs: 200 })
-  t.teardown(async () => { await a.close(); await b.close() })
+  const { fw, relay, nodes, ctl, ka, kb, pa, a, b } = await twoClients(t, 46000, 200)
   const changes: string[] = []
   a.onChange(p => changes.push(p))
 
@@ -97,6 +107,61 @@ t.test('both sides bind through their shared port once one asks; endpoints appea
   t.equal(a.endpoint(kb.publicKey), undefined, 'a revocation drops the endpoint at once')
   nodes.get(kb.publicKey)!.deliver({ type: 'relay-revoke', peer: ka.publicKey, allocation: 'AAAAAAAAAAAAAAAAAAAAAA', code: 'not_allowed', message: 'another allocation' })
   t.ok(b.endpoint(ka.publicKey), 'a revocation of another allocation changes nothing')
+})
+
+t.test('a release tells the controller (on reconnect if it is away); the grant stays until revoked; a request after it asks again', async t => {
+  const { relay, nodes, ctl, ka, kb, a, b } = await twoClients(t, 48000, 60_000)
+  a.request(kb.publicKey)
+  await until(() => a.endpoint(kb.publicKey) !== undefined && b.endpoint(ka.publicKey) !== undefined, 'both endpoints')
+  const fromA = (): string[] => ctl.sent.filter(x => x.from === ka.publicKey).map(x => x.msg.type)
+
+  b.release(ka.publicKey)
+  t.same(ctl.sent.filter(x => x.from === kb.publicKey), [], 'B never asked: it has nothing to release')
+  ctl.setUp(false)
+  a.release(kb.publicKey)
+  a.release(kb.publicKey)
+  t.same(fromA(), ['relay-request'], 'nothing goes out while the controller is away')
+  t.ok(a.endpoint(kb.publicKey), 'the endpoint stays until the controller frees the allocation')
+  ctl.setUp(true)
+  t.same(fromA(), ['relay-request', 'relay-release'], 'the release goes out once, on reconnect')
+  ctl.setUp(false)
+  ctl.setUp(true)
+  t.same(fromA(), ['relay-request', 'relay-release'], 'and not again')
+
+  a.request(kb.publicKey)
+  t.same(fromA(), ['relay-request', 'relay-release', 'relay-request'], 'asked for again although the grant is still here: the controller must know A holds it')
+  a.release(kb.publicKey)
+  const alloc = relay.allocations()[0]!.id
+  nodes.get(ka.publicKey)!.deliver({ type: 'relay-revoke', peer: kb.publicKey, allocation: alloc, code: 'released', message: 'neither node holds it' })
+  t.equal(a.endpoint(kb.publicKey), undefined, 'the revocation ends it')
+  t.same(fromA(), ['relay-request', 'relay-release', 'relay-request', 'relay-release'], 'no request follows a revocation of what we released')
+})
+
+t.test('a relay that stops answering binds is no longer used, and is used again once it answers', async t => {
+  let deaf = false
+  const wrap = (p: SharedPort): SharedPort => ({ ...p, onPacket: (kind, h) => p.onPacket(kind, x => { if (!deaf) h(x) }) })
+  const { relay, kb, a } = await twoClients(t, 49000, 300, wrap)
+  const changes: string[] = []
+  a.onChange(p => changes.push(p))
+  a.request(kb.publicKey)
+  await until(() => a.endpoint(kb.publicKey) !== undefined, 'A bound')
+  const binds = relay.stats().binds
+  await until(() => relay.stats().binds >= binds + 3, 'a few refreshes')
+  t.ok(a.endpoint(kb.publicKey), 'answered refreshes keep the relay in use')
+  const refreshes = relay.stats().binds - binds
+  t.ok(refreshes <= 4, `one bind per refresh while acks come (${refreshes})`)
+
+  deaf = true
+  const before = changes.length
+  const cut = Date.now()
+  await until(() => a.endpoint(kb.publicKey) === undefined, 'the endpoint dropped')
+  t.ok(Date.now() - cut < 300 + 5000, `dropped ${Date.now() - cut} ms after the acks stopped`)
+  t.ok(changes.length > before, 'and the path manager hears of it')
+  t.equal(a.relayId(kb.publicKey), undefined)
+
+  deaf = false
+  await until(() => a.endpoint(kb.publicKey) !== undefined, 'in use again')
+  t.equal(relay.allocations().length, 1, 'the same allocation')
 })
 
 t.test('the fake client records requests and hands out endpoints the test grants', async t => {

@@ -334,8 +334,18 @@ export type ClientEndpoints = Static<typeof ClientEndpoints>
 export const RelayRequest = Obj({ type: Type.Literal('relay-request'), peer: Str(64, { minLength: 1 }) })
 export type RelayRequest = Static<typeof RelayRequest>
 
+/**
+ * RelayRelease says a node no longer needs its kernel-relay allocation toward a peer (its
+ * node id or WireGuard key), say because the direct path has held for a while. The
+ * allocation is freed at the relay, and revoked to both nodes, once neither node of the
+ * pair holds it (a node holds it from its request until its release); a request later
+ * asks for one again. Releasing what is not held changes nothing and is not answered.
+ */
+export const RelayRelease = Obj({ type: Type.Literal('relay-release'), peer: Str(64, { minLength: 1 }) })
+export type RelayRelease = Static<typeof RelayRelease>
+
 /** Messages from a node to the controller. */
-export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest])
+export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest, RelayRelease])
 export type ClientMessage = Static<typeof ClientMessage>
 
 // ---------- relay link (a standalone relay's control connection to the controller) ----------

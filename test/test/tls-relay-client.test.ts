@@ -175,6 +175,8 @@ t.test('the client reconnects after the relay drops it, and traffic resumes', as
   const ca = createTlsRelayClient({ transport: plainTransport(port), machineKey: a.machine, wgPort: a.wg.address().port, backoff: { minMs: 20, maxMs: 100 }, onState: up => states.push(up) })
   const cb = createTlsRelayClient({ transport: plainTransport(port), machineKey: b.machine, wgPort: b.wg.address().port, backoff: { minMs: 20, maxMs: 100 } })
   t.teardown(async () => { await ca.close(); await cb.close() })
+  const heard: boolean[] = []
+  ca.onStateChange(up => heard.push(up))
   const ep = await ca.endpoint(b.node.wgKey)
   await cb.endpoint(a.node.wgKey)
   await waitFor(() => ca.connected() && cb.connected(), { message: 'both connected', timeoutMs: 30_000 })
@@ -190,6 +192,7 @@ t.test('the client reconnects after the relay drops it, and traffic resumes', as
   }, { message: 'traffic after the reconnect', timeoutMs: 30_000 })
   t.equal(relay.stats().links, 2)
   t.same(states.slice(0, 2), [true, false], 'A heard it went down, then up again')
+  t.same(heard, states, 'onStateChange hears the same as the onState hook (the path manager listens there)')
 })
 
 t.test('the fake hands out stable loopback endpoints and records releases', async t => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { WebSocket, type RawData } from 'ws'
 import {
-  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, RelayRequest, validate, mapSigningPayload, checkProtocolVersion,
+  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, RelayRequest, RelayRelease, validate, mapSigningPayload, checkProtocolVersion,
   isKeyExpired, WarrenError, type ClientMessage, type Node
 } from '@warren/protocol'
 import type { MapLogger } from './types.js'
@@ -83,7 +83,8 @@ export function readClientMessage (data: RawData, isBinary: boolean): ClientMess
   }
   if (type === 'endpoints') return validate(ClientEndpoints, raw, 'map endpoints message')
   if (type === 'relay-request') return validate(RelayRequest, raw, 'map relay request')
-  throw new WarrenError('invalid_input', `map message: /type: ${JSON.stringify(type)?.slice(0, 40) ?? 'missing'} is not a message a node may send; expected 'hello', 'endpoints' or 'relay-request'`, { field: '/type' })
+  if (type === 'relay-release') return validate(RelayRelease, raw, 'map relay release')
+  throw new WarrenError('invalid_input', `map message: /type: ${JSON.stringify(type)?.slice(0, 40) ?? 'missing'} is not a message a node may send; expected 'hello', 'endpoints', 'relay-request' or 'relay-release'`, { field: '/type' })
 }
 
 /** unreadable turns what readClientMessage threw into the refusal that closes the socket. */
@@ -127,6 +128,8 @@ export interface MapSocketHandlers<S> {
   endpoints: (session: S, ws: WebSocket, endpoints: string[]) => void
   /** relayRequest: the node asks for a kernel-relay allocation toward a peer */
   relayRequest: (session: S, peer: string) => void
+  /** relayRelease: the node no longer needs its kernel-relay allocation toward a peer */
+  relayRelease: (session: S, peer: string) => void
   /** disconnect is called when an authenticated socket closes */
   disconnect: (session: S, ws: WebSocket) => void
   log?: MapLogger
@@ -170,6 +173,10 @@ export function acceptMapSocket<S> (ws: WebSocket, h: MapSocketHandlers<S>): voi
     }
     if (msg.type === 'relay-request') {
       h.relayRequest(session, msg.peer)
+      return
+    }
+    if (msg.type === 'relay-release') {
+      h.relayRelease(session, msg.peer)
       return
     }
     if (msg.type !== 'endpoints') {

@@ -160,6 +160,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
     ephemeralTimeoutMs: opts.ephemeralTimeoutMs ?? 300_000,
     account,
     relayRequest: (nodeId, peer) => { void relays.request(nodeId, peer) },
+    relayRelease: (nodeId, peer) => { relays.release(nodeId, peer) },
     ...(opts.log !== undefined ? { log: opts.log } : {})
   })
 

@@ -19,6 +19,8 @@ export interface MapSessionsOptions {
   ephemeralTimeoutMs: number
   /** relayRequest takes a node's relay requests */
   relayRequest: (nodeId: string, peer: string) => void
+  /** relayRelease takes a node's relay releases */
+  relayRelease: (nodeId: string, peer: string) => void
   /** account records how many sessions one change touched and how long it took */
   account: (touched: number, started: bigint) => void
   log?: MapLogger
@@ -182,6 +184,7 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
       start: startSession,
       endpoints: onEndpoints,
       relayRequest: (s, peer) => { opts.relayRequest(s.nodeId, peer) },
+      relayRelease: (s, peer) => { opts.relayRelease(s.nodeId, peer) },
       disconnect: onDisconnect,
       ...(log !== undefined ? { log } : {})
     }),

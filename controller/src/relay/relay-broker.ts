@@ -50,6 +50,8 @@ export interface RelayPair {
   allocation: string
   ports: [number, number]
   expiresAt: number
+  /** the nodes that asked for it and have not released it since; it is freed when none is left */
+  holders: Set<string>
 }
 
 /**
@@ -58,11 +60,19 @@ export interface RelayPair {
  * `requestRate` requests per node, and only until the grant expires. Both nodes of a
  * pair get a grant for their own side. When the policy or a node changes, every pair it
  * touches is checked again, and one that is no longer allowed is released at the relay
- * first (its forwards are gone from the kernel) and then revoked to both nodes.
+ * first (its forwards are gone from the kernel) and then revoked to both nodes. A node
+ * holds a pair from its request until its release; once neither node holds it, it is
+ * freed the same way (code 'released').
  */
 export interface RelayBroker {
   /** request handles a node's relay-request for `peer` (a node id or WireGuard key) */
   request: (nodeId: string, peer: string) => Promise<void>
+  /**
+   * release handles a node's relay-release for `peer`: the node no longer holds the pair,
+   * which is freed at the relay (and revoked to both nodes) when the peer does not hold it
+   * either. A release of a pair the node does not hold changes nothing.
+   */
+  release: (nodeId: string, peer: string) => void
   /** meshChanged re-checks the pairs of these nodes (of every pair when absent) */
   meshChanged: (ids?: Iterable<string>) => void
   pairs: () => RelayPair[]
@@ -147,13 +157,13 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
     for (let i = 0; i < 2; i++) opts.send(p.nodes[i]!, { type: 'relay-revoke', peer: p.nodeKeys[1 - i]!, allocation: p.allocation, code, message })
   }
 
-  async function allocate (key: string, nodes: [string, string], nodeKeys: [string, string]): Promise<RelayPair | undefined> {
+  async function allocate (key: string, nodes: [string, string], nodeKeys: [string, string], asker: string): Promise<RelayPair | undefined> {
     // The relay with the fewest pairs of ours.
     const load = (b: RelayBackend): number => [...pairs.values()].filter(p => p.relay === b).length
     const relay = backends.reduce((best, b) => load(b) < load(best) ? b : best)
     const expiresAt = Date.now() + ttl
     const a = await relay.allocate({ nodeKeys, expiresAt })
-    const p: RelayPair = { nodes, nodeKeys, relay, allocation: a.id, ports: [a.sides[0]!.port, a.sides[1]!.port], expiresAt }
+    const p: RelayPair = { nodes, nodeKeys, relay, allocation: a.id, ports: [a.sides[0]!.port, a.sides[1]!.port], expiresAt, holders: new Set([asker]) }
     if (closed || disallowed(p) !== undefined || !backends.includes(relay)) {
       // The policy changed, or the relay went away, while the relay was allocating.
       await relay.release(a.id)
@@ -192,6 +202,7 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
     if (have !== undefined) {
       if (disallowed(have) === undefined && have.relay.renew(have.allocation, Date.now() + ttl)) {
         have.expiresAt = Date.now() + ttl
+        have.holders.add(nodeId)
         arm(key, have)
         grant(have)
         return
@@ -200,7 +211,7 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
     }
     let job = pending.get(key)
     if (job === undefined) {
-      job = allocate(key, nodes, nodeKeys).finally(() => pending.delete(key))
+      job = allocate(key, nodes, nodeKeys, nodeId).finally(() => pending.delete(key))
       pending.set(key, job)
     }
     let p: RelayPair | undefined
@@ -211,11 +222,24 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
       return refuse(nodeId, peer, 'relay_unavailable', `the relay could not allocate: ${(err as Error).message}`)
     }
     if (p === undefined) return refuse(nodeId, peer, 'not_allowed', `no peer '${peer}' that the policy lets this node talk to`)
+    // A second asker that joined the first one's allocation holds it too.
+    if (pairs.get(key) === p) p.holders.add(nodeId)
     grant(p)
+  }
+
+  function release (nodeId: string, peer: string): void {
+    if (closed) return
+    const other = resolvePeer(nodeId, peer)
+    if (other === undefined) return
+    const key = pairKey(nodeId, other.id)
+    const p = pairs.get(key)
+    if (p === undefined || !p.holders.delete(nodeId) || p.holders.size > 0) return
+    track(revoke(key, p, 'released', 'neither node of the pair holds the relay allocation any more; request it again when needed'))
   }
 
   return {
     request,
+    release,
     meshChanged (ids) {
       const only = ids === undefined ? undefined : new Set(ids)
       for (const [key, p] of pairs) {

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import {
   ServerMessage, WarrenError, PROTOCOL_VERSION, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
-  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest
+  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest, type RelayRelease
 } from '@warren/protocol'
 import { createBackoff, type Backoff } from './backoff.js'
 
@@ -60,8 +60,8 @@ export interface MapSession extends EventEmitter {
   readonly position: MapPosition | undefined
   /** checkEndpoints sends the current endpoints now if they changed */
   checkEndpoints(): void
-  /** sendRelayRequest asks for a relay allocation toward a peer; false when not connected */
-  sendRelayRequest(msg: RelayRequest): boolean
+  /** sendRelayRequest asks for a relay allocation toward a peer, or releases one; false when not connected */
+  sendRelayRequest(msg: RelayRequest | RelayRelease): boolean
   /** close ends the session for good; the last map stays readable */
   close(): void
 }
@@ -227,7 +227,7 @@ export function createMapSession (init: MapSessionInit): MapSession {
     position: { get: () => position },
     checkEndpoints: { value: checkEndpoints },
     sendRelayRequest: {
-      value (msg: RelayRequest): boolean {
+      value (msg: RelayRequest | RelayRelease): boolean {
         if (ws === undefined || state !== 'connected') return false
         ws.send(JSON.stringify(msg))
         return true

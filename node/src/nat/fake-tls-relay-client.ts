@@ -6,7 +6,7 @@ export interface FakeTlsRelayClient extends TlsRelayClient {
   readonly open: ReadonlyMap<string, string>
   /** released lists peers released, in order */
   readonly released: string[]
-  /** setConnected changes what connected() says */
+  /** setConnected changes what connected() says and fires onStateChange when it changed */
   setConnected: (up: boolean) => void
   readonly closed: boolean
 }
@@ -18,6 +18,7 @@ export interface FakeTlsRelayClient extends TlsRelayClient {
 export function createFakeTlsRelayClient (opts: { connected?: boolean } = {}): FakeTlsRelayClient {
   const open = new Map<string, string>()
   const released: string[] = []
+  const handlers = new Set<(up: boolean) => void>()
   let connected = opts.connected ?? true
   let nextPort = 40000
   let closed = false
@@ -25,7 +26,11 @@ export function createFakeTlsRelayClient (opts: { connected?: boolean } = {}): F
     open,
     released,
     get closed () { return closed },
-    setConnected (up) { connected = up },
+    setConnected (up) {
+      if (up === connected) return
+      connected = up
+      for (const h of handlers) h(up)
+    },
     async endpoint (peerWgKey) {
       if (closed) throw new Error('the fake TLS relay client is closed')
       let ep = open.get(peerWgKey)
@@ -36,6 +41,10 @@ export function createFakeTlsRelayClient (opts: { connected?: boolean } = {}): F
       if (open.delete(peerWgKey)) released.push(peerWgKey)
     },
     connected: () => connected && !closed,
+    onStateChange (h) {
+      handlers.add(h)
+      return () => { handlers.delete(h) }
+    },
     async close () { closed = true; open.clear() }
   }
 }

@@ -30,6 +30,16 @@ export interface PathTimings {
   retrySlotMs: number
   /** a ping without a pong is forgotten after this */
   pingTimeoutMs: number
+  /**
+   * udpRelayIdleMs: a peer's kernel-relay allocation is released once its direct path has
+   * held this long, so relay ports are not kept forever for peers that talk directly. It
+   * is requested again as soon as a heartbeat goes unanswered (before the direct path is
+   * given up), when the direct path is lost, and whenever no direct path is found. A
+   * request costs a round trip to the controller (which allocates two relay ports), the
+   * grant to both nodes and a bind round trip to the relay from each: well under a second
+   * on a healthy network, and the connected TLS relay carries the peer in the meantime.
+   */
+  udpRelayIdleMs: number
 }
 
 /** DEFAULT_PATH_TIMINGS are the timings a daemon uses. */
@@ -40,7 +50,8 @@ export const DEFAULT_PATH_TIMINGS: Readonly<PathTimings> = {
   burstStepMs: 1000,
   burstMs: 5000,
   retrySlotMs: 40_000,
-  pingTimeoutMs: 5000
+  pingTimeoutMs: 5000,
+  udpRelayIdleMs: 300_000
 }
 
 /** PUNCH_TTL passes our own NAT and dies before the peer's (see ARCHITECTURE.md, NAT facts). */
@@ -150,8 +161,14 @@ interface PeerState {
   urgent: Set<string>
   nextHeartbeatAt: number
   path?: PeerPath
+  /** when the path last became direct, or last wavered (a heartbeat unanswered) */
+  directSince: number
+  /** the UDP relay allocation was released (the direct path held for udpRelayIdleMs) */
+  udpReleased: boolean
   tls?: string
   tlsWanted: boolean
+  /** tick() visits the peer at this time (-Infinity: at the next tick) */
+  dueAt: number
 }
 
 /** createPathManager returns the pure path state machine; createPathService runs it with real timers. */
@@ -179,7 +196,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
     return {
       key, mapEndpoints: '', candidates: new Map(), pending: new Map(), readyAt: now(), nextBurstAt: now(),
       online: true,
-      urgent: new Set(), nextHeartbeatAt: 0, tlsWanted: false
+      urgent: new Set(), nextHeartbeatAt: 0, directSince: 0, udpReleased: false, tlsWanted: false, dueAt: -Infinity
     }
   }
 
@@ -187,6 +204,13 @@ export function createPathManager (init: PathManagerInit): PathManager {
   function rediscover (p: PeerState): void {
     p.burst = undefined
     p.nextBurstAt = now()
+    p.dueAt = -Infinity
+  }
+
+  /** wantUdpRelay asks for the peer's UDP relay allocation again if it was released. */
+  function wantUdpRelay (p: PeerState): void {
+    udpRelay?.request(p.key)
+    p.udpReleased = false
   }
 
   function best (p: PeerState): Candidate | undefined {
@@ -203,11 +227,15 @@ export function createPathManager (init: PathManagerInit): PathManager {
   }
 
   function relayPath (p: PeerState): PeerPath | undefined {
+    // Asked for first: a released allocation the peer still holds is still there to use.
+    wantUdpRelay(p)
     const udp = udpRelay?.endpoint(p.key)
     if (udp !== undefined) return withRelay({ kind: 'udp-relay', endpoint: udp }, udpRelay?.relayId?.(p.key))
-    udpRelay?.request(p.key)
     if (tlsRelay === undefined) return undefined
-    if (p.tls !== undefined) return withRelay({ kind: 'tls-relay', endpoint: p.tls }, tlsRelay.relayId?.(p.key))
+    // A loopback endpoint carries nothing while the TLS connection is down: leave the peer
+    // on the map's endpoint then, and come back when it is up (onStateChange). The
+    // endpoint stays open, so the relay hears of the peer as soon as it reconnects.
+    if (p.tls !== undefined) return tlsRelay.connected() ? withRelay({ kind: 'tls-relay', endpoint: p.tls }, tlsRelay.relayId?.(p.key)) : undefined
     if (!p.tlsWanted) {
       p.tlsWanted = true
       tlsRelay.endpoint(p.key).then(ep => {
@@ -229,6 +257,8 @@ export function createPathManager (init: PathManagerInit): PathManager {
   /** update recomputes a peer's path and tells the handlers when it changed. */
   function update (p: PeerState): void {
     if (closed) return
+    // Whatever changed may make work due sooner; a peer visited early does nothing extra.
+    p.dueAt = -Infinity
     const direct = best(p)
     const next = direct !== undefined
       ? { kind: 'direct' as const, endpoint: direct.endpoint, ...(direct.latencyMs !== undefined ? { latencyMs: direct.latencyMs } : {}) }
@@ -240,7 +270,10 @@ export function createPathManager (init: PathManagerInit): PathManager {
       p.tls = undefined
       p.tlsWanted = false
     }
-    if (next?.kind === 'direct' && prev?.kind !== 'direct') p.nextHeartbeatAt = now() + T.heartbeatMs
+    if (next?.kind === 'direct' && prev?.kind !== 'direct') {
+      p.nextHeartbeatAt = now() + T.heartbeatMs
+      p.directSince = now()
+    }
     if (next === undefined) delete p.path
     else p.path = next
     const changed = prev?.kind !== next?.kind || prev?.endpoint !== next?.endpoint || prev?.relay !== next?.relay
@@ -286,6 +319,16 @@ export function createPathManager (init: PathManagerInit): PathManager {
       if (c !== undefined) send(p, c, true)
       p.nextHeartbeatAt = t + T.heartbeatMs
     }
+    const waverAt = waveringAt(p)
+    if (p.path?.kind === 'direct' && t >= waverAt) {
+      // A heartbeat went unanswered: get the UDP relay back before the direct path is
+      // given up (trustMs), and count the stable time again.
+      p.directSince = t
+      if (p.udpReleased) wantUdpRelay(p)
+    } else if (p.path?.kind === 'direct' && !p.udpReleased && udpRelay !== undefined && t - p.directSince >= T.udpRelayIdleMs) {
+      p.udpReleased = true
+      udpRelay.release(p.key)
+    }
     const due: number[] = []
     if (p.candidates.size > 0 && (p.online || p.burst !== undefined)) due.push(p.burst?.nextStepAt ?? p.nextBurstAt)
     if (p.burst !== undefined) due.push(p.burst.endAt)
@@ -293,13 +336,30 @@ export function createPathManager (init: PathManagerInit): PathManager {
       due.push(p.nextHeartbeatAt)
       const c = p.candidates.get(p.path.endpoint)
       if (c?.lastPongAt !== undefined) due.push(c.lastPongAt + T.trustMs + 1)
+      const w = waveringAt(p)
+      if (w > t) due.push(w)
+      if (!p.udpReleased && udpRelay !== undefined) due.push(p.directSince + T.udpRelayIdleMs)
     }
     return due.length === 0 ? Infinity : Math.min(...due)
+  }
+
+  /**
+   * waveringAt is when the direct path in use counts as wavering: one and a half
+   * heartbeats after its last pong, when the heartbeat sent since has had ample time to be
+   * answered; still well before trustMs gives the path up (Infinity when not direct).
+   */
+  function waveringAt (p: PeerState): number {
+    if (p.path?.kind !== 'direct') return Infinity
+    const last = p.candidates.get(p.path.endpoint)?.lastPongAt
+    return last === undefined ? Infinity : Math.max(last, p.directSince) + T.heartbeatMs * 3 / 2
   }
 
   const offRelay = udpRelay?.onChange(key => {
     const p = peers.get(key)
     if (p !== undefined) update(p)
+  })
+  const offTls = tlsRelay?.onStateChange(() => {
+    for (const p of peers.values()) if (p.tls !== undefined) update(p)
   })
 
   return {
@@ -319,6 +379,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
         if (want.has(key)) continue
         peers.delete(key)
         if (p.tls !== undefined || p.tlsWanted) tlsRelay?.release(key)
+        if (!p.udpReleased) udpRelay?.release(key)
       }
       for (const pp of want.values()) {
         let p = peers.get(pp.wgKey)
@@ -356,6 +417,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
       if (learned.length >= MAX_LEARNED_CANDIDATES) p.candidates.delete(learned[0]!.endpoint)
       p.candidates.set(endpoint, c)
       p.urgent.add(endpoint)
+      p.dueAt = -Infinity
     },
     handlePong (pong) {
       const p = peers.get(pong.peerKey)
@@ -363,7 +425,8 @@ export function createPathManager (init: PathManagerInit): PathManager {
       if (p === undefined || ping === undefined) return
       p.pending.delete(pong.txid)
       const c = p.candidates.get(ping.endpoint)
-      if (c === undefined) return
+      // tick() may not have visited the peer since the ping timed out
+      if (c === undefined || now() - ping.sentAt > T.pingTimeoutMs) return
       c.lastPongAt = now()
       c.latencyMs = Math.max(0, now() - ping.sentAt)
       update(p)
@@ -372,7 +435,11 @@ export function createPathManager (init: PathManagerInit): PathManager {
       if (closed) return Infinity
       const t = now()
       let next = Infinity
-      for (const p of peers.values()) next = Math.min(next, tickPeer(p, t))
+      // Only peers with something due: a scan of due times, not of each peer's state.
+      for (const p of peers.values()) {
+        if (p.dueAt <= t) p.dueAt = tickPeer(p, t)
+        next = Math.min(next, p.dueAt)
+      }
       return Math.max(0, next - t)
     },
     path: key => peers.get(key)?.path,
@@ -385,6 +452,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
     close () {
       closed = true
       offRelay?.()
+      offTls?.()
       for (const p of peers.values()) if (p.tls !== undefined || p.tlsWanted) tlsRelay?.release(p.key)
       peers.clear()
       handlers.clear()

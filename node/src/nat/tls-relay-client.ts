@@ -108,6 +108,11 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
   /** inbound maps the relay's indexes on this connection to peers' keys */
   const inbound = new Map<number, string>()
   const unknownHeard = new Set<string>()
+  const stateHandlers = new Set<(connected: boolean) => void>()
+  const setState = (up: boolean): void => {
+    init.onState?.(up)
+    for (const h of stateHandlers) h(up)
+  }
   const segmentBytes = (init.mtu ?? 1420) + WIREGUARD_OVERHEAD
   const stats: TlsRelayClientStats = { connects: 0, sent: 0, sendDropped: 0, received: 0, receiveDropped: 0, loopbackSends: 0, oversize: 0 }
   /** peers with packets gathered in this read of the relay connection */
@@ -150,7 +155,7 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       stats.connects++
       log?.info({ carrier: stats.carrier, peers: peers.size }, 'TLS relay connected')
       for (const p of peers.values()) announce(p)
-      init.onState?.(true)
+      setState(true)
     } else {
       log?.warn({ code: msg.code, message: msg.message }, 'TLS relay refused or ended the connection')
     }
@@ -227,7 +232,7 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     inbound.clear()
     unknownHeard.clear()
     for (const p of peers.values()) p.announced = false
-    if (wasUp) init.onState?.(false)
+    if (wasUp) setState(false)
     if (closed) return
     // A connection that never got its welcome may be a proxy that passes only WebSocket.
     if (!wasUp && init.carrier !== 'stream' && init.carrier !== 'websocket') useWebSocket = !useWebSocket
@@ -359,6 +364,10 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       freeIndexes.push(p.index)
     },
     connected: () => link !== undefined && welcomed,
+    onStateChange (h) {
+      stateHandlers.add(h)
+      return () => { stateHandlers.delete(h) }
+    },
     stats: () => ({ ...stats }),
     async close () {
       if (closed) return
@@ -366,6 +375,7 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       clearTimeout(reconnectTimer)
       clearInterval(keepaliveTimer)
       link?.close()
+      stateHandlers.clear()
       await Promise.allSettled([...opening.values()])
       for (const key of [...peers.keys()]) this.release(key)
     }

@@ -59,6 +59,12 @@ export interface UdpRelayClient {
   request: (peerWgKey: string) => void
   /** endpoint is the relay host:port for the peer once both sides bound (the relay says so in its ack) */
   endpoint: (peerWgKey: string) => string | undefined
+  /**
+   * release says the peer no longer needs a relay (the direct path has held for a while):
+   * the controller frees the allocation once neither node of the pair holds it, and a
+   * later request asks for one again
+   */
+  release: (peerWgKey: string) => void
   /** onChange fires when an allocation is granted, bound, revoked or lost */
   onChange: (handler: (peerWgKey: string) => void) => () => void
   close: () => Promise<void>
@@ -76,5 +82,10 @@ export interface TlsRelayClient {
   release: (peerWgKey: string) => void
   /** connected says whether the TLS connection is up */
   connected: () => boolean
+  /**
+   * onStateChange fires when the TLS connection comes up (true) or goes down (false):
+   * a loopback endpoint carries nothing while it is down; returns a function that removes the handler
+   */
+  onStateChange: (handler: (connected: boolean) => void) => () => void
   close: () => Promise<void>
 }

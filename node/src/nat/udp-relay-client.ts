@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import {
   encodeRelayBind, openRelayBindAck, decodeControl, ControlKind, parseHostPort, wireGuardPublicKey, toBase64,
-  type RelayGrant, type RelayRevoke, type RelayRequest
+  type RelayGrant, type RelayRevoke, type RelayRequest, type RelayRelease
 } from '@warren/protocol'
 import type { SharedPort, SharedPortPacket, UdpAddress, UdpRelayClient } from './types.js'
 import type { MapSession } from '../control/map-session.js'
@@ -12,8 +12,8 @@ import type { MapSession } from '../control/map-session.js'
  * revocations in. The map session carries it (mapSessionRelayControl).
  */
 export interface RelayControl {
-  /** send sends a request; false when the controller is not reachable now */
-  send: (msg: RelayRequest) => boolean
+  /** send sends a request or a release; false when the controller is not reachable now */
+  send: (msg: RelayRequest | RelayRelease) => boolean
   onMessage: (handler: (msg: RelayGrant | RelayRevoke) => void) => () => void
   /** onConnected fires after each (re)connection, so unanswered requests go out again */
   onConnected: (handler: () => void) => () => void
@@ -60,6 +60,10 @@ interface PeerState {
   peer: string
   /** asked for here (renewed here); grants the peer asked for are bound too, but not renewed */
   wanted: boolean
+  /** released after being wanted: the controller frees the allocation once the peer does not hold it either */
+  released: boolean
+  /** the release is still to be sent (the controller was not reachable) */
+  releasePending: boolean
   grant?: RelayGrant
   to?: UdpAddress
   bound: boolean
@@ -69,6 +73,8 @@ interface PeerState {
   nonces: string[]
   /** the nonce of the last acknowledged bind: the relay answers it again when the peer binds */
   ackedNonce?: string
+  /** binds sent since the relay last acknowledged one */
+  unacked: number
   bindTimer?: NodeJS.Timeout
   renewTimer?: NodeJS.Timeout
   requestTimer?: NodeJS.Timeout
@@ -76,6 +82,14 @@ interface PeerState {
   /** why the last request was refused, if it was */
   refused?: string
 }
+
+/**
+ * LOST_AFTER_BINDS: a bound allocation whose relay left this many binds in a row
+ * unacknowledged (a refresh and its quick retries, about 4 s) is no longer used: the
+ * relay is gone, or our NAT mapping toward it changed. Binds go on, and it is used again
+ * once the relay answers.
+ */
+const LOST_AFTER_BINDS = 4
 
 /** RETRYABLE refusals are worth asking again later. */
 const RETRYABLE = new Set(['rate_limited', 'relay_unavailable', 'expired', 'key_changed'])
@@ -87,12 +101,10 @@ const RETRYABLE = new Set(['rate_limited', 'relay_unavailable', 'expired', 'key_
  * then rebind every refreshMs; `endpoint` is the relay port once the relay acked our bind and said the peer is bound too. Grants are renewed
  * before they expire while wanted; a revocation drops the allocation at once.
  */
-/** UdpRelayClientHandle is a UdpRelayClient that also names the relay in use and can stop wanting one. */
+/** UdpRelayClientHandle is a UdpRelayClient that also names the relay in use. */
 export interface UdpRelayClientHandle extends UdpRelayClient {
   /** relayId is the id of the relay a peer's grant is on (for status), once bound */
   relayId: (peerWgKey: string) => string | undefined
-  /** release stops wanting a relay toward a peer: its grant is not renewed */
-  release: (peerWgKey: string) => void
 }
 
 export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientHandle {
@@ -108,7 +120,7 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
   const changed = (peer: string): void => { for (const h of handlers) h(peer) }
   const state = (peer: string): PeerState => {
     let s = peers.get(peer)
-    if (s === undefined) peers.set(peer, s = { peer, wanted: false, bound: false, peerBound: false, nonces: [], retry: 0 })
+    if (s === undefined) peers.set(peer, s = { peer, wanted: false, released: false, releasePending: false, bound: false, peerBound: false, nonces: [], unacked: 0, retry: 0 })
     return s
   }
 
@@ -122,6 +134,12 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     }
   }
 
+  /** sendRelease tells the controller we no longer hold the allocation (again after a reconnect if it could not). */
+  function sendRelease (s: PeerState): void {
+    if (closed || s.wanted || !s.released) return
+    s.releasePending = !control.send({ type: 'relay-release', peer: s.peer })
+  }
+
   function stopGrant (s: PeerState): void {
     clearTimeout(s.bindTimer)
     clearTimeout(s.renewTimer)
@@ -129,18 +147,27 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     s.grant = s.to = undefined
     s.bound = s.peerBound = false
     s.nonces = []
+    s.unacked = 0
     s.ackedNonce = undefined
   }
 
   function sendBind (s: PeerState): void {
     const g = s.grant
     if (closed || g === undefined || s.to === undefined) return
+    if (s.bound && s.unacked >= LOST_AFTER_BINDS) {
+      log?.info({ peer: s.peer, unacked: s.unacked }, 'the relay stopped answering binds; not using it until it does')
+      s.bound = s.peerBound = false
+      s.retry = 0
+      changed(s.peer)
+    }
     const nonce = new Uint8Array(24)
     crypto.getRandomValues(nonce)
     s.nonces = [...s.nonces.slice(-3), toBase64(nonce)]
     const packet = encodeRelayBind({ allocation: g.allocation, timestampMs: Date.now(), nodePrivateKey: init.wgPrivateKey, nodePublicKey: publicKey, relayPublicKey: g.relayKey, nonce })
     sharedPort.send(packet, s.to).catch(err => log?.debug({ err: (err as Error).message, peer: s.peer }, 'relay bind not sent'))
-    const next = s.bound ? refreshMs : Math.min(5_000, retryMs * 2 ** s.retry++)
+    s.unacked++
+    // Bound: the ack re-arms the refresh; this timer only fires when the bind went unanswered.
+    const next = s.bound ? Math.min(5_000, retryMs * 2 ** (s.unacked - 1)) : Math.min(5_000, retryMs * 2 ** s.retry++)
     s.bindTimer = setTimeout(() => sendBind(s), next)
     s.bindTimer.unref()
   }
@@ -161,6 +188,8 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
       s.grant = g
     }
     s.refused = undefined
+    // Our request crossed our release: the controller took the request last, so say it again.
+    if (!s.wanted && s.released) sendRelease(s)
     clearTimeout(s.renewTimer)
     const left = Date.parse(g.expires) - Date.now()
     // Renew a third of the way before it ends; the relay keeps the same allocation.
@@ -200,15 +229,16 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
       if (nonce !== s.ackedNonce) { s.ackedNonce = nonce; s.nonces = [] }
       const peerNews = s.peerBound !== ack.peerBound
       s.peerBound = ack.peerBound
+      s.unacked = 0
+      clearTimeout(s.bindTimer)
+      s.bindTimer = setTimeout(() => sendBind(s), refreshMs)
+      s.bindTimer.unref()
       if (s.bound) {
         if (peerNews) changed(s.peer)
         return
       }
       s.bound = true
       s.retry = 0
-      clearTimeout(s.bindTimer)
-      s.bindTimer = setTimeout(() => sendBind(s), refreshMs)
-      s.bindTimer.unref()
       log?.info({ peer: s.peer, seenAs: `${ack.observed.address}:${ack.observed.port}` }, 'relay bound')
       changed(s.peer)
       return
@@ -222,7 +252,10 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     else onRevoke(msg)
   })
   const offConnected = control.onConnected(() => {
-    for (const s of peers.values()) if (s.wanted && (s.grant === undefined || !s.bound)) sendRequest(s)
+    for (const s of peers.values()) {
+      if (s.wanted && (s.grant === undefined || !s.bound)) sendRequest(s)
+      else if (s.releasePending) sendRelease(s)
+    }
   })
 
   return {
@@ -231,13 +264,21 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
       const s = state(peer)
       if (s.wanted) return
       s.wanted = true
-      if (s.grant === undefined) sendRequest(s)
+      // After a release the controller must hear that we hold the allocation again, grant or not.
+      const ask = s.grant === undefined || s.released
+      s.released = s.releasePending = false
+      if (ask) sendRequest(s)
     },
     release (peer) {
       const s = peers.get(peer)
-      if (s === undefined) return
+      if (s === undefined || !s.wanted) return
       s.wanted = false
+      s.released = true
       clearTimeout(s.requestTimer)
+      s.requestTimer = undefined
+      // The grant stays in use until the controller revokes it (or it expires unrenewed):
+      // the peer may still hold it, and then it forwards on.
+      sendRelease(s)
     },
     endpoint: peer => {
       const s = peers.get(peer)
