@@ -50,6 +50,15 @@ t.test('the SDK admin client covers every admin route, locally and remotely', as
   tt.equal((await rejection(local.users.create({ name: 'Bad Name' }))).code, 'bad_name', 'bad input is refused before sending')
   tt.equal((await rejection(local.nodes.setTags('x', ['web']))).code, 'bad_tag')
 
+  const relayKey = await remote.apiKeys.create({ scope: 'relay', description: 'relay edge-1' })
+  tt.equal(relayKey.apiKey.scope, 'relay', 'the client passes the scope')
+  tt.equal(apiInfo.scope, 'admin')
+  const asRelay = createAdminClient({ controller: ctl.url, apiKey: relayKey.key })
+  tt.teardown(() => { asRelay.close() })
+  const scoped = await rejection(asRelay.nodes.list())
+  tt.equal(scoped.status, 403, 'a relay key cannot call the admin API')
+  tt.equal(scoped.code, 'forbidden_scope')
+
   await local.apiKeys.expire(apiInfo.id)
   const expired = await rejection(remote.users.list())
   tt.equal(expired.status, 401, `an expired API key is refused: ${expired.message}`)

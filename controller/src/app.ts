@@ -85,7 +85,7 @@ export async function buildApp (opts: BuildAppOptions): Promise<FastifyInstance>
         if (!seen.isAllowed && seen.remaining === 0) throw new WarrenError('rate_limited', `too many failed authentications from this address; retry in ${seen.ttlInSeconds} s`, { status: 429 })
       }
       try {
-        req.warrenActor = `apikey:${state.authenticateApiKey(bearer(req)).id}`
+        req.warrenActor = `apikey:${state.authenticateApiKey(bearer(req), 'admin').id}`
       } catch (e) {
         if (authFailures !== undefined) await authFailures(req)
         throw e

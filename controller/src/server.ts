@@ -198,9 +198,17 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       }))
     }
     if (opts.map !== false) {
-      // Standalone relays connect here (with an admin API key) and join the map's broker.
+      // Standalone relays connect here (with a relay-scoped API key) and join the map's broker.
       hooks.push(server => {
-        const link = createRelayLinkServer({ authenticate: key => { state!.authenticateApiKey(key) }, broker: () => map?.relays, log: log.child({ module: 'relay-link' }) })
+        const linkLog = log.child({ module: 'relay-link' })
+        const link = createRelayLinkServer({
+          authenticate: key => `apikey:${state!.authenticateApiKey(key, 'relay').id}`,
+          onLinked: (actor, hello) => {
+            state!.commit([], actor, 'relay.link', hello.id, { udp: hello.udp }).catch((err: unknown) => { linkLog.warn({ err, relay: hello.id }, 'could not write the relay link to the audit log') })
+          },
+          broker: () => map?.relays,
+          log: linkLog
+        })
         const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
           if (link.handleUpgrade(req, socket, head)) return
           // As the map service does when alone: the last listener answers paths nobody serves.

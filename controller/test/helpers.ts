@@ -110,7 +110,7 @@ export function registration (controllerKey: string, opts: {
 }
 
 /** call injects a JSON request and returns status and parsed body. */
-export async function call (app: FastifyInstance, method: 'GET' | 'POST' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any }> {
+export async function call (app: FastifyInstance, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any }> {
   const res = await app.inject({ method, url, headers, ...(payload !== undefined ? { payload: payload as object } : {}) })
   return { status: res.statusCode, body: res.body === '' ? undefined : JSON.parse(res.body) }
 }

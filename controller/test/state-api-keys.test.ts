@@ -1,5 +1,6 @@
 import t from 'tap'
 import { testController, call, type TestController } from './helpers.js'
+import { policyRoutes } from '../src/routes/policy.js'
 
 const HOUR = 3_600_000
 
@@ -44,4 +45,42 @@ t.test('revoking an API key stops every key minted from it; local-admin keys hav
   t.equal((await bearer(tc, child.key, 'POST', '/v1/apikeys', {})).status, 401, 'a dead key mints nothing')
   t.equal((await bearer(tc, other.key, 'GET', '/v1/users')).status, 200, 'a key minted by the local admin is unaffected')
   t.ok(Date.parse(other.apiKey.expires) - tc.clock.now > 29 * 24 * HOUR, 'and keeps the expiry it asked for')
+})
+
+t.test('a relay key links a relay only: every admin route refuses it with 403 forbidden_scope and changes nothing', async t => {
+  const tc = await testController(t, { app: { plugins: [policyRoutes()] } })
+  const relay = (await call(tc.admin, 'POST', '/v1/apikeys', { scope: 'relay', description: 'relay edge-1' })).body
+  const admin = (await call(tc.admin, 'POST', '/v1/apikeys', { description: 'ci' })).body
+  t.equal(relay.apiKey.scope, 'relay')
+  t.equal(admin.apiKey.scope, 'admin', 'an admin key by default')
+  const listed = (await call(tc.admin, 'GET', '/v1/apikeys')).body.apiKeys
+  t.same(listed.map((k: { id: string, scope: string }) => [k.id, k.scope]).sort(), [[relay.apiKey.id, 'relay'], [admin.apiKey.id, 'admin']].sort(), 'the list shows each key\'s scope')
+  const before = tc.state.listAudit().length
+
+  const attempts: Array<['GET' | 'POST' | 'PUT', string, unknown?]> = [
+    ['GET', '/v1/nodes'],
+    ['GET', '/v1/users'],
+    ['POST', '/v1/users', { name: 'mallory' }],
+    ['POST', '/v1/apikeys', {}],
+    ['POST', `/v1/apikeys/${admin.apiKey.id}/expire`, {}],
+    ['GET', '/v1/policy'],
+    ['PUT', '/v1/policy', { text: '{ "acls": [ { "action": "accept", "src": ["*"], "dst": ["*:*"] } ] }' }]
+  ]
+  for (const [method, url, payload] of attempts) {
+    const r = await call(tc.app, method, url, payload, { authorization: `Bearer ${relay.key}` })
+    t.equal(r.status, 403, `${method} ${url} is refused`)
+    t.equal(r.body.error.code, 'forbidden_scope')
+    t.equal(r.body.error.message, `API key ${relay.apiKey.id} may only link a relay; use an admin key (made with 'warren admin apikeys create') for the admin API`)
+  }
+  t.equal(tc.state.listAudit().length, before, 'nothing was changed')
+  t.equal(tc.state.listUsers().length, 0)
+  t.equal((await call(tc.admin, 'GET', '/v1/policy')).body.version, 0, 'the policy is untouched')
+  t.equal((await call(tc.app, 'GET', '/v1/nodes', undefined, { authorization: `Bearer ${admin.key}` })).status, 200, 'the admin key still works')
+
+  t.throws(() => tc.state.authenticateApiKey(admin.key, 'relay'), { code: 'forbidden_scope', status: 403, message: /is an admin key, and a relay link takes only a relay key .*'warren admin apikeys create --scope relay'/ }, 'an admin key cannot link a relay')
+  t.equal(tc.state.authenticateApiKey(relay.key, 'relay').id, relay.apiKey.id, 'the relay key can')
+
+  const bad = await call(tc.admin, 'POST', '/v1/apikeys', { scope: 'root' })
+  t.equal(bad.status, 400)
+  t.match(bad.body.error.message, /scope/, 'an unknown scope is refused, naming the field')
 })

@@ -82,8 +82,16 @@ export const AuthKeyInfo = Obj({
 })
 export type AuthKeyInfo = Static<typeof AuthKeyInfo>
 
+/**
+ * ApiKeyScope is what an API key may do: `admin` calls the admin API; `relay` only links a
+ * standalone relay at RELAY_LINK_PATH, so a relay host holds no admin power.
+ */
+export const ApiKeyScope = Type.Union([Type.Literal('admin'), Type.Literal('relay')])
+export type ApiKeyScope = Static<typeof ApiKeyScope>
+
 export const ApiKeyInfo = Obj({
   id: Id,
+  scope: ApiKeyScope,
   description: Type.Optional(Str(200)),
   created: Timestamp,
   expires: Timestamp,
@@ -121,7 +129,8 @@ export type CreateAuthKeyRequest = Static<typeof CreateAuthKeyRequest>
 export const CreateAuthKeyResponse = Obj({ key: Str(200), authKey: AuthKeyInfo })
 export type CreateAuthKeyResponse = Static<typeof CreateAuthKeyResponse>
 
-export const CreateApiKeyRequest = Obj({ expiry: Type.Optional(Duration), description: Type.Optional(FreeText(200)) })
+/** CreateApiKeyRequest makes an API key; `scope` defaults to `admin`. */
+export const CreateApiKeyRequest = Obj({ expiry: Type.Optional(Duration), description: Type.Optional(FreeText(200)), scope: Type.Optional(ApiKeyScope) })
 export type CreateApiKeyRequest = Static<typeof CreateApiKeyRequest>
 export const CreateApiKeyResponse = Obj({ key: Str(200), apiKey: ApiKeyInfo })
 export type CreateApiKeyResponse = Static<typeof CreateApiKeyResponse>
@@ -350,7 +359,7 @@ export type ClientMessage = Static<typeof ClientMessage>
 
 // ---------- relay link (a standalone relay's control connection to the controller) ----------
 
-/** RELAY_LINK_PATH is where a standalone relay opens its control WebSocket (with an API key). */
+/** RELAY_LINK_PATH is where a standalone relay opens its control WebSocket (with a relay-scoped API key). */
 export const RELAY_LINK_PATH = '/v1/relay/link'
 
 /** RelayLinkHello is a standalone relay's first message: who it is and where nodes reach it. */

@@ -1,10 +1,11 @@
-import { RelayLinkCommand, PROTOCOL_VERSION, parseJson, type RelayLinkHello, type RelayLinkReply } from '@warren/protocol'
+import { RelayLinkCommand, PROTOCOL_VERSION, ErrorBody, parseJson, validate, type RelayLinkHello, type RelayLinkReply } from '@warren/protocol'
 import type { UdpRelay, RelayLogger } from './udp-relay.js'
 
 /**
  * LinkSocket is the control connection as the link needs it (a WebSocket to the
- * controller's RELAY_LINK_PATH with the API key; the CLI opens it with the pinned
- * transport). Callbacks, so any WebSocket library fits behind a few lines.
+ * controller's RELAY_LINK_PATH with a relay-scoped API key; the CLI opens it with the
+ * pinned transport and webSocketLinkSocket). Callbacks, so any WebSocket library fits
+ * behind a few lines.
  */
 export interface LinkSocket {
   send: (text: string) => void
@@ -13,6 +14,60 @@ export interface LinkSocket {
   onMessage: (h: (text: string) => void) => void
   /** onClose gets why the connection ended, if known */
   onClose: (h: (why: string) => void) => void
+}
+
+/**
+ * LinkWebSocket is the part of a `ws` WebSocket (as the SDK's pinned transport opens it)
+ * that webSocketLinkSocket uses.
+ */
+export interface LinkWebSocket {
+  send: (text: string) => void
+  close: () => void
+  terminate: () => void
+  on: ((event: 'open', h: () => void) => unknown) &
+  ((event: 'message', h: (data: Buffer) => void) => unknown) &
+  ((event: 'error', h: (err: Error) => void) => unknown) &
+  ((event: 'close', h: (code: number) => void) => unknown) &
+  ((event: 'unexpected-response', h: (req: { destroy: () => void }, res: AsyncIterable<Buffer> & { statusCode?: number }) => void) => unknown)
+}
+
+/**
+ * webSocketLinkSocket adapts a WebSocket to RELAY_LINK_PATH into a LinkSocket. When the
+ * controller refuses the upgrade (a wrong, expired or admin key), the reason it gives in
+ * the body is what onClose reports, so the relay's log says how to fix it.
+ */
+export function webSocketLinkSocket (ws: LinkWebSocket): LinkSocket {
+  let lastError = ''
+  let refused = ''
+  ws.on('error', e => { lastError = e.message })
+  ws.on('unexpected-response', (req, res) => {
+    readRefusal(res).then(why => { refused = why }, () => {}).finally(() => { req.destroy(); ws.terminate() })
+  })
+  return {
+    send: text => { ws.send(text) },
+    close: () => { ws.close() },
+    onOpen: h => { ws.on('open', h) },
+    onMessage: h => { ws.on('message', d => { h(d.toString('utf8')) }) },
+    onClose: h => { ws.on('close', code => { h(refused !== '' ? refused : lastError !== '' ? lastError : `closed with ${code}`) }) }
+  }
+}
+
+/** readRefusal reads the controller's answer to a refused upgrade as one line. */
+async function readRefusal (res: AsyncIterable<Buffer> & { statusCode?: number }): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const c of res) {
+    size += c.length
+    if (size > 16 * 1024) break
+    chunks.push(c)
+  }
+  const status = res.statusCode ?? 0
+  try {
+    const { code, message } = validate(ErrorBody, JSON.parse(Buffer.concat(chunks).toString('utf8'))).error
+    return `the controller refused this relay (HTTP ${status}, ${code}): ${message}`
+  } catch {
+    return `the controller refused this relay with HTTP ${status}`
+  }
 }
 
 export interface ControllerLinkOptions {

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateMachineKeyPair, generateWireGuardKeyPair, RELAY_LINK_PATH, type Netmap } from '@warren/protocol'
@@ -7,7 +7,7 @@ import { startController, type RunningController } from '@warren/controller'
 import { createMapSession, registerNode, createUdpRelayClient, mapSessionRelayControl } from '@warren/node'
 import { createFakeLoopbackSharedPort } from '@warren/node/testing'
 import { createFakeRelayFirewall } from '@warren/relay/testing'
-import { startUdpRelay, loadOrCreateRelayKey, runControllerLink, type LinkSocket } from '@warren/relay'
+import { startUdpRelay, loadOrCreateRelayKey, runControllerLink, readLinkKeyFile, webSocketLinkSocket } from '@warren/relay'
 import { createControllerTransport } from '@warren/sdk'
 import { waitFor } from '../src/index.js'
 
@@ -75,7 +75,7 @@ t.test('embedded relay: a request over the map session gets both nodes bound; de
   t.equal(ctl.relay!.allocations().length, 0)
 })
 
-t.test('standalone relay: it links with an API key, joins the maps, relays granted pairs, and a dropped link revokes them all', async t => {
+t.test('standalone relay: it links with a relay key from a 0600 file, joins the maps, relays granted pairs, and a dropped link revokes them all', async t => {
   const dir = await mkdtemp(join(tmpdir(), 'warren-relay-ctl-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const ctl = await startController({ stateDir: join(dir, 'state'), listen: '127.0.0.1:0', logger: false })
@@ -84,28 +84,41 @@ t.test('standalone relay: it links with an API key, joins the maps, relays grant
   const fw = createFakeRelayFirewall()
   const relay = await startUdpRelay({ key: await loadOrCreateRelayKey(join(dir, 'relay.key')), port: 0, listenHost: '127.0.0.1', publicHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: 43000, last: 43999 } })
   t.teardown(() => relay.close())
-  const { key: apiKey } = await ctl.state.createApiKey({}, 'test')
+  const { key: relayKey, apiKey: relayKeyInfo } = await ctl.state.createApiKey({ scope: 'relay', description: 'relay edge-1' }, 'test')
+  const { key: adminKey } = await ctl.state.createApiKey({}, 'test')
+  const keyFile = join(dir, 'link.key')
+  await writeFile(keyFile, `${relayKey}\n`, { mode: 0o644 })
+  await chmod(keyFile, 0o644)
+  await t.rejects(readLinkKeyFile(keyFile), { code: 'bad_key_file', message: `relay key file ${keyFile} has mode 0644, so others on this host may read it; run 'chmod 600 ${keyFile}'` }, 'a key file others may read is refused')
+  await chmod(keyFile, 0o600)
+  const linkKey = await readLinkKeyFile(keyFile)
+  t.equal(linkKey, relayKey, 'the key from the 0600 file')
+
   const transport = createControllerTransport({ url: ctl.url, fingerprint: ctl.fingerprint })
   t.teardown(() => transport.close())
-  const open = (bearer: string) => (): LinkSocket => {
-    const ws = transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${bearer}` } })
-    ws.on('error', () => {})
-    return {
-      send: text => ws.send(text),
-      close: () => ws.close(),
-      onOpen: h => { ws.on('open', h) },
-      onMessage: h => { ws.on('message', (d: Buffer) => h(d.toString('utf8'))) },
-      onClose: h => { ws.on('close', (code: number) => h(String(code))) }
-    }
-  }
+  const open = (bearer: string) => () => webSocketLinkSocket(transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${bearer}` } }))
   const impostor = runControllerLink({ relay, id: 'impostor', openSocket: open('wrnapi-not-a-key'), retryMs: 60_000 })
   t.teardown(() => impostor.close())
+  const adminRefusals: string[] = []
+  const admin = runControllerLink({
+    relay,
+    id: 'admin-keyed',
+    openSocket: open(adminKey),
+    retryMs: 60_000,
+    log: { info: () => {}, debug: () => {}, warn: (o: { why?: string }) => { if (o.why !== undefined) adminRefusals.push(o.why) } }
+  })
+  await waitFor(() => adminRefusals.length > 0, { timeoutMs: 60_000, message: 'the admin-keyed link refused' })
+  t.match(adminRefusals[0], /HTTP 403, forbidden_scope\): API key \w+ is an admin key, and a relay link takes only a relay key .*'warren admin apikeys create --scope relay'/, 'an admin key cannot link a relay, and the relay is told how to make a relay key')
+  t.notOk(admin.connected())
+  admin.close()
 
   const [a, b] = await joinTwo(t, ctl)
-  const link = runControllerLink({ relay, id: 'edge-1', openSocket: open(apiKey) })
+  const link = runControllerLink({ relay, id: 'edge-1', openSocket: open(linkKey) })
   t.teardown(() => link.close())
   await waitFor(() => link.connected(), { timeoutMs: 60_000, message: 'the relay link' })
   t.notOk(impostor.connected(), 'a relay without a valid API key is refused')
+  const linked = await waitFor(() => ctl.state.listAudit().find(e => e.action === 'relay.link'), { timeoutMs: 60_000, message: 'the audit entry' })
+  t.match(linked, { actor: `apikey:${relayKeyInfo.id}`, target: 'edge-1', detail: { udp: relay.endpoint } }, 'the audit log names the relay key that linked')
   await waitFor(() => a.netmap()?.nat?.relays.some(r => r.id === 'edge-1'), { timeoutMs: 60_000, message: 'the relay in the map' })
   t.same(a.netmap()?.nat, { stun: [relay.endpoint], relays: [{ id: 'edge-1', udp: relay.endpoint, key: relay.publicKey }] })
 

@@ -1,4 +1,4 @@
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { mkdir, chmod } from 'node:fs/promises'
@@ -9,7 +9,8 @@ import { parsePortRange } from './controller.js'
 
 interface ServeOpts {
   controller: string
-  apiKey: string
+  keyFile?: string
+  apiKey?: string
   fingerprint?: string
   stateDir: string
   publicHost: string
@@ -26,29 +27,38 @@ function defaultRelayId (): string {
 
 /**
  * register adds `warren relay serve`: a standalone kernel UDP relay that links to its
- * controller with an admin API key and relays only the pairs the controller grants.
+ * controller with a relay-scoped API key (from a 0600 file or WARREN_RELAY_KEY, never the
+ * command line) and relays only the pairs the controller grants.
  */
 export function register (program: Command): void {
   const relay = program.command('relay').description('run a standalone Warren relay')
   relay.command('serve')
     .description('run a kernel UDP relay on this host, driven by a controller (needs root and nft)')
     .requiredOption('--controller <url>', 'the controller\'s URL, for example https://ctl.example.com:8443')
-    .requiredOption('--api-key <key>', 'an admin API key (wrnapi-...) that lets this relay join; its pin checks the controller\'s certificate')
+    .option('--key-file <file>', 'file (mode 0600) holding the relay key from \'warren admin apikeys create --scope relay\'; its pin checks the controller\'s certificate (default: the key in WARREN_RELAY_KEY)')
+    .addOption(new Option('--api-key <key>').hideHelp())
     .requiredOption('--state-dir <dir>', 'where the relay keeps its X25519 key (relay.key, 0600)')
     .requiredOption('--public-host <host>', 'the address nodes reach this relay at')
-    .option('--fingerprint <sha256>', 'pin the controller certificate to this SHA-256 fingerprint (default: the pin inside the API key)')
+    .option('--fingerprint <sha256>', 'pin the controller certificate to this SHA-256 fingerprint (default: the pin inside the relay key)')
     .option('--id <id>', 'the relay\'s name in maps (default: this host\'s name)')
     .option('--port <port>', 'UDP control port (STUN)', '3480')
     .option('--ports <first-last>', 'UDP ports to allocate to relayed pairs (two per pair)', '40000-40999')
     .option('--listen-host <address>', 'address to bind the UDP ports on', '0.0.0.0')
     .action(async (opts: ServeOpts) => {
+      if (opts.apiKey !== undefined) {
+        throw new WarrenError('invalid_input', '--api-key is not taken here: a key on the command line shows in \'ps\'; put a relay key (\'warren admin apikeys create --scope relay\') in a file, \'chmod 600\' it and pass --key-file FILE, or set WARREN_RELAY_KEY', { field: 'api-key' })
+      }
       const port = Number(opts.port)
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WarrenError('invalid_input', `--port '${opts.port}' must be a UDP port (0-65535)`, { field: 'port' })
       const portRange = parsePortRange(opts.ports, '--ports')
       const id = opts.id ?? defaultRelayId()
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new WarrenError('invalid_input', `--id '${id}' may hold only letters, digits, '-' and '_' (1-64)`, { field: 'id' })
-      const fingerprint = opts.fingerprint ?? parseCredential(opts.apiKey, 'api').fingerprint
-      const [{ startUdpRelay, loadOrCreateRelayKey, runControllerLink, relayUnsupportedReason }, { createControllerTransport }] = await Promise.all([import('@warren/relay'), import('@warren/sdk')])
+      const [{ startUdpRelay, loadOrCreateRelayKey, runControllerLink, relayUnsupportedReason, relayLinkKey, webSocketLinkSocket, RELAY_KEY_ENV }, { createControllerTransport }] = await Promise.all([import('@warren/relay'), import('@warren/sdk')])
+      const env = cliIo().env
+      const linkKey = await relayLinkKey({ ...(opts.keyFile !== undefined ? { keyFile: opts.keyFile } : {}), env })
+      // The commands the relay runs (nft, sysctl) need not inherit the key.
+      delete env[RELAY_KEY_ENV]
+      const fingerprint = opts.fingerprint ?? parseCredential(linkKey, 'api').fingerprint
       const why = await relayUnsupportedReason()
       if (why !== undefined) throw new WarrenError('relay_unsupported', why)
       await mkdir(opts.stateDir, { recursive: true, mode: 0o700 })
@@ -58,18 +68,7 @@ export function register (program: Command): void {
       const link = runControllerLink({
         relay: r,
         id,
-        openSocket: () => {
-          const ws = transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${opts.apiKey}` } })
-          let lastError = ''
-          ws.on('error', (e: Error) => { lastError = e.message })
-          return {
-            send: text => ws.send(text),
-            close: () => ws.close(),
-            onOpen: h => { ws.on('open', h) },
-            onMessage: h => { ws.on('message', (d: Buffer) => h(d.toString('utf8'))) },
-            onClose: h => { ws.on('close', (code: number) => h(lastError !== '' ? lastError : `closed with ${code}`)) }
-          }
-        },
+        openSocket: () => webSocketLinkSocket(transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${linkKey}` } })),
         log: {
           info: (o, m) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
           warn: (o, m) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),

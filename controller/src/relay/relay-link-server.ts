@@ -15,8 +15,14 @@ export interface RelayLinkLogger {
 }
 
 export interface RelayLinkServerOptions {
-  /** authenticate checks the upgrade's `Authorization: Bearer <API key>`; throws when it is not an admin's key */
-  authenticate: (bearer: string) => void
+  /**
+   * authenticate checks the upgrade's `Authorization: Bearer <API key>` and returns the actor
+   * the audit log names (`apikey:<id>`); it throws (a WarrenError with the HTTP status) when
+   * the key is not a usable relay key
+   */
+  authenticate: (bearer: string) => string
+  /** onLinked hears each relay that linked, with the actor its key authenticated as (for the audit log) */
+  onLinked?: (actor: string, hello: RelayLinkHello) => void
   broker: () => RelayBroker | undefined
   /** how long a command may wait for the relay's reply (default 10 s) */
   replyTimeoutMs?: number
@@ -88,7 +94,7 @@ function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number)
 }
 
 /**
- * createRelayLinkServer accepts a standalone relay: an upgrade with an admin API key, then
+ * createRelayLinkServer accepts a standalone relay: an upgrade with a relay API key, then
  * its hello; the relay joins the broker (and every map's NAT config) while connected. When
  * the link drops, the broker revokes every pair on it, and the relay (on its side)
  * releases all its allocations, so it never forwards what the controller cannot revoke.
@@ -98,7 +104,7 @@ export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkS
   const log = opts.log
   const timeoutMs = opts.replyTimeoutMs ?? 10_000
 
-  function accept (ws: WebSocket): void {
+  function accept (ws: WebSocket, actor: string): void {
     let backend: ReturnType<typeof remoteBackend> | undefined
     const helloTimer = setTimeout(() => ws.close(4408, 'hello_timeout'), 10_000)
     const refuse = (code: string, message: string): void => {
@@ -119,7 +125,8 @@ export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkS
           if (broker === undefined) return refuse('no_map', 'this controller runs no map service, so it has no use for a relay')
           backend = remoteBackend(ws, hello, timeoutMs)
           broker.addBackend(backend)
-          log?.info({ relay: hello.id, udp: hello.udp }, 'standalone relay connected')
+          log?.info({ relay: hello.id, udp: hello.udp, actor }, 'standalone relay connected')
+          opts.onLinked?.(actor, hello)
           ws.send(JSON.stringify({ type: 'relay-welcome' } satisfies RelayLinkCommand))
           return
         }
@@ -142,16 +149,17 @@ export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkS
       if ((req.url ?? '').split('?')[0] !== RELAY_LINK_PATH) return false
       const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')
       if (m === null) {
-        writeRawError(socket, 401, 'unauthenticated', 'a relay link needs an admin API key: "Authorization: Bearer wrnapi-..."')
+        writeRawError(socket, 401, 'unauthenticated', 'a relay link needs a relay API key: "Authorization: Bearer wrnapi-..." (\'warren admin apikeys create --scope relay\' makes one)')
         return true
       }
+      let actor: string
       try {
-        opts.authenticate(m[1]!)
+        actor = opts.authenticate(m[1]!)
       } catch (err) {
-        writeRawError(socket, 401, isWarrenError(err) ? err.code : 'invalid_api_key', (err as Error).message)
+        writeRawError(socket, isWarrenError(err) ? err.status : 401, isWarrenError(err) ? err.code : 'invalid_api_key', (err as Error).message)
         return true
       }
-      wss.handleUpgrade(req, socket, head, accept)
+      wss.handleUpgrade(req, socket, head, ws => { accept(ws, actor) })
       return true
     },
     async close () {

@@ -1,6 +1,6 @@
 import {
   WarrenError, parseCredential, newCredential, isKeyExpired,
-  type ApiKeyInfo, type CreateApiKeyRequest
+  type ApiKeyInfo, type ApiKeyScope, type CreateApiKeyRequest
 } from '@warren/protocol'
 import type { ApiKeyRecord, StoreOp } from '../store.js'
 import type { CommitCore } from './commit-core.js'
@@ -10,18 +10,25 @@ import { createPendingWrites } from './pending-writes.js'
 export const DEFAULT_API_KEY_EXPIRY = '90d'
 const API_KEY_ACTOR = 'apikey:'
 
+/** RELAY_KEY_HOWTO says how to make the key a standalone relay needs. */
+const RELAY_KEY_HOWTO = 'create one with \'warren admin apikeys create --scope relay\' and give it to \'warren relay serve --key-file FILE\''
+
 /**
- * ApiKeyMethods manage the admin API's bearer keys (`wrnapi-...`). A key minted with another API
+ * ApiKeyMethods manage the bearer keys (`wrnapi-...`). A key minted with another API
  * key (actor `apikey:<id>`) is that key's child: it expires no later than its parent and
  * stops working as soon as any key it descends from is revoked or expired. Keys minted by
- * the local admin have no parent.
+ * the local admin have no parent. A key's scope says where it is accepted: an `admin` key
+ * at the admin API only, a `relay` key at the relay link only.
  */
 export interface ApiKeyMethods {
   listApiKeys: () => ApiKeyInfo[]
   createApiKey: (req: CreateApiKeyRequest, actor: string) => Promise<{ key: string, apiKey: ApiKeyInfo }>
   expireApiKey: (id: string, actor: string) => Promise<ApiKeyInfo>
-  /** authenticateApiKey checks a `wrnapi-...` key and the keys it was created with, and returns its public view */
-  authenticateApiKey: (key: string) => ApiKeyInfo
+  /**
+   * authenticateApiKey checks a `wrnapi-...` key, the keys it was created with, and that its
+   * scope is `scope` (403 `forbidden_scope` otherwise), and returns its public view
+   */
+  authenticateApiKey: (key: string, scope: ApiKeyScope) => ApiKeyInfo
 }
 
 export interface ApiKeys {
@@ -62,10 +69,11 @@ export function createApiKeys (core: CommitCore, fingerprint: string | undefined
         if (Date.parse(parent.expires) < Date.parse(expires)) expires = parent.expires
       }
       const cred = newCredential('api', fingerprint)
-      const rec: ApiKeyRecord = { id: cred.id, created: core.iso(), expires, revoked: false, secretHash: cred.secretHash }
+      const scope = req.scope ?? 'admin'
+      const rec: ApiKeyRecord = { id: cred.id, scope, created: core.iso(), expires, revoked: false, secretHash: cred.secretHash }
       if (req.description !== undefined) rec.description = req.description
       if (parent !== undefined) rec.parentId = parent.id
-      return written([{ type: 'put', table: 'apikey', value: rec }, auditOp(actor, 'apikey.create', rec.id, { expires })], () => ({ key: cred.key, apiKey: apiKeyView(rec) }))
+      return written([{ type: 'put', table: 'apikey', value: rec }, auditOp(actor, 'apikey.create', rec.id, { expires, scope })], () => ({ key: cred.key, apiKey: apiKeyView(rec) }))
     }),
     expireApiKey: locked((id: string, actor: string) => {
       const k = store.apiKeys.get(id)
@@ -74,7 +82,7 @@ export function createApiKeys (core: CommitCore, fingerprint: string | undefined
       const next = { ...k, revoked: true }
       return written([{ type: 'put', table: 'apikey', value: next }, auditOp(actor, 'apikey.expire', id)], () => apiKeyView(next))
     }),
-    authenticateApiKey (key) {
+    authenticateApiKey (key, scope) {
       let parsed
       try {
         parsed = parseCredential(key, 'api')
@@ -87,6 +95,7 @@ export function createApiKeys (core: CommitCore, fingerprint: string | undefined
       }
       const problem = unusable(rec)
       if (problem !== undefined) throw problem
+      if (rec.scope !== scope) throw wrongScope(rec, scope)
       rec.lastUsed = core.iso()
       unwritten.mark(rec.id)
       return apiKeyView(rec)
@@ -96,6 +105,14 @@ export function createApiKeys (core: CommitCore, fingerprint: string | undefined
     methods,
     takeLastUsedOps: unwritten.take
   }
+}
+
+/** wrongScope is the 403 for a valid key used where its scope does not reach. */
+function wrongScope (rec: ApiKeyRecord, wanted: ApiKeyScope): WarrenError {
+  const message = wanted === 'relay'
+    ? `API key ${rec.id} is an admin key, and a relay link takes only a relay key (an admin key on a relay host would give that host the whole admin API); ${RELAY_KEY_HOWTO}`
+    : `API key ${rec.id} may only link a relay; use an admin key (made with 'warren admin apikeys create') for the admin API`
+  return new WarrenError('forbidden_scope', message, { status: 403 })
 }
 
 function apiKeyView (k: ApiKeyRecord): ApiKeyInfo {
