@@ -84,3 +84,13 @@ t.test('a relay key links a relay only: every admin route refuses it with 403 fo
   t.equal(bad.status, 400)
   t.match(bad.body.error.message, /scope/, 'an unknown scope is refused, naming the field')
 })
+
+t.test('a key stored before keys had scopes is an admin key', async t => {
+  const tc = await testController(t)
+  const made = (await call(tc.admin, 'POST', '/v1/apikeys', { expiry: '1d' })).body
+  // As an older controller wrote it: no scope field.
+  delete (tc.store.apiKeys.get(made.apiKey.id) as { scope?: string }).scope
+  t.equal((await bearer(tc, made.key, 'GET', '/v1/users')).status, 200, 'it still works on the admin API')
+  const listed = (await call(tc.admin, 'GET', '/v1/apikeys')).body as { apiKeys: Array<{ id: string, scope: string }> }
+  t.equal(listed.apiKeys.find(k => k.id === made.apiKey.id)?.scope, 'admin', 'and is listed as one')
+})

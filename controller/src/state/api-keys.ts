@@ -95,7 +95,7 @@ export function createApiKeys (core: CommitCore, fingerprint: string | undefined
       }
       const problem = unusable(rec)
       if (problem !== undefined) throw problem
-      if (rec.scope !== scope) throw wrongScope(rec, scope)
+      if (scopeOf(rec) !== scope) throw wrongScope(rec, scope)
       rec.lastUsed = core.iso()
       unwritten.mark(rec.id)
       return apiKeyView(rec)
@@ -115,7 +115,12 @@ function wrongScope (rec: ApiKeyRecord, wanted: ApiKeyScope): WarrenError {
   return new WarrenError('forbidden_scope', message, { status: 403 })
 }
 
+/** scopeOf is a key's scope; keys stored before scopes existed were admin keys, and stay so. */
+function scopeOf (k: ApiKeyRecord): ApiKeyScope {
+  return (k as Partial<ApiKeyRecord>).scope ?? 'admin'
+}
+
 function apiKeyView (k: ApiKeyRecord): ApiKeyInfo {
   const { secretHash: _, parentId: _parent, ...info } = k
-  return info
+  return { ...info, scope: scopeOf(k) }
 }
