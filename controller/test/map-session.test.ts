@@ -151,6 +151,22 @@ t.test('ephemeral nodes are deleted once they stay away, not while connected', a
   await waitUntil(() => srv.source.getNode(late.node.id) === undefined, 'an ephemeral node that never connects is deleted too')
 })
 
+t.test('an ephemeral node that logs out is deleted at once; a lasting node that does is kept', async t => {
+  const srv = await startMapTestServer({ ephemeralTimeoutMs: 600_000 })
+  t.teardown(srv.close)
+  const e = srv.add({ name: 'temp', ephemeral: true })
+  const keep = srv.add({ name: 'keep' })
+  const ce = await connectReady(srv.url, e)
+  const ck = await connectReady(srv.url, keep)
+  t.teardown(ck.close)
+  ck.send(JSON.stringify({ type: 'logout' }))
+  ce.send(JSON.stringify({ type: 'logout' }))
+  await waitUntil(() => srv.source.getNode(e.node.id) === undefined, 'the ephemeral node is deleted long before its time away runs out')
+  t.equal(ce.lastError()?.code, 'node_deleted', 'and its session hears why')
+  t.ok(srv.source.getNode(keep.node.id), 'a lasting node is kept')
+  t.notOk(ck.isClosed(), 'and stays connected')
+})
+
 t.test('a node that stops answering pings is closed and marked offline', async t => {
   const srv = await startMapTestServer({ pingIntervalMs: 100 })
   t.teardown(srv.close)

@@ -354,7 +354,14 @@ export const RelayRelease = Obj({ type: Type.Literal('relay-release'), peer: Str
 export type RelayRelease = Static<typeof RelayRelease>
 
 /** Messages from a node to the controller. */
-export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest, RelayRelease])
+/**
+ * Logout says an ephemeral node is leaving for good (an app's embedded node closing): the
+ * controller deletes it at once instead of after its time away. Other nodes are kept.
+ */
+export const Logout = Obj({ type: Type.Literal('logout') })
+export type Logout = Static<typeof Logout>
+
+export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest, RelayRelease, Logout])
 export type ClientMessage = Static<typeof ClientMessage>
 
 // ---------- relay link (a standalone relay's control connection to the controller) ----------

@@ -5,17 +5,28 @@
  *                                    request with the caller's identity (JSON); prints `listening`
  *   sdk-tool.js dial SOCKET TARGET   dial NAME:PORT; prints {"ok":true,"ms":..} or {"code":..,"ms":..}
  *   sdk-tool.js fetch SOCKET URL     fetch over the mesh; prints {"status":..,"body":..} or {"code":..}
+ *   sdk-tool.js embed STATEDIR URL   (controller URL and auth key in $WARREN_CONTROLLER, $WARREN_AUTH_KEY)
+ *                                    run an ephemeral node in this process with createNode, fetch URL
+ *                                    over it, close it; prints {"status":..,"body":..,"interface":..}
  */
 import { createServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
-import { connect, type Identity } from '@warren/sdk'
+import { connect, createNode, type Identity } from '@warren/sdk'
 
 export const SDK_TOOL_ARGV = [process.execPath, fileURLToPath(import.meta.url)]
 
 const print = (o: unknown): void => { process.stdout.write(JSON.stringify(o) + '\n') }
 
 async function main (cmd: string | undefined, socket: string | undefined, arg: string | undefined): Promise<void> {
-  if (socket === undefined || arg === undefined) throw new Error('usage: sdk-tool serve|dial|fetch SOCKET ARG')
+  if (socket === undefined || arg === undefined) throw new Error('usage: sdk-tool serve|dial|fetch SOCKET ARG | embed STATEDIR URL')
+  if (cmd === 'embed') {
+    const node = await createNode({ controller: process.env.WARREN_CONTROLLER!, authKey: process.env.WARREN_AUTH_KEY!, stateDir: socket, hostname: 'embedded', ephemeral: true })
+    const res = await node.fetch(arg)
+    const out = { status: res.status, body: await res.text(), self: node.self.name }
+    await node.close()
+    print(out)
+    return
+  }
   const w = await connect({ socket })
   if (cmd === 'serve') {
     const server = createServer((req, res) => {

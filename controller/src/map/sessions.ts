@@ -185,6 +185,15 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
       endpoints: onEndpoints,
       relayRequest: (s, peer) => { opts.relayRequest(s.nodeId, peer) },
       relayRelease: (s, peer) => { opts.relayRelease(s.nodeId, peer) },
+      logout: s => {
+        const n = fanout.node(s.nodeId)
+        if (n === undefined || !n.ephemeral) {
+          log?.info({ node: s.nodeId }, 'logout from a node that is not ephemeral: kept')
+          return
+        }
+        log?.info({ node: s.nodeId, name: n.name }, 'deleting ephemeral node that logged out')
+        settle(source.deleteNode(s.nodeId, `node:${n.name}`), 'delete an ephemeral node that logged out')
+      },
       disconnect: onDisconnect,
       ...(log !== undefined ? { log } : {})
     }),

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import {
   ServerMessage, WarrenError, PROTOCOL_VERSION, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
-  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest, type RelayRelease
+  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest, type RelayRelease, type Logout
 } from '@warren/protocol'
 import { createBackoff, type Backoff } from './backoff.js'
 
@@ -62,6 +62,8 @@ export interface MapSession extends EventEmitter {
   checkEndpoints(): void
   /** sendRelayRequest asks for a relay allocation toward a peer, or releases one; false when not connected */
   sendRelayRequest(msg: RelayRequest | RelayRelease): boolean
+  /** sendLogout tells the controller an ephemeral node leaves for good; false when not connected */
+  sendLogout(): boolean
   /** close ends the session for good; the last map stays readable */
   close(): void
 }
@@ -229,6 +231,14 @@ export function createMapSession (init: MapSessionInit): MapSession {
     sendRelayRequest: {
       value (msg: RelayRequest | RelayRelease): boolean {
         if (ws === undefined || state !== 'connected') return false
+        ws.send(JSON.stringify(msg))
+        return true
+      }
+    },
+    sendLogout: {
+      value (): boolean {
+        if (ws === undefined || state !== 'connected') return false
+        const msg: Logout = { type: 'logout' }
         ws.send(JSON.stringify(msg))
         return true
       }

@@ -68,6 +68,11 @@ export interface Daemon extends LocalBackend {
   /** metricsUrl is the extra Prometheus endpoint, when --metrics-listen was given */
   readonly metricsUrl?: string
   /**
+   * logout leaves the mesh for good: an ephemeral node asks the controller to delete it
+   * now (waiting briefly for it to happen), then everything `down` removes is removed
+   */
+  logout(): Promise<void>
+  /**
    * close stops the daemon the way a dying process would: sockets close, but the
    * interface, routes and firewall table stay (fail-closed). Only `down` removes them.
    */
@@ -184,6 +189,20 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     return await localStatus(d)
   }
 
+  async function logout (): Promise<void> {
+    const s = d.session
+    if (s !== undefined && d.netmap?.self.ephemeral === true && s.sendLogout()) {
+      // The controller deletes the node and ends the session with node_deleted.
+      const session = s
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(done, 5000)
+        function done (): void { clearTimeout(timer); session.off('server-error', done); resolve() }
+        session.on('server-error', done)
+      })
+    }
+    await down()
+  }
+
   await resumeMap(d, mapInit)
 
   const daemonApi = {
@@ -223,6 +242,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     metrics,
     ...(metricsUrl !== undefined ? { metricsUrl } : {}),
     ...daemonApi,
+    logout: async () => { await ops.run(logout) },
     async close () {
       nat.close()
       stopSession()
