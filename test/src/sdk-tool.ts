@@ -27,8 +27,8 @@ async function main (cmd: string | undefined, socket: string | undefined, arg: s
     print(out)
     return
   }
-  const w = await connect({ socket })
   if (cmd === 'serve') {
+    const w = await connect({ socket })
     const server = createServer((req, res) => {
       w.whois(req.socket).then(
         (who: Identity) => res.end(JSON.stringify(who)),
@@ -43,7 +43,9 @@ async function main (cmd: string | undefined, socket: string | undefined, arg: s
   }
   const started = performance.now()
   const ms = (): number => Math.round(performance.now() - started)
+  let w: Awaited<ReturnType<typeof connect>> | undefined
   try {
+    w = await connect({ socket })
     if (cmd === 'dial') {
       const s = await w.dial(arg, { timeoutMs: 15_000 })
       s.destroy()
@@ -57,7 +59,7 @@ async function main (cmd: string | undefined, socket: string | undefined, arg: s
   } catch (e) {
     print({ code: (e as { code?: string }).code, message: (e as Error).message, ms: ms() })
   }
-  await w.close()
+  await w?.close()
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main(process.argv[2], process.argv[3], process.argv[4])
