@@ -15,3 +15,5 @@ export * from './admin-policy.js'
 export * from './transport/index.js'
 export * from './mesh.js'
 export * from './embedded.js'
+/** WarrenError is what every SDK call throws; `code` says why (see MeshErrorCode). */
+export { WarrenError, isWarrenError } from '@warren/protocol'

@@ -114,7 +114,11 @@ export interface Warren {
   httpAgent(opts?: AgentOptions): HttpAgent
   /** dispatcher is an undici Dispatcher that dials over the mesh (for undici.fetch and request) */
   dispatcher(): Dispatcher
-  /** fetch is fetch() whose connections go over the mesh: `http://db:8080/health` */
+  /**
+   * fetch is fetch() whose connections go over the mesh: `http://db:8080/health`. A mesh
+   * failure (ENOPEER, ENOTALLOWED, ...) is thrown as the WarrenError itself, not as
+   * fetch's generic TypeError.
+   */
   fetch(url: string | URL, init?: RequestInit): Promise<Response>
   /**
    * listen serves `port` on this node's mesh addresses only. With `server` (an http.Server
@@ -354,7 +358,13 @@ export function createWarren (local: LocalClient): Warren {
       return undici
     },
     async fetch (url, init = {}) {
-      return await undiciFetch(url, { ...init, dispatcher: w.dispatcher() })
+      try {
+        return await undiciFetch(url, { ...init, dispatcher: w.dispatcher() })
+      } catch (e) {
+        // fetch wraps a failed connect in TypeError('fetch failed'); the mesh's reason is its cause.
+        const cause = (e as { cause?: unknown }).cause
+        throw isWarrenError(cause) ? cause : e
+      }
     },
     async listen (port, server) {
       const s = await status()

@@ -114,7 +114,7 @@ t.test('fetch and an http.Agent reach peers by name', async t => {
   sock.write(`GET /early HTTP/1.0\r\nHost: db\r\n\r\n`)
   const early = await new Promise<string>(resolve => { let b = ''; sock.on('data', d => { b += String(d) }); sock.on('end', () => resolve(b)) })
   t.match(early, /db says \/early$/)
-  await t.rejects(w.fetch('http://nosuch/'), /fetch failed/)
+  await t.rejects(w.fetch('http://nosuch/'), { name: 'WarrenError', code: 'ENOPEER' }, 'fetch throws the mesh\'s error, not a bare \'fetch failed\'')
 })
 
 t.test('listen serves on the mesh addresses only and tells each caller\'s identity; whois refuses what did not come through the mesh', async t => {
