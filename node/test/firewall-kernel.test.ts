@@ -15,6 +15,8 @@ import { createCommandRunner, type CommandRunner, type CommandSession } from '..
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { createNftSession, NftRefusedError } from '../src/firewall/nft-session.js'
 import { REJECT_LIMIT } from '../src/firewall/flow-chains.js'
+import { renderTableScript, RULESET_MARKER } from '../src/firewall/nft-render.js'
+import { createRulesetCompiler } from '../src/firewall/ruleset-compiler.js'
 import { skipUnlessKernel } from './kernel-fixtures.js'
 
 await skipUnlessKernel('the real-kernel firewall tests')
@@ -521,6 +523,23 @@ t.test('a sample of random filters and packets: the kernel agrees with filterAll
       t.equal(got[i], want, `${JSON.stringify(p)}: ${want} with ${JSON.stringify(filter)}`)
     })
   }
+})
+
+t.test('a table an older daemon left, which drops forbidden flows, is rebuilt by the new one, which rejects them', async t => {
+  const filter = [rule([PEERS4[0]!], [6], [[7001, 7001]])]
+  const current = renderTableScript(createRulesetCompiler().compileFilter(filter), { table: TABLE, interfaceName: MESH })
+  // the layout before rejects: no refuse chain, forbidden flows dropped, the marker of then
+  const old = current.replace(/\n {2}chain refuse \{[^}]*\}/, '').replace(/ {4}tcp flags [^\n]* goto refuse\n/g, '')
+    .replace(/goto refuse/g, 'drop').replace(RULESET_MARKER, 'warren ruleset v3')
+  t.not(old, current, 'the old layout differs from the current one')
+  await inNode.run(['nft', '-f', '-'], { input: old })
+  t.equal(await tcp(PEERS4[1]!, 7001), 'timeout', 'the old table drops a forbidden SYN')
+  const upgraded = createNftablesFirewall({ runner: inNode, table: TABLE })
+  await upgraded.set(filter, ctx)
+  t.equal(upgraded.lastApply()?.kind, 'rebuild', 'the new daemon does not adopt the old layout: it rebuilds the table')
+  t.equal(await tcp(PEERS4[1]!, 7001), 'prohibited', 'which rejects it')
+  t.equal(await tcp(PEERS4[0]!, 7001), 'open', 'and lets the allowed peer in')
+  await upgraded.release()
 })
 
 t.test('a restarted daemon reads the kernel table back and sends only a diff', async t => {

@@ -39,7 +39,8 @@ export function checkRulesetOptions (o: RulesetOptions): void {
 /**
  * renderTableBody renders `table inet <name> { ... }` with its sets, elements and chains.
  * Only packets that arrive on, or leave by, the mesh interface enter Warren's chains; those
- * that arrive are judged (default drop; a forbidden new flow is rejected, rate-limited), those that leave only record flow state. The base
+ * that arrive are judged (default drop; a forbidden new flow is rejected, rate-limited:
+ * refuseChain), those that leave only record flow state. The base
  * chains run at priority filter - 10, before the host's usual filter rules; their `accept`
  * only ends Warren's verdict, so the host's own rules still judge the packet after.
  */
