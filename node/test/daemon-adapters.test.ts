@@ -60,7 +60,8 @@ t.test('with the adapters\' fakes: up configures all, a crash leaves all, a rest
   t.equal(wireguard.device()!.listenPort, 41641, 'on the default listen port')
   t.ok(router.state()!.addresses.includes(`${self.ipv4}/32`), 'the mesh address is on the interface')
   t.equal(firewall.trace(ssh), 'accept', 'the filter lets the allowed peer in')
-  t.equal(firewall.trace(other), 'drop', 'and drops everything else from the mesh')
+  t.equal(firewall.trace(other), 'reject', 'and refuses everything else from the mesh (a new connection is rejected)')
+  t.equal(firewall.trace({ ...other, stray: true }), 'drop', 'a segment of no connection it allowed is dropped')
   t.equal(dns.maps.at(-1)!.peers.length, 2, 'MagicDNS follows the map')
   t.equal((await d1.ping('peer2')).latencyMs, 0.42)
   t.same(runner.matching(/^ping /)[0]!.argv, ['ping', '-c', '1', '-W', '2', '100.64.1.2'])
@@ -69,7 +70,7 @@ t.test('with the adapters\' fakes: up configures all, a crash leaves all, a rest
   await d1.close()
   t.ok(wireguard.isUp, 'the interface survives the daemon')
   t.ok(router.state()!.addresses.includes(`${self.ipv4}/32`), 'so do its addresses')
-  t.equal(firewall.trace(other), 'drop', 'and the firewall still drops (fail-closed)')
+  t.equal(firewall.trace(other), 'reject', 'and the firewall still refuses (fail-closed)')
   t.same([dns.released, dns.closed], [1, 0], 'MagicDNS stopped serving but the resolver was not restored')
   t.equal(firewallReleased, 1, 'the firewall was asked to end its nft session, which it does keeping the table')
 

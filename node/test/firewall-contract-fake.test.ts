@@ -12,7 +12,7 @@ t.test('FakeFirewall', async t => {
     const fw = createFakeFirewall()
     return {
       firewall: fw,
-      trace: async packets => packets.map(fw.trace),
+      trace: async packets => fw.traceBurst(packets),
       dump: async () => fw.dump(),
       sharedPort: async () => fw.sharedPort(),
       lastApply: fw.lastApply,
@@ -28,7 +28,7 @@ t.test('NftablesFirewall over the fake nft', async t => {
     const fw = createNftablesFirewall({ runner: nft, table })
     return {
       firewall: fw,
-      trace: async packets => packets.map(p => nft.trace(table, p)),
+      trace: async packets => nft.traceBurst(table, packets),
       dump: async () => nft.dump(table),
       sharedPort: async () => nft.tables.get(table)?.sharedPort,
       lastApply: fw.lastApply,

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { createCommandRunner, type CommandRunner, type CommandSession } from '../src/runner/index.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { parseKernelTable } from '../src/firewall/kernel-table.js'
-import { dumpRuleset, traceRuleset, type RulesetState } from '../src/firewall/tracer.js'
+import { dumpRuleset, traceBurst, type RulesetState } from '../src/firewall/tracer.js'
 import { firewallContract } from './firewall-contract.js'
 import { skipUnlessKernel } from './kernel-fixtures.js'
 
@@ -31,7 +31,8 @@ async function readBack (table: string): Promise<RulesetState | undefined> {
   const r = await inNs.run(['nft', '-j', '-n', 'list', 'table', 'inet', table], { allowFail: true })
   if (r.exitCode !== 0) return undefined
   const k = parseKernelTable(r.stdout)
-  return k.marked && k.interfaceName !== undefined ? { interfaceName: k.interfaceName, sets: k.sets, ...(k.sharedPort !== undefined ? { sharedPort: k.sharedPort } : {}) } : undefined
+  if (!k.marked || k.interfaceName === undefined) return undefined
+  return { interfaceName: k.interfaceName, sets: k.sets, ...(k.sharedPort !== undefined ? { sharedPort: k.sharedPort } : {}), ...(k.rejectLimit !== undefined ? { rejectLimit: k.rejectLimit } : {}) }
 }
 
 /**
@@ -77,10 +78,7 @@ for (const sessions of [true, false]) {
       })
       return {
         firewall: fw,
-        trace: async packets => {
-          const state = await readBack(table)
-          return packets.map(p => traceRuleset(state, p))
-        },
+        trace: async packets => traceBurst(await readBack(table), packets),
         dump: async () => dumpRuleset(await readBack(table)),
         sharedPort: async () => (await readBack(table))?.sharedPort,
         lastApply: fw.lastApply,

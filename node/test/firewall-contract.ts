@@ -8,7 +8,7 @@
  * backend refuse the next change.
  */
 import type { Test } from 'tap'
-import { filterAllows, type FilterRule } from '@warren/protocol'
+import { filterAllows, PROTOCOLS_WITH_PORTS, type FilterRule } from '@warren/protocol'
 import type { Firewall } from '../src/firewall/types.js'
 import type { ApplyReport } from '../src/firewall/nftables.js'
 import type { TracePacket, Verdict } from '../src/firewall/tracer.js'
@@ -19,7 +19,10 @@ import { traceSharedIn, traceSharedOut } from '../src/firewall/shared-port-rules
 /** FirewallUnderTest is one fresh firewall and the ways to look into its backend. */
 export interface FirewallUnderTest {
   firewall: Firewall
-  /** trace judges packets by the ruleset the backend holds now (read back once, not remembered) */
+  /**
+   * trace judges packets by the ruleset the backend holds now (read back once, not
+   * remembered), in order, their rejects sharing one rate limit (the tracer's traceBurst)
+   */
   trace: (packets: TracePacket[]) => Promise<Verdict[]>
   /** dump is the backend's ruleset as sorted text, '' when it holds none */
   dump: () => Promise<string>
@@ -59,12 +62,18 @@ const PACKETS: Array<Omit<TracePacket, 'iif'>> = [
   { src: '100.64.0.1', proto: 47 }
 ]
 
-/** expectPasses checks every probe against filterAllows, and that other interfaces are untouched. */
+/** refusal is what the table does with a packet the filter forbids: a new flow (a TCP SYN, a datagram) is rejected, anything else dropped. */
+const refusal = (p: Omit<TracePacket, 'iif'>): Verdict => PROTOCOLS_WITH_PORTS.includes(p.proto) && !(p.proto === 6 && p.stray === true) ? 'reject' : 'drop'
+
+/**
+ * expectPasses checks every probe against filterAllows, and that other interfaces are
+ * untouched. The probes arrive a second apart, so no reject is over the rate limit.
+ */
 async function expectPasses (t: Test, fw: FirewallUnderTest, filter: FilterRule[], iif = IF): Promise<void> {
-  const got = await fw.trace([...PACKETS.map(p => ({ ...p, iif })), { src: '100.64.0.1', proto: 6, dport: 23, iif: 'eth0' }])
+  const got = await fw.trace([...PACKETS.map((p, i) => ({ ...p, iif, at: i * 1000 })), { src: '100.64.0.1', proto: 6, dport: 23, iif: 'eth0' }])
   const wrong: string[] = []
   PACKETS.forEach((p, i) => {
-    const want = filterAllows(filter, p) ? 'accept' : 'drop'
+    const want = filterAllows(filter, p) ? 'accept' : refusal(p)
     if (got[i] !== want) wrong.push(`${JSON.stringify(p)}: ${got[i]}, want ${want}`)
   })
   t.same(wrong, [], `all ${PACKETS.length} probes are judged as filterAllows judges them`)
@@ -137,11 +146,42 @@ export function firewallContract (t: Test, factory: FirewallFactory): void {
     await expectPasses(t, fw, FILTER)
     // the reference itself, so the probes above cannot all pass vacuously
     t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 22, iif: IF }), 'accept')
-    t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 23, iif: IF }), 'drop')
+    t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 23, iif: IF }), 'reject')
     t.equal(await traceOne(fw, { src: 'fd7a::100:7', proto: 17, dport: 8050, iif: IF }), 'accept')
     t.equal(await traceOne(fw, { src: '100.64.0.2', proto: 1, iif: IF }), 'accept')
     await fw.firewall.set([], ctx)
-    t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 22, iif: IF }), 'drop', 'an empty filter lets nothing in')
+    t.equal(await traceOne(fw, { src: '100.64.0.1', proto: 6, dport: 22, iif: IF }), 'reject', 'an empty filter lets nothing in')
+  })
+
+  t.test('a forbidden new flow is rejected, at most at the rate limit; anything else forbidden is dropped', async t => {
+    const fw = await factory(t)
+    await fw.firewall.up()
+    await fw.firewall.set(FILTER, ctx)
+    const cases: Array<[string, Omit<TracePacket, 'iif'>, Verdict]> = [
+      ['a TCP SYN to a forbidden port', { src: '100.64.0.1', proto: 6, dport: 23 }, 'reject'],
+      ['over IPv6 too', { src: 'fd7a::1', proto: 6, dport: 23 }, 'reject'],
+      ['a UDP datagram from a forbidden source', { src: '100.64.2.0', proto: 17, dport: 8000 }, 'reject'],
+      ['an SCTP packet to a forbidden port', { src: '100.64.1.1', proto: 132, dport: 8200 }, 'reject'],
+      ['a stray ACK to a forbidden port (a connection that was cut)', { src: '100.64.0.1', proto: 6, dport: 23, stray: true }, 'drop'],
+      ['a stray ACK to an allowed port', { src: '100.64.0.1', proto: 6, dport: 22, stray: true }, 'accept'],
+      ['a forbidden ping', { src: '100.64.0.1', proto: 1 }, 'drop'],
+      ['a forbidden portless protocol (GRE)', { src: '100.64.0.1', proto: 47 }, 'drop'],
+      ['a reply in a flow this node opened', { src: '100.64.0.1', proto: 6, dport: 23, stray: true, flow: 'node' }, 'accept']
+    ]
+    const got = await fw.trace(cases.map(([, p], i) => ({ ...p, iif: IF, at: i * 1000 })))
+    cases.forEach(([name, , want], i) => { t.equal(got[i], want, name) })
+
+    // A burst far over the limit, all at once, then as many again two seconds later.
+    const N = 1000
+    const syn = { src: '100.64.0.3', proto: 6, dport: 23, iif: IF }
+    const burst = await fw.trace([...Array.from({ length: N }, () => ({ ...syn, at: 0 })), ...Array.from({ length: N }, () => ({ ...syn, at: 2000 }))])
+    const rejects = (vs: Verdict[]): number => vs.filter(v => v === 'reject').length
+    const first = rejects(burst.slice(0, N))
+    const second = rejects(burst.slice(N))
+    t.comment(`of ${N} forbidden SYNs at once ${first} were rejected; of ${N} more two seconds later, ${second}`)
+    t.ok(first >= 50 && first <= 200, `a burst gets about the limit of rejects (${first}), not one per packet`)
+    t.ok(second >= 50 && second <= 200, `the limit refills with time (${second})`)
+    t.same([...new Set(burst)].sort(), ['drop', 'reject'], 'the rest are dropped')
   })
 
   t.test('set is idempotent and ignores rule order', async t => {

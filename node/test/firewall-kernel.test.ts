@@ -14,6 +14,9 @@ import { filterAllows, type FilterRule } from '@warren/protocol'
 import { createCommandRunner, type CommandRunner, type CommandSession } from '../src/runner/index.js'
 import { createNftablesFirewall } from '../src/firewall/nftables.js'
 import { createNftSession, NftRefusedError } from '../src/firewall/nft-session.js'
+import { REJECT_LIMIT } from '../src/firewall/flow-chains.js'
+import { renderTableScript, RULESET_MARKER } from '../src/firewall/nft-render.js'
+import { createRulesetCompiler } from '../src/firewall/ruleset-compiler.js'
 import { skipUnlessKernel } from './kernel-fixtures.js'
 
 await skipUnlessKernel('the real-kernel firewall tests')
@@ -29,13 +32,16 @@ import dgram from 'node:dgram'
 import { createInterface } from 'node:readline'
 const streams = new Map()
 const reply = (id, r) => process.stdout.write(JSON.stringify({ id, ...r }) + '\\n')
+// ICMP port unreachable: no one listens; administratively prohibited (EHOSTUNREACH over
+// IPv4, EACCES over IPv6): the node's filter rejected the flow
+const verdictOf = code => code === 'ECONNREFUSED' ? 'refused' : code === 'EHOSTUNREACH' || code === 'EACCES' ? 'prohibited' : 'error:' + code
 function tcpProbe ({ src, dst, port, ms }) {
   return new Promise(resolve => {
     const s = net.connect({ host: dst, port, localAddress: src })
     const done = r => { clearTimeout(timer); s.destroy(); resolve(r) }
     const timer = setTimeout(() => done('timeout'), ms)
     s.on('connect', () => done('open'))
-    s.on('error', e => done(e.code === 'ECONNREFUSED' ? 'refused' : 'error:' + e.code))
+    s.on('error', e => done(verdictOf(e.code)))
   })
 }
 function udpProbe ({ src, dst, port, ms, size }) {
@@ -45,7 +51,7 @@ function udpProbe ({ src, dst, port, ms, size }) {
     const timer = setTimeout(() => done('timeout'), ms)
     s.on('message', () => done('open'))
     // connected, so that an ICMP port unreachable surfaces as ECONNREFUSED
-    s.on('error', e => done(e.code === 'ECONNREFUSED' ? 'refused' : 'error:' + e.code))
+    s.on('error', e => done(verdictOf(e.code)))
     s.bind({ address: src }, () => s.connect(port, dst, () => s.send(Buffer.alloc(size ?? 5, 1))))
   })
 }
@@ -75,6 +81,14 @@ createInterface({ input: process.stdin }).on('line', async line => {
       reply(c.id, { ok: true })
     })
     streams.set(c.name, st)
+  } else if (c.op === 'flood') {
+    const u = dgram.createSocket(c.dst.includes(':') ? 'udp6' : 'udp4')
+    const started = Date.now()
+    let left = c.count
+    u.on('error', () => {})
+    u.bind({ address: c.src }, () => {
+      for (let i = 0; i < c.count; i++) u.send(Buffer.alloc(8, 1), c.port, c.dst, () => { if (--left === 0) { u.close(); reply(c.id, { ms: Date.now() - started }) } })
+    })
   } else if (c.op === 'stats') {
     const st = streams.get(c.name)
     reply(c.id, { echoed: st.echoed, last: st.last, now: Date.now() })
@@ -154,6 +168,23 @@ const peerMac = await mac(inPeer, `wa${tag}`)
 await sh(inPeer, ['ip', '-6', 'neigh', 'replace', NODE6, 'lladdr', nodeMac, 'dev', `wa${tag}`, 'nud', 'permanent'])
 await sh(inNode, ...PEERS6.map(a => ['ip', '-6', 'neigh', 'replace', a, 'lladdr', peerMac, 'dev', MESH, 'nud', 'permanent']))
 
+// The kernel's own limit on ICMP errors (per peer: a burst of 6, then one a second for IPv4)
+// would hide the table's: off here, so every reject the table sends arrives.
+await sh(inNode, ['sysctl', '-q', '-w', 'net.ipv4.icmp_ratelimit=0'], ['sysctl', '-q', '-w', 'net.ipv6.icmp.ratelimit=0'], ['sysctl', '-q', '-w', 'net.ipv4.icmp_msgs_burst=100000'], ['sysctl', '-q', '-w', 'net.ipv4.icmp_msgs_per_sec=100000'])
+// The peer counts the "administratively prohibited" errors it receives.
+await inPeer.run(['nft', '-f', '-'], {
+  input: `table inet probe {
+  counter prohibited {}
+  chain in {
+    type filter hook input priority 0; policy accept;
+    icmp type destination-unreachable icmp code admin-prohibited counter name "prohibited"
+    icmpv6 type destination-unreachable icmpv6 code admin-prohibited counter name "prohibited"
+  }
+}
+`
+})
+const prohibitedSeen = async (): Promise<number> => JSON.parse((await inPeer.run(['nft', '-j', 'list', 'counter', 'inet', 'probe', 'prohibited'])).stdout).nftables[1].counter.packets
+
 const node = startAgent(NS_NODE)
 const peer = startAgent(NS_PEER)
 await node.call({ op: 'listen', tcp: TCP_PORTS, udp: UDP_PORTS })
@@ -172,7 +203,10 @@ const listForeign = async (): Promise<string> => (await inNode.run(['nft', 'list
 const listOurs = async (): Promise<string> => (await inNode.run(['nft', 'list', 'table', 'inet', TABLE])).stdout
 const foreignBefore = await listForeign()
 
-const tcp = (src: string, port: number, ms = 400): Promise<string> => peer.call({ op: 'tcp', src, dst: src.includes(':') ? NODE6 : NODE4, port, ms }).then(r => r.result)
+// A forbidden SYN is answered at once over IPv4; over IPv6 the veth hands the answer back
+// while connect() still holds its socket, so TCP ignores it and learns from the answer to
+// the SYN's retransmission, 1 s later (over WireGuard the answer comes later: e2e-policy).
+const tcp = (src: string, port: number, ms = 1500): Promise<string> => peer.call({ op: 'tcp', src, dst: src.includes(':') ? NODE6 : NODE4, port, ms }).then(r => r.result)
 const udp = (src: string, port: number, ms = 400, size?: number): Promise<string> => peer.call({ op: 'udp', src, dst: src.includes(':') ? NODE6 : NODE4, port, ms, size }).then(r => r.result)
 const ping = async (src: string): Promise<string> => {
   const r = await inPeer.run(['ping', src.includes(':') ? '-6' : '-4', '-c', '1', '-W', '1', '-I', src, src.includes(':') ? NODE6 : NODE4], { allowFail: true })
@@ -189,16 +223,42 @@ t.test('allowed ports connect, denied ports do not, ICMP only where allowed, oth
   await fw.set([rule([PEERS4[0]!, PEERS6[0]!], [6], [[7001, 7001]]), rule([PEERS4[1]!], [1, 58])], ctx)
   const [a, b, c, d, e] = await Promise.all([tcp(PEERS4[0]!, 7001), tcp(PEERS4[0]!, 7002), tcp(PEERS4[1]!, 7001), tcp(PEERS6[0]!, 7001), tcp(PEERS6[1]!, 7001)])
   t.equal(a, 'open', 'allowed peer, allowed port')
-  t.equal(b, 'timeout', 'allowed peer, other port: dropped, not refused')
-  t.equal(c, 'timeout', 'other peer on the allowed port')
+  t.equal(b, 'prohibited', 'allowed peer, other port: rejected as prohibited (not refused as if no one listened)')
+  t.equal(c, 'prohibited', 'other peer on the allowed port')
   t.equal(d, 'open', 'IPv6 peer, allowed port')
-  t.equal(e, 'timeout', 'other IPv6 peer')
+  t.equal(e, 'prohibited', 'other IPv6 peer')
   t.equal(await ping(PEERS4[1]!), 'open', 'ping from the peer allowed ICMP')
   t.equal(await ping(PEERS4[0]!), 'timeout', 'no ping from the peer allowed only TCP')
   t.equal(await ping(PEERS6[0]!), 'timeout', 'no ICMPv6 unless allowed')
   const other = await peer.call({ op: 'tcp', src: '10.9.0.1', dst: '10.9.0.2', port: 7002, ms: 1000 })
   t.equal(other.result, 'open', 'the other interface is not judged')
   t.equal(await listForeign(), foreignBefore, 'the foreign table is byte-identical')
+})
+
+t.test('a forbidden new flow is rejected at once, within a rate limit; a forbidden ping is dropped', async t => {
+  await fw.set([rule([PEERS4[0]!], [6], [[7001, 7001]])], ctx)
+  const started = Date.now()
+  const [a, b, c] = await Promise.all([tcp(PEERS4[1]!, 7001), udp(PEERS4[1]!, UDP_PORTS[0]!), udp(PEERS6[1]!, UDP_PORTS[0]!)])
+  t.same([a, b, c], ['prohibited', 'prohibited', 'prohibited'], 'a forbidden SYN and forbidden datagrams (IPv4, IPv6) are answered as prohibited')
+  t.ok(Date.now() - started < 1000, `within 1 s (${Date.now() - started} ms)`)
+  const before = await prohibitedSeen()
+  t.equal(await ping(PEERS4[1]!), 'timeout', 'a forbidden ping gets no answer')
+  t.equal(await prohibitedSeen(), before, 'not even an error: ICMP is dropped')
+
+  // A flood far over the limit: the node answers about the limit, and drops the rest.
+  const count = 2000
+  const { ms } = await peer.call({ op: 'flood', src: PEERS4[1], dst: NODE4, port: UDP_PORTS[1], count })
+  let seen = await prohibitedSeen()
+  for (let last = -1; seen !== last;) { // until the answers stop coming
+    await new Promise(resolve => setTimeout(resolve, 200))
+    last = seen
+    seen = await prohibitedSeen()
+  }
+  const answered = seen - before
+  const most = REJECT_LIMIT.burst + REJECT_LIMIT.rate * (ms / 1000 + 0.5)
+  t.comment(`${count} forbidden datagrams in ${ms} ms: ${answered} rejects came back (limit ${REJECT_LIMIT.rate}/s, burst ${REJECT_LIMIT.burst})`)
+  t.ok(answered >= REJECT_LIMIT.rate / 2, `some are answered (${answered})`)
+  t.ok(answered <= most, `no more than the limit allows (${answered} <= ${Math.round(most)}): the rest are dropped`)
 })
 
 t.test('a refused update or rebuild leaves the kernel ruleset byte-identical and the previous rules in force', async t => {
@@ -257,7 +317,7 @@ t.test('a refused update or rebuild leaves the kernel ruleset byte-identical and
       if (via === 'session' && c.target === 'check' && !c.rebuild) t.equal(broken.sessionPid(), undefined, `${name}: nothing reached the applying session`)
       t.equal(await listOurs(), before, `${name}: our table is byte-identical`)
       const [joined, kept, range] = await Promise.all([tcp(PEERS4[2]!, 7003), tcp(PEERS4[0]!, 7001), tcp(PEERS4[0]!, 7002)])
-      t.equal(joined, 'timeout', `${name}: the new peer's rule is not in force`)
+      t.equal(joined, 'prohibited', `${name}: the new peer's rule is not in force`)
       t.equal(kept, 'open', `${name}: the previous rules are enforced`)
       t.equal(range, 'open', `${name}: the range source's too`)
       if (c.target === 'apply') {
@@ -316,7 +376,7 @@ t.test('element updates run in one long-lived nft that follows rebuilds, is repl
   t.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '), /^nft -i /)
   await fw.set(base, ctx)
   t.equal(fw.sessionPid(), pid, 'the next update uses the same nft')
-  t.equal(await tcp(PEERS4[1]!, 7002), 'timeout', 'and took effect')
+  t.equal(await tcp(PEERS4[1]!, 7002), 'prohibited', 'and took effect')
 
   // a rebuild by another nft run: the session's next update sees the new table
   await inNode.run(['nft', 'delete', 'element', 'inet', TABLE, 'allow4', `{ ${PEERS4[0]} . 6 . 7001 }`])
@@ -332,7 +392,7 @@ t.test('element updates run in one long-lived nft that follows rebuilds, is repl
   await fw.set(base, ctx)
   const second = fw.sessionPid()
   t.ok(second !== undefined && second !== pid, 'the next update starts a new nft')
-  t.equal(await tcp(PEERS4[2]!, 7003), 'timeout', 'and takes effect')
+  t.equal(await tcp(PEERS4[2]!, 7003), 'prohibited', 'and takes effect')
 
   const table = await listOurs()
   await fw.release()
@@ -340,7 +400,7 @@ t.test('element updates run in one long-lived nft that follows rebuilds, is repl
   await waitFor(() => !procAlive(second!), 'release ends nft')
   t.equal(await listOurs(), table, 'and leaves the table as it was')
   t.equal(await tcp(PEERS4[0]!, 7001), 'open', 'enforced')
-  t.equal(await tcp(PEERS4[1]!, 7002), 'timeout')
+  t.equal(await tcp(PEERS4[1]!, 7002), 'prohibited')
 })
 
 t.test('a process with an nft session exits by itself, and nft ends with it; so does one that stops in order on SIGTERM', async t => {
@@ -421,7 +481,9 @@ t.test('revocation cuts an established flow; flows the node opened keep working'
     cut = await stats(peer, 'in')
   }
   t.comment(`the last echo arrived ${cut.last - revokedAt} ms after revocation`)
+  const seen = await prohibitedSeen()
   t.notOk(await grows(peer, 'in', 1000), 'the revoked flow carries no more data')
+  t.equal(await prohibitedSeen(), seen, 'and its segments, which open no connection, are dropped, not rejected')
   t.ok(await grows(node, 'out'), 'the node-opened flow still carries data (its replies are not judged)')
 
   await fw.set([rule([PEERS4[0]!], [6], [[7001, 7001]])], ctx)
@@ -454,12 +516,30 @@ t.test('a sample of random filters and packets: the kernel agrees with filterAll
       if (proto === 1) probes.push({ src, proto: src.includes(':') ? 58 : 1 })
       else probes.push({ src, proto, dport: pick(proto === 6 ? TCP_PORTS : UDP_PORTS) })
     }
-    const got = await Promise.all(probes.map(p => p.proto === 6 ? tcp(p.src, p.dport!, 600) : p.proto === 17 ? udp(p.src, p.dport!, 600) : ping(p.src)))
+    const got = await Promise.all(probes.map(p => p.proto === 6 ? tcp(p.src, p.dport!) : p.proto === 17 ? udp(p.src, p.dport!, 600) : ping(p.src)))
     probes.forEach((p, i) => {
-      const want = filterAllows(filter, p) ? 'open' : 'timeout'
+      // a forbidden new flow is rejected, a forbidden ping dropped
+      const want = filterAllows(filter, p) ? 'open' : p.proto === 6 || p.proto === 17 ? 'prohibited' : 'timeout'
       t.equal(got[i], want, `${JSON.stringify(p)}: ${want} with ${JSON.stringify(filter)}`)
     })
   }
+})
+
+t.test('a table an older daemon left, which drops forbidden flows, is rebuilt by the new one, which rejects them', async t => {
+  const filter = [rule([PEERS4[0]!], [6], [[7001, 7001]])]
+  const current = renderTableScript(createRulesetCompiler().compileFilter(filter), { table: TABLE, interfaceName: MESH })
+  // the layout before rejects: no refuse chain, forbidden flows dropped, the marker of then
+  const old = current.replace(/\n {2}chain refuse \{[^}]*\}/, '').replace(/ {4}tcp flags [^\n]* goto refuse\n/g, '')
+    .replace(/goto refuse/g, 'drop').replace(RULESET_MARKER, 'warren ruleset v3')
+  t.not(old, current, 'the old layout differs from the current one')
+  await inNode.run(['nft', '-f', '-'], { input: old })
+  t.equal(await tcp(PEERS4[1]!, 7001), 'timeout', 'the old table drops a forbidden SYN')
+  const upgraded = createNftablesFirewall({ runner: inNode, table: TABLE })
+  await upgraded.set(filter, ctx)
+  t.equal(upgraded.lastApply()?.kind, 'rebuild', 'the new daemon does not adopt the old layout: it rebuilds the table')
+  t.equal(await tcp(PEERS4[1]!, 7001), 'prohibited', 'which rejects it')
+  t.equal(await tcp(PEERS4[0]!, 7001), 'open', 'and lets the allowed peer in')
+  await upgraded.release()
 })
 
 t.test('a restarted daemon reads the kernel table back and sends only a diff', async t => {
@@ -471,13 +551,13 @@ t.test('a restarted daemon reads the kernel table back and sends only a diff', a
   await restarted.up()
   await restarted.set(filter, ctx)
   t.same(nftRuns, [], 'the same filter after a restart sends nothing: the read-back matched every element')
-  t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'timeout')
+  t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'prohibited')
   await restarted.set([...filter, rule([PEERS4[2]!], [17], [[UDP_PORTS[0]!, UDP_PORTS[0]!]])], ctx)
   t.equal(restarted.lastApply()?.kind, 'elements')
   t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'open', 'the diff took effect')
   t.equal(await restarted.sync(), 'unchanged', 'sync finds the kernel as applied')
   await inNode.run(['nft', 'delete', 'element', 'inet', TABLE, 'allow4', `{ ${PEERS4[2]} . 17 . ${UDP_PORTS[0]} }`])
-  t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'timeout')
+  t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'prohibited')
   t.equal(await restarted.sync(), 'rebuilt', 'an element removed behind our back is restored')
   t.equal(await udp(PEERS4[2]!, UDP_PORTS[0]!), 'open')
   await fw.set([], ctx)
@@ -497,8 +577,8 @@ t.test('flows the node opens get their replies, and open nothing to the peer', a
     t.equal(pinged.exitCode, 0, `ping ${dst}: the echo reply comes back`)
   }
   t.equal(await ping(peer4), 'timeout', 'the peer still may not ping the node')
-  t.equal(await tcp(peer4, 7001), 'timeout', 'nor connect to it')
-  t.equal(await udp(peer4, UDP_PORTS[1]!), 'timeout', 'nor send it datagrams')
+  t.equal(await tcp(peer4, 7001), 'prohibited', 'nor connect to it')
+  t.equal(await udp(peer4, UDP_PORTS[1]!), 'prohibited', 'nor send it datagrams')
   const flows = (await inNode.run(['nft', 'list', 'set', 'inet', TABLE, 'tcp4'])).stdout
   const tuple = new RegExp(`${peer4.replace(/\./g, '\\.')} \\. 9000 \\. \\d+ timeout 2m`)
   t.match(flows, tuple, 'the connection is recorded as the node\'s (peer . peer port . local port), and once closed it expires in 2 minutes')
@@ -510,7 +590,10 @@ t.test('a datagram larger than the path arrives in fragments, judged by its firs
   await fw.set([rule([PEERS4[0]!, PEERS6[0]!], [17], [[UDP_PORTS[0]!, UDP_PORTS[0]!]])], ctx)
   for (const src of [PEERS4[0]!, PEERS6[0]!]) {
     t.equal(await udp(src, UDP_PORTS[0]!, 1000, 4000), 'open', `4,000 bytes from ${src} to an allowed port`)
-    t.equal(await udp(src, UDP_PORTS[1]!, 600, 4000), 'timeout', `4,000 bytes from ${src} to a denied port`)
+    // The IPv6 reject checks the transport checksum first, which a lone first fragment
+    // cannot pass, so the kernel sends nothing for it: over IPv6 it is dropped.
+    const denied = src.includes(':') ? 'timeout' : 'prohibited'
+    t.equal(await udp(src, UDP_PORTS[1]!, 600, 4000), denied, `4,000 bytes from ${src} to a denied port: its first fragment is ${denied === 'timeout' ? 'dropped' : 'rejected'}`)
   }
 })
 

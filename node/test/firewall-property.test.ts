@@ -53,7 +53,9 @@ function edgePackets (f: FilterRule[]): Array<{ src: string, proto: number, dpor
 }
 
 const IF = 'warren0'
-const verdictOf = (f: FilterRule[], p: { src: string, proto: number, dport?: number }): string => filterAllows(f, p) ? 'accept' : 'drop'
+/** verdictOf is what the table must do: let in what the filter allows, reject a new flow it forbids (a TCP SYN, a datagram), drop the rest. */
+const verdictOf = (f: FilterRule[], p: { src: string, proto: number, dport?: number, stray?: boolean }): string =>
+  filterAllows(f, p) ? 'accept' : protocolHasPorts(p.proto) && !(p.proto === 6 && p.stray === true) ? 'reject' : 'drop'
 
 t.test('the generated ruleset accepts exactly what the filter allows', async t => {
   await fc.assert(fc.asyncProperty(filter, fc.array(packet, { minLength: 1, maxLength: 30 }), async (f, packets) => {
@@ -74,6 +76,7 @@ t.test('the generated ruleset accepts exactly what the filter allows', async t =
       const traced: TracePacket = { ...p, iif: IF }
       const want = verdictOf(f, p)
       if (fw.trace(traced) !== want) return false
+      if (p.proto === 6 && fw.trace({ ...traced, stray: true }) !== verdictOf(f, { ...p, stray: true })) return false
       // replies in flows this node opened pass whatever the policy says (pings: their echo replies)
       if (fw.trace({ ...traced, flow: 'node', icmpType: p.proto === 1 ? 0 : p.proto === 58 ? 129 : undefined }) !== 'accept') return false
       if (fw.trace({ ...traced, iif: 'eth0' }) !== 'untouched') return false

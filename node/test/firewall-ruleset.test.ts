@@ -177,6 +177,7 @@ t.test('the full table text', async t => {
     ip saddr . meta l4proto @allow4p accept
     ip saddr . meta l4proto . th dport @allow4i accept
     ip saddr . meta l4proto @allow4pi accept
+    tcp flags & (fin | syn | rst | ack) == syn goto refuse
     drop
   }
   chain tcpreply4 {
@@ -190,7 +191,7 @@ t.test('the full table text', async t => {
     ip saddr . meta l4proto @allow4p goto dgok4
     ip saddr . meta l4proto . th dport @allow4i goto dgok4
     ip saddr . meta l4proto @allow4pi goto dgok4
-    drop
+    goto refuse
   }
   chain dgok4 {
     update @dgpeer4 { ip saddr . meta l4proto . th sport . th dport timeout 3m }
@@ -234,6 +235,7 @@ t.test('the full table text', async t => {
     ip6 saddr . meta l4proto @allow6p accept
     ip6 saddr . meta l4proto . th dport @allow6i accept
     ip6 saddr . meta l4proto @allow6pi accept
+    tcp flags & (fin | syn | rst | ack) == syn goto refuse
     drop
   }
   chain tcpreply6 {
@@ -247,7 +249,7 @@ t.test('the full table text', async t => {
     ip6 saddr . meta l4proto @allow6p goto dgok6
     ip6 saddr . meta l4proto . th dport @allow6i goto dgok6
     ip6 saddr . meta l4proto @allow6pi goto dgok6
-    drop
+    goto refuse
   }
   chain dgok6 {
     update @dgpeer6 { ip6 saddr . meta l4proto . th sport . th dport timeout 3m }
@@ -278,13 +280,17 @@ t.test('the full table text', async t => {
   chain icmpout6 {
     icmpv6 type echo-request update @echo6 { ip6 daddr . icmpv6 id timeout 30s }
   }
+  chain refuse {
+    limit rate 50/second burst 100 packets reject with icmpx admin-prohibited
+    drop
+  }
   chain input {
     type filter hook input priority filter - 10; policy accept;
-    iifname "warren0" jump mesh comment "warren ruleset v3"
+    iifname "warren0" jump mesh comment "warren ruleset v4"
   }
   chain forward {
     type filter hook forward priority filter - 10; policy accept;
-    iifname "warren0" jump mesh comment "warren ruleset v3"
+    iifname "warren0" jump mesh comment "warren ruleset v4"
     oifname "warren0" jump meshout
   }
   chain output {
@@ -300,10 +306,12 @@ t.test('tracer: only mesh traffic is judged, replies of flows the node opened pa
   await fw.set([tcp(['100.64.0.2'], 22), { srcs: ['100.64.0.3'], protos: [1], ports: [] }], IF)
   const p = { src: '100.64.0.2', proto: 6, dport: 22, iif: 'warren0' }
   t.equal(fw.trace(p), 'accept')
-  t.equal(fw.trace({ ...p, dport: 23 }), 'drop')
+  t.equal(fw.trace({ ...p, dport: 23 }), 'reject', 'a SYN to a forbidden port is rejected')
+  t.equal(fw.trace({ ...p, dport: 23, stray: true }), 'drop', 'a segment of no allowed connection is dropped')
+  t.equal(fw.trace({ ...p, proto: 17, dport: 22 }), 'reject', 'so is a forbidden datagram')
   t.equal(fw.trace({ ...p, iif: 'eth0', dport: 23 }), 'untouched')
   t.equal(fw.trace({ ...p, dport: 23, flow: 'node' }), 'accept', 'reply of a flow this node opened')
-  t.equal(fw.trace({ ...p, dport: 23, flow: 'peer' }), 'drop', 'a flow the peer opened is judged by the policy')
+  t.equal(fw.trace({ ...p, dport: 23, flow: 'peer', stray: true }), 'drop', 'a flow the peer opened is judged by the policy')
   t.equal(fw.trace({ src: '100.64.0.2', proto: 1, iif: 'warren0', flow: 'node', icmpType: 0 }), 'accept', 'echo reply to a ping this node sent')
   t.equal(fw.trace({ src: '100.64.0.2', proto: 1, iif: 'warren0', flow: 'node', icmpType: 8 }), 'drop', 'an echo request is never a reply')
   t.equal(fw.trace({ src: '100.64.0.2', proto: 1, iif: 'warren0', icmpType: 3 }), 'accept', 'ICMP errors pass (path MTU, unreachable)')

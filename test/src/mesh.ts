@@ -156,11 +156,23 @@ export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise
 
 /**
  * canConnect says whether a TCP connection from `from` to ip:port opens within
- * `timeoutMs` (a dropped SYN never answers, so the timeout is the verdict).
+ * `timeoutMs` (a SYN the receiving node rejects fails at once; one that goes unanswered,
+ * as when its node is not a peer, waits out the timeout).
  */
 export async function canConnect (from: Host, ip: string, port: number, timeoutMs = 500): Promise<boolean> {
   const r = await from.exec(['timeout', String(timeoutMs / 1000), 'nc', '-z', '-n', ip, String(port)], { allowFail: true })
   return r.exitCode === 0
+}
+
+/** Dial is how a TCP connect ended: `open`, the error code (EHOSTUNREACH, ECONNREFUSED, ...) or `timeout`, and after how long. */
+export interface Dial { result: string, ms: number }
+
+/** dial connects once from `from` to ip:port with the flow tool and says how it ended. */
+export async function dial (from: Host, ip: string, port: number, timeoutMs = 10_000): Promise<Dial> {
+  const r = await from.exec([...FLOW_ARGV, 'dial', ip, String(port), String(timeoutMs)])
+  const m = /^dial (\S+) (\d+)$/m.exec(r.stdout)
+  if (m === null) throw new Error(`flow dial printed no verdict: ${JSON.stringify(r.stdout)}`)
+  return { result: m[1]!, ms: Number(m[2]) }
 }
 
 /** canPing says whether one ICMP echo from `from` to ip is answered within `timeoutMs`. */
@@ -183,8 +195,10 @@ export function flowSamples (output: string): FlowSample[] {
  * runFlowTool is the traffic tool run inside namespaces (`node mesh.js flow ...`):
  * - `serve PORT[,PORT...]` accepts TCP on every address, echoes what it receives, and
  *   prints `listening` once bound;
- * - `send IP PORT` connects, sends 1 KiB every 10 ms and prints `connected`.
- * Both print `rx PORT BYTES EPOCHMS` at most every 20 ms while bytes arrive, so a test
+ * - `send IP PORT` connects, sends 1 KiB every 10 ms and prints `connected`;
+ * - `dial IP PORT MS` connects once and prints `dial RESULT ELAPSEDMS`, RESULT being `open`,
+ *   the error code or `timeout` (after MS), then exits.
+ * `serve` and `send` print `rx PORT BYTES EPOCHMS` at most every 20 ms while bytes arrive, so a test
  * can see when a stream stops carrying data.
  */
 export async function runFlowTool (args: string[]): Promise<void> {
@@ -217,8 +231,19 @@ export async function runFlowTool (args: string[]): Promise<void> {
       const timer = setInterval(() => { if (sock.writableLength < 1 << 20) sock.write(chunk) }, 10)
       sock.on('close', () => { clearInterval(timer) })
     })
+  } else if (mode === 'dial' && a !== undefined && b !== undefined) {
+    const started = Date.now()
+    const sock = connect({ host: a, port: Number(b) })
+    const done = (result: string): void => {
+      clearTimeout(timer)
+      sock.destroy()
+      process.stdout.write(`dial ${result} ${Date.now() - started}\n`)
+    }
+    const timer = setTimeout(() => { done('timeout') }, Number(args[3] ?? 10_000))
+    sock.on('connect', () => { done('open') })
+    sock.on('error', (err: NodeJS.ErrnoException) => { done(err.code ?? 'error') })
   } else {
-    process.stderr.write('usage: flow serve PORT[,PORT...] | flow send IP PORT\n')
+    process.stderr.write('usage: flow serve PORT[,PORT...] | flow send IP PORT | flow dial IP PORT MS\n')
     process.exitCode = 2
   }
 }

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createAdminClient, createPolicyAdmin } from '@warren/sdk'
 import { netnsSkipReason, waitFor, type ProcessHandle } from '../src/index.js'
-import { createMesh, canConnect, canPing, flowSamples, FLOW_ARGV, type MeshNode } from '../src/mesh.js'
+import { createMesh, canConnect, canPing, dial, flowSamples, FLOW_ARGV, type MeshNode } from '../src/mesh.js'
 
 /**
  * The access policy end to end, with real processes in network namespaces: a controller
@@ -56,8 +56,9 @@ t.test('the access policy is enforced on real nodes', { skip, timeout: 580_000 }
   const adminClient = createAdminClient({ stateDir: mesh.controllerStateDir })
   t.teardown(() => { adminClient.close() })
   const policyAdmin = createPolicyAdmin(adminClient)
-  // A dropped SYN never answers, so a denied port costs the probe's whole timeout: short
-  // where the answer should be "denied", long where it should connect (a loaded machine only waits longer).
+  // The receiving node rejects a denied SYN at once, but a node that is no peer never
+  // answers: probes are short where the answer should be "denied", long where it should
+  // connect (a loaded machine only waits longer).
   const reach = async (from: MeshNode, to: MeshNode, port: number, timeoutMs = 500): Promise<boolean> => await canConnect(from.host, to.ipv4, port, timeoutMs)
   const connects = async (from: MeshNode, to: MeshNode, port: number): Promise<boolean> => await reach(from, to, port, 10_000)
 
@@ -73,6 +74,22 @@ t.test('the access policy is enforced on real nodes', { skip, timeout: 580_000 }
     t.notOk(await reach(web, laptop, 80), 'web -> laptop:80 is denied: access is one way')
     t.notOk(await canConnect(laptop.host, web.ipv6.replace(/\/.*$/, ''), 22), 'over IPv6 too: laptop -> web:22 is denied')
     t.ok(await canConnect(laptop.host, web.ipv6.replace(/\/.*$/, ''), 80, 10_000), 'laptop -> web:80 over IPv6 is allowed')
+  })
+
+  await t.test('a denied dial fails at once as prohibited; an allowed port without a listener is refused', async t => {
+    const denied = await dial(laptop.host, web.ipv4, 22)
+    t.equal(denied.result, 'EHOSTUNREACH', 'laptop -> web:22: the connect fails with EHOSTUNREACH (ICMP administratively prohibited)')
+    t.ok(denied.ms < 1000, `within 1 s (${denied.ms} ms), not after a TCP timeout`)
+    const denied6 = await dial(laptop.host, web.ipv6.replace(/\/.*$/, ''), 22)
+    t.equal(denied6.result, 'EACCES', 'over IPv6 with EACCES (ICMPv6 administratively prohibited)')
+    t.ok(denied6.ms < 1000, `within 1 s (${denied6.ms} ms)`)
+    t.equal((await dial(laptop.host, web.ipv4, 80)).result, 'open', 'laptop -> web:80 (allowed) connects')
+    // a port the policy allows where nothing listens: the node's own stack refuses it
+    await policyAdmin.set(policy(['{ "action": "accept", "src": ["group:eng"], "dst": ["tag:web:9"], "proto": "tcp" }']), 'allow web:9')
+    const refused = await waitFor(async () => { const d = await dial(laptop.host, web.ipv4, 9, 2000); return d.result === 'ECONNREFUSED' ? d : undefined }, { timeoutMs: 120_000, message: 'laptop -> web:9 to be allowed' })
+    t.ok(refused.ms < 1000, `laptop -> web:9 (allowed, no listener) fails with ECONNREFUSED, within 1 s (${refused.ms} ms)`)
+    await policyAdmin.set(policy(), 'close web:9 again')
+    await waitFor(async () => (await dial(laptop.host, web.ipv4, 9, 2000)).result === 'EHOSTUNREACH', { timeoutMs: 120_000, message: 'laptop -> web:9 to be denied again' })
   })
 
   await t.test('ping follows the policy', async t => {
@@ -94,7 +111,7 @@ t.test('the access policy is enforced on real nodes', { skip, timeout: 580_000 }
   await t.test('a policy edit is enforced on all nodes', async t => {
     const opened = policy(['{ "action": "accept", "src": ["group:eng"], "dst": ["tag:web:8080", "tag:db:8080"] }'])
     // The time a verdict took: for "allowed", until a connection opened; for "denied",
-    // until the start of the first probe whose SYN was dropped (it then waits out its timeout).
+    // until the start of the first probe that failed.
     const verdictMs = async (from: MeshNode, to: MeshNode, want: boolean, since: number): Promise<number> => {
       const deadline = since + 120_000
       while (Date.now() < deadline) {

@@ -9,8 +9,9 @@ import { diffSets, emptySets, SET_NAMES, type SetName } from './set-elements.js'
 import { checkRulesetOptions, renderElementScript, renderTableScript, RULESET_MARKER } from './nft-render.js'
 import { changedEgress, parseSharedPortComment, renderEgressScript, sameSharedLayout, SHARED_PORT_MARKER } from './shared-port-rules.js'
 import type { ApplyReport } from './nftables.js'
+import { REJECT_LIMIT } from './flow-chains.js'
 import { createRulesetCompiler } from './ruleset-compiler.js'
-import { dumpRuleset, parseElement, traceRuleset, type RulesetState, type TracePacket, type Verdict } from './tracer.js'
+import { dumpRuleset, parseElement, traceBurst, traceRuleset, type RulesetState, type TracePacket, type Verdict } from './tracer.js'
 import type { CommandResult, CommandRunner, Firewall, FirewallContext, SharedPortRules } from './types.js'
 
 // ---------- FakeFirewall ----------
@@ -19,6 +20,8 @@ export interface FakeFirewall extends Firewall {
   /** dump is the applied ruleset as sorted text ('' when none) */
   dump: () => string
   trace: (p: TracePacket) => Verdict
+  /** traceBurst judges packets in order, their rejects sharing one rate limit (see traceBurst) */
+  traceBurst: (packets: TracePacket[]) => Verdict[]
   /** sharedPort is the shared-port rules applied, undefined when none */
   sharedPort: () => SharedPortRules | undefined
   /** changes counts element adds/deletes and rebuilds, to show that a repeated set does nothing */
@@ -52,7 +55,7 @@ export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall
       const shared = ctx.sharedPort !== undefined ? { sharedPort: ctx.sharedPort } : {}
       const o = { table, interfaceName: ctx.interfaceName, ...shared }
       checkRulesetOptions(o)
-      const next: RulesetState = { interfaceName: ctx.interfaceName, sets: compiler.compileFilter(filter), ...shared }
+      const next: RulesetState = { interfaceName: ctx.interfaceName, sets: compiler.compileFilter(filter), ...shared, rejectLimit: REJECT_LIMIT }
       const egress = (r: RulesetState): Record<string, string> => r.sharedPort?.egress ?? {}
       if (state === undefined || state.interfaceName !== next.interfaceName || !sameSharedLayout(state.sharedPort, next.sharedPort)) {
         commit('the rebuild')
@@ -74,6 +77,7 @@ export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall
     },
     dump: () => dumpRuleset(state),
     trace: p => traceRuleset(state, p),
+    traceBurst: packets => traceBurst(state, packets),
     sharedPort: () => state?.sharedPort,
     changes: () => changes,
     lastApply: () => report,
@@ -92,6 +96,7 @@ export interface FakeNft extends CommandRunner {
   /** tables holds each inet table by name; other tables are opaque strings the fake keeps */
   tables: Map<string, RulesetState>
   trace: (table: string, p: TracePacket) => Verdict
+  traceBurst: (table: string, packets: TracePacket[]) => Verdict[]
   dump: (table: string) => string
   /** failNext makes the next matching call exit 1 with this message, to test failures */
   failNext: (match: (call: FakeNftCall) => boolean, stderr: string) => void
@@ -138,6 +143,8 @@ export function createFakeNft (): FakeNft {
           if (comment !== null) shared = parseSharedPortComment(comment[1]!)
           const iif = /^iifname "([^"]+)" jump mesh comment "(.*)"$/.exec(l)
           if (iif !== null && iif[2] === RULESET_MARKER) state.interfaceName = iif[1]!
+          const limit = /^limit rate (\d+)\/second burst (\d+) packets reject with icmpx admin-prohibited$/.exec(l)
+          if (limit !== null) state.rejectLimit = { rate: Number(limit[1]), burst: Number(limit[2]) }
           if (l === '}') inElements = false
           if (inElements && set !== undefined) state.sets[set].push(elementText(set, l.replace(/,$/, '')))
           if (l === 'elements = {') inElements = true
@@ -202,6 +209,8 @@ export function createFakeNft (): FakeNft {
       items.push({ set: { family: 'inet', table: name, name: set, ...(elem.length > 0 ? { elem } : {}) } })
     }
     items.push({ rule: { family: 'inet', table: name, chain: 'input', comment: RULESET_MARKER, expr: [{ match: { op: '==', left: { meta: { key: 'iifname' } }, right: state.interfaceName } }, { jump: { target: 'mesh' } }] } })
+    const rl = state.rejectLimit
+    if (rl !== undefined) items.push({ rule: { family: 'inet', table: name, chain: 'refuse', expr: [{ limit: { rate: rl.rate, burst: rl.burst, per: 'second' } }, { reject: { type: 'icmpx', expr: 3 } }] } })
     const sp = state.sharedPort
     if (sp !== undefined) {
       items.push({ map: { family: 'inet', table: name, name: 'egress4', type: 'ifname', map: 'ipv4_addr', elem: Object.entries(sp.egress) } })
@@ -254,6 +263,7 @@ export function createFakeNft (): FakeNft {
       return result
     },
     trace: (table, p) => traceRuleset(tables.get(table), p),
+    traceBurst: (table, packets) => traceBurst(tables.get(table), packets),
     dump: table => dumpRuleset(tables.get(table)),
     failNext: (match, stderr) => { failures.push({ match, stderr }) }
   }

@@ -14,8 +14,18 @@ export const FLOW_SET_SIZE = 65536
  */
 export const FLOW_TIMEOUTS = { tcpOpening: '2m', tcpOpen: '5d', tcpClosing: '2m', datagram: '3m', echo: '30s' } as const
 
+/** RejectLimit is the token bucket that caps the rejects a table sends: `rate` a second, up to `burst` at once. */
+export interface RejectLimit { rate: number, burst: number }
+
+/**
+ * REJECT_LIMIT caps the ICMP rejects the node sends, all peers and both families together
+ * (one limit rule); over it, forbidden packets are dropped, so the node never answers a
+ * flood with a flood of its own. An application dials far less often than this.
+ */
+export const REJECT_LIMIT: RejectLimit = { rate: 50, burst: 100 }
+
 /** DATAGRAM_PROTOCOLS are the port protocols tracked as datagram flows (all but TCP). */
-const DATAGRAM_PROTOCOLS = PROTOCOLS_WITH_PORTS.filter(p => p !== IpProto.TCP)
+export const DATAGRAM_PROTOCOLS: readonly number[] = PROTOCOLS_WITH_PORTS.filter(p => p !== IpProto.TCP)
 
 /**
  * flowChains renders one family's chains. Inbound packets from the mesh go through `in4` (or
@@ -42,6 +52,12 @@ const DATAGRAM_PROTOCOLS = PROTOCOLS_WITH_PORTS.filter(p => p !== IpProto.TCP)
  * - Fragments after the first pass: they carry no ports, and without the first fragment,
  *   which is judged, the stack reassembles nothing.
  * A full flow set (FLOW_SET_SIZE) records no new flows until entries expire.
+ *
+ * A new flow the policy forbids is rejected, not dropped (the `refuse` chain, see
+ * refuseChain): a bare TCP SYN and a datagram get an ICMP "administratively prohibited", so
+ * the dialer fails at once instead of waiting out its timeout. Everything else the policy
+ * forbids (a TCP segment of a connection that was cut, ICMP, other protocols) is dropped:
+ * an error for those would teach the sender nothing.
  */
 export function flowChains (fam: '4' | '6'): string[] {
   const ip = fam === '4' ? 'ip' : 'ip6'
@@ -75,6 +91,7 @@ export function flowChains (fam: '4' | '6'): string[] {
     `  chain tcpin${fam} {`,
     `    tcp flags & (syn | ack) != syn ${tcpIn} @tcp${fam} goto tcpreply${fam}`,
     ...policy('accept'),
+    '    tcp flags & (fin | syn | rst | ack) == syn goto refuse',
     '    drop',
     '  }',
     `  chain tcpreply${fam} {`,
@@ -85,7 +102,7 @@ export function flowChains (fam: '4' | '6'): string[] {
     `  chain dgin${fam} {`,
     `    ${dgIn} @dg${fam} update @dg${fam} { ${dgIn} timeout ${t.datagram} } accept`,
     ...policy(`goto dgok${fam}`),
-    '    drop',
+    '    goto refuse',
     '  }',
     `  chain dgok${fam} {`,
     `    update @dgpeer${fam} { ${dgIn} timeout ${t.datagram} }`,
@@ -117,6 +134,23 @@ export function flowChains (fam: '4' | '6'): string[] {
     '  }',
     `  chain icmpout${fam} {`,
     `    ${icmp} type echo-request update @echo${fam} { ${ip} daddr . ${icmp} id timeout ${t.echo} }`,
+    '  }'
+  ]
+}
+
+/**
+ * refuseChain renders the chain that answers forbidden new flows (see flowChains):
+ * `icmpx admin-prohibited` is ICMP type 3 code 13 for IPv4, which a TCP connect or a
+ * connected UDP socket reports as EHOSTUNREACH, and ICMPv6 type 1 code 1 for IPv6, reported
+ * as EACCES. It is one rule for both families, so REJECT_LIMIT holds for all of them
+ * together. `reject` is valid here because the chain is reached only from the input and
+ * forward hooks.
+ */
+export function refuseChain (limit: RejectLimit = REJECT_LIMIT): string[] {
+  return [
+    '  chain refuse {',
+    `    limit rate ${limit.rate}/second burst ${limit.burst} packets reject with icmpx admin-prohibited`,
+    '    drop',
     '  }'
   ]
 }

@@ -7,9 +7,26 @@ import { RULESET_MARKER } from './nft-render.js'
 import { emptySets, SET_NAMES, setIsV6, type SetElements, type SetName } from './set-elements.js'
 import { parseSharedPortComment } from './shared-port-rules.js'
 import type { SharedPortRules } from './types.js'
+import type { RejectLimit } from './flow-chains.js'
 
-/** KernelTable is what a read-back of our table says: the judged interface, the elements, the shared-port rules. */
-export interface KernelTable { interfaceName?: string, marked: boolean, sets: SetElements, sharedPort?: SharedPortRules }
+/**
+ * KernelTable is what a read-back of our table says: the judged interface, the elements,
+ * the shared-port rules, and the limit of the rule that rejects forbidden new flows.
+ */
+export interface KernelTable { interfaceName?: string, marked: boolean, sets: SetElements, sharedPort?: SharedPortRules, rejectLimit?: RejectLimit }
+
+/** ICMPX_ADMIN_PROHIBITED is how `nft -j -n` writes `reject with icmpx admin-prohibited`. */
+const ICMPX_ADMIN_PROHIBITED = 3
+
+/** rejectLimitOf reads `limit rate R/second burst B packets reject with icmpx admin-prohibited`, undefined for any other rule. */
+function rejectLimitOf (expr: unknown): RejectLimit | undefined {
+  if (!Array.isArray(expr) || expr.length !== 2) return undefined
+  const [limit, reject] = expr as Array<Record<string, any>>
+  const l = limit?.limit
+  if (l?.per !== 'second' || l.unit !== undefined || typeof l.rate !== 'number' || typeof l.burst !== 'number') return undefined
+  if (reject?.reject?.type !== 'icmpx' || reject.reject.expr !== ICMPX_ADMIN_PROHIBITED) return undefined
+  return { rate: l.rate, burst: l.burst }
+}
 
 type JsonValue = string | number | { prefix?: { addr: string, len: number }, range?: [JsonValue, JsonValue] }
 
@@ -68,6 +85,7 @@ export function parseKernelTable (json: string): KernelTable {
       }
       out.sets[name] = texts
     }
+    if (item.rule !== undefined && item.rule.chain === 'refuse') out.rejectLimit = rejectLimitOf(item.rule.expr) ?? out.rejectLimit
     if (item.rule !== undefined && item.rule.chain === 'input') {
       if (item.rule.comment === RULESET_MARKER) out.marked = true
       for (const e of item.rule.expr ?? []) {

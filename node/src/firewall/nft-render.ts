@@ -3,13 +3,13 @@
  * chains) for an atomic rebuild, an element diff for an update, or the table's removal.
  */
 import { WarrenError } from '@warren/protocol'
-import { flowChains, flowSets } from './flow-chains.js'
+import { flowChains, flowSets, refuseChain } from './flow-chains.js'
 import { checkSharedPortRules, renderSharedPort } from './shared-port-rules.js'
 import type { SharedPortRules } from './types.js'
 import { SET_NAMES, setHasPorts, setIsInterval, setIsV6, type SetDiff, type SetElements, type SetName } from './set-elements.js'
 
 /** RULESET_MARKER tags the rule that hooks the mesh interface, so a read-back can recognise our layout. */
-export const RULESET_MARKER = 'warren ruleset v3'
+export const RULESET_MARKER = 'warren ruleset v4'
 
 /** RulesetOptions says where the ruleset lives and which interface it judges. */
 export interface RulesetOptions {
@@ -39,7 +39,8 @@ export function checkRulesetOptions (o: RulesetOptions): void {
 /**
  * renderTableBody renders `table inet <name> { ... }` with its sets, elements and chains.
  * Only packets that arrive on, or leave by, the mesh interface enter Warren's chains; those
- * that arrive are judged (default drop), those that leave only record flow state. The base
+ * that arrive are judged (default drop; a forbidden new flow is rejected, rate-limited:
+ * refuseChain), those that leave only record flow state. The base
  * chains run at priority filter - 10, before the host's usual filter rules; their `accept`
  * only ends Warren's verdict, so the host's own rules still judge the packet after.
  */
@@ -60,7 +61,7 @@ export function renderTableBody (sets: SetElements, o: RulesetOptions): string {
     '  chain meshout {',
     '    meta nfproto vmap { ipv4 : goto out4, ipv6 : goto out6 }',
     '  }',
-    ...flowChains('4'), ...flowChains('6'),
+    ...flowChains('4'), ...flowChains('6'), ...refuseChain(),
     ...(o.sharedPort !== undefined ? renderSharedPort(o.sharedPort) : []))
   const judge = `    iifname "${o.interfaceName}" jump mesh comment "${RULESET_MARKER}"`
   const record = `    oifname "${o.interfaceName}" jump meshout`

@@ -14,7 +14,9 @@
  *   daemon's control socket share the WireGuard port, with their own tracer.
  *
  * The table judges only packets that arrive on the mesh interface; packets that leave by it
- * only record the flows this node opens, so that their replies pass (flowChains). Allowed
+ * only record the flows this node opens, so that their replies pass (flowChains). A new
+ * flow the filter forbids is rejected with an ICMP "administratively prohibited", within a
+ * rate limit (refuseChain); anything else it forbids is dropped. Allowed
  * tuples live in sets with concatenated keys, so a packet costs at most four policy set
  * lookups, whatever the number of rules:
  *   allow4 / allow6:     one source address . protocol . one destination port (hash)

@@ -3,10 +3,12 @@
  * lookups) without a kernel, reading the elements from their nft text, so that the text is
  * what tests hold to the filter's meaning (protocol's filterAllows).
  */
+import { IpProto } from '@warren/protocol'
 import { packetSource, parseAddrText } from './addresses.js'
 import { SET_NAMES, setHasPorts, setIsV6, type SetElements, type SetName } from './set-elements.js'
 import { egressElements } from './shared-port-rules.js'
 import type { SharedPortRules } from './types.js'
+import { DATAGRAM_PROTOCOLS, type RejectLimit } from './flow-chains.js'
 
 /** ParsedElement is one set element as ranges: what a lookup compares a packet against. */
 export interface ParsedElement { v6: boolean, lo: bigint, hi: bigint, proto: number, ports?: [number, number] }
@@ -51,24 +53,71 @@ export interface TracePacket {
   flow?: 'peer' | 'node'
   /** ICMP/ICMPv6 type of an ICMP packet; an echo request by default */
   icmpType?: number
+  /**
+   * for TCP: true for a segment that opens no connection (it carries ACK, as every segment
+   * of a connection after the SYN does, or FIN or RST); by default the packet is a bare SYN
+   */
+  stray?: boolean
+  /** when the packet arrives, in ms from the start of a burst (traceBurst); 0 by default */
+  at?: number
 }
 
-export type Verdict = 'accept' | 'drop' | 'untouched'
+/**
+ * Verdict is what the table does with a packet: lets it in, drops it, rejects it (answers
+ * with an ICMP "administratively prohibited"), or leaves it alone (not from the mesh).
+ */
+export type Verdict = 'accept' | 'drop' | 'reject' | 'untouched'
 
-/** RulesetState is an in-memory Warren table: the judged interface, the set elements and the shared-port rules. */
-export interface RulesetState { interfaceName: string, sets: SetElements, sharedPort?: SharedPortRules }
+/**
+ * RulesetState is an in-memory Warren table: the judged interface, the set elements, the
+ * shared-port rules, and the limit of the rule that rejects forbidden new flows (absent
+ * when the table has no such rule, and then it drops them).
+ */
+export interface RulesetState { interfaceName: string, sets: SetElements, sharedPort?: SharedPortRules, rejectLimit?: RejectLimit }
 
 /** ICMP_ERRORS are the ICMP (v4) and ICMPv6 error types that pass for the node's own flows. */
 const ICMP_ERRORS: Record<number, readonly number[]> = { 1: [3, 11, 12], 58: [1, 2, 3, 4] }
 const ECHO_REPLY: Record<number, number> = { 1: 0, 58: 129 }
 
+/** RejectBucket is the kernel's `limit` as a token bucket: take says whether a reject at `at` ms is within it. */
+export interface RejectBucket { take: (at: number) => boolean }
+
+/** createRejectBucket starts a full bucket, as the kernel's limit is when its rule is created. */
+export function createRejectBucket (limit: RejectLimit): RejectBucket {
+  let tokens = limit.burst
+  let last = 0
+  return {
+    take (at) {
+      tokens = Math.min(limit.burst, tokens + Math.max(0, at - last) * limit.rate / 1000)
+      last = Math.max(last, at)
+      if (tokens < 1) return false
+      tokens--
+      return true
+    }
+  }
+}
+
 /**
  * traceRuleset follows the generated chains: not from the mesh interface -> untouched;
  * a packet of a flow this node opened -> accept; an ICMP error -> accept; then the policy's
- * set lookups; else drop. Elements are parsed from their nft text, so the text is what gets
- * tested. (How the kernel's flow sets record flows is tested in a real namespace.)
+ * set lookups; else a bare TCP SYN or a datagram is rejected (when the table rejects, and
+ * while `bucket` allows: without one, every reject is within the limit), and anything else
+ * dropped. Elements are parsed from their nft text, so the text is what gets tested. (How
+ * the kernel's flow sets record flows is tested in a real namespace.)
  */
-export function traceRuleset (state: RulesetState | undefined, p: TracePacket): Verdict {
+export function traceRuleset (state: RulesetState | undefined, p: TracePacket, bucket?: RejectBucket): Verdict {
+  const verdict = judge(state, p)
+  if (verdict !== 'reject' || bucket === undefined || bucket.take(p.at ?? 0)) return verdict
+  return 'drop'
+}
+
+/** traceBurst judges packets in order, their rejects sharing one bucket as the kernel's limit rule does. */
+export function traceBurst (state: RulesetState | undefined, packets: TracePacket[]): Verdict[] {
+  const bucket = state?.rejectLimit !== undefined ? createRejectBucket(state.rejectLimit) : undefined
+  return packets.map(p => traceRuleset(state, p, bucket))
+}
+
+function judge (state: RulesetState | undefined, p: TracePacket): Verdict {
   if (state === undefined || p.iif !== state.interfaceName) return 'untouched'
   const src = packetSource(p.src)
   if (src === undefined) return 'drop'
@@ -82,7 +131,8 @@ export function traceRuleset (state: RulesetState | undefined, p: TracePacket): 
   for (const set of [`allow${fam}`, `allow${fam}p`, `allow${fam}i`, `allow${fam}pi`]) {
     if ((p.dport !== undefined || !setHasPorts(set as SetName)) && lookup(set)) return 'accept'
   }
-  return 'drop'
+  const opens = (p.proto === IpProto.TCP && p.stray !== true) || DATAGRAM_PROTOCOLS.includes(p.proto)
+  return opens && state.rejectLimit !== undefined ? 'reject' : 'drop'
 }
 
 const parseCache = new WeakMap<string[], ParsedElement[]>()
