@@ -223,7 +223,8 @@ async function run (): Promise<void> {
   const fmt = (x: number): string => x.toFixed(0)
   const tputTable = printTable(['one TCP stream A -> B over the mesh', 'median Mbit/s', 'runs', 'of net.connect'], [
     [`socket from \`w.dial('b:${PORT}')\``, fmt(median(dialMbps)), dialMbps.map(fmt).join(' '), ratio.toFixed(3)],
-    [`socket from \`net.connect(B's mesh IPv4, ${PORT})\` (baseline)`, fmt(median(netMbps)), netMbps.map(fmt).join(' '), '1.000']
+    [`socket from \`net.connect(B's mesh IPv4, ${PORT})\` (baseline)`, fmt(median(netMbps)), netMbps.map(fmt).join(' '), '1.000'],
+    ['dial / net.connect, per round (first in the round: d or n)', '', results.map(r => `${(r.dialMbps / r.netMbps).toFixed(2)}${r.first[0]!}`).join(' '), perRoundRatio.toFixed(3)]
   ])
   const summary = [
     `Dial overhead: **${f2(overhead)} ms** difference of medians (${f2(median(perRound(r => r.dialMs)))} ms median of per-round differences; goal < ${MAX_DIAL_OVERHEAD_MS} ms): ${overhead < MAX_DIAL_OVERHEAD_MS ? 'met' : 'NOT met'}.`,

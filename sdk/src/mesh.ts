@@ -202,7 +202,7 @@ export async function connect (opts: ConnectOptions = {}): Promise<Warren> {
 /**
  * PEER_CACHE_MS is how long resolve (and so dial) reuses the daemon's peer list. Asking for
  * it is a LocalAPI status call, which reads WireGuard's counters (`wg show dump`): about
- * 10 ms here, against about 1 ms for the connection itself (bench/RESULTS.md, "SDK: dial
+ * 7 ms here, against about 0.5 ms for the connection itself (bench/RESULTS.md, "SDK: dial
  * and stream"). A name that is missing or offline in the reused list is asked for again.
  */
 const PEER_CACHE_MS = 1000
