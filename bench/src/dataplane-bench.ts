@@ -26,9 +26,10 @@ import { tmpdir, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { generateWireGuardKeyPair, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
 import { withSecretFile } from '@warren/node'
-import { createMesh, createTeardownScope, netnsSkipReason, waitFor, type Host } from '@warren/test'
+import { createTeardownScope, netnsSkipReason, waitFor, type Host } from '@warren/test'
 import { median, printTable, writeResults, argValue } from './report.js'
 import { upToPing, type UpTiming } from './up-timing.js'
+import { createClientServerMesh } from './client-server-mesh.js'
 
 const rounds = Number(argValue('--rounds', '7'))
 const seconds = Number(argValue('--seconds', '4'))
@@ -179,17 +180,7 @@ async function run (): Promise<void> {
   ensureNebula()
   const load0 = loadavg().map(x => x.toFixed(1)).join(' ')
 
-  const mesh = await createMesh(scope.t, { hosts: ['a', 'b'] })
-  await mesh.admin('users', 'create', 'bench')
-  const policyFile = join(mesh.dir, 'policy.hujson')
-  writeFileSync(policyFile, POLICY)
-  await mesh.admin('policy', 'set', policyFile, '-m', 'dataplane bench')
-  const key = async (tag: string): Promise<string> =>
-    (JSON.parse(await mesh.admin('keys', 'create', '--user', 'bench', '--reusable', '--preapproved', '--tags', tag, '--json')) as { key: string }).key
-  const serverKey = await key('tag:server')
-  const clientKey = await key('tag:client')
-  const nb = await mesh.join('b', { authKey: serverKey })
-  const na = await mesh.join('a', { authKey: clientKey })
+  const { mesh, a: na, b: nb, clientKey } = await createClientServerMesh(scope.t, POLICY, 'dataplane bench')
   const [a, b] = [na.host, nb.host]
   await pingable(a, nb.ipv4, 'A pinging B over Warren')
   const dp: DataPlaneInfo | undefined = (await na.status()).dataPlane

@@ -203,6 +203,14 @@ export async function connect (opts: ConnectOptions = {}): Promise<Warren> {
   return createWarren(local)
 }
 
+/**
+ * PEER_CACHE_MS is how long resolve (and so dial) reuses the daemon's peer list. Asking for
+ * it is a LocalAPI status call, which reads WireGuard's counters (`wg show dump`): about
+ * 7 ms here, against about 0.5 ms for the connection itself (bench/RESULTS.md, "SDK: dial
+ * and stream"). A name that is missing or offline in the reused list is asked for again.
+ */
+const PEER_CACHE_MS = 1000
+
 /** createWarren builds the mesh view on a LocalAPI client (connect() waits for the map first). */
 export function createWarren (local: LocalClient): Warren {
   let agent: HttpAgent | undefined
@@ -217,18 +225,31 @@ export function createWarren (local: LocalClient): Warren {
     }
   }
 
+  // The last peer list and when it was asked for; a pending one is shared by concurrent dials.
+  let recent: { at: number, peers: Promise<MeshPeer[]> } | undefined
+
   async function peers (): Promise<MeshPeer[]> {
-    const s = await status()
-    const self = selfOf(s)
-    return [...(self !== undefined ? [self] : []), ...s.peers.map(peerOf)]
+    const list = status().then(s => {
+      const self = selfOf(s)
+      return [...(self !== undefined ? [self] : []), ...s.peers.map(peerOf)]
+    })
+    const entry = { at: Date.now(), peers: list }
+    recent = entry
+    list.catch(() => { if (recent === entry) recent = undefined })
+    return await list
   }
 
   async function resolve (name: string): Promise<MeshPeer> {
     const want = normalize(name.trim().replace(/\.$/, ''))
-    const all = await peers()
-    const hit = all.find(p => p.name === want || p.fqdn.replace(/\.$/, '') === want || p.addresses.some(a => normalize(a) === want))
+    const find = (all: MeshPeer[]): MeshPeer | undefined =>
+      all.find(p => p.name === want || p.fqdn.replace(/\.$/, '') === want || p.addresses.some(a => normalize(a) === want))
+    const cached = recent !== undefined && Date.now() - recent.at < PEER_CACHE_MS ? recent.peers : undefined
+    let hit = find(await (cached ?? peers()))
+    // Only a fresh list may say no: a node that just appeared or came back online is found at once.
+    if (cached !== undefined && (hit === undefined || !hit.online)) hit = find(await peers())
     if (hit === undefined) throw meshError('ENOPEER', `no node '${name}' in this node's mesh: it does not exist, or the policy does not let this node see it ('warren status' lists the peers)`)
-    return hit
+    // A copy: the reused list stays as the daemon said it.
+    return structuredClone(hit)
   }
 
   async function whois (addressOrSocket: string | Socket): Promise<Identity> {

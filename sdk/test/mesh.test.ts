@@ -23,18 +23,20 @@ const peer = (id: string, name: string, ipv4: string, online = true, tags: strin
 const DB = peer('n-db1', 'db', '127.0.0.2', true, ['tag:db'])
 const OLD = peer('n-old2', 'old', '127.0.0.4', false)
 
-interface FakeDaemon { socket: string, state: LocalStatus['backendState'] }
+/** FakeDaemon is the stand-in's state: tests change `peers` and read how often status was asked. */
+interface FakeDaemon { socket: string, state: LocalStatus['backendState'], peers: LocalPeerStatus[], statusCalls: number }
 
 async function fakeDaemon (t: Test): Promise<FakeDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'warren-sdk-'))
-  const d: FakeDaemon = { socket: join(dir, 'd.sock'), state: 'Running' }
-  const all = [SELF, DB, OLD]
+  const d: FakeDaemon = { socket: join(dir, 'd.sock'), state: 'Running', peers: [DB, OLD], statusCalls: 0 }
   const server: HttpServer = createHttpServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://local')
     const json = (status: number, body: unknown): void => { res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body)) }
+    const all = [SELF, ...d.peers]
     if (url.pathname === '/v1/status') {
+      d.statusCalls++
       const running = d.state === 'Running'
-      json(200, { version: 1, backendState: d.state, health: running ? [] : ['not logged in'], interfaceName: 'warren0', ...(running ? { self: SELF } : {}), peers: running ? [DB, OLD] : [] })
+      json(200, { version: 1, backendState: d.state, health: running ? [] : ['not logged in'], interfaceName: 'warren0', ...(running ? { self: SELF } : {}), peers: running ? d.peers : [] })
     } else if (url.pathname === '/v1/whois') {
       const ip = url.searchParams.get('ip')
       const n = all.find(x => x.ipv4 === ip || x.ipv6 === ip)
@@ -59,6 +61,9 @@ async function listenOn (t: Test, address: string): Promise<number> {
   return (s.address() as { port: number }).port
 }
 
+/** read collects what the far end sends until it ends the connection. */
+const read = async (s: Socket): Promise<string> => await new Promise(resolve => { let b = ''; s.on('data', d => { b += String(d) }); s.on('end', () => resolve(b)) })
+
 async function open (t: Test, d: FakeDaemon): Promise<Warren> {
   const w = await connect({ socket: d.socket, timeoutMs: 5000 })
   t.teardown(async () => { await w.close() })
@@ -75,7 +80,6 @@ t.test('names resolve as MagicDNS knows them; unknown and hidden ones are ENOPEE
 t.test('dial connects by name, and says why it cannot', async t => {
   const w = await open(t, await fakeDaemon(t))
   const port = await listenOn(t, '127.0.0.2')
-  const read = async (s: Socket): Promise<string> => await new Promise(resolve => { let b = ''; s.on('data', d => { b += String(d) }); s.on('end', () => resolve(b)) })
   t.equal(await read(await w.dial(`db:${port}`)), 'hello')
   t.equal(await read(await w.dial(`db.warren.internal:${port}`)), 'hello')
   t.equal(await read(await w.dial(`127.0.0.2:${port}`)), 'hello')
@@ -93,6 +97,38 @@ t.test('dial connects by name, and says why it cannot', async t => {
   const ac = new AbortController()
   ac.abort(new Error('stop'))
   await t.rejects(w.dial(`db:${port}`, { signal: ac.signal }), /stop/)
+})
+
+t.test('dials in a row reuse the peer list for a moment; a node that appears, returns or goes is seen as the daemon says', async t => {
+  const d = await fakeDaemon(t)
+  const w = await open(t, d)
+  const port = await listenOn(t, '127.0.0.2')
+  const before = d.statusCalls
+  const together = await Promise.all(Array.from({ length: 5 }, async () => await w.dial(`db:${port}`)))
+  for (let i = 0; i < 5; i++) t.equal(await read(await w.dial(`db:${port}`)), 'hello')
+  for (const s of together) t.equal(await read(s), 'hello')
+  // Each status call makes the daemon read WireGuard's counters: ten dials ask once (twice if a second passed).
+  t.ok(d.statusCalls - before <= 2, `10 dials asked the daemon for its peers ${d.statusCalls - before} times`)
+  const copy = await w.resolve('db')
+  copy.addresses.length = 0
+  t.same((await w.resolve('db')).addresses, [DB.ipv4, DB.ipv6], 'changing a resolved peer does not change the next answer')
+
+  // A node that appeared since the list was asked for, and one that came back online, are dialed at once.
+  const newPort = await listenOn(t, '127.0.0.5')
+  const oldPort = await listenOn(t, '127.0.0.4')
+  d.peers = [DB, { ...OLD, online: true }, peer('n-new5', 'new', '127.0.0.5')]
+  t.equal(await read(await w.dial(`new:${newPort}`)), 'hello')
+  t.equal(await read(await w.dial(`old:${oldPort}`)), 'hello')
+  // A node that left is ENOPEER once the reused list is a second old.
+  d.peers = [DB]
+  const started = Date.now()
+  let gone: unknown
+  while (gone === undefined && Date.now() - started < 10_000) {
+    gone = await w.resolve('old').then(() => undefined, (e: unknown) => e)
+    if (gone === undefined) await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  t.match(gone, { code: 'ENOPEER' })
+  t.ok(Date.now() - started <= 3000, `seen gone after ${Date.now() - started} ms`)
 })
 
 t.test('fetch and an http.Agent reach peers by name', async t => {

@@ -20,7 +20,7 @@ const PACKAGES = ['protocol', 'relay', 'controller', 'node', 'sdk', 'cli', 'test
 /** FILE_TIMEOUT_MS ends a test file that has not finished; it counts as one failure. */
 const FILE_TIMEOUT_MS = 600_000
 /** LONG names the files that take longest (real daemons, namespaces, many cases): started first. */
-const LONG = [/e2e-mesh/, /e2e-nat/, /nat-/, /demo/, /e2e-policy/, /firewall-kernel/, /policy-limits/, /smoke/, /netns-/, /firewall-property/, /fuzz/, /-kernel/]
+const LONG = [/e2e-mesh/, /e2e-nat/, /nat-/, /demo/, /e2e-policy/, /e2e-sdk/, /firewall-kernel/, /policy-limits/, /smoke/, /netns-/, /firewall-property/, /fuzz/, /-kernel/]
 
 function findTests (dir: string, out: string[]): void {
   if (!existsSync(dir)) return
