@@ -432,14 +432,19 @@ function createMeshServer (w: Warren, addresses: string[], port: number, server?
     w.whois(sock).then(peer => {
       if (sock.destroyed) return
       emitter.emit('connection', sock, peer)
-      if (server !== undefined) server.emit('connection', sock)
+      if (server !== undefined) {
+        server.emit('connection', sock)
+        // The server has attached its readers in its 'connection' listener: start reading.
+        sock.resume()
+      }
     }, (e: Error) => {
       sock.destroy()
       if (!isWarrenError(e) || e.code !== 'ENOPEER') emitter.emit('error', e)
     })
   }
   const ready = Promise.all(addresses.map(async addr => {
-    const l = createServer({ pauseOnConnect: false }, onSocket)
+    // Paused until the caller is verified: nothing is read (and a quick close is not processed) before the app sees it.
+    const l = createServer({ pauseOnConnect: true }, onSocket)
     listeners.push(l)
     await new Promise<void>((resolve, reject) => {
       l.once('error', reject)
