@@ -3,7 +3,7 @@ import { connect as tlsConnect } from 'node:tls'
 import { Agent as HttpAgent, type AgentOptions, type Server as HttpServer } from 'node:http'
 import { EventEmitter } from 'node:events'
 import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher, type RequestInit, type Response } from 'undici'
-import { WarrenError, isWarrenError, parseHostPort, formatHostPort, type LocalStatus, type LocalPeerStatus, type LocalWhoisResponse, type LocalWatchEvent } from '@warren/protocol'
+import { WarrenError, isWarrenError, parseHostPort, formatHostPort, parseIpAddress, formatIpAddress, type LocalStatus, type LocalPeerStatus, type LocalWhoisResponse, type LocalWatchEvent } from '@warren/protocol'
 import { createLocalClient, type LocalClient } from './local-client.js'
 
 /**
@@ -133,8 +133,16 @@ export interface Warren {
 const meshError = (code: MeshErrorCode, message: string, cause?: unknown): WarrenError =>
   new WarrenError(code, message, { status: code === 'EDAEMON' ? 503 : code === 'ENOTALLOWED' ? 403 : code === 'ENOPEER' ? 404 : 502, ...(cause !== undefined ? { cause } : {}) })
 
-/** normalize turns an IPv4-mapped IPv6 address (as sockets report them) into plain IPv4. */
-const normalize = (address: string): string => address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address.toLowerCase()
+/**
+ * normalize writes an address in canonical text, so that any spelling of it compares equal
+ * (an IPv4-mapped IPv6 address, as sockets report them, becomes plain IPv4); a name is
+ * only lowercased.
+ */
+function normalize (text: string): string {
+  const t = text.toLowerCase()
+  const a = parseIpAddress(t.startsWith('::ffff:') && isIP(t.slice(7)) === 4 ? t.slice(7) : t)
+  return a === undefined ? t : formatIpAddress(a.family, a.network)
+}
 
 function peerOf (p: LocalPeerStatus): MeshPeer {
   return { id: p.id, name: p.name, fqdn: p.fqdn, ...(p.user !== undefined ? { user: p.user } : {}), tags: p.tags, addresses: [p.ipv4, p.ipv6], online: p.online, self: false }

@@ -74,8 +74,7 @@ function takeSlab (min: number): Slab {
 /** releaseSlab returns a slab to the pool once it is full and every write of it is done. */
 function releaseSlab (s: Slab): void {
   if (!s.full || s.writes > 0 || s.buf.length !== SLAB_BYTES || freeSlabs.length >= MAX_FREE_SLABS) return
-  s.full = false
-  s.writes = -1 // never released twice
+  s.full = false // never released twice
   freeSlabs.push(s.buf)
 }
 
