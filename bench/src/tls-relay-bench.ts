@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:https'
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { PerformanceObserver, constants } from 'node:perf_hooks'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { generateMachineKeyPair, generateWireGuardKeyPair, type Node, type MachineKeyPair } from '@warren/protocol'
@@ -30,6 +31,24 @@ const SELF = fileURLToPath(import.meta.url)
 
 interface BenchNode { node: Node, machine: MachineKeyPair }
 
+/**
+ * watchGc counts this process's garbage collections by kind (minor = scavenge, major =
+ * mark-compact) and their total pause, for the stats lines: the relay's copies are
+ * allocation-bound, so these show where a change moved the cost.
+ */
+function watchGc (): () => Record<string, number> {
+  const kinds: Record<number, string> = { [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor', [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major', [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental', [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb' }
+  const seen: Record<string, number> = { pauseMs: 0 }
+  new PerformanceObserver(list => {
+    for (const e of list.getEntries()) {
+      const kind = kinds[((e as { detail?: { kind?: number } }).detail)?.kind ?? -1] ?? 'other'
+      seen[kind] = (seen[kind] ?? 0) + 1
+      seen.pauseMs! += e.duration
+    }
+  }).observe({ entryTypes: ['gc'] })
+  return () => ({ ...seen, pauseMs: Math.round(seen.pauseMs!) })
+}
+
 /** role relay: serve the TLS relay on --listen for the nodes in --nodes (JSON), print the fingerprint. */
 async function runRelay (): Promise<void> {
   const nodes = JSON.parse(readFileSync(argValue('--nodes', ''), 'utf8')) as Node[]
@@ -42,7 +61,8 @@ async function runRelay (): Promise<void> {
   relay.attach(server)
   const [host, port] = argValue('--listen', '0.0.0.0:8443').split(':')
   server.listen(Number(port), host, () => process.stdout.write(`listening ${tls.fingerprint}\n`))
-  setInterval(() => process.stdout.write(`stats ${JSON.stringify(relay.stats())}\n`), 2000).unref()
+  const gc = watchGc()
+  setInterval(() => process.stdout.write(`stats ${JSON.stringify({ ...relay.stats(), gc: gc() })}\n`), 2000).unref()
   process.once('SIGTERM', () => { rmSync(dir, { recursive: true, force: true }); process.exit(0) })
 }
 
@@ -59,7 +79,8 @@ async function runClient (): Promise<void> {
     onState: up => { if (up) process.stdout.write('up\n') }
   })
   process.stdout.write(`endpoint ${await client.endpoint(argValue('--peer', ''))}\n`)
-  setInterval(() => process.stdout.write(`stats ${JSON.stringify(client.stats())}\n`), 2000).unref()
+  const gc = watchGc()
+  setInterval(() => process.stdout.write(`stats ${JSON.stringify({ ...client.stats(), gc: gc() })}\n`), 2000).unref()
   process.once('SIGTERM', () => { void client.close().then(() => process.exit(0)) })
 }
 

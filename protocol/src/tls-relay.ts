@@ -141,14 +141,30 @@ export interface RelayFrameDecoder {
   buffered: () => number
 }
 
+/** RelayFrameDecoderOptions tune a decoder. */
+export interface RelayFrameDecoderOptions {
+  /** refuse DATA frames, and BATCH frames of packets, larger than this before their body arrives */
+  maxPacket?: number
+  /**
+   * reuse assembles frames split across chunks in one buffer, kept while frames keep
+   * arriving split and dropped once a push ends on a frame boundary, instead of a new
+   * buffer per frame. A body is then valid only during onFrame: for handlers that copy
+   * what they keep (a relay forwarding into its own write buffers). Busy links split most
+   * frames (a TLS read is at most one 16 KiB record), so this halves what such a handler
+   * allocates, and with it the garbage collector's work.
+   */
+  reuse?: boolean
+}
+
 /**
  * createRelayFrameDecoder reads frames from chunks of a stream. Frames that lie whole in
  * a chunk are handed over as views into it (no copy); only a frame split across chunks is
- * assembled, in a buffer of exactly its size, so a peer that sends half a frame holds at
- * most one frame of memory. `maxPacket` refuses larger DATA frames before their body arrives.
+ * assembled, in a buffer of exactly its size (or the reused one), so a peer that sends half
+ * a frame holds at most one frame of memory.
  */
-export function createRelayFrameDecoder (onFrame: RelayFrameHandler, opts: { maxPacket?: number } = {}): RelayFrameDecoder {
+export function createRelayFrameDecoder (onFrame: RelayFrameHandler, opts: RelayFrameDecoderOptions = {}): RelayFrameDecoder {
   const maxPacket = opts.maxPacket ?? RELAY_MAX_PACKET
+  let scratch: Uint8Array | undefined
   const head = new Uint8Array(RELAY_FRAME_HEADER)
   let headHave = 0
   let body: Uint8Array | undefined
@@ -194,7 +210,11 @@ export function createRelayFrameDecoder (onFrame: RelayFrameHandler, opts: { max
       deliver(type as RelayFrameType, chunk.subarray(at, at + length))
       return at + length
     }
-    body = new Uint8Array(length)
+    if (opts.reuse !== true) body = new Uint8Array(length)
+    else {
+      if (scratch === undefined || scratch.length < length) scratch = new Uint8Array(Math.max(length, scratch?.length ?? 0, 32 * 1024))
+      body = scratch.subarray(0, length)
+    }
     body.set(chunk.subarray(at), 0)
     bodyHave = have
     head[0] = type
@@ -232,6 +252,7 @@ export function createRelayFrameDecoder (onFrame: RelayFrameHandler, opts: { max
         }
         at = startBody(chunk[at]!, (chunk[at + 1]! << 8) | chunk[at + 2]!, chunk, at + RELAY_FRAME_HEADER)
       }
+      if (body === undefined) scratch = undefined
     },
     buffered: () => headHave + (body === undefined ? 0 : bodyHave)
   }

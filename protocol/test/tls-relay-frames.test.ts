@@ -6,7 +6,7 @@ import {
 
 interface Got { type: number, body: number[] }
 
-function decodeAll (chunks: Uint8Array[], opts?: { maxPacket?: number }): Got[] {
+function decodeAll (chunks: Uint8Array[], opts?: { maxPacket?: number, reuse?: boolean }): Got[] {
   const got: Got[] = []
   const d = createRelayFrameDecoder((type, body) => { got.push({ type, body: [...body] }) }, opts)
   for (const c of chunks) d.push(c)
@@ -44,6 +44,33 @@ t.test('frames come out whole however the stream is cut', async t => {
     t.same(decodeAll([stream.subarray(0, cut), stream.subarray(cut)]), whole, `cut at ${cut}`)
   }
   t.same(decodeAll([...stream].map(b => Uint8Array.of(b))), whole, 'one byte at a time')
+  // the same with split frames assembled in one reused buffer
+  for (let cut = 1; cut < stream.length; cut += 37) {
+    t.same(decodeAll([stream.subarray(0, cut), stream.subarray(cut)], { reuse: true }), whole, `cut at ${cut}, reusing`)
+  }
+  t.same(decodeAll([...stream].map(b => Uint8Array.of(b)), { reuse: true }), whole, 'one byte at a time, reusing')
+})
+
+t.test('with reuse, split frames share one buffer while they keep coming, and none is held after', async t => {
+  const frames = [encodeRelayData(1, packet(3000, 1)), encodeRelayData(1, packet(3000, 2)), encodeRelayData(1, packet(3000, 3))]
+  const all = concat(frames)
+  // Chunks of 2000 bytes split every frame; the last chunk ends on a frame boundary.
+  const chunks = [0, 2000, 4000, 6000, 8000].map(at => all.subarray(at, Math.min(at + 2000, all.length)))
+  const buffers = (reuse: boolean): ArrayBufferLike[] => {
+    const seen: ArrayBufferLike[] = []
+    const d = createRelayFrameDecoder((_type, body) => { seen.push(body.buffer) }, { reuse })
+    for (const c of chunks) d.push(c)
+    d.push(frames[0]!.subarray(0, 100)) // a new split frame after the boundary
+    d.push(frames[0]!.subarray(100))
+    return seen
+  }
+  const reused = buffers(true)
+  t.equal(reused.length, 4)
+  t.equal(reused[0], reused[1], 'the second split frame is assembled where the first was')
+  t.equal(reused[1], reused[2])
+  t.not(reused[3], reused[2], 'the buffer was let go at the frame boundary, so an idle link holds none')
+  const fresh = buffers(false)
+  t.not(fresh[0], fresh[1], 'without reuse each split frame gets its own buffer, which the handler may keep')
 })
 
 t.test('a frame that lies whole in a chunk is a view, not a copy', async t => {

@@ -117,7 +117,8 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
   const maxPacket = Math.min(opts.maxPacket ?? 16 * 1024, RELAY_MAX_PACKET)
   const helloTimeoutMs = opts.helloTimeoutMs ?? 10_000
   const idleTimeoutMs = opts.idleTimeoutMs ?? 60_000
-  const linkOpts = { highWaterBytes: opts.highWaterBytes ?? 2 * 1024 * 1024, maxPacket }
+  // Every frame handler below copies what it keeps (packets into the receiver's write, keys with slice).
+  const linkOpts = { highWaterBytes: opts.highWaterBytes ?? 2 * 1024 * 1024, maxPacket, framesCopied: true }
   const log = deps.log
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024, perMessageDeflate: false })
   const byNode = new Map<string, NodeLink>()

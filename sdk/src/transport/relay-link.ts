@@ -41,6 +41,11 @@ export interface RelayLinkOptions {
   highWaterBytes?: number
   /** the largest WireGuard packet a DATA frame may carry in (default the frame limit) */
   maxPacket?: number
+  /**
+   * onFrame copies what it keeps of a body before it returns, so the decoder may assemble
+   * split frames in one reused buffer (see RelayFrameDecoderOptions.reuse)
+   */
+  framesCopied?: boolean
 }
 
 /** RelayCarrier is what a link runs over: an upgraded TLS socket or a WebSocket. */
@@ -176,7 +181,7 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
   }
 
   let decodeError: Error | undefined
-  const decoder = createRelayFrameDecoder(handlers.onFrame, opts.maxPacket !== undefined ? { maxPacket: opts.maxPacket } : {})
+  const decoder = createRelayFrameDecoder(handlers.onFrame, { ...(opts.maxPacket !== undefined ? { maxPacket: opts.maxPacket } : {}), reuse: opts.framesCopied === true })
   const push = (chunk: Uint8Array): void => {
     if (closed) return
     try {
