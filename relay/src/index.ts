@@ -1,8 +1,11 @@
 /**
  * @warren/relay is Warren's kernel UDP relay: for each relayed pair of nodes it allocates
  * two UDP ports, learns each node's public WireGuard mapping from a sealed bind, and has
- * the kernel (nftables) forward the pair's WireGuard packets both ways. The controller
- * embeds it (and decides who gets an allocation); `warren relay serve` runs it alone.
+ * the kernel (nftables) forward the pair's WireGuard packets both ways. It also holds the
+ * TLS relay (tls-relay.ts), which carries WireGuard packets over nodes' TLS connections
+ * when UDP is blocked, with pluggable members (who may connect, who may talk to whom).
+ * The controller embeds both (and decides who gets an allocation and who is a member);
+ * `warren relay serve` runs them alone, driven over the relay link.
  *
  * @example
  * ```ts
@@ -19,3 +22,7 @@ export * from './sysctls.js'
 export * from './token-bucket.js'
 export * from './controller-link.js'
 export * from './link-key.js'
+export * from './tls-relay.js'
+export * from './server-tls.js'
+export * from './raw-http.js'
+export * from './verify.js'
