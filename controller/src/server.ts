@@ -7,7 +7,7 @@ import { hostname } from 'node:os'
 import { isIP } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS, TLS_RELAY_PATH, type NatConfig, type RelayInfo } from '@warren/protocol'
+import { WarrenError, parseDuration, isDomain, DEFAULT_DOMAIN, parseHostPort, formatHostPort, LOG_REDACT_PATHS, TLS_RELAY_PATH, type NatConfig, type RelayInfo, type Node } from '@warren/protocol'
 import { openStore } from './store.js'
 import { loadOrCreateTls } from './tls.js'
 import { createControllerState, type ControllerState } from './state.js'
@@ -20,7 +20,7 @@ import { createPolicyService, policyUsers, type PolicyService } from './policy-s
 import { policyRoutes } from './routes/policy.js'
 import type { ServerHook, Closable } from './server-hooks.js'
 import { startStunServer, type StunServer } from './stun-server.js'
-import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, type EmbeddedRelayOptions } from './relay/index.js'
+import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, createRelayMembersFeed, type EmbeddedRelayOptions, type RelayMembersFeed } from './relay/index.js'
 import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from './tls-relay/index.js'
 import type { UdpRelay } from '@warren/relay'
 
@@ -198,15 +198,21 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       }))
     }
     if (opts.map !== false) {
-      // Standalone relays connect here (with a relay-scoped API key) and join the map's broker.
+      // Standalone relays connect here (with a relay-scoped API key) and join the map's broker;
+      // those that run a TLS relay are told its members.
+      let members: RelayMembersFeed | undefined
       hooks.push(server => {
         const linkLog = log.child({ module: 'relay-link' })
         const link = createRelayLinkServer({
           authenticate: key => `apikey:${state!.authenticateApiKey(key, 'relay').id}`,
           onLinked: (actor, hello) => {
-            state!.commit([], actor, 'relay.link', hello.id, { udp: hello.udp }).catch((err: unknown) => { linkLog.warn({ err, relay: hello.id }, 'could not write the relay link to the audit log') })
+            state!.commit([], actor, 'relay.link', hello.id, { udp: hello.udp, ...(hello.tls !== undefined ? { tls: hello.tls.url } : {}) }).catch((err: unknown) => { linkLog.warn({ err, relay: hello.id }, 'could not write the relay link to the audit log') })
           },
           broker: () => map?.relays,
+          members: () => {
+            if (map !== undefined) members ??= followedMembers(state!, map)
+            return members
+          },
           log: linkLog
         })
         const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -218,7 +224,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
           }
         }
         server.on('upgrade', onUpgrade)
-        return { close: async () => { server.off('upgrade', onUpgrade); await link.close() } }
+        return { close: async () => { server.off('upgrade', onUpgrade); await link.close(); members?.close() } }
       })
     }
     await app.ready()
@@ -313,6 +319,30 @@ function mountTlsRelay (server: HttpsServer, map: MapService, state: ControllerS
   // Closed before the map service (closables close in order, hooks first).
   ctx.closables.unshift({ close: async () => { stop(); detach(); await relay.close() } })
   return relay
+}
+
+/**
+ * followedMembers feeds standalone TLS relays from the node registry and the map's mesh,
+ * hearing each change of either.
+ */
+function followedMembers (state: ControllerState, map: MapService): RelayMembersFeed {
+  return createRelayMembersFeed({
+    node: id => state.getNode(id),
+    nodes: () => state.listNodes(),
+    isMember: id => map.mesh.isMember(id),
+    peersOf: id => map.mesh.peersOf(id),
+    onChange (listener) {
+      const stopMesh = map.onMeshChange(listener)
+      const onNode = (n: Node): void => { listener([n.id]) }
+      state.events.on('node-upserted', onNode)
+      state.events.on('node-removed', onNode)
+      return () => {
+        stopMesh()
+        state.events.off('node-upserted', onNode)
+        state.events.off('node-removed', onNode)
+      }
+    }
+  })
 }
 
 /** listenMetrics starts the metrics listener and returns its /metrics URL. */

@@ -223,6 +223,9 @@ export const DnsConfig = Obj({
 })
 export type DnsConfig = Static<typeof DnsConfig>
 
+/** CertFingerprint is a certificate's SHA-256 as 64 lowercase hex digits. */
+export const CertFingerprint = Str(64, { minLength: 64, pattern: '^[0-9a-f]{64}$' })
+
 /** RelayInfo is one relay a node may use when no direct path to a peer works. */
 export const RelayInfo = Obj({
   id: Id,
@@ -231,7 +234,13 @@ export const RelayInfo = Obj({
   /** the relay's X25519 public key (binds are sealed to it) */
   key: Base64Key,
   /** https URL of the relay's TLS path (the controller's own URL for the embedded relay) */
-  tls: Type.Optional(Str(300))
+  tls: Type.Optional(Str(300)),
+  /**
+   * SHA-256 of the certificate a standalone TLS relay serves (64 lowercase hex digits):
+   * nodes pin it as they pin the controller. Absent for the embedded relay, which is
+   * pinned by the controller's own fingerprint.
+   */
+  tlsFingerprint: Type.Optional(CertFingerprint)
 })
 export type RelayInfo = Static<typeof RelayInfo>
 
@@ -375,7 +384,9 @@ export const RelayLinkHello = Obj({
   version: Type.Integer(),
   id: Id,
   udp: Endpoint,
-  key: Base64Key
+  key: Base64Key,
+  /** the relay also runs a TLS relay here: nodes reach it at `url` and pin `fingerprint` */
+  tls: Type.Optional(Obj({ url: Str(300), fingerprint: CertFingerprint }))
 })
 export type RelayLinkHello = Static<typeof RelayLinkHello>
 
@@ -393,8 +404,41 @@ export type RelayLinkReply = Static<typeof RelayLinkReply>
 export const RelayLinkUp = Type.Union([RelayLinkHello, RelayLinkReply])
 export type RelayLinkUp = Static<typeof RelayLinkUp>
 
+/**
+ * RelayMember is a node that may use a standalone TLS relay, with the nodes the policy
+ * lets it talk to (its map's peers).
+ */
+export const RelayMember = Obj({
+  id: Id,
+  name: NodeName,
+  machineKey: Base64Key,
+  wgKey: Base64Key,
+  peers: Type.Array(Id, { maxItems: 1_000_000 })
+})
+export type RelayMember = Static<typeof RelayMember>
+
+/** RELAY_MEMBERS_PER_MESSAGE bounds the members, and the removed ids, one relay-members message carries. */
+export const RELAY_MEMBERS_PER_MESSAGE = 256
+
+/**
+ * RelayMembers keeps a standalone TLS relay's members in step with the controller:
+ * `members` are added or replace those with their id, and `removed` ids are dropped.
+ * A full list starts with `reset` and ends with `done` (one message may be both): the
+ * members it did not list are dropped at `done`, so nobody it lists is cut halfway.
+ * Each change of the mesh is sent at once, in as few messages as its size allows.
+ */
+export const RelayMembers = Obj({
+  type: Type.Literal('relay-members'),
+  reset: Type.Optional(Type.Boolean()),
+  done: Type.Optional(Type.Boolean()),
+  members: Type.Array(RelayMember, { maxItems: RELAY_MEMBERS_PER_MESSAGE }),
+  removed: Type.Array(Id, { maxItems: RELAY_MEMBERS_PER_MESSAGE })
+})
+export type RelayMembers = Static<typeof RelayMembers>
+
 /** RelayLinkCommand is what the controller's broker asks of a standalone relay. */
 export const RelayLinkCommand = Type.Union([
+  RelayMembers,
   Obj({ type: Type.Literal('relay-welcome') }),
   Obj({ type: Type.Literal('relay-allocate'), req: Type.Integer({ minimum: 0 }), nodeKeys: Type.Array(Base64Key, { minItems: 2, maxItems: 2 }), expiresAt: Type.Integer() }),
   Obj({ type: Type.Literal('relay-renew'), allocation: Id, expiresAt: Type.Integer() }),

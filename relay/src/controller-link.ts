@@ -1,5 +1,7 @@
 import { RelayLinkCommand, PROTOCOL_VERSION, ErrorBody, parseJson, validate, type RelayLinkHello, type RelayLinkReply } from '@warren/protocol'
 import type { UdpRelay, RelayLogger } from './udp-relay.js'
+import type { TlsRelay } from './tls-relay.js'
+import type { MirroredMembers } from './relay-members.js'
 
 /**
  * LinkSocket is the control connection as the link needs it (a WebSocket to the
@@ -75,6 +77,11 @@ export interface ControllerLinkOptions {
   /** the relay's id in maps and grants */
   id: string
   openSocket: () => LinkSocket
+  /**
+   * tls is this host's TLS relay, if it runs one: announced with its URL and certificate
+   * fingerprint, its members kept as the controller says (and forgotten while the link is down)
+   */
+  tls?: { url: string, fingerprint: string, relay: TlsRelay, members: MirroredMembers }
   /** first reconnect delay (default 1 s; doubles to 30 s) */
   retryMs?: number
   log?: RelayLogger
@@ -89,13 +96,14 @@ export interface ControllerLink {
 
 /**
  * runControllerLink keeps a standalone relay connected to its controller: it announces
- * the relay, then carries out the broker's allocate, renew and release commands. The
- * relay forwards only while the controller can revoke: when the link drops, every
- * allocation is released at once (the controller revokes the pairs on its side too), and
- * the link reconnects with backoff.
+ * the relay, then carries out the broker's allocate, renew and release commands, and
+ * keeps the TLS relay's members as the controller lists them. The relay forwards only
+ * while the controller can revoke: when the link drops, every allocation is released and
+ * every TLS relay member forgotten (their connections cut) at once (the controller
+ * revokes the pairs on its side too), and the link reconnects with backoff.
  */
 export function runControllerLink (opts: ControllerLinkOptions): ControllerLink {
-  const { relay, log } = opts
+  const { relay, tls, log } = opts
   const first = opts.retryMs ?? 1000
   let delay = first
   let welcomed = false
@@ -104,6 +112,8 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
   let timer: NodeJS.Timeout | undefined
 
   async function releaseAll (): Promise<void> {
+    tls?.members.clear()
+    tls?.relay.meshChanged()
     await Promise.all(relay.allocations().map(async a => await relay.release(a.id).catch(() => {})))
   }
 
@@ -123,6 +133,9 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
           reply({ req: cmd.req, ok: false, message: (e as Error).message.slice(0, 1000) })
         }
         return
+      case 'relay-members':
+        if (tls !== undefined) tls.relay.meshChanged(tls.members.apply(cmd))
+        return
       case 'relay-renew':
         relay.renew(cmd.allocation, cmd.expiresAt)
         return
@@ -139,7 +152,14 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
     if (closed) return
     const s = socket = opts.openSocket()
     s.onOpen(() => {
-      const hello: RelayLinkHello = { type: 'relay-hello', version: PROTOCOL_VERSION, id: opts.id, udp: relay.endpoint, key: relay.publicKey }
+      const hello: RelayLinkHello = {
+        type: 'relay-hello',
+        version: PROTOCOL_VERSION,
+        id: opts.id,
+        udp: relay.endpoint,
+        key: relay.publicKey,
+        ...(tls !== undefined ? { tls: { url: tls.url, fingerprint: tls.fingerprint } } : {})
+      }
       s.send(JSON.stringify(hello))
     })
     s.onMessage(text => {
@@ -161,7 +181,7 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
       // Fail closed: nothing is forwarded that the controller could no longer revoke.
       void releaseAll()
       if (closed) return
-      log?.warn({ why, retryMs: delay, wasConnected: was }, 'relay link to the controller closed; released every allocation; reconnecting')
+      log?.warn({ why, retryMs: delay, wasConnected: was }, 'relay link to the controller closed; released every allocation and TLS relay member; reconnecting')
       timer = setTimeout(connect, delay)
       delay = Math.min(30_000, delay * 2)
     })

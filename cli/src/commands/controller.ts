@@ -14,6 +14,7 @@ interface ServeOpts {
   metricsListen?: string
   stunPort: number
   relay: boolean
+  tlsRelay: boolean
   relayPort: string
   relayHost?: string
   relayPorts: string
@@ -85,6 +86,7 @@ export function register (program: Command): void {
     .option('--stun-port <port>', 'answer STUN on this UDP port and the next one, on the listen address (0 turns STUN off); nodes learn their public mapping from it', stunPort, DEFAULT_STUN_PORT)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by default; no authentication, so use loopback or a private address)')
     .option('--no-relay', 'do not run the embedded kernel UDP relay (it runs by default when the controller runs as root with nft)')
+    .option('--no-tls-relay', 'do not serve the embedded TLS relay on the HTTPS port (nodes then need a standalone TLS relay when UDP is blocked)')
     .option('--relay-port <port>', 'UDP port of the embedded relay (STUN and binds)', '3480')
     .option('--relay-host <host>', 'address nodes reach the embedded relay at (default: the --listen address, or this machine\'s first IPv4)')
     .option('--relay-ports <first-last>', 'UDP ports the embedded relay allocates to relayed pairs (two per pair)', '40000-40999')
@@ -96,6 +98,7 @@ export function register (program: Command): void {
       const ctl = await startController({
         ...(opts.stunPort > 0 ? { stunPort: opts.stunPort } : {}),
         ...(relay.relay !== undefined ? { relay: relay.relay } : {}),
+        ...(opts.tlsRelay ? {} : { tlsRelay: false as const }),
         stateDir: opts.stateDir,
         listen: opts.listen,
         domain: opts.domain,
@@ -110,6 +113,7 @@ export function register (program: Command): void {
       if (ctl.stun !== undefined) printLine(`STUN: UDP ${ctl.stun.ports.join(' and ')}`)
       if (ctl.relay !== undefined) printLine(`kernel UDP relay on ${ctl.relay.endpoint} (key ${ctl.relay.publicKey})`)
       else printLine(`kernel UDP relay: off (${relay.why ?? 'it could not start; see the log'})`)
+      printLine(ctl.tlsRelay !== undefined ? `TLS relay on ${ctl.url}` : 'TLS relay: off (turned off with --no-tls-relay)')
       printLine(`manage it here with: warren admin --state-dir ${opts.stateDir} users create NAME`)
       const signal = await stop.received
       cliIo().stderr.write(`warren: ${signal}: stopping the controller\n`)

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { mkdir, chmod } from 'node:fs/promises'
-import { parseCredential, RELAY_LINK_PATH, WarrenError } from '@warren/protocol'
+import { parseCredential, parseHostPort, displayFingerprint, RELAY_LINK_PATH, WarrenError } from '@warren/protocol'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
 import { parsePortRange } from './controller.js'
@@ -18,6 +18,9 @@ interface ServeOpts {
   port: string
   ports: string
   listenHost: string
+  tlsListen?: string
+  tlsCert?: string
+  tlsKey?: string
 }
 
 /** defaultRelayId is the host name cut to what an id may hold. */
@@ -28,7 +31,8 @@ function defaultRelayId (): string {
 /**
  * register adds `warren relay serve`: a standalone kernel UDP relay that links to its
  * controller with a relay-scoped API key (from a 0600 file or WARREN_RELAY_KEY, never the
- * command line) and relays only the pairs the controller grants.
+ * command line) and relays only the pairs the controller grants; with --tls-listen also a
+ * TLS relay, for the members and pairs the controller lists over the link.
  */
 export function register (program: Command): void {
   const relay = program.command('relay').description('run a standalone Warren relay')
@@ -44,6 +48,9 @@ export function register (program: Command): void {
     .option('--port <port>', 'UDP control port (STUN)', '3480')
     .option('--ports <first-last>', 'UDP ports to allocate to relayed pairs (two per pair)', '40000-40999')
     .option('--listen-host <address>', 'address to bind the UDP ports on', '0.0.0.0')
+    .option('--tls-listen <host:port>', 'also run a TLS relay (for nodes whose UDP is blocked) on this TCP address, for example 0.0.0.0:443; nodes reach it at https://PUBLIC-HOST:PORT')
+    .option('--tls-cert <file>', 'PEM certificate for the TLS relay instead of the self-signed one in the state dir (nodes pin its fingerprint either way)')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .action(async (opts: ServeOpts) => {
       if (opts.apiKey !== undefined) {
         throw new WarrenError('invalid_input', '--api-key is not taken here: a key on the command line shows in \'ps\'; put a relay key (\'warren admin apikeys create --scope relay\') in a file, \'chmod 600\' it and pass --key-file FILE, or set WARREN_RELAY_KEY', { field: 'api-key' })
@@ -53,7 +60,13 @@ export function register (program: Command): void {
       const portRange = parsePortRange(opts.ports, '--ports')
       const id = opts.id ?? defaultRelayId()
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new WarrenError('invalid_input', `--id '${id}' may hold only letters, digits, '-' and '_' (1-64)`, { field: 'id' })
-      const [{ startUdpRelay, loadOrCreateRelayKey, runControllerLink, relayUnsupportedReason, relayLinkKey, webSocketLinkSocket, RELAY_KEY_ENV }, { createControllerTransport }] = await Promise.all([import('@warren/relay'), import('@warren/sdk')])
+      if (opts.tlsListen === undefined && (opts.tlsCert !== undefined || opts.tlsKey !== undefined)) {
+        throw new WarrenError('invalid_input', '--tls-cert and --tls-key are for the TLS relay; add --tls-listen HOST:PORT to run one', { field: 'tls-listen' })
+      }
+      const tlsListen = opts.tlsListen === undefined ? undefined : parseHostPort(opts.tlsListen, '--tls-listen')
+      const relayModule = await import('@warren/relay')
+      const { startUdpRelay, loadOrCreateRelayKey, runControllerLink, relayUnsupportedReason, relayLinkKey, webSocketLinkSocket, RELAY_KEY_ENV } = relayModule
+      const { createControllerTransport } = await import('@warren/sdk')
       const env = cliIo().env
       const linkKey = await relayLinkKey({ ...(opts.keyFile !== undefined ? { keyFile: opts.keyFile } : {}), env })
       // The commands the relay runs (nft, sysctl) need not inherit the key.
@@ -64,11 +77,13 @@ export function register (program: Command): void {
       await mkdir(opts.stateDir, { recursive: true, mode: 0o700 })
       await chmod(opts.stateDir, 0o700)
       const r = await startUdpRelay({ key: await loadOrCreateRelayKey(join(opts.stateDir, 'relay.key')), port, publicHost: opts.publicHost, listenHost: opts.listenHost, portRange })
+      const tls = tlsListen === undefined ? undefined : await startTlsRelay(relayModule, opts, tlsListen).catch(async (e: unknown) => { await r.close(); throw e })
       const transport = createControllerTransport({ url: opts.controller, ...(fingerprint !== undefined ? { fingerprint } : {}) })
       const link = runControllerLink({
         relay: r,
         id,
         openSocket: () => webSocketLinkSocket(transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${linkKey}` } })),
+        ...(tls !== undefined ? { tls: { url: tls.server.url, fingerprint: tls.server.fingerprint, relay: tls.server.relay, members: tls.members } } : {}),
         log: {
           info: (o, m) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
           warn: (o, m) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
@@ -76,6 +91,7 @@ export function register (program: Command): void {
         }
       })
       printLine(`warren relay '${id}' on ${r.endpoint} (key ${r.publicKey}), linking to ${transport.url}`)
+      if (tls !== undefined) printLine(`TLS relay on ${tls.server.url} (certificate fingerprint ${displayFingerprint(tls.server.fingerprint)})`)
       const signal = await new Promise<NodeJS.Signals>(resolve => {
         process.once('SIGINT', resolve)
         process.once('SIGTERM', resolve)
@@ -83,6 +99,24 @@ export function register (program: Command): void {
       cliIo().stderr.write(`warren: ${signal}: stopping the relay\n`)
       link.close()
       transport.close()
+      await tls?.server.close()
       await r.close()
     })
+}
+
+/**
+ * startTlsRelay serves the TLS relay with the operator's certificate or a self-signed one
+ * kept in the state dir; its members start empty and come from the controller.
+ */
+async function startTlsRelay (relay: typeof import('@warren/relay'), opts: ServeOpts, listen: { host: string, port: number }) {
+  const cert = await relay.loadOrCreateTls({
+    stateDir: opts.stateDir,
+    host: opts.publicHost,
+    commonName: 'warren-relay',
+    ...(opts.tlsCert !== undefined ? { certFile: opts.tlsCert } : {}),
+    ...(opts.tlsKey !== undefined ? { keyFile: opts.tlsKey } : {})
+  })
+  const members = relay.createRelayMembers()
+  const server = await relay.startTlsRelayServer({ host: listen.host === '' ? '0.0.0.0' : listen.host, port: listen.port, publicHost: opts.publicHost, tls: cert, members })
+  return { server, members }
 }

@@ -7,3 +7,4 @@
 export * from './relay-broker.js'
 export * from './embedded-relay.js'
 export * from './relay-link-server.js'
+export * from './relay-members-feed.js'

@@ -6,6 +6,7 @@ import {
   type RelayLinkCommand
 } from '@warren/protocol'
 import type { RelayBackend, RelayBroker } from './relay-broker.js'
+import type { RelayMembersFeed } from './relay-members-feed.js'
 import { writeRawError } from '../raw-http.js'
 
 /** RelayLinkLogger is the slice of a pino logger the link server writes to. */
@@ -24,6 +25,8 @@ export interface RelayLinkServerOptions {
   /** onLinked hears each relay that linked, with the actor its key authenticated as (for the audit log) */
   onLinked?: (actor: string, hello: RelayLinkHello) => void
   broker: () => RelayBroker | undefined
+  /** who may use a relay's TLS relay, pushed to each relay that announced one (without it such a relay is refused) */
+  members?: () => RelayMembersFeed | undefined
   /** how long a command may wait for the relay's reply (default 10 s) */
   replyTimeoutMs?: number
   log?: RelayLinkLogger
@@ -58,7 +61,7 @@ function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number)
     })
   }
   return {
-    info: { id: hello.id, udp: hello.udp, key: hello.key },
+    info: { id: hello.id, udp: hello.udp, key: hello.key, ...(hello.tls !== undefined ? { tls: hello.tls.url, tlsFingerprint: hello.tls.fingerprint } : {}) },
     async allocate (req) {
       const r = await call({ type: 'relay-allocate', req: next++, nodeKeys: [...req.nodeKeys], expiresAt: req.expiresAt })
       if (!r.ok || r.allocation === undefined) throw new Error(r.message ?? `relay '${hello.id}' refused the allocation`)
@@ -106,6 +109,7 @@ export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkS
 
   function accept (ws: WebSocket, actor: string): void {
     let backend: ReturnType<typeof remoteBackend> | undefined
+    let unsubscribe: (() => void) | undefined
     const helloTimer = setTimeout(() => ws.close(4408, 'hello_timeout'), 10_000)
     const refuse = (code: string, message: string): void => {
       ws.send(JSON.stringify({ type: 'error', code, message } satisfies RelayLinkCommand))
@@ -123,11 +127,15 @@ export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkS
           clearTimeout(helloTimer)
           const broker = opts.broker()
           if (broker === undefined) return refuse('no_map', 'this controller runs no map service, so it has no use for a relay')
+          const members = hello.tls === undefined ? undefined : opts.members?.()
+          if (hello.tls !== undefined && members === undefined) return refuse('no_tls_relay', 'this controller cannot tell a TLS relay its members; run the relay without --tls-listen')
           backend = remoteBackend(ws, hello, timeoutMs)
-          broker.addBackend(backend)
-          log?.info({ relay: hello.id, udp: hello.udp, actor }, 'standalone relay connected')
-          opts.onLinked?.(actor, hello)
           ws.send(JSON.stringify({ type: 'relay-welcome' } satisfies RelayLinkCommand))
+          // The members first: the relay is in no map before it knows who may use it.
+          unsubscribe = members?.subscribe(msg => { ws.send(JSON.stringify(msg)) })
+          broker.addBackend(backend)
+          log?.info({ relay: hello.id, udp: hello.udp, tls: hello.tls?.url, actor }, 'standalone relay connected')
+          opts.onLinked?.(actor, hello)
           return
         }
         backend.onReply(validate(RelayLinkReply, raw, 'relay reply'))
@@ -137,6 +145,7 @@ export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkS
     })
     ws.on('close', () => {
       clearTimeout(helloTimer)
+      unsubscribe?.()
       if (backend === undefined) return
       backend.failAll()
       opts.broker()?.removeBackend(backend)

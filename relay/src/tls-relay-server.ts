@@ -1,0 +1,62 @@
+import { createServer } from 'node:https'
+import { formatHostPort, TLS_RELAY_PATH, type ErrorBody } from '@warren/protocol'
+import { createTlsRelay, type TlsRelay, type TlsRelayMembers, type TlsRelayOptions } from './tls-relay.js'
+import type { ServerTls } from './server-tls.js'
+import type { RelayLogger } from './udp-relay.js'
+
+export interface TlsRelayServerOptions {
+  /** address and TCP port to listen on (port 0 picks one) */
+  host: string
+  port: number
+  /** the host nodes reach the relay at, for its URL (default: `host`) */
+  publicHost?: string
+  /** the certificate served; nodes pin its fingerprint */
+  tls: Pick<ServerTls, 'cert' | 'key' | 'fingerprint'>
+  members: TlsRelayMembers
+  relay?: TlsRelayOptions
+  log?: RelayLogger
+}
+
+/** TlsRelayServer is a TLS relay on an HTTPS port of its own (a standalone relay's). */
+export interface TlsRelayServer {
+  /** https://publicHost:port, as maps list it */
+  readonly url: string
+  /** SHA-256 of the certificate, 64 lowercase hex digits */
+  readonly fingerprint: string
+  readonly relay: TlsRelay
+  close: () => Promise<void>
+}
+
+/**
+ * startTlsRelayServer serves the TLS relay at TLS_RELAY_PATH on its own HTTPS listener.
+ * Every other request is answered 404 in the API's error shape.
+ */
+export async function startTlsRelayServer (opts: TlsRelayServerOptions): Promise<TlsRelayServer> {
+  const server = createServer({ cert: opts.tls.cert, key: opts.tls.key }, (_req, res) => {
+    const body: ErrorBody = { error: { code: 'not_found', message: `this is a Warren TLS relay; nodes open it with an upgrade at ${TLS_RELAY_PATH}` } }
+    res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body))
+  })
+  const relay = createTlsRelay({ members: opts.members, ...(opts.log !== undefined ? { log: opts.log } : {}) }, opts.relay)
+  relay.attach(server)
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(opts.port, opts.host, () => { server.off('error', reject); resolve() })
+    })
+  } catch (e) {
+    await relay.close()
+    throw Object.assign(new Error(`cannot serve the TLS relay on ${formatHostPort(opts.host, opts.port)}: ${(e as Error).message}`), { code: 'listen_failed' })
+  }
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : opts.port
+  return {
+    url: `https://${formatHostPort(opts.publicHost ?? opts.host, port)}`,
+    fingerprint: opts.tls.fingerprint,
+    relay,
+    async close () {
+      await relay.close()
+      server.closeAllConnections()
+      await new Promise<void>(resolve => server.close(() => resolve()))
+    }
+  }
+}
