@@ -1,13 +1,9 @@
 import t from 'tap'
 import { request } from 'node:http'
-import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
-import WebSocket from 'ws'
-import {
-  PROTOCOL_VERSION, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, signMessage, relaySigningPayload,
-  encodeRelayPeer, readRelayIndex, readRelayBatchSize, decodeRelayControlText, fromBase64, toBase64, generateMachineKeyPair, type MachineKeyPair
-} from '@warren/protocol'
-import { createRelayLink, type RelayLink } from '@warren/sdk/transport'
+import { TLS_RELAY_PATH, RelayFrameType, encodeRelayPeer, decodeRelayControlText, fromBase64, generateMachineKeyPair } from '@warren/protocol'
+import { createRelayLink } from '@warren/sdk/transport'
+import { connectRelayTestClient, openRelayStream } from '@warren/relay/testing'
 import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from '../src/tls-relay/index.js'
 import { startWith, waitUntil, type MapTestServer, type TestNode } from './map-harness.js'
 
@@ -16,84 +12,6 @@ import { startWith, waitUntil, type MapTestServer, type TestNode } from './map-h
  * upgraded): authentication with the machine key, forwarding only between peers the
  * policy lets talk, cutting at once on revocation, and the per-node limits.
  */
-
-interface RelayTestClient {
-  link: RelayLink
-  /** packets received, with the sender's key as the relay announced it (and the packet size of a BATCH frame) */
-  got: Array<{ from: string, packet: number[], batchSize?: number }>
-  errors: Array<{ code: string, message: string }>
-  welcomed: Promise<void>
-  closed: Promise<void>
-  isClosed: () => boolean
-  /** send names `peer` with index `index` (once) and sends a packet to it */
-  send: (index: number, peerWgKey: string, packet: Uint8Array) => void
-  /** sendBatch names `peer` (once) and sends it packets of `size` bytes (the last may be shorter) in one BATCH frame */
-  sendBatch: (index: number, peerWgKey: string, size: number, packets: Uint8Array) => void
-}
-
-async function openStream (port: number): Promise<Duplex> {
-  return await new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: TLS_RELAY_PATH, headers: { Connection: 'Upgrade', Upgrade: TLS_RELAY_UPGRADE } })
-    req.on('upgrade', (_res, socket, head) => {
-      if (head.length > 0) socket.unshift(head)
-      resolve(socket)
-    })
-    req.on('response', res => reject(new Error(`no upgrade: HTTP ${res.statusCode ?? '?'}`)))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-/** openWebSocket does not wait for 'open': the challenge may come in the same read as the 101, so the link must listen first. */
-function openWebSocket (port: number): WebSocket {
-  return new WebSocket(`ws://127.0.0.1:${port}${TLS_RELAY_PATH}`)
-}
-
-async function connect (port: number, machine: MachineKeyPair, opts: { websocket?: boolean, signWith?: MachineKeyPair, batch?: boolean } = {}): Promise<RelayTestClient> {
-  const carrier = opts.websocket === true ? openWebSocket(port) : await openStream(port)
-  const inbound = new Map<number, string>()
-  const named = new Set<number>()
-  let welcome!: () => void
-  let done!: () => void
-  let isClosed = false
-  const c: RelayTestClient = {
-    link: undefined as unknown as RelayLink,
-    got: [],
-    errors: [],
-    welcomed: new Promise(resolve => { welcome = resolve }),
-    closed: new Promise(resolve => { done = resolve }),
-    isClosed: () => isClosed,
-    send (index, peerWgKey, packet) {
-      name(index, peerWgKey)
-      c.link.sendData(index, packet)
-    },
-    sendBatch (index, peerWgKey, size, packets) {
-      name(index, peerWgKey)
-      c.link.sendBatch(index, size, packets)
-    }
-  }
-  function name (index: number, peerWgKey: string): void {
-    if (named.has(index)) return
-    named.add(index)
-    c.link.sendFrame(encodeRelayPeer(index, fromBase64(peerWgKey, 32)!))
-  }
-  c.link = createRelayLink(carrier, {
-    onFrame (type, body) {
-      if (type === RelayFrameType.Peer) inbound.set(readRelayIndex(body), toBase64(body.subarray(2)))
-      if (type === RelayFrameType.Data) c.got.push({ from: inbound.get(readRelayIndex(body)) ?? '?', packet: [...body.subarray(2)] })
-      if (type === RelayFrameType.Batch) c.got.push({ from: inbound.get(readRelayIndex(body)) ?? '?', packet: [...body.subarray(4)], batchSize: readRelayBatchSize(body) })
-      if (type !== RelayFrameType.Control) return
-      const msg = JSON.parse(decodeRelayControlText(body)) as { type: string, nonce: string, code: string, message: string }
-      if (msg.type === 'challenge') {
-        const signer = opts.signWith ?? machine
-        c.link.sendControl({ type: 'hello', version: PROTOCOL_VERSION, machineKey: machine.publicKey, nonce: msg.nonce, signature: signMessage(signer.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, machine.publicKey, PROTOCOL_VERSION)), ...(opts.batch === true ? { batch: true } : {}) })
-      } else if (msg.type === 'welcome') welcome()
-      else c.errors.push({ code: msg.code, message: msg.message })
-    },
-    onClose () { isClosed = true; done() }
-  })
-  return c
-}
 
 async function startRelay (t: { teardown: (fn: () => Promise<void>) => void }, names: string[], opts: TlsRelayOptions = {}): Promise<{ srv: MapTestServer, relay: TlsRelay, nodes: TestNode[], port: number }> {
   // Nodes that share a tag see each other; untagged nodes see all untagged ones.
@@ -115,7 +33,7 @@ const pkt = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill
 for (const websocket of [false, true]) {
   t.test(`${websocket ? 'WebSocket' : 'framed stream'}: a packet goes from a node to its peer, announced by key`, async t => {
     const { nodes, port, relay } = await startRelay(t, ['a', 'b'])
-    const [a, b] = [await connect(port, nodes[0]!.machine, { websocket }), await connect(port, nodes[1]!.machine, { websocket })]
+    const [a, b] = [await connectRelayTestClient(port, nodes[0]!.machine, { websocket }), await connectRelayTestClient(port, nodes[1]!.machine, { websocket })]
     await Promise.all([a.welcomed, b.welcomed])
     a.send(3, nodes[1]!.node.wgKey, pkt(148, 7))
     a.send(3, nodes[1]!.node.wgKey, pkt(1400, 8))
@@ -131,9 +49,9 @@ for (const websocket of [false, true]) {
 
 t.test('a BATCH frame reaches a peer that takes batches whole, and one that does not as DATA frames', async t => {
   const { nodes, port, relay } = await startRelay(t, ['a', 'b', 'c'])
-  const a = await connect(port, nodes[0]!.machine, { batch: true })
-  const b = await connect(port, nodes[1]!.machine, { batch: true })
-  const c = await connect(port, nodes[2]!.machine)
+  const a = await connectRelayTestClient(port, nodes[0]!.machine, { batch: true })
+  const b = await connectRelayTestClient(port, nodes[1]!.machine, { batch: true })
+  const c = await connectRelayTestClient(port, nodes[2]!.machine)
   await Promise.all([a.welcomed, b.welcomed, c.welcomed])
   const packets = new Uint8Array([...pkt(1400, 1), ...pkt(1400, 2), ...pkt(300, 3)])
   a.sendBatch(1, nodes[1]!.node.wgKey, 1400, packets)
@@ -147,7 +65,7 @@ t.test('a BATCH frame reaches a peer that takes batches whole, and one that does
 
 t.test('a BATCH of packets larger than the relay takes is refused', async t => {
   const { nodes, port } = await startRelay(t, ['a', 'b'], { maxPacket: 1500 })
-  const a = await connect(port, nodes[0]!.machine, { batch: true })
+  const a = await connectRelayTestClient(port, nodes[0]!.machine, { batch: true })
   await a.welcomed
   a.sendBatch(1, nodes[1]!.node.wgKey, 1600, pkt(3200, 1))
   await a.closed
@@ -160,7 +78,7 @@ t.test('a node cannot send to a peer the policy hides, nor to an offline one', a
   srv.source.put({ ...nodes[0]!.node, tags: ['tag:x'] })
   srv.source.put({ ...nodes[1]!.node, tags: ['tag:x'] })
   srv.source.put({ ...nodes[2]!.node, tags: ['tag:y'] })
-  const [a, c] = [await connect(port, nodes[0]!.machine), await connect(port, nodes[2]!.machine)]
+  const [a, c] = [await connectRelayTestClient(port, nodes[0]!.machine), await connectRelayTestClient(port, nodes[2]!.machine)]
   await Promise.all([a.welcomed, c.welcomed])
   a.send(1, nodes[2]!.node.wgKey, pkt(100, 1))
   a.send(2, nodes[1]!.node.wgKey, pkt(100, 2)) // b is a peer but not connected
@@ -174,7 +92,7 @@ t.test('a node cannot send to a peer the policy hides, nor to an offline one', a
 
 t.test('revocation cuts a pair at the next frame, and removal cuts the node at once', async t => {
   const { srv, nodes, port, relay } = await startRelay(t, ['a', 'b'])
-  const [a, b] = [await connect(port, nodes[0]!.machine), await connect(port, nodes[1]!.machine)]
+  const [a, b] = [await connectRelayTestClient(port, nodes[0]!.machine), await connectRelayTestClient(port, nodes[1]!.machine)]
   await Promise.all([a.welcomed, b.welcomed])
   a.send(1, nodes[1]!.node.wgKey, pkt(60, 1))
   await waitUntil(() => b.got.length === 1, 'first packet relayed')
@@ -196,12 +114,12 @@ t.test('revocation cuts a pair at the next frame, and removal cuts the node at o
 
 t.test('frames break the rules: an index no PEER frame named, an oversize packet', async t => {
   const { nodes, port } = await startRelay(t, ['a', 'b'], { maxPacket: 1500 })
-  const a = await connect(port, nodes[0]!.machine)
+  const a = await connectRelayTestClient(port, nodes[0]!.machine)
   await a.welcomed
   a.link.sendData(5, pkt(10, 1))
   await a.closed
   t.match(a.errors, [{ code: 'unknown_peer_index', message: /peer index 5.*PEER frame/ }])
-  const b = await connect(port, nodes[1]!.machine)
+  const b = await connectRelayTestClient(port, nodes[1]!.machine)
   await b.welcomed
   b.send(1, nodes[0]!.node.wgKey, pkt(1600, 1))
   await b.closed
@@ -210,14 +128,14 @@ t.test('frames break the rules: an index no PEER frame named, an oversize packet
 
 t.test('only registered nodes that sign the challenge with their own key are let in', async t => {
   const { nodes, port, relay } = await startRelay(t, ['a'])
-  const forged = await connect(port, nodes[0]!.machine, { signWith: generateMachineKeyPair() })
+  const forged = await connectRelayTestClient(port, nodes[0]!.machine, { signWith: generateMachineKeyPair() })
   await forged.closed
   t.match(forged.errors, [{ code: 'bad_signature' }])
-  const stranger = await connect(port, generateMachineKeyPair())
+  const stranger = await connectRelayTestClient(port, generateMachineKeyPair())
   await stranger.closed
   t.match(stranger.errors, [{ code: 'unknown_node' }])
   // Frames before the hello are refused.
-  const early = await openStream(port)
+  const early = await openRelayStream(port)
   const errors: string[] = []
   await new Promise<void>(resolve => {
     const l = createRelayLink(early, {
@@ -232,7 +150,7 @@ t.test('only registered nodes that sign the challenge with their own key are let
 
 t.test('a node over its rate has its packets dropped', async t => {
   const { nodes, port, relay } = await startRelay(t, ['a', 'b'], { rateBytesPerSecond: 1000, burstBytes: 1000 })
-  const [a, b] = [await connect(port, nodes[0]!.machine), await connect(port, nodes[1]!.machine)]
+  const [a, b] = [await connectRelayTestClient(port, nodes[0]!.machine), await connectRelayTestClient(port, nodes[1]!.machine)]
   await Promise.all([a.welcomed, b.welcomed])
   for (let i = 0; i < 5; i++) a.send(1, nodes[1]!.node.wgKey, pkt(400, i))
   await waitUntil(() => relay.stats().framesIn === 5, 'all five read')

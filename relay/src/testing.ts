@@ -4,3 +4,4 @@
  */
 export * from './fake-relay-firewall.js'
 export * from './fake-sysctls.js'
+export * from './tls-relay-test-client.js'

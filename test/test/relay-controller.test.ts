@@ -7,13 +7,13 @@ import { startController, type RunningController } from '@warren/controller'
 import { createMapSession, registerNode, createUdpRelayClient, mapSessionRelayControl } from '@warren/node'
 import { createFakeLoopbackSharedPort } from '@warren/node/testing'
 import { createFakeRelayFirewall } from '@warren/relay/testing'
-import { startUdpRelay, loadOrCreateRelayKey, runControllerLink, readLinkKeyFile, webSocketLinkSocket } from '@warren/relay'
+import { startUdpRelay, loadOrCreateRelayKey, runControllerLink, readLinkKeyFile, webSocketLinkSocket, createRelayMembers, startTlsRelayServer, loadOrCreateTls } from '@warren/relay'
 import { createControllerTransport } from '@warren/sdk'
 import { waitFor } from '../src/index.js'
 
 /**
  * The kernel relay from end to end in one process, on loopback: a controller (with the
- * embedded relay, or a standalone relay linked to it), two nodes registered over the real
+ * embedded relay, or a standalone relay linked to it, also with a TLS relay), two nodes registered over the real
  * API with real map sessions, each with a UdpRelayClient binding through its own
  * (loopback) WireGuard port. Only nftables is a fake here; the namespace tests cover the
  * kernel.
@@ -133,4 +133,50 @@ t.test('standalone relay: it links with a relay key from a 0600 file, joins the 
   await waitFor(() => a.client.endpoint(b.wg.publicKey) === undefined && b.client.endpoint(a.wg.publicKey) === undefined, { timeoutMs: 60_000, message: 'revocations' })
   await waitFor(() => a.netmap()?.nat?.relays.length === 0, { timeoutMs: 60_000, message: 'the relay gone from the map' })
   t.equal(fw.ports().size, 0)
+})
+
+t.test('standalone TLS relay: the link announces it, every map lists it with its pin, and the relay holds the members the controller pushes', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-relay-ctl-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const ctl = await startController({ stateDir: join(dir, 'state'), listen: '127.0.0.1:0', logger: false, tlsRelay: false })
+  t.teardown(() => ctl.close())
+  t.equal(ctl.tlsRelay, undefined, 'no embedded TLS relay')
+  const relay = await startUdpRelay({ key: await loadOrCreateRelayKey(join(dir, 'relay.key')), port: 0, listenHost: '127.0.0.1', publicHost: '127.0.0.1', firewall: createFakeRelayFirewall(), sysctls: false, portRange: { first: 42000, last: 42999 } })
+  t.teardown(() => relay.close())
+  const members = createRelayMembers()
+  const cert = await loadOrCreateTls({ stateDir: dir, commonName: 'warren-relay' })
+  const tls = await startTlsRelayServer({ host: '127.0.0.1', port: 0, tls: cert, members })
+  t.teardown(() => tls.close())
+  const { key: relayKey } = await ctl.state.createApiKey({ scope: 'relay', description: 'relay edge-1' }, 'test')
+  const [a, b] = await joinTwo(t, ctl)
+  const transport = createControllerTransport({ url: ctl.url, fingerprint: ctl.fingerprint })
+  t.teardown(() => transport.close())
+  const link = runControllerLink({
+    relay,
+    id: 'edge-1',
+    openSocket: () => webSocketLinkSocket(transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${relayKey}` } })),
+    tls: { url: tls.url, fingerprint: tls.fingerprint, relay: tls.relay, members }
+  })
+  t.teardown(() => link.close())
+
+  await waitFor(() => a.netmap()?.nat?.relays.some(r => r.id === 'edge-1'), { timeoutMs: 60_000, message: 'the relay in the map' })
+  t.same(a.netmap()?.nat?.relays, [{ id: 'edge-1', udp: relay.endpoint, key: relay.publicKey, tls: tls.url, tlsFingerprint: cert.fingerprint }], 'the map lists the TLS relay\'s URL and the pin of its certificate')
+  t.match(tls.url, /^https:\/\/127\.0\.0\.1:\d+$/)
+  const [ida, idb] = [a.reg.node.id, b.reg.node.id]
+  t.same(members.byMachineKey(a.reg.node.machineKey)?.id, ida, 'the relay knows a by its machine key')
+  t.same([...members.peersOf(ida)], [idb], 'and that a may talk to b')
+  t.same([...members.peersOf(idb)], [ida])
+
+  // A policy that lets nobody talk reaches the relay at once.
+  await ctl.policy.set(JSON.stringify({ acls: [] }), 'test')
+  await waitFor(() => members.peersOf(ida).size === 0 && members.peersOf(idb).size === 0, { timeoutMs: 60_000, message: 'the new peers on the relay' })
+  t.ok(members.isMember(ida), 'a is still a member, with no one to talk to')
+
+  await ctl.state.deleteNode(idb, 'test')
+  await waitFor(() => !members.isMember(idb), { timeoutMs: 60_000, message: 'b gone from the relay' })
+  t.equal(members.byMachineKey(b.reg.node.machineKey), undefined, 'b can no longer get in')
+
+  link.close()
+  await waitFor(() => members.size() === 0, { timeoutMs: 60_000, message: 'the relay forgetting its members' })
+  await waitFor(() => a.netmap()?.nat?.relays.length === 0, { timeoutMs: 60_000, message: 'the relay gone from the map' })
 })

@@ -108,10 +108,18 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
       const session = ctx.session()
       return session === undefined ? undefined : createUdpRelayClient({ control: mapSessionRelayControl(session), sharedPort: ctx.port, wgPrivateKey: ctx.privateKey, log: ctx.logger })
     },
-    // The TLS relay (for when UDP is blocked) is on the HTTPS port of the controller we joined.
+    // The TLS relay (for when UDP is blocked): the map's first, else the controller's own on the HTTPS port we joined.
     tlsRelay: ctx => {
       const login = d.login
-      return login === undefined ? undefined : createDaemonTlsRelay({ controller: { url: login.controller, ...(login.fingerprint !== undefined ? { fingerprint: login.fingerprint } : {}) }, machineKey: keys.machine, wgPort: ctx.port.wgPort, logger: ctx.logger })
+      return login === undefined
+        ? undefined
+        : createDaemonTlsRelay({
+          controller: { url: login.controller, ...(login.fingerprint !== undefined ? { fingerprint: login.fingerprint } : {}) },
+          relays: ctx.netmap()?.nat?.relays ?? [],
+          machineKey: keys.machine,
+          wgPort: ctx.port.wgPort,
+          logger: ctx.logger
+        })
     },
     ...init.paths
   })

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Netmap } from '@warren/protocol'
+import type { Netmap, RelayInfo } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
 import type { MapSession } from '../control/map-session.js'
 import { createPathService, type PathService } from '../nat/path-service.js'
@@ -29,11 +29,16 @@ export interface RelayClientContext {
 export interface PathsInit {
   /** udpRelay makes the kernel-relay client (undefined: none, say without a map session) */
   udpRelay?: (ctx: RelayClientContext) => (UdpRelayClient & RelayIdentity) | undefined
-  /** tlsRelay makes the TLS relay client (undefined: none) */
-  tlsRelay?: (ctx: RelayClientContext) => (TlsRelayClient & RelayIdentity) | undefined
+  /** tlsRelay makes the TLS relay client (undefined: none); followMap hears each new map's relays */
+  tlsRelay?: (ctx: RelayClientContext) => (TlsRelayClient & RelayIdentity & MapRelaysFollower) | undefined
   timings?: Partial<PathTimings>
   /** sharedPort gives the shared WireGuard port; default: the data plane's, once open */
   sharedPort?: () => SharedPort | undefined
+}
+
+/** MapRelaysFollower is a relay client that picks its relay from the map's relays. */
+export interface MapRelaysFollower {
+  followMap?: (relays: readonly RelayInfo[]) => void
 }
 
 /** DaemonPaths runs path selection for a daemon and moves WireGuard endpoints when paths change. */
@@ -51,7 +56,7 @@ interface Running {
   port: SharedPort
   service: PathService
   udp?: UdpRelayClient
-  tls?: TlsRelayClient
+  tls?: TlsRelayClient & MapRelaysFollower
 }
 
 /** DaemonPathsDeps are the daemon parts path selection uses. */
@@ -136,6 +141,7 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
       if (running !== undefined && running.port !== port) await stop()
       if (port === undefined) return
       running ??= start(port)
+      running.tls?.followMap?.(map.nat?.relays ?? [])
       running.service.setNetmap(map)
     },
     path: key => running?.service.path(key),

@@ -3,7 +3,7 @@ import type WebSocket from 'ws'
 import {
   PROTOCOL_VERSION, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayServerMessage, RELAY_MAX_INDEX,
   relaySigningPayload, signMessage, readRelayIndex, forEachBatchPacket, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson,
-  fromBase64, toBase64, WarrenError, type MachineKeyPair
+  fromBase64, toBase64, WarrenError, type MachineKeyPair, type RelayInfo
 } from '@warren/protocol'
 import { createRelayLink, createControllerTransport, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
 import { createBackoff, type BackoffInit } from '../control/backoff.js'
@@ -20,9 +20,12 @@ export interface TlsRelayClientLogger {
   debug: (obj: object, msg?: string) => void
 }
 
+/** TlsRelayTransport is how the client reaches its relay: a pinned transport to the relay's HTTPS URL. */
+export type TlsRelayTransport = Pick<ControllerTransport, 'upgrade' | 'webSocket'>
+
 export interface TlsRelayClientInit {
-  /** the controller transport (pinned like the map session's); the relay is on the same HTTPS port */
-  transport: Pick<ControllerTransport, 'upgrade' | 'webSocket'>
+  /** the transport to the relay (pinned like the map session's): the controller's for its embedded relay */
+  transport: TlsRelayTransport
   /** the node's machine key, which the relay checks as the map does */
   machineKey: MachineKeyPair
   /** WireGuard's UDP listen port on this host: relayed packets go to 127.0.0.1:wgPort */
@@ -87,6 +90,16 @@ interface PeerEnd {
   groSize: number
 }
 
+/** TlsRelayClientControl is what the client's owner may do besides what path selection uses. */
+export interface TlsRelayClientControl {
+  stats: () => TlsRelayClientStats
+  /**
+   * retarget moves the connection to another relay at once: the loopback endpoints stay
+   * (WireGuard's endpoints do not move), and the peers are named to the new relay
+   */
+  retarget: (transport: TlsRelayTransport) => void
+}
+
 /**
  * createTlsRelayClient keeps one outbound TLS connection to the relay and gives WireGuard
  * a loopback UDP endpoint per relayed peer: what WireGuard sends to 127.0.0.1:PORT goes to
@@ -96,7 +109,7 @@ interface PeerEnd {
  * and binds only 127.0.0.1. The connection reconnects with jittered backoff; endpoints
  * stay open across reconnects, and WireGuard's own retransmits carry the session over.
  */
-export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient & { stats: () => TlsRelayClientStats } {
+export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient & TlsRelayClientControl {
   const backoff = createBackoff(init.backoff)
   const keepaliveMs = init.keepaliveMs ?? 15_000
   const bufferBytes = init.socketBufferBytes ?? 4 * 1024 * 1024
@@ -128,6 +141,10 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
   /** the relay of this connection takes BATCH frames */
   let relayTakesBatches = false
   let useWebSocket = init.carrier === 'websocket'
+  let transport = init.transport
+  /** bumped by retarget: a connection opened for an older target is dropped */
+  let target = 0
+  let connecting = false
   let reconnectTimer: NodeJS.Timeout | undefined
   let keepaliveTimer: NodeJS.Timeout | undefined
   let closed = false
@@ -224,7 +241,8 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     keepaliveTimer.unref()
   }
 
-  function lost (why?: Error): void {
+  /** detach forgets the connection; returns whether it was up */
+  function detach (): boolean {
     clearInterval(keepaliveTimer)
     const wasUp = welcomed
     link = undefined
@@ -233,6 +251,11 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     unknownHeard.clear()
     for (const p of peers.values()) p.announced = false
     if (wasUp) setState(false)
+    return wasUp
+  }
+
+  function lost (why?: Error): void {
+    const wasUp = detach()
     if (closed) return
     // A connection that never got its welcome may be a proxy that passes only WebSocket.
     if (!wasUp && init.carrier !== 'stream' && init.carrier !== 'websocket') useWebSocket = !useWebSocket
@@ -241,24 +264,33 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
   }
 
   async function openCarrier (): Promise<{ carrier: RelayCarrier, kind: 'stream' | 'websocket' }> {
-    if (!useWebSocket) return { carrier: await init.transport.upgrade(TLS_RELAY_PATH, TLS_RELAY_UPGRADE), kind: 'stream' }
+    if (!useWebSocket) return { carrier: await transport.upgrade(TLS_RELAY_PATH, TLS_RELAY_UPGRADE), kind: 'stream' }
     // Relative on purpose: it resolves under the controller URL whether or not its path ends in '/'.
     // Not awaited: the challenge may arrive in the same read as the 101, so the link must
     // listen before 'open'; a failed handshake closes the link like a lost connection.
-    const ws: WebSocket = init.transport.webSocket(TLS_RELAY_PATH.slice(1))
+    const ws: WebSocket = transport.webSocket(TLS_RELAY_PATH.slice(1))
     return { carrier: ws, kind: 'websocket' }
   }
 
   function connect (): void {
     if (closed) return
+    connecting = true
+    const gen = target
     openCarrier().then(({ carrier, kind }) => {
-      if (closed) {
+      connecting = false
+      if (closed || gen !== target) {
         if ('terminate' in carrier) carrier.terminate()
         else carrier.destroy()
+        connect()
         return
       }
       attach(carrier, kind)
     }, (e: Error) => {
+      connecting = false
+      if (gen !== target) {
+        connect()
+        return
+      }
       log?.debug({ err: e.message }, 'cannot open the TLS relay connection')
       lost(e)
     })
@@ -369,6 +401,20 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       return () => { stateHandlers.delete(h) }
     },
     stats: () => ({ ...stats }),
+    retarget (t) {
+      transport = t
+      target++
+      backoff.reset()
+      useWebSocket = init.carrier === 'websocket'
+      clearTimeout(reconnectTimer)
+      reconnectTimer = undefined
+      const l = link
+      if (l !== undefined) {
+        detach()
+        l.close({ code: 'relay_moved', message: 'this node moves to another TLS relay' })
+      }
+      if (!connecting) connect()
+    },
     async close () {
       if (closed) return
       closed = true
@@ -385,25 +431,69 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
 /** EMBEDDED_RELAY_ID is the relay id of the controller's own relays, as maps list them. */
 export const EMBEDDED_RELAY_ID = 'controller'
 
+/** TlsRelayTarget is the TLS relay a daemon uses: its id (for status), URL and certificate pin. */
+export interface TlsRelayTarget {
+  id: string
+  url: string
+  fingerprint?: string
+}
+
+/**
+ * chooseTlsRelay picks the TLS relay every node uses, so that both nodes of any pair meet
+ * on it: of the map's relays that serve TLS, the one with the lowest id. A relay with a
+ * certificate pin of its own is a standalone one, reached at its URL; one without is the
+ * controller's, reached (and pinned) as the node reached the controller. With none
+ * listed it is the controller's, on the HTTPS port the node joined.
+ */
+export function chooseTlsRelay (relays: readonly RelayInfo[], controller: { url: string, fingerprint?: string }): TlsRelayTarget {
+  const first = relays.filter(r => r.tls !== undefined).sort((x, y) => x.id < y.id ? -1 : x.id > y.id ? 1 : 0)[0]
+  if (first?.tlsFingerprint !== undefined) return { id: first.id, url: first.tls!, fingerprint: first.tlsFingerprint }
+  return { id: first?.id ?? EMBEDDED_RELAY_ID, ...controller }
+}
+
 /** DaemonTlsRelayInit is what the daemon knows when its path selection starts. */
 export interface DaemonTlsRelayInit {
   /** the controller the node joined (its URL and certificate pin): the embedded TLS relay is on its HTTPS port */
   controller: { url: string, fingerprint?: string }
+  /** the relays of the map the daemon has now */
+  relays: readonly RelayInfo[]
   machineKey: MachineKeyPair
   wgPort: number
   logger?: TlsRelayClientLogger
 }
 
+/** DaemonTlsRelay is the daemon's TLS relay client, which follows the map's relays. */
+export interface DaemonTlsRelay extends TlsRelayClient, RelayIdentity {
+  stats: () => TlsRelayClientStats
+  /** followMap moves to another relay when a new map's relays make chooseTlsRelay pick one */
+  followMap: (relays: readonly RelayInfo[]) => void
+}
+
 /**
- * createDaemonTlsRelay is the daemon's TLS relay client: to the relay embedded in the
- * controller the node joined, over a transport pinned like the map session's.
+ * createDaemonTlsRelay is the daemon's TLS relay client: to the relay chooseTlsRelay
+ * picks from the map, over a transport pinned like the map session's.
  */
-export function createDaemonTlsRelay (init: DaemonTlsRelayInit): TlsRelayClient & RelayIdentity & { stats: () => TlsRelayClientStats } {
-  const transport = createControllerTransport({ url: init.controller.url, ...(init.controller.fingerprint !== undefined ? { fingerprint: init.controller.fingerprint } : {}) })
+export function createDaemonTlsRelay (init: DaemonTlsRelayInit): DaemonTlsRelay {
+  const open = (t: TlsRelayTarget): ControllerTransport => createControllerTransport({ url: t.url, ...(t.fingerprint !== undefined ? { fingerprint: t.fingerprint } : {}) })
+  let target = chooseTlsRelay(init.relays, init.controller)
+  let transport = open(target)
   const client = createTlsRelayClient({ transport, machineKey: init.machineKey, wgPort: init.wgPort, ...(init.logger !== undefined ? { logger: init.logger } : {}) })
   return {
     ...client,
-    relayId: () => EMBEDDED_RELAY_ID,
+    relayId: () => target.id,
+    followMap (relays) {
+      const next = chooseTlsRelay(relays, init.controller)
+      if (next.url === target.url && next.fingerprint === target.fingerprint) {
+        target = next
+        return
+      }
+      init.logger?.info({ from: target.id, to: next.id, url: next.url }, 'moving to another TLS relay')
+      const old = transport
+      target = next
+      transport = open(next)
+      client.retarget(transport)
+      old.close()
+    },
     async close () {
       await client.close()
       transport.close()
