@@ -20,22 +20,28 @@ import { waitFor } from '../src/index.js'
 
 interface Side { node: Node, machine: MachineKeyPair, wg: Socket, got: Array<{ data: string, port: number }> }
 
-async function startRelay (t: { teardown: (fn: () => unknown) => void }): Promise<{ relay: TlsRelay, port: number, side: () => Promise<Side> }> {
+interface TestRelay { relay: TlsRelay, port: number }
+
+async function startRelay (t: { teardown: (fn: () => unknown) => void }): Promise<TestRelay & { side: () => Promise<Side>, another: () => Promise<TestRelay> }> {
   const source = createFakeNodeSource([])
   const service = map.createMapService({ source, policy: createFakeMapPolicy(), domain: 'warren.internal' })
-  const server = createServer((_req, res) => { res.statusCode = 404; res.end() })
-  service.attach(server)
-  const relay = createTlsRelay({ nodeByMachineKey: k => source.nodeByMachineKey(k), getNode: id => source.getNode(id), peers: service.mesh, events: source.events })
-  relay.attach(server)
-  const stop = service.onMeshChange(ids => relay.meshChanged(ids))
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    stop()
-    await relay.close()
-    await service.close()
-    server.closeAllConnections()
-    await new Promise(resolve => server.close(resolve))
-  })
+  t.teardown(async () => { await service.close() })
+  /** serve runs a relay on a server of its own, judging by the same nodes and mesh */
+  const serve = async (): Promise<TestRelay> => {
+    const server = createServer((_req, res) => { res.statusCode = 404; res.end() })
+    const relay = createTlsRelay({ nodeByMachineKey: k => source.nodeByMachineKey(k), getNode: id => source.getNode(id), peers: service.mesh, events: source.events })
+    relay.attach(server)
+    const stop = service.onMeshChange(ids => relay.meshChanged(ids))
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    t.teardown(async () => {
+      stop()
+      await relay.close()
+      server.closeAllConnections()
+      await new Promise(resolve => server.close(resolve))
+    })
+    return { relay, port: (server.address() as AddressInfo).port }
+  }
+  const { relay, port } = await serve()
   let n = 0
   const side = async (): Promise<Side> => {
     const machine = generateMachineKeyPair()
@@ -53,7 +59,7 @@ async function startRelay (t: { teardown: (fn: () => unknown) => void }): Promis
     wg.on('message', (msg, rinfo) => s.got.push({ data: msg.toString('latin1'), port: rinfo.port }))
     return s
   }
-  return { relay, port: (server.address() as AddressInfo).port, side }
+  return { relay, port, side, another: serve }
 }
 
 /** plainTransport reaches the relay over plain HTTP; `refuseStream` plays a proxy that passes only WebSocket. */
@@ -193,6 +199,29 @@ t.test('the client reconnects after the relay drops it, and traffic resumes', as
   t.equal(relay.stats().links, 2)
   t.same(states.slice(0, 2), [true, false], 'A heard it went down, then up again')
   t.same(heard, states, 'onStateChange hears the same as the onState hook (the path manager listens there)')
+})
+
+t.test('retargeted to another relay, the clients keep their loopback endpoints and traffic resumes there', async t => {
+  const { port, side, relay, another } = await startRelay(t)
+  const second = await another()
+  const [a, b] = [await side(), await side()]
+  const ca = createTlsRelayClient({ transport: plainTransport(port), machineKey: a.machine, wgPort: a.wg.address().port, backoff: { minMs: 20, maxMs: 100 } })
+  const cb = createTlsRelayClient({ transport: plainTransport(port), machineKey: b.machine, wgPort: b.wg.address().port, backoff: { minMs: 20, maxMs: 100 } })
+  t.teardown(async () => { await ca.close(); await cb.close() })
+  const ep = await ca.endpoint(b.node.wgKey)
+  const back = await cb.endpoint(a.node.wgKey)
+  await waitFor(() => ca.connected() && cb.connected(), { message: 'both connected', timeoutMs: 30_000 })
+  ca.retarget(plainTransport(second.port))
+  cb.retarget(plainTransport(second.port))
+  await waitFor(() => second.relay.stats().links === 2 && ca.connected() && cb.connected(), { message: 'both on the second relay', timeoutMs: 30_000 })
+  t.equal(relay.stats().links, 0, 'neither is left on the first relay')
+  t.equal(await ca.endpoint(b.node.wgKey), ep, 'WireGuard\'s endpoint for the peer did not move')
+  await waitFor(() => {
+    a.wg.send('moved', portOf(ep), '127.0.0.1')
+    return b.got.some(g => g.data === 'moved')
+  }, { message: 'traffic through the second relay', timeoutMs: 30_000 })
+  t.equal(b.got.find(g => g.data === 'moved')?.port, portOf(back), 'B still sees A at its loopback endpoint for A')
+  t.ok(second.relay.stats().framesOut > 0, 'the second relay carried it')
 })
 
 t.test('the fake hands out stable loopback endpoints and records releases', async t => {
