@@ -351,10 +351,17 @@ export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}):
   /** recheck cuts a node that may no longer relay (gone, left the mesh, re-keyed), else takes its new record. */
   function recheck (nl: NodeLink): void {
     const n = members.node(nl.node.id)
-    if (n === undefined) cut(nl, 'node_deleted', `node '${nl.node.name}' was deleted from the network`)
-    else if (!members.isMember(n.id)) cut(nl, 'node_expired', `node '${n.name}' is no longer a member of the mesh (expired or no longer approved)`)
-    else if (n.wgKey !== nl.node.wgKey) cut(nl, 'rekeyed', 'the node\'s WireGuard key changed; reconnect')
-    else nl.node = n
+    const why: [string, string] | undefined = n === undefined
+      ? ['node_deleted', `node '${nl.node.name}' was deleted from the network`]
+      : !members.isMember(n.id)
+          ? ['node_expired', `node '${n.name}' is no longer a member of the mesh (expired or no longer approved)`]
+          : n.wgKey !== nl.node.wgKey ? ['rekeyed', 'the node\'s WireGuard key changed; reconnect'] : undefined
+    if (why === undefined) {
+      nl.node = n!
+      return
+    }
+    log?.info({ node: nl.node.id, code: why[0] }, 'tls relay link cut: the node may no longer relay')
+    cut(nl, ...why)
   }
 
   return {

@@ -76,12 +76,13 @@ async function wgEndpoints (n: MeshNode, other: MeshNode, endpoint: string): Pro
 /**
  * checkRelayed waits until `n` reaches `other` through a relay of `kind` whose endpoint
  * (what WireGuard sends to) is on `endpointHost`: the relay's address for the kernel UDP
- * relay, loopback for the TLS relay client. WireGuard's endpoint must be that one.
+ * relay, loopback for the TLS relay client; `relayId` names the relay (the controller's
+ * by default). WireGuard's endpoint must be that one.
  */
-export async function checkRelayed (t: Asserts, n: MeshNode, other: MeshNode, kind: Exclude<PathKind, 'direct'>, endpointHost: string): Promise<NonNullable<LocalPeerStatus['path']>> {
+export async function checkRelayed (t: Asserts, n: MeshNode, other: MeshNode, kind: Exclude<PathKind, 'direct'>, endpointHost: string, relayId = 'controller'): Promise<NonNullable<LocalPeerStatus['path']>> {
   const path = await waitForPath(n, other, kind)
   t.match(path.endpoint, new RegExp(`^${endpointHost.replaceAll('.', '\\.')}:\\d+$`), `${n.name} reaches ${other.name} through the ${kind} at ${endpointHost}`)
-  t.equal(path.relay, 'controller', 'the controller\'s embedded relay')
+  t.equal(path.relay, relayId, relayId === 'controller' ? 'the controller\'s embedded relay' : `relay '${relayId}'`)
   t.match(await wgEndpoints(n, other, path.endpoint), `${other.wgKey}\t${path.endpoint}`, `WireGuard's endpoint for ${other.name} is the ${kind}'s`)
   return path
 }

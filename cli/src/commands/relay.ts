@@ -3,6 +3,7 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { mkdir, chmod } from 'node:fs/promises'
 import { parseCredential, parseHostPort, displayFingerprint, RELAY_LINK_PATH, WarrenError } from '@warren/protocol'
+import type { RelayLogger } from '@warren/relay'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
 import { parsePortRange } from './controller.js'
@@ -76,19 +77,20 @@ export function register (program: Command): void {
       if (why !== undefined) throw new WarrenError('relay_unsupported', why)
       await mkdir(opts.stateDir, { recursive: true, mode: 0o700 })
       await chmod(opts.stateDir, 0o700)
+      const log = {
+        info: (o: object, m?: string) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
+        warn: (o: object, m?: string) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
+        debug: () => {}
+      }
       const r = await startUdpRelay({ key: await loadOrCreateRelayKey(join(opts.stateDir, 'relay.key')), port, publicHost: opts.publicHost, listenHost: opts.listenHost, portRange })
-      const tls = tlsListen === undefined ? undefined : await startTlsRelay(relayModule, opts, tlsListen).catch(async (e: unknown) => { await r.close(); throw e })
+      const tls = tlsListen === undefined ? undefined : await startTlsRelay(relayModule, opts, tlsListen, log).catch(async (e: unknown) => { await r.close(); throw e })
       const transport = createControllerTransport({ url: opts.controller, ...(fingerprint !== undefined ? { fingerprint } : {}) })
       const link = runControllerLink({
         relay: r,
         id,
         openSocket: () => webSocketLinkSocket(transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${linkKey}` } })),
         ...(tls !== undefined ? { tls: { url: tls.server.url, fingerprint: tls.server.fingerprint, relay: tls.server.relay, members: tls.members } } : {}),
-        log: {
-          info: (o, m) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
-          warn: (o, m) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
-          debug: () => {}
-        }
+        log
       })
       printLine(`warren relay '${id}' on ${r.endpoint} (key ${r.publicKey}), linking to ${transport.url}`)
       if (tls !== undefined) printLine(`TLS relay on ${tls.server.url} (certificate fingerprint ${displayFingerprint(tls.server.fingerprint)})`)
@@ -108,7 +110,7 @@ export function register (program: Command): void {
  * startTlsRelay serves the TLS relay with the operator's certificate or a self-signed one
  * kept in the state dir; its members start empty and come from the controller.
  */
-async function startTlsRelay (relay: typeof import('@warren/relay'), opts: ServeOpts, listen: { host: string, port: number }) {
+async function startTlsRelay (relay: typeof import('@warren/relay'), opts: ServeOpts, listen: { host: string, port: number }, log: RelayLogger) {
   const cert = await relay.loadOrCreateTls({
     stateDir: opts.stateDir,
     host: opts.publicHost,
@@ -117,6 +119,6 @@ async function startTlsRelay (relay: typeof import('@warren/relay'), opts: Serve
     ...(opts.tlsKey !== undefined ? { keyFile: opts.tlsKey } : {})
   })
   const members = relay.createRelayMembers()
-  const server = await relay.startTlsRelayServer({ host: listen.host === '' ? '0.0.0.0' : listen.host, port: listen.port, publicHost: opts.publicHost, tls: cert, members })
+  const server = await relay.startTlsRelayServer({ host: listen.host === '' ? '0.0.0.0' : listen.host, port: listen.port, publicHost: opts.publicHost, tls: cert, members, log })
   return { server, members }
 }
