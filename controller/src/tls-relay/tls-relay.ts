@@ -1,7 +1,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { MAP_PATH } from '../map/map-service.js'
 import { RELAY_LINK_PATH, type Node } from '@warren/protocol'
 import { createTlsRelay as createTlsRelayEngine, type TlsRelay, type TlsRelayOptions, type TlsRelayMembers } from '@warren/relay'
+import { MAP_PATH } from '../map/map-service.js'
 import { mayConnect } from '../map/handshake.js'
 import type { PeerReader } from '../map/mesh-policy.js'
 import type { MapLogger, MapNodeEvents } from '../map/types.js'
@@ -45,14 +45,13 @@ export function controllerMembers (deps: Pick<TlsRelayDeps, 'nodeByMachineKey' |
  * and mesh, and cutting a node the moment its record says it may no longer relay.
  */
 export function createTlsRelay (deps: TlsRelayDeps, opts: TlsRelayOptions = {}): TlsRelay {
-  let links = (): number => 0
-  const metrics = deps.registry === undefined ? undefined : createRelayMetrics(deps.registry, () => links())
+  // The gauge reads the relay's links when scraped, after the relay exists.
+  const metrics = deps.registry === undefined ? undefined : createRelayMetrics(deps.registry, () => relay.stats().links)
   const relay = createTlsRelayEngine({
     members: controllerMembers(deps),
     ...(metrics !== undefined ? { onDropped: reason => metrics.dropped.labels(reason).inc() } : {}),
     ...(deps.log !== undefined ? { log: deps.log } : {})
   }, opts)
-  links = () => relay.stats().links
   const onNode = (n: Node): void => { relay.meshChanged([n.id]) }
   deps.events.on('node-upserted', onNode)
   deps.events.on('node-removed', onNode)
