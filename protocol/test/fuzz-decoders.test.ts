@@ -39,6 +39,7 @@ const PATTERN_SAMPLES: Record<string, string> = {
   '^[^@\\s]+@[^@\\s]+$': 'alice@example.com',
   '^[A-Za-z0-9_-]+$': 'n0de_1',
   '^\\d+(s|m|h|d|w)?$': '24h',
+  '^[0-9a-f]{64}$': 'ab'.repeat(32),
   [`^[^${UNSAFE_TEXT_CHARS}]*$`]: 'a plain note',
   [`^[^@\\s${UNSAFE_TEXT_CHARS}]+@[^@\\s${UNSAFE_TEXT_CHARS}]+$`]: 'alice@example.com'
 }
