@@ -54,3 +54,12 @@ t.test('relay serve takes its key from a 0600 file or WARREN_RELAY_KEY, never th
   failsWith(tt, await runWarren(serve, { WARREN_RELAY_KEY: 'wrnapi-nonsense' }), /WARREN_RELAY_KEY does not hold an API key/, 'a malformed key in the environment')
   tt.notOk(existsSync(stateDir), 'a refused key changes nothing on the host')
 })
+
+t.test('relay serve: the TLS relay\'s flags are checked before anything starts', async tt => {
+  const dir = tempDir(tt)
+  const stateDir = join(dir, 'relay-state')
+  const serve = ['relay', 'serve', '--controller', 'https://127.0.0.1:1', '--state-dir', stateDir, '--public-host', '127.0.0.1']
+  failsWith(tt, await runWarren([...serve, '--tls-cert', join(dir, 'c.pem'), '--tls-key', join(dir, 'k.pem')]), /--tls-cert and --tls-key are for the TLS relay; add --tls-listen HOST:PORT to run one/, 'a certificate without a TLS relay')
+  failsWith(tt, await runWarren([...serve, '--tls-listen', 'nope']), /--tls-listen 'nope' must be HOST:PORT/, 'a listen address that is none')
+  tt.notOk(existsSync(stateDir), 'nothing changed on the host')
+})

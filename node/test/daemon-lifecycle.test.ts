@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
-import { wireGuardPublicKey, generateWireGuardKeyPair, type LocalUpRequest } from '@warren/protocol'
+import { wireGuardPublicKey, generateWireGuardKeyPair, type LocalUpRequest, type RelayInfo } from '@warren/protocol'
 import { startDaemon, type Daemon, type DaemonInit } from '../src/daemon/daemon.js'
-import { createFakeDataPlane, type FakeDataPlane } from '../src/testing.js'
+import { createFakeDataPlane, createFakeTlsRelayClient, type FakeDataPlane } from '../src/testing.js'
 import { createDisco } from '../src/nat/disco.js'
 import type { RelayIdentity } from '../src/nat/path-manager.js'
 import type { UdpRelayClient } from '../src/nat/types.js'
@@ -263,6 +263,31 @@ t.test('with a shared port the daemon probes its peers: direct where a peer answ
   t.ok(relayed.closed, 'down closes the relay client')
   t.notOk(ourPort!.closed, 'the shared port is the data plane\'s to close')
   t.equal((await d.status()).peers.every(p => p.path === undefined), true)
+})
+
+t.test('the TLS relay client is made with the map\'s relays and hears each new map\'s', async t => {
+  const r = await rig(t)
+  const key = generateWireGuardKeyPair().publicKey
+  const edge: RelayInfo = { id: 'edge-1', udp: '192.0.2.7:3480', key, tls: 'https://192.0.2.7:443', tlsFingerprint: 'ab'.repeat(32) }
+  r.ctl.nat = { stun: [], relays: [] }
+  const wire = createFakeWire()
+  let madeWith: readonly RelayInfo[] | undefined
+  const followed: Array<readonly RelayInfo[]> = []
+  const d = await r.start({
+    paths: {
+      sharedPort: () => wire.port('192.0.2.10', r.plane.listenPort()),
+      tlsRelay: ctx => {
+        madeWith = ctx.netmap()?.nat?.relays
+        return { ...createFakeTlsRelayClient(), followMap: relays => { followed.push(relays) } }
+      }
+    }
+  })
+  await r.up(d)
+  await until('the TLS relay client made', async () => madeWith !== undefined)
+  t.same(madeWith, [], 'made with the first map\'s relays')
+  r.ctl.delta({ nat: { stun: [], relays: [edge] } })
+  await until('the new relays heard', async () => followed.some(f => f.length === 1))
+  t.same(followed.at(-1), [edge], 'a map that lists a TLS relay reaches the client')
 })
 
 function fakeRelay (endpoint: string): UdpRelayClient & RelayIdentity & { closed: boolean } {
