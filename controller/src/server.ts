@@ -21,7 +21,7 @@ import { policyRoutes } from './routes/policy.js'
 import type { ServerHook, Closable } from './server-hooks.js'
 import { startStunServer, type StunServer } from './stun-server.js'
 import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, createRelayMembersFeed, type EmbeddedRelayOptions, type RelayMembersFeed } from './relay/index.js'
-import { createTlsRelay, type TlsRelay, type TlsRelayOptions } from './tls-relay/index.js'
+import { createTlsRelay, controllerMembers, type TlsRelay, type TlsRelayOptions } from './tls-relay/index.js'
 import type { UdpRelay } from '@warren/relay'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
@@ -322,15 +322,16 @@ function mountTlsRelay (server: HttpsServer, map: MapService, state: ControllerS
 }
 
 /**
- * followedMembers feeds standalone TLS relays from the node registry and the map's mesh,
- * hearing each change of either.
+ * followedMembers feeds standalone TLS relays the members the embedded relay would judge
+ * by (the node registry and the map's mesh), hearing each change of either.
  */
 function followedMembers (state: ControllerState, map: MapService): RelayMembersFeed {
+  const members = controllerMembers({ nodeByMachineKey: k => state.nodeByMachineKey(k), getNode: id => state.getNode(id), peers: map.mesh })
   return createRelayMembersFeed({
     node: id => state.getNode(id),
     nodes: () => state.listNodes(),
-    isMember: id => map.mesh.isMember(id),
-    peersOf: id => map.mesh.peersOf(id),
+    isMember: id => members.isMember(id),
+    peersOf: id => members.peersOf(id),
     onChange (listener) {
       const stopMesh = map.onMeshChange(listener)
       const onNode = (n: Node): void => { listener([n.id]) }

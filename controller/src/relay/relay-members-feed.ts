@@ -1,10 +1,10 @@
 import { RELAY_MEMBERS_PER_MESSAGE, type Node, type RelayMember, type RelayMembers } from '@warren/protocol'
-import { mayConnect } from '../map/handshake.js'
 
 /** RelayMembersSource is what the feed reads: node records, the mesh, and when either changed. */
 export interface RelayMembersSource {
   node: (id: string) => Node | undefined
   nodes: () => Iterable<Node>
+  /** isMember: the node may use a relay now (registered, not expired, a member of the mesh) */
   isMember: (id: string) => boolean
   peersOf: (id: string) => ReadonlySet<string>
   /** onChange hears the ids whose record or peers may have changed (all when absent); returns a function that stops it */
@@ -47,7 +47,7 @@ export function createRelayMembersFeed (source: RelayMembersSource): RelayMember
   let stop: (() => void) | undefined
 
   function entry (n: Node | undefined): RelayMember | undefined {
-    if (n === undefined || !mayConnect(n) || !source.isMember(n.id)) return undefined
+    if (n === undefined || !source.isMember(n.id)) return undefined
     return { id: n.id, name: n.name, machineKey: n.machineKey, wgKey: n.wgKey, peers: [...source.peersOf(n.id)].sort() }
   }
 
