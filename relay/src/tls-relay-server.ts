@@ -1,5 +1,5 @@
-import { createServer } from 'node:https'
-import { formatHostPort, TLS_RELAY_PATH, type ErrorBody } from '@warren/protocol'
+import { createServer, type Server } from 'node:https'
+import { formatHostPort, WarrenError, TLS_RELAY_PATH, type ErrorBody } from '@warren/protocol'
 import { createTlsRelay, type TlsRelay, type TlsRelayMembers, type TlsRelayOptions } from './tls-relay.js'
 import type { ServerTls } from './server-tls.js'
 import type { RelayLogger } from './udp-relay.js'
@@ -32,10 +32,15 @@ export interface TlsRelayServer {
  * Every other request is answered 404 in the API's error shape.
  */
 export async function startTlsRelayServer (opts: TlsRelayServerOptions): Promise<TlsRelayServer> {
-  const server = createServer({ cert: opts.tls.cert, key: opts.tls.key }, (_req, res) => {
-    const body: ErrorBody = { error: { code: 'not_found', message: `this is a Warren TLS relay; nodes open it with an upgrade at ${TLS_RELAY_PATH}` } }
-    res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body))
-  })
+  let server: Server
+  try {
+    server = createServer({ cert: opts.tls.cert, key: opts.tls.key }, (_req, res) => {
+      const body: ErrorBody = { error: { code: 'not_found', message: `this is a Warren TLS relay; nodes open it with an upgrade at ${TLS_RELAY_PATH}` } }
+      res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body))
+    })
+  } catch (e) {
+    throw new WarrenError('bad_tls_file', `the TLS relay cannot use its certificate and key (${(e as Error).message}); give a matching PEM pair with --tls-cert and --tls-key`, { cause: e })
+  }
   const relay = createTlsRelay({ members: opts.members, ...(opts.log !== undefined ? { log: opts.log } : {}) }, opts.relay)
   relay.attach(server)
   try {

@@ -77,11 +77,8 @@ export function register (program: Command): void {
       if (why !== undefined) throw new WarrenError('relay_unsupported', why)
       await mkdir(opts.stateDir, { recursive: true, mode: 0o700 })
       await chmod(opts.stateDir, 0o700)
-      const log = {
-        info: (o: object, m?: string) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
-        warn: (o: object, m?: string) => cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`),
-        debug: () => {}
-      }
+      const say = (o: object, m?: string): void => { cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`) }
+      const log: RelayLogger = { info: say, warn: say, debug: () => {} }
       const r = await startUdpRelay({ key: await loadOrCreateRelayKey(join(opts.stateDir, 'relay.key')), port, publicHost: opts.publicHost, listenHost: opts.listenHost, portRange })
       const tls = tlsListen === undefined ? undefined : await startTlsRelay(relayModule, opts, tlsListen, log).catch(async (e: unknown) => { await r.close(); throw e })
       const transport = createControllerTransport({ url: opts.controller, ...(fingerprint !== undefined ? { fingerprint } : {}) })
