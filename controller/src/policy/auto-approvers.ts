@@ -36,11 +36,10 @@ export function parseAutoApprovers<N extends JsonLike> (section: N, policy: Poli
         const [cidrNode, approversNode] = route.children as [N, N]
         const text = String(cidrNode.value)
         const cidr = parseCidr(text)
-        if (cidr === undefined || !text.includes('/')) {
-          r.err(cidrNode, `autoApprovers.routes key "${text}" must be a CIDR such as 192.168.1.0/24 or fd00:1::/64`)
-          continue
-        }
-        out.routes.push({ cidr, approvers: approvers(approversNode, `autoApprovers.routes["${text}"]`, policy, r) })
+        if (cidr === undefined || !text.includes('/')) r.err(cidrNode, `autoApprovers.routes key "${text}" must be a CIDR such as 192.168.1.0/24 or fd00:1::/64`)
+        // the approvers are checked either way, so one pass reports every problem
+        const names = approvers(approversNode, `autoApprovers.routes["${text}"]`, policy, r)
+        if (cidr !== undefined && text.includes('/')) out.routes.push({ cidr, approvers: names })
       }
     } else if (key === 'exitNode') {
       out.exitNode = approvers(value, 'autoApprovers.exitNode', policy, r)
