@@ -2,8 +2,8 @@ import t from 'tap'
 import type { FilterRule, RoutingPrefs } from '@warren/protocol'
 import { createEngine, type Firewall, type FirewallContext } from '../src/engine/index.js'
 import { routesInUse } from '../src/engine/subnet-routes.js'
-import { createForwarding, createFakeSysctl, ipv4Forwarding, IPV6_FORWARDING } from '../src/router/index.js'
-import { createFakeWireGuard, createFakeRouter } from '../src/testing.js'
+import { createForwarding, ipv4Forwarding, IPV6_FORWARDING } from '../src/router/index.js'
+import { createFakeWireGuard, createFakeRouter, createFakeSysctl } from '../src/testing.js'
 import { testNode, asPeer, netmapFor } from './engine-netmap-fixtures.js'
 
 /**
