@@ -104,6 +104,25 @@ t.test('a subnet router forwards what the policy allows into its LAN', { skip, t
     t.same(r.approved, [lan], 'the policy approved the route (its /16 covers the /24)')
     await waitFor(async () => await reach(8080), { timeoutMs: 60_000, message: 'client -> LAN host:8080 after auto-approval' })
     t.pass('the client reaches the LAN host again')
+    // advertised anew while the policy approves it: served at once, no admin involved
+    await mesh.admin('nodes', 'approve-routes', 'router')
+    await mesh.warren(['up', '--socket', routerNode.socket, '--advertise-routes', ''])
+    await waitFor(async () => (await routes()).advertised.length === 0 ? true : undefined, { timeoutMs: 60_000, message: 'the router to stop advertising' })
+    await mesh.warren(['up', '--socket', routerNode.socket, '--advertise-routes', lan])
+    const again = await waitFor(async () => { const x = await routes(); return x.advertised.length > 0 ? x : undefined }, { timeoutMs: 60_000, message: 'the router to advertise again' })
+    t.same(again.served, [lan], 'the route is approved the moment it is advertised')
+    await waitFor(async () => await reach(8080), { timeoutMs: 60_000, message: 'client -> LAN host:8080 after advertising again' })
+  })
+
+  await t.test('with --snat-subnet-routes=false the LAN host sees the mesh address and must route it back', async t => {
+    await mesh.warren(['up', '--socket', routerNode.socket, '--snat-subnet-routes=false'])
+    await waitFor(async () => !await reach(8080), { timeoutMs: 60_000, message: 'the masquerade to stop (the LAN host has no route back to the mesh)' })
+    t.notOk(await reach(8080), 'without masquerade and without a route back, the LAN host cannot answer')
+    const routerLan = router.interfaces.find(i => i.network === 'lan')!.address
+    await lanHost.exec(['ip', 'route', 'add', '100.64.0.0/10', 'via', routerLan])
+    await waitFor(async () => await reach(8080), { timeoutMs: 60_000, message: 'client -> LAN host:8080 with a route back' })
+    t.pass('with a route back to the mesh through the router, it answers the client\'s own address')
+    t.notOk(await reach(9090), 'and the router still judges: 9090 is denied')
   })
 
   await t.test('down on the router restores forwarding and removes its table', async t => {
