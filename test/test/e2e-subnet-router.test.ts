@@ -1,8 +1,6 @@
 import t from 'tap'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import type { NodeRoutes } from '@warren/protocol'
-import { createTopology, netnsSkipReason, waitFor, type Host } from '../src/index.js'
+import { createSubnetLab, netnsSkipReason, waitFor, type Host } from '../src/index.js'
 import { createMesh, canConnect, FLOW_ARGV } from '../src/mesh.js'
 
 /**
@@ -34,25 +32,10 @@ async function sysctl (h: Host, key: string): Promise<string> {
 }
 
 t.test('a subnet router forwards what the policy allows into its LAN', { skip, timeout: 580_000 }, async t => {
-  const topology = await createTopology(t, { hosts: ['ctl', 'client'] })
-  const router = await topology.addHost('router', { networks: ['backbone', 'lan'] })
-  const lanHost = await topology.addHost('printer', { networks: ['lan'] })
-  const lan = topology.networks.find(n => n.name === 'lan')!.subnet
-  const lanIf = router.interfaces.find(i => i.network === 'lan')!.name
-  const mesh = await createMesh(t, { hosts: [], lab: { topology, controller: topology.host('ctl') } })
-  const write = (name: string, text: string): string => {
-    const p = join(mesh.dir, name)
-    writeFileSync(p, text)
-    return p
-  }
-  await mesh.admin('users', 'create', 'alice', '--email', 'alice@example.com')
-  await mesh.admin('policy', 'set', write('manual.hujson', policy(lanHost.address, lan, false)), '-m', 'no autoApprovers')
-  const key = async (...extra: string[]): Promise<string> =>
-    JSON.parse(await mesh.admin('keys', 'create', '--user', 'alice', '--reusable', '--preapproved', ...extra, '--json')).key as string
-
+  const { mesh, router: routerNode, client, lanHost, lan, routerLan, setPolicy } = await createSubnetLab(t, l => policy(l.lanHost, l.lan, false))
+  const router = routerNode.host
+  const lanIf = routerLan.name
   const before = { lanIf: await sysctl(router, `net.ipv4.conf.${lanIf}.forwarding`), all: await sysctl(router, 'net.ipv4.ip_forward') }
-  const routerNode = await mesh.join('router', { authKey: await key('--tags', 'tag:router') })
-  const client = await mesh.join('client', { authKey: await key() })
   const server = lanHost.spawn([...FLOW_ARGV, 'serve', '8080,9090'])
   await server.waitForLine(/^listening$/, 60_000)
 
@@ -99,7 +82,7 @@ t.test('a subnet router forwards what the policy allows into its LAN', { skip, t
     await mesh.admin('nodes', 'approve-routes', 'router')
     await waitFor(async () => !await routeOnClient(), { timeoutMs: 60_000, message: 'the route to leave the client' })
     t.notOk(await reach(8080), 'the LAN host is out of reach again')
-    await mesh.admin('policy', 'set', write('auto.hujson', policy(lanHost.address, lan, true)), '-m', 'autoApprovers')
+    await setPolicy(policy(lanHost.address, lan, true), 'autoApprovers')
     const r = await waitFor(async () => { const x = await routes(); return x.served.length > 0 ? x : undefined }, { timeoutMs: 60_000, message: 'autoApprovers to approve the route' })
     t.same(r.approved, [lan], 'the policy approved the route (its /16 covers the /24)')
     await waitFor(async () => await reach(8080), { timeoutMs: 60_000, message: 'client -> LAN host:8080 after auto-approval' })
@@ -118,8 +101,7 @@ t.test('a subnet router forwards what the policy allows into its LAN', { skip, t
     await mesh.warren(['up', '--socket', routerNode.socket, '--snat-subnet-routes=false'])
     await waitFor(async () => !await reach(8080), { timeoutMs: 60_000, message: 'the masquerade to stop (the LAN host has no route back to the mesh)' })
     t.notOk(await reach(8080), 'without masquerade and without a route back, the LAN host cannot answer')
-    const routerLan = router.interfaces.find(i => i.network === 'lan')!.address
-    await lanHost.exec(['ip', 'route', 'add', '100.64.0.0/10', 'via', routerLan])
+    await lanHost.exec(['ip', 'route', 'add', '100.64.0.0/10', 'via', routerLan.address])
     await waitFor(async () => await reach(8080), { timeoutMs: 60_000, message: 'client -> LAN host:8080 with a route back' })
     t.pass('with a route back to the mesh through the router, it answers the client\'s own address')
     t.notOk(await reach(9090), 'and the router still judges: 9090 is denied')
