@@ -44,7 +44,8 @@ function activePeers (netmap: Netmap, now: Date): Peer[] {
 
 /**
  * desiredWireGuard is the WireGuard state for a netmap: each peer reaches exactly its
- * two mesh addresses, at the endpoint the path manager chose (`local.endpoints`), else
+ * two mesh addresses and the subnet routes this node sends through it (routesInUse),
+ * at the endpoint the path manager chose (`local.endpoints`), else
  * at its first known endpoint. Peers whose key expired, or that
  * repeat our own key, are left out; a pending or expired self gets no peers at all.
  */
