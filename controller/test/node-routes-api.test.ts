@@ -2,7 +2,7 @@ import t from 'tap'
 import { testController, registration, call, setupUserKey } from './helpers.js'
 
 /**
- * The node routes API: a node's advertised routes (as its map session reports them), the
+ * The node routes API: a node's advertised routes (as its map hello reports them), the
  * admin's approval (GET/POST /v1/nodes/:node/routes), bad input refused with the field
  * named and nothing changed, and autoApprovers approving at once.
  */

@@ -4,7 +4,7 @@ import type { CommitCore, Deferred } from './commit-core.js'
 import type { NodeTable } from './node-table.js'
 
 /**
- * RouteMethods keep a node's subnet routes: what it advertises (from its map session) and
+ * RouteMethods keep a node's subnet routes: what it advertises (from its map hello) and
  * what is approved for it (by an admin, or by the policy's autoApprovers). Both are stored
  * with the node, so a change is a node change: the map service sends it to the node's
  * peers and recompiles the router's forward filter.
@@ -15,7 +15,7 @@ export interface RouteMethods {
   /** approveRoutes sets the routes approved for a node to exactly `routes` (checked, canonical) */
   approveRoutes: (idOrName: string, routes: string[], actor: string) => Promise<Node>
   /**
-   * advertiseRoutes records the routes a node's session says it advertises, and approves at
+   * advertiseRoutes records the routes a node's map hello says it advertises, and approves at
    * once those the policy's autoApprovers approve. Approvals of routes it stops advertising
    * are kept, so advertising them again needs no new approval.
    */
