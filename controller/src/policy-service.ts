@@ -1,6 +1,6 @@
 import { WarrenError, createSerialQueue, type Node, type PolicyCheckResponse, type PolicyInfo, type PolicyVersionInfo, type SetPolicyResponse } from '@warren/protocol'
 import type { ControllerState } from './state.js'
-import { DEFAULT_POLICY_TEXT, parsePolicy, tagOwnersAllow, type ExplainResult, type Policy, type PolicyDiff, type PolicyNode, type PolicyUser } from './policy/index.js'
+import { DEFAULT_POLICY_TEXT, autoApprovedRoutes, parsePolicy, tagOwnersAllow, type ExplainResult, type Policy, type PolicyDiff, type PolicyNode, type PolicyUser } from './policy/index.js'
 import { rejection } from './policy-jobs.js'
 import { createPolicyRunner, type PolicyLimits } from './policy-runner.js'
 
@@ -37,6 +37,8 @@ export interface PolicyService {
   onPolicyChange: (listener: (policy: Policy) => void) => () => void
   /** tagOwnersAllow says whether the policy in force lets `user` put `tag` on its nodes */
   tagOwnersAllow: (user: string | undefined, tag: string) => boolean
+  /** autoApprovedRoutes lists the routes a node advertises that the policy in force's autoApprovers approve */
+  autoApprovedRoutes: (node: Node) => string[]
   close: () => Promise<void>
 }
 
@@ -128,6 +130,7 @@ export async function createPolicyService (state: ControllerState, opts: PolicyS
       listeners.add(listener)
       return () => { listeners.delete(listener) }
     },
+    autoApprovedRoutes: node => autoApprovedRoutes(policy, node, policyUsers(state)),
     tagOwnersAllow (userName, tag) {
       if (userName === undefined) return false
       const user = state.listUsers().find(u => u.name === userName)

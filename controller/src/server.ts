@@ -135,6 +135,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       store,
       domain,
       tagOwnersAllow: (user, tag) => policyInForce?.tagOwnersAllow(user, tag) ?? false,
+      autoApproveRoutes: node => policyInForce?.autoApprovedRoutes(node) ?? [],
       fingerprint: tls.fingerprint,
       ...(nodeKeyExpiryMs !== undefined ? { nodeKeyExpiryMs } : {}),
       onListenerError: (err, event) => { log.error({ err, event }, 'state event listener failed') }
@@ -144,6 +145,11 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     // sessions whose peers or filters it changed.
     const policy = await createPolicyService(state)
     policyInForce = policy
+    const approving = state
+    const stopApproving = policy.onPolicyChange(() => {
+      approving.applyAutoApprovers().catch((err: unknown) => { log.error({ err }, 'could not apply the policy\'s autoApprovers') })
+    })
+    closables.push({ close: async () => { stopApproving() } })
     closables.push({ close: async () => { await policy.close() } })
     let map: MapService | undefined
     let stun: StunServer | undefined

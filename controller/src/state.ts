@@ -3,6 +3,7 @@ import type { Store, StoreOp } from './store.js'
 import { createCommitCore, type StateEvents } from './state/commit-core.js'
 import { createNodeTable } from './state/node-table.js'
 import { createNodes, type NodeMethods } from './state/nodes.js'
+import { createRouteMethods, type AutoApprove, type RouteMethods } from './state/routes.js'
 import { createRegistration } from './state/registration.js'
 import { createUsers, type UserMethods } from './state/users.js'
 import { createAuthKeys, type AuthKeyMethods } from './state/auth-keys.js'
@@ -41,7 +42,7 @@ export { DEFAULT_API_KEY_EXPIRY } from './state/api-keys.js'
  * owns a tag); `events` also carries 'user-upserted' and 'user-removed'; `store.readPrefix`
  * and `commit(ops, actor, action, target)` persist its own records with an audit entry.
  */
-export interface ControllerState extends NodeMethods, UserMethods, AuthKeyMethods, ApiKeyMethods {
+export interface ControllerState extends NodeMethods, RouteMethods, UserMethods, AuthKeyMethods, ApiKeyMethods {
   readonly domain: string
   readonly controllerKey: WireGuardKeyPair
   /** the ULA /48 that mesh IPv6 addresses come from */
@@ -73,6 +74,8 @@ export interface ControllerStateOptions {
   maxClockSkewMs?: number
   /** tagOwnersAllow says whether `user` may put `tag` on its nodes (the policy's tagOwners); default: nobody */
   tagOwnersAllow?: (user: string | undefined, tag: string) => boolean
+  /** autoApproveRoutes lists a node's advertised routes the policy's autoApprovers approve; default: none */
+  autoApproveRoutes?: AutoApprove
   /** clock, for tests */
   now?: () => number
   /** called when an event listener throws, so a bad listener cannot fail a request */
@@ -108,6 +111,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
     store,
     tagOwnersAllow,
     ...createNodes(core, table, users),
+    ...createRouteMethods(core, table, opts.autoApproveRoutes ?? (() => [])),
     register,
     ...users.methods,
     ...authKeys.methods,

@@ -64,6 +64,9 @@ export interface NodeRecord {
   authKeyId?: string
   /** user whose key created the node (kept for tagged nodes, which have no owner) */
   createdBy?: string
+  /** subnet routes the node advertises, and those approved for it (canonical, sorted) */
+  advertisedRoutes?: string[]
+  approvedRoutes?: string[]
 }
 
 export interface AuthKeyRecord extends AuthKeyInfo { secretHash: string }

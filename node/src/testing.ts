@@ -7,6 +7,7 @@
 export * from './runner/fake-command-runner.js'
 export * from './wireguard/fake-wireguard.js'
 export * from './router/fake-router.js'
+export * from './router/fake-sysctl.js'
 export * from './firewall/fake-firewall.js'
 export * from './daemon/fake-data-plane.js'
 export * from './dns/fake-host-resolver.js'

@@ -122,6 +122,28 @@ t.test('deltas from the controller reach the data plane, and the metrics count t
   t.match(text, /warren_node_apply_duration_seconds_count\{result="ok"\} [2-9]/)
 })
 
+t.test('up sends the advertised routes with the hello, keeps route settings, and refuses a bad route before registering', async t => {
+  const r = await rig(t)
+  const d = await r.start()
+  await r.up(d, { advertiseRoutes: ['192.168.1.0/24', '10.0.0.0/8'], acceptRoutes: true })
+  await until('Running', async () => (await d.status()).backendState === 'Running')
+  t.same(r.ctl.hellos.at(-1)!.routes, ['10.0.0.0/8', '192.168.1.0/24'], 'the hello carries the routes, canonical and sorted')
+  t.same(r.plane.routings.at(-1), { advertiseRoutes: ['10.0.0.0/8', '192.168.1.0/24'], acceptRoutes: true, snatSubnetRoutes: true }, 'the data plane gets the settings')
+  t.same((await d.status()).routing?.acceptRoutes, true, 'status shows them')
+
+  const hellos = r.ctl.hellos.length
+  await r.up(d, { snatSubnetRoutes: false })
+  await until('a new hello', () => r.ctl.hellos.length > hellos)
+  t.same(r.ctl.hellos.at(-1)!.routes, ['10.0.0.0/8', '192.168.1.0/24'], 'an up without routes keeps those of the last one')
+  t.same((await d.status()).routing, { advertiseRoutes: ['10.0.0.0/8', '192.168.1.0/24'], acceptRoutes: true, snatSubnetRoutes: false })
+
+  const registrations = r.ctl.registrations.length
+  await t.rejects(r.up(d, { advertiseRoutes: ['192.168.1.1/24'] }), { code: 'bad_route', message: /did you mean 192\.168\.1\.0\/24/ })
+  await t.rejects(r.up(d, { advertiseRoutes: ['fd7a:115c:a1e0:ab12::/64'] }), { code: 'bad_route', message: /the mesh's own IPv6 range/ }, 'the mesh\'s own IPv6 /48 is refused too')
+  t.equal(r.ctl.registrations.length, registrations, 'a refused up registers nothing')
+  t.same((await d.status()).routing?.advertiseRoutes, ['10.0.0.0/8', '192.168.1.0/24'], 'and keeps the settings')
+})
+
 t.test('a refused auth key reports the controller\'s reason and changes nothing', async t => {
   const r = await rig(t)
   const d = await r.start()

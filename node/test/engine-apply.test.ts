@@ -81,7 +81,7 @@ t.test('peers with an expired key or our own key are left out', async t => {
 })
 
 t.test('desired router state takes the /48 of our IPv6 address', async t => {
-  t.same(desiredRouter(netmapFor(testNode(9, { ipv6: 'fd12:3456:789a:1::9' }), []), IF).routes, ['100.64.0.0/10', 'fd12:3456:789a::/48'])
+  t.same(desiredRouter(netmapFor(testNode(9, { ipv6: 'fd12:3456:789a:1::9' }), []), { interfaceName: IF }).routes, ['100.64.0.0/10', 'fd12:3456:789a::/48'])
 })
 
 t.test('concurrent applies run one after another, last map wins', async t => {

@@ -8,6 +8,8 @@ export interface FilterPacket {
   proto: number
   /** destination port; only read for protocols with ports */
   dport?: number
+  /** destination address; only read for forwarded packets (forwardAllows) */
+  dst?: string
 }
 
 /**
@@ -18,6 +20,24 @@ export interface FilterPacket {
  * node's ruleset tests both hold their answers to this function.
  */
 export function filterAllows (filter: readonly FilterRule[], packet: FilterPacket): boolean {
+  return matchRules(filter.filter(r => r.dsts === undefined), packet)
+}
+
+/**
+ * forwardAllows is the reference meaning of a subnet router's forward filter: a packet from
+ * the mesh to `packet.dst` is forwarded when a rule with `dsts` (one of which contains the
+ * destination) allows its source, protocol and port as filterAllows would.
+ */
+export function forwardAllows (filter: readonly FilterRule[], packet: FilterPacket): boolean {
+  const dst = packet.dst === undefined ? undefined : parseIpAddress(packet.dst)
+  if (dst === undefined) return false
+  return matchRules(filter.filter(r => r.dsts?.some(d => {
+    const p = parseIpPrefix(d)
+    return p !== undefined && prefixContains(p, dst)
+  }) === true), packet)
+}
+
+function matchRules (filter: readonly FilterRule[], packet: FilterPacket): boolean {
   const src = parseIpAddress(packet.src)
   if (src === undefined) return false
   const withPorts = protocolHasPorts(packet.proto)

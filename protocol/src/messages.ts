@@ -23,6 +23,10 @@ export const Email = Str(254, { pattern: '^[^@\\s]+@[^@\\s]+$' })
 export const Id = Str(64, { minLength: 1, pattern: '^[A-Za-z0-9_-]+$' })
 export const IpAddr = Str(45)
 export const Endpoint = Str(64, { description: 'host:port or [v6]:port' })
+/** Cidr is an address range as text (`192.168.1.0/24`); checkRoute says what a route may be. */
+export const Cidr = Str(50)
+/** RouteList is a node's advertised or approved subnet routes, canonical and sorted. */
+export const RouteList = Type.Array(Cidr, { maxItems: 256 })
 export const Duration = Str(16, { pattern: '^\\d+(s|m|h|d|w)?$' })
 /**
  * FreeText is text a person typed that others will be shown (descriptions, messages,
@@ -64,7 +68,11 @@ export const Node = Obj({
   created: Timestamp,
   lastSeen: Type.Optional(Timestamp),
   keyExpiry: Type.Optional(Timestamp),
-  endpoints: Type.Array(Endpoint, { maxItems: 32 })
+  endpoints: Type.Array(Endpoint, { maxItems: 32 }),
+  /** subnet routes the node offers to forward into (`warren up --advertise-routes`) */
+  advertisedRoutes: Type.Optional(RouteList),
+  /** routes approved for it (by an admin or the policy's autoApprovers); only those advertised are served */
+  approvedRoutes: Type.Optional(RouteList)
 })
 export type Node = Static<typeof Node>
 
@@ -137,6 +145,14 @@ export type CreateApiKeyResponse = Static<typeof CreateApiKeyResponse>
 
 export const RenameNodeRequest = Obj({ name: NodeName })
 export const SetTagsRequest = Obj({ tags: Type.Array(TagName, { maxItems: 64 }) })
+/** ApproveRoutesRequest sets the routes approved for a node: exactly these (an empty list approves none). */
+export const ApproveRoutesRequest = Obj({ routes: RouteList })
+export type ApproveRoutesRequest = Static<typeof ApproveRoutesRequest>
+/** NodeRoutes is `warren admin nodes routes NODE`: advertised, approved, and served (both). */
+export const NodeRoutes = Obj({ node: NodeName, advertised: RouteList, approved: RouteList, served: RouteList })
+export type NodeRoutes = Static<typeof NodeRoutes>
+export const NodeRoutesResponse = Obj({ routes: NodeRoutes })
+export type NodeRoutesResponse = Static<typeof NodeRoutesResponse>
 
 export const ErrorBody = Obj({ error: Obj({ code: Str(64), message: Str(4000), field: Type.Optional(Str(200)) }) })
 export type ErrorBody = Static<typeof ErrorBody>
@@ -192,12 +208,15 @@ export type PortRange = Static<typeof PortRange>
 
 /**
  * FilterRule allows inbound traffic to this node: from any of `srcs` (CIDRs), with one of
- * `protos` (IANA numbers), to one of `ports` (ignored for protocols without ports).
+ * `protos` (IANA numbers), to one of `ports` (ignored for protocols without ports). A rule
+ * with `dsts` is a subnet router's instead: it allows forwarding the same traffic into those
+ * ranges (inside the node's served routes), and nothing to the node itself.
  */
 export const FilterRule = Obj({
   srcs: Type.Array(Str(50), { maxItems: 1_000_000 }),
   protos: Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { maxItems: 256 }),
-  ports: Type.Array(PortRange, { maxItems: 65536 })
+  ports: Type.Array(PortRange, { maxItems: 65536 }),
+  dsts: Type.Optional(Type.Array(Cidr, { maxItems: 256 }))
 })
 export type FilterRule = Static<typeof FilterRule>
 
@@ -213,7 +232,9 @@ export const Peer = Obj({
   endpoints: Type.Array(Endpoint, { maxItems: 32 }),
   online: Type.Boolean(),
   lastSeen: Type.Optional(Timestamp),
-  keyExpiry: Type.Optional(Timestamp)
+  keyExpiry: Type.Optional(Timestamp),
+  /** the approved subnet routes this peer serves (see servedRoutes) */
+  routes: Type.Optional(RouteList)
 })
 export type Peer = Static<typeof Peer>
 
@@ -278,6 +299,8 @@ export const MapHello = Obj({
   nonce: Str(64),
   signature: Str(100),
   endpoints: Type.Array(Endpoint, { maxItems: 32 }),
+  /** the subnet routes this node advertises (none when absent) */
+  routes: Type.Optional(RouteList),
   /** resume a session from its last sequence number instead of taking a full map */
   resume: Type.Optional(Obj({ session: Str(64), seq: Type.Integer({ minimum: 0 }) }))
 })
@@ -602,7 +625,11 @@ export const LocalPeerStatus = Obj({
   rxBytes: Type.Integer({ minimum: 0 }),
   txBytes: Type.Integer({ minimum: 0 }),
   /** the path the daemon chose for WireGuard; absent when it has none (the map's first endpoint is used) */
-  path: Type.Optional(LocalPeerPath)
+  path: Type.Optional(LocalPeerPath),
+  /** approved subnet routes the peer offers */
+  routes: Type.Optional(RouteList),
+  /** those of them this node sends through the peer (with --accept-routes; the most specific router wins) */
+  routesInUse: Type.Optional(RouteList)
 })
 export type LocalPeerStatus = Static<typeof LocalPeerStatus>
 
@@ -630,6 +657,18 @@ export function describeDataPlane (info: DataPlaneInfo): string {
   return `${info.implementation}${info.version !== undefined ? ` ${info.version}` : ''}${where.length > 0 ? ` (${where.join(', ')})` : ''}`
 }
 
+/**
+ * RoutingPrefs are a node's subnet-route settings from `warren up`: routes to advertise,
+ * whether to use the routes peers offer (off by default, as Tailscale on Linux), and
+ * whether to masquerade what this node forwards into its subnets (on by default).
+ */
+export const RoutingPrefs = Obj({
+  advertiseRoutes: RouteList,
+  acceptRoutes: Type.Boolean(),
+  snatSubnetRoutes: Type.Boolean()
+})
+export type RoutingPrefs = Static<typeof RoutingPrefs>
+
 export const LocalStatus = Obj({
   version: Type.Integer(),
   backendState: BackendState,
@@ -640,7 +679,9 @@ export const LocalStatus = Obj({
   /** the WireGuard implementation in use; absent until the interface is up (and from older daemons) */
   dataPlane: Type.Optional(DataPlaneInfo),
   self: Type.Optional(Node),
-  peers: Type.Array(LocalPeerStatus, { maxItems: 1_000_000 })
+  peers: Type.Array(LocalPeerStatus, { maxItems: 1_000_000 }),
+  /** this node's route settings from `warren up` */
+  routing: Type.Optional(RoutingPrefs)
 })
 export type LocalStatus = Static<typeof LocalStatus>
 
@@ -671,7 +712,11 @@ export const LocalUpRequest = Obj({
   authKey: Type.Optional(Str(200)),
   fingerprint: Type.Optional(Str(200)),
   hostname: Type.Optional(FreeText(253, { minLength: 1 })),
-  advertiseTags: Type.Optional(Type.Array(TagName, { maxItems: 64 }))
+  advertiseTags: Type.Optional(Type.Array(TagName, { maxItems: 64 })),
+  /** absent fields keep the value of the last `up` (defaults: none, false, true) */
+  advertiseRoutes: Type.Optional(RouteList),
+  acceptRoutes: Type.Optional(Type.Boolean()),
+  snatSubnetRoutes: Type.Optional(Type.Boolean())
 })
 export type LocalUpRequest = Static<typeof LocalUpRequest>
 

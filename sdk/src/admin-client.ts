@@ -1,11 +1,11 @@
 import { join } from 'node:path'
 import {
-  WarrenError, parseCredential, isTag, checkNodeName, UserName, Email,
+  WarrenError, parseCredential, isTag, checkNodeName, checkRoutes, UserName, Email,
   type User, type Node, type AuthKeyInfo, type ApiKeyInfo, type AuditEntry,
   type CreateUserRequest, type CreateAuthKeyRequest, type CreateAuthKeyResponse,
   type CreateApiKeyRequest, type CreateApiKeyResponse,
   type UserResponse, type UserList, type NodeResponse, type NodeList, type AuthKeyResponse, type AuthKeyList,
-  type ApiKeyResponse, type ApiKeyList, type AuditList
+  type ApiKeyResponse, type ApiKeyList, type AuditList, type NodeRoutes, type NodeRoutesResponse
 } from '@warren/protocol'
 import { createControllerTransport, createUnixTransport, errorFromResponse, type JsonTransport } from './transport/index.js'
 
@@ -48,6 +48,13 @@ export interface AdminClient {
     expire(node: string): Promise<Node>
     delete(node: string): Promise<void>
     setTags(node: string, tags: string[]): Promise<Node>
+    /** routes lists the subnet routes a node advertises, those approved, and those it serves (both) */
+    routes(node: string): Promise<NodeRoutes>
+    /**
+     * approveRoutes sets the routes approved for a node to exactly `routes` (an empty list
+     * approves none); each is checked first (a CIDR without host bits, not the mesh's own range)
+     */
+    approveRoutes(node: string, routes: string[]): Promise<NodeRoutes>
   }
   apiKeys: {
     create(req: CreateApiKeyRequest): Promise<CreateApiKeyResponse>
@@ -134,7 +141,9 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
       rename: async (node, name) => { checkNodeName(name); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/rename`, { name })).node },
       expire: async node => (await request<NodeResponse>('POST', `/nodes/${enc(node)}/expire`, {})).node,
       delete: async node => { await request('DELETE', `/nodes/${enc(node)}`) },
-      setTags: async (node, tags) => { checkTags(tags); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/tags`, { tags })).node }
+      setTags: async (node, tags) => { checkTags(tags); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/tags`, { tags })).node },
+      routes: async node => (await request<NodeRoutesResponse>('GET', `/nodes/${enc(node)}/routes`)).routes,
+      approveRoutes: async (node, routes) => (await request<NodeRoutesResponse>('POST', `/nodes/${enc(node)}/routes`, { routes: checkRoutes(routes) })).routes
     },
     apiKeys: {
       create: async req => await request<CreateApiKeyResponse>('POST', '/apikeys', req),

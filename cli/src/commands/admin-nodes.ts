@@ -4,12 +4,13 @@ import type { AdminClient } from '@warren/sdk'
 import { adminCommand, addListCommand, withAdmin } from './admin.js'
 import { splitList } from './admin-keys.js'
 import { printJson, printLine, relativeTime } from '../output.js'
+import { registerRoutes } from './admin-routes.js'
 
 function owner (n: Node): string {
   return n.tags.length > 0 ? n.tags.join(',') : n.user ?? '-'
 }
 
-/** register adds `warren admin nodes list|approve|rename|expire|delete|tag`. */
+/** register adds `warren admin nodes list|approve|rename|expire|delete|tag|routes|approve-routes`. */
 export function register (program: Command): void {
   const nodes = adminCommand(program).command('nodes').description('manage nodes (devices); NODE is a node name or id')
 
@@ -59,6 +60,7 @@ export function register (program: Command): void {
     n => `expired node ${n!.name}`)
   change('delete', 'delete a node: it leaves every peer\'s map', async (a, ref) => { await a.nodes.delete(ref); return undefined },
     (_n, ref) => `deleted node ${ref}`)
+  registerRoutes(nodes)
   change('tag', 'set a node\'s tags (comma-separated, tag:a,tag:b; an empty string clears them)', async (a, ref, tags) => await a.nodes.setTags(ref, splitList(tags)),
     n => `node ${n!.name} now has tags ${n!.tags.join(',') || '(none)'}`, 'tags')
 }

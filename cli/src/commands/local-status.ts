@@ -19,6 +19,28 @@ export function formatPath (path: LocalPeerPath | undefined): string {
   return [path.kind, path.relay, path.latencyMs !== undefined ? `${path.latencyMs.toFixed(path.latencyMs < 10 ? 1 : 0)} ms` : undefined].filter(x => x !== undefined).join(' ')
 }
 
+/**
+ * formatRoutes says what this node does with subnet routes: those it advertises (served
+ * once approved) and those peers offer (in use, or why not).
+ */
+export function formatRoutes (st: LocalStatus): string[] {
+  const lines: string[] = []
+  const advertised = st.self?.advertisedRoutes ?? []
+  if (advertised.length > 0) {
+    const approved = new Set(st.self?.approvedRoutes ?? [])
+    const state = (r: string): string => approved.has(r) ? 'approved, served' : 'awaiting approval'
+    lines.push(`routes advertised: ${advertised.map(r => `${r} (${state(r)})`).join(', ')}; ${st.routing?.snatSubnetRoutes === false ? 'no masquerade' : 'masqueraded'}`)
+  }
+  const accept = st.routing?.acceptRoutes === true
+  for (const p of st.peers) {
+    for (const r of p.routes ?? []) {
+      const used = p.routesInUse?.includes(r) === true
+      lines.push(`route ${r} via ${p.name}: ${used ? 'in use' : accept ? 'not used (another router carries it)' : 'not used (run \'warren up --accept-routes\' to use it)'}`)
+    }
+  }
+  return lines
+}
+
 /** formatStatus is the human form of `warren status`. */
 export function formatStatus (st: LocalStatus, now = Date.now()): string {
   const lines: string[] = []
@@ -27,6 +49,7 @@ export function formatStatus (st: LocalStatus, now = Date.now()): string {
   if (self !== undefined) lines.push(`self: ${self.fqdn} ${self.ipv4} ${self.ipv6} on ${st.interfaceName}`)
   if (st.dataPlane !== undefined) lines.push(`wireguard: ${describeDataPlane(st.dataPlane)}`)
   for (const h of st.health) lines.push(`health: ${h}`)
+  lines.push(...formatRoutes(st))
   if (st.peers.length === 0) {
     lines.push(self === undefined ? 'not joined: run \'warren up --controller URL --auth-key KEY\'' : 'no peers')
     return lines.join('\n') + '\n'

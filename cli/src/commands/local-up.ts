@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander'
-import { WarrenError, parseDuration, type LocalStatus, type LocalUpRequest } from '@warren/protocol'
+import { WarrenError, checkRoutes, parseDuration, type LocalStatus, type LocalUpRequest } from '@warren/protocol'
 import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
 import { printJson, printLine } from '../output.js'
 
@@ -9,7 +9,29 @@ interface UpOptions extends LocalOptions {
   hostname?: string
   advertiseTags?: string
   fingerprint?: string
+  advertiseRoutes?: string
+  acceptRoutes?: boolean
+  snatSubnetRoutes?: string
   timeout: string
+}
+
+/** readBoolean reads `--flag=true|false`, naming the flag when it is neither. */
+function readBoolean (text: string, flag: string): boolean {
+  if (text === 'true') return true
+  if (text === 'false') return false
+  throw new WarrenError('usage', `${flag} takes true or false, not "${text}"`, { field: flag })
+}
+
+/**
+ * routeOptions are the route settings an `up` asks for; those not given keep what the last
+ * `up` said. Routes are checked here, so a typo fails before the daemon is asked.
+ */
+export function routeOptions (opts: Pick<UpOptions, 'advertiseRoutes' | 'acceptRoutes' | 'snatSubnetRoutes'>): Pick<LocalUpRequest, 'advertiseRoutes' | 'acceptRoutes' | 'snatSubnetRoutes'> {
+  return {
+    ...(opts.advertiseRoutes !== undefined ? { advertiseRoutes: checkRoutes(opts.advertiseRoutes.split(',').map(s => s.trim()).filter(s => s !== ''), '--advertise-routes') } : {}),
+    ...(opts.acceptRoutes !== undefined ? { acceptRoutes: opts.acceptRoutes } : {}),
+    ...(opts.snatSubnetRoutes !== undefined ? { snatSubnetRoutes: readBoolean(opts.snatSubnetRoutes, '--snat-subnet-routes') } : {})
+  }
 }
 
 /** describeUp is the one line `warren up` prints once the daemon is running. */
@@ -27,10 +49,15 @@ export function register (program: Command): void {
     .option('--hostname <name>', 'the name to register (default: this host\'s name)')
     .option('--advertise-tags <tags>', 'tags to request, comma-separated (for example tag:web,tag:prod)')
     .option('--fingerprint <sha256>', 'pin the controller certificate (default: the pin inside the auth key)')
+    .option('--advertise-routes <cidrs>', 'offer to route these subnets for the mesh, comma-separated (192.168.1.0/24,fd00:1::/64); an empty string stops')
+    .option('--accept-routes', 'use the subnet routes other nodes offer (default: off)')
+    .option('--no-accept-routes', 'stop using them')
+    .option('--snat-subnet-routes <bool>', 'masquerade what this node forwards into its subnets (default: true)')
     .option('--timeout <duration>', 'how long to wait for the mesh to come up', '60s')
     .option('--json', 'print the final status as JSON')
     .action(async (opts: UpOptions) => {
       const deadline = Date.now() + parseDuration(opts.timeout, '--timeout')
+      const routes = routeOptions(opts)
       const local = openLocal(opts, 60_000)
       let controller = opts.controller
       if (controller === undefined || controller === '') {
@@ -39,6 +66,7 @@ export function register (program: Command): void {
       }
       const req: LocalUpRequest = {
         controller,
+        ...routes,
         ...(opts.authKey !== undefined && opts.authKey !== '' ? { authKey: opts.authKey } : {}),
         ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
         ...(opts.fingerprint !== undefined ? { fingerprint: opts.fingerprint } : {}),

@@ -1,4 +1,4 @@
-import type { Node, Peer, FilterRule, NatConfig } from '@warren/protocol'
+import { servedRoutes, type Node, type Peer, type FilterRule, type NatConfig } from '@warren/protocol'
 import type { MapPolicyChange } from './types.js'
 import type { PeerReader } from './mesh-policy.js'
 import { createDeltaQueues, type FanoutSession, type QueuedSession } from './delta-queues.js'
@@ -87,6 +87,8 @@ function peerView (n: Node): Peer {
   if (n.user !== undefined) p.user = n.user
   if (n.lastSeen !== undefined) p.lastSeen = n.lastSeen
   if (n.keyExpiry !== undefined) p.keyExpiry = n.keyExpiry
+  const routes = servedRoutes(n)
+  if (routes.length > 0) p.routes = routes
   return p
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { WebSocket, type RawData } from 'ws'
 import {
   PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, RelayRequest, RelayRelease, Logout, validate, mapSigningPayload, checkProtocolVersion,
-  isKeyExpired, WarrenError, type ClientMessage, type Node
+  isKeyExpired, WarrenError, checkRoutes, type ClientMessage, type Node
 } from '@warren/protocol'
 import type { MapLogger } from './types.js'
 import { checkEndpoints } from './endpoints.js'
@@ -27,7 +27,7 @@ export const MapCloseCode = {
 export interface MapRefusal { code: string, message: string, closeCode: number }
 
 /** HelloResult is a checked hello: the node it proves to be, with its endpoints, or a refusal. */
-export type HelloResult = { node: Node, endpoints: string[] } | { refusal: MapRefusal }
+export type HelloResult = { node: Node, endpoints: string[], routes: string[] } | { refusal: MapRefusal }
 
 /** Challenge is the server's first message on a socket; the hello must sign its nonce. */
 export interface Challenge { nonce: string, text: string }
@@ -96,7 +96,7 @@ export function unreadable (err: unknown): MapRefusal {
 
 /**
  * checkHello authenticates a hello: it must sign this socket's nonce with the machine
- * key of a registered node that may connect, and report well-formed endpoints.
+ * key of a registered node that may connect, and report well-formed endpoints and routes.
  */
 export function checkHello (hello: MapHello, nonce: string, nodeByMachineKey: (machineKey: string) => Node | undefined): HelloResult {
   const unauthenticated = (code: string, message: string): HelloResult => ({ refusal: { code, message, closeCode: MapCloseCode.unauthenticated } })
@@ -110,9 +110,10 @@ export function checkHello (hello: MapHello, nonce: string, nodeByMachineKey: (m
   }
   if (!mayConnect(node)) return { refusal: expiredRefusal(node) }
   try {
-    return { node, endpoints: checkEndpoints(hello.endpoints, 'hello.endpoints') }
+    return { node, endpoints: checkEndpoints(hello.endpoints, 'hello.endpoints'), routes: checkRoutes(hello.routes ?? [], 'hello.routes') }
   } catch (err) {
-    return { refusal: { code: 'bad_endpoint', message: (err as Error).message, closeCode: MapCloseCode.badMessage } }
+    const code = (err as { code?: string }).code === 'bad_route' ? 'bad_route' : 'bad_endpoint'
+    return { refusal: { code, message: (err as Error).message, closeCode: MapCloseCode.badMessage } }
   }
 }
 
@@ -125,7 +126,7 @@ export interface MapSocketHandlers<S> {
   /** refuse sends the refusal's error and closes the socket */
   refuse: (ws: WebSocket, refusal: MapRefusal) => void
   /** start attaches an authenticated socket to its node's session, to which later messages belong */
-  start: (ws: WebSocket, node: Node, endpoints: string[], resume?: { session: string, seq: number }) => S
+  start: (ws: WebSocket, node: Node, hello: { endpoints: string[], routes: string[] }, resume?: { session: string, seq: number }) => S
   endpoints: (session: S, ws: WebSocket, endpoints: string[]) => void
   /** relayRequest: the node asks for a kernel-relay allocation toward a peer */
   relayRequest: (session: S, peer: string) => void
@@ -171,7 +172,7 @@ export function acceptMapSocket<S> (ws: WebSocket, h: MapSocketHandlers<S>): voi
       clearTimeout(helloTimer)
       const checked = checkHello(msg, challenge.nonce, h.nodeByMachineKey)
       if ('refusal' in checked) h.refuse(ws, checked.refusal)
-      else session = h.start(ws, checked.node, checked.endpoints, msg.resume)
+      else session = h.start(ws, checked.node, checked, msg.resume)
       return
     }
     if (msg.type === 'relay-request') {

@@ -137,7 +137,8 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
    * older socket, resumes the session when the hello names it at its current seq (or
    * starts a new one), records the node online, and sends the first message.
    */
-  function startSession (ws: WebSocket, node: Node, endpoints: string[], resume?: { session: string, seq: number }): FanoutSession {
+  function startSession (ws: WebSocket, node: Node, hello: { endpoints: string[], routes: string[] }, resume?: { session: string, seq: number }): FanoutSession {
+    const { endpoints, routes } = hello
     if (fanout.node(node.id) === undefined) fanout.loadNodes([node])
     const old = sockets.get(node.id)
     if (old !== undefined) {
@@ -159,6 +160,10 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
     fanout.setConnected(session, true)
     wire.keepAlive(ws, node.id)
     wire.send(ws, resumed ? 'delta' : 'map', first, node.id)
+    // A change of advertised routes is a change of the node's record: it comes back as an event.
+    if (source.advertiseRoutes !== undefined && !sameList(routes, node.advertisedRoutes ?? [])) {
+      settle(source.advertiseRoutes(node.id, routes), 'record the routes a node advertises')
+    }
     return session
   }
 

@@ -28,6 +28,8 @@ export interface MapNodeSource {
   events: MapNodeEvents
   /** recordPresence stores what the map service knows of a node's session, without an event */
   recordPresence: (id: string, presence: NodePresence) => unknown
+  /** advertiseRoutes records the subnet routes a node's hello advertises (announced as a node change) */
+  advertiseRoutes?: (id: string, routes: string[]) => unknown
   /** deleteNode removes a node for good (used for ephemeral nodes that went away). */
   deleteNode: (id: string, actor: string) => unknown
 }

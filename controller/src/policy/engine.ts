@@ -1,5 +1,6 @@
 import type { FilterRule } from '@warren/protocol'
 import { cidrContains, hostCidr } from './addr.js'
+import { buildForwardFilter, routeParts, routeOverlaps, routerRoutes } from './route-filter.js'
 import { compilePolicy, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
 import { buildFilter, type FilterPart } from './build-filter.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
@@ -42,12 +43,18 @@ interface NodeRec {
   node: PolicyNode
   addrs: Cidr[]
   keys: string[]
+  /** routeKeys: address keys that overlap the routes the node serves, so it is a peer of their sources */
+  routeKeys: string[]
   user?: string
   sig: string
 }
 
-/** FilterSource is one rule destination that applies to a node; `self` is the owner for autogroup:self. */
-interface FilterSource { r: number, rule: CompiledRule, dstIndex: number, self?: string }
+/**
+ * FilterSource is one rule destination that applies to a node; `self` is the owner for
+ * autogroup:self; `via` is the range inside the node's served routes that the rule lets
+ * its sources reach through the node (a subnet router's forward filter).
+ */
+interface FilterSource { r: number, rule: CompiledRule, dstIndex: number, self?: string, via?: string }
 
 interface SigInfo {
   members: Set<string>
@@ -124,8 +131,14 @@ class EngineState {
     const parts: string[] = []
     for (const k of keys) for (const [r, i] of this.dstRules.get(k) ?? []) parts.push(`${r}.${i}`)
     if (user !== undefined) for (const [r, i] of this.selfDsts) parts.push(`${r}.${i}@${user}`)
+    const routes = routerRoutes(node)
+    const routeKeys: string[] = []
+    if (routes.length > 0) {
+      for (const [key, cidr] of this.cp.cidrs) if (routes.some(r => routeOverlaps(r, cidr))) routeKeys.push(key)
+      parts.push(...routeParts(routes, this.cp.cidrs, this.dstRules))
+    }
     const sig = [...new Set(parts)].sort().join(' ')
-    const rec: NodeRec = { node, addrs, keys, sig }
+    const rec: NodeRec = { node, addrs, keys, routeKeys, sig }
     if (user !== undefined) rec.user = user
     return rec
   }
@@ -133,7 +146,7 @@ class EngineState {
   add (rec: NodeRec): void {
     const id = rec.node.id
     this.nodes.set(id, rec)
-    for (const k of rec.keys) {
+    for (const k of [...rec.keys, ...rec.routeKeys]) {
       let set = this.sets.get(k)
       if (set === undefined) { set = new Set(); this.sets.set(k, set) }
       set.add(id)
@@ -155,7 +168,7 @@ class EngineState {
   private delete (rec: NodeRec): void {
     const id = rec.node.id
     this.nodes.delete(id)
-    for (const k of rec.keys) {
+    for (const k of [...rec.keys, ...rec.routeKeys]) {
       const set = this.sets.get(k)
       set?.delete(id)
       if (set?.size === 0) this.sets.delete(k)
@@ -178,10 +191,11 @@ class EngineState {
   private sourcesOf (sig: string): FilterSource[] {
     if (sig === '') return []
     return sig.split(' ').map(part => {
-      const m = /^(\d+)\.(\d+)(?:@(.*))?$/.exec(part)!
+      const m = /^(\d+)\.(\d+)(?:@(.*)|>(.*))?$/.exec(part)!
       const r = Number(m[1])
       const src: FilterSource = { r, rule: this.cp.rules[r]!, dstIndex: Number(m[2]) }
       if (m[3] !== undefined) src.self = m[3]
+      if (m[4] !== undefined) src.via = m[4]
       return src
     })
   }
@@ -197,12 +211,14 @@ class EngineState {
     let info = this.sigs.get(sig)
     if (info === undefined) info = { members: new Set(), sources: this.sourcesOf(sig) }
     if (info.filter === undefined || info.json === undefined) {
-      const parts: FilterPart[] = info.sources.map(s => ({
+      const part = (s: FilterSource): FilterPart => ({
         srcs: s.self === undefined ? this.ruleSources(s.rule) : this.selfSources(s.rule, s.self),
         protos: s.rule.protos,
         ports: s.rule.dsts[s.dstIndex]!.ports
-      }))
-      info.filter = buildFilter(parts)
+      })
+      const inbound = info.sources.filter(s => s.via === undefined)
+      const forward = info.sources.filter(s => s.via !== undefined).map(s => ({ via: s.via!, part: part(s) }))
+      info.filter = [...buildFilter(inbound.map(part)), ...buildForwardFilter(forward)]
       info.json = JSON.stringify(info.filter)
     }
     return { filter: info.filter, json: info.json }
@@ -359,7 +375,7 @@ function push<K, V> (m: Map<K, V[]>, k: K, v: V): void {
 }
 
 function sameIdentity (a: NodeRec, b: NodeRec): boolean {
-  return a.sig === b.sig && a.keys.join(' ') === b.keys.join(' ') && a.addrs.every((x, i) => x.text === b.addrs[i]?.text)
+  return a.sig === b.sig && a.keys.join(' ') === b.keys.join(' ') && a.routeKeys.join(' ') === b.routeKeys.join(' ') && a.addrs.every((x, i) => x.text === b.addrs[i]?.text)
 }
 
 function sameSet (a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

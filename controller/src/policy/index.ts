@@ -21,6 +21,7 @@
  * - runTests(policy, users) -> PolicyError[] (one per failed expectation)
  * - diff(oldPolicy, newPolicy, nodes, users) -> {gained, lost}: Access {kind, src, dst, proto, ports}
  * - tagOwnersAllow(policy, user, tag) -> boolean, for node registration.
+ * - autoApprovedRoutes(policy, node, users) -> the advertised routes autoApprovers approve.
  * - emailResolution(policy, users) -> text that changes when a user change changes whom the policy names.
  *
  * @example
@@ -40,6 +41,7 @@ export { runTests } from './policy-tests.js'
 export { validatePolicy } from './validate.js'
 export { diff, type Access, type PolicyDiff } from './diff.js'
 export { tagOwnersAllow } from './tag-owners.js'
+export { autoApprovedRoutes } from './auto-approvers.js'
 export { buildFilter, mergeRanges } from './build-filter.js'
 export { emailResolution } from './users.js'
 export type { Policy, PolicyNode, PolicyUser, PolicyIdentity, PolicyRule, PolicyTest, PortRange, Selector, SourcePos } from './types.js'

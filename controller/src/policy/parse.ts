@@ -1,6 +1,7 @@
 import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser'
 import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
+import { parseAutoApprovers } from './auto-approvers.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { createUserDirectory, isUserToken } from './users.js'
 import type { Policy, PolicyRule, PolicyTest, PolicyTestCase, PolicyUser, PortRange, RuleDestination, RuleSource, Selector, SourcePos } from './types.js'
@@ -44,9 +45,9 @@ export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, I
 
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
-const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', tests: 'tests' }
+const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', tests: 'tests', autoapprovers: 'autoApprovers' }
 const UNSUPPORTED_TOP: Record<string, string> = {
-  grants: 'grants', ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs', autoapprovers: 'autoApprovers',
+  grants: 'grants', ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs',
   postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap', randomizeclientport: 'randomizeClientPort',
   disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', ipsets: 'ipsets', attrs: 'attrs', settings: 'settings'
 }
@@ -197,6 +198,15 @@ class PolicyParser {
     if (groups !== undefined) this.parseGroups(groups)
     const tagOwners = sections.get('tagOwners')
     if (tagOwners !== undefined) this.parseTagOwners(tagOwners)
+    const autoApprovers = sections.get('autoApprovers')
+    if (autoApprovers !== undefined) {
+      this.policy.autoApprovers = parseAutoApprovers(autoApprovers, this.policy, {
+        object: (n, what) => this.object(n, what),
+        strings: (n, what) => this.strings(n, what),
+        err: (n, reason, suggestion) => this.err(n, reason, suggestion),
+        useUser: (token, node) => this.userUses.push({ token, node })
+      })
+    }
     const acls = sections.get('acls')
     if (acls !== undefined) this.parseAcls(acls)
     const tests = sections.get('tests')

@@ -65,11 +65,22 @@ export interface PolicyTest {
   deny: PolicyTestCase[]
 }
 
+/**
+ * AutoApprovers is the policy's `autoApprovers`: who may have which advertised routes
+ * approved at once (users as `name@` or email, groups, tags, autogroup:member), and who
+ * may be an exit node.
+ */
+export interface AutoApprovers {
+  routes: Array<{ cidr: Cidr, approvers: string[] }>
+  exitNode: string[]
+}
+
 /** Policy is a parsed, checked policy file. It holds names as written, not users or nodes. */
 export interface Policy {
   groups: Map<string, { members: string[], pos: SourcePos }>
   tagOwners: Map<string, { owners: string[], pos: SourcePos }>
   hosts: Map<string, { cidr: Cidr, pos: SourcePos }>
+  autoApprovers?: AutoApprovers
   acls: PolicyRule[]
   tests: PolicyTest[]
   /** text is the source the policy was parsed from */
@@ -90,6 +101,9 @@ export interface PolicyNode {
   tags: string[]
   ipv4: string
   ipv6: string
+  /** subnet routes the node advertises, and those approved (it serves both: servedRoutes) */
+  advertisedRoutes?: string[]
+  approvedRoutes?: string[]
 }
 
 /** PolicyIdentity names a source or destination for `check`: a user, tags and/or addresses. */

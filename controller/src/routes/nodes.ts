@@ -1,12 +1,12 @@
-import { WarrenError, Obj, Id, NodeResponse, NodeList, RenameNodeRequest, SetTagsRequest } from '@warren/protocol'
+import { WarrenError, Obj, Id, NodeResponse, NodeList, RenameNodeRequest, SetTagsRequest, ApproveRoutesRequest, NodeRoutesResponse } from '@warren/protocol'
 import { okResponse, byField, type ControllerPlugin } from './controller-plugin.js'
 import { NoBody } from './schemas.js'
 
 const NodeParams = Obj({ node: Id })
 
 /**
- * nodeRoutes are `warren admin nodes ...`: list, get, approve, rename, expire, tag and
- * delete, each addressed by node id or name.
+ * nodeRoutes are `warren admin nodes ...`: list, get, approve, rename, expire, tag,
+ * subnet routes (list, approve) and delete, each addressed by node id or name.
  */
 export const nodeRoutes: ControllerPlugin = (app, { state, actor }) => {
   const requireNode = (idOrName: string) => {
@@ -27,6 +27,14 @@ export const nodeRoutes: ControllerPlugin = (app, { state, actor }) => {
   })
   app.post('/v1/nodes/:node/tags', { schema: { params: NodeParams, body: SetTagsRequest, response: okResponse(NodeResponse) } }, async req => {
     return { node: await state.setTags(req.params.node, req.body.tags, actor(req)) }
+  })
+  app.get('/v1/nodes/:node/routes', { schema: { params: NodeParams, response: okResponse(NodeRoutesResponse) } }, async req => {
+    requireNode(req.params.node)
+    return { routes: state.nodeRoutes(req.params.node) }
+  })
+  app.post('/v1/nodes/:node/routes', { schema: { params: NodeParams, body: ApproveRoutesRequest, response: okResponse(NodeRoutesResponse) } }, async req => {
+    const node = await state.approveRoutes(requireNode(req.params.node).id, req.body.routes, actor(req))
+    return { routes: state.nodeRoutes(node.id) }
   })
   app.delete('/v1/nodes/:node', { schema: { params: NodeParams, response: okResponse(NodeResponse) } }, async req => {
     return { node: await state.deleteNode(req.params.node, actor(req)) }

@@ -158,6 +158,8 @@ function nodeView (n: NodeRecord, domain: string, expired: boolean, online: bool
   if (n.user !== undefined) out.user = n.user
   if (n.lastSeen !== undefined) out.lastSeen = n.lastSeen
   if (n.keyExpiry !== undefined) out.keyExpiry = n.keyExpiry
+  if (n.advertisedRoutes !== undefined) out.advertisedRoutes = [...n.advertisedRoutes]
+  if (n.approvedRoutes !== undefined) out.approvedRoutes = [...n.approvedRoutes]
   return out
 }
 

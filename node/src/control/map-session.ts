@@ -35,6 +35,8 @@ export interface MapSessionInit {
   machineKey: MachineKeyPair
   /** endpoints returns this node's current direct endpoints; polled for changes */
   endpoints: () => string[]
+  /** routes returns the subnet routes this node advertises, sent in each hello */
+  routes?: () => string[]
   /** resumeFrom is a position saved earlier (for example by a previous daemon run) */
   resumeFrom?: MapPosition
   backoff?: Backoff
@@ -133,6 +135,7 @@ export function createMapSession (init: MapSessionInit): MapSession {
             nonce: msg.nonce,
             signature: signMessage(init.machineKey.secretKey, MAP_DOMAIN, mapSigningPayload(msg.nonce, init.machineKey.publicKey, PROTOCOL_VERSION)),
             endpoints,
+            ...(init.routes !== undefined ? { routes: init.routes() } : {}),
             ...(position !== undefined && !wantFull ? { resume: { session: position.session, seq: position.seq } } : {})
           }
           sentEndpoints = endpoints.join(',')

@@ -164,12 +164,12 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   const stopSession = (): void => stopMap(d, applier)
 
   async function up (req: LocalUpRequest): Promise<LocalStatus> {
-    const { controller, fingerprint, hostname, advertiseTags, same, node } = await joinController(d, req)
+    const { controller, fingerprint, hostname, advertiseTags, routing, same, node } = await joinController(d, req)
     const saved = same ? await store.readMap().catch(() => undefined) : undefined
     if (!same) await store.clearMap()
     stopSession()
     if (!same) d.netmap = undefined
-    d.login = { controller, ...(fingerprint !== undefined ? { fingerprint } : {}), hostname, advertiseTags, node, wantRunning: true }
+    d.login = { controller, ...(fingerprint !== undefined ? { fingerprint } : {}), hostname, advertiseTags, routing, node, wantRunning: true }
     await store.writeLogin(d.login)
     d.health.delete('login')
     updateHealthForSelf(d.health, node)

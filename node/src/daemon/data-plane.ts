@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { DataPlaneInfo, Netmap } from '@warren/protocol'
+import type { DataPlaneInfo, Netmap, RoutingPrefs } from '@warren/protocol'
 import type { CommandRunner } from '../runner/index.js'
 import type { WireGuardMode, WireGuardPeerStatus } from '../wireguard/types.js'
 import type { SharedPort } from '../nat/types.js'
@@ -26,8 +26,11 @@ export interface DataPlaneContext {
  * Kernel state outlives the daemon on purpose (fail-closed): only `down` removes it.
  */
 export interface DataPlane {
-  /** apply makes the system match the netmap; applying the same map again changes nothing */
-  apply(netmap: Netmap): Promise<void>
+  /**
+   * apply makes the system match the netmap and this node's route settings (none: it
+   * neither routes nor accepts routes); applying the same again changes nothing
+   */
+  apply(netmap: Netmap, routing?: RoutingPrefs): Promise<void>
   /**
    * setPeerEndpoints sets the WireGuard endpoint the path manager chose per peer (key ->
    * host:port), now and for later applies; peers left out use the map's first endpoint.

@@ -1,4 +1,4 @@
-import type { DataPlaneInfo, Netmap } from '@warren/protocol'
+import type { DataPlaneInfo, Netmap, RoutingPrefs } from '@warren/protocol'
 import type { WireGuardPeerStatus } from '../wireguard/types.js'
 import type { DataPlane } from './data-plane.js'
 import type { SharedPort } from '../nat/types.js'
@@ -7,6 +7,8 @@ import type { SharedPort } from '../nat/types.js'
 export interface FakeDataPlane extends DataPlane {
   /** every netmap applied, in order */
   readonly applied: Netmap[]
+  /** the route settings given with each applied netmap */
+  readonly routings: Array<RoutingPrefs | undefined>
   /** installed is true while the interface and firewall table would exist on the system */
   readonly installed: boolean
   readonly downCalls: number
@@ -29,12 +31,13 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
   let released = false
   const fake: FakeDataPlane = {
     applied: [],
+    routings: [],
     endpointSets: [],
     stats: [],
     get installed () { return installed },
     get downCalls () { return downCalls },
     get released () { return released },
-    async apply (netmap) {
+    async apply (netmap, routing) {
       if (fake.failNextApply !== undefined) {
         const e = fake.failNextApply
         delete fake.failNextApply
@@ -43,6 +46,7 @@ export function createFakeDataPlane (opts: { listenPort?: number, pingMs?: numbe
       released = false
       installed = true
       fake.applied.push(netmap)
+      fake.routings.push(routing)
     },
     async setPeerEndpoints (endpoints) { fake.endpointSets.push(new Map(endpoints)) },
     async peerStats () { return installed ? fake.stats : [] },

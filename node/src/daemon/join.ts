@@ -1,7 +1,7 @@
 import os from 'node:os'
 import {
-  WarrenError, isWarrenError, parseCredential, normalizeFingerprint, isTag,
-  type Node, type LocalUpRequest
+  WarrenError, isWarrenError, parseCredential, normalizeFingerprint, isTag, checkRoutes,
+  type Node, type LocalUpRequest, type RoutingPrefs
 } from '@warren/protocol'
 import { normalizeControllerUrl } from '@warren/sdk/transport'
 import { registerNode, type Registration } from '../control/register.js'
@@ -13,6 +13,7 @@ export interface Joined {
   fingerprint: string | undefined
   hostname: string
   advertiseTags: string[]
+  routing: RoutingPrefs
   /** same: the node was already logged in to this controller */
   same: boolean
   node: Node
@@ -41,6 +42,7 @@ export async function joinController (d: DaemonContext, req: LocalUpRequest): Pr
   if (same) fingerprint ??= login!.fingerprint
   const hostname = req.hostname ?? (same ? login!.hostname : os.hostname())
   const advertiseTags = req.advertiseTags ?? (same ? login!.advertiseTags : [])
+  const routing = routingPrefs(req, same ? login!.routing : undefined, same ? login!.node.ipv6 : undefined)
 
   const t = d.makeTransport({ url: controller, ...(fingerprint !== undefined ? { fingerprint } : {}) })
   const base = { machineKey: d.keys.machine, wireguardPrivateKey: d.keys.wireguard.privateKey, hostname, requestTags: advertiseTags }
@@ -67,5 +69,18 @@ export async function joinController (d: DaemonContext, req: LocalUpRequest): Pr
   } finally { t.close() }
 
   log.info({ node: reg.node.name, id: reg.node.id, status: reg.node.status, controller }, 'registered with the controller')
-  return { controller, fingerprint, hostname, advertiseTags, same, node: reg.node }
+  return { controller, fingerprint, hostname, advertiseTags, routing, same, node: reg.node }
+}
+
+/**
+ * routingPrefs are the route settings of an `up`: what it says, else what the last `up`
+ * said, else the defaults (no routes, accept none, masquerade forwarded traffic). Routes
+ * are checked before anything is registered, so a bad one changes nothing.
+ */
+export function routingPrefs (req: LocalUpRequest, previous: RoutingPrefs | undefined, meshIpv6: string | undefined): RoutingPrefs {
+  return {
+    advertiseRoutes: checkRoutes(req.advertiseRoutes ?? previous?.advertiseRoutes ?? [], 'advertiseRoutes', meshIpv6),
+    acceptRoutes: req.acceptRoutes ?? previous?.acceptRoutes ?? false,
+    snatSubnetRoutes: req.snatSubnetRoutes ?? previous?.snatSubnetRoutes ?? true
+  }
 }

@@ -1,5 +1,6 @@
 import { PROTOCOL_VERSION, type LocalStatus, type LocalPeerStatus } from '@warren/protocol'
 import type { DaemonContext } from './daemon-context.js'
+import { NO_ROUTING, routesInUse } from '../engine/subnet-routes.js'
 
 /** localStatus is `warren status`: the backend state, health and every peer with its traffic. */
 export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
@@ -7,6 +8,7 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
   // Read after the await: an up or down may have changed the state meanwhile.
   const { state, netmap, login } = d
   const byKey = new Map(stats.map(s => [s.publicKey, s]))
+  const inUse = routesInUse(netmap?.peers ?? [], login?.routing ?? NO_ROUTING)
   const peers: LocalPeerStatus[] = (netmap?.peers ?? []).map(p => {
     const st = byKey.get(p.wgKey)
     const path = d.paths.path(p.wgKey)
@@ -17,7 +19,9 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
       ...(st?.latestHandshake !== undefined ? { lastHandshake: st.latestHandshake.toISOString() } : {}),
       rxBytes: st?.rxBytes ?? 0,
       txBytes: st?.txBytes ?? 0,
-      ...(path !== undefined ? { path: { ...path } } : {})
+      ...(path !== undefined ? { path: { ...path } } : {}),
+      ...(p.routes !== undefined ? { routes: p.routes } : {}),
+      ...(inUse.has(p.wgKey) ? { routesInUse: inUse.get(p.wgKey)! } : {})
     }
   }).sort((a, b) => a.name.localeCompare(b.name))
   const self = netmap?.self ?? login?.node
@@ -30,6 +34,7 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
     interfaceName: d.interfaceName,
     ...(dataPlane !== undefined ? { dataPlane } : {}),
     ...(self !== undefined ? { self } : {}),
-    peers
+    peers,
+    ...(login?.routing !== undefined ? { routing: login.routing } : {})
   }
 }

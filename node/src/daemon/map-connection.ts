@@ -31,6 +31,7 @@ export function connectMap (d: DaemonContext, init: MapConnectionInit, l: SavedL
     openSocket: () => t.webSocket('v1/machine/map'),
     machineKey: d.keys.machine,
     endpoints: () => init.endpoints(d.dataPlane.listenPort()),
+    routes: () => l.routing?.advertiseRoutes ?? [],
     ...(resumeFrom !== undefined ? { resumeFrom } : {}),
     backoff: createBackoff(init.backoff),
     ...(init.keepaliveMs !== undefined ? { keepaliveMs: init.keepaliveMs } : {}),

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs'
 import { join } from 'node:path'
 import {
   Netmap, Node, WarrenError, generateMachineKeyPair, generateWireGuardKeyPair, validate, wireGuardPublicKey, fromBase64,
-  type MachineKeyPair, type WireGuardKeyPair
+  type MachineKeyPair, type WireGuardKeyPair, type RoutingPrefs
 } from '@warren/protocol'
 
 /** NodeKeys are the node's two identities, kept in the state dir for its whole life. */
@@ -17,6 +17,8 @@ export interface SavedLogin {
   fingerprint?: string
   hostname: string
   advertiseTags: string[]
+  /** route settings of the last `up` (absent in logins saved before routes existed) */
+  routing?: RoutingPrefs
   node: Node
   /** false after `down`: a restarted daemon then stays down until the next `up` */
   wantRunning: boolean

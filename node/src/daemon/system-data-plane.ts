@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WarrenError, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
 import { createWireGuard, compareVersions, FAST_WIREGUARD_GO, type WireGuard } from '../wireguard/index.js'
-import { createRouter, type Router } from '../router/index.js'
+import { createForwarding, createRouter, createSysctlAccess, type Forwarding, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
 import { createEngine, type Firewall, type DnsConfigurator } from '../engine/index.js'
 import type { CommandRunner } from '../runner/index.js'
@@ -11,7 +11,7 @@ import type { DataPlane, DataPlaneContext } from './data-plane.js'
 import { createMagicDns } from './magic-dns.js'
 import { openSystemSharedPort, type SystemSharedPort } from '../nat/shared-port.js'
 import type { EngineLocal, SharedPortRules } from '../engine/types.js'
-import type { Netmap } from '@warren/protocol'
+import type { Netmap, RoutingPrefs } from '@warren/protocol'
 
 /** DataPlaneAdapters are the parts a data plane drives: real ones, or the adapters' fakes in tests. */
 export interface DataPlaneAdapters {
@@ -19,6 +19,8 @@ export interface DataPlaneAdapters {
   router: Router
   firewall: Firewall
   dns: DnsConfigurator & { close: () => Promise<void>, release: () => Promise<void> }
+  /** forwarding serves subnet routes; without it the node serves none */
+  forwarding?: Forwarding
   /** runs `ping` for LocalAPI pings */
   runner: CommandRunner
   /** freePort picks the WireGuard port (default: freeUdpPort) */
@@ -33,9 +35,9 @@ export interface DataPlaneAdapters {
  * firewall table stay (fail-closed).
  */
 export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPlaneContext): DataPlane {
-  const { wireguard, router, firewall, dns, runner } = adapters
+  const { wireguard, router, firewall, dns, runner, forwarding } = adapters
   const { interfaceName } = ctx
-  const engine = createEngine({ wireguard, router, firewall, dns })
+  const engine = createEngine({ wireguard, router, firewall, dns, ...(forwarding !== undefined ? { forwarding } : {}) })
   let listenPort: number | undefined
   let reported: DataPlaneInfo | undefined
 
@@ -58,9 +60,18 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   let rules: SharedPortRules | undefined
   /** the map last applied, so a path or rules change can re-apply it; none after down */
   let lastNetmap: Netmap | undefined
+  /** the route settings last applied with it */
+  let routing: RoutingPrefs | undefined
   /** the WireGuard endpoint per peer that path selection chose */
   let chosen: ReadonlyMap<string, string> = new Map()
-  const local = (port: number): EngineLocal => ({ privateKey: ctx.privateKey, interfaceName, listenPort: port, endpoints: chosen, ...(rules !== undefined ? { sharedPort: rules } : {}) })
+  const local = (port: number): EngineLocal => ({
+    privateKey: ctx.privateKey,
+    interfaceName,
+    listenPort: port,
+    endpoints: chosen,
+    ...(rules !== undefined ? { sharedPort: rules } : {}),
+    ...(routing !== undefined ? { routing } : {})
+  })
 
   /** the control port is kept across restarts, so a restarted daemon finds its rules as they were (no rebuild) */
   const controlPortFile = join(ctx.stateDir, 'control-port')
@@ -117,9 +128,10 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   }
 
   return {
-    async apply (netmap) {
+    async apply (netmap, prefs) {
       listenPort ??= await choosePort()
       lastNetmap = netmap
+      routing = prefs
       if (shared === undefined) await openShared(netmap, listenPort, true)
       const r = await engine.apply(netmap, local(listenPort))
       ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
@@ -165,6 +177,7 @@ export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<Dat
     wireguard: createWireGuard({ runner, interfaceName, mode: ctx.wireguardMode, ...(ctx.wireguardGo !== undefined ? { wireguardGo: ctx.wireguardGo } : {}) }),
     router: createRouter({ runner, interfaceName }),
     firewall: createNftablesFirewall({ runner }),
+    forwarding: createForwarding(createSysctlAccess(runner), { savePath: join(ctx.stateDir, 'forwarding-saved.json') }),
     dns: createMagicDns({
       runner,
       interfaceName,

@@ -2,7 +2,9 @@ import { WarrenError, MESH_IPV4_CIDR, createSerialQueue, isKeyExpired, type Netm
 import { normalizeCidr } from '../router/cidr.js'
 import type { WireGuard, WireGuardConfig } from '../wireguard/types.js'
 import type { Router, RouterConfig } from '../router/types.js'
+import { NO_FORWARDING, type Forwarding } from '../router/forwarding.js'
 import type { Engine, EngineLocal, Firewall, DnsConfigurator, ApplyResult } from './types.js'
+import { NO_ROUTING, routesInUse, selfRoutes, splitFilter } from './subnet-routes.js'
 
 /** PERSISTENT_KEEPALIVE keeps NAT mappings open toward every peer (seconds). */
 export const PERSISTENT_KEEPALIVE = 25
@@ -16,6 +18,8 @@ export interface EngineComponents {
   router: Router
   firewall?: Firewall
   dns?: DnsConfigurator
+  /** forwarding switches IP forwarding on for the routes this node serves; without it the node serves none */
+  forwarding?: Forwarding
   /** the clock for key expiry; tests pass their own */
   now?: () => Date
 }
@@ -31,43 +35,54 @@ function endpointFor (p: Peer, chosen: ReadonlyMap<string, string> | undefined):
   return p.endpoints[0] !== undefined ? { endpoint: p.endpoints[0] } : {}
 }
 
+/** activePeers are the peers WireGuard gets: none for a pending or expired self, and never one whose key expired or is our own. */
+function activePeers (netmap: Netmap, now: Date): Peer[] {
+  return isSelfActive(netmap, now)
+    ? netmap.peers.filter((p: Peer) => !isKeyExpired(p.keyExpiry, now.getTime()) && p.wgKey !== netmap.self.wgKey)
+    : []
+}
+
 /**
  * desiredWireGuard is the WireGuard state for a netmap: each peer reaches exactly its
- * two mesh addresses, at the endpoint the path manager chose (`local.endpoints`), else
+ * two mesh addresses and the subnet routes this node sends through it (routesInUse),
+ * at the endpoint the path manager chose (`local.endpoints`), else
  * at its first known endpoint. Peers whose key expired, or that
  * repeat our own key, are left out; a pending or expired self gets no peers at all.
  */
 export function desiredWireGuard (netmap: Netmap, local: EngineLocal, now = new Date()): WireGuardConfig {
-  const peers = isSelfActive(netmap, now)
-    ? netmap.peers.filter((p: Peer) => !isKeyExpired(p.keyExpiry, now.getTime()) && p.wgKey !== netmap.self.wgKey)
-    : []
+  const peers = activePeers(netmap, now)
   const seen = new Set<string>()
+  const routes = routesInUse(peers, local.routing ?? NO_ROUTING)
   return {
     interfaceName: local.interfaceName,
     privateKey: local.privateKey,
     ...(local.listenPort !== undefined ? { listenPort: local.listenPort } : {}),
     peers: peers.filter(p => !seen.has(p.wgKey) && seen.add(p.wgKey) !== undefined).map(p => ({
       publicKey: p.wgKey,
-      allowedIps: [`${p.ipv4}/32`, `${p.ipv6}/128`],
+      allowedIps: [`${p.ipv4}/32`, `${p.ipv6}/128`, ...(routes.get(p.wgKey) ?? [])],
       ...endpointFor(p, local.endpoints),
       persistentKeepalive: PERSISTENT_KEEPALIVE
     }))
   }
 }
 
-/** desiredRouter is this node's mesh addresses and the routes to the whole mesh. */
-export function desiredRouter (netmap: Netmap, interfaceName: string): RouterConfig {
+/**
+ * desiredRouter is this node's mesh addresses, the routes to the whole mesh, and the
+ * subnet routes it sends through peers (with --accept-routes; routesInUse).
+ */
+export function desiredRouter (netmap: Netmap, local: Pick<EngineLocal, 'interfaceName' | 'routing'>, now = new Date()): RouterConfig {
   const { ipv4, ipv6 } = netmap.self
+  const subnets = [...routesInUse(activePeers(netmap, now), local.routing ?? NO_ROUTING).values()].flat()
   return {
-    interfaceName,
+    interfaceName: local.interfaceName,
     addresses: [`${ipv4}/32`, `${ipv6}/128`],
-    routes: [MESH_IPV4_CIDR, normalizeCidr(`${ipv6}/${MESH_IPV6_PREFIX_LENGTH}`, 'self.ipv6')]
+    routes: [MESH_IPV4_CIDR, normalizeCidr(`${ipv6}/${MESH_IPV6_PREFIX_LENGTH}`, 'self.ipv6'), ...subnets]
   }
 }
 
 /** createEngine returns an Engine over the given adapters. */
 export function createEngine (components: EngineComponents): Engine {
-  const { wireguard, router, firewall, dns } = components
+  const { wireguard, router, firewall, dns, forwarding } = components
   const now = components.now ?? (() => new Date())
   const queue = createSerialQueue()
 
@@ -85,10 +100,22 @@ export function createEngine (components: EngineComponents): Engine {
     const at = now()
     const active = isSelfActive(netmap, at)
     const wgConfig = desiredWireGuard(netmap, local, at)
-    const routerConfig = desiredRouter(netmap, local.interfaceName)
+    const routerConfig = desiredRouter(netmap, local, at)
+    const routing = local.routing ?? NO_ROUTING
+    const served = active && forwarding !== undefined && firewall !== undefined ? selfRoutes(netmap, routing) : []
+    const plan = served.length > 0 ? await stage('forwarding', async () => await forwarding!.plan({ interfaceName: local.interfaceName, routes: served })) : NO_FORWARDING
+    const { inbound, forward } = splitFilter(active ? netmap.filter : [])
     // The filter goes first: a revoked peer loses access before anything else moves,
     // and it judges by interface name, so it may exist before the interface does.
-    if (firewall !== undefined) await stage('firewall', async () => await firewall.set(active ? netmap.filter : [], { interfaceName: local.interfaceName, ...(local.sharedPort !== undefined ? { sharedPort: local.sharedPort } : {}) }))
+    // Forwarding is switched on only once the forward filter judges what it lets through.
+    if (firewall !== undefined) {
+      await stage('firewall', async () => await firewall.set(inbound, {
+        interfaceName: local.interfaceName,
+        ...(local.sharedPort !== undefined ? { sharedPort: local.sharedPort } : {}),
+        ...(served.length > 0 ? { subnetRouter: { routes: served, filter: forward, snat: routing.snatSubnetRoutes, lockedInterfaces: plan.lockedInterfaces } } : {})
+      }))
+    }
+    if (forwarding !== undefined) await stage('forwarding', async () => await forwarding.set(plan))
     const wg = await stage('wireguard', async () => await wireguard.set(wgConfig))
     const routes = await stage('router', async () => await router.set(routerConfig))
     if (dns !== undefined) await stage('dns', async () => await dns.set(active ? netmap : { ...netmap, peers: [] }))
@@ -101,7 +128,7 @@ export function createEngine (components: EngineComponents): Engine {
     close: async () => await queue.run(async () => {
       // Everything is attempted; the first failure is reported after.
       const errors: unknown[] = []
-      const steps = [async () => await dns?.close?.(), async () => await router.close(), async () => await wireguard.close(), async () => await firewall?.close()]
+      const steps = [async () => await forwarding?.close(), async () => await dns?.close?.(), async () => await router.close(), async () => await wireguard.close(), async () => await firewall?.close()]
       for (const step of steps) await step().catch(e => errors.push(e))
       if (errors.length > 0) throw errors[0]
     })

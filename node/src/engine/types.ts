@@ -1,4 +1,4 @@
-import type { FilterRule, Netmap } from '@warren/protocol'
+import type { FilterRule, Netmap, RoutingPrefs } from '@warren/protocol'
 import type { WireGuardChanges } from '../wireguard/types.js'
 import type { RouterChanges } from '../router/types.js'
 
@@ -24,6 +24,20 @@ export interface SharedPortRules {
 export interface FirewallContext {
   interfaceName: string
   sharedPort?: SharedPortRules
+  /** subnetRouter is set when this node serves subnet routes: what it forwards, and the filter for it */
+  subnetRouter?: SubnetRouterRules
+}
+
+/**
+ * SubnetRouterRules say what a subnet router enforces: the routes it serves, the forward
+ * filter (the netmap's rules with `dsts`), whether it masquerades what it forwards, and
+ * the interfaces whose forwarding was switched on for the routes (locked to the mesh).
+ */
+export interface SubnetRouterRules {
+  routes: string[]
+  filter: FilterRule[]
+  snat: boolean
+  lockedInterfaces: string[]
 }
 
 /**
@@ -53,6 +67,8 @@ export interface EngineLocal {
   endpoints?: ReadonlyMap<string, string>
   /** sharedPort goes to the firewall as it is (see SharedPortRules) */
   sharedPort?: SharedPortRules
+  /** routing is this node's subnet-route settings from `warren up` (none: NO_ROUTING) */
+  routing?: RoutingPrefs
 }
 
 /** ApplyResult says what one apply did and how long it took (for metrics and logs). */

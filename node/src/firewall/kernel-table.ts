@@ -4,6 +4,7 @@
  */
 import { formatAddrRange, parseSource, type AddrRange } from './addresses.js'
 import { RULESET_MARKER } from './nft-render.js'
+import { ROUTES_COMMENT_PREFIX } from './route-rules.js'
 import { emptySets, SET_NAMES, setIsV6, type SetElements, type SetName } from './set-elements.js'
 import { parseSharedPortComment } from './shared-port-rules.js'
 import type { SharedPortRules } from './types.js'
@@ -11,9 +12,10 @@ import type { RejectLimit } from './flow-chains.js'
 
 /**
  * KernelTable is what a read-back of our table says: the judged interface, the elements,
- * the shared-port rules, and the limit of the rule that rejects forbidden new flows.
+ * the shared-port rules, the limit of the rule that rejects forbidden new flows, and the
+ * digest of a subnet router's part (route-rules.ts).
  */
-export interface KernelTable { interfaceName?: string, marked: boolean, sets: SetElements, sharedPort?: SharedPortRules, rejectLimit?: RejectLimit }
+export interface KernelTable { interfaceName?: string, marked: boolean, sets: SetElements, sharedPort?: SharedPortRules, rejectLimit?: RejectLimit, routesDigest?: string }
 
 /** ICMPX_ADMIN_PROHIBITED is how `nft -j -n` writes `reject with icmpx admin-prohibited`. */
 const ICMPX_ADMIN_PROHIBITED = 3
@@ -84,6 +86,9 @@ export function parseKernelTable (json: string): KernelTable {
         texts.push(fields.join(' . '))
       }
       out.sets[name] = texts
+    }
+    if (item.rule !== undefined && item.rule.chain === 'forward' && typeof item.rule.comment === 'string' && item.rule.comment.startsWith(ROUTES_COMMENT_PREFIX)) {
+      out.routesDigest = item.rule.comment.slice(ROUTES_COMMENT_PREFIX.length)
     }
     if (item.rule !== undefined && item.rule.chain === 'refuse') out.rejectLimit = rejectLimitOf(item.rule.expr) ?? out.rejectLimit
     if (item.rule !== undefined && item.rule.chain === 'input') {

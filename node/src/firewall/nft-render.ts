@@ -5,6 +5,7 @@
 import { WarrenError } from '@warren/protocol'
 import { flowChains, flowSets, refuseChain } from './flow-chains.js'
 import { checkSharedPortRules, renderSharedPort } from './shared-port-rules.js'
+import { renderRouteChains, renderRouteSets, routeForwardRules, type CompiledRoutes } from './route-rules.js'
 import type { SharedPortRules } from './types.js'
 import { SET_NAMES, setHasPorts, setIsInterval, setIsV6, type SetDiff, type SetElements, type SetName } from './set-elements.js'
 
@@ -19,6 +20,8 @@ export interface RulesetOptions {
   interfaceName: string
   /** the rules that let the daemon's control socket share the WireGuard port, when it is open */
   sharedPort?: SharedPortRules
+  /** what this node enforces as a subnet router, when it serves routes */
+  routes?: CompiledRoutes
 }
 
 function setType (set: SetName): string {
@@ -52,7 +55,7 @@ export function renderTableBody (sets: SetElements, o: RulesetOptions): string {
     if (sets[name].length > 0) lines.push(`    elements = {\n      ${sets[name].join(',\n      ')}\n    }`)
     lines.push('  }')
   }
-  lines.push(...flowSets('4'), ...flowSets('6'))
+  lines.push(...flowSets('4'), ...flowSets('6'), ...(o.routes !== undefined ? renderRouteSets(o.routes) : []))
   lines.push(
     '  chain mesh {',
     '    meta nfproto vmap { ipv4 : goto in4, ipv6 : goto in6 }',
@@ -62,10 +65,12 @@ export function renderTableBody (sets: SetElements, o: RulesetOptions): string {
     '    meta nfproto vmap { ipv4 : goto out4, ipv6 : goto out6 }',
     '  }',
     ...flowChains('4'), ...flowChains('6'), ...refuseChain(),
-    ...(o.sharedPort !== undefined ? renderSharedPort(o.sharedPort) : []))
+    ...(o.sharedPort !== undefined ? renderSharedPort(o.sharedPort) : []),
+    ...(o.routes !== undefined ? renderRouteChains(o.routes, o.interfaceName) : []))
+  const routed = o.routes !== undefined ? routeForwardRules(o.routes, o.interfaceName) : []
   const judge = `    iifname "${o.interfaceName}" jump mesh comment "${RULESET_MARKER}"`
   const record = `    oifname "${o.interfaceName}" jump meshout`
-  for (const [hook, rules] of [['input', [judge]], ['forward', [judge, record]], ['output', [record]]] as const) {
+  for (const [hook, rules] of [['input', [judge]], ['forward', [...routed, judge, record]], ['output', [record]]] as const) {
     lines.push(
       `  chain ${hook} {`,
       `    type filter hook ${hook} priority filter - 10; policy accept;`,

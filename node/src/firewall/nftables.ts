@@ -43,6 +43,7 @@ import { diffCompiled, type CompiledFilter } from './compiled-filter.js'
 import { parseKernelTable, type KernelTable } from './kernel-table.js'
 import { checkRulesetOptions, renderDeleteScript, renderElementScript, renderTableScript, type RulesetOptions } from './nft-render.js'
 import { createRulesetCompiler } from './ruleset-compiler.js'
+import { compileRoutes, type CompiledRoutes } from './route-rules.js'
 import { diffSets, SET_NAMES, type SetElements } from './set-elements.js'
 import type { CommandRunner, Firewall, FirewallContext, SharedPortRules } from './types.js'
 import { changedEgress, renderEgressScript, sameSharedLayout } from './shared-port-rules.js'
@@ -88,7 +89,7 @@ export interface NftablesFirewall extends Firewall {
  * Applied is a ruleset the kernel holds: its elements, and the compile they came from when
  * we made them (then the next compile reuses it and the diff costs what changed).
  */
-interface Applied { interfaceName: string, sets: () => SetElements, compiled?: CompiledFilter, sharedPort?: SharedPortRules }
+interface Applied { interfaceName: string, sets: () => SetElements, compiled?: CompiledFilter, sharedPort?: SharedPortRules, routes?: CompiledRoutes, routesDigest: string }
 
 function sameSets (a: SetElements, b: SetElements): boolean {
   return diffSets(a, b).size === 0
@@ -99,7 +100,7 @@ const egressOf = (r: SharedPortRules | undefined): Record<string, string> => r?.
 
 /** holds says whether a read-back table holds what `a` describes: interface, elements and shared-port rules. */
 function holds (k: Applied | undefined, a: Applied): boolean {
-  return k !== undefined && k.interfaceName === a.interfaceName && sameSets(k.sets(), a.sets()) &&
+  return k !== undefined && k.interfaceName === a.interfaceName && k.routesDigest === a.routesDigest && sameSets(k.sets(), a.sets()) &&
     sameSharedLayout(k.sharedPort, a.sharedPort) && changedEgress(egressOf(k.sharedPort), egressOf(a.sharedPort)).length === 0
 }
 
@@ -121,7 +122,7 @@ async function readKernel (runner: CommandRunner, table: string): Promise<Kernel
 function adopt (k: KernelTable | undefined): Applied | undefined {
   if (k === undefined || !k.marked || k.interfaceName === undefined) return undefined
   const sets = k.sets
-  return { interfaceName: k.interfaceName, sets: () => sets, ...(k.sharedPort !== undefined ? { sharedPort: k.sharedPort } : {}) }
+  return { interfaceName: k.interfaceName, sets: () => sets, routesDigest: k.routesDigest ?? '', ...(k.sharedPort !== undefined ? { sharedPort: k.sharedPort } : {}) }
 }
 
 /** Unconfirmed marks an element update whose outcome the session could not tell. */
@@ -205,7 +206,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
   async function rebuild (next: Applied): Promise<void> {
     const sets = next.sets()
     const shared = next.sharedPort !== undefined ? { sharedPort: next.sharedPort } : {}
-    const script = renderTableScript(sets, { table, interfaceName: next.interfaceName, ...shared })
+    const script = renderTableScript(sets, { table, interfaceName: next.interfaceName, ...shared, ...(next.routes !== undefined ? { routes: next.routes } : {}) })
     await transact(script, 'the rebuild', true)
     applied = next
     const egress = Object.keys(egressOf(next.sharedPort)).length
@@ -217,9 +218,11 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     const opts: RulesetOptions = { table, interfaceName: ctx.interfaceName, ...shared }
     checkRulesetOptions(opts)
     const compiled = compiler.compileIncremental(filter, applied?.compiled)
-    const next: Applied = { interfaceName: ctx.interfaceName, sets: compiled.sets, compiled, ...shared }
+    const routes = compileRoutes(ctx.subnetRouter?.filter ?? [], ctx.subnetRouter)
+    const next: Applied = { interfaceName: ctx.interfaceName, sets: compiled.sets, compiled, ...shared, routesDigest: routes?.digest ?? '', ...(routes !== undefined ? { routes } : {}) }
     if (applied === undefined) applied = adopt(await readKernel(runner, table))
-    if (applied === undefined || applied.interfaceName !== next.interfaceName || !sameSharedLayout(applied.sharedPort, next.sharedPort)) return await rebuild(next)
+    if (applied === undefined || applied.interfaceName !== next.interfaceName || applied.routesDigest !== next.routesDigest ||
+      !sameSharedLayout(applied.sharedPort, next.sharedPort)) return await rebuild(next)
     const diff = applied.compiled !== undefined ? diffCompiled(applied.compiled, compiled) : diffSets(applied.sets(), compiled.sets())
     // only the egress map of the shared-port rules changes by elements; the rest rebuilt above
     const egressScript = renderEgressScript(egressOf(applied.sharedPort), egressOf(next.sharedPort), table)

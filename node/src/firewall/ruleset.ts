@@ -10,6 +10,7 @@
  * - kernel-table.ts: the elements read back from `nft -j list table`;
  * - tracer.ts: a packet run through the generated ruleset, which tests hold to protocol's
  *   reference `filterAllows`;
+ * - route-rules.ts: a subnet router's forward filter, masquerade and interface lock;
  * - shared-port-rules.ts: the two stateless rules (and their egress map) that let the
  *   daemon's control socket share the WireGuard port, with their own tracer.
  *
@@ -50,3 +51,4 @@ export * from './nft-render.js'
 export * from './kernel-table.js'
 export * from './tracer.js'
 export * from './shared-port-rules.js'
+export * from './route-rules.js'

@@ -1,0 +1,100 @@
+import { isTag, type RouteHolder } from '@warren/protocol'
+import { cidrContains, parseCidr } from './addr.js'
+import { didYouMean } from './errors.js'
+import { isUserToken } from './users.js'
+import type { AutoApprovers, Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
+
+/** JsonLike is the slice of a jsonc-parser node the section reader needs. */
+interface JsonLike { type: string, value?: unknown, children?: JsonLike[] }
+
+/**
+ * SectionReader is what the policy parser lends a section parser: shape checks that report
+ * errors at the right line, and the user-token bookkeeping that turns unknown users into
+ * warnings.
+ */
+export interface SectionReader<N extends JsonLike> {
+  object: (n: N, what: string) => N[] | undefined
+  strings: (n: N, what: string) => Array<{ value: string, node: N }>
+  err: (n: N, reason: string, suggestion?: string) => void
+  useUser: (token: string, n: N) => void
+}
+
+const SECTION_KEYS = ['routes', 'exitNode']
+
+/**
+ * parseAutoApprovers reads `autoApprovers` as Tailscale writes it:
+ * `{"routes": {"192.168.1.0/24": ["group:eng", "tag:router"]}, "exitNode": ["tag:exit"]}`.
+ * Approvers are users, groups, tags or autogroup:member; each route is a CIDR.
+ */
+export function parseAutoApprovers<N extends JsonLike> (section: N, policy: Policy, r: SectionReader<N>): AutoApprovers {
+  const out: AutoApprovers = { routes: [], exitNode: [] }
+  for (const prop of r.object(section, 'autoApprovers') ?? []) {
+    const [keyNode, value] = prop.children as [N, N]
+    const key = String(keyNode.value)
+    if (key === 'routes') {
+      for (const route of r.object(value, 'autoApprovers.routes') ?? []) {
+        const [cidrNode, approversNode] = route.children as [N, N]
+        const text = String(cidrNode.value)
+        const cidr = parseCidr(text)
+        if (cidr === undefined || !text.includes('/')) r.err(cidrNode, `autoApprovers.routes key "${text}" must be a CIDR such as 192.168.1.0/24 or fd00:1::/64`)
+        // the approvers are checked either way, so one pass reports every problem
+        const names = approvers(approversNode, `autoApprovers.routes["${text}"]`, policy, r)
+        if (cidr !== undefined && text.includes('/')) out.routes.push({ cidr, approvers: names })
+      }
+    } else if (key === 'exitNode') {
+      out.exitNode = approvers(value, 'autoApprovers.exitNode', policy, r)
+    } else {
+      r.err(keyNode, `unknown key "${key}" in autoApprovers`, didYouMean(key, SECTION_KEYS))
+    }
+  }
+  return out
+}
+
+function approvers<N extends JsonLike> (n: N, what: string, policy: Policy, r: SectionReader<N>): string[] {
+  const out: string[] = []
+  for (const { value, node } of r.strings(n, what)) {
+    if (value.startsWith('group:')) {
+      if (!policy.groups.has(value)) { r.err(node, `group ${value} is not defined`, didYouMean(value, policy.groups.keys())); continue }
+    } else if (value.startsWith('tag:')) {
+      if (!isTag(value) || !policy.tagOwners.has(value)) { r.err(node, `tag ${value} has no tagOwners entry`, didYouMean(value, policy.tagOwners.keys())); continue }
+    } else if (value.startsWith('autogroup:')) {
+      if (value !== 'autogroup:member') { r.err(node, `${value} cannot approve routes; use users, groups, tags or autogroup:member`); continue }
+    } else if (!isUserToken(value)) {
+      r.err(node, `"${value}" is not a user, group or tag: write alice@, alice@example.com, group:x or tag:x`)
+      continue
+    } else {
+      r.useUser(value, node)
+    }
+    out.push(value.startsWith('tag:') || value.startsWith('group:') || value.startsWith('autogroup:') ? value : value.toLowerCase())
+  }
+  return out
+}
+
+/**
+ * approverMatches says whether one approver names a node: a tagged node by its tags, an
+ * untagged one by its user (name@ or email), its groups, or autogroup:member.
+ */
+function approverMatches (policy: Policy, approver: string, node: PolicyNode, user: PolicyUser | undefined): boolean {
+  if (node.tags.length > 0) return approver.startsWith('tag:') && node.tags.includes(approver)
+  if (user === undefined) return false
+  const isUser = (token: string): boolean => token === `${user.name.toLowerCase()}@` || (user.email !== undefined && token === user.email.toLowerCase())
+  if (approver === 'autogroup:member') return true
+  if (approver.startsWith('group:')) return (policy.groups.get(approver)?.members ?? []).some(isUser)
+  return isUser(approver)
+}
+
+/**
+ * autoApprovedRoutes lists the routes a node advertises that the policy approves at once:
+ * a route is approved when an autoApprovers.routes entry whose CIDR contains it (the same
+ * range or a wider one, as in Tailscale) names the node's tag, user or group.
+ */
+export function autoApprovedRoutes (policy: Policy, node: PolicyNode & RouteHolder, users: readonly PolicyUser[]): string[] {
+  const rules = policy.autoApprovers?.routes ?? []
+  if (rules.length === 0) return []
+  const user = node.user === undefined ? undefined : users.find(u => u.name.toLowerCase() === node.user!.toLowerCase())
+  const approving = rules.filter(r => r.approvers.some(a => approverMatches(policy, a, node, user))).map(r => r.cidr)
+  return (node.advertisedRoutes ?? []).filter(route => {
+    const c = parseCidr(route)
+    return c !== undefined && approving.some((a: Cidr) => cidrContains(a, c))
+  })
+}
