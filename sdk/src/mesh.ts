@@ -82,7 +82,10 @@ export interface MeshServer extends EventEmitter {
   /** 'connection' (socket, identity) for every caller the mesh vouches for; others are closed */
   on(event: 'connection', listener: (socket: Socket, peer: Identity) => void): this
   on(event: 'error', listener: (err: Error) => void): this
+  /** close stops accepting and resolves once every connection it accepted has ended, as net.Server's close does */
   close(): Promise<void>
+  /** closeAllConnections cuts every connection it accepted that is still open */
+  closeAllConnections(): void
 }
 
 /**
@@ -127,6 +130,7 @@ export interface Warren {
   listen(port: number, server?: HttpServer | Server): Promise<MeshServer>
   /** watch yields changes as they happen, a snapshot first, until `signal` aborts */
   watch(opts?: { signal?: AbortSignal }): AsyncIterable<MeshEvent>
+  /** close stops the servers `listen` started, cutting their open connections, and the HTTP agents */
   close(): Promise<void>
 }
 
@@ -422,7 +426,7 @@ export function createWarren (local: LocalClient): Warren {
       }
     },
     async close () {
-      await Promise.allSettled([...servers].map(async srv => await srv.close()))
+      await Promise.allSettled([...servers].map(async srv => { srv.closeAllConnections(); await srv.close() }))
       agent?.destroy()
       await undici?.close()
     }
@@ -435,16 +439,16 @@ function createMeshServer (w: Warren, addresses: string[], port: number, server?
   const emitter = new EventEmitter() as MeshServer
   const listeners: Server[] = []
   const bound: string[] = []
+  const accepted = new Set<Socket>()
   Object.defineProperty(emitter, 'addresses', { get: () => [...bound] })
   const onSocket = (sock: Socket): void => {
+    accepted.add(sock)
+    sock.once('close', () => accepted.delete(sock))
     w.whois(sock).then(peer => {
       if (sock.destroyed) return
+      unpause(sock)
       emitter.emit('connection', sock, peer)
-      if (server !== undefined) {
-        server.emit('connection', sock)
-        // The server has attached its readers in its 'connection' listener: start reading.
-        sock.resume()
-      }
+      server?.emit('connection', sock)
     }, (e: Error) => {
       sock.destroy()
       if (!isWarrenError(e) || e.code !== 'ENOPEER') emitter.emit('error', e)
@@ -464,9 +468,22 @@ function createMeshServer (w: Warren, addresses: string[], port: number, server?
     await Promise.allSettled(listeners.map(async l => await new Promise(resolve => l.close(resolve))))
     throw e
   })
+  emitter.closeAllConnections = () => { for (const sock of accepted) sock.destroy() }
   emitter.close = async () => {
     await Promise.allSettled(listeners.map(async l => await new Promise(resolve => l.close(resolve))))
     emitter.emit('close')
   }
   return { server: emitter, ready }
+}
+
+/**
+ * unpause undoes `pauseOnConnect` once the caller is verified, leaving the socket as a
+ * plain net.Server hands it over: reading, and neither flowing nor paused. pauseOnConnect
+ * marks it paused (readableFlowing false), and a 'data' listener does not undo that, so an
+ * app's reader would never get a byte, and the caller's end would never be seen.
+ */
+function unpause (sock: Socket): void {
+  ;(sock as { readableFlowing: boolean | null }).readableFlowing = null
+  // What net.Socket does for an accepted connection that is not paused: start reading.
+  sock.read(0)
 }

@@ -197,6 +197,34 @@ t.test('listen serves on the mesh addresses only and tells each caller\'s identi
   await srv.close()
 })
 
+t.test('without a server, a verified caller\'s socket reads like any net.Server socket, and close() cuts connections still open', async t => {
+  const w = await connect({ socket: (await fakeDaemon(t)).socket, timeoutMs: 5000 })
+  const srv = await w.listen(0)
+  const port = Number(srv.addresses[0]!.split(':')[1])
+  // The app answers each line; one listener is attached at once, the other a moment later.
+  srv.on('connection', (sock, peer) => {
+    const answer = (): void => { sock.on('data', d => sock.write(`${peer.node.name} got ${String(d)}`)) }
+    if (sock.remotePort! % 2 === 0) answer()
+    else setTimeout(answer, 20)
+  })
+  const callers: Socket[] = []
+  for (let i = 0; i < 2; i++) {
+    const s = netConnect({ host: '127.0.0.3', port, localAddress: '127.0.0.2' })
+    callers.push(s)
+    s.write('ping')
+    const got = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the listener never read what the caller sent')), 5000)
+      s.once('data', d => { clearTimeout(timer); resolve(String(d)) })
+    })
+    t.equal(got, 'db got ping', `caller ${i + 1} is answered`)
+  }
+  // Both callers keep their connections open: close() must not wait for them.
+  const ended = callers.map(async s => await new Promise(resolve => s.once('close', resolve)))
+  await w.close()
+  await Promise.all(ended)
+  t.ok(callers.every(s => s.destroyed), 'the open connections were cut')
+})
+
 t.test('connect waits for the map, and says when no daemon answers', async t => {
   const d = await fakeDaemon(t)
   d.state = 'Starting'
