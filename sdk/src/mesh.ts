@@ -264,6 +264,19 @@ export function createWarren (local: LocalClient): Warren {
     return structuredClone(hit)
   }
 
+  /**
+   * selfAddresses asks the daemon for this node's mesh addresses (GET /v1/ip): the map
+   * alone, so a caller is checked without the WireGuard counters status reads.
+   */
+  async function selfAddresses (): Promise<string[]> {
+    try {
+      return (await local.ip()).addresses
+    } catch (e) {
+      if (isWarrenError(e) && e.code === 'not_running') return []
+      throw daemonError(e)
+    }
+  }
+
   async function whois (addressOrSocket: string | Socket): Promise<Identity> {
     let address: string
     if (typeof addressOrSocket === 'string') {
@@ -272,8 +285,7 @@ export function createWarren (local: LocalClient): Warren {
       const remote = addressOrSocket.remoteAddress
       const localAddr = addressOrSocket.localAddress
       if (remote === undefined || localAddr === undefined) throw meshError('ENOPEER', 'the socket is not connected, so it has no caller to identify')
-      const s = await status()
-      const mine = selfOf(s)?.addresses.map(normalize) ?? []
+      const mine = (await selfAddresses()).map(normalize)
       if (!mine.includes(normalize(localAddr))) {
         throw meshError('ENOPEER', `the connection arrived at ${localAddr}, not at one of this node's mesh addresses (${mine.join(', ')}): it did not come through the mesh`)
       }

@@ -37,6 +37,8 @@ async function fakeDaemon (t: Test): Promise<FakeDaemon> {
       d.statusCalls++
       const running = d.state === 'Running'
       json(200, { version: 1, backendState: d.state, health: running ? [] : ['not logged in'], interfaceName: 'warren0', ...(running ? { self: SELF } : {}), peers: running ? d.peers : [] })
+    } else if (url.pathname === '/v1/ip') {
+      json(200, { name: SELF.name, addresses: [SELF.ipv4, SELF.ipv6] })
     } else if (url.pathname === '/v1/whois') {
       const ip = url.searchParams.get('ip')
       const n = all.find(x => x.ipv4 === ip || x.ipv6 === ip)
@@ -154,9 +156,11 @@ t.test('fetch and an http.Agent reach peers by name', async t => {
 })
 
 t.test('listen serves on the mesh addresses only and tells each caller\'s identity; whois refuses what did not come through the mesh', async t => {
-  const w = await open(t, await fakeDaemon(t))
+  const d = await fakeDaemon(t)
+  const w = await open(t, d)
   const http = createHttpServer((req, res) => { w.whois(req.socket).then(who => res.end(`hi ${who.node.name}`), (e: Error) => res.end(String(e))) })
   const srv = await w.listen(0, http)
+  const statusCalls = d.statusCalls
   t.ok(srv.addresses.length > 0)
   t.match(srv.addresses[0], /^127\.0\.0\.3:\d+$/)
   const port = Number(srv.addresses[0]!.split(':')[1])
@@ -179,6 +183,7 @@ t.test('listen serves on the mesh addresses only and tells each caller\'s identi
   })
   t.equal(local, '', 'closed without an answer')
   t.same(callers, ['db - tag:db'], 'no identity for a local caller')
+  t.equal(d.statusCalls, statusCalls, 'callers are checked against the map alone: no status call (which reads WireGuard\'s counters)')
   // whois of a socket that arrived elsewhere (not at a mesh address) is ENOPEER.
   const other = createServer(sock => {
     w.whois(sock).then(() => sock.end('who?'), (e: { code: string }) => sock.end(e.code))
