@@ -5,36 +5,59 @@
  *                                    request with the caller's identity (JSON); prints `listening`
  *   sdk-tool.js dial SOCKET TARGET   dial NAME:PORT; prints {"ok":true,"ms":..} or {"code":..,"ms":..}
  *   sdk-tool.js fetch SOCKET URL     fetch over the mesh; prints {"status":..,"body":..} or {"code":..}
- *   sdk-tool.js embed STATEDIR URL   (controller URL and auth key in $WARREN_CONTROLLER, $WARREN_AUTH_KEY)
- *                                    run an ephemeral node in this process with createNode, fetch URL
- *                                    over it, close it; prints {"status":..,"body":..,"interface":..}
+ *   sdk-tool.js embed STATEDIR URL PORT
+ *                                    (controller URL and auth key in $WARREN_CONTROLLER, $WARREN_AUTH_KEY)
+ *                                    run an ephemeral node in this process with createNode, serve PORT
+ *                                    on it like `serve`, fetch URL over it and print {"status":..,"body":..};
+ *                                    print {"connection":{"name","user","tags"}} per verified caller; on
+ *                                    SIGTERM close the node, print {"closed":true} and exit by itself
  */
-import { createServer } from 'node:http'
+import { createServer, type Server } from 'node:http'
 import { fileURLToPath } from 'node:url'
-import { connect, createNode, type Identity } from '@warren/sdk'
+import { connect, createNode, type Identity, type Warren } from '@warren/sdk'
 
 export const SDK_TOOL_ARGV = [process.execPath, fileURLToPath(import.meta.url)]
 
 const print = (o: unknown): void => { process.stdout.write(JSON.stringify(o) + '\n') }
 
+/** identityServer answers every request with the caller's identity, or 403 with the code whois gave. */
+function identityServer (w: Warren): Server {
+  return createServer((req, res) => {
+    w.whois(req.socket).then(
+      (who: Identity) => res.end(JSON.stringify(who)),
+      (e: { code?: string }) => { res.statusCode = 403; res.end(JSON.stringify({ code: e.code })) })
+  })
+}
+
+/** embed runs an app's own ephemeral node: it serves, fetches, and closes on SIGTERM. */
+async function embed (stateDir: string, url: string, port: number): Promise<void> {
+  // A listener that stays: execa re-raises a signal that only its own handlers saw, which would end close() early.
+  const stop = new Promise(resolve => process.on('SIGTERM', resolve))
+  const node = await createNode({ controller: process.env.WARREN_CONTROLLER!, authKey: process.env.WARREN_AUTH_KEY!, stateDir, hostname: 'embedded', ephemeral: true })
+  const srv = await node.listen(port, identityServer(node))
+  srv.on('connection', (_sock, peer) => print({ connection: { name: peer.node.name, user: peer.user, tags: peer.tags } }))
+  print({ self: node.self.name, interface: (await node.status()).interfaceName, addresses: srv.addresses })
+  try {
+    const res = await node.fetch(url)
+    print({ status: res.status, body: await res.text() })
+  } catch (e) {
+    print({ code: (e as { code?: string }).code, message: (e as Error).message })
+  }
+  process.stdout.write('listening\n')
+  await stop
+  await node.close()
+  print({ closed: true })
+}
+
 async function main (cmd: string | undefined, socket: string | undefined, arg: string | undefined): Promise<void> {
-  if (socket === undefined || arg === undefined) throw new Error('usage: sdk-tool serve|dial|fetch SOCKET ARG | embed STATEDIR URL')
+  if (socket === undefined || arg === undefined) throw new Error('usage: sdk-tool serve|dial|fetch SOCKET ARG | embed STATEDIR URL PORT')
   if (cmd === 'embed') {
-    const node = await createNode({ controller: process.env.WARREN_CONTROLLER!, authKey: process.env.WARREN_AUTH_KEY!, stateDir: socket, hostname: 'embedded', ephemeral: true })
-    const res = await node.fetch(arg)
-    const out = { status: res.status, body: await res.text(), self: node.self.name }
-    await node.close()
-    print(out)
+    await embed(socket, arg, Number(process.argv[5]))
     return
   }
   if (cmd === 'serve') {
     const w = await connect({ socket })
-    const server = createServer((req, res) => {
-      w.whois(req.socket).then(
-        (who: Identity) => res.end(JSON.stringify(who)),
-        (e: { code?: string }) => { res.statusCode = 403; res.end(JSON.stringify({ code: e.code })) })
-    })
-    const srv = await w.listen(Number(arg), server)
+    const srv = await w.listen(Number(arg), identityServer(w))
     srv.on('connection', (_sock, peer) => print({ connection: peer.node.name }))
     print({ addresses: srv.addresses })
     process.stdout.write('listening\n')
