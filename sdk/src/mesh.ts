@@ -3,7 +3,7 @@ import { connect as tlsConnect } from 'node:tls'
 import { Agent as HttpAgent, type AgentOptions, type Server as HttpServer } from 'node:http'
 import { EventEmitter } from 'node:events'
 import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher, type RequestInit, type Response } from 'undici'
-import { WarrenError, isWarrenError, parseHostPort, formatHostPort, parseIpAddress, formatIpAddress, type LocalStatus, type LocalPeerStatus, type LocalWhoisResponse, type LocalWatchEvent } from '@warren/protocol'
+import { WarrenError, isWarrenError, parseHostPort, formatHostPort, parseIpAddress, formatIpAddress, type LocalStatus, type LocalMeshPeer, type LocalWhoisResponse, type LocalWatchEvent } from '@warren/protocol'
 import { createLocalClient, type LocalClient } from './local-client.js'
 
 /**
@@ -148,11 +148,11 @@ function normalize (text: string): string {
   return a === undefined ? t : formatIpAddress(a.family, a.network)
 }
 
-function peerOf (p: LocalPeerStatus): MeshPeer {
+function peerOf (p: LocalMeshPeer): MeshPeer {
   return { id: p.id, name: p.name, fqdn: p.fqdn, ...(p.user !== undefined ? { user: p.user } : {}), tags: p.tags, addresses: [p.ipv4, p.ipv6], online: p.online, self: false }
 }
 
-function selfOf (s: LocalStatus): MeshPeer | undefined {
+function selfOf (s: Pick<LocalStatus, 'self'>): MeshPeer | undefined {
   const n = s.self
   if (n === undefined) return undefined
   return { id: n.id, name: n.name, fqdn: n.fqdn, ...(n.user !== undefined ? { user: n.user } : {}), tags: n.tags, addresses: [n.ipv4, n.ipv6], online: true, self: true }
@@ -217,9 +217,10 @@ export async function connect (opts: ConnectOptions = {}): Promise<Warren> {
 
 /**
  * PEER_CACHE_MS is how long resolve (and so dial) reuses the daemon's peer list. Asking for
- * it is a LocalAPI status call, which reads WireGuard's counters (`wg show dump`): about
- * 7 ms here, against about 0.5 ms for the connection itself (bench/RESULTS.md, "SDK: dial
- * and stream"). A name that is missing or offline in the reused list is asked for again.
+ * it is a LocalAPI round trip (GET /v1/peers, the map alone; GET /v1/status would also run
+ * `wg show dump`, about 7 ms here: bench/RESULTS.md, "SDK: dial and stream"), against about
+ * 0.5 ms for the connection itself. A name that is missing or offline in the reused list is
+ * asked for again.
  */
 const PEER_CACHE_MS = 1000
 
@@ -229,19 +230,22 @@ export function createWarren (local: LocalClient): Warren {
   let undici: UndiciAgent | undefined
   const servers = new Set<MeshServer>()
 
-  async function status (): Promise<LocalStatus> {
+  /** ask makes one LocalAPI call; a daemon that is gone is EDAEMON. */
+  async function ask<T> (call: (c: LocalClient) => Promise<T>): Promise<T> {
     try {
-      return await local.status()
+      return await call(local)
     } catch (e) {
       throw daemonError(e)
     }
   }
 
+  const status = async (): Promise<LocalStatus> => await ask(async c => await c.status())
+
   // The last peer list and when it was asked for; a pending one is shared by concurrent dials.
   let recent: { at: number, peers: Promise<MeshPeer[]> } | undefined
 
   async function peers (): Promise<MeshPeer[]> {
-    const list = status().then(s => {
+    const list = ask(async c => await c.peers()).then(s => {
       const self = selfOf(s)
       return [...(self !== undefined ? [self] : []), ...s.peers.map(peerOf)]
     })
@@ -412,8 +416,7 @@ export function createWarren (local: LocalClient): Warren {
       }
     },
     async listen (port, server) {
-      const s = await status()
-      const self = selfOf(s)
+      const self = selfOf(await ask(async c => await c.peers()))
       if (self === undefined) throw meshError('EDAEMON', 'the daemon has no mesh addresses yet; run \'warren up\' first')
       const ms = createMeshServer(w, self.addresses, port, server)
       await ms.ready
