@@ -19,13 +19,13 @@ const POLICY = `{
   "acls": [
     // alice's nodes reach the api's port 8080, nothing else
     { "action": "accept", "src": ["alice@"], "dst": ["tag:api:8080"] },
-    // an app's own node (alice's) serves 7000 to alice's nodes and to the api
-    { "action": "accept", "src": ["alice@", "tag:api"], "dst": ["alice@:7000"] },
+    // an app's own node (alice's) serves 7000-7001 to alice's nodes and to the api
+    { "action": "accept", "src": ["alice@", "tag:api"], "dst": ["alice@:7000-7001"] },
   ],
 }
 `
 
-interface ToolResult { ok?: boolean, code?: string, message?: string, status?: number, body?: string, ms?: number }
+interface ToolResult { ok?: boolean, answer?: string, code?: string, message?: string, status?: number, body?: string, ms?: number }
 
 t.test('apps dial peers by name and know who calls', { skip, timeout: 580_000 }, async t => {
   const mesh = await createMesh(t, { hosts: ['api', 'laptop', 'app'] })
@@ -122,8 +122,13 @@ t.test('apps dial peers by name and know who calls', { skip, timeout: 580_000 },
       const who = JSON.parse(r.body ?? '{}') as { node?: { name: string }, user?: string, tags?: string[] }
       t.same([who.node?.name, who.user, who.tags], [from.name, user, tags], `the embedded node's whois named ${from.name} as the caller, with its user and tags`)
     }
-    t.same(printed().filter(o => 'connection' in o).map(o => o.connection), [{ name: 'laptop', user: 'alice', tags: [] }, { name: 'api', tags: ['tag:api'] }],
-      'the listener\'s connection events carry each caller\'s user and tags')
+    // Without a server the app reads the verified socket itself (`w.listen(port)` alone).
+    const plain = await run(laptop, 'dial', 'embedded:7001', 'hello')
+    const heard = JSON.parse(plain.answer ?? '{}') as { node?: { name: string }, user?: string, tags?: string[], read?: string }
+    t.same([heard.node?.name, heard.user, heard.tags, heard.read], ['laptop', 'alice', [], 'hello'], `the app read laptop's bytes and answered with who sent them (${JSON.stringify(plain)})`)
+    t.same(printed().filter(o => 'connection' in o).map(o => o.connection),
+      [{ name: 'laptop', user: 'alice', tags: [] }, { name: 'api', tags: ['tag:api'] }, { name: 'laptop', user: 'alice', tags: [] }],
+      'the listeners\' connection events carry each caller\'s user and tags')
 
     // Sanity: while it runs, the state differs where close() must restore it.
     const during = await hostNetworkState(app)
