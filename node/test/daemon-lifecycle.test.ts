@@ -89,6 +89,9 @@ t.test('up joins with the auth key, applies the map and shows peers with live co
   const p2 = st.peers.find(p => p.name === 'peer2')!
   t.same([p2.endpoint, p2.lastHandshake, p2.rxBytes, p2.txBytes], ['192.0.2.2:41641', '2026-11-24T10:00:00.000Z', 1234, 99])
   t.equal(st.peers.find(p => p.name === 'peer3')!.lastHandshake, undefined, 'no handshake yet')
+  // peers answers from the map alone (synchronously: no `wg show dump`), for name lookups.
+  const mapOnly = st.peers.map(({ id, name, fqdn, user, tags, ipv4, ipv6, wgKey, online }) => ({ id, name, fqdn, ...(user !== undefined ? { user } : {}), tags, ipv4, ipv6, wgKey, online }))
+  t.same(d.peers(), { backendState: 'Running', self: st.self, peers: mapOnly }, 'peers is status\'s view without WireGuard\'s counters')
   for (const f of readdirSync(r.stateDir).filter(f => !f.includes('.tmp-'))) t.equal(mode(join(r.stateDir, f)), 0o600, `${f} is 0600`)
 
   t.same(d.ip(), { name: 'laptop', addresses: ['100.64.0.1', 'fd7a:115c:a1e0:ab12::1'] })

@@ -15,6 +15,7 @@ function backend (over: Partial<LocalBackend> = {}): LocalBackend & { ups: Local
   return {
     ups,
     status: async () => status,
+    peers: () => ({ backendState: 'Running', peers: [{ id: 'n1', name: 'db', fqdn: 'db.warren.internal', tags: ['tag:db'], ipv4: '100.64.0.2', ipv6: 'fd7a::2', wgKey: Buffer.alloc(32, 2).toString('base64'), online: true }] }),
     up: async r => { ups.push(r); return { ...status, backendState: 'Starting' } },
     down: async () => ({ ...status, backendState: 'Stopped' }),
     ip: (peer, family) => ({ name: peer ?? 'self', addresses: family === 6 ? ['fd7a::1'] : ['100.64.0.1'] }),
@@ -38,6 +39,7 @@ t.test('routes answer JSON checked against the wire schemas', async t => {
   const { client, socketPath } = await serve(t, b)
   t.equal(statSync(socketPath).mode & 0o777, 0o600, 'the socket is owner-only')
   t.same((await client.request('GET', '/v1/status')).body, status)
+  t.same((await client.request('GET', '/v1/peers')).body, b.peers(), 'peers: the map\'s view')
   const up = await client.request('POST', '/v1/up', { controller: 'https://c:1', authKey: 'k', advertiseTags: ['tag:x'] })
   t.equal(up.status, 200)
   t.same(b.ups, [{ controller: 'https://c:1', authKey: 'k', advertiseTags: ['tag:x'] }])

@@ -41,6 +41,7 @@ t.test('a watcher gets a snapshot, then each change, until it stops', async t =>
   const feed = createChangeFeed()
   const b: LocalBackend = {
     status: async () => current,
+    peers: () => ({ backendState: current.backendState, peers: [] }),
     up: async () => current,
     down: async () => current,
     ip: () => ({ name: 'x', addresses: [] }),

@@ -633,6 +633,10 @@ export const LocalPeerStatus = Obj({
 })
 export type LocalPeerStatus = Static<typeof LocalPeerStatus>
 
+/** LocalMeshPeer is a peer as the map has it: LocalPeerStatus without what WireGuard counts, and without the path. */
+export const LocalMeshPeer = Obj({ ...Type.Pick(LocalPeerStatus, ['id', 'name', 'fqdn', 'user', 'tags', 'ipv4', 'ipv6', 'wgKey', 'online']).properties })
+export type LocalMeshPeer = Static<typeof LocalMeshPeer>
+
 /**
  * DataPlaneInfo says which WireGuard implementation carries this node's mesh traffic:
  * kernel WireGuard, or a wireguard-go program (which one, and what it says its version is).
@@ -684,6 +688,17 @@ export const LocalStatus = Obj({
   routing: Type.Optional(RoutingPrefs)
 })
 export type LocalStatus = Static<typeof LocalStatus>
+
+/**
+ * LocalPeers is GET /v1/peers: this node and its peers as the map has them, which is what
+ * name lookups need. Unlike GET /v1/status it reads no WireGuard counters (`wg show dump`).
+ */
+export const LocalPeers = Obj({
+  backendState: BackendState,
+  self: Type.Optional(Node),
+  peers: Type.Array(LocalMeshPeer, { maxItems: 1_000_000 })
+})
+export type LocalPeers = Static<typeof LocalPeers>
 
 /**
  * LocalWatchEvent is one line of GET /v1/watch (newline-delimited JSON): first a

@@ -1,7 +1,7 @@
 import http from 'node:http'
 import { createInterface } from 'node:readline'
 import {
-  WarrenError, validate, ErrorBody, LocalWatchEvent, LocalStatus, LocalIpResponse, LocalPingResponse, LocalWhoisResponse, LocalNetcheck,
+  WarrenError, validate, ErrorBody, LocalWatchEvent, LocalStatus, LocalPeers, LocalIpResponse, LocalPingResponse, LocalWhoisResponse, LocalNetcheck,
   type LocalUpRequest, type TSchema
 } from '@warren/protocol'
 import { createUnixTransport } from './transport/index.js'
@@ -24,6 +24,8 @@ export interface LocalClientInit {
 export interface LocalClient {
   readonly socketPath: string
   status(): Promise<LocalStatus>
+  /** peers lists this node and its peers as the map has them: no traffic counters, so cheaper than status */
+  peers(): Promise<LocalPeers>
   up(req: LocalUpRequest): Promise<LocalStatus>
   down(): Promise<LocalStatus>
   /** ip returns the mesh addresses of this node, or of `peer` (name, full name or address) */
@@ -79,6 +81,7 @@ export function createLocalClient (init: LocalClientInit = {}): LocalClient {
   return {
     socketPath,
     status: async () => await call(LocalStatus, 'GET', '/v1/status'),
+    peers: async () => await call(LocalPeers, 'GET', '/v1/peers'),
     up: async req => await call(LocalStatus, 'POST', '/v1/up', req),
     down: async () => await call(LocalStatus, 'POST', '/v1/down'),
     async ip (opts = {}) {

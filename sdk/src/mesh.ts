@@ -3,7 +3,7 @@ import { connect as tlsConnect } from 'node:tls'
 import { Agent as HttpAgent, type AgentOptions, type Server as HttpServer } from 'node:http'
 import { EventEmitter } from 'node:events'
 import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher, type RequestInit, type Response } from 'undici'
-import { WarrenError, isWarrenError, parseHostPort, formatHostPort, parseIpAddress, formatIpAddress, type LocalStatus, type LocalPeerStatus, type LocalWhoisResponse, type LocalWatchEvent } from '@warren/protocol'
+import { WarrenError, isWarrenError, parseHostPort, formatHostPort, parseIpAddress, formatIpAddress, type LocalStatus, type LocalMeshPeer, type LocalWhoisResponse, type LocalWatchEvent } from '@warren/protocol'
 import { createLocalClient, type LocalClient } from './local-client.js'
 
 /**
@@ -82,7 +82,10 @@ export interface MeshServer extends EventEmitter {
   /** 'connection' (socket, identity) for every caller the mesh vouches for; others are closed */
   on(event: 'connection', listener: (socket: Socket, peer: Identity) => void): this
   on(event: 'error', listener: (err: Error) => void): this
+  /** close stops accepting and resolves once every connection it accepted has ended, as net.Server's close does */
   close(): Promise<void>
+  /** closeAllConnections cuts every connection it accepted that is still open */
+  closeAllConnections(): void
 }
 
 /**
@@ -127,6 +130,7 @@ export interface Warren {
   listen(port: number, server?: HttpServer | Server): Promise<MeshServer>
   /** watch yields changes as they happen, a snapshot first, until `signal` aborts */
   watch(opts?: { signal?: AbortSignal }): AsyncIterable<MeshEvent>
+  /** close stops the servers `listen` started, cutting their open connections, and the HTTP agents */
   close(): Promise<void>
 }
 
@@ -144,11 +148,11 @@ function normalize (text: string): string {
   return a === undefined ? t : formatIpAddress(a.family, a.network)
 }
 
-function peerOf (p: LocalPeerStatus): MeshPeer {
+function peerOf (p: LocalMeshPeer): MeshPeer {
   return { id: p.id, name: p.name, fqdn: p.fqdn, ...(p.user !== undefined ? { user: p.user } : {}), tags: p.tags, addresses: [p.ipv4, p.ipv6], online: p.online, self: false }
 }
 
-function selfOf (s: LocalStatus): MeshPeer | undefined {
+function selfOf (s: Pick<LocalStatus, 'self'>): MeshPeer | undefined {
   const n = s.self
   if (n === undefined) return undefined
   return { id: n.id, name: n.name, fqdn: n.fqdn, ...(n.user !== undefined ? { user: n.user } : {}), tags: n.tags, addresses: [n.ipv4, n.ipv6], online: true, self: true }
@@ -213,9 +217,10 @@ export async function connect (opts: ConnectOptions = {}): Promise<Warren> {
 
 /**
  * PEER_CACHE_MS is how long resolve (and so dial) reuses the daemon's peer list. Asking for
- * it is a LocalAPI status call, which reads WireGuard's counters (`wg show dump`): about
- * 7 ms here, against about 0.5 ms for the connection itself (bench/RESULTS.md, "SDK: dial
- * and stream"). A name that is missing or offline in the reused list is asked for again.
+ * it is a LocalAPI round trip, GET /v1/peers (the map alone): about 1 ms here, against about
+ * 0.5 ms for the connection itself and 8 ms for GET /v1/status, which also runs `wg show
+ * dump` (bench/RESULTS.md, "SDK: dial and stream"). A name that is missing or offline in the
+ * reused list is asked for again.
  */
 const PEER_CACHE_MS = 1000
 
@@ -225,19 +230,22 @@ export function createWarren (local: LocalClient): Warren {
   let undici: UndiciAgent | undefined
   const servers = new Set<MeshServer>()
 
-  async function status (): Promise<LocalStatus> {
+  /** ask makes one LocalAPI call; a daemon that is gone is EDAEMON. */
+  async function ask<T> (call: (c: LocalClient) => Promise<T>): Promise<T> {
     try {
-      return await local.status()
+      return await call(local)
     } catch (e) {
       throw daemonError(e)
     }
   }
 
+  const status = async (): Promise<LocalStatus> => await ask(async c => await c.status())
+
   // The last peer list and when it was asked for; a pending one is shared by concurrent dials.
   let recent: { at: number, peers: Promise<MeshPeer[]> } | undefined
 
   async function peers (): Promise<MeshPeer[]> {
-    const list = status().then(s => {
+    const list = ask(async c => await c.peers()).then(s => {
       const self = selfOf(s)
       return [...(self !== undefined ? [self] : []), ...s.peers.map(peerOf)]
     })
@@ -260,6 +268,19 @@ export function createWarren (local: LocalClient): Warren {
     return structuredClone(hit)
   }
 
+  /**
+   * selfAddresses asks the daemon for this node's mesh addresses (GET /v1/ip): the map
+   * alone, so a caller is checked without the WireGuard counters status reads.
+   */
+  async function selfAddresses (): Promise<string[]> {
+    try {
+      return (await local.ip()).addresses
+    } catch (e) {
+      if (isWarrenError(e) && e.code === 'not_running') return []
+      throw daemonError(e)
+    }
+  }
+
   async function whois (addressOrSocket: string | Socket): Promise<Identity> {
     let address: string
     if (typeof addressOrSocket === 'string') {
@@ -268,8 +289,7 @@ export function createWarren (local: LocalClient): Warren {
       const remote = addressOrSocket.remoteAddress
       const localAddr = addressOrSocket.localAddress
       if (remote === undefined || localAddr === undefined) throw meshError('ENOPEER', 'the socket is not connected, so it has no caller to identify')
-      const s = await status()
-      const mine = selfOf(s)?.addresses.map(normalize) ?? []
+      const mine = (await selfAddresses()).map(normalize)
       if (!mine.includes(normalize(localAddr))) {
         throw meshError('ENOPEER', `the connection arrived at ${localAddr}, not at one of this node's mesh addresses (${mine.join(', ')}): it did not come through the mesh`)
       }
@@ -396,8 +416,7 @@ export function createWarren (local: LocalClient): Warren {
       }
     },
     async listen (port, server) {
-      const s = await status()
-      const self = selfOf(s)
+      const self = selfOf(await ask(async c => await c.peers()))
       if (self === undefined) throw meshError('EDAEMON', 'the daemon has no mesh addresses yet; run \'warren up\' first')
       const ms = createMeshServer(w, self.addresses, port, server)
       await ms.ready
@@ -422,7 +441,7 @@ export function createWarren (local: LocalClient): Warren {
       }
     },
     async close () {
-      await Promise.allSettled([...servers].map(async srv => await srv.close()))
+      await Promise.allSettled([...servers].map(async srv => { srv.closeAllConnections(); await srv.close() }))
       agent?.destroy()
       await undici?.close()
     }
@@ -435,16 +454,16 @@ function createMeshServer (w: Warren, addresses: string[], port: number, server?
   const emitter = new EventEmitter() as MeshServer
   const listeners: Server[] = []
   const bound: string[] = []
+  const accepted = new Set<Socket>()
   Object.defineProperty(emitter, 'addresses', { get: () => [...bound] })
   const onSocket = (sock: Socket): void => {
+    accepted.add(sock)
+    sock.once('close', () => accepted.delete(sock))
     w.whois(sock).then(peer => {
       if (sock.destroyed) return
+      unpause(sock)
       emitter.emit('connection', sock, peer)
-      if (server !== undefined) {
-        server.emit('connection', sock)
-        // The server has attached its readers in its 'connection' listener: start reading.
-        sock.resume()
-      }
+      server?.emit('connection', sock)
     }, (e: Error) => {
       sock.destroy()
       if (!isWarrenError(e) || e.code !== 'ENOPEER') emitter.emit('error', e)
@@ -464,9 +483,22 @@ function createMeshServer (w: Warren, addresses: string[], port: number, server?
     await Promise.allSettled(listeners.map(async l => await new Promise(resolve => l.close(resolve))))
     throw e
   })
+  emitter.closeAllConnections = () => { for (const sock of accepted) sock.destroy() }
   emitter.close = async () => {
     await Promise.allSettled(listeners.map(async l => await new Promise(resolve => l.close(resolve))))
     emitter.emit('close')
   }
   return { server: emitter, ready }
+}
+
+/**
+ * unpause undoes `pauseOnConnect` once the caller is verified, leaving the socket as a
+ * plain net.Server hands it over: reading, and neither flowing nor paused. pauseOnConnect
+ * marks it paused (readableFlowing false), and a 'data' listener does not undo that, so an
+ * app's reader would never get a byte, and the caller's end would never be seen.
+ */
+function unpause (sock: Socket): void {
+  ;(sock as { readableFlowing: boolean | null }).readableFlowing = null
+  // What net.Socket does for an accepted connection that is not paused: start reading.
+  sock.read(0)
 }

@@ -23,12 +23,12 @@ const peer = (id: string, name: string, ipv4: string, online = true, tags: strin
 const DB = peer('n-db1', 'db', '127.0.0.2', true, ['tag:db'])
 const OLD = peer('n-old2', 'old', '127.0.0.4', false)
 
-/** FakeDaemon is the stand-in's state: tests change `peers` and read how often status was asked. */
-interface FakeDaemon { socket: string, state: LocalStatus['backendState'], peers: LocalPeerStatus[], statusCalls: number }
+/** FakeDaemon is the stand-in's state: tests change `peers` and read how often status and the peer list were asked. */
+interface FakeDaemon { socket: string, state: LocalStatus['backendState'], peers: LocalPeerStatus[], statusCalls: number, peerListCalls: number }
 
 async function fakeDaemon (t: Test): Promise<FakeDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'warren-sdk-'))
-  const d: FakeDaemon = { socket: join(dir, 'd.sock'), state: 'Running', peers: [DB, OLD], statusCalls: 0 }
+  const d: FakeDaemon = { socket: join(dir, 'd.sock'), state: 'Running', peers: [DB, OLD], statusCalls: 0, peerListCalls: 0 }
   const server: HttpServer = createHttpServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://local')
     const json = (status: number, body: unknown): void => { res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body)) }
@@ -37,6 +37,12 @@ async function fakeDaemon (t: Test): Promise<FakeDaemon> {
       d.statusCalls++
       const running = d.state === 'Running'
       json(200, { version: 1, backendState: d.state, health: running ? [] : ['not logged in'], interfaceName: 'warren0', ...(running ? { self: SELF } : {}), peers: running ? d.peers : [] })
+    } else if (url.pathname === '/v1/peers') {
+      d.peerListCalls++
+      const running = d.state === 'Running'
+      json(200, { backendState: d.state, ...(running ? { self: SELF } : {}), peers: running ? d.peers.map(({ rxBytes, txBytes, ...p }) => p) : [] })
+    } else if (url.pathname === '/v1/ip') {
+      json(200, { name: SELF.name, addresses: [SELF.ipv4, SELF.ipv6] })
     } else if (url.pathname === '/v1/whois') {
       const ip = url.searchParams.get('ip')
       const n = all.find(x => x.ipv4 === ip || x.ipv6 === ip)
@@ -103,12 +109,13 @@ t.test('dials in a row reuse the peer list for a moment; a node that appears, re
   const d = await fakeDaemon(t)
   const w = await open(t, d)
   const port = await listenOn(t, '127.0.0.2')
-  const before = d.statusCalls
+  const [statusBefore, listsBefore] = [d.statusCalls, d.peerListCalls]
   const together = await Promise.all(Array.from({ length: 5 }, async () => await w.dial(`db:${port}`)))
   for (let i = 0; i < 5; i++) t.equal(await read(await w.dial(`db:${port}`)), 'hello')
   for (const s of together) t.equal(await read(s), 'hello')
-  // Each status call makes the daemon read WireGuard's counters: ten dials ask once (twice if a second passed).
-  t.ok(d.statusCalls - before <= 2, `10 dials asked the daemon for its peers ${d.statusCalls - before} times`)
+  // Ten dials ask for the peer list once (twice if a second passed), and never for status, which reads WireGuard's counters.
+  t.ok(d.peerListCalls - listsBefore <= 2, `10 dials asked the daemon for its peers ${d.peerListCalls - listsBefore} times`)
+  t.equal(d.statusCalls, statusBefore, 'dials ask for no status')
   const copy = await w.resolve('db')
   copy.addresses.length = 0
   t.same((await w.resolve('db')).addresses, [DB.ipv4, DB.ipv6], 'changing a resolved peer does not change the next answer')
@@ -154,9 +161,11 @@ t.test('fetch and an http.Agent reach peers by name', async t => {
 })
 
 t.test('listen serves on the mesh addresses only and tells each caller\'s identity; whois refuses what did not come through the mesh', async t => {
-  const w = await open(t, await fakeDaemon(t))
+  const d = await fakeDaemon(t)
+  const w = await open(t, d)
   const http = createHttpServer((req, res) => { w.whois(req.socket).then(who => res.end(`hi ${who.node.name}`), (e: Error) => res.end(String(e))) })
   const srv = await w.listen(0, http)
+  const statusCalls = d.statusCalls
   t.ok(srv.addresses.length > 0)
   t.match(srv.addresses[0], /^127\.0\.0\.3:\d+$/)
   const port = Number(srv.addresses[0]!.split(':')[1])
@@ -179,6 +188,7 @@ t.test('listen serves on the mesh addresses only and tells each caller\'s identi
   })
   t.equal(local, '', 'closed without an answer')
   t.same(callers, ['db - tag:db'], 'no identity for a local caller')
+  t.equal(d.statusCalls, statusCalls, 'callers are checked against the map alone: no status call (which reads WireGuard\'s counters)')
   // whois of a socket that arrived elsewhere (not at a mesh address) is ENOPEER.
   const other = createServer(sock => {
     w.whois(sock).then(() => sock.end('who?'), (e: { code: string }) => sock.end(e.code))
@@ -195,6 +205,34 @@ t.test('listen serves on the mesh addresses only and tells each caller\'s identi
   t.same((await w.whois('127.0.0.2')).node.name, 'db')
   await t.rejects(w.whois('10.9.9.9'), { code: 'ENOPEER' })
   await srv.close()
+})
+
+t.test('without a server, a verified caller\'s socket reads like any net.Server socket, and close() cuts connections still open', async t => {
+  const w = await connect({ socket: (await fakeDaemon(t)).socket, timeoutMs: 5000 })
+  const srv = await w.listen(0)
+  const port = Number(srv.addresses[0]!.split(':')[1])
+  // The app answers each line; one listener is attached at once, the other a moment later.
+  srv.on('connection', (sock, peer) => {
+    const answer = (): void => { sock.on('data', d => sock.write(`${peer.node.name} got ${String(d)}`)) }
+    if (sock.remotePort! % 2 === 0) answer()
+    else setTimeout(answer, 20)
+  })
+  const callers: Socket[] = []
+  for (let i = 0; i < 2; i++) {
+    const s = netConnect({ host: '127.0.0.3', port, localAddress: '127.0.0.2' })
+    callers.push(s)
+    s.write('ping')
+    const got = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the listener never read what the caller sent')), 5000)
+      s.once('data', d => { clearTimeout(timer); resolve(String(d)) })
+    })
+    t.equal(got, 'db got ping', `caller ${i + 1} is answered`)
+  }
+  // Both callers keep their connections open: close() must not wait for them.
+  const ended = callers.map(async s => await new Promise(resolve => s.once('close', resolve)))
+  await w.close()
+  await Promise.all(ended)
+  t.ok(callers.every(s => s.destroyed), 'the open connections were cut')
 })
 
 t.test('connect waits for the map, and says when no daemon answers', async t => {

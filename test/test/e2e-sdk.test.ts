@@ -1,8 +1,8 @@
 import t from 'tap'
-import { writeFileSync, mkdirSync, rmSync } from 'node:fs'
+import { writeFileSync, mkdirSync, rmSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect } from '@warren/sdk'
-import { netnsSkipReason, waitFor } from '../src/index.js'
+import { netnsSkipReason, waitFor, hostNetworkState } from '../src/index.js'
 import { createMesh, type MeshNode } from '../src/mesh.js'
 import { SDK_TOOL_ARGV } from '../src/sdk-tool.js'
 
@@ -19,11 +19,13 @@ const POLICY = `{
   "acls": [
     // alice's nodes reach the api's port 8080, nothing else
     { "action": "accept", "src": ["alice@"], "dst": ["tag:api:8080"] },
+    // an app's own node (alice's) serves 7000-7001 to alice's nodes and to the api
+    { "action": "accept", "src": ["alice@", "tag:api"], "dst": ["alice@:7000-7001"] },
   ],
 }
 `
 
-interface ToolResult { ok?: boolean, code?: string, message?: string, status?: number, body?: string, ms: number }
+interface ToolResult { ok?: boolean, answer?: string, code?: string, message?: string, status?: number, body?: string, ms?: number }
 
 t.test('apps dial peers by name and know who calls', { skip, timeout: 580_000 }, async t => {
   const mesh = await createMesh(t, { hosts: ['api', 'laptop', 'app'] })
@@ -94,23 +96,55 @@ t.test('apps dial peers by name and know who calls', { skip, timeout: 580_000 },
     t.ok(seen.includes('policy-applied'), `laptop's watch saw the new policy applied (events: ${seen.join(', ')})`)
   })
 
-  await t.test('an app runs its own ephemeral node, reaches the api by name, and leaves nothing behind', async t => {
+  await t.test('an app runs its own ephemeral node: it serves and dials by name, and close() leaves nothing behind', async t => {
     const app = mesh.topology.host('app')
     // `ip netns exec` puts this file over /etc/resolv.conf, which MagicDNS takes over.
     mkdirSync(`/etc/netns/${app.netns}`, { recursive: true })
     writeFileSync(`/etc/netns/${app.netns}/resolv.conf`, `nameserver ${mesh.controllerHost.address}\n`)
     t.teardown(() => { rmSync(`/etc/netns/${app.netns}`, { recursive: true, force: true }) })
+    const before = await hostNetworkState(app)
     const authKey = JSON.parse(await mesh.admin('keys', 'create', '--user', 'alice', '--ephemeral', '--preapproved', '--json')).key as string
-    const r = await app.exec([...SDK_TOOL_ARGV, 'embed', join(mesh.dir, 'embedded'), 'http://api:8080/'], {
-      allowFail: true, timeoutMs: 180_000, env: { ...process.env, WARREN_CONTROLLER: mesh.url, WARREN_AUTH_KEY: authKey }
+    const embedded = app.spawn([...SDK_TOOL_ARGV, 'embed', join(mesh.dir, 'embedded'), 'http://api:8080/', '7000'], {
+      env: { WARREN_CONTROLLER: mesh.url, WARREN_AUTH_KEY: authKey }
     })
-    const out = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { status?: number, body?: string, self?: string }
-    t.equal(out.status, 200, `the embedded node fetched from api (${r.stderr.slice(-500)})`)
-    t.equal((JSON.parse(out.body ?? '{}') as { node?: { name: string } }).node?.name, 'embedded', 'api saw the embedded node as the caller')
-    t.same((await app.exec(['ip', '-o', 'link', 'show', 'type', 'wireguard'], { allowFail: true })).stdout.trim(), '', 'no WireGuard interface is left')
-    t.same((await app.exec(['ip', '-o', 'link'], { allowFail: true })).stdout.match(/wrn[0-9a-f]+/g) ?? [], [], 'no tun interface either')
-    t.notMatch((await app.exec(['nft', 'list', 'tables'])).stdout, /warren/, 'no nftables table is left')
-    t.same(await app.pids(), [], 'no process is left in the namespace')
+    t.teardown(async () => { await embedded.kill() })
+    await embedded.waitForLine(/^listening$/, 180_000)
+    const printed = (): Array<Record<string, unknown>> => embedded.output().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+    const started = printed().find(o => 'interface' in o) as { interface: string }
+    const fetched = printed().find(o => 'status' in o || 'code' in o) as ToolResult
+    t.equal(fetched.status, 200, `the embedded node fetched from api by name (${JSON.stringify(fetched)})`)
+    t.equal((JSON.parse(fetched.body ?? '{}') as { node?: { name: string } }).node?.name, 'embedded', 'api saw the embedded node as the caller')
+
+    // It serves: each caller gets an answer, and the app's listener knows who called.
+    for (const [from, user, tags] of [[laptop, 'alice', []], [api, undefined, ['tag:api']]] as const) {
+      const r = await run(from, 'fetch', 'http://embedded:7000/')
+      t.equal(r.status, 200, `${from.name} got an answer from the embedded node (${JSON.stringify(r)})`)
+      const who = JSON.parse(r.body ?? '{}') as { node?: { name: string }, user?: string, tags?: string[] }
+      t.same([who.node?.name, who.user, who.tags], [from.name, user, tags], `the embedded node's whois named ${from.name} as the caller, with its user and tags`)
+    }
+    // Without a server the app reads the verified socket itself (`w.listen(port)` alone).
+    const plain = await run(laptop, 'dial', 'embedded:7001', 'hello')
+    const heard = JSON.parse(plain.answer ?? '{}') as { node?: { name: string }, user?: string, tags?: string[], read?: string }
+    t.same([heard.node?.name, heard.user, heard.tags, heard.read], ['laptop', 'alice', [], 'hello'], `the app read laptop's bytes and answered with who sent them (${JSON.stringify(plain)})`)
+    t.same(printed().filter(o => 'connection' in o).map(o => o.connection),
+      [{ name: 'laptop', user: 'alice', tags: [] }, { name: 'api', tags: ['tag:api'] }, { name: 'laptop', user: 'alice', tags: [] }],
+      'the listeners\' connection events carry each caller\'s user and tags')
+
+    // Sanity: while it runs, the state differs where close() must restore it.
+    const during = await hostNetworkState(app)
+    t.match(during.links, started.interface, 'the node has its interface')
+    t.match(during.routes4, started.interface, 'and its routes')
+    t.match(during.addresses, '100.100.100.100', 'and MagicDNS\'s address')
+    t.match(during.nftables, /table inet warren/, 'and its firewall table')
+    t.not(during.resolvConf, before.resolvConf, 'and MagicDNS in resolv.conf')
+
+    // SIGTERM makes the app close its node; SIGKILL follows only if it has not exited by then.
+    t.same(await embedded.kill('SIGTERM', 60_000), { code: 0, signal: null }, 'closed, the app exits by itself: nothing holds it open')
+    t.match(embedded.output(), /"closed":true/, 'close() resolved')
+    const after = await hostNetworkState(app)
+    for (const [field, text] of Object.entries(before)) t.equal(after[field as keyof typeof after], text, `${field} is as before the node ran`)
+    t.notOk(existsSync(`/var/run/wireguard/${started.interface}.sock`), 'no wireguard-go control socket is left')
+    t.same(await app.pids(), [], 'no process (wireguard-go or other) is left in the namespace')
     await waitFor(async () => !(await mesh.admin('nodes', 'list')).includes('embedded'), { timeoutMs: 30_000, message: 'the ephemeral node is gone from the controller' })
   })
 

@@ -15,7 +15,7 @@ import { createChangeFeed } from '../localapi/watch.js'
 import { updateHealthForSelf, type DaemonContext } from './daemon-context.js'
 import { createMapApplier } from './map-applier.js'
 import { connectMap, resumeMap, stopMap, type MapConnectionInit } from './map-connection.js'
-import { localStatus } from './local-status.js'
+import { localStatus, localPeers } from './local-status.js'
 import { joinController } from './join.js'
 import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
@@ -215,6 +215,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
 
   const daemonApi = {
     status: async () => await localStatus(d),
+    peers: () => localPeers(d),
     up: async (r: LocalUpRequest) => await ops.run(async () => await up(r)),
     down: async () => await ops.run(down),
     ip: (peer?: string, family?: 4 | 6) => localIp(d, peer, family),

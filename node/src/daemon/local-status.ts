@@ -1,6 +1,20 @@
-import { PROTOCOL_VERSION, type LocalStatus, type LocalPeerStatus } from '@warren/protocol'
+import { PROTOCOL_VERSION, type LocalStatus, type LocalPeerStatus, type LocalPeers, type LocalMeshPeer, type Peer } from '@warren/protocol'
 import type { DaemonContext } from './daemon-context.js'
 import { NO_ROUTING, routesInUse } from '../engine/subnet-routes.js'
+
+/** meshPeer is a peer as the map has it. */
+function meshPeer (p: Peer): LocalMeshPeer {
+  return { id: p.id, name: p.name, fqdn: p.fqdn, ...(p.user !== undefined ? { user: p.user } : {}), tags: p.tags, ipv4: p.ipv4, ipv6: p.ipv6, wgKey: p.wgKey, online: p.online }
+}
+
+const byName = (a: { name: string }, b: { name: string }): number => a.name.localeCompare(b.name)
+
+/** localPeers is GET /v1/peers: this node and its peers from the map alone, for name lookups. */
+export function localPeers (d: DaemonContext): LocalPeers {
+  const { state, netmap, login } = d
+  const self = netmap?.self ?? login?.node
+  return { backendState: state, ...(self !== undefined ? { self } : {}), peers: (netmap?.peers ?? []).map(meshPeer).sort(byName) }
+}
 
 /** localStatus is `warren status`: the backend state, health and every peer with its traffic. */
 export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
@@ -13,8 +27,7 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
     const st = byKey.get(p.wgKey)
     const path = d.paths.path(p.wgKey)
     return {
-      id: p.id, name: p.name, fqdn: p.fqdn, ...(p.user !== undefined ? { user: p.user } : {}), tags: p.tags,
-      ipv4: p.ipv4, ipv6: p.ipv6, wgKey: p.wgKey, online: p.online,
+      ...meshPeer(p),
       ...(st?.endpoint !== undefined ? { endpoint: st.endpoint } : {}),
       ...(st?.latestHandshake !== undefined ? { lastHandshake: st.latestHandshake.toISOString() } : {}),
       rxBytes: st?.rxBytes ?? 0,
@@ -23,7 +36,7 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
       ...(p.routes !== undefined ? { routes: p.routes } : {}),
       ...(inUse.has(p.wgKey) ? { routesInUse: inUse.get(p.wgKey)! } : {})
     }
-  }).sort((a, b) => a.name.localeCompare(b.name))
+  }).sort(byName)
   const self = netmap?.self ?? login?.node
   const dataPlane = d.dataPlane.implementation()
   return {

@@ -5,13 +5,15 @@ import { dirname } from 'node:path'
 import type { Logger } from 'pino'
 import { diffStatus, type ChangeFeed } from './watch.js'
 import {
-  WarrenError, isWarrenError, validate, LocalStatus, LocalUpRequest, LocalIpResponse, LocalPingRequest, LocalPingResponse,
+  WarrenError, isWarrenError, validate, LocalStatus, LocalPeers, LocalUpRequest, LocalIpResponse, LocalPingRequest, LocalPingResponse,
   LocalWhoisResponse, LocalNetcheck, LocalWatchEvent, type TSchema, type ErrorBody
 } from '@warren/protocol'
 
 /** LocalBackend is what the LocalAPI serves: the daemon's operations. */
 export interface LocalBackend {
   status(): Promise<LocalStatus>
+  /** peers is this node and its peers from the map alone: cheap enough for every name lookup */
+  peers(): LocalPeers
   up(req: LocalUpRequest): Promise<LocalStatus>
   down(): Promise<LocalStatus>
   ip(peer?: string, family?: 4 | 6): LocalIpResponse
@@ -64,6 +66,7 @@ export async function startLocalApi (init: LocalApiInit): Promise<LocalApiServer
   const d = init.daemon
   const routes: Record<string, Route> = {
     '/v1/status': { method: 'GET', reply: LocalStatus, handle: async () => await d.status() },
+    '/v1/peers': { method: 'GET', reply: LocalPeers, handle: () => d.peers() },
     '/v1/up': { method: 'POST', body: LocalUpRequest, reply: LocalStatus, handle: async (_q, b) => await d.up(b as LocalUpRequest) },
     '/v1/down': { method: 'POST', reply: LocalStatus, handle: async () => await d.down() },
     '/v1/ip': { method: 'GET', reply: LocalIpResponse, handle: q => d.ip(q.get('peer') ?? undefined, parseFamily(q.get('family'))) },
