@@ -33,7 +33,7 @@ t.test('kernel relay: binds through NATs (one symmetric), data both ways in the 
   t.match((await relay.exec(['nft', 'list', 'table', 'inet', 'warren_relay'])).stdout, new RegExp(`elements = \\{ (${pa}, ${pb}|${pb}, ${pa}) \\}`), 'the ports are in the relay table')
 
   const peer = (h: Host, k: typeof ka, port: string): ProcessHandle =>
-    h.spawn(['node', FIXTURE, 'peer', '--key', k.privateKey, '--relay-key', relayKey!, '--relay', `${relay.address}:${port}`, '--allocation', id!])
+    h.spawn(['node', FIXTURE, 'peer', '--key', k.privateKey, '--relay-key', relayKey!, '--relay', `${relay.address}:${port}`, `--allocation=${id!}`])
   const pA = peer(a, ka, pa!)
   const pB = peer(b, kb, pb!)
   const [, seenA] = await pA.waitForLine(/^bound (\S+)$/, 30_000)
@@ -81,7 +81,7 @@ t.test('kernel relay: wireguard-go on both nodes (one behind a symmetric NAT) pi
   for (const [h, me, other, port, addr, peerAddr] of [[a, ka, kb, pa!, '100.64.0.1', '100.64.0.2'], [b, kb, ka, pb!, '100.64.0.2', '100.64.0.1']] as const) {
     await startLabWireGuard(h, { privateKey: me.privateKey, address: addr, listenPort: WG, peer: { publicKey: other.publicKey, address: peerAddr, endpoint: `${relay.address}:${port}` } })
     await leaveFromPort(h, HELPER, WG)
-    h.spawn(['node', FIXTURE, 'bind', '--key', me.privateKey, '--relay-key', relayKey!, '--relay', `${relay.address}:${port}`, '--allocation', id!, '--local-port', String(HELPER)])
+    h.spawn(['node', FIXTURE, 'bind', '--key', me.privateKey, '--relay-key', relayKey!, '--relay', `${relay.address}:${port}`, `--allocation=${id!}`, '--local-port', String(HELPER)])
   }
   await r.waitForLine(new RegExp(`^bind ${id} 0$`), 30_000)
   await r.waitForLine(new RegExp(`^bind ${id} 1$`), 30_000)
