@@ -8,11 +8,18 @@
  */
 import t from 'tap'
 import { PATH_TIMINGS_ENV } from '@warren/node'
-import { createMesh, createNatLab, netnsSkipReason } from '../src/index.js'
+import { createLocalClient } from '@warren/sdk'
+import { createMesh, createNatLab, netnsSkipReason, type MeshNode } from '../src/index.js'
 import { joinPair, checkPathInUse, checkPings, waitForPath, cutDirectPath } from '../src/path-checks.js'
 import { skewedClockEnv } from '../src/skewed-clock.js'
 
 const skip = netnsSkipReason()
+
+/** callsHeard is how many call-me-maybe messages a daemon has had from the controller, by its metrics. */
+async function callsHeard (n: MeshNode): Promise<number> {
+  const text = await createLocalClient({ socketPath: n.socket }).metrics()
+  return Number(/^warren_node_map_messages_total\{type="call-me-maybe"\} (\d+)$/m.exec(text)?.[1] ?? 0)
+}
 
 /** SKEW_MS is how far y1's clock is ahead of x1's. */
 const SKEW_MS = 20_000
@@ -34,11 +41,15 @@ t.test('with one node\'s clock 20 s ahead, a pair that started behind a cut goes
   // what a lab would watch for, and they stop on their own.
   await new Promise(resolve => setTimeout(resolve, 8000))
 
+  const before = await callsHeard(a) + await callsHeard(b)
+  t.ok(before >= 2, `the bursts as the nodes met called each other in (${before} calls heard)`)
   await restore()
   const removed = Date.now()
   await waitForPath(a, b, 'direct', 120_000)
   t.comment(`x1 went direct ${Date.now() - removed} ms after the cut was removed`)
   await waitForPath(b, a, 'direct', 60_000)
+  const after = await callsHeard(a) + await callsHeard(b)
+  t.ok(after > before, `the retry that found the path was called in (${after - before} more calls heard)`)
   await checkPathInUse(t, mesh, a, b, lab.side('y').publicAddress)
   await checkPings(t, a, b)
 })
