@@ -104,10 +104,12 @@ export interface PathManagerInit {
    * callMeMaybe tells the peer (through the controller) that we start a burst toward it
    * now, so that it starts its own at once (see handleCallMeMaybe). Both nodes' TTL-limited
    * probes then open their NATs within a control round trip of each other, well inside
-   * punchDelayMs, before either side's full probes, whatever their clocks say. Nothing
-   * needs a shared clock beyond that: two bursts that started together end together, so
-   * both nodes' retry waits (on their monotonic clocks) also run out together, and the
-   * first node to get there calls the other in again.
+   * punchDelayMs, before either side's full probes, whatever their clocks say. This
+   * replaces retries at wall-clock instants, which needed the two clocks to agree within
+   * about a second. Nothing needs a shared clock instead: two bursts that started together
+   * end together, so both nodes' retry waits (on their monotonic clocks) also run out
+   * together, and the first node to get there calls the other in again; when the
+   * controller cannot pass a call on, the peer's own retry comes about then anyway.
    */
   callMeMaybe?: (peerKey: string) => void
   /**
@@ -232,11 +234,13 @@ export function createPathManager (init: PathManagerInit): PathManager {
   }
 
   /** startBurst starts a burst; one we start ourselves calls the peer in, one that answers its call does not. */
-  function startBurst (p: PeerState, t: number, answering: boolean): void {
-    p.burst = { nextStepAt: t, fullAt: Math.max(t, p.readyAt) + T.punchDelayMs, endAt: t + T.burstMs }
+  function startBurst (p: PeerState, t: number, answering: boolean): Burst {
+    const b: Burst = { nextStepAt: t, fullAt: Math.max(t, p.readyAt) + T.punchDelayMs, endAt: t + T.burstMs }
+    p.burst = b
     p.dueAt = -Infinity
     // A direct path's bursts only look for a better candidate; the peer answers them already.
     if (!answering && p.path?.kind !== 'direct') init.callMeMaybe?.(p.key)
+    return b
   }
 
   /** retryWait is how long after a burst the next one starts: retryMs, doubled per burst in a row that found nothing. */
@@ -324,11 +328,11 @@ export function createPathManager (init: PathManagerInit): PathManager {
   }
 
   function stepBurst (p: PeerState, t: number): void {
-    if (p.burst === undefined) {
+    let b = p.burst
+    if (b === undefined) {
       if (t < p.nextBurstAt || p.candidates.size === 0 || !p.online) return
-      startBurst(p, t, false)
+      b = startBurst(p, t, false)
     }
-    const b = p.burst!
     if (t >= b.endAt) {
       p.burst = undefined
       if (p.path?.kind !== 'direct') p.failures++
