@@ -282,11 +282,11 @@ async function run (): Promise<void> {
       `Switching: x1 and y1 behind cone NATs, x1 runs \`ping -i ${PING_INTERVAL}\` to y1's mesh address. Each of ${rounds} rounds does two cycles; each cycle starts direct, cuts the direct path while pinging ` +
       '(the router between the NATs drops UDP between their public addresses; the relay is reached another way) until both nodes use the relay and it carries the ping, ' +
       'then, in a second ping run, removes the cut until both nodes are direct again: in the first cycle as soon as that ping runs (the probe burst that follows a fallback still runs), ' +
-      `in the second ${relayedMs / 1000} s after both nodes chose the relay (the periodic retry, on 40 s wall-clock slots, finds the path). Each ping run goes on ${SETTLE_MS} ms after the switch. ` +
+      `in the second ${relayedMs / 1000} s after both nodes chose the relay (the periodic retry, which calls the peer in through the controller, finds the path). Each ping run goes on ${SETTLE_MS} ms after the switch. ` +
       `"Around the switch" counts the echo requests from ${UPGRADE_LEAD_MS} ms before the first node went direct to ${SETTLE_MS} ms after the second did; "whole run" from the first to the last answered one. ` +
       'The longest silence is the longest time between two replies in the run. The fallback rows count both cycles. ' +
-      'Retries start at multiples of 40 s on the wall clock and the cycles keep a steady rhythm, so the time to direct after a longer stay on the relay is mostly ' +
-      'how far the next slot was (anywhere in 0-40 s in general), not the cost of the switch.\n\n' +
+      'The first retry starts 40 s after the burst that followed the fallback, so the time to direct after a longer stay on the relay is mostly ' +
+      'how far that retry was (anywhere in 0-40 s in general), not the cost of the switch.\n\n' +
       table + '\n' +
       `Time from \`warren up\` to the first ping reply (y1 up; x1 taken down and up ${upRounds} times; a shell loop in x1's namespace pings y1 until one echo is answered, each echo waiting ${ECHO_WAIT_S} s for its reply), ` +
       'cone/cone and symmetric (x1) / cone (y1):\n\n' + upTable + '\n' + summary)

@@ -187,6 +187,23 @@ t.test('sends endpoints when they change, and only then', async t => {
   t.same(srv.others, [{ type: 'endpoints', endpoints: eps }])
 })
 
+t.test('call-me-maybe goes out while connected, and a peer\'s call comes in as an event', async t => {
+  const mk = generateMachineKeyPair()
+  const caller = peer(2)
+  let server: WebSocket | undefined
+  const srv = await fakeMapServer(t, ws => { server = ws; send(ws, { type: 'map', session: 's', seq: 0, netmap: netmap([caller]) }) })
+  const s = createMapSession({ openSocket: srv.open, machineKey: mk, endpoints: () => [], backoff: fastBackoff() })
+  t.teardown(() => s.close())
+  t.equal(s.sendCallMeMaybe(caller.wgKey), false, 'not sent before the session is up')
+  await until('connected', () => s.state === 'connected')
+  const heard = new Promise(resolve => s.once('call-me-maybe', resolve))
+  send(server!, { type: 'call-me-maybe', peer: caller.wgKey, peerId: caller.id })
+  t.same(await heard, { type: 'call-me-maybe', peer: caller.wgKey, peerId: caller.id })
+  t.equal(s.sendCallMeMaybe(caller.wgKey), true)
+  await until('the call at the controller', () => srv.others.length >= 1)
+  t.same(srv.others, [{ type: 'call-me-maybe', peer: caller.wgKey }])
+})
+
 t.test('controller errors are reported', async t => {
   const mk = generateMachineKeyPair()
   const srv = await fakeMapServer(t, ws => { send(ws, { type: 'error', code: 'node_not_found', message: 'this node was deleted' }); ws.close() })

@@ -15,11 +15,13 @@ function sim (opts: Partial<PathManagerInit> = {}) {
   let now = 0
   let n = 0
   const sent: Sent[] = []
+  /** calls are the times the manager called the peer in (callMeMaybe) */
+  const calls: number[] = []
   const pongs: Array<{ at: number, txid: string, from: UdpAddress }> = []
   let answers: (to: string) => number | undefined = () => undefined
   const m: PathManager = createPathManager({
     now: () => now,
-    wallClock: () => now,
+    callMeMaybe: () => { calls.push(now) },
     probes: {
       ping (peer, to, o) {
         const txid = String(++n)
@@ -50,7 +52,7 @@ function sim (opts: Partial<PathManagerInit> = {}) {
     }
   }
   return {
-    m, sent, run,
+    m, sent, calls, run,
     get now () { return now },
     set now (v: number) { now = v },
     get changes () { return changes },
@@ -126,14 +128,73 @@ t.test('a direct path is heartbeaten; when it stops answering the relay takes ov
   let switched: number | undefined
   s.run(cut + 60_000, () => { if (switched === undefined && s.m.path(PEER)?.kind === 'udp-relay') switched = s.now })
   t.ok(switched !== undefined && switched - cut <= 6000, `back on the relay ${String(switched! - cut)} ms after the cut`)
-  // Retries come at the same wall-clock slots on both nodes, with a quiet time between.
-  const retries = s.sent.filter(x => x.at > switched! + DEFAULT_PATH_TIMINGS.burstMs)
-  t.ok(retries.length > 0, 'the direct path is retried')
-  t.ok(retries.every(x => x.at % DEFAULT_PATH_TIMINGS.retrySlotMs < DEFAULT_PATH_TIMINGS.burstMs), 'only in the first seconds of each retry slot')
-  t.ok(retries.filter(x => x.ttl === undefined).every(x => x.at % DEFAULT_PATH_TIMINGS.retrySlotMs >= DEFAULT_PATH_TIMINGS.punchDelayMs), 'full pings a punch delay into the slot')
+  // Each burst since the loss called the peer in as it started, with a quiet time between bursts.
+  const T = DEFAULT_PATH_TIMINGS
+  const calls = s.calls.filter(at => at >= cut)
+  t.same(calls, [switched, switched! + T.burstMs + T.retryMs], 'a burst at once when the path is lost, and a retry after retryMs')
+  const retries = s.sent.filter(x => x.at > switched! + T.burstMs)
+  t.ok(retries.every(x => x.at >= calls[1]! && x.at < calls[1]! + T.burstMs), 'nothing is probed between the bursts')
+  t.ok(retries.filter(x => x.ttl === undefined).every(x => x.at >= calls[1]! + T.punchDelayMs), 'full pings a punch delay after the call')
   setUp(true)
-  s.run(s.now + DEFAULT_PATH_TIMINGS.retrySlotMs + DEFAULT_PATH_TIMINGS.burstMs)
+  s.run(s.now + 2 * T.retryMs + T.burstMs)
   t.equal(s.m.path(PEER)?.kind, 'direct', 'upgraded again once the direct path answers')
+})
+
+/** burstStarts are the times a burst began: the first probe after a quiet second. */
+function burstStarts (sent: Sent[]): number[] {
+  return sent.filter((x, i) => i === 0 || x.at - sent[i - 1]!.at > 1000 + DEFAULT_PATH_TIMINGS.burstStepMs).map(x => x.at)
+}
+
+t.test('while no direct path is found, each burst calls the peer in and the retries back off up to retryMaxMs; a change starts over', async t => {
+  const T = DEFAULT_PATH_TIMINGS
+  const s = sim()
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  s.run(30 * 60_000)
+  const starts = burstStarts(s.sent)
+  t.same(s.calls, starts, 'every burst called the peer in as it started')
+  const gaps = starts.slice(1).map((at, i) => at - starts[i]! - T.burstMs)
+  t.same(gaps.slice(0, 5), [T.retryMs, 2 * T.retryMs, 4 * T.retryMs, T.retryMaxMs, T.retryMaxMs], 'the waits double up to retryMaxMs')
+  t.ok(gaps.every(g => g >= T.retryMs), 'never closer than retryMs: a lone burst\'s spoiled conntrack entries are gone by the next')
+  t.ok(starts.length <= 10, `${starts.length} bursts in 30 minutes`)
+
+  const before = s.sent.length
+  const changed = s.now
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.9:41641'] }])
+  s.run(changed + 2 * T.retryMs)
+  t.same(s.calls.filter(at => at >= changed), [changed, changed + T.burstMs + T.retryMs], 'new candidates: a burst at once, and short waits again')
+  t.equal(s.sent[before]?.at, changed)
+})
+
+t.test('a call from the peer starts a burst at once, TTL-limited probes first, without calling back; a running burst lasts as long as the peer\'s', async t => {
+  const T = DEFAULT_PATH_TIMINGS
+  const s = sim()
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  s.run(20_000)
+  const calls = s.calls.length
+  const sent = s.sent.length
+  s.m.handleCallMeMaybe(PEER)
+  s.m.handleCallMeMaybe('C'.repeat(43) + '=')
+  s.run(20_000 + T.punchDelayMs)
+  const answer = s.sent.slice(sent)
+  t.same(answer[0], { to: '198.51.100.2:41641', ttl: PUNCH_TTL, txid: answer[0]!.txid, at: 20_000 }, 'a TTL-limited probe at once')
+  t.ok(answer.filter(x => x.ttl === undefined).every(x => x.at >= 20_000 + T.punchDelayMs), 'full pings only a punch delay later')
+  t.equal(s.calls.length, calls, 'an answer does not call back')
+
+  s.run(20_000 + 4000)
+  s.m.handleCallMeMaybe(PEER)
+  s.run(20_000 + 4000 + T.burstMs + T.burstStepMs)
+  const last = s.sent.at(-1)!.at
+  t.ok(last >= 20_000 + 4000 + T.burstMs - T.burstStepMs, 'a second call during the burst keeps it going as long as the caller\'s')
+  t.equal(s.calls.length, calls, 'still without calling back')
+})
+
+t.test('a direct path\'s bursts do not call the peer: it answers them already', async t => {
+  const { s } = relayThenDirect(t, { udpRelay: createFakeUdpRelayClient() })
+  const calls = s.calls.length
+  s.run(s.now + 5 * DEFAULT_PATH_TIMINGS.retryMs)
+  t.equal(s.m.path(PEER)?.kind, 'direct')
+  t.ok(burstStarts(s.sent.filter(x => x.ttl !== undefined)).length > 1, 'it still looks for better candidates')
+  t.equal(s.calls.length, calls, 'without a call')
 })
 
 t.test('a ping from an address not in the map adds it as a candidate and pings it at once', async t => {
@@ -248,7 +309,7 @@ t.test('a UDP relay allocation is released once the direct path held for a while
   t.same(s.m.path(PEER), { kind: 'udp-relay', endpoint: '192.0.2.10:40002' }, 'then the UDP relay')
 
   setUp(true)
-  s.run(s.now + T.retrySlotMs + T.burstMs)
+  s.run(s.now + 2 * T.retryMs + T.burstMs)
   t.equal(s.m.path(PEER)?.kind, 'direct', 'direct again')
   const released = udp.released.length
   s.run(s.now + T.udpRelayIdleMs + 10_000)

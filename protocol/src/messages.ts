@@ -360,8 +360,17 @@ export const RelayRevoke = Obj({
 })
 export type RelayRevoke = Static<typeof RelayRevoke>
 
+/**
+ * PeerCallMeMaybe passes on a peer's CallMeMaybe: the peer (`peer` is its WireGuard key,
+ * `peerId` its node id) has just started a direct-path discovery burst toward this node,
+ * so this node starts its own at once. Sent outside the numbered delta stream, only
+ * between nodes the policy lets talk.
+ */
+export const PeerCallMeMaybe = Obj({ type: Type.Literal('call-me-maybe'), peer: Base64Key, peerId: Id })
+export type PeerCallMeMaybe = Static<typeof PeerCallMeMaybe>
+
 /** Messages from the controller to a node. */
-export const ServerMessage = Type.Union([MapChallenge, MapFull, MapDelta, MapError, RelayGrant, RelayRevoke])
+export const ServerMessage = Type.Union([MapChallenge, MapFull, MapDelta, MapError, RelayGrant, RelayRevoke, PeerCallMeMaybe])
 export type ServerMessage = Static<typeof ServerMessage>
 
 export const ClientEndpoints = Obj({ type: Type.Literal('endpoints'), endpoints: Type.Array(Endpoint, { maxItems: 32 }) })
@@ -385,7 +394,17 @@ export type RelayRequest = Static<typeof RelayRequest>
 export const RelayRelease = Obj({ type: Type.Literal('relay-release'), peer: Str(64, { minLength: 1 }) })
 export type RelayRelease = Static<typeof RelayRelease>
 
-/** Messages from a node to the controller. */
+/**
+ * CallMeMaybe says this node has just started a direct-path discovery burst toward `peer`
+ * (its node id or WireGuard key): TTL-limited probes now, full ones a punch delay later.
+ * The controller passes it on (PeerCallMeMaybe) so the peer starts its own burst at once
+ * and both nodes' TTL-limited probes open their NATs before either side's full probe
+ * arrives, however far apart their clocks are. It is advisory: rate-limited per node, and
+ * dropped unanswered when the policy does not let the two talk.
+ */
+export const CallMeMaybe = Obj({ type: Type.Literal('call-me-maybe'), peer: Str(64, { minLength: 1 }) })
+export type CallMeMaybe = Static<typeof CallMeMaybe>
+
 /**
  * Logout says an ephemeral node is leaving for good (an app's embedded node closing): the
  * controller deletes it at once instead of after its time away. Other nodes are kept.
@@ -393,7 +412,8 @@ export type RelayRelease = Static<typeof RelayRelease>
 export const Logout = Obj({ type: Type.Literal('logout') })
 export type Logout = Static<typeof Logout>
 
-export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest, RelayRelease, Logout])
+/** Messages from a node to the controller. */
+export const ClientMessage = Type.Union([MapHello, ClientEndpoints, RelayRequest, RelayRelease, CallMeMaybe, Logout])
 export type ClientMessage = Static<typeof ClientMessage>
 
 // ---------- relay link (a standalone relay's control connection to the controller) ----------

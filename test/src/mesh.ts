@@ -50,6 +50,8 @@ export interface JoinOptions {
   authKey: string
   /** hostname to register (default: the host's name) */
   hostname?: string
+  /** extra environment for the daemon (shortened path timings, a skewed clock) */
+  env?: Record<string, string>
 }
 
 export interface Mesh {
@@ -135,7 +137,7 @@ export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise
     mkdirSync(`/etc/netns/${host.netns}`, { recursive: true })
     writeFileSync(`/etc/netns/${host.netns}/resolv.conf`, `nameserver ${controllerHost.address}\n`)
     const proc = host.spawn([...WARREN_ARGV, 'node', 'run', '--state-dir', stateDir, '--socket', socket, '--interface', iface,
-      '--wireguard', 'auto', '--log-level', opts.logLevel ?? 'info'])
+      '--wireguard', 'auto', '--log-level', opts.logLevel ?? 'info'], j.env !== undefined ? { env: j.env } : {})
     // Tests poll status often: asked over the LocalAPI socket in this process, not by a CLI process each time.
     const local = createLocalClient({ socketPath: socket })
     const status = async (): Promise<LocalStatus> => await local.status()

@@ -7,6 +7,7 @@ export type PathKind = NonNullable<LocalPeerStatus['path']>['kind']
 import { waitFor, type ProcessHandle } from './process.js'
 import { canConnect, canPing, flowSamples, FLOW_ARGV, type Mesh, type MeshNode } from './mesh.js'
 import type { NatLab } from './nat-lab.js'
+import type { Host } from './netns.js'
 
 /**
  * path-checks are the checks of path selection with a real controller and daemons: which
@@ -33,16 +34,20 @@ export const PATHS_POLICY = `{
 }
 `
 
-/** joinPair makes the policy and joins `a` (tag:a) and `b` (tag:b); b serves TCP 22 and 80. */
-export async function joinPair (mesh: Mesh, names: [string, string]): Promise<[MeshNode, MeshNode]> {
+/**
+ * joinPair makes the policy and joins `a` (tag:a) and `b` (tag:b); b serves TCP 22 and 80.
+ * `env` gives a daemon extra environment by node name (shortened timings, a skewed clock).
+ */
+export async function joinPair (mesh: Mesh, names: [string, string], env: Record<string, Record<string, string>> = {}): Promise<[MeshNode, MeshNode]> {
   await mesh.admin('users', 'create', 'alice', '--email', 'alice@example.com')
   const file = join(mesh.dir, 'policy.hujson')
   writeFileSync(file, PATHS_POLICY)
   await mesh.admin('policy', 'set', file, '-m', 'paths')
   const key = async (tag: string): Promise<string> =>
     JSON.parse(await mesh.admin('keys', 'create', '--user', 'alice', '--reusable', '--preapproved', '--tags', tag, '--json')).key as string
-  const a = await mesh.join(names[0], { authKey: await key('tag:a') })
-  const b = await mesh.join(names[1], { authKey: await key('tag:b') })
+  const joinAs = async (name: string, tag: string): Promise<MeshNode> => await mesh.join(name, { authKey: await key(tag), ...(env[name] !== undefined ? { env: env[name] } : {}) })
+  const a = await joinAs(names[0], 'tag:a')
+  const b = await joinAs(names[1], 'tag:b')
   const server: ProcessHandle = b.host.spawn([...FLOW_ARGV, 'serve', '22,80'])
   await server.waitForLine(/^listening$/, 60_000)
   return [a, b]
@@ -139,4 +144,18 @@ export async function cutDirectPath (lab: NatLab, x: string, y: string): Promise
     `  ip saddr ${px} ip daddr ${py} meta l4proto udp drop\n  ip saddr ${py} ip daddr ${px} meta l4proto udp drop\n }\n}\n`
   await lab.core.exec(['nft', '-f', '-'], { input: cut })
   return async () => { await lab.core.exec(['nft', 'delete', 'table', 'inet', PATH_CUT_TABLE]) }
+}
+
+/**
+ * relayPorts lists a kernel relay's allocated UDP ports and the bound ones (those it
+ * forwards), as its nftables table on `relay` holds them: what the kernel forwards, not
+ * what a process says.
+ */
+export async function relayPorts (relay: Host): Promise<{ allocated: number[], bound: number[] }> {
+  const set = async (name: string): Promise<number[]> => {
+    const out = (await relay.exec(['nft', '-j', 'list', 'set', 'inet', 'warren_relay', name])).stdout
+    const items = (JSON.parse(out) as { nftables: Array<{ set?: { elem?: number[] } }> }).nftables
+    return (items.find(i => i.set !== undefined)?.set?.elem ?? []).slice().sort((x, y) => x - y)
+  }
+  return { allocated: await set('ports'), bound: await set('bound') }
 }

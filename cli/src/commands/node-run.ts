@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander'
 import { WarrenError } from '@warren/protocol'
 import type { DaemonInit } from '@warren/node'
 import { listenForStop } from '../stop-signal.js'
+import { cliIo } from '../cli-io.js'
 import { DEFAULT_SOCKET_PATH } from '@warren/sdk'
 
 interface RunOptions {
@@ -38,7 +39,9 @@ export function register (program: Command): void {
       const port = opts.listenPort === undefined ? undefined : Number(opts.listenPort)
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new WarrenError('usage', `--listen-port '${opts.listenPort}' must be a port number (0-65535)`)
       // Loaded here, not at the top: every other command starts faster without the daemon's code.
-      const { startDaemon, createDaemonLogger } = await import('@warren/node')
+      const { startDaemon, createDaemonLogger, pathTimingsFromEnv } = await import('@warren/node')
+      // Tests shorten path timings through the environment (see PATH_TIMINGS_ENV); checked before anything starts.
+      const timings = pathTimingsFromEnv(cliIo().env)
       const logger = createDaemonLogger({ level: opts.logLevel })
       const stop = listenForStop()
       const daemon = await startDaemon({
@@ -49,7 +52,8 @@ export function register (program: Command): void {
         ...(opts.wireguardGo !== undefined && opts.wireguardGo !== '' ? { wireguardGo: opts.wireguardGo } : {}),
         ...(port !== undefined ? { listenPort: port } : {}),
         logger,
-        ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})
+        ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {}),
+        ...(timings !== undefined ? { paths: { timings } } : {})
       }).catch((e: unknown) => { stop.dispose(); throw e })
       // Stopping the process keeps the data plane (fail-closed); only 'warren down' removes it.
       logger.info({ signal: await stop.received }, 'stopping')

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { WebSocket, type RawData } from 'ws'
 import {
-  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, RelayRequest, RelayRelease, Logout, validate, mapSigningPayload, checkProtocolVersion,
+  PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, RelayRequest, RelayRelease, CallMeMaybe, Logout, validate, mapSigningPayload, checkProtocolVersion,
   isKeyExpired, WarrenError, checkRoutes, type ClientMessage, type Node
 } from '@warren/protocol'
 import type { MapLogger } from './types.js'
@@ -84,8 +84,9 @@ export function readClientMessage (data: RawData, isBinary: boolean): ClientMess
   if (type === 'endpoints') return validate(ClientEndpoints, raw, 'map endpoints message')
   if (type === 'relay-request') return validate(RelayRequest, raw, 'map relay request')
   if (type === 'relay-release') return validate(RelayRelease, raw, 'map relay release')
+  if (type === 'call-me-maybe') return validate(CallMeMaybe, raw, 'map call-me-maybe')
   if (type === 'logout') return validate(Logout, raw, 'map logout')
-  throw new WarrenError('invalid_input', `map message: /type: ${JSON.stringify(type)?.slice(0, 40) ?? 'missing'} is not a message a node may send; expected 'hello', 'endpoints', 'relay-request', 'relay-release' or 'logout'`, { field: '/type' })
+  throw new WarrenError('invalid_input', `map message: /type: ${JSON.stringify(type)?.slice(0, 40) ?? 'missing'} is not a message a node may send; expected 'hello', 'endpoints', 'relay-request', 'relay-release', 'call-me-maybe' or 'logout'`, { field: '/type' })
 }
 
 /** unreadable turns what readClientMessage threw into the refusal that closes the socket. */
@@ -132,6 +133,8 @@ export interface MapSocketHandlers<S> {
   relayRequest: (session: S, peer: string) => void
   /** relayRelease: the node no longer needs its kernel-relay allocation toward a peer */
   relayRelease: (session: S, peer: string) => void
+  /** callMeMaybe: the node starts a direct-path discovery burst toward a peer */
+  callMeMaybe: (session: S, peer: string) => void
   /** logout: an ephemeral node leaves for good */
   logout: (session: S) => void
   /** disconnect is called when an authenticated socket closes */
@@ -141,8 +144,8 @@ export interface MapSocketHandlers<S> {
 
 /**
  * acceptMapSocket speaks the map protocol on a new socket: the challenge, a signed hello
- * within helloTimeoutMs (anything else first is refused), then endpoint reports and relay
- * requests only.
+ * within helloTimeoutMs (anything else first is refused), then endpoint reports, relay
+ * requests and calls to peers only.
  */
 export function acceptMapSocket<S> (ws: WebSocket, h: MapSocketHandlers<S>): void {
   const challenge = createChallenge()
@@ -181,6 +184,10 @@ export function acceptMapSocket<S> (ws: WebSocket, h: MapSocketHandlers<S>): voi
     }
     if (msg.type === 'relay-release') {
       h.relayRelease(session, msg.peer)
+      return
+    }
+    if (msg.type === 'call-me-maybe') {
+      h.callMeMaybe(session, msg.peer)
       return
     }
     if (msg.type === 'logout') {

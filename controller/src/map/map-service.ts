@@ -9,8 +9,9 @@ import { createMeshPolicy, type MeshPolicy } from './mesh-policy.js'
 import { createMapFanout } from './fanout.js'
 import { createMapWire } from './wire.js'
 import { createMapSessions } from './sessions.js'
-import type { NatConfig, RelayGrant, RelayRevoke } from '@warren/protocol'
-import { createRelayBroker, type RelayBroker, type RelayBrokerOptions } from '../relay/relay-broker.js'
+import type { NatConfig, PeerCallMeMaybe, RelayGrant, RelayRevoke } from '@warren/protocol'
+import { createRelayBroker, type MeshView, type RelayBroker, type RelayBrokerOptions } from '../relay/relay-broker.js'
+import { createCallMeMaybe, type CallMeMaybeOptions } from './call-me-maybe.js'
 
 /** MAP_PATH is where nodes open their map session (a WebSocket on the API server). */
 export const MAP_PATH = '/v1/machine/map'
@@ -42,6 +43,8 @@ export interface MapServiceOptions {
   nat?: NatConfig
   /** the kernel relays this service grants allocations on (none: relay requests are refused) */
   relay?: Omit<RelayBrokerOptions, 'mesh' | 'send' | 'log'>
+  /** how often a node may call its peers (see CallMeMaybe) */
+  callMeMaybeRate?: CallMeMaybeOptions['rate']
   registry?: Registry
   log?: MapLogger
 }
@@ -161,20 +164,30 @@ export function createMapService (opts: MapServiceOptions): MapService {
     account,
     relayRequest: (nodeId, peer) => { void relays.request(nodeId, peer) },
     relayRelease: (nodeId, peer) => { relays.release(nodeId, peer) },
+    callMeMaybe: (nodeId, peer) => { callMeMaybe(nodeId, peer) },
     ...(opts.log !== undefined ? { log: opts.log } : {})
   })
 
-  function sendRelay (nodeId: string, msg: RelayGrant | RelayRevoke): boolean {
+  /** sendOutside sends a message outside the numbered delta stream; false when the node has no session. */
+  function sendOutside (nodeId: string, type: 'relay' | 'call-me-maybe', msg: RelayGrant | RelayRevoke | PeerCallMeMaybe): boolean {
     const ws = sessions.socketOf(nodeId)
     if (ws === undefined || closed) return false
-    wire.send(ws, 'relay', JSON.stringify(msg), nodeId)
+    wire.send(ws, type, JSON.stringify(msg), nodeId)
     return true
   }
+  const sendRelay = (nodeId: string, msg: RelayGrant | RelayRevoke): boolean => sendOutside(nodeId, 'relay', msg)
   // The fan-out's node records are the ones peers were last told about.
+  const meshView: MeshView = { node: id => fanout.node(id), isMember: id => mesh.isMember(id), peersOf: id => mesh.peersOf(id) }
+  const callMeMaybe = createCallMeMaybe({
+    mesh: meshView,
+    send: (nodeId, msg) => sendOutside(nodeId, 'call-me-maybe', msg),
+    ...(opts.callMeMaybeRate !== undefined ? { rate: opts.callMeMaybeRate } : {}),
+    ...(opts.log !== undefined ? { log: opts.log } : {})
+  })
   const relays = createRelayBroker({
     backends: [],
     ...opts.relay,
-    mesh: { node: id => fanout.node(id), isMember: id => mesh.isMember(id), peersOf: id => mesh.peersOf(id) },
+    mesh: meshView,
     send: sendRelay,
     onBackendsChanged: () => { fanout.setNat(natWithRelays()) },
     ...(opts.log !== undefined ? { log: opts.log } : {})

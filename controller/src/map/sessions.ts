@@ -21,6 +21,8 @@ export interface MapSessionsOptions {
   relayRequest: (nodeId: string, peer: string) => void
   /** relayRelease takes a node's relay releases */
   relayRelease: (nodeId: string, peer: string) => void
+  /** callMeMaybe takes a node's calls to a peer (see CallMeMaybe) */
+  callMeMaybe: (nodeId: string, peer: string) => void
   /** account records how many sessions one change touched and how long it took */
   account: (touched: number, started: bigint) => void
   log?: MapLogger
@@ -190,6 +192,7 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
       endpoints: onEndpoints,
       relayRequest: (s, peer) => { opts.relayRequest(s.nodeId, peer) },
       relayRelease: (s, peer) => { opts.relayRelease(s.nodeId, peer) },
+      callMeMaybe: (s, peer) => { opts.callMeMaybe(s.nodeId, peer) },
       logout: s => {
         const n = fanout.node(s.nodeId)
         if (n === undefined || !n.ephemeral) {

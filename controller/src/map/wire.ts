@@ -4,7 +4,7 @@ import type { MapLogger } from './types.js'
 import type { MapRefusal } from './handshake.js'
 import { createOutbox, messageLength, type Outbox } from './outbox.js'
 
-export type MapMessageType = 'challenge' | 'map' | 'delta' | 'error' | 'relay'
+export type MapMessageType = 'challenge' | 'map' | 'delta' | 'error' | 'relay' | 'call-me-maybe'
 
 export interface MapWireOptions {
   metrics: MapMetrics
@@ -47,7 +47,8 @@ export function createMapWire (opts: MapWireOptions): MapWire {
     map: metrics.messages.labels('map'),
     delta: metrics.messages.labels('delta'),
     error: metrics.messages.labels('error'),
-    relay: metrics.messages.labels('relay')
+    relay: metrics.messages.labels('relay'),
+    'call-me-maybe': metrics.messages.labels('call-me-maybe')
   }
   const counts = { messages: 0, bytes: 0 }
   const outboxes = new WeakMap<WebSocket, Outbox>()

@@ -27,6 +27,17 @@ export interface RelayBrokerLogger {
   warn: (obj: object, msg?: string) => void
 }
 
+/** findPeer finds `peer` (a node id or WireGuard key) among the peers the policy gives `nodeId`. */
+export function findPeer (mesh: MeshView, nodeId: string, peer: string): Node | undefined {
+  const peers = mesh.peersOf(nodeId)
+  if (peers.has(peer)) return mesh.node(peer)
+  for (const id of peers) {
+    const n = mesh.node(id)
+    if (n?.wgKey === peer) return n
+  }
+  return undefined
+}
+
 export interface RelayBrokerOptions {
   backends: RelayBackend[]
   mesh: MeshView
@@ -174,23 +185,12 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
     return p
   }
 
-  /** resolvePeer finds the peer among the asker's peers, by node id or WireGuard key. */
-  function resolvePeer (nodeId: string, peer: string): Node | undefined {
-    const peers = mesh.peersOf(nodeId)
-    if (peers.has(peer)) return mesh.node(peer)
-    for (const id of peers) {
-      const n = mesh.node(id)
-      if (n?.wgKey === peer) return n
-    }
-    return undefined
-  }
-
   async function request (nodeId: string, peer: string): Promise<void> {
     if (closed) return
     if (!rate.take(nodeId)) return refuse(nodeId, peer, 'rate_limited', 'too many relay requests from this node; wait and ask again')
     const self = mesh.node(nodeId)
     if (self === undefined || !mesh.isMember(nodeId)) return refuse(nodeId, peer, 'not_member', 'this node is not an active member of the mesh')
-    const other = resolvePeer(nodeId, peer)
+    const other = findPeer(mesh, nodeId, peer)
     if (other === undefined || other.id === nodeId || !mesh.isMember(other.id)) {
       return refuse(nodeId, peer, 'not_allowed', `no peer '${peer}' that the policy lets this node talk to`)
     }
@@ -229,7 +229,7 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
 
   function release (nodeId: string, peer: string): void {
     if (closed) return
-    const other = resolvePeer(nodeId, peer)
+    const other = findPeer(mesh, nodeId, peer)
     if (other === undefined) return
     const key = pairKey(nodeId, other.id)
     const p = pairs.get(key)

@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import {
   ServerMessage, WarrenError, PROTOCOL_VERSION, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
-  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest, type RelayRelease, type Logout
+  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest, type RelayRelease, type CallMeMaybe, type Logout,
+  type ClientMessage
 } from '@warren/protocol'
 import { createBackoff, type Backoff } from './backoff.js'
 
@@ -54,7 +55,8 @@ export interface MapSessionInit {
  * Events: 'netmap' (NetmapUpdate), 'state' (MapSessionState), 'server-error' (WarrenError
  * from the controller, for example a deleted node), 'socket-error' (Error: why a connection
  * failed), 'message' (message type, for metrics), 'relay' (RelayGrant or RelayRevoke: kernel
- * relay allocations, outside the numbered map stream).
+ * relay allocations, outside the numbered map stream), 'call-me-maybe' (PeerCallMeMaybe: a
+ * peer started a direct-path burst toward us).
  */
 export interface MapSession extends EventEmitter {
   readonly state: MapSessionState
@@ -64,6 +66,8 @@ export interface MapSession extends EventEmitter {
   checkEndpoints(): void
   /** sendRelayRequest asks for a relay allocation toward a peer, or releases one; false when not connected */
   sendRelayRequest(msg: RelayRequest | RelayRelease): boolean
+  /** sendCallMeMaybe tells a peer (through the controller) that we start a direct-path burst toward it; false when not connected */
+  sendCallMeMaybe(peerWgKey: string): boolean
   /** sendLogout tells the controller an ephemeral node leaves for good; false when not connected */
   sendLogout(): boolean
   /** close ends the session for good; the last map stays readable */
@@ -172,6 +176,9 @@ export function createMapSession (init: MapSessionInit): MapSession {
         case 'relay-revoke':
           ev.emit('relay', msg)
           return
+        case 'call-me-maybe':
+          ev.emit('call-me-maybe', msg)
+          return
         case 'error': {
           const err = new WarrenError(msg.code, `controller: ${msg.message}`, { status: 502 })
           log?.warn({ code: msg.code, message: msg.message }, 'controller refused the map session')
@@ -224,6 +231,13 @@ export function createMapSession (init: MapSessionInit): MapSession {
     log?.info({ count: endpoints.length }, 'local endpoints changed; told the controller')
   }
 
+  /** sendMessage sends a message outside the hello and endpoint reports; false when not connected. */
+  function sendMessage (msg: ClientMessage): boolean {
+    if (ws === undefined || state !== 'connected') return false
+    ws.send(JSON.stringify(msg))
+    return true
+  }
+
   endpointTimer = setInterval(checkEndpoints, init.endpointPollMs ?? 30_000)
   endpointTimer.unref()
 
@@ -231,21 +245,9 @@ export function createMapSession (init: MapSessionInit): MapSession {
     state: { get: () => state },
     position: { get: () => position },
     checkEndpoints: { value: checkEndpoints },
-    sendRelayRequest: {
-      value (msg: RelayRequest | RelayRelease): boolean {
-        if (ws === undefined || state !== 'connected') return false
-        ws.send(JSON.stringify(msg))
-        return true
-      }
-    },
-    sendLogout: {
-      value (): boolean {
-        if (ws === undefined || state !== 'connected') return false
-        const msg: Logout = { type: 'logout' }
-        ws.send(JSON.stringify(msg))
-        return true
-      }
-    },
+    sendRelayRequest: { value: (msg: RelayRequest | RelayRelease): boolean => sendMessage(msg) },
+    sendCallMeMaybe: { value: (peerWgKey: string): boolean => sendMessage({ type: 'call-me-maybe', peer: peerWgKey } satisfies CallMeMaybe) },
+    sendLogout: { value: (): boolean => sendMessage({ type: 'logout' } satisfies Logout) },
     close: {
       value () {
         if (closed) return

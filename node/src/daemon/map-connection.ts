@@ -1,4 +1,4 @@
-import type { WarrenError } from '@warren/protocol'
+import type { PeerCallMeMaybe, WarrenError } from '@warren/protocol'
 import { createMapSession, type NetmapUpdate } from '../control/map-session.js'
 import { createBackoff, type BackoffInit } from '../control/backoff.js'
 import type { SavedLogin, SavedMap } from './state-store.js'
@@ -39,6 +39,7 @@ export function connectMap (d: DaemonContext, init: MapConnectionInit, l: SavedL
   })
   d.session = s
   s.on('netmap', (u: NetmapUpdate) => init.applier.queue(u, gen))
+  s.on('call-me-maybe', (msg: PeerCallMeMaybe) => { if (gen === d.generation) d.paths.calledBy(msg.peer) })
   s.on('message', (type: string) => metrics.mapMessages.labels(type).inc())
   let lastSocketError = ''
   s.on('socket-error', (e: Error) => { lastSocketError = e.message })

@@ -46,6 +46,8 @@ export interface DaemonPaths {
   /** update gives the path service a newly applied map, starting it on the shared port once that is open */
   update: (netmap: Netmap) => Promise<void>
   path: (peerKey: string) => PeerPath | undefined
+  /** calledBy: a peer started a direct-path burst toward us (its PeerCallMeMaybe came on the map session) */
+  calledBy: (peerKey: string) => void
   /** reported hears the candidates the map session reports to the controller (polled: only changes count) */
   reported: (endpoints: string[]) => void
   /** stop ends probing and closes the relay clients (down, or daemon exit); the port is the data plane's */
@@ -114,6 +116,8 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
       ...(tls !== undefined ? { tlsRelay: tls } : {}),
       ...(init.timings !== undefined ? { timings: init.timings } : {}),
       settled: deps.settled,
+      // A session that is down drops the call; the peer's retry runs out about when ours does (see PathTimings.retryMs).
+      callMeMaybe: peer => { deps.session()?.sendCallMeMaybe(peer) },
       logger: log
     })
     service.onChange(push)
@@ -145,6 +149,7 @@ export function createDaemonPaths (deps: DaemonPathsDeps, init: PathsInit): Daem
       running.service.setNetmap(map)
     },
     path: key => running?.service.path(key),
+    calledBy: key => running?.service.handleCallMeMaybe(key),
     reported (endpoints) {
       reported = endpoints
       running?.service.setSelfEndpoints(endpoints)

@@ -20,14 +20,22 @@ export interface PathTimings {
   /** ... for this long */
   burstMs: number
   /**
-   * retrySlotMs: a burst that found nothing is retried at the next multiple of this on the
-   * wall clock, the same instants on both nodes, so both send their TTL-limited probes
-   * before either sends a full one. Longer than Linux's 30 s timeout for unreplied UDP
-   * conntrack entries plus a burst: a full probe that reached a NAT too early (before
-   * the peer had probed out) leaves such an entry, which spoils the peer's mapping toward
-   * us until it has gone.
+   * retryMs: a burst that found no direct path is retried this long after it ended, and
+   * the wait doubles with each burst in a row that finds none, up to retryMaxMs. Longer
+   * than Linux's 30 s timeout for unreplied UDP conntrack entries plus a burst: a full
+   * probe that reached the peer's NAT before the peer had probed out (a burst the peer
+   * never heard of) leaves such an entry, which spoils the peer's mapping toward us until
+   * it has gone.
    */
-  retrySlotMs: number
+  retryMs: number
+  /**
+   * retryMaxMs caps the retry wait, so a pair that can never go direct (symmetric NATs,
+   * UDP blocked between them) costs a burst and a call through the controller per peer
+   * this often instead of every retryMs. Whatever either node can see change (new
+   * candidates on either side, the peer coming back, a direct path lost) starts a burst
+   * at once and the waits from retryMs again.
+   */
+  retryMaxMs: number
   /** a ping without a pong is forgotten after this */
   pingTimeoutMs: number
   /**
@@ -49,7 +57,8 @@ export const DEFAULT_PATH_TIMINGS: Readonly<PathTimings> = {
   punchDelayMs: 1000,
   burstStepMs: 1000,
   burstMs: 5000,
-  retrySlotMs: 40_000,
+  retryMs: 40_000,
+  retryMaxMs: 300_000,
   pingTimeoutMs: 5000,
   udpRelayIdleMs: 300_000
 }
@@ -91,8 +100,18 @@ export interface PathManagerInit {
   tlsRelay?: TlsRelayClient & RelayIdentity
   timings?: Partial<PathTimings>
   punchTtl?: number
-  /** the wall clock in ms (retry slots line up across nodes by it); default Date.now */
-  wallClock?: () => number
+  /**
+   * callMeMaybe tells the peer (through the controller) that we start a burst toward it
+   * now, so that it starts its own at once (see handleCallMeMaybe). Both nodes' TTL-limited
+   * probes then open their NATs within a control round trip of each other, well inside
+   * punchDelayMs, before either side's full probes, whatever their clocks say. This
+   * replaces retries at wall-clock instants, which needed the two clocks to agree within
+   * about a second. Nothing needs a shared clock instead: two bursts that started together
+   * end together, so both nodes' retry waits (on their monotonic clocks) also run out
+   * together, and the first node to get there calls the other in again; when the
+   * controller cannot pass a call on, the peer's own retry comes about then anyway.
+   */
+  callMeMaybe?: (peerKey: string) => void
   /**
    * settled says whether our own candidates are known (STUN has answered, or there is no
    * STUN server): until then only TTL-limited probes go out. A full probe that reaches the
@@ -118,6 +137,11 @@ export interface PathManager {
    * change, peers learn them only now, so full pings wait again (see PathTimings.punchDelayMs)
    */
   setSelfEndpoints: (endpoints: string[]) => void
+  /**
+   * handleCallMeMaybe: the peer has just started a burst toward us; start ours now (or
+   * keep the running one going as long as the peer's), without calling back
+   */
+  handleCallMeMaybe: (peerKey: string) => void
   /** handlePing: a peer pinged us from `from` (already answered): a candidate that works */
   handlePing: (peerKey: string, from: UdpAddress) => void
   handlePong: (pong: DiscoPong) => void
@@ -156,6 +180,8 @@ interface PeerState {
   readyAt: number
   burst?: Burst
   nextBurstAt: number
+  /** bursts in a row that found no direct path (the retry wait grows with them) */
+  failures: number
   online: boolean
   /** full pings right away (candidates learned from the peer's pings) */
   urgent: Set<string>
@@ -180,7 +206,6 @@ export function createPathManager (init: PathManagerInit): PathManager {
   const handlers = new Set<() => void>()
   let selfEndpoints = ''
   const settled = init.settled ?? (() => true)
-  const wall = init.wallClock ?? Date.now
   let closed = false
 
   function candidate (endpoint: string, learned: boolean): Candidate | undefined {
@@ -194,17 +219,33 @@ export function createPathManager (init: PathManagerInit): PathManager {
 
   function newPeer (key: string): PeerState {
     return {
-      key, mapEndpoints: '', candidates: new Map(), pending: new Map(), readyAt: now(), nextBurstAt: now(),
+      key, mapEndpoints: '', candidates: new Map(), pending: new Map(), readyAt: now(), nextBurstAt: now(), failures: 0,
       online: true,
       urgent: new Set(), nextHeartbeatAt: 0, directSince: 0, udpReleased: false, tlsWanted: false, dueAt: -Infinity
     }
   }
 
-  /** rediscover starts a burst now: candidates changed, or the direct path was lost. */
+  /** rediscover starts a burst now, with short retry waits again: candidates changed, or the direct path was lost. */
   function rediscover (p: PeerState): void {
     p.burst = undefined
     p.nextBurstAt = now()
+    p.failures = 0
     p.dueAt = -Infinity
+  }
+
+  /** startBurst starts a burst; one we start ourselves calls the peer in, one that answers its call does not. */
+  function startBurst (p: PeerState, t: number, answering: boolean): Burst {
+    const b: Burst = { nextStepAt: t, fullAt: Math.max(t, p.readyAt) + T.punchDelayMs, endAt: t + T.burstMs }
+    p.burst = b
+    p.dueAt = -Infinity
+    // A direct path's bursts only look for a better candidate; the peer answers them already.
+    if (!answering && p.path?.kind !== 'direct') init.callMeMaybe?.(p.key)
+    return b
+  }
+
+  /** retryWait is how long after a burst the next one starts: retryMs, doubled per burst in a row that found nothing. */
+  function retryWait (failures: number): number {
+    return Math.min(T.retryMaxMs, T.retryMs * 2 ** Math.max(0, Math.min(failures - 1, 30)))
   }
 
   /** wantUdpRelay asks for the peer's UDP relay allocation again if it was released. */
@@ -273,6 +314,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
     if (next?.kind === 'direct' && prev?.kind !== 'direct') {
       p.nextHeartbeatAt = now() + T.heartbeatMs
       p.directSince = now()
+      p.failures = 0
     }
     if (next === undefined) delete p.path
     else p.path = next
@@ -286,15 +328,15 @@ export function createPathManager (init: PathManagerInit): PathManager {
   }
 
   function stepBurst (p: PeerState, t: number): void {
-    if (p.burst === undefined) {
+    let b = p.burst
+    if (b === undefined) {
       if (t < p.nextBurstAt || p.candidates.size === 0 || !p.online) return
-      p.burst = { nextStepAt: t, fullAt: Math.max(t, p.readyAt) + T.punchDelayMs, endAt: t + T.burstMs }
+      b = startBurst(p, t, false)
     }
-    const b = p.burst
     if (t >= b.endAt) {
       p.burst = undefined
-      const w = wall()
-      p.nextBurstAt = t + (Math.floor(w / T.retrySlotMs) + 1) * T.retrySlotMs - w
+      if (p.path?.kind !== 'direct') p.failures++
+      p.nextBurstAt = t + retryWait(p.failures)
       return
     }
     if (t < b.nextStepAt) return
@@ -405,6 +447,15 @@ export function createPathManager (init: PathManagerInit): PathManager {
         }
         update(p)
       }
+    },
+    handleCallMeMaybe (peerKey) {
+      const p = peers.get(peerKey)
+      if (p === undefined || closed || p.candidates.size === 0) return
+      const t = now()
+      // The call says the peer is up, whatever the map last said of it.
+      if (p.burst === undefined) startBurst(p, t, true)
+      else p.burst.endAt = Math.max(p.burst.endAt, t + T.burstMs)
+      p.dueAt = -Infinity
     },
     handlePing (peerKey, from) {
       const p = peers.get(peerKey)

@@ -14,6 +14,8 @@ export interface PathServiceInit {
   timings?: Partial<PathTimings>
   /** settled says whether our own candidates are known (see PathManagerInit.settled) */
   settled?: () => boolean
+  /** callMeMaybe tells a peer we start a burst toward it (see PathManagerInit.callMeMaybe) */
+  callMeMaybe?: (peerKey: string) => void
   logger?: Logger
 }
 
@@ -26,6 +28,8 @@ export interface PathService {
   setNetmap: (netmap: Netmap) => void
   /** setSelfEndpoints tells the candidates we report to the controller (see PathManager.setSelfEndpoints) */
   setSelfEndpoints: (endpoints: string[]) => void
+  /** handleCallMeMaybe: a peer started a burst toward us (see PathManager.handleCallMeMaybe) */
+  handleCallMeMaybe: (peerKey: string) => void
   path: (peerKey: string) => PeerPath | undefined
   /** endpoints is the WireGuard endpoint per peer that has a path */
   endpoints: () => Map<string, string>
@@ -49,6 +53,7 @@ export function createPathService (init: PathServiceInit): PathService {
     ...(init.tlsRelay !== undefined ? { tlsRelay: init.tlsRelay } : {}),
     ...(init.timings !== undefined ? { timings: init.timings } : {}),
     ...(init.settled !== undefined ? { settled: init.settled } : {}),
+    ...(init.callMeMaybe !== undefined ? { callMeMaybe: init.callMeMaybe } : {}),
     onError: (peer, e) => log?.warn({ peer, err: e.message }, 'the TLS relay gave no endpoint for a peer')
   })
   let timer: NodeJS.Timeout | undefined
@@ -86,6 +91,10 @@ export function createPathService (init: PathServiceInit): PathService {
     },
     setSelfEndpoints (endpoints) {
       manager.setSelfEndpoints(endpoints)
+      soon()
+    },
+    handleCallMeMaybe (peerKey) {
+      manager.handleCallMeMaybe(peerKey)
       soon()
     },
     path: key => manager.path(key),
