@@ -240,6 +240,11 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       ]
     },
     {
+      name: 'tests: an empty src is an error (it used to pass parsing and throw when the tests ran)',
+      text: '{"tests": [{"src": "", "accept": ["10.0.0.1:22"]}]}',
+      errors: ['1:20: test 1 (tests[0]) has an empty "src": name a user (alice@), a tag, a host alias or an IP']
+    },
+    {
       name: 'tagOwners: admin roles are not supported, undefined groups',
       text: '{"tagOwners": {"tag:a": ["autogroup:admin", "group:x"], "Tag:B": []}}',
       errors: [

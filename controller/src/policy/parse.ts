@@ -524,9 +524,10 @@ class PolicyParser {
       let srcPos = this.nodePos(item)
       if (srcNode === undefined) this.err(item, `${where} has no "src": add "src": "alice@"`)
       else {
-        src = this.string(srcNode, 'a test\'s src') ?? ''
+        const value = this.string(srcNode, 'a test\'s src')
         srcPos = this.nodePos(srcNode)
-        if (src !== '') this.identity(src, srcNode)
+        if (value === '') this.err(srcNode, `${where} has an empty "src": name a user (alice@), a tag, a host alias or an IP`)
+        else if (value !== undefined && this.identity(value, srcNode)) src = value
       }
       let protos = [6]
       let protoText: string | undefined
