@@ -1,6 +1,6 @@
 import type { FilterRule } from '@warren/protocol'
-import { cidrContains, hostCidr } from './addr.js'
-import { compilePolicy, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
+import { cidrContains, hostCidr, parseCidr } from './addr.js'
+import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
 import { buildFilter, type FilterPart } from './build-filter.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
@@ -41,6 +41,8 @@ export interface PolicyEngine {
 interface NodeRec {
   node: PolicyNode
   addrs: Cidr[]
+  /** routes: the approved subnet routes it serves (a source of rules with `*`) */
+  routes: Cidr[]
   keys: string[]
   user?: string
   sig: string
@@ -56,9 +58,12 @@ interface SigInfo {
   json?: string
 }
 
+/** EngineOptions: `meshIpv6` is the mesh's IPv6 /48 (the controller's ULA), part of what `*` means as a source. */
+export interface EngineOptions { meshIpv6?: string }
+
 /** createPolicyEngine compiles a policy for a set of users; add nodes with setNodes/upsertNode. */
-export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]): PolicyEngine {
-  let state = new EngineState(compilePolicy(policy, users))
+export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[], opts: EngineOptions = {}): PolicyEngine {
+  let state = new EngineState(compilePolicy(policy, users, opts.meshIpv6))
   return {
     get policy () { return state.cp.policy },
     setNodes (nodes) {
@@ -74,7 +79,7 @@ export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]
       return rec === undefined ? [] : state.filterOfSig(rec.sig).filter
     },
     setPolicy (newPolicy, newUsers) {
-      const next = new EngineState(compilePolicy(newPolicy, newUsers))
+      const next = new EngineState(compilePolicy(newPolicy, newUsers, opts.meshIpv6))
       for (const rec of state.nodes.values()) next.add(next.record(rec.node, rec))
       const changed = state.diffAgainst(next)
       state = next
@@ -119,13 +124,16 @@ class EngineState {
     const addrs = previous !== undefined && previous.node.ipv4 === node.ipv4 && previous.node.ipv6 === node.ipv6
       ? previous.addrs
       : [hostCidr(node.ipv4), hostCidr(node.ipv6)]
+    const routes = previous !== undefined && sameRoutes(previous.node, node) ? previous.routes : servedSubnetRoutes(node)
     const user = node.tags.length === 0 && node.user !== undefined ? node.user.toLowerCase() : undefined
-    const keys = [...subjectKeys(this.cp, user, node.tags, addrs)].sort()
+    const subject = subjectKeys(this.cp, user, node.tags, addrs)
+    if (routes.length > 0) subject.add(ROUTES_KEY)
+    const keys = [...subject].sort()
     const parts: string[] = []
     for (const k of keys) for (const [r, i] of this.dstRules.get(k) ?? []) parts.push(`${r}.${i}`)
     if (user !== undefined) for (const [r, i] of this.selfDsts) parts.push(`${r}.${i}@${user}`)
     const sig = [...new Set(parts)].sort().join(' ')
-    const rec: NodeRec = { node, addrs, keys, sig }
+    const rec: NodeRec = { node, addrs, routes, keys, sig }
     if (user !== undefined) rec.user = user
     return rec
   }
@@ -197,11 +205,11 @@ class EngineState {
     let info = this.sigs.get(sig)
     if (info === undefined) info = { members: new Set(), sources: this.sourcesOf(sig) }
     if (info.filter === undefined || info.json === undefined) {
-      const parts: FilterPart[] = info.sources.map(s => ({
-        srcs: s.self === undefined ? this.ruleSources(s.rule) : this.selfSources(s.rule, s.self),
-        protos: s.rule.protos,
-        ports: s.rule.dsts[s.dstIndex]!.ports
-      }))
+      const parts: FilterPart[] = info.sources.map(s => {
+        const dst = s.rule.dsts[s.dstIndex]!
+        const srcs = s.self === undefined ? this.ruleSources(s.rule) : this.selfSources(s.rule, s.self)
+        return { srcs: dst.family === undefined ? srcs : ofFamily(srcs, dst.family), protos: s.rule.protos, ports: dst.ports }
+      })
       info.filter = buildFilter(parts)
       info.json = JSON.stringify(info.filter)
     }
@@ -211,7 +219,10 @@ class EngineState {
   private * ruleSources (rule: CompiledRule): Generator<Cidr> {
     yield * rule.srcCidrs
     for (const k of rule.srcNodeKeys) {
-      for (const id of this.sets.get(k) ?? []) yield * this.nodes.get(id)!.addrs
+      for (const id of this.sets.get(k) ?? []) {
+        const rec = this.nodes.get(id)!
+        yield * (k === ROUTES_KEY ? rec.routes : rec.addrs)
+      }
     }
   }
 
@@ -352,6 +363,10 @@ class EngineState {
   }
 }
 
+function * ofFamily (cidrs: Iterable<Cidr>, family: 4 | 6): Generator<Cidr> {
+  for (const c of cidrs) if (c.family === family) yield c
+}
+
 function push<K, V> (m: Map<K, V[]>, k: K, v: V): void {
   const list = m.get(k)
   if (list === undefined) m.set(k, [v])
@@ -359,7 +374,19 @@ function push<K, V> (m: Map<K, V[]>, k: K, v: V): void {
 }
 
 function sameIdentity (a: NodeRec, b: NodeRec): boolean {
-  return a.sig === b.sig && a.keys.join(' ') === b.keys.join(' ') && a.addrs.every((x, i) => x.text === b.addrs[i]?.text)
+  return a.sig === b.sig && a.keys.join(' ') === b.keys.join(' ') && a.addrs.every((x, i) => x.text === b.addrs[i]?.text) &&
+    a.routes.length === b.routes.length && a.routes.every((x, i) => x.text === b.routes[i]?.text)
+}
+
+function sameRoutes (a: PolicyNode, b: PolicyNode): boolean {
+  const same = (x: string[] = [], y: string[] = []): boolean => x.length === y.length && x.every((r, i) => r === y[i])
+  return same(a.approvedRoutes, b.approvedRoutes) && same(a.advertisedRoutes, b.advertisedRoutes)
+}
+
+/** servedSubnetRoutes: approved routes the node also advertises, without exit routes (an exit node's traffic is not a source of `*`). */
+function servedSubnetRoutes (node: PolicyNode): Cidr[] {
+  const advertised = new Set((node.advertisedRoutes ?? []).map(r => parseCidr(r)?.text))
+  return (node.approvedRoutes ?? []).map(r => parseCidr(r)).filter((c): c is Cidr => c !== undefined && c.length > 0 && advertised.has(c.text))
 }
 
 function sameSet (a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

@@ -90,6 +90,9 @@ export interface PolicyNode {
   tags: string[]
   ipv4: string
   ipv6: string
+  /** subnet routes the node advertises, and those approved (it serves both: servedRoutes) */
+  advertisedRoutes?: string[]
+  approvedRoutes?: string[]
 }
 
 /** PolicyIdentity names a source or destination for `check`: a user, tags and/or addresses. */
