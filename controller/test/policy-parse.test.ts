@@ -18,6 +18,11 @@ function ok (t: T, text: string): Policy {
 t.test('good policies parse, including examples from Tailscale documentation', async t => {
   const cases: Array<{ name: string, text: string, want: (p: Policy, t: T) => void }> = [
     {
+      name: 'autogroup:self for sources that are users: *, a user, a group, autogroup:member',
+      text: '{"groups": {"group:x": []}, "acls": [{"action": "accept", "src": ["*", "alice@", "group:x", "autogroup:member"], "dst": ["autogroup:self:22"]}]}',
+      want: (p, t) => { t.same(p.acls[0]!.dst[0]!.selector, { kind: 'autogroup', name: 'self' }) }
+    },
+    {
       name: 'default allow-all',
       text: DEFAULT_POLICY_TEXT,
       want: (p, t) => {
@@ -237,6 +242,15 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
         '1:55: tests name one identity, not group:a: use a user (alice@), a tag, a host alias or an IP',
         '1:77: "10.0.0.1:22-23" must be a destination and one port, like tag:web:443, alice@:22 or [fd7a::1]:80',
         '1:95: "nobody" is not a user (alice@), tag, host alias or IP'
+      ]
+    },
+    {
+      name: 'autogroup:self is refused for sources that are not users (tags, hosts, addresses, autogroup:tagged), as Tailscale does',
+      text: '{"tagOwners": {"tag:a": []}, "hosts": {"h": "10.0.0.1"}, "acls": [{"action": "accept", "src": ["tag:a", "alice@", "h", "autogroup:tagged"], "dst": ["autogroup:self:*"]}]}',
+      errors: [
+        '1:96: rule 1 (acls[0]): "tag:a" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "tag:a" to a rule without autogroup:self:*)',
+        '1:115: rule 1 (acls[0]): "h" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "h" to a rule without autogroup:self:*)',
+        '1:120: rule 1 (acls[0]): "autogroup:tagged" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "autogroup:tagged" to a rule without autogroup:self:*)'
       ]
     },
     {

@@ -61,6 +61,8 @@ export const MAX_DEPTH = 64
 /** RESERVED_NAMES are never a key or an alias: they name JavaScript's object machinery. */
 const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
 const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self']
+/** SELF_SOURCES are the source kinds a rule with an autogroup:self destination may have. */
+const SELF_SOURCES = ['user', 'group', 'all', 'autogroup:member']
 const PORTS_HELP = 'ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)'
 
 const SYNTAX_MESSAGES: Record<string, string> = {
@@ -421,6 +423,14 @@ class PolicyParser {
     for (const { value, node } of dstNode === undefined ? [] : this.strings(dstNode, 'dst')) {
       const d = this.destination(value, node, protoText === undefined ? undefined : protos)
       if (d !== undefined) dst.push(d)
+    }
+    const self = dst.find(d => d.selector.kind === 'autogroup' && d.selector.name === 'self')
+    if (self !== undefined) {
+      // autogroup:self means the source user's own devices: only sources that are users have them (as in Tailscale).
+      for (const x of src.filter(x => !SELF_SOURCES.includes(x.selector.kind === 'autogroup' ? `autogroup:${x.selector.name}` : x.selector.kind))) {
+        this.errAt(x.pos.offset, `${where}: "${x.text}" cannot reach autogroup:self, which means the source user's own devices; ` +
+          'its sources must be users, groups, autogroup:member or *', `move "${x.text}" to a rule without ${self.text}`)
+      }
     }
     if (this.errors.length > before) return undefined
     const rule: PolicyRule = { index, pos: this.nodePos(item), text: this.oneLine(item), src, dst, protos: [...new Set(protos)].sort((a, b) => a - b) }
