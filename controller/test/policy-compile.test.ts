@@ -102,7 +102,7 @@ const cases: Case[] = [
     }
   },
   {
-    name: 'autogroup:tagged to autogroup:member, udp 53 and icmp',
+    name: 'autogroup:tagged to autogroup:member, udp 53 and icmp (ICMPv4 only, as in Tailscale)',
     policy: `{ ${TAGS}, "acls": [
       {"action": "accept", "src": ["autogroup:tagged"], "dst": ["autogroup:member:53"], "proto": "udp"},
       {"action": "accept", "src": ["autogroup:tagged"], "dst": ["autogroup:member:*"], "proto": "icmp"},
@@ -117,7 +117,7 @@ const cases: Case[] = [
     },
     filters: {
       ...Object.fromEntries([aliceLaptop, alicePhone, bobLaptop].map(n => [n.id, [
-        { srcs: addrs(web, db, ciRunner), protos: [1, 58], ports: [ALL] },
+        { srcs: addrs(web, db, ciRunner), protos: [1], ports: [ALL] },
         { srcs: addrs(web, db, ciRunner), protos: [17], ports: [{ first: 53, last: 53 }] }
       ]])),
       web: [],

@@ -115,7 +115,7 @@ t.test('good policies parse, including examples from Tailscale documentation', a
         { "action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "icmp" },
         { "action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "ipv6-icmp" },
       ] }`,
-      want: (p, t) => { t.same(p.acls.map(a => a.protos), [[17], [47], [132], [1, 58], [58]]) }
+      want: (p, t) => { t.same(p.acls.map(a => a.protos), [[17], [47], [132], [1], [58]], 'icmp is ICMPv4 only') }
     },
     {
       name: 'tags owned by users, groups, tags, autogroup:member or nobody',
@@ -197,9 +197,9 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       name: 'bad proto, ports with a port-less proto',
       text: '{"acls": [\n{"action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "tpc"},\n{"action": "accept", "src": ["*"], "dst": ["*:22"], "proto": "icmp"},\n{"action": "accept", "src": ["*"], "dst": ["*:*"], "proto": 300}]}',
       errors: [
-        '2:61: unknown proto "tpc": use a name (icmp, igmp, ipv4, ip-in-ip, tcp, egp, igp, udp, gre, esp, ah, ipv6-icmp, icmpv6, sctp) or an IANA number 0-255 (did you mean tcp?)',
+        '2:61: unknown proto "tpc": use a name (icmp, icmpv4, igmp, ipv4, ip-in-ip, tcp, egp, igp, udp, gre, esp, ah, ipv6-icmp, icmpv6, sctp, dccp) or an IANA number 0-255 (did you mean tcp?)',
         '3:44: "*:22": this rule\'s proto has no ports, so its destinations must use :* (write *:*)',
-        '4:61: unknown proto "300": use a name (icmp, igmp, ipv4, ip-in-ip, tcp, egp, igp, udp, gre, esp, ah, ipv6-icmp, icmpv6, sctp) or an IANA number 0-255'
+        '4:61: unknown proto "300": use a name (icmp, icmpv4, igmp, ipv4, ip-in-ip, tcp, egp, igp, udp, gre, esp, ah, ipv6-icmp, icmpv6, sctp, dccp) or an IANA number 0-255'
       ]
     },
     {
@@ -334,7 +334,7 @@ t.test('ports and protos', async t => {
   ]
   for (const [s, want] of ports) t.same(parsePorts(s), want, `ports ${JSON.stringify(s)}`)
   const protos: Array<[string | number, unknown]> = [
-    ['tcp', [6]], ['UDP', [17]], ['icmp', [1, 58]], ['icmpv6', [58]], ['ipv6-icmp', [58]], ['sctp', [132]], ['gre', [47]],
+    ['tcp', [6]], ['UDP', [17]], ['icmp', [1]], ['icmpv4', [1]], ['ICMP', [1]], ['icmpv6', [58]], ['dccp', [33]], ['ipv6-icmp', [58]], ['sctp', [132]], ['gre', [47]],
     ['esp', [50]], ['ah', [51]], ['igmp', [2]], ['0', [0]], [255, [255]], ['255', [255]], [256, undefined], ['ssh', undefined], [1.5, undefined]
   ]
   for (const [s, want] of protos) t.same(parseProto(s), want, `proto ${String(s)}`)

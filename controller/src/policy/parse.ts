@@ -21,9 +21,13 @@ export interface ParseResult {
   warnings: PolicyError[]
 }
 
-/** PROTO_NAMES maps Tailscale's protocol names to IANA numbers; `icmp` covers ICMPv4 and ICMPv6. */
+/**
+ * PROTO_NAMES maps Tailscale's protocol names to IANA numbers. `icmp` is ICMPv4 only, as
+ * in Tailscale: ICMPv6 is `ipv6-icmp`, `icmpv6` or 58 (a rule without `proto` has both).
+ */
 export const PROTO_NAMES: Readonly<Record<string, readonly number[]>> = {
-  icmp: [IpProto.ICMPv4, IpProto.ICMPv6],
+  icmp: [IpProto.ICMPv4],
+  icmpv4: [IpProto.ICMPv4],
   igmp: [IpProto.IGMP],
   ipv4: [IpProto.IPinIP],
   'ip-in-ip': [IpProto.IPinIP],
@@ -36,7 +40,8 @@ export const PROTO_NAMES: Readonly<Record<string, readonly number[]>> = {
   ah: [IpProto.AH],
   'ipv6-icmp': [IpProto.ICMPv6],
   icmpv6: [IpProto.ICMPv6],
-  sctp: [IpProto.SCTP]
+  sctp: [IpProto.SCTP],
+  dccp: [IpProto.DCCP]
 }
 
 /** DEFAULT_PROTOS is what a rule without `proto` allows: TCP, UDP, ICMP and ICMPv6. */
