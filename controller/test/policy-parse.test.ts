@@ -236,12 +236,13 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       ]
     },
     {
-      name: 'tests: groups are not identities, ports must be single numbers',
-      text: '{"groups": {"group:a": ["alice@"]}, "tests": [{"src": "group:a", "accept": ["10.0.0.1:22-23", "nobody:80"]}]}',
+      name: 'tests: autogroups are not identities, groups are sources only, ports must be single numbers',
+      text: '{"groups": {"group:a": ["alice@"]}, "tests": [{"src": "autogroup:member", "accept": ["10.0.0.1:22-23", "nobody:80", "group:a:22"]}]}',
       errors: [
-        '1:55: tests name one identity, not group:a: use a user (alice@), a tag, a host alias or an IP',
-        '1:77: "10.0.0.1:22-23" must be a destination and one port, like tag:web:443, alice@:22 or [fd7a::1]:80',
-        '1:95: "nobody" is not a user (alice@), tag, host alias or IP'
+        '1:55: tests name one identity, not autogroup:member: use a user (alice@), a tag, a host alias or an IP (or a group)',
+        '1:86: "10.0.0.1:22-23" must be a destination and one port, like tag:web:443, alice@:22 or [fd7a::1]:80',
+        '1:104: "nobody" is not a user (alice@), tag, host alias or IP',
+        '1:117: tests name one identity, not group:a: use a user (alice@), a tag, a host alias or an IP'
       ]
     },
     {

@@ -542,7 +542,7 @@ class PolicyParser {
         const value = this.string(srcNode, 'a test\'s src')
         srcPos = this.nodePos(srcNode)
         if (value === '') this.err(srcNode, `${where} has an empty "src": name a user (alice@), a tag, a host alias or an IP`)
-        else if (value !== undefined && this.identity(value, srcNode)) src = value
+        else if (value !== undefined && this.identity(value, srcNode, 'src')) src = value
       }
       let protos = [6]
       let protoText: string | undefined
@@ -562,7 +562,7 @@ class PolicyParser {
             this.err(node, `"${value}" must be a destination and one port, like tag:web:443, alice@:22 or [fd7a::1]:80`)
             continue
           }
-          if (this.identity(hp.host, node)) out.push({ target: hp.host, port, text: value, pos: this.nodePos(node) })
+          if (this.identity(hp.host, node, 'target')) out.push({ target: hp.host, port, text: value, pos: this.nodePos(node) })
         }
         return out
       }
@@ -576,10 +576,19 @@ class PolicyParser {
     })
   }
 
-  /** identity checks a test's source or target: one user, tag, host alias or address. */
-  private identity (s: string, node: JsonNode): boolean {
+  /**
+   * identity checks a test's source or target: one user, tag, host alias or address (a
+   * source may also be a group: the test then holds for each member). A range is not one
+   * address, so CIDRs and host aliases of ranges are refused, as Tailscale does.
+   */
+  private identity (s: string, node: JsonNode, role: 'src' | 'target'): boolean {
+    if (role === 'src' && s.startsWith('group:')) {
+      if (this.policy.groups.has(s)) return true
+      this.err(node, `group ${s} is not defined in "groups"`, didYouMean(s, this.policy.groups.keys()))
+      return false
+    }
     if (s.startsWith('group:') || s.startsWith('autogroup:') || s === '*') {
-      this.err(node, `tests name one identity, not ${s}: use a user (alice@), a tag, a host alias or an IP`)
+      this.err(node, `tests name one identity, not ${s}: use a user (alice@), a tag, a host alias or an IP${role === 'src' ? ' (or a group)' : ''}`)
       return false
     }
     if (s.startsWith('tag:')) return this.tagSelector(s, node) !== undefined
@@ -588,9 +597,16 @@ class PolicyParser {
       this.userUses.push({ token: s, node })
       return true
     }
-    if (this.policy.hosts.has(s) || parseCidr(s) !== undefined) return true
-    this.err(node, `"${s}" is not a user (alice@), tag, host alias or IP`, this.userGuess(s) ?? didYouMean(s, this.policy.hosts.keys()))
-    return false
+    const range = this.policy.hosts.get(s)?.cidr ?? parseCidr(s)
+    if (range === undefined) {
+      this.err(node, `"${s}" is not a user (alice@), tag, host alias or IP`, this.userGuess(s) ?? didYouMean(s, this.policy.hosts.keys()))
+      return false
+    }
+    if (s.includes('/') || range.length < (range.family === 4 ? 32 : 128)) {
+      this.err(node, `tests name one address, not the range ${s === range.text ? s : `${s} (${range.text})`}: write a single address such as ${range.text.replace(/\/\d+$/, '')}`)
+      return false
+    }
+    return true
   }
 
   private checkUsers (): void {

@@ -111,11 +111,17 @@ export function tailscaleAccess (filter: readonly TailscaleFilterRule[], nodeIps
   return { own: b.build(), routed: [...routed] }
 }
 
-/** warrenAccess reads a Warren node filter: every rule applies to each of the node's addresses. */
+/**
+ * warrenAccess reads a Warren node filter: each inbound rule applies to each of the
+ * node's addresses. A subnet router's forward rules (with destinations of their own,
+ * `dsts`) are what the routed part of Tailscale's filter is compared with, once the
+ * runner compares that part; they are left out here.
+ */
 export function warrenAccess (filter: readonly FilterRule[], nodeIps: readonly string[]): AccessSet {
   const own = addresses(nodeIps)
   const b = new Builder()
   for (const rule of filter) {
+    if ((rule as { dsts?: unknown }).dsts !== undefined) continue
     const srcs = rule.srcs.flatMap(prefix)
     for (const a of own) {
       for (const proto of rule.protos) for (const s of srcs) for (const p of rule.ports) b.add(a, proto, s, p)
