@@ -23,6 +23,16 @@ t.test('good policies parse, including examples from Tailscale documentation', a
       want: (p, t) => { t.same(p.acls[0]!.dst[0]!.selector, { kind: 'autogroup', name: 'self' }) }
     },
     {
+      name: 'a bracketed IPv6 prefix as a destination, and autogroup:members (legacy) with a warning',
+      text: '{"acls": [{"action": "accept", "src": ["autogroup:members"], "dst": ["[fd7a::2905]/128:80,443", "[fd7a::]/48:*"]}]}',
+      want: (p, t) => {
+        t.same(p.acls[0]!.src[0]!.selector, { kind: 'autogroup', name: 'member' })
+        t.same(p.acls[0]!.dst.map(d => d.selector.kind === 'cidr' ? d.selector.cidr.text : ''), ['fd7a::2905/128', 'fd7a::/48'])
+        t.same(p.acls[0]!.dst[0]!.ports, [{ first: 80, last: 80 }, { first: 443, last: 443 }])
+        t.same(parsePolicy(p.text).warnings.map(w => w.message), ['1:40: autogroup:members is the legacy name of autogroup:member (write autogroup:member)'])
+      }
+    },
+    {
       name: 'default allow-all',
       text: DEFAULT_POLICY_TEXT,
       want: (p, t) => {
@@ -164,7 +174,7 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       errors: [
         '4:16: action must be "accept" (rules only allow; everything else is denied)',
         '4:33: group group:engg is not defined in "groups" (did you mean group:eng?)',
-        '4:56: bad ports "99999" in "*:99999": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)',
+        '4:56: bad ports "99999" in "*:99999": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
         '5:48: dst "tag:web" has no ports: write it as alias:ports (for example tag:web:* or tag:web:22)',
         '5:60: unknown key "dest" in rule 2 (acls[1]) (did you mean dst?)'
       ]
@@ -186,10 +196,10 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
     },
     {
       name: 'autogroup:self as a source, unknown autogroup',
-      text: '{"acls": [{"action": "accept", "src": ["autogroup:self", "autogroup:members"], "dst": ["autogroup:internet:*"]}]}',
+      text: '{"acls": [{"action": "accept", "src": ["autogroup:self", "autogroup:memberz"], "dst": ["autogroup:internet:*"]}]}',
       errors: [
         '1:40: autogroup:self can only be used as a destination (it means the source user\'s own devices) (use autogroup:member in src)',
-        '1:58: autogroup:members is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self (did you mean autogroup:member?)',
+        '1:58: autogroup:memberz is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self (did you mean autogroup:member?)',
         '1:88: autogroup:internet is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self'
       ]
     },
@@ -206,10 +216,10 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       name: 'bad ranges and lists',
       text: '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:90-80", "*:a", "*:1,,2", "*:-1"]}]}',
       errors: [
-        '1:54: bad ports "90-80" in "*:90-80": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)',
-        '1:65: bad ports "a" in "*:a": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)',
-        '1:72: bad ports "1,,2" in "*:1,,2": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)',
-        '1:82: bad ports "-1" in "*:-1": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)'
+        '1:54: bad ports "90-80" in "*:90-80": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:65: bad ports "a" in "*:a": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:72: bad ports "1,,2" in "*:1,,2": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:82: bad ports "-1" in "*:-1": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)'
       ]
     },
     {
@@ -252,6 +262,15 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
         '1:96: rule 1 (acls[0]): "tag:a" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "tag:a" to a rule without autogroup:self:*)',
         '1:115: rule 1 (acls[0]): "h" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "h" to a rule without autogroup:self:*)',
         '1:120: rule 1 (acls[0]): "autogroup:tagged" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "autogroup:tagged" to a rule without autogroup:self:*)'
+      ]
+    },
+    {
+      name: 'port 0, spaces in ports and a prefix length with a leading zero are refused, as Tailscale does',
+      text: '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:0", "*: 22", "10.0.0.0/08:22"]}]}',
+      errors: [
+        '1:54: bad ports "0" in "*:0": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:61: bad ports " 22" in "*: 22": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:70: "10.0.0.0/08" is not a known alias: not a host in "hosts", a user (alice@), group:, tag:, autogroup: or an IP/CIDR'
       ]
     },
     {
@@ -326,7 +345,10 @@ t.test('ports and protos', async t => {
     ['80,443', [{ first: 80, last: 80 }, { first: 443, last: 443 }]],
     ['1000-2000', [{ first: 1000, last: 2000 }]],
     ['22,8000-8100', [{ first: 22, last: 22 }, { first: 8000, last: 8100 }]],
-    ['0', [{ first: 0, last: 0 }]],
+    ['0', undefined],
+    ['0-100', undefined],
+    [' 22', undefined],
+    ['80, 443', undefined],
     ['65536', undefined],
     ['2-1', undefined],
     ['', undefined],

@@ -68,7 +68,7 @@ const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor',
 const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self']
 /** SELF_SOURCES are the source kinds a rule with an autogroup:self destination may have. */
 const SELF_SOURCES = ['user', 'group', 'all', 'autogroup:member']
-const PORTS_HELP = 'ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)'
+const PORTS_HELP = 'ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)'
 
 const SYNTAX_MESSAGES: Record<string, string> = {
   InvalidSymbol: 'unexpected character',
@@ -98,16 +98,19 @@ export function parsePolicy (text: string, opts: { users?: readonly PolicyUser[]
   return new PolicyParser(text, opts.users).run()
 }
 
-/** parsePorts reads `*`, `22`, `80,443`, `8000-8100` (or a mix); undefined if malformed. */
+/**
+ * parsePorts reads `*`, `22`, `80,443`, `8000-8100` (or a mix); undefined if malformed.
+ * As in Tailscale, port 0 is not a port and spaces are not allowed (`*: 22` is refused).
+ */
 export function parsePorts (s: string): PortRange[] | undefined {
   if (s === '*') return [{ ...ALL_PORTS }]
   const out: PortRange[] = []
   for (const part of s.split(',')) {
-    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part.trim())
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part)
     if (m === null) return undefined
     const first = Number(m[1])
     const last = m[2] === undefined ? first : Number(m[2])
-    if (first > 65535 || last > 65535 || first > last) return undefined
+    if (first === 0 || last > 65535 || first > last) return undefined
     out.push({ first, last })
   }
   return out
@@ -122,12 +125,11 @@ export function parseProto (v: string | number): number[] | undefined {
   return named === undefined ? undefined : [...named]
 }
 
-/** splitHostPort splits `alias:ports`, `[v6]:ports` or `v6:ports` (at the last colon). */
+/** splitHostPort splits `alias:ports`, `[v6]:ports`, `[v6]/len:ports` or `v6:ports` (at the last colon). */
 export function splitHostPort (s: string): { host: string, ports: string } | undefined {
   if (s.startsWith('[')) {
-    const end = s.indexOf(']')
-    if (end < 0 || s[end + 1] !== ':') return undefined
-    return { host: s.slice(1, end), ports: s.slice(end + 2) }
+    const m = /^\[([^\]]*)\](\/\d{1,3})?:(.*)$/.exec(s)
+    return m === null ? undefined : { host: `${m[1]}${m[2] ?? ''}`, ports: m[3]! }
   }
   const i = s.lastIndexOf(':')
   if (i <= 0) return undefined
@@ -487,6 +489,10 @@ class PolicyParser {
         return { kind: 'autogroup', name: 'self' }
       }
       if (s === 'autogroup:member') return { kind: 'autogroup', name: 'member' }
+      if (s === 'autogroup:members') {
+        this.warn(node, 'autogroup:members is the legacy name of autogroup:member', 'write autogroup:member')
+        return { kind: 'autogroup', name: 'member' }
+      }
       if (s === 'autogroup:tagged') return { kind: 'autogroup', name: 'tagged' }
       this.err(node, `${s} is not supported; Warren knows ${AUTOGROUPS.join(', ')}`, didYouMean(s, AUTOGROUPS))
       return undefined
