@@ -279,12 +279,13 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       errors: ['1:20: test 1 (tests[0]) has an empty "src": name a user (alice@), a tag, a host alias or an IP']
     },
     {
-      name: 'tagOwners: admin roles are not supported, undefined groups',
-      text: '{"tagOwners": {"tag:a": ["autogroup:admin", "group:x"], "Tag:B": []}}',
+      name: 'tagOwners: admin roles are not supported, undefined groups, tags that do not start with a letter',
+      text: '{"tagOwners": {"tag:a": ["autogroup:admin", "group:x"], "Tag:B": [], "tag:1server": []}}',
       errors: [
         '1:26: autogroup:admin is not supported: Warren users have no admin roles; name users or groups, or use [] so that only auth keys grant tag:a',
         '1:45: group group:x is not defined',
-        '1:57: tag "Tag:B" must be "tag:" and a lowercase DNS-safe name (for example tag:web)'
+        '1:57: tag "Tag:B" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)',
+        '1:70: tag "tag:1server" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)'
       ]
     }
   ]

@@ -136,6 +136,11 @@ export function splitHostPort (s: string): { host: string, ports: string } | und
   return { host: s.slice(0, i), ports: s.slice(i + 1) }
 }
 
+/** isPolicyTag: a tag as a policy may name it; Tailscale also wants the name to start with a letter (`tag:1server` is refused). */
+function isPolicyTag (s: string): boolean {
+  return isTag(s) && /^tag:[a-z]/.test(s)
+}
+
 /** lookup reads a table by a key from the policy: only the table's own entries, never Object.prototype's. */
 function lookup<V> (table: Readonly<Record<string, V>>, key: string): V | undefined {
   return Object.hasOwn(table, key) ? table[key] : undefined
@@ -368,7 +373,7 @@ class PolicyParser {
     for (const prop of props) {
       const [keyNode, value] = prop.children as [JsonNode, JsonNode]
       const tag = String(keyNode.value)
-      if (!isTag(tag)) { this.err(keyNode, `tag "${tag}" must be "tag:" and a lowercase DNS-safe name (for example tag:web)`); continue }
+      if (!isPolicyTag(tag)) { this.err(keyNode, `tag "${tag}" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)`); continue }
       if (this.policy.tagOwners.has(tag)) { this.err(keyNode, `tag ${tag} has owners defined twice`); continue }
       const owners: string[] = []
       for (const { value: o, node } of this.strings(value, `tagOwners["${tag}"]`)) {
@@ -517,7 +522,7 @@ class PolicyParser {
   }
 
   private tagSelector (s: string, node: JsonNode): Selector | undefined {
-    if (!isTag(s)) { this.err(node, `"${s}" is not a valid tag: use tag: and a lowercase DNS-safe name`); return undefined }
+    if (!isPolicyTag(s)) { this.err(node, `"${s}" is not a valid tag: use tag: and a lowercase DNS-safe name that starts with a letter`); return undefined }
     if (!this.policy.tagOwners.has(s)) {
       this.err(node, `tag ${s} has no entry in "tagOwners"; every tag needs owners (use [] if only auth keys grant it)`,
         didYouMean(s, this.policy.tagOwners.keys()))
