@@ -135,9 +135,16 @@ t.test('good policies parse, including examples from Tailscale documentation', a
       want: (p, t) => { t.same(p.tagOwners.get('tag:b')!.owners, ['group:ops', 'tag:a']) }
     },
     {
-      name: 'empty policy denies everything',
-      text: '{}',
-      want: (p, t) => { t.equal(p.acls.length, 0) }
+      name: 'a policy without "acls" allows everything, as in Tailscale, and says so; "acls": [] denies everything',
+      text: '{\n  "groups": {"group:eng": ["alice@"]}\n}',
+      want: (p, t) => {
+        t.same(p.acls.map(r => [r.src.map(x => x.selector), r.dst.map(x => [x.selector, x.ports]), r.protos]),
+          [[[{ kind: 'all' }], [[{ kind: 'all' }, [{ first: 0, last: 65535 }]]], [1, 6, 17, 58]]])
+        t.same(parsePolicy(p.text).warnings.map(w => w.message),
+          ['1:1: this policy has no "acls", so every node may reach every other on every port, as in Tailscale (write "acls": [] to deny everything)'])
+        t.equal(parsePolicy('{}').policy!.acls.length, 1, '{} too')
+        t.equal(parsePolicy('{"acls": []}').policy!.acls.length, 0)
+      }
     }
   ]
   for (const c of cases) {

@@ -213,6 +213,7 @@ class PolicyParser {
     if (tagOwners !== undefined) this.parseTagOwners(tagOwners)
     const acls = sections.get('acls')
     if (acls !== undefined) this.parseAcls(acls)
+    else this.allowAll(root)
     const tests = sections.get('tests')
     if (tests !== undefined) this.parseTests(tests)
     this.checkUsers()
@@ -403,6 +404,20 @@ class PolicyParser {
     items.forEach((item, index) => {
       const rule = this.parseRule(item, index)
       if (rule !== undefined) this.policy.acls.push(rule)
+    })
+  }
+
+  /**
+   * allowAll is what a policy without "acls" means in Tailscale: every node may reach every
+   * other on every port (`"acls": []` denies everything). It is said as a warning, since a
+   * policy that only defines groups or tags is easily taken for one that denies.
+   */
+  private allowAll (root: JsonNode): void {
+    this.warn(root, 'this policy has no "acls", so every node may reach every other on every port, as in Tailscale',
+      'write "acls": [] to deny everything')
+    const all = { selector: { kind: 'all' } as const, text: '*', pos: this.nodePos(root) }
+    this.policy.acls.push({
+      index: 0, pos: all.pos, text: '(no "acls": everyone may reach everyone)', src: [all], dst: [{ ...all, ports: [{ ...ALL_PORTS }], text: '*:*' }], protos: [...DEFAULT_PROTOS].sort((a, b) => a - b)
     })
   }
 
