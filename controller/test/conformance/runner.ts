@@ -1,5 +1,5 @@
 import { applyEdits, modify, parseTree } from 'jsonc-parser'
-import { createPolicyEngine, validatePolicy, type PolicyError, type PolicyNode, type PolicyUser } from '../../src/policy/index.js'
+import { createPolicyEngine, validatePolicy, type Policy, type PolicyError, type PolicyNode, type PolicyUser } from '../../src/policy/index.js'
 import { accessDifferences, tailscaleAccess, warrenAccess } from './access-set.js'
 import { policyText, type Category, type CorpusRecord } from './corpus.js'
 
@@ -38,7 +38,7 @@ const PENDING: PendingFeature[] = [
   { section: 'postures', reason: 'device postures' },
   { section: 'defaultsrcposture', reason: 'device postures' },
   { section: 'ipsets', reason: 'ipsets' },
-  { section: 'randomizeclientport', reason: 'nodeAttrs' },
+  { section: 'randomizeclientport', reason: 'randomizeClientPort (a network setting)' },
   { error: /autogroup:internet/, reason: 'autogroup:internet: comes with exit nodes' },
   { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
   { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
@@ -69,17 +69,17 @@ function pendingFor (text: string, spans: Span[], e: PolicyError): PendingFeatur
   return PENDING.find(f => (f.section !== undefined && f.section === section) || (f.error?.test(e.reason) ?? false))
 }
 
-/** Judged is Warren's answer to a policy, with the pending features that decided it. */
-interface Judged { accepted: boolean, text: string, errors: PolicyError[], pending?: PendingFeature }
+/** Judged is Warren's answer to a policy (the policy when accepted), with the pending feature that decided it. */
+interface Judged { policy?: Policy, errors: PolicyError[], pending?: PendingFeature }
 
 function judge (text: string, users: PolicyUser[]): Judged {
   const result = validatePolicy(text, users)
-  if (result.policy !== undefined) return { accepted: true, text, errors: [] }
+  if (result.policy !== undefined) return { policy: result.policy, errors: [] }
   const spans = topLevelSpans(text)
   const features = result.errors.map(e => pendingFor(text, spans, e))
-  if (features.some(f => f === undefined)) return { accepted: false, text, errors: result.errors }
+  if (features.some(f => f === undefined)) return { errors: result.errors }
   const blocking = features.find(f => f!.strip !== true)
-  if (blocking !== undefined) return { accepted: false, text, errors: result.errors, pending: blocking }
+  if (blocking !== undefined) return { errors: result.errors, pending: blocking }
   // only strippable sections were refused: judge the rest
   let stripped = text
   for (const f of new Set(features)) {
@@ -109,11 +109,10 @@ export function runCase (r: CorpusRecord): CaseResult {
   if (w.pending !== undefined) return result('pending', w.pending.reason)
   const tailscaleAccepted = r.tailscale_status === 200
   if (!tailscaleAccepted) {
-    return w.accepted ? result('disagree', `Tailscale refuses (${r.tailscale_error ?? r.tailscale_status}), Warren accepts`) : result('agree', '')
+    return w.policy !== undefined ? result('disagree', `Tailscale refuses (${r.tailscale_error ?? r.tailscale_status}), Warren accepts`) : result('agree', '')
   }
-  if (!w.accepted) return result('disagree', 'Tailscale accepts, Warren refuses', w.errors.map(e => e.message))
-  const policy = validatePolicy(w.text, users).policy!
-  const engine = createPolicyEngine(policy, users)
+  if (w.policy === undefined) return result('disagree', 'Tailscale accepts, Warren refuses', w.errors.map(e => e.message))
+  const engine = createPolicyEngine(w.policy, users)
   engine.setNodes(nodes)
   const details: string[] = []
   let routed = false
