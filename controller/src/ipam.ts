@@ -15,9 +15,12 @@ const MESH_SIZE = 1 << 22
 function isSkippedOffset (offset: number): boolean {
   const addr = MESH_BASE + offset
   const last = addr & 255
-  // 100.100.100.0/24 holds MagicDNS (100.100.100.100); .0 and .255 confuse some stacks.
-  return last === 0 || last === 255 || (addr >>> 8) === ((100 << 16) | (100 << 8) | 100)
+  // 100.100.100.0/24 holds MagicDNS (100.100.100.100); .0 and .255 confuse some stacks;
+  // 100.115.92.0/23 is reserved by Tailscale (ChromeOS VMs) and outside `*` in policies.
+  return last === 0 || last === 255 || (addr >>> 8) === ((100 << 16) | (100 << 8) | 100) || (addr >>> 9) === RESERVED_CHROMEOS_23
 }
+
+const RESERVED_CHROMEOS_23 = ((100 << 24) | (115 << 16) | (92 << 8)) >>> 9
 
 /** nextIPv4 returns the next address after the counter `last` (0 = none given yet). */
 export function nextIPv4 (last: number): { offset: number, ipv4: string } {

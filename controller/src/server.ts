@@ -195,7 +195,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       // The map's MeshPolicy is the one writer of its engine; policy and user changes go to it.
       hooks.unshift(mapServerHook({
         ...mapOpts,
-        policy: mapOpts.policy ?? createPolicyEngine(policy.current(), policyUsers(state)),
+        policy: mapOpts.policy ?? createPolicyEngine(policy.current(), policyUsers(state), { meshIpv6: state.ulaPrefix }),
         onStart: s => {
           map = s
           if (mapOpts.policy === undefined) closables.push(followPolicy(state!, policy, (p, users) => { s.mesh.setPolicy(p, users) }))

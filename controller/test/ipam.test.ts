@@ -3,12 +3,14 @@ import { nextIPv4, meshIPv6, randomUlaPrefix } from '../src/ipam.js'
 import { uniqueNodeName } from '../src/names.js'
 import { testController, registration, call, setupUserKey } from './helpers.js'
 
-t.test('IPv4 addresses come in order and skip .0, .255 and the MagicDNS /24', async t => {
+t.test('IPv4 addresses come in order and skip .0, .255, the MagicDNS /24 and the reserved 100.115.92.0/23', async t => {
   t.same(nextIPv4(0), { offset: 1, ipv4: '100.64.0.1' })
   t.equal(nextIPv4(254).ipv4, '100.64.1.1', '100.64.0.255 and 100.64.1.0 are skipped')
   const offsetOf254 = (100 - 64) * 65536 + 99 * 256 + 254
   t.equal(nextIPv4(offsetOf254 - 1).ipv4, '100.100.99.254')
   t.equal(nextIPv4(offsetOf254).ipv4, '100.100.101.1', '100.100.100.0/24 is skipped')
+  const offsetOf91254 = (115 - 64) * 65536 + 91 * 256 + 254
+  t.equal(nextIPv4(offsetOf91254).ipv4, '100.115.94.1', '100.115.92.0/23 is skipped: policies leave it out of *')
   t.throws(() => nextIPv4((1 << 22) - 2), { code: 'address_space_exhausted' })
   let last = 0
   let increasing = true

@@ -90,6 +90,33 @@ t.test('runTests reports each failed expectation at its line with the reason', a
   t.same(runTests(p, users), [], 'a policy without tests passes')
 })
 
+t.test('a group as a test source: the test holds for each member, and names the member it fails for', async t => {
+  const withGroup = policy(`{
+  "groups": { "group:eng": ["alice@", "bob@example.com"], "group:none": [] },
+  "tagOwners": { "tag:db": [] },
+  "acls": [ { "action": "accept", "src": ["group:eng"], "dst": ["tag:db:5432"] }, { "action": "accept", "src": ["alice@"], "dst": ["tag:db:22"] } ],
+  "tests": [
+    { "src": "group:eng", "accept": ["tag:db:5432"], "deny": ["tag:db:80"] },
+    { "src": "group:eng", "accept": ["tag:db:22"] },
+    { "src": "group:none", "accept": ["tag:db:22"] },
+  ],
+}`)
+  t.same(runTests(withGroup, users).map(e => e.message), [
+    '7:38: test 2: group:eng (bob@example.com) -> tag:db:22/tcp expected accept but is denied: no rule matches',
+    '8:14: test 3: group:none has no members, so the test checks nothing'
+  ])
+})
+
+t.test('test targets are one address: CIDRs and host aliases of ranges are refused, single-address aliases work', async t => {
+  const r = parsePolicy(`{"hosts": {"net": "10.0.0.0/8", "one": "100.64.0.9"}, "acls": [], "tests": [
+    {"src": "alice@", "deny": ["10.0.0.0/8:22", "net:22", "100.64.0.9/32:22", "one:22", "100.64.0.9:22"]}]}`, { users })
+  t.same(r.errors.map(e => e.message), [
+    '2:32: tests name one address, not the range 10.0.0.0/8: write a single address such as 10.0.0.0',
+    '2:49: tests name one address, not the range net (10.0.0.0/8): write a single address such as 10.0.0.0',
+    '2:59: tests name one address, not the range 100.64.0.9/32: write a single address such as 100.64.0.9'
+  ])
+})
+
 t.test('validatePolicy refuses a policy whose tests fail, with which test and why', async t => {
   const text = '{"tagOwners": {"tag:db": []}, "acls": [], "tests": [{"src": "alice@", "accept": ["tag:db:5432"]}]}'
   const r = validatePolicy(text, users)

@@ -1,6 +1,6 @@
 import t from 'tap'
-import type { FilterRule } from '@warren/protocol'
-import { createPolicyEngine, parsePolicy, DEFAULT_POLICY_TEXT, type Policy, type PolicyNode } from '../src/policy/index.js'
+import { filterAllows, type FilterRule } from '@warren/protocol'
+import { check, createPolicyEngine, parsePolicy, DEFAULT_POLICY_TEXT, type Policy, type PolicyNode } from '../src/policy/index.js'
 
 const users = [{ name: 'alice', email: 'alice@example.com' }, { name: 'bob', email: 'bob@example.com' }, { name: 'carl' }]
 
@@ -19,6 +19,9 @@ function node (name: string, owner: string | string[]): PolicyNode {
 }
 
 const ALL = { first: 0, last: 65535 }
+/** MESH is what `*` means as a source: the mesh's IPv4 range (without 100.115.92.0/23) and its IPv6 /48. */
+const MESH = ['100.64.0.0/11', '100.96.0.0/12', '100.112.0.0/15', '100.114.0.0/16', '100.115.0.0/18', '100.115.64.0/20', '100.115.80.0/21',
+  '100.115.88.0/22', '100.115.94.0/23', '100.115.96.0/19', '100.115.128.0/17', '100.116.0.0/14', '100.120.0.0/13', 'fd7a:115c:a1e0::/48']
 const v4 = (n: PolicyNode): string => `${n.ipv4}/32`
 const v6 = (n: PolicyNode): string => `${n.ipv6}/128`
 const addrs = (...ns: PolicyNode[]): string[] => [...ns.map(v4), ...ns.map(v6)]
@@ -44,10 +47,10 @@ interface Case {
 
 const cases: Case[] = [
   {
-    name: 'default allow-all: everyone is a peer, any source on every port',
+    name: 'default allow-all: everyone is a peer, any mesh source on every port',
     policy: DEFAULT_POLICY_TEXT,
     peers: Object.fromEntries(nodes.map(n => [n.id, nodes.filter(m => m !== n).map(m => m.id)])),
-    filters: Object.fromEntries(nodes.map(n => [n.id, [{ srcs: ['0.0.0.0/0', '::/0'], protos: [1, 6, 17, 58], ports: [ALL] }]]))
+    filters: Object.fromEntries(nodes.map(n => [n.id, [{ srcs: MESH, protos: [1, 6, 17, 58], ports: [ALL] }]]))
   },
   {
     name: 'deny all: no peers, empty filters',
@@ -99,7 +102,7 @@ const cases: Case[] = [
     }
   },
   {
-    name: 'autogroup:tagged to autogroup:member, udp 53 and icmp',
+    name: 'autogroup:tagged to autogroup:member, udp 53 and icmp (ICMPv4 only, as in Tailscale)',
     policy: `{ ${TAGS}, "acls": [
       {"action": "accept", "src": ["autogroup:tagged"], "dst": ["autogroup:member:53"], "proto": "udp"},
       {"action": "accept", "src": ["autogroup:tagged"], "dst": ["autogroup:member:*"], "proto": "icmp"},
@@ -114,7 +117,7 @@ const cases: Case[] = [
     },
     filters: {
       ...Object.fromEntries([aliceLaptop, alicePhone, bobLaptop].map(n => [n.id, [
-        { srcs: addrs(web, db, ciRunner), protos: [1, 58], ports: [ALL] },
+        { srcs: addrs(web, db, ciRunner), protos: [1], ports: [ALL] },
         { srcs: addrs(web, db, ciRunner), protos: [17], ports: [{ first: 53, last: 53 }] }
       ]])),
       web: [],
@@ -138,7 +141,7 @@ const cases: Case[] = [
     }
   },
   {
-    name: 'destinations by IP, IPv6 in brackets and host alias; ports of several rules merge',
+    name: 'destinations by IP, IPv6 in brackets and host alias: each reached over its own family; ports of several rules merge',
     policy: `{ "hosts": {"bobs": "100.64.0.3"}, "acls": [
       {"action": "accept", "src": ["alice@"], "dst": ["bobs:22", "[fd7a:115c:a1e0::3]:23-25"], "proto": "tcp"},
       {"action": "accept", "src": ["alice@"], "dst": ["100.64.0.3:26,80"], "proto": "tcp"},
@@ -148,7 +151,10 @@ const cases: Case[] = [
     filters: {
       'alice-laptop': [],
       'alice-phone': [],
-      'bob-laptop': [{ srcs: addrs(aliceLaptop, alicePhone), protos: [6], ports: [{ first: 22, last: 26 }, { first: 80, last: 80 }] }],
+      'bob-laptop': [
+        { srcs: [v4(aliceLaptop), v4(alicePhone)], protos: [6], ports: [{ first: 22, last: 22 }, { first: 26, last: 26 }, { first: 80, last: 80 }] },
+        { srcs: [v6(aliceLaptop), v6(alicePhone)], protos: [6], ports: [{ first: 23, last: 25 }] }
+      ],
       web: [],
       db: [],
       ci: []
@@ -185,8 +191,8 @@ const cases: Case[] = [
       ci: ['alice-laptop', 'alice-phone']
     },
     filters: {
-      'alice-laptop': [{ srcs: ['0.0.0.0/0', '::/0'], protos: [6], ports: [{ first: 443, last: 443 }] }],
-      'alice-phone': [{ srcs: ['0.0.0.0/0', '::/0'], protos: [6], ports: [{ first: 443, last: 443 }] }],
+      'alice-laptop': [{ srcs: MESH, protos: [6], ports: [{ first: 443, last: 443 }] }],
+      'alice-phone': [{ srcs: MESH, protos: [6], ports: [{ first: 443, last: 443 }] }],
       'bob-laptop': [],
       web: [],
       db: [],
@@ -298,4 +304,49 @@ t.test('setPolicy swaps the policy and reports the nodes whose result changed', 
   t.same([...changed].sort(), ['alice-laptop', 'alice-phone', 'bob-laptop'])
   t.same([...engine.setPolicy(engine.policy, users)], [], 'the same policy again changes nothing')
   t.same([...engine.peersOf('bob-laptop')].sort(), ['alice-laptop', 'alice-phone'])
+})
+
+t.test('* as a source is the mesh\'s ranges (the controller\'s IPv6 /48) and the subnet routes routers serve, not any address', async t => {
+  const engine = createPolicyEngine(policy(`{ ${TAGS}, "acls": [{"action": "accept", "src": ["*"], "dst": ["tag:db:5432"], "proto": "tcp"}] }`), users,
+    { meshIpv6: 'fd12:3456:789a::/48' })
+  engine.setNodes(nodes)
+  const v4Mesh = MESH.slice(0, -1)
+  t.same(engine.filterFor('db'), [{ srcs: [...v4Mesh, 'fd12:3456:789a::/48'], protos: [6], ports: [{ first: 5432, last: 5432 }] }])
+  t.notOk(filterAllows(engine.filterFor('db'), { src: '203.0.113.9', proto: 6, dport: 5432 }), 'an address outside the mesh is not *')
+  t.notOk(filterAllows(engine.filterFor('db'), { src: '100.115.92.7', proto: 6, dport: 5432 }), 'nor is the reserved 100.115.92.0/23')
+
+  const router = { id: 'router', name: 'router', tags: ['tag:web'], ipv4: '100.64.0.80', ipv6: 'fd12:3456:789a::80', advertisedRoutes: ['192.168.1.0/24', '10.9.0.0/16', '0.0.0.0/0'], approvedRoutes: ['192.168.1.0/24', '0.0.0.0/0', '172.16.0.0/12'] }
+  let change = engine.upsertNode(router)
+  t.ok(change.filterChanged.has('db'), 'a router joining changes the filters of rules from *')
+  t.ok(filterAllows(engine.filterFor('db'), { src: '192.168.1.20', proto: 6, dport: 5432 }), 'an approved, advertised route is a source of *')
+  t.notOk(filterAllows(engine.filterFor('db'), { src: '10.9.0.1', proto: 6, dport: 5432 }), 'an advertised route that is not approved is not')
+  t.notOk(filterAllows(engine.filterFor('db'), { src: '172.16.0.1', proto: 6, dport: 5432 }), 'an approved route that is not advertised is not')
+  t.notOk(filterAllows(engine.filterFor('db'), { src: '203.0.113.9', proto: 6, dport: 5432 }), 'an exit node\'s default route is not')
+
+  change = engine.upsertNode({ ...router, approvedRoutes: [] })
+  t.ok(change.filterChanged.has('db'), 'withdrawing the approval changes them again')
+  t.notOk(filterAllows(engine.filterFor('db'), { src: '192.168.1.20', proto: 6, dport: 5432 }))
+  change = engine.upsertNode({ ...router, approvedRoutes: [], name: 'router-2' })
+  t.same([...change], [], 'a router change that leaves its routes alone changes nothing')
+})
+
+t.test('a host or CIDR destination is reached over its own address family only', async t => {
+  const engine = createPolicyEngine(policy(`{ ${TAGS}, "hosts": {"db4": "${db.ipv4}"}, "acls": [
+    {"action": "accept", "src": ["alice@"], "dst": ["db4:5432"], "proto": "tcp"},
+    {"action": "accept", "src": ["bob@"], "dst": ["[${db.ipv6}]:22", "fd7a:115c:a1e0::/48:80"], "proto": "tcp"},
+    {"action": "accept", "src": ["tag:web"], "dst": ["tag:db:9000"], "proto": "tcp"} ] }`), users)
+  engine.setNodes(nodes)
+  const f = engine.filterFor('db')
+  const allows = (src: string, dport: number): boolean => filterAllows(f, { src, proto: 6, dport })
+  t.ok(allows(aliceLaptop.ipv4, 5432), 'the host alias\'s IPv4 address: from alice\'s IPv4 address')
+  t.notOk(allows(aliceLaptop.ipv6, 5432), 'not from her IPv6 address, which could only reach db\'s IPv6 address')
+  t.ok(allows(bobLaptop.ipv6, 22))
+  t.notOk(allows(bobLaptop.ipv4, 22), 'an IPv6 destination: IPv6 sources only')
+  t.ok(allows(bobLaptop.ipv6, 80))
+  t.notOk(allows(bobLaptop.ipv4, 80), 'an IPv6 CIDR destination: IPv6 sources only')
+  t.ok(allows(web.ipv4, 9000) && allows(web.ipv6, 9000), 'a tag destination: both families')
+  t.ok(check(policy(`{ ${TAGS}, "hosts": {"db4": "${db.ipv4}"}, "acls": [{"action": "accept", "src": ["alice@"], "dst": ["db4:5432"]}] }`),
+    { user: 'alice', ips: [aliceLaptop.ipv4] }, 'db4', 'tcp', 5432, { users }).allowed, 'check agrees: from IPv4')
+  t.notOk(check(policy(`{ ${TAGS}, "hosts": {"db4": "${db.ipv4}"}, "acls": [{"action": "accept", "src": ["alice@"], "dst": ["db4:5432"]}] }`),
+    { user: 'alice', ips: [aliceLaptop.ipv6] }, 'db4', 'tcp', 5432, { users }).allowed, 'and from IPv6: denied')
 })

@@ -18,6 +18,21 @@ function ok (t: T, text: string): Policy {
 t.test('good policies parse, including examples from Tailscale documentation', async t => {
   const cases: Array<{ name: string, text: string, want: (p: Policy, t: T) => void }> = [
     {
+      name: 'autogroup:self for sources that are users: *, a user, a group, autogroup:member',
+      text: '{"groups": {"group:x": []}, "acls": [{"action": "accept", "src": ["*", "alice@", "group:x", "autogroup:member"], "dst": ["autogroup:self:22"]}]}',
+      want: (p, t) => { t.same(p.acls[0]!.dst[0]!.selector, { kind: 'autogroup', name: 'self' }) }
+    },
+    {
+      name: 'a bracketed IPv6 prefix as a destination, and autogroup:members (legacy) with a warning',
+      text: '{"acls": [{"action": "accept", "src": ["autogroup:members"], "dst": ["[fd7a::2905]/128:80,443", "[fd7a::]/48:*"]}]}',
+      want: (p, t) => {
+        t.same(p.acls[0]!.src[0]!.selector, { kind: 'autogroup', name: 'member' })
+        t.same(p.acls[0]!.dst.map(d => d.selector.kind === 'cidr' ? d.selector.cidr.text : ''), ['fd7a::2905/128', 'fd7a::/48'])
+        t.same(p.acls[0]!.dst[0]!.ports, [{ first: 80, last: 80 }, { first: 443, last: 443 }])
+        t.same(parsePolicy(p.text).warnings.map(w => w.message), ['1:40: autogroup:members is the legacy name of autogroup:member (write autogroup:member)'])
+      }
+    },
+    {
       name: 'default allow-all',
       text: DEFAULT_POLICY_TEXT,
       want: (p, t) => {
@@ -110,7 +125,7 @@ t.test('good policies parse, including examples from Tailscale documentation', a
         { "action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "icmp" },
         { "action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "ipv6-icmp" },
       ] }`,
-      want: (p, t) => { t.same(p.acls.map(a => a.protos), [[17], [47], [132], [1, 58], [58]]) }
+      want: (p, t) => { t.same(p.acls.map(a => a.protos), [[17], [47], [132], [1], [58]], 'icmp is ICMPv4 only') }
     },
     {
       name: 'tags owned by users, groups, tags, autogroup:member or nobody',
@@ -120,9 +135,16 @@ t.test('good policies parse, including examples from Tailscale documentation', a
       want: (p, t) => { t.same(p.tagOwners.get('tag:b')!.owners, ['group:ops', 'tag:a']) }
     },
     {
-      name: 'empty policy denies everything',
-      text: '{}',
-      want: (p, t) => { t.equal(p.acls.length, 0) }
+      name: 'a policy without "acls" allows everything, as in Tailscale, and says so; "acls": [] denies everything',
+      text: '{\n  "groups": {"group:eng": ["alice@"]}\n}',
+      want: (p, t) => {
+        t.same(p.acls.map(r => [r.src.map(x => x.selector), r.dst.map(x => [x.selector, x.ports]), r.protos]),
+          [[[{ kind: 'all' }], [[{ kind: 'all' }, [{ first: 0, last: 65535 }]]], [1, 6, 17, 58]]])
+        t.same(parsePolicy(p.text).warnings.map(w => w.message),
+          ['1:1: this policy has no "acls", so every node may reach every other on every port, as in Tailscale (write "acls": [] to deny everything)'])
+        t.equal(parsePolicy('{}').policy!.acls.length, 1, '{} too')
+        t.equal(parsePolicy('{"acls": []}').policy!.acls.length, 0)
+      }
     }
   ]
   for (const c of cases) {
@@ -159,7 +181,7 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       errors: [
         '4:16: action must be "accept" (rules only allow; everything else is denied)',
         '4:33: group group:engg is not defined in "groups" (did you mean group:eng?)',
-        '4:56: bad ports "99999" in "*:99999": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)',
+        '4:56: bad ports "99999" in "*:99999": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
         '5:48: dst "tag:web" has no ports: write it as alias:ports (for example tag:web:* or tag:web:22)',
         '5:60: unknown key "dest" in rule 2 (acls[1]) (did you mean dst?)'
       ]
@@ -181,10 +203,10 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
     },
     {
       name: 'autogroup:self as a source, unknown autogroup',
-      text: '{"acls": [{"action": "accept", "src": ["autogroup:self", "autogroup:members"], "dst": ["autogroup:internet:*"]}]}',
+      text: '{"acls": [{"action": "accept", "src": ["autogroup:self", "autogroup:memberz"], "dst": ["autogroup:internet:*"]}]}',
       errors: [
         '1:40: autogroup:self can only be used as a destination (it means the source user\'s own devices) (use autogroup:member in src)',
-        '1:58: autogroup:members is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self (did you mean autogroup:member?)',
+        '1:58: autogroup:memberz is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self (did you mean autogroup:member?)',
         '1:88: autogroup:internet is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self'
       ]
     },
@@ -192,19 +214,19 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       name: 'bad proto, ports with a port-less proto',
       text: '{"acls": [\n{"action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "tpc"},\n{"action": "accept", "src": ["*"], "dst": ["*:22"], "proto": "icmp"},\n{"action": "accept", "src": ["*"], "dst": ["*:*"], "proto": 300}]}',
       errors: [
-        '2:61: unknown proto "tpc": use a name (icmp, igmp, ipv4, ip-in-ip, tcp, egp, igp, udp, gre, esp, ah, ipv6-icmp, icmpv6, sctp) or an IANA number 0-255 (did you mean tcp?)',
+        '2:61: unknown proto "tpc": use a name (icmp, icmpv4, igmp, ipv4, ip-in-ip, tcp, egp, igp, udp, gre, esp, ah, ipv6-icmp, icmpv6, sctp, dccp) or an IANA number 0-255 (did you mean tcp?)',
         '3:44: "*:22": this rule\'s proto has no ports, so its destinations must use :* (write *:*)',
-        '4:61: unknown proto "300": use a name (icmp, igmp, ipv4, ip-in-ip, tcp, egp, igp, udp, gre, esp, ah, ipv6-icmp, icmpv6, sctp) or an IANA number 0-255'
+        '4:61: unknown proto "300": use a name (icmp, icmpv4, igmp, ipv4, ip-in-ip, tcp, egp, igp, udp, gre, esp, ah, ipv6-icmp, icmpv6, sctp, dccp) or an IANA number 0-255'
       ]
     },
     {
       name: 'bad ranges and lists',
       text: '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:90-80", "*:a", "*:1,,2", "*:-1"]}]}',
       errors: [
-        '1:54: bad ports "90-80" in "*:90-80": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)',
-        '1:65: bad ports "a" in "*:a": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)',
-        '1:72: bad ports "1,,2" in "*:1,,2": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)',
-        '1:82: bad ports "-1" in "*:-1": ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)'
+        '1:54: bad ports "90-80" in "*:90-80": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:65: bad ports "a" in "*:a": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:72: bad ports "1,,2" in "*:1,,2": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:82: bad ports "-1" in "*:-1": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)'
       ]
     },
     {
@@ -231,21 +253,46 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       ]
     },
     {
-      name: 'tests: groups are not identities, ports must be single numbers',
-      text: '{"groups": {"group:a": ["alice@"]}, "tests": [{"src": "group:a", "accept": ["10.0.0.1:22-23", "nobody:80"]}]}',
+      name: 'tests: autogroups are not identities, groups are sources only, ports must be single numbers',
+      text: '{"groups": {"group:a": ["alice@"]}, "tests": [{"src": "autogroup:member", "accept": ["10.0.0.1:22-23", "nobody:80", "group:a:22"]}]}',
       errors: [
-        '1:55: tests name one identity, not group:a: use a user (alice@), a tag, a host alias or an IP',
-        '1:77: "10.0.0.1:22-23" must be a destination and one port, like tag:web:443, alice@:22 or [fd7a::1]:80',
-        '1:95: "nobody" is not a user (alice@), tag, host alias or IP'
+        '1:55: tests name one identity, not autogroup:member: use a user (alice@), a tag, a host alias or an IP (or a group)',
+        '1:86: "10.0.0.1:22-23" must be a destination and one port, like tag:web:443, alice@:22 or [fd7a::1]:80',
+        '1:104: "nobody" is not a user (alice@), tag, host alias or IP',
+        '1:117: tests name one identity, not group:a: use a user (alice@), a tag, a host alias or an IP'
       ]
     },
     {
-      name: 'tagOwners: admin roles are not supported, undefined groups',
-      text: '{"tagOwners": {"tag:a": ["autogroup:admin", "group:x"], "Tag:B": []}}',
+      name: 'autogroup:self is refused for sources that are not users (tags, hosts, addresses, autogroup:tagged), as Tailscale does',
+      text: '{"tagOwners": {"tag:a": []}, "hosts": {"h": "10.0.0.1"}, "acls": [{"action": "accept", "src": ["tag:a", "alice@", "h", "autogroup:tagged"], "dst": ["autogroup:self:*"]}]}',
+      errors: [
+        '1:96: rule 1 (acls[0]): "tag:a" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "tag:a" to a rule without autogroup:self:*)',
+        '1:115: rule 1 (acls[0]): "h" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "h" to a rule without autogroup:self:*)',
+        '1:120: rule 1 (acls[0]): "autogroup:tagged" cannot reach autogroup:self, which means the source user\'s own devices; its sources must be users, groups, autogroup:member or * (move "autogroup:tagged" to a rule without autogroup:self:*)'
+      ]
+    },
+    {
+      name: 'port 0, spaces in ports and a prefix length with a leading zero are refused, as Tailscale does',
+      text: '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:0", "*: 22", "10.0.0.0/08:22"]}]}',
+      errors: [
+        '1:54: bad ports "0" in "*:0": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:61: bad ports " 22" in "*: 22": ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)',
+        '1:70: "10.0.0.0/08" is not a known alias: not a host in "hosts", a user (alice@), group:, tag:, autogroup: or an IP/CIDR'
+      ]
+    },
+    {
+      name: 'tests: an empty src is an error (it used to pass parsing and throw when the tests ran)',
+      text: '{"tests": [{"src": "", "accept": ["10.0.0.1:22"]}]}',
+      errors: ['1:20: test 1 (tests[0]) has an empty "src": name a user (alice@), a tag, a host alias or an IP']
+    },
+    {
+      name: 'tagOwners: admin roles are not supported, undefined groups, tags that do not start with a letter',
+      text: '{"tagOwners": {"tag:a": ["autogroup:admin", "group:x"], "Tag:B": [], "tag:1server": []}}',
       errors: [
         '1:26: autogroup:admin is not supported: Warren users have no admin roles; name users or groups, or use [] so that only auth keys grant tag:a',
         '1:45: group group:x is not defined',
-        '1:57: tag "Tag:B" must be "tag:" and a lowercase DNS-safe name (for example tag:web)'
+        '1:57: tag "Tag:B" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)',
+        '1:70: tag "tag:1server" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)'
       ]
     }
   ]
@@ -306,7 +353,10 @@ t.test('ports and protos', async t => {
     ['80,443', [{ first: 80, last: 80 }, { first: 443, last: 443 }]],
     ['1000-2000', [{ first: 1000, last: 2000 }]],
     ['22,8000-8100', [{ first: 22, last: 22 }, { first: 8000, last: 8100 }]],
-    ['0', [{ first: 0, last: 0 }]],
+    ['0', undefined],
+    ['0-100', undefined],
+    [' 22', undefined],
+    ['80, 443', undefined],
     ['65536', undefined],
     ['2-1', undefined],
     ['', undefined],
@@ -315,7 +365,7 @@ t.test('ports and protos', async t => {
   ]
   for (const [s, want] of ports) t.same(parsePorts(s), want, `ports ${JSON.stringify(s)}`)
   const protos: Array<[string | number, unknown]> = [
-    ['tcp', [6]], ['UDP', [17]], ['icmp', [1, 58]], ['icmpv6', [58]], ['ipv6-icmp', [58]], ['sctp', [132]], ['gre', [47]],
+    ['tcp', [6]], ['UDP', [17]], ['icmp', [1]], ['icmpv4', [1]], ['ICMP', [1]], ['icmpv6', [58]], ['dccp', [33]], ['ipv6-icmp', [58]], ['sctp', [132]], ['gre', [47]],
     ['esp', [50]], ['ah', [51]], ['igmp', [2]], ['0', [0]], [255, [255]], ['255', [255]], [256, undefined], ['ssh', undefined], [1.5, undefined]
   ]
   for (const [s, want] of protos) t.same(parseProto(s), want, `proto ${String(s)}`)

@@ -10,6 +10,7 @@ const SOURCES = ['*', 'u0@', 'u0@example.com', 'u1@', 'nobody@', 'group:g0', 'gr
   'h4', 'h6', '100.64.0.1', '100.64.0.0/30', 'fd7a:115c:a1e0::2', 'fd7a:115c:a1e0::/126']
 const DESTINATIONS = [...SOURCES.filter(s => !s.includes(':') || s.startsWith('tag:') || s.startsWith('group:') || s.startsWith('autogroup:')),
   'autogroup:self', '[fd7a:115c:a1e0::2]', '[fd7a:115c:a1e0::/126]', '100.64.0.3']
+const SELF_SOURCES = /^(\*|[^:]*@.*|group:.*|autogroup:member)$/
 const PORTS = ['*', '22', '80,443', '1000-2000', '22-23', '443']
 const PROTOS: Array<string | number | undefined> = [undefined, undefined, 'tcp', 'udp', 'icmp', '17', 'sctp', 'gre', 58, 33, '136']
 const PORTLESS = new Set(['icmp', 'gre', 58])
@@ -29,9 +30,11 @@ const policyArb = fc.record({
   tagOwners: Object.fromEntries(TAGS.map(tag => [tag, []])),
   hosts: { h4: '100.64.0.2/31', h6: 'fd7a:115c:a1e0::3' },
   acls: rules.map(r => {
+    const selfSrc = r.src.filter(x => SELF_SOURCES.test(x))
     const rule: Record<string, unknown> = {
       action: 'accept',
-      src: r.src,
+      // autogroup:self is only for sources that are users (users, groups, autogroup:member, *)
+      src: r.dst.some(([d]) => d === 'autogroup:self') ? (selfSrc.length > 0 ? selfSrc : ['autogroup:member']) : r.src,
       dst: r.dst.map(([d, ports]) => `${d}:${PORTLESS.has(r.proto as string) ? '*' : ports}`)
     }
     if (r.proto !== undefined) rule.proto = r.proto

@@ -49,7 +49,7 @@ export function mapServerHook (opts: MapServerHookOptions = {}): ServerHook {
     const service = mountMapService(server, {
       ...rest,
       source: ctx.state,
-      policy: policy ?? createPolicyEngine(defaultPolicy(), ctx.state.listUsers()),
+      policy: policy ?? createPolicyEngine(defaultPolicy(), ctx.state.listUsers(), { meshIpv6: ctx.state.ulaPrefix }),
       domain: ctx.state.domain,
       registry: ctx.metrics.registry,
       log: ctx.log.child({ module: 'map' })

@@ -28,6 +28,23 @@ export function cidrContains (outer: Cidr, inner: Cidr): boolean {
   return prefixContains(outer, inner)
 }
 
-/** ALL_V4 and ALL_V6 are what `*` means as a source address. */
-export const ALL_V4 = parseCidr('0.0.0.0/0')!
-export const ALL_V6 = parseCidr('::/0')!
+/**
+ * MESH_V4_SOURCES is what `*` means among IPv4 sources: the mesh range 100.64.0.0/10
+ * without 100.115.92.0/23, which Tailscale reserves (ChromeOS VMs) and leaves out of `*`
+ * (Warren's IPAM never hands it out either). Addresses outside the mesh only come in
+ * through a subnet router, so `*` covers them only for its approved routes.
+ */
+export const MESH_V4_SOURCES: readonly Cidr[] = [
+  '100.64.0.0/11', '100.96.0.0/12', '100.112.0.0/15', '100.114.0.0/16', '100.115.0.0/18', '100.115.64.0/20',
+  '100.115.80.0/21', '100.115.88.0/22', '100.115.94.0/23', '100.115.96.0/19', '100.115.128.0/17', '100.116.0.0/14', '100.120.0.0/13'
+].map(s => parseCidr(s)!)
+
+/** DEFAULT_MESH_IPV6 is the mesh's IPv6 /48 when the engine is not told the controller's own (tests, tools). */
+export const DEFAULT_MESH_IPV6 = 'fd7a:115c:a1e0::/48'
+
+/** meshSources is what `*` means as a source on a mesh whose IPv6 addresses come from `meshIpv6` (a /48). */
+export function meshSources (meshIpv6: string): Cidr[] {
+  const v6 = parseCidr(meshIpv6)
+  if (v6 === undefined || v6.family !== 6) throw new Error(`not an IPv6 prefix: ${meshIpv6}`)
+  return [...MESH_V4_SOURCES, v6]
+}

@@ -1,5 +1,5 @@
 import { WarrenError, protocolHasPorts } from '@warren/protocol'
-import { ALL_V4, ALL_V6, cidrContains, hostCidr, parseCidr } from './addr.js'
+import { DEFAULT_MESH_IPV6, cidrContains, hostCidr, meshSources, parseCidr } from './addr.js'
 import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
@@ -15,6 +15,13 @@ import type { Cidr, Policy, PolicyIdentity, PolicyNode, PolicyUser, PortRange, S
  */
 export const SELF_KEY = 'self'
 
+/**
+ * ROUTES_KEY marks the nodes that serve approved subnet routes. `*` as a source stands
+ * for the mesh's ranges and those routes (as in Tailscale), so a rule with `*` lists this
+ * key among its node keys, and a router's routes go into its filters.
+ */
+export const ROUTES_KEY = 'routes'
+
 /** CompiledRule is one rule with its selectors turned into keys. */
 export interface CompiledRule {
   index: number
@@ -23,12 +30,15 @@ export interface CompiledRule {
   protos: number[]
   /** srcKeys: every key whose members are sources (used for peers and for check) */
   srcKeys: string[]
-  /** srcNodeKeys: keys that stand for identities, so their nodes' addresses go into filters */
+  /** srcNodeKeys: keys that stand for identities, so their nodes' addresses (ROUTES_KEY: routes) go into filters */
   srcNodeKeys: string[]
-  /** srcCidrs: address ranges that go into filters as written (`*`, hosts, IPs) */
+  /** srcCidrs: address ranges that go into filters as written (hosts, IPs; the mesh's ranges for `*`) */
   srcCidrs: Cidr[]
-  /** dsts: destination keys (SELF_KEY for autogroup:self) with merged ports */
-  dsts: Array<{ key: string, ports: PortRange[] }>
+  /**
+   * dsts: destination keys (SELF_KEY for autogroup:self) with merged ports; `family` is
+   * that of a host or CIDR destination, which only sources of the same family can reach
+   */
+  dsts: Array<{ key: string, ports: PortRange[], family?: 4 | 6 }>
 }
 
 export interface CompiledPolicy {
@@ -41,8 +51,12 @@ export interface CompiledPolicy {
   users: UserDirectory
 }
 
-/** compilePolicy resolves a parsed policy against the current users. */
-export function compilePolicy (policy: Policy, users: readonly PolicyUser[]): CompiledPolicy {
+/**
+ * compilePolicy resolves a parsed policy against the current users; `meshIpv6` is the
+ * mesh's IPv6 /48, part of what `*` means as a source.
+ */
+export function compilePolicy (policy: Policy, users: readonly PolicyUser[], meshIpv6 = DEFAULT_MESH_IPV6): CompiledPolicy {
+  const mesh = meshSources(meshIpv6)
   const dir = createUserDirectory(users)
   const cidrs = new Map<string, Cidr>()
   const groupsOf = new Map<string, string[]>()
@@ -75,7 +89,10 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[]): Co
     for (const { selector } of r.src) {
       const key = keyOf(selector)
       srcKeys.add(key)
-      if (selector.kind === 'all') { srcCidrs.set(ALL_V4.text, ALL_V4); srcCidrs.set(ALL_V6.text, ALL_V6) } else if (selector.kind === 'host' || selector.kind === 'cidr') srcCidrs.set(selector.cidr.text, selector.cidr)
+      if (selector.kind === 'all') {
+        for (const c of mesh) srcCidrs.set(c.text, c)
+        srcNodeKeys.add(ROUTES_KEY)
+      } else if (selector.kind === 'host' || selector.kind === 'cidr') srcCidrs.set(selector.cidr.text, selector.cidr)
       else srcNodeKeys.add(key)
     }
     const dsts = new Map<string, PortRange[]>()
@@ -91,7 +108,10 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[]): Co
       srcKeys: [...srcKeys],
       srcNodeKeys: [...srcNodeKeys],
       srcCidrs: [...srcCidrs.values()],
-      dsts: [...dsts].map(([key, ports]) => ({ key, ports: mergeRanges(ports) }))
+      dsts: [...dsts].map(([key, ports]) => {
+        const family = cidrs.get(key)?.family
+        return family === undefined ? { key, ports: mergeRanges(ports) } : { key, ports: mergeRanges(ports), family }
+      })
     }
   })
   return { policy, rules, cidrs, groupsOf, users: dir }
@@ -187,7 +207,8 @@ export function ruleAllows (r: CompiledRule, src: Subject, dst: Subject, proto: 
   if (!r.protos.includes(proto)) return false
   if (!r.srcKeys.some(k => src.keys.has(k))) return false
   return r.dsts.some(d =>
-    (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst))
+    (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst) &&
+    (d.family === undefined || src.addrs.length === 0 || src.addrs.some(a => a.family === d.family)))
 }
 
 /** destinationMatches: does a destination key cover `dst` (autogroup:self: the source user's own identity)? */

@@ -1,5 +1,5 @@
 import { protocolHasPorts, type FilterRule } from '@warren/protocol'
-import { ALL_V4, ALL_V6, hostCidr } from './addr.js'
+import { DEFAULT_MESH_IPV6, hostCidr, meshSources } from './addr.js'
 import { mergeRanges } from './build-filter.js'
 import { compilePolicy, destinationMatches, resolveSubject, subjectKeys, type CompiledPolicy, type Subject } from './compile-policy.js'
 import { createPolicyEngine } from './engine.js'
@@ -137,8 +137,7 @@ function sourceLabeler (nodes: readonly PolicyNode[], policies: Policy[]): (src:
     byAddr.set(hostCidr(n.ipv6).text, n.name)
   }
   for (const p of policies) for (const [name, h] of p.hosts) if (!byAddr.has(h.cidr.text)) byAddr.set(h.cidr.text, name)
-  byAddr.set(ALL_V4.text, '*')
-  byAddr.set(ALL_V6.text, '*')
+  for (const c of meshSources(DEFAULT_MESH_IPV6)) byAddr.set(c.text, '*')
   return src => byAddr.get(src) ?? src
 }
 

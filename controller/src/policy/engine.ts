@@ -1,7 +1,7 @@
 import type { FilterRule } from '@warren/protocol'
 import { cidrContains, hostCidr } from './addr.js'
 import { buildForwardFilter, routeParts, routeOverlaps, routerRoutes } from './route-filter.js'
-import { compilePolicy, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
+import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
 import { buildFilter, type FilterPart } from './build-filter.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
@@ -42,6 +42,8 @@ export interface PolicyEngine {
 interface NodeRec {
   node: PolicyNode
   addrs: Cidr[]
+  /** routes: the approved subnet routes it serves (a source of rules with `*`) */
+  routes: Cidr[]
   keys: string[]
   /** routeKeys: address keys that overlap the routes the node serves, so it is a peer of their sources */
   routeKeys: string[]
@@ -63,9 +65,12 @@ interface SigInfo {
   json?: string
 }
 
+/** EngineOptions: `meshIpv6` is the mesh's IPv6 /48 (the controller's ULA), part of what `*` means as a source. */
+export interface EngineOptions { meshIpv6?: string }
+
 /** createPolicyEngine compiles a policy for a set of users; add nodes with setNodes/upsertNode. */
-export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]): PolicyEngine {
-  let state = new EngineState(compilePolicy(policy, users))
+export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[], opts: EngineOptions = {}): PolicyEngine {
+  let state = new EngineState(compilePolicy(policy, users, opts.meshIpv6))
   return {
     get policy () { return state.cp.policy },
     setNodes (nodes) {
@@ -81,7 +86,7 @@ export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]
       return rec === undefined ? [] : state.filterOfSig(rec.sig).filter
     },
     setPolicy (newPolicy, newUsers) {
-      const next = new EngineState(compilePolicy(newPolicy, newUsers))
+      const next = new EngineState(compilePolicy(newPolicy, newUsers, opts.meshIpv6))
       for (const rec of state.nodes.values()) next.add(next.record(rec.node, rec))
       const changed = state.diffAgainst(next)
       state = next
@@ -126,19 +131,22 @@ class EngineState {
     const addrs = previous !== undefined && previous.node.ipv4 === node.ipv4 && previous.node.ipv6 === node.ipv6
       ? previous.addrs
       : [hostCidr(node.ipv4), hostCidr(node.ipv6)]
+    // the approved routes it serves, without exit routes (an exit node's traffic is not a source of `*`)
+    const routes = previous !== undefined && sameRoutes(previous.node, node) ? previous.routes : routerRoutes(node)
     const user = node.tags.length === 0 && node.user !== undefined ? node.user.toLowerCase() : undefined
-    const keys = [...subjectKeys(this.cp, user, node.tags, addrs)].sort()
+    const subject = subjectKeys(this.cp, user, node.tags, addrs)
+    if (routes.length > 0) subject.add(ROUTES_KEY)
+    const keys = [...subject].sort()
     const parts: string[] = []
     for (const k of keys) for (const [r, i] of this.dstRules.get(k) ?? []) parts.push(`${r}.${i}`)
     if (user !== undefined) for (const [r, i] of this.selfDsts) parts.push(`${r}.${i}@${user}`)
-    const routes = routerRoutes(node)
     const routeKeys: string[] = []
     if (routes.length > 0) {
       for (const [key, cidr] of this.cp.cidrs) if (routes.some(r => routeOverlaps(r, cidr))) routeKeys.push(key)
       parts.push(...routeParts(routes, this.cp.cidrs, this.dstRules))
     }
     const sig = [...new Set(parts)].sort().join(' ')
-    const rec: NodeRec = { node, addrs, keys, routeKeys, sig }
+    const rec: NodeRec = { node, addrs, routes, keys, routeKeys, sig }
     if (user !== undefined) rec.user = user
     return rec
   }
@@ -211,11 +219,11 @@ class EngineState {
     let info = this.sigs.get(sig)
     if (info === undefined) info = { members: new Set(), sources: this.sourcesOf(sig) }
     if (info.filter === undefined || info.json === undefined) {
-      const part = (s: FilterSource): FilterPart => ({
-        srcs: s.self === undefined ? this.ruleSources(s.rule) : this.selfSources(s.rule, s.self),
-        protos: s.rule.protos,
-        ports: s.rule.dsts[s.dstIndex]!.ports
-      })
+      const part = (s: FilterSource): FilterPart => {
+        const dst = s.rule.dsts[s.dstIndex]!
+        const srcs = s.self === undefined ? this.ruleSources(s.rule) : this.selfSources(s.rule, s.self)
+        return { srcs: dst.family === undefined ? srcs : ofFamily(srcs, dst.family), protos: s.rule.protos, ports: dst.ports }
+      }
       const inbound = info.sources.filter(s => s.via === undefined)
       const forward = info.sources.filter(s => s.via !== undefined).map(s => ({ via: s.via!, part: part(s) }))
       info.filter = [...buildFilter(inbound.map(part)), ...buildForwardFilter(forward)]
@@ -227,7 +235,10 @@ class EngineState {
   private * ruleSources (rule: CompiledRule): Generator<Cidr> {
     yield * rule.srcCidrs
     for (const k of rule.srcNodeKeys) {
-      for (const id of this.sets.get(k) ?? []) yield * this.nodes.get(id)!.addrs
+      for (const id of this.sets.get(k) ?? []) {
+        const rec = this.nodes.get(id)!
+        yield * (k === ROUTES_KEY ? rec.routes : rec.addrs)
+      }
     }
   }
 
@@ -368,6 +379,10 @@ class EngineState {
   }
 }
 
+function * ofFamily (cidrs: Iterable<Cidr>, family: 4 | 6): Generator<Cidr> {
+  for (const c of cidrs) if (c.family === family) yield c
+}
+
 function push<K, V> (m: Map<K, V[]>, k: K, v: V): void {
   const list = m.get(k)
   if (list === undefined) m.set(k, [v])
@@ -375,7 +390,14 @@ function push<K, V> (m: Map<K, V[]>, k: K, v: V): void {
 }
 
 function sameIdentity (a: NodeRec, b: NodeRec): boolean {
-  return a.sig === b.sig && a.keys.join(' ') === b.keys.join(' ') && a.routeKeys.join(' ') === b.routeKeys.join(' ') && a.addrs.every((x, i) => x.text === b.addrs[i]?.text)
+  return a.sig === b.sig && a.keys.join(' ') === b.keys.join(' ') && a.routeKeys.join(' ') === b.routeKeys.join(' ') &&
+    a.addrs.every((x, i) => x.text === b.addrs[i]?.text) &&
+    a.routes.length === b.routes.length && a.routes.every((x, i) => x.text === b.routes[i]?.text)
+}
+
+function sameRoutes (a: PolicyNode, b: PolicyNode): boolean {
+  const same = (x: string[] = [], y: string[] = []): boolean => x.length === y.length && x.every((r, i) => r === y[i])
+  return same(a.approvedRoutes, b.approvedRoutes) && same(a.advertisedRoutes, b.advertisedRoutes)
 }
 
 function sameSet (a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

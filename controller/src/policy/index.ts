@@ -12,7 +12,7 @@
  *   that do not exist yet are warnings (when `users` is given).
  * - validatePolicy(text, users) -> the same, with failing `tests` as errors (for `set`/`check`).
  * - DEFAULT_POLICY_TEXT: allow all, the policy in force when none is set.
- * - createPolicyEngine(policy, users) -> PolicyEngine: setNodes, upsertNode/removeNode
+ * - createPolicyEngine(policy, users, {meshIpv6?}) -> PolicyEngine: setNodes, upsertNode/removeNode
  *   (-> NodeChange: ids whose peers or filter changed, with peersGained/peersLost/
  *   filterChanged), peersOf(id), filterFor(id), setPolicy(policy, users) -> changed ids.
  * - check(policy, src, dst, proto, port, {users?, nodes?}) -> {allowed, rules: [{index, line}]}
@@ -34,7 +34,7 @@
  */
 export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parsePorts, parseProto, splitHostPort, type ParseResult } from './parse.js'
 export { PolicyError } from './errors.js'
-export { createPolicyEngine, type PolicyEngine, type NodeChange } from './engine.js'
+export { createPolicyEngine, type PolicyEngine, type NodeChange, type EngineOptions } from './engine.js'
 export { check, type CheckResult, type CheckOptions } from './compile-policy.js'
 export { explain, protoName, portsText, type ExplainResult } from './explain.js'
 export { runTests } from './policy-tests.js'

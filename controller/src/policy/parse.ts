@@ -22,9 +22,13 @@ export interface ParseResult {
   warnings: PolicyError[]
 }
 
-/** PROTO_NAMES maps Tailscale's protocol names to IANA numbers; `icmp` covers ICMPv4 and ICMPv6. */
+/**
+ * PROTO_NAMES maps Tailscale's protocol names to IANA numbers. `icmp` is ICMPv4 only, as
+ * in Tailscale: ICMPv6 is `ipv6-icmp`, `icmpv6` or 58 (a rule without `proto` has both).
+ */
 export const PROTO_NAMES: Readonly<Record<string, readonly number[]>> = {
-  icmp: [IpProto.ICMPv4, IpProto.ICMPv6],
+  icmp: [IpProto.ICMPv4],
+  icmpv4: [IpProto.ICMPv4],
   igmp: [IpProto.IGMP],
   ipv4: [IpProto.IPinIP],
   'ip-in-ip': [IpProto.IPinIP],
@@ -37,7 +41,8 @@ export const PROTO_NAMES: Readonly<Record<string, readonly number[]>> = {
   ah: [IpProto.AH],
   'ipv6-icmp': [IpProto.ICMPv6],
   icmpv6: [IpProto.ICMPv6],
-  sctp: [IpProto.SCTP]
+  sctp: [IpProto.SCTP],
+  dccp: [IpProto.DCCP]
 }
 
 /** DEFAULT_PROTOS is what a rule without `proto` allows: TCP, UDP, ICMP and ICMPv6. */
@@ -62,7 +67,9 @@ export const MAX_DEPTH = 64
 /** RESERVED_NAMES are never a key or an alias: they name JavaScript's object machinery. */
 const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
 const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self']
-const PORTS_HELP = 'ports must be *, a number, a,b list or a-b range (for example 22, 80,443 or 8000-8100)'
+/** SELF_SOURCES are the source kinds a rule with an autogroup:self destination may have. */
+const SELF_SOURCES = ['user', 'group', 'all', 'autogroup:member']
+const PORTS_HELP = 'ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)'
 
 const SYNTAX_MESSAGES: Record<string, string> = {
   InvalidSymbol: 'unexpected character',
@@ -92,16 +99,19 @@ export function parsePolicy (text: string, opts: { users?: readonly PolicyUser[]
   return new PolicyParser(text, opts.users).run()
 }
 
-/** parsePorts reads `*`, `22`, `80,443`, `8000-8100` (or a mix); undefined if malformed. */
+/**
+ * parsePorts reads `*`, `22`, `80,443`, `8000-8100` (or a mix); undefined if malformed.
+ * As in Tailscale, port 0 is not a port and spaces are not allowed (`*: 22` is refused).
+ */
 export function parsePorts (s: string): PortRange[] | undefined {
   if (s === '*') return [{ ...ALL_PORTS }]
   const out: PortRange[] = []
   for (const part of s.split(',')) {
-    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part.trim())
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part)
     if (m === null) return undefined
     const first = Number(m[1])
     const last = m[2] === undefined ? first : Number(m[2])
-    if (first > 65535 || last > 65535 || first > last) return undefined
+    if (first === 0 || last > 65535 || first > last) return undefined
     out.push({ first, last })
   }
   return out
@@ -116,16 +126,20 @@ export function parseProto (v: string | number): number[] | undefined {
   return named === undefined ? undefined : [...named]
 }
 
-/** splitHostPort splits `alias:ports`, `[v6]:ports` or `v6:ports` (at the last colon). */
+/** splitHostPort splits `alias:ports`, `[v6]:ports`, `[v6]/len:ports` or `v6:ports` (at the last colon). */
 export function splitHostPort (s: string): { host: string, ports: string } | undefined {
   if (s.startsWith('[')) {
-    const end = s.indexOf(']')
-    if (end < 0 || s[end + 1] !== ':') return undefined
-    return { host: s.slice(1, end), ports: s.slice(end + 2) }
+    const m = /^\[([^\]]*)\](\/\d{1,3})?:(.*)$/.exec(s)
+    return m === null ? undefined : { host: `${m[1]}${m[2] ?? ''}`, ports: m[3]! }
   }
   const i = s.lastIndexOf(':')
   if (i <= 0) return undefined
   return { host: s.slice(0, i), ports: s.slice(i + 1) }
+}
+
+/** isPolicyTag: a tag as a policy may name it; Tailscale also wants the name to start with a letter (`tag:1server` is refused). */
+function isPolicyTag (s: string): boolean {
+  return isTag(s) && /^tag:[a-z]/.test(s)
 }
 
 /** lookup reads a table by a key from the policy: only the table's own entries, never Object.prototype's. */
@@ -209,6 +223,7 @@ class PolicyParser {
     }
     const acls = sections.get('acls')
     if (acls !== undefined) this.parseAcls(acls)
+    else this.allowAll(root)
     const tests = sections.get('tests')
     if (tests !== undefined) this.parseTests(tests)
     this.checkUsers()
@@ -369,7 +384,7 @@ class PolicyParser {
     for (const prop of props) {
       const [keyNode, value] = prop.children as [JsonNode, JsonNode]
       const tag = String(keyNode.value)
-      if (!isTag(tag)) { this.err(keyNode, `tag "${tag}" must be "tag:" and a lowercase DNS-safe name (for example tag:web)`); continue }
+      if (!isPolicyTag(tag)) { this.err(keyNode, `tag "${tag}" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)`); continue }
       if (this.policy.tagOwners.has(tag)) { this.err(keyNode, `tag ${tag} has owners defined twice`); continue }
       const owners: string[] = []
       for (const { value: o, node } of this.strings(value, `tagOwners["${tag}"]`)) {
@@ -402,6 +417,20 @@ class PolicyParser {
     })
   }
 
+  /**
+   * allowAll is what a policy without "acls" means in Tailscale: every node may reach every
+   * other on every port (`"acls": []` denies everything). It is said as a warning, since a
+   * policy that only defines groups or tags is easily taken for one that denies.
+   */
+  private allowAll (root: JsonNode): void {
+    this.warn(root, 'this policy has no "acls", so every node may reach every other on every port, as in Tailscale',
+      'write "acls": [] to deny everything')
+    const all = { selector: { kind: 'all' } as const, text: '*', pos: this.nodePos(root) }
+    this.policy.acls.push({
+      index: 0, pos: all.pos, text: '(no "acls": everyone may reach everyone)', src: [all], dst: [{ ...all, ports: [{ ...ALL_PORTS }], text: '*:*' }], protos: [...DEFAULT_PROTOS].sort((a, b) => a - b)
+    })
+  }
+
   private parseRule (item: JsonNode, index: number): PolicyRule | undefined {
     if (this.object(item, `acls[${index}]`) === undefined) return undefined
     const before = this.errors.length
@@ -431,6 +460,14 @@ class PolicyParser {
     for (const { value, node } of dstNode === undefined ? [] : this.strings(dstNode, 'dst')) {
       const d = this.destination(value, node, protoText === undefined ? undefined : protos)
       if (d !== undefined) dst.push(d)
+    }
+    const self = dst.find(d => d.selector.kind === 'autogroup' && d.selector.name === 'self')
+    if (self !== undefined) {
+      // autogroup:self means the source user's own devices: only sources that are users have them (as in Tailscale).
+      for (const x of src.filter(x => !SELF_SOURCES.includes(x.selector.kind === 'autogroup' ? `autogroup:${x.selector.name}` : x.selector.kind))) {
+        this.errAt(x.pos.offset, `${where}: "${x.text}" cannot reach autogroup:self, which means the source user's own devices; ` +
+          'its sources must be users, groups, autogroup:member or *', `move "${x.text}" to a rule without ${self.text}`)
+      }
     }
     if (this.errors.length > before) return undefined
     const rule: PolicyRule = { index, pos: this.nodePos(item), text: this.oneLine(item), src, dst, protos: [...new Set(protos)].sort((a, b) => a - b) }
@@ -482,6 +519,10 @@ class PolicyParser {
         return { kind: 'autogroup', name: 'self' }
       }
       if (s === 'autogroup:member') return { kind: 'autogroup', name: 'member' }
+      if (s === 'autogroup:members') {
+        this.warn(node, 'autogroup:members is the legacy name of autogroup:member', 'write autogroup:member')
+        return { kind: 'autogroup', name: 'member' }
+      }
       if (s === 'autogroup:tagged') return { kind: 'autogroup', name: 'tagged' }
       this.err(node, `${s} is not supported; Warren knows ${AUTOGROUPS.join(', ')}`, didYouMean(s, AUTOGROUPS))
       return undefined
@@ -506,7 +547,7 @@ class PolicyParser {
   }
 
   private tagSelector (s: string, node: JsonNode): Selector | undefined {
-    if (!isTag(s)) { this.err(node, `"${s}" is not a valid tag: use tag: and a lowercase DNS-safe name`); return undefined }
+    if (!isPolicyTag(s)) { this.err(node, `"${s}" is not a valid tag: use tag: and a lowercase DNS-safe name that starts with a letter`); return undefined }
     if (!this.policy.tagOwners.has(s)) {
       this.err(node, `tag ${s} has no entry in "tagOwners"; every tag needs owners (use [] if only auth keys grant it)`,
         didYouMean(s, this.policy.tagOwners.keys()))
@@ -534,9 +575,10 @@ class PolicyParser {
       let srcPos = this.nodePos(item)
       if (srcNode === undefined) this.err(item, `${where} has no "src": add "src": "alice@"`)
       else {
-        src = this.string(srcNode, 'a test\'s src') ?? ''
+        const value = this.string(srcNode, 'a test\'s src')
         srcPos = this.nodePos(srcNode)
-        if (src !== '') this.identity(src, srcNode)
+        if (value === '') this.err(srcNode, `${where} has an empty "src": name a user (alice@), a tag, a host alias or an IP`)
+        else if (value !== undefined && this.identity(value, srcNode, 'src')) src = value
       }
       let protos = [6]
       let protoText: string | undefined
@@ -556,7 +598,7 @@ class PolicyParser {
             this.err(node, `"${value}" must be a destination and one port, like tag:web:443, alice@:22 or [fd7a::1]:80`)
             continue
           }
-          if (this.identity(hp.host, node)) out.push({ target: hp.host, port, text: value, pos: this.nodePos(node) })
+          if (this.identity(hp.host, node, 'target')) out.push({ target: hp.host, port, text: value, pos: this.nodePos(node) })
         }
         return out
       }
@@ -570,10 +612,19 @@ class PolicyParser {
     })
   }
 
-  /** identity checks a test's source or target: one user, tag, host alias or address. */
-  private identity (s: string, node: JsonNode): boolean {
+  /**
+   * identity checks a test's source or target: one user, tag, host alias or address (a
+   * source may also be a group: the test then holds for each member). A range is not one
+   * address, so CIDRs and host aliases of ranges are refused, as Tailscale does.
+   */
+  private identity (s: string, node: JsonNode, role: 'src' | 'target'): boolean {
+    if (role === 'src' && s.startsWith('group:')) {
+      if (this.policy.groups.has(s)) return true
+      this.err(node, `group ${s} is not defined in "groups"`, didYouMean(s, this.policy.groups.keys()))
+      return false
+    }
     if (s.startsWith('group:') || s.startsWith('autogroup:') || s === '*') {
-      this.err(node, `tests name one identity, not ${s}: use a user (alice@), a tag, a host alias or an IP`)
+      this.err(node, `tests name one identity, not ${s}: use a user (alice@), a tag, a host alias or an IP${role === 'src' ? ' (or a group)' : ''}`)
       return false
     }
     if (s.startsWith('tag:')) return this.tagSelector(s, node) !== undefined
@@ -582,9 +633,16 @@ class PolicyParser {
       this.userUses.push({ token: s, node })
       return true
     }
-    if (this.policy.hosts.has(s) || parseCidr(s) !== undefined) return true
-    this.err(node, `"${s}" is not a user (alice@), tag, host alias or IP`, this.userGuess(s) ?? didYouMean(s, this.policy.hosts.keys()))
-    return false
+    const range = this.policy.hosts.get(s)?.cidr ?? parseCidr(s)
+    if (range === undefined) {
+      this.err(node, `"${s}" is not a user (alice@), tag, host alias or IP`, this.userGuess(s) ?? didYouMean(s, this.policy.hosts.keys()))
+      return false
+    }
+    if (s.includes('/') || range.length < (range.family === 4 ? 32 : 128)) {
+      this.err(node, `tests name one address, not the range ${s === range.text ? s : `${s} (${range.text})`}: write a single address such as ${range.text.replace(/\/\d+$/, '')}`)
+      return false
+    }
+    return true
   }
 
   private checkUsers (): void {

@@ -1,33 +1,47 @@
-import { checkCompiled, compilePolicy, resolveSubject } from './compile-policy.js'
+import { checkCompiled, compilePolicy, resolveSubject, type CompiledPolicy, type Subject } from './compile-policy.js'
 import { PolicyError } from './errors.js'
 import { flowText } from './explain.js'
-import type { Policy, PolicyUser } from './types.js'
+import type { Policy, PolicyTest, PolicyUser } from './types.js'
 
 /**
  * runTests evaluates the policy's `tests` on identities and returns one PolicyError per
  * failed expectation, placed at the `accept`/`deny` entry, saying what was expected and why
- * it does not hold. An empty list means every test passes.
+ * it does not hold. A group as the source must hold for each of its members. An empty
+ * list means every test passes.
  */
 export function runTests (policy: Policy, users: readonly PolicyUser[] = []): PolicyError[] {
   const cp = compilePolicy(policy, users)
   const failures: PolicyError[] = []
   for (const test of policy.tests) {
-    const src = resolveSubject(cp, test.src)
+    const sources = testSources(cp, test)
+    if (sources.length === 0) {
+      failures.push(new PolicyError(test.srcPos.line, test.srcPos.column, `test ${test.index + 1}: ${test.src} has no members, so the test checks nothing`))
+      continue
+    }
     for (const [expect, cases] of [['accept', test.accept], ['deny', test.deny]] as const) {
       for (const c of cases) {
         const dst = resolveSubject(cp, c.target)
-        for (const proto of test.protos) {
-          const r = checkCompiled(cp, src, dst, proto, c.port)
-          const flow = flowText(test.src, c.target, proto, c.port)
-          if (expect === 'accept' && !r.allowed) {
-            failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow} expected accept but is denied: no rule matches`))
-          } else if (expect === 'deny' && r.allowed) {
-            const by = r.rules.map(x => `rule ${x.index + 1} (line ${x.line})`).join(', ')
-            failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow} expected deny but is allowed by ${by}`))
+        for (const { label, subject } of sources) {
+          for (const proto of test.protos) {
+            const r = checkCompiled(cp, subject, dst, proto, c.port)
+            const flow = flowText(label, c.target, proto, c.port)
+            if (expect === 'accept' && !r.allowed) {
+              failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow} expected accept but is denied: no rule matches`))
+            } else if (expect === 'deny' && r.allowed) {
+              const by = r.rules.map(x => `rule ${x.index + 1} (line ${x.line})`).join(', ')
+              failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow} expected deny but is allowed by ${by}`))
+            }
           }
         }
       }
     }
   }
   return failures
+}
+
+/** testSources: the test's source, or each member of a group source (labelled `group:x (alice@)`). */
+function testSources (cp: CompiledPolicy, test: PolicyTest): Array<{ label: string, subject: Subject }> {
+  const group = cp.policy.groups.get(test.src)
+  if (group === undefined) return [{ label: test.src, subject: resolveSubject(cp, test.src) }]
+  return group.members.map(m => ({ label: `${test.src} (${m})`, subject: resolveSubject(cp, m) }))
 }

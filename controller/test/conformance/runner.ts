@@ -1,0 +1,135 @@
+import { parseTree } from 'jsonc-parser'
+import { createPolicyEngine, validatePolicy, type Policy, type PolicyError, type PolicyNode, type PolicyUser } from '../../src/policy/index.js'
+import { accessDifferences, tailscaleAccess, warrenAccess } from './access-set.js'
+import { policyText, type Category, type CorpusRecord } from './corpus.js'
+
+/**
+ * The conformance runner holds Warren's policy engine to Tailscale's answers, one corpus
+ * record at a time: Warren must accept exactly the policies Tailscale accepted, and for
+ * those, every node's compiled filter must let in the same (source, destination,
+ * protocol, port) tuples as Tailscale's. A record that needs a feature Warren does not
+ * have yet is "not yet applicable", with the feature named, rather than skipped.
+ */
+
+export type Verdict = 'agree' | 'disagree' | 'pending'
+
+export interface CaseResult {
+  id: string
+  verdict: Verdict
+  /** for `pending`, the feature it waits for; for `disagree`, what differs (first lines) */
+  reason: string
+  details: string[]
+}
+
+/**
+ * PendingFeature is a part of Tailscale's policy language that later work adds to Warren.
+ * A refusal that names only such parts is "not yet applicable".
+ */
+interface PendingFeature { reason: string, section?: string, error?: RegExp }
+
+const PENDING: PendingFeature[] = [
+  { section: 'grants', reason: 'grants' },
+  { section: 'ssh', reason: 'ssh rules: need an SSH server in Warren' },
+  { section: 'sshtests', reason: 'sshTests: come with ssh rules' },
+  { section: 'nodeattrs', reason: 'nodeAttrs' },
+  { section: 'postures', reason: 'device postures' },
+  { section: 'defaultsrcposture', reason: 'device postures' },
+  { section: 'ipsets', reason: 'ipsets' },
+  { section: 'randomizeclientport', reason: 'randomizeClientPort (a network setting)' },
+  { error: /autogroup:internet/, reason: 'autogroup:internet: comes with exit nodes' },
+  { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
+  { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
+  { error: /\bipset:/, reason: 'ipsets' },
+  { error: /"(ip|app|via)" in /, reason: 'grants' }
+]
+
+/** ROUTED is why a record whose filters reach into approved routes is not yet applicable. */
+const ROUTED = 'filters into approved subnet routes: come with subnet routers'
+
+interface Span { key: string, start: number, end: number }
+
+function topLevelSpans (text: string): Span[] {
+  const root = parseTree(text, [], { allowTrailingComma: true })
+  return (root?.children ?? []).map(prop => ({ key: String(prop.children?.[0]?.value ?? '').toLowerCase(), start: prop.offset, end: prop.offset + prop.length }))
+}
+
+function offsetOf (text: string, e: PolicyError): number {
+  let offset = 0
+  for (let line = 1; line < e.line; line++) offset = text.indexOf('\n', offset) + 1
+  return offset + e.column - 1
+}
+
+/** pendingFor finds the pending feature an error belongs to, if any. */
+function pendingFor (text: string, spans: Span[], e: PolicyError): PendingFeature | undefined {
+  const at = offsetOf(text, e)
+  const section = spans.find(s => at >= s.start && at < s.end)?.key
+  return PENDING.find(f => (f.section !== undefined && f.section === section) || (f.error?.test(e.reason) ?? false))
+}
+
+/** Judged is Warren's answer to a policy (the policy when accepted), with the pending feature that decided it. */
+interface Judged { policy?: Policy, errors: PolicyError[], pending?: PendingFeature }
+
+function judge (text: string, users: PolicyUser[]): Judged {
+  const result = validatePolicy(text, users)
+  if (result.policy !== undefined) return { policy: result.policy, errors: [] }
+  const spans = topLevelSpans(text)
+  const features = result.errors.map(e => pendingFor(text, spans, e))
+  if (features.some(f => f === undefined)) return { errors: result.errors }
+  // an error outside the pending features was found above, so the first names the feature
+  return { errors: result.errors, pending: features[0]! }
+}
+
+function topology (r: CorpusRecord): { users: PolicyUser[], nodes: PolicyNode[] } {
+  const users = r.topology.users.map(u => u.email === undefined ? { name: u.name } : { name: u.name, email: u.email })
+  const nodes = Object.entries(r.topology.nodes).map(([name, n]): PolicyNode => {
+    const node: PolicyNode = { id: name, name, tags: n.tags, ipv4: n.ipv4, ipv6: n.ipv6, advertisedRoutes: n.routable_ips, approvedRoutes: n.approved_routes }
+    if (n.user !== undefined) node.user = n.user
+    return node
+  })
+  return { users, nodes }
+}
+
+/** runCase judges one corpus record. */
+export function runCase (r: CorpusRecord): CaseResult {
+  const { users, nodes } = topology(r)
+  const w = judge(policyText(r), users)
+  const result = (verdict: Verdict, reason: string, details: string[] = []): CaseResult => ({ id: r.id, verdict, reason, details })
+  if (w.pending !== undefined) return result('pending', w.pending.reason)
+  const tailscaleAccepted = r.tailscale_status === 200
+  if (!tailscaleAccepted) {
+    return w.policy !== undefined ? result('disagree', `Tailscale refuses (${r.tailscale_error ?? r.tailscale_status}), Warren accepts`) : result('agree', '')
+  }
+  if (w.policy === undefined) return result('disagree', 'Tailscale accepts, Warren refuses', w.errors.map(e => e.message))
+  const engine = createPolicyEngine(w.policy, users)
+  engine.setNodes(nodes)
+  const details: string[] = []
+  let routed = false
+  for (const n of nodes) {
+    const topo = r.topology.nodes[n.id]!
+    const ts = tailscaleAccess(r.nodes?.[n.id]?.packetFilter ?? [], [n.ipv4, n.ipv6], topo.approved_routes)
+    if (ts.routed.length > 0) routed = true
+    for (const d of accessDifferences(ts.own, warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
+  }
+  if (details.length > 0) return result('disagree', 'filters differ', details)
+  return routed ? result('pending', ROUTED) : result('agree', '')
+}
+
+/** CategoryResult sums one category's cases. */
+export interface CategoryResult {
+  category: Category
+  cases: CaseResult[]
+  agree: number
+  disagree: number
+  pending: number
+  /** pendingReasons: feature -> number of cases waiting for it */
+  pendingReasons: Map<string, number>
+}
+
+/** runCategory judges every record of one category. */
+export function runCategory (category: Category, records: readonly CorpusRecord[]): CategoryResult {
+  const cases = records.map(runCase)
+  const pendingReasons = new Map<string, number>()
+  for (const c of cases) if (c.verdict === 'pending') pendingReasons.set(c.reason, (pendingReasons.get(c.reason) ?? 0) + 1)
+  const count = (v: Verdict): number => cases.filter(c => c.verdict === v).length
+  return { category, cases, agree: count('agree'), disagree: count('disagree'), pending: count('pending'), pendingReasons }
+}
