@@ -3,7 +3,8 @@ import { join } from 'node:path'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { generateWireGuardKeyPair } from '@warren/protocol'
-import { netnsSkipReason, createNatLab, leaveFromPort, startLabWireGuard, waitFor, RELAY_FIXTURE as FIXTURE, type Host, type ProcessHandle } from '../src/index.js'
+import { randomBytes } from 'node:crypto'
+import { netnsSkipReason, createNatLab, createTopology, leaveFromPort, startLabWireGuard, waitFor, RELAY_FIXTURE as FIXTURE, type Host, type ProcessHandle } from '../src/index.js'
 
 const skip = netnsSkipReason()
 
@@ -91,4 +92,44 @@ t.test('kernel relay: wireguard-go on both nodes (one behind a symmetric NAT) pi
   process.kill(r.pid, 'SIGUSR2')
   const [, statsText] = await r.waitForLine(/^stats (.*)$/, 10_000)
   t.equal((JSON.parse(statsText!) as { dataPackets: number }).dataPackets, 0, 'the relay process never received a WireGuard packet')
+})
+
+t.test('kernel relay over IPv6: binds from IPv6 addresses, data both ways in the kernel (ip6 rewrites), forwarding put back at stop', { skip, timeout: 180_000 }, async t => {
+  const topology = await createTopology(t, { hosts: ['relay', 'a', 'b'] })
+  const prefix = `2001:db8:${randomBytes(2).toString('hex')}`
+  const v6 = new Map(topology.hosts.map((h, i) => [h.name, `${prefix}::${i + 1}`]))
+  for (const h of topology.hosts) await h.exec(['ip', '-6', 'addr', 'add', `${v6.get(h.name)!}/64`, 'dev', 'eth0', 'nodad'])
+  const [relay, a, b] = topology.hosts as [Host, Host, Host]
+  const dir = await mkdtemp(join(tmpdir(), 'warren-relay-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const ka = generateWireGuardKeyPair()
+  const kb = generateWireGuardKeyPair()
+  const before = (await relay.exec(['sysctl', '-n', 'net.ipv6.conf.all.forwarding'])).stdout.trim()
+  const r = relay.spawn(['node', FIXTURE, 'relay', '--listen', '::', '--key-file', join(dir, 'relay.key'), '--pair', `${ka.publicKey},${kb.publicKey}`])
+  const [, relayKey] = await r.waitForLine(/^relay (\S+) (\d+)$/, 30_000)
+  const [, id, pa, pb] = await r.waitForLine(/^allocated (\S+) (\d+) (\d+)$/, 30_000)
+  t.equal((await relay.exec(['sysctl', '-n', 'net.ipv6.conf.all.forwarding'])).stdout.trim(), '1', 'the relay turned IPv6 forwarding on')
+
+  const peer = (h: Host, k: typeof ka, port: string): ProcessHandle =>
+    h.spawn(['node', FIXTURE, 'peer', '--key', k.privateKey, '--relay-key', relayKey!, '--relay', `[${v6.get('relay')!}]:${port}`, '--allocation', id!])
+  const pA = peer(a, ka, pa!)
+  const pB = peer(b, kb, pb!)
+  const [, seenA] = await pA.waitForLine(/^bound (\S+)$/, 30_000)
+  const [, seenB] = await pB.waitForLine(/^bound (\S+)$/, 30_000)
+  t.match(seenA, `[${v6.get('a')!}]:`, 'the relay saw A at its IPv6 address')
+  t.match(seenB, `[${v6.get('b')!}]:`, 'and B at its')
+  t.match((await relay.exec(['nft', 'list', 'table', 'inet', 'warren_relay'])).stdout, /set bound6 \{[^}]*elements = \{ \d+, \d+ \}/, 'the forwards are in the IPv6 set')
+
+  // Counted, not by number: the side that bound first sent packets the relay dropped until the pair was bound.
+  for (const [p, name] of [[pA, 'A'], [pB, 'B']] as const) {
+    await waitFor(() => lines(p, /^recv (\d+)$/).length >= 20, { timeoutMs: 30_000, message: `${name} receiving 20 packets through the relay` })
+  }
+  t.pass('packets flow both ways through the relay over IPv6')
+  process.kill(r.pid, 'SIGUSR2')
+  const [, statsText] = await r.waitForLine(/^stats (.*)$/, 10_000)
+  t.equal((JSON.parse(statsText!) as { dataPackets: number }).dataPackets, 0, 'the relay process never received a data packet')
+
+  await r.kill('SIGTERM', 10_000)
+  t.match(r.output(), /stopped/)
+  t.equal((await relay.exec(['sysctl', '-n', 'net.ipv6.conf.all.forwarding'])).stdout.trim(), before, 'stop restores IPv6 forwarding')
 })
