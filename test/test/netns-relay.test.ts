@@ -20,6 +20,17 @@ async function relayLab (t: Test): Promise<{ relay: Host, a: Host, b: Host, publ
 const lines = (p: ProcessHandle, re: RegExp): RegExpMatchArray[] => p.output().split('\n').map(l => l.match(re)).filter((m): m is RegExpMatchArray => m !== null)
 const maxSeq = (p: ProcessHandle, re: RegExp): number => Math.max(0, ...lines(p, re).map(m => Number(m[1])))
 
+/**
+ * bothReceive waits until each peer received 20 packets through the relay. Counted, not by
+ * sequence number: the side that bound first sent packets the relay dropped until the
+ * pair was bound, so under load its first twenty may never arrive.
+ */
+async function bothReceive (pA: ProcessHandle, pB: ProcessHandle): Promise<void> {
+  for (const [p, name] of [[pA, 'A'], [pB, 'B']] as const) {
+    await waitFor(() => lines(p, /^recv (\d+)$/).length >= 20, { timeoutMs: 30_000, message: `${name} receiving 20 packets through the relay` })
+  }
+}
+
 t.test('kernel relay: binds through NATs (one symmetric), data both ways in the kernel, revocation stops it at once', { skip, timeout: 180_000 }, async t => {
   const { relay, a, b, publicA, publicB } = await relayLab(t)
   const dir = await mkdtemp(join(tmpdir(), 'warren-relay-'))
@@ -42,8 +53,7 @@ t.test('kernel relay: binds through NATs (one symmetric), data both ways in the 
   t.equal(seenA!.split(':')[0], publicA, 'the relay saw A at its NAT router\'s address')
   t.equal(seenB!.split(':')[0], publicB, 'and B at its symmetric NAT\'s address')
 
-  await pA.waitForLine(/^recv 20$/, 30_000)
-  await pB.waitForLine(/^recv 20$/, 30_000)
+  await bothReceive(pA, pB)
   t.pass('packets flow both ways through the relay')
   process.kill(r.pid, 'SIGUSR2')
   const [, statsText] = await r.waitForLine(/^stats (.*)$/, 10_000)
@@ -120,10 +130,7 @@ t.test('kernel relay over IPv6: binds from IPv6 addresses, data both ways in the
   t.match(seenB, `[${v6.get('b')!}]:`, 'and B at its')
   t.match((await relay.exec(['nft', 'list', 'table', 'inet', 'warren_relay'])).stdout, /set bound6 \{[^}]*elements = \{ \d+, \d+ \}/, 'the forwards are in the IPv6 set')
 
-  // Counted, not by number: the side that bound first sent packets the relay dropped until the pair was bound.
-  for (const [p, name] of [[pA, 'A'], [pB, 'B']] as const) {
-    await waitFor(() => lines(p, /^recv (\d+)$/).length >= 20, { timeoutMs: 30_000, message: `${name} receiving 20 packets through the relay` })
-  }
+  await bothReceive(pA, pB)
   t.pass('packets flow both ways through the relay over IPv6')
   process.kill(r.pid, 'SIGUSR2')
   const [, statsText] = await r.waitForLine(/^stats (.*)$/, 10_000)
