@@ -49,6 +49,8 @@ t.test('netcheck and endpoints behind cone, symmetric and UDP-blocked NATs; no o
   const text = (await mesh.warren(['netcheck', '--socket', nodes.c1!.socket], { host: lab.node('c1') })).stdout
   t.match(text, /^UDP: +yes$/m, 'the table says UDP works')
   t.match(text, /^NAT: +endpoint-independent/m, 'and names the NAT kind')
+  t.match(text, /^IPv6: +not checked \(the map lists no IPv6 STUN server\)$/m, 'and says IPv6 was not checked: the controller is on IPv4 alone')
+  t.equal(cone.ipv6, undefined)
 
   const sym = await netcheck('s1')
   t.equal(sym.udp, true, 'symmetric: UDP works')

@@ -70,9 +70,9 @@ async function bindSocket (address: string, port: number): Promise<dgram.Socket>
 /**
  * bindSockets binds the IPv4 control socket (on the wanted port if it is free, else any)
  * and, with a mesh IPv6 address, the IPv6 one on the same port. A host without IPv6 (or
- * whose mesh IPv6 address cannot be bound) keeps an IPv4-only port: `onIpv6Failure` hears why.
+ * whose mesh IPv6 address cannot be bound) keeps an IPv4-only port: `onIpv6Unavailable` hears why.
  */
-async function bindSockets (init: SystemSharedPortInit, onIpv6Failure: (e: Error) => void): Promise<{ v4: dgram.Socket, v6?: dgram.Socket }> {
+async function bindSockets (init: SystemSharedPortInit): Promise<{ v4: dgram.Socket, v6?: dgram.Socket }> {
   let v4: dgram.Socket
   try {
     v4 = await bindSocket(init.meshAddress, init.controlPort ?? 0).catch(async () => await bindSocket(init.meshAddress, 0))
@@ -83,7 +83,7 @@ async function bindSockets (init: SystemSharedPortInit, onIpv6Failure: (e: Error
   try {
     return { v4, v6: await bindSocket(init.meshAddress6, v4.address().port) }
   } catch (e) {
-    onIpv6Failure(e as Error)
+    init.onIpv6Unavailable?.(e as Error)
     return { v4 }
   }
 }
@@ -95,7 +95,7 @@ async function bindSockets (init: SystemSharedPortInit, onIpv6Failure: (e: Error
  * port IPv4 only (`onIpv6Unavailable` hears why).
  */
 export async function openSystemSharedPort (init: SystemSharedPortInit): Promise<SystemSharedPort> {
-  const { v4, v6 } = await bindSockets(init, e => init.onIpv6Unavailable?.(e))
+  const { v4, v6 } = await bindSockets(init)
   const sockets = v6 !== undefined ? [v4, v6] : [v4]
   const controlPort = v4.address().port
   const meshAddress6 = v6 !== undefined ? init.meshAddress6 : undefined
@@ -160,8 +160,9 @@ export async function openSystemSharedPort (init: SystemSharedPortInit): Promise
       return () => { handlers[kind].delete(handler) }
     },
     async refresh () {
+      const now = rules()
       const next = egressNow()
-      if (closed || countEgressChanges({ ...rules(), ...next }, rules()) === 0) return false
+      if (closed || countEgressChanges(now, { ...now, ...next }) === 0) return false
       egress = next
       await init.applyRules(rules())
       return true
