@@ -1,6 +1,6 @@
 /**
- * shared-port-rules renders the two stateless rules that let the daemon's control socket
- * share WireGuard's UDP port (measured on this machine: WireGuard keeps its socket and
+ * shared-port-rules renders the two stateless rules (a pair per address family) that let
+ * the daemon's control sockets share WireGuard's UDP port (measured on this machine: WireGuard keeps its socket and
  * never sees these packets; the daemon's packets leave with WireGuard's port, so they
  * travel the same NAT mapping as WireGuard's data):
  *
