@@ -3,8 +3,7 @@ import { join } from 'node:path'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { generateWireGuardKeyPair } from '@warren/protocol'
-import { randomBytes } from 'node:crypto'
-import { netnsSkipReason, createNatLab, createTopology, leaveFromPort, startLabWireGuard, waitFor, RELAY_FIXTURE as FIXTURE, type Host, type ProcessHandle } from '../src/index.js'
+import { netnsSkipReason, createNatLab, createTopology, leaveFromPort, testIpv6Prefix, startLabWireGuard, waitFor, RELAY_FIXTURE as FIXTURE, type Host, type ProcessHandle } from '../src/index.js'
 
 const skip = netnsSkipReason()
 
@@ -106,7 +105,7 @@ t.test('kernel relay: wireguard-go on both nodes (one behind a symmetric NAT) pi
 
 t.test('kernel relay over IPv6: binds from IPv6 addresses, data both ways in the kernel (ip6 rewrites), forwarding put back at stop', { skip, timeout: 180_000 }, async t => {
   const topology = await createTopology(t, { hosts: ['relay', 'a', 'b'] })
-  const prefix = `2001:db8:${randomBytes(2).toString('hex')}`
+  const prefix = testIpv6Prefix()
   const v6 = new Map(topology.hosts.map((h, i) => [h.name, `${prefix}::${i + 1}`]))
   for (const h of topology.hosts) await h.exec(['ip', '-6', 'addr', 'add', `${v6.get(h.name)!}/64`, 'dev', 'eth0', 'nodad'])
   const [relay, a, b] = topology.hosts as [Host, Host, Host]
