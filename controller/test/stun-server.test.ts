@@ -6,9 +6,9 @@ import { startStunServer } from '../src/stun-server.js'
 
 /** The controller's STUN server on loopback: binding answers on both ports, junk ignored, a rate per source. */
 
-async function client (t: { teardown: (fn: () => unknown) => void }): Promise<dgram.Socket> {
-  const s = dgram.createSocket('udp4')
-  await new Promise<void>(resolve => s.bind(0, '127.0.0.1', resolve))
+async function client (t: { teardown: (fn: () => unknown) => void }, host = '127.0.0.1'): Promise<dgram.Socket> {
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4')
+  await new Promise<void>(resolve => s.bind(0, host, resolve))
   t.teardown(() => { s.close() })
   return s
 }
@@ -23,7 +23,7 @@ async function ask (s: dgram.Socket, port: number, count: number, want: number):
       if (got.length >= want) resolve()
     })
   })
-  for (let i = 0; i < count; i++) s.send(encodeStunBindingRequest(randomBytes(12)), port, '127.0.0.1')
+  for (let i = 0; i < count; i++) s.send(encodeStunBindingRequest(randomBytes(12)), port, s.address().address)
   await done
   s.removeAllListeners('message')
   return got
@@ -38,6 +38,15 @@ t.test('answers a binding request on both ports with the source it came from', a
   s.send(Buffer.from('not stun at all, but long enough to parse'), stun.ports[0], '127.0.0.1')
   t.same(await ask(s, stun.ports[0], 1, 1), [me], 'junk is ignored, the next request answered')
   t.same(stun.stats(), { answered: 3, limited: 0 })
+})
+
+t.test('listening on :: it answers over IPv6 with the IPv6 source, and over IPv4 with the plain IPv4 one', async t => {
+  const stun = await startStunServer({ host: '::', port: 0 })
+  t.teardown(stun.close)
+  const s6 = await client(t, '::1')
+  t.same(await ask(s6, stun.ports[0], 1, 1), [{ address: '::1', port: s6.address().port }])
+  const s4 = await client(t)
+  t.same(await ask(s4, stun.ports[1], 1, 1), [{ address: '127.0.0.1', port: s4.address().port }], 'not ::ffff:127.0.0.1')
 })
 
 t.test('limits answers per source address', async t => {

@@ -98,6 +98,17 @@ const WG_PORT_PAYLOADS: Uint8Array[] = [
   Uint8Array.of(1, 1, 0, 0)
 ]
 
+/** misrouted lists the WireGuard-port payloads that `sharedin` sends elsewhere than classifyWgPortPacket says. */
+function misrouted (held: SharedPortRules | undefined, v6: boolean): string[] {
+  const wrong: string[] = []
+  for (const payload of WG_PORT_PAYLOADS) {
+    const want = ['stun', 'control'].includes(classifyWgPortPacket(payload)) ? 'control' : 'untouched'
+    const got = traceSharedIn(held, { dport: 41641, payload, v6 })
+    if ((got === 'untouched' ? 'untouched' : got.to) !== want) wrong.push(`${Buffer.from(payload).toString('hex')}: ${JSON.stringify(got)}, want ${want}`)
+  }
+  return wrong
+}
+
 /** firewallContract runs the contract's cases as subtests of `t`. */
 export function firewallContract (t: Test, factory: FirewallFactory): void {
   t.test('shared-port rules: only STUN answers and control packets go to the control socket; its packets leave from the WireGuard port', async t => {
@@ -106,13 +117,7 @@ export function firewallContract (t: Test, factory: FirewallFactory): void {
     await fw.firewall.set(FILTER, { ...ctx, sharedPort: SHARED })
     const held = await fw.sharedPort()
     t.same(held, SHARED, 'the rules read back as set')
-    const wrong: string[] = []
-    for (const payload of WG_PORT_PAYLOADS) {
-      const want = ['stun', 'control'].includes(classifyWgPortPacket(payload)) ? 'control' : 'untouched'
-      const got = traceSharedIn(held, { dport: 41641, payload })
-      if ((got === 'untouched' ? 'untouched' : got.to) !== want) wrong.push(`${Buffer.from(payload).toString('hex')}: ${JSON.stringify(got)}, want ${want}`)
-    }
-    t.same(wrong, [], 'the rules tell packets apart as classifyWgPortPacket does')
+    t.same(misrouted(held, false), [], 'the rules tell packets apart as classifyWgPortPacket does')
     t.same(traceSharedIn(held, { dport: 41641, payload: WG_PORT_PAYLOADS[4]! }), { to: 'control', address: '100.64.0.5', port: 40000 })
     t.equal(traceSharedIn(held, { dport: 41642, payload: WG_PORT_PAYLOADS[4]! }), 'untouched', 'another port is untouched')
     t.same(traceSharedOut(held, { saddr: '100.64.0.5', sport: 40000, oif: 'eth0' }), { saddr: '10.9.0.1', sport: 41641 }, 'the control socket sends from the WireGuard port')
@@ -137,6 +142,34 @@ export function firewallContract (t: Test, factory: FirewallFactory): void {
     await fw.firewall.set(FILTER, ctx)
     t.equal(await fw.sharedPort(), undefined, 'rules left out of the context are removed')
     await expectPasses(t, fw, FILTER)
+  })
+
+  t.test('shared-port rules for IPv6 too: the same port, their own egress map', async t => {
+    const fw = await factory(t)
+    await fw.firewall.up()
+    const dual: SharedPortRules = { ...SHARED, controlAddress6: 'fd7a:115c:a1e0::5', egress6: { eth0: '2001:db8::1' } }
+    await fw.firewall.set(FILTER, { ...ctx, sharedPort: dual })
+    const held = await fw.sharedPort()
+    t.same(held, dual, 'the rules read back as set')
+    t.same(misrouted(held, true), [], 'over IPv6 the rules tell packets apart as classifyWgPortPacket does: no WireGuard message matches')
+    t.same(traceSharedIn(held, { dport: 41641, payload: WG_PORT_PAYLOADS[4]!, v6: true }), { to: 'control', address: 'fd7a:115c:a1e0::5', port: 40000 }, 'IPv6 goes to the IPv6 socket')
+    t.same(traceSharedIn(held, { dport: 41641, payload: WG_PORT_PAYLOADS[4]! }), { to: 'control', address: '100.64.0.5', port: 40000 }, 'IPv4 still to the IPv4 one')
+    t.same(traceSharedOut(held, { saddr: 'fd7a:115c:a1e0::5', sport: 40000, oif: 'eth0' }), { saddr: '2001:db8::1', sport: 41641 }, 'the IPv6 socket sends from the WireGuard port with the interface\'s IPv6 address')
+    t.equal(traceSharedOut(held, { saddr: 'fd7a:115c:a1e0::5', sport: 40000, oif: IF }), 'drop', 'never by the mesh')
+    t.equal(traceSharedIn(SHARED, { dport: 41641, payload: WG_PORT_PAYLOADS[4]!, v6: true }), 'untouched', 'without IPv6 rules IPv6 packets are untouched')
+
+    const moved = { ...dual, egress6: { eth0: '2001:db8::2', eth1: 'fd00::1' } }
+    await fw.firewall.set(FILTER, { ...ctx, sharedPort: moved })
+    t.match(fw.lastApply(), { kind: 'elements', elements: 2 }, 'changed and added IPv6 egress addresses are element updates')
+    t.same(await fw.sharedPort(), moved)
+    await expectPasses(t, fw, FILTER)
+    await fw.firewall.set(FILTER, { ...ctx, sharedPort: SHARED })
+    t.equal(fw.lastApply()?.kind, 'rebuild', 'dropping the IPv6 rules rebuilds the table')
+    t.same(await fw.sharedPort(), SHARED)
+    await t.rejects(fw.firewall.set(FILTER, { ...ctx, sharedPort: { ...dual, controlAddress6: '100.64.0.5' } }), { code: 'bad_firewall_config', message: /controlAddress6/ }, 'an IPv4 control address for IPv6 is refused')
+    await t.rejects(fw.firewall.set(FILTER, { ...ctx, sharedPort: { ...dual, egress6: { eth0: '10.0.0.1' } } }), { code: 'bad_firewall_config', message: /egress6.eth0/ }, 'an IPv4 egress address for IPv6 is refused')
+    await t.rejects(fw.firewall.set(FILTER, { ...ctx, sharedPort: { ...SHARED, egress6: {} } }), { code: 'bad_firewall_config', message: /go together/ }, 'egress6 without controlAddress6 is refused')
+    t.same(await fw.sharedPort(), SHARED, 'a refused change changes nothing')
   })
 
   t.test('a filter applied is what passes: every probe as filterAllows says', async t => {

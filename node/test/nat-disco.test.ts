@@ -36,6 +36,23 @@ t.test('a ping to a peer is answered with a pong that says where the ping came f
   db.close()
 })
 
+t.test('over IPv6 a pong names the ping\'s IPv6 source', async t => {
+  const wire = createFakeWire()
+  const a = generateWireGuardKeyPair()
+  const b = generateWireGuardKeyPair()
+  const da = createDisco({ port: wire.port('2001:db8::1', 41641), privateKey: a.privateKey })
+  const db = createDisco({ port: wire.port('2001:db8::2', 41642), privateKey: b.privateKey })
+  da.setPeers([b.publicKey])
+  db.setPeers([a.publicKey])
+  const pongs: DiscoPong[] = []
+  da.onPong(p => pongs.push(p))
+  const txid = da.ping(b.publicKey, { address: '2001:db8::2', port: 41642 })
+  await settle()
+  t.same(pongs, [{ peerKey: b.publicKey, txid, from: { address: '2001:db8::2', port: 41642 }, src: { address: '2001:db8::1', port: 41641 } }])
+  da.close()
+  db.close()
+})
+
 t.test('probes from keys that are not peers, and replays, get no answer', async t => {
   const { a, b, pa, pb, da, db } = pair()
   da.setPeers([b.publicKey])

@@ -93,6 +93,18 @@ t.test('probing sends TTL-limited probes to every candidate first, then full pin
   t.equal(s.changes, 1)
 })
 
+t.test('IPv6 candidates are probed like IPv4 ones; an IPv6 pong makes an IPv6 direct path', async t => {
+  const s = sim()
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641', '[2001:db8::2]:41641'] }])
+  s.answer(to => to === '2001:db8::2:41641' ? 10 : undefined)
+  s.run(DEFAULT_PATH_TIMINGS.punchDelayMs + 100)
+  t.ok(s.sent.some(x => x.to === '2001:db8::2:41641' && x.ttl === undefined), 'full pings to the IPv6 address, without brackets')
+  t.same(s.m.path(PEER), { kind: 'direct', endpoint: '[2001:db8::2]:41641', latencyMs: 10 }, 'WireGuard gets the endpoint in [v6]:port form')
+  s.m.handlePing(PEER, { address: '2001:db8::3', port: 5000 })
+  s.run(s.now)
+  t.ok(s.sent.some(x => x.to === '2001:db8::3:5000' && x.ttl === undefined), 'a ping from a new IPv6 address is pinged back at once')
+})
+
 t.test('with no direct path a relay is used at once: the UDP relay when it has an endpoint, else TLS', async t => {
   const udp = createFakeUdpRelayClient()
   const tls = createFakeTlsRelayClient()

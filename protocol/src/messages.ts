@@ -786,18 +786,31 @@ export const LocalNetcheckServer = Obj({
 })
 export type LocalNetcheckServer = Static<typeof LocalNetcheckServer>
 
+/** LocalNetcheckFamily is what the STUN servers of one address family said of the WireGuard port (LocalNetcheck.ipv6). */
+export const LocalNetcheckFamily = Obj({
+  /** whether any server of the family answered: UDP over it leaves and comes back */
+  udp: Type.Boolean(),
+  /** the distinct mappings the servers saw (over IPv6 with no NAT: the host's own address) */
+  mappings: Type.Array(Endpoint, { maxItems: 16 }),
+  /** as LocalNetcheck's, over the family's servers */
+  endpointIndependent: Type.Optional(Type.Boolean())
+})
+export type LocalNetcheckFamily = Static<typeof LocalNetcheckFamily>
+
 /** LocalNetcheck is `warren netcheck`: how this node's WireGuard port reaches the Internet. */
 export const LocalNetcheck = Obj({
-  /** whether any STUN server answered: UDP leaves and comes back */
+  /** whether any IPv4 STUN server answered: UDP leaves and comes back */
   udp: Type.Boolean(),
-  /** the distinct public mappings of the WireGuard port the servers saw */
+  /** the distinct public IPv4 mappings of the WireGuard port the servers saw */
   mappings: Type.Array(Endpoint, { maxItems: 16 }),
   /**
-   * true when two or more servers saw the same mapping (peers can reach it: endpoint-
+   * true when two or more IPv4 servers saw the same mapping (peers can reach it: endpoint-
    * independent), false when they saw different ones (symmetric NAT: a relay is needed),
    * absent when fewer than two answered
    */
   endpointIndependent: Type.Optional(Type.Boolean()),
+  /** the same over IPv6, when the map lists IPv6 STUN servers (or names with IPv6 addresses) */
+  ipv6: Type.Optional(LocalNetcheckFamily),
   wgPort: Type.Integer({ minimum: 0, maximum: 65535 }),
   servers: Type.Array(LocalNetcheckServer, { maxItems: 16 }),
   checkedAt: Timestamp

@@ -6,6 +6,7 @@ export interface FakeSysctls extends Sysctls {
 }
 
 export function createFakeSysctls (initial: Record<string, string> = {}, interfaces = ['all', 'default', 'lo', 'eth0']): FakeSysctls {
+  // the same interfaces under net/ipv4/conf and net/ipv6/conf
   const values = new Map(Object.entries(initial))
   return {
     values,

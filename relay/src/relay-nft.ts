@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { CONTROL_MAGIC_U32 } from '@warren/protocol'
 
 /**
@@ -10,7 +11,11 @@ import { CONTROL_MAGIC_U32 } from '@warren/protocol'
  *   A -> relay:PA   becomes   relay:PB -> B
  *
  * where PA and PB are the pair's two ports and B is the address the other node's bind
- * came from. Only UDP to allocated ports enters the `allocated` chain. Control packets
+ * came from. IPv4 forwards live in `bound`/`peer_addr`, IPv6 ones in `bound6`/`peer_addr6`
+ * with the same rewrite in `ip6` words (measured here: with IPv6 forwarding on, the kernel
+ * forwards the rewritten packet; IPv6 has no martian-source check to relax). Both sides
+ * of a pair are of one family: nft cannot rewrite IPv4 into IPv6. Only UDP to allocated
+ * ports enters the `allocated` chain. Control packets
  * (Warren's magic, which WireGuard can never start with) there go on to the relay process; anything else to an allocated port that is
  * not bound yet is dropped, so the relay process never receives a data packet.
  */
@@ -38,8 +43,10 @@ export function renderRelayTable (): string {
     `table ${t} {`,
     '  set ports { type inet_service; }',
     '  set bound { type inet_service; }',
+    '  set bound6 { type inet_service; }',
     '  map out_port { type inet_service : inet_service; }',
     '  map peer_addr { type inet_service : ipv4_addr; }',
+    '  map peer_addr6 { type inet_service : ipv6_addr; }',
     '  map peer_port { type inet_service : inet_service; }',
     '  chain prerouting {',
     '    type filter hook prerouting priority raw - 10; policy accept;',
@@ -48,11 +55,17 @@ export function renderRelayTable (): string {
     '  chain allocated {',
     `    @th,64,32 0x${CONTROL_MAGIC_U32.toString(16)} return`,
     '    udp dport @bound notrack ip saddr set ip daddr udp sport set udp dport map @out_port ip daddr set udp dport map @peer_addr udp dport set udp dport map @peer_port accept',
+    '    udp dport @bound6 notrack ip6 saddr set ip6 daddr udp sport set udp dport map @out_port ip6 daddr set udp dport map @peer_addr6 udp dport set udp dport map @peer_port accept',
     '    drop',
     '  }',
     '}',
     ''
   ].join('\n')
+}
+
+/** isIpv6Forward says whether a forward goes to an IPv6 address (its elements live in the IPv6 set and map). */
+export function isIpv6Forward (f: Forward): boolean {
+  return isIP(f.to.address) === 6
 }
 
 /** renderDeleteTable removes the relay's table. */
@@ -81,16 +94,22 @@ export function renderElements (c: RelayElementChange, installed: (port: number)
   const add = (set: string, elems: string[]): void => { if (elems.length > 0) lines.push(`add element ${t} ${set} { ${elems.join(', ')} }`) }
   const replaced = (c.setForwards ?? []).map(f => installed(f.port)).filter((f): f is Forward => f !== undefined)
   const gone = [...(c.removeForwards ?? []), ...replaced]
-  del('bound', gone.map(f => String(f.port)))
+  const v4 = (fs: Forward[]): Forward[] => fs.filter(f => !isIpv6Forward(f))
+  const v6 = (fs: Forward[]): Forward[] => fs.filter(isIpv6Forward)
+  del('bound', v4(gone).map(f => String(f.port)))
+  del('bound6', v6(gone).map(f => String(f.port)))
   del('out_port', gone.map(f => `${f.port} : ${f.outPort}`))
-  del('peer_addr', gone.map(f => `${f.port} : ${f.to.address}`))
+  del('peer_addr', v4(gone).map(f => `${f.port} : ${f.to.address}`))
+  del('peer_addr6', v6(gone).map(f => `${f.port} : ${f.to.address}`))
   del('peer_port', gone.map(f => `${f.port} : ${f.to.port}`))
   del('ports', (c.removePorts ?? []).map(String))
   add('ports', (c.addPorts ?? []).map(String))
   const set = c.setForwards ?? []
   add('out_port', set.map(f => `${f.port} : ${f.outPort}`))
-  add('peer_addr', set.map(f => `${f.port} : ${f.to.address}`))
+  add('peer_addr', v4(set).map(f => `${f.port} : ${f.to.address}`))
+  add('peer_addr6', v6(set).map(f => `${f.port} : ${f.to.address}`))
   add('peer_port', set.map(f => `${f.port} : ${f.to.port}`))
-  add('bound', set.map(f => String(f.port)))
+  add('bound', v4(set).map(f => String(f.port)))
+  add('bound6', v6(set).map(f => String(f.port)))
   return lines.length === 0 ? '' : lines.join('\n') + '\n'
 }

@@ -1,4 +1,5 @@
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram'
+import { isIP } from 'node:net'
 import {
   openRelayBind, encodeRelayBindAck, createReplayWindow, newAllocationId, isAllocationId, decodeControl, ControlKind,
   parseStunBindingRequest, encodeStunBindingResponse, createSerialQueue, formatHostPort, isWireGuardKey
@@ -22,7 +23,10 @@ export interface PortRange { first: number, last: number }
 
 export interface UdpRelayOptions {
   key: RelayKeyPair
-  /** address of the control port (STUN); default 0.0.0.0 */
+  /**
+   * address of the control port (STUN) and the allocated ports; default 0.0.0.0, or `::`
+   * (IPv4 and IPv6) when publicHost is an IPv6 address
+   */
   listenHost?: string
   /** the control port; 0 picks a free one */
   port: number
@@ -72,7 +76,8 @@ export interface RelayStats {
   binds: number
   acks: number
   stun: number
-  refused: Record<'malformed' | 'unsealed' | 'wrong_side' | 'stale' | 'replay' | 'rate' | 'expired' | 'ipv6', number>
+  /** `family`: a bind over the other IP family than the pair's other side is bound by (nft cannot forward between them) */
+  refused: Record<'malformed' | 'unsealed' | 'wrong_side' | 'stale' | 'replay' | 'rate' | 'expired' | 'family', number>
   dataPackets: number
 }
 
@@ -114,7 +119,7 @@ interface Live {
 }
 
 async function bindUdp (host: string, port: number): Promise<Socket> {
-  const s = createSocket({ type: 'udp4' })
+  const s = createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' })
   await new Promise<void>((resolve, reject) => {
     s.once('error', reject)
     s.bind(port, host, () => { s.off('error', reject); resolve() })
@@ -134,7 +139,7 @@ const unmapped = (a: string): string => a.startsWith('::ffff:') ? a.slice(7) : a
  * control port and returns the running relay.
  */
 export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
-  const host = opts.listenHost ?? '0.0.0.0'
+  const host = opts.listenHost ?? (isIP(opts.publicHost ?? '') === 6 ? '::' : '0.0.0.0')
   const publicHost = opts.publicHost ?? host
   const range = opts.portRange ?? DEFAULT_RANGE
   if (!(range.first >= 1 && range.last <= 65535 && range.first + 1 <= range.last)) {
@@ -150,13 +155,13 @@ export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
   const boundHandlers = new Set<(a: Allocation, side: number) => void>()
   const stats: RelayStats = {
     allocations: 0, binds: 0, acks: 0, stun: 0, dataPackets: 0,
-    refused: { malformed: 0, unsealed: 0, wrong_side: 0, stale: 0, replay: 0, rate: 0, expired: 0, ipv6: 0 }
+    refused: { malformed: 0, unsealed: 0, wrong_side: 0, stale: 0, replay: 0, rate: 0, expired: 0, family: 0 }
   }
 
   let restoreSysctls: SysctlRestore = async () => {}
   if (opts.sysctls !== false) {
     const s = opts.sysctls ?? procSysctls
-    restoreSysctls = await applySysctls(s, await relaySysctlPlan(s))
+    restoreSysctls = await applySysctls(s, await relaySysctlPlan(s, { ipv6: isIP(host) === 6 }))
   }
   let control: Socket
   try {
@@ -213,7 +218,8 @@ export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
     const verdict = replay.check(b.nonce, b.timestampMs)
     if (verdict !== 'ok') return refuse(verdict, l, side, from)
     const address = unmapped(from.address)
-    if (address.includes(':')) return refuse('ipv6', l, side, from)
+    const otherBound = l.a.sides[1 - side]!.bound
+    if (otherBound !== undefined && isIP(otherBound.address) !== isIP(address)) return refuse('family', l, side, from)
     stats.binds++
     void queue.run(async () => {
       if (live.get(l.a.id) !== l) return

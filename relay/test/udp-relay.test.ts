@@ -12,9 +12,9 @@ const relayKey = generateWireGuardKeyPair()
 const a = generateWireGuardKeyPair()
 const b = generateWireGuardKeyPair()
 
-async function udp (): Promise<Socket> {
-  const s = createSocket('udp4')
-  s.bind(0, '127.0.0.1')
+async function udp (host = '127.0.0.1'): Promise<Socket> {
+  const s = createSocket(host.includes(':') ? 'udp6' : 'udp4')
+  s.bind(0, host)
   await once(s, 'listening')
   return s
 }
@@ -43,7 +43,7 @@ async function bindFrom (s: Socket, port: number, packet: Uint8Array, node: Wire
     }
     s.on('message', on)
   })
-  s.send(packet, port, '127.0.0.1')
+  s.send(packet, port, s.address().family === 'IPv6' ? '::1' : '127.0.0.1')
   return await got
 }
 
@@ -93,6 +93,29 @@ t.test('binds from both sides install the forwards both ways and are acked with 
   t.equal(relay.allocations().length, 0)
 })
 
+t.test('IPv6: a relay listening on :: takes IPv6 binds and forwards to IPv6; a pair is of one family', async t => {
+  const { relay, fw } = await start(t, { listenHost: '::' })
+  const stun = await udp('::1')
+  t.teardown(() => stun.close())
+  stun.send(encodeStunBindingRequest(new Uint8Array(12).fill(7)), relay.port, '::1')
+  const [msg] = await once(stun, 'message') as [Buffer]
+  t.same(parseStunBindingResponse(msg)?.mapped, { address: '::1', port: stun.address().port }, 'STUN over IPv6 names the IPv6 source')
+
+  const alloc = await relay.allocate({ nodeKeys: [a.publicKey, b.publicKey], expiresAt: Date.now() + 60_000 })
+  const [pa, pb] = alloc.sides.map(s => s.port) as [number, number]
+  const sa = await udp('::1')
+  const sb4 = await udp()
+  const sb = await udp('::1')
+  t.teardown(() => { sa.close(); sb4.close(); sb.close() })
+  t.same((await bindFrom(sa, pa, bindPacket(a, alloc.id), a))?.observed, { address: '::1', port: sa.address().port }, 'A binds over IPv6')
+  t.equal(await bindFrom(sb4, pb, bindPacket(b, alloc.id), b, 300), undefined, 'B over IPv4 is refused: the kernel cannot forward between families')
+  t.equal(relay.stats().refused.family, 1)
+  t.equal(fw.forward(pa), undefined)
+  t.ok(await bindFrom(sb, pb, bindPacket(b, alloc.id), b), 'B over IPv6 is taken')
+  t.same(fw.forward(pa), { port: pa, outPort: pb, to: { address: '::1', port: sb.address().port } }, 'forwards to IPv6 addresses, both ways')
+  t.same(fw.forward(pb), { port: pb, outPort: pa, to: { address: '::1', port: sa.address().port } })
+})
+
 t.test('binds are refused: wrong node, wrong side, other allocation, replayed, stale, expired, over the rate', async t => {
   const { relay, fw } = await start(t, { bindRate: { burst: 4, perSecond: 0.001 } })
   const alloc = await relay.allocate({ nodeKeys: [a.publicKey, b.publicKey], expiresAt: Date.now() + 60_000 })
@@ -110,7 +133,7 @@ t.test('binds are refused: wrong node, wrong side, other allocation, replayed, s
   t.equal(await bindFrom(s, pa, good, a, 300), undefined, 'the same bind replayed')
   t.equal(await bindFrom(s, pa, bindPacket(a, alloc.id), a, 300), undefined, 'over the rate limit')
   const st = relay.stats()
-  t.same(st.refused, { malformed: 0, unsealed: 0, wrong_side: 3, stale: 1, replay: 1, rate: 1, expired: 0, ipv6: 0 })
+  t.same(st.refused, { malformed: 0, unsealed: 0, wrong_side: 3, stale: 1, replay: 1, rate: 1, expired: 0, family: 0 })
   t.equal(st.binds, 1)
   t.equal(fw.forward(pa), undefined)
 
@@ -161,4 +184,33 @@ t.test('nft text: table with the allocated chain; element changes replace a forw
     'add element inet warren_relay bound { 40001 }',
     ''
   ].join('\n'))
+  t.match(table, /udp dport @bound6 notrack ip6 saddr set ip6 daddr .* ip6 daddr set udp dport map @peer_addr6 /, 'the IPv6 forward rule')
+  const moved6 = { ...old, to: { address: '2001:db8::9', port: 2000 } }
+  t.equal(renderElements({ setForwards: [moved6] }, p => p === 40001 ? old : undefined), [
+    'delete element inet warren_relay bound { 40001 }',
+    'delete element inet warren_relay out_port { 40001 : 40002 }',
+    'delete element inet warren_relay peer_addr { 40001 : 10.0.0.1 }',
+    'delete element inet warren_relay peer_port { 40001 : 1000 }',
+    'add element inet warren_relay out_port { 40001 : 40002 }',
+    'add element inet warren_relay peer_addr6 { 40001 : 2001:db8::9 }',
+    'add element inet warren_relay peer_port { 40001 : 2000 }',
+    'add element inet warren_relay bound6 { 40001 }',
+    ''
+  ].join('\n'), 'a forward that moves to IPv6 leaves the IPv4 set and map for the IPv6 ones')
+})
+
+t.test('sysctls for IPv6: forwarding on, router advertisements still taken; put back at close', async t => {
+  const sysctls = createFakeSysctls({ 'net/ipv6/conf/all/forwarding': '0', 'net/ipv6/conf/eth0/accept_ra': '1', 'net/ipv6/conf/lo/accept_ra': '0' })
+  const relay = await startUdpRelay({ key: relayKey, port: 0, listenHost: '::1', firewall: createFakeRelayFirewall(), sysctls })
+  t.equal(sysctls.values.get('net/ipv6/conf/all/forwarding'), '1')
+  t.equal(sysctls.values.get('net/ipv6/conf/eth0/accept_ra'), '2', 'an interface that took router advertisements still does (2: also when forwarding)')
+  t.equal(sysctls.values.get('net/ipv6/conf/lo/accept_ra'), '0', 'one that did not is left alone')
+  await relay.close()
+  t.equal(sysctls.values.get('net/ipv6/conf/all/forwarding'), '0')
+  t.equal(sysctls.values.get('net/ipv6/conf/eth0/accept_ra'), '1')
+
+  const v4 = createFakeSysctls({ 'net/ipv6/conf/all/forwarding': '0' })
+  const relay4 = await startUdpRelay({ key: relayKey, port: 0, listenHost: '127.0.0.1', firewall: createFakeRelayFirewall(), sysctls: v4 })
+  t.teardown(() => relay4.close())
+  t.equal(v4.values.get('net/ipv6/conf/all/forwarding'), '0', 'a relay on IPv4 alone leaves IPv6 forwarding as it was')
 })

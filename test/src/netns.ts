@@ -76,6 +76,15 @@ export interface TopologyOptions {
   hosts: number | string[]
 }
 
+/**
+ * testIpv6Prefix gives a random /48 of the documentation range (2001:db8::/32) as its
+ * first three groups, written as the kernel and `ss` print them (no leading zeros), for
+ * tests that put IPv6 addresses on a topology's interfaces.
+ */
+export function testIpv6Prefix (): string {
+  return `2001:db8:${(0x1000 + randomBytes(2).readUInt16BE(0) % 0xf000).toString(16)}`
+}
+
 /** BACKBONE is the network every host joins unless told otherwise. */
 export const BACKBONE = 'backbone'
 

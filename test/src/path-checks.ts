@@ -78,6 +78,11 @@ async function wgEndpoints (n: MeshNode, other: MeshNode, endpoint: string): Pro
   }, { timeoutMs: 30_000, message: `${n.name}'s WireGuard endpoint for ${other.name} to be ${endpoint}` })
 }
 
+/** hostPortPattern matches `host:PORT` for a host as given (`[v6]` in brackets), any port. */
+function hostPortPattern (host: string): RegExp {
+  return new RegExp(`^${host.replace(/[.[\]]/g, '\\$&')}:\\d+$`)
+}
+
 /**
  * checkRelayed waits until `n` reaches `other` through a relay of `kind` whose endpoint
  * (what WireGuard sends to) is on `endpointHost`: the relay's address for the kernel UDP
@@ -86,7 +91,7 @@ async function wgEndpoints (n: MeshNode, other: MeshNode, endpoint: string): Pro
  */
 export async function checkRelayed (t: Asserts, n: MeshNode, other: MeshNode, kind: Exclude<PathKind, 'direct'>, endpointHost: string, relayId = 'controller'): Promise<NonNullable<LocalPeerStatus['path']>> {
   const path = await waitForPath(n, other, kind)
-  t.match(path.endpoint, new RegExp(`^${endpointHost.replaceAll('.', '\\.')}:\\d+$`), `${n.name} reaches ${other.name} through the ${kind} at ${endpointHost}`)
+  t.match(path.endpoint, hostPortPattern(endpointHost), `${n.name} reaches ${other.name} through the ${kind} at ${endpointHost}`)
   t.equal(path.relay, relayId, relayId === 'controller' ? 'the controller\'s embedded relay' : `relay '${relayId}'`)
   t.match(await wgEndpoints(n, other, path.endpoint), `${other.wgKey}\t${path.endpoint}`, `WireGuard's endpoint for ${other.name} is the ${kind}'s`)
   return path
@@ -113,7 +118,7 @@ export async function checkStream (a: MeshNode, b: MeshNode, port: number): Prom
 /** checkPathInUse: WireGuard sends to the chosen endpoint, and status says so in text and JSON. */
 export async function checkPathInUse (t: Asserts, mesh: Mesh, n: MeshNode, other: MeshNode, want: string): Promise<void> {
   const path = await waitForPath(n, other, 'direct')
-  t.match(path.endpoint, new RegExp(`^${want.replaceAll('.', '\\.')}:\\d+$`), `${n.name} reaches ${other.name} directly at ${want}`)
+  t.match(path.endpoint, hostPortPattern(want), `${n.name} reaches ${other.name} directly at ${want}`)
   t.type(path.latencyMs, 'number', 'with a measured latency')
   t.match(await wgEndpoints(n, other, path.endpoint), `${other.wgKey}\t${path.endpoint}`, 'WireGuard\'s endpoint for the peer is the chosen one')
   const json = JSON.parse((await mesh.warren(['status', '--socket', n.socket, '--json'])).stdout) as { peers: LocalPeerStatus[] }

@@ -2,12 +2,12 @@
  * relay-fixture runs one side of a kernel-relay test inside a network namespace, since a
  * process's sockets live in the namespace it started in:
  *
- *   relay-fixture.js relay --key-file F --pair KEY_A,KEY_B ...
- *     starts the relay (real nftables and sysctls), allocates one pair per --pair and
+ *   relay-fixture.js relay --key-file F --pair KEY_A,KEY_B ... [--listen HOST]
+ *     starts the relay (real nftables and sysctls; on HOST, `::` for IPv6 too), allocates one pair per --pair and
  *     prints `allocated ID PORT_A PORT_B`; SIGUSR1 releases every allocation and prints
  *     `released`; SIGUSR2 prints `stats JSON`.
  *   relay-fixture.js peer --key PRIV --relay-key PUB --relay HOST:PORT --allocation ID
- *     stands in for a node's WireGuard port: one UDP socket binds (sealed bind, prints
+ *     stands in for a node's WireGuard port (HOST may be `[IPv6]`): one UDP socket binds (sealed bind, prints
  *     `bound ADDRESS:PORT` on the ack), then sends a WireGuard-shaped packet (type 4,
  *     three zero bytes, a sequence number) every 20 ms, printing `sent N` every 10th, and
  *     prints `recv N` for each such packet it gets.
@@ -21,19 +21,20 @@
  *     packet every 100 ms. Prints `swarm bound N` when all N are bound, nothing per packet.
  */
 import { createSocket } from 'node:dgram'
+import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 import { readFile } from 'node:fs/promises'
 import {
-  encodeRelayBind, openRelayBindAck, wireGuardPublicKey, parseHostPort, classifyWgPortPacket
+  encodeRelayBind, openRelayBindAck, wireGuardPublicKey, parseHostPort, formatHostPort, classifyWgPortPacket
 } from '@warren/protocol'
 import { startUdpRelay, loadOrCreateRelayKey } from '@warren/relay'
 
 const say = (line: string): void => { process.stdout.write(`${line}\n`) }
 
 async function relay (args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { 'key-file': { type: 'string' }, pair: { type: 'string', multiple: true }, port: { type: 'string', default: '3479' } } })
+  const { values } = parseArgs({ args, options: { 'key-file': { type: 'string' }, pair: { type: 'string', multiple: true }, port: { type: 'string', default: '3479' }, listen: { type: 'string' } } })
   const key = await loadOrCreateRelayKey(values['key-file']!)
-  const r = await startUdpRelay({ key, port: Number(values.port), portRange: { first: 41000, last: 41999 } })
+  const r = await startUdpRelay({ key, port: Number(values.port), portRange: { first: 41000, last: 41999 }, ...(values.listen !== undefined ? { listenHost: values.listen } : {}) })
   say(`relay ${key.publicKey} ${r.port}`)
   for (const pair of values.pair ?? []) {
     const [ka, kb] = pair.split(',') as [string, string]
@@ -55,7 +56,7 @@ async function peer (args: string[]): Promise<void> {
   const priv = values.key!
   const pub = wireGuardPublicKey(priv)
   const to = parseHostPort(values.relay!, '--relay')
-  const s = createSocket('udp4')
+  const s = createSocket(isIP(to.host) === 6 ? 'udp6' : 'udp4')
   await new Promise<void>(resolve => s.bind(0, () => resolve()))
   let bound = false
   let seq = 0
@@ -65,7 +66,7 @@ async function peer (args: string[]): Promise<void> {
       const ack = openRelayBindAck(msg, values['relay-key']!, priv)
       if (ack !== undefined && !bound) {
         bound = true
-        say(`bound ${ack.observed.address}:${ack.observed.port}`)
+        say(`bound ${formatHostPort(ack.observed.address, ack.observed.port)}`)
       }
     } else if (kind === 'wireguard' && msg.length >= 8) {
       say(`recv ${msg.readUInt32BE(4)}`)

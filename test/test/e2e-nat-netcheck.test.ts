@@ -10,10 +10,13 @@ import { createMesh, createNatLab, netnsSkipReason, waitFor, type Host, type Mes
 
 const skip = netnsSkipReason()
 
-/** meshOrLoopback says whether a listening address is loopback, the mesh, or MagicDNS's (inside the mesh range). */
-function meshOrLoopback (addr: string): boolean {
+/**
+ * meshOrLoopback says whether a listening address is loopback, the mesh (the IPv4 range, or
+ * the node's own mesh IPv6 address: the controller picks the ULA), or MagicDNS's.
+ */
+function meshOrLoopback (addr: string, meshIpv6: string): boolean {
   const a = addr.replace(/^\[|\]$/g, '').replace(/%.*$/, '')
-  return /^127\./.test(a) || a === '::1' || /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(a) || /^fd7a:/i.test(a)
+  return /^127\./.test(a) || a === '::1' || /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(a) || /^fd7a:/i.test(a) || a === meshIpv6
 }
 
 /** listeners reads `ss -lnH` (udp or tcp) in a host's namespace as [address, port] pairs. */
@@ -49,6 +52,8 @@ t.test('netcheck and endpoints behind cone, symmetric and UDP-blocked NATs; no o
   const text = (await mesh.warren(['netcheck', '--socket', nodes.c1!.socket], { host: lab.node('c1') })).stdout
   t.match(text, /^UDP: +yes$/m, 'the table says UDP works')
   t.match(text, /^NAT: +endpoint-independent/m, 'and names the NAT kind')
+  t.match(text, /^IPv6: +not checked \(the map lists no IPv6 STUN server\)$/m, 'and says IPv6 was not checked: the controller is on IPv4 alone')
+  t.equal(cone.ipv6, undefined)
 
   const sym = await netcheck('s1')
   t.equal(sym.udp, true, 'symmetric: UDP works')
@@ -72,9 +77,9 @@ t.test('netcheck and endpoints behind cone, symmetric and UDP-blocked NATs; no o
   for (const name of ['c1', 's1', 'u1']) {
     const host = lab.node(name)
     const port = await wgPort(name).catch(() => 41641)
-    const udp = (await listeners(host, 'u')).filter(([a, p]) => !meshOrLoopback(a) && p !== port)
+    const udp = (await listeners(host, 'u')).filter(([a, p]) => !meshOrLoopback(a, nodes[name]!.ipv6) && p !== port)
     t.same(udp, [], `${name}: no UDP port outside the mesh and loopback but WireGuard's (${port})`)
-    const tcp = (await listeners(host, 't')).filter(([a]) => !meshOrLoopback(a))
+    const tcp = (await listeners(host, 't')).filter(([a]) => !meshOrLoopback(a, nodes[name]!.ipv6))
     t.same(tcp, [], `${name}: no TCP listener outside the mesh and loopback`)
   }
 })

@@ -52,13 +52,17 @@ export function localEndpoints (init: EndpointsInit): string[] {
 }
 
 /**
- * egressAddresses maps each non-mesh interface with an IPv4 address to its first one: the
- * source address the shared-port rules give the control socket's packets leaving by it.
+ * egressAddresses maps each non-mesh interface with an address of the family to one of
+ * them: the source address the shared-port rules give the control socket's packets
+ * leaving by it. IPv4: the first. IPv6: the first global one, else the first ULA, so
+ * that a probe to a global address comes from one its answer can reach.
  */
-export function egressAddresses (init: Omit<EndpointsInit, 'listenPort'>): Record<string, string> {
+export function egressAddresses (init: Omit<EndpointsInit, 'listenPort'>, family: 4 | 6 = 4): Record<string, string> {
   const out: Record<string, string> = {}
-  for (const { interface: name, ip } of hostAddresses(init)) {
-    if (ip.kind() === 'ipv4' && out[name] === undefined) out[name] = ip.toString()
+  const rank = (ip: ipaddr.IPv4 | ipaddr.IPv6): number => ip.range() === 'uniqueLocal' ? 1 : 0
+  const found = hostAddresses(init).filter(a => a.ip.kind() === `ipv${family}`)
+  for (const { interface: name, ip } of found.sort((a, b) => rank(a.ip) - rank(b.ip))) {
+    out[name] ??= ip.toString()
   }
   return out
 }

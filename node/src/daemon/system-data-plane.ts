@@ -89,7 +89,8 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
    */
   async function openShared (netmap: Netmap, port: number, early: boolean): Promise<void> {
     if (adapters.sharedPort === false) return
-    if (shared !== undefined && shared.meshAddress === netmap.self.ipv4 && shared.wgPort === port) return
+    // A port left IPv4 only (the IPv6 socket would not bind) is not reopened for that alone.
+    if (shared !== undefined && shared.meshAddress === netmap.self.ipv4 && (shared.meshAddress6 ?? netmap.self.ipv6) === netmap.self.ipv6 && shared.wgPort === port) return
     const old = shared
     shared = undefined
     await old?.close()
@@ -98,7 +99,9 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
       shared = await openSystemSharedPort({
         wgPort: port,
         meshAddress: netmap.self.ipv4,
+        meshAddress6: netmap.self.ipv6,
         meshInterface: interfaceName,
+        onIpv6Unavailable: e => ctx.logger.warn({ err: e.message }, 'the shared WireGuard port is IPv4 only: no IPv6 STUN or path probes'),
         ...(controlPort !== undefined ? { controlPort } : {}),
         applyRules: async r => {
           rules = r

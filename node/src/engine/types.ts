@@ -5,8 +5,8 @@ import type { RouterChanges } from '../router/types.js'
 /**
  * SharedPortRules let the daemon's control socket share WireGuard's UDP port (the firewall
  * renders them, see firewall/shared-port-rules.ts): STUN answers and control packets that
- * arrive on `wgPort` go to controlAddress:controlPort, and what that socket sends leaves
- * from `wgPort` with the egress interface's address.
+ * arrive on `wgPort` go to controlAddress:controlPort (over IPv6: controlAddress6:controlPort),
+ * and what those sockets send leaves from `wgPort` with the egress interface's address.
  */
 export interface SharedPortRules {
   wgPort: number
@@ -15,6 +15,13 @@ export interface SharedPortRules {
   controlPort: number
   /** egress maps each interface packets may leave by to the IPv4 source address they get */
   egress: Record<string, string>
+  /**
+   * the mesh IPv6 address a second control socket is bound to (same port), when the host
+   * has IPv6: the rules then share the WireGuard port over IPv6 too
+   */
+  controlAddress6?: string
+  /** egress6 is egress for IPv6 (present with controlAddress6) */
+  egress6?: Record<string, string>
 }
 
 /**

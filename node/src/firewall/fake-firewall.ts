@@ -7,7 +7,7 @@
 import { WarrenError, type FilterRule } from '@warren/protocol'
 import { diffSets, emptySets, SET_NAMES, type SetName } from './set-elements.js'
 import { checkRulesetOptions, renderElementScript, renderTableScript, RULESET_MARKER } from './nft-render.js'
-import { changedEgress, parseSharedPortComment, renderEgressScript, sameSharedLayout, SHARED_PORT_MARKER } from './shared-port-rules.js'
+import { countEgress, countEgressChanges, egressMaps, parseSharedPortComment, renderEgressScript, sameSharedLayout, sharedPortComment, SHARED_PORT_MARKER, type EgressMapName } from './shared-port-rules.js'
 import type { ApplyReport } from './nftables.js'
 import { REJECT_LIMIT } from './flow-chains.js'
 import { createRulesetCompiler } from './ruleset-compiler.js'
@@ -56,17 +56,16 @@ export function createFakeFirewall (opts: { table?: string } = {}): FakeFirewall
       const o = { table, interfaceName: ctx.interfaceName, ...shared }
       checkRulesetOptions(o)
       const next: RulesetState = { interfaceName: ctx.interfaceName, sets: compiler.compileFilter(filter), ...shared, rejectLimit: REJECT_LIMIT }
-      const egress = (r: RulesetState): Record<string, string> => r.sharedPort?.egress ?? {}
       if (state === undefined || state.interfaceName !== next.interfaceName || !sameSharedLayout(state.sharedPort, next.sharedPort)) {
         commit('the rebuild')
         changes++
-        report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, set) => n + next.sets[set].length, Object.keys(egress(next)).length), scriptBytes: Buffer.byteLength(renderTableScript(next.sets, o)) }
+        report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, set) => n + next.sets[set].length, countEgress(next.sharedPort)), scriptBytes: Buffer.byteLength(renderTableScript(next.sets, o)) }
       } else {
         const diff = diffSets(state.sets, next.sets)
-        const size = diff.size + changedEgress(egress(state), egress(next)).length
+        const size = diff.size + countEgressChanges(state.sharedPort, next.sharedPort)
         if (size > 0) commit(`an update of ${size} elements`)
         changes += size
-        report = { kind: size === 0 ? 'none' : 'elements', elements: size, scriptBytes: Buffer.byteLength(renderElementScript(diff, table) + renderEgressScript(egress(state), egress(next), table)) }
+        report = { kind: size === 0 ? 'none' : 'elements', elements: size, scriptBytes: Buffer.byteLength(renderElementScript(diff, table) + renderEgressScript(state.sharedPort, next.sharedPort, table)) }
       }
       state = next
     },
@@ -129,16 +128,16 @@ export function createFakeNft (): FakeNft {
         const state: RulesetState = { interfaceName: '', sets: emptySets() }
         let set: SetName | undefined
         let inElements = false
-        let inEgress = false
+        let inEgress: EgressMapName | undefined
         let shared: ReturnType<typeof parseSharedPortComment>
-        const egress: Record<string, string> = {}
+        const egress: Record<EgressMapName, Record<string, string>> = { egress4: {}, egress6: {} }
         for (i++; i < lines.length && lines[i] !== '}'; i++) {
           const l = lines[i]!.trim()
           const s = /^set (\w+) \{$/.exec(l)
           if (s !== null) set = s[1] as SetName
-          if (/^(set|map|chain) /.test(l)) inEgress = l === 'map egress4 {'
+          if (/^(set|map|chain) /.test(l)) inEgress = /^map (egress[46]) \{$/.exec(l)?.[1] as EgressMapName | undefined
           const els = /^elements = \{ (.*) \}$/.exec(l)
-          if (inEgress && els !== null) for (const pair of els[1]!.split(', ')) Object.assign(egress, egressPair(pair))
+          if (inEgress !== undefined && els !== null) for (const pair of els[1]!.split(', ')) Object.assign(egress[inEgress], egressPair(pair))
           const comment = new RegExp(`comment "(${SHARED_PORT_MARKER}[^"]*)"$`).exec(l)
           if (comment !== null) shared = parseSharedPortComment(comment[1]!)
           const iif = /^iifname "([^"]+)" jump mesh comment "(.*)"$/.exec(l)
@@ -150,13 +149,14 @@ export function createFakeNft (): FakeNft {
           if (l === 'elements = {') inElements = true
         }
         if (state.interfaceName === '') throw new NftError('fake nft: table without the mesh rule')
-        if (shared !== undefined) state.sharedPort = { ...shared, egress }
+        if (shared !== undefined) state.sharedPort = { ...shared, egress: egress.egress4, ...(shared.controlAddress6 !== undefined ? { egress6: egress.egress6 } : {}) }
         into.set(m[1]!, state)
-      } else if ((m = /^(add|delete) element inet (\w+) egress4 \{ (.*) \}$/.exec(line)) !== null) {
+      } else if ((m = /^(add|delete) element inet (\w+) (egress[46]) \{ (.*) \}$/.exec(line)) !== null) {
         const sp = into.get(m[2]!)?.sharedPort
-        if (sp === undefined) throw new NftError(`Error: No such file or directory\n${line}`)
-        const egress = { ...sp.egress }
-        for (const raw of m[3]!.split(', ')) {
+        const map = m[3] as EgressMapName
+        if (sp === undefined || (map === 'egress6' && sp.egress6 === undefined)) throw new NftError(`Error: No such file or directory\n${line}`)
+        const egress = { ...egressMaps(sp)[map] }
+        for (const raw of m[4]!.split(', ')) {
           const pair = egressPair(raw)
           const name = Object.keys(pair)[0] ?? raw.replace(/"/g, '')
           if (m[1] === 'add') {
@@ -167,7 +167,7 @@ export function createFakeNft (): FakeNft {
             delete egress[name]
           }
         }
-        into.get(m[2]!)!.sharedPort = { ...sp, egress }
+        into.get(m[2]!)!.sharedPort = { ...sp, [map === 'egress4' ? 'egress' : 'egress6']: egress }
       } else if ((m = /^(add|delete) element inet (\w+) (\w+) \{ (.*) \}$/.exec(line)) !== null) {
         const state = into.get(m[2]!)
         const set = m[3] as SetName
@@ -189,7 +189,7 @@ export function createFakeNft (): FakeNft {
 
   /** egressPair reads `"eth0" : 10.0.0.1` ({} for a bare `"eth0"`, as a delete names it) */
   function egressPair (raw: string): Record<string, string> {
-    const m = /^"([^"]+)" : ([\d.]+)$/.exec(raw.trim())
+    const m = /^"([^"]+)" : ([\da-f.:]+)$/.exec(raw.trim())
     return m === null ? {} : { [m[1]!]: m[2]! }
   }
 
@@ -214,7 +214,8 @@ export function createFakeNft (): FakeNft {
     const sp = state.sharedPort
     if (sp !== undefined) {
       items.push({ map: { family: 'inet', table: name, name: 'egress4', type: 'ifname', map: 'ipv4_addr', elem: Object.entries(sp.egress) } })
-      items.push({ rule: { family: 'inet', table: name, chain: 'sharedin', comment: `${SHARED_PORT_MARKER} ${sp.wgPort} ${sp.controlAddress}:${sp.controlPort}`, expr: [] } })
+      if (sp.egress6 !== undefined) items.push({ map: { family: 'inet', table: name, name: 'egress6', type: 'ifname', map: 'ipv6_addr', elem: Object.entries(sp.egress6) } })
+      items.push({ rule: { family: 'inet', table: name, chain: 'sharedin', comment: sharedPortComment(sp), expr: [] } })
     }
     return JSON.stringify({ nftables: items })
   }

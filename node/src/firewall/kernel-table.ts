@@ -6,7 +6,7 @@ import { formatAddrRange, parseSource, type AddrRange } from './addresses.js'
 import { RULESET_MARKER } from './nft-render.js'
 import { ROUTES_COMMENT_PREFIX } from './route-rules.js'
 import { emptySets, SET_NAMES, setIsV6, type SetElements, type SetName } from './set-elements.js'
-import { parseSharedPortComment } from './shared-port-rules.js'
+import { parseSharedPortComment, type EgressMapName } from './shared-port-rules.js'
 import type { SharedPortRules } from './types.js'
 import type { RejectLimit } from './flow-chains.js'
 
@@ -59,14 +59,14 @@ function jsonPort (v: JsonValue): string {
 export function parseKernelTable (json: string): KernelTable {
   const doc = JSON.parse(json) as { nftables?: Array<Record<string, any>> }
   const out: KernelTable = { marked: false, sets: emptySets() }
-  let egress: Record<string, string> | undefined
-  let shared: Omit<SharedPortRules, 'egress'> | undefined
+  const egress: Partial<Record<EgressMapName, Record<string, string>>> = {}
+  let shared: ReturnType<typeof parseSharedPortComment>
   for (const item of doc.nftables ?? []) {
-    if (item.map !== undefined && item.map.name === 'egress4') {
-      egress = {}
+    if (item.map !== undefined && (item.map.name === 'egress4' || item.map.name === 'egress6')) {
+      const map: Record<string, string> = egress[item.map.name as EgressMapName] = {}
       for (const pair of item.map.elem ?? []) {
-        if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') throw new Error(`unexpected element in map egress4: ${JSON.stringify(pair)}`)
-        egress[pair[0]] = pair[1]
+        if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') throw new Error(`unexpected element in map ${String(item.map.name)}: ${JSON.stringify(pair)}`)
+        map[pair[0]] = pair[1]
       }
     }
     if (item.rule !== undefined && item.rule.chain === 'sharedin' && typeof item.rule.comment === 'string') {
@@ -98,6 +98,8 @@ export function parseKernelTable (json: string): KernelTable {
       }
     }
   }
-  if (shared !== undefined && egress !== undefined) out.sharedPort = { ...shared, egress }
+  if (shared !== undefined && egress.egress4 !== undefined && (shared.controlAddress6 === undefined) === (egress.egress6 === undefined)) {
+    out.sharedPort = { ...shared, egress: egress.egress4, ...(egress.egress6 !== undefined ? { egress6: egress.egress6 } : {}) }
+  }
   return out
 }

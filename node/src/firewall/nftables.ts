@@ -46,7 +46,7 @@ import { createRulesetCompiler } from './ruleset-compiler.js'
 import { compileRoutes, type CompiledRoutes } from './route-rules.js'
 import { diffSets, SET_NAMES, type SetElements } from './set-elements.js'
 import type { CommandRunner, Firewall, FirewallContext, SharedPortRules } from './types.js'
-import { changedEgress, renderEgressScript, sameSharedLayout } from './shared-port-rules.js'
+import { countEgress, countEgressChanges, renderEgressScript, sameSharedLayout } from './shared-port-rules.js'
 import { condenseNftError, createNftSession, NftRefusedError, type NftSession } from './nft-session.js'
 
 /** element updates up to this size go to the nft session; larger ones to `nft -f -` */
@@ -95,13 +95,10 @@ function sameSets (a: SetElements, b: SetElements): boolean {
   return diffSets(a, b).size === 0
 }
 
-/** egressOf is the egress map of shared-port rules, empty when there are none. */
-const egressOf = (r: SharedPortRules | undefined): Record<string, string> => r?.egress ?? {}
-
 /** holds says whether a read-back table holds what `a` describes: interface, elements and shared-port rules. */
 function holds (k: Applied | undefined, a: Applied): boolean {
   return k !== undefined && k.interfaceName === a.interfaceName && k.routesDigest === a.routesDigest && sameSets(k.sets(), a.sets()) &&
-    sameSharedLayout(k.sharedPort, a.sharedPort) && changedEgress(egressOf(k.sharedPort), egressOf(a.sharedPort)).length === 0
+    sameSharedLayout(k.sharedPort, a.sharedPort) && countEgressChanges(k.sharedPort, a.sharedPort) === 0
 }
 
 function firstLines (text: string): string {
@@ -209,8 +206,7 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     const script = renderTableScript(sets, { table, interfaceName: next.interfaceName, ...shared, ...(next.routes !== undefined ? { routes: next.routes } : {}) })
     await transact(script, 'the rebuild', true)
     applied = next
-    const egress = Object.keys(egressOf(next.sharedPort)).length
-    report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, s) => n + sets[s].length, egress), scriptBytes: Buffer.byteLength(script) }
+    report = { kind: 'rebuild', elements: SET_NAMES.reduce((n, s) => n + sets[s].length, countEgress(next.sharedPort)), scriptBytes: Buffer.byteLength(script) }
   }
 
   async function set (filter: FilterRule[], ctx: FirewallContext): Promise<void> {
@@ -224,9 +220,9 @@ export function createNftablesFirewall (init: NftablesFirewallInit): NftablesFir
     if (applied === undefined || applied.interfaceName !== next.interfaceName || applied.routesDigest !== next.routesDigest ||
       !sameSharedLayout(applied.sharedPort, next.sharedPort)) return await rebuild(next)
     const diff = applied.compiled !== undefined ? diffCompiled(applied.compiled, compiled) : diffSets(applied.sets(), compiled.sets())
-    // only the egress map of the shared-port rules changes by elements; the rest rebuilt above
-    const egressScript = renderEgressScript(egressOf(applied.sharedPort), egressOf(next.sharedPort), table)
-    const egressChanges = changedEgress(egressOf(applied.sharedPort), egressOf(next.sharedPort)).length
+    // only the egress maps of the shared-port rules change by elements; the rest rebuilt above
+    const egressScript = renderEgressScript(applied.sharedPort, next.sharedPort, table)
+    const egressChanges = countEgressChanges(applied.sharedPort, next.sharedPort)
     if (diff.size === 0 && egressScript === '') {
       report = { kind: 'none', elements: 0, scriptBytes: 0 }
       return

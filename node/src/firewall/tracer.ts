@@ -149,8 +149,9 @@ export function dumpRuleset (state: RulesetState | undefined): string {
   for (const set of SET_NAMES) for (const e of state.sets[set]) lines.push(`${set} ${e}`)
   const sp = state.sharedPort
   if (sp !== undefined) {
-    lines.push(`shared wg ${sp.wgPort} control ${sp.controlAddress}:${sp.controlPort}`)
+    lines.push(`shared wg ${sp.wgPort} control ${sp.controlAddress}:${sp.controlPort}${sp.controlAddress6 !== undefined ? ` ${sp.controlAddress6}` : ''}`)
     for (const e of egressElements(sp.egress)) lines.push(`egress4 ${e}`)
+    for (const e of egressElements(sp.egress6 ?? {})) lines.push(`egress6 ${e}`)
   }
   return lines.sort().join('\n')
 }

@@ -6,7 +6,7 @@
  * WireGuard port's mapping it learns is a candidate endpoint the daemon sends the
  * controller (so peers may reach the port through the NAT); `onChange` says when it moved.
  */
-import { WarrenError, type LocalNetcheck } from '@warren/protocol'
+import { WarrenError, type LocalNetcheck, type LocalNetcheckFamily } from '@warren/protocol'
 import { resolveStunServers, runNetcheck, type Resolver } from './netcheck.js'
 import type { SharedPort } from './types.js'
 
@@ -46,10 +46,12 @@ export interface NatMonitor {
   close: () => void
 }
 
-/** advertised picks the mappings a report makes worth sending to peers. */
+/** worthSending picks one family's mappings if peers can use them: UDP works and the NAT is not symmetric. */
+const worthSending = (v: LocalNetcheckFamily | undefined): string[] => v === undefined || !v.udp || v.endpointIndependent === false ? [] : v.mappings
+
+/** advertised picks the mappings a report makes worth sending to peers, IPv4 and IPv6 each on its own verdict. */
 function advertised (r: LocalNetcheck | undefined): string[] {
-  if (r === undefined || !r.udp || r.endpointIndependent === false) return []
-  return r.mappings
+  return r === undefined ? [] : [...worthSending(r), ...worthSending(r.ipv6)]
 }
 
 /** createNatMonitor starts the monitor's timer; it runs nothing until a port and servers exist. */
@@ -72,7 +74,7 @@ export function createNatMonitor (init: NatMonitorInit): NatMonitor {
     last = report
     lastAt = performance.now()
     lastServers = entries.join(',')
-    init.logger?.info({ udp: report.udp, mappings: report.mappings, endpointIndependent: report.endpointIndependent }, 'netcheck')
+    init.logger?.info({ udp: report.udp, mappings: report.mappings, endpointIndependent: report.endpointIndependent, ipv6: report.ipv6 }, 'netcheck')
     if (advertised(report).join(',') !== before) init.onChange()
     return report
   }

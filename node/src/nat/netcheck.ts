@@ -2,12 +2,14 @@
  * netcheck asks every STUN server of the map, through the shared WireGuard port, how that
  * port is seen from outside: its public mapping, whether the mapping is the same toward
  * every server (endpoint-independent: peers can reach it) or not (symmetric: a relay is
- * needed), whether UDP works at all, and the round trip to each server.
+ * needed), whether UDP works at all, and the round trip to each server. IPv4 and IPv6
+ * are told apart: a server named by a host name is asked at one address of each family
+ * it has, and each family gets its own verdict.
  */
 import { randomBytes } from 'node:crypto'
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
-import { encodeStunBindingRequest, formatHostPort, parseStunBindingResponse, stunServerAddress, type LocalNetcheck, type LocalNetcheckServer } from '@warren/protocol'
+import { encodeStunBindingRequest, formatHostPort, parseHostPort, parseStunBindingResponse, stunServerAddress, type LocalNetcheck, type LocalNetcheckFamily, type LocalNetcheckServer } from '@warren/protocol'
 import type { SharedPort } from './types.js'
 
 /** StunTarget is one STUN server of the map, resolved (or why it could not be). */
@@ -18,25 +20,30 @@ export interface StunTarget {
   error?: string
 }
 
-/** Resolver turns a host name into an IPv4 address (tests pass a table). */
-export type Resolver = (host: string) => Promise<string>
+/** Resolver turns a host name into its addresses, IPv4 and IPv6 (tests pass a table). */
+export type Resolver = (host: string) => Promise<string[]>
 
-const resolveIpv4: Resolver = async host => (await lookup(host, { family: 4 })).address
+const resolveAll: Resolver = async host => (await lookup(host, { all: true })).map(a => a.address)
 
 /**
  * resolveStunServers reads the map's `nat.stun` entries (host-less ones are the host of
- * the controller URL) and resolves names to IPv4: the control socket speaks IPv4 only.
+ * the controller URL) and resolves names: one target per address family the name has
+ * (its first address of each), so IPv4 and IPv6 are both checked where both exist.
  */
-export async function resolveStunServers (entries: readonly string[], controllerUrl: string, resolve: Resolver = resolveIpv4): Promise<StunTarget[]> {
-  return await Promise.all(entries.map(async (server): Promise<StunTarget> => {
+export async function resolveStunServers (entries: readonly string[], controllerUrl: string, resolve: Resolver = resolveAll): Promise<StunTarget[]> {
+  const perEntry = await Promise.all(entries.map(async (server): Promise<StunTarget[]> => {
     try {
       const { host, port } = stunServerAddress(server, controllerUrl)
-      if (isIP(host) === 6) return { server, error: 'IPv6 STUN servers are not used yet (the shared port is IPv4)' }
-      return { server, address: { host: isIP(host) === 4 ? host : await resolve(host), port } }
+      if (isIP(host) !== 0) return [{ server, address: { host, port } }]
+      const found = await resolve(host)
+      const picked = [4, 6].flatMap(family => found.find(a => isIP(a) === family) ?? [])
+      if (picked.length === 0) return [{ server, error: `${host} has no address` }]
+      return picked.map(a => ({ server, address: { host: a, port } }))
     } catch (e) {
-      return { server, error: (e as Error).message }
+      return [{ server, error: (e as Error).message }]
     }
   }))
+  return perEntry.flat()
 }
 
 export interface NetcheckOptions {
@@ -81,21 +88,32 @@ async function askStun (port: SharedPort, target: StunTarget, timeoutMs: number,
   })
 }
 
-/** runNetcheck asks every server at once and sums up what they saw. */
+/** isIpv6Server says whether a server was asked over IPv6 (its resolved address is one). */
+const isIpv6Server = (s: LocalNetcheckServer): boolean => s.address !== undefined && isIP(parseHostPort(s.address, 'STUN server').host) === 6
+
+/** verdict sums up what one family's servers saw. */
+function verdict (servers: LocalNetcheckServer[]): LocalNetcheckFamily {
+  const seen = servers.flatMap(s => s.mapped !== undefined ? [s.mapped] : [])
+  const mappings = [...new Set(seen)]
+  return { udp: seen.length > 0, mappings, ...(seen.length >= 2 ? { endpointIndependent: mappings.length === 1 } : {}) }
+}
+
+/**
+ * runNetcheck asks every server at once and sums up what they saw: the report's top-level
+ * verdict is over the IPv4 servers, `ipv6` (present when any server was asked over IPv6)
+ * over the IPv6 ones.
+ */
 export async function runNetcheck (opts: NetcheckOptions): Promise<LocalNetcheck> {
   const timeoutMs = opts.timeoutMs ?? 3000
   const retryMs = opts.retryMs ?? 500
   const servers = await Promise.all(opts.servers.map(async s =>
     s.address === undefined ? { server: s.server, error: s.error ?? 'not resolved' } : await askStun(opts.port, s, timeoutMs, retryMs)))
-  const seen = servers.flatMap(s => s.mapped !== undefined ? [s.mapped] : [])
-  const mappings = [...new Set(seen)]
-  const report: LocalNetcheck = {
-    udp: seen.length > 0,
-    mappings,
+  const v6 = servers.filter(isIpv6Server)
+  return {
+    ...verdict(servers.filter(s => !isIpv6Server(s))),
+    ...(v6.length > 0 ? { ipv6: verdict(v6) } : {}),
     wgPort: opts.port.wgPort,
     servers,
     checkedAt: (opts.now ?? (() => new Date()))().toISOString()
   }
-  if (seen.length >= 2) report.endpointIndependent = mappings.length === 1
-  return report
 }

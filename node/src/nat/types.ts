@@ -21,8 +21,8 @@ export interface SharedPortPacket {
 /**
  * SharedPort sends and receives non-WireGuard packets on WireGuard's UDP port, so that
  * STUN learns that port's NAT mapping and probes and binds travel the same NAT mapping
- * as WireGuard's data. The real one is a daemon socket plus two stateless nftables rules;
- * tests use a fake.
+ * as WireGuard's data, over IPv4 and IPv6. The real one is a daemon socket per family plus
+ * stateless nftables rules; tests use a fake.
  */
 export interface SharedPort {
   /** wgPort is the WireGuard port packets leave from */
