@@ -1,0 +1,134 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import Provider, { type Configuration } from 'oidc-provider'
+import { generateKeyPair, exportJWK, SignJWT, decodeJwt, type JWK } from 'jose'
+
+/** IdpUser is a person at the test identity provider. */
+export interface IdpUser { email?: string, emailVerified?: boolean, name?: string, groups?: string[] }
+
+/**
+ * TestIdp is a real OpenID provider (oidc-provider) on loopback with one confidential
+ * client that must use PKCE. Its login and consent pages are the provider's own
+ * development pages; `browse` fills them in like a person would (any password).
+ */
+export interface TestIdp {
+  issuer: string
+  clientId: string
+  clientSecret: string
+  users: Map<string, IdpUser>
+  /** allow makes the client accept this redirect URI (the controller's, once it listens) */
+  allow: (redirectUri: string) => void
+  /**
+   * browse starts at `url` (the provider's authorization URL) with a fresh browser, logs
+   * in as `login` and returns the URL the provider finally redirected to (the callback)
+   */
+  browse: (url: string, login: string) => Promise<URL>
+  /**
+   * tamperingFetch is a fetch that re-signs the ID token of token answers with the
+   * provider's key after `change` edited its claims: a forged but validly signed token
+   */
+  tamperingFetch: (change: (claims: Record<string, unknown>) => void) => typeof fetch
+  close: () => Promise<void>
+}
+
+const KID = 'test-key'
+
+export async function startTestIdp (): Promise<TestIdp> {
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true })
+  const jwk: JWK = { ...await exportJWK(privateKey), kid: KID, alg: 'RS256', use: 'sig' }
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
+  const server = createServer((req, res) => {
+    if (handler === undefined) { res.statusCode = 503; res.end('provider not configured yet'); return }
+    handler(req, res)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const users = new Map<string, IdpUser>()
+  const clientId = 'warren'
+  const clientSecret = 'test-client-secret-0123456789'
+
+  function configure (redirectUris: string[]): void {
+    const config: Configuration = {
+      clients: [{ client_id: clientId, client_secret: clientSecret, redirect_uris: redirectUris, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] }],
+      pkce: { required: () => true },
+      jwks: { keys: [jwk] },
+      cookies: { keys: ['test-cookie-key'] },
+      claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups'] },
+      // Claims go into the ID token itself (the controller also reads userinfo when they are missing).
+      conformIdTokenClaims: false,
+      features: { devInteractions: { enabled: true } },
+      async findAccount (_ctx, id) {
+        const u = users.get(id)
+        if (u === undefined) return undefined
+        return {
+          accountId: id,
+          async claims () {
+            return {
+              sub: id,
+              preferred_username: id,
+              ...(u.email !== undefined ? { email: u.email, email_verified: u.emailVerified ?? true } : {}),
+              ...(u.name !== undefined ? { name: u.name } : {}),
+              groups: u.groups ?? []
+            }
+          }
+        }
+      }
+    }
+    const provider = new Provider(issuer, config)
+    handler = provider.callback()
+  }
+
+  const redirects: string[] = []
+  return {
+    issuer,
+    clientId,
+    clientSecret,
+    users,
+    allow (uri) { redirects.push(uri); configure(redirects) },
+    async browse (start, login) {
+      const jar = new Map<string, string>()
+      const cookieHeader = (): string => [...jar].map(([k, v]) => `${k}=${v}`).join('; ')
+      let url = new URL(start)
+      let init: RequestInit = {}
+      for (let hop = 0; hop < 20; hop++) {
+        if (url.origin !== issuer) return url
+        const res = await fetch(url, { ...init, redirect: 'manual', headers: { ...init.headers as Record<string, string>, cookie: cookieHeader() } })
+        for (const c of res.headers.getSetCookie()) {
+          const [pair] = c.split(';')
+          const eq = pair!.indexOf('=')
+          jar.set(pair!.slice(0, eq), pair!.slice(eq + 1))
+        }
+        const location = res.headers.get('location')
+        if (location !== null) {
+          url = new URL(location, url)
+          init = {}
+          continue
+        }
+        const html = await res.text()
+        const action = /<form[^>]*action="([^"]+)"/.exec(html)?.[1]
+        const prompt = /name="prompt" value="(\w+)"/.exec(html)?.[1]
+        if (action === undefined || prompt === undefined) throw new Error(`the provider answered ${res.status} without a form: ${html.slice(0, 500)}`)
+        const form = new URLSearchParams(prompt === 'login' ? { prompt, login, password: 'any' } : { prompt })
+        url = new URL(action, url)
+        init = { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } }
+      }
+      throw new Error('too many redirects at the provider')
+    },
+    tamperingFetch (change) {
+      return async (input, init) => {
+        const res = await fetch(input, init)
+        const body = init?.body
+        if (!(body instanceof URLSearchParams) || body.get('grant_type') !== 'authorization_code' || !res.ok) return res
+        const json = await res.json() as Record<string, unknown>
+        const claims = decodeJwt(json.id_token as string) as Record<string, unknown>
+        change(claims)
+        json.id_token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: KID }).sign(privateKey)
+        return new Response(JSON.stringify(json), { status: res.status, headers: { 'content-type': 'application/json' } })
+      }
+    },
+    async close () {
+      server.closeAllConnections()
+      await new Promise<void>(resolve => server.close(() => resolve()))
+    }
+  }
+}
