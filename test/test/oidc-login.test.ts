@@ -1,9 +1,19 @@
 import t, { type Test } from 'tap'
-import { LOGIN_START_PATH, LOGIN_WAIT_PATH, LOGIN_CALLBACK_PATH } from '@warren/protocol'
-import { startController, type RunningController } from '../src/server.js'
-import type { OidcOptions } from '../src/oidc/index.js'
-import { tempDir, registration, call, newMachine, type TestMachine } from './helpers.js'
-import { startTestIdp, type TestIdp } from './oidc-idp.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  generateMachineKeyPair, generateWireGuardKeyPair, LOGIN_START_PATH, LOGIN_WAIT_PATH, LOGIN_CALLBACK_PATH,
+  type MachineKeyPair, type RegisterRequest
+} from '@warren/protocol'
+import { startController, type RunningController, type OidcOptions } from '@warren/controller'
+import { signedRegistration } from '@warren/node'
+import { createControllerTransport } from '@warren/sdk'
+import { startTestIdp, type TestIdp } from '../src/oidc-idp.js'
+
+// Login at an OpenID provider, through the controller's routes: a real provider
+// (oidc-provider) on loopback, the node's own signed login requests over HTTPS, and the
+// browser's part driven by an HTTP client that fills in the provider's pages.
 
 interface Setup { idp: TestIdp, ctl: RunningController }
 
@@ -16,8 +26,10 @@ async function setup (t: Test, oidc: Partial<OidcOptions> = {}, idp?: TestIdp): 
     idp.users.set('bob', { email: 'bob@other.org', name: 'Bob', groups: ['sales'] })
     idp.users.set('carol', { email: 'carol@example.com', emailVerified: false, groups: [] })
   }
+  const stateDir = mkdtempSync(join(tmpdir(), 'warren-oidc-'))
+  t.teardown(() => { rmSync(stateDir, { recursive: true, force: true }) })
   const ctl = await startController({
-    stateDir: await tempDir(t),
+    stateDir,
     listen: '127.0.0.1:0',
     logger: false,
     rateLimit: false,
@@ -29,10 +41,27 @@ async function setup (t: Test, oidc: Partial<OidcOptions> = {}, idp?: TestIdp): 
   return { idp, ctl }
 }
 
+interface TestMachine { machine: MachineKeyPair, wgPrivateKey: string }
 interface Started { loginUrl: string, waitToken: string, m: TestMachine }
 
+const newMachine = (): TestMachine => ({ machine: generateMachineKeyPair(), wgPrivateKey: generateWireGuardKeyPair().privateKey })
+
+/** signedLogin is what a node sends to start a login: its registration, signed, without an auth key. */
+async function signedLogin (ctl: RunningController, hostname: string, m = newMachine(), authKey?: string): Promise<RegisterRequest> {
+  const transport = createControllerTransport({ url: ctl.url, fingerprint: ctl.fingerprint })
+  try {
+    return (await signedRegistration(transport, { machineKey: m.machine, wireguardPrivateKey: m.wgPrivateKey, hostname, ...(authKey !== undefined ? { authKey } : {}) })).req
+  } finally { transport.close() }
+}
+
+/** call injects a JSON request into the controller's public app. */
+async function call (ctl: RunningController, url: string, payload: unknown): Promise<{ status: number, body: any }> {
+  const res = await ctl.app.inject({ method: 'POST', url, payload: payload as object })
+  return { status: res.statusCode, body: JSON.parse(res.body) }
+}
+
 async function startLogin (ctl: RunningController, hostname = 'laptop', m = newMachine()): Promise<Started> {
-  const r = await call(ctl.app, 'POST', LOGIN_START_PATH, registration(ctl.state.controllerKey.publicKey, { m, hostname }))
+  const r = await call(ctl, LOGIN_START_PATH, await signedLogin(ctl, hostname, m))
   if (r.status !== 200) throw new Error(`login start failed: ${JSON.stringify(r.body)}`)
   return { ...r.body, m }
 }
@@ -66,7 +95,7 @@ t.test('a node logs in at the provider and joins as that user; the link works on
   const s = await setup(t)
   const started = await startLogin(s.ctl)
   t.match(started.loginUrl, new RegExp(`^${s.ctl.url}/login/[A-Za-z0-9_-]{20,}$`), 'a login link on the controller')
-  const waiting = call(s.ctl.app, 'POST', LOGIN_WAIT_PATH, { waitToken: started.waitToken })
+  const waiting = call(s.ctl, LOGIN_WAIT_PATH, { waitToken: started.waitToken })
 
   const link = await openLink(s.ctl, started.loginUrl)
   t.equal(link.status, 302)
@@ -131,7 +160,7 @@ t.test('the allow lists refuse people outside them, with a message and an audit 
   ]
   for (const [user, message, reason] of cases) {
     const started = await startLogin(s.ctl, `${user}-laptop`)
-    const waiting = call(s.ctl.app, 'POST', LOGIN_WAIT_PATH, { waitToken: started.waitToken })
+    const waiting = call(s.ctl, LOGIN_WAIT_PATH, { waitToken: started.waitToken })
     const page = await login(s, started, user)
     t.equal(page.status, 403, `${user} is refused`)
     t.match(page.body, message, 'the browser says why')
@@ -175,16 +204,16 @@ t.test('forged or stale ID tokens are refused: issuer, audience, expiry, nonce',
 
 t.test('login requests are signed by the machine and cannot be replayed', async t => {
   const s = await setup(t)
-  const req = registration(s.ctl.state.controllerKey.publicKey, { hostname: 'laptop' })
-  t.equal((await call(s.ctl.app, 'POST', LOGIN_START_PATH, req)).status, 200)
-  const replay = await call(s.ctl.app, 'POST', LOGIN_START_PATH, req)
+  const req = await signedLogin(s.ctl, 'laptop')
+  t.equal((await call(s.ctl, LOGIN_START_PATH, req)).status, 200)
+  const replay = await call(s.ctl, LOGIN_START_PATH, req)
   t.equal(replay.status, 409, 'the same signed request starts no second login')
-  const forged = await call(s.ctl.app, 'POST', LOGIN_START_PATH, { ...registration(s.ctl.state.controllerKey.publicKey, {}), hostname: 'other' })
+  const forged = await call(s.ctl, LOGIN_START_PATH, { ...await signedLogin(s.ctl, 'laptop'), hostname: 'other' })
   t.equal(forged.status, 401)
   t.equal(forged.body.error.code, 'bad_signature')
-  const withKey = await call(s.ctl.app, 'POST', LOGIN_START_PATH, registration(s.ctl.state.controllerKey.publicKey, { authKey: 'wrnauth-x' }))
+  const withKey = await call(s.ctl, LOGIN_START_PATH, await signedLogin(s.ctl, 'laptop', newMachine(), 'wrnauth-x'))
   t.equal(withKey.status, 400)
   t.match(withKey.body.error.message, /a login request carries no auth key/)
-  const unknown = await call(s.ctl.app, 'POST', LOGIN_WAIT_PATH, { waitToken: 'nope' })
+  const unknown = await call(s.ctl, LOGIN_WAIT_PATH, { waitToken: 'nope' })
   t.equal(unknown.status, 404)
 })
