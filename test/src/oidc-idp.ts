@@ -57,6 +57,7 @@ export async function startTestIdp (): Promise<TestIdp> {
       // Claims go into the ID token itself (the controller also reads userinfo when they are missing).
       conformIdTokenClaims: false,
       features: { devInteractions: { enabled: true } },
+      ttl: { AccessToken: 600, AuthorizationCode: 60, Grant: 600, IdToken: 600, Interaction: 600, Session: 600 },
       async findAccount (_ctx, id) {
         const u = users.get(id)
         if (u === undefined) return undefined

@@ -140,6 +140,15 @@ t.test('a node logs in at the provider and joins as that user; the link works on
   t.equal(page2.status, 200, page2.body)
   t.equal(s.ctl.state.listUsers().length, 1, 'a returning identity is the same user')
   t.equal(s.ctl.state.getNode('desktop')?.user, 'alice')
+
+  // Policies name people by the email the provider vouched for, and autogroup:member takes them in.
+  const allows = async (src: string): Promise<boolean> => {
+    await s.ctl.policy.set(JSON.stringify({ acls: [{ action: 'accept', src: [src], dst: ['autogroup:member:22'] }] }), 'local-admin')
+    return (await s.ctl.policy.explain('laptop', 'desktop', 22)).allowed
+  }
+  t.ok(await allows('alice@example.com'), 'a rule for alice@example.com matches the logged-in person\'s nodes')
+  t.ok(await allows('autogroup:member'), 'autogroup:member includes them')
+  t.notOk(await allows('bob@other.org'), 'a rule for someone else does not')
 })
 
 t.test('an admin-made user with the same email is linked, not duplicated', async t => {
