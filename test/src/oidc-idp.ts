@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import Provider, { type Configuration } from 'oidc-provider'
 import { generateKeyPair, exportJWK, SignJWT, decodeJwt, type JWK } from 'jose'
@@ -33,7 +34,48 @@ export interface TestIdp {
 
 const KID = 'test-key'
 
-export async function startTestIdp (): Promise<TestIdp> {
+/** TEST_CLIENT_ID and TEST_CLIENT_SECRET are the test provider's one client. */
+export const TEST_CLIENT_ID = 'warren'
+export const TEST_CLIENT_SECRET = 'test-client-secret-0123456789'
+
+/**
+ * browseLogin plays a person with a fresh browser at the provider `issuer`: from `start`
+ * (an authorization URL) it follows redirects and fills in the login form (as `login`,
+ * any password) and the consent form, and returns the first URL outside the provider
+ * (the client's callback with the code).
+ */
+export async function browseLogin (issuer: string, start: string, login: string): Promise<URL> {
+  const jar = new Map<string, string>()
+  const cookieHeader = (): string => [...jar].map(([k, v]) => `${k}=${v}`).join('; ')
+  let url = new URL(start)
+  let init: RequestInit = {}
+  for (let hop = 0; hop < 20; hop++) {
+    if (url.origin !== issuer) return url
+    const res = await fetch(url, { ...init, redirect: 'manual', headers: { ...init.headers as Record<string, string>, cookie: cookieHeader() } })
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';')
+      const eq = pair!.indexOf('=')
+      jar.set(pair!.slice(0, eq), pair!.slice(eq + 1))
+    }
+    const location = res.headers.get('location')
+    if (location !== null) {
+      url = new URL(location, url)
+      init = {}
+      continue
+    }
+    const html = await res.text()
+    const action = /<form[^>]*action="([^"]+)"/.exec(html)?.[1]
+    const prompt = /name="prompt" value="(\w+)"/.exec(html)?.[1]
+    if (action === undefined || prompt === undefined) throw new Error(`the provider answered ${res.status} without a form: ${html.slice(0, 500)}`)
+    const form = new URLSearchParams(prompt === 'login' ? { prompt, login, password: 'any' } : { prompt })
+    url = new URL(action, url)
+    init = { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } }
+  }
+  throw new Error('too many redirects at the provider')
+}
+
+/** startTestIdp starts the provider on 127.0.0.1 (`port` 0: a free one), with no users yet. */
+export async function startTestIdp (port = 0): Promise<TestIdp> {
   const { privateKey } = await generateKeyPair('RS256', { extractable: true })
   const jwk: JWK = { ...await exportJWK(privateKey), kid: KID, alg: 'RS256', use: 'sig' }
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
@@ -41,11 +83,11 @@ export async function startTestIdp (): Promise<TestIdp> {
     if (handler === undefined) { res.statusCode = 503; res.end('provider not configured yet'); return }
     handler(req, res)
   })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>(resolve => server.listen(port, '127.0.0.1', resolve))
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const users = new Map<string, IdpUser>()
-  const clientId = 'warren'
-  const clientSecret = 'test-client-secret-0123456789'
+  const clientId = TEST_CLIENT_ID
+  const clientSecret = TEST_CLIENT_SECRET
 
   function configure (redirectUris: string[]): void {
     const config: Configuration = {
@@ -86,35 +128,7 @@ export async function startTestIdp (): Promise<TestIdp> {
     clientSecret,
     users,
     allow (uri) { redirects.push(uri); configure(redirects) },
-    async browse (start, login) {
-      const jar = new Map<string, string>()
-      const cookieHeader = (): string => [...jar].map(([k, v]) => `${k}=${v}`).join('; ')
-      let url = new URL(start)
-      let init: RequestInit = {}
-      for (let hop = 0; hop < 20; hop++) {
-        if (url.origin !== issuer) return url
-        const res = await fetch(url, { ...init, redirect: 'manual', headers: { ...init.headers as Record<string, string>, cookie: cookieHeader() } })
-        for (const c of res.headers.getSetCookie()) {
-          const [pair] = c.split(';')
-          const eq = pair!.indexOf('=')
-          jar.set(pair!.slice(0, eq), pair!.slice(eq + 1))
-        }
-        const location = res.headers.get('location')
-        if (location !== null) {
-          url = new URL(location, url)
-          init = {}
-          continue
-        }
-        const html = await res.text()
-        const action = /<form[^>]*action="([^"]+)"/.exec(html)?.[1]
-        const prompt = /name="prompt" value="(\w+)"/.exec(html)?.[1]
-        if (action === undefined || prompt === undefined) throw new Error(`the provider answered ${res.status} without a form: ${html.slice(0, 500)}`)
-        const form = new URLSearchParams(prompt === 'login' ? { prompt, login, password: 'any' } : { prompt })
-        url = new URL(action, url)
-        init = { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } }
-      }
-      throw new Error('too many redirects at the provider')
-    },
+    browse: async (start, login) => await browseLogin(issuer, start, login),
     tamperingFetch (change) {
       return async (input, init) => {
         const res = await fetch(input, init)
@@ -133,3 +147,39 @@ export async function startTestIdp (): Promise<TestIdp> {
     }
   }
 }
+
+/** IDP_TOOL_ARGV runs this file's tool inside a namespace (see runIdpTool). */
+export const IDP_TOOL_ARGV = [process.execPath, fileURLToPath(import.meta.url), 'idp']
+
+/**
+ * runIdpTool is the provider and the person, for tests whose controller runs in a
+ * namespace (`node oidc-idp.js idp ...`):
+ * - `serve PORT REDIRECT_URI USER EMAIL` runs the provider on 127.0.0.1:PORT with one
+ *   person and prints `issuer URL`;
+ * - `login LOGIN_URL USER` opens a login link (the controller's certificate is not
+ *   checked: the test's controller is self-signed), logs in at the provider and prints
+ *   `page STATUS MESSAGE`, the controller's answer; it exits 1 unless that is 200.
+ */
+export async function runIdpTool (args: string[]): Promise<void> {
+  const [mode, a, b, c, d] = args
+  if (mode === 'serve' && a !== undefined && b !== undefined && c !== undefined && d !== undefined) {
+    const idp = await startTestIdp(Number(a))
+    idp.users.set(c, { email: d, name: c })
+    idp.allow(b)
+    process.stdout.write(`issuer ${idp.issuer}\n`)
+  } else if (mode === 'login' && a !== undefined && b !== undefined) {
+    const link = await fetch(a, { redirect: 'manual' })
+    const location = link.headers.get('location')
+    if (location === null) throw new Error(`the login link answered ${link.status}: ${await link.text()}`)
+    const back = await browseLogin(new URL(location).origin, location, b)
+    const page = await fetch(back, { redirect: 'manual' })
+    const message = (/<p id="message">([^<]*)</.exec(await page.text())?.[1] ?? '').replace(/&#(\d+);/g, (_m, n: string) => String.fromCharCode(Number(n)))
+    process.stdout.write(`page ${page.status} ${message}\n`)
+    process.exitCode = page.status === 200 ? 0 : 1
+  } else {
+    process.stderr.write('usage: idp serve PORT REDIRECT_URI USER EMAIL | idp login LOGIN_URL USER\n')
+    process.exitCode = 2
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === 'idp') await runIdpTool(process.argv.slice(3))
