@@ -211,6 +211,17 @@ t.test('forged or stale ID tokens are refused: issuer, audience, expiry, nonce',
   }
 })
 
+t.test('a provider whose discovery names another issuer is not used', async t => {
+  const idp = await startTestIdp()
+  t.teardown(idp.close)
+  const elsewhere = idp.issuer.replace('127.0.0.1', 'localhost')
+  const s = await setup(t, { issuer: elsewhere }, idp)
+  const r = await call(s.ctl, LOGIN_START_PATH, await signedLogin(s.ctl, 'laptop'))
+  t.equal(r.status, 502)
+  t.equal(r.body.error.code, 'idp_unavailable')
+  t.equal(r.body.error.message, `cannot use the identity provider at ${elsewhere}: the provider's discovery document names another issuer than ${elsewhere}; check --oidc-issuer and that the controller can reach it`)
+})
+
 t.test('login requests are signed by the machine and cannot be replayed', async t => {
   const s = await setup(t)
   const req = await signedLogin(s.ctl, 'laptop')
@@ -223,6 +234,12 @@ t.test('login requests are signed by the machine and cannot be replayed', async 
   const withKey = await call(s.ctl, LOGIN_START_PATH, await signedLogin(s.ctl, 'laptop', newMachine(), 'wrnauth-x'))
   t.equal(withKey.status, 400)
   t.match(withKey.body.error.message, /a login request carries no auth key/)
+  const audited = s.ctl.state.listAudit({ limit: 1000 }).length
+  const stray = await callback(s.ctl, new URL(`${s.ctl.url}${LOGIN_CALLBACK_PATH}?code=x&state=nope`))
+  t.equal(stray.status, 403)
+  t.match(stray.body, /this login is unknown or has expired/, 'a callback for no login is refused')
+  t.equal((await openLink(s.ctl, `${s.ctl.url}/login/nope`)).status, 404, 'so is a login link that does not exist')
+  t.equal(s.ctl.state.listAudit({ limit: 1000 }).length, audited, 'neither fills the audit log')
   const unknown = await call(s.ctl, LOGIN_WAIT_PATH, { waitToken: 'nope' })
   t.equal(unknown.status, 404)
 })

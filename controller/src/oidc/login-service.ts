@@ -23,6 +23,8 @@ interface LoginSession {
   expires: number
   /** the login URL was opened (it works once) */
   opened: boolean
+  /** the provider's answer arrived (it is used once) */
+  answered: boolean
   result?: { node: Node } | { error: WarrenError }
   waiters: Set<() => void>
 }
@@ -36,8 +38,9 @@ export interface LoginDone { user: string, node: Node }
  * the URL, which sends them to the provider with state, nonce and a PKCE challenge; the
  * provider sends them back to the callback, where the code is exchanged and the ID token
  * checked; then the allow lists decide, the user is found, linked or created, and the
- * node joins as that user. Every attempt that reaches a decision leaves one audit entry:
- * `login.ok` (with the node's `node.register`/`node.reauth`) or `login.refused`.
+ * node joins as that user. Every attempt on a login a node started that reaches a
+ * decision leaves one audit entry: `login.ok` (with the node's `node.register` or
+ * `node.reauth`) or `login.refused`.
  */
 export interface LoginService {
   start: (req: RegisterRequest) => Promise<LoginStartResponse>
@@ -87,14 +90,14 @@ export function createLoginService (init: LoginServiceInit): LoginService {
   }
 
   /** refuse ends a login with `error`, writing its audit entry, and throws it. */
-  async function refuse (s: LoginSession | undefined, error: WarrenError, who?: IdpIdentity): Promise<never> {
-    const actor = who !== undefined ? `idp:${who.email ?? who.subject}` : s !== undefined ? `machine:${s.req.machineKey}` : 'anonymous'
-    await state.commit([], actor, 'login.refused', s?.req.hostname ?? '-', {
+  async function refuse (s: LoginSession, error: WarrenError, who?: IdpIdentity): Promise<never> {
+    const actor = who !== undefined ? `idp:${who.email ?? who.subject}` : `machine:${s.req.machineKey}`
+    await state.commit([], actor, 'login.refused', s.req.hostname, {
       reason: error.code,
       message: error.message,
       ...(who !== undefined ? { issuer: who.issuer, subject: who.subject, ...(who.email !== undefined ? { email: who.email } : {}), groups: who.groups } : {})
     })
-    if (s !== undefined && s.result === undefined) settle(s, { error })
+    if (s.result === undefined) settle(s, { error })
     throw error
   }
 
@@ -115,6 +118,7 @@ export function createLoginService (init: LoginServiceInit): LoginService {
         authorizeUrl: url,
         expires: now() + settings.loginTtlMs,
         opened: false,
+        answered: false,
         waiters: new Set()
       }
       byId.set(s.id, s)
@@ -155,12 +159,12 @@ export function createLoginService (init: LoginServiceInit): LoginService {
     async callback (query) {
       prune()
       const s = byState.get(query.get('state') ?? '')
-      if (s === undefined) {
-        return await refuse(undefined, loginRefused('login_not_found', 'this login is unknown or has expired (the state does not match a waiting login); run \'warren up\' again on the node'))
-      }
-      if (s.result !== undefined) {
+      // Not audited, like an unknown login link: anyone can send these, and no login is at stake.
+      if (s === undefined) throw loginRefused('login_not_found', 'this login is unknown or has expired (the state does not match a waiting login); run \'warren up\' again on the node')
+      if (s.answered) {
         return await refuse(s, loginRefused('login_replayed', 'this login was already completed; the provider\'s answer cannot be used twice'))
       }
+      s.answered = true
       const callbackUrl = new URL(redirectUrl())
       callbackUrl.search = query.toString()
       let identity: IdpIdentity | undefined

@@ -95,7 +95,8 @@ async function requestLogin (t: MeshTransport, base: Omit<RegisterInit, 'authKey
   try {
     return await startLogin(t, base)
   } catch (e) {
-    if (isWarrenError(e) && e.code === 'not_found') {
+    // A controller without a login (or from before logins) has no such route.
+    if (isWarrenError(e) && e.status === 404) {
       throw new WarrenError('needs_auth_key', `this node has not joined the controller at ${controller} yet, and it offers no login: pass --auth-key KEY (from 'warren admin keys create' on the controller)`, { status: 400, field: 'authKey' })
     }
     throw e
