@@ -24,6 +24,12 @@ for pair in wg:wireguard-tools nft:nftables ip:iproute2 iperf3:iperf3 \
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 
+# The browser login test drives Debian's chromium (headless); CI installs it, elsewhere it is
+# only installed on request (WARREN_TEST_BROWSER=1) and the test skips without it.
+if [ "${CI:-}" = true ] || [ "${WARREN_TEST_BROWSER:-}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
+
 # wireguard-go: judged by the installed package's version, not by what is on PATH.
 wg_go_status=$(dpkg-query -W -f='${db:Status-Status} ${Version}' wireguard-go 2>/dev/null || true)
 wg_go_version=${wg_go_status#installed }

@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 import { WarrenError } from '@warren/protocol'
 import type { ControllerState } from './state.js'
 import type { ControllerMetrics } from './metrics.js'
-import type { ControllerPlugin, ControllerPluginContext } from './routes/controller-plugin.js'
+import type { ControllerPlugin, ControllerPluginContext, MachinePlugin } from './routes/controller-plugin.js'
 import { BODY_LIMIT, errorAnswer, formatValidationError, createClientErrorHandler, answerBeforeRouting } from './routes/error-answer.js'
 import { parseJsonBody } from './routes/json-body.js'
 import { machineRoutes } from './routes/machine.js'
@@ -15,7 +15,7 @@ import { apiKeyRoutes } from './routes/apikeys.js'
 import { nodeRoutes } from './routes/nodes.js'
 import { auditRoutes } from './routes/audit.js'
 
-export { errorResponses, type ControllerApp, type ControllerPlugin, type ControllerPluginContext } from './routes/controller-plugin.js'
+export { errorResponses, type ControllerApp, type ControllerPlugin, type ControllerPluginContext, type MachinePlugin } from './routes/controller-plugin.js'
 export { BODY_LIMIT } from './routes/error-answer.js'
 export { MAX_JSON_DEPTH } from './routes/json-body.js'
 
@@ -40,6 +40,8 @@ export interface BuildAppOptions {
   /** false turns rate limiting off (benchmarks) */
   rateLimit?: RateLimitOptions | false
   plugins?: ControllerPlugin[]
+  /** machinePlugins add public routes that need no API key (the login routes), on the public server only */
+  machinePlugins?: MachinePlugin[]
   metrics?: ControllerMetrics
 }
 
@@ -72,7 +74,9 @@ export async function buildApp (opts: BuildAppOptions): Promise<FastifyInstance>
   if (!local) {
     const registerLimit = limits === undefined ? undefined : { max: limits.registerMax, windowMs: limits.windowMs }
     await app.register(async scope => {
-      machineRoutes({ state, ...(metrics !== undefined ? { metrics } : {}), ...(registerLimit !== undefined ? { registerLimit } : {}) })(scope.withTypeProvider<TypeBoxTypeProvider>())
+      const typed = scope.withTypeProvider<TypeBoxTypeProvider>()
+      machineRoutes({ state, ...(metrics !== undefined ? { metrics } : {}), ...(registerLimit !== undefined ? { registerLimit } : {}) })(typed)
+      for (const plugin of opts.machinePlugins ?? []) plugin(typed, registerLimit !== undefined ? { registerLimit } : {})
     })
   }
 

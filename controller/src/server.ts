@@ -23,6 +23,7 @@ import { startStunServer, type StunServer } from './stun-server.js'
 import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, createRelayMembersFeed, type EmbeddedRelayOptions, type RelayMembersFeed } from './relay/index.js'
 import { createTlsRelay, controllerMembers, type TlsRelay, type TlsRelayOptions } from './tls-relay/index.js'
 import type { UdpRelay } from '@warren/relay'
+import { checkOidcOptions, createOidcClient, openTokenVault, createLoginService, loginRoutes, type OidcOptions } from './oidc/index.js'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
@@ -72,6 +73,11 @@ export interface StartControllerOptions {
    * serve` turns it on when it can.
    */
   relay?: EmbeddedRelayOptions
+  /**
+   * oidc turns on login at an OpenID Connect identity provider for nodes that join
+   * without an auth key (`warren up --controller URL`); see controller/src/oidc/.
+   */
+  oidc?: OidcOptions
 }
 
 export interface RunningController {
@@ -115,6 +121,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
   }
   const nodeKeyExpiryMs = typeof opts.nodeKeyExpiry === 'string' ? parseDuration(opts.nodeKeyExpiry, 'node key expiry') : opts.nodeKeyExpiry
   const log = opts.logger === false ? pino({ level: 'silent' }) : opts.logger ?? createLogger()
+  const oidc = opts.oidc === undefined ? undefined : checkOidcOptions(opts.oidc)
 
   // The state dir holds private keys and the admin socket: only root may enter it.
   await mkdir(opts.stateDir, { recursive: true, mode: 0o700 })
@@ -159,7 +166,18 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       closables.push({ close: async () => { await s.close() } })
     }
     const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
-    const app = await buildApp({ ...common, mode: 'public', https: { key: tls.key, cert: tls.cert }, logger: log })
+    let publicUrl = ''
+    const machinePlugins = []
+    if (oidc !== undefined) {
+      const client = createOidcClient(oidc)
+      const logins = createLoginService({ state, client, settings: oidc, vault: await openTokenVault(opts.stateDir), publicUrl: () => publicUrl })
+      closables.push({ close: async () => { logins.close() } })
+      machinePlugins.push(loginRoutes(logins))
+      // Discovery is tried now so a wrong issuer shows in the log at once; logins retry it.
+      client.ready().then(() => { log.info({ issuer: oidc.issuer }, 'identity provider discovered; nodes may join by logging in') },
+        (err: unknown) => { log.warn({ err: (err as Error).message }, 'identity provider not usable yet; logins will retry') })
+    }
+    const app = await buildApp({ ...common, mode: 'public', https: { key: tls.key, cert: tls.cert }, logger: log, machinePlugins })
     const adminApp = await buildApp({ ...common, mode: 'local', logger: log.child({ server: 'admin-socket' }) })
     closables.push({ close: async () => { await app.close() } }, { close: async () => { await adminApp.close() } })
 
@@ -264,6 +282,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const sweep = setInterval(() => { state!.sweepExpired() }, SWEEP_MS)
     sweep.unref()
     const url = `https://${urlHost(host)}:${boundPort}`
+    publicUrl = url
     if (tlsRelay !== undefined && map !== undefined && embeddedRelayInfo !== undefined && natGiven?.relays.includes(embeddedRelayInfo) === true) {
       // Before any node connects, so every map has it.
       embeddedRelayInfo.tls = url

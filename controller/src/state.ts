@@ -1,10 +1,10 @@
-import { DEFAULT_DOMAIN, type Node, type AuditEntry, type RegisterRequest, type WireGuardKeyPair } from '@warren/protocol'
+import { DEFAULT_DOMAIN, type AuditEntry, type WireGuardKeyPair } from '@warren/protocol'
 import type { Store, StoreOp } from './store.js'
 import { createCommitCore, type StateEvents } from './state/commit-core.js'
 import { createNodeTable } from './state/node-table.js'
 import { createNodes, type NodeMethods } from './state/nodes.js'
 import { createRouteMethods, type AutoApprove, type RouteMethods } from './state/routes.js'
-import { createRegistration } from './state/registration.js'
+import { createRegistration, type Registration } from './state/registration.js'
 import { createUsers, type UserMethods } from './state/users.js'
 import { createAuthKeys, type AuthKeyMethods } from './state/auth-keys.js'
 import { createApiKeys, type ApiKeyMethods } from './state/api-keys.js'
@@ -13,6 +13,7 @@ import { listAudit } from './state/audit.js'
 export type { StateEventMap, StateEvents } from './state/commit-core.js'
 export { DEFAULT_AUTH_KEY_EXPIRY } from './state/auth-keys.js'
 export { DEFAULT_API_KEY_EXPIRY } from './state/api-keys.js'
+export type { IdpIdentity, IdpLogin } from './state/users.js'
 
 /**
  * ControllerState is the controller's model: users, nodes, auth keys, API keys and the
@@ -42,7 +43,7 @@ export { DEFAULT_API_KEY_EXPIRY } from './state/api-keys.js'
  * owns a tag); `events` also carries 'user-upserted' and 'user-removed'; `store.readPrefix`
  * and `commit(ops, actor, action, target)` persist its own records with an audit entry.
  */
-export interface ControllerState extends NodeMethods, RouteMethods, UserMethods, AuthKeyMethods, ApiKeyMethods {
+export interface ControllerState extends NodeMethods, RouteMethods, UserMethods, AuthKeyMethods, ApiKeyMethods, Registration {
   readonly domain: string
   readonly controllerKey: WireGuardKeyPair
   /** the ULA /48 that mesh IPv6 addresses come from */
@@ -51,8 +52,6 @@ export interface ControllerState extends NodeMethods, RouteMethods, UserMethods,
   readonly store: Store
   /** tagOwnersAllow says whether `user` may put `tag` on its nodes (the policy's tagOwners) */
   readonly tagOwnersAllow: (user: string | undefined, tag: string) => boolean
-
-  register: (req: RegisterRequest) => Promise<Node>
 
   /** listAudit returns up to `limit` entries with seq > `after`, oldest first (default: the newest 100) */
   listAudit: (opts?: { limit?: number, after?: number }) => AuditEntry[]
@@ -95,7 +94,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
   const authKeys = createAuthKeys(core, users, opts.fingerprint)
   const apiKeys = createApiKeys(core, opts.fingerprint)
   const table = createNodeTable(core, domain)
-  const register = createRegistration(core, table, authKeys, {
+  const registration = createRegistration(core, table, authKeys, {
     nodeKeyExpiryMs: opts.nodeKeyExpiryMs ?? DEFAULT_NODE_KEY_EXPIRY_MS,
     maxClockSkewMs: opts.maxClockSkewMs ?? 5 * 60_000,
     tagOwnersAllow
@@ -112,7 +111,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
     tagOwnersAllow,
     ...createNodes(core, table, users),
     ...createRouteMethods(core, table, opts.autoApproveRoutes ?? (() => [])),
-    register,
+    ...registration,
     ...users.methods,
     ...authKeys.methods,
     ...apiKeys.methods,

@@ -40,7 +40,20 @@ export interface Store {
   close: () => Promise<void>
 }
 
-export interface UserRecord { id: string, name: string, email?: string, created: string }
+/**
+ * UserRecord is a person. `idp` ties a user who logged in at the identity provider to
+ * its stable subject (issuer + sub); an admin-made user gets it at its first login.
+ */
+export interface UserRecord { id: string, name: string, email?: string, displayName?: string, created: string, idp?: IdpLink }
+
+/** IdpLink is what the identity provider last said about a user. */
+export interface IdpLink {
+  issuer: string
+  subject: string
+  /** the groups claim at the last login (empty when the provider sends none) */
+  groups: string[]
+  lastLogin: string
+}
 
 /** NodeRecord is a node as stored; status, fqdn, online and endpoints are derived at read time. */
 export interface NodeRecord {

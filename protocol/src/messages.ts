@@ -699,6 +699,8 @@ export const LocalStatus = Obj({
   /** why the daemon is not Running, or what is degraded, one line each */
   health: Type.Array(Str(1000), { maxItems: 32 }),
   controller: Type.Optional(Obj({ url: Str(300), connected: Type.Boolean() })),
+  /** while the daemon waits for its user to log in at the identity provider: the URL to open */
+  authUrl: Type.Optional(Str(2000)),
   interfaceName: Str(15),
   /** the WireGuard implementation in use; absent until the interface is up (and from older daemons) */
   dataPlane: Type.Optional(DataPlaneInfo),

@@ -28,7 +28,7 @@ t.test('readLinkKeyFile takes a key only from a regular file that group and othe
   await t.rejects(readLinkKeyFile(fifo), { message: /is not a regular file/ }, 'a FIFO is refused without waiting for a writer')
   const big = join(dir, 'big.key')
   await writeFile(big, 'x'.repeat(5000), { mode: 0o600 })
-  await t.rejects(readLinkKeyFile(big), { message: /is 5000 bytes; it should hold only the key/ })
+  await t.rejects(readLinkKeyFile(big), { message: /is 5000 bytes; it should hold only the secret/ })
 
   await t.rejects(relayLinkKey({ env: {} }), { message: /--key-file FILE, or set WARREN_RELAY_KEY/ }, 'no key at all')
   t.equal(await relayLinkKey({ env: { WARREN_RELAY_KEY: ` ${KEY}\n` } }), KEY, 'the key from the environment')

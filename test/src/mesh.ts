@@ -46,13 +46,16 @@ export interface MeshNode {
   wgPeers: () => Promise<string[]>
 }
 
-export interface JoinOptions {
-  authKey: string
+/**
+ * JoinOptions say how a node joins: with an auth key, or (without one) by logging in:
+ * `logIn` is given the login URL `warren up` printed and plays the person.
+ */
+export type JoinOptions = {
   /** hostname to register (default: the host's name) */
   hostname?: string
   /** extra environment for the daemon (shortened path timings, a skewed clock) */
   env?: Record<string, string>
-}
+} & ({ authKey: string, logIn?: undefined } | { authKey?: undefined, logIn: (loginUrl: string) => Promise<void> })
 
 export interface Mesh {
   topology: Topology
@@ -70,7 +73,7 @@ export interface Mesh {
   warren: (args: string[], opts?: { host?: Host, allowFail?: boolean }) => Promise<ExecResult>
   /** admin runs `warren admin --state-dir ... ARGS` and returns stdout; it throws on failure */
   admin: (...args: string[]) => Promise<string>
-  /** join starts a daemon on a new host named `name` and brings it up with the auth key */
+  /** join starts a daemon on a new host named `name` and brings it up with the auth key, or by logging in */
   join: (name: string, opts: JoinOptions) => Promise<MeshNode>
 }
 
@@ -145,7 +148,18 @@ export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise
     const m: MeshNode = { name, host, stateDir, socket, iface, proc, ipv4: '', ipv6: '', wgKey: '', status, wgPeers }
     nodes.set(name, m)
     await proc.waitForLine(/warrend started/, 120_000)
-    await warren(['up', '--socket', socket, '--controller', url, '--auth-key', j.authKey, '--hostname', j.hostname ?? name, '--timeout', '120s'])
+    const up = ['up', '--socket', socket, '--controller', url, '--hostname', j.hostname ?? name, '--timeout', '120s']
+    if (j.authKey !== undefined) {
+      await warren([...up, '--auth-key', j.authKey])
+    } else {
+      // Without an auth key (which embeds it) the node pins the certificate the controller printed.
+      const fingerprint = (await controller.waitForLine(/certificate fingerprint \(SHA-256\): (\S+)/, 10_000))[1]!
+      const cli = host.spawn([...WARREN_ARGV, ...up, '--fingerprint', fingerprint])
+      const loginUrl = (await cli.waitForLine(/^\s+(https:\/\/\S+\/login\/\S+)$/, 120_000))[1]!
+      await j.logIn(loginUrl)
+      const exit = await cli.exited
+      if (exit.code !== 0) throw new Error(`warren up (logging in) failed (exit ${exit.code}): ${cli.output()}`)
+    }
     const self = (await status()).self!
     m.ipv4 = self.ipv4
     m.ipv6 = self.ipv6

@@ -1,12 +1,14 @@
 import { InvalidArgumentError, type Command } from 'commander'
 import { networkInterfaces } from 'node:os'
-import { displayFingerprint, DEFAULT_DOMAIN, DEFAULT_STUN_PORT, parseHostPort, WarrenError } from '@warren/protocol'
+import { displayFingerprint, DEFAULT_DOMAIN, DEFAULT_STUN_PORT, LOGIN_CALLBACK_PATH, parseHostPort, WarrenError } from '@warren/protocol'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
 import { listenForStop } from '../stop-signal.js'
+import { addOidcFlags, oidcOptions, type OidcFlags } from './controller-oidc.js'
 
-interface ServeOpts {
+interface ServeOpts extends OidcFlags {
   stateDir: string
+  keyExpiry: string
   listen: string
   domain: string
   tlsCert?: string
@@ -76,7 +78,7 @@ async function relayOptions (opts: ServeOpts): Promise<{ relay?: { publicHost: s
 export function register (program: Command): void {
   const controller = program.command('controller').description('run the Warren controller')
 
-  controller.command('serve')
+  const serve = controller.command('serve')
     .description('run the controller: API, map streaming and admin socket')
     .requiredOption('--state-dir <dir>', 'where the controller keeps its store, TLS certificate and admin socket')
     .requiredOption('--listen <host:port>', 'address to listen on, for example 0.0.0.0:8443 (port 0 picks a free one)')
@@ -90,10 +92,13 @@ export function register (program: Command): void {
     .option('--relay-port <port>', 'UDP port of the embedded relay (STUN and binds)', '3480')
     .option('--relay-host <host>', 'address nodes reach the embedded relay at (default: the --listen address, or this machine\'s first IPv4)')
     .option('--relay-ports <first-last>', 'UDP ports the embedded relay allocates to relayed pairs (two per pair)', '40000-40999')
+    .option('--key-expiry <duration>', 'how long a node key stays valid after a login or auth-key join (0 = never expires)', '180d')
+  addOidcFlags(serve)
     .action(async (opts: ServeOpts) => {
       // Loaded here so that other commands do not pay for the controller's dependencies.
       const { startController } = await import('@warren/controller')
       const relay = await relayOptions(opts)
+      const oidc = await oidcOptions(opts)
       const stop = listenForStop()
       const ctl = await startController({
         ...(opts.stunPort > 0 ? { stunPort: opts.stunPort } : {}),
@@ -102,6 +107,8 @@ export function register (program: Command): void {
         stateDir: opts.stateDir,
         listen: opts.listen,
         domain: opts.domain,
+        nodeKeyExpiry: opts.keyExpiry,
+        ...(oidc !== undefined ? { oidc } : {}),
         ...(opts.tlsCert !== undefined ? { tlsCert: opts.tlsCert } : {}),
         ...(opts.tlsKey !== undefined ? { tlsKey: opts.tlsKey } : {}),
         ...(opts.metricsListen !== undefined ? { metricsListen: opts.metricsListen } : {})
@@ -114,6 +121,7 @@ export function register (program: Command): void {
       if (ctl.relay !== undefined) printLine(`kernel UDP relay on ${ctl.relay.endpoint} (key ${ctl.relay.publicKey})`)
       else printLine(`kernel UDP relay: off (${relay.why ?? 'it could not start; see the log'})`)
       printLine(ctl.tlsRelay !== undefined ? `TLS relay on ${ctl.url}` : 'TLS relay: off (turned off with --no-tls-relay)')
+      if (oidc !== undefined) printLine(`SSO login: ${oidc.issuer} (redirect URI ${oidc.redirectUrl ?? `${ctl.url}${LOGIN_CALLBACK_PATH}`}); nodes join with 'warren up --controller URL'`)
       printLine(`manage it here with: warren admin --state-dir ${opts.stateDir} users create NAME`)
       const signal = await stop.received
       cliIo().stderr.write(`warren: ${signal}: stopping the controller\n`)

@@ -46,12 +46,15 @@ export function formatStatus (st: LocalStatus, now = Date.now()): string {
   const lines: string[] = []
   const self = st.self
   lines.push(`state: ${st.backendState}${st.controller !== undefined ? `, controller ${st.controller.url} (${st.controller.connected ? 'connected' : 'not connected'})` : ''}`)
+  if (st.authUrl !== undefined) lines.push(`log in at: ${st.authUrl}`)
   if (self !== undefined) lines.push(`self: ${self.fqdn} ${self.ipv4} ${self.ipv6} on ${st.interfaceName}`)
+  // A node that needs a login has health lines that say why; its last known expiry would mislead.
+  if (self?.keyExpiry !== undefined && st.backendState !== 'NeedsLogin') lines.push(`key: expires ${relativeTime(self.keyExpiry, now)}`)
   if (st.dataPlane !== undefined) lines.push(`wireguard: ${describeDataPlane(st.dataPlane)}`)
   for (const h of st.health) lines.push(`health: ${h}`)
   lines.push(...formatRoutes(st))
   if (st.peers.length === 0) {
-    lines.push(self === undefined ? 'not joined: run \'warren up --controller URL --auth-key KEY\'' : 'no peers')
+    lines.push(self === undefined ? 'not joined: run \'warren up --controller URL\' (with --auth-key KEY where the controller has no SSO login)' : 'no peers')
     return lines.join('\n') + '\n'
   }
   lines.push('')

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander'
 import { WarrenError, checkRoutes, parseDuration, type LocalStatus, type LocalUpRequest } from '@warren/protocol'
 import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
 import { printJson, printLine } from '../output.js'
+import { cliIo } from '../cli-io.js'
 
 interface UpOptions extends LocalOptions {
   controller?: string
@@ -41,11 +42,25 @@ function describeUp (st: LocalStatus): string {
   return `up: ${self.fqdn} (${self.ipv4}, ${self.ipv6}), ${st.peers.length} peer${st.peers.length === 1 ? '' : 's'}`
 }
 
+/**
+ * showLoginUrl prints where to log in, with a QR code for a phone when the output is a
+ * terminal. The URL goes to stderr when --json keeps stdout for the final status.
+ */
+async function showLoginUrl (url: string, json: boolean): Promise<void> {
+  const out = json ? cliIo().stderr : cliIo().stdout
+  out.write(`To finish joining, log in at:\n\n    ${url}\n\n`)
+  if ((out as { isTTY?: boolean }).isTTY === true) {
+    const { default: qrcode } = await import('qrcode-terminal')
+    await new Promise<void>(resolve => { qrcode.generate(url, { small: true }, code => { out.write(`${code}\n`); resolve() }) })
+  }
+  out.write('Waiting for the login (the link works once; Ctrl-C stops waiting)...\n')
+}
+
 /** register adds `warren up`: join the mesh (first time, with an auth key) or reconnect. */
 export function register (program: Command): void {
-  localCommand(program, 'up', 'join the mesh (first time with --auth-key) or connect again, and wait until running')
+  localCommand(program, 'up', 'join the mesh (with --auth-key, or by logging in at the controller\'s identity provider) or connect again, and wait until running')
     .option('--controller <url>', 'controller URL, https://HOST:PORT (default: the one joined before)')
-    .addOption(new Option('--auth-key <key>', 'auth key from \'warren admin keys create\' (needed the first time)').env('WARREN_AUTH_KEY'))
+    .addOption(new Option('--auth-key <key>', 'auth key from \'warren admin keys create\' (without one, a controller with SSO prints a login URL)').env('WARREN_AUTH_KEY'))
     .option('--hostname <name>', 'the name to register (default: this host\'s name)')
     .option('--advertise-tags <tags>', 'tags to request, comma-separated (for example tag:web,tag:prod)')
     .option('--fingerprint <sha256>', 'pin the controller certificate (default: the pin inside the auth key)')
@@ -56,13 +71,14 @@ export function register (program: Command): void {
     .option('--timeout <duration>', 'how long to wait for the mesh to come up', '60s')
     .option('--json', 'print the final status as JSON')
     .action(async (opts: UpOptions) => {
-      const deadline = Date.now() + parseDuration(opts.timeout, '--timeout')
+      const timeoutMs = parseDuration(opts.timeout, '--timeout')
+      let deadline = Date.now() + timeoutMs
       const routes = routeOptions(opts)
       const local = openLocal(opts, 60_000)
       let controller = opts.controller
       if (controller === undefined || controller === '') {
         controller = checkVersion(await local.status()).controller?.url
-        if (controller === undefined) throw new WarrenError('usage', 'this node has not joined a mesh yet: pass --controller https://HOST:PORT --auth-key KEY')
+        if (controller === undefined) throw new WarrenError('usage', 'this node has not joined a mesh yet: pass --controller https://HOST:PORT (and --auth-key KEY where the controller has no SSO login)')
       }
       const req: LocalUpRequest = {
         controller,
@@ -73,8 +89,16 @@ export function register (program: Command): void {
         ...(opts.advertiseTags !== undefined ? { advertiseTags: opts.advertiseTags.split(',').map(s => s.trim()).filter(s => s !== '') } : {})
       }
       let st = checkVersion(await local.up(req))
+      let shownUrl: string | undefined
       while (st.backendState !== 'Running' && st.backendState !== 'NeedsApproval') {
-        if (st.backendState === 'NeedsLogin' || st.backendState === 'Stopped') {
+        // A pending login waits for the person, not for --timeout: the daemon ends it when the link expires.
+        const loginPending = st.backendState === 'NeedsLogin' && st.authUrl !== undefined
+        if (loginPending && st.authUrl !== shownUrl) {
+          shownUrl = st.authUrl
+          await showLoginUrl(st.authUrl!, opts.json === true)
+        }
+        if (loginPending) deadline = Date.now() + timeoutMs
+        else if (st.backendState === 'NeedsLogin' || st.backendState === 'Stopped') {
           throw new WarrenError('up_failed', `the daemon is ${st.backendState}: ${st.health.join('; ') || 'no reason given'}`)
         }
         if (Date.now() > deadline) {

@@ -46,7 +46,7 @@ export function mayConnect (n: Node, now = Date.now()): boolean {
 export function expiredRefusal (n: Node): MapRefusal {
   return {
     code: 'node_expired',
-    message: `node '${n.name}' has expired; an admin must re-authenticate it, or join again with a new auth key`,
+    message: `node '${n.name}' has expired: log in again with 'warren up' (or join again with a new auth key)`,
     closeCode: MapCloseCode.forbidden
   }
 }

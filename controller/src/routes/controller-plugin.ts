@@ -32,6 +32,12 @@ export interface ControllerPluginContext {
  */
 export type ControllerPlugin = (app: ControllerApp, ctx: ControllerPluginContext) => Promise<void> | void
 
+/**
+ * MachinePlugin adds routes to the public scope, which needs no API key (the login
+ * routes). `registerLimit` is the per-address limit for requests that start work.
+ */
+export type MachinePlugin = (app: ControllerApp, ctx: { registerLimit?: { max: number, windowMs: number } }) => void
+
 /** errorResponses is the response schema part every route shares for its error answers. */
 export const errorResponses = { '4xx': ErrorBody, '5xx': ErrorBody } as const
 

@@ -1,7 +1,28 @@
 import { randomBytes } from 'node:crypto'
 import { WarrenError, type User, type CreateUserRequest } from '@warren/protocol'
 import type { StoreOp, UserRecord } from '../store.js'
+import { uniqueName, userNameFor } from '../names.js'
 import type { CommitCore } from './commit-core.js'
+
+/** IdpIdentity is a person as the identity provider vouched for them at one login. */
+export interface IdpIdentity {
+  issuer: string
+  subject: string
+  /** a verified email, if the provider gave one */
+  email?: string
+  /** the person's display name */
+  name?: string
+  /** a user-name hint (preferred_username) for when there is no email */
+  username?: string
+  groups: string[]
+}
+
+/** IdpLogin is the user an identity-provider login resolved to, and how. */
+export interface IdpLogin {
+  user: User
+  /** created: first login; linked: an admin-made user with that email got the identity; returning: known identity */
+  outcome: 'created' | 'linked' | 'returning'
+}
 
 /** UserMethods manage the people who own nodes and auth keys, known by name. */
 export interface UserMethods {
@@ -10,6 +31,13 @@ export interface UserMethods {
   createUser: (req: CreateUserRequest, actor: string) => Promise<User>
   /** deleteUser refuses while the user owns nodes, and revokes the user's auth keys */
   deleteUser: (name: string, actor: string) => Promise<User>
+  /**
+   * loginIdpUser finds the user of an identity-provider login by its stable subject, else
+   * links the user holding its email, else creates one; it stores the email, name and
+   * groups the provider gave and writes the `login.ok` audit entry, with `extra` ops
+   * (the login's sealed refresh token) in the same batch.
+   */
+  loginIdpUser: (identity: IdpIdentity, extra?: StoreOp[]) => Promise<IdpLogin>
 }
 
 /** Users are the user methods and the lookups other parts of the state need. */
@@ -54,6 +82,27 @@ export function createUsers (core: CommitCore): Users {
       idByName.set(rec.name, rec.id)
       const user = userView(rec)
       return { durable, done: () => { core.emit('user-upserted', user); return user } }
+    }),
+    loginIdpUser: locked((id: IdpIdentity, extra: StoreOp[] = []) => {
+      const known = [...store.users.values()].find(u => u.idp?.issuer === id.issuer && u.idp.subject === id.subject)
+      const email = id.email?.toLowerCase()
+      const holder = email === undefined ? undefined : [...store.users.values()].find(u => u.email?.toLowerCase() === email)
+      if (holder !== undefined && holder !== known && holder.idp !== undefined) {
+        throw new WarrenError('email_taken', `the email ${id.email ?? ''} already belongs to user '${holder.name}', who logs in with another identity at ${holder.idp.issuer}; an admin must delete or change one of them`, { status: 409 })
+      }
+      const base = known ?? holder
+      const outcome: IdpLogin['outcome'] = known !== undefined ? 'returning' : holder !== undefined ? 'linked' : 'created'
+      const rec: UserRecord = base !== undefined
+        ? { ...base }
+        : { id: randomBytes(6).toString('hex'), name: uniqueName(userNameFor(id.email?.split('@')[0] ?? id.username ?? id.subject), n => idByName.has(n), 64, 'user'), created: core.iso() }
+      if (id.email !== undefined && holder === undefined) rec.email = id.email
+      if (id.name !== undefined) rec.displayName = id.name
+      rec.idp = { issuer: id.issuer, subject: id.subject, groups: [...id.groups].sort(), lastLogin: core.iso() }
+      const durable = store.commit([{ type: 'put', table: 'user', value: rec }, ...extra, auditOp(`idp:${id.email ?? id.subject}`, 'login.ok', rec.name,
+        { outcome, issuer: id.issuer, subject: id.subject, ...(id.email !== undefined ? { email: id.email } : {}), groups: rec.idp.groups })])
+      idByName.set(rec.name, rec.id)
+      const user = userView(rec)
+      return { durable, done: () => { core.emit('user-upserted', user); return { user, outcome } } }
     }),
     deleteUser: locked((name: string, actor: string) => {
       const u = requireUser(name)

@@ -5,5 +5,6 @@
  */
 export * from './backoff.js'
 export * from './register.js'
+export * from './login.js'
 export * from './map-session.js'
 export * from './endpoints.js'

@@ -23,11 +23,10 @@ export interface Registration {
 }
 
 /**
- * registerNode fetches the controller's key, signs the registration with the machine key,
- * proves possession of the WireGuard key and posts it. A refusal (bad auth key, expired,
- * unknown node) becomes a WarrenError with the controller's own code and message.
+ * signedRegistration fetches the controller's key, then signs a registration with the
+ * machine key and proves possession of the WireGuard key against the controller's key.
  */
-export async function registerNode (transport: JsonTransport, init: RegisterInit): Promise<Registration> {
+export async function signedRegistration (transport: JsonTransport, init: RegisterInit): Promise<{ controller: ControllerInfo, req: RegisterRequest }> {
   const infoRes = await transport.request('GET', '/v1/machine/key')
   const controller = validate(ControllerInfo, expectOk(infoRes, 'fetching the controller key'), 'controller info')
   checkProtocolVersion(controller.version, 'the controller')
@@ -46,6 +45,16 @@ export async function registerNode (transport: JsonTransport, init: RegisterInit
     signature: signMessage(init.machineKey.secretKey, REGISTER_DOMAIN, payload),
     wgProof: wireGuardProof(init.wireguardPrivateKey, controller.controllerKey, REGISTER_DOMAIN, payload)
   }
+  return { controller, req }
+}
+
+/**
+ * registerNode signs a registration (signedRegistration) and posts it. A refusal (bad
+ * auth key, expired, unknown node) becomes a WarrenError with the controller's own code
+ * and message.
+ */
+export async function registerNode (transport: JsonTransport, init: RegisterInit): Promise<Registration> {
+  const { controller, req } = await signedRegistration(transport, init)
   const res = await transport.request('POST', '/v1/machine/register', req)
   const body = validate(RegisterResponse, expectOk(res, 'registering'), 'registration answer')
   return { controller, node: body.node }

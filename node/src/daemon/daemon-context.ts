@@ -26,6 +26,8 @@ export interface DaemonContext {
   readonly interfaceName: string
   readonly makeTransport: (init: ControllerTransportInit) => MeshTransport
   login: SavedLogin | undefined
+  /** authUrl is where the user logs in while a login at the identity provider is pending */
+  authUrl: string | undefined
   netmap: Netmap | undefined
   state: BackendState
   readonly health: Map<string, string>
@@ -44,8 +46,13 @@ export function stateFor (self: Node): BackendState {
   return 'Running'
 }
 
-/** updateHealthForSelf tells the user, through status, when an admin must approve this node. */
+/**
+ * updateHealthForSelf tells the user, through status, when an admin must approve this
+ * node, and when its key expired and someone must log in again.
+ */
 export function updateHealthForSelf (health: Map<string, string>, self: Node): void {
   if (self.status === 'pending') health.set('approval', `node '${self.name}' is waiting for an admin to approve it: on the controller run 'warren admin nodes approve ${self.name}'`)
   else health.delete('approval')
+  if (self.status === 'expired') health.set('expiry', `the key of node '${self.name}' expired${self.keyExpiry !== undefined ? ` at ${self.keyExpiry}` : ''}: log in again with 'warren up' (or 'warren up --auth-key KEY')`)
+  else health.delete('expiry')
 }

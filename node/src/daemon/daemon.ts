@@ -1,6 +1,6 @@
 import type http from 'node:http'
 import { pino, type Logger } from 'pino'
-import { createSerialQueue, LOG_REDACT_PATHS, type LocalStatus, type LocalUpRequest } from '@warren/protocol'
+import { createSerialQueue, LOG_REDACT_PATHS, type LocalStatus, type LocalUpRequest, type Node } from '@warren/protocol'
 import { createControllerTransport, type ControllerTransport, type ControllerTransportInit } from '@warren/sdk/transport'
 import { createCommandRunner, type CommandRunner } from '../runner/index.js'
 import type { WireGuardMode } from '../wireguard/types.js'
@@ -16,7 +16,8 @@ import { updateHealthForSelf, type DaemonContext } from './daemon-context.js'
 import { createMapApplier } from './map-applier.js'
 import { connectMap, resumeMap, stopMap, type MapConnectionInit } from './map-connection.js'
 import { localStatus, localPeers } from './local-status.js'
-import { joinController } from './join.js'
+import { joinController, type JoinTarget } from './join.js'
+import { createPendingLogins } from './pending-login.js'
 import { localIp, localPing, localWhois } from './node-lookup.js'
 import { serveDaemonMetrics } from './daemon-metrics-server.js'
 import { createNatMonitor, type NatMonitorInit } from '../nat/nat-monitor.js'
@@ -128,6 +129,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     interfaceName: init.interfaceName,
     makeTransport: init.transport ?? createControllerTransport,
     login: await store.readLogin(),
+    authUrl: undefined,
     netmap: undefined,
     state: 'NeedsLogin',
     health: new Map<string, string>(),
@@ -163,8 +165,24 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   }
   const stopSession = (): void => stopMap(d, applier)
 
+  const logins = createPendingLogins(d)
+
   async function up (req: LocalUpRequest): Promise<LocalStatus> {
-    const { controller, fingerprint, hostname, advertiseTags, routing, same, node } = await joinController(d, req)
+    logins.cancel()
+    const joined = await joinController(d, req)
+    if (joined.login !== undefined) {
+      // Until the user has logged in, the node keeps no session to the old login.
+      stopSession()
+      logins.wait(joined, joined.login, async (target, node) => { await ops.run(async () => { await connect(target, node) }) })
+    } else {
+      await connect(joined, joined.node)
+    }
+    return await localStatus(d)
+  }
+
+  /** connect saves the login `up` got and opens the map session. */
+  async function connect (target: JoinTarget, node: Node): Promise<void> {
+    const { controller, fingerprint, hostname, advertiseTags, routing, same } = target
     const saved = same ? await store.readMap().catch(() => undefined) : undefined
     if (!same) await store.clearMap()
     stopSession()
@@ -173,13 +191,14 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     await store.writeLogin(d.login)
     d.health.delete('login')
     updateHealthForSelf(d.health, node)
+    d.authUrl = undefined
     d.state = node.status === 'pending' ? 'NeedsApproval' : 'Starting'
     connectMap(d, mapInit, d.login, saved)
     d.changes.notify('state')
-    return await localStatus(d)
   }
 
   async function down (): Promise<LocalStatus> {
+    logins.cancel()
     stopSession()
     await applier.applying?.catch(() => {})
     await paths.stop()
@@ -253,6 +272,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     ...daemonApi,
     logout: async () => { await ops.run(logout) },
     async close () {
+      logins.cancel()
       nat.close()
       stopSession()
       await applier.applying?.catch(() => {})

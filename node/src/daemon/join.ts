@@ -5,10 +5,12 @@ import {
 } from '@warren/protocol'
 import { normalizeControllerUrl } from '@warren/sdk/transport'
 import { registerNode, type Registration } from '../control/register.js'
-import type { DaemonContext } from './daemon-context.js'
+import { startLogin, type PendingLogin } from '../control/login.js'
+import type { RegisterInit } from '../control/register.js'
+import type { DaemonContext, MeshTransport } from './daemon-context.js'
 
-/** Joined is what `up` learned from registering: the settings to save and the node record. */
-export interface Joined {
+/** JoinTarget is the controller `up` joins and the settings to save once joined. */
+export interface JoinTarget {
   controller: string
   fingerprint: string | undefined
   hostname: string
@@ -16,12 +18,19 @@ export interface Joined {
   routing: RoutingPrefs
   /** same: the node was already logged in to this controller */
   same: boolean
-  node: Node
 }
+
+/** Joined is what `up` learned from registering: the node record, or a login the user must finish first. */
+export type Joined = JoinTarget & ({ node: Node, login?: undefined } | { login: PendingLogin, node?: undefined })
+
+/** NEEDS_LOGIN_CODES are refusals of a machine-key login that a login at the identity provider fixes. */
+const NEEDS_LOGIN_CODES = new Set(['node_key_expired', 'not_registered'])
 
 /**
  * joinController registers with the controller `up` names: with the machine key when
  * already known there (falling back to the auth key if refused), else with the auth key.
+ * Without an auth key, a node the controller does not know (or whose key expired) gets
+ * a login at the controller's identity provider instead, for the user to finish.
  */
 export async function joinController (d: DaemonContext, req: LocalUpRequest): Promise<Joined> {
   const { login, log } = d
@@ -46,20 +55,25 @@ export async function joinController (d: DaemonContext, req: LocalUpRequest): Pr
 
   const t = d.makeTransport({ url: controller, ...(fingerprint !== undefined ? { fingerprint } : {}) })
   const base = { machineKey: d.keys.machine, wireguardPrivateKey: d.keys.wireguard.privateKey, hostname, requestTags: advertiseTags }
+  const target: JoinTarget = { controller, fingerprint, hostname, advertiseTags, routing, same }
   let reg: Registration
   try {
     if (same) {
       try {
         reg = await registerNode(t, base)
       } catch (e) {
-        if (req.authKey === undefined || !isWarrenError(e) || e.status < 400 || e.status >= 500) throw e
+        if (!isWarrenError(e) || e.status < 400 || e.status >= 500) throw e
+        if (req.authKey === undefined) {
+          if (!NEEDS_LOGIN_CODES.has(e.code)) throw e
+          log.info({ code: e.code }, 'log-in with the machine key was refused; asking the user to log in')
+          return { ...target, login: await requestLogin(t, base, controller) }
+        }
         log.info({ code: e.code }, 'log-in with the machine key was refused; joining with the auth key')
         reg = await registerNode(t, { ...base, authKey: req.authKey })
       }
+    } else if (req.authKey === undefined) {
+      return { ...target, login: await requestLogin(t, base, controller) }
     } else {
-      if (req.authKey === undefined) {
-        throw new WarrenError('needs_auth_key', `this node has not joined the controller at ${controller} yet: pass --auth-key KEY (from 'warren admin keys create' on the controller)`, { status: 400, field: 'authKey' })
-      }
       reg = await registerNode(t, { ...base, authKey: req.authKey })
     }
   } catch (e) {
@@ -69,7 +83,26 @@ export async function joinController (d: DaemonContext, req: LocalUpRequest): Pr
   } finally { t.close() }
 
   log.info({ node: reg.node.name, id: reg.node.id, status: reg.node.status, controller }, 'registered with the controller')
-  return { controller, fingerprint, hostname, advertiseTags, routing, same, node: reg.node }
+  return { ...target, node: reg.node }
+}
+
+/**
+ * requestLogin starts a login at the controller's identity provider, for a node that joins
+ * without an auth key. A controller without one says so in words, and how to join instead.
+ */
+async function requestLogin (t: MeshTransport, base: Omit<RegisterInit, 'authKey'>, controller: string): Promise<PendingLogin> {
+  if ((base.requestTags ?? []).length > 0) {
+    throw new WarrenError('needs_auth_key', 'a node with tags joins with an auth key: pass --auth-key KEY (from \'warren admin keys create --tags ...\'), or drop --advertise-tags to log in as yourself', { status: 400, field: 'authKey' })
+  }
+  try {
+    return await startLogin(t, base)
+  } catch (e) {
+    // A controller without a login (or from before logins) has no such route.
+    if (isWarrenError(e) && e.status === 404) {
+      throw new WarrenError('needs_auth_key', `this node has not joined the controller at ${controller} yet, and it offers no login: pass --auth-key KEY (from 'warren admin keys create' on the controller)`, { status: 400, field: 'authKey' })
+    }
+    throw e
+  }
 }
 
 /**

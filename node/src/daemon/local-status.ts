@@ -44,6 +44,7 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
     backendState: state,
     health: [...d.health.values()],
     ...(login !== undefined ? { controller: { url: login.controller, connected: d.session?.state === 'connected' } } : {}),
+    ...(d.authUrl !== undefined ? { authUrl: d.authUrl } : {}),
     interfaceName: d.interfaceName,
     ...(dataPlane !== undefined ? { dataPlane } : {}),
     ...(self !== undefined ? { self } : {}),

@@ -59,7 +59,8 @@ export function connectMap (d: DaemonContext, init: MapConnectionInit, l: SavedL
     metrics.errors.labels('controller').inc()
     if (GONE_CODES.has(e.code)) {
       // The controller no longer knows this node: stop retrying, keep the data plane (fail-closed).
-      health.set('login', `${e.message} (run 'warren up --auth-key KEY')`)
+      // An expired node's refusal already says how to log in again.
+      health.set('login', e.code === 'node_expired' ? e.message : `${e.message} (run 'warren up --auth-key KEY')`)
       d.state = 'NeedsLogin'
       d.changes.notify('state')
       s.close()
