@@ -141,7 +141,7 @@ t.test('good policies parse, including examples from Tailscale documentation', a
         t.same(p.acls.map(r => [r.src.map(x => x.selector), r.dst.map(x => [x.selector, x.ports]), r.protos]),
           [[[{ kind: 'all' }], [[{ kind: 'all' }, [{ first: 0, last: 65535 }]]], [1, 6, 17, 58]]])
         t.same(parsePolicy(p.text).warnings.map(w => w.message),
-          ['1:1: this policy has no "acls", so every node may reach every other on every port, as in Tailscale (write "acls": [] to deny everything)'])
+          ['1:1: this policy has no "acls" or "grants", so every node may reach every other on every port, as in Tailscale (write "acls": [] to deny everything)'])
         t.equal(parsePolicy('{}').policy!.acls.length, 1, '{} too')
         t.equal(parsePolicy('{"acls": []}').policy!.acls.length, 0)
       }
@@ -206,8 +206,8 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       text: '{"acls": [{"action": "accept", "src": ["autogroup:self", "autogroup:memberz"], "dst": ["autogroup:internet:*"]}]}',
       errors: [
         '1:40: autogroup:self can only be used as a destination (it means the source user\'s own devices) (use autogroup:member in src)',
-        '1:58: autogroup:memberz is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self (did you mean autogroup:member?)',
-        '1:88: autogroup:internet is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self'
+        '1:58: autogroup:memberz is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self, autogroup:danger-all (did you mean autogroup:member?)',
+        '1:88: autogroup:internet is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self, autogroup:danger-all'
       ]
     },
     {
@@ -311,7 +311,7 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
 })
 
 t.test('every unsupported Tailscale feature is refused, never ignored', async t => {
-  const top = ['grants', 'ssh', 'sshTests', 'nodeAttrs', 'postures', 'defaultSrcPosture', 'derpMap',
+  const top = ['ssh', 'sshTests', 'nodeAttrs', 'postures', 'defaultSrcPosture', 'derpMap',
     'randomizeClientPort', 'disableIPv4', 'OneCGNATRoute', 'ipsets', 'attrs']
   for (const key of top) {
     const r = parsePolicy(`{\n  "acls": [],\n  "${key}": {}\n}`)

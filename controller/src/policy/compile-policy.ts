@@ -4,7 +4,7 @@ import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
 import { createUserDirectory, isUserToken, type UserDirectory } from './users.js'
-import type { Cidr, Policy, PolicyIdentity, PolicyNode, PolicyUser, PortRange, Selector } from './types.js'
+import { policyRules, type Cidr, type Policy, type PolicyIdentity, type PolicyNode, type PolicyUser, type PortRange, type Selector } from './types.js'
 
 /**
  * Selector keys name sets of identities once users are known: `*`, `user:<name>`,
@@ -21,6 +21,14 @@ export const SELF_KEY = 'self'
  * key among its node keys, and a router's routes go into its filters.
  */
 export const ROUTES_KEY = 'routes'
+
+/** domainKey is the key of `user:*@<domain>`. */
+function domainKey (domain: string): string {
+  return `domain:${domain}`
+}
+
+/** ANY_ADDRESS is what autogroup:danger-all sends from: every IPv4 and IPv6 address. */
+const ANY_ADDRESS: readonly Cidr[] = [parseCidr('0.0.0.0/0')!, parseCidr('::/0')!]
 
 /** CompiledRule is one rule with its selectors turned into keys. */
 export interface CompiledRule {
@@ -67,11 +75,20 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       else list.push(name)
     }
   }
+  // a domain (`user:*@example.com`) is a group whose members are the users with such an email
+  for (const u of users) {
+    const domain = u.email?.toLowerCase().split('@')[1]
+    if (domain === undefined) continue
+    const member = `user:${u.name.toLowerCase()}`
+    groupsOf.set(member, [...(groupsOf.get(member) ?? []), domainKey(domain)])
+  }
   const keyOf = (sel: Selector): string => {
     switch (sel.kind) {
-      case 'all': return '*'
+      case 'all':
+      case 'any-address': return '*'
       case 'user': return `user:${dir.resolve(sel.token).name}`
       case 'group': return sel.name
+      case 'domain': return domainKey(sel.domain)
       case 'tag': return sel.name
       case 'autogroup': return sel.name === 'self' ? SELF_KEY : `ag:${sel.name}`
       case 'host':
@@ -82,7 +99,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       }
     }
   }
-  const rules = policy.acls.map((r): CompiledRule => {
+  const rules = policyRules(policy).map((r): CompiledRule => {
     const srcKeys = new Set<string>()
     const srcNodeKeys = new Set<string>()
     const srcCidrs = new Map<string, Cidr>()
@@ -92,6 +109,8 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       if (selector.kind === 'all') {
         for (const c of mesh) srcCidrs.set(c.text, c)
         srcNodeKeys.add(ROUTES_KEY)
+      } else if (selector.kind === 'any-address') {
+        for (const c of ANY_ADDRESS) srcCidrs.set(c.text, c)
       } else if (selector.kind === 'host' || selector.kind === 'cidr') srcCidrs.set(selector.cidr.text, selector.cidr)
       else srcNodeKeys.add(key)
     }
@@ -225,8 +244,9 @@ export interface CheckResult {
 
 /** checkCompiled evaluates a flow between two subjects against every rule. */
 export function checkCompiled (cp: CompiledPolicy, src: Subject, dst: Subject, proto: number, port: number): CheckResult {
-  const rules = cp.rules.filter(r => ruleAllows(r, src, dst, proto, port)).map(r => ({ index: r.index, line: r.line }))
-  return { allowed: rules.length > 0, rules }
+  // a grant compiles to a rule per set of protocols, all with its number: each is listed once
+  const byIndex = new Map(cp.rules.filter(r => ruleAllows(r, src, dst, proto, port)).map(r => [r.index, { index: r.index, line: r.line }]))
+  return { allowed: byIndex.size > 0, rules: [...byIndex.values()] }
 }
 
 /** protoNumber reads a proto argument (name or number); TCP when omitted. */

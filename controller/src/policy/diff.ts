@@ -5,7 +5,7 @@ import { compilePolicy, destinationMatches, resolveSubject, subjectKeys, type Co
 import { createPolicyEngine } from './engine.js'
 import { portsText, protoName } from './explain.js'
 import { ALL_PORTS } from './parse.js'
-import type { Policy, PolicyNode, PolicyUser, PortRange } from './types.js'
+import { policyRules, type Policy, type PolicyNode, type PolicyUser, type PortRange } from './types.js'
 import { createUserDirectory } from './users.js'
 
 /** Access is one allowed (source, destination, protocol, ports) as `diff` shows it, by name. */
@@ -103,7 +103,7 @@ function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): str
   }
   for (const p of [a, b]) {
     for (const g of p.groups.values()) for (const m of g.members) addUser(m)
-    for (const r of p.acls) for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user') addUser(s.selector.token)
+    for (const r of policyRules(p)) for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user') addUser(s.selector.token)
     for (const t of p.tagOwners.keys()) out.add(t)
     for (const h of p.hosts.keys()) out.add(h)
   }

@@ -32,7 +32,7 @@
  * const change = engine.upsertNode(node) // send deltas to the ids in `change`
  * const netmapFilter = engine.filterFor(node.id)
  */
-export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parsePorts, parseProto, splitHostPort, type ParseResult } from './parse.js'
+export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parseGrantIp, parsePorts, parseProto, splitHostPort, type GrantIp, type ParseResult } from './parse.js'
 export { PolicyError } from './errors.js'
 export { createPolicyEngine, type PolicyEngine, type NodeChange, type EngineOptions } from './engine.js'
 export { check, type CheckResult, type CheckOptions } from './compile-policy.js'

@@ -50,14 +50,18 @@ export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, I
 
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
-const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', tests: 'tests', autoapprovers: 'autoApprovers' }
+const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers' }
 const UNSUPPORTED_TOP: Record<string, string> = {
-  grants: 'grants', ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs',
+  ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs',
   postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap', randomizeclientport: 'randomizeClientPort',
   disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', ipsets: 'ipsets', attrs: 'attrs', settings: 'settings'
 }
 const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst' }
 const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
+const GRANT_KEYS: Record<string, string> = { src: 'src', dst: 'dst', ip: 'ip' }
+/** UNSUPPORTED_GRANT: parts of a grant Warren cannot enforce yet, with what they would need. */
+const UNSUPPORTED_GRANT: Record<string, string> = { app: 'app', via: 'via', srcposture: 'srcPosture' }
+const GRANT_FEATURES: Record<string, string> = { app: 'application capabilities', via: 'routing through subnet routers', srcPosture: 'device posture' }
 const TEST_KEYS: Record<string, string> = { src: 'src', proto: 'proto', accept: 'accept', deny: 'deny' }
 const UNSUPPORTED_TEST: Record<string, string> = { srcpostureattrs: 'srcPostureAttrs' }
 /** MAX_USER_WARNINGS: past this many users that do not exist yet, the rest are counted, not listed. */
@@ -66,10 +70,13 @@ const MAX_USER_WARNINGS = 100
 export const MAX_DEPTH = 64
 /** RESERVED_NAMES are never a key or an alias: they name JavaScript's object machinery. */
 const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
-const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self']
+const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self', 'autogroup:danger-all']
 /** SELF_SOURCES are the source kinds a rule with an autogroup:self destination may have. */
 const SELF_SOURCES = ['user', 'group', 'all', 'autogroup:member']
+/** GRANT_SELF_SOURCES: a grant to autogroup:self is stricter, as in Tailscale: `*` is refused too. */
+const GRANT_SELF_SOURCES = SELF_SOURCES.filter(k => k !== 'all')
 const PORTS_HELP = 'ports must be *, a number 1-65535, a,b list or a-b range, without spaces (for example 22, 80,443 or 8000-8100)'
+const IP_HELP = 'write *, ports (22, 80-90), or proto:ports (tcp:443, udp:53, icmp:*, 47:*)'
 
 const SYNTAX_MESSAGES: Record<string, string> = {
   InvalidSymbol: 'unexpected character',
@@ -126,6 +133,29 @@ export function parseProto (v: string | number): number[] | undefined {
   return named === undefined ? undefined : [...named]
 }
 
+/** GrantIp is one entry of a grant's `ip`: protocols and the ports they reach. */
+export interface GrantIp { protos: number[], ports: PortRange[] }
+
+/**
+ * parseGrantIp reads one entry of a grant's `ip` as Tailscale does: `*` (every port of
+ * TCP, UDP, ICMP and ICMPv6), ports alone (`22`, `80-90`, `80,443`: those protocols on
+ * those ports), or `proto:ports` with a protocol name or IANA number (`tcp:443`,
+ * `udp:53`, `icmp:*`, `47:*`). A protocol without ports takes only `*`. It returns the
+ * reason when the entry is malformed.
+ */
+export function parseGrantIp (s: string): GrantIp | string {
+  if (s === '*') return { protos: [...DEFAULT_PROTOS], ports: [{ ...ALL_PORTS }] }
+  const i = s.indexOf(':')
+  const protoText = i < 0 ? undefined : s.slice(0, i)
+  const portText = i < 0 ? s : s.slice(i + 1)
+  const protos = protoText === undefined ? [...DEFAULT_PROTOS] : parseProto(protoText)
+  if (protos === undefined) return `unknown protocol "${protoText!}" in "${s}": use a name (${Object.keys(PROTO_NAMES).join(', ')}) or an IANA number 0-255`
+  const ports = parsePorts(portText)
+  if (ports === undefined) return `bad ports "${portText}" in "${s}": ${PORTS_HELP}; ${IP_HELP}`
+  if (!protos.some(protocolHasPorts) && portText !== '*') return `"${s}": ${protoText!} has no ports, so write ${protoText!}:*`
+  return { protos, ports }
+}
+
 /** splitHostPort splits `alias:ports`, `[v6]:ports`, `[v6]/len:ports` or `v6:ports` (at the last colon). */
 export function splitHostPort (s: string): { host: string, ports: string } | undefined {
   if (s.startsWith('[')) {
@@ -180,7 +210,7 @@ class PolicyParser {
 
   constructor (private readonly text: string, private readonly users: readonly PolicyUser[] | undefined) {
     for (let i = 0; i < text.length; i++) if (text[i] === '\n') this.lineStarts.push(i + 1)
-    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), acls: [], tests: [], text }
+    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), acls: [], grants: [], tests: [], text }
   }
 
   run (): ParseResult {
@@ -223,7 +253,9 @@ class PolicyParser {
     }
     const acls = sections.get('acls')
     if (acls !== undefined) this.parseAcls(acls)
-    else this.allowAll(root)
+    const grants = sections.get('grants')
+    if (grants !== undefined) this.parseGrants(grants, this.policy.acls.length)
+    if (acls === undefined && grants === undefined) this.allowAll(root)
     const tests = sections.get('tests')
     if (tests !== undefined) this.parseTests(tests)
     this.checkUsers()
@@ -417,13 +449,84 @@ class PolicyParser {
     })
   }
 
+  /** parseGrants reads `grants`; their rules are numbered after the acls (`first`), so each rule has one number. */
+  private parseGrants (section: JsonNode, first: number): void {
+    const items = this.array(section, 'grants') ?? []
+    items.forEach((item, index) => this.policy.grants.push(...this.parseGrant(item, index, first + index)))
+  }
+
   /**
-   * allowAll is what a policy without "acls" means in Tailscale: every node may reach every
-   * other on every port (`"acls": []` denies everything). It is said as a warning, since a
+   * parseGrant reads one grant (`src`, `dst` aliases without ports, `ip`) into rules of the
+   * same form as acls: one rule per set of protocols, each destination with that set's
+   * ports, so the one compiler serves both.
+   */
+  private parseGrant (item: JsonNode, grantIndex: number, index: number): PolicyRule[] {
+    if (this.object(item, `grants[${grantIndex}]`) === undefined) return []
+    const before = this.errors.length
+    const where = `grant ${grantIndex + 1} (grants[${grantIndex}])`
+    const keys = this.keys(item, where, GRANT_KEYS, UNSUPPORTED_GRANT, name =>
+      `"${name}" in ${where} is not supported yet (${lookup(GRANT_FEATURES, name) ?? name}); remove it (Warren never ignores what it cannot enforce)`)
+    const srcNode = keys.get('src')
+    const dstNode = keys.get('dst')
+    const ipNode = keys.get('ip')
+    if (srcNode === undefined) this.err(item, `${where} has no "src": add "src": ["..."]`)
+    if (dstNode === undefined) this.err(item, `${where} has no "dst": add "dst": ["..."]`)
+    const ips: GrantIp[] = []
+    for (const { value, node } of ipNode === undefined ? [] : this.strings(ipNode, 'ip')) {
+      const ip = parseGrantIp(value)
+      if (typeof ip === 'string') this.err(node, ip)
+      else ips.push(ip)
+    }
+    if ((ipNode === undefined || ipNode.children?.length === 0) && !item.children?.some(p => String(p.children?.[0]?.value).toLowerCase() === 'app')) {
+      this.err(ipNode ?? item, `${where} grants nothing: "ip" is missing or empty`, 'add "ip": ["*"] for all traffic, or ports such as "ip": ["tcp:443"]')
+    }
+    const src = this.sources(srcNode)
+    const dst: Array<{ selector: Selector, text: string, pos: SourcePos }> = []
+    for (const { value, node } of dstNode === undefined ? [] : this.strings(dstNode, 'dst')) {
+      const selector = this.grantDestination(value, node)
+      if (selector !== undefined) dst.push({ selector, text: value, pos: this.nodePos(node) })
+    }
+    this.checkSelf(where, src, dst, GRANT_SELF_SOURCES)
+    if (this.errors.length > before) return []
+    const byProtos = new Map<string, { protos: number[], ports: PortRange[] }>()
+    for (const ip of ips) {
+      const protos = [...new Set(ip.protos)].sort((a, b) => a - b)
+      const key = protos.join(',')
+      const have = byProtos.get(key)
+      if (have === undefined) byProtos.set(key, { protos, ports: [...ip.ports] })
+      else have.ports.push(...ip.ports)
+    }
+    const text = this.oneLine(item)
+    return [...byProtos.values()].map(({ protos, ports }) => ({
+      index, pos: this.nodePos(item), text, src, protos, dst: dst.map(d => ({ ...d, ports }))
+    }))
+  }
+
+  /**
+   * grantDestination reads one alias of a grant's `dst`: no ports (they are in `ip`), and,
+   * as in Tailscale, not the whole address space, which `*` says.
+   */
+  private grantDestination (value: string, node: JsonNode): Selector | undefined {
+    const cidr = parseCidr(value)
+    if (cidr !== undefined && cidr.length === 0) {
+      this.err(node, `dst "${value}": to allow all IP addresses, use "*"`)
+      return undefined
+    }
+    const hp = cidr === undefined ? splitHostPort(value) : undefined
+    if (hp !== undefined && parsePorts(hp.ports) !== undefined && !['tag', 'group', 'autogroup', 'user'].includes(hp.host)) {
+      this.err(node, `dst "${value}" has ports, but a grant's destinations name only hosts: ports go in "ip"`, `write "dst": ["${hp.host}"], "ip": ["${hp.ports}"]`)
+      return undefined
+    }
+    return this.selector(value, node, 'dst')
+  }
+
+  /**
+   * allowAll is what a policy without "acls" or "grants" means in Tailscale: every node may
+   * reach every other on every port (`"acls": []` denies everything). It is said as a warning, since a
    * policy that only defines groups or tags is easily taken for one that denies.
    */
   private allowAll (root: JsonNode): void {
-    this.warn(root, 'this policy has no "acls", so every node may reach every other on every port, as in Tailscale',
+    this.warn(root, 'this policy has no "acls" or "grants", so every node may reach every other on every port, as in Tailscale',
       'write "acls": [] to deny everything')
     const all = { selector: { kind: 'all' } as const, text: '*', pos: this.nodePos(root) }
     this.policy.acls.push({
@@ -451,28 +554,37 @@ class PolicyParser {
       const p = this.parseProtoNode(protoNode)
       if (p !== undefined) { protos = p; protoText = String(protoNode.value) }
     }
-    const src: RuleSource[] = []
-    for (const { value, node } of srcNode === undefined ? [] : this.strings(srcNode, 'src')) {
-      const selector = this.selector(value, node, 'src')
-      if (selector !== undefined) src.push({ selector, text: value, pos: this.nodePos(node) })
-    }
+    const src = this.sources(srcNode)
     const dst: RuleDestination[] = []
     for (const { value, node } of dstNode === undefined ? [] : this.strings(dstNode, 'dst')) {
       const d = this.destination(value, node, protoText === undefined ? undefined : protos)
       if (d !== undefined) dst.push(d)
     }
-    const self = dst.find(d => d.selector.kind === 'autogroup' && d.selector.name === 'self')
-    if (self !== undefined) {
-      // autogroup:self means the source user's own devices: only sources that are users have them (as in Tailscale).
-      for (const x of src.filter(x => !SELF_SOURCES.includes(x.selector.kind === 'autogroup' ? `autogroup:${x.selector.name}` : x.selector.kind))) {
-        this.errAt(x.pos.offset, `${where}: "${x.text}" cannot reach autogroup:self, which means the source user's own devices; ` +
-          'its sources must be users, groups, autogroup:member or *', `move "${x.text}" to a rule without ${self.text}`)
-      }
-    }
+    this.checkSelf(where, src, dst)
     if (this.errors.length > before) return undefined
     const rule: PolicyRule = { index, pos: this.nodePos(item), text: this.oneLine(item), src, dst, protos: [...new Set(protos)].sort((a, b) => a - b) }
     if (protoText !== undefined) rule.protoText = protoText
     return rule
+  }
+
+  /** sources reads a rule's or grant's `src` list. */
+  private sources (srcNode: JsonNode | undefined): RuleSource[] {
+    const src: RuleSource[] = []
+    for (const { value, node } of srcNode === undefined ? [] : this.strings(srcNode, 'src')) {
+      const selector = this.selector(value, node, 'src')
+      if (selector !== undefined) src.push({ selector, text: value, pos: this.nodePos(node) })
+    }
+    return src
+  }
+
+  /** checkSelf: autogroup:self means the source user's own devices, so only sources that are users may reach it (as in Tailscale). */
+  private checkSelf (where: string, src: readonly RuleSource[], dst: ReadonlyArray<{ selector: Selector, text: string }>, allowed = SELF_SOURCES): void {
+    const self = dst.find(d => d.selector.kind === 'autogroup' && d.selector.name === 'self')
+    if (self === undefined) return
+    for (const x of src.filter(x => !allowed.includes(x.selector.kind === 'autogroup' ? `autogroup:${x.selector.name}` : x.selector.kind))) {
+      this.errAt(x.pos.offset, `${where}: "${x.text}" cannot reach autogroup:self, which means the source user's own devices; ` +
+        `its sources must be users, groups, autogroup:member${allowed.includes('all') ? ' or *' : ''}`, `move "${x.text}" to a rule without ${self.text}`)
+    }
   }
 
   private parseProtoNode (n: JsonNode): number[] | undefined {
@@ -524,11 +636,18 @@ class PolicyParser {
         return { kind: 'autogroup', name: 'member' }
       }
       if (s === 'autogroup:tagged') return { kind: 'autogroup', name: 'tagged' }
+      if (s === 'autogroup:danger-all') {
+        if (side === 'src') return { kind: 'any-address' }
+        this.err(node, 'cannot use autogroup:danger-all as a destination: it means every address, so it is only a source', 'use * for every node')
+        return undefined
+      }
       this.err(node, `${s} is not supported; Warren knows ${AUTOGROUPS.join(', ')}`, didYouMean(s, AUTOGROUPS))
       return undefined
     }
+    const domain = /^user:\*@([a-z0-9]([a-z0-9.-]*[a-z0-9])?)$/i.exec(s)?.[1]
+    if (domain !== undefined) return { kind: 'domain', domain: domain.toLowerCase() }
     if (s.includes('@')) {
-      if (!isUserToken(s)) { this.err(node, `"${s}" is not a user: write alice@ or alice@example.com`); return undefined }
+      if (!isUserToken(s)) { this.err(node, `"${s}" is not a user: write alice@, alice@example.com or user:*@example.com (every user of a domain)`); return undefined }
       this.userUses.push({ token: s, node })
       return { kind: 'user', token: s.toLowerCase() }
     }

@@ -29,6 +29,10 @@ export type Selector =
   | { kind: 'host', name: string, cidr: Cidr }
   | { kind: 'cidr', cidr: Cidr }
   | { kind: 'autogroup', name: 'member' | 'tagged' | 'self' }
+  /** `user:*@example.com`: every user whose email is in that domain */
+  | { kind: 'domain', domain: string }
+  /** autogroup:danger-all: every address, inside the mesh or not (sources only) */
+  | { kind: 'any-address' }
 
 /** PortRange is an inclusive range of ports, as on the wire. */
 export interface PortRange { first: number, last: number }
@@ -36,7 +40,10 @@ export interface PortRange { first: number, last: number }
 export interface RuleSource { selector: Selector, text: string, pos: SourcePos }
 export interface RuleDestination { selector: Selector, ports: PortRange[], text: string, pos: SourcePos }
 
-/** PolicyRule is one entry of `acls`. `index` counts from 0 in file order. */
+/**
+ * PolicyRule is one entry of `acls`, or a part of a grant. `index` counts from 0 in file
+ * order, acls first, then grants.
+ */
 export interface PolicyRule {
   index: number
   pos: SourcePos
@@ -82,6 +89,11 @@ export interface Policy {
   hosts: Map<string, { cidr: Cidr, pos: SourcePos }>
   autoApprovers?: AutoApprovers
   acls: PolicyRule[]
+  /**
+   * grants are the policy's `grants` as rules of the same form as acls, numbered after
+   * them: one rule per set of protocols of a grant's `ip`, all with the grant's number
+   */
+  grants: PolicyRule[]
   tests: PolicyTest[]
   /** text is the source the policy was parsed from */
   text: string
@@ -113,4 +125,9 @@ export interface PolicyIdentity {
   tags?: string[]
   /** addresses or CIDRs the identity sends from or listens on */
   ips?: string[]
+}
+
+/** policyRules lists every rule of a policy: its acls, then its grants. */
+export function policyRules (policy: Policy): PolicyRule[] {
+  return [...policy.acls, ...policy.grants]
 }

@@ -1,4 +1,4 @@
-import type { Policy, PolicyUser } from './types.js'
+import { policyRules, type Policy, type PolicyUser } from './types.js'
 
 /**
  * UserDirectory turns the ways a policy names a user (`alice@`, `alice@example.com`, or a
@@ -49,8 +49,14 @@ export function emailResolution (policy: Policy, users: readonly PolicyUser[]): 
   const dir = createUserDirectory(users)
   const emails = new Set<string>()
   for (const g of policy.groups.values()) for (const m of g.members) if (!m.endsWith('@')) emails.add(m)
-  for (const r of policy.acls) {
-    for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user' && !s.selector.token.endsWith('@')) emails.add(s.selector.token)
+  const domains = new Set<string>()
+  for (const r of policyRules(policy)) {
+    for (const s of [...r.src, ...r.dst]) {
+      if (s.selector.kind === 'user' && !s.selector.token.endsWith('@')) emails.add(s.selector.token)
+      if (s.selector.kind === 'domain') domains.add(s.selector.domain)
+    }
   }
+  // a domain's members are every user with such an email
+  for (const u of users) if (u.email !== undefined && domains.has(u.email.toLowerCase().split('@')[1]!)) emails.add(u.email.toLowerCase())
   return [...emails].sort().map(e => `${e}=${dir.resolve(e).name}`).join(' ')
 }
