@@ -1,6 +1,6 @@
 import t from 'tap'
 import { filterAllows } from '@warren/protocol'
-import { check, createPolicyEngine, parseGrantIp, parsePolicy, type Policy, type PolicyNode } from '../src/policy/index.js'
+import { check, createPolicyEngine, diff, emailResolution, parseGrantIp, parsePolicy, type Policy, type PolicyNode } from '../src/policy/index.js'
 
 // Tailscale's `grants` (network part): src, dst (aliases without ports) and ip, compiled
 // by the same engine as acls.
@@ -105,4 +105,15 @@ t.test('bad grants are refused as Tailscale refuses them, with what to write', a
     t.same(errors(`[{ "src": ["*"], "dst": ["*"], "ip": ["*"], "${key}": {} }]`),
       [`"${key}" in grant 1 (grants[0]) is not supported yet (${feature}); remove it (Warren never ignores what it cannot enforce)`], key)
   }
+})
+
+t.test('user:*@domain: diff names each user of the domain; a new user of the domain changes what the policy means', async t => {
+  const before = policy('[]')
+  const after = policy('[{ "src": ["user:*@example.com"], "dst": ["tag:web"], "ip": ["tcp:22"] }]')
+  const d = diff(before, after, NODES, users)
+  t.same(d.gained.filter(a => a.kind === 'identity'), [{ kind: 'identity', src: 'alice@', dst: 'tag:web', proto: 'tcp', ports: '22' }],
+    'alice is named, not hidden among the other users')
+  const carol = { name: 'carol', email: 'carol@example.com' }
+  t.not(emailResolution(after, [...users, carol]), emailResolution(after, users), 'a new user of the domain is a change')
+  t.equal(emailResolution(after, [...users, { name: 'dave', email: 'dave@example.net' }]), emailResolution(after, users), 'one of another domain is not')
 })

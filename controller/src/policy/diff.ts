@@ -103,7 +103,14 @@ function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): str
   }
   for (const p of [a, b]) {
     for (const g of p.groups.values()) for (const m of g.members) addUser(m)
-    for (const r of policyRules(p)) for (const s of [...r.src, ...r.dst]) if (s.selector.kind === 'user') addUser(s.selector.token)
+    for (const r of policyRules(p)) {
+      for (const s of [...r.src, ...r.dst]) {
+        if (s.selector.kind === 'user') addUser(s.selector.token)
+        // users of a domain (user:*@example.com) have access others do not: each is named
+        const domain = s.selector.kind === 'domain' ? `@${s.selector.domain}` : undefined
+        if (domain !== undefined) for (const u of users) if (u.email?.toLowerCase().endsWith(domain) === true) addUser(`${u.name}@`)
+      }
+    }
     for (const t of p.tagOwners.keys()) out.add(t)
     for (const h of p.hosts.keys()) out.add(h)
   }
