@@ -477,7 +477,9 @@ class PolicyParser {
       if (typeof ip === 'string') this.err(node, ip)
       else ips.push(ip)
     }
-    if ((ipNode === undefined || ipNode.children?.length === 0) && !item.children?.some(p => String(p.children?.[0]?.value).toLowerCase() === 'app')) {
+    // a grant with `app` may go without `ip`; `app` is refused above, so that is said once
+    const hasApp = item.children?.some(p => String(p.children?.[0]?.value).toLowerCase() === 'app') === true
+    if ((ipNode === undefined || ipNode.children?.length === 0) && !hasApp) {
       this.err(ipNode ?? item, `${where} grants nothing: "ip" is missing or empty`, 'add "ip": ["*"] for all traffic, or ports such as "ip": ["tcp:443"]')
     }
     const src = this.sources(srcNode)
