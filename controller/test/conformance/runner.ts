@@ -41,9 +41,7 @@ const PENDING: PendingFeature[] = [
   { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
   { error: /\bipset:/, reason: 'ipsets' },
   { error: /"app" in grant/, reason: 'grants app (capabilities)' },
-  { error: /"via" in grant/, reason: 'grants via: comes with subnet routers' },
-  { error: /"srcPosture" in grant/, reason: 'device postures' },
-  { error: /"(ip|app|via)" in rule/, reason: 'grants fields in acls' }
+  { error: /"via" in grant/, reason: 'grants via: comes with subnet routers' }
 ]
 
 /** ROUTED is why a record whose filters reach into approved routes is not yet applicable. */
