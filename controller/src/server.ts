@@ -23,7 +23,7 @@ import { startStunServer, type StunServer } from './stun-server.js'
 import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, createRelayMembersFeed, type EmbeddedRelayOptions, type RelayMembersFeed } from './relay/index.js'
 import { createTlsRelay, controllerMembers, type TlsRelay, type TlsRelayOptions } from './tls-relay/index.js'
 import type { UdpRelay } from '@warren/relay'
-import { checkOidcOptions, createOidcClient, openTokenVault, createLoginService, loginRoutes, type OidcOptions } from './oidc/index.js'
+import { checkOidcOptions, createOidcClient, openTokenVault, createLoginService, loginRoutes, createIdpRecheck, recheckRoutes, type OidcOptions } from './oidc/index.js'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
@@ -170,9 +170,12 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const machinePlugins = []
     if (oidc !== undefined) {
       const client = createOidcClient(oidc)
-      const logins = createLoginService({ state, client, settings: oidc, vault: await openTokenVault(opts.stateDir), publicUrl: () => publicUrl })
-      closables.push({ close: async () => { logins.close() } })
+      const vault = await openTokenVault(opts.stateDir)
+      const logins = createLoginService({ state, client, settings: oidc, vault, publicUrl: () => publicUrl })
+      const recheck = createIdpRecheck({ state, client, settings: oidc, vault, onError: err => { log.warn({ err: (err as Error).message }, 'the identity provider check failed') } })
+      closables.push({ close: async () => { logins.close(); recheck.close() } })
       machinePlugins.push(loginRoutes(logins))
+      common.plugins.push(recheckRoutes(recheck))
       // Discovery is tried now so a wrong issuer shows in the log at once; logins retry it.
       client.ready().then(() => { log.info({ issuer: oidc.issuer }, 'identity provider discovered; nodes may join by logging in') },
         (err: unknown) => { log.warn({ err: (err as Error).message }, 'identity provider not usable yet; logins will retry') })
