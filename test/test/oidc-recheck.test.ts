@@ -2,6 +2,7 @@ import t from 'tap'
 import type { IdpRecheckResult } from '@warren/protocol'
 import type { RunningController } from '@warren/controller'
 import { setup, startLogin, login, lastAudit, type Setup } from '../src/oidc-flow.js'
+import { waitFor } from '../src/process.js'
 
 // IdP groups in the policy and continuous verification, with a real provider: alice's
 // membership of the provider's group `engineering` is what lets her reach bob's node,
@@ -61,6 +62,15 @@ t.test('an IdP group in a policy group grants access; leaving it at the provider
   s.idp.users.get('alice')!.groups = ['engineering']
   await loginNode(s, 'laptop2', 'alice')
   t.ok(sources(s.ctl, server.id).includes(`${laptop.ipv4}/32`), 'a login refreshes the groups')
+})
+
+t.test('the check runs by itself at --oidc-recheck-interval', async t => {
+  const s = await setup(t, { scopes: SCOPES, recheckIntervalMs: 200 }, undefined, true)
+  const { laptop, server } = await joined(s)
+  t.ok(sources(s.ctl, server.id).includes(`${laptop.ipv4}/32`))
+  s.idp.users.get('alice')!.groups = []
+  await waitFor(() => !sources(s.ctl, server.id).includes(`${laptop.ipv4}/32`), { timeoutMs: 30_000, message: 'the periodic check taking alice out of group:eng' })
+  t.match(lastAudit(s.ctl, 'idp.recheck'), { target: 'alice', detail: { outcome: 'changed', groups: [] } })
 })
 
 t.test('a user the provider no longer accepts loses their nodes at the check', async t => {
