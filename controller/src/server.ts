@@ -172,7 +172,7 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       const client = createOidcClient(oidc)
       const vault = await openTokenVault(opts.stateDir)
       const logins = createLoginService({ state, client, settings: oidc, vault, publicUrl: () => publicUrl })
-      const recheck = createIdpRecheck({ state, client, settings: oidc, vault, onError: err => { log.warn({ err: (err as Error).message }, 'the identity provider check failed') } })
+      const recheck = createIdpRecheck({ state, client, settings: oidc, vault, onTrouble: (err, user) => { log.warn({ err, user }, 'the identity provider check could not run; access stays as it was') } })
       closables.push({ close: async () => { logins.close(); recheck.close() } })
       machinePlugins.push(loginRoutes(logins))
       common.plugins.push(recheckRoutes(recheck))

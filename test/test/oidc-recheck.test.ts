@@ -88,6 +88,16 @@ t.test('a user the provider no longer accepts loses their nodes at the check', a
   t.same(await recheck(s.ctl, 'alice'), [{ user: 'alice', outcome: 'no-token', groups: [] }], 'her refresh token is gone with the access')
 })
 
+t.test('a provider that cannot be reached changes nothing', async t => {
+  const s = await setup(t, { scopes: SCOPES, recheckIntervalMs: 0 }, undefined, true)
+  const { laptop, server } = await joined(s)
+  await s.idp.close()
+  const [result] = await recheck(s.ctl, 'alice')
+  t.match(result, { user: 'alice', outcome: 'unavailable', groups: ['engineering'], message: /cannot check the login at the identity provider/ })
+  t.equal(s.ctl.state.getNode(laptop.id)?.status, 'active')
+  t.ok(sources(s.ctl, server.id).includes(`${laptop.ipv4}/32`), 'alice keeps her access until the provider answers')
+})
+
 t.test('a check names the user to check, or refuses clearly', async t => {
   const s = await setup(t, { scopes: SCOPES, recheckIntervalMs: 0 })
   const res = await s.ctl.adminApp.inject({ method: 'POST', url: '/v1/users/recheck', payload: { user: 'nobody' } })

@@ -28,8 +28,8 @@ export interface IdpRecheckInit {
   client: OidcClient
   settings: OidcSettings
   vault: TokenVault
-  /** onError hears a periodic check that failed as a whole */
-  onError?: (err: unknown) => void
+  /** onTrouble hears what a periodic check could not do: a user the provider could not be asked about, or a run that failed */
+  onTrouble?: (message: string, user?: string) => void
 }
 
 export function createIdpRecheck (init: IdpRecheckInit): IdpRecheck {
@@ -87,7 +87,11 @@ export function createIdpRecheck (init: IdpRecheckInit): IdpRecheck {
   }
 
   const timer = settings.recheckIntervalMs > 0
-    ? setInterval(() => { run().catch(init.onError ?? (() => undefined)) }, settings.recheckIntervalMs)
+    ? setInterval(() => {
+      run().then(results => {
+        for (const r of results) if (r.outcome === 'unavailable') init.onTrouble?.(r.message ?? 'the provider could not be asked', r.user)
+      }, (err: unknown) => { init.onTrouble?.((err as Error).message) })
+    }, settings.recheckIntervalMs)
     : undefined
   timer?.unref()
 
