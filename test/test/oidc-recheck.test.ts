@@ -1,6 +1,9 @@
 import t from 'tap'
 import type { IdpRecheckResult } from '@warren/protocol'
-import type { RunningController } from '@warren/controller'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startController, type RunningController } from '@warren/controller'
 import { setup, startLogin, login, lastAudit, type Setup } from '../src/oidc-flow.js'
 import { waitFor } from '../src/process.js'
 
@@ -107,6 +110,14 @@ t.test('a check names the user to check, or refuses clearly', async t => {
   const local = await s.ctl.adminApp.inject({ method: 'POST', url: '/v1/users/recheck', payload: { user: 'dave' } })
   t.equal(local.statusCode, 409)
   t.match(JSON.parse(local.body), { error: { code: 'user_not_idp', message: /never logged in at the identity provider/ } })
+
+  const dir = mkdtempSync(join(tmpdir(), 'warren-no-oidc-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const plain = await startController({ stateDir: dir, listen: '127.0.0.1:0', logger: false, map: false })
+  t.teardown(plain.close)
+  const none = await plain.adminApp.inject({ method: 'POST', url: '/v1/users/recheck', payload: {} })
+  t.equal(none.statusCode, 409)
+  t.match(JSON.parse(none.body), { error: { code: 'oidc_not_configured', message: /no identity provider \(start it with --oidc-issuer\)/ } })
 })
 
 t.test('--oidc-require-amr refuses logins without those amr values', async t => {
