@@ -15,6 +15,8 @@ t.test('controller serve reads the OIDC client secret only from a 0600 file', as
   t.match(await oidcOptions({ ...flags, oidcScopes: 'openid, email,groups', oidcAllowedDomains: 'example.com' }), {
     issuer: 'https://auth.example.com', clientId: 'warren', clientSecret: 'abc123', scopes: ['openid', 'email', 'groups'], allowedDomains: ['example.com']
   })
+  t.match(await oidcOptions({ ...flags, oidcRequireAmr: 'mfa, hwk', oidcRecheckInterval: '5m' }), { requireAmr: ['mfa', 'hwk'], recheckIntervalMs: 300_000 })
+  await t.rejects(oidcOptions({ ...flags, oidcRecheckInterval: 'soon' }), { code: 'bad_duration', message: /oidc-recheck-interval 'soon' is not a duration/ })
   t.equal(await oidcOptions({}), undefined, 'no flags: no login')
   await t.rejects(oidcOptions({ oidcClientId: 'warren', oidcAllowedGroups: 'eng' }), { message: '--oidc-client-id, --oidc-allowed-groups need --oidc-issuer (the provider\'s issuer URL)' })
   await t.rejects(oidcOptions({ oidcIssuer: 'https://auth.example.com' }), { message: /needs --oidc-client-id and --oidc-client-secret-file/ })

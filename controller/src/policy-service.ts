@@ -133,8 +133,7 @@ export async function createPolicyService (state: ControllerState, opts: PolicyS
     autoApprovedRoutes: node => autoApprovedRoutes(policy, node, policyUsers(state)),
     tagOwnersAllow (userName, tag) {
       if (userName === undefined) return false
-      const user = state.listUsers().find(u => u.name === userName)
-      return tagOwnersAllow(policy, user === undefined ? userName : (user.email === undefined ? { name: user.name } : { name: user.name, email: user.email }), tag)
+      return tagOwnersAllow(policy, policyUsers(state).find(u => u.name === userName) ?? userName, tag)
     },
     async close () {
       listeners.clear()
@@ -143,9 +142,13 @@ export async function createPolicyService (state: ControllerState, opts: PolicyS
   }
 }
 
-/** policyUsers is what the policy needs of the state's users. */
+/** policyUsers is what the policy needs of the state's users: names, emails, and the groups the identity provider last gave. */
 export function policyUsers (state: ControllerState): PolicyUser[] {
-  return state.listUsers().map(u => (u.email === undefined ? { name: u.name } : { name: u.name, email: u.email }))
+  return [...state.store.users.values()].map(u => ({
+    name: u.name,
+    ...(u.email !== undefined ? { email: u.email } : {}),
+    ...(u.idp !== undefined && u.idp.groups.length > 0 ? { idpGroups: u.idp.groups } : {})
+  }))
 }
 
 /** policyNode is what the policy needs of a node, so a snapshot sent to the worker stays small. */

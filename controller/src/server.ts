@@ -23,7 +23,7 @@ import { startStunServer, type StunServer } from './stun-server.js'
 import { startEmbeddedRelay, embeddedRelayBackend, createRelayLinkServer, createRelayMembersFeed, type EmbeddedRelayOptions, type RelayMembersFeed } from './relay/index.js'
 import { createTlsRelay, controllerMembers, type TlsRelay, type TlsRelayOptions } from './tls-relay/index.js'
 import type { UdpRelay } from '@warren/relay'
-import { checkOidcOptions, createOidcClient, openTokenVault, createLoginService, loginRoutes, type OidcOptions } from './oidc/index.js'
+import { checkOidcOptions, createOidcClient, openTokenVault, createLoginService, loginRoutes, createIdpRecheck, recheckRoutes, type IdpRecheck, type OidcOptions } from './oidc/index.js'
 
 export type { ServerHook, ServerHookContext, Closable } from './server-hooks.js'
 
@@ -168,15 +168,19 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
     const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
     let publicUrl = ''
     const machinePlugins = []
+    let recheck: IdpRecheck | undefined
     if (oidc !== undefined) {
       const client = createOidcClient(oidc)
-      const logins = createLoginService({ state, client, settings: oidc, vault: await openTokenVault(opts.stateDir), publicUrl: () => publicUrl })
-      closables.push({ close: async () => { logins.close() } })
+      const vault = await openTokenVault(opts.stateDir)
+      const logins = createLoginService({ state, client, settings: oidc, vault, publicUrl: () => publicUrl })
+      const r = recheck = createIdpRecheck({ state, client, settings: oidc, vault, onTrouble: (err, user) => { log.warn({ err, user }, 'the identity provider check could not run; access stays as it was') } })
+      closables.push({ close: async () => { logins.close(); r.close() } })
       machinePlugins.push(loginRoutes(logins))
       // Discovery is tried now so a wrong issuer shows in the log at once; logins retry it.
       client.ready().then(() => { log.info({ issuer: oidc.issuer }, 'identity provider discovered; nodes may join by logging in') },
         (err: unknown) => { log.warn({ err: (err as Error).message }, 'identity provider not usable yet; logins will retry') })
     }
+    common.plugins.push(recheckRoutes(recheck))
     const app = await buildApp({ ...common, mode: 'public', https: { key: tls.key, cert: tls.cert }, logger: log, machinePlugins })
     const adminApp = await buildApp({ ...common, mode: 'local', logger: log.child({ server: 'admin-socket' }) })
     closables.push({ close: async () => { await app.close() } }, { close: async () => { await adminApp.close() } })
@@ -386,7 +390,8 @@ async function listenMetrics (app: FastifyInstance, host: string, port: number):
 /**
  * followPolicy hands the policy in force to `apply` (the map's MeshPolicy, the one writer
  * of the engine) after each policy change, and again when a user change changes whom an
- * email in the policy names; other user changes cost nothing.
+ * email or an `idp:` group in the policy names (a login or a check at the identity
+ * provider with new groups); other user changes cost nothing.
  */
 export function followPolicy (state: ControllerState, policy: PolicyService, apply: (policy: Policy, users: PolicyUser[]) => void): Closable {
   let resolved = emailResolution(policy.current(), policyUsers(state))

@@ -191,9 +191,9 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       text: '{"groups": {\n  "group:a": ["alice@"],\n  "group:b": ["group:a", "tag:x", "autogroup:member", "alice"]\n}}',
       errors: [
         '3:15: groups cannot contain groups (Tailscale does not allow nested groups): list the members of group:a in group:b instead',
-        '3:26: groups contain users only; tag:x is not a user (write alice@ or alice@example.com)',
-        '3:35: groups contain users only; autogroup:member is not a user (write alice@ or alice@example.com)',
-        '3:55: "alice" is not a user: write alice@ or alice@example.com (did you mean alice@?)'
+        '3:26: groups contain users only; tag:x is not a user (write alice@, alice@example.com, or idp:GROUP for a group at the identity provider)',
+        '3:35: groups contain users only; autogroup:member is not a user (write alice@, alice@example.com, or idp:GROUP for a group at the identity provider)',
+        '3:55: "alice" is not a user: write alice@, alice@example.com, or idp:GROUP for a group at the identity provider (did you mean alice@?)'
       ]
     },
     {

@@ -517,6 +517,24 @@ export const UserResponse = Obj({ user: User })
 export type UserResponse = Static<typeof UserResponse>
 export const UserList = Obj({ users: Type.Array(User) })
 export type UserList = Static<typeof UserList>
+/** IdpRecheckRequest runs the identity provider check now, for one user or (no user) all of them. */
+export const IdpRecheckRequest = Obj({ user: Type.Optional(UserName) })
+export type IdpRecheckRequest = Static<typeof IdpRecheckRequest>
+/**
+ * IdpRecheckResult is one user's check: `unchanged`, `changed` (new groups), `refused`
+ * (the provider refused the refresh or the allow lists leave the user out: the user's
+ * nodes were expired), `unavailable` (the provider could not be asked; nothing changed)
+ * or `no-token` (no refresh token is stored: the user logged in without offline_access).
+ */
+export const IdpRecheckResult = Obj({
+  user: UserName,
+  outcome: Type.Union([Type.Literal('unchanged'), Type.Literal('changed'), Type.Literal('refused'), Type.Literal('unavailable'), Type.Literal('no-token')]),
+  groups: Type.Array(Str(256)),
+  message: Type.Optional(Str(2000))
+})
+export type IdpRecheckResult = Static<typeof IdpRecheckResult>
+export const IdpRecheckResponse = Obj({ results: Type.Array(IdpRecheckResult) })
+export type IdpRecheckResponse = Static<typeof IdpRecheckResponse>
 export const NodeResponse = Obj({ node: Node })
 export type NodeResponse = Static<typeof NodeResponse>
 export const NodeList = Obj({ nodes: Type.Array(Node) })

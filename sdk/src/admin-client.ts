@@ -5,7 +5,8 @@ import {
   type CreateUserRequest, type CreateAuthKeyRequest, type CreateAuthKeyResponse,
   type CreateApiKeyRequest, type CreateApiKeyResponse,
   type UserResponse, type UserList, type NodeResponse, type NodeList, type AuthKeyResponse, type AuthKeyList,
-  type ApiKeyResponse, type ApiKeyList, type AuditList, type NodeRoutes, type NodeRoutesResponse
+  type ApiKeyResponse, type ApiKeyList, type AuditList, type NodeRoutes, type NodeRoutesResponse,
+  type IdpRecheckResult, type IdpRecheckResponse
 } from '@warren/protocol'
 import { createControllerTransport, createUnixTransport, errorFromResponse, type JsonTransport } from './transport/index.js'
 
@@ -33,6 +34,8 @@ export interface AdminClient {
     create(req: CreateUserRequest): Promise<User>
     list(): Promise<User[]>
     delete(name: string): Promise<void>
+    /** recheck asks the identity provider about one user (or all) now: continuous verification on demand */
+    recheck(user?: string): Promise<IdpRecheckResult[]>
   }
   authKeys: {
     create(req: CreateAuthKeyRequest): Promise<CreateAuthKeyResponse>
@@ -127,7 +130,8 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
     users: {
       create: async req => { checkUser(req); return (await request<UserResponse>('POST', '/users', req)).user },
       list: async () => (await request<UserList>('GET', '/users')).users,
-      delete: async name => { await request('DELETE', `/users/${enc(name)}`) }
+      delete: async name => { await request('DELETE', `/users/${enc(name)}`) },
+      recheck: async user => (await request<IdpRecheckResponse>('POST', '/users/recheck', user !== undefined ? { user } : {})).results
     },
     authKeys: {
       create: async req => { checkTags(req.tags); return await request<CreateAuthKeyResponse>('POST', '/authkeys', req) },

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
@@ -154,17 +155,20 @@ export const IDP_TOOL_ARGV = [process.execPath, fileURLToPath(import.meta.url), 
 /**
  * runIdpTool is the provider and the person, for tests whose controller runs in a
  * namespace (`node oidc-idp.js idp ...`):
- * - `serve PORT REDIRECT_URI USER EMAIL` runs the provider on 127.0.0.1:PORT with one
- *   person and prints `issuer URL`;
+ * - `serve PORT REDIRECT_URI USER EMAIL [GROUPS_FILE]` runs the provider on 127.0.0.1:PORT
+ *   with one person and prints `issuer URL`; the person's groups are read from GROUPS_FILE
+ *   (comma-separated) each time the provider needs them, so a test moves them by writing it;
  * - `login LOGIN_URL USER` opens a login link (the controller's certificate is not
  *   checked: the test's controller is self-signed), logs in at the provider and prints
  *   `page STATUS MESSAGE`, the controller's answer; it exits 1 unless that is 200.
  */
 export async function runIdpTool (args: string[]): Promise<void> {
-  const [mode, a, b, c, d] = args
+  const [mode, a, b, c, d, groupsFile] = args
   if (mode === 'serve' && a !== undefined && b !== undefined && c !== undefined && d !== undefined) {
     const idp = await startTestIdp(Number(a))
-    idp.users.set(c, { email: d, name: c })
+    idp.users.set(c, groupsFile === undefined
+      ? { email: d, name: c }
+      : { email: d, name: c, get groups () { return readFileSync(groupsFile, 'utf8').split(',').map(g => g.trim()).filter(g => g !== '') } })
     idp.allow(b)
     process.stdout.write(`issuer ${idp.issuer}\n`)
   } else if (mode === 'login' && a !== undefined && b !== undefined) {
@@ -177,7 +181,7 @@ export async function runIdpTool (args: string[]): Promise<void> {
     process.stdout.write(`page ${page.status} ${message}\n`)
     process.exitCode = page.status === 200 ? 0 : 1
   } else {
-    process.stderr.write('usage: idp serve PORT REDIRECT_URI USER EMAIL | idp login LOGIN_URL USER\n')
+    process.stderr.write('usage: idp serve PORT REDIRECT_URI USER EMAIL [GROUPS_FILE] | idp login LOGIN_URL USER\n')
     process.exitCode = 2
   }
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander'
 import { adminCommand, addListCommand, withAdmin } from './admin.js'
 import { printJson, printLine, relativeTime } from '../output.js'
 
-/** register adds `warren admin users create|list|delete`. */
+/** register adds `warren admin users create|list|delete|recheck`. */
 export function register (program: Command): void {
   const users = adminCommand(program).command('users').description('manage users')
 
@@ -36,6 +36,19 @@ export function register (program: Command): void {
         await admin.users.delete(name)
         if (json) printJson({ deleted: name })
         else printLine(`deleted user ${name}`)
+      })
+    })
+
+  users.command('recheck [user]')
+    .description('ask the identity provider about a user (default: every user who logged in there) now, as the periodic check does')
+    .action(async (user: string | undefined, _opts: unknown, cmd: Command) => {
+      await withAdmin(cmd, async (admin, json) => {
+        const results = await admin.users.recheck(user)
+        if (json) { printJson(results); return }
+        if (results.length === 0) printLine('no user has logged in at the identity provider yet')
+        for (const r of results) {
+          printLine(`${r.user}: ${r.outcome}${r.groups.length > 0 ? ` (groups ${r.groups.join(', ')})` : ''}${r.message !== undefined ? `: ${r.message}` : ''}`)
+        }
       })
     })
 }

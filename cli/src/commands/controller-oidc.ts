@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { WarrenError } from '@warren/protocol'
+import { WarrenError, parseDuration } from '@warren/protocol'
 import type { OidcOptions } from '@warren/controller'
 
 /** OidcFlags are `controller serve`'s --oidc-* options as commander gives them. */
@@ -13,6 +13,8 @@ export interface OidcFlags {
   oidcAllowedGroups?: string
   oidcGroupsClaim?: string
   oidcRedirectUrl?: string
+  oidcRequireAmr?: string
+  oidcRecheckInterval?: string
 }
 
 /** addOidcFlags adds the options that turn on login at an OpenID Connect identity provider. */
@@ -26,6 +28,8 @@ export function addOidcFlags (cmd: Command): Command {
     .option('--oidc-allowed-users <list>', 'only these emails (or subjects) may log in, comma-separated')
     .option('--oidc-allowed-groups <list>', 'only members of one of these provider groups may log in, comma-separated')
     .option('--oidc-groups-claim <claim>', 'the ID token or userinfo claim that lists groups (default groups)')
+    .option('--oidc-require-amr <list>', 'refuse logins whose ID token lacks these amr values, comma-separated (for example mfa,hwk)')
+    .option('--oidc-recheck-interval <duration>', 'check each user with a refresh token again at the provider this often (default 15m; 0: only at login)')
     .option('--oidc-redirect-url <url>', 'the redirect URI registered at the provider (default: https://HOST:PORT/oidc/callback of --listen)')
 }
 
@@ -51,6 +55,7 @@ export async function oidcOptions (f: OidcFlags): Promise<OidcOptions | undefine
   const allowedDomains = list(f.oidcAllowedDomains)
   const allowedUsers = list(f.oidcAllowedUsers)
   const allowedGroups = list(f.oidcAllowedGroups)
+  const requireAmr = list(f.oidcRequireAmr)
   return {
     issuer: f.oidcIssuer,
     clientId: f.oidcClientId,
@@ -60,6 +65,8 @@ export async function oidcOptions (f: OidcFlags): Promise<OidcOptions | undefine
     ...(allowedUsers !== undefined ? { allowedUsers } : {}),
     ...(allowedGroups !== undefined ? { allowedGroups } : {}),
     ...(f.oidcGroupsClaim !== undefined ? { groupsClaim: f.oidcGroupsClaim } : {}),
+    ...(requireAmr !== undefined ? { requireAmr } : {}),
+    ...(f.oidcRecheckInterval !== undefined ? { recheckIntervalMs: parseDuration(f.oidcRecheckInterval, 'oidc-recheck-interval') } : {}),
     ...(f.oidcRedirectUrl !== undefined ? { redirectUrl: f.oidcRedirectUrl } : {})
   }
 }

@@ -53,3 +53,14 @@ export function checkAllowed (id: IdpIdentity, s: Pick<OidcSettings, 'allowedUse
     throw loginRefused('group_not_allowed', `${who} ${has}, but only members of ${s.allowedGroups.join(', ')} may log in; ask an admin of the identity provider to add you to one`)
   }
 }
+
+/**
+ * checkAmr refuses a login whose ID token does not carry every `amr` value the controller
+ * requires (--oidc-require-amr), naming the ones missing.
+ */
+export function checkAmr (id: IdpIdentity, amr: readonly string[], required: readonly string[]): void {
+  const missing = required.filter(r => !amr.includes(r))
+  if (missing.length === 0) return
+  const got = amr.length > 0 ? `authenticated with ${amr.join(', ')}` : 'the identity provider did not say how they authenticated (no amr claim)'
+  throw loginRefused('amr_missing', `${id.email ?? `subject ${id.subject}`} ${got}, but this mesh requires ${required.join(' and ')} (--oidc-require-amr); log in again with ${missing.join(' and ')} (for example a security key), or ask an admin of the identity provider to enable it`)
+}

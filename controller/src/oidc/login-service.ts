@@ -7,7 +7,7 @@ import type { ControllerState, IdpIdentity } from '../state.js'
 import type { OidcClient, LoginChecks } from './oidc-client.js'
 import type { OidcSettings } from './oidc-options.js'
 import type { TokenVault } from './token-vault.js'
-import { checkAllowed, loginRefused } from './identity.js'
+import { checkAllowed, checkAmr, loginRefused } from './identity.js'
 
 /** LOGIN_PAGE_PATH is where login URLs point: `/login/<id>` redirects to the provider once. */
 export const LOGIN_PAGE_PATH = '/login'
@@ -172,6 +172,7 @@ export function createLoginService (init: LoginServiceInit): LoginService {
         const answer = await client.finish(callbackUrl, s.checks)
         identity = answer.identity
         checkAllowed(identity, settings)
+        checkAmr(identity, answer.amr, settings.requireAmr)
         const extra = answer.refreshToken !== undefined ? [vault.storeOp(identity, answer.refreshToken, new Date(now()).toISOString())] : []
         const { user } = await state.loginIdpUser(identity, extra)
         const node = await state.registerLoggedIn(s.req, user.name)

@@ -11,9 +11,11 @@ export interface LoginChecks {
   pkceVerifier: string
 }
 
-/** IdpAnswer is what a completed authorization-code exchange gave. */
+/** IdpAnswer is what a completed authorization-code exchange (or a refresh) gave. */
 export interface IdpAnswer {
   identity: IdpIdentity
+  /** the ID token's `amr` values (how the person authenticated); empty when it has none */
+  amr: string[]
   /** present when the provider issued one (scope offline_access) */
   refreshToken?: string
 }
@@ -28,6 +30,13 @@ export interface OidcClient {
   begin: (redirectUrl: string) => Promise<{ url: string, checks: LoginChecks }>
   /** finish exchanges the code in `callbackUrl` and checks the ID token; refusals are 403 WarrenErrors */
   finish: (callbackUrl: URL, checks: LoginChecks) => Promise<IdpAnswer>
+  /**
+   * refresh asks the provider about `id` again with its refresh token (refresh grant, then
+   * the new ID token's claims completed by userinfo). A provider that refuses the token (the
+   * person was disabled or the grant revoked) gives a 403 `idp_refresh_refused`; a provider
+   * that cannot be reached gives a 502 `idp_unavailable`.
+   */
+  refresh: (id: Pick<IdpIdentity, 'issuer' | 'subject'>, refreshToken: string) => Promise<IdpAnswer>
   /** ready resolves once discovery has worked (it is retried on the next login if it failed) */
   ready: () => Promise<void>
 }
@@ -76,15 +85,36 @@ export function createOidcClient (s: OidcSettings): OidcClient {
       } catch (e) {
         throw loginRefused(e instanceof client.AuthorizationResponseError ? 'idp_refused' : 'invalid_id_token', describeClientError(e, s))
       }
-      const claims = tokens.claims()!
-      const needUserinfo = claims.email === undefined || claims[s.groupsClaim] === undefined || claims.name === undefined
-      let userinfo: Record<string, unknown> | undefined
-      if (needUserinfo && cfg.serverMetadata().userinfo_endpoint !== undefined) {
-        userinfo = await client.fetchUserInfo(cfg, tokens.access_token, claims.sub).catch(() => undefined)
+      return await answer(cfg, tokens, tokens.claims()!)
+    },
+    async refresh (id, refreshToken) {
+      const cfg = await config()
+      let tokens: Awaited<ReturnType<typeof client.refreshTokenGrant>>
+      try {
+        tokens = await client.refreshTokenGrant(cfg, refreshToken)
+      } catch (e) {
+        if (e instanceof client.ResponseBodyError && e.status >= 400 && e.status < 500) {
+          throw new WarrenError('idp_refresh_refused', `the identity provider refused to refresh the login (${e.error}${e.error_description !== undefined ? `: ${e.error_description}` : ''}); the person was disabled there or the grant was revoked`, { status: 403 })
+        }
+        throw new WarrenError('idp_unavailable', `cannot check the login at the identity provider: ${describeClientError(e, s)}`, { status: 502, cause: e })
       }
-      const identity = identityFromClaims(claims, userinfo, s.groupsClaim)
-      return { identity, ...(tokens.refresh_token !== undefined ? { refreshToken: tokens.refresh_token } : {}) }
+      // A refresh need not carry an ID token; then userinfo alone says who the person is now.
+      const claims = tokens.claims() ?? { iss: id.issuer, sub: id.subject }
+      if (claims.sub !== id.subject) throw new WarrenError('idp_refresh_refused', `the identity provider answered the refresh for subject ${claims.sub}, not ${id.subject}`, { status: 403 })
+      return await answer(cfg, tokens, claims)
     }
+  }
+
+  /** answer reads the person from a token answer's claims, completed by userinfo where they lack email, name or groups. */
+  async function answer (cfg: client.Configuration, tokens: client.TokenEndpointResponse, claims: Record<string, unknown> & { sub: string }): Promise<IdpAnswer> {
+    const needUserinfo = claims.email === undefined || claims[s.groupsClaim] === undefined || claims.name === undefined
+    let userinfo: Record<string, unknown> | undefined
+    if (needUserinfo && cfg.serverMetadata().userinfo_endpoint !== undefined) {
+      userinfo = await client.fetchUserInfo(cfg, tokens.access_token, claims.sub).catch(() => undefined)
+    }
+    const identity = identityFromClaims(claims, userinfo, s.groupsClaim)
+    const amr = Array.isArray(claims.amr) ? claims.amr.filter((a): a is string => typeof a === 'string') : []
+    return { identity, amr, ...(tokens.refresh_token !== undefined ? { refreshToken: tokens.refresh_token } : {}) }
   }
 }
 

@@ -20,6 +20,10 @@ export interface OidcOptions {
   allowedGroups?: string[]
   /** the claim listing the person's groups (default `groups`) */
   groupsClaim?: string
+  /** logins whose ID token's `amr` lacks any of these values are refused (for example mfa, hwk) */
+  requireAmr?: string[]
+  /** how often each user with a refresh token is checked again at the provider, ms (default 15 minutes; 0: never) */
+  recheckIntervalMs?: number
   /** the redirect URI registered at the provider; default `<controller URL>/oidc/callback` */
   redirectUrl?: string
   /** how long a login URL stays valid, ms (default 10 minutes) */
@@ -38,6 +42,7 @@ export interface OidcSettings extends Required<Omit<OidcOptions, 'redirectUrl' |
 export const DEFAULT_OIDC_SCOPES = ['openid', 'email', 'profile']
 export const DEFAULT_GROUPS_CLAIM = 'groups'
 const DEFAULT_LOGIN_TTL_MS = 10 * 60_000
+export const DEFAULT_RECHECK_INTERVAL_MS = 15 * 60_000
 
 /**
  * checkOidcOptions refuses options that cannot work (a malformed issuer, plain HTTP to a
@@ -63,6 +68,9 @@ export function checkOidcOptions (o: OidcOptions): OidcSettings {
   if (o.redirectUrl !== undefined && !URL.canParse(o.redirectUrl)) {
     throw new WarrenError('invalid_input', `--oidc-redirect-url '${o.redirectUrl}' is not a URL; give the controller's public URL with /oidc/callback`, { field: 'oidc-redirect-url' })
   }
+  if (o.recheckIntervalMs !== undefined && !(o.recheckIntervalMs >= 0)) {
+    throw new WarrenError('invalid_input', '--oidc-recheck-interval must be a duration such as 15m, or 0 to check only at login', { field: 'oidc-recheck-interval' })
+  }
   return {
     issuer: o.issuer,
     issuerUrl,
@@ -74,6 +82,8 @@ export function checkOidcOptions (o: OidcOptions): OidcSettings {
     allowedGroups: o.allowedGroups ?? [],
     groupsClaim: o.groupsClaim ?? DEFAULT_GROUPS_CLAIM,
     loginTtlMs: o.loginTtlMs ?? DEFAULT_LOGIN_TTL_MS,
+    requireAmr: o.requireAmr ?? [],
+    recheckIntervalMs: o.recheckIntervalMs ?? DEFAULT_RECHECK_INTERVAL_MS,
     ...(o.redirectUrl !== undefined ? { redirectUrl: o.redirectUrl } : {}),
     ...(o.fetch !== undefined ? { fetch: o.fetch } : {})
   }

@@ -1,7 +1,7 @@
 import { isTag, type RouteHolder } from '@warren/protocol'
 import { cidrContains, parseCidr } from './addr.js'
 import { didYouMean } from './errors.js'
-import { isUserToken } from './users.js'
+import { isUserToken, memberMatches } from './users.js'
 import type { AutoApprovers, Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 /** JsonLike is the slice of a jsonc-parser node the section reader needs. */
@@ -77,7 +77,7 @@ function approvers<N extends JsonLike> (n: N, what: string, policy: Policy, r: S
 function approverMatches (policy: Policy, approver: string, node: PolicyNode, user: PolicyUser | undefined): boolean {
   if (node.tags.length > 0) return approver.startsWith('tag:') && node.tags.includes(approver)
   if (user === undefined) return false
-  const isUser = (token: string): boolean => token === `${user.name.toLowerCase()}@` || (user.email !== undefined && token === user.email.toLowerCase())
+  const isUser = (token: string): boolean => memberMatches(token, user)
   if (approver === 'autogroup:member') return true
   if (approver.startsWith('group:')) return (policy.groups.get(approver)?.members ?? []).some(isUser)
   return isUser(approver)

@@ -3,7 +3,7 @@ import { DEFAULT_MESH_IPV6, cidrContains, hostCidr, meshSources, parseCidr } fro
 import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
-import { createUserDirectory, isUserToken, type UserDirectory } from './users.js'
+import { createUserDirectory, expandIdpGroups, isUserToken, type UserDirectory } from './users.js'
 import { policyRules, type Cidr, type Policy, type PolicyIdentity, type PolicyNode, type PolicyUser, type PortRange, type Selector } from './types.js'
 
 /**
@@ -69,7 +69,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
   const cidrs = new Map<string, Cidr>()
   const groupsOf = new Map<string, string[]>()
   for (const [name, group] of policy.groups) {
-    for (const member of new Set(group.members.map(m => `user:${dir.resolve(m).name}`))) {
+    for (const member of new Set(expandIdpGroups(group.members, users).map(m => `user:${dir.resolve(m).name}`))) {
       const list = groupsOf.get(member)
       if (list === undefined) groupsOf.set(member, [name])
       else list.push(name)

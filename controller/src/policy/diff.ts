@@ -6,7 +6,7 @@ import { createPolicyEngine } from './engine.js'
 import { portsText, protoName } from './explain.js'
 import { ALL_PORTS } from './parse.js'
 import { policyRules, type Policy, type PolicyNode, type PolicyUser, type PortRange } from './types.js'
-import { createUserDirectory } from './users.js'
+import { createUserDirectory, expandIdpGroups } from './users.js'
 
 /** Access is one allowed (source, destination, protocol, ports) as `diff` shows it, by name. */
 export interface Access {
@@ -102,7 +102,7 @@ function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): str
     out.add(r.known ? known.get(r.name)! : token)
   }
   for (const p of [a, b]) {
-    for (const g of p.groups.values()) for (const m of g.members) addUser(m)
+    for (const g of p.groups.values()) for (const m of expandIdpGroups(g.members, users)) addUser(m)
     for (const r of policyRules(p)) {
       for (const s of [...r.src, ...r.dst]) {
         if (s.selector.kind === 'user') addUser(s.selector.token)

@@ -3,7 +3,7 @@ import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { parseAutoApprovers } from './auto-approvers.js'
 import { PolicyError, didYouMean } from './errors.js'
-import { createUserDirectory, isUserToken } from './users.js'
+import { IDP_GROUP_PREFIX, createUserDirectory, isIdpGroupToken, isUserToken } from './users.js'
 import type { Policy, PolicyRule, PolicyTest, PolicyTestCase, PolicyUser, PortRange, RuleDestination, RuleSource, Selector, SourcePos } from './types.js'
 
 /** DEFAULT_POLICY_TEXT is the policy in force when none is set: everyone reaches everyone. */
@@ -397,10 +397,12 @@ class PolicyParser {
         if (m.startsWith('group:')) {
           this.err(node, `groups cannot contain groups (Tailscale does not allow nested groups): list the members of ${m} in ${name} instead`,
             names.includes(m) ? undefined : didYouMean(m, names))
+        } else if (isIdpGroupToken(m)) {
+          members.push(m)
         } else if (m.startsWith('tag:') || m.startsWith('autogroup:') || m === '*') {
-          this.err(node, `groups contain users only; ${m} is not a user (write alice@ or alice@example.com)`)
+          this.err(node, `groups contain users only; ${m} is not a user (write alice@, alice@example.com, or idp:GROUP for a group at the identity provider)`)
         } else if (!isUserToken(m)) {
-          this.err(node, `"${m}" is not a user: write alice@ or alice@example.com`, this.userGuess(m))
+          this.err(node, `"${m}" is not a user: write alice@, alice@example.com, or idp:GROUP for a group at the identity provider`, m === IDP_GROUP_PREFIX ? 'name the group after idp:, for example idp:engineering' : this.userGuess(m))
         } else {
           members.push(m.toLowerCase())
           this.userUses.push({ token: m, node })

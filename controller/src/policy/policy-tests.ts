@@ -2,6 +2,7 @@ import { checkCompiled, compilePolicy, resolveSubject, type CompiledPolicy, type
 import { PolicyError } from './errors.js'
 import { flowText } from './explain.js'
 import type { Policy, PolicyTest, PolicyUser } from './types.js'
+import { expandIdpGroups } from './users.js'
 
 /**
  * runTests evaluates the policy's `tests` on identities and returns one PolicyError per
@@ -13,7 +14,7 @@ export function runTests (policy: Policy, users: readonly PolicyUser[] = []): Po
   const cp = compilePolicy(policy, users)
   const failures: PolicyError[] = []
   for (const test of policy.tests) {
-    const sources = testSources(cp, test)
+    const sources = testSources(cp, test, users)
     if (sources.length === 0) {
       failures.push(new PolicyError(test.srcPos.line, test.srcPos.column, `test ${test.index + 1}: ${test.src} has no members, so the test checks nothing`))
       continue
@@ -39,9 +40,12 @@ export function runTests (policy: Policy, users: readonly PolicyUser[] = []): Po
   return failures
 }
 
-/** testSources: the test's source, or each member of a group source (labelled `group:x (alice@)`). */
-function testSources (cp: CompiledPolicy, test: PolicyTest): Array<{ label: string, subject: Subject }> {
+/**
+ * testSources: the test's source, or each member of a group source (labelled `group:x (alice@)`);
+ * an `idp:` member stands for the users the identity provider has put in that group now.
+ */
+function testSources (cp: CompiledPolicy, test: PolicyTest, users: readonly PolicyUser[]): Array<{ label: string, subject: Subject }> {
   const group = cp.policy.groups.get(test.src)
   if (group === undefined) return [{ label: test.src, subject: resolveSubject(cp, test.src) }]
-  return group.members.map(m => ({ label: `${test.src} (${m})`, subject: resolveSubject(cp, m) }))
+  return expandIdpGroups(group.members, users).map(m => ({ label: `${test.src} (${m})`, subject: resolveSubject(cp, m) }))
 }

@@ -99,8 +99,11 @@ export interface Policy {
   text: string
 }
 
-/** PolicyUser is what the compiler needs to know about a user. */
-export interface PolicyUser { name: string, email?: string }
+/**
+ * PolicyUser is what the compiler needs to know about a user; `idpGroups` are the groups
+ * the identity provider last said the user is in (what `idp:NAME` group members match).
+ */
+export interface PolicyUser { name: string, email?: string, idpGroups?: readonly string[] }
 
 /**
  * PolicyNode is what the compiler needs to know about a node. A node with tags is

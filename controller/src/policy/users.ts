@@ -40,15 +40,44 @@ export function isUserToken (s: string): boolean {
   return /^[^@\s:]+@[^@\s:]*$/.test(s)
 }
 
+/** IDP_GROUP_PREFIX starts a policy group member that stands for an identity-provider group (`idp:engineering`). */
+export const IDP_GROUP_PREFIX = 'idp:'
+
+/** isIdpGroupToken says whether a group member names an identity-provider group. */
+export function isIdpGroupToken (s: string): boolean {
+  return s.startsWith(IDP_GROUP_PREFIX) && s.length > IDP_GROUP_PREFIX.length
+}
+
 /**
- * emailResolution lists which user each email in the policy's groups and rules names. A
- * user change matters to a compiled policy only when it changes this (`name@` never
- * depends on which users exist), so most user changes cost nothing.
+ * expandIdpGroups replaces each `idp:NAME` member with `user@` for every user the identity
+ * provider put in group NAME (group names compare exactly, as the provider writes them);
+ * other members are kept as written.
+ */
+export function expandIdpGroups (members: readonly string[], users: readonly PolicyUser[]): string[] {
+  return members.flatMap(m => isIdpGroupToken(m)
+    ? users.filter(u => u.idpGroups?.includes(m.slice(IDP_GROUP_PREFIX.length)) === true).map(u => `${u.name.toLowerCase()}@`)
+    : [m])
+}
+
+/**
+ * memberMatches says whether a policy token (`name@`, an email, or `idp:NAME`) names `user`.
+ */
+export function memberMatches (token: string, user: PolicyUser): boolean {
+  if (isIdpGroupToken(token)) return user.idpGroups?.includes(token.slice(IDP_GROUP_PREFIX.length)) === true
+  return token === `${user.name.toLowerCase()}@` || (user.email !== undefined && token === user.email.toLowerCase())
+}
+
+/**
+ * emailResolution lists which user each email in the policy's groups and rules names,
+ * and which users each `idp:` group member stands for. A user change matters to a
+ * compiled policy only when it changes this (`name@` never depends on which users
+ * exist), so most user changes cost nothing.
  */
 export function emailResolution (policy: Policy, users: readonly PolicyUser[]): string {
   const dir = createUserDirectory(users)
   const emails = new Set<string>()
-  for (const g of policy.groups.values()) for (const m of g.members) if (!m.endsWith('@')) emails.add(m)
+  const idpGroups = new Set<string>()
+  for (const g of policy.groups.values()) for (const m of g.members) if (isIdpGroupToken(m)) idpGroups.add(m); else if (!m.endsWith('@')) emails.add(m)
   const domains = new Set<string>()
   for (const r of policyRules(policy)) {
     for (const s of [...r.src, ...r.dst]) {
@@ -58,5 +87,7 @@ export function emailResolution (policy: Policy, users: readonly PolicyUser[]): 
   }
   // a domain's members are every user with such an email
   for (const u of users) if (u.email !== undefined && domains.has(u.email.toLowerCase().split('@')[1]!)) emails.add(u.email.toLowerCase())
-  return [...emails].sort().map(e => `${e}=${dir.resolve(e).name}`).join(' ')
+  const byEmail = [...emails].sort().map(e => `${e}=${dir.resolve(e).name}`)
+  const byIdpGroup = [...idpGroups].sort().map(g => `${g}=${expandIdpGroups([g], users).sort().join(',')}`)
+  return [...byEmail, ...byIdpGroup].join(' ')
 }

@@ -38,6 +38,12 @@ export interface UserMethods {
    * (the login's sealed refresh token) in the same batch.
    */
   loginIdpUser: (identity: IdpIdentity, extra?: StoreOp[]) => Promise<IdpLogin>
+  /**
+   * recheckIdpUser stores the groups the identity provider gave at a continuous check, with
+   * `extra` ops (a rotated refresh token) in the same batch. It writes an `idp.recheck`
+   * audit entry with `detail` when `detail` is given, and tells the policy when the groups changed.
+   */
+  recheckIdpUser: (name: string, groups: readonly string[], extra: StoreOp[], detail?: Record<string, unknown>) => Promise<void>
 }
 
 /** Users are the user methods and the lookups other parts of the state need. */
@@ -103,6 +109,16 @@ export function createUsers (core: CommitCore): Users {
       idByName.set(rec.name, rec.id)
       const user = userView(rec)
       return { durable, done: () => { core.emit('user-upserted', user); return { user, outcome } } }
+    }),
+    recheckIdpUser: locked((name: string, groups: readonly string[], extra: StoreOp[], detail?: Record<string, unknown>) => {
+      const u = requireUser(name)
+      if (u.idp === undefined) throw new WarrenError('user_not_idp', `user '${name}' has never logged in at the identity provider, so there is nothing to check`, { status: 409 })
+      const sorted = [...groups].sort()
+      const changed = sorted.join('\n') !== u.idp.groups.join('\n')
+      const rec: UserRecord = { ...u, idp: { ...u.idp, groups: sorted } }
+      const audit = detail !== undefined ? [auditOp(`idp:${u.email ?? u.idp.subject}`, 'idp.recheck', name, detail)] : []
+      const durable = store.commit([{ type: 'put', table: 'user', value: rec }, ...extra, ...audit])
+      return { durable, done: () => { if (changed) core.emit('user-upserted', userView(rec)) } }
     }),
     deleteUser: locked((name: string, actor: string) => {
       const u = requireUser(name)
