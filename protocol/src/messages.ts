@@ -234,7 +234,12 @@ export const Peer = Obj({
   lastSeen: Type.Optional(Timestamp),
   keyExpiry: Type.Optional(Timestamp),
   /** the approved subnet routes this peer serves (see servedRoutes) */
-  routes: Type.Optional(RouteList)
+  routes: Type.Optional(RouteList),
+  /**
+   * those of them it is the primary router for: where several routers serve a route, the
+   * controller names one, which keeps it while online (high availability)
+   */
+  primaryRoutes: Type.Optional(RouteList)
 })
 export type Peer = Static<typeof Peer>
 
@@ -649,7 +654,9 @@ export const LocalPeerStatus = Obj({
   /** approved subnet routes the peer offers */
   routes: Type.Optional(RouteList),
   /** those of them this node sends through the peer (with --accept-routes; the most specific router wins) */
-  routesInUse: Type.Optional(RouteList)
+  routesInUse: Type.Optional(RouteList),
+  /** those of them the peer is the primary router for (others serving the same range stand by) */
+  primaryRoutes: Type.Optional(RouteList)
 })
 export type LocalPeerStatus = Static<typeof LocalPeerStatus>
 
