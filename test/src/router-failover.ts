@@ -18,10 +18,19 @@ function replies (output: string): Reply[] {
   return [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map(m => ({ at: Number(m[1]), seq: Number(m[2]) }))
 }
 
-/** crashRouter models a router that goes away at once: its WireGuard interface and its daemon (so its map session) are gone. */
+/**
+ * crashRouter models a router that goes away at once: its WireGuard (the wireguard-go
+ * process serving its interface, which takes the interface with it) and its daemon (so its
+ * map session) are killed. A restarted daemon makes the interface anew.
+ */
 export async function crashRouter (router: MeshNode): Promise<void> {
-  await router.host.exec(['ip', 'link', 'del', router.iface], { allowFail: true })
+  const found = await router.host.exec(['pgrep', '-f', `wireguard-go ${router.iface}$`], { allowFail: true })
+  const pids = found.stdout.split('\n').filter(Boolean)
+  if (pids.length === 0) throw new Error(`no wireguard-go serves ${router.iface} on ${router.name}`)
+  await router.host.exec(['kill', '-KILL', ...pids])
   await router.proc.kill('SIGKILL')
+  await waitFor(async () => (await router.host.exec(['ip', 'link', 'show', router.iface], { allowFail: true })).exitCode !== 0,
+    { timeoutMs: 30_000, message: `${router.iface} gone with its wireguard-go on ${router.name}` })
 }
 
 /**

@@ -6,7 +6,7 @@ import { createSubnetLab, netnsSkipReason, waitFor, measureFailover, primaryFor,
  * the same subnet; the controller names one primary and the client routes through it. When
  * the primary crashes (its interface and daemon gone, so its map session ends), the client
  * moves the route to the standby and its ping to the LAN host goes on; the old primary
- * coming back does not take the route back.
+ * coming back does not take the route back, and takes it over in turn when the other goes.
  */
 const skip = netnsSkipReason()
 
@@ -43,4 +43,9 @@ t.test('the standby router takes a subnet over when the primary goes away, and k
   t.equal(await primaryFor(client, lan), 'router2', 'the old primary back online does not take the route back')
   t.equal(await routeHolder(client, lan), 'router2', 'the client keeps routing through router2')
   t.ok(await canPing(client.host, lanHost.address, 5000), 'the client still reaches the LAN host')
+
+  // The restarted router made its interface anew and serves again: it takes over in turn.
+  const back = await measureFailover(client, lanHost.address, standbyRouter, router)
+  t.comment(`failover back: pings answered again ${back.resumeMs.toFixed(0)} ms after router2 went away; ${back.lost} echo(s) lost`)
+  t.equal(await routeHolder(client, lan), 'router', 'the returned router carries the route once router2 is gone')
 })
