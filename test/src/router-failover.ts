@@ -20,14 +20,14 @@ function replies (output: string): Reply[] {
 
 /**
  * crashRouter models a router that goes away at once: its WireGuard (the wireguard-go
- * process serving its interface, which takes the interface with it) and its daemon (so its
- * map session) are killed. A restarted daemon makes the interface anew.
+ * process serving its interface, which takes the interface with it; a kernel interface is
+ * deleted) and its daemon (so its map session) are killed. A restarted daemon makes the interface anew.
  */
 export async function crashRouter (router: MeshNode): Promise<void> {
   const found = await router.host.exec(['pgrep', '-f', `wireguard-go ${router.iface}$`], { allowFail: true })
   const pids = found.stdout.split('\n').filter(Boolean)
-  if (pids.length === 0) throw new Error(`no wireguard-go serves ${router.iface} on ${router.name}`)
-  await router.host.exec(['kill', '-KILL', ...pids])
+  // Kernel WireGuard has no process: the interface itself goes.
+  await router.host.exec(pids.length > 0 ? ['kill', '-KILL', ...pids] : ['ip', 'link', 'del', router.iface])
   await router.proc.kill('SIGKILL')
   await waitFor(async () => (await router.host.exec(['ip', 'link', 'show', router.iface], { allowFail: true })).exitCode !== 0,
     { timeoutMs: 30_000, message: `${router.iface} gone with its wireguard-go on ${router.name}` })
