@@ -5,6 +5,7 @@ import type { LocalStatus, NodeRoutes } from '@warren/protocol'
 import { runWarren, tempDir, joinNode, ok, failsWith, json, type CliResult } from './cli-harness.js'
 import { routeOptions } from '../src/commands/local-up.js'
 import { formatRoutes } from '../src/commands/local-status.js'
+import { describeRoutes } from '../src/commands/admin-routes.js'
 
 /**
  * Subnet routes at the command line: `warren admin nodes routes|approve-routes` against a
@@ -40,6 +41,12 @@ t.test('warren up checks its route options before asking the daemon', async t =>
   t.throws(() => routeOptions({ snatSubnetRoutes: 'no' }), /--snat-subnet-routes takes true or false, not "no"/)
   const r = await runWarren(['up', '--socket', '/nonexistent/warren.sock', '--controller', 'https://127.0.0.1:1', '--advertise-routes', '127.0.0.0/8'])
   failsWith(t, r, /overlaps loopback/, 'the CLI refuses before it reaches any daemon')
+})
+
+t.test('warren admin nodes routes says whether a served route has the node as its primary router', async t => {
+  const r = { node: 'office', advertised: ['10.0.0.0/8', '172.16.0.0/12'], approved: ['10.0.0.0/8', '172.16.0.0/12'], served: ['10.0.0.0/8', '172.16.0.0/12'], primary: ['10.0.0.0/8'] }
+  t.match(describeRoutes(r), /10\.0\.0\.0\/8\s+served, primary\n/)
+  t.match(describeRoutes(r), /172\.16\.0\.0\/12\s+served, not primary \(another router carries it, or this one is offline\)/)
 })
 
 t.test('warren status says which routes are offered, approved and in use', async t => {

@@ -148,8 +148,11 @@ export const SetTagsRequest = Obj({ tags: Type.Array(TagName, { maxItems: 64 }) 
 /** ApproveRoutesRequest sets the routes approved for a node: exactly these (an empty list approves none). */
 export const ApproveRoutesRequest = Obj({ routes: RouteList })
 export type ApproveRoutesRequest = Static<typeof ApproveRoutesRequest>
-/** NodeRoutes is `warren admin nodes routes NODE`: advertised, approved, and served (both). */
-export const NodeRoutes = Obj({ node: NodeName, advertised: RouteList, approved: RouteList, served: RouteList })
+/**
+ * NodeRoutes is `warren admin nodes routes NODE`: advertised, approved, served (both), and
+ * those served routes it is the primary router for (absent: none).
+ */
+export const NodeRoutes = Obj({ node: NodeName, advertised: RouteList, approved: RouteList, served: RouteList, primary: Type.Optional(RouteList) })
 export type NodeRoutes = Static<typeof NodeRoutes>
 export const NodeRoutesResponse = Obj({ routes: NodeRoutes })
 export type NodeRoutesResponse = Static<typeof NodeRoutesResponse>

@@ -42,6 +42,8 @@ t.test('the standby router takes a subnet over when the primary goes away, and k
   await waitFor(async () => (await router.status()).controller?.connected === true, { timeoutMs: 60_000, message: 'the old primary connected again' })
   t.equal(await primaryFor(client, lan), 'router2', 'the old primary back online does not take the route back')
   t.equal(await routeHolder(client, lan), 'router2', 'the client keeps routing through router2')
+  t.match(await mesh.admin('nodes', 'routes', 'router2'), /served, primary/, 'warren admin nodes routes names the primary')
+  t.match(await mesh.admin('nodes', 'routes', 'router'), /served, not primary/, 'and the router that stands by')
   t.ok(await canPing(client.host, lanHost.address, 5000), 'the client still reaches the LAN host')
 
   // The restarted router made its interface anew and serves again: it takes over in turn.

@@ -39,6 +39,8 @@ export interface MapFanout {
   setNat: (nat: NatConfig | undefined) => void
   node: (id: string) => Node | undefined
   nodeCount: () => number
+  /** primaryRoutes lists the routes a node is the primary router for */
+  primaryRoutes: (id: string) => string[]
 
   session: (nodeId: string) => FanoutSession | undefined
   sessions: () => Iterable<FanoutSession>
@@ -244,6 +246,7 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     },
     node: id => entries.get(id)?.node,
     nodeCount: () => entries.size,
+    primaryRoutes: id => primaries.primaryOf(id),
 
     session: nodeId => queues.get(nodeId),
     sessions: () => queues.all(),
