@@ -5,6 +5,7 @@ import type { LocalStatus, NodeRoutes } from '@warren/protocol'
 import { runWarren, tempDir, joinNode, ok, failsWith, json, type CliResult } from './cli-harness.js'
 import { routeOptions } from '../src/commands/local-up.js'
 import { formatRoutes } from '../src/commands/local-status.js'
+import { describeRoutes } from '../src/commands/admin-routes.js'
 
 /**
  * Subnet routes at the command line: `warren admin nodes routes|approve-routes` against a
@@ -42,16 +43,30 @@ t.test('warren up checks its route options before asking the daemon', async t =>
   failsWith(t, r, /overlaps loopback/, 'the CLI refuses before it reaches any daemon')
 })
 
+t.test('warren admin nodes routes says whether a served route has the node as its primary router', async t => {
+  const r = { node: 'office', advertised: ['10.0.0.0/8', '172.16.0.0/12'], approved: ['10.0.0.0/8', '172.16.0.0/12'], served: ['10.0.0.0/8', '172.16.0.0/12'], primary: ['10.0.0.0/8'] }
+  t.match(describeRoutes(r), /10\.0\.0\.0\/8\s+served, primary\n/)
+  t.match(describeRoutes(r), /172\.16\.0\.0\/12\s+served, not primary \(another router carries it, or this one is offline\)/)
+})
+
 t.test('warren status says which routes are offered, approved and in use', async t => {
   const st = {
     self: { advertisedRoutes: ['192.168.1.0/24', '10.0.0.0/8'], approvedRoutes: ['192.168.1.0/24'] },
     routing: { advertiseRoutes: ['192.168.1.0/24', '10.0.0.0/8'], acceptRoutes: false, snatSubnetRoutes: true },
-    peers: [{ name: 'office', routes: ['172.16.0.0/12'] }]
+    peers: [{ name: 'office', online: true, routes: ['172.16.0.0/12'], primaryRoutes: ['172.16.0.0/12'] }]
   } as unknown as LocalStatus
   t.same(formatRoutes(st), [
     'routes advertised: 192.168.1.0/24 (approved, served), 10.0.0.0/8 (awaiting approval); masqueraded',
-    'route 172.16.0.0/12 via office: not used (run \'warren up --accept-routes\' to use it)'
+    'route 172.16.0.0/12 via office (primary): not used (run \'warren up --accept-routes\' to use it)'
   ])
-  const using = { ...st, self: undefined, routing: { ...st.routing, acceptRoutes: true }, peers: [{ name: 'office', routes: ['172.16.0.0/12'], routesInUse: ['172.16.0.0/12'] }] } as unknown as LocalStatus
-  t.same(formatRoutes(using), ['route 172.16.0.0/12 via office: in use'])
+  const using = {
+    ...st,
+    self: undefined,
+    routing: { ...st.routing, acceptRoutes: true },
+    peers: [{ name: 'office', online: true, routes: ['172.16.0.0/12'], primaryRoutes: ['172.16.0.0/12'], routesInUse: ['172.16.0.0/12'] },
+      { name: 'office-2', online: true, routes: ['172.16.0.0/12'] }, { name: 'office-3', online: false, routes: ['172.16.0.0/12'] }]
+  } as unknown as LocalStatus
+  t.same(formatRoutes(using), ['route 172.16.0.0/12 via office (primary): in use',
+    'route 172.16.0.0/12 via office-2 (standby): not used (another router carries it)',
+    'route 172.16.0.0/12 via office-3 (offline): not used (another router carries it)'], 'which router is primary, which stand by')
 })

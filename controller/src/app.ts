@@ -43,6 +43,8 @@ export interface BuildAppOptions {
   /** machinePlugins add public routes that need no API key (the login routes), on the public server only */
   machinePlugins?: MachinePlugin[]
   metrics?: ControllerMetrics
+  /** primaryRoutes lists the routes a node is the primary router for (from the map service) */
+  primaryRoutes?: (nodeId: string) => string[]
 }
 
 const LOCAL_ADMIN = 'local-admin'
@@ -95,7 +97,13 @@ export async function buildApp (opts: BuildAppOptions): Promise<FastifyInstance>
         throw e
       }
     })
-    const ctx: ControllerPluginContext = { state, actor: req => req.warrenActor, local, ...(metrics !== undefined ? { metrics } : {}) }
+    const ctx: ControllerPluginContext = {
+      state,
+      actor: req => req.warrenActor,
+      local,
+      ...(metrics !== undefined ? { metrics } : {}),
+      ...(opts.primaryRoutes !== undefined ? { primaryRoutes: opts.primaryRoutes } : {})
+    }
     for (const plugin of [...ADMIN_ROUTES, ...opts.plugins ?? []]) {
       await admin.register(async scope => { await plugin(scope.withTypeProvider<TypeBoxTypeProvider>(), ctx) })
     }

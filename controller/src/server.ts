@@ -165,7 +165,9 @@ export async function startController (opts: StartControllerOptions): Promise<Ru
       const s = stun
       closables.push({ close: async () => { await s.close() } })
     }
-    const common = { state, metrics, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
+    // The map service starts later; until then no router is primary.
+    const primaryRoutes = (nodeId: string): string[] => map?.primaryRoutes(nodeId) ?? []
+    const common = { state, metrics, primaryRoutes, plugins: [policyRoutes(policy), ...(opts.plugins ?? [])], ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}) }
     let publicUrl = ''
     const machinePlugins = []
     let recheck: IdpRecheck | undefined

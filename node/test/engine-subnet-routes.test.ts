@@ -56,6 +56,8 @@ t.test('a client uses peers\' routes only with acceptRoutes; the most specific w
 
   const offline = netmapFor(self, [asPeer(r1, { routes: ['10.1.0.0/24'], online: false }), asPeer(r2, { routes: ['10.1.0.0/24'] })])
   t.same(routesInUse(offline.peers, accept).get(r2.wgKey), ['10.1.0.0/24'], 'an online router wins over an offline one for the same range')
+  const shared = [asPeer(r1, { routes: ['10.1.0.0/24'] }), asPeer(r2, { routes: ['10.1.0.0/24'], primaryRoutes: ['10.1.0.0/24'] })]
+  t.same(routesInUse(shared, accept).get(r2.wgKey), ['10.1.0.0/24'], 'the primary the controller names wins over a lower id')
   t.same(routesInUse([asPeer(r1, { routes: ['10.9.0.0/16'] })], { ...accept, advertiseRoutes: ['10.9.0.0/16'] }).size, 0, 'a route this node advertises itself is reached directly')
 
   await s.engine.apply(netmapFor(self, [asPeer(plain)]), { privateKey: self.privateKey, interfaceName: IF, routing: accept })

@@ -148,8 +148,11 @@ export const SetTagsRequest = Obj({ tags: Type.Array(TagName, { maxItems: 64 }) 
 /** ApproveRoutesRequest sets the routes approved for a node: exactly these (an empty list approves none). */
 export const ApproveRoutesRequest = Obj({ routes: RouteList })
 export type ApproveRoutesRequest = Static<typeof ApproveRoutesRequest>
-/** NodeRoutes is `warren admin nodes routes NODE`: advertised, approved, and served (both). */
-export const NodeRoutes = Obj({ node: NodeName, advertised: RouteList, approved: RouteList, served: RouteList })
+/**
+ * NodeRoutes is `warren admin nodes routes NODE`: advertised, approved, served (both), and
+ * those served routes it is the primary router for (absent: none).
+ */
+export const NodeRoutes = Obj({ node: NodeName, advertised: RouteList, approved: RouteList, served: RouteList, primary: Type.Optional(RouteList) })
 export type NodeRoutes = Static<typeof NodeRoutes>
 export const NodeRoutesResponse = Obj({ routes: NodeRoutes })
 export type NodeRoutesResponse = Static<typeof NodeRoutesResponse>
@@ -234,7 +237,12 @@ export const Peer = Obj({
   lastSeen: Type.Optional(Timestamp),
   keyExpiry: Type.Optional(Timestamp),
   /** the approved subnet routes this peer serves (see servedRoutes) */
-  routes: Type.Optional(RouteList)
+  routes: Type.Optional(RouteList),
+  /**
+   * those of them it is the primary router for: where several routers serve a route, the
+   * controller names one, which keeps it while online (high availability)
+   */
+  primaryRoutes: Type.Optional(RouteList)
 })
 export type Peer = Static<typeof Peer>
 
@@ -667,7 +675,9 @@ export const LocalPeerStatus = Obj({
   /** approved subnet routes the peer offers */
   routes: Type.Optional(RouteList),
   /** those of them this node sends through the peer (with --accept-routes; the most specific router wins) */
-  routesInUse: Type.Optional(RouteList)
+  routesInUse: Type.Optional(RouteList),
+  /** those of them the peer is the primary router for (others serving the same range stand by) */
+  primaryRoutes: Type.Optional(RouteList)
 })
 export type LocalPeerStatus = Static<typeof LocalPeerStatus>
 

@@ -42,6 +42,8 @@ export interface MeshNode {
   /** wgKey is the node's WireGuard public key */
   wgKey: string
   status: () => Promise<LocalStatus>
+  /** restart starts the daemon again on the same state (after the test killed it) and waits until it runs */
+  restart: () => Promise<void>
   /** wgPeers lists the public keys `wg show IFACE peers` prints */
   wgPeers: () => Promise<string[]>
 }
@@ -139,13 +141,19 @@ export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise
     // `ip netns exec` puts this file over /etc/resolv.conf; MagicDNS takes it over.
     mkdirSync(`/etc/netns/${host.netns}`, { recursive: true })
     writeFileSync(`/etc/netns/${host.netns}/resolv.conf`, `nameserver ${controllerHost.address}\n`)
-    const proc = host.spawn([...WARREN_ARGV, 'node', 'run', '--state-dir', stateDir, '--socket', socket, '--interface', iface,
+    const spawnDaemon = (): ProcessHandle => host.spawn([...WARREN_ARGV, 'node', 'run', '--state-dir', stateDir, '--socket', socket, '--interface', iface,
       '--wireguard', 'auto', '--log-level', opts.logLevel ?? 'info'], j.env !== undefined ? { env: j.env } : {})
+    const proc = spawnDaemon()
     // Tests poll status often: asked over the LocalAPI socket in this process, not by a CLI process each time.
     const local = createLocalClient({ socketPath: socket })
     const status = async (): Promise<LocalStatus> => await local.status()
     const wgPeers = async (): Promise<string[]> => (await host.exec(['wg', 'show', iface, 'peers'], { allowFail: true })).stdout.split('\n').filter(Boolean)
-    const m: MeshNode = { name, host, stateDir, socket, iface, proc, ipv4: '', ipv6: '', wgKey: '', status, wgPeers }
+    const restart = async (): Promise<void> => {
+      await m.proc.kill('SIGKILL')
+      m.proc = spawnDaemon()
+      await m.proc.waitForLine(/warrend started/, 120_000)
+    }
+    const m: MeshNode = { name, host, stateDir, socket, iface, proc, ipv4: '', ipv6: '', wgKey: '', status, restart, wgPeers }
     nodes.set(name, m)
     await proc.waitForLine(/warrend started/, 120_000)
     const up = ['up', '--socket', socket, '--controller', url, '--hostname', j.hostname ?? name, '--timeout', '120s']

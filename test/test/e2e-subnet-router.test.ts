@@ -75,7 +75,7 @@ t.test('a subnet router forwards what the policy allows into its LAN', { skip, t
     const st = await client.status()
     t.same(st.peers.find(p => p.name === 'router')?.routesInUse, [lan], 'the client\'s status shows the route in use')
     const status = (await mesh.warren(['status', '--socket', client.socket])).stdout
-    t.match(status, new RegExp(`route ${lan.replace(/\./g, '\\.')} via router: in use`), 'warren status says so')
+    t.match(status, new RegExp(`route ${lan.replace(/\./g, '\\.')} via router \\(primary\\): in use`), 'warren status says so')
   })
 
   await t.test('revoking the approval takes the route away; autoApprovers approve it at once', async t => {

@@ -11,7 +11,8 @@ export function describeRoutes (r: NodeRoutes): string {
   const lines = all.map(route => {
     const advertised = r.advertised.includes(route)
     const approved = r.approved.includes(route)
-    const state = advertised && approved ? 'served' : advertised ? `awaiting approval (warren admin nodes approve-routes ${r.node} ...)` : 'approved, not advertised'
+    const role = r.primary?.includes(route) === true ? ', primary' : ', not primary (another router carries it, or this one is offline)'
+    const state = advertised && approved ? `served${role}` : advertised ? `awaiting approval (warren admin nodes approve-routes ${r.node} ...)` : 'approved, not advertised'
     return `  ${route.padEnd(20)} ${state}`
   })
   return [`routes of ${r.node}:`, ...lines].join('\n')

@@ -21,7 +21,7 @@ export function formatPath (path: LocalPeerPath | undefined): string {
 
 /**
  * formatRoutes says what this node does with subnet routes: those it advertises (served
- * once approved) and those peers offer (in use, or why not).
+ * once approved) and those peers offer (primary or standby router; in use, or why not).
  */
 export function formatRoutes (st: LocalStatus): string[] {
   const lines: string[] = []
@@ -35,7 +35,8 @@ export function formatRoutes (st: LocalStatus): string[] {
   for (const p of st.peers) {
     for (const r of p.routes ?? []) {
       const used = p.routesInUse?.includes(r) === true
-      lines.push(`route ${r} via ${p.name}: ${used ? 'in use' : accept ? 'not used (another router carries it)' : 'not used (run \'warren up --accept-routes\' to use it)'}`)
+      const role = p.primaryRoutes?.includes(r) === true ? 'primary' : p.online ? 'standby' : 'offline'
+      lines.push(`route ${r} via ${p.name} (${role}): ${used ? 'in use' : accept ? 'not used (another router carries it)' : 'not used (run \'warren up --accept-routes\' to use it)'}`)
     }
   }
   return lines

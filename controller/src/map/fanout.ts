@@ -2,6 +2,7 @@ import { servedRoutes, type Node, type Peer, type FilterRule, type NatConfig } f
 import type { MapPolicyChange } from './types.js'
 import type { PeerReader } from './mesh-policy.js'
 import { createDeltaQueues, type FanoutSession, type QueuedSession } from './delta-queues.js'
+import { createPrimaryRoutes } from './primary-routes.js'
 
 export type { FanoutSession } from './delta-queues.js'
 
@@ -38,6 +39,8 @@ export interface MapFanout {
   setNat: (nat: NatConfig | undefined) => void
   node: (id: string) => Node | undefined
   nodeCount: () => number
+  /** primaryRoutes lists the routes a node is the primary router for */
+  primaryRoutes: (id: string) => string[]
 
   session: (nodeId: string) => FanoutSession | undefined
   sessions: () => Iterable<FanoutSession>
@@ -71,8 +74,11 @@ export interface MapFanoutOptions {
   onDirty?: () => void
 }
 
-/** peerView is what other nodes see of a node: never its machine key, status or creation time. */
-function peerView (n: Node): Peer {
+/**
+ * peerView is what other nodes see of a node: never its machine key, status or creation
+ * time; with the routes it serves, those it is the primary router for.
+ */
+function peerView (n: Node, primaryRoutes: string[]): Peer {
   const p: Peer = {
     id: n.id,
     name: n.name,
@@ -89,6 +95,7 @@ function peerView (n: Node): Peer {
   if (n.keyExpiry !== undefined) p.keyExpiry = n.keyExpiry
   const routes = servedRoutes(n)
   if (routes.length > 0) p.routes = routes
+  if (primaryRoutes.length > 0) p.primaryRoutes = primaryRoutes
   return p
 }
 
@@ -103,6 +110,7 @@ const dnsText = (domain: string): string => JSON.stringify({ domain, magicDns: t
 export function createMapFanout (opts: MapFanoutOptions): MapFanout {
   const peers = opts.peers
   const entries = new Map<string, NodeEntry>()
+  const primaries = createPrimaryRoutes()
   const queues = createDeltaQueues(id => entries.get(id)?.peerJson, opts.onDirty ?? (() => {}))
   const filterJsonCache = new WeakMap<FilterRule[], string>()
   let dnsJson = dnsText(opts.domain)
@@ -111,7 +119,7 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
   function entryFor (n: Node): NodeEntry {
     const e: NodeEntry = entries.get(n.id) ?? { node: n, peerJson: '', selfJson: '' }
     e.node = n
-    e.peerJson = JSON.stringify(peerView(n))
+    e.peerJson = JSON.stringify(peerView(n, primaries.primaryOf(n.id)))
     e.selfJson = JSON.stringify(n)
     entries.set(n.id, e)
     return e
@@ -167,17 +175,12 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
    */
   function nodeChanged (n: Node, change: MembershipChange): number {
     const oldPeerJson = entries.get(n.id)?.peerJson
+    const movedPrimaries = primaries.update(n)
     const e = entryFor(n)
     const touched = new Set<QueuedSession>()
     applyPolicyChange(n.id, change.policy, touched)
-    if (oldPeerJson !== e.peerJson && change.member) {
-      for (const id of peers.peersOf(n.id)) {
-        const s = queues.get(id)
-        if (s === undefined || !s.sentPeers.has(n.id)) continue
-        queues.queueAdd(s, n.id)
-        touched.add(s)
-      }
-    }
+    if (oldPeerJson !== e.peerJson && change.member) queueView(n.id, touched)
+    requeuePrimaries(movedPrimaries, n.id, touched)
     const own = queues.get(n.id)
     if (own !== undefined) {
       touched.add(own)
@@ -188,15 +191,40 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     return touched.size
   }
 
+  /** queueView queues a node's current view for the peers it was sent to. */
+  function queueView (nodeId: string, touched: Set<QueuedSession>): void {
+    for (const id of peers.peersOf(nodeId)) {
+      const s = queues.get(id)
+      if (s === undefined || !s.sentPeers.has(nodeId)) continue
+      queues.queueAdd(s, nodeId)
+      touched.add(s)
+    }
+  }
+
+  /** requeuePrimaries sends the new views of other routers whose primary routes moved with a change. */
+  function requeuePrimaries (ids: Iterable<string>, changedId: string | undefined, touched: Set<QueuedSession>): void {
+    for (const id of ids) {
+      const other = entries.get(id)
+      if (id === changedId || other === undefined) continue
+      entryFor(other.node)
+      if (peers.isMember(id)) queueView(id, touched)
+    }
+  }
+
   const queued = (s: FanoutSession): QueuedSession => s as QueuedSession
 
   return {
-    loadNodes (nodes) { for (const n of nodes) entryFor(n) },
+    loadNodes (nodes) {
+      const list = [...nodes]
+      for (const n of list) primaries.update(n)
+      for (const n of list) entryFor(n)
+    },
     nodeChanged,
     nodeRemoved (n, policy) {
       if (!entries.delete(n.id)) return 0
       const touched = new Set<QueuedSession>()
       applyPolicyChange(n.id, policy, touched)
+      requeuePrimaries(primaries.remove(n.id), undefined, touched)
       return touched.size
     },
     policyChanged (ids) {
@@ -218,6 +246,7 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     },
     node: id => entries.get(id)?.node,
     nodeCount: () => entries.size,
+    primaryRoutes: id => primaries.primaryOf(id),
 
     session: nodeId => queues.get(nodeId),
     sessions: () => queues.all(),

@@ -85,6 +85,8 @@ export interface MapService {
   /** sendRelay sends a grant or revocation to a node's session; false when it has none */
   sendRelay: (nodeId: string, msg: RelayGrant | RelayRevoke) => boolean
   stats: () => MapStats
+  /** primaryRoutes lists the routes a node is the primary router for (see PrimaryRoutes) */
+  primaryRoutes: (nodeId: string) => string[]
   metrics: MapMetrics
   /** close ends every session (code 1001) and stops timers; the source is left alone. */
   close: () => Promise<void>
@@ -264,6 +266,7 @@ export function createMapService (opts: MapServiceOptions): MapService {
     setNat: nat => fanout.setNat(nat),
     relays,
     sendRelay,
+    primaryRoutes: nodeId => fanout.primaryRoutes(nodeId),
     stats: () => ({ ...wire.counts(), ...counts, connected: sessions.connected(), sessions: fanout.sessionCount(), nodes: fanout.nodeCount() }),
     metrics,
     async close () {

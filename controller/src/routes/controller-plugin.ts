@@ -23,6 +23,8 @@ export interface ControllerPluginContext {
   /** true on the local Unix-socket admin server */
   local: boolean
   metrics?: ControllerMetrics
+  /** primaryRoutes lists the routes a node is the primary router for (none without a map service) */
+  primaryRoutes?: (nodeId: string) => string[]
 }
 
 /**

@@ -34,6 +34,7 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
       txBytes: st?.txBytes ?? 0,
       ...(path !== undefined ? { path: { ...path } } : {}),
       ...(p.routes !== undefined ? { routes: p.routes } : {}),
+      ...(p.primaryRoutes !== undefined ? { primaryRoutes: p.primaryRoutes } : {}),
       ...(inUse.has(p.wgKey) ? { routesInUse: inUse.get(p.wgKey)! } : {})
     }
   }).sort(byName)

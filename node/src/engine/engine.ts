@@ -115,8 +115,10 @@ export function createEngine (components: EngineComponents): Engine {
         ...(served.length > 0 ? { subnetRouter: { routes: served, filter: forward, snat: routing.snatSubnetRoutes, lockedInterfaces: plan.lockedInterfaces } } : {})
       }))
     }
-    if (forwarding !== undefined) await stage('forwarding', async () => await forwarding.set(plan))
     const wg = await stage('wireguard', async () => await wireguard.set(wgConfig))
+    // After WireGuard: the mesh interface's forwarding switch exists only with the interface
+    // (which a restarted daemon may have had to make anew).
+    if (forwarding !== undefined) await stage('forwarding', async () => await forwarding.set(plan))
     const routes = await stage('router', async () => await router.set(routerConfig))
     if (dns !== undefined) await stage('dns', async () => await dns.set(active ? netmap : { ...netmap, peers: [] }))
     return { durationMs: performance.now() - started, active, peers: wgConfig.peers.length, wireguard: wg, router: routes }

@@ -12,7 +12,8 @@ export const NO_ROUTING: RoutingPrefs = { advertiseRoutes: [], acceptRoutes: fal
  * routesInUse maps each peer's WireGuard key to the routes this node sends through it:
  * with `acceptRoutes` only, the peers' approved routes, except those this node advertises
  * itself (its own subnet is reached directly). Where two peers offer the same range, one
- * carries it: an online one first, then the lowest node id, so every node picks the same.
+ * carries it: the one the controller names primary for it, else an online one, then the
+ * lowest node id, so every node picks the same.
  * Overlapping ranges of different lengths all stay: the kernel's longest-prefix match (in
  * the routing table and in WireGuard's allowed-ips) sends each packet to the most specific.
  */
@@ -25,7 +26,7 @@ export function routesInUse (peers: readonly Peer[], routing: RoutingPrefs): Map
     for (const r of p.routes ?? []) {
       if (own.has(r) || isExitRoute(r)) continue
       const cur = holder.get(r)
-      if (cur === undefined || better(p, cur)) holder.set(r, p)
+      if (cur === undefined || better(p, cur, r)) holder.set(r, p)
     }
   }
   for (const [route, p] of holder) {
@@ -37,7 +38,9 @@ export function routesInUse (peers: readonly Peer[], routing: RoutingPrefs): Map
   return out
 }
 
-function better (a: Peer, b: Peer): boolean {
+function better (a: Peer, b: Peer, route: string): boolean {
+  const primaryA = a.primaryRoutes?.includes(route) === true
+  if (primaryA !== (b.primaryRoutes?.includes(route) === true)) return primaryA
   if (a.online !== b.online) return a.online
   return a.id < b.id
 }
