@@ -143,16 +143,16 @@ t.test('warren admin policy against a real controller', async t => {
   })
 
   await t.test('Tailscale sections Warren does not support are refused by name', async tt => {
-    const unsupported = file('grants.hujson', `{
+    const unsupported = file('unsupported.hujson', `{
   "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:*"] }],
-  "grants": [{ "src": ["*"], "dst": ["*"], "ip": ["*"] }],
+  "nodeAttrs": [{ "target": ["*"], "attr": ["funnel"] }],
   "ssh": [],
 }
 `)
     refusedWith(tt, await admin('policy', 'set', unsupported), /not applied/, [
-      new RegExp(`^${unsupported}:3:3: grants is a Tailscale feature Warren does not support; remove it`),
+      new RegExp(`^${unsupported}:3:3: nodeAttrs is a Tailscale feature Warren does not support; remove it`),
       new RegExp(`^${unsupported}:4:3: ssh is a Tailscale feature Warren does not support; remove it`)
-    ], 'grants and ssh')
+    ], 'nodeAttrs and ssh')
     tt.equal(await policyVersion(), 5)
   })
 

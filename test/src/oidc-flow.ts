@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Test } from 'tap'
 import {
   generateMachineKeyPair, generateWireGuardKeyPair, LOGIN_START_PATH, LOGIN_CALLBACK_PATH,
   type MachineKeyPair, type RegisterRequest
@@ -10,6 +9,7 @@ import { startController, type RunningController, type OidcOptions } from '@warr
 import { signedRegistration } from '@warren/node'
 import { createControllerTransport } from '@warren/sdk'
 import { startTestIdp, type TestIdp } from './oidc-idp.js'
+import type { TestLike } from './netns.js'
 
 // Logins at an OpenID provider, through the controller's routes: a real provider
 // (oidc-provider) on loopback, the node's own signed login requests over HTTPS, and the
@@ -21,7 +21,7 @@ export interface Setup { idp: TestIdp, ctl: RunningController }
  * setup runs a test provider with alice, bob and carol, and a controller that logs in
  * there; `withMap` runs its map service too (the policy engine that gives nodes their filters).
  */
-export async function setup (t: Test, oidc: Partial<OidcOptions> = {}, idp?: TestIdp, withMap = false): Promise<Setup> {
+export async function setup (t: TestLike, oidc: Partial<OidcOptions> = {}, idp?: TestIdp, withMap = false): Promise<Setup> {
   if (idp === undefined) {
     idp = await startTestIdp()
     t.teardown(idp.close)

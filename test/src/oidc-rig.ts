@@ -8,6 +8,7 @@ import { startController, type RunningController } from '@warren/controller'
 import { startDaemon } from '@warren/node'
 import { createFakeDataPlane } from '@warren/node/testing'
 import { runCli } from '@warren/cli'
+import type { TestLike } from './netns.js'
 import { startTestIdp, type TestIdp } from './oidc-idp.js'
 import { waitFor } from './process.js'
 
@@ -29,7 +30,7 @@ export interface OidcRig {
   loginUrl: (run: CliRun) => Promise<string>
 }
 
-export async function startOidcRig (t: { teardown: (fn: () => unknown) => void }): Promise<OidcRig> {
+export async function startOidcRig (t: TestLike): Promise<OidcRig> {
   const dir = mkdtempSync(join(tmpdir(), 'warren-oidc-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
   const idp = await startTestIdp()
