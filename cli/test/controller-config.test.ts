@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Command } from 'commander'
@@ -54,6 +54,13 @@ t.test('controller serve --config', async t => {
     chmodSync(secret, 0o600)
     const { oidcOptions } = await import('../src/commands/controller-oidc.js')
     t.match(await oidcOptions({ ...await serveOptions(['--config', good]), oidcClientId: 'warren' }), { issuer: 'https://auth.example.com', clientSecret: 's3cret', allowedGroups: ['eng', 'ops'] })
+  })
+
+  await t.test('the README\'s example files are valid', async t => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+    const examples = [...readme.matchAll(/```jsonc\n([\s\S]*?)```/g)].map(m => m[1]!).filter(text => text.includes('"stateDir"'))
+    t.equal(examples.length, 2, 'one in "Run a controller", one in the SSO section')
+    for (const text of examples) t.match(await serveOptions(['--config', file(text)]), { stateDir: '/var/lib/warren/controller', listen: '0.0.0.0:8443' })
   })
 
   await t.test('refusals name the file, the key and the fix, and start nothing', async t => {
