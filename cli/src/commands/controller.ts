@@ -60,7 +60,7 @@ function defaultRelayHost (listen: string): string | undefined {
  * when this process can (root, nft), off with --no-relay; says why when it does not.
  */
 async function relayOptions (opts: ServeOpts): Promise<{ relay?: { publicHost: string, port: number, portRange: { first: number, last: number }, optional: boolean }, why?: string }> {
-  if (!opts.relay) return { why: 'turned off with --no-relay' }
+  if (!opts.relay) return { why: 'turned off with --no-relay or "relay": false' }
   const port = Number(opts.relayPort)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WarrenError('invalid_input', `--relay-port '${opts.relayPort}' must be a UDP port (0-65535)`, { field: 'relay-port' })
   const portRange = parsePortRange(opts.relayPorts, '--relay-ports')
@@ -138,7 +138,7 @@ export function register (program: Command): void {
       if (ctl.stun !== undefined) printLine(`STUN: UDP ${ctl.stun.ports.join(' and ')}`)
       if (ctl.relay !== undefined) printLine(`kernel UDP relay on ${ctl.relay.endpoint} (key ${ctl.relay.publicKey})`)
       else printLine(`kernel UDP relay: off (${relay.why ?? 'it could not start; see the log'})`)
-      printLine(ctl.tlsRelay !== undefined ? `TLS relay on ${ctl.url}` : 'TLS relay: off (turned off with --no-tls-relay)')
+      printLine(ctl.tlsRelay !== undefined ? `TLS relay on ${ctl.url}` : 'TLS relay: off (turned off with --no-tls-relay or "tlsRelay": false)')
       if (oidc !== undefined) printLine(`SSO login: ${oidc.issuer} (redirect URI ${oidc.redirectUrl ?? `${ctl.url}${LOGIN_CALLBACK_PATH}`}); nodes join with 'warren up --controller URL'`)
       printLine(`manage it here with: warren admin --state-dir ${opts.stateDir} users create NAME`)
       const signal = await stop.received
