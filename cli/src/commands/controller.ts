@@ -5,8 +5,10 @@ import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
 import { listenForStop } from '../stop-signal.js'
 import { addOidcFlags, oidcOptions, type OidcFlags } from './controller-oidc.js'
+import { applyConfigFile } from './controller-config.js'
 
 interface ServeOpts extends OidcFlags {
+  config?: string
   stateDir: string
   keyExpiry: string
   listen: string
@@ -58,7 +60,7 @@ function defaultRelayHost (listen: string): string | undefined {
  * when this process can (root, nft), off with --no-relay; says why when it does not.
  */
 async function relayOptions (opts: ServeOpts): Promise<{ relay?: { publicHost: string, port: number, portRange: { first: number, last: number }, optional: boolean }, why?: string }> {
-  if (!opts.relay) return { why: 'turned off with --no-relay' }
+  if (!opts.relay) return { why: 'turned off with --no-relay or "relay": false' }
   const port = Number(opts.relayPort)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WarrenError('invalid_input', `--relay-port '${opts.relayPort}' must be a UDP port (0-65535)`, { field: 'relay-port' })
   const portRange = parsePortRange(opts.relayPorts, '--relay-ports')
@@ -71,6 +73,20 @@ async function relayOptions (opts: ServeOpts): Promise<{ relay?: { publicHost: s
 }
 
 /**
+ * applyServeConfig fills `controller serve`'s options from --config FILE (flags on the
+ * command line win), then checks that --state-dir and --listen are set by one or the other.
+ */
+async function applyServeConfig (cmd: Command): Promise<void> {
+  const file = (cmd.opts() as ServeOpts).config
+  if (file !== undefined) await applyConfigFile(cmd, file)
+  for (const name of ['stateDir', 'listen'] as const) {
+    if ((cmd.opts() as ServeOpts)[name] !== undefined) continue
+    const flag = cmd.options.find(o => o.attributeName() === name)!.flags
+    throw new WarrenError('usage', `required option '${flag}' not specified (pass it, or set "${name}" in the --config file)`, { field: name })
+  }
+}
+
+/**
  * register adds `warren controller serve`. It prints the URL (with the real port when
  * listening on port 0) and the certificate fingerprint that clients pin, then runs
  * until SIGINT or SIGTERM and closes the store cleanly.
@@ -80,8 +96,9 @@ export function register (program: Command): void {
 
   const serve = controller.command('serve')
     .description('run the controller: API, map streaming and admin socket')
-    .requiredOption('--state-dir <dir>', 'where the controller keeps its store, TLS certificate and admin socket')
-    .requiredOption('--listen <host:port>', 'address to listen on, for example 0.0.0.0:8443 (port 0 picks a free one)')
+    .option('--config <file>', 'read options from this HuJSON file: keys are the long flags in camelCase ("stateDir", "oidcAllowedGroups": ["eng"], "relay": false); flags given here win')
+    .option('--state-dir <dir>', 'where the controller keeps its store, TLS certificate and admin socket (required)')
+    .option('--listen <host:port>', 'address to listen on, for example 0.0.0.0:8443 (port 0 picks a free one) (required)')
     .option('--domain <domain>', 'MagicDNS domain for node names', DEFAULT_DOMAIN)
     .option('--tls-cert <file>', 'PEM certificate to serve instead of the self-signed one')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
@@ -94,6 +111,7 @@ export function register (program: Command): void {
     .option('--relay-ports <first-last>', 'UDP ports the embedded relay allocates to relayed pairs (two per pair)', '40000-40999')
     .option('--key-expiry <duration>', 'how long a node key stays valid after a login or auth-key join (0 = never expires)', '180d')
   addOidcFlags(serve)
+    .hook('preAction', async cmd => { await applyServeConfig(cmd) })
     .action(async (opts: ServeOpts) => {
       // Loaded here so that other commands do not pay for the controller's dependencies.
       const { startController } = await import('@warren/controller')
@@ -120,7 +138,7 @@ export function register (program: Command): void {
       if (ctl.stun !== undefined) printLine(`STUN: UDP ${ctl.stun.ports.join(' and ')}`)
       if (ctl.relay !== undefined) printLine(`kernel UDP relay on ${ctl.relay.endpoint} (key ${ctl.relay.publicKey})`)
       else printLine(`kernel UDP relay: off (${relay.why ?? 'it could not start; see the log'})`)
-      printLine(ctl.tlsRelay !== undefined ? `TLS relay on ${ctl.url}` : 'TLS relay: off (turned off with --no-tls-relay)')
+      printLine(ctl.tlsRelay !== undefined ? `TLS relay on ${ctl.url}` : 'TLS relay: off (turned off with --no-tls-relay or "tlsRelay": false)')
       if (oidc !== undefined) printLine(`SSO login: ${oidc.issuer} (redirect URI ${oidc.redirectUrl ?? `${ctl.url}${LOGIN_CALLBACK_PATH}`}); nodes join with 'warren up --controller URL'`)
       printLine(`manage it here with: warren admin --state-dir ${opts.stateDir} users create NAME`)
       const signal = await stop.received

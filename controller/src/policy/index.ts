@@ -33,7 +33,7 @@
  * const netmapFilter = engine.filterFor(node.id)
  */
 export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parseGrantIp, parsePorts, parseProto, splitHostPort, type GrantIp, type ParseResult } from './parse.js'
-export { PolicyError } from './errors.js'
+export { PolicyError, didYouMean } from './errors.js'
 export { createPolicyEngine, type PolicyEngine, type NodeChange, type EngineOptions } from './engine.js'
 export { check, type CheckResult, type CheckOptions } from './compile-policy.js'
 export { explain, protoName, portsText, type ExplainResult } from './explain.js'
