@@ -89,3 +89,20 @@ t.test('logs carry no keys or secrets', async t => {
     t.notOk(logged.includes(secret), 'a secret is not in the log')
   }
 })
+
+t.test('a continuous check that a login overtook writes nothing: the login\'s groups and token stand', async t => {
+  const tc = await testController(t)
+  const id = { issuer: 'https://idp.example', subject: 'alice-1', email: 'alice@example.com', groups: ['engineering'] }
+  await tc.state.loginIdpUser(id)
+  const user = (): NonNullable<ReturnType<typeof tc.state.store.users.get>> => [...tc.state.store.users.values()].find(u => u.idp?.subject === 'alice-1')!
+  const asOf = user().idp!.lastLogin
+  // the check asked the provider; meanwhile alice logs in again, with new groups
+  tc.clock.now += 1000
+  await tc.state.loginIdpUser({ ...id, groups: ['engineering', 'ops'] })
+  t.equal(await tc.state.recheckIdpUser(user().name, asOf, [], [], { outcome: 'refused' }), false, 'the stale check is refused')
+  t.same(user().idp!.groups, ['engineering', 'ops'], 'the login\'s groups stand')
+  const audits = tc.state.listAudit().filter(e => e.action === 'idp.recheck')
+  t.equal(audits.length, 0, 'and no check is recorded')
+  t.equal(await tc.state.recheckIdpUser(user().name, user().idp!.lastLogin, ['ops'], []), true, 'a check from the latest login is stored')
+  t.same(user().idp!.groups, ['ops'])
+})

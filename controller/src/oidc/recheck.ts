@@ -48,24 +48,34 @@ export function createIdpRecheck (init: IdpRecheckInit): IdpRecheck {
       groups = [...answer.identity.groups].sort()
       const rotated = answer.refreshToken !== undefined ? [vault.storeOp(id, answer.refreshToken, new Date().toISOString())] : []
       const changed = groups.join('\n') !== u.idp.groups.join('\n')
-      await state.recheckIdpUser(u.name, groups, rotated, changed ? { outcome: 'changed', groups, previous: u.idp.groups } : undefined)
+      if (!await state.recheckIdpUser(u.name, u.idp.lastLogin, groups, rotated, changed ? { outcome: 'changed', groups, previous: u.idp.groups } : undefined)) return loggedInMeanwhile(u)
       return { user: u.name, outcome: changed ? 'changed' : 'unchanged', groups }
     } catch (e) {
       if (!isWarrenError(e) || e.status !== 403) {
         const message = isWarrenError(e) ? e.message : `the check failed: ${(e as Error).message}`
         return { user: u.name, outcome: 'unavailable', groups: u.idp.groups, message }
       }
-      await refuse(u, e)
+      if (!await refuse(u, e)) return loggedInMeanwhile(u)
       return { user: u.name, outcome: 'refused', groups: [], message: e.message }
     }
   }
 
-  /** refuse takes away what the user's login gave: its groups, its refresh token, and its nodes. */
-  async function refuse (u: UserRecord & { idp: NonNullable<UserRecord['idp']> }, e: WarrenError): Promise<void> {
+  /**
+   * loggedInMeanwhile answers a check that a login overtook: the login's groups and refresh
+   * token are newer than what the provider told the check (a refusal may even have been of
+   * the token the login replaced), so they stand.
+   */
+  function loggedInMeanwhile (u: UserRecord): IdpRecheckResult {
+    return { user: u.name, outcome: 'unchanged', groups: state.store.users.get(u.id)?.idp?.groups ?? [], message: 'the user logged in while the check ran; that login\'s answer stands' }
+  }
+
+  /** refuse takes away what the user's login gave: its groups, its refresh token, and its nodes; false when a login came in meanwhile. */
+  async function refuse (u: UserRecord & { idp: NonNullable<UserRecord['idp']> }, e: WarrenError): Promise<boolean> {
     const owned = state.listNodes().filter(n => n.user === u.name && n.status !== 'expired')
-    await state.recheckIdpUser(u.name, [], [{ type: 'raw-del', key: vault.storeKey(u.idp) }],
+    const refused = await state.recheckIdpUser(u.name, u.idp.lastLogin, [], [{ type: 'raw-del', key: vault.storeKey(u.idp) }],
       { outcome: 'refused', reason: e.code, message: e.message, expiredNodes: owned.map(n => n.name) })
-    for (const n of owned) await state.expireNode(n.id, RECHECK_ACTOR)
+    if (refused) for (const n of owned) await state.expireNode(n.id, RECHECK_ACTOR)
+    return refused
   }
 
   async function runAll (name?: string): Promise<IdpRecheckResult[]> {

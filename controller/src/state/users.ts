@@ -42,8 +42,10 @@ export interface UserMethods {
    * recheckIdpUser stores the groups the identity provider gave at a continuous check, with
    * `extra` ops (a rotated refresh token) in the same batch. It writes an `idp.recheck`
    * audit entry with `detail` when `detail` is given, and tells the policy when the groups changed.
+   * `asOf` is the user's `lastLogin` when the check began: if a login came in since, its
+   * answer (groups, refresh token) is newer than the check's, and nothing is written (false).
    */
-  recheckIdpUser: (name: string, groups: readonly string[], extra: StoreOp[], detail?: Record<string, unknown>) => Promise<void>
+  recheckIdpUser: (name: string, asOf: string, groups: readonly string[], extra: StoreOp[], detail?: Record<string, unknown>) => Promise<boolean>
 }
 
 /** Users are the user methods and the lookups other parts of the state need. */
@@ -110,15 +112,22 @@ export function createUsers (core: CommitCore): Users {
       const user = userView(rec)
       return { durable, done: () => { core.emit('user-upserted', user); return { user, outcome } } }
     }),
-    recheckIdpUser: locked((name: string, groups: readonly string[], extra: StoreOp[], detail?: Record<string, unknown>) => {
+    recheckIdpUser: locked((name: string, asOf: string, groups: readonly string[], extra: StoreOp[], detail?: Record<string, unknown>) => {
       const u = requireUser(name)
       if (u.idp === undefined) throw new WarrenError('user_not_idp', `user '${name}' has never logged in at the identity provider, so there is nothing to check`, { status: 409 })
+      if (u.idp.lastLogin !== asOf) return core.unchanged(false)
       const sorted = [...groups].sort()
       const changed = sorted.join('\n') !== u.idp.groups.join('\n')
       const rec: UserRecord = { ...u, idp: { ...u.idp, groups: sorted } }
       const audit = detail !== undefined ? [auditOp(`idp:${u.email ?? u.idp.subject}`, 'idp.recheck', name, detail)] : []
       const durable = store.commit([{ type: 'put', table: 'user', value: rec }, ...extra, ...audit])
-      return { durable, done: () => { if (changed) core.emit('user-upserted', userView(rec)) } }
+      return {
+        durable,
+        done: () => {
+          if (changed) core.emit('user-upserted', userView(rec))
+          return true
+        }
+      }
     }),
     deleteUser: locked((name: string, actor: string) => {
       const u = requireUser(name)
