@@ -22,12 +22,12 @@
  */
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir, loadavg } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateWireGuardKeyPair, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
 import { withSecretFile } from '@warren/node'
 import { createTeardownScope, netnsSkipReason, waitFor, type Host } from '@warren/test'
-import { median, printTable, writeResults, argValue } from './report.js'
+import { median, printTable, writeResults, argValue, loadNow, loadLine } from './report.js'
 import { upToPing, type UpTiming } from './up-timing.js'
 import { createClientServerMesh } from './client-server-mesh.js'
 
@@ -178,7 +178,7 @@ async function run (): Promise<void> {
   const skip = netnsSkipReason()
   if (skip !== false) throw new Error(`dataplane-bench needs root and network namespaces: ${skip}`)
   ensureNebula()
-  const load0 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load0 = loadNow()
 
   const { mesh, a: na, b: nb, clientKey } = await createClientServerMesh(scope.t, POLICY, 'dataplane bench')
   const [a, b] = [na.host, nb.host]
@@ -242,7 +242,7 @@ async function run (): Promise<void> {
     for (const tun of [...pair, ...(r % 2 === 0 ? rest : rest.reverse())]) await measure(tun, a, b)
     if (r === 0 || r === rounds - 1 || r === rounds >> 1) await measure(veth, a, b)
   }
-  const load1 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load1 = loadNow()
 
   const perRound = (x: Tunnel, y: Tunnel): number => median(x.mbps.map((v, i) => v / y.mbps[i]!))
   const ratioRaw = median(warren.mbps) / median(raw.mbps)
@@ -265,7 +265,7 @@ async function run (): Promise<void> {
     ` (outside the mesh it ${deniedOnRaw.exitCode === 0 ? 'answered' : 'did NOT answer'}).`,
     `Offloads: ${!hasEthtool ? '(ethtool is not installed: features not compared)' : `\`ethtool -k\` of Warren's interface and of the raw one ${sameFeatures ? 'list the same features' : 'DIFFER'}`}; the bytes/packet columns are ` +
     'what the kernel handed to the sender\'s tunnel interface and what the receiver\'s got from it (far above the 1420-byte MTU when TSO and GRO work).',
-    `Load average at the start and the end: ${load0}, ${load1} (2 cores, shared).`
+    loadLine(load0, load1)
   ].join('\n')
   console.log(table)
   console.log(upTable)

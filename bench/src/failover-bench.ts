@@ -8,9 +8,8 @@
  *
  *   node bench/dist/src/failover-bench.js [--rounds 5] [--write]
  */
-import { loadavg } from 'node:os'
 import { createSubnetLab, createTeardownScope, netnsSkipReason, waitFor, canPing, measureFailover, primaryFor, PING_INTERVAL_S, type MeshNode } from '@warren/test'
-import { median, printTable, writeResults, argValue } from './report.js'
+import { median, printTable, argValue, loadNow, loadLine, publish } from './report.js'
 
 const rounds = Number(argValue('--rounds', '5'))
 const command = `node bench/dist/src/failover-bench.js --rounds ${rounds}${process.argv.includes('--write') ? ' --write' : ''}`
@@ -27,7 +26,7 @@ process.on('SIGINT', () => { scope.fail(); void scope.cleanup().then(() => proce
 async function run (): Promise<void> {
   const skip = netnsSkipReason()
   if (skip !== false) throw new Error(`failover-bench: ${skip}`)
-  const load0 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load0 = loadNow()
   const { mesh, router, router2, client, lanHost, lan } = await createSubnetLab(scope.t, () => POLICY, { routers: 2 })
   const routers = new Map<string, MeshNode>([[router.name, router], [router2!.name, router2!]])
   for (const r of routers.values()) {
@@ -50,25 +49,21 @@ async function run (): Promise<void> {
     await primary.restart()
     await waitFor(async () => (await client.status()).peers.find(p => p.name === primary.name)?.online === true, { timeoutMs: 120_000, message: `${primary.name} back online` })
   }
-  const load1 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load1 = loadNow()
   const table = printTable(['primary router crashes', 'median', 'runs'], [
     ['pings answered again through the standby (ms)', median(resume).toFixed(0), resume.map(x => x.toFixed(0)).join(' ')],
     [`echoes lost (one every ${PING_INTERVAL_S * 1000} ms)`, median(lost).toFixed(0), lost.join(' ')]
   ])
   const summary = [
     `Failover between two routers: **${median(resume).toFixed(0)} ms** median (the issue asks for "within a few seconds").`,
-    `Load average at the start and the end: ${load0}, ${load1} (2 cores, shared).`
+    loadLine(load0, load1)
   ].join('\n')
-  console.log(table)
-  console.log(summary)
-  if (process.argv.includes('--write')) {
-    writeResults('Subnet router: failover', `Command: \`${command}\` (root; \`npx tsc -b\` first)\n\n` +
-      'In namespaces: a controller, two router nodes on the backbone and one LAN serving the same approved route, a client node with ' +
-      '`--accept-routes` pinging a LAN host that runs no Warren every 100 ms. Each round crashes the primary router (its wireguard-go ' +
-      'and its daemon killed with SIGKILL: its interface goes, and its map session ends); the controller names the standby primary and the client moves ' +
-      `the route at once. ${rounds} rounds, alternating routers (the crashed one returns as the standby and does not take the route back). ` +
-      `Resolution: the ping interval (${PING_INTERVAL_S * 1000} ms).\n\n` + table + '\n' + summary)
-  }
+  publish('Subnet router: failover', command,
+    'In namespaces: a controller, two router nodes on the backbone and one LAN serving the same approved route, a client node with ' +
+    '`--accept-routes` pinging a LAN host that runs no Warren every 100 ms. Each round crashes the primary router (its wireguard-go ' +
+    'and its daemon killed with SIGKILL: its interface goes, and its map session ends); the controller names the standby primary and the client moves ' +
+    `the route at once. ${rounds} rounds, alternating routers (the crashed one returns as the standby and does not take the route back). ` +
+    `Resolution: the ping interval (${PING_INTERVAL_S * 1000} ms).`, table, summary)
 }
 
 run().catch(e => { scope.fail(); console.error(e instanceof Error ? e.message : e); process.exitCode = 1 }).finally(scope.cleanup)

@@ -17,12 +17,11 @@
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { loadavg } from 'node:os'
 import {
   createMesh, createNatLab, createTeardownScope, cutDirectPath, netnsSkipReason, peerOf, waitFor, waitForPath,
   type Host, type Mesh, type MeshNode, type NatKind, type NatLab, type PathKind
 } from '@warren/test'
-import { median, printTable, writeResults, argValue } from './report.js'
+import { median, printTable, writeResults, argValue, loadNow, loadLine } from './report.js'
 import { upToPing, type UpTiming } from './up-timing.js'
 
 const rounds = Number(argValue('--rounds', '5'))
@@ -209,7 +208,7 @@ async function joinRounds (m: { mesh: Mesh, a: MeshNode, b: MeshNode, authKey: s
 async function run (): Promise<void> {
   const skip = netnsSkipReason()
   if (skip !== false) throw new Error(`path-bench needs root and network namespaces: ${skip}`)
-  const load0 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load0 = loadNow()
 
   console.error('cone/cone: building the lab and the mesh')
   const cone = await meshIn('cone', 'cone')
@@ -233,7 +232,7 @@ async function run (): Promise<void> {
   await waitForPath(sym.a, sym.b, 'udp-relay', 180_000)
   console.error('symmetric/cone: warren up -> first ping reply')
   const relayUps = await joinRounds(sym, 'udp-relay')
-  const load1 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load1 = loadNow()
 
   const fmt = (x: number): string => Number.isFinite(x) ? x.toFixed(0) : '-'
   const pct = (run: PingRun): number => run.sent === 0 ? NaN : 100 * run.lost / run.sent
@@ -271,7 +270,7 @@ async function run (): Promise<void> {
   const summary = [
     `Upgrade relay -> direct: median loss **${pctS(upLoss)} %** around the switch, both kinds of round (goal <= ${MAX_UPGRADE_LOSS_PCT} %): ${upLoss <= MAX_UPGRADE_LOSS_PCT ? 'met' : 'NOT met'}.`,
     `Fallback direct -> relay: the relay carried the ping a median **${fmt(fallback)} ms** after the cut (goal <= ${MAX_FALLBACK_MS} ms): ${fallback <= MAX_FALLBACK_MS ? 'met' : 'NOT met'}.`,
-    `Load average at the start and the end: ${load0}, ${load1} (2 cores, shared).`
+    loadLine(load0, load1)
   ].join('\n')
   console.log(table)
   console.log(upTable)

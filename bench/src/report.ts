@@ -2,6 +2,7 @@
 import { readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { loadavg } from 'node:os'
 
 export function median (xs: number[]): number {
   if (xs.length === 0) return NaN
@@ -38,4 +39,26 @@ export function writeResults (title: string, body: string): void {
   const re = new RegExp(`## ${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n[\\s\\S]*?(?=\\n## |$)`)
   text = re.test(text) ? text.replace(re, section) : text.trimEnd() + '\n\n' + section
   writeFileSync(resultsPath, text)
+}
+
+/** loadNow is the load average as the benchmarks quote it ("1.2 0.9 0.7"). */
+export function loadNow (): string {
+  return loadavg().map(x => x.toFixed(1)).join(' ')
+}
+
+/** loadLine is a summary's last line: the load average at the start and the end of the run. */
+export function loadLine (start: string, end: string): string {
+  return `Load average at the start and the end: ${start}, ${end} (2 cores, shared).`
+}
+
+/**
+ * publish prints a run's table and summary and, with --write, puts them in the `## title`
+ * section of bench/RESULTS.md after the command and what the run does (`about`).
+ */
+export function publish (title: string, command: string, about: string, table: string, summary: string): void {
+  console.log(table)
+  console.log(summary)
+  if (process.argv.includes('--write')) {
+    writeResults(title, `Command: \`${command}\` (root; \`npx tsc -b\` first)\n\n${about}\n\n${table}\n${summary}`)
+  }
 }

@@ -9,9 +9,8 @@
  *
  *   node bench/dist/src/routes-bench.js [--rounds 5] [--seconds 5] [--write]
  */
-import { loadavg } from 'node:os'
 import { createSubnetLab, createTeardownScope, netnsSkipReason, waitFor, canConnect, type Host } from '@warren/test'
-import { median, printTable, writeResults, argValue } from './report.js'
+import { median, printTable, argValue, loadNow, loadLine, publish } from './report.js'
 
 const rounds = Number(argValue('--rounds', '5'))
 const seconds = Number(argValue('--seconds', '5'))
@@ -38,7 +37,7 @@ async function iperf (from: Host, ip: string): Promise<number> {
 async function run (): Promise<void> {
   const skip = netnsSkipReason()
   if (skip !== false) throw new Error(`routes-bench: ${skip}`)
-  const load0 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load0 = loadNow()
   const lab = await createSubnetLab(scope.t, () => POLICY)
   const { mesh, router, client, lanHost, lan } = lab
   await mesh.warren(['up', '--socket', router.socket, '--advertise-routes', lan])
@@ -57,7 +56,7 @@ async function run (): Promise<void> {
     through.push(await iperf(client.host, lanHost.address))
     console.error(`round ${r + 1}/${rounds}: to the router ${toRouter.at(-1)!.toFixed(0)} Mbit/s, through it ${through.at(-1)!.toFixed(0)} Mbit/s`)
   }
-  const load1 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load1 = loadNow()
   const ratio = median(through) / median(toRouter)
   const show = (xs: number[]): string[] => [median(xs).toFixed(0), xs.map(x => x.toFixed(0)).join(' ')]
   const table = printTable(['client ->', 'median Mbit/s', 'runs'], [
@@ -66,17 +65,12 @@ async function run (): Promise<void> {
   ])
   const summary = [
     `Through the router over to the router: **${ratio.toFixed(2)}** (goal >= ${GOAL}): ${ratio >= GOAL ? 'met' : 'NOT met'}.`,
-    `Load average at the start and the end: ${load0}, ${load1} (2 cores, shared).`
+    loadLine(load0, load1)
   ].join('\n')
-  console.log(table)
-  console.log(summary)
-  if (process.argv.includes('--write')) {
-    writeResults('Subnet router: throughput', `Command: \`${command}\` (root; \`npx tsc -b\` first)\n\n` +
-      'One run in namespaces: a controller, a router node on the backbone and a LAN, a client node with `--accept-routes` on the backbone, ' +
-      `and a LAN host that runs no Warren. One iperf3 TCP stream of ${seconds} s (the first second left out) from the client, ${rounds} rounds, ` +
-      'alternating the router\'s own mesh address and the LAN host through the router (approved route, allow-all policy, masquerade on).\n\n' +
-      table + '\n' + summary)
-  }
+  publish('Subnet router: throughput', command,
+    'One run in namespaces: a controller, a router node on the backbone and a LAN, a client node with `--accept-routes` on the backbone, ' +
+    `and a LAN host that runs no Warren. One iperf3 TCP stream of ${seconds} s (the first second left out) from the client, ${rounds} rounds, ` +
+    'alternating the router\'s own mesh address and the LAN host through the router (approved route, allow-all policy, masquerade on).', table, summary)
 }
 
 run().catch(e => { scope.fail(); console.error(e instanceof Error ? e.message : e); process.exitCode = 1 }).finally(scope.cleanup)

@@ -16,12 +16,11 @@
  *
  *   node bench/dist/src/sdk-bench.js [--rounds 5] [--connections 100] [--seconds 3] [--write]
  */
-import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { connect as netConnect, createServer, Socket } from 'node:net'
 import { createTeardownScope, netnsSkipReason, waitFor, type ProcessHandle } from '@warren/test'
 import { connect, createLocalClient, createWarren, type Warren } from '@warren/sdk'
-import { median, percentile, printTable, writeResults, argValue } from './report.js'
+import { median, percentile, printTable, writeResults, argValue, loadNow, loadLine } from './report.js'
 import { createClientServerMesh } from './client-server-mesh.js'
 
 const PORT = 7070
@@ -177,7 +176,7 @@ async function run (): Promise<void> {
   const command = `node bench/dist/src/sdk-bench.js --rounds ${rounds} --connections ${connections} --seconds ${seconds}${process.argv.includes('--write') ? ' --write' : ''}`
   const skip = netnsSkipReason()
   if (skip !== false) throw new Error(`sdk-bench needs root and network namespaces: ${skip}`)
-  const load0 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load0 = loadNow()
 
   const { a: na, b: nb } = await createClientServerMesh(scope.t, POLICY, 'sdk bench')
   await waitFor(async () => (await na.host.exec(['ping', '-n', '-c', '1', '-W', '1', nb.ipv4], { allowFail: true })).exitCode === 0,
@@ -196,7 +195,7 @@ async function run (): Promise<void> {
       ` streams dial ${res.dialMbps.toFixed(0)}, net.connect ${res.netMbps.toFixed(0)} Mbit/s (${res.first === 'dial' ? 'dial' : 'net.connect'} first)`)
   }
   await client.waitForLine(/^done$/, 30_000)
-  const load1 = loadavg().map(x => x.toFixed(1)).join(' ')
+  const load1 = loadNow()
 
   const all = (f: (r: RoundResult) => number[]): number[] => results.flatMap(f)
   const net = median(all(r => r.netMs))
@@ -236,7 +235,7 @@ async function run (): Promise<void> {
     `A dial that asks the daemon's peer list first (a new mesh view each time) adds ${f2(freshOverhead)} ms; ` +
     `\`GET /v1/peers\` alone takes ${f2(peers)} ms, against ${f2(status)} ms for \`GET /v1/status\`, which the SDK asked before (the daemon runs \`wg show dump\` for the peers' counters).`,
     `Stream through a dialed socket / through net.connect: **${ratio.toFixed(3)}** of medians, ${perRoundRatio.toFixed(3)} median of per-round ratios (goal ~1.0, >= ${MIN_STREAM_RATIO}): ${ratio >= MIN_STREAM_RATIO ? 'met' : 'NOT met'}.`,
-    `Data plane: ${(await na.status()).dataPlane?.implementation ?? 'unknown'}. Load average at the start and the end: ${load0}, ${load1} (2 cores, shared).`
+    `Data plane: ${(await na.status()).dataPlane?.implementation ?? 'unknown'}. ` + loadLine(load0, load1)
   ].join('\n')
   console.log(latTable)
   console.log(tputTable)
