@@ -366,15 +366,23 @@ function followedMembers (state: ControllerState, map: MapService): RelayMembers
     onChange (listener) {
       const stopMesh = map.onMeshChange(listener)
       const onNode = (n: Node): void => { listener([n.id]) }
-      state.events.on('node-upserted', onNode)
+      // Online, endpoint and last-seen updates come with every session and heartbeat; no member entry holds them.
+      const onUpsert = (n: Node, previous: Node | undefined): void => { if (previous === undefined || !presenceOnly(n, previous)) onNode(n) }
+      state.events.on('node-upserted', onUpsert)
       state.events.on('node-removed', onNode)
       return () => {
         stopMesh()
-        state.events.off('node-upserted', onNode)
+        state.events.off('node-upserted', onUpsert)
         state.events.off('node-removed', onNode)
       }
     }
   })
+}
+
+/** presenceOnly says two records of a node differ at most in presence: online, endpoints, lastSeen. */
+function presenceOnly (n: Node, previous: Node): boolean {
+  const rest = ({ online: _online, endpoints: _endpoints, lastSeen: _lastSeen, ...other }: Node): object => other
+  return JSON.stringify(rest(n)) === JSON.stringify(rest(previous))
 }
 
 /** listenMetrics starts the metrics listener and returns its /metrics URL. */
