@@ -146,14 +146,36 @@ t.test('warren admin policy against a real controller', async t => {
     const unsupported = file('unsupported.hujson', `{
   "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:*"] }],
   "nodeAttrs": [{ "target": ["*"], "attr": ["funnel"] }],
-  "ssh": [],
 }
 `)
     refusedWith(tt, await admin('policy', 'set', unsupported), /not applied/, [
-      new RegExp(`^${unsupported}:3:3: nodeAttrs is a Tailscale feature Warren does not support; remove it`),
-      new RegExp(`^${unsupported}:4:3: ssh is a Tailscale feature Warren does not support; remove it`)
-    ], 'nodeAttrs and ssh')
+      new RegExp(`^${unsupported}:3:3: nodeAttrs is a Tailscale feature Warren does not support; remove it`)
+    ], 'nodeAttrs')
     tt.equal(await policyVersion(), 5)
+  })
+
+  await t.test('ssh rules are checked and their sshTests run, and check says they grant nothing yet', async tt => {
+    const sshPolicy = (expect: string): string => BASE.replace(/\n}\n$/, `
+  "ssh": [
+    { "action": "accept", "src": ["group:eng"], "dst": ["tag:db"], "users": ["root"] },
+  ],
+  "sshTests": [
+    { "src": "bob@example.com", "dst": ["tag:db"], ${expect} },
+  ],
+}
+`)
+    const good = file('ssh.hujson', sshPolicy('"accept": ["root"], "deny": ["ubuntu"]'))
+    const r = await admin('policy', 'check', good)
+    tt.equal(r.code, 0, r.stderr)
+    tt.equal(r.stdout, `${good}: ok (syntax, names and tests)\n`)
+    tt.match(r.stderr, new RegExp(`^warning: ${good}:13:10: the ssh rules are checked and compiled but grant nothing yet: Warren has no SSH server.*acls and grants\n$`),
+      'the warning says plainly that the ssh rules grant nothing')
+    const failing = file('ssh-failing.hujson', sshPolicy('"deny": ["root"]'))
+    refusedWith(tt, await admin('policy', 'test', failing), /tests fail \(1 problem\)/, [
+      new RegExp(`^${failing}:17:61: ssh test 1: bob@example.com -> tag:db as root expected deny but ssh rule 1 \\(line 14\\) lets it in without a check$`)
+    ], 'a failing ssh test')
+    refusedWith(tt, await admin('policy', 'set', failing), /not applied/, [/ssh test 1: .* expected deny/], 'set')
+    tt.equal(await policyVersion(), 5, 'a policy whose ssh tests fail is not applied')
   })
 
   await t.test('a policy whose tests fail is refused, naming the test and why', async tt => {

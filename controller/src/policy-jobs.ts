@@ -1,5 +1,5 @@
 import { WarrenError } from '@warren/protocol'
-import { diff, explain, parsePolicy, runTests, type ExplainResult, type Policy, type PolicyDiff, type PolicyNode, type PolicyUser } from './policy/index.js'
+import { diff, explain, parsePolicy, testFailures, type ExplainResult, type Policy, type PolicyDiff, type PolicyNode, type PolicyUser } from './policy/index.js'
 
 /**
  * PolicyJob is one piece of policy work that a request asks for: whatever its text, it
@@ -7,7 +7,7 @@ import { diff, explain, parsePolicy, runTests, type ExplainResult, type Policy, 
  * that serves requests. Users and nodes are snapshots taken when the request came in.
  */
 export type PolicyJob =
-  | { kind: 'validate', text: string, users: PolicyUser[] }
+  | { kind: 'validate', text: string, users: PolicyUser[], nodes?: PolicyNode[] }
   | { kind: 'diff', oldText: string, text: string, nodes: PolicyNode[], users: PolicyUser[] }
   | { kind: 'explain', text: string, src: string, dst: string, port: number, proto?: string, nodes: PolicyNode[], users: PolicyUser[] }
 
@@ -33,7 +33,7 @@ export function runPolicyJob (job: PolicyJob): Validation | PolicyDiff | Explain
       const parsed = parsePolicy(job.text, { users: job.users })
       const warnings = parsed.warnings.map(w => w.message)
       if (parsed.policy === undefined) return { errors: parsed.errors.map(e => e.message), warnings, testsFailed: false }
-      const failures = runTests(parsed.policy, job.users)
+      const failures = testFailures(parsed.policy, job.users, job.nodes)
       if (failures.length > 0) return { errors: failures.map(e => e.message), warnings, testsFailed: true }
       return { policy: parsed.policy, errors: [], warnings, testsFailed: false }
     }

@@ -80,7 +80,7 @@ export async function createPolicyService (state: ControllerState, opts: PolicyS
 
   /** validate returns the parsed policy or throws one error that lists every problem. */
   const validate = async (text: string): Promise<{ policy: Policy, warnings: string[] }> => {
-    const v = await runner.run({ kind: 'validate', text: sized(text), users: users() })
+    const v = await runner.run({ kind: 'validate', text: sized(text), users: users(), nodes: nodes() })
     if (v.policy === undefined) {
       throw v.testsFailed
         ? rejection('policy_tests_failed', 'the policy was not applied: its tests fail', v.errors)
@@ -110,7 +110,7 @@ export async function createPolicyService (state: ControllerState, opts: PolicyS
     info: () => ({ ...info(active), text: active.text }),
     history: () => [...versions].reverse().map(info),
     async check (text) {
-      const v = await runner.run({ kind: 'validate', text: sized(text ?? active.text), users: users() })
+      const v = await runner.run({ kind: 'validate', text: sized(text ?? active.text), users: users(), nodes: nodes() })
       return { ok: v.errors.length === 0, errors: v.errors, warnings: v.warnings }
     },
     set: async (text, actor, message) => await apply(text, actor, message ?? ''),

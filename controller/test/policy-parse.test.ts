@@ -311,7 +311,7 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
 })
 
 t.test('every unsupported Tailscale feature is refused, never ignored', async t => {
-  const top = ['ssh', 'sshTests', 'nodeAttrs', 'postures', 'defaultSrcPosture', 'derpMap',
+  const top = ['nodeAttrs', 'postures', 'defaultSrcPosture', 'derpMap',
     'randomizeClientPort', 'disableIPv4', 'OneCGNATRoute', 'ipsets', 'attrs']
   for (const key of top) {
     const r = parsePolicy(`{\n  "acls": [],\n  "${key}": {}\n}`)

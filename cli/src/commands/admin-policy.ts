@@ -147,7 +147,7 @@ export function register (program: Command): void {
     })
 
   policy.command('test [file]')
-    .description('run the tests section of a policy file, or of the policy in force')
+    .description('run the tests and sshTests sections of a policy file, or of the policy in force')
     .action(async (file: string | undefined, _opts: unknown, cmd: Command) => {
       const text = file === undefined ? undefined : await readPolicyFile(file)
       await withPolicy(cmd, async (p, json) => {
@@ -156,7 +156,7 @@ export function register (program: Command): void {
         if (json) printJson(r)
         if (!r.ok) {
           if (json) throw new WarrenError('policy_tests_failed', `${where}: ${r.errors.length} problem(s)`)
-          const onlyTests = r.errors.every(e => /^\d+:\d+: test \d+: /.test(e))
+          const onlyTests = r.errors.every(e => /^\d+:\d+: (ssh )?test \d+: /.test(e))
           throw refusal(where, onlyTests ? 'tests fail' : 'invalid, so its tests cannot run', r.errors)
         }
         if (!json) printLine(`${where}: all tests pass`)

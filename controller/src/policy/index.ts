@@ -10,7 +10,9 @@
  * - parsePolicy(text, {users?}) -> {policy?, errors: PolicyError[], warnings: PolicyError[]}
  *   Every problem is collected; `policy` is set only when there are no errors. Users
  *   that do not exist yet are warnings (when `users` is given).
- * - validatePolicy(text, users) -> the same, with failing `tests` as errors (for `set`/`check`).
+ * - validatePolicy(text, users, nodes?) -> the same, with failing `tests` and `sshTests` as errors (for `set`/`check`).
+ * - compileSshPolicy(policy, users, nodes) -> node id -> the SSH rules it would enforce (Tailscale's form;
+ *   Warren has no SSH server yet, so nothing enforces them). runSshTests(policy, users, nodes?) -> PolicyError[].
  * - DEFAULT_POLICY_TEXT: allow all, the policy in force when none is set.
  * - createPolicyEngine(policy, users, {meshIpv6?}) -> PolicyEngine: setNodes, upsertNode/removeNode
  *   (-> NodeChange: ids whose peers or filter changed, with peersGained/peersLost/
@@ -38,7 +40,10 @@ export { createPolicyEngine, type PolicyEngine, type NodeChange, type EngineOpti
 export { check, type CheckResult, type CheckOptions } from './compile-policy.js'
 export { explain, protoName, portsText, type ExplainResult } from './explain.js'
 export { runTests } from './policy-tests.js'
-export { validatePolicy } from './validate.js'
+export { validatePolicy, testFailures } from './validate.js'
+export { runSshTests } from './ssh-tests.js'
+export { compileSshPolicy } from './ssh-compile.js'
+export type { SshNodeRule, SshPolicyRule, SshPolicyTest, SshAction } from './ssh-types.js'
 export { diff, type Access, type PolicyDiff } from './diff.js'
 export { tagOwnersAllow } from './tag-owners.js'
 export { autoApprovedRoutes } from './auto-approvers.js'

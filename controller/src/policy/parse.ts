@@ -3,6 +3,7 @@ import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { parseAutoApprovers } from './auto-approvers.js'
 import { PolicyError, didYouMean } from './errors.js'
+import { parseSsh, parseSshTests, type SshSectionReader } from './ssh-parse.js'
 import { IDP_GROUP_PREFIX, createUserDirectory, isIdpGroupToken, isUserToken } from './users.js'
 import type { Policy, PolicyRule, PolicyTest, PolicyTestCase, PolicyUser, PortRange, RuleDestination, RuleSource, Selector, SourcePos } from './types.js'
 
@@ -50,9 +51,9 @@ export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, I
 
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
-const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers' }
+const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers', ssh: 'ssh', sshtests: 'sshTests' }
 const UNSUPPORTED_TOP: Record<string, string> = {
-  ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs',
+  nodeattrs: 'nodeAttrs',
   postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap', randomizeclientport: 'randomizeClientPort',
   disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', ipsets: 'ipsets', attrs: 'attrs', settings: 'settings'
 }
@@ -258,8 +259,31 @@ class PolicyParser {
     if (acls === undefined && grants === undefined) this.allowAll(root)
     const tests = sections.get('tests')
     if (tests !== undefined) this.parseTests(tests)
+    const ssh = sections.get('ssh')
+    if (ssh !== undefined) this.policy.ssh = parseSsh(ssh, this.sshReader())
+    const sshTests = sections.get('sshTests')
+    if (sshTests !== undefined) this.policy.sshTests = parseSshTests(sshTests, this.sshReader())
     this.checkUsers()
     return this.result()
+  }
+
+  /** sshReader lends the ssh section readers this parser's checks (ssh-parse.ts). */
+  private sshReader (): SshSectionReader {
+    const reader: SshSectionReader = {
+      array: (n, what) => this.array(n, what),
+      object: (n, what) => this.object(n, what),
+      strings: (n, what) => this.strings(n, what),
+      keys: (obj, where, known, unsupported, message) => this.keys(obj, where, known, unsupported, message),
+      err: (n, reason, suggestion) => this.err(n, reason, suggestion),
+      errorCount: () => this.errors.length,
+      warn: (n, reason, suggestion) => this.warn(n, reason, suggestion),
+      selector: (s, n, side) => this.selector(s, n, side),
+      identity: (s, n, role) => this.identity(s, n, role),
+      pos: n => this.nodePos(n),
+      oneLine: n => this.oneLine(n)
+    }
+    if (this.users !== undefined) reader.users = this.users
+    return reader
   }
 
   private result (): ParseResult {

@@ -1,7 +1,7 @@
 import { checkCompiled, compilePolicy, resolveSubject, type CompiledPolicy, type Subject } from './compile-policy.js'
 import { PolicyError } from './errors.js'
 import { flowText } from './explain.js'
-import type { Policy, PolicyTest, PolicyUser } from './types.js'
+import type { Policy, PolicyNode, PolicyTest, PolicyUser } from './types.js'
 import { expandIdpGroups } from './users.js'
 
 /**
@@ -44,8 +44,8 @@ export function runTests (policy: Policy, users: readonly PolicyUser[] = []): Po
  * testSources: the test's source, or each member of a group source (labelled `group:x (alice@)`);
  * an `idp:` member stands for the users the identity provider has put in that group now.
  */
-function testSources (cp: CompiledPolicy, test: PolicyTest, users: readonly PolicyUser[]): Array<{ label: string, subject: Subject }> {
+export function testSources (cp: CompiledPolicy, test: Pick<PolicyTest, 'src'>, users: readonly PolicyUser[], nodes: readonly PolicyNode[] = []): Array<{ label: string, subject: Subject }> {
   const group = cp.policy.groups.get(test.src)
-  if (group === undefined) return [{ label: test.src, subject: resolveSubject(cp, test.src) }]
+  if (group === undefined) return [{ label: test.src, subject: resolveSubject(cp, test.src, nodes) }]
   return expandIdpGroups(group.members, users).map(m => ({ label: `${test.src} (${m})`, subject: resolveSubject(cp, m) }))
 }

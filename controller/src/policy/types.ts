@@ -1,4 +1,5 @@
 import type { IpPrefix } from '@warren/protocol'
+import type { SshPolicyRule, SshPolicyTest } from './ssh-types.js'
 
 /** SourcePos is where something stands in the policy file (1-based line and column). */
 export interface SourcePos {
@@ -95,6 +96,9 @@ export interface Policy {
    */
   grants: PolicyRule[]
   tests: PolicyTest[]
+  /** ssh and sshTests: Tailscale SSH rules and their tests (ssh-parse.ts); absent when the policy has none */
+  ssh?: SshPolicyRule[]
+  sshTests?: SshPolicyTest[]
   /** text is the source the policy was parsed from */
   text: string
 }

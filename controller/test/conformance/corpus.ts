@@ -1,6 +1,7 @@
 import { gunzipSync } from 'node:zlib'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import type { TailscaleSshRule } from './ssh-rules.js'
 
 /**
  * The Tailscale conformance corpus (test/fixtures/conformance/tailscale, see its README):
@@ -42,7 +43,7 @@ export interface CorpusRecord {
     users: Array<{ id: number, name: string, email?: string }>
     nodes: Record<string, TopologyNode>
   }
-  nodes: Record<string, { packetFilter: TailscaleFilterRule[] | null } | undefined> | null
+  nodes: Record<string, { packetFilter: TailscaleFilterRule[] | null, sshRules?: TailscaleSshRule[] | null } | undefined> | null
 }
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/conformance/tailscale/', import.meta.url))

@@ -1,3 +1,9 @@
+/** DOMAIN_ASSOCIATION: why Warren accepts domains Tailscale does not associate with the tailnet. */
+const DOMAIN_ASSOCIATION =
+  'Tailscale accepts user:*@DOMAIN and localpart:*@DOMAIN in ssh rules only for the domains associated with the tailnet ' +
+    '(in this capture example.com alone, and not as EXAMPLE.COM); Warren has no tailnet domain: any domain is accepted, with a warning ' +
+    'when no user has an email there yet'
+
 /**
  * KNOWN_DIFFERENCES are the corpus cases where Warren knowingly answers otherwise than
  * Tailscale, each with the reason. Such a case is reported as "listed", not as a
@@ -7,5 +13,12 @@
 export const KNOWN_DIFFERENCES: Readonly<Record<string, string>> = {
   'policytest-allpass-grants-only-tag-src-ipv6-literal-dst':
     'a grant to a node\'s IPv6 address written bare (fd7a:115c:a1e0::10) opens nothing in Tailscale\'s answer, while the IPv4 form ' +
-    '(...-ip-literal-dst) opens the node; Warren opens the address as written, the same in both families'
+    '(...-ip-literal-dst) opens the node; Warren opens the address as written, the same in both families',
+  'ssh-b4': DOMAIN_ASSOCIATION,
+  'ssh-d1': DOMAIN_ASSOCIATION,
+  'ssh-e1': DOMAIN_ASSOCIATION,
+  'ssh-e2': DOMAIN_ASSOCIATION,
+  'sshtest-malformed-dst-bare-ipv6':
+    'an sshTest to a node\'s IPv6 address written bare (fd7a:115c:a1e0::10) fails in Tailscale\'s answer, while the IPv4 form ' +
+    '(...-bare-ipv4) passes; Warren resolves an address to its device in both families, as for tests (see above)'
 }

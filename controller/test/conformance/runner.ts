@@ -1,8 +1,9 @@
 import { parseTree } from 'jsonc-parser'
-import { createPolicyEngine, validatePolicy, type Policy, type PolicyError, type PolicyNode, type PolicyUser } from '../../src/policy/index.js'
+import { compileSshPolicy, createPolicyEngine, validatePolicy, type Policy, type PolicyError, type PolicyNode, type PolicyUser } from '../../src/policy/index.js'
 import { accessDifferences, tailscaleAccess, warrenAccess } from './access-set.js'
 import { policyText, type Category, type CorpusRecord } from './corpus.js'
 import { KNOWN_DIFFERENCES } from './known-differences.js'
+import { sshDifferences } from './ssh-rules.js'
 
 /**
  * The conformance runner holds Warren's policy engine to Tailscale's answers, one corpus
@@ -29,8 +30,6 @@ export interface CaseResult {
 interface PendingFeature { reason: string, section?: string, error?: RegExp }
 
 const PENDING: PendingFeature[] = [
-  { section: 'ssh', reason: 'ssh rules: need an SSH server in Warren' },
-  { section: 'sshtests', reason: 'sshTests: come with ssh rules' },
   { section: 'nodeattrs', reason: 'nodeAttrs' },
   { section: 'postures', reason: 'device postures' },
   { section: 'defaultsrcposture', reason: 'device postures' },
@@ -64,14 +63,16 @@ function offsetOf (text: string, e: PolicyError): number {
 function pendingFor (text: string, spans: Span[], e: PolicyError): PendingFeature | undefined {
   const at = offsetOf(text, e)
   const section = spans.find(s => at >= s.start && at < s.end)?.key
-  return PENDING.find(f => (f.section !== undefined && f.section === section) || (f.error?.test(e.reason) ?? false))
+  // sshTests refuse every autogroup as a destination, autogroup:internet too (as Tailscale does): that waits for nothing
+  const byError = section !== 'sshtests'
+  return PENDING.find(f => (f.section !== undefined && f.section === section) || (byError && (f.error?.test(e.reason) ?? false)))
 }
 
 /** Judged is Warren's answer to a policy (the policy when accepted), with the pending feature that decided it. */
 interface Judged { policy?: Policy, errors: PolicyError[], pending?: PendingFeature }
 
-function judge (text: string, users: PolicyUser[]): Judged {
-  const result = validatePolicy(text, users)
+function judge (text: string, users: PolicyUser[], nodes: PolicyNode[]): Judged {
+  const result = validatePolicy(text, users, nodes)
   if (result.policy !== undefined) return { policy: result.policy, errors: [] }
   const spans = topLevelSpans(text)
   const features = result.errors.map(e => pendingFor(text, spans, e))
@@ -99,7 +100,7 @@ export function runCase (r: CorpusRecord): CaseResult {
 
 function judgeCase (r: CorpusRecord): CaseResult {
   const { users, nodes } = topology(r)
-  const w = judge(policyText(r), users)
+  const w = judge(policyText(r), users, nodes)
   const result = (verdict: Verdict, reason: string, details: string[] = []): CaseResult => ({ id: r.id, verdict, reason, details })
   if (w.pending !== undefined) return result('pending', w.pending.reason)
   const tailscaleAccepted = r.tailscale_status === 200
@@ -110,12 +111,14 @@ function judgeCase (r: CorpusRecord): CaseResult {
   const engine = createPolicyEngine(w.policy, users)
   engine.setNodes(nodes)
   const details: string[] = []
+  const ssh = compileSshPolicy(w.policy, users, nodes)
   let routed = false
   for (const n of nodes) {
     const topo = r.topology.nodes[n.id]!
     const ts = tailscaleAccess(r.nodes?.[n.id]?.packetFilter ?? [], [n.ipv4, n.ipv6], topo.approved_routes)
     if (ts.routed.length > 0) routed = true
     for (const d of accessDifferences(ts.own, warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
+    for (const d of sshDifferences(r.nodes?.[n.id]?.sshRules, ssh.get(n.id)!)) details.push(`${n.name} ${d}`)
   }
   if (details.length > 0) return result('disagree', 'filters differ', details)
   return routed ? result('pending', ROUTED) : result('agree', '')
