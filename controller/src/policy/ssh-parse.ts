@@ -183,7 +183,7 @@ function loginNames (n: JsonNode | undefined, item: JsonNode, where: string, r: 
   if (n === undefined) { fail(item, required); return [] }
   const names = r.strings(n, 'users')
   if (n.type === 'array' && names.length === 0 && (n.children ?? []).length === 0) fail(n, required)
-  const dir = r.users === undefined ? undefined : new Set(r.users.flatMap(u => u.email === undefined ? [] : [u.email.toLowerCase().split('@')[1]!]))
+  const domains = r.users === undefined ? undefined : new Set(r.users.flatMap(u => u.email === undefined ? [] : [u.email.toLowerCase().split('@')[1]!]))
   return names.map(({ value, node }) => {
     const name = value.trim()
     if (name === '') fail(node, 'user "" is not valid: write a login name such as root or ubuntu')
@@ -191,7 +191,7 @@ function loginNames (n: JsonNode | undefined, item: JsonNode, where: string, r: 
     else if (name.startsWith(LOCALPART) && name.length > LOCALPART.length) {
       const domain = name.slice(LOCALPART.length)
       if (localpartDomain(name) === undefined) fail(node, `"${name}": ${domain} is not a domain; localpart:*@example.com lets each user of example.com log in as the part of their email before @`)
-      else if (dir !== undefined && !dir.has(domain.toLowerCase())) r.warn(node, `no user has an email in ${domain} yet, so ${name} lets no one log in until such a user exists`)
+      else if (domains !== undefined && !domains.has(domain.toLowerCase())) r.warn(node, `no user has an email in ${domain} yet, so ${name} lets no one log in until such a user exists`)
     } else if (name !== 'root' && name !== 'autogroup:nonroot' && /^(localpart|autogroup|group|tag):/.test(name)) {
       r.warn(node, `"${name}" is taken as a literal login name, as Tailscale does`,
         name.startsWith('localpart:') ? `for each user's own name write ${LOCALPART}DOMAIN` : 'login names are root, autogroup:nonroot, localpart:*@DOMAIN or a name')
