@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
-import { compileSshPolicy, parsePolicy, validatePolicy, type Policy, type PolicyNode } from '../src/policy/index.js'
+import { filterAllows } from '@warren/protocol'
+import { compileSshPolicy, createPolicyEngine, parsePolicy, validatePolicy, type Policy, type PolicyNode } from '../src/policy/index.js'
 import { parseDuration } from '../src/policy/ssh-parse.js'
 
 // Tailscale's `ssh` and `sshTests` sections: checked as Tailscale checks them, compiled
@@ -48,6 +49,18 @@ t.test('check and set say plainly that ssh rules grant nothing yet', async t => 
   t.same(r.errors, [])
   exactly(t, r.warnings.map(w => w.message), [/grant nothing yet: Warren has no SSH server, so no node enforces them; who may reach port 22 stays decided by acls and grants$/])
   t.same(parsePolicy(text('[]'), { users }).warnings, [], 'an empty ssh section has nothing to warn about')
+})
+
+t.test('ssh rules open no port: who reaches port 22 stays decided by acls and grants', async t => {
+  const reaches22 = (p: Policy): boolean => {
+    const engine = createPolicyEngine(p, users)
+    engine.setNodes(NODES)
+    return filterAllows(engine.filterFor(server.id), { src: alice1.ipv4, proto: 6, dport: 22 })
+  }
+  const ssh = '[{ "action": "accept", "src": ["alice@"], "dst": ["tag:server"], "users": ["root"] }]'
+  t.notOk(reaches22(policy(ssh)), 'an ssh rule alone opens nothing')
+  const withAcl = parsePolicy(`{ ${OWNERS}, "acls": [{ "action": "accept", "src": ["alice@"], "dst": ["tag:server:22"] }], "ssh": ${ssh} }`, { users }).policy!
+  t.ok(reaches22(withAcl), 'an acl to port 22 opens it')
 })
 
 t.test('bad ssh rules are refused with the place and the fix', async t => {
