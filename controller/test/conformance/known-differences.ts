@@ -1,8 +1,8 @@
 /** DOMAIN_ASSOCIATION: why Warren accepts domains Tailscale does not associate with the tailnet. */
 const DOMAIN_ASSOCIATION =
   'Tailscale accepts user:*@DOMAIN and localpart:*@DOMAIN in ssh rules only for the domains associated with the tailnet ' +
-    '(in this capture example.com alone, and not as EXAMPLE.COM); Warren has no tailnet domain: any domain is accepted, with a warning ' +
-    'when no user has an email there yet'
+    '(in this capture example.com alone, and not as EXAMPLE.COM); Warren has no tailnet domain: any domain is accepted (localpart:*@DOMAIN ' +
+    'with a warning when no user has an email there yet)'
 
 /**
  * KNOWN_DIFFERENCES are the corpus cases where Warren knowingly answers otherwise than
