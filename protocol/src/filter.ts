@@ -1,5 +1,5 @@
 import type { FilterRule } from './messages.js'
-import { parseIpAddress, parseIpPrefix, prefixContains } from './ip.js'
+import { parseIpAddress, parseIpPrefix, prefixContains, type IpPrefix } from './ip.js'
 import { protocolHasPorts } from './ipproto.js'
 
 /** FilterPacket is what a filter judges: source address, IP protocol, destination port. */
@@ -44,10 +44,15 @@ function matchRules (filter: readonly FilterRule[], packet: FilterPacket): boole
   return filter.some(rule => {
     if (!rule.protos.includes(packet.proto)) return false
     if (withPorts && (packet.dport === undefined || !rule.ports.some(p => packet.dport! >= p.first && packet.dport! <= p.last))) return false
-    return rule.srcs.some(s => {
-      if (s === '*') return true
-      const p = parseIpPrefix(s)
-      return p !== undefined && prefixContains(p, src)
-    })
+    return srcsContain(rule.srcs, src)
+  })
+}
+
+/** srcsContain says whether a rule's `srcs` (addresses, prefixes, or `*` for every address) hold an address. */
+export function srcsContain (srcs: readonly string[], addr: IpPrefix): boolean {
+  return srcs.some(s => {
+    if (s === '*') return true
+    const p = parseIpPrefix(s)
+    return p !== undefined && prefixContains(p, addr)
   })
 }
