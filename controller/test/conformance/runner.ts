@@ -1,6 +1,7 @@
 import { parseTree } from 'jsonc-parser'
 import { createPolicyEngine, validatePolicy, type Policy, type PolicyError, type PolicyNode, type PolicyUser } from '../../src/policy/index.js'
 import { accessDifferences, tailscaleAccess, warrenAccess } from './access-set.js'
+import { capDifferences, tailscaleCaps, warrenCaps } from './cap-set.js'
 import { policyText, type Category, type CorpusRecord } from './corpus.js'
 import { KNOWN_DIFFERENCES } from './known-differences.js'
 
@@ -40,7 +41,6 @@ const PENDING: PendingFeature[] = [
   { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
   { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
   { error: /\bipset:/, reason: 'ipsets' },
-  { error: /"app" in grant/, reason: 'grants app (capabilities)' },
   { error: /"via" in grant/, reason: 'grants via: comes with subnet routers' }
 ]
 
@@ -116,6 +116,8 @@ function judgeCase (r: CorpusRecord): CaseResult {
     const ts = tailscaleAccess(r.nodes?.[n.id]?.packetFilter ?? [], [n.ipv4, n.ipv6], topo.approved_routes)
     if (ts.routed.length > 0) routed = true
     for (const d of accessDifferences(ts.own, warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
+    const tsCaps = tailscaleCaps(r.nodes?.[n.id]?.packetFilterRules ?? [], [n.ipv4, n.ipv6])
+    for (const d of capDifferences(tsCaps, warrenCaps(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
   }
   if (details.length > 0) return result('disagree', 'filters differ', details)
   return routed ? result('pending', ROUTED) : result('agree', '')
