@@ -1,4 +1,5 @@
 import type { FilterRule } from './messages.js'
+import type { CapMap } from './capabilities.js'
 import { parseIpAddress, parseIpPrefix, prefixContains, type IpPrefix } from './ip.js'
 import { protocolHasPorts } from './ipproto.js'
 
@@ -55,4 +56,22 @@ export function srcsContain (srcs: readonly string[], addr: IpPrefix): boolean {
     const p = parseIpPrefix(s)
     return p !== undefined && prefixContains(p, addr)
   })
+}
+
+/**
+ * capabilitiesOf is the one meaning of the capability rules of a node's filter (rules with
+ * `caps`): what a caller at `ip` holds on this node. Every rule whose sources contain the
+ * address adds its values, in filter order (the policy's grant order), so two grants of the
+ * same capability give one list with the values of both, as in Tailscale. An empty list
+ * still names the capability. An address no rule names holds nothing.
+ */
+export function capabilitiesOf (filter: readonly FilterRule[], ip: string): CapMap {
+  const out = new Map<string, unknown[]>()
+  const addr = parseIpAddress(ip)
+  if (addr === undefined) return {}
+  for (const rule of filter) {
+    if (rule.caps === undefined || !srcsContain(rule.srcs, addr)) continue
+    for (const [name, values] of Object.entries(rule.caps)) out.set(name, [...(out.get(name) ?? []), ...values])
+  }
+  return Object.fromEntries(out)
 }
