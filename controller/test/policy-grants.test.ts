@@ -88,8 +88,8 @@ t.test('user:*@domain, autogroup:danger-all and autogroup:self in grants', async
 })
 
 t.test('bad grants are refused as Tailscale refuses them, with what to write', async t => {
-  t.same(errors('[{ "src": ["*"], "dst": ["*"] }]'), ['grant 1 (grants[0]) grants nothing: "ip" is missing or empty (add "ip": ["*"] for all traffic, or ports such as "ip": ["tcp:443"])'])
-  t.same(errors('[{ "src": ["*"], "dst": ["*"], "ip": [] }]'), ['grant 1 (grants[0]) grants nothing: "ip" is missing or empty (add "ip": ["*"] for all traffic, or ports such as "ip": ["tcp:443"])'])
+  t.same(errors('[{ "src": ["*"], "dst": ["*"] }]'), ['grant 1 (grants[0]) grants nothing: "ip" and "app" are both missing or empty (add "ip": ["*"] for all traffic, ports such as "ip": ["tcp:443"], or capabilities such as "app": {"example.com/cap/web": [{}]})'])
+  t.same(errors('[{ "src": ["*"], "dst": ["*"], "ip": [] }]'), ['grant 1 (grants[0]) grants nothing: "ip" and "app" are both missing or empty (add "ip": ["*"] for all traffic, ports such as "ip": ["tcp:443"], or capabilities such as "app": {"example.com/cap/web": [{}]})'])
   t.same(errors('[{ "src": ["*"], "dst": ["0.0.0.0/0"], "ip": ["*"] }]'), ['dst "0.0.0.0/0": to allow all IP addresses, use "*"'])
   t.same(errors('[{ "src": ["*"], "dst": ["::/0"], "ip": ["*"] }]'), ['dst "::/0": to allow all IP addresses, use "*"'])
   t.same(errors('[{ "src": ["*"], "dst": ["tag:web:443"], "ip": ["*"] }]'),
@@ -101,7 +101,7 @@ t.test('bad grants are refused as Tailscale refuses them, with what to write', a
     ['cannot use autogroup:danger-all as a destination: it means every address, so it is only a source (use * for every node)'])
   t.same(errors('[{ "src": ["tag:nope"], "dst": ["*"], "ip": ["icmp"] }]').length, 2, 'every error is reported at once')
   t.same(errors('[{ "src": ["*"], "dst": ["*"], "ip": ["*"], "proto": "tcp" }]'), ['unknown key "proto" in grant 1 (grants[0])'])
-  for (const [key, feature] of [['app', 'application capabilities'], ['via', 'routing through subnet routers'], ['srcPosture', 'device posture']]) {
+  for (const [key, feature] of [['via', 'routing through subnet routers'], ['srcPosture', 'device posture']]) {
     t.same(errors(`[{ "src": ["*"], "dst": ["*"], "ip": ["*"], "${key}": {} }]`),
       [`"${key}" in grant 1 (grants[0]) is not supported yet (${feature}); remove it (Warren never ignores what it cannot enforce)`], key)
   }

@@ -1,5 +1,6 @@
 import type { FilterRule } from './messages.js'
-import { parseIpAddress, parseIpPrefix, prefixContains } from './ip.js'
+import type { CapMap } from './capabilities.js'
+import { parseIpAddress, parseIpPrefix, prefixContains, type IpPrefix } from './ip.js'
 import { protocolHasPorts } from './ipproto.js'
 
 /** FilterPacket is what a filter judges: source address, IP protocol, destination port. */
@@ -44,10 +45,33 @@ function matchRules (filter: readonly FilterRule[], packet: FilterPacket): boole
   return filter.some(rule => {
     if (!rule.protos.includes(packet.proto)) return false
     if (withPorts && (packet.dport === undefined || !rule.ports.some(p => packet.dport! >= p.first && packet.dport! <= p.last))) return false
-    return rule.srcs.some(s => {
-      if (s === '*') return true
-      const p = parseIpPrefix(s)
-      return p !== undefined && prefixContains(p, src)
-    })
+    return srcsContain(rule.srcs, src)
   })
+}
+
+/** srcsContain says whether a rule's `srcs` (addresses, prefixes, or `*` for every address) hold an address. */
+export function srcsContain (srcs: readonly string[], addr: IpPrefix): boolean {
+  return srcs.some(s => {
+    if (s === '*') return true
+    const p = parseIpPrefix(s)
+    return p !== undefined && prefixContains(p, addr)
+  })
+}
+
+/**
+ * capabilitiesOf is the one meaning of the capability rules of a node's filter (rules with
+ * `caps`): what a caller at `ip` holds on this node. Every rule whose sources contain the
+ * address adds its values, in filter order (the policy's grant order), so two grants of the
+ * same capability give one list with the values of both, as in Tailscale. An empty list
+ * still names the capability. An address no rule names holds nothing.
+ */
+export function capabilitiesOf (filter: readonly FilterRule[], ip: string): CapMap {
+  const out = new Map<string, unknown[]>()
+  const addr = parseIpAddress(ip)
+  if (addr === undefined) return {}
+  for (const rule of filter) {
+    if (rule.caps === undefined || !srcsContain(rule.srcs, addr)) continue
+    for (const [name, values] of Object.entries(rule.caps)) out.set(name, [...(out.get(name) ?? []), ...values])
+  }
+  return Object.fromEntries(out)
 }

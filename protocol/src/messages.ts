@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema, type TObject, type TProperties } from '@sinclair/typebox'
 import { UNSAFE_TEXT_CHARS } from './text.js'
+import { CapMap } from './capabilities.js'
 
 /**
  * Wire types for every message between CLI, daemon and controller. Each is a JSON
@@ -219,7 +220,9 @@ export const FilterRule = Obj({
   srcs: Type.Array(Str(50), { maxItems: 1_000_000 }),
   protos: Type.Array(Type.Integer({ minimum: 0, maximum: 255 }), { maxItems: 256 }),
   ports: Type.Array(PortRange, { maxItems: 65536 }),
-  dsts: Type.Optional(Type.Array(Cidr, { maxItems: 256 }))
+  dsts: Type.Optional(Type.Array(Cidr, { maxItems: 256 })),
+  /** caps: a capability rule, which gives `srcs` these capabilities on this node and lets no traffic in (protos and ports are empty) */
+  caps: Type.Optional(CapMap)
 })
 export type FilterRule = Static<typeof FilterRule>
 
@@ -852,6 +855,8 @@ export const LocalWhoisResponse = Obj({
   user: Type.Optional(UserName),
   tags: Type.Array(TagName, { maxItems: 64 }),
   /** whether the address is this node's own */
-  self: Type.Boolean()
+  self: Type.Boolean(),
+  /** the application capabilities the policy gives this address on the asking node (grants' `app`); absent from older daemons */
+  capabilities: Type.Optional(CapMap)
 })
 export type LocalWhoisResponse = Static<typeof LocalWhoisResponse>

@@ -55,7 +55,7 @@ export interface Identity {
   user?: string
   tags: string[]
   addresses: string[]
-  /** capabilities the policy grants the caller on this node (empty until the policy has grants) */
+  /** capabilities the policy grants the caller on this node (grants' `app`: name -> values); empty when it grants none */
   capabilities: Record<string, unknown[]>
 }
 
@@ -165,7 +165,7 @@ function identityOf (w: LocalWhoisResponse): Identity {
     ...(w.user !== undefined ? { user: w.user } : {}),
     tags: w.tags,
     addresses,
-    capabilities: {}
+    capabilities: w.capabilities ?? {}
   }
 }
 

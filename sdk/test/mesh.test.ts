@@ -22,6 +22,8 @@ const peer = (id: string, name: string, ipv4: string, online = true, tags: strin
 })
 const DB = peer('n-db1', 'db', '127.0.0.2', true, ['tag:db'])
 const OLD = peer('n-old2', 'old', '127.0.0.4', false)
+/** DB_CAPS are what the stand-in's map gives db on this node (an older daemon's answer, for the others, has none) */
+const DB_CAPS = { 'example.com/cap/db': [{ role: 'reader' }, { role: 'writer' }] }
 
 /** FakeDaemon is the stand-in's state: tests change `peers` and read how often status and the peer list were asked. */
 interface FakeDaemon { socket: string, state: LocalStatus['backendState'], peers: LocalPeerStatus[], statusCalls: number, peerListCalls: number }
@@ -47,7 +49,7 @@ async function fakeDaemon (t: Test): Promise<FakeDaemon> {
       const ip = url.searchParams.get('ip')
       const n = all.find(x => x.ipv4 === ip || x.ipv6 === ip)
       if (n === undefined) { json(404, { error: { code: 'unknown_peer', message: `'${ip ?? ''}' is not a peer` } }); return }
-      json(200, { node: { id: n.id, name: n.name, fqdn: n.fqdn, ipv4: n.ipv4, ipv6: n.ipv6, tags: n.tags }, ...(n.user !== undefined ? { user: n.user } : {}), tags: n.tags, self: n === SELF })
+      json(200, { node: { id: n.id, name: n.name, fqdn: n.fqdn, ipv4: n.ipv4, ipv6: n.ipv6, tags: n.tags }, ...(n.user !== undefined ? { user: n.user } : {}), tags: n.tags, self: n === SELF, ...(n === DB ? { capabilities: DB_CAPS } : {}) })
     } else if (url.pathname === '/v1/watch') {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' })
       res.write(JSON.stringify({ type: 'snapshot', time: 'T0', backendState: 'Running', peers: [DB, OLD] }) + '\n')
@@ -203,6 +205,8 @@ t.test('listen serves on the mesh addresses only and tells each caller\'s identi
   })
   t.equal(answer, 'ENOPEER')
   t.same((await w.whois('127.0.0.2')).node.name, 'db')
+  t.same((await w.whois('127.0.0.2')).capabilities, DB_CAPS, 'whois carries the capabilities the policy gives the caller here')
+  t.same((await w.whois('127.0.0.4')).capabilities, {}, 'none from a daemon that sends none')
   await t.rejects(w.whois('10.9.9.9'), { code: 'ENOPEER' })
   await srv.close()
 })

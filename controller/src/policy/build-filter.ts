@@ -78,10 +78,15 @@ export function buildFilter (parts: Iterable<FilterPart>): FilterRule[] {
   return [...groups.entries()]
     .sort(([a], [b]) => compareKeys(a, b))
     .map(([, g]) => ({
-      srcs: g.srcs.sort((a, b) => a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0).map(c => c.text),
+      srcs: sortedTexts(g.srcs),
       protos: g.protos,
       ports: g.ports
     }))
+}
+
+/** sortedTexts is ranges as filter text, in canonical order (family, address, length). */
+export function sortedTexts (cidrs: Cidr[]): string[] {
+  return cidrs.sort((a, b) => a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0).map(c => c.text)
 }
 
 /** compareKeys orders `protos|ports` keys numerically, so 6 comes before 17. */

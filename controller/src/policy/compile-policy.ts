@@ -1,4 +1,4 @@
-import { WarrenError, protocolHasPorts } from '@warren/protocol'
+import { WarrenError, protocolHasPorts, type CapMap } from '@warren/protocol'
 import { DEFAULT_MESH_IPV6, cidrContains, hostCidr, meshSources, parseCidr } from './addr.js'
 import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
@@ -47,6 +47,8 @@ export interface CompiledRule {
    * that of a host or CIDR destination, which only sources of the same family can reach
    */
   dsts: Array<{ key: string, ports: PortRange[], family?: 4 | 6 }>
+  /** caps: the capabilities a grant's `app` gives (the rule then lets no traffic in) */
+  caps?: CapMap
 }
 
 export interface CompiledPolicy {
@@ -120,6 +122,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
     }
     return {
+      ...(r.caps !== undefined ? { caps: r.caps } : {}),
       index: r.index,
       line: r.pos.line,
       text: r.text,

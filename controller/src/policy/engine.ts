@@ -3,6 +3,7 @@ import { cidrContains, hostCidr } from './addr.js'
 import { buildForwardFilter, routeParts, routeOverlaps, routerRoutes } from './route-filter.js'
 import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
 import { buildFilter, type FilterPart } from './build-filter.js'
+import { buildCapFilter } from './cap-filter.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 /**
@@ -224,9 +225,12 @@ class EngineState {
         const srcs = s.self === undefined ? this.ruleSources(s.rule) : this.selfSources(s.rule, s.self)
         return { srcs: dst.family === undefined ? srcs : ofFamily(srcs, dst.family), protos: s.rule.protos, ports: dst.ports }
       }
-      const inbound = info.sources.filter(s => s.via === undefined)
-      const forward = info.sources.filter(s => s.via !== undefined).map(s => ({ via: s.via!, part: part(s) }))
-      info.filter = [...buildFilter(inbound.map(part)), ...buildForwardFilter(forward)]
+      const traffic = info.sources.filter(s => s.rule.caps === undefined)
+      const inbound = traffic.filter(s => s.via === undefined)
+      const forward = traffic.filter(s => s.via !== undefined).map(s => ({ via: s.via!, part: part(s) }))
+      // capabilities are given to the node's own sources only, never through its routes
+      const caps = info.sources.filter(s => s.rule.caps !== undefined && s.via === undefined).map(s => ({ rule: s.r, srcs: part(s).srcs, caps: s.rule.caps! }))
+      info.filter = [...buildFilter(inbound.map(part)), ...buildForwardFilter(forward), ...buildCapFilter(caps)]
       info.json = JSON.stringify(info.filter)
     }
     return { filter: info.filter, json: info.json }

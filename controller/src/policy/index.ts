@@ -17,6 +17,8 @@
  * - createPolicyEngine(policy, users, {meshIpv6?}) -> PolicyEngine: setNodes, upsertNode/removeNode
  *   (-> NodeChange: ids whose peers or filter changed, with peersGained/peersLost/
  *   filterChanged), peersOf(id), filterFor(id), setPolicy(policy, users) -> changed ids.
+ *   filterFor holds, after the traffic rules, the capability rules of grants with `app`
+ *   that reach the node (FilterRule.caps; capabilitiesOf in protocol reads them).
  * - check(policy, src, dst, proto, port, {users?, nodes?}) -> {allowed, rules: [{index, line}]}
  *   on identities: `alice@`, `alice@example.com`, `tag:web`, a host alias, an IP.
  * - explain(policy, src, dst, port, proto?, {users?, nodes?}) -> {allowed, rules, message}

@@ -1,6 +1,7 @@
 import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser'
 import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
+import { companionRule, parseAppCaps } from './app-caps.js'
 import { parseAutoApprovers } from './auto-approvers.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { parseSsh, parseSshTests, type SshSectionReader } from './ssh-parse.js'
@@ -59,10 +60,10 @@ const UNSUPPORTED_TOP: Record<string, string> = {
 }
 const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst' }
 const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
-const GRANT_KEYS: Record<string, string> = { src: 'src', dst: 'dst', ip: 'ip' }
+const GRANT_KEYS: Record<string, string> = { src: 'src', dst: 'dst', ip: 'ip', app: 'app' }
 /** UNSUPPORTED_GRANT: parts of a grant Warren cannot enforce yet, with what they would need. */
-const UNSUPPORTED_GRANT: Record<string, string> = { app: 'app', via: 'via', srcposture: 'srcPosture' }
-const GRANT_FEATURES: Record<string, string> = { app: 'application capabilities', via: 'routing through subnet routers', srcPosture: 'device posture' }
+const UNSUPPORTED_GRANT: Record<string, string> = { via: 'via', srcposture: 'srcPosture' }
+const GRANT_FEATURES: Record<string, string> = { via: 'routing through subnet routers', srcPosture: 'device posture' }
 const TEST_KEYS: Record<string, string> = { src: 'src', proto: 'proto', accept: 'accept', deny: 'deny' }
 const UNSUPPORTED_TEST: Record<string, string> = { srcpostureattrs: 'srcPostureAttrs' }
 /** MAX_USER_WARNINGS: past this many users that do not exist yet, the rest are counted, not listed. */
@@ -503,10 +504,12 @@ class PolicyParser {
       if (typeof ip === 'string') this.err(node, ip)
       else ips.push(ip)
     }
-    // a grant with `app` may go without `ip`; `app` is refused above, so that is said once
-    const hasApp = item.children?.some(p => String(p.children?.[0]?.value).toLowerCase() === 'app') === true
-    if ((ipNode === undefined || ipNode.children?.length === 0) && !hasApp) {
-      this.err(ipNode ?? item, `${where} grants nothing: "ip" is missing or empty`, 'add "ip": ["*"] for all traffic, or ports such as "ip": ["tcp:443"]')
+    const appNode = keys.get('app')
+    const caps = appNode === undefined ? undefined : parseAppCaps(appNode, where, { err: (n, reason, suggestion) => this.err(n, reason, suggestion) })
+    // a grant gives traffic (`ip`), capabilities (`app`) or both; as in Tailscale, not nothing
+    if ((ipNode === undefined || ipNode.children?.length === 0) && (appNode === undefined || (appNode.type === 'object' && appNode.children?.length === 0))) {
+      this.err(ipNode ?? appNode ?? item, `${where} grants nothing: "ip" and "app" are both missing or empty`,
+        'add "ip": ["*"] for all traffic, ports such as "ip": ["tcp:443"], or capabilities such as "app": {"example.com/cap/web": [{}]}')
     }
     const src = this.sources(srcNode)
     const dst: Array<{ selector: Selector, text: string, pos: SourcePos }> = []
@@ -525,9 +528,16 @@ class PolicyParser {
       else have.ports.push(...ip.ports)
     }
     const text = this.oneLine(item)
-    return [...byProtos.values()].map(({ protos, ports }) => ({
+    const rules: PolicyRule[] = [...byProtos.values()].map(({ protos, ports }) => ({
       index, pos: this.nodePos(item), text, src, protos, dst: dst.map(d => ({ ...d, ports }))
     }))
+    // capabilities are a rule of their own that lets no traffic in: no protocols, no ports
+    if (caps !== undefined && Object.keys(caps).length > 0) {
+      const capRule: PolicyRule = { index, pos: this.nodePos(item), text, src, protos: [], dst: dst.map(d => ({ ...d, ports: [] })), caps }
+      const companion = companionRule(capRule)
+      rules.push(capRule, ...(companion === undefined ? [] : [companion]))
+    }
+    return rules
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { IpPrefix } from '@warren/protocol'
+import type { CapMap, IpPrefix } from '@warren/protocol'
 import type { SshPolicyRule, SshPolicyTest } from './ssh-types.js'
 
 /** SourcePos is where something stands in the policy file (1-based line and column). */
@@ -56,6 +56,8 @@ export interface PolicyRule {
   protos: number[]
   /** protoText is `proto` as written, absent when omitted */
   protoText?: string
+  /** caps: a grant's `app`; such a rule gives these capabilities and no traffic (`protos` is empty) */
+  caps?: CapMap
 }
 
 /** PolicyTestCase is one `host:port` of a test's accept or deny list. */

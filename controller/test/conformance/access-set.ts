@@ -83,7 +83,8 @@ function prefix (text: string): IpPrefix[] {
   return [p]
 }
 
-function addresses (ips: readonly string[]): IpPrefix[] {
+/** addresses reads a node's addresses. */
+export function addresses (ips: readonly string[]): IpPrefix[] {
   return ips.map(ip => {
     const a = parseIpAddress(ip)
     if (a === undefined) throw new Error(`not an address: ${ip}`)

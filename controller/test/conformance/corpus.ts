@@ -20,6 +20,12 @@ export interface TailscaleFilterRule {
   Dsts: Array<{ Net: string, Ports: { First: number, Last: number } }> | null
 }
 
+/** TailscaleRule is one entry of a node's `packetFilterRules`; only its capability grants (`CapGrant`) are read. */
+export interface TailscaleRule {
+  SrcIPs: string[] | null
+  CapGrant?: Array<{ Dsts: string[], CapMap: Record<string, unknown[] | null> }> | null
+}
+
 export interface TopologyNode {
   hostname: string
   tags: string[]
@@ -43,7 +49,7 @@ export interface CorpusRecord {
     users: Array<{ id: number, name: string, email?: string }>
     nodes: Record<string, TopologyNode>
   }
-  nodes: Record<string, { packetFilter: TailscaleFilterRule[] | null, sshRules?: TailscaleSshRule[] | null } | undefined> | null
+  nodes: Record<string, { packetFilter: TailscaleFilterRule[] | null, packetFilterRules?: TailscaleRule[] | null, sshRules?: TailscaleSshRule[] | null } | undefined> | null
 }
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/conformance/tailscale/', import.meta.url))

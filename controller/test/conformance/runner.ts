@@ -1,6 +1,7 @@
 import { parseTree } from 'jsonc-parser'
 import { compileSshPolicy, createPolicyEngine, validatePolicy, type Policy, type PolicyError, type PolicyNode, type PolicyUser } from '../../src/policy/index.js'
 import { accessDifferences, tailscaleAccess, warrenAccess } from './access-set.js'
+import { capDifferences, tailscaleCaps, warrenCaps } from './cap-set.js'
 import { policyText, type Category, type CorpusRecord } from './corpus.js'
 import { KNOWN_DIFFERENCES } from './known-differences.js'
 import { sshDifferences } from './ssh-rules.js'
@@ -39,7 +40,6 @@ const PENDING: PendingFeature[] = [
   { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
   { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
   { error: /\bipset:/, reason: 'ipsets' },
-  { error: /"app" in grant/, reason: 'grants app (capabilities)' },
   { error: /"via" in grant/, reason: 'grants via: comes with subnet routers' }
 ]
 
@@ -119,6 +119,8 @@ function judgeCase (r: CorpusRecord): CaseResult {
     if (ts.routed.length > 0) routed = true
     for (const d of accessDifferences(ts.own, warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
     for (const d of sshDifferences(r.nodes?.[n.id]?.sshRules, ssh.get(n.id)!)) details.push(`${n.name} ${d}`)
+    const tsCaps = tailscaleCaps(r.nodes?.[n.id]?.packetFilterRules ?? [], [n.ipv4, n.ipv6])
+    for (const d of capDifferences(tsCaps, warrenCaps(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
   }
   if (details.length > 0) return result('disagree', 'filters differ', details)
   return routed ? result('pending', ROUTED) : result('agree', '')

@@ -1,5 +1,5 @@
 import {
-  WarrenError, parseIpAddress,
+  WarrenError, capabilitiesOf, parseHostPort, parseIpAddress,
   type Node, type Peer, type LocalIpResponse, type LocalPingResponse, type LocalWhoisResponse
 } from '@warren/protocol'
 import type { DaemonContext } from './daemon-context.js'
@@ -60,15 +60,30 @@ export async function localPing (d: DaemonContext, peer: string): Promise<LocalP
   }
 }
 
-/** localWhois is `warren whois`: which node, user and tags own a mesh address. */
+/** whoisAddress reads `IP`, `IP:port` or `[IPv6]:port` (a caller as a server sees it); the port does not matter. */
+function whoisAddress (text: string): string {
+  const t = text.trim()
+  const bare = parseIpAddress(t) !== undefined ? t : /^[^:]+:\d+$|^\[.*\]:\d+$/.test(t) ? parseHostPort(t, 'ip').host : undefined
+  if (bare === undefined || parseIpAddress(bare) === undefined) {
+    throw new WarrenError('bad_ip', `'${text}' is not an IP address: pass a mesh address such as 100.64.0.2, 100.64.0.2:443 or [fd7a:115c:a1e0::2]:443`, { field: 'ip' })
+  }
+  return bare
+}
+
+/**
+ * localWhois is `warren whois`: which node, user and tags own a mesh address, and the
+ * capabilities the policy gives that address on this node (from the map's capability
+ * rules, which only the destination of a grant receives).
+ */
 export function localWhois (d: DaemonContext, addr: string): LocalWhoisResponse {
-  if (parseIpAddress(addr.trim()) === undefined) throw new WarrenError('bad_ip', `'${addr}' is not an IP address: pass a mesh address such as 100.64.0.2`, { field: 'ip' })
+  const ip = whoisAddress(addr)
   requireMap(d)
-  const { node, self } = findNode(d, addr)
+  const { node, self } = findNode(d, ip)
   return {
     node: { id: node.id, name: node.name, fqdn: node.fqdn, ipv4: node.ipv4, ipv6: node.ipv6, tags: node.tags },
     ...(node.user !== undefined ? { user: node.user } : {}),
     tags: node.tags,
-    self
+    self,
+    capabilities: capabilitiesOf(d.netmap?.filter ?? [], ip)
   }
 }

@@ -51,10 +51,13 @@ export function selfRoutes (netmap: Netmap, routing: RoutingPrefs): string[] {
   return servedRoutes(netmap.self).filter(r => advertised.has(r) && !isExitRoute(r))
 }
 
-/** splitFilter separates the inbound filter from a router's forward rules (those with `dsts`). */
+/**
+ * splitFilter separates the inbound filter from a router's forward rules (those with
+ * `dsts`); capability rules (with `caps`) let no traffic in, so neither firewall gets them.
+ */
 export function splitFilter (filter: readonly FilterRule[]): { inbound: FilterRule[], forward: FilterRule[] } {
   const inbound: FilterRule[] = []
   const forward: FilterRule[] = []
-  for (const r of filter) (r.dsts === undefined ? inbound : forward).push(r)
+  for (const r of filter) if (r.caps === undefined) (r.dsts === undefined ? inbound : forward).push(r)
   return { inbound, forward }
 }
