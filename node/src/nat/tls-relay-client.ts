@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram'
 import type WebSocket from 'ws'
 import {
-  PROTOCOL_VERSION, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayServerMessage, RELAY_MAX_INDEX,
+  negotiateVersion, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayServerMessage, RELAY_MAX_INDEX,
   relaySigningPayload, signMessage, readRelayIndex, forEachBatchPacket, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson,
   fromBase64, toBase64, WarrenError, type MachineKeyPair
 } from '@warren/protocol'
@@ -162,8 +162,9 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       return
     }
     if (msg.type === 'challenge') {
-      const sig = signMessage(init.machineKey.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, init.machineKey.publicKey, PROTOCOL_VERSION))
-      l.sendControl({ type: 'hello', version: PROTOCOL_VERSION, machineKey: init.machineKey.publicKey, nonce: msg.nonce, signature: sig, batch: true })
+      const version = negotiateVersion(msg.version)
+      const sig = signMessage(init.machineKey.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, init.machineKey.publicKey, version))
+      l.sendControl({ type: 'hello', version, machineKey: init.machineKey.publicKey, nonce: msg.nonce, signature: sig, batch: true })
     } else if (msg.type === 'welcome') {
       welcomed = true
       relayTakesBatches = msg.batch === true
