@@ -54,7 +54,7 @@ export function register (program: Command): void {
     .option('--port <port>', 'UDP control port (STUN)', '3480')
     .option('--ports <first-last>', 'UDP ports to allocate to relayed pairs (two per pair)', '40000-40999')
     .option('--listen-host <address>', 'address to bind the UDP ports on', '0.0.0.0')
-    .option('--tls-listen <host:port>', 'also run a TLS relay (for nodes whose UDP is blocked) on this TCP address, for example 0.0.0.0:443; nodes reach it at https://PUBLIC-HOST:PORT')
+    .option('--tls-listen <host:port>', 'also run a TLS relay (for nodes whose UDP is blocked) on this TCP address, for example :443 (every address, IPv4 and IPv6) or 0.0.0.0:443; nodes reach it at https://PUBLIC-HOST:PORT')
     .option('--tls-cert <file>', 'PEM certificate for the TLS relay instead of the self-signed one in the state dir (nodes pin its fingerprint either way)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--no-udp-relay', 'run only the TLS relay (--tls-listen): no kernel UDP relay, so neither root nor nft is needed')
@@ -132,6 +132,6 @@ async function startTlsRelay (relay: typeof import('@warren/relay'), opts: Serve
     ...(opts.tlsKey !== undefined ? { keyFile: opts.tlsKey } : {})
   })
   const members = relay.createRelayMembers()
-  const server = await relay.startTlsRelayServer({ host: listen.host === '' ? '0.0.0.0' : listen.host, port: listen.port, publicHost: opts.publicHost, tls: cert, members, log })
+  const server = await relay.startTlsRelayServer({ host: listen.host, port: listen.port, publicHost: opts.publicHost, tls: cert, members, log })
   return { server, members }
 }
