@@ -144,3 +144,21 @@ t.test('a daemon connects to every TLS relay, carries each peer on its pair\'s r
   t.ok(old.closed, 'a relay with a new certificate: the old connection is closed')
   t.not(a.clients.get(rest[0]!.id), old, 'and a new one pinned to the new certificate is opened')
 })
+
+t.test('a pair moved while its endpoint was opening ends up on the new relay only', async t => {
+  const relays = ['alpha', 'bravo', 'charlie'].map(standalone)
+  const [ka, kc] = [wgKey(), wgKey()]
+  const a = daemon(ka, relays)
+  t.teardown(async () => { await a.d.close() })
+  const first = chooseTlsRelay(tlsRelayTargets(relays, controller), ka, kc).id
+  const old = a.clients.get(first)!
+  const opening = a.d.endpoint(kc)
+  a.d.followMap(relays.filter(r => r.id !== first))
+  const ep = await opening
+  const now = a.d.relayId!(kc)!
+  t.not(now, first, 'on another relay')
+  t.equal(a.clients.get(now)!.open.get(kc), ep, 'the endpoint returned is the new relay\'s')
+  t.notOk(old.open.has(kc), 'the old relay holds nothing for the peer')
+  await a.d.close()
+  await t.rejects(a.d.endpoint(kc), { code: 'closed' }, 'a closed client opens nothing')
+})

@@ -1,4 +1,4 @@
-import type { MachineKeyPair, RelayInfo } from '@warren/protocol'
+import { WarrenError, type MachineKeyPair, type RelayInfo } from '@warren/protocol'
 import { createControllerTransport } from '@warren/sdk/transport'
 import { createTlsRelayClient, type TlsRelayClientInit, type TlsRelayClientLogger, type TlsRelayClientStats } from './tls-relay-client.js'
 import { tlsRelayTargets, chooseTlsRelay, type TlsRelayTarget } from './tls-relay-choice.js'
@@ -55,6 +55,7 @@ export function createDaemonTlsRelay (init: DaemonTlsRelayInit): DaemonTlsRelay 
   const stateHandlers = new Set<(connected: boolean) => void>()
   const movedHandlers = new Set<(peerWgKey: string) => void>()
   let targets: TlsRelayTarget[] = []
+  let closed = false
 
   function follow (relays: readonly RelayInfo[]): void {
     targets = tlsRelayTargets(relays, init.controller)
@@ -95,10 +96,17 @@ export function createDaemonTlsRelay (init: DaemonTlsRelayInit): DaemonTlsRelay 
     async endpoint (peerWgKey) {
       for (;;) {
         const { id } = chooseTlsRelay(targets, init.wgKey, peerWgKey)
+        const c = connections.get(id)
+        if (closed || c === undefined) throw new WarrenError('closed', 'the TLS relay client is closed')
         assigned.set(peerWgKey, id)
-        const ep = await connections.get(id)!.client.endpoint(peerWgKey)
-        // A map that moved the pair while the endpoint opened: ask the new relay.
-        if (assigned.get(peerWgKey) === id) return ep
+        try {
+          const ep = await c.client.endpoint(peerWgKey)
+          if (assigned.get(peerWgKey) === id) return ep
+          // A map moved the pair while the endpoint opened: give it back and ask the new relay.
+          c.client.release(peerWgKey)
+        } catch (e) {
+          if (assigned.get(peerWgKey) === id) throw e
+        }
       }
     },
     release (peerWgKey) {
@@ -121,6 +129,7 @@ export function createDaemonTlsRelay (init: DaemonTlsRelayInit): DaemonTlsRelay 
     stats: () => sumStats([...connections.values()].flatMap(c => c.client.stats !== undefined ? [c.client.stats()] : [])),
     followMap (relays) { follow(relays) },
     async close () {
+      closed = true
       stateHandlers.clear()
       movedHandlers.clear()
       const all = [...connections.values()]
