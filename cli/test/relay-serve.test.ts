@@ -1,8 +1,9 @@
 import t from 'tap'
-import { existsSync, writeFileSync, chmodSync } from 'node:fs'
+import { existsSync, writeFileSync, chmodSync, chownSync } from 'node:fs'
+import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import type { ApiKeyInfo } from '@warren/protocol'
-import { runWarren, startTestController, tempDir, ok, failsWith, json } from './cli-harness.js'
+import { runWarren, startTestController, tempDir, ok, failsWith, json, WARREN_BIN } from './cli-harness.js'
 
 t.test('apikeys create --scope relay: a key that links a relay and cannot run admin commands', async tt => {
   const ctl = await startTestController(tt)
@@ -61,5 +62,60 @@ t.test('relay serve: the TLS relay\'s flags are checked before anything starts',
   const serve = ['relay', 'serve', '--controller', 'https://127.0.0.1:1', '--state-dir', stateDir, '--public-host', '127.0.0.1']
   failsWith(tt, await runWarren([...serve, '--tls-cert', join(dir, 'c.pem'), '--tls-key', join(dir, 'k.pem')]), /--tls-cert and --tls-key are for the TLS relay; add --tls-listen HOST:PORT to run one/, 'a certificate without a TLS relay')
   failsWith(tt, await runWarren([...serve, '--tls-listen', 'nope']), /--tls-listen 'nope' must be HOST:PORT/, 'a listen address that is none')
+  failsWith(tt, await runWarren([...serve, '--no-udp-relay']), /--no-udp-relay leaves nothing to run; add --tls-listen HOST:PORT for a TLS-only relay/, 'no relay at all')
+  failsWith(tt, await runWarren([...serve, '--no-udp-relay', '--tls-listen', '127.0.0.1:0', '--ports', '40000-40099']), /--ports is for the kernel UDP relay, which --no-udp-relay turns off/, 'a UDP relay flag with --no-udp-relay')
+  failsWith(tt, await runWarren([...serve, '--no-udp-relay', '--tls-listen', '127.0.0.1:0', '--listen-host', '::']), /--listen-host is for the kernel UDP relay/, 'the UDP listen address with --no-udp-relay')
   tt.notOk(existsSync(stateDir), 'nothing changed on the host')
 })
+
+t.test('relay serve --no-udp-relay: a TLS-only relay runs as an ordinary user, links, and is listed without a UDP endpoint', async tt => {
+  const ctl = await startTestController(tt)
+  const { key } = json<{ key: string }>(await runWarren(['admin', '--state-dir', ctl.stateDir, 'apikeys', 'create', '--scope', 'relay', '--json']))
+  const dir = tempDir(tt)
+  const keyFile = join(dir, 'relay-link.key')
+  writeFileSync(keyFile, `${key}\n`, { mode: 0o600 })
+  // As root the relay runs as nobody: it must need no privilege (no nft, no sysctls).
+  const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : []
+  if (asUser.length > 0) {
+    chownSync(dir, 65534, 65534)
+    chownSync(keyFile, 65534, 65534)
+  }
+  const relay = spawnRelay(tt, [...asUser, process.execPath, WARREN_BIN, 'relay', 'serve', '--controller', ctl.url, '--key-file', keyFile,
+    '--state-dir', join(dir, 'state'), '--public-host', '127.0.0.1', '--id', 'tls-only', '--no-udp-relay', '--tls-listen', '127.0.0.1:0'])
+  await relay.waitFor(/controller accepted this relay/)
+  tt.match(relay.output(), /warren relay 'tls-only' with no UDP relay \(key \S+\), linking to https:/, 'it says it runs no UDP relay')
+  const [, url] = /TLS relay on (https:\/\/127\.0\.0\.1:\d+) /.exec(relay.output()) ?? []
+  tt.ok(url, 'it prints the TLS relay\'s URL')
+  const listed = ctl.map!.relays.backends().map(b => b.info).find(r => r.id === 'tls-only')
+  tt.match(listed, { id: 'tls-only', tls: url, tlsFingerprint: /^[0-9a-f]{64}$/ }, 'the controller lists its TLS relay')
+  tt.equal(listed?.udp, undefined, 'and no UDP endpoint, so it gets no kernel pair')
+  tt.equal(await relay.stop(), 0, 'it stops cleanly on SIGTERM')
+})
+
+/** spawnRelay runs a relay command line as a child, stopped when the test ends. */
+function spawnRelay (tt: { teardown: (fn: () => unknown) => void }, argv: string[]) {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WARREN_'))) })
+  let out = ''
+  const heard = new Set<() => void>()
+  const take = (b: Buffer): void => { out += b.toString('utf8'); for (const h of heard) h() }
+  child.stdout.on('data', take)
+  child.stderr.on('data', take)
+  const exited = new Promise<number | null>(resolve => child.on('exit', c => { resolve(c) }))
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    return await exited
+  }
+  tt.teardown(stop)
+  return {
+    output: () => out,
+    stop,
+    waitFor: async (re: RegExp): Promise<void> => {
+      await new Promise<void>((resolve, reject) => {
+        const check = (): void => { if (re.test(out)) { heard.delete(check); resolve() } }
+        heard.add(check)
+        void exited.then(() => { heard.delete(check); reject(new Error(`the relay exited before printing ${re}: ${out.slice(-2000)}`)) })
+        check()
+      })
+    }
+  }
+}

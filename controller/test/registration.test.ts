@@ -6,7 +6,7 @@ const register = async (tc: Awaited<ReturnType<typeof testController>>, body: un
 
 t.test('GET /v1/machine/key tells a node the protocol version, controller key and domain', async t => {
   const tc = await testController(t)
-  const r = await call(tc.app, 'GET', '/v1/machine/key')
+  const r = await call(tc.app, 'GET', `/v1/machine/key?version=${PROTOCOL_VERSION}`)
   t.equal(r.status, 200)
   t.same(r.body, { version: PROTOCOL_VERSION, controllerKey: tc.state.controllerKey.publicKey, domain: 'warren.internal' })
 })

@@ -157,6 +157,27 @@ t.test('a deleted node loses its allocation; grants expire; requests are rate-li
   await waitUntil(() => last(ca)?.type === 'relay-revoke' && (last(ca) as RelayRevoke).code === 'rate_limited', 'the rate limit')
 })
 
+t.test('a relay that runs only a TLS relay is listed in maps and never gets a kernel pair', async t => {
+  const tlsOnly = fakeBackend()
+  tlsOnly.info = { id: 'tls-only', key: tlsOnly.info.key, tls: 'https://198.51.100.2:443', tlsFingerprint: 'c'.repeat(64) }
+  const { srv, nodes: [a, b] } = await startWith(t, ['a', 'b'])
+  srv.service.relays.addBackend(tlsOnly)
+  const ca = await connectReady(srv.url, a!)
+  t.same(ca.netmap?.nat, { stun: [], relays: [tlsOnly.info] }, 'the map lists it, with no STUN server of its own')
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca) !== undefined, 'an answer')
+  t.match(last(ca), { type: 'relay-revoke', code: 'no_relay' }, 'no UDP relay to allocate on')
+  t.equal(tlsOnly.live.size, 0, 'nothing allocated on the TLS-only relay')
+
+  const kernel = fakeBackend()
+  kernel.info = { ...kernel.info, id: 'kernel' }
+  srv.service.relays.addBackend(kernel)
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca)?.type === 'relay-grant', 'a grant once a kernel relay is there')
+  t.equal((last(ca) as RelayGrant).relay, 'kernel', 'on the kernel relay, though the TLS-only one carries no pairs')
+  t.equal(tlsOnly.live.size, 0)
+})
+
 t.test('without a relay, requests are refused and maps carry no NAT config', async t => {
   const { srv, nodes: [a, b] } = await startWith(t, ['a', 'b'])
   const ca = await connectReady(srv.url, a!)

@@ -26,7 +26,7 @@ function netmap (peers: Peer[]): Netmap {
 }
 
 /** FakeMapServer scripts a controller's map endpoint: each connection's hello goes to `onHello`. */
-async function fakeMapServer (t: { teardown(fn: () => void): void }, onHello: (ws: WebSocket, hello: MapHello, conn: number) => void, opts: { autoPong?: boolean } = {}) {
+async function fakeMapServer (t: { teardown(fn: () => void): void }, onHello: (ws: WebSocket, hello: MapHello, conn: number) => void, opts: { autoPong?: boolean, version?: number } = {}) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: opts.autoPong ?? true })
   await new Promise(resolve => wss.once('listening', resolve))
   const hellos: MapHello[] = []
@@ -35,7 +35,7 @@ async function fakeMapServer (t: { teardown(fn: () => void): void }, onHello: (w
   wss.on('connection', ws => {
     const conn = ++conns
     const nonce = `nonce${conn}`
-    ws.send(JSON.stringify({ type: 'challenge', version: PROTOCOL_VERSION, nonce } satisfies ServerMessage))
+    ws.send(JSON.stringify({ type: 'challenge', version: opts.version ?? PROTOCOL_VERSION, nonce } satisfies ServerMessage))
     ws.on('message', data => {
       const m = JSON.parse(data.toString())
       if (m.type === 'hello') {
@@ -58,6 +58,17 @@ function collect (s: MapSession): NetmapUpdate[] {
 }
 
 const fastBackoff = () => createBackoff({ minMs: 10, maxMs: 40 })
+
+t.test('an older controller gets a hello in its own version, signed over that version', async t => {
+  const mk = generateMachineKeyPair()
+  const srv = await fakeMapServer(t, ws => { send(ws, { type: 'map', session: 's1', seq: 1, netmap: netmap([]) }) }, { version: 1 })
+  const s = createMapSession({ openSocket: srv.open, machineKey: mk, endpoints: () => [], backoff: fastBackoff() })
+  t.teardown(() => s.close())
+  const got = collect(s)
+  await until('the map', () => got.length === 1)
+  t.equal(srv.hellos[0]!.version, 1)
+  t.ok(verifyMessage(mk.publicKey, MAP_DOMAIN, mapSigningPayload('nonce1', mk.publicKey, 1), srv.hellos[0]!.signature))
+})
 
 t.test('full map, then deltas applied to a new netmap each time', async t => {
   const mk = generateMachineKeyPair()

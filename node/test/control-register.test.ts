@@ -10,9 +10,11 @@ import type { JsonTransport } from '@warren/sdk/transport'
 function fakeController (opts: { version?: number } = {}) {
   const ctl = generateWireGuardKeyPair()
   const seen: RegisterRequest[] = []
+  const asked: string[] = []
   const transport: JsonTransport = {
     async request<T>(method: string, path: string, body?: unknown) {
-      if (method === 'GET' && path === '/v1/machine/key') {
+      if (method === 'GET' && path.split('?')[0] === '/v1/machine/key') {
+        asked.push(path)
         return { status: 200, body: { version: opts.version ?? PROTOCOL_VERSION, controllerKey: ctl.publicKey, domain: 'warren.internal' } as T }
       }
       const r = body as RegisterRequest
@@ -32,7 +34,7 @@ function fakeController (opts: { version?: number } = {}) {
     },
     close () {}
   }
-  return { transport, seen }
+  return { transport, seen, asked }
 }
 
 t.test('registers with a signed request and a WireGuard proof', async t => {
@@ -58,6 +60,14 @@ t.test('an auth key refusal surfaces with the controller\'s code and message', a
   const c = fakeController()
   await t.rejects(registerNode(c.transport, { machineKey: generateMachineKeyPair(), wireguardPrivateKey: generateWireGuardKeyPair().privateKey, hostname: 'h', authKey: 'wrong' }),
     { code: 'auth_key_expired', message: /expired at 2026-01-01; create a new one/, status: 401 })
+})
+
+t.test('an older controller gets a registration in its own version', async t => {
+  const c = fakeController({ version: 1 })
+  const reg = await registerNode(c.transport, { machineKey: generateMachineKeyPair(), wireguardPrivateKey: generateWireGuardKeyPair().privateKey, hostname: 'h', authKey: 'k' })
+  t.equal(reg.node.name, 'h', 'it registers (the signature covers the version it sent)')
+  t.equal(c.seen[0]!.version, 1)
+  t.equal(c.asked[0], `/v1/machine/key?version=${PROTOCOL_VERSION}`, 'the node named its own version when it asked')
 })
 
 t.test('a controller of another protocol version is refused before sending anything', async t => {

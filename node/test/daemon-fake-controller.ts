@@ -67,7 +67,7 @@ export async function startFakeController (opts: { port?: number } = {}): Promis
     req.on('data', c => chunks.push(c))
     req.on('end', () => {
       const json = (status: number, body: unknown): void => { res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body)) }
-      if (req.url === '/v1/machine/key') return json(200, { version: PROTOCOL_VERSION, controllerKey: ctl.publicKey, domain: 'warren.internal' })
+      if (req.url?.split('?')[0] === '/v1/machine/key') return json(200, { version: PROTOCOL_VERSION, controllerKey: ctl.publicKey, domain: 'warren.internal' })
       const r = JSON.parse(Buffer.concat(chunks).toString()) as RegisterRequest
       registrations.push(r)
       const { signature, wgProof, ...unsigned } = r

@@ -296,6 +296,23 @@ t.test('the TLS relay is not used while its connection is down, and is used agai
   t.same(tls.released, [PEER], 'closing gives the endpoint back')
 })
 
+t.test('a pair moved to another TLS relay: the path follows to the new loopback endpoint', async t => {
+  const tls = createFakeTlsRelayClient()
+  const s = sim({ tlsRelay: tls })
+  s.m.setPeers([{ wgKey: PEER, endpoints: ['198.51.100.2:41641'] }])
+  await turn()
+  t.same(s.m.path(PEER), { kind: 'tls-relay', endpoint: '127.0.0.1:40000' })
+  const changes = s.changes
+  tls.move(PEER)
+  await turn()
+  t.same(s.m.path(PEER), { kind: 'tls-relay', endpoint: '127.0.0.1:40001' }, 'on the endpoint the new relay opened')
+  t.ok(s.changes > changes, 'and the daemon hears of it')
+  tls.move('C'.repeat(43) + '=')
+  await turn()
+  t.same(tls.released, [PEER], 'a move of a peer the manager does not know changes nothing')
+  s.m.close()
+})
+
 t.test('a UDP relay allocation is released once the direct path held for a while, and asked for again when a heartbeat goes unanswered', async t => {
   const T = DEFAULT_PATH_TIMINGS
   const udp = createFakeUdpRelayClient()

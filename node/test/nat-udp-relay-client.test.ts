@@ -5,6 +5,7 @@ import { createFakeRelayFirewall } from '@warren/relay/testing'
 import { createUdpRelayClient, type RelayControl } from '../src/index.js'
 import { createFakeUdpRelayClient, createFakeLoopbackSharedPort } from '../src/testing.js'
 import type { SharedPort } from '../src/nat/types.js'
+import { relayAddresses, type HostResolver } from '../src/nat/relay-address.js'
 
 async function loopbackSharedPort (t: Test): Promise<SharedPort> {
   const port = await createFakeLoopbackSharedPort()
@@ -13,7 +14,7 @@ async function loopbackSharedPort (t: Test): Promise<SharedPort> {
 }
 
 /** Controller stands in for the broker: it allocates on the relay and grants both sides. */
-function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>) {
+function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>, endpointHost?: string) {
   const sent: Array<{ from: string, msg: RelayRequest | RelayRelease }> = []
   let up = true
   const connected = new Set<() => void>()
@@ -31,7 +32,7 @@ function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayCon
             const other = a.sides[1 - i]!
             nodes.get(side.nodeKey)?.deliver({
               type: 'relay-grant', peer: other.nodeKey, peerId: 'id', relay: 'embedded', relayKey: relay.publicKey,
-              endpoint: relay.endpointOf(side.port), allocation: a.id, expires: new Date(a.expiresAt).toISOString()
+              endpoint: endpointHost === undefined ? relay.endpointOf(side.port) : `${endpointHost}:${side.port}`, allocation: a.id, expires: new Date(a.expiresAt).toISOString()
             })
           }
         })()
@@ -56,19 +57,20 @@ function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayCon
  * twoClients starts a relay on 1000 ports from `firstPort` and two nodes' clients (A and B)
  * behind a fake controller; `wrapA` may stand between A and its shared port.
  */
-async function twoClients (t: Test, firstPort: number, refreshMs: number, wrapA: (p: SharedPort) => SharedPort = p => p) {
+async function twoClients (t: Test, firstPort: number, refreshMs: number, wrapA: (p: SharedPort) => SharedPort = p => p, byName?: { host: string, resolve: HostResolver }) {
   const fw = createFakeRelayFirewall()
   const relay = await startUdpRelay({ key: generateWireGuardKeyPair(), port: 0, listenHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: firstPort, last: firstPort + 999 } })
   t.teardown(() => relay.close())
   const nodes = new Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>()
-  const ctl = fakeController(relay, nodes)
+  const ctl = fakeController(relay, nodes, byName?.host)
   const keys: WireGuardKeyPair[] = [generateWireGuardKeyPair(), generateWireGuardKeyPair()]
   const [ka, kb] = keys as [WireGuardKeyPair, WireGuardKeyPair]
   for (const k of keys) nodes.set(k.publicKey, ctl.controlFor(k.publicKey))
   const pa = await loopbackSharedPort(t)
   const pb = await loopbackSharedPort(t)
-  const a = createUdpRelayClient({ control: nodes.get(ka.publicKey)!.control, sharedPort: wrapA(pa), wgPrivateKey: ka.privateKey, refreshMs })
-  const b = createUdpRelayClient({ control: nodes.get(kb.publicKey)!.control, sharedPort: pb, wgPrivateKey: kb.privateKey, refreshMs })
+  const resolve = byName !== undefined ? { resolve: byName.resolve } : {}
+  const a = createUdpRelayClient({ control: nodes.get(ka.publicKey)!.control, sharedPort: wrapA(pa), wgPrivateKey: ka.privateKey, refreshMs, ...resolve })
+  const b = createUdpRelayClient({ control: nodes.get(kb.publicKey)!.control, sharedPort: pb, wgPrivateKey: kb.privateKey, refreshMs, ...resolve })
   t.teardown(async () => { await a.close(); await b.close() })
   return { fw, relay, nodes, ctl, ka, kb, pa, a, b }
 }
@@ -162,6 +164,25 @@ t.test('a relay that stops answering binds is no longer used, and is used again 
   deaf = false
   await until(() => a.endpoint(kb.publicKey) !== undefined, 'in use again')
   t.equal(relay.allocations().length, 1, 'the same allocation')
+})
+
+t.test('a relay given by name: every address of both families, IPv4 first, in the resolver\'s order', async t => {
+  const resolve: HostResolver = async () => ['2001:db8::7', '198.51.100.7', '2001:db8::8', '198.51.100.8', '198.51.100.7']
+  t.same(await relayAddresses('relay.example.com', resolve), ['198.51.100.7', '198.51.100.8', '2001:db8::7', '2001:db8::8'])
+  t.same(await relayAddresses('2001:db8::9', resolve), ['2001:db8::9'], 'an address is itself')
+  await t.rejects(relayAddresses('nowhere.example.com', async () => []), /relay host 'nowhere.example.com' has no IPv4 or IPv6 address/)
+})
+
+t.test('a relay name whose first address does not answer: the client binds at the next one', async t => {
+  const asked: string[] = []
+  // Nothing listens at 127.0.0.9; the relay is on 127.0.0.1 (both loopback).
+  const resolve: HostResolver = async host => { asked.push(host); return ['127.0.0.9', '127.0.0.1'] }
+  const { relay, ka, kb, a, b } = await twoClients(t, 50000, 300, p => p, { host: 'relay.example.com', resolve })
+  a.request(kb.publicKey)
+  await until(() => a.endpoint(kb.publicKey) !== undefined && b.endpoint(ka.publicKey) !== undefined, 'both bound at the address that answers')
+  t.match(a.endpoint(kb.publicKey), /^127\.0\.0\.1:\d+$/, 'the endpoint is the address that answered')
+  t.ok(asked.every(h => h === 'relay.example.com') && asked.length >= 2, 'each client resolved the name the grant gave')
+  t.equal(relay.allocations().length, 1)
 })
 
 t.test('the fake client records requests and hands out endpoints the test grants', async t => {

@@ -11,6 +11,7 @@
  * ```
  */
 export * from './version.js'
+export * from './compat.js'
 export * from './errors.js'
 export * from './encoding.js'
 export * from './keys.js'

@@ -437,7 +437,8 @@ export const RelayLinkHello = Obj({
   type: Type.Literal('relay-hello'),
   version: Type.Integer(),
   id: Id,
-  udp: Endpoint,
+  /** where the kernel UDP relay answers; absent for a relay that runs only a TLS relay */
+  udp: Type.Optional(Endpoint),
   key: Base64Key,
   /** the relay also runs a TLS relay here: nodes reach it at `url` and pin `fingerprint` */
   tls: Type.Optional(Obj({ url: Str(300), fingerprint: CertFingerprint }))

@@ -2,16 +2,23 @@ import { WarrenError } from './errors.js'
 
 /**
  * PROTOCOL_VERSION is the one integer that says which wire protocol this build speaks
- * between CLI, daemon and controller. Bump it on any incompatible change and add a line.
+ * between CLI, daemon and controller. Bump it on any change an older side could not
+ * parse (the schemas are closed), add a line, and teach compat.ts to leave the change
+ * out for the older version: both sides speak the lower of their two versions.
  *
  * History:
  *   1 (2026-11-24): first version: signed registration, challenge-signed map session,
  *                   full map then sequenced deltas, per-node inbound filter.
+ *   2 (2026-12-07): subnet routes (Node.advertisedRoutes/approvedRoutes, Peer.routes and
+ *                   primaryRoutes, FilterRule.dsts), standalone TLS relays with their
+ *                   certificate pin (RelayInfo.tlsFingerprint), call-me-maybe, netcheck
+ *                   over IPv6 (LocalNetcheck.ipv6); nodes and relays answer an older
+ *                   peer's challenge with its version.
  */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION: number = 2
 
 /** MIN_PROTOCOL_VERSION is the oldest version a peer may speak and still be served. */
-export const MIN_PROTOCOL_VERSION = 1
+export const MIN_PROTOCOL_VERSION: number = 1
 
 /** checkProtocolVersion throws a clear error when a peer speaks a version we cannot serve. */
 export function checkProtocolVersion (theirs: number, who = 'peer'): void {

@@ -73,7 +73,10 @@ async function readRefusal (res: AsyncIterable<Buffer> & { statusCode?: number }
 }
 
 export interface ControllerLinkOptions {
-  relay: UdpRelay
+  /** the kernel UDP relay the controller allocates pairs on; absent for a relay that runs only a TLS relay */
+  relay?: UdpRelay
+  /** the relay's X25519 public key, when it runs no UDP relay (which holds the key otherwise) */
+  publicKey?: string
   /** the relay's id in maps and grants */
   id: string
   openSocket: () => LinkSocket
@@ -104,6 +107,8 @@ export interface ControllerLink {
  */
 export function runControllerLink (opts: ControllerLinkOptions): ControllerLink {
   const { relay, tls, log } = opts
+  const publicKey = relay?.publicKey ?? opts.publicKey ?? ''
+  if (publicKey === '') throw new Error('runControllerLink needs the relay\'s public key when it runs no UDP relay')
   const first = opts.retryMs ?? 1000
   let delay = first
   let welcomed = false
@@ -114,7 +119,7 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
   async function releaseAll (): Promise<void> {
     tls?.members.clear()
     tls?.relay.meshChanged()
-    await Promise.all(relay.allocations().map(async a => await relay.release(a.id).catch(() => {})))
+    await Promise.all((relay?.allocations() ?? []).map(async a => await relay!.release(a.id).catch(() => {})))
   }
 
   async function handle (s: LinkSocket, cmd: RelayLinkCommand): Promise<void> {
@@ -127,6 +132,7 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
         return
       case 'relay-allocate':
         try {
+          if (relay === undefined) throw new Error(`relay '${opts.id}' runs no UDP relay (it was started with --no-udp-relay)`)
           const a = await relay.allocate({ nodeKeys: [cmd.nodeKeys[0]!, cmd.nodeKeys[1]!], expiresAt: cmd.expiresAt })
           reply({ req: cmd.req, ok: true, allocation: { id: a.id, ports: a.sides.map(x => x.port) } })
         } catch (e) {
@@ -137,10 +143,10 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
         if (tls !== undefined) tls.relay.meshChanged(tls.members.apply(cmd))
         return
       case 'relay-renew':
-        relay.renew(cmd.allocation, cmd.expiresAt)
+        relay?.renew(cmd.allocation, cmd.expiresAt)
         return
       case 'relay-release':
-        await relay.release(cmd.allocation).catch(() => {})
+        await relay?.release(cmd.allocation).catch(() => {})
         reply({ req: cmd.req, ok: true })
         return
       case 'error':
@@ -156,8 +162,8 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
         type: 'relay-hello',
         version: PROTOCOL_VERSION,
         id: opts.id,
-        udp: relay.endpoint,
-        key: relay.publicKey,
+        ...(relay !== undefined ? { udp: relay.endpoint } : {}),
+        key: publicKey,
         ...(tls !== undefined ? { tls: { url: tls.url, fingerprint: tls.fingerprint } } : {})
       }
       s.send(JSON.stringify(hello))

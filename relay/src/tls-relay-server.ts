@@ -5,7 +5,7 @@ import type { ServerTls } from './server-tls.js'
 import type { RelayLogger } from './udp-relay.js'
 
 export interface TlsRelayServerOptions {
-  /** address and TCP port to listen on (port 0 picks one) */
+  /** address and TCP port to listen on (port 0 picks one); '' is every address of both families (IPv4 alone where IPv6 is off) */
   host: string
   port: number
   /** the host nodes reach the relay at, for its URL (default: `host`) */
@@ -43,11 +43,16 @@ export async function startTlsRelayServer (opts: TlsRelayServerOptions): Promise
   }
   const relay = createTlsRelay({ members: opts.members, ...(opts.log !== undefined ? { log: opts.log } : {}) }, opts.relay)
   relay.attach(server)
-  try {
+  const listen = async (host: string): Promise<void> => {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(opts.port, opts.host, () => { server.off('error', reject); resolve() })
+      server.listen(opts.port, host, () => { server.off('error', reject); resolve() })
     })
+  }
+  try {
+    // '::' takes IPv4 too (as IPv4-mapped addresses); a host without IPv6 refuses it.
+    if (opts.host !== '') await listen(opts.host)
+    else await listen('::').catch(async (e: NodeJS.ErrnoException) => { if (e.code === 'EAFNOSUPPORT' || e.code === 'EADDRNOTAVAIL') await listen('0.0.0.0'); else throw e })
   } catch (e) {
     await relay.close()
     throw Object.assign(new Error(`cannot serve the TLS relay on ${formatHostPort(opts.host, opts.port)}: ${(e as Error).message}`), { code: 'listen_failed' })

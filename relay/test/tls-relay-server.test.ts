@@ -34,6 +34,24 @@ t.test('it serves the relay path only, at a URL on the public host, pinned by it
   t.match(JSON.parse(answer.body), { error: { code: 'not_found', message: /Warren TLS relay.*\/v1\/relay/ } })
 })
 
+/** statusAt asks the server at host:port for / and gives the status of its answer. */
+async function statusAt (host: string, port: number): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    get({ host, port, path: '/', rejectUnauthorized: false }, res => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)
+  })
+}
+
+t.test('with no listen host it serves both families on one port', async t => {
+  const cert = await loadOrCreateTls({ stateDir: await tempDir(t), commonName: 'warren-relay' })
+  const server = await startTlsRelayServer({ host: '', port: 0, publicHost: 'relay.example.com', tls: cert, members: createRelayMembers() })
+  t.teardown(server.close)
+  const port = Number(new URL(server.url).port)
+  t.equal(await statusAt('127.0.0.1', port), 404, 'it answers over IPv4')
+  const v6 = await statusAt('::1', port).catch((e: NodeJS.ErrnoException) => e.code)
+  if (v6 === 'EADDRNOTAVAIL' || v6 === 'ENETUNREACH' || v6 === 'EAFNOSUPPORT') t.comment('no IPv6 loopback here; IPv4 only')
+  else t.equal(v6, 404, 'and over IPv6, on the same port')
+})
+
 t.test('a certificate and key that do not match are refused before it listens', async t => {
   const one = await loadOrCreateTls({ stateDir: await tempDir(t) })
   const other = await loadOrCreateTls({ stateDir: await tempDir(t) })

@@ -127,7 +127,7 @@ export interface MapSocketHandlers<S> {
   /** refuse sends the refusal's error and closes the socket */
   refuse: (ws: WebSocket, refusal: MapRefusal) => void
   /** start attaches an authenticated socket to its node's session, to which later messages belong */
-  start: (ws: WebSocket, node: Node, hello: { endpoints: string[], routes: string[] }, resume?: { session: string, seq: number }) => S
+  start: (ws: WebSocket, node: Node, hello: { endpoints: string[], routes: string[], version: number }, resume?: { session: string, seq: number }) => S
   endpoints: (session: S, ws: WebSocket, endpoints: string[]) => void
   /** relayRequest: the node asks for a kernel-relay allocation toward a peer */
   relayRequest: (session: S, peer: string) => void
@@ -175,7 +175,7 @@ export function acceptMapSocket<S> (ws: WebSocket, h: MapSocketHandlers<S>): voi
       clearTimeout(helloTimer)
       const checked = checkHello(msg, challenge.nonce, h.nodeByMachineKey)
       if ('refusal' in checked) h.refuse(ws, checked.refusal)
-      else session = h.start(ws, checked.node, checked, msg.resume)
+      else session = h.start(ws, checked.node, { ...checked, version: msg.version }, msg.resume)
       return
     }
     if (msg.type === 'relay-request') {

@@ -139,7 +139,7 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
    * older socket, resumes the session when the hello names it at its current seq (or
    * starts a new one), records the node online, and sends the first message.
    */
-  function startSession (ws: WebSocket, node: Node, hello: { endpoints: string[], routes: string[] }, resume?: { session: string, seq: number }): FanoutSession {
+  function startSession (ws: WebSocket, node: Node, hello: { endpoints: string[], routes: string[], version: number }, resume?: { session: string, seq: number }): FanoutSession {
     const { endpoints, routes } = hello
     if (fanout.node(node.id) === undefined) fanout.loadNodes([node])
     const old = sockets.get(node.id)
@@ -161,6 +161,7 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
     metrics.connected.inc()
     fanout.setConnected(session, true)
     wire.keepAlive(ws, node.id)
+    wire.setVersion(ws, hello.version)
     wire.send(ws, resumed ? 'delta' : 'map', first, node.id)
     // A change of advertised routes is a change of the node's record: it comes back as an event.
     if (source.advertiseRoutes !== undefined && !sameList(routes, node.advertisedRoutes ?? [])) {

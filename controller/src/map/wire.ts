@@ -3,6 +3,7 @@ import type { MapMetrics } from './metrics.js'
 import type { MapLogger } from './types.js'
 import type { MapRefusal } from './handshake.js'
 import { createOutbox, messageLength, type Outbox } from './outbox.js'
+import { encodeForVersion } from './version-encoding.js'
 
 export type MapMessageType = 'challenge' | 'map' | 'delta' | 'error' | 'relay' | 'call-me-maybe'
 
@@ -31,6 +32,8 @@ export interface MapWire {
   sendError: (ws: WebSocket, code: string, message: string) => void
   /** refuse sends the refusal's error, then closes the socket with its close code */
   refuse: (ws: WebSocket, refusal: MapRefusal) => void
+  /** setVersion records the protocol version a session socket's node speaks: what is sent to it from then on is encoded for that version */
+  setVersion: (ws: WebSocket, version: number) => void
   /** ready says whether a socket can take a delta now: below the high-water mark, no fragmented message in flight */
   ready: (ws: WebSocket) => boolean
   /** keepAlive pings an authenticated socket until it closes; one that misses a pong is terminated */
@@ -53,6 +56,7 @@ export function createMapWire (opts: MapWireOptions): MapWire {
   const counts = { messages: 0, bytes: 0 }
   const outboxes = new WeakMap<WebSocket, Outbox>()
   const alive = new Map<WebSocket, { nodeId: string, answered: boolean }>()
+  const versions = new WeakMap<WebSocket, number>()
 
   function outboxOf (ws: WebSocket): Outbox {
     let o = outboxes.get(ws)
@@ -60,8 +64,11 @@ export function createMapWire (opts: MapWireOptions): MapWire {
     return o
   }
 
-  function send (ws: WebSocket, type: MapMessageType, text: string | readonly string[], nodeId?: string): void {
+  function send (ws: WebSocket, type: MapMessageType, given: string | readonly string[], nodeId?: string): void {
     if (ws.readyState !== WebSocket.OPEN) return
+    const version = versions.get(ws)
+    const text = version === undefined ? given : encodeForVersion(given, version)
+    if (text === undefined) return
     if (nodeId !== undefined && ws.bufferedAmount > opts.maxBufferedBytes) {
       log?.warn({ node: nodeId, buffered: ws.bufferedAmount }, 'map session too slow to read its deltas; dropping it so it resumes')
       metrics.errors.labels('slow_consumer').inc()
@@ -103,6 +110,7 @@ export function createMapWire (opts: MapWireOptions): MapWire {
       sendError(ws, refusal.code, refusal.message)
       outboxOf(ws).close(refusal.closeCode, refusal.code)
     },
+    setVersion: (ws, version) => { versions.set(ws, version) },
     ready: ws => ws.bufferedAmount <= opts.sendHighWaterBytes && !outboxOf(ws).busy(),
     keepAlive (ws, nodeId) {
       const a = { nodeId, answered: true }

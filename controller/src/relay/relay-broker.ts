@@ -2,8 +2,9 @@ import type { Node, RelayInfo, RelayGrant, RelayRevoke } from '@warren/protocol'
 import { createTokenBuckets } from '@warren/relay'
 
 /**
- * RelayBackend is a kernel relay as the broker drives it: the embedded relay directly
- * (embeddedRelayBackend), a standalone one through its control connection.
+ * RelayBackend is a relay as the broker drives it: the embedded relay directly
+ * (embeddedRelayBackend), a standalone one through its control connection. One whose
+ * info has no `udp` runs only a TLS relay: maps list it, and it gets no allocation.
  */
 export interface RelayBackend {
   info: RelayInfo
@@ -110,6 +111,8 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
   const timers = new Map<string, NodeJS.Timeout>()
   const work = new Set<Promise<unknown>>()
   let closed = false
+  /** udpBackends are the relays that run a kernel UDP relay (a standalone relay may run only a TLS relay) */
+  const udpBackends = (): RelayBackend[] => backends.filter(b => b.info.udp !== undefined)
 
   const track = (p: Promise<unknown>): void => {
     work.add(p)
@@ -169,9 +172,9 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
   }
 
   async function allocate (key: string, nodes: [string, string], nodeKeys: [string, string], asker: string): Promise<RelayPair | undefined> {
-    // The relay with the fewest pairs of ours.
+    // The kernel relay with the fewest pairs of ours.
     const load = (b: RelayBackend): number => [...pairs.values()].filter(p => p.relay === b).length
-    const relay = backends.reduce((best, b) => load(b) < load(best) ? b : best)
+    const relay = udpBackends().reduce((best, b) => load(b) < load(best) ? b : best)
     const expiresAt = Date.now() + ttl
     const a = await relay.allocate({ nodeKeys, expiresAt })
     const p: RelayPair = { nodes, nodeKeys, relay, allocation: a.id, ports: [a.sides[0]!.port, a.sides[1]!.port], expiresAt, holders: new Set([asker]) }
@@ -194,7 +197,7 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
     if (other === undefined || other.id === nodeId || !mesh.isMember(other.id)) {
       return refuse(nodeId, peer, 'not_allowed', `no peer '${peer}' that the policy lets this node talk to`)
     }
-    if (backends.length === 0) return refuse(nodeId, peer, 'no_relay', 'this controller runs no UDP relay')
+    if (udpBackends().length === 0) return refuse(nodeId, peer, 'no_relay', 'this controller runs no UDP relay')
     const key = pairKey(nodeId, other.id)
     const nodes: [string, string] = nodeId < other.id ? [nodeId, other.id] : [other.id, nodeId]
     const nodeKeys: [string, string] = nodes[0] === nodeId ? [self.wgKey, other.wgKey] : [other.wgKey, self.wgKey]

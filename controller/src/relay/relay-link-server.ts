@@ -48,7 +48,7 @@ function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number)
   let next = 0
   const waiting = new Map<number, { resolve: (r: RelayLinkReply) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }>()
   const live = new Set<string>()
-  const { host } = parseHostPort(hello.udp, 'relay hello udp')
+  const host = hello.udp === undefined ? undefined : parseHostPort(hello.udp, 'relay hello udp').host
   async function call (cmd: RelayLinkCommand & { req: number }): Promise<RelayLinkReply> {
     if (ws.readyState !== WebSocket.OPEN) throw new Error(`relay '${hello.id}' is not connected`)
     return await new Promise((resolve, reject) => {
@@ -61,8 +61,9 @@ function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number)
     })
   }
   return {
-    info: { id: hello.id, udp: hello.udp, key: hello.key, ...(hello.tls !== undefined ? { tls: hello.tls.url, tlsFingerprint: hello.tls.fingerprint } : {}) },
+    info: { id: hello.id, ...(hello.udp !== undefined ? { udp: hello.udp } : {}), key: hello.key, ...(hello.tls !== undefined ? { tls: hello.tls.url, tlsFingerprint: hello.tls.fingerprint } : {}) },
     async allocate (req) {
+      if (host === undefined) throw new Error(`relay '${hello.id}' runs no UDP relay`)
       const r = await call({ type: 'relay-allocate', req: next++, nodeKeys: [...req.nodeKeys], expiresAt: req.expiresAt })
       if (!r.ok || r.allocation === undefined) throw new Error(r.message ?? `relay '${hello.id}' refused the allocation`)
       live.add(r.allocation.id)
@@ -77,7 +78,7 @@ function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number)
       if (!live.delete(id)) return
       await call({ type: 'relay-release', req: next++, allocation: id }).catch(() => {})
     },
-    endpointOf: port => formatHostPort(host, port),
+    endpointOf: port => formatHostPort(host ?? '', port),
     onReply (r) {
       const w = waiting.get(r.req)
       if (w === undefined) return
@@ -129,6 +130,7 @@ export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkS
           if (broker === undefined) return refuse('no_map', 'this controller runs no map service, so it has no use for a relay')
           const members = hello.tls === undefined ? undefined : opts.members?.()
           if (hello.tls !== undefined && members === undefined) return refuse('no_tls_relay', 'this controller cannot tell a TLS relay its members; run the relay without --tls-listen')
+          if (hello.udp === undefined && hello.tls === undefined) return refuse('invalid_input', 'the relay hello names neither a UDP nor a TLS relay; run the relay with --tls-listen or without --no-udp-relay')
           backend = remoteBackend(ws, hello, timeoutMs)
           ws.send(JSON.stringify({ type: 'relay-welcome' } satisfies RelayLinkCommand))
           // The members first: the relay is in no map before it knows who may use it.

@@ -1,7 +1,11 @@
-import { PROTOCOL_VERSION, isWarrenError, ControllerInfo, RegisterRequest, RegisterResponse } from '@warren/protocol'
+import { Type } from '@sinclair/typebox'
+import { MIN_PROTOCOL_VERSION, negotiateVersion, nodeForVersion, isWarrenError, Obj, ControllerInfo, RegisterRequest, RegisterResponse } from '@warren/protocol'
 import type { ControllerState } from '../state.js'
 import type { ControllerMetrics } from '../metrics.js'
 import { okResponse, type ControllerApp } from './controller-plugin.js'
+
+/** ControllerInfoQuery is GET /v1/machine/key's query: the protocol version the node speaks (absent: the first). */
+const ControllerInfoQuery = Obj({ version: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,5}$', description: 'a protocol version' })) })
 
 export interface MachineRoutesOptions {
   state: ControllerState
@@ -18,8 +22,9 @@ export interface MachineRoutesOptions {
 export function machineRoutes (opts: MachineRoutesOptions): (app: ControllerApp) => void {
   const { state, metrics, registerLimit } = opts
   return app => {
-    app.get('/v1/machine/key', { schema: { response: okResponse(ControllerInfo) } }, async () => {
-      return { version: PROTOCOL_VERSION, controllerKey: state.controllerKey.publicKey, domain: state.domain }
+    // A node that names no version is from before versions were negotiated: it speaks the first one.
+    app.get('/v1/machine/key', { schema: { querystring: ControllerInfoQuery, response: okResponse(ControllerInfo) } }, async req => {
+      return { version: negotiateVersion(req.query.version === undefined ? MIN_PROTOCOL_VERSION : Number(req.query.version)), controllerKey: state.controllerKey.publicKey, domain: state.domain }
     })
     app.post('/v1/machine/register', {
       schema: { body: RegisterRequest, response: okResponse(RegisterResponse) },
@@ -28,7 +33,7 @@ export function machineRoutes (opts: MachineRoutesOptions): (app: ControllerApp)
       try {
         const node = await state.register(req.body)
         metrics?.registrations.inc({ result: 'ok' })
-        return { node }
+        return { node: nodeForVersion(node, req.body.version) }
       } catch (e) {
         metrics?.registrations.inc({ result: isWarrenError(e) ? e.code : 'internal' })
         throw e

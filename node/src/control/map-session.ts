@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import {
-  ServerMessage, WarrenError, PROTOCOL_VERSION, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
+  ServerMessage, WarrenError, negotiateVersion, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
   type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest, type RelayRelease, type CallMeMaybe, type Logout,
   type ClientMessage
 } from '@warren/protocol'
@@ -132,12 +132,14 @@ export function createMapSession (init: MapSessionInit): MapSession {
           if (helloSent) return
           helloSent = true
           const endpoints = init.endpoints()
+          // An older controller gets its own version, and sends only what this node reads either way.
+          const version = negotiateVersion(msg.version)
           const hello: MapHello = {
             type: 'hello',
-            version: PROTOCOL_VERSION,
+            version,
             machineKey: init.machineKey.publicKey,
             nonce: msg.nonce,
-            signature: signMessage(init.machineKey.secretKey, MAP_DOMAIN, mapSigningPayload(msg.nonce, init.machineKey.publicKey, PROTOCOL_VERSION)),
+            signature: signMessage(init.machineKey.secretKey, MAP_DOMAIN, mapSigningPayload(msg.nonce, init.machineKey.publicKey, version)),
             endpoints,
             ...(init.routes !== undefined ? { routes: init.routes() } : {}),
             ...(position !== undefined && !wantFull ? { resume: { session: position.session, seq: position.seq } } : {})

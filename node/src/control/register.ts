@@ -1,6 +1,6 @@
 import {
   ControllerInfo, RegisterResponse, PROTOCOL_VERSION, REGISTER_DOMAIN,
-  checkProtocolVersion, registerSigningPayload, signMessage, wireGuardProof, wireGuardPublicKey, validate,
+  checkProtocolVersion, negotiateVersion, registerSigningPayload, signMessage, wireGuardProof, wireGuardPublicKey, validate,
   type MachineKeyPair, type Node, type RegisterRequest
 } from '@warren/protocol'
 import { expectOk, type JsonTransport } from '@warren/sdk/transport'
@@ -27,11 +27,12 @@ export interface Registration {
  * machine key and proves possession of the WireGuard key against the controller's key.
  */
 export async function signedRegistration (transport: JsonTransport, init: RegisterInit): Promise<{ controller: ControllerInfo, req: RegisterRequest }> {
-  const infoRes = await transport.request('GET', '/v1/machine/key')
+  // The controller answers with the version both speak (the lower one), which the registration then uses.
+  const infoRes = await transport.request('GET', `/v1/machine/key?version=${PROTOCOL_VERSION}`)
   const controller = validate(ControllerInfo, expectOk(infoRes, 'fetching the controller key'), 'controller info')
   checkProtocolVersion(controller.version, 'the controller')
   const unsigned: Omit<RegisterRequest, 'signature' | 'wgProof'> = {
-    version: PROTOCOL_VERSION,
+    version: negotiateVersion(controller.version),
     ...(init.authKey !== undefined ? { authKey: init.authKey } : {}),
     machineKey: init.machineKey.publicKey,
     wgKey: wireGuardPublicKey(init.wireguardPrivateKey),

@@ -23,7 +23,7 @@ import { serveDaemonMetrics } from './daemon-metrics-server.js'
 import { createNatMonitor, type NatMonitorInit } from '../nat/nat-monitor.js'
 import { createDaemonPaths, type PathsInit } from './paths.js'
 import { createUdpRelayClient, mapSessionRelayControl } from '../nat/udp-relay-client.js'
-import { createDaemonTlsRelay } from '../nat/tls-relay-client.js'
+import { createDaemonTlsRelay } from '../nat/daemon-tls-relay.js'
 
 /** DEFAULT_LISTEN_PORT is the WireGuard UDP port the daemon tries first. */
 export const DEFAULT_LISTEN_PORT = 41641
@@ -109,7 +109,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
       const session = ctx.session()
       return session === undefined ? undefined : createUdpRelayClient({ control: mapSessionRelayControl(session), sharedPort: ctx.port, wgPrivateKey: ctx.privateKey, log: ctx.logger })
     },
-    // The TLS relay (for when UDP is blocked): the map's first, else the controller's own on the HTTPS port we joined.
+    // The TLS relays (for when UDP is blocked): the map's, each pair on the one both nodes pick, else the controller's own on the HTTPS port we joined.
     tlsRelay: ctx => {
       const login = d.login
       return login === undefined
@@ -118,6 +118,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
           controller: { url: login.controller, ...(login.fingerprint !== undefined ? { fingerprint: login.fingerprint } : {}) },
           relays: ctx.netmap()?.nat?.relays ?? [],
           machineKey: keys.machine,
+          wgKey: keys.wireguard.publicKey,
           wgPort: ctx.port.wgPort,
           logger: ctx.logger
         })

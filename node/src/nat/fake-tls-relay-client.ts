@@ -8,6 +8,8 @@ export interface FakeTlsRelayClient extends TlsRelayClient {
   readonly released: string[]
   /** setConnected changes what connected() says and fires onStateChange when it changed */
   setConnected: (up: boolean) => void
+  /** move releases a peer's endpoint and fires onMoved, as a client of several relays does when the pair's relay changed */
+  move: (peerWgKey: string) => void
   readonly closed: boolean
 }
 
@@ -19,6 +21,7 @@ export function createFakeTlsRelayClient (opts: { connected?: boolean } = {}): F
   const open = new Map<string, string>()
   const released: string[] = []
   const handlers = new Set<(up: boolean) => void>()
+  const movedHandlers = new Set<(peerWgKey: string) => void>()
   let connected = opts.connected ?? true
   let nextPort = 40000
   let closed = false
@@ -30,6 +33,10 @@ export function createFakeTlsRelayClient (opts: { connected?: boolean } = {}): F
       if (up === connected) return
       connected = up
       for (const h of handlers) h(up)
+    },
+    move (peerWgKey) {
+      if (open.delete(peerWgKey)) released.push(peerWgKey)
+      for (const h of movedHandlers) h(peerWgKey)
     },
     async endpoint (peerWgKey) {
       if (closed) throw new Error('the fake TLS relay client is closed')
@@ -44,6 +51,10 @@ export function createFakeTlsRelayClient (opts: { connected?: boolean } = {}): F
     onStateChange (h) {
       handlers.add(h)
       return () => { handlers.delete(h) }
+    },
+    onMoved (h) {
+      movedHandlers.add(h)
+      return () => { movedHandlers.delete(h) }
     },
     async close () { closed = true; open.clear() }
   }

@@ -276,7 +276,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
     // A loopback endpoint carries nothing while the TLS connection is down: leave the peer
     // on the map's endpoint then, and come back when it is up (onStateChange). The
     // endpoint stays open, so the relay hears of the peer as soon as it reconnects.
-    if (p.tls !== undefined) return tlsRelay.connected() ? withRelay({ kind: 'tls-relay', endpoint: p.tls }, tlsRelay.relayId?.(p.key)) : undefined
+    if (p.tls !== undefined) return tlsRelay.connected(p.key) ? withRelay({ kind: 'tls-relay', endpoint: p.tls }, tlsRelay.relayId?.(p.key)) : undefined
     if (!p.tlsWanted) {
       p.tlsWanted = true
       tlsRelay.endpoint(p.key).then(ep => {
@@ -403,6 +403,14 @@ export function createPathManager (init: PathManagerInit): PathManager {
   const offTls = tlsRelay?.onStateChange(() => {
     for (const p of peers.values()) if (p.tls !== undefined) update(p)
   })
+  // A pair moved to another TLS relay: its old endpoint is gone; ask for the new one.
+  const offMoved = tlsRelay?.onMoved?.(key => {
+    const p = peers.get(key)
+    if (p === undefined || (p.tls === undefined && !p.tlsWanted)) return
+    p.tls = undefined
+    p.tlsWanted = false
+    update(p)
+  })
 
   return {
     setSelfEndpoints (list) {
@@ -504,6 +512,7 @@ export function createPathManager (init: PathManagerInit): PathManager {
       closed = true
       offRelay?.()
       offTls?.()
+      offMoved?.()
       for (const p of peers.values()) if (p.tls !== undefined || p.tlsWanted) tlsRelay?.release(p.key)
       peers.clear()
       handlers.clear()

@@ -1,14 +1,13 @@
 import { createSocket, type Socket } from 'node:dgram'
 import type WebSocket from 'ws'
 import {
-  PROTOCOL_VERSION, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayServerMessage, RELAY_MAX_INDEX,
+  negotiateVersion, RELAY_DOMAIN, TLS_RELAY_PATH, TLS_RELAY_UPGRADE, RelayFrameType, RelayServerMessage, RELAY_MAX_INDEX,
   relaySigningPayload, signMessage, readRelayIndex, forEachBatchPacket, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson,
-  fromBase64, toBase64, WarrenError, type MachineKeyPair, type RelayInfo
+  fromBase64, toBase64, WarrenError, type MachineKeyPair
 } from '@warren/protocol'
-import { createRelayLink, createControllerTransport, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
+import { createRelayLink, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
 import { createBackoff, type BackoffInit } from '../control/backoff.js'
 import type { TlsRelayClient } from './types.js'
-import type { RelayIdentity } from './path-manager.js'
 import { enableUdpOffload, wireGuardSegmentSize, splitPackets, createSegmentBatcher, WIREGUARD_OVERHEAD, type SegmentBatcher } from './udp-offload.js'
 
 /** TlsRelayCarrier picks how the connection is carried: the framed stream, a WebSocket, or the stream first then WebSocket. */
@@ -163,8 +162,9 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       return
     }
     if (msg.type === 'challenge') {
-      const sig = signMessage(init.machineKey.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, init.machineKey.publicKey, PROTOCOL_VERSION))
-      l.sendControl({ type: 'hello', version: PROTOCOL_VERSION, machineKey: init.machineKey.publicKey, nonce: msg.nonce, signature: sig, batch: true })
+      const version = negotiateVersion(msg.version)
+      const sig = signMessage(init.machineKey.secretKey, RELAY_DOMAIN, relaySigningPayload(msg.nonce, init.machineKey.publicKey, version))
+      l.sendControl({ type: 'hello', version, machineKey: init.machineKey.publicKey, nonce: msg.nonce, signature: sig, batch: true })
     } else if (msg.type === 'welcome') {
       welcomed = true
       relayTakesBatches = msg.batch === true
@@ -424,79 +424,6 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       stateHandlers.clear()
       await Promise.allSettled([...opening.values()])
       for (const key of [...peers.keys()]) this.release(key)
-    }
-  }
-}
-
-/** EMBEDDED_RELAY_ID is the relay id of the controller's own relays, as maps list them. */
-export const EMBEDDED_RELAY_ID = 'controller'
-
-/** TlsRelayTarget is the TLS relay a daemon uses: its id (for status), URL and certificate pin. */
-export interface TlsRelayTarget {
-  id: string
-  url: string
-  fingerprint?: string
-}
-
-/**
- * chooseTlsRelay picks the TLS relay every node uses, so that both nodes of any pair meet
- * on it: of the map's relays that serve TLS, the one with the lowest id. A relay with a
- * certificate pin of its own is a standalone one, reached at its URL; one without is the
- * controller's, reached (and pinned) as the node reached the controller. With none
- * listed it is the controller's, on the HTTPS port the node joined.
- */
-export function chooseTlsRelay (relays: readonly RelayInfo[], controller: { url: string, fingerprint?: string }): TlsRelayTarget {
-  const first = relays.filter(r => r.tls !== undefined).sort((x, y) => x.id < y.id ? -1 : x.id > y.id ? 1 : 0)[0]
-  if (first?.tlsFingerprint !== undefined) return { id: first.id, url: first.tls!, fingerprint: first.tlsFingerprint }
-  return { id: first?.id ?? EMBEDDED_RELAY_ID, ...controller }
-}
-
-/** DaemonTlsRelayInit is what the daemon knows when its path selection starts. */
-export interface DaemonTlsRelayInit {
-  /** the controller the node joined (its URL and certificate pin): the embedded TLS relay is on its HTTPS port */
-  controller: { url: string, fingerprint?: string }
-  /** the relays of the map the daemon has now */
-  relays: readonly RelayInfo[]
-  machineKey: MachineKeyPair
-  wgPort: number
-  logger?: TlsRelayClientLogger
-}
-
-/** DaemonTlsRelay is the daemon's TLS relay client, which follows the map's relays. */
-export interface DaemonTlsRelay extends TlsRelayClient, RelayIdentity {
-  stats: () => TlsRelayClientStats
-  /** followMap moves to another relay when a new map's relays make chooseTlsRelay pick one */
-  followMap: (relays: readonly RelayInfo[]) => void
-}
-
-/**
- * createDaemonTlsRelay is the daemon's TLS relay client: to the relay chooseTlsRelay
- * picks from the map, over a transport pinned like the map session's.
- */
-export function createDaemonTlsRelay (init: DaemonTlsRelayInit): DaemonTlsRelay {
-  const open = (t: TlsRelayTarget): ControllerTransport => createControllerTransport({ url: t.url, ...(t.fingerprint !== undefined ? { fingerprint: t.fingerprint } : {}) })
-  let target = chooseTlsRelay(init.relays, init.controller)
-  let transport = open(target)
-  const client = createTlsRelayClient({ transport, machineKey: init.machineKey, wgPort: init.wgPort, ...(init.logger !== undefined ? { logger: init.logger } : {}) })
-  return {
-    ...client,
-    relayId: () => target.id,
-    followMap (relays) {
-      const next = chooseTlsRelay(relays, init.controller)
-      if (next.url === target.url && next.fingerprint === target.fingerprint) {
-        target = next
-        return
-      }
-      init.logger?.info({ from: target.id, to: next.id, url: next.url }, 'moving to another TLS relay')
-      const old = transport
-      target = next
-      transport = open(next)
-      client.retarget(transport)
-      old.close()
-    },
-    async close () {
-      await client.close()
-      transport.close()
     }
   }
 }

@@ -80,12 +80,17 @@ export interface TlsRelayClient {
   endpoint: (peerWgKey: string) => Promise<string>
   /** release closes a peer's loopback endpoint */
   release: (peerWgKey: string) => void
-  /** connected says whether the TLS connection is up */
-  connected: () => boolean
+  /** connected says whether the TLS connection is up (the one that carries `peerWgKey`, when given) */
+  connected: (peerWgKey?: string) => boolean
   /**
    * onStateChange fires when the TLS connection comes up (true) or goes down (false):
    * a loopback endpoint carries nothing while it is down; returns a function that removes the handler
    */
   onStateChange: (handler: (connected: boolean) => void) => () => void
+  /**
+   * onMoved, for a client of several relays, fires when a peer's pair moved to another
+   * relay: its endpoint was released, and endpoint() opens one on the new relay
+   */
+  onMoved?: (handler: (peerWgKey: string) => void) => () => void
   close: () => Promise<void>
 }

@@ -1,11 +1,10 @@
-import { lookup } from 'node:dns/promises'
-import { isIP } from 'node:net'
 import {
-  encodeRelayBind, openRelayBindAck, decodeControl, ControlKind, parseHostPort, wireGuardPublicKey, toBase64,
+  encodeRelayBind, openRelayBindAck, decodeControl, ControlKind, parseHostPort, formatHostPort, wireGuardPublicKey, toBase64,
   type RelayGrant, type RelayRevoke, type RelayRequest, type RelayRelease
 } from '@warren/protocol'
 import type { SharedPort, SharedPortPacket, UdpAddress, UdpRelayClient } from './types.js'
 import type { MapSession } from '../control/map-session.js'
+import { relayAddresses, type HostResolver } from './relay-address.js'
 
 /**
  * RelayControl is the client's line to the controller: relay requests out, grants and
@@ -52,6 +51,8 @@ export interface UdpRelayClientInit {
   retryMs?: number
   /** retry of a request the controller could not take or refused for now (default 5 s) */
   requestRetryMs?: number
+  /** resolves a relay given by host name, both families (default: the system resolver) */
+  resolve?: HostResolver
   log?: UdpRelayClientLogger
 }
 
@@ -66,6 +67,8 @@ interface PeerState {
   releasePending: boolean
   grant?: RelayGrant
   to?: UdpAddress
+  /** the relay's addresses, in the order tried (IPv4 first); `to` moves on when the relay does not answer */
+  addresses: string[]
   bound: boolean
   /** the relay said the peer's side is bound too (the pair forwards) */
   peerBound: boolean
@@ -120,7 +123,7 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
   const changed = (peer: string): void => { for (const h of handlers) h(peer) }
   const state = (peer: string): PeerState => {
     let s = peers.get(peer)
-    if (s === undefined) peers.set(peer, s = { peer, wanted: false, released: false, releasePending: false, bound: false, peerBound: false, nonces: [], unacked: 0, retry: 0 })
+    if (s === undefined) peers.set(peer, s = { peer, wanted: false, released: false, releasePending: false, bound: false, peerBound: false, addresses: [], nonces: [], unacked: 0, retry: 0 })
     return s
   }
 
@@ -160,6 +163,7 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
       s.retry = 0
       changed(s.peer)
     }
+    if (!s.bound && s.unacked >= LOST_AFTER_BINDS && s.addresses.length > 1) nextAddress(s)
     const nonce = new Uint8Array(24)
     crypto.getRandomValues(nonce)
     s.nonces = [...s.nonces.slice(-3), toBase64(nonce)]
@@ -172,14 +176,24 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     s.bindTimer.unref()
   }
 
+  /** nextAddress tries the relay's next address (the other family, say) after the current one went unanswered. */
+  function nextAddress (s: PeerState): void {
+    const address = s.addresses[(s.addresses.indexOf(s.to!.address) + 1) % s.addresses.length]!
+    log?.info({ peer: s.peer, from: s.to!.address, to: address }, 'the relay does not answer at this address; trying its next one')
+    s.to = { address, port: s.to!.port }
+    s.unacked = 0
+    s.retry = 0
+  }
+
   async function onGrant (g: RelayGrant): Promise<void> {
     const s = state(g.peer)
     if (s.grant?.allocation !== g.allocation) {
       stopGrant(s)
       const { host, port } = parseHostPort(g.endpoint, 'relay endpoint')
-      const address = isIP(host) !== 0 ? host : (await lookup(host, { family: 4 })).address
+      const addresses = await relayAddresses(host, init.resolve)
       if (closed || peers.get(g.peer) !== s) return
-      s.to = { address, port }
+      s.addresses = addresses
+      s.to = { address: addresses[0]!, port }
       s.retry = 0
       s.grant = g
       log?.info({ peer: g.peer, relay: g.relay, endpoint: g.endpoint }, 'relay granted; binding')
@@ -283,7 +297,8 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     endpoint: peer => {
       const s = peers.get(peer)
       // Only once both sides are bound: until then packets sent to the relay reach nobody.
-      return s?.bound === true && s.peerBound ? s.grant?.endpoint : undefined
+      // The address the relay answered at: WireGuard must send where the bind went.
+      return s?.bound === true && s.peerBound && s.to !== undefined ? formatHostPort(s.to.address, s.to.port) : undefined
     },
     relayId: peer => {
       const s = peers.get(peer)

@@ -1,0 +1,94 @@
+import { PROTOCOL_VERSION } from './version.js'
+import type { FilterRule, MapDelta, NatConfig, Netmap, Node, Peer, RelayInfo, ServerMessage } from './messages.js'
+
+/**
+ * Version-aware encoding. Warren's schemas are closed (an unknown field is an error), so
+ * a side that speaks an older protocol version must never be sent a field or message
+ * that came later. Each side announces its version (the controller in its challenge and
+ * in GET /v1/machine/key, a node in its registration and map hello) and both speak the
+ * lower one; these functions turn what the newer side would send into what the older
+ * one knows.
+ */
+
+/** ROUTES_AND_PINS_VERSION added subnet routes, TLS relay pins and call-me-maybe (see PROTOCOL_VERSION's history). */
+export const ROUTES_AND_PINS_VERSION = 2
+
+/** negotiateVersion is the version two sides speak: the lower of the two. */
+export function negotiateVersion (theirs: number): number {
+  return Math.min(PROTOCOL_VERSION, theirs)
+}
+
+/** nodeForVersion leaves out a node's route fields for a version before them. */
+export function nodeForVersion (n: Node, version: number): Node {
+  if (version >= ROUTES_AND_PINS_VERSION) return n
+  const { advertisedRoutes: _a, approvedRoutes: _b, ...rest } = n
+  return rest
+}
+
+function peerForVersion (p: Peer, version: number): Peer {
+  if (version >= ROUTES_AND_PINS_VERSION) return p
+  const { routes: _r, primaryRoutes: _p, ...rest } = p
+  return rest
+}
+
+/**
+ * filterForVersion leaves out the subnet router's forward rules (`dsts`) for a version
+ * before them: an older node would read such a rule as traffic allowed to itself.
+ */
+function filterForVersion (rules: FilterRule[], version: number): FilterRule[] {
+  return version >= ROUTES_AND_PINS_VERSION ? rules : rules.filter(r => r.dsts === undefined)
+}
+
+/**
+ * natForVersion leaves out the standalone TLS relays (their URL comes with a pin an older
+ * node cannot read, and it would pin their URL with the controller's certificate) for a
+ * version before pins, and a relay left with neither UDP nor TLS.
+ */
+function natForVersion (nat: NatConfig, version: number): NatConfig {
+  if (version >= ROUTES_AND_PINS_VERSION) return nat
+  const relays = nat.relays.flatMap((r): RelayInfo[] => {
+    if (r.tlsFingerprint === undefined) return [r]
+    const { tls: _t, tlsFingerprint: _f, ...rest } = r
+    return rest.udp === undefined ? [] : [rest]
+  })
+  return { ...nat, relays }
+}
+
+/** netmapForVersion is a full map as a node of `version` can read it. */
+export function netmapForVersion (m: Netmap, version: number): Netmap {
+  if (version >= ROUTES_AND_PINS_VERSION) return m
+  return {
+    ...m,
+    self: nodeForVersion(m.self, version),
+    peers: m.peers.map(p => peerForVersion(p, version)),
+    filter: filterForVersion(m.filter, version),
+    ...(m.nat !== undefined ? { nat: natForVersion(m.nat, version) } : {})
+  }
+}
+
+/** deltaForVersion is a delta as a node of `version` can read it. */
+export function deltaForVersion (d: MapDelta, version: number): MapDelta {
+  if (version >= ROUTES_AND_PINS_VERSION) return d
+  return {
+    ...d,
+    ...(d.self !== undefined ? { self: nodeForVersion(d.self, version) } : {}),
+    ...(d.peersChanged !== undefined ? { peersChanged: d.peersChanged.map(p => peerForVersion(p, version)) } : {}),
+    ...(d.filter !== undefined ? { filter: filterForVersion(d.filter, version) } : {}),
+    ...(d.nat !== undefined ? { nat: natForVersion(d.nat, version) } : {})
+  }
+}
+
+/**
+ * serverMessageForVersion is a map-session message as a node of `version` can read it,
+ * or undefined for one it does not know at all (call-me-maybe before version 2: the
+ * older node does not answer bursts early, and finds its path on its own schedule).
+ */
+export function serverMessageForVersion (msg: ServerMessage, version: number): ServerMessage | undefined {
+  if (version >= ROUTES_AND_PINS_VERSION) return msg
+  switch (msg.type) {
+    case 'map': return { ...msg, netmap: netmapForVersion(msg.netmap, version) }
+    case 'delta': return deltaForVersion(msg, version)
+    case 'call-me-maybe': return undefined
+    default: return msg
+  }
+}
