@@ -23,7 +23,7 @@ const omit = (schema: TSchema & { properties: Record<string, TSchema> }, fields:
 const V1 = (() => {
   const node = omit(Node, ['advertisedRoutes', 'approvedRoutes'])
   const peer = omit(Peer, ['routes', 'primaryRoutes'])
-  const rule = omit(FilterRule, ['dsts'])
+  const rule = omit(FilterRule, ['dsts', 'caps'])
   const nat = Obj({ stun: Type.Array(Type.String()), relays: Type.Array(omit(RelayInfo, ['tlsFingerprint'])) })
   // The same messages with the older parts in their places.
   const netmap = Obj({ ...Netmap.properties, self: node, peers: Type.Array(peer), filter: Type.Array(rule), nat: Type.Optional(nat) })
@@ -46,6 +46,7 @@ function checkOld (t: Test, c: MapTestClient, what: string): void {
 
 const LAN = '192.168.7.0/24'
 const forward: Rule = { srcs: ['100.64.0.0/10'], protos: [6], ports: [{ first: 22, last: 22 }], dsts: [LAN] }
+const capRule: Rule = { srcs: ['100.64.0.0/10'], protos: [], ports: [], caps: { 'example.com/cap/web': [{ role: 'admin' }] } }
 const key = generateWireGuardKeyPair().publicKey
 const nat: NatConfig = {
   stun: ['198.51.100.1:3478'],
@@ -56,7 +57,7 @@ const nat: NatConfig = {
   ]
 }
 
-/** withForward is the fake policy plus one subnet router forward rule in every node's filter. */
+/** withForward is the fake policy plus one subnet router forward rule and one capability rule in every node's filter. */
 function withForward (): MapPolicy {
   const base = createFakeMapPolicy()
   const cache = new Map<Rule[], Rule[]>()
@@ -65,7 +66,7 @@ function withForward (): MapPolicy {
     filterFor: id => {
       const rules = base.filterFor(id)
       let out = cache.get(rules)
-      if (out === undefined) cache.set(rules, out = [...rules, forward])
+      if (out === undefined) cache.set(rules, out = [...rules, forward, capRule])
       return out
     }
   }
@@ -83,6 +84,7 @@ t.test('a version-1 node gets maps, deltas and relay messages it can parse; a cu
 
   const oldMap = co.netmap!
   t.same(oldMap.filter.filter(r => r.dsts !== undefined), [], 'no forward rule: a version-1 node would read it as traffic to itself')
+  t.same(oldMap.filter.filter(r => r.caps !== undefined), [], 'no capability rule, which it cannot read')
   t.ok(oldMap.filter.length > 0, 'the node\'s own rules are there')
   t.equal(oldMap.peers.find(p => p.name === 'router')?.routes, undefined, 'no routes on peers')
   t.equal(oldMap.self.advertisedRoutes, undefined, 'nor on itself')
@@ -90,6 +92,7 @@ t.test('a version-1 node gets maps, deltas and relay messages it can parse; a cu
 
   const curMap = cc.netmap!
   t.same(curMap.filter.filter(r => r.dsts !== undefined), [forward], 'a current node gets the forward rule')
+  t.same(curMap.filter.filter(r => r.caps !== undefined), [capRule], 'and the capability rule')
   t.same(curMap.peers.find(p => p.name === 'router')?.routes, [LAN])
   t.same(curMap.nat, nat, 'and every relay with its pin')
 

@@ -10,7 +10,7 @@ import type { FilterRule, MapDelta, NatConfig, Netmap, Node, Peer, RelayInfo, Se
  * one knows.
  */
 
-/** ROUTES_AND_PINS_VERSION added subnet routes, TLS relay pins and call-me-maybe (see PROTOCOL_VERSION's history). */
+/** ROUTES_AND_PINS_VERSION added subnet routes, TLS relay pins, call-me-maybe and capability rules (see PROTOCOL_VERSION's history). */
 export const ROUTES_AND_PINS_VERSION = 2
 
 /** negotiateVersion is the version two sides speak: the lower of the two. */
@@ -33,10 +33,11 @@ function peerForVersion (p: Peer, version: number): Peer {
 
 /**
  * filterForVersion leaves out the subnet router's forward rules (`dsts`) for a version
- * before them: an older node would read such a rule as traffic allowed to itself.
+ * before them (an older node would read such a rule as traffic allowed to itself), and
+ * the capability rules (`caps`), which let no traffic in and which it cannot read.
  */
 function filterForVersion (rules: FilterRule[], version: number): FilterRule[] {
-  return version >= ROUTES_AND_PINS_VERSION ? rules : rules.filter(r => r.dsts === undefined)
+  return version >= ROUTES_AND_PINS_VERSION ? rules : rules.filter(r => r.dsts === undefined && r.caps === undefined)
 }
 
 /**
