@@ -311,8 +311,8 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
 })
 
 t.test('every unsupported Tailscale feature is refused, never ignored', async t => {
-  const top = ['ssh', 'sshTests', 'nodeAttrs', 'postures', 'defaultSrcPosture', 'derpMap',
-    'randomizeClientPort', 'disableIPv4', 'OneCGNATRoute', 'ipsets', 'attrs']
+  const top = ['ssh', 'sshTests', 'postures', 'defaultSrcPosture', 'derpMap',
+    'disableIPv4', 'OneCGNATRoute', 'ipsets', 'attrs']
   for (const key of top) {
     const r = parsePolicy(`{\n  "acls": [],\n  "${key}": {}\n}`)
     t.same(r.errors.map(e => e.message),

@@ -50,7 +50,7 @@ function sample (schema: TSchema, variant = 0): unknown {
     case 'Object': return Object.fromEntries(Object.entries(schema.properties as Record<string, TSchema>).map(([k, s]) => [k, sample(s)]))
     case 'Array': return new Array(Math.max(1, schema.minItems ?? 0)).fill(0).map(() => sample(schema.items as TSchema))
     case 'Union': return sample((schema.anyOf as TSchema[])[variant % (schema.anyOf as TSchema[]).length]!)
-    case 'Record': return { note: 'x' }
+    case 'Record': return { note: sample(Object.values(schema.patternProperties as Record<string, TSchema>)[0]!) }
     case 'Unknown': return 'x'
     case 'Literal': return schema.const
     case 'Boolean': return true

@@ -3,6 +3,7 @@ import { DEFAULT_MESH_IPV6, cidrContains, hostCidr, meshSources, parseCidr } fro
 import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
+import type { CompiledNodeAttrs } from './node-attrs.js'
 import { createUserDirectory, expandIdpGroups, isUserToken, type UserDirectory } from './users.js'
 import { policyRules, type Cidr, type Policy, type PolicyIdentity, type PolicyNode, type PolicyUser, type PortRange, type Selector } from './types.js'
 
@@ -57,6 +58,8 @@ export interface CompiledPolicy {
   /** groupsOf: a user's key (`user:<name>`) -> the keys of the groups it is a member of */
   groupsOf: Map<string, string[]>
   users: UserDirectory
+  /** nodeAttrs: the policy's nodeAttrs entries with their targets as keys */
+  nodeAttrs: CompiledNodeAttrs[]
 }
 
 /**
@@ -133,7 +136,8 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       })
     }
   })
-  return { policy, rules, cidrs, groupsOf, users: dir }
+  const nodeAttrs = policy.nodeAttrs.map(e => ({ keys: e.targets.map(keyOf), attrs: e.attrs }))
+  return { policy, rules, cidrs, groupsOf, users: dir, nodeAttrs }
 }
 
 /**

@@ -14,7 +14,7 @@
  * - DEFAULT_POLICY_TEXT: allow all, the policy in force when none is set.
  * - createPolicyEngine(policy, users, {meshIpv6?}) -> PolicyEngine: setNodes, upsertNode/removeNode
  *   (-> NodeChange: ids whose peers or filter changed, with peersGained/peersLost/
- *   filterChanged), peersOf(id), filterFor(id), setPolicy(policy, users) -> changed ids.
+ *   filterChanged), peersOf(id), filterFor(id), attrsFor(id) (its nodeAttrs), setPolicy(policy, users) -> changed ids.
  * - check(policy, src, dst, proto, port, {users?, nodes?}) -> {allowed, rules: [{index, line}]}
  *   on identities: `alice@`, `alice@example.com`, `tag:web`, a host alias, an IP.
  * - explain(policy, src, dst, port, proto?, {users?, nodes?}) -> {allowed, rules, message}
@@ -44,6 +44,7 @@ export { tagOwnersAllow } from './tag-owners.js'
 export { autoApprovedRoutes } from './auto-approvers.js'
 export { buildFilter, mergeRanges } from './build-filter.js'
 export { emailResolution } from './users.js'
+export { WARREN_ATTRS, isTailscaleOnlyAttr } from './node-attrs.js'
 export type { Policy, PolicyNode, PolicyUser, PolicyIdentity, PolicyRule, PolicyTest, PortRange, Selector, SourcePos } from './types.js'
 
 import { parsePolicy, DEFAULT_POLICY_TEXT } from './parse.js'

@@ -2,6 +2,7 @@ import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, t
 import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { parseAutoApprovers } from './auto-approvers.js'
+import { parseNodeAttrs, parseRandomizeClientPort, type NodeAttrsReader } from './node-attrs.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { IDP_GROUP_PREFIX, createUserDirectory, isIdpGroupToken, isUserToken } from './users.js'
 import type { Policy, PolicyRule, PolicyTest, PolicyTestCase, PolicyUser, PortRange, RuleDestination, RuleSource, Selector, SourcePos } from './types.js'
@@ -50,10 +51,11 @@ export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, I
 
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
-const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers' }
+const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers',
+  nodeattrs: 'nodeAttrs', randomizeclientport: 'randomizeClientPort' }
 const UNSUPPORTED_TOP: Record<string, string> = {
-  ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs',
-  postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap', randomizeclientport: 'randomizeClientPort',
+  ssh: 'ssh', sshtests: 'sshTests',
+  postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap',
   disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', ipsets: 'ipsets', attrs: 'attrs', settings: 'settings'
 }
 const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst' }
@@ -210,7 +212,7 @@ class PolicyParser {
 
   constructor (private readonly text: string, private readonly users: readonly PolicyUser[] | undefined) {
     for (let i = 0; i < text.length; i++) if (text[i] === '\n') this.lineStarts.push(i + 1)
-    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), acls: [], grants: [], tests: [], text }
+    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), acls: [], grants: [], tests: [], nodeAttrs: [], text }
   }
 
   run (): ParseResult {
@@ -244,12 +246,7 @@ class PolicyParser {
     if (tagOwners !== undefined) this.parseTagOwners(tagOwners)
     const autoApprovers = sections.get('autoApprovers')
     if (autoApprovers !== undefined) {
-      this.policy.autoApprovers = parseAutoApprovers(autoApprovers, this.policy, {
-        object: (n, what) => this.object(n, what),
-        strings: (n, what) => this.strings(n, what),
-        err: (n, reason, suggestion) => this.err(n, reason, suggestion),
-        useUser: (token, node) => this.userUses.push({ token, node })
-      })
+      this.policy.autoApprovers = parseAutoApprovers(autoApprovers, this.policy, this.sectionReader())
     }
     const acls = sections.get('acls')
     if (acls !== undefined) this.parseAcls(acls)
@@ -258,8 +255,26 @@ class PolicyParser {
     if (acls === undefined && grants === undefined) this.allowAll(root)
     const tests = sections.get('tests')
     if (tests !== undefined) this.parseTests(tests)
+    const nodeAttrs = sections.get('nodeAttrs')
+    if (nodeAttrs !== undefined) this.policy.nodeAttrs.push(...parseNodeAttrs(nodeAttrs, this.sectionReader()))
+    const randomize = sections.get('randomizeClientPort')
+    if (randomize !== undefined) this.policy.nodeAttrs.push(...parseRandomizeClientPort(randomize, this.sectionReader()))
     this.checkUsers()
     return this.result()
+  }
+
+  /** sectionReader lends the shape checks and the alias reader to the parsers of sections kept in their own modules. */
+  private sectionReader (): NodeAttrsReader<JsonNode> {
+    return {
+      object: (n, what) => this.object(n, what),
+      array: (n, what) => this.array(n, what),
+      strings: (n, what) => this.strings(n, what),
+      err: (n, reason, suggestion) => this.err(n, reason, suggestion),
+      warn: (n, reason, suggestion) => this.warn(n, reason, suggestion),
+      useUser: (token, node) => this.userUses.push({ token, node }),
+      selector: (value, node) => this.selector(value, node, 'dst'),
+      pos: n => this.nodePos(n)
+    }
   }
 
   private result (): ParseResult {

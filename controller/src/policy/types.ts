@@ -82,6 +82,17 @@ export interface AutoApprovers {
   exitNode: string[]
 }
 
+/**
+ * NodeAttrsEntry is one entry of `nodeAttrs`: the nodes its `target` names get its
+ * attributes (`attr` names, and `app` capabilities with their values).
+ */
+export interface NodeAttrsEntry {
+  pos: SourcePos
+  targets: Selector[]
+  /** attrs: attribute name -> values (empty for a plain `attr`, the JSON values of an `app` capability) */
+  attrs: Map<string, unknown[]>
+}
+
 /** Policy is a parsed, checked policy file. It holds names as written, not users or nodes. */
 export interface Policy {
   groups: Map<string, { members: string[], pos: SourcePos }>
@@ -95,6 +106,8 @@ export interface Policy {
    */
   grants: PolicyRule[]
   tests: PolicyTest[]
+  /** nodeAttrs: the `nodeAttrs` entries, and `randomizeClientPort: true` as one entry for every node */
+  nodeAttrs: NodeAttrsEntry[]
   /** text is the source the policy was parsed from */
   text: string
 }
