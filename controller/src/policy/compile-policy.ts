@@ -85,7 +85,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     const member = `user:${u.name.toLowerCase()}`
     groupsOf.set(member, [...(groupsOf.get(member) ?? []), domainKey(domain)])
   }
-  const keyOf = (sel: Selector): string => {
+  const keyOf = (sel: Exclude<Selector, { kind: 'ipset' }>): string => {
     switch (sel.kind) {
       case 'all':
       case 'any-address': return '*'
@@ -106,7 +106,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     const srcKeys = new Set<string>()
     const srcNodeKeys = new Set<string>()
     const srcCidrs = new Map<string, Cidr>()
-    for (const { selector } of r.src) {
+    for (const selector of r.src.flatMap(s => ipsetCidrs(s.selector))) {
       const key = keyOf(selector)
       srcKeys.add(key)
       if (selector.kind === 'all') {
@@ -119,8 +119,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     }
     const dsts = new Map<string, PortRange[]>()
     for (const d of r.dst) {
-      const key = keyOf(d.selector)
-      dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
+      for (const key of ipsetCidrs(d.selector).map(keyOf)) dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
     }
     return {
       index: r.index,
@@ -136,8 +135,13 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       })
     }
   })
-  const nodeAttrs = policy.nodeAttrs.map(e => ({ keys: e.targets.map(keyOf), attrs: e.attrs }))
+  const nodeAttrs = policy.nodeAttrs.map(e => ({ keys: e.targets.flatMap(ipsetCidrs).map(keyOf), attrs: e.attrs }))
   return { policy, rules, cidrs, groupsOf, users: dir, nodeAttrs }
+}
+
+/** ipsetCidrs: an IP set stands for its CIDRs, each as if written on its own; other selectors stand for themselves. */
+function ipsetCidrs (sel: Selector): Array<Exclude<Selector, { kind: 'ipset' }>> {
+  return sel.kind === 'ipset' ? sel.cidrs.map(cidr => ({ kind: 'cidr', cidr })) : [sel]
 }
 
 /**

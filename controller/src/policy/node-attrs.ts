@@ -1,7 +1,7 @@
 import { RANDOMIZE_CLIENT_PORT, type NodeAttrs } from '@warren/protocol'
 import { didYouMean } from './errors.js'
-import type { SectionReader } from './auto-approvers.js'
-import type { NodeAttrsEntry, Selector, SourcePos } from './types.js'
+import type { JsonLike, PolicyReader } from './section-reader.js'
+import type { NodeAttrsEntry } from './types.js'
 
 /**
  * nodeAttrs gives nodes attributes: `{"target": ["tag:server"], "attr": ["randomize-client-port"]}`,
@@ -36,19 +36,8 @@ const ENTRY_KEYS = ['target', 'attr', 'app', 'ipPool']
 /** SELF: autogroup:self names no node by itself (it is relative to a source), so it targets nothing. */
 const SELF = 'autogroup:self'
 
-interface JsonLike { type: string, value?: unknown, offset: number, children?: JsonLike[] }
-
-/** NodeAttrsReader is what the policy parser lends: shape checks, warnings and its alias reader. */
-export interface NodeAttrsReader<N extends JsonLike> extends SectionReader<N> {
-  array: (n: N, what: string) => N[] | undefined
-  warn: (n: N, reason: string, suggestion?: string) => void
-  /** selector reads one alias (`*`, user, group, tag, autogroup, host, CIDR), reporting what it cannot */
-  selector: (value: string, n: N) => Selector | undefined
-  pos: (n: N) => SourcePos
-}
-
 /** parseNodeAttrs reads the `nodeAttrs` list; bad entries are errors, Tailscale-only attributes warnings (one per name). */
-export function parseNodeAttrs<N extends JsonLike> (section: N, r: NodeAttrsReader<N>): NodeAttrsEntry[] {
+export function parseNodeAttrs<N extends JsonLike> (section: N, r: PolicyReader<N>): NodeAttrsEntry[] {
   const out: NodeAttrsEntry[] = []
   const warned = new Set<string>()
   ;(r.array(section, 'nodeAttrs') ?? []).forEach((item, index) => {
@@ -89,7 +78,7 @@ export function parseNodeAttrs<N extends JsonLike> (section: N, r: NodeAttrsRead
   return out
 }
 
-function readTargets<N extends JsonLike> (n: N, where: string, entry: NodeAttrsEntry, r: NodeAttrsReader<N>): boolean {
+function readTargets<N extends JsonLike> (n: N, where: string, entry: NodeAttrsEntry, r: PolicyReader<N>): boolean {
   let ok = true
   for (const { value, node } of r.strings(n, `${where}.target`)) {
     if (value === SELF) {
@@ -105,7 +94,7 @@ function readTargets<N extends JsonLike> (n: N, where: string, entry: NodeAttrsE
 }
 
 /** readApp reads `"app": {"name": [values...]}`: each capability's values are JSON objects, as in grants. */
-function readApp<N extends JsonLike> (n: N, where: string, entry: NodeAttrsEntry, r: NodeAttrsReader<N>): boolean {
+function readApp<N extends JsonLike> (n: N, where: string, entry: NodeAttrsEntry, r: PolicyReader<N>): boolean {
   let ok = true
   for (const prop of r.object(n, `${where}.app`) ?? []) {
     const [keyNode, value] = prop.children as [N, N]
@@ -148,7 +137,7 @@ export function attrsForKeys (entries: readonly CompiledNodeAttrs[], nodeKeys: R
 }
 
 /** parseRandomizeClientPort reads the top-level `randomizeClientPort`: true gives every node randomize-client-port. */
-export function parseRandomizeClientPort<N extends JsonLike> (n: N, r: NodeAttrsReader<N>): NodeAttrsEntry[] {
+export function parseRandomizeClientPort<N extends JsonLike> (n: N, r: PolicyReader<N>): NodeAttrsEntry[] {
   if (n.type !== 'boolean') { r.err(n, 'randomizeClientPort must be true or false'); return [] }
   return n.value === true ? [{ pos: r.pos(n), targets: [{ kind: 'all' }], attrs: new Map([[RANDOMIZE_CLIENT_PORT, []]]) }] : []
 }

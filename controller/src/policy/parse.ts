@@ -2,7 +2,9 @@ import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, t
 import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { parseAutoApprovers } from './auto-approvers.js'
-import { parseNodeAttrs, parseRandomizeClientPort, type NodeAttrsReader } from './node-attrs.js'
+import { parseIpsets } from './ipsets.js'
+import { parseNodeAttrs, parseRandomizeClientPort } from './node-attrs.js'
+import type { PolicyReader } from './section-reader.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { IDP_GROUP_PREFIX, createUserDirectory, isIdpGroupToken, isUserToken } from './users.js'
 import type { Policy, PolicyRule, PolicyTest, PolicyTestCase, PolicyUser, PortRange, RuleDestination, RuleSource, Selector, SourcePos } from './types.js'
@@ -52,11 +54,11 @@ export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, I
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
 const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers',
-  nodeattrs: 'nodeAttrs', randomizeclientport: 'randomizeClientPort' }
+  nodeattrs: 'nodeAttrs', randomizeclientport: 'randomizeClientPort', ipsets: 'ipsets' }
 const UNSUPPORTED_TOP: Record<string, string> = {
   ssh: 'ssh', sshtests: 'sshTests',
   postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap',
-  disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', ipsets: 'ipsets', attrs: 'attrs', settings: 'settings'
+  disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', attrs: 'attrs', settings: 'settings'
 }
 const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst' }
 const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
@@ -212,7 +214,7 @@ class PolicyParser {
 
   constructor (private readonly text: string, private readonly users: readonly PolicyUser[] | undefined) {
     for (let i = 0; i < text.length; i++) if (text[i] === '\n') this.lineStarts.push(i + 1)
-    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), acls: [], grants: [], tests: [], nodeAttrs: [], text }
+    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), ipsets: new Map(), acls: [], grants: [], tests: [], nodeAttrs: [], text }
   }
 
   run (): ParseResult {
@@ -240,6 +242,8 @@ class PolicyParser {
     // Definitions first, so uses anywhere can be checked against them.
     const hosts = sections.get('hosts')
     if (hosts !== undefined) this.parseHosts(hosts)
+    const ipsets = sections.get('ipsets')
+    if (ipsets !== undefined) this.policy.ipsets = parseIpsets(ipsets, this.policy, this.sectionReader())
     const groups = sections.get('groups')
     if (groups !== undefined) this.parseGroups(groups)
     const tagOwners = sections.get('tagOwners')
@@ -264,7 +268,7 @@ class PolicyParser {
   }
 
   /** sectionReader lends the shape checks and the alias reader to the parsers of sections kept in their own modules. */
-  private sectionReader (): NodeAttrsReader<JsonNode> {
+  private sectionReader (): PolicyReader<JsonNode> {
     return {
       object: (n, what) => this.object(n, what),
       array: (n, what) => this.array(n, what),
@@ -532,7 +536,7 @@ class PolicyParser {
       return undefined
     }
     const hp = cidr === undefined ? splitHostPort(value) : undefined
-    if (hp !== undefined && parsePorts(hp.ports) !== undefined && !['tag', 'group', 'autogroup', 'user'].includes(hp.host)) {
+    if (hp !== undefined && parsePorts(hp.ports) !== undefined && !['tag', 'group', 'autogroup', 'user', 'ipset'].includes(hp.host)) {
       this.err(node, `dst "${value}" has ports, but a grant's destinations name only hosts: ports go in "ip"`, `write "dst": ["${hp.host}"], "ip": ["${hp.ports}"]`)
       return undefined
     }
@@ -618,7 +622,7 @@ class PolicyParser {
 
   private destination (value: string, node: JsonNode, protos: number[] | undefined): RuleDestination | undefined {
     const hp = splitHostPort(value)
-    const bare = hp === undefined || ['tag', 'group', 'autogroup'].includes(hp.host) ? value : undefined
+    const bare = hp === undefined || ['tag', 'group', 'autogroup', 'ipset'].includes(hp.host) ? value : undefined
     if (hp === undefined || bare !== undefined || (parseCidr(value) !== undefined && parseCidr(hp.host) === undefined)) {
       const v6 = parseCidr(value)?.family === 6
       this.err(node, `dst "${value}" has no ports: write it as alias:ports`,
@@ -670,9 +674,13 @@ class PolicyParser {
       this.userUses.push({ token: s, node })
       return { kind: 'user', token: s.toLowerCase() }
     }
-    const kind = /^(ipset|svc|service):/.exec(s)?.[1]
-    if (kind !== undefined) {
-      this.err(node, `${s}: ${kind === 'ipset' ? 'IP sets' : 'services'} are not supported by Warren; name addresses in "hosts" or use CIDRs`)
+    if (s.startsWith('ipset:')) {
+      const set = this.policy.ipsets.get(s)
+      if (set === undefined) { this.err(node, `IP set ${s} is not defined in "ipsets"`, didYouMean(s, this.policy.ipsets.keys())); return undefined }
+      return { kind: 'ipset', name: s, cidrs: set.cidrs }
+    }
+    if (/^(svc|service):/.test(s)) {
+      this.err(node, `${s}: services are not supported by Warren; name addresses in "hosts" or use CIDRs`)
       return undefined
     }
     const host = this.policy.hosts.get(s)

@@ -33,6 +33,8 @@ export type Selector =
   | { kind: 'domain', domain: string }
   /** autogroup:danger-all: every address, inside the mesh or not (sources only) */
   | { kind: 'any-address' }
+  /** `ipset:name`: the addresses of an IP set, as CIDRs */
+  | { kind: 'ipset', name: string, cidrs: Cidr[] }
 
 /** PortRange is an inclusive range of ports, as on the wire. */
 export interface PortRange { first: number, last: number }
@@ -93,11 +95,15 @@ export interface NodeAttrsEntry {
   attrs: Map<string, unknown[]>
 }
 
+/** IpSet is one entry of `ipsets`: the addresses its operations leave, as the fewest CIDRs. */
+export interface IpSet { cidrs: Cidr[], pos: SourcePos }
+
 /** Policy is a parsed, checked policy file. It holds names as written, not users or nodes. */
 export interface Policy {
   groups: Map<string, { members: string[], pos: SourcePos }>
   tagOwners: Map<string, { owners: string[], pos: SourcePos }>
   hosts: Map<string, { cidr: Cidr, pos: SourcePos }>
+  ipsets: Map<string, IpSet>
   autoApprovers?: AutoApprovers
   acls: PolicyRule[]
   /**
