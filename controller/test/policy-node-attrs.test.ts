@@ -74,9 +74,9 @@ t.test('a policy change names exactly the nodes whose attributes changed', async
   t.same(engine.attrsFor('bob'), { 'custom:x': [] })
 })
 
-t.test('Tailscale-only attributes are accepted with one warning naming each; Warren\'s and custom ones without', async t => {
+t.test('Tailscale-only attributes are accepted with one warning naming each; Warren\'s, built-in and custom ones without', async t => {
   const r = validatePolicy(`{ "tagOwners": { "tag:server": [] }, "nodeAttrs": [
-    { "target": ["*"], "attr": ["funnel", "drive:share", "nextdns:abc123", "randomize-client-port", "custom:mine", "https://example.com/cap/x"] },
+    { "target": ["*"], "attr": ["funnel", "drive:share", "nextdns:abc123", "randomize-client-port", "magicdns-aaaa", "custom:mine", "https://example.com/cap/x"] },
     { "target": ["tag:server"], "attr": ["funnel", "mullvad"] },
   ] }`, users)
   t.ok(r.policy !== undefined, r.errors.map(e => e.message).join('\n'))

@@ -7,9 +7,10 @@ import type { NodeAttrsEntry } from './types.js'
  * nodeAttrs gives nodes attributes: `{"target": ["tag:server"], "attr": ["randomize-client-port"]}`,
  * or capabilities with values: `"app": {"example.com/cap/x": [{...}]}`. Each node gets
  * the union of the entries whose target names it, in its own map only. Warren acts on
- * the attributes in WARREN_ATTRS; Tailscale's own attributes (funnel, Taildrive, ...)
- * are accepted and delivered, with a warning that nothing in Warren acts on them; any
- * other name is an application's capability, for apps on the node to read.
+ * the attributes in WARREN_ATTRS, and does what BUILT_IN_ATTRS ask anyway; Tailscale's
+ * own attributes (funnel, Taildrive, ...) are accepted and delivered, with a warning that
+ * nothing in Warren acts on them; any other name is an application's capability, for
+ * apps on the node to read (LocalAPI status, `self.attrs`).
  */
 
 
@@ -20,15 +21,19 @@ export const WARREN_ATTRS: Readonly<Record<string, string>> = {
 
 /** TAILSCALE_ATTRS are Tailscale features Warren does not have; a policy may name them, but they do nothing here. */
 const TAILSCALE_ATTRS: ReadonlySet<string> = new Set([
-  'funnel', 'mullvad', 'magicdns-aaaa', 'disable-ipv4', 'disable-captive-portal-detection', 'disable-relay-server',
+  'funnel', 'mullvad', 'disable-ipv4', 'disable-captive-portal-detection', 'disable-relay-server',
   'suggest-exit-node', 'default-auto-update', 'probe-udp-lifetime', 'store-appc-routes', 'ssh-behavior-v1', 'ssh-env-vars',
   'only-tcp-443', 'debug-disable-upnp', 'disable-upnp', 'https', 'tailnet-display-name', 'user-dial-routes'
 ])
 /** TAILSCALE_PREFIXES mark families of Tailscale attributes (`nextdns:<profile>`, `drive:share`, its capability URLs). */
 const TAILSCALE_PREFIXES = ['nextdns:', 'drive:', 'https://tailscale.com/cap/', 'tailscale.com/cap/']
 
+/** BUILT_IN_ATTRS turn on in Tailscale what Warren always does (MagicDNS answers AAAA with the node's IPv6): no warning. */
+const BUILT_IN_ATTRS: ReadonlySet<string> = new Set(['magicdns-aaaa'])
+
 /** isTailscaleOnlyAttr says whether an attribute is one of Tailscale's own that Warren has no feature for. */
 export function isTailscaleOnlyAttr (name: string): boolean {
+  if (BUILT_IN_ATTRS.has(name)) return false
   return TAILSCALE_ATTRS.has(name) || TAILSCALE_PREFIXES.some(p => name.startsWith(p))
 }
 

@@ -36,11 +36,9 @@ const PENDING: PendingFeature[] = [
   { error: /\bipPool\b/, reason: 'nodeAttrs ipPool (address pools)' },
   { section: 'postures', reason: 'device postures' },
   { section: 'defaultsrcposture', reason: 'device postures' },
-  { section: 'ipsets', reason: 'ipsets' },
   { error: /autogroup:internet/, reason: 'autogroup:internet: comes with exit nodes' },
   { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
   { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
-  { error: /\bipset:/, reason: 'ipsets' },
   { error: /"app" in grant/, reason: 'grants app (capabilities)' },
   { error: /"via" in grant/, reason: 'grants via: comes with subnet routers' }
 ]
