@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createPolicyEngine, parsePolicy, validatePolicy, type Policy, type PolicyNode } from '../src/policy/index.js'
+import { createPolicyEngine, emailResolution, parsePolicy, validatePolicy, type Policy, type PolicyNode } from '../src/policy/index.js'
 
 /**
  * nodeAttrs and randomizeClientPort: which nodes get which attributes, how a policy change
@@ -72,6 +72,13 @@ t.test('a policy change names exactly the nodes whose attributes changed', async
   engine.setPolicy(policy('"acls": [], "nodeAttrs": [{ "target": ["tag:server"], "attr": ["custom:x"] }]'), users)
   engine.upsertNode({ ...bob, tags: ['tag:server'] })
   t.same(engine.attrsFor('bob'), { 'custom:x': [] })
+})
+
+t.test('a user change that changes whom a target\'s email names is a change the controller recompiles for', async t => {
+  const p = policy('"acls": [], "nodeAttrs": [{ "target": ["carol@example.com"], "attr": ["custom:x"] }]')
+  const carol = { name: 'carol', email: 'carol@example.com' }
+  t.not(emailResolution(p, [...users, carol]), emailResolution(p, users), 'carol appearing changes who the target is')
+  t.equal(emailResolution(p, [...users, { name: 'dave', email: 'dave@example.com' }]), emailResolution(p, users), 'another user does not')
 })
 
 t.test('Tailscale-only attributes are accepted with one warning naming each; Warren\'s, built-in and custom ones without', async t => {
