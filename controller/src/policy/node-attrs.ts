@@ -13,7 +13,6 @@ import type { NodeAttrsEntry } from './types.js'
  * apps on the node to read (LocalAPI status, `self.attrs`).
  */
 
-
 /** WARREN_ATTRS are the attributes that change what Warren does, with what they do. */
 export const WARREN_ATTRS: Readonly<Record<string, string>> = {
   [RANDOMIZE_CLIENT_PORT]: 'the node\'s WireGuard listens on a random free UDP port'
@@ -23,7 +22,7 @@ export const WARREN_ATTRS: Readonly<Record<string, string>> = {
 const TAILSCALE_ATTRS: ReadonlySet<string> = new Set([
   'funnel', 'mullvad', 'disable-ipv4', 'disable-captive-portal-detection', 'disable-relay-server',
   'suggest-exit-node', 'default-auto-update', 'probe-udp-lifetime', 'store-appc-routes', 'ssh-behavior-v1', 'ssh-env-vars',
-  'only-tcp-443', 'debug-disable-upnp', 'disable-upnp', 'https', 'tailnet-display-name', 'user-dial-routes'
+  'only-tcp-443', 'debug-disable-upnp', 'tailnet-display-name', 'user-dial-use-routes'
 ])
 /** TAILSCALE_PREFIXES mark families of Tailscale attributes (`nextdns:<profile>`, `drive:share`, its capability URLs). */
 const TAILSCALE_PREFIXES = ['nextdns:', 'drive:', 'https://tailscale.com/cap/', 'tailscale.com/cap/']
