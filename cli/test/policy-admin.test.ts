@@ -145,12 +145,12 @@ t.test('warren admin policy against a real controller', async t => {
   await t.test('Tailscale sections Warren does not support are refused by name', async tt => {
     const unsupported = file('unsupported.hujson', `{
   "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:*"] }],
-  "nodeAttrs": [{ "target": ["*"], "attr": ["funnel"] }],
+  "postures": {},
 }
 `)
     refusedWith(tt, await admin('policy', 'set', unsupported), /not applied/, [
-      new RegExp(`^${unsupported}:3:3: nodeAttrs is a Tailscale feature Warren does not support; remove it`)
-    ], 'nodeAttrs')
+      new RegExp(`^${unsupported}:3:3: postures is a Tailscale feature Warren does not support; remove it`)
+    ], 'postures')
     tt.equal(await policyVersion(), 5)
   })
 
@@ -176,6 +176,21 @@ t.test('warren admin policy against a real controller', async t => {
     ], 'a failing ssh test')
     refusedWith(tt, await admin('policy', 'set', failing), /not applied/, [/ssh test 1: .* expected deny/], 'set')
     tt.equal(await policyVersion(), 5, 'a policy whose ssh tests fail is not applied')
+  })
+
+  await t.test('Tailscale-only node attributes are accepted with a warning naming each', async tt => {
+    const attrs = file('attrs.hujson', `{
+  "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:*"] }],
+  "nodeAttrs": [{ "target": ["*"], "attr": ["funnel", "randomize-client-port", "mullvad"] }],
+}
+`)
+    const checked = await admin('policy', 'check', attrs)
+    tt.equal(checked.code, 0, 'check passes')
+    const warnings = checked.stderr.trimEnd().split('\n')
+    tt.match(warnings[0], new RegExp(`^warning: ${attrs}:3:\\d+: attribute "funnel" is a Tailscale feature Warren does not have`))
+    tt.match(warnings[1], new RegExp(`^warning: ${attrs}:3:\\d+: attribute "mullvad" is a Tailscale feature`))
+    tt.equal(warnings.length, 2, 'randomize-client-port, which Warren implements, is not warned about')
+    tt.equal(await policyVersion(), 5, 'check stores nothing')
   })
 
   await t.test('a policy whose tests fail is refused, naming the test and why', async tt => {

@@ -164,3 +164,34 @@ t.test('the mesh policy is the engine\'s one writer; a policy change reaches onl
   t.same(fromBlue.map(f => f.ports), [[{ first: 22, last: 22 }]], 'red admits blue on TCP port 22 only')
   t.equal(writes.at(-1), 'setPolicy')
 })
+
+t.test('a node sees its own nodeAttrs in its self, never another node\'s; a policy change sends the new ones', async t => {
+  const users = [{ name: 'alice' }]
+  const policyText = (target: string): string => `{
+    "tagOwners": { "tag:red": ["alice@"], "tag:blue": ["alice@"] },
+    "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:*"] }],
+    "nodeAttrs": [{ "target": ["${target}"], "attr": ["randomize-client-port"], "app": { "example.com/cap/x": [{ "secret": "${target}" }] } }],
+  }`
+  const parse = (text: string): NonNullable<ReturnType<typeof parsePolicy>['policy']> => parsePolicy(text, { users }).policy!
+  const core = startCore(createPolicyEngine(parse(policyText('tag:red')), users))
+  const red = core.add({ name: 'red1', tags: ['tag:red'] })
+  const blue = core.add({ name: 'blue1', tags: ['tag:blue'] })
+  const redMap = core.open(red).map
+  const blueMap = core.open(blue).map
+  const want = { 'example.com/cap/x': [{ secret: 'tag:red' }], 'randomize-client-port': [] }
+  t.same(redMap.netmap.self.attrs, want, 'red gets its attributes')
+  t.equal(blueMap.netmap.self.attrs, undefined, 'blue has none')
+  t.notMatch(JSON.stringify(blueMap.netmap), /randomize-client-port|secret/, 'nothing of red\'s attributes reaches blue, not even in its peer entry')
+  t.same(blueMap.netmap.peers.map(p => p.name), ['red1'])
+
+  core.mesh.setPolicy(parse(policyText('tag:blue')), users)
+  const got = core.take()
+  t.equal(got.red1?.self?.attrs, undefined, 'red is told it has no attributes now')
+  t.same(got.blue1?.self?.attrs, { 'example.com/cap/x': [{ secret: 'tag:blue' }], 'randomize-client-port': [] }, 'blue is told its new ones')
+  t.equal(got.blue1?.peersChanged, undefined, 'no peer is resent for it')
+
+  core.source.put({ ...red, tags: ['tag:blue'] })
+  const retagged = core.take()
+  t.same(Object.keys(retagged.red1?.self?.attrs ?? {}), ['example.com/cap/x', 'randomize-client-port'], 'a retagged node gets the attributes of its new tag')
+  t.notMatch(JSON.stringify(retagged.blue1 ?? {}), /secret/, 'its peers do not')
+})

@@ -21,7 +21,7 @@ const omit = (schema: TSchema & { properties: Record<string, TSchema> }, fields:
 
 /** V1 are the schemas of a version-1 node, which refuse any field they do not know. */
 const V1 = (() => {
-  const node = omit(Node, ['advertisedRoutes', 'approvedRoutes'])
+  const node = omit(Node, ['advertisedRoutes', 'approvedRoutes', 'attrs'])
   const peer = omit(Peer, ['routes', 'primaryRoutes'])
   const rule = omit(FilterRule, ['dsts', 'caps'])
   const nat = Obj({ stun: Type.Array(Type.String()), relays: Type.Array(omit(RelayInfo, ['tlsFingerprint'])) })
@@ -46,6 +46,7 @@ function checkOld (t: Test, c: MapTestClient, what: string): void {
 
 const LAN = '192.168.7.0/24'
 const forward: Rule = { srcs: ['100.64.0.0/10'], protos: [6], ports: [{ first: 22, last: 22 }], dsts: [LAN] }
+const ATTRS = { 'custom:x': [] }
 const capRule: Rule = { srcs: ['100.64.0.0/10'], protos: [], ports: [], caps: { 'example.com/cap/web': [{ role: 'admin' }] } }
 const key = generateWireGuardKeyPair().publicKey
 const nat: NatConfig = {
@@ -57,12 +58,13 @@ const nat: NatConfig = {
   ]
 }
 
-/** withForward is the fake policy plus one subnet router forward rule and one capability rule in every node's filter. */
+/** withForward is the fake policy plus one subnet router forward rule and one capability rule in every node's filter, and one attribute for every node. */
 function withForward (): MapPolicy {
   const base = createFakeMapPolicy()
   const cache = new Map<Rule[], Rule[]>()
   return {
     ...base,
+    attrsFor: () => ATTRS,
     filterFor: id => {
       const rules = base.filterFor(id)
       let out = cache.get(rules)
@@ -88,11 +90,13 @@ t.test('a version-1 node gets maps, deltas and relay messages it can parse; a cu
   t.ok(oldMap.filter.length > 0, 'the node\'s own rules are there')
   t.equal(oldMap.peers.find(p => p.name === 'router')?.routes, undefined, 'no routes on peers')
   t.equal(oldMap.self.advertisedRoutes, undefined, 'nor on itself')
+  t.equal(oldMap.self.attrs, undefined, 'no node attributes')
   t.same(oldMap.nat?.relays, [nat.relays[0], { id: 'edge-1', udp: '198.51.100.7:3480', key }], 'standalone TLS relays (which need a pin) are left out; a kernel relay stays')
 
   const curMap = cc.netmap!
   t.same(curMap.filter.filter(r => r.dsts !== undefined), [forward], 'a current node gets the forward rule')
   t.same(curMap.filter.filter(r => r.caps !== undefined), [capRule], 'and the capability rule')
+  t.same(curMap.self.attrs, ATTRS, 'and its attributes')
   t.same(curMap.peers.find(p => p.name === 'router')?.routes, [LAN])
   t.same(curMap.nat, nat, 'and every relay with its pin')
 

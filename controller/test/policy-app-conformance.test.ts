@@ -19,16 +19,10 @@ t.test('grant cases with app: each is judged and agrees, unless it waits for ano
   t.equal(judged.length, 69, 'the 69 app cases that need nothing else are judged')
 })
 
-// The two nodeAttrs cases with grants' app: their capabilities do not depend on nodeAttrs
-// (node attributes are not capabilities between nodes), so they are judged here with that
-// section removed, until Warren reads nodeAttrs and the table judges them whole.
-t.test('nodeattrs cases with app agree on capabilities', async t => {
+// The two nodeAttrs cases with grants' app are judged whole: capabilities, node
+// attributes and filters.
+t.test('nodeattrs cases with app agree on capabilities and attributes', async t => {
   const records = loadCategory('nodeattrs').filter(hasApp)
   t.equal(records.length, 2)
-  for (const r of records) {
-    const { nodeAttrs, ...rest } = r.policy as Record<string, unknown>
-    t.ok(nodeAttrs !== undefined, `${r.id} has nodeAttrs`)
-    const c = runCase({ ...r, policy: rest })
-    t.equal(c.verdict, 'agree', `${r.id}: ${c.reason} ${c.details.slice(0, 2).join('; ')}`)
-  }
+  for (const c of records.map(runCase)) t.equal(c.verdict, 'agree', `${c.id}: ${c.reason} ${c.details.slice(0, 2).join('; ')}`)
 })

@@ -311,8 +311,8 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
 })
 
 t.test('every unsupported Tailscale feature is refused, never ignored', async t => {
-  const top = ['nodeAttrs', 'postures', 'defaultSrcPosture', 'derpMap',
-    'randomizeClientPort', 'disableIPv4', 'OneCGNATRoute', 'ipsets', 'attrs']
+  const top = ['postures', 'defaultSrcPosture', 'derpMap',
+    'disableIPv4', 'OneCGNATRoute', 'attrs']
   for (const key of top) {
     const r = parsePolicy(`{\n  "acls": [],\n  "${key}": {}\n}`)
     t.same(r.errors.map(e => e.message),
@@ -324,7 +324,7 @@ t.test('every unsupported Tailscale feature is refused, never ignored', async t 
     t.match(r.errors[0]!.message, new RegExp(`^1:62: "${key}" in rule 1 \\(acls\\[0\\]\\) is not supported by Warren`), key)
   }
   const ipset = parsePolicy('{"acls": [{"action": "accept", "src": ["ipset:office"], "dst": ["*:*"]}]}')
-  t.same(ipset.errors.map(e => e.message), ['1:40: ipset:office: IP sets are not supported by Warren; name addresses in "hosts" or use CIDRs'])
+  t.same(ipset.errors.map(e => e.message), ['1:40: IP set ipset:office is not defined in "ipsets"'])
   const posture = parsePolicy('{"tests": [{"src": "alice@", "accept": ["alice@:22"], "srcPostureAttrs": {}}]}')
   t.same(posture.errors.map(e => e.message), ['1:55: "srcPostureAttrs" in test 1 (tests[0]) is not supported by Warren (device posture); remove it'])
   const unknown = parsePolicy('{"tagowner": {}}')

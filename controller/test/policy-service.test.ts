@@ -140,3 +140,14 @@ t.test('the controller\'s engine follows policy and user changes and reports the
   await tc.state.createUser({ name: 'bob' }, 'test')
   t.equal(seen.length, 2, 'a user the policy does not name by email changes nothing')
 })
+
+t.test('policy API: Tailscale-only node attributes are accepted with a warning naming each', async t => {
+  const tc = await testController(t, { app: { plugins: [policyRoutes()] } })
+  const text = '{\n  "acls": [],\n  "nodeAttrs": [{ "target": ["*"], "attr": ["funnel", "randomize-client-port"] }]\n}'
+  const warnings = ['3:45: attribute "funnel" is a Tailscale feature Warren does not have: nodes receive it, but it changes nothing']
+  const check = await tc.admin.inject({ method: 'POST', url: '/v1/policy/check', payload: { text } })
+  t.same(check.json(), { ok: true, errors: [], warnings }, 'check')
+  const set = await tc.admin.inject({ method: 'PUT', url: '/v1/policy', payload: { text } })
+  t.equal(set.statusCode, 200)
+  t.same(set.json(), { version: 1, warnings }, 'set applies it and says the same')
+})

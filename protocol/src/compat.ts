@@ -10,7 +10,7 @@ import type { FilterRule, MapDelta, NatConfig, Netmap, Node, Peer, RelayInfo, Se
  * one knows.
  */
 
-/** ROUTES_AND_PINS_VERSION added subnet routes, TLS relay pins, call-me-maybe and capability rules (see PROTOCOL_VERSION's history). */
+/** ROUTES_AND_PINS_VERSION added subnet routes, TLS relay pins, call-me-maybe, capability rules and node attributes (see PROTOCOL_VERSION's history). */
 export const ROUTES_AND_PINS_VERSION = 2
 
 /** negotiateVersion is the version two sides speak: the lower of the two. */
@@ -18,10 +18,10 @@ export function negotiateVersion (theirs: number): number {
   return Math.min(PROTOCOL_VERSION, theirs)
 }
 
-/** nodeForVersion leaves out a node's route fields for a version before them. */
+/** nodeForVersion leaves out a node's route fields and policy attributes for a version before them. */
 export function nodeForVersion (n: Node, version: number): Node {
   if (version >= ROUTES_AND_PINS_VERSION) return n
-  const { advertisedRoutes: _a, approvedRoutes: _b, ...rest } = n
+  const { advertisedRoutes: _a, approvedRoutes: _b, attrs: _c, ...rest } = n
   return rest
 }
 

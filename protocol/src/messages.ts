@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema, type TObject, type TProperties } from '@sinclair/typebox'
 import { UNSAFE_TEXT_CHARS } from './text.js'
 import { CapMap } from './capabilities.js'
+import { NodeAttrs } from './node-attrs.js'
 
 /**
  * Wire types for every message between CLI, daemon and controller. Each is a JSON
@@ -73,7 +74,9 @@ export const Node = Obj({
   /** subnet routes the node offers to forward into (`warren up --advertise-routes`) */
   advertisedRoutes: Type.Optional(RouteList),
   /** routes approved for it (by an admin or the policy's autoApprovers); only those advertised are served */
-  approvedRoutes: Type.Optional(RouteList)
+  approvedRoutes: Type.Optional(RouteList),
+  /** its attributes from the policy's nodeAttrs: only in its own map (`self`), absent when it has none */
+  attrs: Type.Optional(NodeAttrs)
 })
 export type Node = Static<typeof Node>
 

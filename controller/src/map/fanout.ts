@@ -120,9 +120,15 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     const e: NodeEntry = entries.get(n.id) ?? { node: n, peerJson: '', selfJson: '' }
     e.node = n
     e.peerJson = JSON.stringify(peerView(n, primaries.primaryOf(n.id)))
-    e.selfJson = JSON.stringify(n)
+    e.selfJson = selfText(n)
     entries.set(n.id, e)
     return e
+  }
+
+  /** selfText is what a node is told of itself: its record, with its own nodeAttrs when it has any. */
+  function selfText (n: Node): string {
+    const attrs = peers.attrsFor?.(n.id)
+    return JSON.stringify(attrs === undefined || Object.keys(attrs).length === 0 ? n : { ...n, attrs })
   }
 
   /** reconcilePeers compares a session's peers with the policy's answer in full. */
@@ -233,6 +239,9 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
         if (s === undefined) continue
         reconcilePeers(s)
         reconcileFilter(s)
+        // a policy change may change the node's own attributes: queueSelf sends only a changed self
+        const e = entries.get(s.nodeId)
+        if (e !== undefined) queues.queueSelf(s, entryFor(e.node).selfJson)
       }
     },
     setDomain (domain) {

@@ -1,4 +1,4 @@
-import { isKeyExpired, type Node, type FilterRule } from '@warren/protocol'
+import { isKeyExpired, type Node, type FilterRule, type NodeAttrs } from '@warren/protocol'
 import type { Policy, PolicyUser } from '../policy/types.js'
 import type { MapNodeSource, MapPolicy, MapPolicyChange } from './types.js'
 
@@ -32,6 +32,8 @@ export interface PeerReader {
   peersOf: (id: string) => ReadonlySet<string>
   /** filterFor is empty for a node that is not a member; the same array while unchanged */
   filterFor: (id: string) => FilterRule[]
+  /** attrsFor is the node's own nodeAttrs; none for a node that is not a member */
+  attrsFor?: (id: string) => NodeAttrs
 }
 
 /**
@@ -63,6 +65,7 @@ interface Tracked {
 
 const EMPTY_PEERS: ReadonlySet<string> = new Set()
 const NO_FILTER: FilterRule[] = []
+const NO_ATTRS: NodeAttrs = Object.freeze({})
 const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** NO_POLICY_CHANGE is the engine's answer to a change that concerns no other node. */
@@ -139,6 +142,7 @@ export function createMeshPolicy (opts: MeshPolicyOptions): MeshPolicy {
     isMember,
     peersOf: id => isMember(id) ? engine.peersOf(id) : EMPTY_PEERS,
     filterFor: id => isMember(id) ? engine.filterFor(id) : NO_FILTER,
+    attrsFor: id => isMember(id) ? engine.attrsFor?.(id) ?? NO_ATTRS : NO_ATTRS,
     setPolicy (policy, users) {
       if (engine.setPolicy === undefined) throw new Error('this policy engine takes no policy; replace it with setEngine')
       listener.policyChanged(engine.setPolicy(policy, users))

@@ -1,4 +1,4 @@
-import type { Node, FilterRule } from '@warren/protocol'
+import type { Node, FilterRule, NodeAttrs } from '@warren/protocol'
 import type { Policy, PolicyUser } from '../policy/types.js'
 
 /**
@@ -58,6 +58,8 @@ export interface MapPolicy {
   filterFor: (id: string) => FilterRule[]
   /** setPolicy swaps policy and users and returns the ids whose peers or filter changed (test engines may lack it) */
   setPolicy?: (policy: Policy, users: readonly PolicyUser[]) => Set<string>
+  /** attrsFor is the node's own nodeAttrs (test engines may lack it: none) */
+  attrsFor?: (id: string) => NodeAttrs
 }
 
 /**

@@ -3,6 +3,7 @@ import { DEFAULT_MESH_IPV6, cidrContains, hostCidr, meshSources, parseCidr } fro
 import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
+import type { CompiledNodeAttrs } from './node-attrs.js'
 import { createUserDirectory, expandIdpGroups, isUserToken, type UserDirectory } from './users.js'
 import { policyRules, type Cidr, type Policy, type PolicyIdentity, type PolicyNode, type PolicyUser, type PortRange, type Selector } from './types.js'
 
@@ -59,6 +60,8 @@ export interface CompiledPolicy {
   /** groupsOf: a user's key (`user:<name>`) -> the keys of the groups it is a member of */
   groupsOf: Map<string, string[]>
   users: UserDirectory
+  /** nodeAttrs: the policy's nodeAttrs entries with their targets as keys */
+  nodeAttrs: CompiledNodeAttrs[]
 }
 
 /**
@@ -84,7 +87,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     const member = `user:${u.name.toLowerCase()}`
     groupsOf.set(member, [...(groupsOf.get(member) ?? []), domainKey(domain)])
   }
-  const keyOf = (sel: Selector): string => {
+  const keyOf = (sel: Exclude<Selector, { kind: 'ipset' }>): string => {
     switch (sel.kind) {
       case 'all':
       case 'any-address': return '*'
@@ -105,7 +108,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     const srcKeys = new Set<string>()
     const srcNodeKeys = new Set<string>()
     const srcCidrs = new Map<string, Cidr>()
-    for (const { selector } of r.src) {
+    for (const selector of r.src.flatMap(s => ipsetCidrs(s.selector))) {
       const key = keyOf(selector)
       srcKeys.add(key)
       if (selector.kind === 'all') {
@@ -118,8 +121,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     }
     const dsts = new Map<string, PortRange[]>()
     for (const d of r.dst) {
-      const key = keyOf(d.selector)
-      dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
+      for (const key of ipsetCidrs(d.selector).map(keyOf)) dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
     }
     return {
       ...(r.caps !== undefined ? { caps: r.caps } : {}),
@@ -136,7 +138,13 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       })
     }
   })
-  return { policy, rules, cidrs, groupsOf, users: dir }
+  const nodeAttrs = policy.nodeAttrs.map(e => ({ keys: e.targets.flatMap(ipsetCidrs).map(keyOf), attrs: e.attrs }))
+  return { policy, rules, cidrs, groupsOf, users: dir, nodeAttrs }
+}
+
+/** ipsetCidrs: an IP set stands for its CIDRs, each as if written on its own; other selectors stand for themselves. */
+function ipsetCidrs (sel: Selector): Array<Exclude<Selector, { kind: 'ipset' }>> {
+  return sel.kind === 'ipset' ? sel.cidrs.map(cidr => ({ kind: 'cidr', cidr })) : [sel]
 }
 
 /**

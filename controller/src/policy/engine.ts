@@ -1,10 +1,13 @@
-import type { FilterRule } from '@warren/protocol'
+import type { FilterRule, NodeAttrs } from '@warren/protocol'
 import { cidrContains, hostCidr } from './addr.js'
 import { buildForwardFilter, routeParts, routeOverlaps, routerRoutes } from './route-filter.js'
 import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
 import { buildFilter, type FilterPart } from './build-filter.js'
 import { buildCapFilter } from './cap-filter.js'
+import { attrsForKeys } from './node-attrs.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
+
+const NO_ATTRS: NodeAttrs = Object.freeze({})
 
 /**
  * NodeChange is the set of node ids whose peers or filter changed after one node
@@ -35,8 +38,10 @@ export interface PolicyEngine {
   peersOf: (id: string) => ReadonlySet<string>
   /** filterFor is the node's inbound filter, canonical and sorted; the same array while it is unchanged; do not mutate it */
   filterFor: (id: string) => FilterRule[]
-  /** setPolicy swaps policy and users whole and returns the ids whose peers or filter changed */
+  /** setPolicy swaps policy and users whole and returns the ids whose peers, filter or attributes changed */
   setPolicy: (policy: Policy, users: readonly PolicyUser[]) => Set<string>
+  /** attrsFor is the node's nodeAttrs (its own, for its map only); empty for unknown ids */
+  attrsFor: (id: string) => NodeAttrs
   nodeCount: () => number
 }
 
@@ -50,6 +55,8 @@ interface NodeRec {
   routeKeys: string[]
   user?: string
   sig: string
+  attrs: NodeAttrs
+  attrsJson: string
 }
 
 /**
@@ -86,6 +93,7 @@ export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]
       const rec = state.nodes.get(id)
       return rec === undefined ? [] : state.filterOfSig(rec.sig).filter
     },
+    attrsFor: id => state.nodes.get(id)?.attrs ?? NO_ATTRS,
     setPolicy (newPolicy, newUsers) {
       const next = new EngineState(compilePolicy(newPolicy, newUsers, opts.meshIpv6))
       for (const rec of state.nodes.values()) next.add(next.record(rec.node, rec))
@@ -147,7 +155,8 @@ class EngineState {
       parts.push(...routeParts(routes, this.cp.cidrs, this.dstRules))
     }
     const sig = [...new Set(parts)].sort().join(' ')
-    const rec: NodeRec = { node, addrs, routes, keys, routeKeys, sig }
+    const attrs = this.cp.nodeAttrs.length === 0 ? NO_ATTRS : attrsForKeys(this.cp.nodeAttrs, subject)
+    const rec: NodeRec = { node, addrs, routes, keys, routeKeys, sig, attrs, attrsJson: JSON.stringify(attrs) }
     if (user !== undefined) rec.user = user
     return rec
   }
@@ -365,7 +374,7 @@ class EngineState {
     return result
   }
 
-  /** diffAgainst lists the nodes whose peers or filter differ in `next` (same nodes, new policy). */
+  /** diffAgainst lists the nodes whose peers, filter or attributes differ in `next` (same nodes, new policy). */
   diffAgainst (next: EngineState): Set<string> {
     const changed = new Set<string>()
     const filterSame = new Map<string, boolean>()
@@ -377,7 +386,7 @@ class EngineState {
         same = this.filterOfSig(rec.sig).json === next.filterOfSig(nextRec.sig).json
         filterSame.set(pair, same)
       }
-      if (!same || !sameSet(this.peersOf(id), next.peersOf(id))) changed.add(id)
+      if (!same || rec.attrsJson !== nextRec.attrsJson || !sameSet(this.peersOf(id), next.peersOf(id))) changed.add(id)
     }
     return changed
   }

@@ -16,7 +16,7 @@
  * - DEFAULT_POLICY_TEXT: allow all, the policy in force when none is set.
  * - createPolicyEngine(policy, users, {meshIpv6?}) -> PolicyEngine: setNodes, upsertNode/removeNode
  *   (-> NodeChange: ids whose peers or filter changed, with peersGained/peersLost/
- *   filterChanged), peersOf(id), filterFor(id), setPolicy(policy, users) -> changed ids.
+ *   filterChanged), peersOf(id), filterFor(id), attrsFor(id) (its nodeAttrs), setPolicy(policy, users) -> changed ids.
  *   filterFor holds, after the traffic rules, the capability rules of grants with `app`
  *   that reach the node (FilterRule.caps; capabilitiesOf in protocol reads them).
  * - check(policy, src, dst, proto, port, {users?, nodes?}) -> {allowed, rules: [{index, line}]}
@@ -51,6 +51,7 @@ export { tagOwnersAllow } from './tag-owners.js'
 export { autoApprovedRoutes } from './auto-approvers.js'
 export { buildFilter, mergeRanges } from './build-filter.js'
 export { emailResolution } from './users.js'
+export { WARREN_ATTRS, isTailscaleOnlyAttr } from './node-attrs.js'
 export type { Policy, PolicyNode, PolicyUser, PolicyIdentity, PolicyRule, PolicyTest, PortRange, Selector, SourcePos } from './types.js'
 
 import { parsePolicy, DEFAULT_POLICY_TEXT } from './parse.js'

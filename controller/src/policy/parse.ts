@@ -3,6 +3,9 @@ import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { companionRule, parseAppCaps } from './app-caps.js'
 import { parseAutoApprovers } from './auto-approvers.js'
+import { parseIpsets } from './ipsets.js'
+import { parseNodeAttrs, parseRandomizeClientPort } from './node-attrs.js'
+import type { PolicyReader } from './section-reader.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { parseSsh, parseSshTests, type SshSectionReader } from './ssh-parse.js'
 import { IDP_GROUP_PREFIX, createUserDirectory, isIdpGroupToken, isUserToken } from './users.js'
@@ -52,11 +55,11 @@ export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, I
 
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
-const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers', ssh: 'ssh', sshtests: 'sshTests' }
+const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers',
+  ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs', randomizeclientport: 'randomizeClientPort', ipsets: 'ipsets' }
 const UNSUPPORTED_TOP: Record<string, string> = {
-  nodeattrs: 'nodeAttrs',
-  postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap', randomizeclientport: 'randomizeClientPort',
-  disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', ipsets: 'ipsets', attrs: 'attrs', settings: 'settings'
+  postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap',
+  disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', attrs: 'attrs', settings: 'settings'
 }
 const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst' }
 const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
@@ -212,7 +215,7 @@ class PolicyParser {
 
   constructor (private readonly text: string, private readonly users: readonly PolicyUser[] | undefined) {
     for (let i = 0; i < text.length; i++) if (text[i] === '\n') this.lineStarts.push(i + 1)
-    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), acls: [], grants: [], tests: [], text }
+    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), ipsets: new Map(), acls: [], grants: [], tests: [], nodeAttrs: [], text }
   }
 
   run (): ParseResult {
@@ -240,18 +243,15 @@ class PolicyParser {
     // Definitions first, so uses anywhere can be checked against them.
     const hosts = sections.get('hosts')
     if (hosts !== undefined) this.parseHosts(hosts)
+    const ipsets = sections.get('ipsets')
+    if (ipsets !== undefined) this.policy.ipsets = parseIpsets(ipsets, this.policy, this.sectionReader())
     const groups = sections.get('groups')
     if (groups !== undefined) this.parseGroups(groups)
     const tagOwners = sections.get('tagOwners')
     if (tagOwners !== undefined) this.parseTagOwners(tagOwners)
     const autoApprovers = sections.get('autoApprovers')
     if (autoApprovers !== undefined) {
-      this.policy.autoApprovers = parseAutoApprovers(autoApprovers, this.policy, {
-        object: (n, what) => this.object(n, what),
-        strings: (n, what) => this.strings(n, what),
-        err: (n, reason, suggestion) => this.err(n, reason, suggestion),
-        useUser: (token, node) => this.userUses.push({ token, node })
-      })
+      this.policy.autoApprovers = parseAutoApprovers(autoApprovers, this.policy, this.sectionReader())
     }
     const acls = sections.get('acls')
     if (acls !== undefined) this.parseAcls(acls)
@@ -264,6 +264,10 @@ class PolicyParser {
     if (ssh !== undefined) this.policy.ssh = parseSsh(ssh, this.sshReader())
     const sshTests = sections.get('sshTests')
     if (sshTests !== undefined) this.policy.sshTests = parseSshTests(sshTests, this.sshReader())
+    const nodeAttrs = sections.get('nodeAttrs')
+    if (nodeAttrs !== undefined) this.policy.nodeAttrs.push(...parseNodeAttrs(nodeAttrs, this.sectionReader()))
+    const randomize = sections.get('randomizeClientPort')
+    if (randomize !== undefined) this.policy.nodeAttrs.push(...parseRandomizeClientPort(randomize, this.sectionReader()))
     this.checkUsers()
     return this.result()
   }
@@ -285,6 +289,20 @@ class PolicyParser {
     }
     if (this.users !== undefined) reader.users = this.users
     return reader
+  }
+
+  /** sectionReader lends the shape checks and the alias reader to the parsers of sections kept in their own modules. */
+  private sectionReader (): PolicyReader<JsonNode> {
+    return {
+      object: (n, what) => this.object(n, what),
+      array: (n, what) => this.array(n, what),
+      strings: (n, what) => this.strings(n, what),
+      err: (n, reason, suggestion) => this.err(n, reason, suggestion),
+      warn: (n, reason, suggestion) => this.warn(n, reason, suggestion),
+      useUser: (token, node) => this.userUses.push({ token, node }),
+      selector: (value, node) => this.selector(value, node, 'dst'),
+      pos: n => this.nodePos(n)
+    }
   }
 
   private result (): ParseResult {
@@ -551,7 +569,7 @@ class PolicyParser {
       return undefined
     }
     const hp = cidr === undefined ? splitHostPort(value) : undefined
-    if (hp !== undefined && parsePorts(hp.ports) !== undefined && !['tag', 'group', 'autogroup', 'user'].includes(hp.host)) {
+    if (hp !== undefined && parsePorts(hp.ports) !== undefined && !['tag', 'group', 'autogroup', 'user', 'ipset'].includes(hp.host)) {
       this.err(node, `dst "${value}" has ports, but a grant's destinations name only hosts: ports go in "ip"`, `write "dst": ["${hp.host}"], "ip": ["${hp.ports}"]`)
       return undefined
     }
@@ -637,7 +655,7 @@ class PolicyParser {
 
   private destination (value: string, node: JsonNode, protos: number[] | undefined): RuleDestination | undefined {
     const hp = splitHostPort(value)
-    const bare = hp === undefined || ['tag', 'group', 'autogroup'].includes(hp.host) ? value : undefined
+    const bare = hp === undefined || ['tag', 'group', 'autogroup', 'ipset'].includes(hp.host) ? value : undefined
     if (hp === undefined || bare !== undefined || (parseCidr(value) !== undefined && parseCidr(hp.host) === undefined)) {
       const v6 = parseCidr(value)?.family === 6
       this.err(node, `dst "${value}" has no ports: write it as alias:ports`,
@@ -689,9 +707,13 @@ class PolicyParser {
       this.userUses.push({ token: s, node })
       return { kind: 'user', token: s.toLowerCase() }
     }
-    const kind = /^(ipset|svc|service):/.exec(s)?.[1]
-    if (kind !== undefined) {
-      this.err(node, `${s}: ${kind === 'ipset' ? 'IP sets' : 'services'} are not supported by Warren; name addresses in "hosts" or use CIDRs`)
+    if (s.startsWith('ipset:')) {
+      const set = this.policy.ipsets.get(s)
+      if (set === undefined) { this.err(node, `IP set ${s} is not defined in "ipsets"`, didYouMean(s, this.policy.ipsets.keys())); return undefined }
+      return { kind: 'ipset', name: s, cidrs: set.cidrs }
+    }
+    if (/^(svc|service):/.test(s)) {
+      this.err(node, `${s}: services are not supported by Warren; name addresses in "hosts" or use CIDRs`)
       return undefined
     }
     const host = this.policy.hosts.get(s)

@@ -34,6 +34,8 @@ export type Selector =
   | { kind: 'domain', domain: string }
   /** autogroup:danger-all: every address, inside the mesh or not (sources only) */
   | { kind: 'any-address' }
+  /** `ipset:name`: the addresses of an IP set, as CIDRs */
+  | { kind: 'ipset', name: string, cidrs: Cidr[] }
 
 /** PortRange is an inclusive range of ports, as on the wire. */
 export interface PortRange { first: number, last: number }
@@ -85,11 +87,26 @@ export interface AutoApprovers {
   exitNode: string[]
 }
 
+/**
+ * NodeAttrsEntry is one entry of `nodeAttrs`: the nodes its `target` names get its
+ * attributes (`attr` names, and `app` capabilities with their values).
+ */
+export interface NodeAttrsEntry {
+  pos: SourcePos
+  targets: Selector[]
+  /** attrs: attribute name -> values (empty for a plain `attr`, the JSON values of an `app` capability) */
+  attrs: Map<string, unknown[]>
+}
+
+/** IpSet is one entry of `ipsets`: the addresses its operations leave, as the fewest CIDRs. */
+export interface IpSet { cidrs: Cidr[], pos: SourcePos }
+
 /** Policy is a parsed, checked policy file. It holds names as written, not users or nodes. */
 export interface Policy {
   groups: Map<string, { members: string[], pos: SourcePos }>
   tagOwners: Map<string, { owners: string[], pos: SourcePos }>
   hosts: Map<string, { cidr: Cidr, pos: SourcePos }>
+  ipsets: Map<string, IpSet>
   autoApprovers?: AutoApprovers
   acls: PolicyRule[]
   /**
@@ -101,6 +118,8 @@ export interface Policy {
   /** ssh and sshTests: Tailscale SSH rules and their tests (ssh-parse.ts); absent when the policy has none */
   ssh?: SshPolicyRule[]
   sshTests?: SshPolicyTest[]
+  /** nodeAttrs: the `nodeAttrs` entries, and `randomizeClientPort: true` as one entry for every node */
+  nodeAttrs: NodeAttrsEntry[]
   /** text is the source the policy was parsed from */
   text: string
 }

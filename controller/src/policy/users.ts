@@ -68,7 +68,7 @@ export function memberMatches (token: string, user: PolicyUser): boolean {
 }
 
 /**
- * emailResolution lists which user each email in the policy's groups and rules names,
+ * emailResolution lists which user each email in the policy's groups, rules and nodeAttrs names,
  * and which users each `idp:` group member stands for. A user change matters to a
  * compiled policy only when it changes this (`name@` never depends on which users
  * exist), so most user changes cost nothing.
@@ -79,11 +79,11 @@ export function emailResolution (policy: Policy, users: readonly PolicyUser[]): 
   const idpGroups = new Set<string>()
   for (const g of policy.groups.values()) for (const m of g.members) if (isIdpGroupToken(m)) idpGroups.add(m); else if (!m.endsWith('@')) emails.add(m)
   const domains = new Set<string>()
-  for (const r of policyRules(policy)) {
-    for (const s of [...r.src, ...r.dst]) {
-      if (s.selector.kind === 'user' && !s.selector.token.endsWith('@')) emails.add(s.selector.token)
-      if (s.selector.kind === 'domain') domains.add(s.selector.domain)
-    }
+  // the selectors of rules and of nodeAttrs targets: both name users
+  const selectors = [...policyRules(policy).flatMap(r => [...r.src, ...r.dst].map(s => s.selector)), ...policy.nodeAttrs.flatMap(e => e.targets)]
+  for (const sel of selectors) {
+    if (sel.kind === 'user' && !sel.token.endsWith('@')) emails.add(sel.token)
+    if (sel.kind === 'domain') domains.add(sel.domain)
   }
   // a domain's members are every user with such an email
   for (const u of users) if (u.email !== undefined && domains.has(u.email.toLowerCase().split('@')[1]!)) emails.add(u.email.toLowerCase())

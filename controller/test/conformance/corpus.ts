@@ -49,7 +49,8 @@ export interface CorpusRecord {
     users: Array<{ id: number, name: string, email?: string }>
     nodes: Record<string, TopologyNode>
   }
-  nodes: Record<string, { packetFilter: TailscaleFilterRule[] | null, packetFilterRules?: TailscaleRule[] | null, sshRules?: TailscaleSshRule[] | null } | undefined> | null
+  /** per captured node (a node of the topology may be missing): its filter, its capability rules, its SSH rules and its capability map (name -> values) */
+  nodes: Record<string, { packetFilter: TailscaleFilterRule[] | null, packetFilterRules?: TailscaleRule[] | null, sshRules?: TailscaleSshRule[] | null, capMap?: Record<string, unknown> | null } | undefined> | null
 }
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/conformance/tailscale/', import.meta.url))

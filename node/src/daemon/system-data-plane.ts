@@ -1,7 +1,7 @@
 import dgram from 'node:dgram'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { WarrenError, describeDataPlane, type DataPlaneInfo } from '@warren/protocol'
+import { RANDOMIZE_CLIENT_PORT, WarrenError, describeDataPlane, hasAttr, type DataPlaneInfo } from '@warren/protocol'
 import { createWireGuard, compareVersions, FAST_WIREGUARD_GO, type WireGuard } from '../wireguard/index.js'
 import { createForwarding, createRouter, createSysctlAccess, type Forwarding, type Router } from '../router/index.js'
 import { createNftablesFirewall } from '../firewall/index.js'
@@ -123,16 +123,19 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
     await s?.close()
   }
 
-  /** choosePort keeps the port of an interface that survived a restart, else the wanted one if free. */
-  async function choosePort (): Promise<number> {
+  /**
+   * choosePort keeps the port of an interface that survived a restart, else the wanted one
+   * if free; a node the policy gives randomize-client-port takes any free port (0).
+   */
+  async function choosePort (netmap: Netmap): Promise<number> {
     const existing = await wireguard.status().catch(() => undefined)
     if (existing !== undefined && existing.listenPort > 0) return existing.listenPort
-    return await (adapters.freePort ?? freeUdpPort)(ctx.listenPort)
+    return await (adapters.freePort ?? freeUdpPort)(hasAttr(netmap.self.attrs, RANDOMIZE_CLIENT_PORT) ? 0 : ctx.listenPort)
   }
 
   return {
     async apply (netmap, prefs) {
-      listenPort ??= await choosePort()
+      listenPort ??= await choosePort(netmap)
       lastNetmap = netmap
       routing = prefs
       if (shared === undefined) await openShared(netmap, listenPort, true)
