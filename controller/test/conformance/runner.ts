@@ -3,6 +3,7 @@ import { createPolicyEngine, validatePolicy, type Policy, type PolicyError, type
 import { accessDifferences, tailscaleAccess, warrenAccess } from './access-set.js'
 import { policyText, type Category, type CorpusRecord } from './corpus.js'
 import { KNOWN_DIFFERENCES } from './known-differences.js'
+import { reachesExitTraffic, tailscaleRoutedAccess, warrenRoutedAccess } from './routed-access.js'
 
 /**
  * The conformance runner holds Warren's policy engine to Tailscale's answers, one corpus
@@ -44,8 +45,8 @@ const PENDING: PendingFeature[] = [
   { error: /"via" in grant/, reason: 'grants via: comes with subnet routers' }
 ]
 
-/** ROUTED is why a record whose filters reach into approved routes is not yet applicable. */
-const ROUTED = 'filters into approved subnet routes: come with subnet routers'
+/** EXIT_TRAFFIC is why a record whose filters let traffic through an exit node is not yet applicable. */
+const EXIT_TRAFFIC = 'filters through exit nodes: come with exit nodes'
 
 interface Span { key: string, start: number, end: number }
 
@@ -110,15 +111,16 @@ function judgeCase (r: CorpusRecord): CaseResult {
   const engine = createPolicyEngine(w.policy, users)
   engine.setNodes(nodes)
   const details: string[] = []
-  let routed = false
+  let exit = false
   for (const n of nodes) {
-    const topo = r.topology.nodes[n.id]!
-    const ts = tailscaleAccess(r.nodes?.[n.id]?.packetFilter ?? [], [n.ipv4, n.ipv6], topo.approved_routes)
-    if (ts.routed.length > 0) routed = true
+    const tsFilter = r.nodes?.[n.id]?.packetFilter ?? []
+    const ts = tailscaleAccess(tsFilter, [n.ipv4, n.ipv6], r.topology.nodes[n.id]!.approved_routes)
+    if (reachesExitTraffic(tsFilter, [n.ipv4, n.ipv6], n)) exit = true
     for (const d of accessDifferences(ts.own, warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
+    for (const d of accessDifferences(tailscaleRoutedAccess(tsFilter, n), warrenRoutedAccess(engine.filterFor(n.id)))) details.push(`${n.name} forwards ${d}`)
   }
   if (details.length > 0) return result('disagree', 'filters differ', details)
-  return routed ? result('pending', ROUTED) : result('agree', '')
+  return exit ? result('pending', EXIT_TRAFFIC) : result('agree', '')
 }
 
 /** CategoryResult sums one category's cases. */
