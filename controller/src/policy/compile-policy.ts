@@ -4,6 +4,7 @@ import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
 import { createUserDirectory, expandIdpGroups, isUserToken, type UserDirectory } from './users.js'
+import { viaKey } from './via.js'
 import { policyRules, type Cidr, type Policy, type PolicyIdentity, type PolicyNode, type PolicyUser, type PortRange, type Selector } from './types.js'
 
 /**
@@ -116,7 +117,8 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     }
     const dsts = new Map<string, PortRange[]>()
     for (const d of r.dst) {
-      const key = keyOf(d.selector)
+      const key = r.via === undefined ? keyOf(d.selector) : viaKey(keyOf(d.selector), r.via)
+      if (r.via !== undefined && (d.selector.kind === 'host' || d.selector.kind === 'cidr')) cidrs.set(key, d.selector.cidr)
       dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
     }
     return {

@@ -3,6 +3,7 @@ import { cidrContains, hostCidr } from './addr.js'
 import { buildForwardFilter, routeParts, routeOverlaps, routerRoutes } from './route-filter.js'
 import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
 import { buildFilter, type FilterPart } from './build-filter.js'
+import { routesServedBy } from './via.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 /**
@@ -142,8 +143,9 @@ class EngineState {
     if (user !== undefined) for (const [r, i] of this.selfDsts) parts.push(`${r}.${i}@${user}`)
     const routeKeys: string[] = []
     if (routes.length > 0) {
-      for (const [key, cidr] of this.cp.cidrs) if (routes.some(r => routeOverlaps(r, cidr))) routeKeys.push(key)
-      parts.push(...routeParts(routes, this.cp.cidrs, this.dstRules))
+      const served = routesServedBy(this.cp.cidrs, node.tags)
+      for (const [key, cidr] of served) if (routes.some(r => routeOverlaps(r, cidr))) routeKeys.push(key)
+      parts.push(...routeParts(routes, served, this.dstRules))
     }
     const sig = [...new Set(parts)].sort().join(' ')
     const rec: NodeRec = { node, addrs, routes, keys, routeKeys, sig }

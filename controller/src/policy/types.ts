@@ -55,6 +55,8 @@ export interface PolicyRule {
   protos: number[]
   /** protoText is `proto` as written, absent when omitted */
   protoText?: string
+  /** via: a grant's `via` tags, the only subnet routers its destinations are reached through */
+  via?: string[]
 }
 
 /** PolicyTestCase is one `host:port` of a test's accept or deny list. */

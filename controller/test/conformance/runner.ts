@@ -41,8 +41,7 @@ const PENDING: PendingFeature[] = [
   { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
   { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
   { error: /\bipset:/, reason: 'ipsets' },
-  { error: /"app" in grant/, reason: 'grants app (capabilities)' },
-  { error: /"via" in grant/, reason: 'grants via: comes with subnet routers' }
+  { error: /"app" in grant/, reason: 'grants app (capabilities)' }
 ]
 
 /** EXIT_TRAFFIC is why a record whose filters let traffic through an exit node is not yet applicable. */

@@ -9,7 +9,7 @@ import type { CategoryResult } from './runner.js'
 export const DONE_CATEGORIES: ReadonlySet<Category> = new Set<Category>(['acl', 'routes', 'policytest', 'grant'])
 
 /** MIN_AGREE is how many cases each category agreed on when last raised: a change may not lose any. */
-export const MIN_AGREE: Readonly<Record<Category, number>> = { acl: 212, routes: 114, policytest: 54, grant: 155, nodeattrs: 3, ssh: 5, sshtest: 0 }
+export const MIN_AGREE: Readonly<Record<Category, number>> = { acl: 212, routes: 114, policytest: 54, grant: 182, nodeattrs: 3, ssh: 5, sshtest: 0 }
 
 /** formatTable prints the conformance table as Markdown, with why cases are not yet applicable below it. */
 export function formatTable (results: readonly CategoryResult[]): string {
