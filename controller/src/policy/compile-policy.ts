@@ -227,9 +227,13 @@ export function resolveSubject (cp: CompiledPolicy, who: string | PolicyIdentity
 export function ruleAllows (r: CompiledRule, src: Subject, dst: Subject, proto: number, port: number): boolean {
   if (!r.protos.includes(proto)) return false
   if (!r.srcKeys.some(k => src.keys.has(k))) return false
-  return r.dsts.some(d =>
-    (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst) &&
-    (d.family === undefined || src.addrs.length === 0 || src.addrs.some(a => a.family === d.family)))
+  return r.dsts.some(d => destinationAllows(d, src, dst, proto, port))
+}
+
+/** destinationAllows says whether one destination of a rule (whose protocol and source match) covers `dst` on proto/port. */
+export function destinationAllows (d: CompiledRule['dsts'][number], src: Subject, dst: Subject, proto: number, port: number): boolean {
+  return (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst) &&
+    (d.family === undefined || src.addrs.length === 0 || src.addrs.some(a => a.family === d.family))
 }
 
 /** destinationMatches: does a destination key cover `dst` (autogroup:self: the source user's own identity)? */
