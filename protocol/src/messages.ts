@@ -72,7 +72,9 @@ export const Node = Obj({
   /** subnet routes the node offers to forward into (`warren up --advertise-routes`) */
   advertisedRoutes: Type.Optional(RouteList),
   /** routes approved for it (by an admin or the policy's autoApprovers); only those advertised are served */
-  approvedRoutes: Type.Optional(RouteList)
+  approvedRoutes: Type.Optional(RouteList),
+  /** in the node's own map (`self`) only: the served routes it is the primary router for (the others it stands by for) */
+  primaryRoutes: Type.Optional(RouteList)
 })
 export type Node = Static<typeof Node>
 

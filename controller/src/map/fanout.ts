@@ -119,8 +119,10 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
   function entryFor (n: Node): NodeEntry {
     const e: NodeEntry = entries.get(n.id) ?? { node: n, peerJson: '', selfJson: '' }
     e.node = n
-    e.peerJson = JSON.stringify(peerView(n, primaries.primaryOf(n.id)))
-    e.selfJson = JSON.stringify(n)
+    const primary = primaries.primaryOf(n.id)
+    e.peerJson = JSON.stringify(peerView(n, primary))
+    // a router learns from its own map which of its routes it carries and which it stands by for
+    e.selfJson = JSON.stringify(primary.length > 0 ? { ...n, primaryRoutes: primary } : n)
     entries.set(n.id, e)
     return e
   }
@@ -206,8 +208,13 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     for (const id of ids) {
       const other = entries.get(id)
       if (id === changedId || other === undefined) continue
-      entryFor(other.node)
+      const e = entryFor(other.node)
       if (peers.isMember(id)) queueView(id, touched)
+      const own = queues.get(id)
+      if (own !== undefined) {
+        queues.queueSelf(own, e.selfJson)
+        touched.add(own)
+      }
     }
   }
 
