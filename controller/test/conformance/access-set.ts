@@ -19,13 +19,6 @@ export interface Rect { srcFirst: bigint, srcLast: bigint, portFirst: number, po
 /** AccessSet maps `destination proto` to the canonical text of what it lets in. */
 export type AccessSet = Map<string, string>
 
-/** TailscaleAccess is a Tailscale filter read for one node: what reaches its own addresses, and which destinations lie in its approved routes. */
-export interface TailscaleAccess {
-  own: AccessSet
-  /** routed lists the filter's destinations that overlap the node's approved routes (subnet or exit traffic) */
-  routed: string[]
-}
-
 export const ALL_PORTS = { first: 0, last: 65535 }
 export const DEFAULT_TAILSCALE_PROTOS = [6, 17, 1, 58]
 
@@ -91,24 +84,21 @@ function addresses (ips: readonly string[]): IpPrefix[] {
   })
 }
 
-/** tailscaleAccess reads a node's Tailscale packet filter against the node's addresses and approved routes. */
-export function tailscaleAccess (filter: readonly TailscaleFilterRule[], nodeIps: readonly string[], routes: readonly string[]): TailscaleAccess {
+/** tailscaleAccess reads what a node's Tailscale packet filter lets in to the node's own addresses (routed traffic: routed-access.ts). */
+export function tailscaleAccess (filter: readonly TailscaleFilterRule[], nodeIps: readonly string[]): AccessSet {
   const own = addresses(nodeIps)
-  const approved = routes.flatMap(prefix)
   const b = new Builder()
-  const routed = new Set<string>()
   for (const rule of filter) {
     const srcs = (rule.Srcs ?? []).flatMap(prefix)
     const protos = rule.IPProto === null || rule.IPProto.length === 0 ? DEFAULT_TAILSCALE_PROTOS : rule.IPProto
     for (const d of rule.Dsts ?? []) {
       for (const net of prefix(d.Net)) {
         const mine = own.filter(a => prefixContains(net, a))
-        if (approved.some(r => prefixContains(r, net) || prefixContains(net, r))) routed.add(d.Net)
         for (const a of mine) for (const proto of protos) for (const s of srcs) b.add(a, proto, s, { first: d.Ports.First, last: d.Ports.Last })
       }
     }
   }
-  return { own: b.build(), routed: [...routed] }
+  return b.build()
 }
 
 /**

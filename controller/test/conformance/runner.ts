@@ -113,9 +113,8 @@ function judgeCase (r: CorpusRecord): CaseResult {
   let exit = false
   for (const n of nodes) {
     const tsFilter = r.nodes?.[n.id]?.packetFilter ?? []
-    const ts = tailscaleAccess(tsFilter, [n.ipv4, n.ipv6], r.topology.nodes[n.id]!.approved_routes)
     if (reachesExitTraffic(tsFilter, [n.ipv4, n.ipv6], n)) exit = true
-    for (const d of accessDifferences(ts.own, warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
+    for (const d of accessDifferences(tailscaleAccess(tsFilter, [n.ipv4, n.ipv6]), warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
     for (const d of accessDifferences(tailscaleRoutedAccess(tsFilter, n), warrenRoutedAccess(engine.filterFor(n.id)))) details.push(`${n.name} forwards ${d}`)
   }
   if (details.length > 0) return result('disagree', 'filters differ', details)
