@@ -51,12 +51,12 @@ t.test('warren admin nodes routes says whether a served route has the node as it
 
 t.test('warren status says which routes are offered, approved and in use', async t => {
   const st = {
-    self: { advertisedRoutes: ['192.168.1.0/24', '10.0.0.0/8'], approvedRoutes: ['192.168.1.0/24'] },
-    routing: { advertiseRoutes: ['192.168.1.0/24', '10.0.0.0/8'], acceptRoutes: false, snatSubnetRoutes: true },
+    self: { advertisedRoutes: ['192.168.1.0/24', '10.0.0.0/8', '10.9.0.0/16'], approvedRoutes: ['192.168.1.0/24', '10.9.0.0/16'], primaryRoutes: ['192.168.1.0/24'] },
+    routing: { advertiseRoutes: ['192.168.1.0/24', '10.0.0.0/8', '10.9.0.0/16'], acceptRoutes: false, snatSubnetRoutes: true },
     peers: [{ name: 'office', online: true, routes: ['172.16.0.0/12'], primaryRoutes: ['172.16.0.0/12'] }]
   } as unknown as LocalStatus
   t.same(formatRoutes(st), [
-    'routes advertised: 192.168.1.0/24 (approved, served), 10.0.0.0/8 (awaiting approval); masqueraded',
+    'routes advertised: 192.168.1.0/24 (approved, served, primary), 10.0.0.0/8 (awaiting approval), 10.9.0.0/16 (approved, served, standby); masqueraded',
     'route 172.16.0.0/12 via office (primary): not used (run \'warren up --accept-routes\' to use it)'
   ])
   const using = {

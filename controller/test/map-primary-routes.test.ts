@@ -36,9 +36,12 @@ t.test('a client\'s map moves the route to the other router the moment the prima
   t.teardown(second.close)
   await waitUntil(() => primaryOf(cc, firstName)?.[0] === LAN, 'the router that came online first is primary')
   t.same(primaryOf(cc, secondNode.node.name), undefined, 'the other is a standby')
+  await waitUntil(() => first.netmap!.self.primaryRoutes?.[0] === LAN, 'the primary\'s own map says it is primary')
+  t.same(second.netmap!.self.primaryRoutes, undefined, 'the standby\'s own map does not')
 
   await first.close()
   await waitUntil(() => primaryOf(cc, secondNode.node.name)?.[0] === LAN, 'the standby takes over')
+  await waitUntil(() => second.netmap!.self.primaryRoutes?.[0] === LAN, 'and its own map says it is primary now')
   t.same(primaryOf(cc, firstName), undefined, 'the old primary is no longer primary')
 
   const back = await connectReady(srv.url, first.netmap!.self.id === a.node.id ? a : b)
@@ -47,4 +50,27 @@ t.test('a client\'s map moves the route to the other router the moment the prima
   t.same(primaryOf(cc, secondNode.node.name), [LAN], 'the route stays where it is')
   t.same(primaryOf(cc, firstName), undefined)
   t.same(cc.problems, [])
+})
+
+t.test('a router cut off is noticed by its own shorter keepalive, and its route moves; other nodes keep the long one', async t => {
+  // The ordinary keepalive is far longer than the test: only the routers' one can notice.
+  const { srv, nodes: [client, plain] } = await startWith(t, ['client', 'plain'], { pingIntervalMs: 600_000, routerPingIntervalMs: 100 })
+  const a = srv.add({ name: 'router-a', ...serving })
+  const b = srv.add({ name: 'router-b', ...serving })
+  const cc = await connectReady(srv.url, client!)
+  const cp = await connectReady(srv.url, plain!)
+  const ca = await connectReady(srv.url, a)
+  const cb = await connectReady(srv.url, b)
+  t.teardown(async () => { await cc.close(); cp.ws.terminate(); ca.ws.terminate(); cb.ws.terminate() })
+  await waitUntil(() => cc.netmap!.peers.length === 3 && cc.netmap!.peers.every(x => x.online), 'everyone online')
+  const primaryName = (): string | undefined => cc.netmap!.peers.find(x => x.primaryRoutes?.[0] === LAN)?.name
+  await waitUntil(() => primaryName() !== undefined, 'a primary router')
+  const primary = primaryName()!
+  const [cut, standby] = primary === 'router-a' ? [ca, 'router-b'] : [cb, 'router-a']
+  // A router whose network is cut: the socket stays open but nothing comes back, not even pongs.
+  cut.ws.pause()
+  cp.ws.pause()
+  await waitUntil(() => primaryOf(cc, standby)?.[0] === LAN, 'the standby takes the route over')
+  t.notOk(cc.netmap!.peers.find(x => x.name === primary)!.online, 'the cut router is offline')
+  t.ok(cc.netmap!.peers.find(x => x.name === 'plain')!.online, 'a frozen node without routes is not pinged as often')
 })

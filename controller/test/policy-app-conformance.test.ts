@@ -7,8 +7,8 @@ import { runCase } from './conformance/runner.js'
 // source and capability), not left as "not yet applicable".
 
 const hasApp = (r: CorpusRecord): boolean => /"app"\s*:/.test(policyText(r))
-/** DEPENDS_ON_OTHER_FEATURES: app cases that also need a part Warren does not have yet (via, exit nodes, subnet filters) */
-const DEPENDS_ON_OTHER_FEATURES = /grants via|autogroup:internet|approved subnet routes/
+/** DEPENDS_ON_OTHER_FEATURES: app cases that also need a part Warren does not have yet (exit nodes) */
+const DEPENDS_ON_OTHER_FEATURES = /autogroup:internet|exit nodes/
 
 t.test('grant cases with app: each is judged and agrees, unless it waits for another feature', async t => {
   const cases = loadCategory('grant').filter(hasApp).map(runCase)
@@ -16,7 +16,7 @@ t.test('grant cases with app: each is judged and agrees, unless it waits for ano
   t.same(cases.filter(c => c.verdict === 'pending' && !DEPENDS_ON_OTHER_FEATURES.test(c.reason)).map(c => `${c.id}: ${c.reason}`), [],
     'no app case waits for app')
   t.same(judged.filter(c => c.verdict !== 'agree').map(c => `${c.id}: ${c.reason} ${c.details.slice(0, 2).join('; ')}`), [])
-  t.equal(judged.length, 69, 'the 69 app cases that need nothing else are judged')
+  t.equal(judged.length, 75, 'the 75 app cases that need nothing else (69, and 6 with via or subnet routes) are judged')
 })
 
 // The two nodeAttrs cases with grants' app are judged whole: capabilities, node

@@ -21,7 +21,7 @@ export function negotiateVersion (theirs: number): number {
 /** nodeForVersion leaves out a node's route fields and policy attributes for a version before them. */
 export function nodeForVersion (n: Node, version: number): Node {
   if (version >= ROUTES_AND_PINS_VERSION) return n
-  const { advertisedRoutes: _a, approvedRoutes: _b, attrs: _c, ...rest } = n
+  const { advertisedRoutes: _a, approvedRoutes: _b, attrs: _c, primaryRoutes: _d, ...rest } = n
   return rest
 }
 

@@ -76,7 +76,9 @@ export const Node = Obj({
   /** routes approved for it (by an admin or the policy's autoApprovers); only those advertised are served */
   approvedRoutes: Type.Optional(RouteList),
   /** its attributes from the policy's nodeAttrs: only in its own map (`self`), absent when it has none */
-  attrs: Type.Optional(NodeAttrs)
+  attrs: Type.Optional(NodeAttrs),
+  /** in the node's own map (`self`) only: the served routes it is the primary router for (the others it stands by for) */
+  primaryRoutes: Type.Optional(RouteList)
 })
 export type Node = Static<typeof Node>
 

@@ -10,7 +10,7 @@ import { WarrenError } from './errors.js'
  *   1 (2026-11-24): first version: signed registration, challenge-signed map session,
  *                   full map then sequenced deltas, per-node inbound filter.
  *   2 (2026-12-07): subnet routes (Node.advertisedRoutes/approvedRoutes, Peer.routes and
- *                   primaryRoutes, FilterRule.dsts), grants' capabilities
+ *                   primaryRoutes, Node.primaryRoutes, FilterRule.dsts), grants' capabilities
  *                   (FilterRule.caps, LocalWhoisResponse.capabilities), nodeAttrs (Node.attrs), standalone TLS relays with their
  *                   certificate pin (RelayInfo.tlsFingerprint), call-me-maybe, netcheck
  *                   over IPv6 (LocalNetcheck.ipv6); nodes and relays answer an older

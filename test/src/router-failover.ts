@@ -34,17 +34,31 @@ export async function crashRouter (router: MeshNode): Promise<void> {
 }
 
 /**
- * measureFailover pings `target` from `client` every PING_INTERVAL_S, crashes `primary`,
- * and waits (up to `timeoutMs`) until `standby` carries the route and answers come back
- * after the hole the crash made. The pinger is stopped before it returns.
+ * cutRouter models a router whose network is cut: its backbone interface goes down, so its
+ * map session falls silent (no FIN, no RST) and WireGuard packets to it are lost. The
+ * controller notices only by its keepalive. It returns what reconnects the router.
  */
-export async function measureFailover (client: MeshNode, target: string, primary: MeshNode, standby: MeshNode, timeoutMs = 120_000): Promise<Failover> {
+export async function cutRouter (router: MeshNode): Promise<() => Promise<void>> {
+  const backbone = router.host.interfaces.find(i => i.network === 'backbone')
+  if (backbone === undefined) throw new Error(`${router.name} has no backbone interface to cut`)
+  await router.host.exec(['ip', 'link', 'set', 'dev', backbone.name, 'down'])
+  return async () => { await router.host.exec(['ip', 'link', 'set', 'dev', backbone.name, 'up']) }
+}
+
+/**
+ * measureFailover pings `target` from `client` every PING_INTERVAL_S, takes `primary` down
+ * (`takeDown`: crashRouter unless given, or cutRouter), and waits (up to `timeoutMs`) until
+ * `standby` carries the route and answers come back after the hole that made. The pinger
+ * is stopped before it returns.
+ */
+export async function measureFailover (client: MeshNode, target: string, primary: MeshNode, standby: MeshNode, timeoutMs = 120_000,
+  takeDown: (router: MeshNode) => Promise<unknown> = crashRouter): Promise<Failover> {
   const ping = client.host.spawn(['ping', '-D', '-n', '-i', String(PING_INTERVAL_S), '-W', '1', target])
   try {
     await waitFor(() => replies(ping.output()).length > 0, { timeoutMs: 30_000, message: `${client.name} pinging ${target} before the crash` })
     const crashedAt = Date.now() / 1000
-    await crashRouter(primary)
-    // From here on the old primary's interface is gone: every answer came through the standby.
+    await takeDown(primary)
+    // From here on the old primary is gone or cut off: every answer came through the standby.
     const downAt = Date.now() / 1000
     const resumed = await waitFor(() => {
       const rs = replies(ping.output())

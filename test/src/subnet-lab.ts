@@ -29,14 +29,14 @@ export interface SubnetLab {
 }
 
 /** createSubnetLab builds the lab with `policy` in force before the nodes join. */
-export async function createSubnetLab (t: TestWithResult, policy: (lab: { lanHost: string, lan: string }) => string, opts: { routers?: 1 | 2 } = {}): Promise<SubnetLab> {
+export async function createSubnetLab (t: TestWithResult, policy: (lab: { lanHost: string, lan: string }) => string, opts: { routers?: 1 | 2, controllerArgs?: string[], router2Tag?: string } = {}): Promise<SubnetLab> {
   const topology = await createTopology(t, { hosts: ['ctl', 'client'] })
   const routerHost = await topology.addHost('router', { networks: ['backbone', 'lan'] })
   if (opts.routers === 2) await topology.addHost('router2', { networks: ['backbone', 'lan'] })
   const lanHost = await topology.addHost('printer', { networks: ['lan'] })
   const lan = topology.networks.find(n => n.name === 'lan')!.subnet
   const routerLan = routerHost.interfaces.find(i => i.network === 'lan')!
-  const mesh = await createMesh(t, { hosts: [], lab: { topology, controller: topology.host('ctl') } })
+  const mesh = await createMesh(t, { hosts: [], lab: { topology, controller: topology.host('ctl') }, ...(opts.controllerArgs !== undefined ? { controllerArgs: opts.controllerArgs } : {}) })
   const setPolicy = async (text: string, message: string): Promise<void> => {
     const file = join(mesh.dir, `policy-${Date.now()}.hujson`)
     writeFileSync(file, text)
@@ -47,7 +47,7 @@ export async function createSubnetLab (t: TestWithResult, policy: (lab: { lanHos
   const key = async (...extra: string[]): Promise<string> =>
     JSON.parse(await mesh.admin('keys', 'create', '--user', 'alice', '--reusable', '--preapproved', ...extra, '--json')).key as string
   const router = await mesh.join('router', { authKey: await key('--tags', 'tag:router') })
-  const router2 = opts.routers === 2 ? await mesh.join('router2', { authKey: await key('--tags', 'tag:router') }) : undefined
+  const router2 = opts.routers === 2 ? await mesh.join('router2', { authKey: await key('--tags', opts.router2Tag ?? 'tag:router') }) : undefined
   const client = await mesh.join('client', { authKey: await key() })
   return { mesh, router, client, ...(router2 !== undefined ? { router2 } : {}), lanHost, lan, routerLan: { name: routerLan.name, address: routerLan.address }, setPolicy }
 }

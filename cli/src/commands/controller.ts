@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander'
 import { networkInterfaces } from 'node:os'
-import { displayFingerprint, DEFAULT_DOMAIN, DEFAULT_STUN_PORT, LOGIN_CALLBACK_PATH, parseHostPort, WarrenError } from '@warren/protocol'
+import { displayFingerprint, DEFAULT_DOMAIN, DEFAULT_STUN_PORT, LOGIN_CALLBACK_PATH, parseDuration, parseHostPort, WarrenError } from '@warren/protocol'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
 import { listenForStop } from '../stop-signal.js'
@@ -11,6 +11,7 @@ interface ServeOpts extends OidcFlags {
   config?: string
   stateDir: string
   keyExpiry: string
+  routerKeepalive: string
   listen: string
   domain: string
   tlsCert?: string
@@ -110,6 +111,7 @@ export function register (program: Command): void {
     .option('--relay-host <host>', 'address nodes reach the embedded relay at (default: the --listen address, or this machine\'s first IPv4)')
     .option('--relay-ports <first-last>', 'UDP ports the embedded relay allocates to relayed pairs (two per pair)', '40000-40999')
     .option('--key-expiry <duration>', 'how long a node key stays valid after a login or auth-key join (0 = never expires)', '180d')
+    .option('--router-keepalive <duration>', 'ping interval of the map sessions of nodes serving routes: a router cut off is replaced within two (other nodes: 15s)', '3s')
   addOidcFlags(serve)
     .hook('preAction', async cmd => { await applyServeConfig(cmd) })
     .action(async (opts: ServeOpts) => {
@@ -126,6 +128,7 @@ export function register (program: Command): void {
         listen: opts.listen,
         domain: opts.domain,
         nodeKeyExpiry: opts.keyExpiry,
+        map: { routerPingIntervalMs: routerKeepalive(opts.routerKeepalive) },
         ...(oidc !== undefined ? { oidc } : {}),
         ...(opts.tlsCert !== undefined ? { tlsCert: opts.tlsCert } : {}),
         ...(opts.tlsKey !== undefined ? { tlsKey: opts.tlsKey } : {}),
@@ -145,4 +148,11 @@ export function register (program: Command): void {
       cliIo().stderr.write(`warren: ${signal}: stopping the controller\n`)
       await ctl.close()
     })
+}
+
+/** routerKeepalive reads --router-keepalive: at least a second, so a busy router is not taken for a lost one. */
+export function routerKeepalive (text: string): number {
+  const ms = parseDuration(text, '--router-keepalive')
+  if (ms < 1000) throw new WarrenError('bad_duration', `--router-keepalive '${text}' is too short: use at least 1s (for example 3s)`, { field: '--router-keepalive' })
+  return ms
 }

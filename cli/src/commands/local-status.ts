@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { describeDataPlane, type LocalStatus, type LocalPeerPath } from '@warren/protocol'
+import { describeDataPlane, isExitRoute, type LocalStatus, type LocalPeerPath } from '@warren/protocol'
 import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
 import { printJson, formatTable, relativeTime } from '../output.js'
 import { cliIo } from '../cli-io.js'
@@ -28,7 +28,10 @@ export function formatRoutes (st: LocalStatus): string[] {
   const advertised = st.self?.advertisedRoutes ?? []
   if (advertised.length > 0) {
     const approved = new Set(st.self?.approvedRoutes ?? [])
-    const state = (r: string): string => approved.has(r) ? 'approved, served' : 'awaiting approval'
+    const primary = new Set(st.self?.primaryRoutes ?? [])
+    // the controller names a primary router for subnet routes, not for an exit node's default routes
+    const role = (r: string): string => isExitRoute(r) ? '' : primary.has(r) ? ', primary' : ', standby'
+    const state = (r: string): string => approved.has(r) ? `approved, served${role(r)}` : 'awaiting approval'
     lines.push(`routes advertised: ${advertised.map(r => `${r} (${state(r)})`).join(', ')}; ${st.routing?.snatSubnetRoutes === false ? 'no masquerade' : 'masqueraded'}`)
   }
   const accept = st.routing?.acceptRoutes === true

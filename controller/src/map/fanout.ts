@@ -119,16 +119,24 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
   function entryFor (n: Node): NodeEntry {
     const e: NodeEntry = entries.get(n.id) ?? { node: n, peerJson: '', selfJson: '' }
     e.node = n
-    e.peerJson = JSON.stringify(peerView(n, primaries.primaryOf(n.id)))
-    e.selfJson = selfText(n)
+    const primary = primaries.primaryOf(n.id)
+    e.peerJson = JSON.stringify(peerView(n, primary))
+    e.selfJson = selfText(n, primary)
     entries.set(n.id, e)
     return e
   }
 
-  /** selfText is what a node is told of itself: its record, with its own nodeAttrs when it has any. */
-  function selfText (n: Node): string {
+  /**
+   * selfText is what a node is told of itself: its record, with its own nodeAttrs when it
+   * has any, and for a router the served routes it is primary for (it stands by for the others).
+   */
+  function selfText (n: Node, primary: string[]): string {
     const attrs = peers.attrsFor?.(n.id)
-    return JSON.stringify(attrs === undefined || Object.keys(attrs).length === 0 ? n : { ...n, attrs })
+    return JSON.stringify({
+      ...n,
+      ...(attrs === undefined || Object.keys(attrs).length === 0 ? {} : { attrs }),
+      ...(primary.length > 0 ? { primaryRoutes: primary } : {})
+    })
   }
 
   /** reconcilePeers compares a session's peers with the policy's answer in full. */
@@ -212,8 +220,13 @@ export function createMapFanout (opts: MapFanoutOptions): MapFanout {
     for (const id of ids) {
       const other = entries.get(id)
       if (id === changedId || other === undefined) continue
-      entryFor(other.node)
+      const e = entryFor(other.node)
       if (peers.isMember(id)) queueView(id, touched)
+      const own = queues.get(id)
+      if (own !== undefined) {
+        queues.queueSelf(own, e.selfJson)
+        touched.add(own)
+      }
     }
   }
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
+import { servedRoutes } from '@warren/protocol'
 import type { Registry } from 'prom-client'
 import type { MapNodeSource, MapPolicy, MapLogger } from './types.js'
 import { createMapMetrics, type MapMetrics } from './metrics.js'
@@ -25,6 +26,8 @@ export interface MapServiceOptions {
   coalesceMs?: number
   /** ws ping interval; a node that has not answered the previous ping is closed (default 15 s) */
   pingIntervalMs?: number
+  /** the ping interval of nodes serving subnet routes (default 3 s), so a router cut off is replaced within about 6 s */
+  routerPingIntervalMs?: number
   /** how long an unauthenticated socket may wait before its hello (default 10 s) */
   helloTimeoutMs?: number
   /** how long a disconnected session's state is kept for resume (default 2 min) */
@@ -112,6 +115,8 @@ export function createMapService (opts: MapServiceOptions): MapService {
     sendHighWaterBytes: opts.sendHighWaterBytes ?? 256 * 1024,
     maxBufferedBytes: opts.maxBufferedBytes ?? 64 * 1024 * 1024,
     pingIntervalMs: opts.pingIntervalMs ?? 15_000,
+    routerPingIntervalMs: opts.routerPingIntervalMs ?? 3_000,
+    isRouter: id => { const n = fanout.node(id); return n !== undefined && servedRoutes(n).length > 0 },
     ...(opts.log !== undefined ? { log: opts.log } : {})
   })
   let flushTimer: NodeJS.Timeout | undefined

@@ -17,6 +17,12 @@ export interface MapWireOptions {
   maxBufferedBytes: number
   /** ping interval; a socket that has not answered the previous ping is closed */
   pingIntervalMs: number
+  /**
+   * the shorter ping interval of nodes that `isRouter` names (those serving subnet routes):
+   * a router cut off from the network is noticed within two of these, and its routes move
+   */
+  routerPingIntervalMs?: number
+  isRouter?: (nodeId: string) => boolean
   log?: MapLogger
 }
 
@@ -88,8 +94,10 @@ export function createMapWire (opts: MapWireOptions): MapWire {
     send(ws, 'error', JSON.stringify({ type: 'error', code, message: message.slice(0, 4000) }))
   }
 
-  const pinger = setInterval(() => {
+  /** sweep pings the sockets of one class (routers or the others), closing those that missed the last ping */
+  function sweep (routers: boolean): void {
     for (const [ws, a] of alive) {
+      if ((opts.isRouter?.(a.nodeId) ?? false) !== routers) continue
       if (!a.answered) {
         log?.info({ node: a.nodeId }, 'map session missed its keepalive; closing it')
         metrics.errors.labels('keepalive_timeout').inc()
@@ -100,8 +108,10 @@ export function createMapWire (opts: MapWireOptions): MapWire {
       a.answered = false
       ws.ping()
     }
-  }, opts.pingIntervalMs)
-  pinger.unref()
+  }
+  const pingers = [setInterval(() => { sweep(false) }, opts.pingIntervalMs)]
+  if (opts.isRouter !== undefined) pingers.push(setInterval(() => { sweep(true) }, opts.routerPingIntervalMs ?? opts.pingIntervalMs))
+  for (const p of pingers) p.unref()
 
   return {
     send,
@@ -120,7 +130,7 @@ export function createMapWire (opts: MapWireOptions): MapWire {
     },
     counts: () => ({ ...counts }),
     close () {
-      clearInterval(pinger)
+      for (const p of pingers) clearInterval(p)
       alive.clear()
     }
   }

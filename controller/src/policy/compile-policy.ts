@@ -5,6 +5,7 @@ import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
 import type { CompiledNodeAttrs } from './node-attrs.js'
 import { createUserDirectory, expandIdpGroups, isUserToken, type UserDirectory } from './users.js'
+import { viaKey } from './via.js'
 import { policyRules, type Cidr, type Policy, type PolicyIdentity, type PolicyNode, type PolicyUser, type PortRange, type Selector } from './types.js'
 
 /**
@@ -121,7 +122,11 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     }
     const dsts = new Map<string, PortRange[]>()
     for (const d of r.dst) {
-      for (const key of ipsetCidrs(d.selector).map(keyOf)) dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
+      for (const sel of ipsetCidrs(d.selector)) {
+        const key = r.via === undefined ? keyOf(sel) : viaKey(keyOf(sel), r.via)
+        if (r.via !== undefined && (sel.kind === 'host' || sel.kind === 'cidr')) cidrs.set(key, sel.cidr)
+        dsts.set(key, [...(dsts.get(key) ?? []), ...d.ports])
+      }
     }
     return {
       ...(r.caps !== undefined ? { caps: r.caps } : {}),
@@ -236,9 +241,13 @@ export function resolveSubject (cp: CompiledPolicy, who: string | PolicyIdentity
 export function ruleAllows (r: CompiledRule, src: Subject, dst: Subject, proto: number, port: number): boolean {
   if (!r.protos.includes(proto)) return false
   if (!r.srcKeys.some(k => src.keys.has(k))) return false
-  return r.dsts.some(d =>
-    (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst) &&
-    (d.family === undefined || src.addrs.length === 0 || src.addrs.some(a => a.family === d.family)))
+  return r.dsts.some(d => destinationAllows(d, src, dst, proto, port))
+}
+
+/** destinationAllows says whether one destination of a rule (whose protocol and source match) covers `dst` on proto/port. */
+export function destinationAllows (d: CompiledRule['dsts'][number], src: Subject, dst: Subject, proto: number, port: number): boolean {
+  return (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst) &&
+    (d.family === undefined || src.addrs.length === 0 || src.addrs.some(a => a.family === d.family))
 }
 
 /** destinationMatches: does a destination key cover `dst` (autogroup:self: the source user's own identity)? */

@@ -59,7 +59,7 @@ export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly Poli
     before.setNodes(nodes)
     after.setNodes(nodes)
     const label = sourceLabeler(nodes, [oldPolicy, newPolicy])
-    const memo = new Map<FilterRule[], Map<FilterRule[], Array<[string, number, PortRange[], PortRange[]]>>>()
+    const memo = new Map<FilterRule[], Map<FilterRule[], DiffRow[]>>()
     for (const n of nodes) {
       const fa = before.filterFor(n.id)
       const fb = after.filterFor(n.id)
@@ -67,7 +67,8 @@ export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly Poli
       if (inner === undefined) { inner = new Map(); memo.set(fa, inner) }
       let rows = inner.get(fb)
       if (rows === undefined) { rows = filterDiffRows(fa, fb, label); inner.set(fb, rows) }
-      for (const [src, proto, a, b] of rows) if (src !== n.name) record('node', src, n.name, proto, a, b)
+      // a router's forward rules reach the subnet behind it, not the router: `10.1.0.0/16 via router`
+      for (const [src, via, proto, a, b] of rows) if (src !== n.name) record('node', src, via === '' ? n.name : `${via} via ${n.name}`, proto, a, b)
     }
   }
   return { gained: groupProtos(gained), lost: groupProtos(lost) }
@@ -148,15 +149,20 @@ function sourceLabeler (nodes: readonly PolicyNode[], policies: Policy[]): (src:
   return src => byAddr.get(src) ?? src
 }
 
-function filterDiffRows (a: FilterRule[], b: FilterRule[], label: (s: string) => string): Array<[string, number, PortRange[], PortRange[]]> {
+/** DiffRow is one source's ports on one protocol before and after, to the node (`via` empty) or to a range it forwards to. */
+type DiffRow = [src: string, via: string, proto: number, before: PortRange[], after: PortRange[]]
+
+function filterDiffRows (a: FilterRule[], b: FilterRule[], label: (s: string) => string): DiffRow[] {
   if (a === b) return []
   const collect = (f: FilterRule[]): Map<string, PortRange[]> => {
     const m = new Map<string, PortRange[]>()
     for (const rule of f) {
-      for (const s of rule.srcs) {
-        for (const proto of rule.protos) {
-          const key = `${label(s)}\u0000${proto}`
-          m.set(key, [...(m.get(key) ?? []), ...rule.ports])
+      for (const via of rule.dsts ?? ['']) {
+        for (const s of rule.srcs) {
+          for (const proto of rule.protos) {
+            const key = `${label(s)}\u0000${via}\u0000${proto}`
+            m.set(key, [...(m.get(key) ?? []), ...rule.ports])
+          }
         }
       }
     }
@@ -164,13 +170,13 @@ function filterDiffRows (a: FilterRule[], b: FilterRule[], label: (s: string) =>
   }
   const ma = collect(a)
   const mb = collect(b)
-  const rows: Array<[string, number, PortRange[], PortRange[]]> = []
+  const rows: DiffRow[] = []
   for (const key of new Set([...ma.keys(), ...mb.keys()])) {
     const before = mergeRanges(ma.get(key) ?? [])
     const after = mergeRanges(mb.get(key) ?? [])
     if (portsText(before) === portsText(after)) continue
-    const [src, proto] = key.split('\u0000') as [string, string]
-    rows.push([src, Number(proto), before, after])
+    const [src, via, proto] = key.split('\u0000') as [string, string, string]
+    rows.push([src, via, Number(proto), before, after])
   }
   return rows
 }

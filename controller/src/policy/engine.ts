@@ -5,6 +5,7 @@ import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, 
 import { buildFilter, type FilterPart } from './build-filter.js'
 import { buildCapFilter } from './cap-filter.js'
 import { attrsForKeys } from './node-attrs.js'
+import { routesServedBy } from './via.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 const NO_ATTRS: NodeAttrs = Object.freeze({})
@@ -151,8 +152,9 @@ class EngineState {
     if (user !== undefined) for (const [r, i] of this.selfDsts) parts.push(`${r}.${i}@${user}`)
     const routeKeys: string[] = []
     if (routes.length > 0) {
-      for (const [key, cidr] of this.cp.cidrs) if (routes.some(r => routeOverlaps(r, cidr))) routeKeys.push(key)
-      parts.push(...routeParts(routes, this.cp.cidrs, this.dstRules))
+      const served = routesServedBy(this.cp.cidrs, node.tags)
+      for (const [key, cidr] of served) if (routes.some(r => routeOverlaps(r, cidr))) routeKeys.push(key)
+      parts.push(...routeParts(routes, served, this.dstRules))
     }
     const sig = [...new Set(parts)].sort().join(' ')
     const attrs = this.cp.nodeAttrs.length === 0 ? NO_ATTRS : attrsForKeys(this.cp.nodeAttrs, subject)

@@ -1,6 +1,7 @@
 import { protocolHasPorts } from '@warren/protocol'
 import { checkCompiled, compilePolicy, protoNumber, resolveSubject, type CheckOptions } from './compile-policy.js'
 import { PROTO_NAMES } from './parse.js'
+import { routeNote, routeNoteText } from './route-explain.js'
 import type { Policy, PortRange } from './types.js'
 
 /** protoName is the usual name of an IANA protocol number (`tcp` for 6), or the number. */
@@ -37,7 +38,9 @@ export interface ExplainResult {
 export function explain (policy: Policy, src: string, dst: string, port: number, proto?: string | number, opts: CheckOptions = {}): ExplainResult {
   const cp = compilePolicy(policy, opts.users ?? [])
   const p = protoNumber(proto)
-  const result = checkCompiled(cp, resolveSubject(cp, src, opts.nodes), resolveSubject(cp, dst, opts.nodes), p, port)
+  const srcSubject = resolveSubject(cp, src, opts.nodes)
+  const dstSubject = resolveSubject(cp, dst, opts.nodes)
+  const result = checkCompiled(cp, srcSubject, dstSubject, p, port)
   const flow = flowText(src, dst, p, port)
   if (!result.allowed) {
     const what = protocolHasPorts(p) ? `${dst}:${port}/${protoName(p)}` : `${dst} over ${protoName(p)}`
@@ -45,5 +48,7 @@ export function explain (policy: Policy, src: string, dst: string, port: number,
   }
   const rules = result.rules.map(r => ({ ...r, text: cp.rules.find(c => c.index === r.index)!.text }))
   const lines = rules.map(r => `  rule ${r.index + 1} (line ${r.line}): ${r.text}`)
+  const note = opts.nodes === undefined ? undefined : routeNote(cp, srcSubject, dstSubject, p, port, opts.nodes)
+  if (note !== undefined) lines.push(`  ${routeNoteText(note, dst)}`)
   return { allowed: true, rules, message: `${flow} is allowed by:\n${lines.join('\n')}` }
 }

@@ -21,7 +21,8 @@
  *   that reach the node (FilterRule.caps; capabilitiesOf in protocol reads them).
  * - check(policy, src, dst, proto, port, {users?, nodes?}) -> {allowed, rules: [{index, line}]}
  *   on identities: `alice@`, `alice@example.com`, `tag:web`, a host alias, an IP.
- * - explain(policy, src, dst, port, proto?, {users?, nodes?}) -> {allowed, rules, message}
+ * - explain(policy, src, dst, port, proto?, {users?, nodes?}) -> {allowed, rules, message}; with
+ *   nodes, the message names the subnet routers that forward a flow to an address behind them
  * - runTests(policy, users) -> PolicyError[] (one per failed expectation)
  * - diff(oldPolicy, newPolicy, nodes, users) -> {gained, lost}: Access {kind, src, dst, proto, ports}
  * - tagOwnersAllow(policy, user, tag) -> boolean, for node registration.

@@ -63,10 +63,10 @@ const UNSUPPORTED_TOP: Record<string, string> = {
 }
 const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst' }
 const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
-const GRANT_KEYS: Record<string, string> = { src: 'src', dst: 'dst', ip: 'ip', app: 'app' }
+const GRANT_KEYS: Record<string, string> = { src: 'src', dst: 'dst', ip: 'ip', app: 'app', via: 'via' }
 /** UNSUPPORTED_GRANT: parts of a grant Warren cannot enforce yet, with what they would need. */
-const UNSUPPORTED_GRANT: Record<string, string> = { via: 'via', srcposture: 'srcPosture' }
-const GRANT_FEATURES: Record<string, string> = { via: 'routing through subnet routers', srcPosture: 'device posture' }
+const UNSUPPORTED_GRANT: Record<string, string> = { srcposture: 'srcPosture' }
+const GRANT_FEATURES: Record<string, string> = { srcPosture: 'device posture' }
 const TEST_KEYS: Record<string, string> = { src: 'src', proto: 'proto', accept: 'accept', deny: 'deny' }
 const UNSUPPORTED_TEST: Record<string, string> = { srcpostureattrs: 'srcPostureAttrs' }
 /** MAX_USER_WARNINGS: past this many users that do not exist yet, the rest are counted, not listed. */
@@ -536,6 +536,8 @@ class PolicyParser {
       if (selector !== undefined) dst.push({ selector, text: value, pos: this.nodePos(node) })
     }
     this.checkSelf(where, src, dst, GRANT_SELF_SOURCES)
+    const viaNode = keys.get('via')
+    const via = viaNode === undefined ? undefined : this.parseVia(viaNode, where, dst)
     if (this.errors.length > before) return []
     const byProtos = new Map<string, { protos: number[], ports: PortRange[] }>()
     for (const ip of ips) {
@@ -547,7 +549,7 @@ class PolicyParser {
     }
     const text = this.oneLine(item)
     const rules: PolicyRule[] = [...byProtos.values()].map(({ protos, ports }) => ({
-      index, pos: this.nodePos(item), text, src, protos, dst: dst.map(d => ({ ...d, ports }))
+      index, pos: this.nodePos(item), text, src, protos, dst: dst.map(d => ({ ...d, ports })), ...(via === undefined ? {} : { via })
     }))
     // capabilities are a rule of their own that lets no traffic in: no protocols, no ports
     if (caps !== undefined && Object.keys(caps).length > 0) {
@@ -556,6 +558,25 @@ class PolicyParser {
       rules.push(capRule, ...(companion === undefined ? [] : [companion]))
     }
     return rules
+  }
+
+  /**
+   * parseVia reads a grant's `via`: the tags of the subnet routers its destinations are
+   * reached through. Only address destinations (hosts, CIDRs) are routed, so only they may
+   * have a `via`.
+   */
+  private parseVia (viaNode: JsonNode, where: string, dst: ReadonlyArray<{ selector: Selector, text: string, pos: SourcePos }>): string[] {
+    const via: string[] = []
+    for (const { value, node } of this.strings(viaNode, 'via')) {
+      if (!value.startsWith('tag:')) this.err(node, `via "${value}" in ${where}: via can only be a tag (the tag of the subnet routers to go through)`, 'write "via": ["tag:router"]')
+      else if (this.tagSelector(value, node) !== undefined) via.push(value)
+    }
+    if (viaNode.type === 'array' && (viaNode.children?.length ?? 0) === 0) this.err(viaNode, `"via" in ${where} names no routers`, 'list the routers\' tags, or remove "via"')
+    for (const d of dst.filter(d => d.selector.kind !== 'host' && d.selector.kind !== 'cidr')) {
+      this.errAt(d.pos.offset, `${where}: "${d.text}" is not an address range, and "via" only routes address ranges through subnet routers`,
+        `move "${d.text}" to a grant without "via"`)
+    }
+    return [...new Set(via)].sort()
   }
 
   /**

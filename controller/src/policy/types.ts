@@ -60,6 +60,8 @@ export interface PolicyRule {
   protoText?: string
   /** caps: a grant's `app`; such a rule gives these capabilities and no traffic (`protos` is empty) */
   caps?: CapMap
+  /** via: a grant's `via` tags, the only subnet routers its destinations are reached through */
+  via?: string[]
 }
 
 /** PolicyTestCase is one `host:port` of a test's accept or deny list. */

@@ -14,20 +14,13 @@ import type { TailscaleFilterRule } from './corpus.js'
  */
 
 /** Rect is a block of tuples: a source range and a port range, for one destination and protocol. */
-interface Rect { srcFirst: bigint, srcLast: bigint, portFirst: number, portLast: number }
+export interface Rect { srcFirst: bigint, srcLast: bigint, portFirst: number, portLast: number }
 
 /** AccessSet maps `destination proto` to the canonical text of what it lets in. */
 export type AccessSet = Map<string, string>
 
-/** TailscaleAccess is a Tailscale filter read for one node: what reaches its own addresses, and which destinations lie in its approved routes. */
-export interface TailscaleAccess {
-  own: AccessSet
-  /** routed lists the filter's destinations that overlap the node's approved routes (subnet or exit traffic) */
-  routed: string[]
-}
-
-const ALL_PORTS = { first: 0, last: 65535 }
-const DEFAULT_TAILSCALE_PROTOS = [6, 17, 1, 58]
+export const ALL_PORTS = { first: 0, last: 65535 }
+export const DEFAULT_TAILSCALE_PROTOS = [6, 17, 1, 58]
 
 class Builder {
   private readonly rects = new Map<string, { family: 4 | 6, rects: Rect[] }>()
@@ -50,7 +43,7 @@ class Builder {
 }
 
 /** canonical writes a union of rectangles as `from-to:ports ...`, the same for the same union. */
-function canonical (family: 4 | 6, rects: Rect[]): string {
+export function canonical (family: 4 | 6, rects: Rect[]): string {
   const cuts = [...new Set(rects.flatMap(r => [r.srcFirst, r.srcLast + 1n]))].sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
   const pieces: Array<{ first: bigint, last: bigint, ports: string }> = []
   for (let i = 0; i + 1 < cuts.length; i++) {
@@ -76,7 +69,7 @@ function mergePorts (rects: Rect[]): string {
   return out.map(([f, l]) => f === l ? `${f}` : `${f}-${l}`).join(',')
 }
 
-function prefix (text: string): IpPrefix[] {
+export function prefix (text: string): IpPrefix[] {
   if (text === '*') return [parseIpPrefix('0.0.0.0/0')!, parseIpPrefix('::/0')!]
   const p = parseIpPrefix(text)
   if (p === undefined) throw new Error(`not an address or prefix: ${text}`)
@@ -92,31 +85,27 @@ export function addresses (ips: readonly string[]): IpPrefix[] {
   })
 }
 
-/** tailscaleAccess reads a node's Tailscale packet filter against the node's addresses and approved routes. */
-export function tailscaleAccess (filter: readonly TailscaleFilterRule[], nodeIps: readonly string[], routes: readonly string[]): TailscaleAccess {
+/** tailscaleAccess reads what a node's Tailscale packet filter lets in to the node's own addresses (routed traffic: routed-access.ts). */
+export function tailscaleAccess (filter: readonly TailscaleFilterRule[], nodeIps: readonly string[]): AccessSet {
   const own = addresses(nodeIps)
-  const approved = routes.flatMap(prefix)
   const b = new Builder()
-  const routed = new Set<string>()
   for (const rule of filter) {
     const srcs = (rule.Srcs ?? []).flatMap(prefix)
     const protos = rule.IPProto === null || rule.IPProto.length === 0 ? DEFAULT_TAILSCALE_PROTOS : rule.IPProto
     for (const d of rule.Dsts ?? []) {
       for (const net of prefix(d.Net)) {
         const mine = own.filter(a => prefixContains(net, a))
-        if (approved.some(r => prefixContains(r, net) || prefixContains(net, r))) routed.add(d.Net)
         for (const a of mine) for (const proto of protos) for (const s of srcs) b.add(a, proto, s, { first: d.Ports.First, last: d.Ports.Last })
       }
     }
   }
-  return { own: b.build(), routed: [...routed] }
+  return b.build()
 }
 
 /**
  * warrenAccess reads a Warren node filter: each inbound rule applies to each of the
  * node's addresses. A subnet router's forward rules (with destinations of their own,
- * `dsts`) are what the routed part of Tailscale's filter is compared with, once the
- * runner compares that part; they are left out here.
+ * `dsts`) are compared in routed-access.ts; they are left out here.
  */
 export function warrenAccess (filter: readonly FilterRule[], nodeIps: readonly string[]): AccessSet {
   const own = addresses(nodeIps)
