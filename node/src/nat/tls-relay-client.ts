@@ -5,7 +5,7 @@ import {
   relaySigningPayload, signMessage, readRelayIndex, forEachBatchPacket, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson,
   fromBase64, toBase64, WarrenError, type MachineKeyPair, type RelayInfo
 } from '@warren/protocol'
-import { createRelayLink, createControllerTransport, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
+import { createRelayLink, createControllerTransport, releaseBuffer, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
 import { createBackoff, type BackoffInit } from '../control/backoff.js'
 import type { TlsRelayClient } from './types.js'
 import type { RelayIdentity } from './path-manager.js'
@@ -344,7 +344,8 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       if (link!.sendData(p.index, packet)) stats.sent++
       else stats.sendDropped++
     }
-    socket.on('message', (msg: Buffer) => {
+    /** fromWireGuard sends what WireGuard sent to the relay; the link copies it, so the caller may release it */
+    const fromWireGuard = (msg: Buffer): void => {
       if (link === undefined || !welcomed || !p.announced) {
         stats.sendDropped++
         return
@@ -362,6 +363,10 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       if (!relayTakesBatches) splitPackets(msg, size, forward)
       else if (link.sendBatch(p.index, size, msg)) stats.sent += Math.ceil(msg.length / size)
       else stats.sendDropped += Math.ceil(msg.length / size)
+    }
+    socket.on('message', (msg: Buffer) => {
+      fromWireGuard(msg)
+      releaseBuffer(msg)
     })
     peers.set(wgKey, p)
     unknownHeard.delete(wgKey)
