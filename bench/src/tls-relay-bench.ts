@@ -25,7 +25,7 @@ import { createTlsRelay, loadOrCreateTls, map } from '@warren/controller'
 import { createFakeNodeSource, createFakeMapPolicy } from '@warren/controller/testing'
 import { createTlsRelayClient, withSecretFile, type TlsRelayCarrier } from '@warren/node'
 import { createControllerTransport } from '@warren/sdk/transport'
-import { median, printTable, writeResults, argValue } from './report.js'
+import { median, printTable, writeResults, argValue, loadNow, loadLine } from './report.js'
 
 const SELF = fileURLToPath(import.meta.url)
 
@@ -113,6 +113,7 @@ async function orchestrate (): Promise<void> {
   // --variant "SETTINGS" (repeatable): one more relayed path, with a relay and clients of its own
   // started with these node flags (--x) and environment variables (NAME=value)
   const variants = process.argv.flatMap((a, i) => a === '--variant' && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : [])
+  const loadAtStart = loadNow()
   const tag = randomBytes(3).toString('hex')
   const ns = { a: `wtA${tag}`, b: `wtB${tag}`, r: `wtR${tag}` }
   const ifn = { a: `wtA${tag}`, b: `wtB${tag}` }
@@ -274,15 +275,17 @@ async function orchestrate (): Promise<void> {
     console.log(`UDP in ${name}: ${head!.map((h, i) => `${h}=${vals![i]!}`).filter(x => /Errors/.test(x)).join(' ')}`)
   }
   for (const [path, bytes] of crossed) console.log(`${path}: ${(bytes / 1e6).toFixed(0)} MB crossed the relay's veth from A`)
+  const load = loadLine(loadAtStart, loadNow())
+  console.log(load)
   console.log(`target: TLS relay / direct >= 0.3 -> ${ratio >= 0.3 ? 'met' : 'NOT met'} (ratio of medians ${ratio.toFixed(3)}, median per-round ratio ${pairRatio.toFixed(3)})`)
   if (process.argv.includes('--write')) {
-    writeResults(`TLS relay throughput (${label})`, `Command: \`node bench/dist/src/tls-relay-bench.js --rounds ${rounds} --seconds ${seconds} --carrier ${carrier}${offload ? '' : ' --no-offload'} --write\` (root)\n\n` +
-      'TCP, one stream, iperf3 from namespace A to B through wireguard-go, with WireGuard\'s endpoint for the peer either the peer itself (direct, over the A-B veth) or the TLS relay client\'s loopback port (relayed: A\'s client, one TLS connection to the relay in namespace R, B\'s client). The relay is the controller\'s relay code on its own HTTPS server. Rounds alternate which path goes first.\n\n' + table +
+    writeResults(`TLS relay throughput (${label})`, `Command: \`node bench/dist/src/tls-relay-bench.js --rounds ${rounds} --seconds ${seconds} --carrier ${carrier}${offload ? '' : ' --no-offload'}${variants.map(v => ` --variant "${v}"`).join('')} --write\` (root)\n\n` +
+      'TCP, one stream, iperf3 from namespace A to B through wireguard-go, with WireGuard\'s endpoint for the peer either the peer itself (direct, over the A-B veth) or the TLS relay client\'s loopback port (relayed: A\'s client, one TLS connection to the relay in namespace R, B\'s client). The relay is the controller\'s relay code on its own HTTPS server. Each --variant is one more relayed path with a relay and clients of its own, started with those node flags and environment variables. Each round runs every path once, starting one path later than the round before.\n\n' + table +
       `\nRatio TLS relay / direct: **${ratio.toFixed(3)}** of medians, **${pairRatio.toFixed(3)}** median of per-round ratios (target >= 0.3). ${(crossed.get('relay')! / 1e6).toFixed(0)} MB crossed the relay's veth during the relayed rounds.\n\n` +
       'Every relayed packet is copied by three Node processes (client A, relay, client B) on a 2-core machine shared with both wireguard-go processes and iperf3. ' +
       (offload
         ? 'The clients\' loopback sockets use UDP segmentation offload: WireGuard\'s batches arrive coalesced (UDP_GRO) and cross the relay as one BATCH frame, and the receiving client hands runs of packets to WireGuard in one send (UDP_SEGMENT).\n'
-        : 'With --no-offload each client moves one UDP datagram per packet to and from WireGuard, and every packet is its own frame.\n'))
+        : 'With --no-offload each client moves one UDP datagram per packet to and from WireGuard, and every packet is its own frame.\n') + load + '\n')
   }
 }
 
