@@ -198,11 +198,12 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     stats.received++
     if (p.batcher === undefined) {
       stats.loopbackSends++
+      // A copy: the packet is a view into the read, which the link frees once onFrame returns.
       // No callback: a send callback costs a nextTick per packet; errors (WireGuard down) go to the socket's 'error' listener.
-      p.socket.send(packet)
+      p.socket.send(Buffer.from(packet))
       return
     }
-    // The packet is a view into the chunk just read; the run goes out when this read is done.
+    // The batcher copies the packet; the run goes out when this read is done.
     if (!p.batcher.add(packet)) {
       stats.oversize++
       stats.receiveDropped++
@@ -227,7 +228,7 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
         else if (type === RelayFrameType.Control) onControl(l, body)
       },
       onClose: err => { if (link === l) lost(err) }
-    }, init.highWaterBytes !== undefined ? { highWaterBytes: init.highWaterBytes } : {})
+    }, { framesCopied: true, ...(init.highWaterBytes !== undefined ? { highWaterBytes: init.highWaterBytes } : {}) })
     link = l
     welcomed = false
     stats.carrier = kind
@@ -331,9 +332,13 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       try {
         const o = await enableUdpOffload(socket, { segmentBytes, gro: true })
         p.gro = o.gro
-        p.batcher = createSegmentBatcher(parts => {
+        p.batcher = createSegmentBatcher((run, done) => {
           stats.loopbackSends++
-          socket.send(parts)
+          // The callback runs once the kernel has the run (at once, or after a wait for room).
+          socket.send(run, err => {
+            done()
+            if (err !== null) log?.debug({ err: err.message }, 'loopback relay socket error')
+          })
         }, segmentBytes)
       } catch (e) {
         log?.debug({ err: (e as Error).message }, 'no UDP offload on the loopback relay socket; one datagram per packet')
