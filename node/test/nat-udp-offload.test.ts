@@ -76,6 +76,8 @@ t.test('a run holds copies of its packets, and done gives its memory back', asyn
   t.same([...runs[0]!.run], [1, 2, 3, 4, 5, 6, 7, 8])
   runs[0]!.done()
   t.equal(runs[0]!.run.buffer.byteLength, 0, 'the run\'s memory is given back')
+  b.add(Buffer.from([9, 9]))
+  t.same([...runs[1]!.run], [9, 9], 'a short packet alone is a run of its own')
 })
 
 async function bound (t: Test): Promise<Socket> {

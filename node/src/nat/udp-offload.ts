@@ -149,8 +149,9 @@ export function createSegmentBatcher (send: (run: Uint8Array, done: () => void) 
   return {
     add (packet) {
       if (packet.length > segmentBytes) return false
-      // Unpooled, so that the run owns all of its memory and can give it back.
-      buf ??= Buffer.allocUnsafeSlow(maxRun * segmentBytes)
+      // Unpooled, so that the run owns all of its memory and can give it back; a short
+      // packet alone (an ACK, say) is a whole run, and gets a buffer of its size.
+      buf ??= Buffer.allocUnsafeSlow(packet.length < segmentBytes ? packet.length : maxRun * segmentBytes)
       buf.set(packet, used)
       used += packet.length
       count++
