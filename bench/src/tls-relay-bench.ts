@@ -7,7 +7,7 @@
  * are separate veths, so relayed packets really cross R. Needs root, wireguard-go, wg,
  * iperf3.
  *
- *   node bench/dist/src/tls-relay-bench.js [--rounds 3] [--seconds 5] [--carrier stream|websocket] [--high-water BYTES] [--no-offload] [--profile DIR] [--write]
+ *   node bench/dist/src/tls-relay-bench.js [--rounds 3] [--seconds 5] [--carrier stream|websocket] [--high-water BYTES] [--no-offload] [--variant SETTINGS]... [--profile DIR] [--write]
  *
  * The same file runs the relay (`relay ...`) and the clients (`client ...`) inside the
  * namespaces.
@@ -25,7 +25,7 @@ import { createTlsRelay, loadOrCreateTls, map } from '@warren/controller'
 import { createFakeNodeSource, createFakeMapPolicy } from '@warren/controller/testing'
 import { createTlsRelayClient, withSecretFile, type TlsRelayCarrier } from '@warren/node'
 import { createControllerTransport } from '@warren/sdk/transport'
-import { median, printTable, writeResults, argValue } from './report.js'
+import { median, printTable, writeResults, argValue, loadNow, loadLine } from './report.js'
 
 const SELF = fileURLToPath(import.meta.url)
 
@@ -110,6 +110,10 @@ async function orchestrate (): Promise<void> {
   const carrier = argValue('--carrier', 'stream')
   // --no-offload: the clients' loopback sockets move one datagram per packet (no UDP_SEGMENT / UDP_GRO), as before offload
   const offload = !process.argv.includes('--no-offload')
+  // --variant "SETTINGS" (repeatable): one more relayed path, with a relay and clients of its own
+  // started with these node flags (--x) and environment variables (NAME=value)
+  const variants = process.argv.flatMap((a, i) => a === '--variant' && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : [])
+  const loadAtStart = loadNow()
   const tag = randomBytes(3).toString('hex')
   const ns = { a: `wtA${tag}`, b: `wtB${tag}`, r: `wtR${tag}` }
   const ifn = { a: `wtA${tag}`, b: `wtB${tag}` }
@@ -185,26 +189,42 @@ async function orchestrate (): Promise<void> {
 
   const nodesFile = join(dir, 'nodes.json')
   writeFileSync(nodesFile, JSON.stringify([A.node, B.node]))
-  const relay = spawn('ip', inNs(ns.r, [...nodeArgv, 'relay', '--nodes', nodesFile, '--listen', '0.0.0.0:8443']).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(relay)
-  keepStats('relay', relay)
-  const fingerprint = (await waitLine(relay, /listening ([0-9a-f]{64})/, 'relay'))[1]!
-  const endpoints: Record<string, string> = {}
-  for (const [n, me, peer, relayAddr] of [[ns.a, A, B, addr.ar[1]], [ns.b, B, A, addr.br[1]]] as const) {
-    const keyFile = join(dir, `${me.node.name}.key`)
-    writeFileSync(keyFile, me.machine.secretKey, { mode: 0o600 })
-    const c = spawn('ip', inNs(n, [...nodeArgv, 'client', '--url', `https://${relayAddr!}:8443`, '--fingerprint', fingerprint, '--key-file', keyFile,
-      '--wg-port', '51820', '--peer', peer.wg.publicKey, '--carrier', carrier, ...(offload ? [] : ['--no-offload'])]).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
-    children.push(c)
-    keepStats(`client ${me.node.name}`, c)
-    // Both at once: the connection may come up before the endpoint is ready, or after.
-    const [endpoint] = await Promise.all([waitLine(c, /endpoint (\S+)/, `client ${me.node.name}`), waitLine(c, /^up$/m, `client ${me.node.name}`)])
-    endpoints[me.node.name] = endpoint[1]!
+  /**
+   * startRelayed starts a relay and both clients with `settings` (node flags and NAME=value
+   * environment variables), on relay port `port`, and returns the clients' loopback
+   * endpoints for their peers; each --variant gets a set of its own, idle while another path
+   * carries the round.
+   */
+  const startRelayed = async (name: string, settings: string, port: number): Promise<Record<string, string>> => {
+    const words = settings.split(/\s+/).filter(Boolean)
+    const env = words.filter(w => !w.startsWith('-') && w.includes('='))
+    const argv = [...(env.length > 0 ? ['env', ...env] : []), nodeArgv[0]!, ...words.filter(w => !env.includes(w)), ...nodeArgv.slice(1)]
+    const relay = spawn('ip', inNs(ns.r, [...argv, 'relay', '--nodes', nodesFile, '--listen', `0.0.0.0:${port}`]).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(relay)
+    keepStats(`${name} relay`, relay)
+    const fingerprint = (await waitLine(relay, /listening ([0-9a-f]{64})/, 'relay'))[1]!
+    const endpoints: Record<string, string> = {}
+    for (const [n, me, peer, relayAddr] of [[ns.a, A, B, addr.ar[1]], [ns.b, B, A, addr.br[1]]] as const) {
+      const keyFile = join(dir, `${me.node.name}.key`)
+      writeFileSync(keyFile, me.machine.secretKey, { mode: 0o600 })
+      const c = spawn('ip', inNs(n, [...argv, 'client', '--url', `https://${relayAddr!}:${port}`, '--fingerprint', fingerprint, '--key-file', keyFile,
+        '--wg-port', '51820', '--peer', peer.wg.publicKey, '--carrier', carrier, ...(offload ? [] : ['--no-offload'])]).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+      children.push(c)
+      keepStats(`${name} client ${me.node.name}`, c)
+      // Both at once: the connection may come up before the endpoint is ready, or after.
+      const [endpoint] = await Promise.all([waitLine(c, /endpoint (\S+)/, `client ${me.node.name}`), waitLine(c, /^up$/m, `client ${me.node.name}`)])
+      endpoints[me.node.name] = endpoint[1]!
+    }
+    return endpoints
   }
+  const relayPaths = new Map<string, Record<string, string>>()
+  relayPaths.set('relay', await startRelayed('relay', '', 8443))
+  for (const [i, settings] of variants.entries()) relayPaths.set(`relay ${settings}`, await startRelayed(`relay ${settings}`, settings, 8444 + i))
 
-  const setPath = (path: 'direct' | 'relay'): void => {
-    sh(inNs(ns.a, ['wg', 'set', ifn.a, 'peer', B.wg.publicKey, 'endpoint', path === 'direct' ? `${addr.ab[1]!}:51820` : endpoints.a!]))
-    sh(inNs(ns.b, ['wg', 'set', ifn.b, 'peer', A.wg.publicKey, 'endpoint', path === 'direct' ? `${addr.ab[0]!}:51820` : endpoints.b!]))
+  const setPath = (path: string): void => {
+    const endpoints = relayPaths.get(path)
+    sh(inNs(ns.a, ['wg', 'set', ifn.a, 'peer', B.wg.publicKey, 'endpoint', endpoints === undefined ? `${addr.ab[1]!}:51820` : endpoints.a!]))
+    sh(inNs(ns.b, ['wg', 'set', ifn.b, 'peer', A.wg.publicKey, 'endpoint', endpoints === undefined ? `${addr.ab[0]!}:51820` : endpoints.b!]))
     const deadline = Date.now() + 15_000
     while (spawnSync('ip', inNs(ns.a, ['ping', '-c', '1', '-W', '1', B.node.ipv4]).slice(1)).status !== 0) {
       if (Date.now() > deadline) throw new Error(`no ping over the ${path} path`)
@@ -220,30 +240,33 @@ async function orchestrate (): Promise<void> {
 
   const server = spawn('ip', inNs(ns.b, ['iperf3', '-s']).slice(1), { stdio: 'ignore' })
   children.push(server)
-  const direct: number[] = []
-  const relayed: number[] = []
-  let crossed = 0
+  const paths = ['direct', ...relayPaths.keys()]
+  const runs = new Map<string, number[]>(paths.map(p => [p, []]))
+  const crossed = new Map<string, number>()
   setPath('direct')
   iperf() // warm-up
   for (let r = 0; r < rounds; r++) {
-    const order: Array<'direct' | 'relay'> = r % 2 === 0 ? ['direct', 'relay'] : ['relay', 'direct']
-    for (const path of order) {
+    // Each round starts one path later, so no path always runs first (or right after another).
+    for (const path of [...paths.slice(r % paths.length), ...paths.slice(0, r % paths.length)]) {
       setPath(path)
       const before = relayedBytes()
-      const mbps = iperf()
-      if (path === 'relay') { relayed.push(mbps); crossed += relayedBytes() - before } else direct.push(mbps)
+      runs.get(path)!.push(iperf())
+      if (path !== 'direct') crossed.set(path, (crossed.get(path) ?? 0) + relayedBytes() - before)
     }
   }
   // A clean exit, so that profiles get written.
   for (const c of children) c.kill('SIGTERM')
   await new Promise(resolve => setTimeout(resolve, 1000))
-  const ratio = median(relayed) / median(direct)
   const label = offload ? carrier : `${carrier}, no offload`
-  const pairRatio = median(relayed.map((x, i) => x / direct[i]!))
-  const table = printTable(['path', 'median Mbit/s', 'runs', 'ratio to direct'], [
-    ['direct (wireguard-go, same namespaces)', median(direct).toFixed(0), direct.map(x => x.toFixed(0)).join(' '), '1.00'],
-    [`TLS relay (${label})`, median(relayed).toFixed(0), relayed.map(x => x.toFixed(0)).join(' '), ratio.toFixed(3)]
-  ])
+  const direct = runs.get('direct')!
+  /** ratios: of medians, and the median of per-round ratios (each relayed run against the same round's direct run) */
+  const ratios = new Map([...relayPaths.keys()].map(p => [p, { medians: median(runs.get(p)!) / median(direct), perRound: median(runs.get(p)!.map((x, i) => x / direct[i]!)) }]))
+  const table = printTable(['path', 'median Mbit/s', 'runs', 'ratio to direct', 'per-round ratio'], paths.map(p => [
+    p === 'direct' ? 'direct (wireguard-go, same namespaces)' : `TLS relay (${label})${p === 'relay' ? '' : `, ${p.slice(6)}`}`,
+    median(runs.get(p)!).toFixed(0), runs.get(p)!.map(x => x.toFixed(0)).join(' '),
+    p === 'direct' ? '1.00' : ratios.get(p)!.medians.toFixed(3), p === 'direct' ? '1.00' : ratios.get(p)!.perRound.toFixed(3)
+  ]))
+  const { medians: ratio, perRound: pairRatio } = ratios.get('relay')!
   console.log(table)
   for (const [name, line] of lastStats) console.log(`${name}: ${line}`)
   for (const [name, n] of [['A', ns.a], ['B', ns.b]] as const) {
@@ -251,16 +274,18 @@ async function orchestrate (): Promise<void> {
     const [head, vals] = udp.map(l => l.split(/\s+/).slice(1))
     console.log(`UDP in ${name}: ${head!.map((h, i) => `${h}=${vals![i]!}`).filter(x => /Errors/.test(x)).join(' ')}`)
   }
-  console.log(`relayed bytes that crossed the relay's veth from A: ${(crossed / 1e6).toFixed(0)} MB`)
+  for (const [path, bytes] of crossed) console.log(`${path}: ${(bytes / 1e6).toFixed(0)} MB crossed the relay's veth from A`)
+  const load = loadLine(loadAtStart, loadNow())
+  console.log(load)
   console.log(`target: TLS relay / direct >= 0.3 -> ${ratio >= 0.3 ? 'met' : 'NOT met'} (ratio of medians ${ratio.toFixed(3)}, median per-round ratio ${pairRatio.toFixed(3)})`)
   if (process.argv.includes('--write')) {
-    writeResults(`TLS relay throughput (${label})`, `Command: \`node bench/dist/src/tls-relay-bench.js --rounds ${rounds} --seconds ${seconds} --carrier ${carrier}${offload ? '' : ' --no-offload'} --write\` (root)\n\n` +
-      'TCP, one stream, iperf3 from namespace A to B through wireguard-go, with WireGuard\'s endpoint for the peer either the peer itself (direct, over the A-B veth) or the TLS relay client\'s loopback port (relayed: A\'s client, one TLS connection to the relay in namespace R, B\'s client). The relay is the controller\'s relay code on its own HTTPS server. Rounds alternate which path goes first.\n\n' + table +
-      `\nRatio TLS relay / direct: **${ratio.toFixed(3)}** of medians, **${pairRatio.toFixed(3)}** median of per-round ratios (target >= 0.3). ${(crossed / 1e6).toFixed(0)} MB crossed the relay's veth during the relayed rounds.\n\n` +
+    writeResults(`TLS relay throughput (${label})`, `Command: \`node bench/dist/src/tls-relay-bench.js --rounds ${rounds} --seconds ${seconds} --carrier ${carrier}${offload ? '' : ' --no-offload'}${variants.map(v => ` --variant "${v}"`).join('')} --write\` (root)\n\n` +
+      'TCP, one stream, iperf3 from namespace A to B through wireguard-go, with WireGuard\'s endpoint for the peer either the peer itself (direct, over the A-B veth) or the TLS relay client\'s loopback port (relayed: A\'s client, one TLS connection to the relay in namespace R, B\'s client). The relay is the controller\'s relay code on its own HTTPS server. Each --variant is one more relayed path with a relay and clients of its own, started with those node flags and environment variables. Each round runs every path once, starting one path later than the round before.\n\n' + table +
+      `\nRatio TLS relay / direct: **${ratio.toFixed(3)}** of medians, **${pairRatio.toFixed(3)}** median of per-round ratios (target >= 0.3). ${(crossed.get('relay')! / 1e6).toFixed(0)} MB crossed the relay's veth during the relayed rounds.\n\n` +
       'Every relayed packet is copied by three Node processes (client A, relay, client B) on a 2-core machine shared with both wireguard-go processes and iperf3. ' +
       (offload
         ? 'The clients\' loopback sockets use UDP segmentation offload: WireGuard\'s batches arrive coalesced (UDP_GRO) and cross the relay as one BATCH frame, and the receiving client hands runs of packets to WireGuard in one send (UDP_SEGMENT).\n'
-        : 'With --no-offload each client moves one UDP datagram per packet to and from WireGuard, and every packet is its own frame.\n'))
+        : 'With --no-offload each client moves one UDP datagram per packet to and from WireGuard, and every packet is its own frame.\n') + load + '\n')
   }
 }
 

@@ -47,22 +47,37 @@ t.test('one packet, a handshake, or a small packet is passed whole', async t => 
 })
 
 t.test('a batcher sends runs of full-sized packets in one send, a shorter one ending the run', async t => {
-  const sends: number[][] = []
-  const b = createSegmentBatcher(parts => sends.push(parts.map(p => p.length)), 1452)
+  const sends: number[] = []
+  const b = createSegmentBatcher(run => sends.push(run.length), 1452)
   for (let i = 0; i < 3; i++) t.ok(b.add(new Uint8Array(1452)))
   t.ok(b.add(new Uint8Array(96)))
   t.ok(b.add(new Uint8Array(1452)))
-  t.same(sends, [[1452, 1452, 1452, 96]], 'a short packet ends the run at once')
+  t.same(sends, [3 * 1452 + 96], 'a short packet ends the run at once')
   b.flush()
-  t.same(sends.at(-1), [1452])
+  t.same(sends.at(-1), 1452)
   t.notOk(b.add(new Uint8Array(1500)), 'a packet larger than the segment size cannot go through this socket')
   // A run stops where one send's payload would pass 65507 bytes: 45 packets of 1452.
   sends.length = 0
   for (let i = 0; i < 100; i++) b.add(new Uint8Array(1452))
   b.flush()
-  t.same(sends.map(s => s.length), [45, 45, 10])
+  t.same(sends, [45 * 1452, 45 * 1452, 10 * 1452])
   b.flush()
   t.equal(sends.length, 3, 'flushing nothing sends nothing')
+})
+
+t.test('a run holds copies of its packets, and done gives its memory back', async t => {
+  const runs: Array<{ run: Uint8Array, done: () => void }> = []
+  const b = createSegmentBatcher((run, done) => runs.push({ run, done }), 4)
+  const read = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8])
+  b.add(read.subarray(0, 4))
+  b.add(read.subarray(4, 8))
+  read.fill(0) // the read buffer is reused before the run goes out
+  b.flush()
+  t.same([...runs[0]!.run], [1, 2, 3, 4, 5, 6, 7, 8])
+  runs[0]!.done()
+  t.equal(runs[0]!.run.buffer.byteLength, 0, 'the run\'s memory is given back')
+  b.add(Buffer.from([9, 9]))
+  t.same([...runs[1]!.run], [9, 9], 'a short packet alone is a run of its own')
 })
 
 async function bound (t: Test): Promise<Socket> {

@@ -5,7 +5,7 @@ import {
   relaySigningPayload, signMessage, readRelayIndex, forEachBatchPacket, decodeRelayControlText, encodeRelayPeer, encodeRelayFrame, parseJson,
   fromBase64, toBase64, WarrenError, type MachineKeyPair
 } from '@warren/protocol'
-import { createRelayLink, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
+import { createRelayLink, releaseBuffer, type RelayLink, type RelayCarrier, type ControllerTransport } from '@warren/sdk/transport'
 import { createBackoff, type BackoffInit } from '../control/backoff.js'
 import type { TlsRelayClient } from './types.js'
 import { enableUdpOffload, wireGuardSegmentSize, splitPackets, createSegmentBatcher, WIREGUARD_OVERHEAD, type SegmentBatcher } from './udp-offload.js'
@@ -198,11 +198,12 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
     stats.received++
     if (p.batcher === undefined) {
       stats.loopbackSends++
+      // A copy: the packet is a view into the read, which the link frees once onFrame returns.
       // No callback: a send callback costs a nextTick per packet; errors (WireGuard down) go to the socket's 'error' listener.
-      p.socket.send(packet)
+      p.socket.send(Buffer.from(packet))
       return
     }
-    // The packet is a view into the chunk just read; the run goes out when this read is done.
+    // The batcher copies the packet; the run goes out when this read is done.
     if (!p.batcher.add(packet)) {
       stats.oversize++
       stats.receiveDropped++
@@ -227,7 +228,7 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
         else if (type === RelayFrameType.Control) onControl(l, body)
       },
       onClose: err => { if (link === l) lost(err) }
-    }, init.highWaterBytes !== undefined ? { highWaterBytes: init.highWaterBytes } : {})
+    }, { framesCopied: true, ...(init.highWaterBytes !== undefined ? { highWaterBytes: init.highWaterBytes } : {}) })
     link = l
     welcomed = false
     stats.carrier = kind
@@ -331,9 +332,13 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       try {
         const o = await enableUdpOffload(socket, { segmentBytes, gro: true })
         p.gro = o.gro
-        p.batcher = createSegmentBatcher(parts => {
+        p.batcher = createSegmentBatcher((run, done) => {
           stats.loopbackSends++
-          socket.send(parts)
+          // The callback runs once the kernel has the run (at once, or after a wait for room).
+          socket.send(run, err => {
+            done()
+            if (err !== null) log?.debug({ err: err.message }, 'loopback relay socket error')
+          })
         }, segmentBytes)
       } catch (e) {
         log?.debug({ err: (e as Error).message }, 'no UDP offload on the loopback relay socket; one datagram per packet')
@@ -344,7 +349,8 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       if (link!.sendData(p.index, packet)) stats.sent++
       else stats.sendDropped++
     }
-    socket.on('message', (msg: Buffer) => {
+    /** fromWireGuard sends what WireGuard sent to the relay; the link copies it, so the caller may release it */
+    const fromWireGuard = (msg: Buffer): void => {
       if (link === undefined || !welcomed || !p.announced) {
         stats.sendDropped++
         return
@@ -362,6 +368,10 @@ export function createTlsRelayClient (init: TlsRelayClientInit): TlsRelayClient 
       if (!relayTakesBatches) splitPackets(msg, size, forward)
       else if (link.sendBatch(p.index, size, msg)) stats.sent += Math.ceil(msg.length / size)
       else stats.sendDropped += Math.ceil(msg.length / size)
+    }
+    socket.on('message', (msg: Buffer) => {
+      fromWireGuard(msg)
+      releaseBuffer(msg)
     })
     peers.set(wgKey, p)
     unknownHeard.delete(wgKey)

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import type { Socket } from 'node:dgram'
 import { readFile, readdir, readlink } from 'node:fs/promises'
+import { releaseBuffer } from '@warren/sdk/transport'
 
 /**
  * UDP segmentation offload for the TLS relay's loopback sockets.
@@ -117,28 +118,44 @@ export function splitPackets (buf: Uint8Array, size: number, onPacket: (packet: 
  * SegmentBatcher gathers packets for one UDP_SEGMENT socket and sends runs of them with
  * one syscall: packets of exactly segmentBytes join the run, a shorter one ends it (the
  * kernel allows the last segment to be shorter), and a run never exceeds what one send
- * may carry. Runs go out at `flush`, called once per read of the relay connection.
+ * may carry. Runs go out at `flush`, called once per read of the relay connection. A run
+ * is a copy, so the buffer a packet was read into may be reused (or freed) once `add`
+ * returns.
  */
 export interface SegmentBatcher {
-  /** add queues one packet; false when it is larger than the socket's segment size and was not sent */
+  /** add copies one packet into the run; false when it is larger than the socket's segment size and was not sent */
   add: (packet: Uint8Array) => boolean
   flush: () => void
 }
 
-export function createSegmentBatcher (send: (parts: Uint8Array[]) => void, segmentBytes: number): SegmentBatcher {
+/**
+ * createSegmentBatcher hands `send` each run, its packets back to back in a buffer of its
+ * own, and `done`, to call once the send no longer needs the run: it gives the run's
+ * memory back at once rather than to the garbage collector.
+ */
+export function createSegmentBatcher (send: (run: Uint8Array, done: () => void) => void, segmentBytes: number): SegmentBatcher {
   const maxRun = Math.max(1, Math.min(MAX_GSO_SEGMENTS, Math.floor(MAX_UDP_PAYLOAD / segmentBytes)))
-  let run: Uint8Array[] = []
+  let buf: Buffer | undefined
+  let used = 0
+  let count = 0
   const flush = (): void => {
-    if (run.length === 0) return
-    const parts = run
-    run = []
-    send(parts)
+    if (buf === undefined) return
+    const whole = buf
+    const run = whole.subarray(0, used)
+    buf = undefined
+    used = count = 0
+    send(run, () => releaseBuffer(whole))
   }
   return {
     add (packet) {
       if (packet.length > segmentBytes) return false
-      run.push(packet)
-      if (packet.length < segmentBytes || run.length >= maxRun) flush()
+      // Unpooled, so that the run owns all of its memory and can give it back; a short
+      // packet alone (an ACK, say) is a whole run, and gets a buffer of its size.
+      buf ??= Buffer.allocUnsafeSlow(packet.length < segmentBytes ? packet.length : maxRun * segmentBytes)
+      buf.set(packet, used)
+      used += packet.length
+      count++
+      if (packet.length < segmentBytes || count >= maxRun) flush()
       return true
     },
     flush

@@ -4,6 +4,7 @@ import {
   createRelayFrameDecoder, encodeRelayControl, relayDataHeader, RELAY_DATA_HEADER, relayBatchHeader, RELAY_BATCH_HEADER,
   type RelayControlMessage, type RelayFrameHandler
 } from '@warren/protocol'
+import { releaseBuffer } from './release-buffer.js'
 
 /**
  * RelayLink is one end of a TLS relay connection, the same on the relay and on a node:
@@ -205,7 +206,11 @@ export function createRelayLink (carrier: RelayCarrier, handlers: RelayLinkHandl
     ws.on('close', () => reportClose(decodeError))
     ws.on('error', e => reportClose(e))
   } else {
-    stream!.on('data', (chunk: Buffer) => push(chunk))
+    stream!.on('data', (chunk: Buffer) => {
+      push(chunk)
+      // Nothing keeps a view of the chunk when onFrame copies (the decoder copies split frames).
+      if (opts.framesCopied === true) releaseBuffer(chunk)
+    })
     stream!.on('close', () => reportClose(decodeError))
     stream!.on('error', e => reportClose(e))
     stream!.on('end', () => { stream!.end() })
