@@ -3,6 +3,7 @@ import { cidrContains, hostCidr } from './addr.js'
 import { buildForwardFilter, routeParts, routeOverlaps, routerRoutes } from './route-filter.js'
 import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
 import { buildFilter, type FilterPart } from './build-filter.js'
+import { exitFamilies, internetParts, INTERNET_KEY } from './internet.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 /**
@@ -144,6 +145,12 @@ class EngineState {
     if (routes.length > 0) {
       for (const [key, cidr] of this.cp.cidrs) if (routes.some(r => routeOverlaps(r, cidr))) routeKeys.push(key)
       parts.push(...routeParts(routes, this.cp.cidrs, this.dstRules))
+    }
+    // an exit node: a peer of autogroup:internet's sources, forwarding them to the internet only
+    const exit = exitFamilies(node)
+    if (exit.length > 0) {
+      routeKeys.push(INTERNET_KEY)
+      parts.push(...internetParts(exit, this.dstRules))
     }
     const sig = [...new Set(parts)].sort().join(' ')
     const rec: NodeRec = { node, addrs, routes, keys, routeKeys, sig }

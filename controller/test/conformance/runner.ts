@@ -36,7 +36,6 @@ const PENDING: PendingFeature[] = [
   { section: 'defaultsrcposture', reason: 'device postures' },
   { section: 'ipsets', reason: 'ipsets' },
   { section: 'randomizeclientport', reason: 'randomizeClientPort (a network setting)' },
-  { error: /autogroup:internet/, reason: 'autogroup:internet: comes with exit nodes' },
   { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
   { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
   { error: /\bipset:/, reason: 'ipsets' },
