@@ -1,6 +1,6 @@
 import os from 'node:os'
 import {
-  WarrenError, isWarrenError, parseCredential, normalizeFingerprint, isTag, checkRoutes,
+  WarrenError, isWarrenError, parseCredential, normalizeFingerprint, isTag, checkRoutes, isExitRoute, EXIT_ROUTES,
   type Node, type LocalUpRequest, type RoutingPrefs
 } from '@warren/protocol'
 import { normalizeControllerUrl } from '@warren/sdk/transport'
@@ -112,8 +112,23 @@ async function requestLogin (t: MeshTransport, base: Omit<RegisterInit, 'authKey
  */
 export function routingPrefs (req: LocalUpRequest, previous: RoutingPrefs | undefined, meshIpv6: string | undefined): RoutingPrefs {
   return {
-    advertiseRoutes: checkRoutes(req.advertiseRoutes ?? previous?.advertiseRoutes ?? [], 'advertiseRoutes', meshIpv6),
+    advertiseRoutes: checkRoutes(withExitRoutes(req.advertiseRoutes ?? previous?.advertiseRoutes ?? [], req.advertiseExitNode), 'advertiseRoutes', meshIpv6),
     acceptRoutes: req.acceptRoutes ?? previous?.acceptRoutes ?? false,
-    snatSubnetRoutes: req.snatSubnetRoutes ?? previous?.snatSubnetRoutes ?? true
+    snatSubnetRoutes: req.snatSubnetRoutes ?? previous?.snatSubnetRoutes ?? true,
+    ...exitPrefs(req, previous)
   }
+}
+
+/** withExitRoutes adds both default routes for --advertise-exit-node, removes them for false, else keeps the list. */
+function withExitRoutes (routes: readonly string[], advertiseExitNode: boolean | undefined): string[] {
+  if (advertiseExitNode === undefined) return [...routes]
+  const subnets = routes.filter(r => !isExitRoute(r))
+  return advertiseExitNode ? [...subnets, ...EXIT_ROUTES] : subnets
+}
+
+/** exitPrefs: the exit node an `up` names ("" stops using one), else the last one; allow-LAN-access follows it. */
+function exitPrefs (req: LocalUpRequest, previous: RoutingPrefs | undefined): Pick<RoutingPrefs, 'exitNode' | 'exitNodeAllowLanAccess'> {
+  const exitNode = (req.exitNode ?? previous?.exitNode ?? '').trim()
+  if (exitNode === '') return {}
+  return { exitNode, exitNodeAllowLanAccess: req.exitNodeAllowLanAccess ?? previous?.exitNodeAllowLanAccess ?? false }
 }
