@@ -1,5 +1,6 @@
 import t from 'tap'
-import type { FilterRule, RoutingPrefs } from '@warren/protocol'
+import type { FilterRule, LocalUpRequest, RoutingPrefs } from '@warren/protocol'
+import { checkExitNode, routingPrefs } from '../src/daemon/join.js'
 import { createEngine, type Firewall, type FirewallContext } from '../src/engine/index.js'
 import { createExitRouting, createForwarding, ipv4Forwarding, IPV6_FORWARDING } from '../src/router/index.js'
 import { createFakeWireGuard, createFakeRouter, createFakeSysctl, createFakeExitRoutingSystem } from '../src/testing.js'
@@ -83,4 +84,20 @@ t.test('an exit node forwards the mesh into the internet, masquerading, and rest
   t.equal(s.contexts.at(-1)!.ctx.subnetRouter, undefined, 'unapproved: it forwards nothing')
   t.equal(s.sysctl.values.get(ipv4Forwarding(IF)), '0', 'and forwarding is back as it was')
   t.equal(s.sysctl.values.get(IPV6_FORWARDING), '0')
+})
+
+t.test('warren up: --advertise-exit-node adds both default routes, --exit-node names a peer that offers one', async t => {
+  const prev: RoutingPrefs = { advertiseRoutes: ['10.1.0.0/16'], acceptRoutes: false, snatSubnetRoutes: true }
+  const up = (req: Partial<LocalUpRequest>, previous: RoutingPrefs | undefined = prev): RoutingPrefs => routingPrefs({ controller: 'https://ctl', ...req }, previous, undefined)
+  t.same(up({ advertiseExitNode: true }).advertiseRoutes, ['0.0.0.0/0', '10.1.0.0/16', '::/0'], 'added to the routes the last up advertised')
+  t.same(up({ advertiseExitNode: false }, { ...prev, advertiseRoutes: ['0.0.0.0/0', '10.1.0.0/16', '::/0'] }).advertiseRoutes, ['10.1.0.0/16'], 'and withdrawn')
+  t.same(up({}, { ...prev, advertiseRoutes: ['0.0.0.0/0', '::/0'] }).advertiseRoutes, ['0.0.0.0/0', '::/0'], 'an up that does not say keeps it')
+  t.match(up({ exitNode: 'node-2', exitNodeAllowLanAccess: true }), { exitNode: 'node-2', exitNodeAllowLanAccess: true })
+  t.match(up({}, { ...prev, exitNode: 'node-2', exitNodeAllowLanAccess: true }), { exitNode: 'node-2', exitNodeAllowLanAccess: true }, 'kept by a later up')
+  t.notOk('exitNode' in up({ exitNode: '' }, { ...prev, exitNode: 'node-2' }), '--exit-node= stops using it')
+
+  checkExitNode(up({ exitNode: 'node-2' }), [offering, asPeer(other)])
+  t.throws(() => checkExitNode(up({ exitNode: 'node-3' }), [offering, asPeer(other)]),
+    { code: 'bad_exit_node', field: 'exitNode', message: /no peer named "node-3" offers an exit node: use one of node-2/ }, 'a peer that is no exit node is refused, naming those that are')
+  t.throws(() => checkExitNode(up({ exitNode: 'nosuch' }), [asPeer(other)]), /none does yet \(an exit node needs 'warren up --advertise-exit-node' and approval\)/)
 })

@@ -55,6 +55,8 @@ t.test('a client uses an exit node for the internet when the policy allows it', 
     const r = await mesh.warren(['up', '--socket', client.socket, '--exit-node=', '--exit-node-allow-lan-access'], { allowFail: true })
     t.not(r.exitCode, 0)
     t.match(r.stderr, /--exit-node-allow-lan-access needs an exit node/)
+    const unknown = await mesh.warren(['up', '--socket', client.socket, '--exit-node', 'router'], { allowFail: true })
+    t.match(unknown.stderr, /no peer named "router" offers an exit node: none does yet/, 'an exit node that does not offer itself yet is refused')
     const half = await mesh.warren(['admin', '--state-dir', mesh.controllerStateDir, 'nodes', 'approve-routes', 'router', '0.0.0.0/0'], { allowFail: true })
     t.match(half.stderr, /half of an exit node: give 0\.0\.0\.0\/0 and ::\/0 together/, 'one default route alone is refused')
     t.same(await hostNetworkState(client.host), clientRunning, 'the client is as it was')
