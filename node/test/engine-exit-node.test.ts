@@ -49,6 +49,8 @@ t.test('a client sends its internet traffic through the exit node it names, and 
   t.notOk(s.system.items().some(x => x.includes('192.168.1.0/24')), 'without allow-LAN-access the LAN goes through the exit node too')
   await s.engine.apply(nm, local({ ...NONE, exitNode: 'node-2', exitNodeAllowLanAccess: true }))
   t.ok(s.system.items().includes('4 route throw 192.168.1.0/24 table 22434'), 'with it the LAN stays local')
+  await s.engine.apply(nm, { ...local({ ...NONE, exitNode: 'node-2' }), sharedPort: { wgPort: 41641, controlAddress: self.ipv4, controlPort: 41000, egress: {} } })
+  t.ok(s.system.items().includes(`4 rule priority 5315 from ${self.ipv4}/32 ipproto udp sport 41000 lookup main`), 'the daemon\'s control socket (STUN, path probes) keeps the host\'s routes')
 
   await s.engine.apply(nm, local(NONE))
   t.same(s.system.items(), [], 'leaving the exit node removes its rules and routes')

@@ -13,7 +13,7 @@ const IF = 'wgx0'
 const T = String(EXIT_TABLE)
 
 t.test('the plan: default routes into the mesh, bypass rules, the LAN thrown back with allow-LAN-access', async t => {
-  const items = desiredExitItems({ interfaceName: IF, bypass: ['192.0.2.10', '2001:db8::10', '192.0.2.10'], lan: ['192.168.1.0/24'] })
+  const items = desiredExitItems({ interfaceName: IF, bypass: ['192.0.2.10', '2001:db8::10', '192.0.2.10'], lan: ['192.168.1.0/24'], control: [{ address: '100.64.0.1', port: 41000 }, { address: 'fd7a:115c:a1e0::1', port: 41000 }] })
   const lines = exitCommands({ del: [], add: items }).map(a => a.join(' '))
   t.same(lines.filter(l => l.includes(' route ')), [
     `ip -4 route add 0.0.0.0/0 dev ${IF} table ${T}`,
@@ -26,18 +26,22 @@ t.test('the plan: default routes into the mesh, bypass rules, the LAN thrown bac
   ], 'routes first, so no packet meets a half-built table')
   t.same(lines.filter(l => l.includes(' rule ')), [
     'ip -4 rule add priority 5310 fwmark 0x57a2 lookup main',
+    'ip -4 rule add priority 5315 from 100.64.0.1/32 ipproto udp sport 41000 lookup main',
     'ip -4 rule add priority 5320 to 192.0.2.10/32 lookup main',
     `ip -4 rule add priority 5370 lookup ${T}`,
     'ip -6 rule add priority 5310 fwmark 0x57a2 lookup main',
+    'ip -6 rule add priority 5315 from fd7a:115c:a1e0::1/128 ipproto udp sport 41000 lookup main',
     'ip -6 rule add priority 5320 to 2001:db8::10/128 lookup main',
     `ip -6 rule add priority 5370 lookup ${T}`
-  ], 'WireGuard\'s marked packets and the bypass addresses keep the main table; the rest goes to Warren\'s table')
+  ], 'WireGuard\'s marked packets, the daemon\'s control sockets and the bypass addresses keep the main table; the rest goes to Warren\'s table')
   t.throws(() => desiredExitItems({ interfaceName: IF, bypass: ['controller.example'], lan: [] }), { code: 'bad_config', message: /bypass "controller.example" is not an IP address/ })
 })
 
 t.test('kernel state reads back as the same items, and rules of others are not Warren\'s', async t => {
   t.same(ruleItem(4, { priority: 5320, dst: '192.0.2.10', table: 'main' })?.spec, ['priority', '5320', 'to', '192.0.2.10/32', 'lookup', 'main'])
-  t.same(ruleItem(6, { priority: 5310, fwmark: '0x57a2', table: 'main' })?.spec, ['priority', '5310', 'fwmark', '0x57a2', 'lookup', 'main'])
+  t.same(ruleItem(6, { priority: 5310, src: 'all', fwmark: '0x57a2', table: 'main' })?.spec, ['priority', '5310', 'fwmark', '0x57a2', 'lookup', 'main'])
+  t.same(ruleItem(4, { priority: 5315, src: '100.64.0.1', ipproto: 'udp', sport: 41000, table: 'main' })?.spec,
+    ['priority', '5315', 'from', '100.64.0.1/32', 'ipproto', 'udp', 'sport', '41000', 'lookup', 'main'], 'as `ip -j rule` prints a control socket\'s rule')
   t.equal(ruleItem(4, { priority: 5270, table: '52' }), undefined, 'Tailscale\'s rule is not ours')
   t.equal(ruleItem(4, { priority: 32766, table: 'main' }), undefined, 'nor the main table\'s')
   t.same(routeItem(4, { dst: 'default', dev: IF })?.spec, ['0.0.0.0/0', 'dev', IF, 'table', T])

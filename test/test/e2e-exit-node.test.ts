@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createSubnetLab, hostNetworkState, netnsSkipReason, waitFor, type Host } from '../src/index.js'
+import { createSubnetLab, hostNetworkState, netnsSkipReason, waitFor, waitForPath, type Host } from '../src/index.js'
 import { canConnect, FLOW_ARGV } from '../src/mesh.js'
 
 /**
@@ -83,6 +83,8 @@ t.test('a client uses an exit node for the internet when the policy allows it', 
     t.match((await mesh.warren(['status', '--socket', client.socket])).stdout, /exit node: router \(in use\)/, 'warren status says which exit node is in use')
     const resolved = await client.host.exec(['getent', 'ahostsv4', 'router.warren.internal'], { allowFail: true })
     t.match(resolved.stdout, new RegExp(exitNode.ipv4.replace(/\./g, '\\.')), 'MagicDNS still answers mesh names')
+    const path = await waitForPath(client, exitNode, 'direct')
+    t.equal(path.kind, 'direct', 'the daemon\'s path probes to the exit node keep the host\'s routes: the path stays direct')
   })
 
   await t.test('a policy without autogroup:internet stops it; granting it again restores it', async t => {

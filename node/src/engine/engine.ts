@@ -5,7 +5,7 @@ import type { Router, RouterConfig } from '../router/types.js'
 import { NO_FORWARDING, type Forwarding } from '../router/forwarding.js'
 import type { Engine, EngineLocal, Firewall, DnsConfigurator, ApplyResult } from './types.js'
 import { NO_ROUTING, routesInUse, selfRoutes, splitFilter } from './subnet-routes.js'
-import { exitAllowedIps, exitPeer } from './exit-node.js'
+import { controlSockets, exitAllowedIps, exitPeer } from './exit-node.js'
 import type { ExitRouting } from '../router/exit-routing.js'
 
 /** PERSISTENT_KEEPALIVE keeps NAT mappings open toward every peer (seconds). */
@@ -129,7 +129,7 @@ export function createEngine (components: EngineComponents): Engine {
     if (forwarding !== undefined) await stage('forwarding', async () => await forwarding.set(plan))
     const routes = await stage('router', async () => await router.set(routerConfig))
     if (exitRouting !== undefined && exit !== undefined) {
-      const request = { interfaceName: local.interfaceName, bypass: local.exitBypass ?? [], allowLanAccess: routing.exitNodeAllowLanAccess === true }
+      const request = { interfaceName: local.interfaceName, bypass: local.exitBypass ?? [], allowLanAccess: routing.exitNodeAllowLanAccess === true, control: controlSockets(local.sharedPort) }
       await stage('exit node', async () => await exitRouting.set(request))
     }
     if (dns !== undefined) await stage('dns', async () => await dns.set(active ? netmap : { ...netmap, peers: [] }))

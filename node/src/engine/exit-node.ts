@@ -1,4 +1,5 @@
 import { EXIT_ROUTES, offersExitNode, type Peer, type RoutingPrefs } from '@warren/protocol'
+import type { SharedPortRules } from './types.js'
 
 /**
  * exit-node decides which peer, if any, carries this node's internet traffic: the one
@@ -18,4 +19,11 @@ export function exitPeer (peers: readonly Peer[], routing: RoutingPrefs): Peer |
 /** exitAllowedIps are the extra WireGuard allowed-ips of the exit peer: both default routes. */
 export function exitAllowedIps (peer: Peer, exit: Peer | undefined): string[] {
   return exit !== undefined && exit.wgKey === peer.wgKey ? [...EXIT_ROUTES] : []
+}
+
+/** controlSockets are where the daemon's control sockets are bound (shared-port rules), which an exit node must not carry. */
+export function controlSockets (shared: SharedPortRules | undefined): Array<{ address: string, port: number }> {
+  if (shared === undefined) return []
+  const port = shared.controlPort
+  return [{ address: shared.controlAddress, port }, ...(shared.controlAddress6 !== undefined ? [{ address: shared.controlAddress6, port }] : [])]
 }

@@ -8,6 +8,9 @@ import { WarrenError, formatIpPrefix, parseIpPrefix } from '@warren/protocol'
  * - WireGuard's own UDP to peer endpoints, which carries the fwmark EXIT_FWMARK (`wg set
  *   fwmark`), so the tunnel does not route into itself;
  * - the controller and relays (`bypass`), which the daemon reaches over TCP without a mark;
+ * - the daemon's control sockets (`control`: bound to a mesh address, sharing WireGuard's
+ *   port through the firewall), whose STUN and path probes must take the same way out as
+ *   WireGuard's own packets;
  * - link-local and multicast ranges, and with allow-LAN-access the directly connected
  *   subnets: `throw` routes in the table send them back to the main table.
  * Everything Warren adds is named by its priority (EXIT_PRIORITY..+99) or its table, so a
@@ -33,7 +36,12 @@ export interface ExitRoutingConfig {
   bypass: string[]
   /** directly connected subnets that stay local (allow-LAN-access); empty otherwise */
   lan: string[]
+  /** the daemon's control sockets (mesh address and UDP port) */
+  control?: ControlSocket[]
 }
+
+/** ControlSocket is where one of the daemon's control sockets is bound. */
+export interface ControlSocket { address: string, port: number }
 
 /** ExitItem is one rule or route: `ip -4|-6 rule|route add <spec>` adds it, `del <spec>` removes it. */
 export interface ExitItem { family: 4 | 6, kind: 'rule' | 'route', spec: string[] }
@@ -53,8 +61,12 @@ export function desiredExitItems (config: ExitRoutingConfig): ExitItem[] {
   const out: ExitItem[] = []
   const bypass = config.bypass.map(b => cidr(b, 'bypass'))
   const local = [...ALWAYS_LOCAL, ...config.lan].map(l => cidr(l, 'lan'))
+  const control = (config.control ?? []).map(c => ({ ...cidr(c.address, 'control'), port: c.port }))
   for (const family of [4, 6] as const) {
     out.push({ family, kind: 'rule', spec: ['priority', String(EXIT_PRIORITY), 'fwmark', EXIT_FWMARK, 'lookup', 'main'] })
+    for (const c of control.filter(x => x.family === family)) {
+      out.push({ family, kind: 'rule', spec: ['priority', String(EXIT_PRIORITY + 5), 'from', c.text, 'ipproto', 'udp', 'sport', String(c.port), 'lookup', 'main'] })
+    }
     for (const b of [...new Set(bypass.filter(x => x.family === family).map(x => x.text))].sort()) {
       out.push({ family, kind: 'rule', spec: ['priority', String(EXIT_PRIORITY + 10), 'to', b, 'lookup', 'main'] })
     }
@@ -68,7 +80,7 @@ export function desiredExitItems (config: ExitRoutingConfig): ExitItem[] {
 }
 
 /** IpRuleJson is what `ip -j rule show` prints per rule (the fields Warren reads). */
-export interface IpRuleJson { priority?: number, dst?: string, dstlen?: number, fwmark?: string, table?: string }
+export interface IpRuleJson { priority?: number, src?: string, srclen?: number, dst?: string, dstlen?: number, ipproto?: string, sport?: number, fwmark?: string, table?: string }
 /** IpRouteJson is what `ip -j route show table N` prints per route (the fields Warren reads). */
 export interface IpRouteJson { type?: string, dst?: string, dev?: string }
 
@@ -76,7 +88,11 @@ export interface IpRouteJson { type?: string, dst?: string, dev?: string }
 export function ruleItem (family: 4 | 6, r: IpRuleJson): ExitItem | undefined {
   if (r.priority === undefined || r.priority < EXIT_PRIORITY || r.priority > LAST_PRIORITY) return undefined
   const spec = ['priority', String(r.priority)]
-  if (r.dst !== undefined) spec.push('to', formatIpPrefix(parseIpPrefix(`${r.dst}/${r.dstlen ?? (family === 4 ? 32 : 128)}`)!))
+  const host = family === 4 ? 32 : 128
+  if (r.src !== undefined && r.src !== 'all') spec.push('from', formatIpPrefix(parseIpPrefix(`${r.src}/${r.srclen ?? host}`)!))
+  if (r.dst !== undefined) spec.push('to', formatIpPrefix(parseIpPrefix(`${r.dst}/${r.dstlen ?? host}`)!))
+  if (r.ipproto !== undefined) spec.push('ipproto', r.ipproto)
+  if (r.sport !== undefined) spec.push('sport', String(r.sport))
   if (r.fwmark !== undefined) spec.push('fwmark', r.fwmark)
   spec.push('lookup', r.table ?? 'main')
   return { family, kind: 'rule', spec }

@@ -2,7 +2,7 @@ import { checkInterfaceName } from './cidr.js'
 import type { CommandRunner } from '../runner/index.js'
 import {
   EXIT_FWMARK, EXIT_TABLE, desiredExitItems, exitCommands, planExit, routeItem, ruleItem,
-  type ExitItem, type ExitRoutingConfig, type IpRouteJson, type IpRuleJson
+  type ControlSocket, type ExitItem, type ExitRoutingConfig, type IpRouteJson, type IpRuleJson
 } from './exit-routing-plan.js'
 
 /** ExitRoutingRequest is what the engine asks for: the interface, bypass addresses, and whether the LAN stays local. */
@@ -10,6 +10,8 @@ export interface ExitRoutingRequest {
   interfaceName: string
   bypass: string[]
   allowLanAccess: boolean
+  /** the daemon's control sockets, which keep the host's own routes like WireGuard */
+  control?: ControlSocket[]
 }
 
 /**
@@ -44,7 +46,8 @@ export function createExitRouting (system: ExitRoutingSystem): ExitRouting {
       const config: ExitRoutingConfig = {
         interfaceName: request.interfaceName,
         bypass: request.bypass,
-        lan: request.allowLanAccess ? await system.lan(request.interfaceName) : []
+        lan: request.allowLanAccess ? await system.lan(request.interfaceName) : [],
+        ...(request.control !== undefined ? { control: request.control } : {})
       }
       desired = desiredExitItems(config)
       // the mark first: WireGuard's packets must bypass the table before it exists
