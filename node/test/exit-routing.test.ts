@@ -90,11 +90,15 @@ t.test('the real system reads with ip -j, removes only Warren\'s items, and read
     .on(`ip -j -4 route show table ${T}`, { stdout: JSON.stringify([{ dst: 'default', dev: IF }]) })
     .on('ip -j -6 rule show', { stdout: '[]' })
     .on(`ip -j -6 route show table ${T}`, { stdout: '' })
-  await createExitRouting(createIpExitRoutingSystem(runner)).set(undefined)
+  const exit = createExitRouting(createIpExitRoutingSystem(runner))
+  await exit.set(undefined)
   t.same(runner.calls.filter(c => !c.argv.includes('-j')).map(c => c.argv.join(' ')), [
     `ip -4 rule del priority 5370 lookup ${T}`,
     `ip -4 route del 0.0.0.0/0 dev ${IF} table ${T}`
-  ], 'the rule goes before the route; Tailscale\'s and the system\'s rules stay')
+  ], 'what a previous run left is removed, the rule before the route; Tailscale\'s and the system\'s rules stay')
+  runner.reset()
+  await exit.set(undefined)
+  t.same(runner.calls, [], 'once clean, a node that uses no exit node runs no commands for it on each map')
 
   const lanRunner = createFakeCommandRunner()
     .on('ip -j -4 route show table main scope link', { stdout: JSON.stringify([{ dst: '192.168.1.0/24', dev: 'eth0' }, { dst: '100.64.0.0/10', dev: IF }]) })

@@ -39,7 +39,11 @@ export interface ExitRoutingSystem {
 /** createExitRouting makes the adapter over a system. */
 export function createExitRouting (system: ExitRoutingSystem): ExitRouting {
   let marked: string | undefined
+  /** clean: this process found none of Warren's items and added none since, so leaving needs no reading back */
+  let clean = false
   async function set (request: ExitRoutingRequest | undefined): Promise<{ added: number, removed: number }> {
+    if (request === undefined && clean) return { added: 0, removed: 0 }
+    clean = false
     let desired: ExitItem[] = []
     if (request !== undefined) {
       checkInterfaceName(request.interfaceName)
@@ -50,12 +54,15 @@ export function createExitRouting (system: ExitRoutingSystem): ExitRouting {
         ...(request.control !== undefined ? { control: request.control } : {})
       }
       desired = desiredExitItems(config)
-      // the mark first: WireGuard's packets must bypass the table before it exists
-      if (marked !== request.interfaceName) { await system.mark(request.interfaceName, true); marked = request.interfaceName }
+      // the mark first: WireGuard's packets must bypass the table before it exists (again
+      // each time: an interface made anew after a crash has lost it)
+      await system.mark(request.interfaceName, true)
+      marked = request.interfaceName
     }
     const plan = planExit(await system.current(), desired)
     await system.apply(exitCommands(plan))
     if (request === undefined && marked !== undefined) { await system.mark(marked, false).catch(() => undefined); marked = undefined }
+    clean = request === undefined
     return { added: plan.add.length, removed: plan.del.length }
   }
   return { set, close: async () => { await set(undefined) } }
