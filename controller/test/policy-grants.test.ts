@@ -90,8 +90,8 @@ t.test('user:*@domain, autogroup:danger-all and autogroup:self in grants', async
 t.test('bad grants are refused as Tailscale refuses them, with what to write', async t => {
   t.same(errors('[{ "src": ["*"], "dst": ["*"] }]'), ['grant 1 (grants[0]) grants nothing: "ip" and "app" are both missing or empty (add "ip": ["*"] for all traffic, ports such as "ip": ["tcp:443"], or capabilities such as "app": {"example.com/cap/web": [{}]})'])
   t.same(errors('[{ "src": ["*"], "dst": ["*"], "ip": [] }]'), ['grant 1 (grants[0]) grants nothing: "ip" and "app" are both missing or empty (add "ip": ["*"] for all traffic, ports such as "ip": ["tcp:443"], or capabilities such as "app": {"example.com/cap/web": [{}]})'])
-  t.same(errors('[{ "src": ["*"], "dst": ["0.0.0.0/0"], "ip": ["*"] }]'), ['dst "0.0.0.0/0": to allow all IP addresses, use "*"'])
-  t.same(errors('[{ "src": ["*"], "dst": ["::/0"], "ip": ["*"] }]'), ['dst "::/0": to allow all IP addresses, use "*"'])
+  t.same(errors('[{ "src": ["*"], "dst": ["0.0.0.0/0"], "ip": ["*"] }]'), ['dst "0.0.0.0/0": to allow all IP addresses, use "*" or "autogroup:internet"'])
+  t.same(errors('[{ "src": ["*"], "dst": ["::/0"], "ip": ["*"] }]'), ['dst "::/0": to allow all IP addresses, use "*" or "autogroup:internet"'])
   t.same(errors('[{ "src": ["*"], "dst": ["tag:web:443"], "ip": ["*"] }]'),
     ['dst "tag:web:443" has ports, but a grant\'s destinations name only hosts: ports go in "ip" (write "dst": ["tag:web"], "ip": ["443"])'])
   t.same(errors('[{ "src": ["*"], "dst": ["autogroup:self"], "ip": ["*"] }]'),

@@ -726,7 +726,11 @@ export function describeDataPlane (info: DataPlaneInfo): string {
 export const RoutingPrefs = Obj({
   advertiseRoutes: RouteList,
   acceptRoutes: Type.Boolean(),
-  snatSubnetRoutes: Type.Boolean()
+  snatSubnetRoutes: Type.Boolean(),
+  /** the exit node to send internet traffic through (its name or mesh address); absent: none */
+  exitNode: Type.Optional(Str(260, { minLength: 1 })),
+  /** with an exit node: directly connected LAN subnets stay reached directly */
+  exitNodeAllowLanAccess: Type.Optional(Type.Boolean())
 })
 export type RoutingPrefs = Static<typeof RoutingPrefs>
 
@@ -790,7 +794,12 @@ export const LocalUpRequest = Obj({
   /** absent fields keep the value of the last `up` (defaults: none, false, true) */
   advertiseRoutes: Type.Optional(RouteList),
   acceptRoutes: Type.Optional(Type.Boolean()),
-  snatSubnetRoutes: Type.Optional(Type.Boolean())
+  snatSubnetRoutes: Type.Optional(Type.Boolean()),
+  /** offer this node as an exit node (advertise 0.0.0.0/0 and ::/0 besides advertiseRoutes); false stops */
+  advertiseExitNode: Type.Optional(Type.Boolean()),
+  /** the exit node to use (name or mesh address); "" stops using one */
+  exitNode: Type.Optional(Str(260)),
+  exitNodeAllowLanAccess: Type.Optional(Type.Boolean())
 })
 export type LocalUpRequest = Static<typeof LocalUpRequest>
 

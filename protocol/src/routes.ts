@@ -20,6 +20,11 @@ export function isExitRoute (route: string): boolean {
   return EXIT_ROUTES.includes(route)
 }
 
+/** offersExitNode says whether a list of routes holds both default routes: what makes an exit node. */
+export function offersExitNode (routes: readonly string[]): boolean {
+  return EXIT_ROUTES.every(r => routes.includes(r))
+}
+
 const RESERVED: ReadonlyArray<{ prefix: IpPrefix, what: string }> = ([
   { text: MESH_IPV4_CIDR, what: 'the mesh\'s own IPv4 range' },
   { text: '127.0.0.0/8', what: 'loopback' },
@@ -35,10 +40,10 @@ function overlaps (a: IpPrefix, b: IpPrefix): boolean {
 }
 
 /**
- * checkRoute reads one advertised route (`192.168.1.0/24`, `fd00:1::/64`) and returns it in
- * canonical form. It refuses, saying how to fix it: text that is not a CIDR, host bits set
- * below the length, a bare address, default routes (an exit node's, not a subnet's), and
- * ranges that overlap the mesh itself (100.64.0.0/10, the mesh's IPv6 /48 `meshIpv6` when
+ * checkRoute reads one advertised route (`192.168.1.0/24`, `fd00:1::/64`, or an exit node's
+ * `0.0.0.0/0` / `::/0`) and returns it in canonical form. It refuses, saying how to fix it:
+ * text that is not a CIDR, host bits set below the length, a bare address, and ranges
+ * other than the default routes that overlap the mesh itself (100.64.0.0/10, the mesh's IPv6 /48 `meshIpv6` when
  * known), loopback, link-local or multicast.
  */
 export function checkRoute (text: string, field = 'routes', meshIpv6?: string): string {
@@ -48,7 +53,7 @@ export function checkRoute (text: string, field = 'routes', meshIpv6?: string): 
   if (p === undefined) throw bad('is not an IPv4 or IPv6 CIDR: write it like 192.168.1.0/24 or fd00:1::/64')
   const canonical = formatIpPrefix(p)
   if (parseIpPrefix(text, { strict: true }) === undefined) throw bad(`has host bits set: did you mean ${canonical}?`)
-  if (p.length === 0) throw bad('is a default route: that makes an exit node, not a subnet router; advertise the subnets themselves')
+  if (p.length === 0) return canonical
   const mesh = meshIpv6 === undefined ? undefined : parseIpPrefix(meshIpv6.includes('/') ? meshIpv6 : `${meshIpv6}/48`)
   const reserved = [...RESERVED, ...(mesh !== undefined ? [{ prefix: mesh, what: 'the mesh\'s own IPv6 range' }] : [])]
   for (const r of reserved) {
@@ -59,11 +64,16 @@ export function checkRoute (text: string, field = 'routes', meshIpv6?: string): 
 
 /**
  * checkRoutes reads a list of routes with checkRoute and returns them canonical, without
- * repeats, sorted (IPv4 first); it refuses more than MAX_ROUTES.
+ * repeats, sorted (IPv4 first); it refuses more than MAX_ROUTES, and one default route
+ * without the other (an exit node carries both families, as in Tailscale).
  */
 export function checkRoutes (routes: readonly string[], field = 'routes', meshIpv6?: string): string[] {
   if (routes.length > MAX_ROUTES) throw new WarrenError('bad_route', `${routes.length} routes are too many: at most ${MAX_ROUTES}`, { field })
   const out = new Set(routes.map((r, i) => checkRoute(r, `${field}[${i}]`, meshIpv6)))
+  const exit = EXIT_ROUTES.filter(r => out.has(r))
+  if (exit.length === 1) {
+    throw new WarrenError('bad_route', `route "${exit[0]!}" is a default route, half of an exit node: give 0.0.0.0/0 and ::/0 together (warren up --advertise-exit-node), or advertise the subnets themselves`, { field })
+  }
   return [...out].sort(compareRoutes)
 }
 

@@ -10,8 +10,6 @@ t.test('checkRoute accepts subnets in canonical form and refuses the rest, sayin
     ['192.168.1.1', /has no prefix length: write a subnet such as 192\.168\.1\.1\/32/],
     ['printer/24', /is not an IPv4 or IPv6 CIDR/],
     ['10.0.0.0/33', /is not an IPv4 or IPv6 CIDR/],
-    ['0.0.0.0/0', /default route: that makes an exit node/],
-    ['::/0', /default route/],
     ['100.64.0.0/10', /overlaps the mesh's own IPv4 range \(100\.64\.0\.0\/10\)/],
     ['100.0.0.0/8', /overlaps the mesh's own IPv4 range/],
     ['127.0.0.0/8', /overlaps loopback/],
@@ -21,6 +19,9 @@ t.test('checkRoute accepts subnets in canonical form and refuses the rest, sayin
   ]
   for (const [text, why] of refused) t.throws(() => checkRoute(text, 'advertiseRoutes[0]'), { code: 'bad_route', field: 'advertiseRoutes[0]', message: why }, text)
   t.throws(() => checkRoute('fd7a:115c:a1e0:5::/64', 'routes', 'fd7a:115c:a1e0::7'), /overlaps the mesh's own IPv6 range \(fd7a:115c:a1e0::\/48\)/, 'the mesh\'s /48 when known')
+  t.same(checkRoutes(['::/0', '10.0.0.0/8', '0.0.0.0/0']), ['0.0.0.0/0', '10.0.0.0/8', '::/0'], 'an exit node offers both default routes')
+  t.throws(() => checkRoutes(['0.0.0.0/0'], 'approve-routes'), { field: 'approve-routes', message: /default route, half of an exit node: give 0\.0\.0\.0\/0 and ::\/0 together/ }, 'one alone is refused')
+  t.throws(() => checkRoutes(['::/0']), /half of an exit node/)
   t.same(checkRoutes(['fd00:1::/64', '192.168.1.0/24', '10.0.0.0/8', '192.168.1.0/24']), ['10.0.0.0/8', '192.168.1.0/24', 'fd00:1::/64'], 'sorted, IPv4 first, repeats dropped')
   const field = (() => { try { checkRoutes(['10.0.0.0/8', '1.2.3.4/24']) } catch (e) { return (e as { field?: string }).field } })()
   t.equal(field, 'routes[1]', 'the field names the bad entry')

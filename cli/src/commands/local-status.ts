@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { describeDataPlane, isExitRoute, type LocalStatus, type LocalPeerPath } from '@warren/protocol'
+import { describeDataPlane, isExitRoute, offersExitNode, type LocalStatus, type LocalPeerPath } from '@warren/protocol'
 import { openLocal, checkVersion, localCommand, type LocalOptions } from './local-common.js'
 import { printJson, formatTable, relativeTime } from '../output.js'
 import { cliIo } from '../cli-io.js'
@@ -24,24 +24,42 @@ export function formatPath (path: LocalPeerPath | undefined): string {
  * once approved) and those peers offer (primary or standby router; in use, or why not).
  */
 export function formatRoutes (st: LocalStatus): string[] {
-  const lines: string[] = []
-  const advertised = st.self?.advertisedRoutes ?? []
+  const lines: string[] = formatExitNode(st)
+  const advertised = (st.self?.advertisedRoutes ?? []).filter(r => !isExitRoute(r))
   if (advertised.length > 0) {
     const approved = new Set(st.self?.approvedRoutes ?? [])
     const primary = new Set(st.self?.primaryRoutes ?? [])
-    // the controller names a primary router for subnet routes, not for an exit node's default routes
-    const role = (r: string): string => isExitRoute(r) ? '' : primary.has(r) ? ', primary' : ', standby'
+    const role = (r: string): string => primary.has(r) ? ', primary' : ', standby'
     const state = (r: string): string => approved.has(r) ? `approved, served${role(r)}` : 'awaiting approval'
     lines.push(`routes advertised: ${advertised.map(r => `${r} (${state(r)})`).join(', ')}; ${st.routing?.snatSubnetRoutes === false ? 'no masquerade' : 'masqueraded'}`)
   }
   const accept = st.routing?.acceptRoutes === true
   for (const p of st.peers) {
-    for (const r of p.routes ?? []) {
+    for (const r of (p.routes ?? []).filter(r => !isExitRoute(r))) {
       const used = p.routesInUse?.includes(r) === true
       const role = p.primaryRoutes?.includes(r) === true ? 'primary' : p.online ? 'standby' : 'offline'
       lines.push(`route ${r} via ${p.name} (${role}): ${used ? 'in use' : accept ? 'not used (another router carries it)' : 'not used (run \'warren up --accept-routes\' to use it)'}`)
     }
   }
+  return lines
+}
+
+/**
+ * formatExitNode says whether this node offers an exit node (and whether it is approved),
+ * which peers offer one, and which one this node uses.
+ */
+export function formatExitNode (st: LocalStatus): string[] {
+  const lines: string[] = []
+  if (offersExitNode(st.self?.advertisedRoutes ?? [])) {
+    lines.push(offersExitNode(st.self?.approvedRoutes ?? [])
+      ? 'offers exit node (approved, in service)'
+      : `offers exit node (awaiting approval: warren admin nodes approve-routes ${st.self!.name} 0.0.0.0/0 ::/0)`)
+  }
+  const offering = st.peers.filter(p => offersExitNode(p.routes ?? []))
+  const used = offering.find(p => offersExitNode(p.routesInUse ?? []))
+  if (used !== undefined) lines.push(`exit node: ${used.name} (in use${st.routing?.exitNodeAllowLanAccess === true ? ', LAN stays local' : ''})`)
+  else if (st.routing?.exitNode !== undefined) lines.push(`exit node: ${st.routing.exitNode} (not available: no peer by that name offers an exit node; internet traffic goes out directly)`)
+  for (const p of offering) if (p !== used) lines.push(`exit node available: ${p.name} (use it with 'warren up --exit-node ${p.name}')`)
   return lines
 }
 

@@ -13,6 +13,9 @@ interface UpOptions extends LocalOptions {
   advertiseRoutes?: string
   acceptRoutes?: boolean
   snatSubnetRoutes?: string
+  advertiseExitNode?: boolean
+  exitNode?: string
+  exitNodeAllowLanAccess?: boolean
   timeout: string
 }
 
@@ -27,8 +30,15 @@ function readBoolean (text: string, flag: string): boolean {
  * routeOptions are the route settings an `up` asks for; those not given keep what the last
  * `up` said. Routes are checked here, so a typo fails before the daemon is asked.
  */
-export function routeOptions (opts: Pick<UpOptions, 'advertiseRoutes' | 'acceptRoutes' | 'snatSubnetRoutes'>): Pick<LocalUpRequest, 'advertiseRoutes' | 'acceptRoutes' | 'snatSubnetRoutes'> {
+export function routeOptions (opts: Pick<UpOptions, 'advertiseRoutes' | 'acceptRoutes' | 'snatSubnetRoutes' | 'advertiseExitNode' | 'exitNode' | 'exitNodeAllowLanAccess'>):
+Pick<LocalUpRequest, 'advertiseRoutes' | 'acceptRoutes' | 'snatSubnetRoutes' | 'advertiseExitNode' | 'exitNode' | 'exitNodeAllowLanAccess'> {
+  if (opts.exitNodeAllowLanAccess !== undefined && opts.exitNode === '') {
+    throw new WarrenError('usage', '--exit-node-allow-lan-access needs an exit node: give --exit-node NAME too, or leave it out with --exit-node=', { field: '--exit-node-allow-lan-access' })
+  }
   return {
+    ...(opts.advertiseExitNode !== undefined ? { advertiseExitNode: opts.advertiseExitNode } : {}),
+    ...(opts.exitNode !== undefined ? { exitNode: opts.exitNode.trim() } : {}),
+    ...(opts.exitNodeAllowLanAccess !== undefined ? { exitNodeAllowLanAccess: opts.exitNodeAllowLanAccess } : {}),
     ...(opts.advertiseRoutes !== undefined ? { advertiseRoutes: checkRoutes(opts.advertiseRoutes.split(',').map(s => s.trim()).filter(s => s !== ''), '--advertise-routes') } : {}),
     ...(opts.acceptRoutes !== undefined ? { acceptRoutes: opts.acceptRoutes } : {}),
     ...(opts.snatSubnetRoutes !== undefined ? { snatSubnetRoutes: readBoolean(opts.snatSubnetRoutes, '--snat-subnet-routes') } : {})
@@ -68,6 +78,11 @@ export function register (program: Command): void {
     .option('--accept-routes', 'use the subnet routes other nodes offer (default: off)')
     .option('--no-accept-routes', 'stop using them')
     .option('--snat-subnet-routes <bool>', 'masquerade what this node forwards into its subnets (default: true)')
+    .option('--advertise-exit-node', 'offer this node as an exit node: the mesh may send its internet traffic through it, once approved')
+    .option('--no-advertise-exit-node', 'stop offering it')
+    .option('--exit-node <name|ip>', 'send internet traffic through this exit node (a peer\'s name or mesh address); an empty string stops')
+    .option('--exit-node-allow-lan-access', 'with an exit node, keep reaching the directly connected LAN directly (default: off)')
+    .option('--no-exit-node-allow-lan-access', 'send the LAN through the exit node too')
     .option('--timeout <duration>', 'how long to wait for the mesh to come up', '60s')
     .option('--json', 'print the final status as JSON')
     .action(async (opts: UpOptions) => {

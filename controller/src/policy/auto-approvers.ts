@@ -1,4 +1,4 @@
-import { isTag, type RouteHolder } from '@warren/protocol'
+import { isExitRoute, isTag, offersExitNode, type RouteHolder } from '@warren/protocol'
 import { cidrContains, parseCidr } from './addr.js'
 import { didYouMean } from './errors.js'
 import { isUserToken, memberMatches } from './users.js'
@@ -85,15 +85,21 @@ function approverMatches (policy: Policy, approver: string, node: PolicyNode, us
 
 /**
  * autoApprovedRoutes lists the routes a node advertises that the policy approves at once:
- * a route is approved when an autoApprovers.routes entry whose CIDR contains it (the same
- * range or a wider one, as in Tailscale) names the node's tag, user or group.
+ * a subnet route is approved when an autoApprovers.routes entry whose CIDR contains it (the
+ * same range or a wider one, as in Tailscale) names the node's tag, user or group; the
+ * default routes of an exit node (both, never one) when autoApprovers.exitNode names it.
  */
 export function autoApprovedRoutes (policy: Policy, node: PolicyNode & RouteHolder, users: readonly PolicyUser[]): string[] {
   const rules = policy.autoApprovers?.routes ?? []
-  if (rules.length === 0) return []
+  const exitApprovers = policy.autoApprovers?.exitNode ?? []
+  if (rules.length === 0 && exitApprovers.length === 0) return []
   const user = node.user === undefined ? undefined : users.find(u => u.name.toLowerCase() === node.user!.toLowerCase())
-  const approving = rules.filter(r => r.approvers.some(a => approverMatches(policy, a, node, user))).map(r => r.cidr)
-  return (node.advertisedRoutes ?? []).filter(route => {
+  const names = (a: string): boolean => approverMatches(policy, a, node, user)
+  const approving = rules.filter(r => r.approvers.some(names)).map(r => r.cidr)
+  const advertised = node.advertisedRoutes ?? []
+  const exit = offersExitNode(advertised) && exitApprovers.some(names)
+  return advertised.filter(route => {
+    if (isExitRoute(route)) return exit
     const c = parseCidr(route)
     return c !== undefined && approving.some((a: Cidr) => cidrContains(a, c))
   })

@@ -75,7 +75,7 @@ const MAX_USER_WARNINGS = 100
 export const MAX_DEPTH = 64
 /** RESERVED_NAMES are never a key or an alias: they name JavaScript's object machinery. */
 const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
-const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self', 'autogroup:danger-all']
+const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self', 'autogroup:internet', 'autogroup:danger-all']
 /** SELF_SOURCES are the source kinds a rule with an autogroup:self destination may have. */
 const SELF_SOURCES = ['user', 'group', 'all', 'autogroup:member']
 /** GRANT_SELF_SOURCES: a grant to autogroup:self is stricter, as in Tailscale: `*` is refused too. */
@@ -586,7 +586,7 @@ class PolicyParser {
   private grantDestination (value: string, node: JsonNode): Selector | undefined {
     const cidr = parseCidr(value)
     if (cidr !== undefined && cidr.length === 0) {
-      this.err(node, `dst "${value}": to allow all IP addresses, use "*"`)
+      this.err(node, `dst "${value}": to allow all IP addresses, use "*" or "autogroup:internet"`)
       return undefined
     }
     const hp = cidr === undefined ? splitHostPort(value) : undefined
@@ -713,6 +713,11 @@ class PolicyParser {
         return { kind: 'autogroup', name: 'member' }
       }
       if (s === 'autogroup:tagged') return { kind: 'autogroup', name: 'tagged' }
+      if (s === 'autogroup:internet') {
+        if (side === 'dst') return { kind: 'autogroup', name: 'internet' }
+        this.err(node, 'autogroup:internet can only be used as a destination (the internet through an exit node)', 'use * or autogroup:member in src')
+        return undefined
+      }
       if (s === 'autogroup:danger-all') {
         if (side === 'src') return { kind: 'any-address' }
         this.err(node, 'cannot use autogroup:danger-all as a destination: it means every address, so it is only a source', 'use * for every node')

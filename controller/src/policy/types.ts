@@ -30,6 +30,8 @@ export type Selector =
   | { kind: 'host', name: string, cidr: Cidr }
   | { kind: 'cidr', cidr: Cidr }
   | { kind: 'autogroup', name: 'member' | 'tagged' | 'self' }
+  /** autogroup:internet: the internet through an exit node (destinations only) */
+  | { kind: 'autogroup', name: 'internet' }
   /** `user:*@example.com`: every user whose email is in that domain */
   | { kind: 'domain', domain: string }
   /** autogroup:danger-all: every address, inside the mesh or not (sources only) */

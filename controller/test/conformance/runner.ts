@@ -37,7 +37,6 @@ const PENDING: PendingFeature[] = [
   { error: /\bipPool\b/, reason: 'nodeAttrs ipPool (address pools)' },
   { section: 'postures', reason: 'device postures' },
   { section: 'defaultsrcposture', reason: 'device postures' },
-  { error: /autogroup:internet/, reason: 'autogroup:internet: comes with exit nodes' },
   { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
   { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' }
 ]

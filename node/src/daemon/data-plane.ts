@@ -28,9 +28,10 @@ export interface DataPlaneContext {
 export interface DataPlane {
   /**
    * apply makes the system match the netmap and this node's route settings (none: it
-   * neither routes nor accepts routes); applying the same again changes nothing
+   * neither routes nor accepts routes); applying the same again changes nothing. The
+   * controller URL is what an exit node must not carry (the map session's own path).
    */
-  apply(netmap: Netmap, routing?: RoutingPrefs): Promise<void>
+  apply(netmap: Netmap, routing?: RoutingPrefs, controller?: string): Promise<void>
   /**
    * setPeerEndpoints sets the WireGuard endpoint the path manager chose per peer (key ->
    * host:port), now and for later applies; peers left out use the map's first endpoint.

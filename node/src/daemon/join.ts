@@ -1,10 +1,11 @@
 import os from 'node:os'
 import {
-  WarrenError, isWarrenError, parseCredential, normalizeFingerprint, isTag, checkRoutes,
-  type Node, type LocalUpRequest, type RoutingPrefs
+  WarrenError, isWarrenError, parseCredential, normalizeFingerprint, isTag, checkRoutes, isExitRoute, offersExitNode, EXIT_ROUTES,
+  type Node, type LocalUpRequest, type RoutingPrefs, type Peer
 } from '@warren/protocol'
 import { normalizeControllerUrl } from '@warren/sdk/transport'
 import { registerNode, type Registration } from '../control/register.js'
+import { exitPeer } from '../engine/exit-node.js'
 import { startLogin, type PendingLogin } from '../control/login.js'
 import type { RegisterInit } from '../control/register.js'
 import type { DaemonContext, MeshTransport } from './daemon-context.js'
@@ -52,6 +53,7 @@ export async function joinController (d: DaemonContext, req: LocalUpRequest): Pr
   const hostname = req.hostname ?? (same ? login!.hostname : os.hostname())
   const advertiseTags = req.advertiseTags ?? (same ? login!.advertiseTags : [])
   const routing = routingPrefs(req, same ? login!.routing : undefined, same ? login!.node.ipv6 : undefined)
+  if (same && req.exitNode !== undefined && d.netmap !== undefined) checkExitNode(routing, d.netmap.peers)
 
   const t = d.makeTransport({ url: controller, ...(fingerprint !== undefined ? { fingerprint } : {}) })
   const base = { machineKey: d.keys.machine, wireguardPrivateKey: d.keys.wireguard.privateKey, hostname, requestTags: advertiseTags }
@@ -112,8 +114,34 @@ async function requestLogin (t: MeshTransport, base: Omit<RegisterInit, 'authKey
  */
 export function routingPrefs (req: LocalUpRequest, previous: RoutingPrefs | undefined, meshIpv6: string | undefined): RoutingPrefs {
   return {
-    advertiseRoutes: checkRoutes(req.advertiseRoutes ?? previous?.advertiseRoutes ?? [], 'advertiseRoutes', meshIpv6),
+    advertiseRoutes: checkRoutes(withExitRoutes(req.advertiseRoutes ?? previous?.advertiseRoutes ?? [], req.advertiseExitNode), 'advertiseRoutes', meshIpv6),
     acceptRoutes: req.acceptRoutes ?? previous?.acceptRoutes ?? false,
-    snatSubnetRoutes: req.snatSubnetRoutes ?? previous?.snatSubnetRoutes ?? true
+    snatSubnetRoutes: req.snatSubnetRoutes ?? previous?.snatSubnetRoutes ?? true,
+    ...exitPrefs(req, previous)
   }
+}
+
+/** withExitRoutes adds both default routes for --advertise-exit-node, removes them for false, else keeps the list. */
+function withExitRoutes (routes: readonly string[], advertiseExitNode: boolean | undefined): string[] {
+  if (advertiseExitNode === undefined) return [...routes]
+  const subnets = routes.filter(r => !isExitRoute(r))
+  return advertiseExitNode ? [...subnets, ...EXIT_ROUTES] : subnets
+}
+
+/**
+ * checkExitNode refuses, before anything changes, an exit node that no peer of the map
+ * this node has offers, naming those that do.
+ */
+export function checkExitNode (routing: RoutingPrefs, peers: readonly Peer[]): void {
+  if (routing.exitNode === undefined || exitPeer(peers, routing) !== undefined) return
+  const offering = peers.filter(p => offersExitNode(p.routes ?? [])).map(p => p.name).sort()
+  throw new WarrenError('bad_exit_node', `no peer named "${routing.exitNode}" offers an exit node: ` +
+    (offering.length > 0 ? `use one of ${offering.join(', ')}` : 'none does yet (an exit node needs \'warren up --advertise-exit-node\' and approval)'), { status: 400, field: 'exitNode' })
+}
+
+/** exitPrefs: the exit node an `up` names ("" stops using one), else the last one; allow-LAN-access follows it. */
+function exitPrefs (req: LocalUpRequest, previous: RoutingPrefs | undefined): Pick<RoutingPrefs, 'exitNode' | 'exitNodeAllowLanAccess'> {
+  const exitNode = (req.exitNode ?? previous?.exitNode ?? '').trim()
+  if (exitNode === '') return {}
+  return { exitNode, exitNodeAllowLanAccess: req.exitNodeAllowLanAccess ?? previous?.exitNodeAllowLanAccess ?? false }
 }

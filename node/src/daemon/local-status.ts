@@ -1,6 +1,7 @@
-import { PROTOCOL_VERSION, type LocalStatus, type LocalPeerStatus, type LocalPeers, type LocalMeshPeer, type Peer } from '@warren/protocol'
+import { EXIT_ROUTES, PROTOCOL_VERSION, type LocalStatus, type LocalPeerStatus, type LocalPeers, type LocalMeshPeer, type Peer } from '@warren/protocol'
 import type { DaemonContext } from './daemon-context.js'
 import { NO_ROUTING, routesInUse } from '../engine/subnet-routes.js'
+import { exitPeer } from '../engine/exit-node.js'
 
 /** meshPeer is a peer as the map has it. */
 function meshPeer (p: Peer): LocalMeshPeer {
@@ -23,6 +24,8 @@ export async function localStatus (d: DaemonContext): Promise<LocalStatus> {
   const { state, netmap, login } = d
   const byKey = new Map(stats.map(s => [s.publicKey, s]))
   const inUse = routesInUse(netmap?.peers ?? [], login?.routing ?? NO_ROUTING)
+  const exit = exitPeer(netmap?.peers ?? [], login?.routing ?? NO_ROUTING)
+  if (exit !== undefined) inUse.set(exit.wgKey, [...(inUse.get(exit.wgKey) ?? []), ...EXIT_ROUTES])
   const peers: LocalPeerStatus[] = (netmap?.peers ?? []).map(p => {
     const st = byKey.get(p.wgKey)
     const path = d.paths.path(p.wgKey)

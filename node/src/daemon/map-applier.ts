@@ -36,7 +36,7 @@ export function createMapApplier (d: DaemonContext): MapApplier {
       if (gen !== d.generation) continue
       const end = metrics.applyDuration.startTimer()
       try {
-        await dataPlane.apply(u.netmap, d.login?.routing)
+        await dataPlane.apply(u.netmap, d.login?.routing, d.login?.controller)
         end({ result: 'ok' })
         health.delete('apply')
         if (gen !== d.generation) continue

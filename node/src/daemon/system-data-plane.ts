@@ -3,7 +3,8 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RANDOMIZE_CLIENT_PORT, WarrenError, describeDataPlane, hasAttr, type DataPlaneInfo } from '@warren/protocol'
 import { createWireGuard, compareVersions, FAST_WIREGUARD_GO, type WireGuard } from '../wireguard/index.js'
-import { createForwarding, createRouter, createSysctlAccess, type Forwarding, type Router } from '../router/index.js'
+import { createExitRouting, createForwarding, createIpExitRoutingSystem, createRouter, createSysctlAccess, type ExitRouting, type Forwarding, type Router } from '../router/index.js'
+import { exitBypassHosts, resolveBypass } from './exit-bypass.js'
 import { createNftablesFirewall } from '../firewall/index.js'
 import { createEngine, type Firewall, type DnsConfigurator } from '../engine/index.js'
 import type { CommandRunner } from '../runner/index.js'
@@ -21,6 +22,8 @@ export interface DataPlaneAdapters {
   dns: DnsConfigurator & { close: () => Promise<void>, release: () => Promise<void> }
   /** forwarding serves subnet routes; without it the node serves none */
   forwarding?: Forwarding
+  /** exitRouting uses an exit node; without it the node uses none */
+  exitRouting?: ExitRouting
   /** runs `ping` for LocalAPI pings */
   runner: CommandRunner
   /** freePort picks the WireGuard port (default: freeUdpPort) */
@@ -35,9 +38,9 @@ export interface DataPlaneAdapters {
  * firewall table stay (fail-closed).
  */
 export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPlaneContext): DataPlane {
-  const { wireguard, router, firewall, dns, runner, forwarding } = adapters
+  const { wireguard, router, firewall, dns, runner, forwarding, exitRouting } = adapters
   const { interfaceName } = ctx
-  const engine = createEngine({ wireguard, router, firewall, dns, ...(forwarding !== undefined ? { forwarding } : {}) })
+  const engine = createEngine({ wireguard, router, firewall, dns, ...(forwarding !== undefined ? { forwarding } : {}), ...(exitRouting !== undefined ? { exitRouting } : {}) })
   let listenPort: number | undefined
   let reported: DataPlaneInfo | undefined
 
@@ -62,6 +65,8 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   let lastNetmap: Netmap | undefined
   /** the route settings last applied with it */
   let routing: RoutingPrefs | undefined
+  /** the addresses an exit node must not carry (controller, relays), resolved with the map that names them */
+  let exitBypass: string[] = []
   /** the WireGuard endpoint per peer that path selection chose */
   let chosen: ReadonlyMap<string, string> = new Map()
   const local = (port: number): EngineLocal => ({
@@ -70,7 +75,8 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
     listenPort: port,
     endpoints: chosen,
     ...(rules !== undefined ? { sharedPort: rules } : {}),
-    ...(routing !== undefined ? { routing } : {})
+    ...(routing !== undefined ? { routing } : {}),
+    exitBypass
   })
 
   /** the control port is kept across restarts, so a restarted daemon finds its rules as they were (no rebuild) */
@@ -134,10 +140,11 @@ export function createEngineDataPlane (adapters: DataPlaneAdapters, ctx: DataPla
   }
 
   return {
-    async apply (netmap, prefs) {
+    async apply (netmap, prefs, controller) {
       listenPort ??= await choosePort(netmap)
       lastNetmap = netmap
       routing = prefs
+      exitBypass = prefs?.exitNode !== undefined ? await resolveBypass(exitBypassHosts(netmap, controller)) : []
       if (shared === undefined) await openShared(netmap, listenPort, true)
       const r = await engine.apply(netmap, local(listenPort))
       ctx.logger.debug({ ms: Math.round(r.durationMs), peers: r.peers, wireguard: r.wireguard, router: r.router }, 'engine applied')
@@ -184,6 +191,7 @@ export async function createSystemDataPlane (ctx: DataPlaneContext): Promise<Dat
     router: createRouter({ runner, interfaceName }),
     firewall: createNftablesFirewall({ runner }),
     forwarding: createForwarding(createSysctlAccess(runner), { savePath: join(ctx.stateDir, 'forwarding-saved.json') }),
+    exitRouting: createExitRouting(createIpExitRoutingSystem(runner)),
     dns: createMagicDns({
       runner,
       interfaceName,

@@ -1,10 +1,12 @@
-import { WarrenError, MESH_IPV4_CIDR, createSerialQueue, isKeyExpired, type Netmap, type Peer } from '@warren/protocol'
+import { WarrenError, MESH_IPV4_CIDR, createSerialQueue, isExitRoute, isKeyExpired, type Netmap, type Peer } from '@warren/protocol'
 import { normalizeCidr } from '../router/cidr.js'
 import type { WireGuard, WireGuardConfig } from '../wireguard/types.js'
 import type { Router, RouterConfig } from '../router/types.js'
 import { NO_FORWARDING, type Forwarding } from '../router/forwarding.js'
 import type { Engine, EngineLocal, Firewall, DnsConfigurator, ApplyResult } from './types.js'
 import { NO_ROUTING, routesInUse, selfRoutes, splitFilter } from './subnet-routes.js'
+import { controlSockets, exitAllowedIps, exitPeer } from './exit-node.js'
+import type { ExitRouting } from '../router/exit-routing.js'
 
 /** PERSISTENT_KEEPALIVE keeps NAT mappings open toward every peer (seconds). */
 export const PERSISTENT_KEEPALIVE = 25
@@ -20,6 +22,8 @@ export interface EngineComponents {
   dns?: DnsConfigurator
   /** forwarding switches IP forwarding on for the routes this node serves; without it the node serves none */
   forwarding?: Forwarding
+  /** exitRouting sends internet traffic through the exit node `warren up --exit-node` names; without it none is used */
+  exitRouting?: ExitRouting
   /** the clock for key expiry; tests pass their own */
   now?: () => Date
 }
@@ -53,13 +57,14 @@ export function desiredWireGuard (netmap: Netmap, local: EngineLocal, now = new 
   const peers = activePeers(netmap, now)
   const seen = new Set<string>()
   const routes = routesInUse(peers, local.routing ?? NO_ROUTING)
+  const exit = exitPeer(peers, local.routing ?? NO_ROUTING)
   return {
     interfaceName: local.interfaceName,
     privateKey: local.privateKey,
     ...(local.listenPort !== undefined ? { listenPort: local.listenPort } : {}),
     peers: peers.filter(p => !seen.has(p.wgKey) && seen.add(p.wgKey) !== undefined).map(p => ({
       publicKey: p.wgKey,
-      allowedIps: [`${p.ipv4}/32`, `${p.ipv6}/128`, ...(routes.get(p.wgKey) ?? [])],
+      allowedIps: [`${p.ipv4}/32`, `${p.ipv6}/128`, ...(routes.get(p.wgKey) ?? []), ...exitAllowedIps(p, exit)],
       ...endpointFor(p, local.endpoints),
       persistentKeepalive: PERSISTENT_KEEPALIVE
     }))
@@ -82,7 +87,7 @@ export function desiredRouter (netmap: Netmap, local: Pick<EngineLocal, 'interfa
 
 /** createEngine returns an Engine over the given adapters. */
 export function createEngine (components: EngineComponents): Engine {
-  const { wireguard, router, firewall, dns, forwarding } = components
+  const { wireguard, router, firewall, dns, forwarding, exitRouting } = components
   const now = components.now ?? (() => new Date())
   const queue = createSerialQueue()
 
@@ -112,14 +117,21 @@ export function createEngine (components: EngineComponents): Engine {
       await stage('firewall', async () => await firewall.set(inbound, {
         interfaceName: local.interfaceName,
         ...(local.sharedPort !== undefined ? { sharedPort: local.sharedPort } : {}),
-        ...(served.length > 0 ? { subnetRouter: { routes: served, filter: forward, snat: routing.snatSubnetRoutes, lockedInterfaces: plan.lockedInterfaces } } : {})
+        ...(served.length > 0 ? { subnetRouter: { routes: served, filter: forward, snat: routing.snatSubnetRoutes || served.some(isExitRoute), lockedInterfaces: plan.lockedInterfaces } } : {})
       }))
     }
+    // Leaving an exit node: the host's own routes first, then WireGuard drops the default routes.
+    const exit = exitRouting !== undefined ? exitPeer(activePeers(netmap, at), routing) : undefined
+    if (exitRouting !== undefined && exit === undefined) await stage('exit node', async () => await exitRouting.set(undefined))
     const wg = await stage('wireguard', async () => await wireguard.set(wgConfig))
     // After WireGuard: the mesh interface's forwarding switch exists only with the interface
     // (which a restarted daemon may have had to make anew).
     if (forwarding !== undefined) await stage('forwarding', async () => await forwarding.set(plan))
     const routes = await stage('router', async () => await router.set(routerConfig))
+    if (exitRouting !== undefined && exit !== undefined) {
+      const request = { interfaceName: local.interfaceName, bypass: local.exitBypass ?? [], allowLanAccess: routing.exitNodeAllowLanAccess === true, control: controlSockets(local.sharedPort) }
+      await stage('exit node', async () => await exitRouting.set(request))
+    }
     if (dns !== undefined) await stage('dns', async () => await dns.set(active ? netmap : { ...netmap, peers: [] }))
     return { durationMs: performance.now() - started, active, peers: wgConfig.peers.length, wireguard: wg, router: routes }
   }
@@ -130,7 +142,7 @@ export function createEngine (components: EngineComponents): Engine {
     close: async () => await queue.run(async () => {
       // Everything is attempted; the first failure is reported after.
       const errors: unknown[] = []
-      const steps = [async () => await forwarding?.close(), async () => await dns?.close?.(), async () => await router.close(), async () => await wireguard.close(), async () => await firewall?.close()]
+      const steps = [async () => await exitRouting?.close(), async () => await forwarding?.close(), async () => await dns?.close?.(), async () => await router.close(), async () => await wireguard.close(), async () => await firewall?.close()]
       for (const step of steps) await step().catch(e => errors.push(e))
       if (errors.length > 0) throw errors[0]
     })

@@ -45,10 +45,13 @@ function better (a: Peer, b: Peer, route: string): boolean {
   return a.id < b.id
 }
 
-/** selfRoutes are the routes this node serves: approved by the controller and still advertised by its settings. */
+/**
+ * selfRoutes are the routes this node serves: approved by the controller and still
+ * advertised by its settings; an exit node's default routes among them.
+ */
 export function selfRoutes (netmap: Netmap, routing: RoutingPrefs): string[] {
   const advertised = new Set(routing.advertiseRoutes)
-  return servedRoutes(netmap.self).filter(r => advertised.has(r) && !isExitRoute(r))
+  return servedRoutes(netmap.self).filter(r => advertised.has(r))
 }
 
 /**

@@ -76,6 +76,8 @@ export interface EngineLocal {
   sharedPort?: SharedPortRules
   /** routing is this node's subnet-route settings from `warren up` (none: NO_ROUTING) */
   routing?: RoutingPrefs
+  /** exitBypass are the addresses reached outside the mesh while an exit node is in use (controller, relays) */
+  exitBypass?: string[]
 }
 
 /** ApplyResult says what one apply did and how long it took (for metrics and logs). */
