@@ -536,6 +536,10 @@ class PolicyParser {
       if (selector !== undefined) dst.push({ selector, text: value, pos: this.nodePos(node) })
     }
     this.checkSelf(where, src, dst, GRANT_SELF_SOURCES)
+    if (appNode !== undefined && dst.some(d => d.selector.kind === 'autogroup' && d.selector.name === 'internet')) {
+      this.err(appNode, `${where}: capabilities ("app") cannot be granted to autogroup:internet, which is not a node`,
+        'move autogroup:internet to a grant with "ip" only')
+    }
     const viaNode = keys.get('via')
     const via = viaNode === undefined ? undefined : this.parseVia(viaNode, where, dst)
     if (this.errors.length > before) return []

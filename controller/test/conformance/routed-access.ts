@@ -80,12 +80,23 @@ export function tailscaleRoutedAccess (filter: readonly TailscaleFilterRule[], r
   return build(forwards)
 }
 
-/** warrenRoutedAccess reads a Warren filter's forward rules (those with `dsts`). */
-export function warrenRoutedAccess (filter: readonly FilterRule[]): AccessSet {
+/**
+ * warrenRoutedAccess reads a Warren filter's forward rules (those with `dsts`). On an exit
+ * node, the forwards to the internet (autogroup:internet, outside every served subnet) are
+ * Warren's own: Tailscale compiles nothing into its filters for them, so they are left out.
+ */
+export function warrenRoutedAccess (filter: readonly FilterRule[], router?: RouteHolder): AccessSet {
+  const exit = router !== undefined && servedRoutes(router).some(isExitRoute)
+  const subnets = router === undefined ? [] : subnetSpans(router)
+  const inSubnet = (net: ReturnType<typeof prefix>[number]): boolean => {
+    const r = prefixRange(net)
+    return subnets.some(s => s.family === net.family && s.first <= r.last && s.last >= r.first)
+  }
   const forwards: Forward[] = []
   for (const rule of filter) {
     for (const d of rule.dsts ?? []) {
       for (const net of prefix(d)) {
+        if (exit && !inSubnet(net)) continue
         for (const proto of rule.protos) {
           for (const s of rule.srcs.flatMap(prefix)) {
             if (s.family !== net.family) continue

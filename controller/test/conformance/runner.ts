@@ -119,7 +119,7 @@ function judgeCase (r: CorpusRecord): CaseResult {
     const tsFilter = captured?.packetFilter ?? []
     if (reachesExitTraffic(tsFilter, [n.ipv4, n.ipv6], n)) exit = true
     for (const d of accessDifferences(tailscaleAccess(tsFilter, [n.ipv4, n.ipv6]), warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
-    for (const d of accessDifferences(tailscaleRoutedAccess(tsFilter, n), warrenRoutedAccess(engine.filterFor(n.id)))) details.push(`${n.name} forwards ${d}`)
+    for (const d of accessDifferences(tailscaleRoutedAccess(tsFilter, n), warrenRoutedAccess(engine.filterFor(n.id), n))) details.push(`${n.name} forwards ${d}`)
     for (const d of sshDifferences(captured?.sshRules, ssh.get(n.id)!)) details.push(`${n.name} ${d}`)
     const tsCaps = tailscaleCaps(captured?.packetFilterRules ?? [], [n.ipv4, n.ipv6])
     for (const d of capDifferences(tsCaps, warrenCaps(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
