@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema, type TObject, type TProperties } from '@sinclair/typebox'
 import { UNSAFE_TEXT_CHARS } from './text.js'
+import { HostAttrs, NodeAttrs, UserRoleSchema } from './posture.js'
 
 /**
  * Wire types for every message between CLI, daemon and controller. Each is a JSON
@@ -45,7 +46,9 @@ export const User = Obj({
   id: Id,
   name: UserName,
   email: Type.Optional(Email),
-  created: Timestamp
+  created: Timestamp,
+  /** the user's role (absent in answers of older controllers: member) */
+  role: Type.Optional(UserRoleSchema)
 })
 export type User = Static<typeof User>
 
@@ -72,7 +75,9 @@ export const Node = Obj({
   /** subnet routes the node offers to forward into (`warren up --advertise-routes`) */
   advertisedRoutes: Type.Optional(RouteList),
   /** routes approved for it (by an admin or the policy's autoApprovers); only those advertised are served */
-  approvedRoutes: Type.Optional(RouteList)
+  approvedRoutes: Type.Optional(RouteList),
+  /** device posture attributes: `node:` ones the node reports, `custom:` ones admins set */
+  attrs: Type.Optional(NodeAttrs)
 })
 export type Node = Static<typeof Node>
 
@@ -120,7 +125,7 @@ export type AuditEntry = Static<typeof AuditEntry>
 
 // ---------- admin API requests ----------
 
-export const CreateUserRequest = Obj({ name: UserName, email: Type.Optional(EmailInput) })
+export const CreateUserRequest = Obj({ name: UserName, email: Type.Optional(EmailInput), role: Type.Optional(UserRoleSchema) })
 export type CreateUserRequest = Static<typeof CreateUserRequest>
 
 export const CreateAuthKeyRequest = Obj({
@@ -309,6 +314,8 @@ export const MapHello = Obj({
   endpoints: Type.Array(Endpoint, { maxItems: 32 }),
   /** the subnet routes this node advertises (none when absent) */
   routes: Type.Optional(RouteList),
+  /** the node's own posture attributes (node:os, node:osVersion, node:tsVersion) */
+  attrs: Type.Optional(HostAttrs),
   /** resume a session from its last sequence number instead of taking a full map */
   resume: Type.Optional(Obj({ session: Str(64), seq: Type.Integer({ minimum: 0 }) }))
 })

@@ -3,7 +3,9 @@ import { DEFAULT_MESH_IPV6, cidrContains, hostCidr, meshSources, parseCidr } fro
 import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
-import { createUserDirectory, expandIdpGroups, isUserToken, type UserDirectory } from './users.js'
+import { createUserDirectory, expandIdpGroups, isUserToken, roleOf, type UserDirectory } from './users.js'
+import { postureKey, postureKeys, rulePostures } from './posture-keys.js'
+import type { PostureAttrs, PostureDef } from './posture.js'
 import { policyRules, type Cidr, type Policy, type PolicyIdentity, type PolicyNode, type PolicyUser, type PortRange, type Selector } from './types.js'
 
 /**
@@ -57,6 +59,8 @@ export interface CompiledPolicy {
   /** groupsOf: a user's key (`user:<name>`) -> the keys of the groups it is a member of */
   groupsOf: Map<string, string[]>
   users: UserDirectory
+  /** postures: the postures some rule asks of its sources, which nodes' attributes are held to */
+  postures: Map<string, PostureDef>
 }
 
 /**
@@ -75,13 +79,15 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       else list.push(name)
     }
   }
-  // a domain (`user:*@example.com`) is a group whose members are the users with such an email
+  // a domain (`user:*@example.com`) is a group whose members are the users with such an email,
+  // and a role (autogroup:admin) one whose members are the users with that role
   for (const u of users) {
     const domain = u.email?.toLowerCase().split('@')[1]
-    if (domain === undefined) continue
     const member = `user:${u.name.toLowerCase()}`
-    groupsOf.set(member, [...(groupsOf.get(member) ?? []), domainKey(domain)])
+    const extra = [...(domain === undefined ? [] : [domainKey(domain)]), ...(roleOf(u) === 'member' ? [] : [`ag:${roleOf(u)}`])]
+    if (extra.length > 0) groupsOf.set(member, [...(groupsOf.get(member) ?? []), ...extra])
   }
+  const postures = new Map<string, PostureDef>()
   const keyOf = (sel: Selector): string => {
     switch (sel.kind) {
       case 'all':
@@ -91,6 +97,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       case 'domain': return domainKey(sel.domain)
       case 'tag': return sel.name
       case 'autogroup': return sel.name === 'self' ? SELF_KEY : `ag:${sel.name}`
+      case 'role': return `ag:${sel.role}`
       case 'host':
       case 'cidr': {
         const key = `cidr:${sel.cidr.text}`
@@ -114,6 +121,17 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       } else if (selector.kind === 'host' || selector.kind === 'cidr') srcCidrs.set(selector.cidr.text, selector.cidr)
       else srcNodeKeys.add(key)
     }
+    // with postures, only nodes that meet one are sources: each key becomes key|posture,
+    // which only such nodes carry, and no range is a source as written
+    const wanted = rulePostures(policy, r)
+    if (wanted.length > 0) {
+      for (const p of wanted) postures.set(p, policy.postures.get(p)!)
+      const keys = [...srcKeys]
+      srcKeys.clear()
+      srcNodeKeys.clear()
+      srcCidrs.clear()
+      for (const k of keys) for (const p of wanted) { srcKeys.add(postureKey(k, p)); srcNodeKeys.add(postureKey(k, p)) }
+    }
     const dsts = new Map<string, PortRange[]>()
     for (const d of r.dst) {
       const key = keyOf(d.selector)
@@ -133,7 +151,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       })
     }
   })
-  return { policy, rules, cidrs, groupsOf, users: dir }
+  return { policy, rules, cidrs, groupsOf, users: dir, postures }
 }
 
 /**
@@ -147,8 +165,11 @@ export interface Subject {
   addrs: Cidr[]
 }
 
-/** subjectKeys lists the keys that an identity with this user, tags and addresses matches. */
-export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags: readonly string[], addrs: readonly Cidr[]): Set<string> {
+/**
+ * subjectKeys lists the keys that an identity with this user, tags and addresses matches;
+ * with its device's attributes, also `key|posture` for every posture they meet.
+ */
+export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags: readonly string[], addrs: readonly Cidr[], attrs?: PostureAttrs): Set<string> {
   const keys = new Set<string>(['*'])
   if (tags.length > 0) {
     keys.add('ag:tagged')
@@ -161,13 +182,13 @@ export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags:
   for (const [key, cidr] of cp.cidrs) {
     if (addrs.some(a => cidrContains(cidr, a))) keys.add(key)
   }
-  return keys
+  return cp.postures.size === 0 ? keys : postureKeys(cp.postures, keys, attrs)
 }
 
 /** nodeSubject is a node as an identity: its user or tags, and both its addresses. */
 export function nodeSubject (cp: CompiledPolicy, n: PolicyNode, addrs = [hostCidr(n.ipv4), hostCidr(n.ipv6)]): Subject {
   const user = n.tags.length === 0 && n.user !== undefined ? n.user.toLowerCase() : undefined
-  const s: Subject = { label: n.name, keys: subjectKeys(cp, user, n.tags, addrs), addrs }
+  const s: Subject = { label: n.name, keys: subjectKeys(cp, user, n.tags, addrs, n.attrs), addrs }
   if (user !== undefined) s.user = user
   return s
 }
@@ -187,7 +208,7 @@ export function resolveSubject (cp: CompiledPolicy, who: string | PolicyIdentity
     const tags = who.tags ?? []
     const user = tags.length === 0 && who.user !== undefined ? cp.users.resolve(who.user).name : undefined
     const label = tags.length > 0 ? tags.join(',') : who.user ?? who.ips?.join(',') ?? '?'
-    const s: Subject = { label, keys: subjectKeys(cp, user, tags, addrs), addrs }
+    const s: Subject = { label, keys: subjectKeys(cp, user, tags, addrs, who.attrs), addrs }
     if (user !== undefined) s.user = user
     return s
   }

@@ -3,6 +3,7 @@ import { cidrContains, hostCidr } from './addr.js'
 import { buildForwardFilter, routeParts, routeOverlaps, routerRoutes } from './route-filter.js'
 import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
 import { buildFilter, type FilterPart } from './build-filter.js'
+import { baseKey } from './posture-keys.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 /**
@@ -134,7 +135,7 @@ class EngineState {
     // the approved routes it serves, without exit routes (an exit node's traffic is not a source of `*`)
     const routes = previous !== undefined && sameRoutes(previous.node, node) ? previous.routes : routerRoutes(node)
     const user = node.tags.length === 0 && node.user !== undefined ? node.user.toLowerCase() : undefined
-    const subject = subjectKeys(this.cp, user, node.tags, addrs)
+    const subject = subjectKeys(this.cp, user, node.tags, addrs, node.attrs)
     if (routes.length > 0) subject.add(ROUTES_KEY)
     const keys = [...subject].sort()
     const parts: string[] = []
@@ -235,9 +236,11 @@ class EngineState {
   private * ruleSources (rule: CompiledRule): Generator<Cidr> {
     yield * rule.srcCidrs
     for (const k of rule.srcNodeKeys) {
+      // a range with a posture (`10.0.0.0/8|posture:x`) stands for the addresses of nodes in it that meet it
+      const range = this.cp.cidrs.get(baseKey(k))
       for (const id of this.sets.get(k) ?? []) {
         const rec = this.nodes.get(id)!
-        yield * (k === ROUTES_KEY ? rec.routes : rec.addrs)
+        yield * (k === ROUTES_KEY ? rec.routes : range === undefined ? rec.addrs : rec.addrs.filter(a => cidrContains(range, a)))
       }
     }
   }

@@ -3,6 +3,7 @@ import { PolicyError } from './errors.js'
 import { flowText } from './explain.js'
 import type { Policy, PolicyTest, PolicyUser } from './types.js'
 import { expandIdpGroups } from './users.js'
+import { baseKey, postureKeys } from './posture-keys.js'
 
 /**
  * runTests evaluates the policy's `tests` on identities and returns one PolicyError per
@@ -46,6 +47,13 @@ export function runTests (policy: Policy, users: readonly PolicyUser[] = []): Po
  */
 function testSources (cp: CompiledPolicy, test: PolicyTest, users: readonly PolicyUser[]): Array<{ label: string, subject: Subject }> {
   const group = cp.policy.groups.get(test.src)
-  if (group === undefined) return [{ label: test.src, subject: resolveSubject(cp, test.src) }]
-  return expandIdpGroups(group.members, users).map(m => ({ label: `${test.src} (${m})`, subject: resolveSubject(cp, m) }))
+  const source = (who: string): Subject => withAttrs(cp, resolveSubject(cp, who), test)
+  if (group === undefined) return [{ label: test.src, subject: source(test.src) }]
+  return expandIdpGroups(group.members, users).map(m => ({ label: `${test.src} (${m})`, subject: source(m) }))
+}
+
+/** withAttrs gives a test's source the device attributes of its `srcPostureAttrs` (without them it meets only postures that ask for nothing set). */
+function withAttrs (cp: CompiledPolicy, s: Subject, test: PolicyTest): Subject {
+  if (test.srcAttrs === undefined || cp.postures.size === 0) return s
+  return { ...s, keys: postureKeys(cp.postures, new Set([...s.keys].filter(k => baseKey(k) === k)), test.srcAttrs) }
 }

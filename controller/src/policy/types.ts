@@ -1,4 +1,5 @@
-import type { IpPrefix } from '@warren/protocol'
+import type { IpPrefix, PostureValue, UserRole } from '@warren/protocol'
+import type { PostureDef } from './posture.js'
 
 /** SourcePos is where something stands in the policy file (1-based line and column). */
 export interface SourcePos {
@@ -29,6 +30,8 @@ export type Selector =
   | { kind: 'host', name: string, cidr: Cidr }
   | { kind: 'cidr', cidr: Cidr }
   | { kind: 'autogroup', name: 'member' | 'tagged' | 'self' }
+  /** autogroup:admin, autogroup:owner, ...: the users with that role (sources only) */
+  | { kind: 'role', role: UserRole }
   /** `user:*@example.com`: every user whose email is in that domain */
   | { kind: 'domain', domain: string }
   /** autogroup:danger-all: every address, inside the mesh or not (sources only) */
@@ -55,6 +58,8 @@ export interface PolicyRule {
   protos: number[]
   /** protoText is `proto` as written, absent when omitted */
   protoText?: string
+  /** srcPosture: the postures of which a source node must meet one (absent: the policy's defaultSrcPosture) */
+  srcPosture?: string[]
 }
 
 /** PolicyTestCase is one `host:port` of a test's accept or deny list. */
@@ -70,6 +75,8 @@ export interface PolicyTest {
   protoText?: string
   accept: PolicyTestCase[]
   deny: PolicyTestCase[]
+  /** srcAttrs: the source's posture attributes (`srcPostureAttrs`), absent when not given */
+  srcAttrs?: Record<string, PostureValue>
 }
 
 /**
@@ -88,6 +95,10 @@ export interface Policy {
   tagOwners: Map<string, { owners: string[], pos: SourcePos }>
   hosts: Map<string, { cidr: Cidr, pos: SourcePos }>
   autoApprovers?: AutoApprovers
+  /** postures: named sets of conditions on node attributes (`posture:NAME`) */
+  postures: Map<string, PostureDef>
+  /** defaultSrcPosture: the postures for rules that name none */
+  defaultSrcPosture?: string[]
   acls: PolicyRule[]
   /**
    * grants are the policy's `grants` as rules of the same form as acls, numbered after
@@ -103,7 +114,7 @@ export interface Policy {
  * PolicyUser is what the compiler needs to know about a user; `idpGroups` are the groups
  * the identity provider last said the user is in (what `idp:NAME` group members match).
  */
-export interface PolicyUser { name: string, email?: string, idpGroups?: readonly string[] }
+export interface PolicyUser { name: string, email?: string, idpGroups?: readonly string[], role?: UserRole }
 
 /**
  * PolicyNode is what the compiler needs to know about a node. A node with tags is
@@ -119,6 +130,8 @@ export interface PolicyNode {
   /** subnet routes the node advertises, and those approved (it serves both: servedRoutes) */
   advertisedRoutes?: string[]
   approvedRoutes?: string[]
+  /** posture attributes (node:os, custom:...) */
+  attrs?: Readonly<Record<string, PostureValue>>
 }
 
 /** PolicyIdentity names a source or destination for `check`: a user, tags and/or addresses. */
@@ -128,6 +141,8 @@ export interface PolicyIdentity {
   tags?: string[]
   /** addresses or CIDRs the identity sends from or listens on */
   ips?: string[]
+  /** posture attributes of the source's device */
+  attrs?: Readonly<Record<string, PostureValue>>
 }
 
 /** policyRules lists every rule of a policy: its acls, then its grants. */

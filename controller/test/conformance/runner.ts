@@ -32,13 +32,9 @@ const PENDING: PendingFeature[] = [
   { section: 'ssh', reason: 'ssh rules: need an SSH server in Warren' },
   { section: 'sshtests', reason: 'sshTests: come with ssh rules' },
   { section: 'nodeattrs', reason: 'nodeAttrs' },
-  { section: 'postures', reason: 'device postures' },
-  { section: 'defaultsrcposture', reason: 'device postures' },
   { section: 'ipsets', reason: 'ipsets' },
   { section: 'randomizeclientport', reason: 'randomizeClientPort (a network setting)' },
   { error: /autogroup:internet/, reason: 'autogroup:internet: comes with exit nodes' },
-  { error: /autogroup:(admin|owner|it-admin|network-admin|billing-admin|auditor)/, reason: 'user roles (autogroup:admin, ...)' },
-  { error: /\b(srcPosture|srcPostureAttrs)\b/, reason: 'device postures' },
   { error: /\bipset:/, reason: 'ipsets' },
   { error: /"app" in grant/, reason: 'grants app (capabilities)' },
   { error: /"via" in grant/, reason: 'grants via: comes with subnet routers' }
