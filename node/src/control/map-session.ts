@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import {
   ServerMessage, WarrenError, PROTOCOL_VERSION, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
-  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest, type RelayRelease, type CallMeMaybe, type Logout,
+  type MachineKeyPair, type Netmap, type MapHello, type HostAttrs, type ClientEndpoints, type RelayRequest, type RelayRelease, type CallMeMaybe, type Logout,
   type ClientMessage
 } from '@warren/protocol'
 import { createBackoff, type Backoff } from './backoff.js'
@@ -38,6 +38,8 @@ export interface MapSessionInit {
   endpoints: () => string[]
   /** routes returns the subnet routes this node advertises, sent in each hello */
   routes?: () => string[]
+  /** attrs returns this node's posture attributes (node:os, ...), sent in each hello */
+  attrs?: () => HostAttrs
   /** resumeFrom is a position saved earlier (for example by a previous daemon run) */
   resumeFrom?: MapPosition
   backoff?: Backoff
@@ -140,6 +142,7 @@ export function createMapSession (init: MapSessionInit): MapSession {
             signature: signMessage(init.machineKey.secretKey, MAP_DOMAIN, mapSigningPayload(msg.nonce, init.machineKey.publicKey, PROTOCOL_VERSION)),
             endpoints,
             ...(init.routes !== undefined ? { routes: init.routes() } : {}),
+            ...(init.attrs !== undefined ? { attrs: init.attrs() } : {}),
             ...(position !== undefined && !wantFull ? { resume: { session: position.session, seq: position.seq } } : {})
           }
           sentEndpoints = endpoints.join(',')
