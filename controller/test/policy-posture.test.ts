@@ -1,5 +1,5 @@
 import t from 'tap'
-import { autoApprovedRoutes, createPolicyEngine, emailResolution, parsePolicy, runTests, tagOwnersAllow, type Policy, type PolicyNode, type PolicyUser } from '../src/policy/index.js'
+import { autoApprovedRoutes, createPolicyEngine, diff, emailResolution, parsePolicy, runTests, tagOwnersAllow, type Policy, type PolicyNode, type PolicyUser } from '../src/policy/index.js'
 import { conditionHolds, parsePostureCondition, type PostureCondition } from '../src/policy/posture.js'
 
 const users: PolicyUser[] = [{ name: 'alice', role: 'admin' }, { name: 'bob' }, { name: 'carl', role: 'network-admin' }]
@@ -140,6 +140,8 @@ t.test('roles: autogroup:<role> as source, tag owner and route approver, and rol
   const promoted = users.map(u => u.name === 'bob' ? { ...u, role: 'admin' as const } : u)
   t.not(emailResolution(p, promoted), emailResolution(p, users), 'a role change is a change the policy must be recompiled for')
   t.equal(emailResolution(policy('{ "acls": [] }'), promoted), emailResolution(policy('{ "acls": [] }'), users), 'not for a policy without roles')
+  const identities = diff(policy('{ "tagOwners": { "tag:ops": [] }, "acls": [] }'), p, [], users).gained.filter(x => x.kind === 'identity' && x.ports !== '*')
+  t.same(identities.map(x => `${x.src} -> ${x.dst}:${x.ports}`), ['alice@ -> tag:ops:22'], 'diff names the admins, not "other users"')
   const changed = engine.setPolicy(p, promoted)
   t.ok(changed.has('ops'))
   t.same(sources(engine, 'ops'), addrs(a, b))
