@@ -2,23 +2,8 @@ import { isTag, type RouteHolder } from '@warren/protocol'
 import { cidrContains, parseCidr } from './addr.js'
 import { didYouMean } from './errors.js'
 import { ROLE_AUTOGROUPS, isUserAutogroup, isUserToken, memberMatches } from './users.js'
-import type { AutoApprovers, Cidr, Policy, PolicyNode, PolicyUser, SourcePos } from './types.js'
-
-/** JsonLike is the slice of a jsonc-parser node the section reader needs. */
-interface JsonLike { type: string, value?: unknown, children?: JsonLike[] }
-
-/**
- * SectionReader is what the policy parser lends a section parser: shape checks that report
- * errors at the right line, and the user-token bookkeeping that turns unknown users into
- * warnings.
- */
-export interface SectionReader<N extends JsonLike> {
-  object: (n: N, what: string) => N[] | undefined
-  strings: (n: N, what: string) => Array<{ value: string, node: N }>
-  err: (n: N, reason: string, suggestion?: string) => void
-  pos: (n: N) => SourcePos
-  useUser: (token: string, n: N) => void
-}
+import type { AutoApprovers, Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
+import type { JsonLike, SectionReader } from './section-reader.js'
 
 const SECTION_KEYS = ['routes', 'exitNode']
 

@@ -1,7 +1,9 @@
 import { HOST_ATTR_KEYS, type PostureValue } from '@warren/protocol'
 import { didYouMean } from './errors.js'
-import type { SectionReader } from './auto-approvers.js'
-import type { Policy, SourcePos } from './types.js'
+import type { JsonLike, SectionReader } from './section-reader.js'
+import type { Policy, PostureCondition, PostureDef, PostureOp } from './types.js'
+
+export type { PostureCondition, PostureDef, PostureOp } from './types.js'
 
 /**
  * Device postures, as Tailscale writes them: `"postures": {"posture:latest": ["node:os ==
@@ -9,15 +11,6 @@ import type { Policy, SourcePos } from './types.js'
  * (all must hold); `srcPosture` on a rule, or `defaultSrcPosture` for rules without one,
  * lets a source in only while its node meets at least one of the listed postures.
  */
-
-/** PostureOp is a condition's operator. */
-export type PostureOp = '==' | '!=' | '<' | '<=' | '>' | '>=' | 'IN' | 'NOT IN' | 'IS SET' | 'NOT SET'
-
-/** PostureCondition is one parsed condition: an attribute, an operator and its value(s). */
-export interface PostureCondition { attr: string, op: PostureOp, values: PostureValue[], text: string }
-
-/** PostureDef is one entry of `postures`. */
-export interface PostureDef { conditions: PostureCondition[], pos: SourcePos }
 
 /** PostureAttrs are a node's attributes, as the policy reads them. */
 export type PostureAttrs = Readonly<Record<string, PostureValue>>
@@ -131,9 +124,6 @@ export function conditionHolds (c: PostureCondition, attrs: PostureAttrs | undef
 export function postureHolds (def: PostureDef, attrs: PostureAttrs | undefined): boolean {
   return def.conditions.every(c => conditionHolds(c, attrs))
 }
-
-/** JsonLike is the slice of a jsonc-parser node the section readers need. */
-interface JsonLike { type: string, value?: unknown, children?: JsonLike[] }
 
 /** parsePostures reads the `postures` section into the policy. */
 export function parsePostures<N extends JsonLike> (section: N, policy: Policy, r: SectionReader<N>): void {

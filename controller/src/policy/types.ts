@@ -1,5 +1,4 @@
 import type { IpPrefix, PostureValue, UserRole } from '@warren/protocol'
-import type { PostureDef } from './posture.js'
 
 /** SourcePos is where something stands in the policy file (1-based line and column). */
 export interface SourcePos {
@@ -36,6 +35,15 @@ export type Selector =
   | { kind: 'domain', domain: string }
   /** autogroup:danger-all: every address, inside the mesh or not (sources only) */
   | { kind: 'any-address' }
+
+/** PostureOp is a posture condition's operator. */
+export type PostureOp = '==' | '!=' | '<' | '<=' | '>' | '>=' | 'IN' | 'NOT IN' | 'IS SET' | 'NOT SET'
+
+/** PostureCondition is one parsed posture condition: an attribute, an operator and its value(s). */
+export interface PostureCondition { attr: string, op: PostureOp, values: PostureValue[], text: string }
+
+/** PostureDef is one entry of `postures` (controller/src/policy/posture.ts reads and evaluates them). */
+export interface PostureDef { conditions: PostureCondition[], pos: SourcePos }
 
 /** PortRange is an inclusive range of ports, as on the wire. */
 export interface PortRange { first: number, last: number }
