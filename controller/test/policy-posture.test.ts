@@ -1,5 +1,5 @@
 import t from 'tap'
-import { autoApprovedRoutes, createPolicyEngine, diff, emailResolution, parsePolicy, runTests, tagOwnersAllow, type Policy, type PolicyNode, type PolicyUser } from '../src/policy/index.js'
+import { autoApprovedRoutes, createPolicyEngine, diff, explain, emailResolution, parsePolicy, runTests, tagOwnersAllow, type Policy, type PolicyNode, type PolicyUser } from '../src/policy/index.js'
 import { conditionHolds, parsePostureCondition, type PostureCondition } from '../src/policy/posture.js'
 
 const users: PolicyUser[] = [{ name: 'alice', role: 'admin' }, { name: 'bob' }, { name: 'carl', role: 'network-admin' }]
@@ -157,5 +157,10 @@ t.test('tests: srcPostureAttrs gives the source device attributes', async t => {
   t.same(runTests(policy(text('"srcPostureAttrs": { "node:tsVersion": "1.42.0" },'))), [], 'with a recent version the test passes')
   t.match(runTests(policy(text('"srcPostureAttrs": { "node:tsVersion": "1.38.0" },'))).map(e => e.message), [/expected accept but is denied/])
   t.match(runTests(policy(text(''))).map(e => e.message), [/expected accept but is denied/], 'without attributes no posture is met')
+  ip = 1
+  const laptop = node('laptop', 'alice', { 'node:tsVersion': '1.42.0' })
+  const p = policy(text(''))
+  t.ok(explain(p, 'laptop', 'tag:db', 5432, 'tcp', { users, nodes: [laptop] }).allowed, 'explain judges a device named by its name with its attributes')
+  t.notOk(explain(p, 'alice@', 'tag:db', 5432, 'tcp', { users, nodes: [laptop] }).allowed, 'a user has no device, so meets no posture')
   t.match(errors(text('"srcPostureAttrs": { "node:tsReleaseTrack": "stable" },')), [/Warren nodes do not report node:tsReleaseTrack/])
 })
