@@ -25,6 +25,11 @@ export const HOST_ATTR_KEYS = ['node:os', 'node:osVersion', 'node:tsVersion'] as
 /** CUSTOM_ATTR_PATTERN is what an admin-set attribute key looks like: `custom:` and a name. */
 export const CUSTOM_ATTR_PATTERN = '^custom:[A-Za-z0-9_]{1,50}$'
 
+/** isCustomAttr says whether key names an attribute admins may set. */
+export function isCustomAttr (key: string): boolean {
+  return new RegExp(CUSTOM_ATTR_PATTERN).test(key)
+}
+
 /** PostureValue is one attribute's value: a string, a number or a boolean. */
 export const PostureValue = Type.Union([Type.String({ maxLength: 200 }), Type.Number(), Type.Boolean()])
 export type PostureValue = Static<typeof PostureValue>

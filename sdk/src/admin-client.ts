@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import {
-  WarrenError, parseCredential, isTag, checkNodeName, checkRoutes, UserName, Email, USER_ROLES, isUserRole,
+  WarrenError, parseCredential, isTag, checkNodeName, checkRoutes, UserName, Email, USER_ROLES, isUserRole, isCustomAttr,
   type User, type Node, type AuthKeyInfo, type ApiKeyInfo, type AuditEntry,
   type CreateUserRequest, type CreateAuthKeyRequest, type CreateAuthKeyResponse,
   type CreateApiKeyRequest, type CreateApiKeyResponse,
@@ -131,7 +131,7 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
 
   function checkAttrKeys (keys: string[]): void {
     for (const k of keys) {
-      if (!/^custom:[A-Za-z0-9_]{1,50}$/.test(k)) throw new WarrenError('bad_attr', `'${k}' cannot be set: admins set custom:NAME attributes (letters, digits, _; for example custom:managed)`, { field: 'attrs' })
+      if (!isCustomAttr(k)) throw new WarrenError('bad_attr', `'${k}' cannot be set: admins set custom:NAME attributes (letters, digits, _; for example custom:managed)`, { field: 'attrs' })
     }
   }
 

@@ -1,4 +1,4 @@
-import { WarrenError, HOST_ATTR_KEYS, type HostAttrs, type Node, type NodeAttrs, type PostureValue } from '@warren/protocol'
+import { WarrenError, HOST_ATTR_KEYS, isCustomAttr, type HostAttrs, type Node, type NodeAttrs, type PostureValue } from '@warren/protocol'
 import type { NodeRecord } from '../store.js'
 import type { CommitCore, Deferred } from './commit-core.js'
 import type { NodeTable } from './node-table.js'
@@ -47,7 +47,7 @@ export function createNodeAttrMethods (core: CommitCore, table: NodeTable): Node
       const set = change.set ?? {}
       const unset = change.unset ?? []
       for (const key of [...Object.keys(set), ...unset]) {
-        if (!/^custom:[A-Za-z0-9_]{1,50}$/.test(key)) {
+        if (!isCustomAttr(key)) {
           throw new WarrenError('bad_attr', `attribute "${key}" cannot be set: admins set custom:NAME attributes (letters, digits, _); node: attributes come from the node itself`, { status: 400, field: 'attrs' })
         }
       }
