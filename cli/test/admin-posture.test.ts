@@ -1,7 +1,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { startController } from '@warren/controller'
-import type { NodeAttrsResponse, User } from '@warren/protocol'
+import type { PostureAttrsResponse, User } from '@warren/protocol'
 import { runWarren, tempDir, joinNode, ok, failsWith, json, type CliResult } from './cli-harness.js'
 import { parseAttrAssignment } from '../src/commands/admin-attrs.js'
 
@@ -27,7 +27,7 @@ t.test('warren admin users role and nodes attrs', async t => {
   ok(t, await admin('nodes', 'attrs', 'unset', 'laptop', 'custom:site'), 'unset')
   failsWith(t, await admin('nodes', 'attrs', 'set', 'laptop', 'node:os=macos'), /admins set custom:NAME attributes/, 'node: attributes are the node\'s')
   failsWith(t, await admin('nodes', 'attrs', 'set', 'laptop', 'custom:x'), /not an assignment: write custom:key=value/, 'not an assignment')
-  t.same(json<NodeAttrsResponse>(await admin('nodes', 'attrs', 'laptop', '--json')).attrs, { 'custom:agent': '1.40', 'custom:managed': true, 'custom:score': 70 })
+  t.same(json<PostureAttrsResponse>(await admin('nodes', 'attrs', 'laptop', '--json')).attrs, { 'custom:agent': '1.40', 'custom:managed': true, 'custom:score': 70 })
 })
 
 t.test('attribute values: true/false and numbers are typed unless --string', async t => {

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { Level } from 'level'
 import {
   WarrenError, generateWireGuardKeyPair, wireGuardPublicKey,
-  type AuthKeyInfo, type ApiKeyInfo, type AuditEntry, type NodeAttrs, type UserRole, type WireGuardKeyPair
+  type AuthKeyInfo, type ApiKeyInfo, type AuditEntry, type PostureAttrs, type UserRole, type WireGuardKeyPair
 } from '@warren/protocol'
 import { randomUlaPrefix } from './ipam.js'
 
@@ -82,7 +82,7 @@ export interface NodeRecord {
   advertisedRoutes?: string[]
   approvedRoutes?: string[]
   /** posture attributes: `node:` ones as the node last reported them, `custom:` ones as admins set them */
-  attrs?: NodeAttrs
+  postureAttrs?: PostureAttrs
 }
 
 export interface AuthKeyRecord extends AuthKeyInfo { secretHash: string }

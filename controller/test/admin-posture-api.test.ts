@@ -3,7 +3,7 @@ import { testController, registration, call, setupUserKey, type TestController }
 
 /** stored is what the store holds of nodes and users, to show that a refused request changed nothing. */
 function stored (tc: TestController): string {
-  return JSON.stringify([[...tc.store.users.values()], [...tc.store.nodes.values()].map(n => n.attrs), tc.store.audit.length])
+  return JSON.stringify([[...tc.store.users.values()], [...tc.store.nodes.values()].map(n => n.postureAttrs), tc.store.audit.length])
 }
 
 t.test('users have roles: the first one owns the controller, later ones are members unless given one', async t => {
@@ -44,13 +44,13 @@ t.test('node attributes: admins set and unset custom ones; node: ones are the no
   t.same((await call(tc.admin, 'GET', '/v1/nodes/laptop/attrs')).body, { node: 'laptop', attrs: {} })
   const set = await call(tc.admin, 'POST', '/v1/nodes/laptop/attrs', { set: { 'custom:managed': true, 'custom:tier': 'prod', 'custom:score': 80 } })
   t.equal(set.status, 200)
-  t.same(set.body.node.attrs, { 'custom:managed': true, 'custom:score': 80, 'custom:tier': 'prod' })
+  t.same(set.body.node.postureAttrs, { 'custom:managed': true, 'custom:score': 80, 'custom:tier': 'prod' })
   const id = set.body.node.id as string
   await tc.state.reportHostAttrs(id, { 'node:os': 'linux', 'node:tsVersion': '0.1.0' })
   await call(tc.admin, 'POST', '/v1/nodes/laptop/attrs', { unset: ['custom:tier'] })
   t.same((await call(tc.admin, 'GET', '/v1/nodes/laptop/attrs')).body.attrs, { 'custom:managed': true, 'custom:score': 80, 'node:os': 'linux', 'node:tsVersion': '0.1.0' })
   await tc.state.reportHostAttrs(id, { 'node:os': 'linux' })
-  t.same(tc.state.getNode('laptop')!.attrs, { 'custom:managed': true, 'custom:score': 80, 'node:os': 'linux' }, 'a new report replaces the node: attributes and keeps the custom ones')
+  t.same(tc.state.getNode('laptop')!.postureAttrs, { 'custom:managed': true, 'custom:score': 80, 'node:os': 'linux' }, 'a new report replaces the node: attributes and keeps the custom ones')
   t.same(tc.state.listAudit().slice(-4).map(e => `${e.actor} ${e.action}`), [
     'local-admin node.attrs', `node:${id} node.attrs.report`, 'local-admin node.attrs', `node:${id} node.attrs.report`], 'each change is audited, with who made it')
 

@@ -185,7 +185,7 @@ t.test('a source that stops meeting a posture loses access at once; one that sta
   const cl = await connect(r, laptop, { 'node:os': 'linux', 'node:tsVersion': '0.1.0' })
   const cd = await connect(r, db)
   t.teardown(async () => { await cl.close(); await cd.close() })
-  await waitUntil(() => r.c.state.getNode(laptop.node.id)!.attrs?.['node:os'] === 'linux', 'the hello\'s attributes are recorded')
+  await waitUntil(() => r.c.state.getNode(laptop.node.id)!.postureAttrs?.['node:os'] === 'linux', 'the hello\'s attributes are recorded')
   t.same(cd.peerNames(), [], 'not managed yet: the database does not know the laptop')
   t.same(cd.netmap!.filter, [], 'and lets nothing in')
 

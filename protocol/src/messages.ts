@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema, type TObject, type TProperties } from '@sinclair/typebox'
 import { UNSAFE_TEXT_CHARS } from './text.js'
-import { HostAttrs, NodeAttrs, UserRoleSchema } from './posture.js'
+import { HostAttrs, PostureAttrs, UserRoleSchema } from './posture.js'
 
 /**
  * Wire types for every message between CLI, daemon and controller. Each is a JSON
@@ -77,7 +77,7 @@ export const Node = Obj({
   /** routes approved for it (by an admin or the policy's autoApprovers); only those advertised are served */
   approvedRoutes: Type.Optional(RouteList),
   /** device posture attributes: `node:` ones the node reports, `custom:` ones admins set */
-  attrs: Type.Optional(NodeAttrs)
+  postureAttrs: Type.Optional(PostureAttrs)
 })
 export type Node = Static<typeof Node>
 

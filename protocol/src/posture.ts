@@ -34,9 +34,9 @@ export function isCustomAttr (key: string): boolean {
 export const PostureValue = Type.Union([Type.String({ maxLength: 200 }), Type.Number(), Type.Boolean()])
 export type PostureValue = Static<typeof PostureValue>
 
-/** NodeAttrs are a node's posture attributes by key (`node:os`, `custom:managed`). */
-export const NodeAttrs = Type.Record(Type.String({ maxLength: 60, pattern: '^(node|custom):[A-Za-z0-9_]{1,50}$' }), PostureValue, { maxProperties: 64 })
-export type NodeAttrs = Static<typeof NodeAttrs>
+/** PostureAttrs are a node's posture attributes by key (`node:os`, `custom:managed`). */
+export const PostureAttrs = Type.Record(Type.String({ maxLength: 60, pattern: '^(node|custom):[A-Za-z0-9_]{1,50}$' }), PostureValue, { maxProperties: 64 })
+export type PostureAttrs = Static<typeof PostureAttrs>
 
 /** HostAttrs are the `node:` attributes a daemon reports in its map hello. */
 export const HostAttrs = Type.Object({
@@ -53,9 +53,9 @@ export const SetNodeAttrsRequest = Type.Object({
 }, { additionalProperties: false })
 export type SetNodeAttrsRequest = Static<typeof SetNodeAttrsRequest>
 
-/** NodeAttrsResponse answers `warren admin nodes attrs NODE`: every attribute, reported and custom. */
-export const NodeAttrsResponse = Type.Object({ node: Type.String({ maxLength: 63 }), attrs: NodeAttrs }, { additionalProperties: false })
-export type NodeAttrsResponse = Static<typeof NodeAttrsResponse>
+/** PostureAttrsResponse answers `warren admin nodes attrs NODE`: every attribute, reported and custom. */
+export const PostureAttrsResponse = Type.Object({ node: Type.String({ maxLength: 63 }), attrs: PostureAttrs }, { additionalProperties: false })
+export type PostureAttrsResponse = Static<typeof PostureAttrsResponse>
 
 /** SetUserRoleRequest is `warren admin users role NAME ROLE`. */
 export const SetUserRoleRequest = Type.Object({ role: UserRoleSchema }, { additionalProperties: false })

@@ -6,7 +6,7 @@ import {
   type CreateApiKeyRequest, type CreateApiKeyResponse,
   type UserResponse, type UserList, type NodeResponse, type NodeList, type AuthKeyResponse, type AuthKeyList,
   type ApiKeyResponse, type ApiKeyList, type AuditList, type NodeRoutes, type NodeRoutesResponse,
-  type IdpRecheckResult, type IdpRecheckResponse, type UserRole, type PostureValue, type NodeAttrsResponse
+  type IdpRecheckResult, type IdpRecheckResponse, type UserRole, type PostureValue, type PostureAttrsResponse
 } from '@warren/protocol'
 import { createControllerTransport, createUnixTransport, errorFromResponse, type JsonTransport } from './transport/index.js'
 
@@ -61,7 +61,7 @@ export interface AdminClient {
      */
     approveRoutes(node: string, routes: string[]): Promise<NodeRoutes>
     /** attrs lists a node's posture attributes: the node: ones it reports and the custom: ones admins set */
-    attrs(node: string): Promise<NodeAttrsResponse>
+    attrs(node: string): Promise<PostureAttrsResponse>
     /** setAttrs sets and removes custom attributes (keys custom:NAME) in one change */
     setAttrs(node: string, change: { set?: Record<string, PostureValue>, unset?: string[] }): Promise<Node>
   }
@@ -166,7 +166,7 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
       setTags: async (node, tags) => { checkTags(tags); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/tags`, { tags })).node },
       routes: async node => (await request<NodeRoutesResponse>('GET', `/nodes/${enc(node)}/routes`)).routes,
       approveRoutes: async (node, routes) => (await request<NodeRoutesResponse>('POST', `/nodes/${enc(node)}/routes`, { routes: checkRoutes(routes) })).routes,
-      attrs: async node => await request<NodeAttrsResponse>('GET', `/nodes/${enc(node)}/attrs`),
+      attrs: async node => await request<PostureAttrsResponse>('GET', `/nodes/${enc(node)}/attrs`),
       setAttrs: async (node, change) => {
         checkAttrKeys([...Object.keys(change.set ?? {}), ...(change.unset ?? [])])
         return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/attrs`, change)).node

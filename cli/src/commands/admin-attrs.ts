@@ -43,7 +43,7 @@ export function registerAttrs (nodes: Command): void {
       await withAdmin(cmd, async (admin, json) => {
         const node = await admin.nodes.setAttrs(ref, { set })
         if (json) printJson(node)
-        else printLine(describeAttrs(node.name, node.attrs ?? {}))
+        else printLine(describeAttrs(node.name, node.postureAttrs ?? {}))
       })
     })
   attrs.command('unset <node> <keys...>')
@@ -52,7 +52,7 @@ export function registerAttrs (nodes: Command): void {
       await withAdmin(cmd, async (admin, json) => {
         const node = await admin.nodes.setAttrs(ref, { unset: keys })
         if (json) printJson(node)
-        else printLine(describeAttrs(node.name, node.attrs ?? {}))
+        else printLine(describeAttrs(node.name, node.postureAttrs ?? {}))
       })
     })
 }

@@ -1,4 +1,4 @@
-import { WarrenError, HOST_ATTR_KEYS, isCustomAttr, type HostAttrs, type Node, type NodeAttrs, type PostureValue } from '@warren/protocol'
+import { WarrenError, HOST_ATTR_KEYS, isCustomAttr, type HostAttrs, type Node, type PostureAttrs, type PostureValue } from '@warren/protocol'
 import type { NodeRecord } from '../store.js'
 import type { CommitCore, Deferred } from './commit-core.js'
 import type { NodeTable } from './node-table.js'
@@ -11,7 +11,7 @@ import type { NodeTable } from './node-table.js'
  */
 export interface NodeAttrMethods {
   /** nodeAttrs is `warren admin nodes attrs NODE` */
-  nodeAttrs: (idOrName: string) => { node: string, attrs: NodeAttrs }
+  nodeAttrs: (idOrName: string) => { node: string, attrs: PostureAttrs }
   /** setNodeAttrs sets and removes custom attributes in one change (keys `custom:NAME`) */
   setNodeAttrs: (idOrName: string, change: { set?: Record<string, PostureValue>, unset?: string[] }, actor: string) => Promise<Node>
   /** reportHostAttrs records the `node:` attributes a node's hello reports (those it leaves out are removed) */
@@ -21,26 +21,26 @@ export interface NodeAttrMethods {
 const MAX_ATTRS = 64
 
 /** sortedAttrs is attrs in key order, undefined when empty, so equal sets compare and store alike. */
-function sortedAttrs (attrs: Record<string, PostureValue>): NodeAttrs | undefined {
+function sortedAttrs (attrs: Record<string, PostureValue>): PostureAttrs | undefined {
   const keys = Object.keys(attrs).sort()
   return keys.length === 0 ? undefined : Object.fromEntries(keys.map(k => [k, attrs[k]!]))
 }
 
-function withAttrs (n: NodeRecord, attrs: NodeAttrs | undefined): NodeRecord {
+function withAttrs (n: NodeRecord, attrs: PostureAttrs | undefined): NodeRecord {
   const next: NodeRecord = { ...n }
-  if (attrs === undefined) delete next.attrs
-  else next.attrs = attrs
+  if (attrs === undefined) delete next.postureAttrs
+  else next.postureAttrs = attrs
   return next
 }
 
-const same = (a: NodeAttrs | undefined, b: NodeAttrs | undefined): boolean => JSON.stringify(a ?? {}) === JSON.stringify(b ?? {})
+const same = (a: PostureAttrs | undefined, b: PostureAttrs | undefined): boolean => JSON.stringify(a ?? {}) === JSON.stringify(b ?? {})
 
 export function createNodeAttrMethods (core: CommitCore, table: NodeTable): NodeAttrMethods {
   const { store, locked, auditOp } = core
   return {
     nodeAttrs (idOrName) {
       const n = table.require(idOrName)
-      return { node: n.name, attrs: { ...n.attrs } }
+      return { node: n.name, attrs: { ...n.postureAttrs } }
     },
     setNodeAttrs: locked((idOrName: string, change: { set?: Record<string, PostureValue>, unset?: string[] }, actor: string) => {
       const n = table.require(idOrName)
@@ -53,21 +53,21 @@ export function createNodeAttrMethods (core: CommitCore, table: NodeTable): Node
       }
       const both = unset.find(k => Object.hasOwn(set, k))
       if (both !== undefined) throw new WarrenError('bad_attr', `attribute ${both} is both set and unset; do one`, { status: 400, field: 'attrs' })
-      const next: Record<string, PostureValue> = { ...n.attrs }
+      const next: Record<string, PostureValue> = { ...n.postureAttrs }
       for (const k of unset) delete next[k]
       for (const [k, v] of Object.entries(set)) next[k] = v
       if (Object.keys(next).length > MAX_ATTRS) throw new WarrenError('too_many_attrs', `a node holds at most ${MAX_ATTRS} attributes; unset some first`, { status: 400, field: 'attrs' })
       const attrs = sortedAttrs(next)
-      if (same(attrs, n.attrs)) return core.unchanged(table.view(n))
+      if (same(attrs, n.postureAttrs)) return core.unchanged(table.view(n))
       return table.save(withAttrs(n, attrs), [auditOp(actor, 'node.attrs', n.name, { node: n.id, set, unset })])
     }),
     reportHostAttrs: locked((id: string, reported: HostAttrs): Deferred<Node | undefined> => {
       const n = store.nodes.get(id)
       if (n === undefined) return core.unchanged(undefined)
-      const next: Record<string, PostureValue> = Object.fromEntries(Object.entries(n.attrs ?? {}).filter(([k]) => !k.startsWith('node:')))
+      const next: Record<string, PostureValue> = Object.fromEntries(Object.entries(n.postureAttrs ?? {}).filter(([k]) => !k.startsWith('node:')))
       for (const k of HOST_ATTR_KEYS) if (reported[k] !== undefined) next[k] = reported[k]
       const attrs = sortedAttrs(next)
-      if (same(attrs, n.attrs)) return core.unchanged(table.view(n))
+      if (same(attrs, n.postureAttrs)) return core.unchanged(table.view(n))
       return table.save(withAttrs(n, attrs), [auditOp(`node:${n.id}`, 'node.attrs.report', n.name, { node: n.id, attrs: reported })])
     })
   }
