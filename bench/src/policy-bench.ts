@@ -20,7 +20,7 @@ import { argValue, median, printTable, writeResults } from './report.js'
 
 /** The part of the controller's policy module this benchmark drives (the package index does not export it). */
 interface FilterRuleLike { srcs: string[] }
-interface PolicyNode { id: string, name: string, user?: string, tags: string[], ipv4: string, ipv6: string, attrs?: Record<string, string> }
+interface PolicyNode { id: string, name: string, user?: string, tags: string[], ipv4: string, ipv6: string, postureAttrs?: Record<string, string> }
 interface PolicyEngine {
   setNodes: (nodes: readonly PolicyNode[]) => void
   upsertNode: (node: PolicyNode) => Set<string>
@@ -61,7 +61,7 @@ function policyText (postures = POSTURE): string {
 
 function nodeAt (i: number, postures = POSTURE): PolicyNode {
   const n = plainNodeAt(i)
-  return postures ? { ...n, attrs: ATTRS } : n
+  return postures ? { ...n, postureAttrs: ATTRS } : n
 }
 
 function plainNodeAt (i: number): PolicyNode {
@@ -126,7 +126,7 @@ const changes: Change[] = [
   { name: 'a user\'s node is retagged (tag:s3)', nodes: all => all.map(n => n.id === member.id ? retagged : n), apply: e => e.upsertNode(retagged), undo: e => { e.upsertNode(member) } },
   { name: 'a shared server leaves', nodes: all => all.filter(n => n.id !== server.id), apply: e => e.removeNode(server.id), undo: e => { e.upsertNode(server) } }
 ]
-const outdated: PolicyNode = { ...member, attrs: { ...ATTRS, 'node:tsVersion': '1.38.0' } }
+const outdated: PolicyNode = { ...member, postureAttrs: { ...ATTRS, 'node:tsVersion': '1.38.0' } }
 if (POSTURE) {
   changes.push({ name: 'a user\'s node stops meeting the posture', nodes: all => all.map(n => n.id === member.id ? outdated : n), apply: e => e.upsertNode(outdated), undo: e => { e.upsertNode(member) } })
 }

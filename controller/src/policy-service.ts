@@ -156,7 +156,7 @@ export function policyUsers (state: ControllerState): PolicyUser[] {
 function policyNode (n: Node): PolicyNode {
   const out: PolicyNode = { id: n.id, name: n.name, tags: n.tags, ipv4: n.ipv4, ipv6: n.ipv6 }
   if (n.user !== undefined) out.user = n.user
-  if (n.postureAttrs !== undefined) out.attrs = n.postureAttrs
+  if (n.postureAttrs !== undefined) out.postureAttrs = n.postureAttrs
   return out
 }
 

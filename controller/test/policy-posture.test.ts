@@ -78,7 +78,7 @@ function node (name: string, owner: string | string[], attrs?: Record<string, st
   const i = ip++
   const n: PolicyNode = { id: name, name, tags: Array.isArray(owner) ? owner : [], ipv4: `100.64.0.${i}`, ipv6: `fd7a:115c:a1e0::${i}` }
   if (!Array.isArray(owner)) n.user = owner
-  if (attrs !== undefined) n.attrs = attrs
+  if (attrs !== undefined) n.postureAttrs = attrs
   return n
 }
 const addrs = (...ns: PolicyNode[]): string[] => ns.flatMap(n => [`${n.ipv4}/32`, `${n.ipv6}/128`]).sort()
@@ -107,14 +107,14 @@ t.test('the engine lets in only sources that meet a posture, and follows attribu
   t.same([...engine.peersOf('db')], ['current'])
   t.same(sources(engine, 'web'), addrs(current, managedMac), 'a rule\'s own srcPosture: either posture will do; a range source lets in no node outside it')
 
-  const change = engine.upsertNode({ ...old, attrs: { ...linux, 'node:tsVersion': '1.40.0' } })
+  const change = engine.upsertNode({ ...old, postureAttrs: { ...linux, 'node:tsVersion': '1.40.0' } })
   t.ok(change.filterChanged.has('db') && change.peersGained.has('db'), 'updating the client lets it in at once')
   t.same(sources(engine, 'db'), addrs(current, old))
 
-  const lost = engine.upsertNode({ ...current, attrs: { ...linux, 'node:os': 'windows' } })
+  const lost = engine.upsertNode({ ...current, postureAttrs: { ...linux, 'node:os': 'windows' } })
   t.ok(lost.filterChanged.has('db') && lost.peersLost.has('db'), 'a source that stops meeting the posture is dropped at once')
   t.same(sources(engine, 'db'), addrs(old))
-  t.same(engine.upsertNode({ ...old, attrs: { ...linux, 'node:tsVersion': '1.41.0' } }).size, 0, 'an attribute change that changes no posture changes nothing')
+  t.same(engine.upsertNode({ ...old, postureAttrs: { ...linux, 'node:tsVersion': '1.41.0' } }).size, 0, 'an attribute change that changes no posture changes nothing')
 })
 
 t.test('roles: autogroup:<role> as source, tag owner and route approver, and role changes show', async t => {

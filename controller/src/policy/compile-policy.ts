@@ -188,7 +188,7 @@ export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags:
 /** nodeSubject is a node as an identity: its user or tags, and both its addresses. */
 export function nodeSubject (cp: CompiledPolicy, n: PolicyNode, addrs = [hostCidr(n.ipv4), hostCidr(n.ipv6)]): Subject {
   const user = n.tags.length === 0 && n.user !== undefined ? n.user.toLowerCase() : undefined
-  const s: Subject = { label: n.name, keys: subjectKeys(cp, user, n.tags, addrs, n.attrs), addrs }
+  const s: Subject = { label: n.name, keys: subjectKeys(cp, user, n.tags, addrs, n.postureAttrs), addrs }
   if (user !== undefined) s.user = user
   return s
 }

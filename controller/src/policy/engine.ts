@@ -135,7 +135,7 @@ class EngineState {
     // the approved routes it serves, without exit routes (an exit node's traffic is not a source of `*`)
     const routes = previous !== undefined && sameRoutes(previous.node, node) ? previous.routes : routerRoutes(node)
     const user = node.tags.length === 0 && node.user !== undefined ? node.user.toLowerCase() : undefined
-    const subject = subjectKeys(this.cp, user, node.tags, addrs, node.attrs)
+    const subject = subjectKeys(this.cp, user, node.tags, addrs, node.postureAttrs)
     if (routes.length > 0) subject.add(ROUTES_KEY)
     const keys = [...subject].sort()
     const parts: string[] = []

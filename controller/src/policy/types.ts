@@ -139,7 +139,7 @@ export interface PolicyNode {
   advertisedRoutes?: string[]
   approvedRoutes?: string[]
   /** posture attributes (node:os, custom:...) */
-  attrs?: Readonly<Record<string, PostureValue>>
+  postureAttrs?: Readonly<Record<string, PostureValue>>
 }
 
 /** PolicyIdentity names a source or destination for `check`: a user, tags and/or addresses. */
