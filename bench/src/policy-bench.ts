@@ -7,8 +7,12 @@
  * compiler without the incremental path does: compile everything again and compare every
  * node's result to find whom to tell. The ratio is the point.
  *
- * Run: npx tsc -b bench && node bench/dist/src/policy-bench.js [--runs 5] [--nodes 10000] [--write]
- * (--write replaces the `## Policy compiler` section of bench/RESULTS.md)
+ * With --posture every rule asks its sources for a device posture (defaultSrcPosture), every
+ * node meets it, one more change is a node that stops meeting it, and the full compile of
+ * the same mesh without postures is measured in the same run, for their cost.
+ *
+ * Run: npx tsc -b bench && node bench/dist/src/policy-bench.js [--runs 5] [--nodes 10000] [--posture] [--write]
+ * (--write replaces the `## Policy compiler` section of bench/RESULTS.md, or with --posture its own)
  */
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
@@ -16,7 +20,7 @@ import { argValue, median, printTable, writeResults } from './report.js'
 
 /** The part of the controller's policy module this benchmark drives (the package index does not export it). */
 interface FilterRuleLike { srcs: string[] }
-interface PolicyNode { id: string, name: string, user?: string, tags: string[], ipv4: string, ipv6: string }
+interface PolicyNode { id: string, name: string, user?: string, tags: string[], ipv4: string, ipv6: string, postureAttrs?: Record<string, string> }
 interface PolicyEngine {
   setNodes: (nodes: readonly PolicyNode[]) => void
   upsertNode: (node: PolicyNode) => Set<string>
@@ -36,11 +40,14 @@ const RULES = 1000
 const GROUPS = 100
 const USERS = 1000
 const SERVERS = 100
+const POSTURE = process.argv.includes('--posture')
+/** ATTRS: what every node reports with --posture; it meets posture:latest */
+const ATTRS = { 'node:os': 'linux', 'node:tsVersion': '1.42.0' }
 
 const users = Array.from({ length: USERS }, (_, u) => ({ name: `u${u}` }))
 
 /** policyText: each group reaches itself on every port and 10 shared servers on 443; the rest are per-port server rules. */
-function policyText (): string {
+function policyText (postures = POSTURE): string {
   const groups: Record<string, string[]> = {}
   for (let u = 0; u < USERS; u++) (groups[`group:g${u % GROUPS}`] ??= []).push(`u${u}@`)
   const tagOwners = Object.fromEntries(Array.from({ length: SERVERS }, (_, s) => [`tag:s${s}`, []]))
@@ -48,10 +55,16 @@ function policyText (): string {
   for (let g = 0; g < GROUPS; g++) acls.push({ action: 'accept', src: [`group:g${g}`], dst: [`group:g${g}:*`] })
   for (let g = 0; g < GROUPS; g++) acls.push({ action: 'accept', src: [`group:g${g}`], dst: [`tag:s${g % 10}:443`] })
   for (let i = acls.length; i < RULES; i++) acls.push({ action: 'accept', src: [`group:g${i % GROUPS}`], dst: [`tag:s${i % SERVERS}:${1000 + i}`], proto: 'tcp' })
-  return JSON.stringify({ groups, tagOwners, acls }, null, 2)
+  const posture = postures ? { postures: { 'posture:latest': ["node:os == 'linux'", "node:tsVersion >= '1.40'"] }, defaultSrcPosture: ['posture:latest'] } : {}
+  return JSON.stringify({ groups, tagOwners, ...posture, acls }, null, 2)
 }
 
-function nodeAt (i: number): PolicyNode {
+function nodeAt (i: number, postures = POSTURE): PolicyNode {
+  const n = plainNodeAt(i)
+  return postures ? { ...n, postureAttrs: ATTRS } : n
+}
+
+function plainNodeAt (i: number): PolicyNode {
   const n = i + 1
   const ipv4 = `100.64.${n >> 8}.${n & 255}`
   const ipv6 = `fd7a:115c:a1e0::${n.toString(16)}`
@@ -113,12 +126,16 @@ const changes: Change[] = [
   { name: 'a user\'s node is retagged (tag:s3)', nodes: all => all.map(n => n.id === member.id ? retagged : n), apply: e => e.upsertNode(retagged), undo: e => { e.upsertNode(member) } },
   { name: 'a shared server leaves', nodes: all => all.filter(n => n.id !== server.id), apply: e => e.removeNode(server.id), undo: e => { e.upsertNode(server) } }
 ]
+const outdated: PolicyNode = { ...member, postureAttrs: { ...ATTRS, 'node:tsVersion': '1.38.0' } }
+if (POSTURE) {
+  changes.push({ name: 'a user\'s node stops meeting the posture', nodes: all => all.map(n => n.id === member.id ? outdated : n), apply: e => e.upsertNode(outdated), undo: e => { e.upsertNode(member) } })
+}
 
 const text = policyText()
 const nodes = Array.from({ length: NODES }, (_, i) => nodeAt(i))
 const fmt = (ms: number): string => ms < 10 ? ms.toFixed(2) : ms.toFixed(0)
 
-console.log(`policy compiler: ${NODES} nodes, ${RULES} rules, ${RUNS} runs each (medians)`)
+console.log(`policy compiler: ${NODES} nodes, ${RULES} rules${POSTURE ? ' with a device posture' : ''}, ${RUNS} runs each (medians)`)
 const compileMs: number[] = []
 let base = compileAll(text, nodes)
 for (let r = 0; r < RUNS; r++) {
@@ -130,6 +147,12 @@ let pairs = 0
 for (const v of base.result.values()) pairs += v.peers.size
 const head = ['what', 'nodes affected', 'incremental ms', 'full recompile ms (baseline)', 'ratio']
 const rows: string[][] = [['full compile: parse, index, every node\'s peers and filter', `${NODES}`, '-', fmt(median(compileMs)), '-']]
+if (POSTURE) {
+  const plainText = policyText(false)
+  const plainNodes = Array.from({ length: NODES }, (_, i) => nodeAt(i, false))
+  const plainMs = Array.from({ length: RUNS }, () => timed(() => compileAll(plainText, plainNodes))[1])
+  rows.push(['full compile of the same mesh without postures', `${NODES}`, '-', fmt(median(plainMs)), `postures cost ${(median(compileMs) / median(plainMs)).toFixed(2)}x`])
+}
 
 for (const change of changes) {
   const incremental: number[] = []
@@ -164,14 +187,18 @@ console.log(table)
 console.log(`${pairs} peer pairs in the mesh; the incremental cost follows the nodes affected, the baseline the whole mesh.`)
 
 if (process.argv.includes('--write')) {
-  writeResults('Policy compiler', `Command: \`node bench/dist/src/policy-bench.js --runs ${RUNS}${NODES !== 10000 ? ` --nodes ${NODES}` : ''} --write\`
+  const postureNote = POSTURE
+    ? `\nEvery rule asks its sources for posture:latest (defaultSrcPosture: node:os == 'linux', node:tsVersion >= '1.40'),
+which every node meets; the last row is a node whose reported version falls below it.\n`
+    : ''
+  writeResults(POSTURE ? 'Policy compiler with device postures' : 'Policy compiler', `Command: \`node bench/dist/src/policy-bench.js --runs ${RUNS}${NODES !== 10000 ? ` --nodes ${NODES}` : ''}${POSTURE ? ' --posture' : ''} --write\`
 
 ${NODES} nodes (100 tagged servers, the rest owned by 1,000 users in 100 groups), ${RULES} rules: each group reaches
 itself on every port and 10 shared servers on 443, and per-port rules to the servers. Medians of ${RUNS} runs,
 milliseconds of wall time. "Incremental" is the engine's node change plus the new peers and filter of every
 affected node; the baseline compiles the changed mesh from scratch and compares every node's result to find
 the affected ones, which the incremental path avoids.
-
+${postureNote}
 ${table}
 ${pairs} peer pairs in the mesh; load average at the end of the run ${loadavg()[0]!.toFixed(1)} (2 cores).`)
   console.log('wrote the Policy compiler section of bench/RESULTS.md')

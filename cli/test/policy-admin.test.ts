@@ -145,12 +145,12 @@ t.test('warren admin policy against a real controller', async t => {
   await t.test('Tailscale sections Warren does not support are refused by name', async tt => {
     const unsupported = file('unsupported.hujson', `{
   "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:*"] }],
-  "postures": {},
+  "derpMap": {},
 }
 `)
     refusedWith(tt, await admin('policy', 'set', unsupported), /not applied/, [
-      new RegExp(`^${unsupported}:3:3: postures is a Tailscale feature Warren does not support; remove it`)
-    ], 'postures')
+      new RegExp(`^${unsupported}:3:3: derpMap is a Tailscale feature Warren does not support; remove it`)
+    ], 'derpMap')
     tt.equal(await policyVersion(), 5)
   })
 

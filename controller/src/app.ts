@@ -13,6 +13,7 @@ import { userRoutes } from './routes/users.js'
 import { authKeyRoutes } from './routes/keys.js'
 import { apiKeyRoutes } from './routes/apikeys.js'
 import { nodeRoutes } from './routes/nodes.js'
+import { nodeAttrRoutes } from './routes/node-attrs.js'
 import { auditRoutes } from './routes/audit.js'
 
 export { errorResponses, type ControllerApp, type ControllerPlugin, type ControllerPluginContext, type MachinePlugin } from './routes/controller-plugin.js'
@@ -50,7 +51,7 @@ export interface BuildAppOptions {
 const LOCAL_ADMIN = 'local-admin'
 
 /** The admin route groups every admin server has, before the plugins given to buildApp. */
-const ADMIN_ROUTES: readonly ControllerPlugin[] = [userRoutes, authKeyRoutes, apiKeyRoutes, nodeRoutes, auditRoutes]
+const ADMIN_ROUTES: readonly ControllerPlugin[] = [userRoutes, authKeyRoutes, apiKeyRoutes, nodeRoutes, nodeAttrRoutes, auditRoutes]
 
 declare module 'fastify' {
   interface FastifyRequest { warrenActor: string }

@@ -142,12 +142,13 @@ export async function createPolicyService (state: ControllerState, opts: PolicyS
   }
 }
 
-/** policyUsers is what the policy needs of the state's users: names, emails, and the groups the identity provider last gave. */
+/** policyUsers is what the policy needs of the state's users: names, emails, roles, and the groups the identity provider last gave. */
 export function policyUsers (state: ControllerState): PolicyUser[] {
   return [...state.store.users.values()].map(u => ({
     name: u.name,
     ...(u.email !== undefined ? { email: u.email } : {}),
-    ...(u.idp !== undefined && u.idp.groups.length > 0 ? { idpGroups: u.idp.groups } : {})
+    ...(u.idp !== undefined && u.idp.groups.length > 0 ? { idpGroups: u.idp.groups } : {}),
+    ...(u.role !== undefined ? { role: u.role } : {})
   }))
 }
 
@@ -155,6 +156,7 @@ export function policyUsers (state: ControllerState): PolicyUser[] {
 function policyNode (n: Node): PolicyNode {
   const out: PolicyNode = { id: n.id, name: n.name, tags: n.tags, ipv4: n.ipv4, ipv6: n.ipv6 }
   if (n.user !== undefined) out.user = n.user
+  if (n.postureAttrs !== undefined) out.postureAttrs = n.postureAttrs
   return out
 }
 

@@ -4,6 +4,7 @@ import { createCommitCore, type StateEvents } from './state/commit-core.js'
 import { createNodeTable } from './state/node-table.js'
 import { createNodes, type NodeMethods } from './state/nodes.js'
 import { createRouteMethods, type AutoApprove, type RouteMethods } from './state/routes.js'
+import { createNodeAttrMethods, type NodeAttrMethods } from './state/node-attrs.js'
 import { createRegistration, type Registration } from './state/registration.js'
 import { createUsers, type UserMethods } from './state/users.js'
 import { createAuthKeys, type AuthKeyMethods } from './state/auth-keys.js'
@@ -43,7 +44,7 @@ export type { IdpIdentity, IdpLogin } from './state/users.js'
  * owns a tag); `events` also carries 'user-upserted' and 'user-removed'; `store.readPrefix`
  * and `commit(ops, actor, action, target)` persist its own records with an audit entry.
  */
-export interface ControllerState extends NodeMethods, RouteMethods, UserMethods, AuthKeyMethods, ApiKeyMethods, Registration {
+export interface ControllerState extends NodeMethods, RouteMethods, NodeAttrMethods, UserMethods, AuthKeyMethods, ApiKeyMethods, Registration {
   readonly domain: string
   readonly controllerKey: WireGuardKeyPair
   /** the ULA /48 that mesh IPv6 addresses come from */
@@ -111,6 +112,7 @@ export function createControllerState (opts: ControllerStateOptions): Controller
     tagOwnersAllow,
     ...createNodes(core, table, users),
     ...createRouteMethods(core, table, opts.autoApproveRoutes ?? (() => [])),
+    ...createNodeAttrMethods(core, table),
     ...registration,
     ...users.methods,
     ...authKeys.methods,

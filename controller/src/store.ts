@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { Level } from 'level'
 import {
   WarrenError, generateWireGuardKeyPair, wireGuardPublicKey,
-  type AuthKeyInfo, type ApiKeyInfo, type AuditEntry, type WireGuardKeyPair
+  type AuthKeyInfo, type ApiKeyInfo, type AuditEntry, type PostureAttrs, type UserRole, type WireGuardKeyPair
 } from '@warren/protocol'
 import { randomUlaPrefix } from './ipam.js'
 
@@ -44,7 +44,8 @@ export interface Store {
  * UserRecord is a person. `idp` ties a user who logged in at the identity provider to
  * its stable subject (issuer + sub); an admin-made user gets it at its first login.
  */
-export interface UserRecord { id: string, name: string, email?: string, displayName?: string, created: string, idp?: IdpLink }
+/** `role` is absent for users stored before roles existed: they are members. */
+export interface UserRecord { id: string, name: string, email?: string, displayName?: string, created: string, idp?: IdpLink, role?: UserRole }
 
 /** IdpLink is what the identity provider last said about a user. */
 export interface IdpLink {
@@ -80,6 +81,8 @@ export interface NodeRecord {
   /** subnet routes the node advertises, and those approved for it (canonical, sorted) */
   advertisedRoutes?: string[]
   approvedRoutes?: string[]
+  /** posture attributes: `node:` ones as the node last reported them, `custom:` ones as admins set them */
+  postureAttrs?: PostureAttrs
 }
 
 export interface AuthKeyRecord extends AuthKeyInfo { secretHash: string }

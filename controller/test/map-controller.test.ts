@@ -55,8 +55,8 @@ async function register (r: Running, hostname: string, authKey: string, requestT
   return { node: (JSON.parse(res.text) as { node: Node }).node, machine: m.machine }
 }
 
-async function connect (r: Running, n: TestNode): Promise<MapTestClient> {
-  return await connectReady(`${r.c.url.replace('https:', 'wss:')}/v1/machine/map`, n, { ws: { ca: r.ca } })
+async function connect (r: Running, n: TestNode, attrs?: Record<string, string>): Promise<MapTestClient> {
+  return await connectReady(`${r.c.url.replace('https:', 'wss:')}/v1/machine/map`, n, { ws: { ca: r.ca }, ...(attrs !== undefined ? { attrs } : {}) })
 }
 
 t.test('registered nodes get their map over TLS; joins, approval and deletion reach peers', async t => {
@@ -173,4 +173,52 @@ t.test('without STUN the map carries no NAT config', async t => {
   const c = await connect(r, await register(r, 'red1', await r.key()))
   t.teardown(async () => { await c.close() })
   t.equal(c.netmap!.nat, undefined)
+})
+
+t.test('a source that stops meeting a posture loses access at once; one that starts meeting it gains it', async t => {
+  const r = await start(t, {}, true)
+  await r.c.policy.set(`{ "tagOwners": { "tag:db": ["alice@"] },
+    "postures": { "posture:managed": ["node:os == 'linux'", "custom:managed == true"] },
+    "acls": [ { "action": "accept", "src": ["alice@"], "dst": ["tag:db:5432"], "srcPosture": ["posture:managed"] } ] }`, 'test')
+  const laptop = await register(r, 'laptop', await r.key())
+  const db = await register(r, 'db', await r.key({ tags: ['tag:db'] }))
+  const cl = await connect(r, laptop, { 'node:os': 'linux', 'node:tsVersion': '0.1.0' })
+  const cd = await connect(r, db)
+  t.teardown(async () => { await cl.close(); await cd.close() })
+  await waitUntil(() => r.c.state.getNode(laptop.node.id)!.postureAttrs?.['node:os'] === 'linux', 'the hello\'s attributes are recorded')
+  t.same(cd.peerNames(), [], 'not managed yet: the database does not know the laptop')
+  t.same(cd.netmap!.filter, [], 'and lets nothing in')
+
+  await r.c.state.setNodeAttrs('laptop', { set: { 'custom:managed': true } }, 'test')
+  await waitUntil(() => cd.peerNames().includes('laptop') && cd.netmap!.filter.length > 0, 'managed: the laptop becomes a source')
+  const tcp = cd.netmap!.filter.find(f => f.protos.includes(6))!
+  t.same(tcp.srcs, [`${laptop.node.ipv4}/32`, `${laptop.node.ipv6}/128`], 'only the laptop')
+  t.same(tcp.ports, [{ first: 5432, last: 5432 }], 'on the database port')
+
+  await r.c.state.setNodeAttrs('laptop', { set: { 'custom:managed': false } }, 'test')
+  await waitUntil(() => !cd.peerNames().includes('laptop') && cd.netmap!.filter.length === 0, 'no longer managed: access is gone')
+  t.same(cl.peerNames(), [], 'the laptop lost the database as a peer too')
+  t.same([...cl.problems, ...cd.problems], [])
+})
+
+t.test('autogroup:admin follows role changes', async t => {
+  const r = await start(t, {}, true)
+  await r.c.state.createUser({ name: 'bob', role: 'member' }, 'test')
+  await r.c.policy.set(`{ "tagOwners": { "tag:db": ["autogroup:owner"] },
+    "acls": [ { "action": "accept", "src": ["autogroup:admin"], "dst": ["tag:db:22"] } ] }`, 'test')
+  t.equal(r.c.state.getUser('alice')!.role, 'owner', 'the first user owns the controller')
+  const bobKey = (await r.c.state.createAuthKey({ user: 'bob', reusable: true, preapproved: true }, 'test')).key
+  const laptop = await register(r, 'bob-laptop', bobKey)
+  const db = await register(r, 'db', await r.key({ tags: ['tag:db'] }))
+  await t.rejects(register(r, 'db2', bobKey, ['tag:db']), /tag/, 'a member does not own tag:db; the owner does')
+  const cd = await connect(r, db)
+  t.teardown(async () => { await cd.close() })
+  t.same(cd.peerNames(), [], 'bob is a member: no access')
+
+  await r.c.state.setUserRole('bob', 'admin', 'test')
+  await waitUntil(() => cd.peerNames().includes('bob-laptop'), 'bob made admin: his laptop reaches the database')
+  t.same(cd.netmap!.filter[0]!.srcs, [`${laptop.node.ipv4}/32`, `${laptop.node.ipv6}/128`])
+  await r.c.state.setUserRole('bob', 'auditor', 'test')
+  await waitUntil(() => cd.netmap!.filter.length === 0, 'no longer admin: access is gone')
+  await t.rejects(r.c.state.setUserRole('alice', 'member', 'test'), { code: 'last_owner' }, 'the only owner stays owner')
 })

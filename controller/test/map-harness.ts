@@ -64,6 +64,8 @@ export interface ConnectOptions {
   resume?: { session: string, seq: number }
   version?: number
   endpoints?: string[]
+  /** posture attributes the hello reports (node:os, ...) */
+  attrs?: Record<string, string>
   /** sign with this key instead of the node's own */
   signWith?: MachineKeyPair
   /** send this instead of a hello */
@@ -143,7 +145,8 @@ export function connectClient (url: string, t: TestNode, opts: ConnectOptions = 
         nonce: msg.nonce,
         signature: signMessage(signer.secretKey, MAP_DOMAIN, mapSigningPayload(msg.nonce, t.machine.publicKey, version)),
         endpoints: opts.endpoints ?? [],
-        ...(opts.resume !== undefined ? { resume: opts.resume } : {})
+        ...(opts.resume !== undefined ? { resume: opts.resume } : {}),
+        ...(opts.attrs !== undefined ? { attrs: opts.attrs } : {})
       }
       ws.send(JSON.stringify(hello))
     } else if (msg.type === 'map') {

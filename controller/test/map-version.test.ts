@@ -21,7 +21,7 @@ const omit = (schema: TSchema & { properties: Record<string, TSchema> }, fields:
 
 /** V1 are the schemas of a version-1 node, which refuse any field they do not know. */
 const V1 = (() => {
-  const node = omit(Node, ['advertisedRoutes', 'approvedRoutes', 'attrs', 'primaryRoutes'])
+  const node = omit(Node, ['advertisedRoutes', 'approvedRoutes', 'attrs', 'primaryRoutes', 'postureAttrs'])
   const peer = omit(Peer, ['routes', 'primaryRoutes'])
   const rule = omit(FilterRule, ['dsts', 'caps'])
   const nat = Obj({ stun: Type.Array(Type.String()), relays: Type.Array(omit(RelayInfo, ['tlsFingerprint'])) })

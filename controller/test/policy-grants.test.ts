@@ -101,10 +101,6 @@ t.test('bad grants are refused as Tailscale refuses them, with what to write', a
     ['cannot use autogroup:danger-all as a destination: it means every address, so it is only a source (use * for every node)'])
   t.same(errors('[{ "src": ["tag:nope"], "dst": ["*"], "ip": ["icmp"] }]').length, 2, 'every error is reported at once')
   t.same(errors('[{ "src": ["*"], "dst": ["*"], "ip": ["*"], "proto": "tcp" }]'), ['unknown key "proto" in grant 1 (grants[0])'])
-  for (const [key, feature] of [['srcPosture', 'device posture']]) {
-    t.same(errors(`[{ "src": ["*"], "dst": ["*"], "ip": ["*"], "${key}": {} }]`),
-      [`"${key}" in grant 1 (grants[0]) is not supported yet (${feature}); remove it (Warren never ignores what it cannot enforce)`], key)
-  }
 })
 
 t.test('user:*@domain: diff names each user of the domain; a new user of the domain changes what the policy means', async t => {

@@ -206,7 +206,7 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       text: '{"acls": [{"action": "accept", "src": ["autogroup:self", "autogroup:memberz"], "dst": ["autogroup:internet:*"]}]}',
       errors: [
         '1:40: autogroup:self can only be used as a destination (it means the source user\'s own devices) (use autogroup:member in src)',
-        '1:58: autogroup:memberz is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self, autogroup:internet, autogroup:danger-all (did you mean autogroup:member?)'
+        '1:58: autogroup:memberz is not supported; Warren knows autogroup:member, autogroup:tagged, autogroup:self, autogroup:internet, autogroup:danger-all, autogroup:owner, autogroup:admin, autogroup:it-admin, autogroup:network-admin, autogroup:billing-admin, autogroup:auditor (did you mean autogroup:member?)'
       ]
     },
     {
@@ -285,13 +285,13 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       errors: ['1:20: test 1 (tests[0]) has an empty "src": name a user (alice@), a tag, a host alias or an IP']
     },
     {
-      name: 'tagOwners: admin roles are not supported, undefined groups, tags that do not start with a letter',
-      text: '{"tagOwners": {"tag:a": ["autogroup:admin", "group:x"], "Tag:B": [], "tag:1server": []}}',
+      name: 'tagOwners: autogroups that name no users, undefined groups, tags that do not start with a letter',
+      text: '{"tagOwners": {"tag:a": ["autogroup:self", "group:x"], "Tag:B": [], "tag:1server": []}}',
       errors: [
-        '1:26: autogroup:admin is not supported: Warren users have no admin roles; name users or groups, or use [] so that only auth keys grant tag:a',
-        '1:45: group group:x is not defined',
-        '1:57: tag "Tag:B" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)',
-        '1:70: tag "tag:1server" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)'
+        '1:26: autogroup:self cannot own a tag; use users, groups, tags, autogroup:member or a role (autogroup:owner, autogroup:admin, autogroup:it-admin, autogroup:network-admin, autogroup:billing-admin, autogroup:auditor)',
+        '1:44: group group:x is not defined',
+        '1:56: tag "Tag:B" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)',
+        '1:69: tag "tag:1server" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)'
       ]
     }
   ]
@@ -310,22 +310,19 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
 })
 
 t.test('every unsupported Tailscale feature is refused, never ignored', async t => {
-  const top = ['postures', 'defaultSrcPosture', 'derpMap',
-    'disableIPv4', 'OneCGNATRoute', 'attrs']
+  const top = ['derpMap', 'disableIPv4', 'OneCGNATRoute', 'attrs']
   for (const key of top) {
     const r = parsePolicy(`{\n  "acls": [],\n  "${key}": {}\n}`)
     t.same(r.errors.map(e => e.message),
       [`3:3: ${key} is a Tailscale feature Warren does not support; remove it (Warren never ignores a section it cannot enforce)`], key)
   }
-  for (const key of ['srcPosture', 'ip', 'app', 'via']) {
+  for (const key of ['ip', 'app', 'via']) {
     const r = parsePolicy(`{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"], "${key}": []}]}`)
     t.equal(r.errors.length, 1, key)
     t.match(r.errors[0]!.message, new RegExp(`^1:62: "${key}" in rule 1 \\(acls\\[0\\]\\) is not supported by Warren`), key)
   }
   const ipset = parsePolicy('{"acls": [{"action": "accept", "src": ["ipset:office"], "dst": ["*:*"]}]}')
   t.same(ipset.errors.map(e => e.message), ['1:40: IP set ipset:office is not defined in "ipsets"'])
-  const posture = parsePolicy('{"tests": [{"src": "alice@", "accept": ["alice@:22"], "srcPostureAttrs": {}}]}')
-  t.same(posture.errors.map(e => e.message), ['1:55: "srcPostureAttrs" in test 1 (tests[0]) is not supported by Warren (device posture); remove it'])
   const unknown = parsePolicy('{"tagowner": {}}')
   t.same(unknown.errors.map(e => e.message), ['1:2: unknown key "tagowner" in the policy (did you mean tagOwners?)'])
 })

@@ -18,10 +18,10 @@ export function negotiateVersion (theirs: number): number {
   return Math.min(PROTOCOL_VERSION, theirs)
 }
 
-/** nodeForVersion leaves out a node's route fields and policy attributes for a version before them. */
+/** nodeForVersion leaves out a node's route fields, policy attributes and posture attributes for a version before them. */
 export function nodeForVersion (n: Node, version: number): Node {
   if (version >= ROUTES_AND_PINS_VERSION) return n
-  const { advertisedRoutes: _a, approvedRoutes: _b, attrs: _c, primaryRoutes: _d, ...rest } = n
+  const { advertisedRoutes: _a, approvedRoutes: _b, attrs: _c, primaryRoutes: _d, postureAttrs: _e, ...rest } = n
   return rest
 }
 

@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema, type TObject, type TProperties } from 
 import { UNSAFE_TEXT_CHARS } from './text.js'
 import { CapMap } from './capabilities.js'
 import { NodeAttrs } from './node-attrs.js'
+import { HostAttrs, PostureAttrs, UserRoleSchema } from './posture.js'
 
 /**
  * Wire types for every message between CLI, daemon and controller. Each is a JSON
@@ -47,7 +48,9 @@ export const User = Obj({
   id: Id,
   name: UserName,
   email: Type.Optional(Email),
-  created: Timestamp
+  created: Timestamp,
+  /** the user's role (absent in answers of older controllers: member) */
+  role: Type.Optional(UserRoleSchema)
 })
 export type User = Static<typeof User>
 
@@ -78,7 +81,9 @@ export const Node = Obj({
   /** its attributes from the policy's nodeAttrs: only in its own map (`self`), absent when it has none */
   attrs: Type.Optional(NodeAttrs),
   /** in the node's own map (`self`) only: the served routes it is the primary router for (the others it stands by for) */
-  primaryRoutes: Type.Optional(RouteList)
+  primaryRoutes: Type.Optional(RouteList),
+  /** device posture attributes: `node:` ones the node reports, `custom:` ones admins set */
+  postureAttrs: Type.Optional(PostureAttrs)
 })
 export type Node = Static<typeof Node>
 
@@ -126,7 +131,7 @@ export type AuditEntry = Static<typeof AuditEntry>
 
 // ---------- admin API requests ----------
 
-export const CreateUserRequest = Obj({ name: UserName, email: Type.Optional(EmailInput) })
+export const CreateUserRequest = Obj({ name: UserName, email: Type.Optional(EmailInput), role: Type.Optional(UserRoleSchema) })
 export type CreateUserRequest = Static<typeof CreateUserRequest>
 
 export const CreateAuthKeyRequest = Obj({
@@ -317,6 +322,8 @@ export const MapHello = Obj({
   endpoints: Type.Array(Endpoint, { maxItems: 32 }),
   /** the subnet routes this node advertises (none when absent) */
   routes: Type.Optional(RouteList),
+  /** the node's own posture attributes (node:os, node:osVersion, node:tsVersion) */
+  attrs: Type.Optional(HostAttrs),
   /** resume a session from its last sequence number instead of taking a full map */
   resume: Type.Optional(Obj({ session: Str(64), seq: Type.Integer({ minimum: 0 }) }))
 })

@@ -1,12 +1,12 @@
 import { join } from 'node:path'
 import {
-  WarrenError, parseCredential, isTag, checkNodeName, checkRoutes, UserName, Email,
+  WarrenError, parseCredential, isTag, checkNodeName, checkRoutes, UserName, Email, USER_ROLES, isUserRole, isCustomAttr,
   type User, type Node, type AuthKeyInfo, type ApiKeyInfo, type AuditEntry,
   type CreateUserRequest, type CreateAuthKeyRequest, type CreateAuthKeyResponse,
   type CreateApiKeyRequest, type CreateApiKeyResponse,
   type UserResponse, type UserList, type NodeResponse, type NodeList, type AuthKeyResponse, type AuthKeyList,
   type ApiKeyResponse, type ApiKeyList, type AuditList, type NodeRoutes, type NodeRoutesResponse,
-  type IdpRecheckResult, type IdpRecheckResponse
+  type IdpRecheckResult, type IdpRecheckResponse, type UserRole, type PostureValue, type PostureAttrsResponse
 } from '@warren/protocol'
 import { createControllerTransport, createUnixTransport, errorFromResponse, type JsonTransport } from './transport/index.js'
 
@@ -34,6 +34,8 @@ export interface AdminClient {
     create(req: CreateUserRequest): Promise<User>
     list(): Promise<User[]>
     delete(name: string): Promise<void>
+    /** setRole gives a user a role; autogroup:<role> in the policy follows it */
+    setRole(name: string, role: UserRole): Promise<User>
     /** recheck asks the identity provider about one user (or all) now: continuous verification on demand */
     recheck(user?: string): Promise<IdpRecheckResult[]>
   }
@@ -58,6 +60,10 @@ export interface AdminClient {
      * approves none); each is checked first (a CIDR without host bits, not the mesh's own range)
      */
     approveRoutes(node: string, routes: string[]): Promise<NodeRoutes>
+    /** attrs lists a node's posture attributes: the node: ones it reports and the custom: ones admins set */
+    attrs(node: string): Promise<PostureAttrsResponse>
+    /** setAttrs sets and removes custom attributes (keys custom:NAME) in one change */
+    setAttrs(node: string, change: { set?: Record<string, PostureValue>, unset?: string[] }): Promise<Node>
   }
   apiKeys: {
     create(req: CreateApiKeyRequest): Promise<CreateApiKeyResponse>
@@ -116,6 +122,17 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
     if (req.email !== undefined && (req.email.length > 254 || !new RegExp(Email.pattern!).test(req.email))) {
       throw new WarrenError('bad_email', `'${req.email}' is not an email address such as alice@example.com`, { field: 'email' })
     }
+    if (req.role !== undefined) checkRole(req.role)
+  }
+
+  function checkRole (role: string): void {
+    if (!isUserRole(role)) throw new WarrenError('bad_role', `'${role}' is not a role: use one of ${USER_ROLES.join(', ')}`, { field: 'role' })
+  }
+
+  function checkAttrKeys (keys: string[]): void {
+    for (const k of keys) {
+      if (!isCustomAttr(k)) throw new WarrenError('bad_attr', `'${k}' cannot be set: admins set custom:NAME attributes (letters, digits, _; for example custom:managed)`, { field: 'attrs' })
+    }
   }
 
   function checkTags (tags: string[] | undefined): void {
@@ -131,6 +148,7 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
       create: async req => { checkUser(req); return (await request<UserResponse>('POST', '/users', req)).user },
       list: async () => (await request<UserList>('GET', '/users')).users,
       delete: async name => { await request('DELETE', `/users/${enc(name)}`) },
+      setRole: async (name, role) => { checkRole(role); return (await request<UserResponse>('POST', `/users/${enc(name)}/role`, { role })).user },
       recheck: async user => (await request<IdpRecheckResponse>('POST', '/users/recheck', user !== undefined ? { user } : {})).results
     },
     authKeys: {
@@ -147,7 +165,12 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
       delete: async node => { await request('DELETE', `/nodes/${enc(node)}`) },
       setTags: async (node, tags) => { checkTags(tags); return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/tags`, { tags })).node },
       routes: async node => (await request<NodeRoutesResponse>('GET', `/nodes/${enc(node)}/routes`)).routes,
-      approveRoutes: async (node, routes) => (await request<NodeRoutesResponse>('POST', `/nodes/${enc(node)}/routes`, { routes: checkRoutes(routes) })).routes
+      approveRoutes: async (node, routes) => (await request<NodeRoutesResponse>('POST', `/nodes/${enc(node)}/routes`, { routes: checkRoutes(routes) })).routes,
+      attrs: async node => await request<PostureAttrsResponse>('GET', `/nodes/${enc(node)}/attrs`),
+      setAttrs: async (node, change) => {
+        checkAttrKeys([...Object.keys(change.set ?? {}), ...(change.unset ?? [])])
+        return (await request<NodeResponse>('POST', `/nodes/${enc(node)}/attrs`, change)).node
+      }
     },
     apiKeys: {
       create: async req => await request<CreateApiKeyResponse>('POST', '/apikeys', req),

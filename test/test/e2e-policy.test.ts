@@ -13,11 +13,15 @@ import { createMesh, canConnect, canPing, dial, flowSamples, FLOW_ARGV, type Mes
  */
 const skip = netnsSkipReason()
 
-/** rules builds a policy: alice's laptop reaches web:80 (TCP only), web reaches db:5432, db reaches web:7000. */
+/**
+ * rules builds a policy: alice's laptop reaches web:80 (TCP only), web reaches db:5432, db
+ * reaches web:7000; `extra` rules may name posture:managed (a Linux device an admin marked managed).
+ */
 function policy (extra: string[] = [], webToDb = true): string {
   return `{
   // laptop -> web over TCP only (so no ping); web <-> db; laptop never sees db
   "groups": { "group:eng": ["alice@"] },
+  "postures": { "posture:managed": ["node:os == 'linux'", "custom:managed == true"] },
   "tagOwners": { "tag:web": ["alice@"], "tag:db": ["alice@"] },
   "acls": [
     { "action": "accept", "src": ["group:eng"], "dst": ["tag:web:80"], "proto": "tcp" },
@@ -166,12 +170,27 @@ t.test('the access policy is enforced on real nodes', { skip, timeout: 580_000 }
     await policyAdmin.set(policy(), 'restore web -> db')
   })
 
+  await t.test('a device posture: the daemon reports its attributes, and access follows the admin\'s custom ones', async t => {
+    await policyAdmin.set(policy(['{ "action": "accept", "src": ["group:eng"], "dst": ["tag:web:8080"], "proto": "tcp", "srcPosture": ["posture:managed"] }']), 'web:8080 for managed devices')
+    const reported = await waitFor(async () => { const a = (await adminClient.nodes.attrs('laptop')).attrs; return a['node:os'] !== undefined ? a : undefined }, { timeoutMs: 60_000, message: 'the laptop\'s reported attributes' })
+    t.equal(reported['node:os'], 'linux', 'the daemon reported node:os')
+    t.type(reported['node:tsVersion'], 'string', 'and its Warren version')
+    t.notOk(await reach(laptop, web, 8080), 'not marked managed: laptop -> web:8080 is denied')
+    await adminClient.nodes.setAttrs('laptop', { set: { 'custom:managed': true } })
+    await waitFor(async () => await reach(laptop, web, 8080), { timeoutMs: 120_000, message: 'laptop -> web:8080 once managed' })
+    t.ok(await connects(laptop, web, 8080), 'managed: laptop -> web:8080 connects')
+    await adminClient.nodes.setAttrs('laptop', { unset: ['custom:managed'] })
+    await waitFor(async () => !(await reach(laptop, web, 8080)), { timeoutMs: 120_000, message: 'laptop -> web:8080 denied again' })
+    t.ok(await connects(laptop, web, 80), 'its other access is untouched')
+    await policyAdmin.set(policy(), 'back to the base policy')
+  })
+
   await t.test('a malformed policy is rejected with line:column and the old one stays enforced', async t => {
     const before = await policyAdmin.get()
     const bad = write('bad.hujson', policy(['{ "action": "accept", "src": ["group:engg"], "dst": ["tag:web:22"] }']))
     const r = await mesh.warren(['admin', '--state-dir', mesh.controllerStateDir, 'policy', 'set', bad], { allowFail: true })
     t.equal(r.exitCode, 1, 'set exits 1')
-    t.match(r.stderr, new RegExp(`${bad}:9:35: group group:engg is not defined in "groups" \\(did you mean group:eng\\?\\)`), 'the error is at FILE:line:column with a suggestion')
+    t.match(r.stderr, new RegExp(`${bad}:10:35: group group:engg is not defined in "groups" \\(did you mean group:eng\\?\\)`), 'the error is at FILE:line:column with a suggestion')
     t.equal((await policyAdmin.get()).version, before.version, 'the policy version did not change')
     t.ok(await connects(laptop, web, 80), 'the allowed port still connects')
     t.notOk(await reach(laptop, web, 22), 'and the port the bad policy meant to open stays closed')

@@ -5,6 +5,7 @@ import { adminCommand, addListCommand, withAdmin } from './admin.js'
 import { splitList } from './admin-keys.js'
 import { printJson, printLine, relativeTime } from '../output.js'
 import { registerRoutes } from './admin-routes.js'
+import { registerAttrs } from './admin-attrs.js'
 
 function owner (n: Node): string {
   return n.tags.length > 0 ? n.tags.join(',') : n.user ?? '-'
@@ -61,6 +62,7 @@ export function register (program: Command): void {
   change('delete', 'delete a node: it leaves every peer\'s map', async (a, ref) => { await a.nodes.delete(ref); return undefined },
     (_n, ref) => `deleted node ${ref}`)
   registerRoutes(nodes)
+  registerAttrs(nodes)
   change('tag', 'set a node\'s tags (comma-separated, tag:a,tag:b; an empty string clears them)', async (a, ref, tags) => await a.nodes.setTags(ref, splitList(tags)),
     n => `node ${n!.name} now has tags ${n!.tags.join(',') || '(none)'}`, 'tags')
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { WebSocket, type RawData } from 'ws'
 import {
   PROTOCOL_VERSION, MAP_DOMAIN, MapHello, ClientEndpoints, RelayRequest, RelayRelease, CallMeMaybe, Logout, validate, mapSigningPayload, checkProtocolVersion,
-  isKeyExpired, WarrenError, checkRoutes, type ClientMessage, type Node
+  isKeyExpired, WarrenError, checkRoutes, type ClientMessage, type HostAttrs, type Node
 } from '@warren/protocol'
 import type { MapLogger } from './types.js'
 import { checkEndpoints } from './endpoints.js'
@@ -27,7 +27,10 @@ export const MapCloseCode = {
 export interface MapRefusal { code: string, message: string, closeCode: number }
 
 /** HelloResult is a checked hello: the node it proves to be, with its endpoints, or a refusal. */
-export type HelloResult = { node: Node, endpoints: string[], routes: string[] } | { refusal: MapRefusal }
+export type HelloResult = { node: Node } & Omit<HelloFacts, 'version'> | { refusal: MapRefusal }
+
+/** HelloFacts are what a checked hello reports about the node: endpoints, advertised routes, protocol version, posture attributes. */
+export interface HelloFacts { endpoints: string[], routes: string[], version: number, attrs?: HostAttrs }
 
 /** Challenge is the server's first message on a socket; the hello must sign its nonce. */
 export interface Challenge { nonce: string, text: string }
@@ -111,7 +114,9 @@ export function checkHello (hello: MapHello, nonce: string, nodeByMachineKey: (m
   }
   if (!mayConnect(node)) return { refusal: expiredRefusal(node) }
   try {
-    return { node, endpoints: checkEndpoints(hello.endpoints, 'hello.endpoints'), routes: checkRoutes(hello.routes ?? [], 'hello.routes') }
+    const facts: Omit<HelloFacts, 'version'> = { endpoints: checkEndpoints(hello.endpoints, 'hello.endpoints'), routes: checkRoutes(hello.routes ?? [], 'hello.routes') }
+    if (hello.attrs !== undefined) facts.attrs = hello.attrs
+    return { node, ...facts }
   } catch (err) {
     const code = (err as { code?: string }).code === 'bad_route' ? 'bad_route' : 'bad_endpoint'
     return { refusal: { code, message: (err as Error).message, closeCode: MapCloseCode.badMessage } }
@@ -127,7 +132,7 @@ export interface MapSocketHandlers<S> {
   /** refuse sends the refusal's error and closes the socket */
   refuse: (ws: WebSocket, refusal: MapRefusal) => void
   /** start attaches an authenticated socket to its node's session, to which later messages belong */
-  start: (ws: WebSocket, node: Node, hello: { endpoints: string[], routes: string[], version: number }, resume?: { session: string, seq: number }) => S
+  start: (ws: WebSocket, node: Node, hello: HelloFacts, resume?: { session: string, seq: number }) => S
   endpoints: (session: S, ws: WebSocket, endpoints: string[]) => void
   /** relayRequest: the node asks for a kernel-relay allocation toward a peer */
   relayRequest: (session: S, peer: string) => void

@@ -6,7 +6,7 @@ import type { MapFanout, FanoutSession } from './fanout.js'
 import type { MapWire } from './wire.js'
 import { NO_POLICY_CHANGE, type PeerReader } from './mesh-policy.js'
 import { checkEndpoints } from './endpoints.js'
-import { acceptMapSocket, mayConnect, expiredRefusal, deletedRefusal, REPLACED, SHUTTING_DOWN, type MapRefusal } from './handshake.js'
+import { acceptMapSocket, mayConnect, expiredRefusal, deletedRefusal, REPLACED, SHUTTING_DOWN, type HelloFacts, type MapRefusal } from './handshake.js'
 
 export interface MapSessionsOptions {
   source: MapNodeSource
@@ -139,7 +139,7 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
    * older socket, resumes the session when the hello names it at its current seq (or
    * starts a new one), records the node online, and sends the first message.
    */
-  function startSession (ws: WebSocket, node: Node, hello: { endpoints: string[], routes: string[], version: number }, resume?: { session: string, seq: number }): FanoutSession {
+  function startSession (ws: WebSocket, node: Node, hello: HelloFacts, resume?: { session: string, seq: number }): FanoutSession {
     const { endpoints, routes } = hello
     if (fanout.node(node.id) === undefined) fanout.loadNodes([node])
     const old = sockets.get(node.id)
@@ -166,6 +166,10 @@ export function createMapSessions (opts: MapSessionsOptions): MapSessions {
     // A change of advertised routes is a change of the node's record: it comes back as an event.
     if (source.advertiseRoutes !== undefined && !sameList(routes, node.advertisedRoutes ?? [])) {
       settle(source.advertiseRoutes(node.id, routes), 'record the routes a node advertises')
+    }
+    // so is a change of its posture attributes, which may change what its peers let in
+    if (hello.attrs !== undefined && source.reportHostAttrs !== undefined) {
+      settle(source.reportHostAttrs(node.id, hello.attrs), 'record the posture attributes a node reports')
     }
     return session
   }

@@ -1,4 +1,4 @@
-import type { Node, FilterRule, NodeAttrs } from '@warren/protocol'
+import type { Node, FilterRule, NodeAttrs, HostAttrs } from '@warren/protocol'
 import type { Policy, PolicyUser } from '../policy/types.js'
 
 /**
@@ -30,6 +30,8 @@ export interface MapNodeSource {
   recordPresence: (id: string, presence: NodePresence) => unknown
   /** advertiseRoutes records the subnet routes a node's hello advertises (announced as a node change) */
   advertiseRoutes?: (id: string, routes: string[]) => unknown
+  /** reportHostAttrs records the posture attributes a node's hello reports (announced as a node change when they differ) */
+  reportHostAttrs?: (id: string, attrs: HostAttrs) => unknown
   /** deleteNode removes a node for good (used for ephemeral nodes that went away). */
   deleteNode: (id: string, actor: string) => unknown
 }

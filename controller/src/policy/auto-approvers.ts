@@ -1,30 +1,16 @@
 import { isExitRoute, isTag, offersExitNode, type RouteHolder } from '@warren/protocol'
 import { cidrContains, parseCidr } from './addr.js'
 import { didYouMean } from './errors.js'
-import { isUserToken, memberMatches } from './users.js'
+import { ROLE_AUTOGROUPS, isUserAutogroup, isUserToken, memberMatches } from './users.js'
 import type { AutoApprovers, Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
-
-/** JsonLike is the slice of a jsonc-parser node the section reader needs. */
-interface JsonLike { type: string, value?: unknown, children?: JsonLike[] }
-
-/**
- * SectionReader is what the policy parser lends a section parser: shape checks that report
- * errors at the right line, and the user-token bookkeeping that turns unknown users into
- * warnings.
- */
-export interface SectionReader<N extends JsonLike> {
-  object: (n: N, what: string) => N[] | undefined
-  strings: (n: N, what: string) => Array<{ value: string, node: N }>
-  err: (n: N, reason: string, suggestion?: string) => void
-  useUser: (token: string, n: N) => void
-}
+import type { JsonLike, SectionReader } from './section-reader.js'
 
 const SECTION_KEYS = ['routes', 'exitNode']
 
 /**
  * parseAutoApprovers reads `autoApprovers` as Tailscale writes it:
  * `{"routes": {"192.168.1.0/24": ["group:eng", "tag:router"]}, "exitNode": ["tag:exit"]}`.
- * Approvers are users, groups, tags or autogroup:member; each route is a CIDR.
+ * Approvers are users, groups, tags, autogroup:member or a role's autogroup; each route is a CIDR.
  */
 export function parseAutoApprovers<N extends JsonLike> (section: N, policy: Policy, r: SectionReader<N>): AutoApprovers {
   const out: AutoApprovers = { routes: [], exitNode: [] }
@@ -58,7 +44,7 @@ function approvers<N extends JsonLike> (n: N, what: string, policy: Policy, r: S
     } else if (value.startsWith('tag:')) {
       if (!isTag(value) || !policy.tagOwners.has(value)) { r.err(node, `tag ${value} has no tagOwners entry`, didYouMean(value, policy.tagOwners.keys())); continue }
     } else if (value.startsWith('autogroup:')) {
-      if (value !== 'autogroup:member') { r.err(node, `${value} cannot approve routes; use users, groups, tags or autogroup:member`); continue }
+      if (!isUserAutogroup(value)) { r.err(node, `${value} cannot approve routes; use users, groups, tags, autogroup:member or a role (${ROLE_AUTOGROUPS.join(', ')})`); continue }
     } else if (!isUserToken(value)) {
       r.err(node, `"${value}" is not a user, group or tag: write alice@, alice@example.com, group:x or tag:x`)
       continue
@@ -78,7 +64,6 @@ function approverMatches (policy: Policy, approver: string, node: PolicyNode, us
   if (node.tags.length > 0) return approver.startsWith('tag:') && node.tags.includes(approver)
   if (user === undefined) return false
   const isUser = (token: string): boolean => memberMatches(token, user)
-  if (approver === 'autogroup:member') return true
   if (approver.startsWith('group:')) return (policy.groups.get(approver)?.members ?? []).some(isUser)
   return isUser(approver)
 }

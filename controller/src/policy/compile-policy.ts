@@ -4,7 +4,9 @@ import { didYouMean } from './errors.js'
 import { mergeRanges } from './build-filter.js'
 import { parseProto } from './parse.js'
 import type { CompiledNodeAttrs } from './node-attrs.js'
-import { createUserDirectory, expandIdpGroups, isUserToken, type UserDirectory } from './users.js'
+import { createUserDirectory, expandIdpGroups, isUserToken, rolesOf, type UserDirectory } from './users.js'
+import { postureKey, postureKeys, rulePostures } from './posture-keys.js'
+import type { PostureAttrs, PostureDef } from './posture.js'
 import { viaKey } from './via.js'
 import { policyRules, type Cidr, type Policy, type PolicyIdentity, type PolicyNode, type PolicyUser, type PortRange, type Selector } from './types.js'
 
@@ -63,6 +65,8 @@ export interface CompiledPolicy {
   users: UserDirectory
   /** nodeAttrs: the policy's nodeAttrs entries with their targets as keys */
   nodeAttrs: CompiledNodeAttrs[]
+  /** postures: the postures some rule asks of its sources, which nodes' attributes are held to */
+  postures: Map<string, PostureDef>
 }
 
 /**
@@ -81,13 +85,15 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       else list.push(name)
     }
   }
-  // a domain (`user:*@example.com`) is a group whose members are the users with such an email
+  // a domain (`user:*@example.com`) is a group whose members are the users with such an email,
+  // and a role (autogroup:admin) one whose members are the users with that role
   for (const u of users) {
     const domain = u.email?.toLowerCase().split('@')[1]
-    if (domain === undefined) continue
     const member = `user:${u.name.toLowerCase()}`
-    groupsOf.set(member, [...(groupsOf.get(member) ?? []), domainKey(domain)])
+    const extra = [...(domain === undefined ? [] : [domainKey(domain)]), ...rolesOf(u).map(r => `ag:${r}`)]
+    if (extra.length > 0) groupsOf.set(member, [...(groupsOf.get(member) ?? []), ...extra])
   }
+  const postures = new Map<string, PostureDef>()
   const keyOf = (sel: Exclude<Selector, { kind: 'ipset' }>): string => {
     switch (sel.kind) {
       case 'all':
@@ -97,6 +103,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
       case 'domain': return domainKey(sel.domain)
       case 'tag': return sel.name
       case 'autogroup': return sel.name === 'self' ? SELF_KEY : `ag:${sel.name}`
+      case 'role': return `ag:${sel.role}`
       case 'host':
       case 'cidr': {
         const key = `cidr:${sel.cidr.text}`
@@ -119,6 +126,17 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
         for (const c of ANY_ADDRESS) srcCidrs.set(c.text, c)
       } else if (selector.kind === 'host' || selector.kind === 'cidr') srcCidrs.set(selector.cidr.text, selector.cidr)
       else srcNodeKeys.add(key)
+    }
+    // with postures, only nodes that meet one are sources: each key becomes key|posture,
+    // which only such nodes carry, and no range is a source as written
+    const wanted = rulePostures(policy, r)
+    if (wanted.length > 0) {
+      for (const p of wanted) postures.set(p, policy.postures.get(p)!)
+      const keys = [...srcKeys]
+      srcKeys.clear()
+      srcNodeKeys.clear()
+      srcCidrs.clear()
+      for (const k of keys) for (const p of wanted) { srcKeys.add(postureKey(k, p)); srcNodeKeys.add(postureKey(k, p)) }
     }
     const dsts = new Map<string, PortRange[]>()
     for (const d of r.dst) {
@@ -144,7 +162,7 @@ export function compilePolicy (policy: Policy, users: readonly PolicyUser[], mes
     }
   })
   const nodeAttrs = policy.nodeAttrs.map(e => ({ keys: e.targets.flatMap(ipsetCidrs).map(keyOf), attrs: e.attrs }))
-  return { policy, rules, cidrs, groupsOf, users: dir, nodeAttrs }
+  return { policy, rules, cidrs, groupsOf, users: dir, nodeAttrs, postures }
 }
 
 /** ipsetCidrs: an IP set stands for its CIDRs, each as if written on its own; other selectors stand for themselves. */
@@ -163,8 +181,11 @@ export interface Subject {
   addrs: Cidr[]
 }
 
-/** subjectKeys lists the keys that an identity with this user, tags and addresses matches. */
-export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags: readonly string[], addrs: readonly Cidr[]): Set<string> {
+/**
+ * subjectKeys lists the keys that an identity with this user, tags and addresses matches;
+ * with its device's attributes, also `key|posture` for every posture they meet.
+ */
+export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags: readonly string[], addrs: readonly Cidr[], attrs?: PostureAttrs): Set<string> {
   const keys = new Set<string>(['*'])
   if (tags.length > 0) {
     keys.add('ag:tagged')
@@ -177,13 +198,13 @@ export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags:
   for (const [key, cidr] of cp.cidrs) {
     if (addrs.some(a => cidrContains(cidr, a))) keys.add(key)
   }
-  return keys
+  return cp.postures.size === 0 ? keys : postureKeys(cp.postures, keys, attrs)
 }
 
 /** nodeSubject is a node as an identity: its user or tags, and both its addresses. */
 export function nodeSubject (cp: CompiledPolicy, n: PolicyNode, addrs = [hostCidr(n.ipv4), hostCidr(n.ipv6)]): Subject {
   const user = n.tags.length === 0 && n.user !== undefined ? n.user.toLowerCase() : undefined
-  const s: Subject = { label: n.name, keys: subjectKeys(cp, user, n.tags, addrs), addrs }
+  const s: Subject = { label: n.name, keys: subjectKeys(cp, user, n.tags, addrs, n.postureAttrs), addrs }
   if (user !== undefined) s.user = user
   return s
 }
@@ -203,7 +224,7 @@ export function resolveSubject (cp: CompiledPolicy, who: string | PolicyIdentity
     const tags = who.tags ?? []
     const user = tags.length === 0 && who.user !== undefined ? cp.users.resolve(who.user).name : undefined
     const label = tags.length > 0 ? tags.join(',') : who.user ?? who.ips?.join(',') ?? '?'
-    const s: Subject = { label, keys: subjectKeys(cp, user, tags, addrs), addrs }
+    const s: Subject = { label, keys: subjectKeys(cp, user, tags, addrs, who.attrs), addrs }
     if (user !== undefined) s.user = user
     return s
   }

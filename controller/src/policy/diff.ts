@@ -6,7 +6,7 @@ import { createPolicyEngine } from './engine.js'
 import { portsText, protoName } from './explain.js'
 import { ALL_PORTS } from './parse.js'
 import { policyRules, type Policy, type PolicyNode, type PolicyUser, type PortRange } from './types.js'
-import { createUserDirectory, expandIdpGroups } from './users.js'
+import { createUserDirectory, expandIdpGroups, hasRole } from './users.js'
 
 /** Access is one allowed (source, destination, protocol, ports) as `diff` shows it, by name. */
 export interface Access {
@@ -110,6 +110,8 @@ function identityNames (a: Policy, b: Policy, users: readonly PolicyUser[]): str
         // users of a domain (user:*@example.com) have access others do not: each is named
         const domain = s.selector.kind === 'domain' ? `@${s.selector.domain}` : undefined
         if (domain !== undefined) for (const u of users) if (u.email?.toLowerCase().endsWith(domain) === true) addUser(`${u.name}@`)
+        // and so do the users of a role (autogroup:admin)
+        if (s.selector.kind === 'role') for (const u of users) if (hasRole(u, s.selector.role)) addUser(`${u.name}@`)
       }
     }
     for (const t of p.tagOwners.keys()) out.add(t)

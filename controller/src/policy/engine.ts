@@ -7,6 +7,7 @@ import { buildCapFilter } from './cap-filter.js'
 import { attrsForKeys } from './node-attrs.js'
 import { routesServedBy } from './via.js'
 import { exitFamilies, internetParts, INTERNET_KEY } from './internet.js'
+import { baseKey } from './posture-keys.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 const NO_ATTRS: NodeAttrs = Object.freeze({})
@@ -145,7 +146,7 @@ class EngineState {
     // the approved routes it serves, without exit routes (an exit node's traffic is not a source of `*`)
     const routes = previous !== undefined && sameRoutes(previous.node, node) ? previous.routes : routerRoutes(node)
     const user = node.tags.length === 0 && node.user !== undefined ? node.user.toLowerCase() : undefined
-    const subject = subjectKeys(this.cp, user, node.tags, addrs)
+    const subject = subjectKeys(this.cp, user, node.tags, addrs, node.postureAttrs)
     if (routes.length > 0) subject.add(ROUTES_KEY)
     const keys = [...subject].sort()
     const parts: string[] = []
@@ -257,9 +258,11 @@ class EngineState {
   private * ruleSources (rule: CompiledRule): Generator<Cidr> {
     yield * rule.srcCidrs
     for (const k of rule.srcNodeKeys) {
+      // a range with a posture (`10.0.0.0/8|posture:x`) stands for the addresses of nodes in it that meet it
+      const range = this.cp.cidrs.get(baseKey(k))
       for (const id of this.sets.get(k) ?? []) {
         const rec = this.nodes.get(id)!
-        yield * (k === ROUTES_KEY ? rec.routes : rec.addrs)
+        yield * (k === ROUTES_KEY ? rec.routes : range === undefined ? rec.addrs : rec.addrs.filter(a => cidrContains(range, a)))
       }
     }
   }

@@ -2,6 +2,7 @@ import { RANDOMIZE_CLIENT_PORT, type NodeAttrs } from '@warren/protocol'
 import { didYouMean } from './errors.js'
 import type { JsonLike, PolicyReader } from './section-reader.js'
 import type { NodeAttrsEntry } from './types.js'
+import { ROLE_AUTOGROUPS as ROLE_TARGETS } from './users.js'
 
 /**
  * nodeAttrs gives nodes attributes: `{"target": ["tag:server"], "attr": ["randomize-client-port"]}`,
@@ -90,7 +91,8 @@ function readTargets<N extends JsonLike> (n: N, where: string, entry: NodeAttrsE
       ok = false
       continue
     }
-    const selector = r.selector(value, node)
+    // a role (autogroup:admin) names the devices of the users who hold it
+    const selector = r.selector(value, node, ROLE_TARGETS.includes(value) ? 'src' : 'dst')
     if (selector === undefined) ok = false
     else entry.targets.push(selector)
   }

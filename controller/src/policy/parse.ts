@@ -1,14 +1,15 @@
 import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser'
-import { IpProto, isTag, protocolHasPorts } from '@warren/protocol'
+import { IpProto, isTag, protocolHasPorts, type UserRole } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import { companionRule, parseAppCaps } from './app-caps.js'
 import { parseAutoApprovers } from './auto-approvers.js'
 import { parseIpsets } from './ipsets.js'
 import { parseNodeAttrs, parseRandomizeClientPort } from './node-attrs.js'
 import type { PolicyReader } from './section-reader.js'
+import { parsePostureNames, parsePostures, parseTestAttrs } from './posture.js'
 import { PolicyError, didYouMean } from './errors.js'
 import { parseSsh, parseSshTests, type SshSectionReader } from './ssh-parse.js'
-import { IDP_GROUP_PREFIX, createUserDirectory, isIdpGroupToken, isUserToken } from './users.js'
+import { IDP_GROUP_PREFIX, ROLE_AUTOGROUPS, createUserDirectory, isIdpGroupToken, isUserAutogroup, isUserToken } from './users.js'
 import type { Policy, PolicyRule, PolicyTest, PolicyTestCase, PolicyUser, PortRange, RuleDestination, RuleSource, Selector, SourcePos } from './types.js'
 
 /** DEFAULT_POLICY_TEXT is the policy in force when none is set: everyone reaches everyone. */
@@ -56,26 +57,25 @@ export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, I
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
 const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers',
-  ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs', randomizeclientport: 'randomizeClientPort', ipsets: 'ipsets' }
+  ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs', randomizeclientport: 'randomizeClientPort', ipsets: 'ipsets', postures: 'postures', defaultsrcposture: 'defaultSrcPosture' }
 const UNSUPPORTED_TOP: Record<string, string> = {
-  postures: 'postures', defaultsrcposture: 'defaultSrcPosture', derpmap: 'derpMap',
-  disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', attrs: 'attrs', settings: 'settings'
+  derpmap: 'derpMap', disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', attrs: 'attrs', settings: 'settings'
 }
-const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst' }
-const UNSUPPORTED_RULE: Record<string, string> = { srcposture: 'srcPosture', ip: 'ip', app: 'app', via: 'via' }
-const GRANT_KEYS: Record<string, string> = { src: 'src', dst: 'dst', ip: 'ip', app: 'app', via: 'via' }
+const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst', srcposture: 'srcPosture' }
+const UNSUPPORTED_RULE: Record<string, string> = { ip: 'ip', app: 'app', via: 'via' }
+const GRANT_KEYS: Record<string, string> = { src: 'src', dst: 'dst', ip: 'ip', app: 'app', via: 'via', srcposture: 'srcPosture' }
 /** UNSUPPORTED_GRANT: parts of a grant Warren cannot enforce yet, with what they would need. */
-const UNSUPPORTED_GRANT: Record<string, string> = { srcposture: 'srcPosture' }
-const GRANT_FEATURES: Record<string, string> = { srcPosture: 'device posture' }
-const TEST_KEYS: Record<string, string> = { src: 'src', proto: 'proto', accept: 'accept', deny: 'deny' }
-const UNSUPPORTED_TEST: Record<string, string> = { srcpostureattrs: 'srcPostureAttrs' }
+const UNSUPPORTED_GRANT: Record<string, string> = {}
+const GRANT_FEATURES: Record<string, string> = {}
+const TEST_KEYS: Record<string, string> = { src: 'src', proto: 'proto', accept: 'accept', deny: 'deny', srcpostureattrs: 'srcPostureAttrs' }
+const UNSUPPORTED_TEST: Record<string, string> = {}
 /** MAX_USER_WARNINGS: past this many users that do not exist yet, the rest are counted, not listed. */
 const MAX_USER_WARNINGS = 100
 /** MAX_DEPTH bounds how deeply lists and objects nest; a policy needs 4 levels. */
 export const MAX_DEPTH = 64
 /** RESERVED_NAMES are never a key or an alias: they name JavaScript's object machinery. */
 const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
-const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self', 'autogroup:internet', 'autogroup:danger-all']
+const AUTOGROUPS = ['autogroup:member', 'autogroup:tagged', 'autogroup:self', 'autogroup:internet', 'autogroup:danger-all', ...ROLE_AUTOGROUPS]
 /** SELF_SOURCES are the source kinds a rule with an autogroup:self destination may have. */
 const SELF_SOURCES = ['user', 'group', 'all', 'autogroup:member']
 /** GRANT_SELF_SOURCES: a grant to autogroup:self is stricter, as in Tailscale: `*` is refused too. */
@@ -215,7 +215,7 @@ class PolicyParser {
 
   constructor (private readonly text: string, private readonly users: readonly PolicyUser[] | undefined) {
     for (let i = 0; i < text.length; i++) if (text[i] === '\n') this.lineStarts.push(i + 1)
-    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), ipsets: new Map(), acls: [], grants: [], tests: [], nodeAttrs: [], text }
+    this.policy = { groups: new Map(), tagOwners: new Map(), hosts: new Map(), ipsets: new Map(), postures: new Map(), acls: [], grants: [], tests: [], nodeAttrs: [], text }
   }
 
   run (): ParseResult {
@@ -244,15 +244,17 @@ class PolicyParser {
     const hosts = sections.get('hosts')
     if (hosts !== undefined) this.parseHosts(hosts)
     const ipsets = sections.get('ipsets')
-    if (ipsets !== undefined) this.policy.ipsets = parseIpsets(ipsets, this.policy, this.sectionReader())
+    if (ipsets !== undefined) this.policy.ipsets = parseIpsets(ipsets, this.policy, this.reader)
     const groups = sections.get('groups')
     if (groups !== undefined) this.parseGroups(groups)
     const tagOwners = sections.get('tagOwners')
     if (tagOwners !== undefined) this.parseTagOwners(tagOwners)
     const autoApprovers = sections.get('autoApprovers')
-    if (autoApprovers !== undefined) {
-      this.policy.autoApprovers = parseAutoApprovers(autoApprovers, this.policy, this.sectionReader())
-    }
+    if (autoApprovers !== undefined) this.policy.autoApprovers = parseAutoApprovers(autoApprovers, this.policy, this.reader)
+    const postures = sections.get('postures')
+    if (postures !== undefined) parsePostures(postures, this.policy, this.reader)
+    const defaultSrcPosture = sections.get('defaultSrcPosture')
+    if (defaultSrcPosture !== undefined) this.policy.defaultSrcPosture = parsePostureNames(defaultSrcPosture, 'defaultSrcPosture', this.policy, this.reader)
     const acls = sections.get('acls')
     if (acls !== undefined) this.parseAcls(acls)
     const grants = sections.get('grants')
@@ -265,9 +267,9 @@ class PolicyParser {
     const sshTests = sections.get('sshTests')
     if (sshTests !== undefined) this.policy.sshTests = parseSshTests(sshTests, this.sshReader())
     const nodeAttrs = sections.get('nodeAttrs')
-    if (nodeAttrs !== undefined) this.policy.nodeAttrs.push(...parseNodeAttrs(nodeAttrs, this.sectionReader()))
+    if (nodeAttrs !== undefined) this.policy.nodeAttrs.push(...parseNodeAttrs(nodeAttrs, this.reader))
     const randomize = sections.get('randomizeClientPort')
-    if (randomize !== undefined) this.policy.nodeAttrs.push(...parseRandomizeClientPort(randomize, this.sectionReader()))
+    if (randomize !== undefined) this.policy.nodeAttrs.push(...parseRandomizeClientPort(randomize, this.reader))
     this.checkUsers()
     return this.result()
   }
@@ -291,18 +293,16 @@ class PolicyParser {
     return reader
   }
 
-  /** sectionReader lends the shape checks and the alias reader to the parsers of sections kept in their own modules. */
-  private sectionReader (): PolicyReader<JsonNode> {
-    return {
-      object: (n, what) => this.object(n, what),
-      array: (n, what) => this.array(n, what),
-      strings: (n, what) => this.strings(n, what),
-      err: (n, reason, suggestion) => this.err(n, reason, suggestion),
-      warn: (n, reason, suggestion) => this.warn(n, reason, suggestion),
-      useUser: (token, node) => this.userUses.push({ token, node }),
-      selector: (value, node) => this.selector(value, node, 'dst'),
-      pos: n => this.nodePos(n)
-    }
+  /** reader is what section parsers in other modules (autoApprovers, postures, ipsets, nodeAttrs) may use of this parser */
+  private readonly reader: PolicyReader<JsonNode> = {
+    object: (n, what) => this.object(n, what),
+    array: (n, what) => this.array(n, what),
+    strings: (n, what) => this.strings(n, what),
+    err: (n, reason, suggestion) => this.err(n, reason, suggestion),
+    warn: (n, reason, suggestion) => this.warn(n, reason, suggestion),
+    pos: n => this.nodePos(n),
+    useUser: (token, node) => this.userUses.push({ token, node }),
+    selector: (value, node, side = 'dst') => this.selector(value, node, side)
   }
 
   private result (): ParseResult {
@@ -469,11 +469,8 @@ class PolicyParser {
           if (!this.policy.groups.has(o)) { this.err(node, `group ${o} is not defined`, didYouMean(o, this.policy.groups.keys())); continue }
         } else if (o.startsWith('tag:')) {
           if (!tagNames.includes(o)) { this.err(node, `tag ${o} has no tagOwners entry`, didYouMean(o, tagNames)); continue }
-        } else if (o === 'autogroup:admin' || o === 'autogroup:owner' || o === 'autogroup:it-admin' || o === 'autogroup:network-admin') {
-          this.err(node, `${o} is not supported: Warren users have no admin roles; name users or groups, or use [] so that only auth keys grant ${tag}`)
-          continue
         } else if (o.startsWith('autogroup:')) {
-          if (o !== 'autogroup:member') { this.err(node, `${o} cannot own a tag; use users, groups, tags or autogroup:member`, didYouMean(o, ['autogroup:member'])); continue }
+          if (!isUserAutogroup(o)) { this.err(node, `${o} cannot own a tag; use users, groups, tags, autogroup:member or a role (${ROLE_AUTOGROUPS.join(', ')})`, didYouMean(o, ['autogroup:member', ...ROLE_AUTOGROUPS])); continue }
         } else if (!isUserToken(o)) {
           this.err(node, `"${o}" is not a user, group or tag: write alice@, alice@example.com, group:x or tag:x`, this.userGuess(o))
           continue
@@ -542,6 +539,7 @@ class PolicyParser {
     }
     const viaNode = keys.get('via')
     const via = viaNode === undefined ? undefined : this.parseVia(viaNode, where, dst)
+    const srcPosture = this.srcPosture(keys.get('srcPosture'), where)
     if (this.errors.length > before) return []
     const byProtos = new Map<string, { protos: number[], ports: PortRange[] }>()
     for (const ip of ips) {
@@ -553,7 +551,7 @@ class PolicyParser {
     }
     const text = this.oneLine(item)
     const rules: PolicyRule[] = [...byProtos.values()].map(({ protos, ports }) => ({
-      index, pos: this.nodePos(item), text, src, protos, dst: dst.map(d => ({ ...d, ports })), ...(via === undefined ? {} : { via })
+      index, pos: this.nodePos(item), text, src, protos, dst: dst.map(d => ({ ...d, ports })), ...(via === undefined ? {} : { via }), ...(srcPosture !== undefined ? { srcPosture } : {})
     }))
     // capabilities are a rule of their own that lets no traffic in: no protocols, no ports
     if (caps !== undefined && Object.keys(caps).length > 0) {
@@ -620,7 +618,7 @@ class PolicyParser {
     const before = this.errors.length
     const where = `rule ${index + 1} (acls[${index}])`
     const keys = this.keys(item, where, RULE_KEYS, UNSUPPORTED_RULE, name =>
-      `"${name}" in ${where} is not supported by Warren (${name === 'srcPosture' ? 'device posture' : 'grants syntax'}); remove it`)
+      `"${name}" in ${where} is not supported by Warren (grants syntax); remove it`)
     const action = keys.get('action')
     if (action === undefined) this.err(item, `${where} has no "action": add "action": "accept"`)
     else if (action.value !== 'accept') this.err(action, 'action must be "accept" (rules only allow; everything else is denied)')
@@ -642,10 +640,17 @@ class PolicyParser {
       if (d !== undefined) dst.push(d)
     }
     this.checkSelf(where, src, dst)
+    const srcPosture = this.srcPosture(keys.get('srcPosture'), where)
     if (this.errors.length > before) return undefined
     const rule: PolicyRule = { index, pos: this.nodePos(item), text: this.oneLine(item), src, dst, protos: [...new Set(protos)].sort((a, b) => a - b) }
     if (protoText !== undefined) rule.protoText = protoText
+    if (srcPosture !== undefined) rule.srcPosture = srcPosture
     return rule
+  }
+
+  /** srcPosture reads a rule's or grant's `srcPosture`: postures of which a source must meet one. */
+  private srcPosture (n: JsonNode | undefined, where: string): string[] | undefined {
+    return n === undefined ? undefined : parsePostureNames(n, `srcPosture of ${where}`, this.policy, this.reader)
   }
 
   /** sources reads a rule's or grant's `src` list. */
@@ -722,6 +727,11 @@ class PolicyParser {
         this.err(node, 'autogroup:internet can only be used as a destination (the internet through an exit node)', 'use * or autogroup:member in src')
         return undefined
       }
+      if (ROLE_AUTOGROUPS.includes(s)) {
+        if (side === 'src') return { kind: 'role', role: s.slice('autogroup:'.length) as UserRole }
+        this.err(node, `${s} can only be a source: it names the users with that role, not devices to reach`, 'name their devices by user, group or tag in dst')
+        return undefined
+      }
       if (s === 'autogroup:danger-all') {
         if (side === 'src') return { kind: 'any-address' }
         this.err(node, 'cannot use autogroup:danger-all as a destination: it means every address, so it is only a source', 'use * for every node')
@@ -778,7 +788,7 @@ class PolicyParser {
       if (this.object(item, `tests[${index}]`) === undefined) return
       const before = this.errors.length
       const where = `test ${index + 1} (tests[${index}])`
-      const keys = this.keys(item, where, TEST_KEYS, UNSUPPORTED_TEST, name => `"${name}" in ${where} is not supported by Warren (device posture); remove it`)
+      const keys = this.keys(item, where, TEST_KEYS, UNSUPPORTED_TEST, name => `"${name}" in ${where} is not supported by Warren; remove it`)
       const srcNode = keys.get('src')
       let src = ''
       let srcPos = this.nodePos(item)
@@ -813,10 +823,13 @@ class PolicyParser {
       }
       const accept = cases('accept')
       const deny = cases('deny')
+      const attrsNode = keys.get('srcPostureAttrs')
+      const srcAttrs = attrsNode === undefined ? undefined : parseTestAttrs(attrsNode, this.reader)
       if (keys.get('accept') === undefined && keys.get('deny') === undefined) this.err(item, `${where} has neither "accept" nor "deny"`)
       if (this.errors.length > before) return
       const test: PolicyTest = { index, pos: this.nodePos(item), src, srcPos, protos, accept, deny }
       if (protoText !== undefined) test.protoText = protoText
+      if (srcAttrs !== undefined) test.srcAttrs = srcAttrs
       this.policy.tests.push(test)
     })
   }

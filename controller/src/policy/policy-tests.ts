@@ -3,6 +3,7 @@ import { PolicyError } from './errors.js'
 import { flowText } from './explain.js'
 import type { Policy, PolicyNode, PolicyTest, PolicyUser } from './types.js'
 import { expandIdpGroups } from './users.js'
+import { baseKey, postureKeys } from './posture-keys.js'
 
 /**
  * runTests evaluates the policy's `tests` on identities and returns one PolicyError per
@@ -44,8 +45,15 @@ export function runTests (policy: Policy, users: readonly PolicyUser[] = []): Po
  * testSources: the test's source, or each member of a group source (labelled `group:x (alice@)`);
  * an `idp:` member stands for the users the identity provider has put in that group now.
  */
-export function testSources (cp: CompiledPolicy, test: Pick<PolicyTest, 'src'>, users: readonly PolicyUser[], nodes: readonly PolicyNode[] = []): Array<{ label: string, subject: Subject }> {
+export function testSources (cp: CompiledPolicy, test: Pick<PolicyTest, 'src' | 'srcAttrs'>, users: readonly PolicyUser[], nodes: readonly PolicyNode[] = []): Array<{ label: string, subject: Subject }> {
   const group = cp.policy.groups.get(test.src)
-  if (group === undefined) return [{ label: test.src, subject: resolveSubject(cp, test.src, nodes) }]
-  return expandIdpGroups(group.members, users).map(m => ({ label: `${test.src} (${m})`, subject: resolveSubject(cp, m) }))
+  const source = (who: string, nodes?: readonly PolicyNode[]): Subject => withAttrs(cp, resolveSubject(cp, who, nodes), test)
+  if (group === undefined) return [{ label: test.src, subject: source(test.src, nodes) }]
+  return expandIdpGroups(group.members, users).map(m => ({ label: `${test.src} (${m})`, subject: source(m) }))
+}
+
+/** withAttrs gives a test's source the device attributes of its `srcPostureAttrs` (without them it meets only postures that ask for nothing set). */
+function withAttrs (cp: CompiledPolicy, s: Subject, test: Pick<PolicyTest, 'srcAttrs'>): Subject {
+  if (test.srcAttrs === undefined || cp.postures.size === 0) return s
+  return { ...s, keys: postureKeys(cp.postures, new Set([...s.keys].filter(k => baseKey(k) === k)), test.srcAttrs) }
 }

@@ -1,4 +1,4 @@
-import type { CapMap, IpPrefix } from '@warren/protocol'
+import type { CapMap, IpPrefix, PostureValue, UserRole } from '@warren/protocol'
 import type { SshPolicyRule, SshPolicyTest } from './ssh-types.js'
 
 /** SourcePos is where something stands in the policy file (1-based line and column). */
@@ -32,12 +32,23 @@ export type Selector =
   | { kind: 'autogroup', name: 'member' | 'tagged' | 'self' }
   /** autogroup:internet: the internet through an exit node (destinations only) */
   | { kind: 'autogroup', name: 'internet' }
+  /** autogroup:admin, autogroup:owner, ...: the users with that role (sources only) */
+  | { kind: 'role', role: UserRole }
   /** `user:*@example.com`: every user whose email is in that domain */
   | { kind: 'domain', domain: string }
   /** autogroup:danger-all: every address, inside the mesh or not (sources only) */
   | { kind: 'any-address' }
   /** `ipset:name`: the addresses of an IP set, as CIDRs */
   | { kind: 'ipset', name: string, cidrs: Cidr[] }
+
+/** PostureOp is a posture condition's operator. */
+export type PostureOp = '==' | '!=' | '<' | '<=' | '>' | '>=' | 'IN' | 'NOT IN' | 'IS SET' | 'NOT SET'
+
+/** PostureCondition is one parsed posture condition: an attribute, an operator and its value(s). */
+export interface PostureCondition { attr: string, op: PostureOp, values: PostureValue[], text: string }
+
+/** PostureDef is one entry of `postures` (controller/src/policy/posture.ts reads and evaluates them). */
+export interface PostureDef { conditions: PostureCondition[], pos: SourcePos }
 
 /** PortRange is an inclusive range of ports, as on the wire. */
 export interface PortRange { first: number, last: number }
@@ -64,6 +75,8 @@ export interface PolicyRule {
   caps?: CapMap
   /** via: a grant's `via` tags, the only subnet routers its destinations are reached through */
   via?: string[]
+  /** srcPosture: the postures of which a source node must meet one (absent: the policy's defaultSrcPosture) */
+  srcPosture?: string[]
 }
 
 /** PolicyTestCase is one `host:port` of a test's accept or deny list. */
@@ -79,6 +92,8 @@ export interface PolicyTest {
   protoText?: string
   accept: PolicyTestCase[]
   deny: PolicyTestCase[]
+  /** srcAttrs: the source's posture attributes (`srcPostureAttrs`), absent when not given */
+  srcAttrs?: Record<string, PostureValue>
 }
 
 /**
@@ -112,6 +127,10 @@ export interface Policy {
   hosts: Map<string, { cidr: Cidr, pos: SourcePos }>
   ipsets: Map<string, IpSet>
   autoApprovers?: AutoApprovers
+  /** postures: named sets of conditions on node attributes (`posture:NAME`) */
+  postures: Map<string, PostureDef>
+  /** defaultSrcPosture: the postures for rules that name none */
+  defaultSrcPosture?: string[]
   acls: PolicyRule[]
   /**
    * grants are the policy's `grants` as rules of the same form as acls, numbered after
@@ -132,7 +151,7 @@ export interface Policy {
  * PolicyUser is what the compiler needs to know about a user; `idpGroups` are the groups
  * the identity provider last said the user is in (what `idp:NAME` group members match).
  */
-export interface PolicyUser { name: string, email?: string, idpGroups?: readonly string[] }
+export interface PolicyUser { name: string, email?: string, idpGroups?: readonly string[], role?: UserRole }
 
 /**
  * PolicyNode is what the compiler needs to know about a node. A node with tags is
@@ -148,6 +167,8 @@ export interface PolicyNode {
   /** subnet routes the node advertises, and those approved (it serves both: servedRoutes) */
   advertisedRoutes?: string[]
   approvedRoutes?: string[]
+  /** posture attributes (node:os, custom:...) */
+  postureAttrs?: Readonly<Record<string, PostureValue>>
 }
 
 /** PolicyIdentity names a source or destination for `check`: a user, tags and/or addresses. */
@@ -157,6 +178,8 @@ export interface PolicyIdentity {
   tags?: string[]
   /** addresses or CIDRs the identity sends from or listens on */
   ips?: string[]
+  /** posture attributes of the source's device */
+  attrs?: Readonly<Record<string, PostureValue>>
 }
 
 /** policyRules lists every rule of a policy: its acls, then its grants. */

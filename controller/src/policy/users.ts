@@ -1,3 +1,4 @@
+import { DEFAULT_ROLE, USER_ROLES, isUserRole } from '@warren/protocol'
 import { policyRules, type Policy, type PolicyUser } from './types.js'
 
 /**
@@ -59,17 +60,49 @@ export function expandIdpGroups (members: readonly string[], users: readonly Pol
     : [m])
 }
 
+/** ROLE_AUTOGROUPS name the users of each role other than member: autogroup:owner, autogroup:admin, ... */
+export const ROLE_AUTOGROUPS: readonly string[] = USER_ROLES.filter(r => r !== 'member').map(r => `autogroup:${r}`)
+
+/** isUserAutogroup says whether an autogroup names users: autogroup:member or a role's. */
+export function isUserAutogroup (s: string): boolean {
+  return s === 'autogroup:member' || ROLE_AUTOGROUPS.includes(s)
+}
+
+/** roleOf is a user's role; users stored before roles existed are members. */
+export function roleOf (user: PolicyUser): string {
+  return user.role ?? DEFAULT_ROLE
+}
+
 /**
- * memberMatches says whether a policy token (`name@`, an email, or `idp:NAME`) names `user`.
+ * hasRole says whether a user is in a role's autogroup: their own role, and for the owner
+ * autogroup:admin too (the owner holds every admin right; Tailscale's answers give the
+ * owner's devices what autogroup:admin gets).
+ */
+export function hasRole (user: PolicyUser, role: string): boolean {
+  const own = roleOf(user)
+  return own === role || (role === 'admin' && own === 'owner')
+}
+
+/** rolesOf are the role autogroups a user is in (none for a member). */
+export function rolesOf (user: PolicyUser): string[] {
+  return USER_ROLES.filter(r => r !== 'member' && hasRole(user, r))
+}
+
+/**
+ * memberMatches says whether a policy token (`name@`, an email, `idp:NAME`,
+ * autogroup:member or a role's autogroup) names `user`.
  */
 export function memberMatches (token: string, user: PolicyUser): boolean {
+  if (token === 'autogroup:member') return true
+  if (token.startsWith('autogroup:')) { const role = token.slice('autogroup:'.length); return isUserRole(role) && hasRole(user, role) }
   if (isIdpGroupToken(token)) return user.idpGroups?.includes(token.slice(IDP_GROUP_PREFIX.length)) === true
   return token === `${user.name.toLowerCase()}@` || (user.email !== undefined && token === user.email.toLowerCase())
 }
 
 /**
  * emailResolution lists which user each email in the policy's groups, rules and nodeAttrs names,
- * and which users each `idp:` group member stands for. A user change matters to a
+ * which users each `idp:` group member stands for, and (when the policy names roles) each
+ * user's role. A user change matters to a
  * compiled policy only when it changes this (`name@` never depends on which users
  * exist), so most user changes cost nothing.
  */
@@ -89,5 +122,15 @@ export function emailResolution (policy: Policy, users: readonly PolicyUser[]): 
   for (const u of users) if (u.email !== undefined && domains.has(u.email.toLowerCase().split('@')[1]!)) emails.add(u.email.toLowerCase())
   const byEmail = [...emails].sort().map(e => `${e}=${dir.resolve(e).name}`)
   const byIdpGroup = [...idpGroups].sort().map(g => `${g}=${expandIdpGroups([g], users).sort().join(',')}`)
-  return [...byEmail, ...byIdpGroup].join(' ')
+  // a role's autogroup names whoever has the role now, so role changes matter too
+  const byRole = usesRoles(policy) ? users.map(u => `${u.name.toLowerCase()}:${roleOf(u)}`).sort() : []
+  return [...byEmail, ...byIdpGroup, ...byRole].join(' ')
+}
+
+/** usesRoles says whether the policy names a role's autogroup anywhere (sources, tagOwners, autoApprovers). */
+function usesRoles (policy: Policy): boolean {
+  const isRole = (s: string): boolean => ROLE_AUTOGROUPS.includes(s)
+  return policyRules(policy).some(r => r.src.some(s => s.selector.kind === 'role')) ||
+    [...policy.tagOwners.values()].some(t => t.owners.some(isRole)) ||
+    [...(policy.autoApprovers?.routes ?? []).flatMap(r => r.approvers), ...(policy.autoApprovers?.exitNode ?? [])].some(isRole)
 }

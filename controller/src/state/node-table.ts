@@ -160,6 +160,7 @@ function nodeView (n: NodeRecord, domain: string, expired: boolean, online: bool
   if (n.keyExpiry !== undefined) out.keyExpiry = n.keyExpiry
   if (n.advertisedRoutes !== undefined) out.advertisedRoutes = [...n.advertisedRoutes]
   if (n.approvedRoutes !== undefined) out.approvedRoutes = [...n.approvedRoutes]
+  if (n.postureAttrs !== undefined) out.postureAttrs = { ...n.postureAttrs }
   return out
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { WarrenError, type User, type CreateUserRequest } from '@warren/protocol'
+import { DEFAULT_ROLE, WarrenError, type User, type CreateUserRequest, type UserRole } from '@warren/protocol'
 import type { StoreOp, UserRecord } from '../store.js'
 import { uniqueName, userNameFor } from '../names.js'
 import type { CommitCore } from './commit-core.js'
@@ -29,6 +29,11 @@ export interface UserMethods {
   listUsers: () => User[]
   getUser: (name: string) => User | undefined
   createUser: (req: CreateUserRequest, actor: string) => Promise<User>
+  /**
+   * setUserRole gives a user a role (autogroup:<role> in the policy follows it); the last
+   * owner keeps the role until another user is made owner
+   */
+  setUserRole: (name: string, role: UserRole, actor: string) => Promise<User>
   /** deleteUser refuses while the user owns nodes, and revokes the user's auth keys */
   deleteUser: (name: string, actor: string) => Promise<User>
   /**
@@ -60,6 +65,8 @@ export interface Users {
 export function createUsers (core: CommitCore): Users {
   const { store, locked, auditOp } = core
   const idByName = new Map([...store.users.values()].map(u => [u.name, u.id]))
+  /** firstRole: the first user of a new controller owns it, as in Tailscale; later ones are members */
+  const firstRole = (): UserRole => store.users.size === 0 ? 'owner' : DEFAULT_ROLE
 
   function requireUser (name: string, field?: string): UserRecord {
     const id = idByName.get(name)
@@ -84,9 +91,9 @@ export function createUsers (core: CommitCore): Users {
         const holder = [...store.users.values()].find(u => u.email?.toLowerCase() === email)
         if (holder !== undefined) throw new WarrenError('email_taken', `user '${holder.name}' already has the email ${req.email}`, { status: 409, field: 'email' })
       }
-      const rec: UserRecord = { id: randomBytes(6).toString('hex'), name: req.name, created: core.iso() }
+      const rec: UserRecord = { id: randomBytes(6).toString('hex'), name: req.name, created: core.iso(), role: req.role ?? firstRole() }
       if (req.email !== undefined) rec.email = req.email
-      const durable = store.commit([{ type: 'put', table: 'user', value: rec }, auditOp(actor, 'user.create', rec.name, req.email !== undefined ? { email: req.email } : undefined)])
+      const durable = store.commit([{ type: 'put', table: 'user', value: rec }, auditOp(actor, 'user.create', rec.name, { ...(req.email !== undefined ? { email: req.email } : {}), role: rec.role })])
       idByName.set(rec.name, rec.id)
       const user = userView(rec)
       return { durable, done: () => { core.emit('user-upserted', user); return user } }
@@ -102,7 +109,7 @@ export function createUsers (core: CommitCore): Users {
       const outcome: IdpLogin['outcome'] = known !== undefined ? 'returning' : holder !== undefined ? 'linked' : 'created'
       const rec: UserRecord = base !== undefined
         ? { ...base }
-        : { id: randomBytes(6).toString('hex'), name: uniqueName(userNameFor(id.email?.split('@')[0] ?? id.username ?? id.subject), n => idByName.has(n), 64, 'user'), created: core.iso() }
+        : { id: randomBytes(6).toString('hex'), name: uniqueName(userNameFor(id.email?.split('@')[0] ?? id.username ?? id.subject), n => idByName.has(n), 64, 'user'), created: core.iso(), role: firstRole() }
       if (id.email !== undefined && holder === undefined) rec.email = id.email
       if (id.name !== undefined) rec.displayName = id.name
       rec.idp = { issuer: id.issuer, subject: id.subject, groups: [...id.groups].sort(), lastLogin: core.iso() }
@@ -129,6 +136,18 @@ export function createUsers (core: CommitCore): Users {
         }
       }
     }),
+    setUserRole: locked((name: string, role: UserRole, actor: string) => {
+      const u = requireUser(name)
+      const before = u.role ?? DEFAULT_ROLE
+      if (before === role) return core.unchanged(userView(u))
+      if (before === 'owner' && ![...store.users.values()].some(o => o !== u && o.role === 'owner')) {
+        throw new WarrenError('last_owner', `user '${name}' is the only owner; make another user owner first ('warren admin users role NAME owner')`, { status: 409, field: 'role' })
+      }
+      const rec: UserRecord = { ...u, role }
+      const durable = store.commit([{ type: 'put', table: 'user', value: rec }, auditOp(actor, 'user.role', name, { role, before })])
+      const user = userView(rec)
+      return { durable, done: () => { core.emit('user-upserted', user); return user } }
+    }),
     deleteUser: locked((name: string, actor: string) => {
       const u = requireUser(name)
       const owned = [...store.nodes.values()].filter(n => n.user === name)
@@ -149,6 +168,8 @@ export function createUsers (core: CommitCore): Users {
   return { methods, userExists: name => idByName.has(name), requireUser }
 }
 
+/** userView is the API's view of a user; users stored before roles existed show as members. */
 function userView (u: UserRecord): User {
-  return u.email === undefined ? { id: u.id, name: u.name, created: u.created } : { id: u.id, name: u.name, email: u.email, created: u.created }
+  const role = u.role ?? DEFAULT_ROLE
+  return u.email === undefined ? { id: u.id, name: u.name, created: u.created, role } : { id: u.id, name: u.name, email: u.email, created: u.created, role }
 }

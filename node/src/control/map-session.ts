@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import {
-  ServerMessage, WarrenError, negotiateVersion, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
-  type MachineKeyPair, type Netmap, type MapHello, type ClientEndpoints, type RelayRequest, type RelayRelease, type CallMeMaybe, type Logout,
+  ServerMessage, WarrenError, negotiateVersion, ROUTES_AND_PINS_VERSION, MAP_DOMAIN, applyDelta, mapSigningPayload, parseJson, signMessage,
+  type MachineKeyPair, type Netmap, type MapHello, type HostAttrs, type ClientEndpoints, type RelayRequest, type RelayRelease, type CallMeMaybe, type Logout,
   type ClientMessage
 } from '@warren/protocol'
 import { createBackoff, type Backoff } from './backoff.js'
@@ -38,6 +38,8 @@ export interface MapSessionInit {
   endpoints: () => string[]
   /** routes returns the subnet routes this node advertises, sent in each hello */
   routes?: () => string[]
+  /** attrs returns this node's posture attributes (node:os, ...), sent in each hello */
+  attrs?: () => HostAttrs
   /** resumeFrom is a position saved earlier (for example by a previous daemon run) */
   resumeFrom?: MapPosition
   backoff?: Backoff
@@ -141,7 +143,9 @@ export function createMapSession (init: MapSessionInit): MapSession {
             nonce: msg.nonce,
             signature: signMessage(init.machineKey.secretKey, MAP_DOMAIN, mapSigningPayload(msg.nonce, init.machineKey.publicKey, version)),
             endpoints,
-            ...(init.routes !== undefined ? { routes: init.routes() } : {}),
+            // routes and posture attributes came with version 2: an older controller refuses them
+            ...(init.routes !== undefined && version >= ROUTES_AND_PINS_VERSION ? { routes: init.routes() } : {}),
+            ...(init.attrs !== undefined && version >= ROUTES_AND_PINS_VERSION ? { attrs: init.attrs() } : {}),
             ...(position !== undefined && !wantFull ? { resume: { session: position.session, seq: position.seq } } : {})
           }
           sentEndpoints = endpoints.join(',')

@@ -1,6 +1,7 @@
 import type { PeerCallMeMaybe, WarrenError } from '@warren/protocol'
 import { createMapSession, type NetmapUpdate } from '../control/map-session.js'
 import { createBackoff, type BackoffInit } from '../control/backoff.js'
+import { hostAttrs } from '../control/host-attrs.js'
 import type { SavedLogin, SavedMap } from './state-store.js'
 import type { DaemonContext } from './daemon-context.js'
 import type { MapApplier } from './map-applier.js'
@@ -32,6 +33,7 @@ export function connectMap (d: DaemonContext, init: MapConnectionInit, l: SavedL
     machineKey: d.keys.machine,
     endpoints: () => init.endpoints(d.dataPlane.listenPort()),
     routes: () => l.routing?.advertiseRoutes ?? [],
+    attrs: hostAttrs,
     ...(resumeFrom !== undefined ? { resumeFrom } : {}),
     backoff: createBackoff(init.backoff),
     ...(init.keepaliveMs !== undefined ? { keepaliveMs: init.keepaliveMs } : {}),
