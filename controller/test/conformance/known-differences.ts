@@ -4,11 +4,6 @@ const DOMAIN_ASSOCIATION =
     '(in this capture example.com alone, and not as EXAMPLE.COM); Warren has no tailnet domain: any domain is accepted (localpart:*@DOMAIN ' +
     'with a warning when no user has an email there yet)'
 
-/** VIA_EXIT: why Warren refuses `via` with autogroup:internet. */
-const VIA_EXIT =
-  'Tailscale takes "via" with autogroup:internet (use only the exit nodes with these tags); Warren does not steer exit traffic by ' +
-    'tag yet, and refuses the grant rather than let it use any exit node (more access than written)'
-
 /**
  * KNOWN_DIFFERENCES are the corpus cases where Warren knowingly answers otherwise than
  * Tailscale, each with the reason. Such a case is reported as "listed", not as a
@@ -25,17 +20,5 @@ export const KNOWN_DIFFERENCES: Readonly<Record<string, string>> = {
   'ssh-e2': DOMAIN_ASSOCIATION,
   'sshtest-malformed-dst-bare-ipv6':
     'an sshTest to a node\'s IPv6 address written bare (fd7a:115c:a1e0::10) fails in Tailscale\'s answer, while the IPv4 form ' +
-    '(...-bare-ipv4) passes; Warren resolves an address to its device in both families, as for tests (see above)',
-  'via-grant-v14': VIA_EXIT,
-  'via-grant-v15': VIA_EXIT,
-  'via-grant-v16': VIA_EXIT,
-  'via-grant-v26': VIA_EXIT,
-  'via-grant-v27': VIA_EXIT,
-  'via-grant-v28': VIA_EXIT,
-  'via-grant-v30': VIA_EXIT,
-  'via-grant-v31': VIA_EXIT,
-  'via-grant-v32': VIA_EXIT,
-  'via-grant-v33': VIA_EXIT,
-  'via-grant-v34': VIA_EXIT,
-  'via-grant-v36': VIA_EXIT
+    '(...-bare-ipv4) passes; Warren resolves an address to its device in both families, as for tests (see above)'
 }
