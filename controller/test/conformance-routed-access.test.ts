@@ -1,6 +1,6 @@
 import t from 'tap'
 import { accessDifferences } from './conformance/access-set.js'
-import { reachesExitTraffic, tailscaleRoutedAccess, warrenRoutedAccess } from './conformance/routed-access.js'
+import { exitSpans, tailscaleAccessWithin, tailscaleRoutedAccess, warrenAccessWithin, warrenRoutedAccess } from './conformance/routed-access.js'
 
 // The conformance runner compares what a subnet router forwards by meaning, not by text:
 // these cases make sure it tells equal forwarding from different forwarding.
@@ -31,11 +31,17 @@ t.test('narrower destinations, other ports and forwards outside the subnets diff
   t.ok(differs(warrenRoutedAccess([{ ...rule, dsts: ['10.33.0.0/16', '10.34.0.0/16'] }])), 'a subnet the router does not serve')
 })
 
-t.test('exit traffic is told apart from subnet traffic', async t => {
-  const exitNode = { advertisedRoutes: ['10.33.0.0/16', '0.0.0.0/0', '::/0'], approvedRoutes: ['10.33.0.0/16', '0.0.0.0/0', '::/0'] }
-  const ips = ['100.64.0.1', 'fd7a:115c:a1e0::1']
-  t.ok(reachesExitTraffic(tsAny, ips, exitNode), '`*` through an exit node')
-  t.notOk(reachesExitTraffic(tsAny, ips, router), 'a router without exit routes')
-  const subnetOnly = [{ IPProto: [6], Srcs: ['*'], Dsts: [{ Net: '10.33.1.0/24', Ports: { First: 0, Last: 65535 } }, { Net: '100.64.0.1/32', Ports: { First: 0, Last: 65535 } }] }]
-  t.notOk(reachesExitTraffic(subnetOnly, ips, exitNode), 'its own address and its subnet')
+t.test('an exit node\'s forwards are read apart: its subnets, the internet, and the rest', async t => {
+  const exitNode = { ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0::1', advertisedRoutes: ['10.33.0.0/16', '0.0.0.0/0', '::/0'], approvedRoutes: ['10.33.0.0/16', '0.0.0.0/0', '::/0'] }
+  t.equal(exitSpans({ ...router, ipv4: '100.64.0.1', ipv6: 'fd7a:115c:a1e0::1' }), undefined, 'a router without exit routes has none')
+  const { internet, beyond } = exitSpans(exitNode)!
+  const rule = { srcs: ['100.64.0.0/10'], protos: [6], ports: [{ first: 22, last: 22 }] }
+  const inInternet = (dsts: string[]): ReturnType<typeof warrenAccessWithin> => warrenAccessWithin([{ ...rule, dsts }], internet)
+  t.same(accessDifferences(tailscaleAccessWithin(tsAny, internet), inInternet(['0.0.0.0/0'])), [], 'both read `*` as every internet range')
+  t.ok(accessDifferences(tailscaleAccessWithin(tsAny, internet), inInternet(['0.0.0.0/1'])).length > 0, 'half of it differs')
+  t.same([...inInternet(['192.168.0.0/16', '10.0.0.0/8'])], [], 'private ranges are not the internet')
+  const lan = tailscaleAccessWithin([{ IPProto: [6], Srcs: ['*'], Dsts: [{ Net: '192.168.1.0/24', Ports: { First: 0, Last: 65535 } }] }], beyond)
+  t.same([...lan.keys()], ['192.168.1.0-192.168.1.255 tcp'], 'its LAN is beyond the internet')
+  const own = [{ IPProto: [6], Srcs: ['*'], Dsts: [{ Net: '10.33.1.0/24', Ports: { First: 0, Last: 65535 } }, { Net: '100.64.0.1/32', Ports: { First: 0, Last: 65535 } }] }]
+  t.equal(tailscaleAccessWithin(own, beyond).size + tailscaleAccessWithin(own, internet).size, 0, 'its own address and its subnet are neither')
 })

@@ -73,6 +73,38 @@ t.test('autogroup:internet is a destination, in acls and grants; grants name it 
   t.match(messages('{ "grants": [{ "src": ["*"], "dst": ["0.0.0.0/0"], "ip": ["*"] }] }'), /use "\*" or "autogroup:internet"/)
 })
 
+t.test('a grant with via uses only the exit nodes with its tags', async t => {
+  const exitB: PolicyNode = { ...exit, id: 'exit-b', name: 'exit-b', tags: ['tag:exit-b'], ipv4: '100.64.0.4', ipv6: 'fd7a:115c:a1e0::4' }
+  const viaHead = '"tagOwners": { "tag:exit": ["alice@"], "tag:exit-b": ["alice@"] }'
+  const engine = createPolicyEngine(policy(`{ ${viaHead}, "grants": [
+    { "src": ["alice@"], "dst": ["autogroup:internet"], "ip": ["tcp:443"], "via": ["tag:exit"] },
+    { "src": ["bob@"], "dst": ["autogroup:internet"], "ip": ["*"], "via": ["tag:exit-b"] }] }`), users)
+  engine.setNodes([alice, bob, exit, exitB])
+  const pass = (node: string, src: string, dst: string, dport = 443): boolean => forwardAllows(engine.filterFor(node), { src, dst, dport, proto: 6 })
+  t.ok(pass('exit', '100.64.0.1', '203.0.113.9'), 'the tag:exit node forwards alice to the internet')
+  t.ok(pass('exit', 'fd7a:115c:a1e0::1', '2001:db8::9'), 'over IPv6 too')
+  t.notOk(pass('exit', '100.64.0.1', '203.0.113.9', 80), 'on the grant\'s ports only')
+  t.notOk(pass('exit-b', '100.64.0.1', '203.0.113.9'), 'the exit node without tag:exit does not forward alice')
+  t.ok(pass('exit-b', '100.64.0.2', '203.0.113.9', 80), 'it forwards bob, whose grant names its tag')
+  t.notOk(pass('exit', '100.64.0.2', '203.0.113.9', 80), 'and tag:exit does not forward bob')
+  t.notOk(pass('exit', '100.64.0.1', '192.168.1.9'), 'via does not widen autogroup:internet: the exit node\'s LAN stays out')
+  t.same([...engine.peersOf('alice')], ['exit'], 'alice gets only the tag:exit node as a peer')
+  t.same([...engine.peersOf('bob')], ['exit-b'], 'bob gets only the tag:exit-b node')
+  t.same([...engine.peersOf('exit')], ['alice'])
+  const change = engine.upsertNode({ ...exitB, tags: ['tag:exit', 'tag:exit-b'] })
+  t.ok(change.peersGained.has('alice') && change.filterChanged.has('exit-b'), 'an exit node that gains the tag becomes a peer and forwards')
+  t.ok(pass('exit-b', '100.64.0.1', '203.0.113.9'))
+  const dropped = engine.upsertNode({ ...exit, tags: ['tag:exit-b'] })
+  t.ok(dropped.peersLost.has('alice') && dropped.filterChanged.has('exit'), 'one that loses it stops')
+  t.notOk(pass('exit', '100.64.0.1', '203.0.113.9'))
+})
+
+t.test('via with autogroup:internet mixes with address ranges; other destinations with via are refused', async t => {
+  const text = (dst: string): string => `{ ${head}, "grants": [{ "src": ["alice@"], "dst": [${dst}], "ip": ["*"], "via": ["tag:exit"] }] }`
+  t.same(parse(text('"autogroup:internet", "10.9.0.0/16"')).errors, [], 'autogroup:internet and a range in one via grant')
+  t.match(parse(text('"autogroup:internet", "bob@"')).errors.map(e => e.message), [/"bob@" is not an address range or autogroup:internet/])
+})
+
 t.test('autoApprovers.exitNode approves both default routes of the nodes it names, and nothing else', async t => {
   const p = policy(`{ ${head}, "autoApprovers": { "routes": { "0.0.0.0/0": ["alice@"] }, "exitNode": ["tag:exit"] } }`)
   t.same(autoApprovedRoutes(p, { ...exit, approvedRoutes: [] }, users), ['0.0.0.0/0', '::/0'], 'the tagged exit node')

@@ -6,7 +6,7 @@ import { buildFilter, type FilterPart } from './build-filter.js'
 import { buildCapFilter } from './cap-filter.js'
 import { attrsForKeys } from './node-attrs.js'
 import { routesServedBy } from './via.js'
-import { exitFamilies, internetParts, INTERNET_KEY } from './internet.js'
+import { exitFamilies, internetKeysServedBy, internetParts } from './internet.js'
 import { baseKey } from './posture-keys.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
@@ -158,11 +158,13 @@ class EngineState {
       for (const [key, cidr] of served) if (routes.some(r => routeOverlaps(r, cidr))) routeKeys.push(key)
       parts.push(...routeParts(routes, served, this.dstRules))
     }
-    // an exit node: a peer of autogroup:internet's sources, forwarding them to the internet only
+    // an exit node: a peer of autogroup:internet's sources (with `via`, only those naming
+    // one of its tags), forwarding them to the internet only
     const exit = exitFamilies(node)
     if (exit.length > 0) {
-      routeKeys.push(INTERNET_KEY)
-      parts.push(...internetParts(exit, this.dstRules))
+      const internetKeys = internetKeysServedBy(this.dstRules.keys(), node.tags)
+      routeKeys.push(...internetKeys)
+      parts.push(...internetParts(exit, internetKeys, this.dstRules))
     }
     const sig = [...new Set(parts)].sort().join(' ')
     const attrs = this.cp.nodeAttrs.length === 0 ? NO_ATTRS : attrsForKeys(this.cp.nodeAttrs, subject)

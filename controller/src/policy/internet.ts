@@ -1,6 +1,7 @@
 import { servedRoutes, type RouteHolder } from '@warren/protocol'
 import { parseCidr } from './addr.js'
 import type { Cidr } from './types.js'
+import { viaServes } from './via.js'
 
 /**
  * internet: what `autogroup:internet` means, the destinations an exit node forwards to.
@@ -61,13 +62,22 @@ export function exitFamilies (node: RouteHolder): Array<4 | 6> {
 }
 
 /**
- * internetParts are an exit node's forward parts (`rule.destination>range`, as routeParts):
- * each rule destination `*` or autogroup:internet lets its sources reach the internet
- * ranges of the families the node serves, and nothing else beyond the node.
+ * internetKeysServedBy are the destination keys (of `keys`) whose traffic an exit node with
+ * these tags forwards to the internet: autogroup:internet, and autogroup:internet with a
+ * `via` naming one of the tags (a grant's "via": ["tag:exit"] leaves other exit nodes out).
  */
-export function internetParts (families: ReadonlyArray<4 | 6>, dstRules: ReadonlyMap<string, ReadonlyArray<[number, number]>>): string[] {
+export function internetKeysServedBy (keys: Iterable<string>, tags: readonly string[]): string[] {
+  return [...keys].filter(k => (k === INTERNET_KEY || k.startsWith(`${INTERNET_KEY} via `)) && viaServes(k, tags))
+}
+
+/**
+ * internetParts are an exit node's forward parts (`rule.destination>range`, as routeParts):
+ * each rule destination `*` or one of `internetKeys` (internetKeysServedBy) lets its sources
+ * reach the internet ranges of the families the node serves, and nothing else beyond the node.
+ */
+export function internetParts (families: ReadonlyArray<4 | 6>, internetKeys: readonly string[], dstRules: ReadonlyMap<string, ReadonlyArray<[number, number]>>): string[] {
   const parts: string[] = []
-  for (const key of ['*', INTERNET_KEY]) {
+  for (const key of ['*', ...internetKeys]) {
     for (const [r, i] of dstRules.get(key) ?? []) {
       for (const f of families) for (const range of INTERNET_RANGES[f]) parts.push(`${r}.${i}>${range.text}`)
     }

@@ -172,6 +172,11 @@ export function splitHostPort (s: string): { host: string, ports: string } | und
   return { host: s.slice(0, i), ports: s.slice(i + 1) }
 }
 
+/** isRouted: is the destination reached through a router or exit node (an address range, autogroup:internet), so that `via` applies? */
+function isRouted (sel: Selector): boolean {
+  return sel.kind === 'host' || sel.kind === 'cidr' || (sel.kind === 'autogroup' && sel.name === 'internet')
+}
+
 /** isPolicyTag: a tag as a policy may name it; Tailscale also wants the name to start with a letter (`tag:1server` is refused). */
 function isPolicyTag (s: string): boolean {
   return isTag(s) && /^tag:[a-z]/.test(s)
@@ -563,9 +568,9 @@ class PolicyParser {
   }
 
   /**
-   * parseVia reads a grant's `via`: the tags of the subnet routers its destinations are
-   * reached through. Only address destinations (hosts, CIDRs) are routed, so only they may
-   * have a `via`.
+   * parseVia reads a grant's `via`: the tags of the subnet routers or exit nodes its
+   * destinations are reached through. Only address destinations (hosts, CIDRs) and
+   * autogroup:internet are routed, so only they may have a `via`.
    */
   private parseVia (viaNode: JsonNode, where: string, dst: ReadonlyArray<{ selector: Selector, text: string, pos: SourcePos }>): string[] {
     const via: string[] = []
@@ -574,8 +579,8 @@ class PolicyParser {
       else if (this.tagSelector(value, node) !== undefined) via.push(value)
     }
     if (viaNode.type === 'array' && (viaNode.children?.length ?? 0) === 0) this.err(viaNode, `"via" in ${where} names no routers`, 'list the routers\' tags, or remove "via"')
-    for (const d of dst.filter(d => d.selector.kind !== 'host' && d.selector.kind !== 'cidr')) {
-      this.errAt(d.pos.offset, `${where}: "${d.text}" is not an address range, and "via" only routes address ranges through subnet routers`,
+    for (const d of dst.filter(d => !isRouted(d.selector))) {
+      this.errAt(d.pos.offset, `${where}: "${d.text}" is not an address range or autogroup:internet, and "via" only routes those (through subnet routers or exit nodes)`,
         `move "${d.text}" to a grant without "via"`)
     }
     return [...new Set(via)].sort()

@@ -2,7 +2,7 @@ import { cidrContains, hostCidr } from './addr.js'
 import { destinationAllows, ruleAllows, type CompiledPolicy, type Subject } from './compile-policy.js'
 import { routerRoutes } from './route-filter.js'
 import type { PolicyNode } from './types.js'
-import { viaTagsOf } from './via.js'
+import { viaServes } from './via.js'
 
 /**
  * route-explain: where a flow to an address behind subnet routers goes. A destination that
@@ -24,10 +24,7 @@ export function routeNote (cp: CompiledPolicy, src: Subject, dst: Subject, proto
   for (const n of nodes) {
     const route = routerRoutes(n).find(r => dst.addrs.every(a => cidrContains(r, a)))
     if (route === undefined) continue
-    const forwards = rules.some(r => r.dsts.some(d => {
-      const via = viaTagsOf(d.key)
-      return (via === undefined || via.some(t => n.tags.includes(t))) && destinationAllows(d, src, dst, proto, port)
-    }))
+    const forwards = rules.some(r => r.dsts.some(d => viaServes(d.key, n.tags) && destinationAllows(d, src, dst, proto, port)))
     note.push({ node: n.name, route: route.text, forwards })
   }
   return note

@@ -1,6 +1,8 @@
-import { formatIpAddress, isExitRoute, prefixRange, protocolHasPorts, protocolName, servedRoutes, type FilterRule, type RouteHolder } from '@warren/protocol'
+import { formatIpAddress, isExitRoute, prefixRange, protocolHasPorts, protocolName, servedRoutes, type FilterRule, type IpPrefix, type RouteHolder } from '@warren/protocol'
 import { ALL_PORTS, DEFAULT_TAILSCALE_PROTOS, canonical, prefix, type AccessSet, type Rect } from './access-set.js'
 import type { TailscaleFilterRule } from './corpus.js'
+import { hostCidr, parseCidr } from '../../src/policy/addr.js'
+import { exitFamilies, INTERNET_RANGES, NOT_INTERNET, subtractPrefixes } from '../../src/policy/internet.js'
 
 /**
  * The routed access set of a subnet router is what its filter lets through to hosts in
@@ -10,21 +12,81 @@ import type { TailscaleFilterRule } from './corpus.js'
  * neighbours are joined, so two filters that forward the same packets read the same.
  *
  * Tailscale's filter is read inside the router's served subnet routes only (its own
- * addresses are the inbound access set, exit traffic is an exit node's); Warren's forward
- * rules (`dsts`) are read whole, so a forward outside the served routes shows up.
+ * addresses are the inbound access set); Warren's forward rules (`dsts`) are read whole,
+ * so a forward outside the served routes shows up. An exit node forwards beyond its
+ * subnets too: both filters are read inside autogroup:internet, and inside the rest
+ * (exitSpans), apart, since there Warren knowingly forwards less than Tailscale's `*`.
  */
 
 interface Span { first: bigint, last: bigint }
+type FamilySpan = Span & { family: 4 | 6 }
 interface Forward { family: 4 | 6, dst: Span, proto: number, rect: Rect }
+/** ForwardRule is a filter rule of either dialect, read into prefixes. */
+interface ForwardRule { srcs: IpPrefix[], protos: readonly number[], dsts: Array<{ net: IpPrefix, ports: { first: number, last: number } }> }
+
+/** WHOLE is every address, for a filter read whole. */
+const WHOLE: FamilySpan[] = ['0.0.0.0/0', '::/0'].flatMap(prefix).map(p => ({ family: p.family, ...prefixRange(p) }))
+
+function spansOf (prefixes: ReadonlyArray<IpPrefix>): FamilySpan[] {
+  return prefixes.map(p => ({ family: p.family, ...prefixRange(p) }))
+}
 
 /** subnetSpans are a router's served subnet routes (no exit routes), as address ranges. */
-export function subnetSpans (node: RouteHolder): Array<Span & { family: 4 | 6 }> {
-  return servedRoutes(node).filter(r => !isExitRoute(r)).flatMap(prefix).map(p => ({ family: p.family, ...prefixRange(p) }))
+export function subnetSpans (node: RouteHolder): FamilySpan[] {
+  return spansOf(servedRoutes(node).filter(r => !isExitRoute(r)).flatMap(prefix))
+}
+
+/**
+ * exitSpans splits what an exit node forwards beyond its own addresses and subnet routes,
+ * in the families whose default route it serves: `internet` is autogroup:internet,
+ * `beyond` the rest (private ranges such as its LAN, the mesh's ranges, ...). Undefined
+ * for a node that is no exit node.
+ */
+export function exitSpans (node: RouteHolder & { ipv4: string, ipv6: string }): { internet: FamilySpan[], beyond: FamilySpan[] } | undefined {
+  const families = exitFamilies(node)
+  if (families.length === 0) return undefined
+  const holes = [hostCidr(node.ipv4), hostCidr(node.ipv6), ...servedRoutes(node).filter(r => !isExitRoute(r)).map(r => parseCidr(r)!)]
+  const notInternet = NOT_INTERNET.map(r => parseCidr(r)!).filter(c => families.includes(c.family))
+  return { internet: spansOf(families.flatMap(f => INTERNET_RANGES[f])), beyond: spansOf(notInternet.flatMap(c => subtractPrefixes(c, holes))) }
 }
 
 function rect (src: Span, ports: { first: number, last: number }, proto: number): Rect {
   const p = protocolHasPorts(proto) ? ports : ALL_PORTS
   return { srcFirst: src.first, srcLast: src.last, portFirst: p.first, portLast: p.last }
+}
+
+/** clipped are the rules' forwards to destinations inside `spans`, each destination cut to the span. */
+function clipped (rules: readonly ForwardRule[], spans: readonly FamilySpan[]): Forward[] {
+  const forwards: Forward[] = []
+  for (const rule of rules) {
+    for (const { net, ports } of rule.dsts) {
+      const range = prefixRange(net)
+      for (const s of spans) {
+        if (s.family !== net.family || s.last < range.first || s.first > range.last) continue
+        const dst = { first: range.first > s.first ? range.first : s.first, last: range.last < s.last ? range.last : s.last }
+        for (const proto of rule.protos) {
+          for (const src of rule.srcs) if (src.family === net.family) forwards.push({ family: net.family, dst, proto, rect: rect(prefixRange(src), ports, proto) })
+        }
+      }
+    }
+  }
+  return forwards
+}
+
+function tailscaleRules (filter: readonly TailscaleFilterRule[]): ForwardRule[] {
+  return filter.map(rule => ({
+    srcs: (rule.Srcs ?? []).flatMap(prefix),
+    protos: rule.IPProto === null || rule.IPProto.length === 0 ? DEFAULT_TAILSCALE_PROTOS : rule.IPProto,
+    dsts: (rule.Dsts ?? []).flatMap(d => prefix(d.Net).map(net => ({ net, ports: { first: d.Ports.First, last: d.Ports.Last } })))
+  }))
+}
+
+function warrenRules (filter: readonly FilterRule[]): ForwardRule[] {
+  return filter.map(rule => ({
+    srcs: rule.srcs.flatMap(prefix),
+    protos: rule.protos,
+    dsts: (rule.dsts ?? []).flatMap(d => prefix(d).flatMap(net => rule.ports.map(ports => ({ net, ports }))))
+  }))
 }
 
 /** build turns forwards into the canonical routed access set: `dstFirst-dstLast proto` -> sources and ports. */
@@ -57,68 +119,25 @@ function build (forwards: readonly Forward[]): AccessSet {
 
 /** tailscaleRoutedAccess reads what a Tailscale filter forwards into the router's served subnets. */
 export function tailscaleRoutedAccess (filter: readonly TailscaleFilterRule[], router: RouteHolder): AccessSet {
-  const subnets = subnetSpans(router)
-  const forwards: Forward[] = []
-  for (const rule of filter) {
-    const srcs = (rule.Srcs ?? []).flatMap(prefix)
-    const protos = rule.IPProto === null || rule.IPProto.length === 0 ? DEFAULT_TAILSCALE_PROTOS : rule.IPProto
-    for (const d of rule.Dsts ?? []) {
-      for (const net of prefix(d.Net)) {
-        const range = prefixRange(net)
-        for (const s of subnets) {
-          if (s.family !== net.family || s.last < range.first || s.first > range.last) continue
-          const dst = { first: range.first > s.first ? range.first : s.first, last: range.last < s.last ? range.last : s.last }
-          for (const proto of protos) {
-            for (const src of srcs) {
-              if (src.family === net.family) forwards.push({ family: net.family, dst, proto, rect: rect(prefixRange(src), { first: d.Ports.First, last: d.Ports.Last }, proto) })
-            }
-          }
-        }
-      }
-    }
-  }
-  return build(forwards)
+  return build(clipped(tailscaleRules(filter), subnetSpans(router)))
 }
 
 /**
- * warrenRoutedAccess reads a Warren filter's forward rules (those with `dsts`). On an exit
- * node, the forwards to the internet (autogroup:internet, outside every served subnet) are
- * Warren's own: Tailscale compiles nothing into its filters for them, so they are left out.
+ * warrenRoutedAccess reads a Warren filter's forward rules (those with `dsts`) whole, so a
+ * forward outside the served routes shows up; on an exit node, inside its subnet routes
+ * only (its other forwards are compared by exitSpans).
  */
 export function warrenRoutedAccess (filter: readonly FilterRule[], router?: RouteHolder): AccessSet {
   const exit = router !== undefined && servedRoutes(router).some(isExitRoute)
-  const subnets = router === undefined ? [] : subnetSpans(router)
-  const inSubnet = (net: ReturnType<typeof prefix>[number]): boolean => {
-    const r = prefixRange(net)
-    return subnets.some(s => s.family === net.family && s.first <= r.last && s.last >= r.first)
-  }
-  const forwards: Forward[] = []
-  for (const rule of filter) {
-    for (const d of rule.dsts ?? []) {
-      for (const net of prefix(d)) {
-        if (exit && !inSubnet(net)) continue
-        for (const proto of rule.protos) {
-          for (const s of rule.srcs.flatMap(prefix)) {
-            if (s.family !== net.family) continue
-            for (const p of rule.ports) forwards.push({ family: net.family, dst: prefixRange(net), proto, rect: rect(prefixRange(s), p, proto) })
-          }
-        }
-      }
-    }
-  }
-  return build(forwards)
+  return build(clipped(warrenRules(filter), exit ? subnetSpans(router) : WHOLE))
 }
 
-/**
- * reachesExitTraffic says whether a Tailscale filter lets traffic through the node as an
- * exit node: the node serves an exit route and a destination lies outside its own
- * addresses and its subnet routes. Exit traffic is judged with exit nodes, not here.
- */
-export function reachesExitTraffic (filter: readonly TailscaleFilterRule[], nodeIps: readonly string[], router: RouteHolder): boolean {
-  if (!servedRoutes(router).some(isExitRoute)) return false
-  const inside = [...nodeIps.flatMap(prefix).map(p => ({ family: p.family, ...prefixRange(p) })), ...subnetSpans(router)]
-  return filter.some(rule => (rule.Dsts ?? []).some(d => prefix(d.Net).some(net => {
-    const r = prefixRange(net)
-    return !inside.some(s => s.family === net.family && s.first <= r.first && s.last >= r.last)
-  })))
+/** tailscaleAccessWithin reads what a Tailscale filter forwards to destinations inside `spans` (as exitSpans gives). */
+export function tailscaleAccessWithin (filter: readonly TailscaleFilterRule[], spans: readonly FamilySpan[]): AccessSet {
+  return build(clipped(tailscaleRules(filter), spans))
+}
+
+/** warrenAccessWithin reads what a Warren filter forwards to destinations inside `spans`. */
+export function warrenAccessWithin (filter: readonly FilterRule[], spans: readonly FamilySpan[]): AccessSet {
+  return build(clipped(warrenRules(filter), spans))
 }

@@ -6,7 +6,7 @@ import { attrDifferences } from './attr-set.js'
 import { policyText, type Category, type CorpusRecord } from './corpus.js'
 import { KNOWN_DIFFERENCES } from './known-differences.js'
 import { sshDifferences } from './ssh-rules.js'
-import { reachesExitTraffic, tailscaleRoutedAccess, warrenRoutedAccess } from './routed-access.js'
+import { exitSpans, tailscaleAccessWithin, tailscaleRoutedAccess, warrenAccessWithin, warrenRoutedAccess } from './routed-access.js'
 
 /**
  * The conformance runner holds Warren's policy engine to Tailscale's answers, one corpus
@@ -36,9 +36,6 @@ interface PendingFeature { reason: string, section?: string, error?: RegExp }
 const PENDING: PendingFeature[] = [
   { error: /\bipPool\b/, reason: 'nodeAttrs ipPool (address pools)' }
 ]
-
-/** EXIT_TRAFFIC is why a record whose filters let traffic through an exit node is not yet applicable. */
-const EXIT_TRAFFIC = 'filters through exit nodes: come with exit nodes'
 
 interface Span { key: string, start: number, end: number }
 
@@ -107,22 +104,23 @@ function judgeCase (r: CorpusRecord): CaseResult {
   engine.setNodes(nodes)
   const details: string[] = []
   const ssh = compileSshPolicy(w.policy, users, nodes)
-  let exit = false
   for (const n of nodes) {
     const captured = r.nodes?.[n.id]
     // Tailscale's capture lacks a node now and then: there is nothing to compare it with
     if (r.nodes !== null && captured === undefined) continue
     if (r.category === 'nodeattrs') for (const d of attrDifferences(n.id, captured?.capMap, engine.attrsFor(n.id))) details.push(`${n.name} ${d}`)
     const tsFilter = captured?.packetFilter ?? []
-    if (reachesExitTraffic(tsFilter, [n.ipv4, n.ipv6], n)) exit = true
     for (const d of accessDifferences(tailscaleAccess(tsFilter, [n.ipv4, n.ipv6]), warrenAccess(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
     for (const d of accessDifferences(tailscaleRoutedAccess(tsFilter, n), warrenRoutedAccess(engine.filterFor(n.id), n))) details.push(`${n.name} forwards ${d}`)
+    for (const [where, spans] of Object.entries(exitSpans(n) ?? {})) {
+      for (const d of accessDifferences(tailscaleAccessWithin(tsFilter, spans), warrenAccessWithin(engine.filterFor(n.id), spans))) details.push(`${n.name} forwards (${where}) ${d}`)
+    }
     for (const d of sshDifferences(captured?.sshRules, ssh.get(n.id)!)) details.push(`${n.name} ${d}`)
     const tsCaps = tailscaleCaps(captured?.packetFilterRules ?? [], [n.ipv4, n.ipv6])
     for (const d of capDifferences(tsCaps, warrenCaps(engine.filterFor(n.id), [n.ipv4, n.ipv6]))) details.push(`${n.name} ${d}`)
   }
   if (details.length > 0) return result('disagree', 'filters differ', details)
-  return exit ? result('pending', EXIT_TRAFFIC) : result('agree', '')
+  return result('agree', '')
 }
 
 /** CategoryResult sums one category's cases. */
