@@ -243,6 +243,36 @@ t.test('warren admin policy against a real controller', async t => {
     tt.equal(r.code, 1)
     tt.match(r.stderr, /group:ghosts/)
   })
+
+  await t.test('diff and explain show the capabilities of grants with app, with values and the grant', async tt => {
+    const withCaps = file('caps.hujson', BASE.replace(/\n}\n$/, `
+  "grants": [
+    { "src": ["group:eng"], "dst": ["tag:web"], "app": { "example.com/cap/web": [{ "role": "admin" }] } },
+  ],
+}
+`))
+    const d = json<PolicyDiffResponse>(await admin('policy', 'diff', withCaps, '--json'))
+    tt.same([d.gained, d.lost], [[], []], 'a capability is no traffic')
+    tt.same((d.caps ?? []).map(c => `${c.kind} ${c.src} -> ${c.dst} ${c.change} ${c.cap} ${JSON.stringify(c.after)}`), [
+      'identity alice@ -> tag:web gained example.com/cap/web [{"role":"admin"}]',
+      'identity bob@ -> tag:web gained example.com/cap/web [{"role":"admin"}]',
+      'node bobs-laptop -> web1 gained example.com/cap/web [{"role":"admin"}]'
+    ])
+    const text = ok(tt, await admin('policy', 'diff', withCaps), 'diff')
+    tt.match(text, /^capabilities between identities \(users, groups, tags, hosts\):\nCHANGE\s+SOURCE\s+DESTINATION\s+CAPABILITY\s+VALUES\n/)
+    tt.match(text, /\ncapabilities between nodes:\n.*\n\+ gained\s+bobs-laptop\s+web1\s+example\.com\/cap\/web\s+\[\{"role":"admin"\}\]\n$/)
+
+    ok(tt, await admin('policy', 'set', withCaps), 'set')
+    tt.equal(ok(tt, await admin('policy', 'explain', 'alice@', 'tag:web:443'), 'explain'),
+      'alice@ -> tag:web:443/tcp is allowed by:\n  rule 1 (line 7): { "action": "accept", "src": ["group:eng"], "dst": ["tag:web:80,443"] }\n' +
+      'alice@ gets these capabilities at tag:web:\n  example.com/cap/web [{"role":"admin"}] from rule 3 (line 14): { "src": ["group:eng"], "dst": ["tag:web"], "app": { "example.com/cap/web": [{ "role": "admin" }] } }\n')
+    const r = json<PolicyExplainResponse>(await admin('policy', 'explain', 'bobs-laptop', 'web1:22', '--json'))
+    tt.same([r.allowed, r.caps?.map(c => [c.cap, c.values, c.index, c.line])], [false, [['example.com/cap/web', [{ role: 'admin' }], 2, 14]]],
+      'a node that may not reach the port still gets the capability, by its owner\'s group')
+    const changed = file('caps-changed.hujson', BASE)
+    const back = json<PolicyDiffResponse>(await admin('policy', 'diff', changed, '--json'))
+    tt.same((back.caps ?? []).filter(c => c.kind === 'node').map(c => [c.src, c.dst, c.change, c.before]), [['bobs-laptop', 'web1', 'lost', [{ role: 'admin' }]]])
+  })
 })
 
 t.test('policy CLI helpers', async tt => {
@@ -252,4 +282,17 @@ t.test('policy CLI helpers', async tt => {
   tt.same(parseTarget('web1', 'icmp'), { dst: 'web1', port: 0 })
   tt.throws(() => parseTarget('web1:70000', undefined), /out of range/)
   tt.equal(formatDiff({ gained: [], lost: [] }), 'no access changes\n')
+  tt.equal(formatDiff({
+    gained: [],
+    lost: [],
+    caps: [
+      { kind: 'identity', src: 'alice@', dst: 'tag:web', cap: 'example.com/cap/web', change: 'changed', before: [{ role: 'user' }], after: [{ role: 'admin' }] },
+      { kind: 'node', src: 'laptop', dst: 'web', cap: 'example.com/cap/logs', change: 'lost', before: [] }
+    ]
+  }), 'capabilities between identities (users, groups, tags, hosts):\n' +
+    'CHANGE     SOURCE  DESTINATION  CAPABILITY           VALUES\n' +
+    '~ changed  alice@  tag:web      example.com/cap/web  [{"role":"user"}] -> [{"role":"admin"}]\n' +
+    '\ncapabilities between nodes:\n' +
+    'CHANGE  SOURCE  DESTINATION  CAPABILITY            VALUES\n' +
+    '- lost  laptop  web          example.com/cap/logs  []\n', 'a change shows old -> new values; a lost capability its old ones')
 })

@@ -161,7 +161,7 @@ t.test('diff lists access gained and lost, by identity and by node name', async 
     { kind: 'node', src: 'alice-laptop', dst: 'db', proto: 'tcp', ports: '22' }
   ])
   const same = diff(before, before, nodes, users)
-  t.same(same, { gained: [], lost: [] }, 'no change, no diff')
+  t.same(same, { gained: [], lost: [], caps: [] }, 'no change, no diff')
   const fromDefault = diff(defaultPolicy(), after, nodes, users)
   t.same(fromDefault.lost.filter(a => a.kind === 'node' && a.dst === 'alice-laptop'), [
     { kind: 'node', src: '*', dst: 'alice-laptop', proto: 'icmp,tcp,udp,icmpv6', ports: '*' }

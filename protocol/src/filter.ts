@@ -1,5 +1,5 @@
 import type { FilterRule } from './messages.js'
-import type { CapMap } from './capabilities.js'
+import { mergeCaps, type CapMap } from './capabilities.js'
 import { parseIpAddress, parseIpPrefix, prefixContains, type IpPrefix } from './ip.js'
 import { protocolHasPorts } from './ipproto.js'
 
@@ -66,12 +66,7 @@ export function srcsContain (srcs: readonly string[], addr: IpPrefix): boolean {
  * still names the capability. An address no rule names holds nothing.
  */
 export function capabilitiesOf (filter: readonly FilterRule[], ip: string): CapMap {
-  const out = new Map<string, unknown[]>()
   const addr = parseIpAddress(ip)
   if (addr === undefined) return {}
-  for (const rule of filter) {
-    if (rule.caps === undefined || !srcsContain(rule.srcs, addr)) continue
-    for (const [name, values] of Object.entries(rule.caps)) out.set(name, [...(out.get(name) ?? []), ...values])
-  }
-  return Object.fromEntries(out)
+  return mergeCaps(filter.flatMap(rule => rule.caps === undefined || !srcsContain(rule.srcs, addr) ? [] : [rule.caps]))
 }

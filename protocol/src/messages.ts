@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema, type TObject, type TProperties } from '@sinclair/typebox'
 import { UNSAFE_TEXT_CHARS } from './text.js'
-import { CapMap } from './capabilities.js'
+import { CapMap, CapValues } from './capabilities.js'
 import { NodeAttrs } from './node-attrs.js'
 import { HostAttrs, PostureAttrs, UserRoleSchema } from './posture.js'
 
@@ -632,7 +632,28 @@ export const PolicyAccess = Obj({
 })
 export type PolicyAccess = Static<typeof PolicyAccess>
 
-export const PolicyDiffResponse = Obj({ gained: Type.Array(PolicyAccess), lost: Type.Array(PolicyAccess) })
+/**
+ * PolicyCapChange is one capability that a source gains, loses or holds with other values
+ * at a destination, as `diff` shows it: the values before (absent when gained) and after
+ * (absent when lost).
+ */
+export const PolicyCapChange = Obj({
+  kind: Type.Union([Type.Literal('identity'), Type.Literal('node')]),
+  src: Str(300),
+  dst: Str(300),
+  cap: Str(256),
+  change: Type.Union([Type.Literal('gained'), Type.Literal('lost'), Type.Literal('changed')]),
+  before: Type.Optional(CapValues),
+  after: Type.Optional(CapValues)
+})
+export type PolicyCapChange = Static<typeof PolicyCapChange>
+
+/** PolicyDiffResponse: traffic gained and lost, and capability changes (absent from older controllers). */
+export const PolicyDiffResponse = Obj({
+  gained: Type.Array(PolicyAccess),
+  lost: Type.Array(PolicyAccess),
+  caps: Type.Optional(Type.Array(PolicyCapChange))
+})
 export type PolicyDiffResponse = Static<typeof PolicyDiffResponse>
 
 export const PolicyExplainRequest = Obj({
@@ -646,6 +667,8 @@ export type PolicyExplainRequest = Static<typeof PolicyExplainRequest>
 export const PolicyExplainResponse = Obj({
   allowed: Type.Boolean(),
   rules: Type.Array(Obj({ index: Type.Integer(), line: Type.Integer(), text: Str(20000) })),
+  /** caps: each capability the source gets at the destination, by the grant that gives it (absent from older controllers) */
+  caps: Type.Optional(Type.Array(Obj({ cap: Str(256), values: CapValues, index: Type.Integer(), line: Type.Integer(), text: Str(20000) }))),
   message: Str(100000)
 })
 export type PolicyExplainResponse = Static<typeof PolicyExplainResponse>

@@ -22,9 +22,9 @@ export interface PolicyAdmin {
   history(): Promise<PolicyVersionInfo[]>
   /** rollback makes an earlier version's text the newest version (checked again) */
   rollback(version: number, message?: string): Promise<SetPolicyResponse>
-  /** diff lists the access `text` would gain and lose against the policy in force, by name */
+  /** diff lists the access `text` would gain and lose against the policy in force, by name, and the capabilities it would give, take or change (`caps`) */
   diff(text: string): Promise<PolicyDiffResponse>
-  /** explain names the rules of the policy in force that allow a flow, or says none does */
+  /** explain names the rules of the policy in force that allow a flow, or says none does, and the capabilities (with their grants) the source gets at the destination */
   explain(req: PolicyExplainRequest): Promise<PolicyExplainResponse>
 }
 

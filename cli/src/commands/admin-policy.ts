@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
-import { WarrenError, isWarrenError, type PolicyAccess, type PolicyCheckResponse } from '@warren/protocol'
+import { WarrenError, isWarrenError, type PolicyAccess, type PolicyCapChange, type PolicyCheckResponse, type PolicyDiffResponse } from '@warren/protocol'
 import { createPolicyAdmin, type AdminClient, type PolicyAdmin } from '@warren/sdk'
 import { adminCommand, usageError, withAdmin } from './admin.js'
 import { formatTable, printJson, printLine, printTable, relativeTime } from '../output.js'
@@ -82,14 +82,42 @@ const ACCESS_COLUMNS = [
   { header: 'ports', value: (a: PolicyAccess) => a.ports }
 ]
 
-/** formatDiff shows gained and lost access as two tables: between identities and between nodes. */
-export function formatDiff (d: { gained: PolicyAccess[], lost: PolicyAccess[] }): string {
+const CAP_MARKS: Record<PolicyCapChange['change'], string> = { gained: '+ gained', lost: '- lost', changed: '~ changed' }
+
+/** capValuesText shows a capability change's values: the new ones, the old ones, or old -> new. */
+function capValuesText (c: PolicyCapChange): string {
+  const text = (v: unknown[] | undefined): string => JSON.stringify(v ?? [])
+  if (c.change === 'gained') return text(c.after)
+  if (c.change === 'lost') return text(c.before)
+  return `${text(c.before)} -> ${text(c.after)}`
+}
+
+const CAP_COLUMNS = [
+  { header: 'change', value: (c: PolicyCapChange) => CAP_MARKS[c.change] },
+  { header: 'source', value: (c: PolicyCapChange) => c.src },
+  { header: 'destination', value: (c: PolicyCapChange) => c.dst },
+  { header: 'capability', value: (c: PolicyCapChange) => c.cap },
+  { header: 'values', value: capValuesText }
+]
+
+const VIEWS = [['identity', 'between identities (users, groups, tags, hosts)'], ['node', 'between nodes']] as const
+
+/**
+ * formatDiff shows gained and lost access as two tables, between identities and between
+ * nodes, then the capabilities gained, lost or changed (with their values) in the same views.
+ */
+export function formatDiff (d: PolicyDiffResponse): string {
   const rows = [...d.gained.map(a => ({ ...a, change: '+ gained' })), ...d.lost.map(a => ({ ...a, change: '- lost' }))]
-  if (rows.length === 0) return 'no access changes\n'
+  const caps = d.caps ?? []
+  if (rows.length === 0 && caps.length === 0) return 'no access changes\n'
   const parts: string[] = []
-  for (const [kind, title] of [['identity', 'between identities (users, groups, tags, hosts)'], ['node', 'between nodes']] as const) {
+  for (const [kind, title] of VIEWS) {
     const some = rows.filter(r => r.kind === kind)
     if (some.length > 0) parts.push(`${title}:\n${formatTable(some, ACCESS_COLUMNS)}`)
+  }
+  for (const [kind, title] of VIEWS) {
+    const some = caps.filter(c => c.kind === kind)
+    if (some.length > 0) parts.push(`capabilities ${title}:\n${formatTable(some, CAP_COLUMNS)}`)
   }
   return parts.join('\n')
 }
@@ -164,7 +192,7 @@ export function register (program: Command): void {
     })
 
   policy.command('diff <file>')
-    .description('show the access a policy file would gain and lose against the policy in force, by name')
+    .description('show the access and capabilities a policy file would gain and lose against the policy in force, by name')
     .action(async (file: string, _opts: unknown, cmd: Command) => {
       const text = await readPolicyFile(file)
       await withPolicy(cmd, async (p, json) => {
@@ -175,7 +203,7 @@ export function register (program: Command): void {
     })
 
   policy.command('explain <src> <dst>')
-    .description('say which rules allow SRC to reach DST:PORT (users, tags, hosts, node names or IPs), or that none does')
+    .description('say which rules allow SRC to reach DST:PORT (users, tags, hosts, node names or IPs), or that none does, and which grants give SRC capabilities at DST')
     .option('--proto <proto>', 'protocol name or IANA number (default tcp)')
     .action(async (src: string, target: string, opts: { proto?: string }, cmd: Command) => {
       const { dst, port } = parseTarget(target, opts.proto)

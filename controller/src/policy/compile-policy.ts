@@ -267,8 +267,12 @@ export function ruleAllows (r: CompiledRule, src: Subject, dst: Subject, proto: 
 
 /** destinationAllows says whether one destination of a rule (whose protocol and source match) covers `dst` on proto/port. */
 export function destinationAllows (d: CompiledRule['dsts'][number], src: Subject, dst: Subject, proto: number, port: number): boolean {
-  return (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationMatches(d.key, src, dst) &&
-    (d.family === undefined || src.addrs.length === 0 || src.addrs.some(a => a.family === d.family))
+  return (!protocolHasPorts(proto) || d.ports.some(p => port >= p.first && port <= p.last)) && destinationReached(d, src, dst)
+}
+
+/** destinationReached: does one of a rule's destinations cover `dst`, for a source of a family it can reach? */
+export function destinationReached (d: CompiledRule['dsts'][number], src: Subject, dst: Subject): boolean {
+  return destinationMatches(d.key, src, dst) && (d.family === undefined || src.addrs.length === 0 || src.addrs.some(a => a.family === d.family))
 }
 
 /** destinationMatches: does a destination key cover `dst` (autogroup:self: the source user's own identity)? */

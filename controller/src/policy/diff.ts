@@ -1,6 +1,7 @@
-import { protocolHasPorts, type FilterRule } from '@warren/protocol'
+import { protocolHasPorts, type CapMap, type FilterRule } from '@warren/protocol'
 import { DEFAULT_MESH_IPV6, hostCidr, meshSources } from './addr.js'
 import { mergeRanges } from './build-filter.js'
+import { capChanges, capsBetween, capsBySource, sortCapChanges, type CapChange } from './cap-diff.js'
 import { compilePolicy, destinationMatches, resolveSubject, subjectKeys, type CompiledPolicy, type Subject } from './compile-policy.js'
 import { createPolicyEngine } from './engine.js'
 import { portsText, protoName } from './explain.js'
@@ -17,17 +18,20 @@ export interface Access {
   ports: string
 }
 
-export interface PolicyDiff { gained: Access[], lost: Access[] }
+/** PolicyDiff: traffic gained and lost, and capabilities gained, lost or changed (values), in both views. */
+export interface PolicyDiff { gained: Access[], lost: Access[], caps: CapChange[] }
 
 /**
  * diff shows what access a new policy gains and loses against the old one, in two
  * views: between identities (users, tags and host aliases named in either policy, and
  * `(other users)` for everyone else, so it is useful before devices join; skipped past
- * 200 identities) and between the current nodes, by node name.
+ * 200 identities) and between the current nodes, by node name. It compares the
+ * capabilities of grants with `app` (by name and values) in the same two views.
  */
 export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly PolicyNode[], users: readonly PolicyUser[]): PolicyDiff {
   const gained: Access[] = []
   const lost: Access[] = []
+  const caps: CapChange[] = []
   const record = (kind: Access['kind'], src: string, dst: string, proto: number, before: PortRange[], after: PortRange[]): void => {
     const plus = subtract(after, before)
     const minus = subtract(before, after)
@@ -43,11 +47,16 @@ export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly Poli
   const subjects = (cp: CompiledPolicy): Subject[] => names.map(n => resolveSubjectLenient(cp, n))
   const oldSubjects = subjects(oldCp)
   const newSubjects = subjects(newCp)
+  const anyCaps = [...oldCp.rules, ...newCp.rules].some(r => r.caps !== undefined)
   names.forEach((srcName, i) => {
     names.forEach((dstName, j) => {
       for (const proto of protos) {
         record('identity', srcName, dstName, proto,
           allowedPorts(oldCp, oldSubjects[i]!, oldSubjects[j]!, proto), allowedPorts(newCp, newSubjects[i]!, newSubjects[j]!, proto))
+      }
+      if (anyCaps) {
+        caps.push(...capChanges('identity', srcName, dstName,
+          capsBetween(oldCp, oldSubjects[i]!, oldSubjects[j]!), capsBetween(newCp, newSubjects[i]!, newSubjects[j]!)))
       }
     })
   })
@@ -60,6 +69,12 @@ export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly Poli
     after.setNodes(nodes)
     const label = sourceLabeler(nodes, [oldPolicy, newPolicy])
     const memo = new Map<FilterRule[], Map<FilterRule[], DiffRow[]>>()
+    const capsMemo = new Map<FilterRule[], Map<string, CapMap>>()
+    const capsOf = (f: FilterRule[]): Map<string, CapMap> => {
+      let m = capsMemo.get(f)
+      if (m === undefined) { m = capsBySource(f, label); capsMemo.set(f, m) }
+      return m
+    }
     for (const n of nodes) {
       const fa = before.filterFor(n.id)
       const fb = after.filterFor(n.id)
@@ -69,9 +84,16 @@ export function diff (oldPolicy: Policy, newPolicy: Policy, nodes: readonly Poli
       if (rows === undefined) { rows = filterDiffRows(fa, fb, label); inner.set(fb, rows) }
       // a router's forward rules reach the subnet behind it, not the router: `10.1.0.0/16 via router`
       for (const [src, via, proto, a, b] of rows) if (src !== n.name) record('node', src, via === '' ? n.name : `${via} via ${n.name}`, proto, a, b)
+      if (anyCaps) {
+        const ca = capsOf(fa)
+        const cb = capsOf(fb)
+        for (const src of new Set([...ca.keys(), ...cb.keys()])) {
+          if (src !== n.name) caps.push(...capChanges('node', src, n.name, ca.get(src) ?? {}, cb.get(src) ?? {}))
+        }
+      }
     }
   }
-  return { gained: groupProtos(gained), lost: groupProtos(lost) }
+  return { gained: groupProtos(gained), lost: groupProtos(lost), caps: sortCapChanges(caps) }
 }
 
 /** groupProtos joins rows that differ only in protocol (`tcp,udp`) and sorts them. */

@@ -1,5 +1,6 @@
 import { protocolHasPorts } from '@warren/protocol'
 import { checkCompiled, compilePolicy, protoNumber, resolveSubject, type CheckOptions } from './compile-policy.js'
+import { capGrants } from './cap-grants.js'
 import { PROTO_NAMES } from './parse.js'
 import { routeNote, routeNoteText } from './route-explain.js'
 import type { Policy, PortRange } from './types.js'
@@ -23,12 +24,17 @@ export function flowText (src: string, dst: string, proto: number, port: number)
   return protocolHasPorts(proto) ? `${src} -> ${dst}:${port}/${protoName(proto)}` : `${src} -> ${dst} over ${protoName(proto)}`
 }
 
-/** ExplainResult names the rules that allow a flow, or says that nothing does. */
+/** ExplainResult names the rules that allow a flow, or says that nothing does, and the capabilities the source gets there. */
 export interface ExplainResult {
   allowed: boolean
   rules: Array<{ index: number, line: number, text: string }>
+  /** caps: each capability `src` gets at `dst` (whatever the port), with the grant that gives it, in grant order */
+  caps: ExplainCap[]
   message: string
 }
+
+/** ExplainCap is one capability one grant gives. */
+export interface ExplainCap { cap: string, values: unknown[], index: number, line: number, text: string }
 
 /**
  * explain tells why a flow is allowed (every rule that allows it, with its line and
@@ -42,13 +48,21 @@ export function explain (policy: Policy, src: string, dst: string, port: number,
   const dstSubject = resolveSubject(cp, dst, opts.nodes)
   const result = checkCompiled(cp, srcSubject, dstSubject, p, port)
   const flow = flowText(src, dst, p, port)
+  const caps = capGrants(cp, srcSubject, dstSubject).flatMap(g =>
+    Object.entries(g.caps).map(([cap, values]) => ({ cap, values, index: g.index, line: g.line, text: g.text })))
+  const capLines = caps.length === 0 ? '' : `\n${src} gets these capabilities at ${dst}:\n${caps.map(c => `  ${c.cap} ${JSON.stringify(c.values)} from ${ruleText(c)}`).join('\n')}`
   if (!result.allowed) {
     const what = protocolHasPorts(p) ? `${dst}:${port}/${protoName(p)}` : `${dst} over ${protoName(p)}`
-    return { allowed: false, rules: [], message: `nothing allows ${src} to reach ${what}` }
+    return { allowed: false, rules: [], caps, message: `nothing allows ${src} to reach ${what}${capLines}` }
   }
   const rules = result.rules.map(r => ({ ...r, text: cp.rules.find(c => c.index === r.index)!.text }))
-  const lines = rules.map(r => `  rule ${r.index + 1} (line ${r.line}): ${r.text}`)
+  const lines = rules.map(r => `  ${ruleText(r)}`)
   const note = opts.nodes === undefined ? undefined : routeNote(cp, srcSubject, dstSubject, p, port, opts.nodes)
   if (note !== undefined) lines.push(`  ${routeNoteText(note, dst)}`)
-  return { allowed: true, rules, message: `${flow} is allowed by:\n${lines.join('\n')}` }
+  return { allowed: true, rules, caps, message: `${flow} is allowed by:\n${lines.join('\n')}${capLines}` }
+}
+
+/** ruleText names a rule by number and line, then its text. */
+function ruleText (r: { index: number, line: number, text: string }): string {
+  return `rule ${r.index + 1} (line ${r.line}): ${r.text}`
 }

@@ -21,10 +21,10 @@
  *   that reach the node (FilterRule.caps; capabilitiesOf in protocol reads them).
  * - check(policy, src, dst, proto, port, {users?, nodes?}) -> {allowed, rules: [{index, line}]}
  *   on identities: `alice@`, `alice@example.com`, `tag:web`, a host alias, an IP.
- * - explain(policy, src, dst, port, proto?, {users?, nodes?}) -> {allowed, rules, message}; with
+ * - explain(policy, src, dst, port, proto?, {users?, nodes?}) -> {allowed, rules, caps, message}; with
  *   nodes, the message names the subnet routers that forward a flow to an address behind them
  * - runTests(policy, users) -> PolicyError[] (one per failed expectation)
- * - diff(oldPolicy, newPolicy, nodes, users) -> {gained, lost}: Access {kind, src, dst, proto, ports}
+ * - diff(oldPolicy, newPolicy, nodes, users) -> {gained, lost, caps}: Access {kind, src, dst, proto, ports}, CapChange
  * - tagOwnersAllow(policy, user, tag) -> boolean, for node registration.
  * - autoApprovedRoutes(policy, node, users) -> the advertised routes autoApprovers approve.
  * - emailResolution(policy, users) -> text that changes when a user change changes whom the policy names.
@@ -41,13 +41,14 @@ export { parsePolicy, DEFAULT_POLICY_TEXT, DEFAULT_PROTOS, PROTO_NAMES, parseGra
 export { PolicyError, didYouMean } from './errors.js'
 export { createPolicyEngine, type PolicyEngine, type NodeChange, type EngineOptions } from './engine.js'
 export { check, type CheckResult, type CheckOptions } from './compile-policy.js'
-export { explain, protoName, portsText, type ExplainResult } from './explain.js'
+export { explain, protoName, portsText, type ExplainResult, type ExplainCap } from './explain.js'
 export { runTests } from './policy-tests.js'
 export { validatePolicy, testFailures } from './validate.js'
 export { runSshTests } from './ssh-tests.js'
 export { compileSshPolicy } from './ssh-compile.js'
 export type { SshNodeRule, SshPolicyRule, SshPolicyTest, SshAction } from './ssh-types.js'
 export { diff, type Access, type PolicyDiff } from './diff.js'
+export type { CapChange } from './cap-diff.js'
 export { tagOwnersAllow } from './tag-owners.js'
 export { autoApprovedRoutes } from './auto-approvers.js'
 export { buildFilter, mergeRanges } from './build-filter.js'
