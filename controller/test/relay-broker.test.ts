@@ -75,14 +75,15 @@ t.test('a request grants both sides of the pair; the map lists the relay', async
 t.test('a dual-stack relay: the pair binds over the family both nodes have, IPv4 first; no common family is refused clearly', async t => {
   const backend = fakeBackend({ udp6: '[2001:db8::1]:3479' })
   const v4 = ['203.0.113.5:41641', '192.168.1.5:41641']
-  const v6 = ['[2001:db8:5::5]:41641', '[fe80::5]:41641']
+  const v6 = ['[2001:db8:5::5]:41641']
   const nat = { stun: [], relays: [backend.info] }
-  const { srv, nodes: [dual, only4, only6, only6b] } = await startWith(t, ['dual', 'only4', 'only6', 'only6b'], { nat, relay: { backends: [backend] } })
+  const { srv, nodes: [dual, only4, only6, only6b, ula] } = await startWith(t, ['dual', 'only4', 'only6', 'only6b', 'ula'], { nat, relay: { backends: [backend] } })
   const cd = await connectReady(srv.url, dual!, { endpoints: [...v4, ...v6] })
   const c4 = await connectReady(srv.url, only4!, { endpoints: v4 })
   const c6 = await connectReady(srv.url, only6!, { endpoints: v6 })
   const c6b = await connectReady(srv.url, only6b!, { endpoints: ['[2001:db8:6::6]:41641'] })
-  t.teardown(async () => { await cd.close(); await c4.close(); await c6.close(); await c6b.close() })
+  const cu = await connectReady(srv.url, ula!, { endpoints: ['192.168.1.9:41641', '[fd00::9]:41641'] })
+  t.teardown(async () => { await cd.close(); await c4.close(); await c6.close(); await c6b.close(); await cu.close() })
   t.same(cd.netmap?.nat?.relays.map(r => r.udp6), ['[2001:db8::1]:3479'], 'maps announce the IPv6 endpoint')
 
   const granted = async (x: MapTestClient, y: MapTestClient, peer: TestNode): Promise<string[]> => {
@@ -91,7 +92,7 @@ t.test('a dual-stack relay: the pair binds over the family both nodes have, IPv4
     return [(last(x) as RelayGrant).endpoint, (last(y) as RelayGrant).endpoint]
   }
   t.match(await granted(cd, c4, only4!), [/^198\.51\.100\.1:/, /^198\.51\.100\.1:/], 'dual-stack and IPv4-only: both sides over IPv4')
-  t.match(await granted(cd, c6, only6!), [/^\[2001:db8::1\]:/, /^\[2001:db8::1\]:/], 'dual-stack and IPv6-only (a link-local address is no IPv4): both over IPv6')
+  t.match(await granted(cd, c6, only6!), [/^\[2001:db8::1\]:/, /^\[2001:db8::1\]:/], 'dual-stack and IPv6-only: both over IPv6')
   t.match(await granted(c6, c6b, only6b!), [/^\[2001:db8::1\]:/, /^\[2001:db8::1\]:/], 'two IPv6-only nodes: over IPv6')
   t.equal(backend.live.size, 3)
 
@@ -101,6 +102,10 @@ t.test('a dual-stack relay: the pair binds over the family both nodes have, IPv4
   t.equal(no.code, 'no_common_family')
   t.match(no.message, /this node has IPv4, the peer has IPv6/, 'saying which families each side has')
   t.equal(backend.live.size, 3, 'and allocating nothing')
+
+  request(cu, only6!.node.id)
+  await waitUntil(() => last(cu)?.type === 'relay-revoke', 'the refusal of a node whose IPv6 is unique local only')
+  t.match(last(cu), { code: 'no_common_family', message: /this node has IPv4, the peer has IPv6/ }, 'a unique-local address does not reach a relay\'s global IPv6 address')
 })
 
 t.test('an IPv4-only relay refuses two IPv6-only nodes; the IPv6 relay beside it serves them', async t => {

@@ -17,32 +17,41 @@ function familiesOfHost (host: string): IpFamily[] {
   return f === 4 || f === 6 ? [f] : [4, 6]
 }
 
-/** onLinkOnly says an IPv6 address cannot reach a public relay: link-local (fe80::/10) or unique local (fc00::/7). */
-function onLinkOnly (address: string): boolean {
-  return /^(fe[89ab]|f[cd])/i.test(address)
+/** isUniqueLocal says an IPv6 address is unique local (fc00::/7): reachable only inside its site. */
+function isUniqueLocal (address: string): boolean {
+  return /^f[cd]/i.test(address)
+}
+
+/** hostsOf are the hosts of endpoints, skipping any that do not parse. */
+function hostsOf (endpoints: ReadonlyArray<string | undefined>): string[] {
+  return endpoints.flatMap(e => {
+    if (e === undefined) return []
+    try { return [parseHostPort(e, 'endpoint').host] } catch { return [] }
+  })
 }
 
 /** relayFamilies are the families nodes can reach a relay's UDP side over (none without one). */
 export function relayFamilies (info: RelayInfo): Set<IpFamily> {
-  const out = new Set<IpFamily>()
-  for (const e of [info.udp, info.udp6]) {
-    if (e !== undefined) for (const f of familiesOfHost(parseHostPort(e, 'relay endpoint').host)) out.add(f)
-  }
-  return out
+  return new Set(hostsOf([info.udp, info.udp6]).flatMap(familiesOfHost))
+}
+
+/** relayIsSiteLocal says a relay's only IPv6 addresses are unique local (then so may a node's be). */
+function relayIsSiteLocal (info: RelayInfo): boolean {
+  const v6 = hostsOf([info.udp, info.udp6]).filter(h => isIP(h) === 6)
+  return v6.length > 0 && v6.every(isUniqueLocal)
 }
 
 /**
- * nodeFamilies are the families of a node's reported endpoints that can reach a public
- * relay; a node that reported none yet might use either.
+ * nodeFamilies are the families of a node's reported endpoints that can reach a relay:
+ * a unique-local IPv6 address (fc00::/7) counts only toward a relay whose IPv6 address is
+ * one too (`siteLocal`). A node that reported none yet might use either.
  */
-export function nodeFamilies (n: Node): ReadonlySet<IpFamily> {
+export function nodeFamilies (n: Node, siteLocal = false): ReadonlySet<IpFamily> {
   const out = new Set<IpFamily>()
-  for (const e of n.endpoints) {
-    let host: string
-    try { host = parseHostPort(e, 'endpoint').host } catch { continue }
+  for (const host of hostsOf(n.endpoints)) {
     const f = isIP(host)
     if (f === 4) out.add(4)
-    if (f === 6 && !onLinkOnly(host)) out.add(6)
+    if (f === 6 && (siteLocal || !isUniqueLocal(host))) out.add(6)
   }
   return out.size === 0 ? BOTH : out
 }
@@ -53,8 +62,9 @@ export function nodeFamilies (n: Node): ReadonlySet<IpFamily> {
  */
 export function pairFamily (relay: RelayInfo, a: Node, b: Node): IpFamily | undefined {
   const r = relayFamilies(relay)
-  const x = nodeFamilies(a)
-  const y = nodeFamilies(b)
+  const siteLocal = relayIsSiteLocal(relay)
+  const x = nodeFamilies(a, siteLocal)
+  const y = nodeFamilies(b, siteLocal)
   return ([4, 6] as const).find(f => r.has(f) && x.has(f) && y.has(f))
 }
 
