@@ -15,7 +15,7 @@ export interface EmbeddedRelayOptions {
   publicHost6?: string
   /** UDP control port (STUN); default 3480, 0 picks one */
   port?: number
-  /** address to bind; default 0.0.0.0 */
+  /** address to bind; default 0.0.0.0, or :: (IPv4 and IPv6) with publicHost6 or an IPv6 publicHost */
   listenHost?: string
   /** ports for allocations; default 40000-40999 */
   portRange?: PortRange
