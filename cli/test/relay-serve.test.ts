@@ -65,6 +65,7 @@ t.test('relay serve: the TLS relay\'s flags are checked before anything starts',
   failsWith(tt, await runWarren([...serve, '--no-udp-relay']), /--no-udp-relay leaves nothing to run; add --tls-listen HOST:PORT for a TLS-only relay/, 'no relay at all')
   failsWith(tt, await runWarren([...serve, '--no-udp-relay', '--tls-listen', '127.0.0.1:0', '--ports', '40000-40099']), /--ports is for the kernel UDP relay, which --no-udp-relay turns off/, 'a UDP relay flag with --no-udp-relay')
   failsWith(tt, await runWarren([...serve, '--no-udp-relay', '--tls-listen', '127.0.0.1:0', '--listen-host', '::']), /--listen-host is for the kernel UDP relay/, 'the UDP listen address with --no-udp-relay')
+  failsWith(tt, await runWarren([...serve, '--public-host6', '127.0.0.2']), /--public-host6 '127\.0\.0\.2' must be an IPv6 address/, 'an IPv6 public host that is IPv4')
   tt.notOk(existsSync(stateDir), 'nothing changed on the host')
 })
 

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { Type, type TSchema } from '@sinclair/typebox'
 import {
   Obj, Node, Peer, FilterRule, RelayInfo, Netmap, MapFull, MapDelta, MapChallenge, MapError, RelayGrant, RelayRevoke, PROTOCOL_VERSION,
-  generateWireGuardKeyPair, validate, nodeForVersion, type FilterRule as Rule, type NatConfig
+  generateWireGuardKeyPair, validate, nodeForVersion, serverMessageForVersion, type FilterRule as Rule, type NatConfig
 } from '@warren/protocol'
 import { createFakeMapPolicy } from '../src/testing.js'
 import type { MapPolicy } from '../src/map/types.js'
@@ -24,7 +24,7 @@ const V1 = (() => {
   const node = omit(Node, ['advertisedRoutes', 'approvedRoutes', 'attrs', 'primaryRoutes', 'postureAttrs'])
   const peer = omit(Peer, ['routes', 'primaryRoutes'])
   const rule = omit(FilterRule, ['dsts', 'caps'])
-  const nat = Obj({ stun: Type.Array(Type.String()), relays: Type.Array(omit(RelayInfo, ['tlsFingerprint'])) })
+  const nat = Obj({ stun: Type.Array(Type.String()), relays: Type.Array(omit(RelayInfo, ['tlsFingerprint', 'udp6'])) })
   // The same messages with the older parts in their places.
   const netmap = Obj({ ...Netmap.properties, self: node, peers: Type.Array(peer), filter: Type.Array(rule), nat: Type.Optional(nat) })
   const full = Obj({ ...MapFull.properties, netmap })
@@ -54,7 +54,9 @@ const nat: NatConfig = {
   relays: [
     { id: 'controller', udp: '198.51.100.1:3480', key, tls: 'https://198.51.100.1:8443' },
     { id: 'edge-1', udp: '198.51.100.7:3480', key, tls: 'https://198.51.100.7:443', tlsFingerprint: 'b'.repeat(64) },
-    { id: 'edge-2', key, tls: 'https://198.51.100.8:443', tlsFingerprint: 'c'.repeat(64) }
+    { id: 'edge-2', key, tls: 'https://198.51.100.8:443', tlsFingerprint: 'c'.repeat(64) },
+    { id: 'dual', udp: '198.51.100.9:3480', udp6: '[2001:db8::9]:3480', key },
+    { id: 'v6-only', udp6: '[2001:db8::6]:3480', key }
   ]
 }
 
@@ -91,7 +93,12 @@ t.test('a version-1 node gets maps, deltas and relay messages it can parse; a cu
   t.equal(oldMap.peers.find(p => p.name === 'router')?.routes, undefined, 'no routes on peers')
   t.equal(oldMap.self.advertisedRoutes, undefined, 'nor on itself')
   t.equal(oldMap.self.attrs, undefined, 'no node attributes')
-  t.same(oldMap.nat?.relays, [nat.relays[0], { id: 'edge-1', udp: '198.51.100.7:3480', key }], 'standalone TLS relays (which need a pin) are left out; a kernel relay stays')
+  t.same(oldMap.nat?.relays, [
+    nat.relays[0],
+    { id: 'edge-1', udp: '198.51.100.7:3480', key },
+    { id: 'dual', udp: '198.51.100.9:3480', key },
+    { id: 'v6-only', udp: '[2001:db8::6]:3480', key }
+  ], 'standalone TLS relays (which need a pin) are left out; a dual-stack relay keeps its IPv4 endpoint, an IPv6-only one moves to the field it knows')
 
   const curMap = cc.netmap!
   t.same(curMap.filter.filter(r => r.dsts !== undefined), [forward], 'a current node gets the forward rule')
@@ -131,6 +138,16 @@ t.test('GET /v1/machine/key answers the version both speak; registration answers
   const bad = await call(tc.app, 'GET', '/v1/machine/key?version=zero')
   t.equal(bad.status, 400, 'a version that is no number is refused')
   t.match(JSON.stringify(bad.body), /version/, 'naming the field')
+})
+
+t.test('a version-2 node gets a dual-stack relay\'s IPv4 endpoint and keeps its pins', async t => {
+  const msg = serverMessageForVersion({ type: 'delta', seq: 1, nat }, 2)
+  t.same(msg?.type === 'delta' ? msg.nat?.relays : undefined, [
+    nat.relays[0], nat.relays[1], nat.relays[2],
+    { id: 'dual', udp: '198.51.100.9:3480', key },
+    { id: 'v6-only', udp: '[2001:db8::6]:3480', key }
+  ])
+  t.same(serverMessageForVersion({ type: 'delta', seq: 1, nat }, PROTOCOL_VERSION), { type: 'delta', seq: 1, nat }, 'a current node gets udp6')
 })
 
 t.test('a version-1 node\'s own record leaves out its routes', async t => {

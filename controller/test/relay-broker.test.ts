@@ -1,6 +1,6 @@
 import t from 'tap'
-import { generateWireGuardKeyPair, newAllocationId, type RelayGrant, type RelayRevoke } from '@warren/protocol'
-import { startWith, connectReady, waitUntil, type MapTestClient } from './map-harness.js'
+import { generateWireGuardKeyPair, newAllocationId, type RelayGrant, type RelayRevoke, type RelayInfo } from '@warren/protocol'
+import { startWith, connectReady, waitUntil, type MapTestClient, type TestNode } from './map-harness.js'
 import type { RelayBackend } from '../src/relay/index.js'
 
 /**
@@ -14,14 +14,14 @@ interface FakeBackend extends RelayBackend {
   released: string[]
 }
 
-function fakeBackend (): FakeBackend {
+function fakeBackend (info: Partial<RelayInfo> = {}): FakeBackend {
   const live = new Map<string, { nodeKeys: [string, string], expiresAt: number }>()
   const released: string[] = []
   let port = 40000
   return {
     live,
     released,
-    info: { id: 'embedded', udp: '198.51.100.1:3479', key: generateWireGuardKeyPair().publicKey },
+    info: { id: 'embedded', udp: '198.51.100.1:3479', key: generateWireGuardKeyPair().publicKey, ...info },
     async allocate (req) {
       const id = newAllocationId()
       live.set(id, { ...req })
@@ -36,7 +36,7 @@ function fakeBackend (): FakeBackend {
     async release (id) {
       if (live.delete(id)) released.push(id)
     },
-    endpointOf: p => `198.51.100.1:${p}`
+    endpointOf: (p, family) => family === 6 && info.udp6 !== undefined ? `[2001:db8::1]:${p}` : `198.51.100.1:${p}`
   }
 }
 
@@ -70,6 +70,60 @@ t.test('a request grants both sides of the pair; the map lists the relay', async
   await waitUntil(() => relayMsgs(ca).length > before, 'a renewed grant')
   t.equal((last(ca) as RelayGrant).allocation, ga.allocation)
   t.equal(backend.live.size, 1)
+})
+
+t.test('a dual-stack relay: the pair binds over the family both nodes have, IPv4 first; no common family is refused clearly', async t => {
+  const backend = fakeBackend({ udp6: '[2001:db8::1]:3479' })
+  const v4 = ['203.0.113.5:41641', '192.168.1.5:41641']
+  const v6 = ['[2001:db8:5::5]:41641']
+  const nat = { stun: [], relays: [backend.info] }
+  const { srv, nodes: [dual, only4, only6, only6b, ula] } = await startWith(t, ['dual', 'only4', 'only6', 'only6b', 'ula'], { nat, relay: { backends: [backend] } })
+  const cd = await connectReady(srv.url, dual!, { endpoints: [...v4, ...v6] })
+  const c4 = await connectReady(srv.url, only4!, { endpoints: v4 })
+  const c6 = await connectReady(srv.url, only6!, { endpoints: v6 })
+  const c6b = await connectReady(srv.url, only6b!, { endpoints: ['[2001:db8:6::6]:41641'] })
+  const cu = await connectReady(srv.url, ula!, { endpoints: ['192.168.1.9:41641', '[fd00::9]:41641'] })
+  t.teardown(async () => { await cd.close(); await c4.close(); await c6.close(); await c6b.close(); await cu.close() })
+  t.same(cd.netmap?.nat?.relays.map(r => r.udp6), ['[2001:db8::1]:3479'], 'maps announce the IPv6 endpoint')
+
+  const granted = async (x: MapTestClient, y: MapTestClient, peer: TestNode): Promise<string[]> => {
+    request(x, peer.node.id)
+    await waitUntil(() => last(x)?.type === 'relay-grant' && last(y)?.type === 'relay-grant', 'grants to both')
+    return [(last(x) as RelayGrant).endpoint, (last(y) as RelayGrant).endpoint]
+  }
+  t.match(await granted(cd, c4, only4!), [/^198\.51\.100\.1:/, /^198\.51\.100\.1:/], 'dual-stack and IPv4-only: both sides over IPv4')
+  t.match(await granted(cd, c6, only6!), [/^\[2001:db8::1\]:/, /^\[2001:db8::1\]:/], 'dual-stack and IPv6-only: both over IPv6')
+  t.match(await granted(c6, c6b, only6b!), [/^\[2001:db8::1\]:/, /^\[2001:db8::1\]:/], 'two IPv6-only nodes: over IPv6')
+  t.equal(backend.live.size, 3)
+
+  request(c4, only6!.node.id)
+  await waitUntil(() => last(c4)?.type === 'relay-revoke', 'the refusal')
+  const no = last(c4) as RelayRevoke
+  t.equal(no.code, 'no_common_family')
+  t.match(no.message, /this node has IPv4, the peer has IPv6/, 'saying which families each side has')
+  t.equal(backend.live.size, 3, 'and allocating nothing')
+
+  request(cu, only6!.node.id)
+  await waitUntil(() => last(cu)?.type === 'relay-revoke', 'the refusal of a node whose IPv6 is unique local only')
+  t.match(last(cu), { code: 'no_common_family', message: /this node has IPv4, the peer has IPv6/ }, 'a unique-local address does not reach a relay\'s global IPv6 address')
+})
+
+t.test('an IPv4-only relay refuses two IPv6-only nodes; the IPv6 relay beside it serves them', async t => {
+  const only4 = fakeBackend()
+  const { srv, nodes: [a, b] } = await startWith(t, ['a', 'b'], { relay: { backends: [only4] } })
+  const ca = await connectReady(srv.url, a!, { endpoints: ['[2001:db8:5::5]:41641'] })
+  const cb = await connectReady(srv.url, b!, { endpoints: ['[2001:db8:6::6]:41641'] })
+  t.teardown(async () => { await ca.close(); await cb.close() })
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca)?.type === 'relay-revoke', 'the refusal')
+  t.match(last(ca), { code: 'no_common_family', message: /embedded: IPv4;/ }, 'naming the relay\'s families')
+  const dual = fakeBackend({ id: 'dual', udp6: '[2001:db8::1]:3479' })
+  srv.service.relays.addBackend(dual)
+  request(ca, b!.node.id)
+  await waitUntil(() => last(ca)?.type === 'relay-grant', 'a grant')
+  t.match((last(ca) as RelayGrant).endpoint, /^\[2001:db8::1\]:/, 'over IPv6 at the relay that has it')
+  t.equal(dual.live.size, 1)
+  t.equal(only4.live.size, 0)
 })
 
 t.test('a pair is freed at the relay once neither node holds it; a request after that allocates again', async t => {

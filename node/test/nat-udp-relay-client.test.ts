@@ -57,9 +57,9 @@ function fakeController (relay: UdpRelay, nodes: Map<string, { control: RelayCon
  * twoClients starts a relay on 1000 ports from `firstPort` and two nodes' clients (A and B)
  * behind a fake controller; `wrapA` may stand between A and its shared port.
  */
-async function twoClients (t: Test, firstPort: number, refreshMs: number, wrapA: (p: SharedPort) => SharedPort = p => p, byName?: { host: string, resolve: HostResolver }) {
+async function twoClients (t: Test, firstPort: number, refreshMs: number, wrapA: (p: SharedPort) => SharedPort = p => p, byName?: { host: string, resolve: HostResolver }, relayOpts: Partial<Parameters<typeof startUdpRelay>[0]> = {}) {
   const fw = createFakeRelayFirewall()
-  const relay = await startUdpRelay({ key: generateWireGuardKeyPair(), port: 0, listenHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: firstPort, last: firstPort + 999 } })
+  const relay = await startUdpRelay({ key: generateWireGuardKeyPair(), port: 0, listenHost: '127.0.0.1', firewall: fw, sysctls: false, portRange: { first: firstPort, last: firstPort + 999 }, ...relayOpts })
   t.teardown(() => relay.close())
   const nodes = new Map<string, { control: RelayControl, deliver: (m: RelayGrant | RelayRevoke) => void }>()
   const ctl = fakeController(relay, nodes, byName?.host)
@@ -109,6 +109,14 @@ t.test('both sides bind through their shared port once one asks; endpoints appea
   t.equal(a.endpoint(kb.publicKey), undefined, 'a revocation drops the endpoint at once')
   nodes.get(kb.publicKey)!.deliver({ type: 'relay-revoke', peer: ka.publicKey, allocation: 'AAAAAAAAAAAAAAAAAAAAAA', code: 'not_allowed', message: 'another allocation' })
   t.ok(b.endpoint(ka.publicKey), 'a revocation of another allocation changes nothing')
+})
+
+t.test('a dual-stack relay (listening on ::) acks binds over IPv4: both nodes get their endpoint', async t => {
+  const { fw, ka, kb, a, b } = await twoClients(t, 52000, 60_000, undefined, undefined, { listenHost: '::', publicHost: '127.0.0.1', publicHost6: '::1' })
+  a.request(kb.publicKey)
+  await until(() => a.endpoint(kb.publicKey) !== undefined && b.endpoint(ka.publicKey) !== undefined, 'both endpoints')
+  t.match(a.endpoint(kb.publicKey), /^127\.0\.0\.1:52\d{3}$/, 'A\'s endpoint is the relay\'s IPv4 address')
+  t.equal(fw.forward(Number(a.endpoint(kb.publicKey)!.split(':')[1]))?.to.address, '127.0.0.1', 'the forward goes to an IPv4 address')
 })
 
 t.test('a release tells the controller (on reconnect if it is away); the grant stays until revoked; a request after it asks again', async t => {

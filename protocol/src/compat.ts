@@ -12,6 +12,8 @@ import type { FilterRule, MapDelta, NatConfig, Netmap, Node, Peer, RelayInfo, Se
 
 /** ROUTES_AND_PINS_VERSION added subnet routes, TLS relay pins, call-me-maybe, capability rules and node attributes (see PROTOCOL_VERSION's history). */
 export const ROUTES_AND_PINS_VERSION = 2
+/** DUAL_STACK_RELAY_VERSION added a kernel relay's IPv6 endpoint (RelayInfo.udp6). */
+export const DUAL_STACK_RELAY_VERSION = 3
 
 /** negotiateVersion is the version two sides speak: the lower of the two. */
 export function negotiateVersion (theirs: number): number {
@@ -41,23 +43,33 @@ function filterForVersion (rules: FilterRule[], version: number): FilterRule[] {
 }
 
 /**
- * natForVersion leaves out the standalone TLS relays (their URL comes with a pin an older
- * node cannot read, and it would pin their URL with the controller's certificate) for a
- * version before pins, and a relay left with neither UDP nor TLS.
+ * relayForVersion is a relay as a node of `version` knows it, or undefined when it has
+ * nothing left for that node. Before version 3 the IPv6 endpoint (`udp6`) goes: it takes
+ * the place of `udp` when the relay has no other. Before pins, a standalone TLS relay's
+ * URL goes (it comes with a pin an older node cannot read, and it would pin the URL with
+ * the controller's certificate).
  */
+function relayForVersion (r: RelayInfo, version: number): RelayInfo | undefined {
+  let out = r
+  if (version < DUAL_STACK_RELAY_VERSION && r.udp6 !== undefined) {
+    const { udp6, ...rest } = r
+    out = { ...rest, udp: rest.udp ?? udp6 }
+  }
+  if (version < ROUTES_AND_PINS_VERSION && out.tlsFingerprint !== undefined) {
+    const { tls: _t, tlsFingerprint: _f, ...rest } = out
+    return rest.udp === undefined ? undefined : rest
+  }
+  return out
+}
+
 function natForVersion (nat: NatConfig, version: number): NatConfig {
-  if (version >= ROUTES_AND_PINS_VERSION) return nat
-  const relays = nat.relays.flatMap((r): RelayInfo[] => {
-    if (r.tlsFingerprint === undefined) return [r]
-    const { tls: _t, tlsFingerprint: _f, ...rest } = r
-    return rest.udp === undefined ? [] : [rest]
-  })
-  return { ...nat, relays }
+  if (version >= DUAL_STACK_RELAY_VERSION) return nat
+  return { ...nat, relays: nat.relays.flatMap(r => relayForVersion(r, version) ?? []) }
 }
 
 /** netmapForVersion is a full map as a node of `version` can read it. */
 export function netmapForVersion (m: Netmap, version: number): Netmap {
-  if (version >= ROUTES_AND_PINS_VERSION) return m
+  if (version >= DUAL_STACK_RELAY_VERSION) return m
   return {
     ...m,
     self: nodeForVersion(m.self, version),
@@ -69,7 +81,7 @@ export function netmapForVersion (m: Netmap, version: number): Netmap {
 
 /** deltaForVersion is a delta as a node of `version` can read it. */
 export function deltaForVersion (d: MapDelta, version: number): MapDelta {
-  if (version >= ROUTES_AND_PINS_VERSION) return d
+  if (version >= DUAL_STACK_RELAY_VERSION) return d
   return {
     ...d,
     ...(d.self !== undefined ? { self: nodeForVersion(d.self, version) } : {}),
@@ -85,11 +97,11 @@ export function deltaForVersion (d: MapDelta, version: number): MapDelta {
  * older node does not answer bursts early, and finds its path on its own schedule).
  */
 export function serverMessageForVersion (msg: ServerMessage, version: number): ServerMessage | undefined {
-  if (version >= ROUTES_AND_PINS_VERSION) return msg
+  if (version >= DUAL_STACK_RELAY_VERSION) return msg
   switch (msg.type) {
     case 'map': return { ...msg, netmap: netmapForVersion(msg.netmap, version) }
     case 'delta': return deltaForVersion(msg, version)
-    case 'call-me-maybe': return undefined
+    case 'call-me-maybe': return version >= ROUTES_AND_PINS_VERSION ? msg : undefined
     default: return msg
   }
 }

@@ -273,6 +273,12 @@ export const RelayInfo = Obj({
   id: Id,
   /** host:port where the relay answers STUN and takes binds for kernel-relayed pairs */
   udp: Type.Optional(Endpoint),
+  /**
+   * the same over IPv6 (`[v6]:port`) when `udp` is an IPv4 address: a dual-stack relay
+   * (protocol version 3). Both sides of a pair bind over one family (nftables cannot
+   * forward between IPv4 and IPv6); the controller picks it per pair.
+   */
+  udp6: Type.Optional(Endpoint),
   /** the relay's X25519 public key (binds are sealed to it) */
   key: Base64Key,
   /** https URL of the relay's TLS path (the controller's own URL for the embedded relay) */
@@ -451,6 +457,8 @@ export const RelayLinkHello = Obj({
   id: Id,
   /** where the kernel UDP relay answers; absent for a relay that runs only a TLS relay */
   udp: Type.Optional(Endpoint),
+  /** where it answers over IPv6 too, for a dual-stack relay (RelayInfo.udp6; version 3) */
+  udp6: Type.Optional(Endpoint),
   key: Base64Key,
   /** the relay also runs a TLS relay here: nodes reach it at `url` and pin `fingerprint` */
   tls: Type.Optional(Obj({ url: Str(300), fingerprint: CertFingerprint }))

@@ -16,8 +16,9 @@ import { WarrenError } from './errors.js'
  *                   certificate pin (RelayInfo.tlsFingerprint), call-me-maybe, netcheck
  *                   over IPv6 (LocalNetcheck.ipv6); nodes and relays answer an older
  *                   peer's challenge with its version.
+ *   3 (2026-12-07): dual-stack kernel relays: RelayInfo.udp6 and RelayLinkHello.udp6.
  */
-export const PROTOCOL_VERSION: number = 2
+export const PROTOCOL_VERSION: number = 3
 
 /** MIN_PROTOCOL_VERSION is the oldest version a peer may speak and still be served. */
 export const MIN_PROTOCOL_VERSION: number = 1

@@ -163,6 +163,7 @@ export function runControllerLink (opts: ControllerLinkOptions): ControllerLink 
         version: PROTOCOL_VERSION,
         id: opts.id,
         ...(relay !== undefined ? { udp: relay.endpoint } : {}),
+        ...(relay?.endpoint6 !== undefined ? { udp6: relay.endpoint6 } : {}),
         key: publicKey,
         ...(tls !== undefined ? { tls: { url: tls.url, fingerprint: tls.fingerprint } } : {})
       }

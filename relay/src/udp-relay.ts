@@ -18,6 +18,9 @@ export interface RelayLogger {
   debug: (obj: object, msg?: string) => void
 }
 
+/** IpFamily is 4 or 6, as node:net's isIP names them. */
+export type IpFamily = 4 | 6
+
 /** PortRange is an inclusive range of UDP ports the relay allocates from. */
 export interface PortRange { first: number, last: number }
 
@@ -25,13 +28,18 @@ export interface UdpRelayOptions {
   key: RelayKeyPair
   /**
    * address of the control port (STUN) and the allocated ports; default 0.0.0.0, or `::`
-   * (IPv4 and IPv6) when publicHost is an IPv6 address
+   * (IPv4 and IPv6) when publicHost or publicHost6 is an IPv6 address
    */
   listenHost?: string
   /** the control port; 0 picks a free one */
   port: number
   /** the host nodes reach the relay at (in endpoints); default: listenHost */
   publicHost?: string
+  /**
+   * the IPv6 address nodes reach a dual-stack relay at, besides publicHost (an IPv4
+   * address or a name): the relay listens on both families and announces both endpoints
+   */
+  publicHost6?: string
   /** ports for allocations; default 40000-40999 */
   portRange?: PortRange
   /** default: nftables through the system's nft */
@@ -95,8 +103,13 @@ export interface UdpRelay {
   readonly port: number
   /** host:port of the control port for nodes (RelayInfo.udp) */
   readonly endpoint: string
-  /** endpointOf is host:port of an allocated port, for a grant */
-  endpointOf: (port: number) => string
+  /** [v6]:port of the control port of a dual-stack relay (RelayInfo.udp6) */
+  readonly endpoint6?: string
+  /**
+   * endpointOf is host:port of an allocated port, for a grant: over IPv6 (publicHost6)
+   * when `family` is 6 and the relay has one, else publicHost
+   */
+  endpointOf: (port: number, family?: IpFamily) => string
   allocate: (req: AllocationRequest) => Promise<Allocation>
   /** renew moves an allocation's expiry; false when it is gone */
   renew: (id: string, expiresAt: number) => boolean
@@ -134,12 +147,25 @@ async function closeUdp (s: Socket): Promise<void> {
 /** unmapped strips the IPv4-mapped prefix a dual-stack socket may report. */
 const unmapped = (a: string): string => a.startsWith('::ffff:') ? a.slice(7) : a
 
+/** sendTo sends from a socket to an address of either family: an IPv6 socket reaches IPv4 at its mapped address. */
+function sendTo (s: Socket, msg: Uint8Array, to: { address: string, port: number }): void {
+  const v4onV6 = isIP(to.address) === 4 && s.address().family === 'IPv6'
+  s.send(msg, to.port, v4onV6 ? `::ffff:${to.address}` : to.address)
+}
+
 /**
  * startUdpRelay sets the kernel up (sysctls, the relay's nftables table), binds the
  * control port and returns the running relay.
  */
 export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
-  const host = opts.listenHost ?? (isIP(opts.publicHost ?? '') === 6 ? '::' : '0.0.0.0')
+  const publicHost6 = opts.publicHost6
+  if (publicHost6 !== undefined && isIP(publicHost6) !== 6) {
+    throw Object.assign(new Error(`relay IPv6 public host '${publicHost6}' must be an IPv6 address (the IPv4 one or a name goes in the public host)`), { code: 'invalid_input' })
+  }
+  const host = opts.listenHost ?? (isIP(opts.publicHost ?? '') === 6 || publicHost6 !== undefined ? '::' : '0.0.0.0')
+  if (publicHost6 !== undefined && host !== '::') {
+    throw Object.assign(new Error(`a dual-stack relay (IPv6 public host ${publicHost6}) must listen on '::', not '${host}'`), { code: 'invalid_input' })
+  }
   const publicHost = opts.publicHost ?? host
   const range = opts.portRange ?? DEFAULT_RANGE
   if (!(range.first >= 1 && range.last <= 65535 && range.first + 1 <= range.last)) {
@@ -241,7 +267,8 @@ export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
     const s = l.a.sides[side]!
     if (s.bound === undefined || s.bindNonce === undefined) return
     const ack = encodeRelayBindAck({ allocation: l.a.id, bindNonce: s.bindNonce, observed: s.bound, peerBound, relayPrivateKey: opts.key.privateKey, nodePublicKey: s.nodeKey })
-    l.sockets[side]!.send(ack, s.bound.port, s.bound.address)
+    // A dual-stack socket (bound to ::) cannot send to an IPv4 address as such: no ack would leave.
+    sendTo(l.sockets[side]!, ack, s.bound)
     stats.acks++
   }
 
@@ -281,7 +308,8 @@ export async function startUdpRelay (opts: UdpRelayOptions): Promise<UdpRelay> {
     publicKey: opts.key.publicKey,
     port,
     endpoint: formatHostPort(publicHost, port),
-    endpointOf: p => formatHostPort(publicHost, p),
+    ...(publicHost6 !== undefined ? { endpoint6: formatHostPort(publicHost6, port) } : {}),
+    endpointOf: (p, family) => formatHostPort(family === 6 && publicHost6 !== undefined ? publicHost6 : publicHost, p),
     async allocate (req) {
       if (closed) throw Object.assign(new Error('the relay is stopped'), { code: 'relay_stopped' })
       for (const k of req.nodeKeys) if (!isWireGuardKey(k)) throw Object.assign(new Error('relay allocation: node keys must be WireGuard keys'), { code: 'invalid_input' })

@@ -116,6 +116,32 @@ t.test('IPv6: a relay listening on :: takes IPv6 binds and forwards to IPv6; a p
   t.same(fw.forward(pb), { port: pb, outPort: pa, to: { address: '::1', port: sa.address().port } })
 })
 
+t.test('dual-stack: one relay announces an IPv4 and an IPv6 endpoint and forwards a pair of each family', async t => {
+  const { relay, fw } = await start(t, { listenHost: '::', publicHost: '127.0.0.1', publicHost6: '::1' })
+  t.equal(relay.endpoint, `127.0.0.1:${relay.port}`, 'the IPv4 endpoint (RelayInfo.udp)')
+  t.equal(relay.endpoint6, `[::1]:${relay.port}`, 'and the IPv6 one (RelayInfo.udp6)')
+  const pairs = [{ host: '127.0.0.1', family: 4 as const }, { host: '::1', family: 6 as const }]
+  for (const { host, family } of pairs) {
+    const alloc = await relay.allocate({ nodeKeys: [a.publicKey, b.publicKey], expiresAt: Date.now() + 60_000 })
+    const [pa, pb] = alloc.sides.map(s => s.port) as [number, number]
+    t.equal(relay.endpointOf(pa, family), family === 6 ? `[::1]:${pa}` : `127.0.0.1:${pa}`, `a grant over IPv${family} names the relay's IPv${family} address`)
+    const sa = await udp(host)
+    const sb = await udp(host)
+    t.teardown(() => { sa.close(); sb.close() })
+    t.ok(await bindFrom(sa, pa, bindPacket(a, alloc.id), a), `A binds over IPv${family}`)
+    t.ok(await bindFrom(sb, pb, bindPacket(b, alloc.id), b), `B binds over IPv${family}`)
+    t.same(fw.forward(pa)?.to, { address: host, port: sb.address().port }, `the IPv${family} pair forwards A -> B`)
+    t.same(fw.forward(pb)?.to, { address: host, port: sa.address().port }, 'and B -> A')
+  }
+  t.equal(relay.endpointOf(40000), '127.0.0.1:40000', 'without a family: the IPv4 (or named) host')
+})
+
+t.test('dual-stack: an IPv6 public host that is no IPv6 address, or an IPv4 listen address, is refused with a clear error', async t => {
+  const base = { key: relayKey, port: 0, firewall: createFakeRelayFirewall(), sysctls: false as const }
+  await t.rejects(startUdpRelay({ ...base, publicHost: '127.0.0.1', publicHost6: '127.0.0.2' }), { code: 'invalid_input', message: /must be an IPv6 address/ })
+  await t.rejects(startUdpRelay({ ...base, listenHost: '127.0.0.1', publicHost6: '::1' }), { code: 'invalid_input', message: /must listen on '::'/ })
+})
+
 t.test('binds are refused: wrong node, wrong side, other allocation, replayed, stale, expired, over the rate', async t => {
   const { relay, fw } = await start(t, { bindRate: { burst: 4, perSecond: 0.001 } })
   const alloc = await relay.allocate({ nodeKeys: [a.publicKey, b.publicKey], expiresAt: Date.now() + 60_000 })

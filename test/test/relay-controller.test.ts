@@ -135,6 +135,42 @@ t.test('standalone relay: it links with a relay key from a 0600 file, joins the 
   t.equal(fw.ports().size, 0)
 })
 
+t.test('standalone dual-stack relay: the link announces both endpoints, maps list both, and a pair of IPv4 nodes binds over IPv4', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-relay-ctl-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const ctl = await startController({ stateDir: join(dir, 'state'), listen: '127.0.0.1:0', logger: false })
+  t.teardown(() => ctl.close())
+  const fw = createFakeRelayFirewall()
+  const relay = await startUdpRelay({ key: await loadOrCreateRelayKey(join(dir, 'relay.key')), port: 0, listenHost: '::', publicHost: '127.0.0.1', publicHost6: '::1', firewall: fw, sysctls: false, portRange: { first: 45000, last: 45999 } })
+  t.teardown(() => relay.close())
+  const { key: linkKey } = await ctl.state.createApiKey({ scope: 'relay', description: 'relay dual' }, 'test')
+  const transport = createControllerTransport({ url: ctl.url, fingerprint: ctl.fingerprint })
+  t.teardown(() => transport.close())
+  const open = () => webSocketLinkSocket(transport.webSocket(RELAY_LINK_PATH.slice(1), { headers: { authorization: `Bearer ${linkKey}` } }))
+
+  const refusals: string[] = []
+  const bad = runControllerLink({
+    relay: { ...relay, endpoint6: `127.0.0.2:${relay.port}` },
+    id: 'bad-v6',
+    openSocket: open,
+    retryMs: 60_000,
+    log: { info: () => {}, debug: () => {}, warn: (o: { message?: string }) => { if (o.message !== undefined) refusals.push(o.message) } }
+  })
+  await waitFor(() => refusals.length > 0, { timeoutMs: 60_000, message: 'the bad hello refused' })
+  bad.close()
+  t.match(refusals[0], /udp6 '127\.0\.0\.2:\d+' must be an IPv6 address and port beside udp; check the relay's --public-host6/, 'an IPv6 endpoint that is IPv4 is refused, saying which flag to fix')
+
+  const [a, b] = await joinTwo(t, ctl)
+  const link = runControllerLink({ relay, id: 'dual', openSocket: open })
+  t.teardown(() => link.close())
+  await waitFor(() => a.netmap()?.nat?.relays.some(r => r.id === 'dual'), { timeoutMs: 60_000, message: 'the relay in the map' })
+  t.same(a.netmap()?.nat?.relays, [{ id: 'dual', udp: `127.0.0.1:${relay.port}`, udp6: `[::1]:${relay.port}`, key: relay.publicKey }], 'the map lists both endpoints')
+  a.client.request(b.wg.publicKey)
+  await waitFor(() => a.client.endpoint(b.wg.publicKey) !== undefined && b.client.endpoint(a.wg.publicKey) !== undefined, { timeoutMs: 60_000, message: 'both bound on the dual-stack relay' })
+  t.match(a.client.endpoint(b.wg.publicKey), /^127\.0\.0\.1:45\d{3}$/, 'nodes with IPv4 get the IPv4 endpoint')
+  t.same(fw.forward(Number(a.client.endpoint(b.wg.publicKey)!.split(':')[1]))?.to, { address: '127.0.0.1', port: b.sharedPort.wgPort }, 'and forward over IPv4')
+})
+
 t.test('standalone TLS relay: the link announces it, every map lists it with its pin, and the relay holds the members the controller pushes', async t => {
   const dir = await mkdtemp(join(tmpdir(), 'warren-relay-ctl-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))

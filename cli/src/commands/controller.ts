@@ -1,5 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander'
 import { networkInterfaces } from 'node:os'
+import { isIP } from 'node:net'
 import { displayFingerprint, DEFAULT_DOMAIN, DEFAULT_STUN_PORT, LOGIN_CALLBACK_PATH, parseDuration, parseHostPort, WarrenError } from '@warren/protocol'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
@@ -22,6 +23,7 @@ interface ServeOpts extends OidcFlags {
   tlsRelay: boolean
   relayPort: string
   relayHost?: string
+  relayHost6?: string
   relayPorts: string
 }
 
@@ -30,6 +32,12 @@ function stunPort (v: string): number {
   const n = Number(v)
   if (!/^\d+$/.test(v) || n > 65534) throw new InvalidArgumentError('use a UDP port from 1 to 65534 (STUN also answers on the next one), or 0 to turn STUN off')
   return n
+}
+
+/** checkIpv6 refuses a dual-stack relay's IPv6 public host that is no IPv6 address. */
+export function checkIpv6 (text: string, what: string): string {
+  if (isIP(text) !== 6) throw new WarrenError('invalid_input', `${what} '${text}' must be an IPv6 address (nodes reach the relay over IPv6 there; the IPv4 address or a name goes in the other host flag)`, { field: what.replace(/^-+/, '') })
+  return text
 }
 
 /** parsePortRange reads `first-last`. */
@@ -60,17 +68,18 @@ function defaultRelayHost (listen: string): string | undefined {
  * relayOptions decides whether `controller serve` runs the embedded relay: on by default
  * when this process can (root, nft), off with --no-relay; says why when it does not.
  */
-async function relayOptions (opts: ServeOpts): Promise<{ relay?: { publicHost: string, port: number, portRange: { first: number, last: number }, optional: boolean }, why?: string }> {
+async function relayOptions (opts: ServeOpts): Promise<{ relay?: { publicHost: string, publicHost6?: string, port: number, portRange: { first: number, last: number }, optional: boolean }, why?: string }> {
   if (!opts.relay) return { why: 'turned off with --no-relay or "relay": false' }
   const port = Number(opts.relayPort)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WarrenError('invalid_input', `--relay-port '${opts.relayPort}' must be a UDP port (0-65535)`, { field: 'relay-port' })
   const portRange = parsePortRange(opts.relayPorts, '--relay-ports')
+  const publicHost6 = opts.relayHost6 === undefined ? undefined : checkIpv6(opts.relayHost6, '--relay-host6')
   const { relayUnsupportedReason } = await import('@warren/relay')
   const why = await relayUnsupportedReason()
   if (why !== undefined) return { why }
   const publicHost = opts.relayHost ?? defaultRelayHost(opts.listen)
   if (publicHost === undefined) return { why: 'no address for nodes to reach it; pass --relay-host' }
-  return { relay: { publicHost, port, portRange, optional: true } }
+  return { relay: { publicHost, ...(publicHost6 !== undefined ? { publicHost6 } : {}), port, portRange, optional: true } }
 }
 
 /**
@@ -109,6 +118,7 @@ export function register (program: Command): void {
     .option('--no-tls-relay', 'do not serve the embedded TLS relay on the HTTPS port (nodes then need a standalone TLS relay when UDP is blocked)')
     .option('--relay-port <port>', 'UDP port of the embedded relay (STUN and binds)', '3480')
     .option('--relay-host <host>', 'address nodes reach the embedded relay at (default: the --listen address, or this machine\'s first IPv4)')
+    .option('--relay-host6 <address>', 'also an IPv6 address nodes reach the embedded relay at: it then listens on IPv4 and IPv6 and each relayed pair binds over the family both nodes have')
     .option('--relay-ports <first-last>', 'UDP ports the embedded relay allocates to relayed pairs (two per pair)', '40000-40999')
     .option('--key-expiry <duration>', 'how long a node key stays valid after a login or auth-key join (0 = never expires)', '180d')
     .option('--router-keepalive <duration>', 'ping interval of the map sessions of nodes serving routes: a router cut off is replaced within two (other nodes: 15s)', '3s')

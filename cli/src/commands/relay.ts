@@ -6,7 +6,7 @@ import { parseCredential, parseHostPort, displayFingerprint, RELAY_LINK_PATH, Wa
 import type { RelayLogger } from '@warren/relay'
 import { printLine } from '../output.js'
 import { cliIo } from '../cli-io.js'
-import { parsePortRange } from './controller.js'
+import { parsePortRange, checkIpv6 } from './controller.js'
 
 interface ServeOpts {
   controller: string
@@ -15,10 +15,11 @@ interface ServeOpts {
   fingerprint?: string
   stateDir: string
   publicHost: string
+  publicHost6?: string
   id?: string
   port: string
   ports: string
-  listenHost: string
+  listenHost?: string
   tlsListen?: string
   tlsCert?: string
   tlsKey?: string
@@ -26,7 +27,7 @@ interface ServeOpts {
 }
 
 /** UDP_RELAY_FLAGS are the flags that only the kernel UDP relay uses. */
-const UDP_RELAY_FLAGS = ['port', 'ports', 'listenHost'] as const
+const UDP_RELAY_FLAGS = ['port', 'ports', 'listenHost', 'publicHost6'] as const
 
 /** defaultRelayId is the host name cut to what an id may hold. */
 function defaultRelayId (): string {
@@ -53,7 +54,8 @@ export function register (program: Command): void {
     .option('--id <id>', 'the relay\'s name in maps (default: this host\'s name)')
     .option('--port <port>', 'UDP control port (STUN)', '3480')
     .option('--ports <first-last>', 'UDP ports to allocate to relayed pairs (two per pair)', '40000-40999')
-    .option('--listen-host <address>', 'address to bind the UDP ports on', '0.0.0.0')
+    .option('--public-host6 <address>', 'also an IPv6 address nodes reach this relay at: it then listens on IPv4 and IPv6 and each relayed pair binds over the family both nodes have')
+    .option('--listen-host <address>', 'address to bind the UDP ports on (default: 0.0.0.0, or :: with --public-host6 or an IPv6 --public-host)')
     .option('--tls-listen <host:port>', 'also run a TLS relay (for nodes whose UDP is blocked) on this TCP address, for example :443 (every address, IPv4 and IPv6) or 0.0.0.0:443; nodes reach it at https://PUBLIC-HOST:PORT')
     .option('--tls-cert <file>', 'PEM certificate for the TLS relay instead of the self-signed one in the state dir (nodes pin its fingerprint either way)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
@@ -65,6 +67,7 @@ export function register (program: Command): void {
       const port = Number(opts.port)
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WarrenError('invalid_input', `--port '${opts.port}' must be a UDP port (0-65535)`, { field: 'port' })
       const portRange = parsePortRange(opts.ports, '--ports')
+      const publicHost6 = opts.publicHost6 === undefined ? undefined : checkIpv6(opts.publicHost6, '--public-host6')
       const id = opts.id ?? defaultRelayId()
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new WarrenError('invalid_input', `--id '${id}' may hold only letters, digits, '-' and '_' (1-64)`, { field: 'id' })
       if (opts.tlsListen === undefined && (opts.tlsCert !== undefined || opts.tlsKey !== undefined)) {
@@ -87,7 +90,16 @@ export function register (program: Command): void {
       const say = (o: object, m?: string): void => { cliIo().stderr.write(`warren relay: ${m ?? ''} ${JSON.stringify(o)}\n`) }
       const log: RelayLogger = { info: say, warn: say, debug: () => {} }
       const key = await loadOrCreateRelayKey(join(opts.stateDir, 'relay.key'))
-      const r = opts.udpRelay ? await startUdpRelay({ key, port, publicHost: opts.publicHost, listenHost: opts.listenHost, portRange }) : undefined
+      const r = opts.udpRelay
+        ? await startUdpRelay({
+          key,
+          port,
+          publicHost: opts.publicHost,
+          ...(publicHost6 !== undefined ? { publicHost6 } : {}),
+          ...(opts.listenHost !== undefined ? { listenHost: opts.listenHost } : {}),
+          portRange
+        })
+        : undefined
       const tls = tlsListen === undefined ? undefined : await startTlsRelay(relayModule, opts, tlsListen, log).catch(async (e: unknown) => { await r?.close(); throw e })
       const transport = createControllerTransport({ url: opts.controller, ...(fingerprint !== undefined ? { fingerprint } : {}) })
       const link = runControllerLink({

@@ -11,9 +11,11 @@ export const DEFAULT_RELAY_PORT = 3480
 export interface EmbeddedRelayOptions {
   /** the host (name or address) nodes reach the relay at */
   publicHost: string
+  /** the IPv6 address nodes reach it at too: a dual-stack relay (listens on `::`) */
+  publicHost6?: string
   /** UDP control port (STUN); default 3480, 0 picks one */
   port?: number
-  /** address to bind; default 0.0.0.0 */
+  /** address to bind; default 0.0.0.0, or :: (IPv4 and IPv6) with publicHost6 or an IPv6 publicHost */
   listenHost?: string
   /** ports for allocations; default 40000-40999 */
   portRange?: PortRange
@@ -32,6 +34,7 @@ export async function startEmbeddedRelay (stateDir: string, opts: EmbeddedRelayO
     key: await loadOrCreateRelayKey(join(stateDir, 'relay.key')),
     port: opts.port ?? DEFAULT_RELAY_PORT,
     publicHost: opts.publicHost,
+    ...(opts.publicHost6 !== undefined ? { publicHost6: opts.publicHost6 } : {}),
     ...(opts.listenHost !== undefined ? { listenHost: opts.listenHost } : {}),
     ...(opts.portRange !== undefined ? { portRange: opts.portRange } : {}),
     ...(opts.firewall !== undefined ? { firewall: opts.firewall } : {}),
@@ -43,10 +46,10 @@ export async function startEmbeddedRelay (stateDir: string, opts: EmbeddedRelayO
 /** embeddedRelayBackend lets the broker drive a relay in this process directly. */
 export function embeddedRelayBackend (relay: UdpRelay, id = EMBEDDED_RELAY_ID): RelayBackend {
   return {
-    info: { id, udp: relay.endpoint, key: relay.publicKey },
+    info: { id, udp: relay.endpoint, ...(relay.endpoint6 !== undefined ? { udp6: relay.endpoint6 } : {}), key: relay.publicKey },
     allocate: async req => await relay.allocate(req),
     renew: (aid, expiresAt) => relay.renew(aid, expiresAt),
     release: async aid => { await relay.release(aid) },
-    endpointOf: port => relay.endpointOf(port)
+    endpointOf: (port, family) => relay.endpointOf(port, family)
   }
 }

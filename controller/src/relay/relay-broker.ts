@@ -1,5 +1,6 @@
 import type { Node, RelayInfo, RelayGrant, RelayRevoke } from '@warren/protocol'
-import { createTokenBuckets } from '@warren/relay'
+import { createTokenBuckets, type IpFamily } from '@warren/relay'
+import { pairFamily, relayFamilies, nodeFamilies, describeFamilies } from './relay-family.js'
 
 /**
  * RelayBackend is a relay as the broker drives it: the embedded relay directly
@@ -11,8 +12,8 @@ export interface RelayBackend {
   allocate: (req: { nodeKeys: [string, string], expiresAt: number }) => Promise<{ id: string, sides: ReadonlyArray<{ port: number }> }>
   renew: (id: string, expiresAt: number) => boolean
   release: (id: string) => Promise<void>
-  /** endpointOf is host:port of an allocated port, as nodes reach it */
-  endpointOf: (port: number) => string
+  /** endpointOf is host:port of an allocated port, as nodes reach it over `family` (its IPv6 endpoint for 6, when it has one) */
+  endpointOf: (port: number, family: IpFamily) => string
 }
 
 /** MeshView is what the broker reads of the mesh: node records and who may talk to whom. */
@@ -59,6 +60,8 @@ export interface RelayPair {
   nodes: [string, string]
   nodeKeys: [string, string]
   relay: RelayBackend
+  /** the IP family both nodes bind over (nftables cannot forward between families) */
+  family: IpFamily
   allocation: string
   ports: [number, number]
   expiresAt: number
@@ -142,7 +145,7 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
         peerId: p.nodes[other]!,
         relay: p.relay.info.id,
         relayKey: p.relay.info.key,
-        endpoint: p.relay.endpointOf(p.ports[i]!),
+        endpoint: p.relay.endpointOf(p.ports[i]!, p.family),
         allocation: p.allocation,
         expires: new Date(p.expiresAt).toISOString()
       })
@@ -171,13 +174,13 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
     for (let i = 0; i < 2; i++) opts.send(p.nodes[i]!, { type: 'relay-revoke', peer: p.nodeKeys[1 - i]!, allocation: p.allocation, code, message })
   }
 
-  async function allocate (key: string, nodes: [string, string], nodeKeys: [string, string], asker: string): Promise<RelayPair | undefined> {
-    // The kernel relay with the fewest pairs of ours.
+  async function allocate (key: string, nodes: [string, string], nodeKeys: [string, string], asker: string, usable: Array<{ relay: RelayBackend, family: IpFamily }>): Promise<RelayPair | undefined> {
+    // The kernel relay with the fewest pairs of ours, of those both nodes reach over one family.
     const load = (b: RelayBackend): number => [...pairs.values()].filter(p => p.relay === b).length
-    const relay = udpBackends().reduce((best, b) => load(b) < load(best) ? b : best)
+    const { relay, family } = usable.reduce((best, u) => load(u.relay) < load(best.relay) ? u : best)
     const expiresAt = Date.now() + ttl
     const a = await relay.allocate({ nodeKeys, expiresAt })
-    const p: RelayPair = { nodes, nodeKeys, relay, allocation: a.id, ports: [a.sides[0]!.port, a.sides[1]!.port], expiresAt, holders: new Set([asker]) }
+    const p: RelayPair = { nodes, nodeKeys, relay, family, allocation: a.id, ports: [a.sides[0]!.port, a.sides[1]!.port], expiresAt, holders: new Set([asker]) }
     if (closed || disallowed(p) !== undefined || !backends.includes(relay)) {
       // The policy changed, or the relay went away, while the relay was allocating.
       await relay.release(a.id)
@@ -198,6 +201,18 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
       return refuse(nodeId, peer, 'not_allowed', `no peer '${peer}' that the policy lets this node talk to`)
     }
     if (udpBackends().length === 0) return refuse(nodeId, peer, 'no_relay', 'this controller runs no UDP relay')
+    const usable = udpBackends().flatMap(relay => {
+      const family = pairFamily(relay.info, self, other)
+      return family === undefined ? [] : [{ relay, family }]
+    })
+    if (usable.length === 0) {
+      const message = (`no UDP relay both nodes reach over one IP family (a relay cannot forward between IPv4 and IPv6): this node has ${describeFamilies(nodeFamilies(self))}, ` +
+        `the peer has ${describeFamilies(nodeFamilies(other))}, the relays serve ${udpBackends().map(b => `${b.info.id}: ${describeFamilies(relayFamilies(b.info))}`).join(', ')}; ` +
+        'give a relay an address of the family the nodes share (--relay-host6 or --public-host6 for IPv6)'
+      ).slice(0, 1000)
+      log?.warn({ nodes: [nodeId, other.id] }, message)
+      return refuse(nodeId, peer, 'no_common_family', message)
+    }
     const key = pairKey(nodeId, other.id)
     const nodes: [string, string] = nodeId < other.id ? [nodeId, other.id] : [other.id, nodeId]
     const nodeKeys: [string, string] = nodes[0] === nodeId ? [self.wgKey, other.wgKey] : [other.wgKey, self.wgKey]
@@ -214,7 +229,7 @@ export function createRelayBroker (opts: RelayBrokerOptions): RelayBroker {
     }
     let job = pending.get(key)
     if (job === undefined) {
-      job = allocate(key, nodes, nodeKeys, nodeId).finally(() => pending.delete(key))
+      job = allocate(key, nodes, nodeKeys, nodeId, usable).finally(() => pending.delete(key))
       pending.set(key, job)
     }
     let p: RelayPair | undefined

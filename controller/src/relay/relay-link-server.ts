@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { isIP } from 'node:net'
 import { WebSocketServer, WebSocket } from 'ws'
 import {
   RELAY_LINK_PATH, RelayLinkHello, RelayLinkReply, validate, checkProtocolVersion, isWarrenError, parseHostPort, formatHostPort,
@@ -49,6 +50,7 @@ function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number)
   const waiting = new Map<number, { resolve: (r: RelayLinkReply) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }>()
   const live = new Set<string>()
   const host = hello.udp === undefined ? undefined : parseHostPort(hello.udp, 'relay hello udp').host
+  const host6 = hello.udp6 === undefined ? undefined : parseHostPort(hello.udp6, 'relay hello udp6').host
   async function call (cmd: RelayLinkCommand & { req: number }): Promise<RelayLinkReply> {
     if (ws.readyState !== WebSocket.OPEN) throw new Error(`relay '${hello.id}' is not connected`)
     return await new Promise((resolve, reject) => {
@@ -61,7 +63,7 @@ function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number)
     })
   }
   return {
-    info: { id: hello.id, ...(hello.udp !== undefined ? { udp: hello.udp } : {}), key: hello.key, ...(hello.tls !== undefined ? { tls: hello.tls.url, tlsFingerprint: hello.tls.fingerprint } : {}) },
+    info: { id: hello.id, ...(hello.udp !== undefined ? { udp: hello.udp } : {}), ...(hello.udp6 !== undefined ? { udp6: hello.udp6 } : {}), key: hello.key, ...(hello.tls !== undefined ? { tls: hello.tls.url, tlsFingerprint: hello.tls.fingerprint } : {}) },
     async allocate (req) {
       if (host === undefined) throw new Error(`relay '${hello.id}' runs no UDP relay`)
       const r = await call({ type: 'relay-allocate', req: next++, nodeKeys: [...req.nodeKeys], expiresAt: req.expiresAt })
@@ -78,7 +80,7 @@ function remoteBackend (ws: WebSocket, hello: RelayLinkHello, timeoutMs: number)
       if (!live.delete(id)) return
       await call({ type: 'relay-release', req: next++, allocation: id }).catch(() => {})
     },
-    endpointOf: port => formatHostPort(host ?? '', port),
+    endpointOf: (port, family) => formatHostPort((family === 6 ? host6 : undefined) ?? host ?? '', port),
     onReply (r) {
       const w = waiting.get(r.req)
       if (w === undefined) return
@@ -131,12 +133,15 @@ export function createRelayLinkServer (opts: RelayLinkServerOptions): RelayLinkS
           const members = hello.tls === undefined ? undefined : opts.members?.()
           if (hello.tls !== undefined && members === undefined) return refuse('no_tls_relay', 'this controller cannot tell a TLS relay its members; run the relay without --tls-listen')
           if (hello.udp === undefined && hello.tls === undefined) return refuse('invalid_input', 'the relay hello names neither a UDP nor a TLS relay; run the relay with --tls-listen or without --no-udp-relay')
+          if (hello.udp6 !== undefined && (hello.udp === undefined || isIP(parseHostPort(hello.udp6, 'relay hello udp6').host) !== 6)) {
+            return refuse('invalid_input', `the relay hello's udp6 '${hello.udp6}' must be an IPv6 address and port beside udp; check the relay's --public-host6`)
+          }
           backend = remoteBackend(ws, hello, timeoutMs)
           ws.send(JSON.stringify({ type: 'relay-welcome' } satisfies RelayLinkCommand))
           // The members first: the relay is in no map before it knows who may use it.
           unsubscribe = members?.subscribe(msg => { ws.send(JSON.stringify(msg)) })
           broker.addBackend(backend)
-          log?.info({ relay: hello.id, udp: hello.udp, tls: hello.tls?.url, actor }, 'standalone relay connected')
+          log?.info({ relay: hello.id, udp: hello.udp, udp6: hello.udp6, tls: hello.tls?.url, actor }, 'standalone relay connected')
           opts.onLinked?.(actor, hello)
           return
         }

@@ -222,7 +222,7 @@ export function createUdpRelayClient (init: UdpRelayClientInit): UdpRelayClientH
     const s = peers.get(r.peer)
     if (s === undefined) return
     if (r.allocation !== undefined && s.grant?.allocation !== r.allocation) return
-    log?.info({ peer: r.peer, code: r.code }, r.allocation === undefined ? 'relay request refused' : 'relay allocation revoked')
+    log?.info({ peer: r.peer, code: r.code, message: r.message }, r.allocation === undefined ? 'relay request refused' : 'relay allocation revoked')
     stopGrant(s)
     s.refused = r.code
     if (s.wanted && RETRYABLE.has(r.code)) {
