@@ -30,7 +30,7 @@ const HOSTS = 20
 const CHANGES = 20
 
 /** bigGroupPolicy: group:staff holds every user and is the source of every rule but the first (autogroup:self). */
-export function bigGroupPolicy (users: number, rules: number): string {
+function bigGroupPolicy (users: number, rules: number): string {
   const staff = Array.from({ length: users }, (_, u) => `user${u}@`)
   const tagOwners = Object.fromEntries(Array.from({ length: SERVERS }, (_, s) => [`tag:svc${s}`, ['group:staff']]))
   const hosts = Object.fromEntries(Array.from({ length: HOSTS }, (_, h) => [`lan${h}`, `10.1.${h}.0/24`]))
