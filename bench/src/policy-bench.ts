@@ -16,23 +16,10 @@
  */
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
+import { loadPolicyModule, type FilterRuleLike, type PolicyEngine, type PolicyNode } from './policy-module.js'
 import { argValue, median, printTable, writeResults } from './report.js'
 
-/** The part of the controller's policy module this benchmark drives (the package index does not export it). */
-interface FilterRuleLike { srcs: string[] }
-interface PolicyNode { id: string, name: string, user?: string, tags: string[], ipv4: string, ipv6: string, postureAttrs?: Record<string, string> }
-interface PolicyEngine {
-  setNodes: (nodes: readonly PolicyNode[]) => void
-  upsertNode: (node: PolicyNode) => Set<string>
-  removeNode: (id: string) => Set<string>
-  peersOf: (id: string) => ReadonlySet<string>
-  filterFor: (id: string) => FilterRuleLike[]
-}
-interface PolicyModule {
-  parsePolicy: (text: string, opts: { users: Array<{ name: string }> }) => { policy?: unknown, errors: Array<{ message: string }> }
-  createPolicyEngine: (policy: unknown, users: Array<{ name: string }>) => PolicyEngine
-}
-const { parsePolicy, createPolicyEngine } = await import(new URL('./policy/index.js', import.meta.resolve('@warren/controller')).href) as PolicyModule
+const { parsePolicy, createPolicyEngine } = await loadPolicyModule()
 
 const RUNS = Number(argValue('--runs', '5'))
 const NODES = Number(argValue('--nodes', '10000'))

@@ -11,10 +11,10 @@
  * Run: npx tsc -b bench && node bench/dist/src/policy-check-bench.js [--runs 5] [--heap-mb 2048] [--write]
  * (--write replaces the `## Policy check` section of bench/RESULTS.md)
  */
-import { spawnSync } from 'node:child_process'
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
+import { childArgs, peakRssMb, runChild } from './child-sample.js'
 import { argValue, median, printTable, writeResults } from './report.js'
 
 /** The part of the controller's policy module this benchmark drives. */
@@ -52,20 +52,18 @@ async function child (c: PolicyCase): Promise<void> {
   const result = validatePolicy(text, users)
   const ms = performance.now() - start
   if (result.policy === undefined) throw new Error(result.errors.slice(0, 3).map(e => e.message).join('\n'))
-  const sample: Sample = { ms, maxRssMb: process.resourceUsage().maxRSS / 1024, bytes: text.length }
+  const sample: Sample = { ms, maxRssMb: peakRssMb(), bytes: text.length }
   process.stdout.write(JSON.stringify(sample))
 }
 
 function runOnce (index: number, heapMb: number): Sample {
-  const r = spawnSync(process.execPath, [`--max-old-space-size=${heapMb}`, fileURLToPath(import.meta.url), '--child', String(index)], { encoding: 'utf8', maxBuffer: 1 << 20 })
-  if (r.status === 0) return JSON.parse(r.stdout) as Sample
-  const oom = /heap out of memory|Reached heap limit/.test(r.stderr)
-  return { ms: NaN, maxRssMb: NaN, bytes: 0, error: oom ? `out of memory (heap limit ${heapMb} MB)` : `exit ${r.status ?? r.signal}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}` }
+  const r = runChild<Sample>(fileURLToPath(import.meta.url), [String(index)], heapMb)
+  return r.ok ? r.value : { ms: NaN, maxRssMb: NaN, bytes: 0, error: r.error }
 }
 
 async function main (): Promise<void> {
-  const childIndex = process.argv.indexOf('--child')
-  if (childIndex >= 0) { await child(CASES[Number(process.argv[childIndex + 1])]!); return }
+  const args = childArgs()
+  if (args !== undefined) { await child(CASES[Number(args[0])]!); return }
   const runs = Number(argValue('--runs', '5'))
   const heapMb = Number(argValue('--heap-mb', '2048'))
   const head = ['policy', 'policy bytes', 'check ms (median)', 'peak RSS MB (median)', 'over baseline: ms / MB']

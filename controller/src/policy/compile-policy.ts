@@ -195,8 +195,8 @@ export function subjectKeys (cp: CompiledPolicy, user: string | undefined, tags:
     keys.add(`user:${user}`)
     for (const group of cp.groupsOf.get(`user:${user}`) ?? []) keys.add(group)
   }
-  for (const [key, cidr] of cp.cidrs) {
-    if (addrs.some(a => cidrContains(cidr, a))) keys.add(key)
+  if (addrs.length > 0) {
+    for (const [key, cidr] of cp.cidrs) if (addrs.some(a => cidrContains(cidr, a))) keys.add(key)
   }
   return cp.postures.size === 0 ? keys : postureKeys(cp.postures, keys, attrs)
 }

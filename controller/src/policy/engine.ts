@@ -2,12 +2,13 @@ import type { FilterRule, NodeAttrs } from '@warren/protocol'
 import { cidrContains, hostCidr } from './addr.js'
 import { buildForwardFilter, routeParts, routeOverlaps, routerRoutes } from './route-filter.js'
 import { compilePolicy, ROUTES_KEY, SELF_KEY, subjectKeys, type CompiledPolicy, type CompiledRule } from './compile-policy.js'
-import { buildFilter, type FilterPart } from './build-filter.js'
+import { buildFilter, sameFilter, type FilterPart } from './build-filter.js'
 import { buildCapFilter } from './cap-filter.js'
 import { attrsForKeys } from './node-attrs.js'
 import { routesServedBy } from './via.js'
 import { exitFamilies, internetKeysServedBy, internetParts } from './internet.js'
 import { baseKey } from './posture-keys.js'
+import { SourceSets } from './source-sets.js'
 import type { Cidr, Policy, PolicyNode, PolicyUser } from './types.js'
 
 const NO_ATTRS: NodeAttrs = Object.freeze({})
@@ -73,7 +74,6 @@ interface SigInfo {
   members: Set<string>
   sources: FilterSource[]
   filter?: FilterRule[]
-  json?: string
 }
 
 /** EngineOptions: `meshIpv6` is the mesh's IPv6 /48 (the controller's ULA), part of what `*` means as a source. */
@@ -94,7 +94,7 @@ export function createPolicyEngine (policy: Policy, users: readonly PolicyUser[]
     peersOf: id => state.peersOf(id),
     filterFor: id => {
       const rec = state.nodes.get(id)
-      return rec === undefined ? [] : state.filterOfSig(rec.sig).filter
+      return rec === undefined ? [] : state.filterOfSig(rec.sig)
     },
     attrsFor: id => state.nodes.get(id)?.attrs ?? NO_ATTRS,
     setPolicy (newPolicy, newUsers) {
@@ -127,6 +127,10 @@ class EngineState {
   private readonly sigsByRule = new Map<string, Set<string>>()
   /** allIds: immutable snapshot of all ids, rebuilt lazily after a change */
   private allIds: Set<string> | undefined
+  /** snapshots: immutable copies of `sets` entries for peersOf, dropped when a node with the key comes or goes */
+  private readonly snapshots = new Map<string, Set<string>>()
+  /** sources: each distinct set of rule sources as one sorted list, shared by the filters that list it */
+  private readonly sources = new SourceSets(k => this.addrsOfKey(k))
 
   constructor (readonly cp: CompiledPolicy) {
     cp.rules.forEach((rule, r) => {
@@ -193,6 +197,8 @@ class EngineState {
     }
     info.members.add(id)
     this.allIds = undefined
+    this.sources.invalidate(rec.keys)
+    for (const k of [...rec.keys, ...rec.routeKeys]) this.snapshots.delete(k)
   }
 
   private delete (rec: NodeRec): void {
@@ -216,6 +222,8 @@ class EngineState {
       }
     }
     this.allIds = undefined
+    this.sources.invalidate(rec.keys)
+    for (const k of [...rec.keys, ...rec.routeKeys]) this.snapshots.delete(k)
   }
 
   private sourcesOf (sig: string): FilterSource[] {
@@ -237,14 +245,16 @@ class EngineState {
   }
 
   /** filterOfSig builds (once, until invalidated) the filter shared by a signature's nodes. */
-  filterOfSig (sig: string): { filter: FilterRule[], json: string } {
+  filterOfSig (sig: string): FilterRule[] {
     let info = this.sigs.get(sig)
     if (info === undefined) info = { members: new Set(), sources: this.sourcesOf(sig) }
-    if (info.filter === undefined || info.json === undefined) {
+    if (info.filter === undefined) {
       const part = (s: FilterSource): FilterPart => {
         const dst = s.rule.dsts[s.dstIndex]!
-        const srcs = s.self === undefined ? this.ruleSources(s.rule) : this.selfSources(s.rule, s.self)
-        return { srcs: dst.family === undefined ? srcs : ofFamily(srcs, dst.family), protos: s.rule.protos, ports: dst.ports }
+        const srcs = s.self === undefined
+          ? this.sources.of(s.rule, dst.family)
+          : dst.family === undefined ? this.selfSources(s.rule, s.self) : ofFamily(this.selfSources(s.rule, s.self), dst.family)
+        return { srcs, protos: s.rule.protos, ports: dst.ports }
       }
       const traffic = info.sources.filter(s => s.rule.caps === undefined)
       const inbound = traffic.filter(s => s.via === undefined)
@@ -252,20 +262,20 @@ class EngineState {
       // capabilities are given to the node's own sources only, never through its routes
       const caps = info.sources.filter(s => s.rule.caps !== undefined && s.via === undefined).map(s => ({ rule: s.r, srcs: part(s).srcs, caps: s.rule.caps! }))
       info.filter = [...buildFilter(inbound.map(part)), ...buildForwardFilter(forward), ...buildCapFilter(caps)]
-      info.json = JSON.stringify(info.filter)
     }
-    return { filter: info.filter, json: info.json }
+    return info.filter
   }
 
-  private * ruleSources (rule: CompiledRule): Generator<Cidr> {
-    yield * rule.srcCidrs
-    for (const k of rule.srcNodeKeys) {
-      // a range with a posture (`10.0.0.0/8|posture:x`) stands for the addresses of nodes in it that meet it
-      const range = this.cp.cidrs.get(baseKey(k))
-      for (const id of this.sets.get(k) ?? []) {
-        const rec = this.nodes.get(id)!
-        yield * (k === ROUTES_KEY ? rec.routes : range === undefined ? rec.addrs : rec.addrs.filter(a => cidrContains(range, a)))
-      }
+  /**
+   * addrsOfKey: the addresses of the nodes a source key matches (ROUTES_KEY: the routes they
+   * serve); a range with a posture (`10.0.0.0/8|posture:x`) stands for the addresses of nodes
+   * in it that meet it.
+   */
+  private * addrsOfKey (k: string): Generator<Cidr> {
+    const range = this.cp.cidrs.get(baseKey(k))
+    for (const id of this.sets.get(k) ?? []) {
+      const rec = this.nodes.get(id)!
+      yield * (k === ROUTES_KEY ? rec.routes : range === undefined ? rec.addrs : rec.addrs.filter(a => cidrContains(range, a)))
     }
   }
 
@@ -298,15 +308,15 @@ class EngineState {
     const rec = this.nodes.get(id)
     if (rec === undefined) return new Set()
     const out = new Set<string>()
-    const seen = new Set<string>()
+    // keys whose nodes are peers: added at the end, so that one key alone (a group) is a view of its snapshot, not a copy
+    const keys = new Set<string>()
     let all = false
     const addKey = (key: string): void => {
-      if (all || seen.has(key)) return
-      seen.add(key)
+      if (all || keys.has(key)) return
       const set = key === '*' ? this.nodes : this.sets.get(key)
       if (set === undefined) return
       if (set.size === this.nodes.size) { all = true; return }
-      for (const x of set.keys()) out.add(x)
+      keys.add(key)
     }
     // as a destination: the sources of every rule destination that applies to it
     for (const s of this.sigs.get(rec.sig)?.sources ?? []) {
@@ -326,8 +336,16 @@ class EngineState {
       this.allIds ??= new Set(this.nodes.keys())
       return allExcept(this.allIds, id)
     }
+    if (out.size === 0 && keys.size === 1) return allExcept(this.snapshotOf([...keys][0]!), id)
+    for (const k of keys) for (const x of this.sets.get(k)!) out.add(x)
     out.delete(id)
     return out
+  }
+
+  private snapshotOf (key: string): Set<string> {
+    let snap = this.snapshots.get(key)
+    if (snap === undefined) { snap = new Set(this.sets.get(key)); this.snapshots.set(key, snap) }
+    return snap
   }
 
   /** candidateSigs: signatures whose filter may list this node's addresses. */
@@ -359,9 +377,9 @@ class EngineState {
     const candidates = new Set<string>()
     if (old !== undefined) this.candidateSigs(old, candidates)
     if (rec !== undefined) this.candidateSigs(rec, candidates)
-    const before = new Map<string, { filter: FilterRule[], json: string }>()
+    const before = new Map<string, FilterRule[]>()
     for (const sig of candidates) before.set(sig, this.filterOfSig(sig))
-    const ownBefore = old === undefined ? '[]' : this.filterOfSig(old.sig).json
+    const ownBefore = old === undefined ? [] : this.filterOfSig(old.sig)
 
     if (old !== undefined) this.delete(old)
     if (rec !== undefined) this.add(rec)
@@ -371,17 +389,15 @@ class EngineState {
       const info = this.sigs.get(sig)
       if (info === undefined) continue
       info.filter = undefined
-      info.json = undefined
       // an unchanged filter keeps its array, so consumers can compare by reference
-      if (this.filterOfSig(sig).json === prev.json) info.filter = prev.filter
+      if (sameFilter(this.filterOfSig(sig), prev)) info.filter = prev
       else for (const m of info.members) if (m !== id) result.filterChanged.add(m)
     }
     const newPeers = rec === undefined ? new Set<string>() : this.peersOf(id)
     for (const p of newPeers) if (!oldPeers.has(p)) result.peersGained.add(p)
     for (const p of oldPeers) if (!newPeers.has(p)) result.peersLost.add(p)
     if (rec !== undefined) {
-      const ownAfter = this.filterOfSig(rec.sig).json
-      if (ownAfter !== ownBefore) result.filterChanged.add(id)
+      if (!sameFilter(this.filterOfSig(rec.sig), ownBefore)) result.filterChanged.add(id)
       if (result.peersGained.size > 0 || result.peersLost.size > 0) result.add(id)
     }
     for (const s of [result.peersGained, result.peersLost, result.filterChanged]) for (const x of s) result.add(x)
@@ -397,7 +413,7 @@ class EngineState {
       const pair = `${rec.sig}|${nextRec.sig}`
       let same = filterSame.get(pair)
       if (same === undefined) {
-        same = this.filterOfSig(rec.sig).json === next.filterOfSig(nextRec.sig).json
+        same = sameFilter(this.filterOfSig(rec.sig), next.filterOfSig(nextRec.sig))
         filterSame.set(pair, same)
       }
       if (!same || rec.attrsJson !== nextRec.attrsJson || !sameSet(this.peersOf(id), next.peersOf(id))) changed.add(id)

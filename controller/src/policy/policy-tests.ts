@@ -1,4 +1,5 @@
-import { checkCompiled, compilePolicy, resolveSubject, type CompiledPolicy, type Subject } from './compile-policy.js'
+import { createCheckMemo } from './check-memo.js'
+import { compilePolicy, resolveSubject, type CompiledPolicy, type Subject } from './compile-policy.js'
 import { PolicyError } from './errors.js'
 import { flowText } from './explain.js'
 import type { Policy, PolicyNode, PolicyTest, PolicyUser } from './types.js'
@@ -13,6 +14,8 @@ import { baseKey, postureKeys } from './posture-keys.js'
  */
 export function runTests (policy: Policy, users: readonly PolicyUser[] = []): PolicyError[] {
   const cp = compilePolicy(policy, users)
+  // a group source is checked for each member; members alike in what the rules name share one answer
+  const check = createCheckMemo(cp)
   const failures: PolicyError[] = []
   for (const test of policy.tests) {
     const sources = testSources(cp, test, users)
@@ -25,13 +28,13 @@ export function runTests (policy: Policy, users: readonly PolicyUser[] = []): Po
         const dst = resolveSubject(cp, c.target)
         for (const { label, subject } of sources) {
           for (const proto of test.protos) {
-            const r = checkCompiled(cp, subject, dst, proto, c.port)
-            const flow = flowText(label, c.target, proto, c.port)
+            const r = check(subject, dst, proto, c.port)
+            const flow = (): string => flowText(label, c.target, proto, c.port)
             if (expect === 'accept' && !r.allowed) {
-              failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow} expected accept but is denied: no rule matches`))
+              failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow()} expected accept but is denied: no rule matches`))
             } else if (expect === 'deny' && r.allowed) {
               const by = r.rules.map(x => `rule ${x.index + 1} (line ${x.line})`).join(', ')
-              failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow} expected deny but is allowed by ${by}`))
+              failures.push(new PolicyError(c.pos.line, c.pos.column, `test ${test.index + 1}: ${flow()} expected deny but is allowed by ${by}`))
             }
           }
         }
