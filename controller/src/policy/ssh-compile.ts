@@ -1,8 +1,7 @@
 import { IpProto } from '@warren/protocol'
 import { SELF_KEY, compilePolicy, nodeSubject, type CompiledPolicy, type CompiledRule, type Subject } from './compile-policy.js'
 import { localpartDomain } from './ssh-parse.js'
-import type { SshNodeRule, SshPolicyRule } from './ssh-types.js'
-import type { Policy, PolicyNode, PolicyRule, PolicyUser } from './types.js'
+import type { Policy, PolicyNode, PolicyRule, PolicyUser, SshNodeRule, SshPolicyRule } from './types.js'
 
 /** SSH_PORT: an ssh rule is compiled as a rule to TCP port 22, so its selectors resolve as every rule's do. */
 const SSH_PORT = 22

@@ -1,8 +1,7 @@
 import type { Node as JsonNode } from 'jsonc-parser'
 import { didYouMean } from './errors.js'
 import { createUserDirectory } from './users.js'
-import type { SshAction, SshPolicyRule, SshPolicyTest, SshSelector, SshTestTarget, SshTestUser } from './ssh-types.js'
-import type { PolicyUser, Selector, SourcePos } from './types.js'
+import type { PolicyUser, Selector, SourcePos, SshAction, SshPolicyRule, SshPolicyTest, SshSelector, SshTestTarget, SshTestUser } from './types.js'
 
 /**
  * SshSectionReader is what the policy parser lends the `ssh` and `sshTests` readers: its

@@ -2,8 +2,7 @@ import { destinationMatches, resolveSubject, type CompiledPolicy, type Subject }
 import { PolicyError } from './errors.js'
 import { testSources } from './policy-tests.js'
 import { actionFirst, compileSsh, localpartsOf, loginAllowed, sourceMatches, sshUsersMap, type CompiledSsh } from './ssh-compile.js'
-import type { SshAction, SshPolicyRule } from './ssh-types.js'
-import type { Policy, PolicyNode, PolicyUser } from './types.js'
+import type { Policy, PolicyNode, PolicyUser, SshAction, SshPolicyRule } from './types.js'
 
 /** SshDecision: what a session from `src` to `dst` as a login name gets, and from which rule. */
 interface SshDecision { action: SshAction, rule: SshPolicyRule }
