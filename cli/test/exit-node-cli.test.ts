@@ -15,7 +15,7 @@ t.test('warren up reads the exit-node options', async t => {
 t.test('warren status says which exit node is offered, available and in use', async t => {
   const exit = ['0.0.0.0/0', '::/0']
   const st = {
-    self: { name: 'laptop', advertisedRoutes: [...exit, '10.0.0.0/8'], approvedRoutes: ['10.0.0.0/8'] },
+    self: { name: 'laptop', advertisedRoutes: [...exit, '10.0.0.0/8'], approvedRoutes: ['10.0.0.0/8'], primaryRoutes: ['10.0.0.0/8'] },
     routing: { advertiseRoutes: [...exit, '10.0.0.0/8'], acceptRoutes: false, snatSubnetRoutes: true, exitNode: 'office' },
     peers: [
       { name: 'office', online: true, routes: exit, routesInUse: exit },
@@ -26,7 +26,7 @@ t.test('warren status says which exit node is offered, available and in use', as
     'offers exit node (awaiting approval: warren admin nodes approve-routes laptop 0.0.0.0/0 ::/0)',
     'exit node: office (in use)',
     'exit node available: cloud (use it with \'warren up --exit-node cloud\')',
-    'routes advertised: 10.0.0.0/8 (approved, served); masqueraded',
+    'routes advertised: 10.0.0.0/8 (approved, served, primary); masqueraded',
     'route 172.16.0.0/12 via cloud (standby): not used (run \'warren up --accept-routes\' to use it)'
   ], 'default routes are shown as exit nodes, not as subnet routes')
   const gone = { ...st, self: { ...st.self!, approvedRoutes: [...exit, '10.0.0.0/8'] }, peers: [] } as unknown as LocalStatus
