@@ -21,8 +21,10 @@ const omit = (schema: TSchema & { properties: Record<string, TSchema> }, fields:
 
 /** V1 are the schemas of a version-1 node, which refuse any field they do not know. */
 const V1 = (() => {
-  const node = omit(Node, ['advertisedRoutes', 'approvedRoutes', 'attrs', 'primaryRoutes', 'postureAttrs'])
-  const peer = omit(Peer, ['routes', 'primaryRoutes'])
+  // version 1's tags were lowercase only
+  const tags = Type.Array(Type.String({ pattern: '^tag:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' }))
+  const node = Obj({ ...omit(Node, ['advertisedRoutes', 'approvedRoutes', 'attrs', 'primaryRoutes', 'postureAttrs']).properties, tags })
+  const peer = Obj({ ...omit(Peer, ['routes', 'primaryRoutes']).properties, tags })
   const rule = omit(FilterRule, ['dsts', 'caps'])
   const nat = Obj({ stun: Type.Array(Type.String()), relays: Type.Array(omit(RelayInfo, ['tlsFingerprint', 'udp6'])) })
   // The same messages with the older parts in their places.
@@ -155,4 +157,15 @@ t.test('a version-1 node\'s own record leaves out its routes', async t => {
   t.doesNotThrow(() => validate(V1.node, nodeForVersion(node, 1), 'old node'), 'passes a version-1 node\'s schema')
   t.throws(() => validate(V1.node, node, 'old node'), 'which the record with routes does not')
   t.same(nodeForVersion(node, PROTOCOL_VERSION), node, 'a current node gets it whole')
+})
+
+t.test('a version-1 node reads tags with capitals in lowercase; a current node as written', async t => {
+  const { node } = makeNode({ tags: ['tag:Server', 'tag:db'] })
+  t.throws(() => validate(V1.node, node, 'old node'), 'version 1 knew no capitals in tags')
+  const old = nodeForVersion(node, 1)
+  t.doesNotThrow(() => validate(V1.node, old, 'old node'))
+  t.same(old.tags, ['tag:server', 'tag:db'])
+  t.same(nodeForVersion(node, PROTOCOL_VERSION).tags, ['tag:Server', 'tag:db'])
+  const delta = serverMessageForVersion({ type: 'delta', seq: 1, self: node }, 1)
+  t.same(delta?.type === 'delta' ? delta.self?.tags : undefined, ['tag:server', 'tag:db'], 'in a delta too')
 })

@@ -94,7 +94,7 @@ t.test('bad ipsets are refused with where and how to fix it', async t => {
     ['"ipsets": { "ipset:a": ["delete 10.0.0.1"] }', 'ipset:a: "delete 10.0.0.1" is not an operation: write "add TARGET" or "remove TARGET"'],
     ['"ipsets": { "ipset:a": ["add nowhere"] }', 'ipset:a: "nowhere" is not an address, a CIDR, a host in "hosts" or an ipset:'],
     ['"ipsets": { "ipset:a": ["add ipset:nope"] }', 'ipset:a: IP set ipset:nope is not defined in "ipsets"'],
-    ['"ipsets": { "ipset:a": ["add autogroup:internet"] }', 'autogroup:internet is not supported yet (it comes with exit nodes)'],
+    ['"ipsets": { "ipset:a": ["add autogroup:internet"] }', 'autogroup:internet cannot be in an IP set: it is the internet through exit nodes, not a set of addresses; write it in a rule\'s dst'],
     ['"ipsets": { "ipset:office": ["10.0.0.1"] }, "acls": [{ "action": "accept", "src": ["ipset:ofice"], "dst": ["*:*"] }]',
       'IP set ipset:ofice is not defined in "ipsets" (did you mean ipset:office?)'],
     ['"ipsets": { "ipset:a": ["10.0.0.1"] }, "acls": [{ "action": "accept", "src": ["*"], "dst": ["ipset:a"] }]',

@@ -290,8 +290,8 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
       errors: [
         '1:26: autogroup:self cannot own a tag; use users, groups, tags, autogroup:member or a role (autogroup:owner, autogroup:admin, autogroup:it-admin, autogroup:network-admin, autogroup:billing-admin, autogroup:auditor)',
         '1:44: group group:x is not defined',
-        '1:56: tag "Tag:B" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)',
-        '1:69: tag "tag:1server" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)'
+        '1:56: tag "Tag:B" must be "tag:" and a name of letters, digits and inner hyphens that starts with a letter (for example tag:web)',
+        '1:69: tag "tag:1server" must be "tag:" and a name of letters, digits and inner hyphens that starts with a letter (for example tag:web)'
       ]
     }
   ]
@@ -310,7 +310,7 @@ t.test('errors give line:column, what is wrong and what was meant; all are colle
 })
 
 t.test('every unsupported Tailscale feature is refused, never ignored', async t => {
-  const top = ['derpMap', 'disableIPv4', 'OneCGNATRoute', 'attrs']
+  const top = ['derpMap', 'OneCGNATRoute', 'attrs']
   for (const key of top) {
     const r = parsePolicy(`{\n  "acls": [],\n  "${key}": {}\n}`)
     t.same(r.errors.map(e => e.message),
@@ -394,4 +394,20 @@ t.test('addresses parse to the same canonical form as ipaddr.js', async t => {
   }
   t.equal(parseCidr('::ffff:1.2.3.4')?.text, '::ffff:102:304/128')
   t.equal(parseCidr('10.1.2.3/8')?.text, '10.0.0.0/8', 'host bits cleared')
+})
+
+t.test('disableIPv4 is accepted with a warning that nodes keep IPv4, and must be a boolean', async t => {
+  const on = parsePolicy('{"acls": [], "disableIPv4": true}')
+  t.same(on.errors, [])
+  t.match(on.warnings.map(w => w.message), [/disableIPv4 is a Tailscale setting Warren does not act on: nodes keep their IPv4 addresses/])
+  t.same(parsePolicy('{"acls": [], "disableIPv4": false}').warnings, [], 'false asks for nothing')
+  t.match(parsePolicy('{"acls": [], "disableIPv4": "yes"}').errors.map(e => e.message), [/disableIPv4 must be true or false/])
+})
+
+t.test('tags may have capitals, as in Tailscale: tag:Server and tag:server are two tags; a tag still starts with a letter', async t => {
+  const r = parsePolicy('{"tagOwners": {"tag:Server": [], "tag:server": []}, "acls": [{"action": "accept", "src": ["tag:Server"], "dst": ["tag:server:22"]}]}')
+  t.same(r.errors, [])
+  t.same([...r.policy!.tagOwners.keys()].sort(), ['tag:Server', 'tag:server'])
+  t.match(parsePolicy('{"tagOwners": {"tag:1server": []}, "acls": []}').errors.map(e => e.message), [/tag "tag:1server" must be "tag:" and a name of letters, digits and inner hyphens that starts with a letter/])
+  t.match(parsePolicy('{"tagOwners": {"tag:Ser_ver": []}, "acls": []}').errors.length, 1, 'no underscores')
 })

@@ -20,17 +20,25 @@ export function negotiateVersion (theirs: number): number {
   return Math.min(PROTOCOL_VERSION, theirs)
 }
 
-/** nodeForVersion leaves out a node's route fields, policy attributes and posture attributes for a version before them. */
+/**
+ * nodeForVersion leaves out a node's route fields, policy attributes and posture attributes
+ * for a version before them, and writes its tags in lowercase (version 1 knew no capitals).
+ */
 export function nodeForVersion (n: Node, version: number): Node {
   if (version >= ROUTES_AND_PINS_VERSION) return n
   const { advertisedRoutes: _a, approvedRoutes: _b, attrs: _c, primaryRoutes: _d, postureAttrs: _e, ...rest } = n
-  return rest
+  return { ...rest, tags: lowerTags(n.tags) }
+}
+
+/** lowerTags are tags as version 1 wrote them: lowercase (`tag:Server` reads as `tag:server` there, a name shown, never a rule). */
+function lowerTags (tags: string[]): string[] {
+  return tags.some(t => t !== t.toLowerCase()) ? tags.map(t => t.toLowerCase()) : tags
 }
 
 function peerForVersion (p: Peer, version: number): Peer {
   if (version >= ROUTES_AND_PINS_VERSION) return p
   const { routes: _r, primaryRoutes: _p, ...rest } = p
-  return rest
+  return { ...rest, tags: lowerTags(p.tags) }
 }
 
 /**

@@ -20,7 +20,8 @@ const Str = (max: number, extra: Record<string, unknown> = {}) => Type.String({ 
 export const Base64Key = Str(44, { minLength: 44, pattern: '^[A-Za-z0-9+/]{43}=$', description: 'a 32-byte key in base64' })
 export const Timestamp = Str(40, { description: 'ISO 8601 time' })
 export const NodeName = Str(63, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' })
-export const TagName = Str(67, { pattern: '^tag:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' })
+/** TagName is `tag:` and a name of letters (either case, as in Tailscale: tag:Server and tag:server differ), digits and inner hyphens. */
+export const TagName = Str(67, { pattern: '^tag:[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$' })
 export const UserName = Str(64, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$' })
 export const Email = Str(254, { pattern: '^[^@\\s]+@[^@\\s]+$' })
 export const Id = Str(64, { minLength: 1, pattern: '^[A-Za-z0-9_-]+$' })

@@ -41,9 +41,9 @@ export function checkNodeName (s: string): void {
   }
 }
 
-/** isTag says whether s is a tag such as `tag:server`. */
+/** isTag says whether s is a tag such as `tag:server` (letters of either case: `tag:Server` is another tag). */
 export function isTag (s: string): boolean {
-  return /^tag:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(s)
+  return /^tag:[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(s)
 }
 
 /** isDomain says whether s is a DNS domain such as `warren.internal`. */

@@ -19,8 +19,11 @@ export function isUserRole (s: string): s is UserRole {
   return (USER_ROLES as readonly string[]).includes(s)
 }
 
-/** HOST_ATTR_KEYS are the attributes a node reports about itself (node:tsVersion is Warren's version). */
-export const HOST_ATTR_KEYS = ['node:os', 'node:osVersion', 'node:tsVersion'] as const
+/**
+ * HOST_ATTR_KEYS are the attributes a node reports about itself (node:tsVersion is Warren's
+ * version, node:tsReleaseTrack `stable` for a release and `unstable` for a pre-release build).
+ */
+export const HOST_ATTR_KEYS = ['node:os', 'node:osVersion', 'node:tsVersion', 'node:tsReleaseTrack'] as const
 
 /** CUSTOM_ATTR_PATTERN is what an admin-set attribute key looks like: `custom:` and a name. */
 export const CUSTOM_ATTR_PATTERN = '^custom:[A-Za-z0-9_]{1,50}$'
@@ -42,7 +45,8 @@ export type PostureAttrs = Static<typeof PostureAttrs>
 export const HostAttrs = Type.Object({
   'node:os': Type.Optional(Type.String({ maxLength: 50 })),
   'node:osVersion': Type.Optional(Type.String({ maxLength: 100 })),
-  'node:tsVersion': Type.Optional(Type.String({ maxLength: 50 }))
+  'node:tsVersion': Type.Optional(Type.String({ maxLength: 50 })),
+  'node:tsReleaseTrack': Type.Optional(Type.Union([Type.Literal('stable'), Type.Literal('unstable')]))
 }, { additionalProperties: false })
 export type HostAttrs = Static<typeof HostAttrs>
 

@@ -12,7 +12,8 @@ import { WarrenError } from './errors.js'
  *   2 (2026-12-07): subnet routes (Node.advertisedRoutes/approvedRoutes, Peer.routes and
  *                   primaryRoutes, Node.primaryRoutes, FilterRule.dsts), grants' capabilities
  *                   (FilterRule.caps, LocalWhoisResponse.capabilities), nodeAttrs (Node.attrs), device
- *                   postures (Node.postureAttrs, MapHello.attrs), user roles, standalone TLS relays with their
+ *                   postures (Node.postureAttrs, MapHello.attrs), user roles, tags with
+ *                   capitals (tag:Server; lowercased for version 1), standalone TLS relays with their
  *                   certificate pin (RelayInfo.tlsFingerprint), call-me-maybe, netcheck
  *                   over IPv6 (LocalNetcheck.ipv6); nodes and relays answer an older
  *                   peer's challenge with its version.

@@ -137,7 +137,7 @@ export function createAdminClient (init: AdminClientInit): AdminClient {
 
   function checkTags (tags: string[] | undefined): void {
     for (const t of tags ?? []) {
-      if (!isTag(t)) throw new WarrenError('bad_tag', `'${t}' is not a tag: tags look like tag:name (lowercase letters, digits, inner hyphens), for example tag:server`, { field: 'tags' })
+      if (!isTag(t)) throw new WarrenError('bad_tag', `'${t}' is not a tag: tags look like tag:name (letters, digits, inner hyphens), for example tag:server`, { field: 'tags' })
     }
   }
 

@@ -84,7 +84,7 @@ function readOps<N extends JsonLike> (n: N, name: string, r: PolicyReader<N>): O
 }
 
 function targetError (t: string, within: string): string {
-  if (t === 'autogroup:internet') return `${within}: autogroup:internet is not supported yet (it comes with exit nodes)`
+  if (t === 'autogroup:internet') return `${within}: autogroup:internet cannot be in an IP set: it is the internet through exit nodes, not a set of addresses; write it in a rule's dst`
   if (t === '*' || /^(tag|group|autogroup|user):/.test(t) || t.includes('@')) {
     return `${within}: "${t}" cannot be in an IP set: IP sets hold addresses, CIDRs, hosts and other IP sets, not users, groups or tags`
   }

@@ -57,9 +57,10 @@ export const DEFAULT_PROTOS: readonly number[] = [IpProto.ICMPv4, IpProto.TCP, I
 export const ALL_PORTS: PortRange = { first: 0, last: 65535 }
 
 const TOP_KEYS: Record<string, string> = { groups: 'groups', tagowners: 'tagOwners', hosts: 'hosts', acls: 'acls', grants: 'grants', tests: 'tests', autoapprovers: 'autoApprovers',
-  ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs', randomizeclientport: 'randomizeClientPort', ipsets: 'ipsets', postures: 'postures', defaultsrcposture: 'defaultSrcPosture' }
+  ssh: 'ssh', sshtests: 'sshTests', nodeattrs: 'nodeAttrs', randomizeclientport: 'randomizeClientPort', ipsets: 'ipsets', postures: 'postures', defaultsrcposture: 'defaultSrcPosture',
+  disableipv4: 'disableIPv4' }
 const UNSUPPORTED_TOP: Record<string, string> = {
-  derpmap: 'derpMap', disableipv4: 'disableIPv4', onecgnatroute: 'OneCGNATRoute', attrs: 'attrs', settings: 'settings'
+  derpmap: 'derpMap', onecgnatroute: 'OneCGNATRoute', attrs: 'attrs', settings: 'settings'
 }
 const RULE_KEYS: Record<string, string> = { action: 'action', src: 'src', dst: 'dst', proto: 'proto', users: 'src', ports: 'dst', srcposture: 'srcPosture' }
 const UNSUPPORTED_RULE: Record<string, string> = { ip: 'ip', app: 'app', via: 'via' }
@@ -179,7 +180,7 @@ function isRouted (sel: Selector): boolean {
 
 /** isPolicyTag: a tag as a policy may name it; Tailscale also wants the name to start with a letter (`tag:1server` is refused). */
 function isPolicyTag (s: string): boolean {
-  return isTag(s) && /^tag:[a-z]/.test(s)
+  return isTag(s) && /^tag:[A-Za-z]/.test(s)
 }
 
 /** lookup reads a table by a key from the policy: only the table's own entries, never Object.prototype's. */
@@ -275,8 +276,20 @@ class PolicyParser {
     if (nodeAttrs !== undefined) this.policy.nodeAttrs.push(...parseNodeAttrs(nodeAttrs, this.reader))
     const randomize = sections.get('randomizeClientPort')
     if (randomize !== undefined) this.policy.nodeAttrs.push(...parseRandomizeClientPort(randomize, this.reader))
+    const disableIPv4 = sections.get('disableIPv4')
+    if (disableIPv4 !== undefined) this.disableIPv4(disableIPv4)
     this.checkUsers()
     return this.result()
+  }
+
+  /**
+   * disableIPv4 reads Tailscale's tailnet-wide `disableIPv4`: it only takes addresses away,
+   * so, like the disable-ipv4 node attribute, it is accepted with a warning that Warren
+   * keeps the nodes' IPv4 addresses.
+   */
+  private disableIPv4 (n: JsonNode): void {
+    if (n.type !== 'boolean') this.err(n, 'disableIPv4 must be true or false')
+    else if (n.value === true) this.warn(n, 'disableIPv4 is a Tailscale setting Warren does not act on: nodes keep their IPv4 addresses', 'remove it to silence this warning')
   }
 
   /** sshReader lends the ssh section readers this parser's checks (ssh-parse.ts). */
@@ -466,7 +479,7 @@ class PolicyParser {
     for (const prop of props) {
       const [keyNode, value] = prop.children as [JsonNode, JsonNode]
       const tag = String(keyNode.value)
-      if (!isPolicyTag(tag)) { this.err(keyNode, `tag "${tag}" must be "tag:" and a lowercase DNS-safe name that starts with a letter (for example tag:web)`); continue }
+      if (!isPolicyTag(tag)) { this.err(keyNode, `tag "${tag}" must be "tag:" and a name of letters, digits and inner hyphens that starts with a letter (for example tag:web)`); continue }
       if (this.policy.tagOwners.has(tag)) { this.err(keyNode, `tag ${tag} has owners defined twice`); continue }
       const owners: string[] = []
       for (const { value: o, node } of this.strings(value, `tagOwners["${tag}"]`)) {
@@ -771,7 +784,7 @@ class PolicyParser {
   }
 
   private tagSelector (s: string, node: JsonNode): Selector | undefined {
-    if (!isPolicyTag(s)) { this.err(node, `"${s}" is not a valid tag: use tag: and a lowercase DNS-safe name that starts with a letter`); return undefined }
+    if (!isPolicyTag(s)) { this.err(node, `"${s}" is not a valid tag: use tag: and a name of letters, digits and inner hyphens that starts with a letter`); return undefined }
     if (!this.policy.tagOwners.has(s)) {
       this.err(node, `tag ${s} has no entry in "tagOwners"; every tag needs owners (use [] if only auth keys grant it)`,
         didYouMean(s, this.policy.tagOwners.keys()))

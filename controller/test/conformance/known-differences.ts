@@ -13,6 +13,11 @@ export const EXIT_BEYOND =
     'through an exit node forwards to autogroup:internet only (a LAN is reached through a subnet route), which is less access; ' +
     'to the internet itself both forward the same'
 
+/** IP_POOL: why Warren refuses nodeAttrs' ipPool. */
+const IP_POOL =
+  'nodeAttrs\' ipPool hands the targeted nodes addresses from a pool; Warren assigns every node its address at registration ' +
+    'and keeps it, so it refuses ipPool by name rather than accept a policy whose addresses it would not give'
+
 /**
  * KNOWN_DIFFERENCES are the corpus cases where Warren knowingly answers otherwise than
  * Tailscale, each with the reason. Such a case is reported as "listed", not as a
@@ -35,5 +40,8 @@ export const KNOWN_DIFFERENCES: Readonly<Record<string, string>> = {
   'routes-ea4-exitnode-plus-routes-dual-node': EXIT_BEYOND,
   'routes-ea11-both-fields-same-tag': EXIT_BEYOND,
   'routes-ea13-both-fields-exitnode-matches': EXIT_BEYOND,
-  'nodeattrs-attr-c14-suggest-exit-node-approved': EXIT_BEYOND
+  'nodeattrs-attr-c14-suggest-exit-node-approved': EXIT_BEYOND,
+  'nodeattrs-ippool-g1-admin': IP_POOL,
+  'nodeattrs-ippool-g2-group': IP_POOL,
+  'nodeattrs-ippool-g3-mixed': IP_POOL
 }

@@ -34,7 +34,6 @@ export interface CaseResult {
 interface PendingFeature { reason: string, section?: string, error?: RegExp }
 
 const PENDING: PendingFeature[] = [
-  { error: /\bipPool\b/, reason: 'nodeAttrs ipPool (address pools)' }
 ]
 
 interface Span { key: string, start: number, end: number }

@@ -9,7 +9,7 @@ import type { CategoryResult } from './runner.js'
 export const DONE_CATEGORIES: ReadonlySet<Category> = new Set<Category>(['acl', 'routes', 'policytest', 'grant', 'nodeattrs', 'ssh', 'sshtest'])
 
 /** MIN_AGREE is how many cases each category agreed on when last raised: a change may not lose any. */
-export const MIN_AGREE: Readonly<Record<Category, number>> = { acl: 215, routes: 120, policytest: 56, grant: 266, nodeattrs: 51, ssh: 104, sshtest: 36 }
+export const MIN_AGREE: Readonly<Record<Category, number>> = { acl: 215, routes: 120, policytest: 56, grant: 266, nodeattrs: 52, ssh: 104, sshtest: 36 }
 
 /** formatTable prints the conformance table as Markdown, with why cases are not yet applicable below it. */
 export function formatTable (results: readonly CategoryResult[]): string {
