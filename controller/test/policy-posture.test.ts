@@ -48,7 +48,8 @@ t.test('conditions: each operator, versions compared part by part, an unset attr
 
 t.test('malformed conditions and unknown attributes are refused with the reason', async t => {
   t.match(parsePostureCondition("node:os = 'linux'"), /not a posture condition: write ATTRIBUTE OPERATOR VALUE/)
-  t.match(parsePostureCondition("node:tsReleaseTrack == 'stable'"), /Warren nodes do not report node:tsReleaseTrack; they report node:os, node:osVersion, node:tsVersion/)
+  t.match(parsePostureCondition("node:tsAutoUpdate == true"), /Warren nodes do not report node:tsAutoUpdate; they report node:os, node:osVersion, node:tsVersion, node:tsReleaseTrack/)
+  t.match(parsePostureCondition("node:tsReleaseTrack == 'stable'"), { attr: 'node:tsReleaseTrack', op: '==', values: ['stable'] }, 'the release track is reported')
   t.match(parsePostureCondition("falcon:ztaScore >= 50"), /"falcon:ztaScore" is not an attribute Warren knows/)
   t.match(parsePostureCondition('custom:x IN []'), /must hold one or more values/)
   t.match(parsePostureCondition('custom:x > true'), /true and false can only be compared with == or !=/)
@@ -162,5 +163,5 @@ t.test('tests: srcPostureAttrs gives the source device attributes', async t => {
   const p = policy(text(''))
   t.ok(explain(p, 'laptop', 'tag:db', 5432, 'tcp', { users, nodes: [laptop] }).allowed, 'explain judges a device named by its name with its attributes')
   t.notOk(explain(p, 'alice@', 'tag:db', 5432, 'tcp', { users, nodes: [laptop] }).allowed, 'a user has no device, so meets no posture')
-  t.match(errors(text('"srcPostureAttrs": { "node:tsReleaseTrack": "stable" },')), [/Warren nodes do not report node:tsReleaseTrack/])
+  t.match(errors(text('"srcPostureAttrs": { "node:tsAutoUpdate": true },')), [/Warren nodes do not report node:tsAutoUpdate/])
 })

@@ -34,7 +34,7 @@ function warrenErrorOr<T> (fn: () => T): T | undefined {
 const PATTERN_SAMPLES: Record<string, string> = {
   '^[A-Za-z0-9+/]{43}=$': generateWireGuardKeyPair().publicKey,
   '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$': 'db-1',
-  '^tag:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$': 'tag:web',
+  '^tag:[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$': 'tag:Web',
   '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$': 'alice',
   '^[^@\\s]+@[^@\\s]+$': 'alice@example.com',
   '^[A-Za-z0-9_-]+$': 'n0de_1',

@@ -104,13 +104,18 @@ export async function createMesh (t: TestWithResult, opts: MeshOptions): Promise
   if (opts.lab !== undefined && opts.hosts.length > 0) throw new Error('createMesh: with a lab, nodes are the lab\'s hosts; pass hosts: []')
   const topology = opts.lab?.topology ?? await createTopology(t, { hosts: ['ctl', ...opts.hosts] })
   const dir = mkdtempSync(join(tmpdir(), 'warren-mesh-'))
-  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
   const controllerHost = opts.lab?.controller ?? topology.host('ctl')
   const controllerStateDir = join(dir, 'controller')
   const nodes = new Map<string, MeshNode>()
 
   const controller = controllerHost.spawn([...WARREN_ARGV, 'controller', 'serve', '--state-dir', controllerStateDir,
     '--listen', `${controllerHost.address}:${opts.controllerPort ?? 8443}`, ...(opts.controllerArgs ?? [])])
+  // Teardowns run newest first, before the topology's: the mesh's processes stop before
+  // their state directory goes (a daemon still saving its state would leave it not empty).
+  t.teardown(async () => {
+    await Promise.all([controller, ...[...nodes.values()].map(n => n.proc)].map(async p => await p.kill('SIGTERM', 2000)))
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5 })
+  })
   t.teardown(() => {
     // On failure, what the processes said is the best clue.
     if (t.passing()) return
