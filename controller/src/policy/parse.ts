@@ -295,16 +295,10 @@ class PolicyParser {
   /** sshReader lends the ssh section readers this parser's checks (ssh-parse.ts). */
   private sshReader (): SshSectionReader {
     const reader: SshSectionReader = {
-      array: (n, what) => this.array(n, what),
-      object: (n, what) => this.object(n, what),
-      strings: (n, what) => this.strings(n, what),
+      ...this.reader,
       keys: (obj, where, known, unsupported, message) => this.keys(obj, where, known, unsupported, message),
-      err: (n, reason, suggestion) => this.err(n, reason, suggestion),
       errorCount: () => this.errors.length,
-      warn: (n, reason, suggestion) => this.warn(n, reason, suggestion),
-      selector: (s, n, side) => this.selector(s, n, side),
       identity: (s, n, role) => this.identity(s, n, role),
-      pos: n => this.nodePos(n),
       oneLine: n => this.oneLine(n)
     }
     if (this.users !== undefined) reader.users = this.users

@@ -1,5 +1,6 @@
 import type { Node as JsonNode } from 'jsonc-parser'
 import { didYouMean } from './errors.js'
+import type { PolicyReader } from './section-reader.js'
 import { createUserDirectory } from './users.js'
 import type { PolicyUser, Selector, SourcePos, SshAction, SshPolicyRule, SshPolicyTest, SshSelector, SshTestTarget, SshTestUser } from './types.js'
 
@@ -8,19 +9,12 @@ import type { PolicyUser, Selector, SourcePos, SshAction, SshPolicyRule, SshPoli
  * shape checks, which report at the right line, and its readers of selectors and test
  * identities, so an alias means the same here as in acls.
  */
-export interface SshSectionReader {
-  array: (n: JsonNode, what: string) => JsonNode[] | undefined
-  object: (n: JsonNode, what: string) => JsonNode[] | undefined
-  strings: (n: JsonNode, what: string) => Array<{ value: string, node: JsonNode }>
+export interface SshSectionReader extends PolicyReader<JsonNode> {
   keys: (obj: JsonNode, where: string, known: Record<string, string>, unsupported: Record<string, string>,
     unsupportedMessage: (name: string) => string) => Map<string, JsonNode>
-  err: (n: JsonNode, reason: string, suggestion?: string) => void
   /** errorCount: how many errors were reported so far */
   errorCount: () => number
-  warn: (n: JsonNode, reason: string, suggestion?: string) => void
-  selector: (s: string, n: JsonNode, side: 'src' | 'dst') => Selector | undefined
   identity: (s: string, n: JsonNode, role: 'src' | 'target') => boolean
-  pos: (n: JsonNode) => SourcePos
   oneLine: (n: JsonNode) => string
   /** users: the users the policy is checked against, when known */
   users?: readonly PolicyUser[]
